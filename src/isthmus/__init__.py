@@ -1,0 +1,3 @@
+"""isthmus: federated learning for data islands."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,56 @@
+"""Errors that name who and where: a party, a job, a step or a tag, so an operator can act on them."""
+
+from __future__ import annotations
+
+
+class IsthmusError(Exception):
+    """Base class of every error isthmus raises on purpose."""
+
+
+class ConfigError(IsthmusError):
+    """A job file, key size or option that cannot work."""
+
+
+class DataError(IsthmusError):
+    """A party's table is missing a column, holds non-numeric or missing values, or has no overlap."""
+
+
+class ProtocolError(IsthmusError):
+    """A peer sent bytes that do not decode to what the protocol expects."""
+
+    def __init__(self, message: str, *, peer: str | None = None, tag: str | None = None):
+        where = ", ".join(f"{k}={v!r}" for k, v in (("peer", peer), ("tag", tag)) if v is not None)
+        super().__init__(f"{message} ({where})" if where else message)
+        self.peer = peer
+        self.tag = tag
+
+
+class PeerError(IsthmusError):
+    """A peer could not be reached or did not answer in time."""
+
+    def __init__(self, message: str, *, peer: str, address: str | None = None, tag: str | None = None):
+        parts = [f"peer={peer!r}"]
+        if address:
+            parts.append(f"address={address}")
+        if tag:
+            parts.append(f"tag={tag!r}")
+        super().__init__(f"{message} ({', '.join(parts)})")
+        self.peer = peer
+        self.address = address
+        self.tag = tag
+
+
+class PeerTimeoutError(PeerError):
+    """Nothing arrived from a peer under a tag within the timeout."""
+
+
+class PeerUnreachableError(PeerError):
+    """A peer refused or dropped every connection attempt until the deadline."""
+
+
+class KeyMismatchError(IsthmusError):
+    """Ciphertexts under different public keys were combined."""
+
+
+class EncodingOverflowError(IsthmusError, OverflowError):
+    """A value does not fit the fixed-point or packing range."""

@@ -1,0 +1,54 @@
+"""Egress and ingress audit: every message a party sends or receives, as one JSON line.
+
+The log holds sizes and hashes, never payloads, so it can be shown to an auditor. For tests that
+must prove what did *not* leave a party, ``keep_payloads`` also stores each sent payload beside the
+log; production runs leave it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+
+
+class AuditLog:
+    def __init__(self, path: str | Path, *, keep_payloads: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.payload_dir = self.path.parent / "audit-payloads" if keep_payloads else None
+        if self.payload_dir:
+            self.payload_dir.mkdir(exist_ok=True)
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def record(self, direction: str, job: str, peer: str, tag: str, payload: bytes) -> None:
+        digest = hashlib.sha256(payload).hexdigest()
+        entry = {
+            "time": time.time(),
+            "direction": direction,
+            "job": job,
+            "peer": peer,
+            "tag": tag,
+            "bytes": len(payload),
+            "sha256": digest,
+        }
+        with self._lock:
+            self._seq += 1
+            with self.path.open("a", encoding="utf-8") as log:
+                log.write(json.dumps(entry) + "\n")
+            if self.payload_dir and direction == "send":
+                (self.payload_dir / f"{self._seq:08d}-{digest[:16]}.bin").write_bytes(payload)
+
+    def entries(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
+
+    def sent_payloads(self) -> list[bytes]:
+        """Payloads kept by ``keep_payloads``, in send order."""
+        if not self.payload_dir:
+            return []
+        return [p.read_bytes() for p in sorted(self.payload_dir.glob("*.bin"))]

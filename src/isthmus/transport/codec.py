@@ -1,0 +1,129 @@
+"""Typed wire envelopes for protocol messages, built on msgpack; a peer's bytes are hostile input.
+
+What can cross: None, bool, int, float, str, bytes, lists, dicts with string keys, numpy arrays of
+whitelisted dtypes, Paillier public keys and ciphertext arrays. Anything else is refused when
+encoding (a programming error) or when decoding (a :class:`ProtocolError` naming peer and tag).
+Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from isthmus.errors import ProtocolError
+
+MAGIC = b"ISM1"
+DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: larger payloads are a protocol bug or an attack
+MAX_NDIM = 8
+
+_EXT_NDARRAY = 1
+_EXT_CIPHER = 2
+_EXT_PUBLIC_KEY = 3
+_EXT_BIGINT = 4
+
+# Little-endian, fixed-size dtypes only: no objects, no strings, no structured records.
+_DTYPES = {
+    np.dtype(name).str: np.dtype(name)
+    for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64")
+}
+_INT64 = (-(1 << 63), (1 << 64) - 1)
+
+
+def encode(obj: Any) -> bytes:
+    """Serialise one message; raises ``TypeError`` for anything outside the wire vocabulary."""
+    return MAGIC + msgpack.packb(obj, default=_to_ext, use_bin_type=True, strict_types=False)
+
+
+def decode(data: bytes, *, peer: str | None = None, tag: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    """Parse one message from ``peer``; every failure is a :class:`ProtocolError`."""
+    if len(data) > max_bytes:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds the limit of {max_bytes}", peer=peer, tag=tag)
+    if not data.startswith(MAGIC):
+        raise ProtocolError("not an isthmus message (bad magic bytes)", peer=peer, tag=tag)
+    try:
+        return msgpack.unpackb(
+            memoryview(data)[len(MAGIC):],
+            ext_hook=_from_ext,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_buffer_size=max_bytes,
+        )
+    except ProtocolError as exc:
+        raise ProtocolError(str(exc), peer=peer, tag=tag) from None
+    except Exception as exc:  # msgpack raises many types for malformed input; all mean the same here
+        raise ProtocolError(f"malformed message: {type(exc).__name__}: {exc}", peer=peer, tag=tag) from None
+
+
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, default=_to_ext, use_bin_type=True)
+
+
+def _unpack(payload: bytes) -> Any:
+    return msgpack.unpackb(payload, ext_hook=_from_ext, raw=False, strict_map_key=True)
+
+
+def _to_ext(obj: Any) -> Any:
+    from isthmus.crypto.paillier import CipherArray, PaillierPublicKey
+
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.newbyteorder("<").str not in _DTYPES:
+            raise TypeError(f"numpy dtype {obj.dtype} cannot cross the wire")
+        arr = np.ascontiguousarray(obj, dtype=obj.dtype.newbyteorder("<"))
+        return msgpack.ExtType(_EXT_NDARRAY, _pack([arr.dtype.str, list(arr.shape), arr.tobytes()]))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, CipherArray):
+        return msgpack.ExtType(_EXT_CIPHER, _pack(obj.to_wire()))
+    if isinstance(obj, PaillierPublicKey):
+        return msgpack.ExtType(_EXT_PUBLIC_KEY, _pack(obj.to_wire()))
+    if isinstance(obj, int) and not _INT64[0] <= obj <= _INT64[1]:
+        return msgpack.ExtType(_EXT_BIGINT, _bigint_bytes(obj))
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} cannot cross the wire")
+
+
+def _from_ext(code: int, payload: bytes) -> Any:
+    if code == _EXT_NDARRAY:
+        return _ndarray_from(_unpack(payload))
+    if code == _EXT_BIGINT:
+        if not payload:
+            raise ProtocolError("empty big integer")
+        magnitude = int.from_bytes(payload[1:], "big")
+        if payload[0] not in (0, 1):
+            raise ProtocolError("bad big integer sign byte")
+        return -magnitude if payload[0] else magnitude
+    if code in (_EXT_CIPHER, _EXT_PUBLIC_KEY):
+        from isthmus.crypto.paillier import CipherArray, PaillierPublicKey
+
+        fields = _unpack(payload)
+        if not isinstance(fields, dict):
+            raise ProtocolError("ciphertext or key envelope is not a map")
+        try:
+            return (CipherArray if code == _EXT_CIPHER else PaillierPublicKey).from_wire(fields)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ProtocolError(f"invalid {'ciphertext array' if code == _EXT_CIPHER else 'public key'}: {exc}") from None
+    raise ProtocolError(f"unknown wire type {code}")
+
+
+def _ndarray_from(fields: Any) -> np.ndarray:
+    if not (isinstance(fields, list) and len(fields) == 3):
+        raise ProtocolError("array envelope must be [dtype, shape, data]")
+    dtype_name, shape, raw = fields
+    dtype = _DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
+    if dtype is None:
+        raise ProtocolError(f"array dtype {dtype_name!r} is not allowed")
+    if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and all(type(d) is int and d >= 0 for d in shape)):
+        raise ProtocolError(f"bad array shape {shape!r}")
+    if not isinstance(raw, bytes) or len(raw) != int(np.prod(shape, dtype=object)) * dtype.itemsize:
+        raise ProtocolError(f"array data does not match shape {shape} and dtype {dtype}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+
+def _bigint_bytes(value: int) -> bytes:
+    magnitude = abs(value)
+    return bytes([value < 0]) + magnitude.to_bytes((magnitude.bit_length() + 7) // 8, "big")

@@ -1,0 +1,45 @@
+"""Where delivered messages wait until the protocol asks for them, keyed by (job, sender, tag)."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict, deque
+
+
+class Mailbox:
+    """FIFO queues per (job, sender, tag); a receive blocks until a message arrives or time runs out."""
+
+    def __init__(self) -> None:
+        self._queues: dict[tuple[str, str, str], deque[bytes]] = defaultdict(deque)
+        self._cond = threading.Condition()
+
+    def put(self, job: str, sender: str, tag: str, payload: bytes) -> None:
+        with self._cond:
+            self._queues[(job, sender, tag)].append(payload)
+            self._cond.notify_all()
+
+    def get(self, job: str, sender: str, tag: str, timeout: float | None) -> bytes | None:
+        """The next payload, or ``None`` when ``timeout`` seconds pass first."""
+        got = self.get_any(job, [sender], tag, timeout)
+        return None if got is None else got[1]
+
+    def get_any(self, job: str, senders: list[str], tag: str, timeout: float | None) -> tuple[str, bytes] | None:
+        """The next payload under ``tag`` from whichever of ``senders`` delivered first, with its sender."""
+        keys = [(job, sender, tag) for sender in senders]
+        with self._cond:
+            if not self._cond.wait_for(lambda: any(self._queues.get(k) for k in keys), timeout=timeout):
+                return None
+            key = next(k for k in keys if self._queues.get(k))
+            return key[1], self._pop(key)
+
+    def _pop(self, key: tuple[str, str, str]) -> bytes:
+        queue = self._queues[key]
+        payload = queue.popleft()
+        if not queue:
+            del self._queues[key]
+        return payload
+
+    def drop_job(self, job: str) -> None:
+        with self._cond:
+            for key in [k for k in self._queues if k[0] == job]:
+                del self._queues[key]
