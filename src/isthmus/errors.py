@@ -48,6 +48,14 @@ class PeerUnreachableError(PeerError):
     """A peer refused or dropped every connection attempt until the deadline."""
 
 
+class PeerRefusedError(PeerError):
+    """A peer answered but refused the message: too large, unknown sender or identity mismatch."""
+
+
+class PeerAbortedError(PeerError):
+    """A peer gave up on the job and told the others, so they stop instead of waiting."""
+
+
 class KeyMismatchError(IsthmusError):
     """Ciphertexts under different public keys were combined."""
 

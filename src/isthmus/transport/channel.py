@@ -48,6 +48,24 @@ class Channel(ABC):
     def gather(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> dict[str, Any]:
         return {party: self.recv(party, tag, timeout) for party in frm}
 
+    def abort(self, reason: str) -> None:
+        """Tell every peer that this party abandoned the job, so their receives fail at once.
+
+        Best effort: a peer that cannot be reached is skipped, since the party is failing anyway.
+        """
+        from isthmus.errors import IsthmusError
+        from isthmus.transport.mailbox import ABORT_TAG
+
+        for peer in self.peers:
+            try:
+                self._send_raw(peer, ABORT_TAG, f"{self.party}: {reason}".encode()[:2000])
+            except IsthmusError:
+                pass
+
+    @abstractmethod
+    def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
+        """Deliver already-encoded bytes (used by :meth:`abort`, whose payload is plain text)."""
+
     def close(self) -> None:
         """Release what the channel holds; the default holds nothing."""
 

@@ -40,7 +40,9 @@ class LocalChannel(Channel):
 
     def send(self, to: str, tag: str, obj: Any) -> None:
         self._check_peer(to)
-        payload = codec.encode(obj)
+        self._send_raw(to, tag, codec.encode(obj))
+
+    def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
         if self.audit:
             self.audit.record("send", self.job, to, tag, payload)
         self.hub.mailboxes[to].put(self.job, self.party, tag, payload)

@@ -1,0 +1,122 @@
+"""The `isthmus` command: certificates, running one party, launching a whole job locally, demos."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from isthmus.errors import IsthmusError
+
+app = typer.Typer(help="isthmus: federated learning for data islands.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+demo_app = typer.Typer(help="Embedded examples that need no file from you.", invoke_without_command=True)
+app.add_typer(demo_app, name="demo")
+console = Console()
+
+JobArg = Annotated[Path, typer.Argument(help="The job's YAML file.", exists=True, dir_okay=False)]
+
+
+@app.command()
+def certs(out: Annotated[Path, typer.Argument(help="Folder for the CA and the party certificates.")],
+          parties: Annotated[list[str], typer.Argument(help="Party names, one certificate each.")]) -> None:
+    """Create a federation CA and one certificate per party (private keys are written mode 0600)."""
+    from isthmus.transport.certs import create_federation
+
+    files = create_federation(out, parties)
+    for party, tls in files.items():
+        console.print(f"{party}: {tls.cert}")
+    console.print(f"CA: {out / 'ca.pem'} — keep {out / 'ca.key'} offline; give each party only its own folder.")
+
+
+@app.command()
+def run(job: JobArg,
+        party: Annotated[str, typer.Option(help="Which party of the job this process is.")],
+        certs: Annotated[Path, typer.Option(help="Folder made by `isthmus certs` (CA + this party's files).")],
+        out: Annotated[Path, typer.Option(help="This party's run directory.")] = Path("runs/party"),
+        listen: Annotated[Optional[str], typer.Option(help="Bind address if not the job's address.")] = None) -> None:
+    """Run one party's side of a job: how parties on different machines run it."""
+    from isthmus.jobs.party_process import run_party_process
+    from isthmus.jobs.spec import load_job
+
+    _guard(lambda: run_party_process(load_job(job), party, certs_dir=certs, run_dir=out, listen=listen))
+    console.print(f"party {party} finished; results in {out}")
+
+
+@app.command()
+def launch(job: JobArg,
+           out: Annotated[Path, typer.Option(help="Run directory; each party writes OUT/<party>/.")] = Path("runs/launch")) -> None:
+    """Run every party as its own process on loopback with mutual TLS (certificates made for the run)."""
+    from isthmus.jobs.launcher import launch as launch_job
+
+    result = _guard(lambda: launch_job(job, out, console=console))
+    _print_results(result.out_dir, result.spec, result.seconds)
+
+
+@app.command()
+def parity(job: JobArg,
+           out: Annotated[Path, typer.Option(help="Run directory; parity.json lands here.")] = Path("runs/parity")) -> None:
+    """Run the federated job, then a centralised model on the POOLED data, and compare.
+
+    Pooling the parties' data is for local benchmarking only: in a real federation no one may do it.
+    """
+    from isthmus.jobs.parity import run_parity
+
+    report = _guard(lambda: run_parity(job, out, console=console))
+    console.print_json(json.dumps(report))
+
+
+@app.command()
+def selftest(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/selftest"),
+             key_bits: Annotated[int, typer.Option(help="Paillier key size.")] = 2048) -> None:
+    """Three parties as separate processes over mutual TLS: an encrypted sum the arbiter checks."""
+    from isthmus.demos.selftest import run_selftest
+
+    _guard(lambda: run_selftest(out, key_bits=key_bits, console=console))
+
+
+@demo_app.callback()
+def demo(ctx: typer.Context,
+         out: Annotated[Path, typer.Option(help="Where the demo writes its job and results.")] = Path("runs/demo")) -> None:
+    """Without a sub-command: the vertical demo."""
+    ctx.obj = out
+    if ctx.invoked_subcommand is None:
+        vertical(ctx)
+
+
+@demo_app.command()
+def vertical(ctx: typer.Context) -> None:
+    """Breast-cancer data split between a bank-like guest and a host: PSI, hetero LR, evaluation, parity."""
+    from isthmus.demos.vertical import run_vertical_demo
+
+    _guard(lambda: run_vertical_demo(ctx.obj / "vertical", console=console))
+
+
+def _guard(action):
+    """Turn isthmus errors into one clear line and exit code 1, instead of a traceback."""
+    try:
+        return action()
+    except IsthmusError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _print_results(out_dir: Path, spec, seconds: float) -> None:
+    console.print(f"job {spec.name!r} finished in {seconds:.1f} s")
+    for party in sorted(spec.parties):
+        console.print(f"  {party:<10} {out_dir / party}")
+    metrics = out_dir / spec.one("guest") / "metrics.json" if spec.with_role("guest") else None
+    if metrics and metrics.exists():
+        console.print_json(metrics.read_text())
+
+
+def main() -> None:
+    app(prog_name="isthmus")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""`isthmus demo` / `isthmus demo vertical`: the white paper's figure on scikit-learn's breast cancer data.
+
+A bank-like guest holds the label and 10 columns, an e-commerce-like host the other 20, for
+overlapping but different customers. They align privately (ECDH PSI), train hetero logistic
+regression with an arbiter over mutual TLS, evaluate, and compare with a model on the pooled data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from isthmus.jobs.local import loopback_parties, write_job
+from isthmus.jobs.parity import run_parity
+
+
+def make_vertical_data(folder: Path, *, seed: int = 7) -> tuple[Path, Path]:
+    """Split breast cancer vertically; 80% of each party's customers are shared with the other."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    names = [n.replace(" ", "_") for n in data.feature_names]
+    ids = np.array([f"cust-{i:05d}" for i in range(len(data.target))])
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ids))
+    guest_rows, host_rows = order[:500], order[69:]  # 431 shared customers
+    folder.mkdir(parents=True, exist_ok=True)
+    guest = pd.DataFrame(data.data[guest_rows, :10], columns=names[:10])
+    guest.insert(0, "y", data.target[guest_rows])
+    guest.insert(0, "id", ids[guest_rows])
+    host = pd.DataFrame(data.data[host_rows, 10:], columns=names[10:])
+    host.insert(0, "id", ids[host_rows])
+    guest_path, host_path = folder / "guest.csv", folder / "host.csv"
+    guest.sample(frac=1, random_state=seed).to_csv(guest_path, index=False)
+    host.sample(frac=1, random_state=seed + 1).to_csv(host_path, index=False)
+    return guest_path, host_path
+
+
+def run_vertical_demo(out_dir: Path, *, console: Console | None = None, key_bits: int = 2048) -> dict:
+    console = console or Console()
+    out_dir = Path(out_dir).resolve()
+    guest_csv, host_csv = make_vertical_data(out_dir / "data")
+    job = {
+        "job": "demo-vertical",
+        "parties": loopback_parties({
+            "guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
+            "host": {"data": {"path": str(host_csv), "id": "id"}},
+            "arbiter": {},
+        }),
+        "steps": [
+            {"intersect": {"method": "ecdh"}},
+            {"train": {"model": "hetero_lr", "epochs": 20, "batch_size": 64, "learning_rate": 0.15,
+                       "optimizer": "sgd", "penalty": "l2", "alpha": 0.01, "validation_fraction": 0.25,
+                       "key_bits": key_bits}},
+            {"evaluate": {}},
+        ],
+    }
+    job_path = write_job(out_dir / "job.yaml", job)
+    console.print(f"job file: {job_path}")
+    report = run_parity(job_path, out_dir / "run", console=console)
+    console.print(f"[bold]{report['metric'].upper()}[/]: federated {report['federated']:.4f}, "
+                  f"centralised on pooled data {report['centralized']:.4f}, delta {report['delta']:.4f} "
+                  f"({report['train_rows']} training rows, {report['evaluation_rows']} held out; {report['seconds']} s)")
+    for party in ("guest", "host", "arbiter"):
+        console.print(f"  {party:<8} {out_dir / 'run' / party}")
+    console.print(f"  metrics and plots: {out_dir / 'run' / 'guest' / 'metrics.json'}, roc.png, ks.png")
+    return report

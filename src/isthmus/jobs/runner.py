@@ -1,0 +1,41 @@
+"""Runs one party's side of a job: its steps in order, over a channel to the other parties."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from isthmus.errors import ConfigError, IsthmusError
+from isthmus.jobs.context import PartyContext
+from isthmus.jobs.events import EventLog
+from isthmus.jobs.spec import JobSpec
+from isthmus.jobs.steps import STEPS
+from isthmus.transport.channel import Channel
+
+
+def check_steps(spec: JobSpec) -> None:
+    unknown = [s.name for s in spec.steps if s.name not in STEPS]
+    if unknown:
+        raise ConfigError(f"job {spec.name!r}: unknown steps {unknown}; known steps: {sorted(STEPS)}")
+
+
+def run_party(spec: JobSpec, party: str, channel: Channel, run_dir: Path) -> PartyContext:
+    """Execute every step for ``party``; on failure tell the peers (so they stop) and re-raise."""
+    check_steps(spec)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = PartyContext(spec=spec, party=party, channel=channel, run_dir=run_dir, events=EventLog(run_dir, party))
+    current = "start"
+    try:
+        for step in spec.steps:
+            current = step.name
+            ctx.events.emit(step=step.name, status="running")
+            STEPS[step.name](ctx, step.options)
+            ctx.events.emit(step=step.name, status="done")
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, IsthmusError) else str(exc)
+        ctx.events.emit(step=current, status="failed", error=message)
+        logging.getLogger(f"isthmus.{party}").error("step %s failed: %s", current, message)
+        channel.abort(f"step {current} failed at {party}: {message}")
+        raise
+    ctx.events.emit(status="finished")
+    return ctx

@@ -1,0 +1,164 @@
+"""Job files: one YAML file names the parties, their data and the pipeline steps.
+
+Every party reads the same file; each runs its own side. See docs/jobs.md for the format.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from isthmus.errors import ConfigError
+
+ROLES = ("guest", "host", "arbiter", "client", "aggregator")
+_ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+_NAME = re.compile(r"^[a-z][a-z0-9\-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    path: Path
+    id: str
+    label: str | None = None
+    features: list[str] | None = None
+    exclude: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PartySpec:
+    name: str
+    role: str
+    address: str
+    data: DataSpec | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    parties: dict[str, PartySpec]
+    steps: list[Step]
+    base_dir: Path
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def role_of(self, party: str) -> str:
+        return self.party(party).role
+
+    def party(self, name: str) -> PartySpec:
+        if name not in self.parties:
+            raise ConfigError(f"job {self.name!r} has no party {name!r}; parties: {sorted(self.parties)}")
+        return self.parties[name]
+
+    def with_role(self, role: str) -> list[str]:
+        return sorted(name for name, p in self.parties.items() if p.role == role)
+
+    def one(self, role: str) -> str:
+        names = self.with_role(role)
+        if len(names) != 1:
+            raise ConfigError(f"job {self.name!r} needs exactly one {role}, found {names or 'none'}")
+        return names[0]
+
+    def step(self, name: str) -> Step | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def to_dict(self) -> dict:
+        """The job as plain data, e.g. to write a copy with other addresses."""
+        parties = {}
+        for name, p in self.parties.items():
+            entry: dict[str, Any] = {"role": p.role, "address": p.address}
+            if p.data:
+                entry["data"] = {k: (str(v) if isinstance(v, Path) else v)
+                                 for k, v in vars(p.data).items() if v not in (None, [])}
+            parties[name] = entry
+        return {"job": self.name, **self.options, "parties": parties,
+                "steps": [{s.name: s.options} for s in self.steps]}
+
+
+def load_job(path: str | Path) -> JobSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"job file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"job file {path} is not valid YAML: {exc}") from None
+    return parse_job(raw, base_dir=path.resolve().parent)
+
+
+def parse_job(raw: Any, *, base_dir: Path) -> JobSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError("a job file must be a mapping with 'job', 'parties' and 'steps'")
+    missing = [key for key in ("job", "parties", "steps") if key not in raw]
+    if missing:
+        raise ConfigError(f"job file lacks {missing}")
+    name = str(raw["job"])
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", name):
+        raise ConfigError(f"job name {name!r} may hold only letters, digits, '.', '_' and '-' (at most 64)")
+    parties = _parse_parties(raw["parties"], base_dir)
+    steps = _parse_steps(raw["steps"])
+    options = {k: v for k, v in raw.items() if k not in ("job", "parties", "steps")}
+    return JobSpec(name=name, parties=parties, steps=steps, base_dir=base_dir, options=options)
+
+
+def _parse_parties(raw: Any, base_dir: Path) -> dict[str, PartySpec]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("'parties' must map party names to their settings")
+    parties: dict[str, PartySpec] = {}
+    for name, entry in raw.items():
+        if isinstance(entry, list):  # `host: [{...}, {...}]` is host-1, host-2, ...
+            for i, item in enumerate(entry, start=1):
+                parties[f"{name}-{i}"] = _parse_party(f"{name}-{i}", item, base_dir, default_role=name)
+        else:
+            parties[name] = _parse_party(str(name), entry, base_dir, default_role=str(name).split("-")[0])
+    return parties
+
+
+def _parse_party(name: str, entry: Any, base_dir: Path, default_role: str) -> PartySpec:
+    if not _NAME.match(name):
+        raise ConfigError(f"party name {name!r}: use lower-case letters, digits and '-'")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"party {name!r}: settings must be a mapping")
+    role = entry.get("role", default_role)
+    if role not in ROLES:
+        raise ConfigError(f"party {name!r}: role {role!r} is not one of {ROLES} (set 'role:' explicitly)")
+    address = entry.get("address")
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        raise ConfigError(f"party {name!r}: 'address' must be host:port, got {address!r}")
+    data = entry.get("data")
+    return PartySpec(name=name, role=role, address=address, data=_parse_data(name, data, base_dir) if data else None)
+
+
+def _parse_data(party: str, raw: Any, base_dir: Path) -> DataSpec:
+    if not isinstance(raw, dict) or "path" not in raw or "id" not in raw:
+        raise ConfigError(f"party {party!r}: 'data' needs at least 'path' and 'id'")
+    unknown = set(raw) - {"path", "id", "label", "features", "exclude"}
+    if unknown:
+        raise ConfigError(f"party {party!r}: unknown data settings {sorted(unknown)}")
+    path = Path(raw["path"])
+    return DataSpec(path=path if path.is_absolute() else base_dir / path, id=str(raw["id"]),
+                    label=raw.get("label"), features=raw.get("features"), exclude=list(raw.get("exclude") or []))
+
+
+def _parse_steps(raw: Any) -> list[Step]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("'steps' must be a non-empty list such as [intersect: {}, train: {...}]")
+    steps = []
+    for item in raw:
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ConfigError(f"each step is a one-key mapping like 'train: {{...}}', got {item!r}")
+        (name, options), = item.items()
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(f"step {name!r}: options must be a mapping")
+        steps.append(Step(name=str(name), options=dict(options or {})))
+    return steps

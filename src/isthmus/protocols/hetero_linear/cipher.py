@@ -1,0 +1,70 @@
+"""The few homomorphic operations hetero linear models need, in one place.
+
+In the benchmark-only plaintext mode (``encrypt: false``) the public key is ``None`` and every
+"ciphertext" is a float array: the protocol code path stays the same, so the benchmark measures
+exactly what encryption costs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Encrypted = Any  # a CipherArray, or a float array in plaintext mode
+
+#: Fractional bits of encrypted values (partial predictions, residuals).
+VALUE_PRECISION = 32
+
+
+def encrypt(public_key: Any, values: np.ndarray) -> Encrypted:
+    if public_key is None:
+        return np.asarray(values, dtype=np.float64)
+    return public_key.encrypt(values, precision=VALUE_PRECISION)
+
+
+def weighted_sums(matrix: np.ndarray, vector: Encrypted, precision: int) -> Encrypted:
+    """``matrix @ [[vector]]`` for a plaintext (k, n) matrix: one multi-exponentiation per output."""
+    if isinstance(vector, np.ndarray):
+        return matrix @ vector
+    return vector.rmatmul(matrix, precision=precision)
+
+
+def mask(value: Encrypted) -> tuple[Encrypted, Any]:
+    """Blind a ciphertext array before the arbiter decrypts it; keep the second item to unblind."""
+    if isinstance(value, np.ndarray):
+        return value, None
+    return value.masked()
+
+
+def unmask(raw: Any, blinding: Any) -> np.ndarray:
+    if blinding is None:
+        return np.asarray(raw, dtype=np.float64)
+    return blinding.unmask(raw)
+
+
+def concatenate(parts: list[Encrypted]) -> Encrypted:
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return type(parts[0]).concatenate(parts)
+
+
+def decrypt_via_arbiter(channel, arbiter: str, value: Encrypted, size: int) -> np.ndarray:
+    """Have the arbiter decrypt ``value`` without learning it: mask, send, receive, unmask."""
+    from isthmus.errors import ProtocolError
+    from isthmus.protocols.hetero_linear import tags
+
+    masked, blinding = mask(value)
+    channel.send(arbiter, tags.MASKED, masked)
+    raw = channel.recv(arbiter, tags.UNMASKED_RAW)
+    if not isinstance(raw, (list, np.ndarray)) or len(raw) != size:
+        raise ProtocolError(f"expected {size} decrypted values", peer=arbiter, tag=tags.UNMASKED_RAW)
+    if blinding is not None and not all(type(v) is int for v in raw):
+        raise ProtocolError("decrypted values must be integers", peer=arbiter, tag=tags.UNMASKED_RAW)
+    return unmask(raw, blinding)
+
+
+def residual_scale(task: str, batch: int) -> float:
+    """Gradient = scale * X.T @ residual. For logistic models the guest sends 4x the Taylor residual
+    (z + 2 - 4y instead of z/4 + 1/2 - y) so that no ciphertext needs a scalar multiplication."""
+    return (1.0 if task == "regression" else 0.25) / batch

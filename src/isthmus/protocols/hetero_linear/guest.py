@@ -1,0 +1,208 @@
+"""The guest of hetero linear models: holds the labels, coordinates training, combines predictions.
+
+Per batch (white paper steps 2-4): hosts send encrypted partial predictions [[u_h]]; the guest forms
+the encrypted residual [[d]] = sum [[u_h]] + (its own plaintext part) and sends it to the hosts; every
+party computes its encrypted gradient X.T @ [[d]], masks it and has the arbiter decrypt it. The guest
+also has the encrypted loss decrypted, from which it decides convergence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.special import expit
+
+from isthmus.errors import DataError
+from isthmus.ml.optim import apply_penalty, make_optimizer
+from isthmus.protocols.hetero_linear import cipher, tags
+from isthmus.protocols.hetero_linear.config import LinearConfig
+from isthmus.protocols.validate import expect_array, expect_cipher, expect_dict
+from isthmus.transport.channel import Channel
+
+Progress = Callable[[dict], None]
+
+
+class HeteroLinearGuest:
+    def __init__(self, config: LinearConfig | None = None):
+        self.config = config or LinearConfig()
+        self.coef_: np.ndarray | None = None  # (n_features + intercept, n_models)
+        self.classes_: np.ndarray | None = None
+        self.history_: list[dict] = []
+
+    # ----------------------------------------------------------------- training
+    def fit(self, channel: Channel, X: np.ndarray, y: np.ndarray, *, hosts: list[str], arbiter: str,
+            progress: Progress | None = None) -> HeteroLinearGuest:
+        cfg = self.config
+        if not hosts:
+            raise DataError("hetero training needs at least one host")
+        self.hosts, self.arbiter, self.channel = list(hosts), arbiter, channel
+        self._X = self._design(X)
+        targets = self._targets(np.asarray(y, dtype=np.float64))
+        self.public_key = channel.recv(arbiter, tags.PUBLIC_KEY)
+        rng = np.random.default_rng(cfg.seed)
+        order = rng.permutation(len(self._X))
+        n_val = int(round(cfg.validation_fraction * len(order)))
+        self.validation_rows_, self.train_rows_ = np.sort(order[:n_val]), np.sort(order[n_val:])
+        if len(self.train_rows_) == 0:
+            raise DataError("the guest has no training rows left after the validation split")
+
+        self.coef_ = np.zeros((self._X.shape[1], len(targets)))
+        self._best = self.coef_.copy()
+        channel.broadcast(self.hosts, tags.CONTROL, {"op": "start", "models": len(targets)})
+        for model, target in enumerate(targets):
+            self._fit_model(model, target, rng, progress)
+        if cfg.early_stopping_rounds:
+            self.coef_ = self._best
+        channel.broadcast(self.hosts, tags.CONTROL, {"op": "fit-done"})
+        channel.send(arbiter, tags.ARBITER_CONTROL, "done")
+        return self
+
+    def _fit_model(self, model: int, target: np.ndarray, rng: np.random.Generator, progress: Progress | None) -> None:
+        cfg = self.config
+        optimizer = make_optimizer(cfg.optimizer, learning_rate=cfg.learning_rate, decay=cfg.decay)
+        penalized = np.ones(self._X.shape[1], dtype=bool)
+        penalized[-1] = not cfg.fit_intercept  # the intercept is never penalised
+        batch = cfg.batch_size if cfg.batch_size > 0 else len(self.train_rows_)
+        previous_loss, best_val, stale = np.inf, np.inf, 0
+        for epoch in range(cfg.epochs):
+            shuffled = rng.permutation(self.train_rows_)
+            loss_sum = 0.0
+            for start in range(0, len(shuffled), batch):
+                rows = np.sort(shuffled[start:start + batch])
+                loss_sum += self._train_batch(model, rows, target[rows], optimizer, penalized) * len(rows)
+            loss = loss_sum / len(shuffled)
+            record = {"model": model, "epoch": epoch + 1, "epochs": cfg.epochs, "loss": loss}
+            if len(self.validation_rows_):
+                val_loss = self._validation_loss(model, target)
+                record["validation_loss"] = val_loss
+                if val_loss < best_val - 1e-12:
+                    best_val, stale = val_loss, 0
+                    self._best[:, model] = self.coef_[:, model]
+                    self.channel.broadcast(self.hosts, tags.CONTROL, {"op": "keep-best", "model": model})
+                else:
+                    stale += 1
+            self.history_.append(record)
+            if progress:
+                progress(record)
+            if cfg.early_stopping_rounds and stale >= cfg.early_stopping_rounds:
+                break
+            if abs(previous_loss - loss) < cfg.tol:
+                break
+            previous_loss = loss
+
+    def _train_batch(self, model: int, rows: np.ndarray, target: np.ndarray, optimizer, penalized: np.ndarray) -> float:
+        cfg, channel, pk = self.config, self.channel, self.public_key
+        channel.broadcast(self.hosts, tags.CONTROL, {"op": "batch", "rows": rows, "model": model})
+        channel.send(self.arbiter, tags.ARBITER_CONTROL, "decrypt")
+        x = self._X[rows]
+        z_guest = x @ self.coef_[:, model]
+        partials = {}
+        for host in self.hosts:
+            msg = expect_dict(channel.recv(host, tags.PARTIAL), {"u", "u_sq"}, peer=host, tag=tags.PARTIAL)
+            partials[host] = (expect_cipher(msg["u"], pk, size=len(rows), peer=host, tag=tags.PARTIAL),
+                              expect_cipher(msg["u_sq"], pk, size=1, peer=host, tag=tags.PARTIAL))
+        hosts_sum = _total([u for u, _ in partials.values()])  # [[sum_h u_h]]
+        if cfg.task == "regression":
+            plain_residual = z_guest - target
+            linear_weights, quadratic, constant = plain_residual, 0.5, 0.0
+            plain_loss = 0.5 * plain_residual @ plain_residual
+        else:
+            signed = 2.0 * target - 1.0
+            plain_residual = z_guest + 2.0 - 4.0 * target
+            linear_weights, quadratic, constant = 0.25 * z_guest - 0.5 * signed, 0.125, np.log(2.0)
+            plain_loss = -0.5 * signed @ z_guest + 0.125 * z_guest @ z_guest
+        residual = hosts_sum + plain_residual
+        for i, host in enumerate(self.hosts):
+            later = [partials[other][0] for other in self.hosts[i + 1:]]
+            channel.send(host, tags.RESIDUAL, {"residual": residual, "partners": later})
+        # sum over the batch of (sum_h u_h)^2 = sum_h |u_h|^2 + 2 sum_{h<k} u_h . u_k
+        squares = _total([sq for _, sq in partials.values()])
+        for host in self.hosts[:-1]:
+            cross = expect_cipher(channel.recv(host, tags.CROSS_REPLY), pk, size=1, peer=host, tag=tags.CROSS_REPLY)
+            squares = squares + cross + cross
+        # Only the batch loss is decrypted, never its parts: they are inner products with host values.
+        encrypted_loss = cipher.weighted_sums(linear_weights[None, :], hosts_sum, cfg.precision) + squares * quadratic
+        encrypted = cipher.concatenate([cipher.weighted_sums(x.T, residual, cfg.precision), encrypted_loss])
+        decrypted = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted, x.shape[1] + 1)
+        weights = self.coef_[:, model]
+        grad = apply_penalty(weights, decrypted[:-1] * cipher.residual_scale(cfg.task, len(rows)),
+                             penalty=cfg.penalty, alpha=cfg.alpha, penalized=penalized)
+        self.coef_[:, model] = optimizer.step(weights, grad)
+        return constant + (plain_loss + decrypted[-1]) / len(rows)
+
+    def _validation_loss(self, model: int, target: np.ndarray) -> float:
+        rows = self.validation_rows_
+        z = self._scores(rows, self._X[rows])[:, model]  # _X already holds the intercept column
+        t = target[rows]
+        if self.config.task == "regression":
+            return float(np.mean((z - t) ** 2))
+        return float(np.mean(np.logaddexp(0.0, z) - t * z))
+
+    # --------------------------------------------------------------- prediction
+    def decision_function(self, channel: Channel, X: np.ndarray, *, hosts: list[str],
+                          rows: np.ndarray | None = None) -> np.ndarray:
+        """Joint scores for ``rows`` of the aligned table (all rows by default): every host scores the
+        same positions of its own aligned table and sends its partial scores."""
+        self.channel, self.hosts = channel, list(hosts)
+        rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
+        scores = self._scores(rows, self._design(np.asarray(X)[rows]))
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict_proba(self, channel: Channel, X: np.ndarray, *, hosts: list[str],
+                      rows: np.ndarray | None = None) -> np.ndarray:
+        z = self.decision_function(channel, X, hosts=hosts, rows=rows)
+        if self.config.task == "regression":
+            return z
+        p = expit(z)
+        return p / p.sum(axis=1, keepdims=True) if p.ndim == 2 else p
+
+    def predict(self, channel: Channel, X: np.ndarray, *, hosts: list[str],
+                rows: np.ndarray | None = None) -> np.ndarray:
+        p = self.predict_proba(channel, X, hosts=hosts, rows=rows)
+        if self.config.task == "regression":
+            return p
+        if p.ndim == 2:
+            return self.classes_[np.argmax(p, axis=1)]
+        return self.classes_[(p >= 0.5).astype(int)]
+
+    def finish(self, channel: Channel, *, hosts: list[str]) -> None:
+        """Release the hosts from serving scores."""
+        channel.broadcast(hosts, tags.CONTROL, {"op": "finish"})
+
+    def _scores(self, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+        n_models = self.coef_.shape[1]
+        self.channel.broadcast(self.hosts, tags.CONTROL, {"op": "score", "rows": rows})
+        total = x @ self.coef_
+        for host in self.hosts:
+            total = total + expect_array(self.channel.recv(host, tags.SCORES), shape=(len(rows), n_models),
+                                         peer=host, tag=tags.SCORES)
+        return total
+
+    # ------------------------------------------------------------------ helpers
+    def _design(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if self.config.fit_intercept:
+            X = np.hstack([X, np.ones((len(X), 1))])
+        return np.ascontiguousarray(X)
+
+    def _targets(self, y: np.ndarray) -> list[np.ndarray]:
+        """One target vector per model: the label itself, 0/1 for binary, one-vs-rest for multiclass."""
+        if self.config.task == "regression":
+            return [y]
+        self.classes_ = np.unique(y)
+        if self.config.task == "binary":
+            if len(self.classes_) != 2:
+                raise DataError(f"binary task needs exactly 2 label values, the guest has {self.classes_.tolist()}")
+            return [(y == self.classes_[1]).astype(np.float64)]
+        if len(self.classes_) < 3:
+            raise DataError(f"multiclass task needs 3 or more label values, the guest has {self.classes_.tolist()}")
+        return [(y == c).astype(np.float64) for c in self.classes_]
+
+
+def _total(values: list):
+    """Sum of a non-empty list of encrypted arrays."""
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
+    return total

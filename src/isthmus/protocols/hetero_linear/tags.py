@@ -1,0 +1,11 @@
+"""Message tags of the hetero linear protocol, in one place so roles cannot drift apart."""
+
+PUBLIC_KEY = "hetero-linear/public-key"
+ARBITER_CONTROL = "hetero-linear/arbiter-control"
+MASKED = "hetero-linear/masked"
+UNMASKED_RAW = "hetero-linear/unmasked-raw"
+CONTROL = "hetero-linear/control"  # guest -> hosts: what to do next
+PARTIAL = "hetero-linear/partial"  # host -> guest: encrypted partial predictions of a batch
+RESIDUAL = "hetero-linear/residual"  # guest -> hosts: encrypted residual of a batch
+CROSS_REPLY = "hetero-linear/cross-reply"  # host -> guest: encrypted inner product for the loss
+SCORES = "hetero-linear/scores"  # host -> guest: plaintext partial scores for prediction

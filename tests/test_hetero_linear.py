@@ -1,0 +1,164 @@
+"""Hetero linear and logistic regression over the in-process channel: parity, multi-host, privacy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
+from sklearn.metrics import r2_score, roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+from conftest import run_parties
+from isthmus.errors import ConfigError, PeerAbortedError
+from isthmus.protocols.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
+from isthmus.transport.local import LocalHub
+
+
+def train_jointly(config: LinearConfig, X_guest, y, X_hosts, *, hub: LocalHub | None = None):
+    """Train guest + hosts + arbiter as threads; return the guest's scores on all rows and the parts."""
+    hosts = [f"host-{i}" for i in range(1, len(X_hosts) + 1)]
+    hub = hub or LocalHub(["guest", *hosts, "arbiter"])
+    guest = HeteroLinearGuest(config)
+    host_parts = {name: HeteroLinearHost(config) for name in hosts}
+
+    def run_guest():
+        channel = hub.channel("guest")
+        guest.fit(channel, X_guest, y, hosts=hosts, arbiter="arbiter")
+        scores = guest.predict_proba(channel, X_guest, hosts=hosts)
+        guest.finish(channel, hosts=hosts)
+        return scores
+
+    def run_host(name, X):
+        def target():
+            channel = hub.channel(name)
+            host_parts[name].fit(channel, X, guest="guest", arbiter="arbiter")
+            host_parts[name].serve_scores(channel, X, guest="guest")
+        return target
+
+    roles = {"guest": run_guest, "arbiter": lambda: HeteroLinearArbiter(config).fit(
+        hub.channel("arbiter"), guest="guest", hosts=hosts)}
+    roles.update({name: run_host(name, X) for name, X in zip(hosts, X_hosts)})
+    return run_parties(roles, timeout=300)["guest"], guest, host_parts
+
+
+@pytest.fixture(scope="module")
+def breast():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def centralised_auc(X, y, alpha=0.01):
+    model = LogisticRegression(C=1.0 / (alpha * len(y)), max_iter=5000).fit(X, y)
+    return roc_auc_score(y, model.predict_proba(X)[:, 1])
+
+
+def test_plaintext_mode_matches_centralised_logistic_regression(breast):
+    X, y = breast
+    config = LinearConfig(epochs=15, batch_size=64, learning_rate=0.15, encrypt=False)
+    scores, _, _ = train_jointly(config, X[:, :10], y, [X[:, 10:]])
+    assert abs(roc_auc_score(y, scores) - centralised_auc(X, y)) < 0.005
+
+
+def test_encrypted_logistic_regression_two_hosts_matches_centralised(breast, paillier_1024):
+    X, y = breast
+    config = LinearConfig(epochs=5, batch_size=128, learning_rate=0.15, key_bits=1024)
+    scores, guest, hosts = train_jointly(config, X[:, :10], y, [X[:, 10:20], X[:, 20:]])
+    assert abs(roc_auc_score(y, scores) - centralised_auc(X, y)) < 0.01
+    # each party keeps only its own coefficients
+    assert guest.coef_.shape == (11, 1)
+    assert [h.coef_.shape for h in hosts.values()] == [(10, 1), (10, 1)]
+
+
+def test_encrypted_and_plaintext_modes_agree(breast, paillier_1024):
+    """Encryption changes nothing but fixed-point rounding: the same weights to ~1e-4."""
+    X, y = breast
+    rows = slice(0, 200)
+    plain = LinearConfig(epochs=2, batch_size=100, key_bits=1024, encrypt=False)
+    secret = LinearConfig(epochs=2, batch_size=100, key_bits=1024)
+    _, guest_plain, hosts_plain = train_jointly(plain, X[rows, :10], y[rows], [X[rows, 10:]])
+    _, guest_secret, hosts_secret = train_jointly(secret, X[rows, :10], y[rows], [X[rows, 10:]])
+    np.testing.assert_allclose(guest_secret.coef_, guest_plain.coef_, atol=1e-4)
+    np.testing.assert_allclose(hosts_secret["host-1"].coef_, hosts_plain["host-1"].coef_, atol=1e-4)
+    for a, b in zip(guest_secret.history_, guest_plain.history_):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-4)
+
+
+def test_reported_loss_is_the_taylor_loss_of_the_batch(breast):
+    """Full-batch SGD from zero weights: epoch 1 reports log 2; epoch 2 reports the Taylor loss
+    log 2 - y'z/2 + z^2/8 at w1 = -lr * grad(0), computed here on the pooled data."""
+    X, y = breast
+    lr = 0.5
+    config = LinearConfig(epochs=2, batch_size=0, learning_rate=lr, penalty=None, tol=0.0, encrypt=False)
+    _, guest, _ = train_jointly(config, X[:, :10], y, [X[:, 10:]])
+    pooled = np.hstack([X[:, :10], np.ones((len(y), 1)), X[:, 10:]])
+    w1 = -lr * pooled.T @ (0.5 - y) / len(y)
+    z = pooled @ w1
+    signed = 2 * y - 1
+    taylor = np.mean(np.log(2.0) - 0.5 * signed * z + 0.125 * z**2)
+    assert guest.history_[0]["loss"] == pytest.approx(np.log(2.0))
+    assert guest.history_[1]["loss"] == pytest.approx(taylor, rel=1e-9)
+
+
+def test_linear_regression_matches_ridge():
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    config = LinearConfig(task="regression", epochs=60, batch_size=64, learning_rate=0.05, alpha=0.001,
+                          encrypt=False, tol=1e-7)
+    scores, _, _ = train_jointly(config, X[:, :4], y, [X[:, 4:]])
+    reference = Ridge(alpha=0.001 * len(y)).fit(X, y).predict(X)
+    assert abs(r2_score(y, scores) - r2_score(y, reference)) < 0.01
+
+
+def test_multiclass_one_vs_rest():
+    """The Taylor-approximated logistic loss is a least-squares loss on 4y-2, so one-vs-rest converges
+    to what a one-vs-rest least-squares classifier gets (iris' middle class is not linearly separable)."""
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    config = LinearConfig(task="multiclass", epochs=30, batch_size=32, learning_rate=0.3, encrypt=False)
+    scores, guest, hosts = train_jointly(config, X[:, :2], y, [X[:, 2:]])
+    assert scores.shape == (150, 3)
+    reference = (RidgeClassifier(alpha=1.5).fit(X, y).predict(X) == y).mean()
+    assert (guest.classes_[scores.argmax(axis=1)] == y).mean() >= reference - 0.02
+    assert hosts["host-1"].coef_.shape == (2, 3)
+
+
+def test_early_stopping_keeps_the_best_validation_weights(breast):
+    X, y = breast
+    config = LinearConfig(epochs=40, batch_size=32, learning_rate=2.0, validation_fraction=0.3,
+                          early_stopping_rounds=2, tol=0.0, encrypt=False)
+    _, guest, _ = train_jointly(config, X[:, :10], y, [X[:, 10:]])
+    val = [h["validation_loss"] for h in guest.history_]
+    assert len(val) < 40  # stopped early
+    assert len(guest.validation_rows_) == round(0.3 * len(y))
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ConfigError, match="penalty"):
+        LinearConfig(penalty="l3")
+    with pytest.raises(ConfigError, match="unknown training options"):
+        LinearConfig.from_dict({"epochz": 3})
+    with pytest.raises(ConfigError, match="validation_fraction"):
+        LinearConfig(early_stopping_rounds=3)
+
+
+def test_a_failing_host_stops_the_others_instead_of_hanging(breast):
+    X, y = breast
+    hub = LocalHub(["guest", "host-1", "arbiter"])
+    config = LinearConfig(epochs=2, encrypt=False)
+
+    def broken_host():
+        channel = hub.channel("host-1")
+        channel.recv("arbiter", "hetero-linear/public-key")
+        channel.abort("disk full")
+        raise RuntimeError("disk full")
+
+    def guest():
+        HeteroLinearGuest(config).fit(hub.channel("guest"), X[:, :10], y, hosts=["host-1"], arbiter="arbiter")
+
+    with pytest.raises(AssertionError) as failure:
+        run_parties({"guest": guest, "host-1": broken_host,
+                     "arbiter": lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest",
+                                                                         hosts=["host-1"])}, timeout=30)
+    assert "still running" not in str(failure.value)
+    assert isinstance(failure.value.__cause__, (RuntimeError, PeerAbortedError))
