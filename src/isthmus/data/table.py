@@ -1,0 +1,269 @@
+"""Reading one party's table (CSV or Parquet) into arrays, with errors an operator can act on.
+
+A table has an id column (used only for sample alignment), an optional label column (the guest's)
+and feature columns. Every problem is a :class:`DataError` naming the party and the file, because
+in a federated job the operator reading it may be at another organisation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from isthmus.errors import ConfigError, DataError
+
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+MISSING_POLICIES = ("error", "keep")
+_MAX_LISTED = 40  # names quoted in one message before "..."
+
+_Fail = Callable[[str], DataError]  # builds a DataError that names the party and the file
+
+
+@dataclass(frozen=True)
+class PartyTable:
+    """One party's rows: ids, float64 features (n, d), optional float64 label (n,)."""
+
+    party: str
+    ids: np.ndarray
+    features: np.ndarray
+    feature_names: list[str]
+    label: np.ndarray | None
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if self.features.ndim != 2 or self.features.shape != (n, len(self.feature_names)):
+            raise ValueError(
+                f"party {self.party!r}: features of shape {self.features.shape} do not match "
+                f"{n} ids and {len(self.feature_names)} feature names"
+            )
+        if self.label is not None and self.label.shape != (n,):
+            raise ValueError(f"party {self.party!r}: label of shape {self.label.shape} does not match {n} ids")
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.ids)
+
+    def take(self, positions: np.ndarray) -> PartyTable:
+        """Rows at ``positions``, in that order (e.g. the shared rows in the order PSI agreed on).
+
+        Negative positions are refused rather than wrapped around: positions come out of a protocol
+        run with other parties, and a wrapped index would silently pick the wrong row.
+        """
+        positions = np.asarray(positions)
+        if positions.ndim != 1 or not (positions.size == 0 or np.issubdtype(positions.dtype, np.integer)):
+            raise DataError(
+                f"party {self.party!r}: row positions must be a 1-D integer array, "
+                f"got dtype {positions.dtype} and shape {positions.shape}"
+            )
+        if positions.size and (positions.min() < 0 or positions.max() >= self.n_rows):
+            raise DataError(
+                f"party {self.party!r}: row positions must lie in [0, {self.n_rows}), "
+                f"got range [{positions.min()}, {positions.max()}]"
+            )
+        positions = positions.astype(np.intp, copy=False)
+        return PartyTable(
+            party=self.party,
+            ids=self.ids[positions],
+            features=np.ascontiguousarray(self.features[positions]),
+            feature_names=list(self.feature_names),
+            label=None if self.label is None else self.label[positions],
+        )
+
+
+def read_table(
+    path: str | Path,
+    *,
+    party: str,
+    id_column: str,
+    label_column: str | None = None,
+    feature_columns: list[str] | None = None,
+    exclude: list[str] | tuple[str, ...] = (),
+    missing: Literal["error", "keep"] = "error",
+) -> PartyTable:
+    """Read ``path`` for ``party``; the features are every column but id, label and ``exclude`` unless named.
+
+    ``missing="error"`` refuses empty/NaN feature cells; ``missing="keep"`` keeps them as NaN (for
+    models that route missing values themselves, e.g. SecureBoost). A missing label is always an
+    error: a row without its label cannot be trained or scored. Infinite values are always an error.
+
+    CSV ids are kept as text (an object array of ``str``): a CSV has no types, and reading ``007``
+    as the number 7 would make ids that differ in the file collide during alignment. Parquet ids
+    keep their stored type (integers as int64, anything else as an object array).
+    """
+    if missing not in MISSING_POLICIES:
+        raise ConfigError(f"missing={missing!r} is not one of {MISSING_POLICIES}")
+    path = Path(path)
+
+    def fail(message: str) -> DataError:
+        return DataError(f"party {party!r}, file {str(path)!r}: {message}")
+
+    if not path.is_file():
+        raise fail("no such file")
+    reader = _reader_for(path, fail)
+    columns = reader.columns()
+    _check_duplicates(columns, fail)
+    selected = _select_columns(columns, id_column, label_column, feature_columns, list(exclude), fail)
+
+    frame = reader.read(selected)
+    if len(frame) == 0:
+        raise fail("the table has no rows")
+
+    ids = _id_array(frame[id_column], id_column, fail)
+    features = _numeric_matrix(frame, selected.features, fail)
+    _check_finite(features, selected.features, "features", allow_nan=(missing == "keep"), fail=fail)
+    label = None
+    if label_column is not None:
+        label = _numeric_matrix(frame, [label_column], fail)[:, 0]
+        _check_finite(label[:, None], [label_column], "label", allow_nan=False, fail=fail)
+    return PartyTable(party=party, ids=ids, features=features, feature_names=selected.features, label=label)
+
+
+@dataclass(frozen=True)
+class _Selection:
+    id_column: str
+    columns: list[str]  # every column to read, in file order
+    features: list[str]
+
+
+def _select_columns(
+    columns: list[str],
+    id_column: str,
+    label_column: str | None,
+    feature_columns: list[str] | None,
+    exclude: list[str],
+    fail: _Fail,
+) -> _Selection:
+    def require(names: list[str], role: str) -> None:
+        absent = [name for name in names if name not in columns]
+        if absent:
+            raise fail(f"{role} {_quote(absent)} not found; the file has columns {_quote(columns)}")
+
+    require([id_column], "id column")
+    if label_column is not None:
+        require([label_column], "label column")
+    require(exclude, "excluded column(s)")
+    reserved = {id_column, label_column}
+    if feature_columns is None:
+        features = [c for c in columns if c not in reserved and c not in exclude]
+    else:
+        require(feature_columns, "feature column(s)")
+        clash = [c for c in feature_columns if c in reserved]
+        if clash:
+            raise ConfigError(f"feature_columns {_quote(clash)} is also the id or label column")
+        features = list(feature_columns)
+    wanted = set(features) | {c for c in reserved if c is not None}
+    return _Selection(id_column=id_column, columns=[c for c in columns if c in wanted], features=features)
+
+
+class _CsvReader:
+    def __init__(self, path: Path, fail: _Fail) -> None:
+        self.path, self.fail = path, fail
+
+    def columns(self) -> list[str]:
+        # pandas renames duplicate header cells ("x" -> "x.1"); read the raw header row to see them.
+        try:
+            header = pd.read_csv(self.path, header=None, nrows=1, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise self.fail("the file is empty (no header row)") from None
+        except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+            raise self.fail(f"cannot be read as CSV: {exc}") from None
+        return [str(name) for name in header.iloc[0]]
+
+    def read(self, selection: _Selection) -> pd.DataFrame:
+        try:
+            return pd.read_csv(self.path, usecols=selection.columns, dtype={selection.id_column: str})
+        except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+            raise self.fail(f"cannot be read as CSV: {exc}") from None
+
+
+class _ParquetReader:
+    def __init__(self, path: Path, fail: _Fail) -> None:
+        self.path, self.fail = path, fail
+
+    def columns(self) -> list[str]:
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(self.path).names)
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+            raise self.fail(f"cannot be read as Parquet: {exc}") from None
+
+    def read(self, selection: _Selection) -> pd.DataFrame:
+        try:
+            return pd.read_parquet(self.path, columns=selection.columns, engine="pyarrow")
+        except Exception as exc:
+            raise self.fail(f"cannot be read as Parquet: {exc}") from None
+
+
+def _reader_for(path: Path, fail: _Fail) -> _CsvReader | _ParquetReader:
+    name = path.name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return _CsvReader(path, fail)
+    if name.endswith(PARQUET_SUFFIXES):
+        if importlib.util.find_spec("pyarrow") is None:
+            raise fail("reading Parquet needs pyarrow: pip install 'isthmus[parquet]'")
+        return _ParquetReader(path, fail)
+    raise fail(f"unknown table format; the name must end with one of {CSV_SUFFIXES + PARQUET_SUFFIXES}")
+
+
+def _check_duplicates(columns: list[str], fail: _Fail) -> None:
+    duplicated = sorted(name for name, count in Counter(columns).items() if count > 1)
+    if duplicated:
+        raise fail(f"duplicate column name(s) {_quote(duplicated)}")
+
+
+def _id_array(column: pd.Series, name: str, fail: _Fail) -> np.ndarray:
+    absent = int(column.isna().sum())
+    if absent:
+        raise fail(f"id column {name!r} has {absent} empty cell(s)")
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return column.to_numpy(dtype=np.int64)
+    return column.to_numpy(dtype=object)
+
+
+def _numeric_matrix(frame: pd.DataFrame, names: list[str], fail: _Fail) -> np.ndarray:
+    """Columns ``names`` as one C-contiguous float64 matrix; a non-numeric cell is named with an example."""
+    out = np.empty((len(frame), len(names)), dtype=np.float64)
+    for j, name in enumerate(names):
+        column = frame[name]
+        if not pd.api.types.is_numeric_dtype(column.dtype):  # bool counts as numeric (0/1)
+            parsed = pd.to_numeric(column, errors="coerce")
+            bad = parsed.isna() & column.notna()
+            if bad.any():
+                raise fail(
+                    f"column {name!r} is not numeric: {int(bad.sum())} cell(s) such as "
+                    f"{column[bad].iloc[0]!r} (data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1})"
+                )
+            column = parsed
+        out[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+def _check_finite(values: np.ndarray, names: list[str], what: str, *, allow_nan: bool, fail: _Fail) -> None:
+    """Refuse infinite cells always, and missing (NaN) cells unless ``allow_nan``; count them per column."""
+    checks = [("infinite", np.isinf, "")]
+    if not allow_nan:
+        hint = "; fill them or read with missing='keep'" if what == "features" else ""
+        checks.append(("missing (empty or NaN)", np.isnan, hint))
+    for kind, test, hint in checks:
+        counts = test(values).sum(axis=0)
+        if counts.any():
+            listed = [f"{names[j]!r} ({int(counts[j])} cell(s))" for j in np.flatnonzero(counts)]
+            raise fail(f"{kind} values in {what}: {_join(listed)}{hint}")
+
+
+def _quote(names: list[str]) -> str:
+    return _join([repr(name) for name in names])
+
+
+def _join(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > _MAX_LISTED else "")
