@@ -115,7 +115,7 @@ def _status_table(spec: JobSpec, out_dir: Path, processes: dict[str, subprocess.
     for column in ("party", "role", "step", "status", "detail"):
         table.add_column(column)
     for name in sorted(spec.parties):
-        events = read_events(out_dir / name / "events.jsonl")
+        events = [e for e in read_events(out_dir / name / "events.jsonl") if "step" in e]
         last = events[-1] if events else {}
         code = processes[name].poll()
         status = "running" if code is None else ("finished" if code == 0 else f"failed ({code})")
