@@ -1,0 +1,75 @@
+"""Spreading big arrays over cores: threads where gmpy2 releases the GIL, worker processes elsewhere.
+
+Measured on 2048-bit keys (2 cores): ``gmpy2.powmod_base_list`` releases the GIL and two threads run
+it twice as fast, so decryption uses threads. Single ``powmod`` calls and the short 4096-bit modular
+products of fixed-base encryption and of the bucket method gain nothing or ~1.2x from threads even
+with ``allow_release_gil`` (handing the GIL over costs as much as the product), so that work runs in
+worker processes. They receive and return plain bytes and ints (moduli, ciphertexts, exponents),
+never private keys. The processes come from loky (joblib's executor): they start as fresh
+interpreters, so threads of the caller cannot deadlock them, and unlike multiprocessing's spawn and
+forkserver they do not re-run the caller's ``__main__``. Work is only spread when it is big enough
+to repay the hand-over (thresholds at the callers).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from joblib.externals.loky.process_executor import ProcessPoolExecutor
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_workers = int(os.environ.get("ISTHMUS_CRYPTO_WORKERS", "0")) or os.cpu_count() or 1
+_processes: ProcessPoolExecutor | None = None
+
+
+def configure(workers: int) -> None:
+    """Use ``workers`` cores for big arrays (1: everything in the calling thread)."""
+    global _workers, _processes
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    with _lock:
+        _workers = workers
+        if _processes is not None:
+            _processes.shutdown(wait=False)
+            _processes = None
+
+
+def workers() -> int:
+    return _workers
+
+
+def chunks(count: int, parts: int) -> list[range]:
+    """``range(count)`` cut into at most ``parts`` contiguous, nearly equal, non-empty pieces."""
+    parts = max(1, min(parts, count))
+    edges = [count * i // parts for i in range(parts + 1)]
+    return [range(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def in_processes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]:
+    """``[function(*task) for task in tasks]`` in worker processes; ``function`` must be module-level."""
+    if len(tasks) <= 1 or _workers == 1:
+        return [function(*task) for task in tasks]
+    futures = [_process_pool().submit(function, *task) for task in tasks]
+    return [future.result() for future in futures]
+
+
+def in_threads(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]:
+    """``[function(*task) for task in tasks]`` in threads (for calls that release the GIL)."""
+    if len(tasks) <= 1 or _workers == 1:
+        return [function(*task) for task in tasks]
+    with ThreadPoolExecutor(min(_workers, len(tasks))) as pool:
+        return list(pool.map(lambda task: function(*task), tasks))
+
+
+def _process_pool() -> ProcessPoolExecutor:
+    global _processes
+    with _lock:
+        if _processes is None:
+            _processes = ProcessPoolExecutor(max_workers=_workers)
+        return _processes
