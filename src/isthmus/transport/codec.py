@@ -50,7 +50,7 @@ def decode(data: bytes, *, peer: str | None = None, tag: str | None = None, max_
             raw=False,
             strict_map_key=True,
             use_list=True,
-            max_buffer_size=max_bytes,
+            timestamp=2,  # msgpack's built-in timestamp ext (-1) would bypass ext_hook; as an int it stays in vocabulary
         )
     except ProtocolError as exc:
         raise ProtocolError(str(exc), peer=peer, tag=tag) from None
@@ -63,27 +63,27 @@ def _pack(obj: Any) -> bytes:
 
 
 def _unpack(payload: bytes) -> Any:
-    return msgpack.unpackb(payload, ext_hook=_from_ext, raw=False, strict_map_key=True)
+    return msgpack.unpackb(payload, ext_hook=_from_ext, raw=False, strict_map_key=True, timestamp=2)
 
 
 def _to_ext(obj: Any) -> Any:
-    from isthmus.crypto.paillier import CipherArray, PaillierPublicKey
-
     if isinstance(obj, np.ndarray):
         if obj.dtype.newbyteorder("<").str not in _DTYPES:
             raise TypeError(f"numpy dtype {obj.dtype} cannot cross the wire")
-        arr = np.ascontiguousarray(obj, dtype=obj.dtype.newbyteorder("<"))
+        arr = np.asarray(obj, dtype=obj.dtype.newbyteorder("<"), order="C")  # ascontiguousarray makes 0-d arrays 1-d
         return msgpack.ExtType(_EXT_NDARRAY, _pack([arr.dtype.str, list(arr.shape), arr.tobytes()]))
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, CipherArray):
-        return msgpack.ExtType(_EXT_CIPHER, _pack(obj.to_wire()))
-    if isinstance(obj, PaillierPublicKey):
-        return msgpack.ExtType(_EXT_PUBLIC_KEY, _pack(obj.to_wire()))
     if isinstance(obj, int) and not _INT64[0] <= obj <= _INT64[1]:
         return msgpack.ExtType(_EXT_BIGINT, _bigint_bytes(obj))
     if isinstance(obj, tuple):
         return list(obj)
+    from isthmus.crypto.paillier import CipherArray, PaillierPublicKey  # only here: plain data never imports crypto
+
+    if isinstance(obj, CipherArray):
+        return msgpack.ExtType(_EXT_CIPHER, _pack(obj.to_wire()))
+    if isinstance(obj, PaillierPublicKey):
+        return msgpack.ExtType(_EXT_PUBLIC_KEY, _pack(obj.to_wire()))
     raise TypeError(f"{type(obj).__name__} cannot cross the wire")
 
 

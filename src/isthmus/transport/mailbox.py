@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import defaultdict, deque
 
@@ -15,7 +16,8 @@ class Mailbox:
     """FIFO queues per (job, sender, tag); a receive blocks until a message arrives or time runs out."""
 
     def __init__(self) -> None:
-        self._queues: dict[tuple[str, str, str], deque[bytes]] = defaultdict(deque)
+        self._queues: dict[tuple[str, str, str], deque[tuple[int, bytes]]] = defaultdict(deque)
+        self._arrivals = itertools.count()  # so recv_any serves senders in arrival order
         self._aborted: dict[str, tuple[str, str]] = {}  # job -> (sender, reason)
         self._cond = threading.Condition()
 
@@ -24,7 +26,7 @@ class Mailbox:
             if tag == ABORT_TAG:
                 self._aborted.setdefault(job, (sender, payload[:2000].decode("utf-8", "replace")))
             else:
-                self._queues[(job, sender, tag)].append(payload)
+                self._queues[(job, sender, tag)].append((next(self._arrivals), payload))
             self._cond.notify_all()
 
     def get(self, job: str, sender: str, tag: str, timeout: float | None) -> bytes | None:
@@ -45,12 +47,12 @@ class Mailbox:
             if job in self._aborted:
                 sender, reason = self._aborted[job]
                 raise PeerAbortedError(f"peer aborted the job: {reason}", peer=sender, tag=tag)
-            key = next(k for k in keys if self._queues.get(k))
+            key = min((k for k in keys if self._queues.get(k)), key=lambda k: self._queues[k][0][0])
             return key[1], self._pop(key)
 
     def _pop(self, key: tuple[str, str, str]) -> bytes:
         queue = self._queues[key]
-        payload = queue.popleft()
+        _, payload = queue.popleft()
         if not queue:
             del self._queues[key]
         return payload

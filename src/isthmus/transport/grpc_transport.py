@@ -1,0 +1,247 @@
+"""Mutual-TLS gRPC transport: each party runs one node, a server holding its mailbox plus clients to its peers.
+
+A message travels as one client-streaming call of raw chunks (so no size limit of gRPC applies and
+no protoc code is needed); ``send`` returns when the peer acknowledges that the message is in its
+mailbox. Both ends check identities against the federation CA: the client checks that the server's
+certificate names the party it meant to reach, the server that the client's certificate names the
+party it claims to be (see :mod:`isthmus.transport.grpc_inbox`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent import futures
+from typing import Any, Self
+
+import grpc
+
+from isthmus.errors import (
+    ConfigError,
+    PeerError,
+    PeerRefusedError,
+    PeerTimeoutError,
+    PeerUnreachableError,
+    ProtocolError,
+)
+from isthmus.transport import codec
+from isthmus.transport.audit import AuditLog
+from isthmus.transport.certs import TlsFiles
+from isthmus.transport.channel import Channel
+from isthmus.transport.grpc_inbox import (
+    DELIVER,
+    JOB_KEY,
+    MESSAGE_ID_KEY,
+    SENDER_KEY,
+    SERVICE,
+    SIZE_KEY,
+    TAG_KEY,
+    Inbox,
+    Refusal,
+)
+from isthmus.transport.mailbox import Mailbox
+
+CHUNK_BYTES = 4 << 20
+_FRAME_SLACK = 64 << 10  # gRPC's limits count the whole frame, not just our chunk
+_ACK_LIMIT = 64 << 10
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0  # seconds between connection attempts
+# A delivery slower than this (bytes/s) after connecting counts as a hung peer, not a slow link.
+_MIN_TRANSFER_RATE = 1 << 20
+_REFUSALS = {
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+class GrpcNode:
+    """One party's endpoint: receives for every job into one mailbox, sends to peers over mTLS.
+
+    ``peers`` maps each other party's name to its ``host:port``; an entry for ``party`` itself is
+    ignored, so one federation-wide table can be passed to every node. ``connect_timeout`` bounds
+    how long a send retries a peer that is not reachable (yet); ``recv_timeout`` replaces
+    :attr:`Channel.default_timeout` for this node's channels; ``max_message_bytes`` is the largest
+    message this node accepts, checked before it is buffered.
+    """
+
+    def __init__(
+        self,
+        party: str,
+        listen: str,
+        peers: dict[str, str],
+        tls: TlsFiles,
+        *,
+        audit: AuditLog | None = None,
+        max_message_bytes: int = codec.DEFAULT_MAX_BYTES,
+        connect_timeout: float = 30.0,
+        recv_timeout: float | None = None,
+    ):
+        self.party = party
+        self.listen = listen
+        self.peers = {name: address for name, address in peers.items() if name != party}
+        self.audit = audit
+        self.max_message_bytes = max_message_bytes
+        self.connect_timeout = connect_timeout
+        self.recv_timeout = Channel.default_timeout if recv_timeout is None else recv_timeout
+        self.mailbox = Mailbox()
+        self.port: int | None = None  # the bound port once started (useful with "host:0")
+        self._ca, self._cert, self._key = tls.load()
+        self._server: grpc.Server | None = None
+        self._clients: dict[str, grpc.Channel] = {}
+        self._calls: dict[str, grpc.StreamUnaryMultiCallable] = {}
+        self._clients_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Bind ``listen`` and serve; raises :class:`ConfigError` when the address is taken or invalid."""
+        if self._server is not None:
+            raise ConfigError(f"node of party {self.party!r} is already started")
+        inbox = Inbox(self.party, self.peers, self.mailbox, self.audit, self.max_message_bytes)
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4 + 2 * len(self.peers), thread_name_prefix=f"isthmus-{self.party}"),
+            handlers=[inbox.handler()],
+            options=[
+                ("grpc.so_reuseport", 0),  # a second node on a taken port must fail, not share it
+                ("grpc.max_receive_message_length", CHUNK_BYTES + _FRAME_SLACK),
+                ("grpc.max_send_message_length", _ACK_LIMIT),
+            ],
+        )
+        credentials = grpc.ssl_server_credentials([(self._key, self._cert)], root_certificates=self._ca, require_client_auth=True)
+        try:
+            port = server.add_secure_port(self.listen, credentials)
+        except RuntimeError:  # recent grpcio raises, older ones return 0
+            port = 0
+        if not port:
+            server.stop(None)
+            raise ConfigError(f"party {self.party!r} cannot listen on {self.listen}: address in use or invalid")
+        server.start()
+        self._server, self.port = server, port
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Finish deliveries in flight for up to ``grace`` seconds, then close everything."""
+        if self._server is not None:
+            self._server.stop(grace).wait()
+            self._server = None
+        with self._clients_lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+            self._calls.clear()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def channel(self, job: str, peers: Iterable[str] | None = None) -> Channel:
+        """The messages of ``job``, with ``peers`` (default: every peer of this node)."""
+        if self._server is None:
+            raise ConfigError(f"start the node of party {self.party!r} before opening channels")
+        chosen = set(self.peers if peers is None else peers) - {self.party}
+        unknown = chosen - set(self.peers)
+        if unknown:
+            raise ConfigError(f"party {self.party!r} has no address for {sorted(unknown)} (job {job!r})")
+        return GrpcChannel(self, job, chosen)
+
+    def deliver(self, to: str, job: str, tag: str, payload: bytes) -> None:
+        """Stream ``payload`` to ``to`` and wait for its acknowledgement, retrying while it is unavailable."""
+        if self.audit:
+            self.audit.record("send", job, to, tag, payload)
+        metadata = (
+            (SENDER_KEY, self.party.encode()),
+            (JOB_KEY, job.encode()),
+            (TAG_KEY, tag.encode()),
+            (SIZE_KEY, str(len(payload))),
+            (MESSAGE_ID_KEY, secrets.token_hex(16)),  # lets the peer drop a retried duplicate
+        )
+        address = self.peers[to]
+        attempt_timeout = self.connect_timeout + len(payload) / _MIN_TRANSFER_RATE
+        give_up = time.monotonic() + self.connect_timeout
+        backoff = _BACKOFF_FIRST
+        while True:
+            try:
+                self._call(to)(_chunks(payload), metadata=metadata, timeout=attempt_timeout)
+                return
+            except grpc.RpcError as err:
+                code, details = err.code(), (err.details() or "")[:500]
+                if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() + backoff < give_up:
+                    time.sleep(backoff)
+                    backoff = min(2 * backoff, _BACKOFF_MAX)
+                    continue
+                raise _send_error(code, details, self.connect_timeout, attempt_timeout, peer=to, address=address, tag=tag) from None
+
+    def _call(self, peer: str) -> grpc.StreamUnaryMultiCallable:
+        with self._clients_lock:
+            if peer not in self._calls:
+                credentials = grpc.ssl_channel_credentials(self._ca, self._key, self._cert)
+                client = grpc.secure_channel(
+                    self.peers[peer],
+                    credentials,
+                    options=[
+                        ("grpc.ssl_target_name_override", peer),  # the server's certificate must name this party
+                        ("grpc.use_local_subchannel_pool", 1),  # never share a connection made for another identity
+                        ("grpc.max_send_message_length", CHUNK_BYTES + _FRAME_SLACK),
+                        ("grpc.max_receive_message_length", _ACK_LIMIT),
+                        ("grpc.initial_reconnect_backoff_ms", int(_BACKOFF_FIRST * 1000)),
+                        ("grpc.max_reconnect_backoff_ms", int(_BACKOFF_MAX * 1000)),
+                    ],
+                )
+                self._clients[peer] = client
+                self._calls[peer] = client.stream_unary(f"/{SERVICE}/{DELIVER}", request_serializer=bytes)
+            return self._calls[peer]
+
+
+class GrpcChannel(Channel):
+    """One job's view of a :class:`GrpcNode`; decoding happens here, where the caller can name peer and tag."""
+
+    def __init__(self, node: GrpcNode, job: str, peers: Iterable[str]):
+        super().__init__(node.party, job, peers)
+        self.node = node
+        self.default_timeout = node.recv_timeout
+
+    def send(self, to: str, tag: str, obj: Any) -> None:
+        self._check_peer(to)
+        self._send_raw(to, tag, codec.encode(obj))
+
+    def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
+        self.node.deliver(to, self.job, tag, payload)
+
+    def recv(self, frm: str, tag: str, timeout: float | None = None) -> Any:
+        return self.recv_any([frm], tag, timeout)[1]
+
+    def recv_any(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> tuple[str, Any]:
+        senders = list(frm)
+        for sender in senders:
+            self._check_peer(sender)
+        wait = self.default_timeout if timeout is None else timeout
+        got = self.node.mailbox.get_any(self.job, senders, tag, wait)
+        if got is None:
+            addresses = ", ".join(self.node.peers[s] for s in senders)
+            raise PeerTimeoutError(f"no message within {wait:g} s", peer=" or ".join(senders), address=addresses, tag=tag)
+        sender, payload = got
+        if isinstance(payload, Refusal):
+            raise ProtocolError(f"message refused on arrival: {payload.reason}", peer=sender, tag=tag)
+        return sender, codec.decode(payload, peer=sender, tag=tag, max_bytes=self.node.max_message_bytes)
+
+
+def _chunks(payload: bytes) -> Iterator[memoryview]:
+    """Slices of the payload without copying it (the serializer copies one chunk at a time)."""
+    view = memoryview(payload)
+    for start in range(0, len(view), CHUNK_BYTES):
+        yield view[start : start + CHUNK_BYTES]
+
+
+def _send_error(
+    code: grpc.StatusCode, details: str, connect_timeout: float, attempt_timeout: float, *, peer: str, address: str, tag: str
+) -> PeerError:
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return PeerUnreachableError(f"no connection within {connect_timeout:g} s; last error: {details}", peer=peer, address=address, tag=tag)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:  # never connected, or hung while receiving
+        return PeerUnreachableError(f"no acknowledgement within {attempt_timeout:g} s", peer=peer, address=address, tag=tag)
+    if code in _REFUSALS:
+        return PeerRefusedError(f"peer refused the message: {details}", peer=peer, address=address, tag=tag)
+    return PeerError(f"delivery failed: {code.name}: {details}", peer=peer, address=address, tag=tag)

@@ -1,0 +1,330 @@
+"""gRPC transport over loopback mutual TLS: delivery, identities, limits, timeouts, audit."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from isthmus.errors import (
+    ConfigError,
+    PeerAbortedError,
+    PeerRefusedError,
+    PeerTimeoutError,
+    PeerUnreachableError,
+    ProtocolError,
+)
+from isthmus.transport import codec
+from isthmus.transport import grpc_inbox as inbox_module
+from isthmus.transport.audit import AuditLog
+from isthmus.transport.certs import TlsFiles, create_federation
+from isthmus.transport.grpc_transport import GrpcNode
+from isthmus.transport.mailbox import Mailbox
+
+PARTIES = ["alice", "bob", "carol", "dave"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("certs")
+    create_federation(out / "fed", PARTIES)
+    create_federation(out / "rogue", ["bob"])  # same name, another CA
+    return out
+
+
+def tls(certs: Path, party: str, federation: str = "fed") -> TlsFiles:
+    """``party``'s certificate from ``federation``, trusting the real federation's CA."""
+    return TlsFiles(certs / "fed" / "ca.pem", certs / federation / party / "cert.pem", certs / federation / party / "key.pem")
+
+
+@pytest.fixture
+def addresses() -> dict[str, str]:
+    return {party: f"127.0.0.1:{free_port()}" for party in PARTIES}
+
+
+@pytest.fixture
+def start(certs: Path, addresses: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., GrpcNode]]:
+    """Start a node named ``party`` (with ``cert_of``'s certificate, to impersonate), stopped at teardown."""
+    started: list[GrpcNode] = []
+
+    def _start(party: str, *, cert_of: str | None = None, federation: str = "fed", peers: dict[str, str] | None = None, **options) -> GrpcNode:
+        options.setdefault("connect_timeout", 5.0)
+        options.setdefault("audit", AuditLog(tmp_path / party / "audit.jsonl"))
+        node = GrpcNode(party, addresses[party], addresses if peers is None else peers, tls(certs, cert_of or party, federation), **options)
+        node.start()
+        started.append(node)
+        return node
+
+    yield _start
+    for node in started:
+        node.stop(grace=0)
+
+
+def test_round_trip_between_two_nodes_is_audited_on_both_sides(start):
+    alice, bob = start("alice"), start("bob")
+    message = {"weights": np.arange(12.0).reshape(3, 4), "round": 3, "big": 2**100, "names": ["x", "y"], "raw": b"\x00\xff"}
+    alice.channel("job-1").send("bob", "update", message)
+    got = bob.channel("job-1").recv("alice", "update", timeout=5)
+    np.testing.assert_array_equal(got.pop("weights"), message.pop("weights"))
+    assert got == message
+    bob.channel("job-1").send("alice", "reply", "ok")
+    assert alice.channel("job-1").recv("bob", "reply", timeout=5) == "ok"
+
+    sent, received = alice.audit.entries()[0], bob.audit.entries()[0]
+    assert (sent["direction"], sent["peer"], sent["job"], sent["tag"]) == ("send", "bob", "job-1", "update")
+    assert (received["direction"], received["peer"], received["job"], received["tag"]) == ("recv", "alice", "job-1", "update")
+    assert sent["sha256"] == received["sha256"] and sent["bytes"] == received["bytes"]
+    assert [e["direction"] for e in alice.audit.entries()] == ["send", "recv"]
+
+
+def test_jobs_never_mix(start):
+    alice, bob = start("alice"), start("bob")
+    alice.channel("job-1").send("bob", "x", 1)
+    alice.channel("job-2").send("bob", "x", 2)
+    assert bob.channel("job-2").recv("alice", "x", timeout=5) == 2
+    assert bob.channel("job-1").recv("alice", "x", timeout=5) == 1
+    with pytest.raises(PeerTimeoutError):
+        bob.channel("job-2").recv("alice", "x", timeout=0.1)
+
+
+def test_messages_under_one_tag_arrive_in_order_and_recv_any_names_the_sender(start):
+    alice, bob, carol = start("alice"), start("bob"), start("carol")
+    for i in range(5):
+        alice.channel("j").send("carol", "n", i)
+    assert [carol.channel("j").recv("alice", "n", timeout=5) for _ in range(5)] == list(range(5))
+    bob.channel("j").send("carol", "hello", "from bob")
+    assert carol.channel("j").recv_any(["alice", "bob"], "hello", timeout=5) == ("bob", "from bob")
+
+
+def test_abort_reaches_a_waiting_peer(start):
+    alice, bob = start("alice"), start("bob")
+    alice.channel("j", peers=["bob"]).abort("out of memory")
+    with pytest.raises(PeerAbortedError, match="out of memory"):
+        bob.channel("j").recv("alice", "anything", timeout=5)
+
+
+def test_send_waits_for_a_peer_that_starts_late(start):
+    alice, late = start("alice"), []
+    starter = threading.Timer(0.5, lambda: late.append(start("bob")))
+    starter.start()
+    alice.channel("j").send("bob", "early", "hi")  # retried until bob listens
+    starter.join()
+    assert late[0].channel("j").recv("alice", "early", timeout=5) == "hi"
+
+
+def test_separate_processes_exchange_arrays(start, certs, addresses):
+    """Bob runs in his own process; alice sends before he listens, so the retry path is exercised too."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from isthmus.transport.certs import tls_files_for
+        from isthmus.transport.grpc_transport import GrpcNode
+        cert_dir, listen, alice = sys.argv[1:4]
+        with GrpcNode("bob", listen, {"alice": alice}, tls_files_for(cert_dir, "bob"), connect_timeout=30) as node:
+            channel = node.channel("job-p")
+            numbers = channel.recv("alice", "numbers", timeout=60)
+            channel.send("alice", "doubled", numbers * 2)
+        """
+    )
+    bob = subprocess.Popen(
+        [sys.executable, "-c", script, str(certs / "fed"), addresses["bob"], addresses["alice"]], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        alice = start("alice", connect_timeout=30)
+        channel = alice.channel("job-p", peers=["bob"])
+        channel.send("bob", "numbers", np.arange(1000, dtype=np.int64))
+        np.testing.assert_array_equal(channel.recv("bob", "doubled", timeout=60), np.arange(1000) * 2)
+        assert bob.wait(timeout=60) == 0
+    finally:
+        bob.kill()
+        print(bob.communicate()[1])  # bob's errors, shown by pytest if the test fails
+
+
+def test_a_client_certificate_from_another_ca_is_refused(start):
+    alice = start("alice")
+    impostor = start("bob", federation="rogue", connect_timeout=0.5)  # trusts alice, alice does not trust it
+    with pytest.raises(PeerUnreachableError) as refused:
+        impostor.channel("j").send("alice", "x", 1)
+    assert refused.value.peer == "alice" and refused.value.tag == "x"
+    with pytest.raises(PeerTimeoutError):
+        alice.channel("j").recv("bob", "x", timeout=0.2)
+
+
+def test_a_node_does_not_talk_to_a_server_of_another_ca(start):
+    alice = start("alice", connect_timeout=0.5)
+    impostor = start("bob", federation="rogue")  # would accept alice, but alice does not trust it
+    with pytest.raises(PeerUnreachableError, match="CERTIFICATE_VERIFY_FAILED"):
+        alice.channel("j").send("bob", "x", 1)
+    assert impostor.audit.entries() == []
+
+
+def test_a_party_claiming_another_name_is_refused(start):
+    carol = start("carol")
+    mallory = start("bob", cert_of="alice")  # alice's valid certificate, claiming to be bob
+    with pytest.raises(PeerRefusedError, match="claims to be 'bob'.*names \\['alice'\\]"):
+        mallory.channel("j").send("carol", "x", 1)
+    with pytest.raises(PeerTimeoutError):
+        carol.channel("j").recv("bob", "x", timeout=0.2)
+    with pytest.raises(PeerTimeoutError):
+        carol.channel("j").recv("alice", "x", timeout=0.2)
+
+
+def test_a_member_that_is_not_a_peer_is_refused(start, addresses):
+    carol = start("carol", peers={"alice": addresses["alice"]})
+    dave = start("dave")
+    with pytest.raises(PeerRefusedError, match="not a peer"):
+        dave.channel("j").send("carol", "x", 1)
+    assert carol.audit.entries() == []
+
+
+def test_client_refuses_a_server_whose_certificate_names_another_party(start, addresses):
+    alice = start("alice", peers={"bob": addresses["carol"]}, connect_timeout=0.5)
+    carol = start("carol")
+    with pytest.raises(PeerUnreachableError, match="bob") as refused:
+        alice.channel("j").send("bob", "x", 1)
+    assert refused.value.address == addresses["carol"]
+    assert carol.audit.entries() == []
+
+
+def test_recv_timeout_names_peer_address_and_tag(start, addresses):
+    start("alice")
+    bob = start("bob", recv_timeout=0.2)
+    channel = bob.channel("j")
+    assert channel.default_timeout == 0.2
+    with pytest.raises(PeerTimeoutError) as waited:
+        channel.recv("alice", "gradients")
+    assert (waited.value.peer, waited.value.address, waited.value.tag) == ("alice", addresses["alice"], "gradients")
+    assert addresses["alice"] in str(waited.value) and "gradients" in str(waited.value)
+
+
+def test_unreachable_peer_is_reported_after_the_connect_timeout(start, addresses):
+    alice = start("alice", connect_timeout=0.5)  # nobody listens at bob's address
+    with pytest.raises(PeerUnreachableError) as unreachable:
+        alice.channel("j").send("bob", "hello", 1)
+    assert (unreachable.value.peer, unreachable.value.address, unreachable.value.tag) == ("bob", addresses["bob"], "hello")
+    assert "0.5 s" in str(unreachable.value)
+
+
+def test_oversize_message_is_refused_at_the_receiver_and_reported_to_the_sender(start):
+    alice, bob = start("alice"), start("bob", max_message_bytes=10_000)
+    with pytest.raises(PeerRefusedError, match="exceeds the limit of 10000 bytes"):
+        alice.channel("j").send("bob", "big", np.zeros(2_000))
+    with pytest.raises(ProtocolError, match="exceeds the limit") as refused:
+        bob.channel("j").recv("alice", "big", timeout=5)
+    assert (refused.value.peer, refused.value.tag) == ("alice", "big")
+    alice.channel("j").send("bob", "small", np.zeros(10))  # the connection is still usable
+    assert bob.channel("j").recv("alice", "small", timeout=5).shape == (10,)
+
+
+def test_garbage_bytes_fail_at_recv_naming_peer_and_tag(start):
+    alice, bob = start("alice"), start("bob")
+    alice.deliver("bob", "j", "weights", b"not an isthmus message")
+    with pytest.raises(ProtocolError, match="magic") as bad:
+        bob.channel("j").recv("alice", "weights", timeout=5)
+    assert (bad.value.peer, bad.value.tag) == ("alice", "weights")
+
+
+def test_a_taken_port_is_a_clear_error(start, certs, addresses):
+    start("alice")
+    second = GrpcNode("alice", addresses["alice"], addresses, tls(certs, "alice"))
+    with pytest.raises(ConfigError, match="cannot listen"):
+        second.start()
+
+
+def test_channels_need_a_started_node_and_known_peers(start, certs, addresses):
+    idle = GrpcNode("alice", addresses["alice"], addresses, tls(certs, "alice"))
+    with pytest.raises(ConfigError, match="start"):
+        idle.channel("j")
+    with pytest.raises(ConfigError, match="no address"):
+        start("bob").channel("j", peers=["alice", "zoe"])
+
+
+def test_200_mb_array_round_trip(start):
+    alice, bob = start("alice", audit=None), start("bob", audit=None)
+    array = np.random.default_rng(7).random(25_000_000)  # 200 MB of float64
+    alice.channel("big").send("bob", "array", array)
+    got = bob.channel("big").recv("alice", "array", timeout=120)
+    assert got.dtype == np.float64 and got.shape == array.shape
+    assert hashlib.sha256(got).digest() == hashlib.sha256(array).digest()
+    assert codec.DEFAULT_MAX_BYTES > array.nbytes
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _FakeContext:
+    """What the inbox reads from gRPC: the caller's certificate names and the call metadata."""
+
+    def __init__(self, metadata: dict[str, object], certified: str = "alice"):
+        self.metadata = metadata
+        self.certified = certified
+        self.code = None
+
+    def invocation_metadata(self):
+        return tuple(self.metadata.items())
+
+    def auth_context(self):
+        return {"x509_subject_alternative_name": [self.certified.encode()]}
+
+    def abort(self, code, details):
+        self.code = code
+        raise _Aborted(details)
+
+
+def _headers(**changes: object) -> dict[str, object]:
+    headers = {
+        inbox_module.SENDER_KEY: b"alice",
+        inbox_module.JOB_KEY: b"job",
+        inbox_module.TAG_KEY: b"tag",
+        inbox_module.SIZE_KEY: "5",
+        inbox_module.MESSAGE_ID_KEY: "id-1",
+    }
+    headers.update(changes)
+    return {key: value for key, value in headers.items() if value is not None}
+
+
+def _inbox() -> inbox_module.Inbox:
+    return inbox_module.Inbox("bob", ["alice"], Mailbox(), None, max_message_bytes=100)
+
+
+def test_a_retried_delivery_is_filed_once():
+    inbox = _inbox()
+    for _ in range(2):
+        assert inbox.deliver(iter([b"ab", b"cde"]), _FakeContext(_headers())) == b""
+    assert inbox.mailbox.get("job", "alice", "tag", 0) == b"abcde"
+    assert inbox.mailbox.get("job", "alice", "tag", 0) is None
+
+
+@pytest.mark.parametrize(
+    ("chunks", "headers", "reason"),
+    [
+        ([b"abc", b"defg"], _headers(), "more than the declared"),
+        ([b"abc"], _headers(), "3 bytes arrived"),
+        ([b"abcde"], _headers(**{inbox_module.SIZE_KEY: None}), "declared size"),
+        ([b"abcde"], _headers(**{inbox_module.SIZE_KEY: "-5"}), "declared size"),
+        ([b"abcde"], _headers(**{inbox_module.MESSAGE_ID_KEY: "x" * 65}), "message id"),
+        ([b"abcde"], _headers(**{inbox_module.JOB_KEY: b"\xff\xfe"}), "not UTF-8"),
+        ([b"abcde"], _headers(**{inbox_module.TAG_KEY: b"t" * 1025}), "oversized tag"),
+        ([b"abcde"], _headers(**{inbox_module.SENDER_KEY: None}), "sender"),
+    ],
+)
+def test_malformed_deliveries_are_refused_and_nothing_is_filed(chunks, headers, reason):
+    inbox = _inbox()
+    with pytest.raises(_Aborted, match=reason):
+        inbox.deliver(iter(chunks), _FakeContext(headers))
+    assert inbox.mailbox.get("job", "alice", "tag", 0) is None

@@ -1,0 +1,105 @@
+"""The in-process hub: same codec and audit as the network, jobs kept apart, clear timeouts."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from conftest import run_parties
+
+from isthmus.errors import ConfigError, PeerTimeoutError, ProtocolError
+from isthmus.transport import codec
+from isthmus.transport.local import LocalHub
+
+
+def test_parties_in_threads_exchange_messages():
+    hub = LocalHub(["guest", "host"])
+
+    def guest():
+        channel = hub.channel("guest", "job")
+        channel.send("host", "ping", np.arange(4))
+        return channel.recv("host", "pong", timeout=5)
+
+    def host():
+        channel = hub.channel("host", "job")
+        return channel.send("guest", "pong", channel.recv("guest", "ping", timeout=5) * 10)
+
+    np.testing.assert_array_equal(run_parties({"guest": guest, "host": host}, timeout=10)["guest"], [0, 10, 20, 30])
+
+
+def test_messages_are_decoded_copies_not_shared_objects():
+    hub = LocalHub(["a", "b"])
+    sent = {"w": np.zeros(3)}
+    hub.channel("a").send("b", "t", sent)
+    sent["w"][0] = 99
+    assert hub.channel("b").recv("a", "t", timeout=1)["w"][0] == 0
+
+
+def test_jobs_never_mix():
+    hub = LocalHub(["a", "b"])
+    hub.channel("a", "job-1").send("b", "x", 1)
+    hub.channel("a", "job-2").send("b", "x", 2)
+    assert hub.channel("b", "job-2").recv("a", "x", timeout=1) == 2
+    with pytest.raises(PeerTimeoutError):
+        hub.channel("b", "job-2").recv("a", "x", timeout=0.05)
+    assert hub.channel("b", "job-1").recv("a", "x", timeout=1) == 1
+
+
+def test_one_tag_is_first_in_first_out_and_tags_are_separate():
+    hub = LocalHub(["a", "b"])
+    sender = hub.channel("a")
+    for i in range(3):
+        sender.send("b", "n", i)
+    sender.send("b", "other", "o")
+    receiver = hub.channel("b")
+    assert receiver.recv("a", "other", timeout=1) == "o"
+    assert [receiver.recv("a", "n", timeout=1) for _ in range(3)] == [0, 1, 2]
+
+
+def test_recv_any_broadcast_and_gather():
+    hub = LocalHub(["arbiter", "c1", "c2"])
+    hub.channel("arbiter").broadcast(["c1", "c2"], "model", [1.0, 2.0])
+    for client in ("c1", "c2"):
+        channel = hub.channel(client)
+        channel.send("arbiter", "update", channel.recv("arbiter", "model", timeout=1) + [client])
+    assert hub.channel("arbiter").gather(["c1", "c2"], "update", timeout=1) == {"c1": [1.0, 2.0, "c1"], "c2": [1.0, 2.0, "c2"]}
+    hub.channel("c2").send("arbiter", "query", "q")
+    assert hub.channel("arbiter").recv_any(["c1", "c2"], "query", timeout=1) == ("c2", "q")
+
+
+def test_timeout_names_peer_and_tag():
+    hub = LocalHub(["a", "b"])
+    with pytest.raises(PeerTimeoutError, match="'a'.*'gradients'") as waited:
+        hub.channel("b").recv("a", "gradients", timeout=0.05)
+    assert (waited.value.peer, waited.value.tag) == ("a", "gradients")
+
+
+def test_unknown_peers_are_a_config_error():
+    hub = LocalHub(["a", "b"])
+    with pytest.raises(ConfigError, match="no peer 'zed'"):
+        hub.channel("a").send("zed", "t", 1)
+    with pytest.raises(ConfigError):
+        hub.channel("a").recv("a", "t", timeout=0.05)
+
+
+def test_bad_bytes_from_a_peer_fail_at_recv_naming_peer_and_tag():
+    hub = LocalHub(["a", "b"])
+    hub.mailboxes["b"].put("job", "a", "weights", codec.MAGIC + b"\xc1")
+    with pytest.raises(ProtocolError) as bad:
+        hub.channel("b").recv("a", "weights", timeout=1)
+    assert (bad.value.peer, bad.value.tag) == ("a", "weights")
+
+
+def test_every_message_is_audited_with_the_hash_of_its_bytes(tmp_path):
+    hub = LocalHub(["a", "b"], audit_dir=tmp_path, keep_payloads=True)
+    hub.channel("a", "job-9").send("b", "t", {"x": np.arange(3)})
+    hub.channel("b", "job-9").recv("a", "t", timeout=1)
+    (payload,) = hub.audits["a"].sent_payloads()
+    sent, received = hub.audits["a"].entries(), hub.audits["b"].entries()
+    assert [(e["direction"], e["job"], e["peer"], e["tag"]) for e in sent] == [("send", "job-9", "b", "t")]
+    assert [(e["direction"], e["job"], e["peer"], e["tag"]) for e in received] == [("recv", "job-9", "a", "t")]
+    assert sent[0]["sha256"] == received[0]["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert sent[0]["bytes"] == len(payload)
+    np.testing.assert_array_equal(codec.decode(payload)["x"], np.arange(3))
+    assert hub.audits["b"].sent_payloads() == []
