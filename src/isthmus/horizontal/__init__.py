@@ -1,0 +1,33 @@
+"""Horizontal federated learning: same columns, different rows; only (securely aggregated) updates move."""
+
+from isthmus.horizontal.aggregator import RoundRecord, TooFewClientsError, TrainingResult, run_aggregator
+from isthmus.horizontal.client import Client, EvaluateRes, FitRes
+from isthmus.horizontal.dp import DPConfig
+from isthmus.horizontal.models import LinearClient, LinearModel
+from isthmus.horizontal.participant import ClientOutcome, run_client
+from isthmus.horizontal.secure_sum import SecAggConfig
+from isthmus.horizontal.simulation import simulate
+from isthmus.horizontal.strategy import STRATEGIES, FedAdam, FedAvg, FedProx, FedYogi, Strategy
+
+__all__ = [
+    "STRATEGIES",
+    "Client",
+    "ClientOutcome",
+    "DPConfig",
+    "EvaluateRes",
+    "FedAdam",
+    "FedAvg",
+    "FedProx",
+    "FedYogi",
+    "FitRes",
+    "LinearClient",
+    "LinearModel",
+    "RoundRecord",
+    "SecAggConfig",
+    "Strategy",
+    "TooFewClientsError",
+    "TrainingResult",
+    "run_aggregator",
+    "run_client",
+    "simulate",
+]

@@ -1,0 +1,222 @@
+"""The client role: answer the aggregator's requests with a :class:`~isthmus.horizontal.client.Client`.
+
+:class:`ClientProtocol` is the whole client side of the protocol with no transport: a request in, a
+reply out. :func:`run_client` serves it over a :class:`~isthmus.transport.Channel`; the simulation
+calls it directly. The client is purely reactive, so an aggregator that gives up on it mid-round never
+leaves it waiting on a stage: the next request (a new round, or stop) simply replaces the old state.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from isthmus.crypto.secagg import encode_fixed
+from isthmus.errors import ProtocolError
+from isthmus.horizontal.client import Client, Parameters
+from isthmus.horizontal.dp import DPConfig
+from isthmus.horizontal.secure_sum import SESSION_BYTES, SecAggClient
+from isthmus.horizontal.updates import contribution, flatten
+from isthmus.horizontal.wire import Inspect
+from isthmus.transport.channel import Channel
+
+log = logging.getLogger("isthmus.horizontal")
+
+REQUEST_TAG = "hfl/request"
+
+
+def reply_tag(op: str, server_round: int) -> str:
+    """Replies are tagged per stage and round, so a late reply can never be taken for a newer one."""
+    return f"hfl/{op}/{server_round}"
+
+
+@dataclass
+class _Update:
+    """A client's trained result, kept until it is masked."""
+
+    delta: np.ndarray
+    num_examples: int
+    metrics: dict[str, float]
+    fractional_bits: int
+    secagg: SecAggClient
+
+
+class ClientProtocol:
+    """One client's side of the horizontal protocol, transport-free."""
+
+    def __init__(self, name: str, client: Client, aggregator: str = "aggregator"):
+        self.name = name
+        self.client = client
+        self.aggregator = aggregator
+        self.rounds_fitted = 0
+        self.final_parameters: Parameters | None = None
+        self.stop_reason: str | None = None
+        self._like: Parameters | None = None
+        self._round = -1
+        self._pending: _Update | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_reason is not None
+
+    def handle(self, request: Any) -> dict | None:
+        """The reply to one request, or ``None`` for notifications (drop, stop)."""
+        check = Inspect(self.aggregator, REQUEST_TAG)
+        check.mapping(request, {"op", "round"})
+        op, server_round = request["op"], check.integer(request["round"], 0, 1 << 31)
+        handler = {
+            "get_parameters": self._get_parameters,
+            "fit": self._fit,
+            "share_keys": self._share_keys,
+            "masked_input": self._masked_input,
+            "unmask": self._unmask,
+            "evaluate": self._evaluate,
+            "drop": self._drop,
+            "stop": self._stop,
+        }.get(op)
+        if handler is None:
+            check.fail(f"unknown request {op!r:.40}")
+        return handler(request, server_round, Inspect(self.aggregator, reply_tag(op, server_round)))
+
+    def _get_parameters(self, request: dict, server_round: int, check: Inspect) -> dict:
+        return {"parameters": self._expected()}
+
+    def _fit(self, request: dict, server_round: int, check: Inspect) -> dict:
+        check.mapping(request, {"parameters", "config"})
+        parameters = [p.copy() for p in check.parameters(request["parameters"], self._expected())]
+        config = check.mapping(request["config"], set())
+        secure = request.get("secure")
+        if secure is not None:  # check before training, so a bad request costs nothing
+            check.mapping(secure, {"session", "fractional_bits"})
+            session = check.raw(secure["session"], length=SESSION_BYTES)
+            fractional_bits = check.integer(secure["fractional_bits"], 8, 40)
+        self._pending, self._round = None, server_round
+        result = self.client.fit(parameters, config)
+        own = Inspect(self.name, "fit result")  # our own model's output: reject it before it leaves
+        new = own.parameters(list(result.parameters), self._expected())
+        num_examples = own.integer(operator.index(result.num_examples), 1, 1 << 50)
+        metrics = own.metrics(_floats(result.metrics))
+        self.rounds_fitted += 1
+        if secure is None:
+            return {"parameters": new, "num_examples": num_examples, "metrics": metrics}
+        delta = flatten(new) - flatten(parameters)
+        secagg = SecAggClient(self.name, session, self.aggregator)
+        self._pending = _Update(delta, num_examples, metrics, fractional_bits, secagg)
+        return {**secagg.advertise(), "metric_keys": sorted(metrics)}
+
+    def _share_keys(self, request: dict, server_round: int, check: Inspect) -> dict:
+        return self._current(server_round, check).secagg.share_keys(request)
+
+    def _masked_input(self, request: dict, server_round: int, check: Inspect) -> dict:
+        secagg, encoded = self._encoded_update(request, server_round, check)
+        return secagg.masked_input(request, encoded)
+
+    def prepare_masking(self, request: Any) -> tuple[SecAggClient, np.ndarray]:
+        """For the simulation, which masks many clients together: this client's secrets and encoded update."""
+        check = Inspect(self.aggregator, REQUEST_TAG)
+        check.mapping(request, {"op", "round"})
+        if request["op"] != "masked_input":
+            check.fail("only a masked_input request can be prepared")
+        server_round = check.integer(request["round"], 0, 1 << 31)
+        return self._encoded_update(
+            request, server_round, Inspect(self.aggregator, reply_tag("masked_input", server_round))
+        )
+
+    def _encoded_update(self, request: dict, server_round: int, check: Inspect) -> tuple[SecAggClient, np.ndarray]:
+        update = self._current(server_round, check)
+        check.mapping(request, {"metric_keys", "summands"})
+        keys = check.names(request["metric_keys"], set(update.metrics)) if request["metric_keys"] else []
+        summands = check.integer(request["summands"], 1, 1 << 24)
+        dp, noise_std = None, 0.0
+        if request.get("dp") is not None:
+            settings = check.mapping(request["dp"], {"clip_norm", "noise_multiplier", "noise_std"})
+            dp = DPConfig(check.number(settings["clip_norm"]), check.number(settings["noise_multiplier"]))
+            noise_std = check.number(settings["noise_std"])
+        vector = contribution(update.delta, update.num_examples, update.metrics, keys, dp, noise_std)
+        return update.secagg, encode_fixed(vector, update.fractional_bits, summands)
+
+    def _unmask(self, request: dict, server_round: int, check: Inspect) -> dict:
+        reply = self._current(server_round, check).secagg.unmask(request)
+        self._pending = None  # the round is over for us: forget its secrets
+        return reply
+
+    def _evaluate(self, request: dict, server_round: int, check: Inspect) -> dict:
+        check.mapping(request, {"parameters", "config"})
+        parameters = [p.copy() for p in check.parameters(request["parameters"], self._expected())]
+        result = self.client.evaluate(parameters, check.mapping(request["config"], set()))
+        if result is None:
+            return {"skipped": True}
+        own = Inspect(self.name, "evaluate result")
+        return {
+            "loss": own.number(float(result.loss)),
+            "num_examples": own.integer(operator.index(result.num_examples), 1, 1 << 50),
+            "metrics": own.metrics(_floats(result.metrics)),
+        }
+
+    def _drop(self, request: dict, server_round: int, check: Inspect) -> None:
+        if server_round == self._round:
+            self._pending = None
+        log.info("%s: dropped from round %d: %s", self.name, server_round, str(request.get("reason", ""))[:200])
+
+    def _stop(self, request: dict, server_round: int, check: Inspect) -> None:
+        check.mapping(request, {"parameters", "reason"})
+        if request["parameters"] is not None:
+            self.final_parameters = check.parameters(request["parameters"], self._expected())
+        self.stop_reason = str(request["reason"])[:2000] or "finished"
+        self._pending = None
+
+    def _current(self, server_round: int, check: Inspect) -> _Update:
+        if self._pending is None or server_round != self._round:
+            check.fail(f"no secure-aggregation state for round {server_round}")
+        return self._pending
+
+    def _expected(self) -> Parameters:
+        if self._like is None:
+            self._like = [np.asarray(p) for p in self.client.get_parameters()]
+            if not self._like or any(p.dtype.kind != "f" for p in self._like):
+                raise ProtocolError("a client's parameters must be a non-empty list of float arrays", peer=self.name)
+        return self._like
+
+
+def _floats(metrics: dict) -> dict[str, float]:
+    """A model's own metrics with numpy scalars made plain floats (they are checked afterwards)."""
+    return {key: float(value) for key, value in dict(metrics).items()}
+
+
+@dataclass
+class ClientOutcome:
+    """How a client's part of the job ended; ``parameters`` is its copy of the final global model."""
+
+    parameters: Parameters | None
+    rounds_fitted: int
+    reason: str
+
+
+def run_client(
+    channel: Channel, aggregator: str, client: Client, *, idle_timeout: float | None = None
+) -> ClientOutcome:
+    """Serve ``client`` to ``aggregator`` until it says stop; returns this party's copy of the final model.
+
+    A failure while handling one request (the model raised, a request did not validate) is logged and
+    reported to the aggregator, which leaves this client out of that round; the client keeps serving.
+    ``idle_timeout`` bounds the wait for the next request (default: the channel's).
+    """
+    protocol = ClientProtocol(channel.party, client, aggregator)
+    while not protocol.stopped:
+        request = channel.recv(aggregator, REQUEST_TAG, timeout=idle_timeout)
+        try:
+            reply = protocol.handle(request)
+        except Exception as exc:  # one bad round must not end the client; the aggregator learns why
+            if not (
+                isinstance(request, dict) and isinstance(request.get("op"), str) and type(request.get("round")) is int
+            ):
+                raise
+            log.warning("%s: %s in round %s failed: %s", channel.party, request["op"], request["round"], exc)
+            reply = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        if reply is not None:
+            channel.send(aggregator, reply_tag(request["op"], request["round"]), reply)
+    return ClientOutcome(protocol.final_parameters, protocol.rounds_fitted, protocol.stop_reason or "")
