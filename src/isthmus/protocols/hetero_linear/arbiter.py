@@ -11,6 +11,7 @@ import numpy as np
 from isthmus.errors import ProtocolError
 from isthmus.protocols.hetero_linear import tags
 from isthmus.protocols.hetero_linear.config import LinearConfig
+from isthmus.protocols.hetero_linear.sigmoid import serve_sigmoid
 from isthmus.protocols.validate import expect_cipher
 from isthmus.transport.channel import Channel
 
@@ -36,6 +37,9 @@ class HeteroLinearArbiter:
             order = channel.recv(guest, tags.ARBITER_CONTROL)
             if order == "done":
                 return self
+            if order == "sigmoid":
+                serve_sigmoid(channel, guest, public_key, private_key, MAX_DECRYPT)
+                continue
             if order != "decrypt":
                 raise ProtocolError(f"unknown arbiter order {order!r}", peer=guest, tag=tags.ARBITER_CONTROL)
             waiting = list(parties)

@@ -64,7 +64,8 @@ def decrypt_via_arbiter(channel, arbiter: str, value: Encrypted, size: int) -> n
     return unmask(raw, blinding)
 
 
-def residual_scale(task: str, batch: int) -> float:
-    """Gradient = scale * X.T @ residual. For logistic models the guest sends 4x the Taylor residual
-    (z + 2 - 4y instead of z/4 + 1/2 - y) so that no ciphertext needs a scalar multiplication."""
-    return (1.0 if task == "regression" else 0.25) / batch
+def residual_scale(config, batch: int) -> float:
+    """Gradient = scale * X.T @ residual. With the Taylor residual of logistic models the guest sends
+    4x the residual (z + 2 - 4y instead of z/4 + 1/2 - y) so that no ciphertext needs a scalar product."""
+    taylor_logistic = config.task != "regression" and not config.exact_sigmoid
+    return (0.25 if taylor_logistic else 1.0) / batch

@@ -30,6 +30,7 @@ class LinearConfig:
     fit_intercept: bool = True
     key_bits: int = 2048
     precision: int = 16  # fractional bits of plaintext features in ciphertext products
+    residual: str = "taylor"  # logistic models: "taylor" (white paper) or "sigmoid" (exact; see sigmoid.py)
     encrypt: bool = True  # False only in benchmarks, to measure the cost of encryption
     seed: int = 0
 
@@ -44,8 +45,14 @@ class LinearConfig:
             raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.early_stopping_rounds and not self.validation_fraction:
             raise ConfigError("early_stopping_rounds needs a validation_fraction > 0")
+        if self.residual not in ("taylor", "sigmoid"):
+            raise ConfigError(f"residual must be 'taylor' or 'sigmoid', got {self.residual!r}")
         if not 4 <= self.precision <= 32:
             raise ConfigError(f"precision must be between 4 and 32 bits, got {self.precision}")
+
+    @property
+    def exact_sigmoid(self) -> bool:
+        return self.residual == "sigmoid" and self.task != "regression"
 
     @classmethod
     def from_dict(cls, values: dict) -> LinearConfig:

@@ -17,6 +17,7 @@ from isthmus.errors import DataError
 from isthmus.ml.optim import apply_penalty, make_optimizer
 from isthmus.protocols.hetero_linear import cipher, tags
 from isthmus.protocols.hetero_linear.config import LinearConfig
+from isthmus.protocols.hetero_linear.sigmoid import check_partial_scores, sigmoid_via_arbiter
 from isthmus.protocols.validate import expect_array, expect_cipher, expect_dict
 from isthmus.transport.channel import Channel
 
@@ -94,7 +95,6 @@ class HeteroLinearGuest:
     def _train_batch(self, model: int, rows: np.ndarray, target: np.ndarray, optimizer, penalized: np.ndarray) -> float:
         cfg, channel, pk = self.config, self.channel, self.public_key
         channel.broadcast(self.hosts, tags.CONTROL, {"op": "batch", "rows": rows, "model": model})
-        channel.send(self.arbiter, tags.ARBITER_CONTROL, "decrypt")
         x = self._X[rows]
         z_guest = x @ self.coef_[:, model]
         partials = {}
@@ -105,28 +105,39 @@ class HeteroLinearGuest:
         hosts_sum = _total([u for u, _ in partials.values()])  # [[sum_h u_h]]
         if cfg.task == "regression":
             plain_residual = z_guest - target
+            residual = hosts_sum + plain_residual
             linear_weights, quadratic, constant = plain_residual, 0.5, 0.0
             plain_loss = 0.5 * plain_residual @ plain_residual
+        elif cfg.exact_sigmoid:
+            check_partial_scores(z_guest, self.channel.party)
+            sigmoid, softplus = sigmoid_via_arbiter(channel, self.arbiter, pk, hosts_sum + z_guest, len(self.hosts) + 1)
+            residual = sigmoid - target
+            # loss = sum softplus(z) - y . z, and y . z = y . z_guest + y . [[sum_h u_h]]
+            linear_weights, quadratic, constant = -target, 0.0, 0.0
+            plain_loss = softplus - target @ z_guest
         else:
             signed = 2.0 * target - 1.0
-            plain_residual = z_guest + 2.0 - 4.0 * target
+            residual = hosts_sum + (z_guest + 2.0 - 4.0 * target)
             linear_weights, quadratic, constant = 0.25 * z_guest - 0.5 * signed, 0.125, np.log(2.0)
             plain_loss = -0.5 * signed @ z_guest + 0.125 * z_guest @ z_guest
-        residual = hosts_sum + plain_residual
         for i, host in enumerate(self.hosts):
-            later = [partials[other][0] for other in self.hosts[i + 1:]]
+            later = [partials[other][0] for other in self.hosts[i + 1:]] if quadratic else []
             channel.send(host, tags.RESIDUAL, {"residual": residual, "partners": later})
-        # sum over the batch of (sum_h u_h)^2 = sum_h |u_h|^2 + 2 sum_{h<k} u_h . u_k
-        squares = _total([sq for _, sq in partials.values()])
-        for host in self.hosts[:-1]:
-            cross = expect_cipher(channel.recv(host, tags.CROSS_REPLY), pk, size=1, peer=host, tag=tags.CROSS_REPLY)
-            squares = squares + cross + cross
+        channel.send(self.arbiter, tags.ARBITER_CONTROL, "decrypt")  # hosts' gradients are on their way
         # Only the batch loss is decrypted, never its parts: they are inner products with host values.
-        encrypted_loss = cipher.weighted_sums(linear_weights[None, :], hosts_sum, cfg.precision) + squares * quadratic
+        encrypted_loss = cipher.weighted_sums(linear_weights[None, :], hosts_sum, cfg.precision)
+        if quadratic:
+            # sum over the batch of (sum_h u_h)^2 = sum_h |u_h|^2 + 2 sum_{h<k} u_h . u_k
+            squares = _total([sq for _, sq in partials.values()])
+            for host in self.hosts[:-1]:
+                cross = expect_cipher(channel.recv(host, tags.CROSS_REPLY), pk, size=1, peer=host,
+                                      tag=tags.CROSS_REPLY)
+                squares = squares + cross + cross
+            encrypted_loss = encrypted_loss + squares * quadratic
         encrypted = cipher.concatenate([cipher.weighted_sums(x.T, residual, cfg.precision), encrypted_loss])
         decrypted = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted, x.shape[1] + 1)
         weights = self.coef_[:, model]
-        grad = apply_penalty(weights, decrypted[:-1] * cipher.residual_scale(cfg.task, len(rows)),
+        grad = apply_penalty(weights, decrypted[:-1] * cipher.residual_scale(cfg, len(rows)),
                              penalty=cfg.penalty, alpha=cfg.alpha, penalized=penalized)
         self.coef_[:, model] = optimizer.step(weights, grad)
         return constant + (plain_loss + decrypted[-1]) / len(rows)

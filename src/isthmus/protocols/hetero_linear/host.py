@@ -14,6 +14,7 @@ from isthmus.errors import ProtocolError
 from isthmus.ml.optim import apply_penalty, make_optimizer
 from isthmus.protocols.hetero_linear import cipher, tags
 from isthmus.protocols.hetero_linear.config import LinearConfig
+from isthmus.protocols.hetero_linear.sigmoid import check_partial_scores
 from isthmus.protocols.validate import expect_cipher, expect_dict, expect_indices
 from isthmus.transport.channel import Channel
 
@@ -81,6 +82,8 @@ class _HostTrainer:
         channel, guest = self.channel, self.guest
         x = self.X[rows]
         partial = x @ self.coef[:, model]
+        if self.config.exact_sigmoid:
+            check_partial_scores(partial, self.channel.party)
         encrypted_sq = cipher.encrypt(self.public_key, np.array([partial @ partial]))
         channel.send(guest, tags.PARTIAL, {"u": cipher.encrypt(self.public_key, partial), "u_sq": encrypted_sq})
         msg = expect_dict(channel.recv(guest, tags.RESIDUAL), {"residual", "partners"}, peer=guest, tag=tags.RESIDUAL)
@@ -90,7 +93,7 @@ class _HostTrainer:
         encrypted_grad = cipher.weighted_sums(x.T, residual, self.config.precision)
         grad = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted_grad, x.shape[1])
         weights = self.coef[:, model]
-        grad = apply_penalty(weights, grad * cipher.residual_scale(self.config.task, len(rows)),
+        grad = apply_penalty(weights, grad * cipher.residual_scale(self.config, len(rows)),
                              penalty=self.config.penalty, alpha=self.config.alpha)
         self.coef[:, model] = self.optimizers[model].step(weights, grad)
 

@@ -9,3 +9,5 @@ PARTIAL = "hetero-linear/partial"  # host -> guest: encrypted partial prediction
 RESIDUAL = "hetero-linear/residual"  # guest -> hosts: encrypted residual of a batch
 CROSS_REPLY = "hetero-linear/cross-reply"  # host -> guest: encrypted inner product for the loss
 SCORES = "hetero-linear/scores"  # host -> guest: plaintext partial scores for prediction
+SIGMOID_REQUEST = "hetero-linear/sigmoid-request"  # guest -> arbiter: shuffled, packed scores
+SIGMOID_REPLY = "hetero-linear/sigmoid-reply"  # arbiter -> guest: [[sigmoid]] and the softplus sum
