@@ -10,12 +10,14 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from isthmus.cli_query import query_app
 from isthmus.errors import IsthmusError
 
 app = typer.Typer(help="isthmus: federated learning for data islands.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 demo_app = typer.Typer(help="Embedded examples that need no file from you.", invoke_without_command=True)
 app.add_typer(demo_app, name="demo")
+app.add_typer(query_app, name="query", help="Private cross-institution queries (serve, ask, refresh, status).")
 console = Console()
 
 JobArg = Annotated[Path, typer.Argument(help="The job's YAML file.", exists=True, dir_okay=False)]
@@ -94,6 +96,16 @@ def vertical(ctx: typer.Context) -> None:
     from isthmus.demos.vertical import run_vertical_demo
 
     _guard(lambda: run_vertical_demo(ctx.obj / "vertical", console=console))
+
+
+@demo_app.command()
+def query(ctx: typer.Context) -> None:
+    """Five lenders' loans tables, their query services as processes; asks with known answers."""
+    from isthmus.query.demo import run_demo
+
+    code = run_demo(ctx.obj / "query", console=console)
+    if code:
+        raise typer.Exit(code)
 
 
 def _guard(action):
