@@ -47,12 +47,13 @@ def index_records(data: bytes, width: int, *, peer: str, tag: str) -> dict[bytes
     return index
 
 
-def gather_results(futures: list[Future], *, peer: str, tag: str) -> bytes:
-    """Join batch results in order; a batch refused for bad peer data becomes a ProtocolError."""
-    try:
-        return b"".join(future.result() for future in futures)
-    except ValueError as exc:
-        raise ProtocolError(f"invalid data: {exc}", peer=peer, tag=tag) from None
+def iter_results(futures: list[Future], *, peer: str, tag: str) -> Iterator[Any]:
+    """Batch results in order; a batch that refused the peer's data becomes a ProtocolError."""
+    for future in futures:
+        try:
+            yield future.result()
+        except ValueError as exc:
+            raise ProtocolError(f"invalid data: {exc}", peer=peer, tag=tag) from None
 
 
 def encode_indices(indices: np.ndarray) -> bytes:

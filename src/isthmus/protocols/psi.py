@@ -1,0 +1,390 @@
+"""Private set intersection for vertical jobs: parties learn which ids they share, nothing about the rest.
+
+The guest coordinates; each host runs a pairwise protocol with the guest (hosts never talk to each
+other); the guest intersects the pairwise results and tells each host its rows of the final set.
+Every party ends with ``PsiResult.positions``: its own rows for the shared ids, in one order that is
+the same at every party.
+
+Method ``"ecdh"`` (default), per job:
+
+1. Handshake. The guest draws a salt with :mod:`secrets` and sends ``{version, method, salt, count}``;
+   each host answers with its count; the guest says go. A party whose own ids are unusable
+   (duplicates, missing values) answers "abort" instead, so every party stops at once with a
+   :class:`DataError` rather than waiting out a timeout. An abort carries no detail and no id.
+2. The guest hashes its ids to curve points (salted, see :mod:`isthmus.crypto.ecdh`), blinds them
+   with a fresh key ``a``, shuffles them with OS randomness and sends the same list ``H(x)^a`` to
+   every host (blinding the guest's set once per job, however many hosts). Host ``i`` sends its own
+   shuffled ``H(y)^b_i``, raises the guest's list to ``b_i`` and returns it in the guest's order.
+3. The guest compares per host: either it strips its key from its returned list (an unblinding key
+   ``a^-1``, see :func:`isthmus.crypto.ecdh.new_key_with_inverse`) and compares ``H(x)^b_i`` with the
+   host's ``H(y)^b_i``, or it raises the host's list to ``a`` and compares ``H(.)^(a b_i)``. The
+   messages are the same either way; it does whichever raises fewer points, so a guest facing a far
+   larger host set never touches that set with its key (each of those ids costs one operation, the host's).
+4. The guest keeps the ids shared with every host, orders them by their double-blinded value with
+   the first host (an order no party can link to an id or a row) and sends each host the matching
+   positions in that host's own shuffled list, in that order.
+
+Who learns what (parties follow the protocol; see below for RSA): each party learns the sizes of
+the sets it exchanges with. The guest learns the final intersection and, per host, which of its own
+ids that host holds. A host learns only which of its own rows are in the final intersection: it
+never sees a double-blinded value, so it cannot test guesses against the guest's set, and it hears
+nothing of other hosts. Salts and keys are fresh per job, so blinded values of two jobs cannot be
+linked. Empty sets and disjoint sets are not errors here: the result has size 0 and the job layer
+decides what that means.
+
+Method ``"rsa"`` (RSA blind signatures, :mod:`isthmus.crypto.rsa_blind`, for very unbalanced sets):
+per host, the side with more ids signs (a tie: the host). A guest client learns as above. A host
+client learns its pairwise intersection with the guest, not only the final one, and reports the
+matching positions in the guest's list; the guest then continues with step 4.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from isthmus.crypto import ecdh, rsa_blind
+from isthmus.crypto.batchpool import BatchPool, split_evenly
+from isthmus.data.ids import DEDUPE_MODES, CanonicalIds, canonical_ids
+from isthmus.errors import ConfigError, DataError, ProtocolError
+from isthmus.protocols.psi_wire import (
+    MAX_CHUNK_RECORDS,
+    decode_indices,
+    encode_indices,
+    expect_count,
+    expect_map,
+    index_records,
+    iter_results,
+    recv_records,
+    split_records,
+)
+from isthmus.transport.channel import Channel
+
+PROTOCOL_VERSION = 1
+METHODS = ("ecdh", "rsa")
+MAX_IDS = 500_000_000  # any larger announced set is refused; positions travel as uint32
+POOL_MIN_RECORDS = 10_000  # below this a party works inline: starting worker processes costs more
+BATCHES_PER_WORKER = 8
+
+TAG_HELLO = "psi/hello"
+TAG_REPLY = "psi/reply"
+TAG_START = "psi/start"
+TAG_GUEST_POINTS = "psi/ecdh/guest-points"
+TAG_HOST_POINTS = "psi/ecdh/host-points"
+TAG_GUEST_POINTS_BACK = "psi/ecdh/guest-points-reblinded"
+TAG_RSA_KEY = "psi/rsa/key"
+TAG_RSA_DIGESTS = "psi/rsa/server-digests"
+TAG_RSA_BLINDED = "psi/rsa/blinded"
+TAG_RSA_SIGNED = "psi/rsa/signed"
+TAG_RSA_MATCHES = "psi/rsa/matches"
+TAG_RESULT = "psi/result"
+
+Progress = Callable[[str, float], None]
+
+
+
+@dataclass
+class _Pairing:
+    """What the guest learns from one host: for each of its shuffled positions the host shares, the
+    host's reference to that id; and for every position, a value to put the final set in order by."""
+
+    refs: dict[int, int]
+    order_keys: list[bytes]
+
+
+@dataclass
+class PsiResult:
+    positions: np.ndarray  # indices into this party's id array, in the agreed order
+    size: int
+
+
+def intersect(
+    channel: Channel,
+    role: str,
+    ids: Sequence[Any] | np.ndarray,
+    *,
+    method: str = "ecdh",
+    guest: str = "guest",
+    hosts: Sequence[str] = ("host",),
+    salt_bytes: int = 32,
+    progress: Progress | None = None,
+    dedupe: str = "error",
+    workers: int | None = None,
+) -> PsiResult:
+    """Run this party's side of the intersection (see the module docstring).
+
+    ``ids`` are canonicalised by :func:`isthmus.data.ids.canonical_ids` (``dedupe`` as there).
+    ``progress(stage, fraction)`` is called as stages finish. ``workers``: processes for group
+    operations; by default all cores, or none for sets too small to gain from them.
+    """
+    hosts = list(hosts)
+    _check_setup(channel, role, method, guest, hosts, salt_bytes, dedupe)
+    try:
+        canon, problem = canonical_ids(ids, party=channel.party, dedupe=dedupe), None
+    except DataError as exc:
+        canon, problem = CanonicalIds([], np.empty(0, dtype=np.int64)), exc
+    party = _Guest if role == "guest" else _Host
+    return party(channel, method, guest, hosts, workers, progress or _ignore_progress).run(canon, problem, salt_bytes)
+
+
+class _Party:
+    def __init__(self, channel: Channel, method: str, guest: str, hosts: list[str], workers: int | None, progress: Progress):
+        self.channel = channel
+        self.method = method
+        self.guest = guest
+        self.hosts = hosts
+        self.workers = workers
+        self.progress = progress
+
+    def _pool(self, records: int) -> BatchPool:
+        if self.workers is not None:
+            return BatchPool(self.workers)
+        return BatchPool(os.cpu_count() if records >= POOL_MIN_RECORDS else 1)
+
+    def _submit_ids(self, pool: BatchPool, fn: Callable[..., Any], args: tuple, ids: list[str]) -> list[Future]:
+        """``fn(*args, ids_batch)`` for even batches of ``ids``: every worker gets the same share, and
+        several batches each, so the peer can start on the first while we work on the last."""
+        batches = split_evenly(len(ids), BATCHES_PER_WORKER * pool.workers, MAX_CHUNK_RECORDS)
+        return [pool.submit(fn, *args, ids[start:stop]) for start, stop in batches]
+
+    def _send_batches(self, to: list[str], tag: str, batches: Iterable[bytes], total: int, stage: str) -> None:
+        """Send each batch as soon as it is ready, so the peer starts on it while we work on the next."""
+        for done, batch in enumerate(batches, 1):
+            self.channel.broadcast(to, tag, batch)
+            self.progress(stage, done / total)
+
+    def _own(self, futures: list[Future], tag: str) -> Iterable[bytes]:
+        """Results of batches over our own ids (a failure there is a bug, reported under our name)."""
+        return iter_results(futures, peer=self.channel.party, tag=tag)
+
+    def _rsa_serve(self, pool: BatchPool, key: rsa_blind.RsaPrivateKey, digests: list[Future], client: str, client_count: int) -> None:
+        """Signing side: publish the key and the digests of our signed set, then sign the client's blinded hashes."""
+        self.channel.send(client, TAG_RSA_KEY, key.public.to_wire())
+        self._send_batches([client], TAG_RSA_DIGESTS, self._own(digests, TAG_RSA_DIGESTS), len(digests), "sign own set")
+        chunks = recv_records(self.channel, client, TAG_RSA_BLINDED, client_count, key.public.byte_length)
+        signing = [pool.submit(rsa_blind.sign_blinded, key, chunk) for chunk in chunks]
+        signed = iter_results(signing, peer=client, tag=TAG_RSA_BLINDED)
+        self._send_batches([client], TAG_RSA_SIGNED, signed, len(signing), "sign peer set")
+
+    def _rsa_query(self, pool: BatchPool, server: str, server_count: int, salt: bytes, shuffled: list[str]) -> _Pairing:
+        """Client side: have our hashes signed blindly, unblind, and match digests with the server's."""
+        try:
+            public = rsa_blind.RsaPublicKey.from_wire(self.channel.recv(server, TAG_RSA_KEY))
+        except ValueError as exc:
+            raise ProtocolError(f"bad RSA public key: {exc}", peer=server, tag=TAG_RSA_KEY) from None
+        width = public.byte_length
+        blinding = self._submit_ids(pool, rsa_blind.blind_ids, (public, salt), shuffled)
+        unblinders = []
+        for blinded, unblinder in self._own(blinding, TAG_RSA_BLINDED):
+            self.channel.send(server, TAG_RSA_BLINDED, blinded)
+            unblinders.append(unblinder)
+        server_digests = b"".join(recv_records(self.channel, server, TAG_RSA_DIGESTS, server_count, rsa_blind.DIGEST_BYTES))
+        signed = b"".join(recv_records(self.channel, server, TAG_RSA_SIGNED, len(shuffled), width))
+        unblinding, start = [], 0
+        for unblinder in unblinders:  # re-cut the signatures along our own batches
+            stop = start + len(unblinder) // width
+            pool_args = (public, salt, shuffled[start:stop], signed[start * width : stop * width], unblinder)
+            unblinding.append(pool.submit(rsa_blind.unblind, *pool_args))
+            start = stop
+        ours = split_records(b"".join(iter_results(unblinding, peer=server, tag=TAG_RSA_SIGNED)), rsa_blind.DIGEST_BYTES)
+        index = index_records(server_digests, rsa_blind.DIGEST_BYTES, peer=server, tag=TAG_RSA_DIGESTS)
+        return _Pairing(_match(ours, index, peer=server, tag=TAG_RSA_DIGESTS), ours)
+
+
+class _Guest(_Party):
+    _signing: tuple[rsa_blind.RsaPrivateKey, list[Future]] | None = None  # when the guest signs for RSA
+
+    def run(self, canon: CanonicalIds, problem: DataError | None, salt_bytes: int) -> PsiResult:
+        salt = secrets.token_bytes(salt_bytes)
+        counts = self._handshake(len(canon), problem, salt)
+        order = _secret_permutation(len(canon))
+        shuffled = [canon.values[i] for i in order]
+        with self._pool(len(canon) + sum(counts.values())) as pool:
+            if self.method == "ecdh":
+                pairings = self._ecdh(pool, salt, shuffled, counts)
+            else:
+                pairings = {host: self._rsa(pool, salt, shuffled, host, counts[host]) for host in self.hosts}
+        shared = set.intersection(*(set(pairing.refs) for pairing in pairings.values()))
+        agreed = sorted(shared, key=pairings[self.hosts[0]].order_keys.__getitem__)
+        for host in self.hosts:
+            refs = pairings[host].refs
+            self.channel.send(host, TAG_RESULT, encode_indices(np.array([refs[p] for p in agreed], dtype=np.int64)))
+        self.progress("done", 1.0)
+        positions = canon.rows[order[np.array(agreed, dtype=np.int64)]]
+        return PsiResult(positions=positions, size=len(positions))
+
+    def _handshake(self, count: int, problem: DataError | None, salt: bytes) -> dict[str, int]:
+        hello = {"version": PROTOCOL_VERSION, "abort": True} if problem else {"version": PROTOCOL_VERSION, "method": self.method, "salt": salt, "count": count}
+        self.channel.broadcast(self.hosts, TAG_HELLO, hello)
+        if problem:
+            raise problem
+        counts = {host: self._reply(host) for host in self.hosts}
+        refused = [host for host, host_count in counts.items() if host_count is None]
+        self.channel.broadcast(self.hosts, TAG_START, {"go": not refused})
+        if refused:
+            raise DataError(f"intersection of job {self.channel.job!r} stopped: host(s) {refused} could not take part (see their logs)")
+        self.progress("handshake", 1.0)
+        return counts
+
+    def _reply(self, host: str) -> int | None:
+        reply = self.channel.recv(host, TAG_REPLY)
+        if isinstance(reply, dict) and reply == {"abort": True}:
+            return None
+        return expect_count(expect_map(reply, {"count"}, peer=host, tag=TAG_REPLY)["count"], MAX_IDS, peer=host, tag=TAG_REPLY)
+
+    def _ecdh(self, pool: BatchPool, salt: bytes, shuffled: list[str], counts: dict[str, int]) -> dict[str, _Pairing]:
+        key, unblinding = ecdh.new_key_with_inverse()
+        own = self._submit_ids(pool, ecdh.blind_ids, (key, salt), shuffled)
+        self._send_batches(self.hosts, TAG_GUEST_POINTS, self._own(own, TAG_GUEST_POINTS), len(own), "blind own set")
+        pairings = {}
+        for done, host in enumerate(self.hosts, 1):
+            pairings[host] = self._ecdh_pair(pool, key, unblinding, host, counts[host], len(shuffled))
+            self.progress("match", done / len(self.hosts))
+        return pairings
+
+    def _ecdh_pair(self, pool: BatchPool, key: bytes, unblinding: bytes, host: str, host_count: int, own_count: int) -> _Pairing:
+        """Compare with one host. The host sent its points ``H(y)^b`` and ours back as ``H(x)^(ab)``.
+        Either we strip our key from ours (giving ``H(x)^b``) or add it to theirs (giving ``H(y)^(ab)``):
+        the same messages either way, so we do whichever means fewer points to raise."""
+        width = ecdh.POINT_BYTES
+        theirs = recv_records(self.channel, host, TAG_HOST_POINTS, host_count, width)
+        strip_ours = own_count <= host_count
+        if strip_ours:
+            their_values = b"".join(theirs)  # only compared as bytes, never multiplied: a bogus point matches nothing
+        else:
+            raised = [pool.submit(ecdh.blind_points, key, chunk) for chunk in theirs]
+            their_values = b"".join(iter_results(raised, peer=host, tag=TAG_HOST_POINTS))
+        index = index_records(their_values, width, peer=host, tag=TAG_HOST_POINTS)
+        ours_back, unblinded = [], []
+        for chunk in recv_records(self.channel, host, TAG_GUEST_POINTS_BACK, own_count, width):
+            ours_back.append(chunk)
+            if strip_ours:  # start on each chunk as it arrives, while the host works on the next
+                unblinded.append(pool.submit(ecdh.blind_points, unblinding, chunk))
+        if strip_ours:
+            our_values = b"".join(iter_results(unblinded, peer=host, tag=TAG_GUEST_POINTS_BACK))
+        else:
+            our_values = b"".join(ours_back)
+        refs = _match(split_records(our_values, width), index, peer=host, tag=TAG_GUEST_POINTS_BACK)
+        return _Pairing(refs, split_records(b"".join(ours_back), width))
+
+    def _rsa(self, pool: BatchPool, salt: bytes, shuffled: list[str], host: str, host_count: int) -> _Pairing:
+        if _client_is_guest(len(shuffled), host_count):
+            return self._rsa_query(pool, host, host_count, salt, shuffled)
+        if self._signing is None:  # one key and one signed set per job, whatever the number of hosts
+            key = rsa_blind.RsaPrivateKey.generate()
+            self._signing = key, self._submit_ids(pool, rsa_blind.sign_ids, (key, salt), shuffled)
+        key, digests = self._signing
+        self._rsa_serve(pool, key, digests, host, host_count)
+        found = decode_indices(self.channel.recv(host, TAG_RSA_MATCHES), bound=len(shuffled), max_count=min(len(shuffled), host_count), peer=host, tag=TAG_RSA_MATCHES)
+        own_digests = split_records(b"".join(self._own(digests, TAG_RSA_DIGESTS)), rsa_blind.DIGEST_BYTES)
+        return _Pairing({int(position): ref for ref, position in enumerate(found)}, own_digests)
+
+
+class _Host(_Party):
+    def run(self, canon: CanonicalIds, problem: DataError | None, salt_bytes: int) -> PsiResult:
+        guest_count, salt = self._handshake(len(canon), problem)
+        order = _secret_permutation(len(canon))
+        shuffled = [canon.values[i] for i in order]
+        with self._pool(len(canon) + guest_count) as pool:
+            if self.method == "ecdh":
+                refs = self._ecdh(pool, salt, shuffled, guest_count, order)
+            else:
+                refs = self._rsa(pool, salt, shuffled, guest_count, order)
+        result = self.channel.recv(self.guest, TAG_RESULT)
+        positions = decode_indices(result, bound=len(refs), max_count=min(len(refs), guest_count), peer=self.guest, tag=TAG_RESULT)
+        self.progress("done", 1.0)
+        rows = canon.rows[refs[positions]]
+        return PsiResult(positions=rows, size=len(rows))
+
+    def _handshake(self, count: int, problem: DataError | None) -> tuple[int, bytes]:
+        try:
+            guest_count, salt = self._check_hello(self.channel.recv(self.guest, TAG_HELLO))
+        except ProtocolError:
+            self.channel.send(self.guest, TAG_REPLY, {"abort": True})
+            raise
+        self.channel.send(self.guest, TAG_REPLY, {"abort": True} if problem else {"count": count})
+        if problem:
+            raise problem
+        start = expect_map(self.channel.recv(self.guest, TAG_START), {"go"}, peer=self.guest, tag=TAG_START)
+        if start["go"] is not True:
+            raise DataError(f"intersection of job {self.channel.job!r} stopped by {self.guest!r}: another host could not take part")
+        self.progress("handshake", 1.0)
+        return guest_count, salt
+
+    def _check_hello(self, hello: Any) -> tuple[int, bytes]:
+        peer, tag = self.guest, TAG_HELLO
+        if not (isinstance(hello, dict) and type(hello.get("version")) is int and hello["version"] == PROTOCOL_VERSION):
+            raise ProtocolError(f"expected a hello of protocol version {PROTOCOL_VERSION}", peer=peer, tag=tag)
+        if "abort" in hello:
+            raise DataError(f"intersection of job {self.channel.job!r} stopped: {peer!r} could not take part (see its logs)")
+        expect_map(hello, {"version", "method", "salt", "count"}, peer=peer, tag=tag)
+        if not (isinstance(hello["method"], str) and hello["method"] == self.method):
+            raise ProtocolError(f"guest runs method {hello['method']!r}, this party is set up for {self.method!r}", peer=peer, tag=tag)
+        salt = hello["salt"]
+        if not isinstance(salt, bytes) or not ecdh.MIN_SALT_BYTES <= len(salt) <= ecdh.MAX_SALT_BYTES:
+            raise ProtocolError(f"salt must be {ecdh.MIN_SALT_BYTES}..{ecdh.MAX_SALT_BYTES} bytes", peer=peer, tag=tag)
+        return expect_count(hello["count"], MAX_IDS, peer=peer, tag=tag), salt
+
+    def _ecdh(self, pool: BatchPool, salt: bytes, shuffled: list[str], guest_count: int, order: np.ndarray) -> np.ndarray:
+        key = ecdh.new_key()
+        own = self._submit_ids(pool, ecdh.blind_ids, (key, salt), shuffled)
+        self._send_batches([self.guest], TAG_HOST_POINTS, self._own(own, TAG_HOST_POINTS), len(own), "blind own set")
+        chunks = recv_records(self.channel, self.guest, TAG_GUEST_POINTS, guest_count, ecdh.POINT_BYTES)
+        reblinding = [pool.submit(ecdh.blind_points, key, chunk) for chunk in chunks]
+        reblinded = iter_results(reblinding, peer=self.guest, tag=TAG_GUEST_POINTS)
+        self._send_batches([self.guest], TAG_GUEST_POINTS_BACK, reblinded, len(reblinding), "blind peer set")
+        return order
+
+    def _rsa(self, pool: BatchPool, salt: bytes, shuffled: list[str], guest_count: int, order: np.ndarray) -> np.ndarray:
+        if not _client_is_guest(guest_count, len(shuffled)):
+            refs = self._rsa_query(pool, self.guest, guest_count, salt, shuffled).refs
+            reported = np.array(list(refs), dtype=np.int64)[_secret_permutation(len(refs))]
+            self.channel.send(self.guest, TAG_RSA_MATCHES, encode_indices(np.array([refs[p] for p in reported], dtype=np.int64)))
+            return order[reported]
+        key = rsa_blind.RsaPrivateKey.generate()
+        self._rsa_serve(pool, key, self._submit_ids(pool, rsa_blind.sign_ids, (key, salt), shuffled), self.guest, guest_count)
+        return order
+
+
+def _match(ours: list[bytes], theirs: dict[bytes, int], *, peer: str, tag: str) -> dict[int, int]:
+    """Our positions whose value the peer's set also holds, each with the peer's position of it."""
+    matches = {position: theirs[value] for position, value in enumerate(ours) if value in theirs}
+    if len(set(matches.values())) != len(matches):
+        raise ProtocolError("two of our ids matched the same id of the peer", peer=peer, tag=tag)
+    return matches
+
+
+def _client_is_guest(guest_count: int, host_count: int) -> bool:
+    """RSA: the larger set signs; on a tie, the host."""
+    return guest_count <= host_count
+
+
+def _secret_permutation(n: int) -> np.ndarray:
+    """A uniformly random order drawn from the OS, so what we send reveals nothing of our row order."""
+    return np.argsort(np.frombuffer(secrets.token_bytes(8 * n), dtype=np.uint64), kind="stable")
+
+
+def _check_setup(channel: Channel, role: str, method: str, guest: str, hosts: list[str], salt_bytes: int, dedupe: str) -> None:
+    if role not in ("guest", "host"):
+        raise ConfigError(f"PSI role must be 'guest' or 'host', not {role!r}")
+    if method not in METHODS:
+        raise ConfigError(f"PSI method must be one of {METHODS}, not {method!r}")
+    if not hosts or len(set(hosts)) != len(hosts) or guest in hosts:
+        raise ConfigError(f"PSI needs distinct hosts other than the guest {guest!r}, got {hosts}")
+    me = channel.party
+    if (role == "guest" and me != guest) or (role == "host" and me not in hosts):
+        raise ConfigError(f"party {me!r} cannot play {role!r} with guest {guest!r} and hosts {hosts}")
+    if not ecdh.MIN_SALT_BYTES <= salt_bytes <= ecdh.MAX_SALT_BYTES:
+        raise ConfigError(f"salt_bytes must be in [{ecdh.MIN_SALT_BYTES}, {ecdh.MAX_SALT_BYTES}], not {salt_bytes}")
+    if dedupe not in DEDUPE_MODES:
+        raise ConfigError(f"dedupe must be one of {DEDUPE_MODES}, not {dedupe!r}")
+
+
+def _ignore_progress(stage: str, fraction: float) -> None:
+    """The default progress callback."""
