@@ -24,7 +24,7 @@ from isthmus.jobs.spec import JobSpec, load_job
 from isthmus.transport.certs import create_federation
 
 #: After one party fails, how long the others get to notice (they are told) before they are killed.
-FAILURE_GRACE_S = 15.0
+FAILURE_GRACE_S = 5.0
 
 
 class LaunchError(IsthmusError):
@@ -51,7 +51,9 @@ def launch(job_path: str | Path, out_dir: str | Path, *, console: Console | None
     create_federation(certs, sorted(spec.parties))
     console = console or Console(stderr=True)
     started = time.monotonic()
-    processes = {name: _spawn(Path(job_path).resolve(), name, certs, out_dir / name) for name in sorted(spec.parties)}
+    record = "record" not in spec.options  # a launched job is recorded on the ledger unless it says otherwise
+    processes = {name: _spawn(Path(job_path).resolve(), name, certs, out_dir / name, record=record)
+                 for name in sorted(spec.parties)}
     try:
         _watch(spec, processes, out_dir, console, deadline=started + timeout)
     finally:
@@ -62,13 +64,13 @@ def launch(job_path: str | Path, out_dir: str | Path, *, console: Console | None
     return LaunchResult(spec=spec, out_dir=out_dir, seconds=time.monotonic() - started)
 
 
-def _spawn(job_path: Path, party: str, certs: Path, run_dir: Path) -> subprocess.Popen:
+def _spawn(job_path: Path, party: str, certs: Path, run_dir: Path, *, record: bool) -> subprocess.Popen:
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("events.jsonl", "audit.jsonl"):
         (run_dir / stale).unlink(missing_ok=True)
     log = (run_dir / "process.log").open("w", encoding="utf-8")
     command = [sys.executable, "-m", "isthmus", "run", str(job_path), "--party", party,
-               "--certs", str(certs), "--out", str(run_dir)]
+               "--certs", str(certs), "--out", str(run_dir), *(["--record"] if record else [])]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 

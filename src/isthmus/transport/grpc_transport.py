@@ -169,6 +169,7 @@ class GrpcNode:
             except grpc.RpcError as err:
                 code, details = err.code(), (err.details() or "")[:500]
                 if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() + backoff < give_up:
+                    self.mailbox.raise_if_aborted(job, tag)  # a peer gave up: retrying would only delay us
                     time.sleep(backoff)
                     backoff = min(2 * backoff, _BACKOFF_MAX)
                     continue

@@ -44,11 +44,19 @@ class Mailbox:
             ready = lambda: job in self._aborted or any(self._queues.get(k) for k in keys)  # noqa: E731
             if not self._cond.wait_for(ready, timeout=timeout):
                 return None
-            if job in self._aborted:
-                sender, reason = self._aborted[job]
-                raise PeerAbortedError(f"peer aborted the job: {reason}", peer=sender, tag=tag)
+            self._raise_if_aborted(job, tag)
             key = min((k for k in keys if self._queues.get(k)), key=lambda k: self._queues[k][0][0])
             return key[1], self._pop(key)
+
+    def raise_if_aborted(self, job: str, tag: str) -> None:
+        """For senders: stop retrying a delivery once a peer has given up on the job."""
+        with self._cond:
+            self._raise_if_aborted(job, tag)
+
+    def _raise_if_aborted(self, job: str, tag: str) -> None:
+        if job in self._aborted:
+            sender, reason = self._aborted[job]
+            raise PeerAbortedError(f"peer aborted the job: {reason}", peer=sender, tag=tag)
 
     def _pop(self, key: tuple[str, str, str]) -> bytes:
         queue = self._queues[key]

@@ -6,7 +6,7 @@ from isthmus.errors import ConfigError, DataError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import party_table
 
-OPTIONS = {"method"}
+OPTIONS = {"method", "dedupe"}
 
 
 def run(ctx: PartyContext, options: dict) -> None:
@@ -19,6 +19,7 @@ def run(ctx: PartyContext, options: dict) -> None:
         return
     table = party_table(ctx)
     result = intersect(ctx.channel, ctx.role, table.ids, method=options.get("method", "ecdh"),
+                       dedupe=options.get("dedupe", "error"),
                        guest=ctx.spec.one("guest"), hosts=ctx.spec.with_role("host"),
                        progress=lambda stage, fraction: ctx.events.emit(step="intersect", stage=stage,
                                                                         progress=round(fraction, 3)))
