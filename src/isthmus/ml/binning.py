@@ -40,6 +40,17 @@ class QuantileBinner:
         self.split_points_ = [_quantile_split_points(column, self.bins) for column in X.T]
         return self
 
+    @classmethod
+    def from_split_points(cls, bins: int, split_points: list[np.ndarray]) -> QuantileBinner:
+        """A binner with split points agreed elsewhere (horizontal parties bin with the federation's)."""
+        binner = cls(bins)
+        for points in split_points:
+            if points.ndim != 1 or len(points) > bins - 1 or not np.isfinite(points).all() \
+                    or (np.diff(points) <= 0).any():
+                raise DataError(f"split points must be at most {bins - 1} increasing finite values per feature")
+        binner.split_points_ = list(split_points)
+        return binner
+
     @property
     def value_bins_(self) -> np.ndarray:
         """Number of value bins per feature (missing bin not counted)."""

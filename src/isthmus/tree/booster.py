@@ -106,7 +106,7 @@ def train(params: BoostParams, y: np.ndarray, parties: Sequence[FeatureParty]) -
     objective = make_objective(params.objective, y, params.n_classes)
     rng = np.random.default_rng(params.seed)
     n_rows = len(y)
-    validation = np.sort(rng.permutation(n_rows)[: round(params.validation_fraction * n_rows)])
+    validation = _holdout(rng, n_rows, params.validation_fraction)
     training = np.setdiff1d(np.arange(n_rows), validation)
     ensemble = Ensemble(objective, objective.init_score(y[training]), [p.name for p in parties])
     raw = np.tile(ensemble.init_score, (n_rows, 1))
@@ -137,6 +137,15 @@ def train(params: BoostParams, y: np.ndarray, parties: Sequence[FeatureParty]) -
     for party, kept in zip(parties, ensemble.kept_splits()):
         party.finish(kept)
     return ensemble
+
+
+def _holdout(rng: np.random.Generator, n_rows: int, fraction: float) -> np.ndarray:
+    return np.sort(rng.permutation(n_rows)[: round(fraction * n_rows)])
+
+
+def holdout_rows(params: BoostParams, n_rows: int) -> np.ndarray:
+    """The rows :func:`train` holds out for validation (ascending): what a job evaluates the model on."""
+    return _holdout(np.random.default_rng(params.seed), n_rows, params.validation_fraction)
 
 
 def _sample_columns(rng: np.random.Generator, parties: Sequence[FeatureParty], fraction: float) -> list[np.ndarray]:

@@ -76,13 +76,23 @@ class QuantizedGH:
         return cls(grad_int, hess_int, FixedPointScale(grad_exponent, hess_exponent))
 
 
+def fixed_point_exponent(total: float, count: int) -> int:
+    """The power-of-two scale for ``count`` values whose absolute values sum to ``total``: their rounded
+    sum stays below 2**SUM_BITS (rounding adds at most 1/2 per value, so room is left for it).
+
+    Parties that each hold some of the values (horizontal SecureBoost) agree on it from the summed totals.
+    """
+    if total == 0.0:
+        return 0
+    return math.floor(math.log2((2.0**SUM_BITS - count) / total))
+
+
 def _to_fixed_point(values: np.ndarray) -> tuple[np.ndarray, int]:
     """The largest power-of-two scale at which the rounded absolute values sum below 2**SUM_BITS."""
     total = float(np.abs(values).sum())
     if total == 0.0:
         return np.zeros(values.shape, dtype=np.int64), 0
-    # rounding adds at most 1/2 per value: leave room for it
-    exponent = math.floor(math.log2((2.0**SUM_BITS - values.size) / total))
+    exponent = fixed_point_exponent(total, values.size)
     while True:
         scaled = np.rint(np.ldexp(values, exponent)).astype(np.int64)
         if int(np.abs(scaled).sum()) < 1 << SUM_BITS:

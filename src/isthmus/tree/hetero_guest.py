@@ -118,14 +118,16 @@ class HeteroSecureBoostGuest:
         return to_prediction(self.ensemble_.objective, self.decision_function(channel, X))
 
     # -- model part ----------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
+    def to_dict(self) -> dict:
         """The guest's model part: tree structures, leaf values, its own split rules; hosts by name only."""
-        model = {"format": MODEL_FORMAT, "model_id": self.model_id_, "hosts": self.hosts_,
-                 "params": self.params.to_dict(), "bins": self.bins, "encryption": self.encryption,
-                 "ensemble": self.ensemble_.to_dict(), "feature_names": self.feature_names_,
-                 "splits": self.splits_.to_dict(feature_names=self.feature_names_),
-                 "feature_importance": self.feature_importance_}
-        Path(path).write_text(json.dumps(model, indent=1), encoding="utf-8")
+        return {"format": MODEL_FORMAT, "model_id": self.model_id_, "hosts": self.hosts_,
+                "params": self.params.to_dict(), "bins": self.bins, "encryption": self.encryption,
+                "ensemble": self.ensemble_.to_dict(), "feature_names": self.feature_names_,
+                "splits": self.splits_.to_dict(feature_names=self.feature_names_),
+                "feature_importance": self.feature_importance_}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path, *, timeout: float | None = None) -> HeteroSecureBoostGuest:

@@ -98,7 +98,7 @@ class HeteroSecureBoostHost:
         where = {"peer": guest, "tag": msg.PREDICT}
         while True:
             request = channel.recv(guest, msg.PREDICT, self.timeout)
-            if isinstance(request, dict) and request.get("op") == "done":
+            if isinstance(request, dict) and isinstance(request.get("op"), str) and request["op"] == "done":
                 return
             request = msg.expect_map(request, {"op", "split_ids", "rows"}, **where)
             split_ids = msg.expect_ints(request["split_ids"], 0, len(self.splits_), "split ids", **where)
@@ -108,13 +108,15 @@ class HeteroSecureBoostHost:
             channel.send(guest, msg.ROUTE, self.splits_.go_left(X, split_ids, rows))
 
     # -- model part ----------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
+    def to_dict(self) -> dict:
         """The host's model part: its split rules (feature, threshold, missing direction) by split id."""
-        model = {"format": MODEL_FORMAT, "model_id": self.model_id_, "bins": self.bins,
-                 "feature_names": self.feature_names_,
-                 "splits": self.splits_.to_dict(self.kept_split_ids_, self.feature_names_),
-                 "feature_importance": self.feature_importance_}
-        Path(path).write_text(json.dumps(model, indent=1), encoding="utf-8")
+        return {"format": MODEL_FORMAT, "model_id": self.model_id_, "bins": self.bins,
+                "feature_names": self.feature_names_,
+                "splits": self.splits_.to_dict(self.kept_split_ids_, self.feature_names_),
+                "feature_importance": self.feature_importance_}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path, **kwargs: Any) -> HeteroSecureBoostHost:

@@ -1,0 +1,126 @@
+"""Request rounds of horizontal SecureBoost: plain requests, and secure sums of the clients' vectors.
+
+The aggregator reaches the clients through a horizontal :class:`~isthmus.horizontal.fleet.Fleet`
+(one request per client, replies until a deadline) and sums their vectors with the dropout-tolerant
+secure aggregation of :mod:`isthmus.horizontal.secure_sum`: it learns the sum over the clients whose
+masked vector arrived, nothing about any one of them. A client that fails or goes silent in any stage
+leaves the job for good (its rows no longer count); the aggregator goes on while ``min_clients`` remain.
+
+Vectors are integers modulo 2**64: counts and fixed-point histogram sums are summed exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from isthmus.crypto.secagg import SecAggError
+from isthmus.horizontal.fleet import Fleet
+from isthmus.horizontal.secure_sum import (
+    SESSION_BYTES,
+    SecAggClient,
+    SecAggConfig,
+    SecAggServer,
+)
+from isthmus.horizontal.wire import Inspect
+
+log = logging.getLogger("isthmus.tree.homo")
+
+#: The stages of one secure sum after the request that makes each client compute its vector.
+SECURE_STAGES = ("share_keys", "masked_input", "unmask")
+
+
+@dataclass
+class AggregatorRounds:
+    """The aggregator's side: numbered rounds over the clients still taking part."""
+
+    fleet: Fleet
+    members: list[str]
+    config: SecAggConfig = field(default_factory=SecAggConfig)
+    min_clients: int = 2
+    timeout: float = 300.0
+    left: dict[str, str] = field(default_factory=dict)  # client -> why it left the job
+    _round: int = 0
+
+    def __post_init__(self) -> None:
+        self._require(len(self.members), "take part")
+
+    def ask(self, op: str, message: dict) -> dict[str, Any]:
+        """The same plain request to every member; returns the replies (members that fail leave)."""
+        self._round += 1
+        replies, failures = self.fleet.request(op, self._round, {c: message for c in self.members}, self.timeout)
+        self._leave(failures)
+        return replies
+
+    def secure_sum(self, op: str, message: dict, length: int) -> np.ndarray:
+        """Sum (uint64, modulo 2**64) of the ``length``-long vectors the members compute for ``op``."""
+        self._round += 1
+        session = secrets.token_bytes(SESSION_BYTES)
+        request = {**message, "secure": {"session": session, "length": length, "summands": len(self.members)}}
+        adverts, failures = self.fleet.request(op, self._round, {c: request for c in self.members}, self.timeout)
+        server = SecAggServer(session, self.config, length, self.min_clients)
+        try:
+            requests = server.start(adverts)
+            for stage, advance in (("share_keys", server.route_shares), ("masked_input", server.collect_masked)):
+                replies, failed = self.fleet.request(stage, self._round, requests, self.timeout)
+                failures.update(failed)
+                requests = advance(replies)
+            replies, _ = self.fleet.request("unmask", self._round, requests, self.timeout)
+            total = server.finish(replies)
+        except SecAggError as exc:
+            raise SecAggError(f"{op} (round {self._round}): {exc}") from None
+        failures.update({c: f"rejected: {why}" for c, why in server.rejected.items()})
+        self._leave({c: why for c, why in failures.items() if c not in server.survivors}, keep=server.survivors)
+        return total
+
+    def notify(self, message: dict, clients: list[str] | None = None) -> None:
+        self.fleet.notify(self.members if clients is None else clients, {"round": self._round, **message})
+
+    def _leave(self, failures: dict[str, str], keep: list[str] | None = None) -> None:
+        gone = {c: why for c, why in failures.items() if c in self.members}
+        if keep is not None:
+            gone.update({c: "not among the secure sum's survivors" for c in self.members if c not in keep and c not in gone})
+        for client, why in gone.items():
+            log.warning("client %s leaves the job: %s", client, why)
+            self.left[client] = why
+        self.members = [c for c in self.members if c not in gone]
+        self._require(len(self.members), "remain")
+
+    def _require(self, have: int, what: str) -> None:
+        if have < self.min_clients:
+            raise SecAggError(f"only {have} clients {what}, min_clients is {self.min_clients}: "
+                              f"left so far: {self.left or 'none'}")
+
+
+class ClientSums:
+    """A client's side of the secure sums: masks one vector per round, forgets it once unmasked."""
+
+    def __init__(self, name: str, aggregator: str):
+        self.name, self.aggregator = name, aggregator
+        self._pending: dict[int, tuple[SecAggClient, np.ndarray]] = {}
+
+    def contribute(self, request: dict, server_round: int, vector: np.ndarray) -> dict:
+        """Take ``vector`` (uint64) into round ``server_round``; the reply advertises this round's keys."""
+        check = Inspect(self.aggregator, f"secure sum {server_round}")
+        secure = check.mapping(request.get("secure"), {"session", "length"})
+        session = check.raw(secure["session"], length=SESSION_BYTES)
+        if check.integer(secure["length"], 0, 1 << 32) != vector.size:
+            check.fail(f"asked for a vector of {secure['length']} values; this client's has {vector.size}")
+        self._pending = {server_round: (SecAggClient(self.name, session, self.aggregator), vector)}
+        return self._pending[server_round][0].advertise()
+
+    def handle(self, op: str, request: dict, server_round: int) -> dict:
+        """One of :data:`SECURE_STAGES` of the round this client contributed to."""
+        if server_round not in self._pending:
+            Inspect(self.aggregator, op).fail(f"no secure sum in progress for round {server_round}")
+        client, vector = self._pending[server_round]
+        if op == "share_keys":
+            return client.share_keys(request)
+        if op == "masked_input":
+            return client.masked_input(request, vector)
+        del self._pending[server_round]
+        return client.unmask(request)
