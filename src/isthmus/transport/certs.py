@@ -4,11 +4,15 @@ The party name is the identity: it is the certificate's common name and its only
 alternative name, so a node can check that a peer is who it claims to be, and a client can check
 that it reached the party it meant to. Keys are EC P-256 (what every TLS stack and gRPC accept);
 private keys are created with mode 0600 and never overwritten.
+
+Each party also gets an Ed25519 signing key (``<party>/signing.key``) for endorsing ledger records,
+and the federation file (``federation.json``, beside ``ca.pem``) pins every party's public signing key.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import stat
@@ -17,7 +21,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from isthmus.errors import ConfigError
@@ -26,6 +30,8 @@ CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 PARTY_CERT = "cert.pem"
 PARTY_KEY = "key.pem"
+SIGNING_KEY = "signing.key"
+FEDERATION_FILE = "federation.json"
 
 # Lower-case DNS names only: the name is compared byte for byte with the certificate, while TLS
 # host name checks ignore case, so mixed case would let two spellings name one party.
@@ -51,8 +57,9 @@ class TlsFiles:
 def create_federation(out_dir: Path, parties: list[str], *, valid_days: int = 365) -> dict[str, TlsFiles]:
     """Create a new federation CA in ``out_dir`` and issue one certificate per party.
 
-    Writes ``ca.pem``, ``ca.key`` and ``<party>/cert.pem``, ``<party>/key.pem``. Refuses to replace
-    an existing CA: that would silently cut every member issued by it out of the federation.
+    Writes ``ca.pem``, ``ca.key``, ``federation.json`` and ``<party>/cert.pem``, ``<party>/key.pem``,
+    ``<party>/signing.key``. Refuses to replace an existing CA: that would silently cut every member
+    issued by it out of the federation.
     """
     out_dir = Path(out_dir)
     if len(set(parties)) != len(parties):
@@ -81,14 +88,18 @@ def create_federation(out_dir: Path, parties: list[str], *, valid_days: int = 36
     )
     _write_private_key(out_dir / CA_KEY, key)
     (out_dir / CA_CERT).write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    return {party: _issue(ca_cert, key, party, out_dir, valid_days) for party in parties}
+    files = {party: _issue(ca_cert, key, party, out_dir, valid_days) for party in parties}
+    _pin_signing_keys(out_dir / FEDERATION_FILE, {party: _new_signing_key(out_dir / party) for party in parties})
+    return files
 
 
 def issue_party_certificate(ca_dir: Path, party: str, out_dir: Path, *, valid_days: int = 365) -> TlsFiles:
     """Issue a certificate for a party joining later, signed by the CA in ``ca_dir``.
 
-    Writes ``out_dir/<party>/cert.pem`` and ``key.pem``, and ``out_dir/ca.pem`` when ``out_dir`` is
-    not the CA's own folder, so ``tls_files_for(out_dir, party)`` finds everything.
+    Writes ``out_dir/<party>/cert.pem``, ``key.pem`` and ``signing.key``, pins the signing key in the
+    CA folder's ``federation.json`` (copied to ``out_dir``; the members need the new copy), and writes
+    ``out_dir/ca.pem`` when ``out_dir`` is not the CA's own folder, so ``tls_files_for(out_dir, party)``
+    finds everything.
     """
     ca_dir, out_dir = Path(ca_dir), Path(out_dir)
     _check_party_name(party)
@@ -104,7 +115,11 @@ def issue_party_certificate(ca_dir: Path, party: str, out_dir: Path, *, valid_da
         copied_ca.write_bytes(ca_pem)
     elif copied_ca.read_bytes() != ca_pem:
         raise ConfigError(f"{copied_ca} belongs to another federation CA than {ca_dir / CA_CERT}")
-    return _issue(ca_cert, ca_key, party, out_dir, valid_days)
+    files = _issue(ca_cert, ca_key, party, out_dir, valid_days)
+    _pin_signing_keys(ca_dir / FEDERATION_FILE, {party: _new_signing_key(out_dir / party)})
+    if out_dir.resolve() != ca_dir.resolve():
+        (out_dir / FEDERATION_FILE).write_bytes((ca_dir / FEDERATION_FILE).read_bytes())
+    return files
 
 
 def tls_files_for(cert_dir: Path, party: str) -> TlsFiles:
@@ -162,7 +177,25 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
-def _write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def _new_signing_key(party_dir: Path) -> str:
+    """Create ``party_dir/signing.key``; returns the raw public key in hex, as the federation file pins it."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    _write_private_key(party_dir / SIGNING_KEY, key)
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
+def _pin_signing_keys(path: Path, keys: dict[str, str]) -> None:
+    """Add parties' public signing keys to the federation file; a pinned key is never replaced."""
+    pinned = json.loads(path.read_text(encoding="utf-8"))["signing_keys"] if path.exists() else {}
+    taken = sorted(set(pinned) & set(keys))
+    if taken:
+        raise ConfigError(f"{path} already pins a signing key for {taken}")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"signing_keys": {**pinned, **keys}}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_private_key(path: Path, key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> None:
     """Create the file with mode 0600 from the start (no window where others may read it)."""
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -1,0 +1,142 @@
+"""Horizontal contribution without retraining: GTG-Shapley over the updates of each round (Liu et al. 2022).
+
+In round t the aggregator holds the global model w_t and each client's update d_i with its example
+count n_i. The model a coalition S would have produced is w_t + sum_S n_i d_i / sum_S n_i (federated
+averaging's rule), so ``v_t(S)`` = the aggregator's metric of that model on its held-out rows, with
+``v_t(empty)`` = the metric of w_t. Each round's Shapley values (exact for a few clients, else
+sampled, with GTG's guided orders and within-round truncation) add up over the rounds; with FedAvg
+and every client in every round they add up to the metric's gain over the whole training.
+Leave-one-out, ``v_t(N) - v_t(N - i)`` summed the same way, is reported beside it as a check.
+
+What this reveals: the aggregator needs every client's update of every round in the clear, which is
+exactly what secure aggregation hides. So measuring contributions is opt-in (``reveal_updates``) and
+turns secure aggregation off for the job; the per-client values then go to every party.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from isthmus.errors import ProtocolError
+from isthmus.horizontal.participant import REQUEST_TAG
+from isthmus.horizontal.updates import flatten, unflatten
+from isthmus.horizontal.wire import Inspect
+from isthmus.incentive.contribution import ContributionReport
+from isthmus.incentive.shapley import Coalition, leave_one_out, shapley
+from isthmus.transport.channel import Channel
+
+Parameters = list[np.ndarray]
+Utility = Callable[[Parameters], float]
+
+_FIT_REPLY = re.compile(r"hfl/fit/(\d+)")
+
+
+@dataclass
+class RoundUpdates:
+    """One round as the aggregator saw it: the global model it started from and each client's result."""
+
+    round: int
+    start: Parameters
+    updates: dict[str, tuple[Parameters, int]]  # client -> (its new parameters, its example count)
+
+    def coalition_model(self, coalition: Iterable[str]) -> Parameters:
+        """Federated averaging over ``coalition`` only (the start model for the empty coalition)."""
+        members = sorted(coalition)
+        if not members:
+            return self.start
+        start = flatten(self.start)
+        weights = np.array([self.updates[c][1] for c in members], dtype=np.float64)
+        deltas = np.stack([flatten(self.updates[c][0]) - start for c in members])
+        return unflatten(start + weights @ deltas / weights.sum(), self.start)
+
+
+class UpdateTap(Channel):
+    """The aggregator's channel, passing everything through and keeping what plain rounds show it.
+
+    It keeps each round's global model (from the fit requests) and every client's fit reply that is
+    well formed: the ones the aggregator averages. Under secure aggregation there is nothing to keep.
+    """
+
+    def __init__(self, inner: Channel):
+        super().__init__(inner.party, inner.job, inner.peers)
+        self.inner = inner
+        self.default_timeout = inner.default_timeout
+        self._rounds: dict[int, RoundUpdates] = {}
+
+    def rounds(self) -> list[RoundUpdates]:
+        return [self._rounds[r] for r in sorted(self._rounds) if self._rounds[r].updates]
+
+    def send(self, to: str, tag: str, obj: Any) -> None:
+        if tag == REQUEST_TAG and isinstance(obj, dict) and obj.get("op") == "fit" and "secure" not in obj:
+            number = obj["round"]
+            if number not in self._rounds:
+                self._rounds[number] = RoundUpdates(number, [np.array(p) for p in obj["parameters"]], {})
+        self.inner.send(to, tag, obj)
+
+    def recv(self, frm: str, tag: str, timeout: float | None = None) -> Any:
+        return self.recv_any([frm], tag, timeout)[1]
+
+    def recv_any(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> tuple[str, Any]:
+        sender, obj = self.inner.recv_any(frm, tag, timeout)
+        match = _FIT_REPLY.fullmatch(tag)
+        if match and int(match.group(1)) in self._rounds:
+            self._keep(self._rounds[int(match.group(1))], sender, tag, obj)
+        return sender, obj
+
+    def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
+        self.inner._send_raw(to, tag, payload)
+
+    def abort(self, reason: str) -> None:
+        self.inner.abort(reason)
+
+    @staticmethod
+    def _keep(record: RoundUpdates, sender: str, tag: str, reply: Any) -> None:
+        check = Inspect(sender, tag)
+        try:
+            check.mapping(reply, {"parameters", "num_examples"})
+            parameters = check.parameters(reply["parameters"], record.start)
+            examples = check.integer(reply["num_examples"], 1, 1 << 50)
+        except ProtocolError:
+            return  # the aggregator leaves this reply out of the round too
+        record.updates[sender] = (parameters, examples)
+
+
+def gtg_report(rounds: list[RoundUpdates], utility: Utility, *, final: Parameters, metric: str, budget: float,
+               players: list[str], seed: int = 0, **shapley_options) -> ContributionReport:
+    """Per-round Shapley values (and leave-one-out) of ``players``, summed over the rounds.
+
+    ``final`` is the trained model: its value is the report's grand value. ``shapley_options`` go to
+    :func:`~isthmus.incentive.shapley.shapley` (``exact_up_to``, ``tolerance``, ``truncation``, ...).
+    """
+    if not rounds:
+        raise ValueError("no round with a client update was recorded: nothing to measure")
+    empty, grand = utility(rounds[0].start), utility(final)
+    scale = abs(grand - empty)  # late rounds gain little: precision is relative to the whole training's gain
+    values, variances, loo = (dict.fromkeys(players, 0.0) for _ in range(3))
+    permutations = 0
+    for record in rounds:
+        clients = sorted(record.updates)
+        known: dict[Coalition, float] = {}
+
+        def value(coalition: Coalition, record: RoundUpdates = record, known: dict = known) -> float:
+            if coalition not in known:
+                known[coalition] = utility(record.coalition_model(coalition))
+            return known[coalition]
+
+        result = shapley(clients, value, seed=seed + record.round, scale=scale, **shapley_options)
+        left_out = leave_one_out(clients, value)
+        for client in clients:
+            values[client] += result.values[client]
+            variances[client] += result.std_errors[client] ** 2
+            loo[client] += left_out[client]
+        permutations += result.permutations
+    return ContributionReport.measured(
+        method="gtg-shapley", metric=metric, values=values, budget=budget,
+        empty_value=empty, grand_value=grand,
+        std_errors={c: math.sqrt(v) for c, v in variances.items()}, leave_one_out=loo, permutations=permutations)
