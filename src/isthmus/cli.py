@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from isthmus.cli_ledger import ledger_app
 from isthmus.cli_query import query_app
 from isthmus.errors import IsthmusError
 
@@ -18,6 +19,7 @@ app = typer.Typer(help="isthmus: federated learning for data islands.", no_args_
 demo_app = typer.Typer(help="Embedded examples that need no file from you.", invoke_without_command=True)
 app.add_typer(demo_app, name="demo")
 app.add_typer(query_app, name="query", help="Private cross-institution queries (serve, ask, refresh, status).")
+app.add_typer(ledger_app, name="ledger")
 console = Console()
 
 JobArg = Annotated[Path, typer.Argument(help="The job's YAML file.", exists=True, dir_okay=False)]
@@ -40,12 +42,18 @@ def run(job: JobArg,
         party: Annotated[str, typer.Option(help="Which party of the job this process is.")],
         certs: Annotated[Path, typer.Option(help="Folder made by `isthmus certs` (CA + this party's files).")],
         out: Annotated[Path, typer.Option(help="This party's run directory.")] = Path("runs/party"),
-        listen: Annotated[Optional[str], typer.Option(help="Bind address if not the job's address.")] = None) -> None:
+        listen: Annotated[Optional[str], typer.Option(help="Bind address if not the job's address.")] = None,
+        resume: Annotated[bool, typer.Option(help="Horizontal aggregator: continue after the last round "
+                                                  "checkpointed in OUT/checkpoints.")] = False,
+        record: Annotated[Optional[bool], typer.Option("--record/--no-record", help="Endorse the job's outcome on "
+                                                       "every party's ledger (default: the job's `record`).")] = None,
+        ) -> None:
     """Run one party's side of a job: how parties on different machines run it."""
     from isthmus.jobs.party_process import run_party_process
     from isthmus.jobs.spec import load_job
 
-    _guard(lambda: run_party_process(load_job(job), party, certs_dir=certs, run_dir=out, listen=listen))
+    _guard(lambda: run_party_process(load_job(job), party, certs_dir=certs, run_dir=out, listen=listen, resume=resume,
+                                     record=record))
     console.print(f"party {party} finished; results in {out}")
 
 
@@ -96,6 +104,30 @@ def vertical(ctx: typer.Context) -> None:
     from isthmus.demos.vertical import run_vertical_demo
 
     _guard(lambda: run_vertical_demo(ctx.obj / "vertical", console=console))
+
+
+@demo_app.command()
+def horizontal(ctx: typer.Context) -> None:
+    """Breast-cancer rows over four client processes: secure FedAvg, one client crashing mid-run, parity."""
+    from isthmus.demos.horizontal import run_horizontal_demo
+
+    _guard(lambda: run_horizontal_demo(ctx.obj / "horizontal", console=console))
+
+
+@demo_app.command()
+def secureboost(ctx: typer.Context) -> None:
+    """The vertical demo's split with empty cells: PSI, hetero SecureBoost (Paillier), evaluation, parity."""
+    from isthmus.demos.secureboost import run_secureboost_demo
+
+    _guard(lambda: run_secureboost_demo(ctx.obj / "secureboost", console=console))
+
+
+@demo_app.command()
+def ledger(ctx: typer.Context) -> None:
+    """A guest and three hosts (one holding only noise): contributions, the ledger, verify, a tampered copy caught."""
+    from isthmus.demos.ledger import run_ledger_demo
+
+    _guard(lambda: run_ledger_demo(ctx.obj / "ledger", console=console))
 
 
 @demo_app.command()

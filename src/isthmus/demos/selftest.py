@@ -16,6 +16,7 @@ def run_selftest(out_dir: Path, *, key_bits: int = 2048, console: Console | None
     out_dir = Path(out_dir).resolve()
     job = {
         "job": "selftest",
+        "record": False,  # a connectivity check, not an outcome for the ledger
         "parties": loopback_parties({"guest": {}, "host": {}, "arbiter": {}}),
         "steps": [{"selftest": {"key_bits": key_bits}}],
     }

@@ -22,6 +22,7 @@ class PartyContext:
     events: EventLog
     table: Any = None  # isthmus.data.table.PartyTable once loaded, aligned after `intersect`
     state: dict[str, Any] = field(default_factory=dict)  # what a step leaves for later steps
+    certs_dir: Path | None = None  # the party's certificate folder: its signing key, the pinned keys, its ledger
 
     @property
     def role(self) -> str:

@@ -5,6 +5,7 @@ This is what ``isthmus run JOB --party NAME`` does on each organisation's machin
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -17,8 +18,14 @@ from isthmus.transport.grpc_transport import GrpcNode
 
 
 def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Path,
-                      listen: str | None = None) -> PartyContext:
+                      listen: str | None = None, resume: bool = False, record: bool | None = None) -> PartyContext:
+    """``resume`` sets the job-level option of that name: steps that checkpoint continue from ``run_dir``.
+    ``record``, when given, overrides the job's own ``record`` option (endorse the outcome on the ledger)."""
     check_steps(spec)
+    if resume:
+        spec = dataclasses.replace(spec, options={**spec.options, "resume": True})
+    if record is not None:
+        spec = dataclasses.replace(spec, options={**spec.options, "record": record})
     me = spec.party(party)
     run_dir.mkdir(parents=True, exist_ok=True)
     _log_to(run_dir / "party.log", party)
@@ -29,7 +36,7 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
                     recv_timeout=float(spec.options.get("timeout", 600)))
     node.start()
     try:
-        return run_party(spec, party, node.channel(spec.name), run_dir)
+        return run_party(spec, party, node.channel(spec.name), run_dir, certs_dir=certs_dir)
     finally:
         node.stop(grace=2.0)
 

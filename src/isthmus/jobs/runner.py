@@ -9,8 +9,14 @@ from isthmus.errors import ConfigError, IsthmusError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
 from isthmus.jobs.spec import JobSpec
-from isthmus.jobs.steps import STEPS
+from isthmus.jobs.steps import PREPARE, STEPS
+from isthmus.jobs.steps.record import planned_steps
 from isthmus.transport.channel import Channel
+
+
+#: Roles whose failure the others survive: horizontal clients drop out and secure aggregation recovers,
+#: so a failing client must not abort the federation's job.
+EXPENDABLE_ROLES = frozenset({"client"})
 
 
 def check_steps(spec: JobSpec) -> None:
@@ -19,14 +25,24 @@ def check_steps(spec: JobSpec) -> None:
         raise ConfigError(f"job {spec.name!r}: unknown steps {unknown}; known steps: {sorted(STEPS)}")
 
 
-def run_party(spec: JobSpec, party: str, channel: Channel, run_dir: Path) -> PartyContext:
-    """Execute every step for ``party``; on failure tell the peers (so they stop) and re-raise."""
+def run_party(spec: JobSpec, party: str, channel: Channel, run_dir: Path, *,
+              certs_dir: Path | None = None) -> PartyContext:
+    """Execute every step for ``party``; on failure tell the peers (so they stop) and re-raise.
+
+    Steps that need to act before any step runs (check options, see earlier steps' messages) are
+    prepared first; ``certs_dir`` holds the party's keys, for steps that sign.
+    """
     check_steps(spec)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ctx = PartyContext(spec=spec, party=party, channel=channel, run_dir=run_dir, events=EventLog(run_dir, party))
+    ctx = PartyContext(spec=spec, party=party, channel=channel, run_dir=run_dir, events=EventLog(run_dir, party),
+                       certs_dir=certs_dir)
     current = "start"
     try:
-        for step in spec.steps:
+        for step in planned_steps(ctx.spec):
+            if step.name in PREPARE:
+                current = step.name
+                PREPARE[step.name](ctx, step.options)
+        for step in planned_steps(ctx.spec):
             current = step.name
             ctx.events.emit(step=step.name, status="running")
             STEPS[step.name](ctx, step.options)
@@ -35,7 +51,8 @@ def run_party(spec: JobSpec, party: str, channel: Channel, run_dir: Path) -> Par
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, IsthmusError) else str(exc)
         ctx.events.emit(step=current, status="failed", error=message)
         logging.getLogger(f"isthmus.{party}").error("step %s failed: %s", current, message)
-        channel.abort(f"step {current} failed at {party}: {message}")
+        if ctx.role not in EXPENDABLE_ROLES:
+            channel.abort(f"step {current} failed at {party}: {message}")
         raise
     ctx.events.emit(status="finished")
     return ctx

@@ -26,6 +26,7 @@ class DataSpec:
     label: str | None = None
     features: list[str] | None = None
     exclude: list[str] = field(default_factory=list)
+    test: Path | None = None  # held-out rows with the same columns (horizontal clients evaluate on them)
 
 
 @dataclass(frozen=True)
@@ -140,12 +141,18 @@ def _parse_party(name: str, entry: Any, base_dir: Path, default_role: str) -> Pa
 def _parse_data(party: str, raw: Any, base_dir: Path) -> DataSpec:
     if not isinstance(raw, dict) or "path" not in raw or "id" not in raw:
         raise ConfigError(f"party {party!r}: 'data' needs at least 'path' and 'id'")
-    unknown = set(raw) - {"path", "id", "label", "features", "exclude"}
+    unknown = set(raw) - {"path", "id", "label", "features", "exclude", "test"}
     if unknown:
         raise ConfigError(f"party {party!r}: unknown data settings {sorted(unknown)}")
-    path = Path(raw["path"])
-    return DataSpec(path=path if path.is_absolute() else base_dir / path, id=str(raw["id"]),
-                    label=raw.get("label"), features=raw.get("features"), exclude=list(raw.get("exclude") or []))
+    return DataSpec(path=_resolve(raw["path"], base_dir), id=str(raw["id"]), label=raw.get("label"),
+                    features=raw.get("features"), exclude=list(raw.get("exclude") or []),
+                    test=_resolve(raw["test"], base_dir) if raw.get("test") else None)
+
+
+def _resolve(value: Any, base_dir: Path) -> Path:
+    """Relative data paths are relative to the job file's folder, not to where the party runs."""
+    path = Path(value)
+    return path if path.is_absolute() else base_dir / path
 
 
 def _parse_steps(raw: Any) -> list[Step]:

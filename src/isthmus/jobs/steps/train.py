@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from isthmus.errors import ConfigError
 from isthmus.jobs.context import PartyContext
-from isthmus.jobs.steps import hetero_linear
+from isthmus.jobs.steps import hetero_linear, horizontal, secureboost
 
 TRAINERS = {
     "hetero_lr": hetero_linear.train_logistic,
     "hetero_linr": hetero_linear.train_linear,
+    "homo_lr": horizontal.train_logistic,
+    "homo_linr": horizontal.train_linear,
+    "hetero_secureboost": secureboost.train_hetero,
+    "homo_secureboost": secureboost.train_homo,
 }
 
 

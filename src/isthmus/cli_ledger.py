@@ -1,0 +1,162 @@
+"""``isthmus ledger``: show, verify and export the ledgers the parties keep (see docs/incentives.md).
+
+A LEDGER argument may be a ledger file, a party's certificate folder holding one, or a federation's
+certificate folder (every party's ledger in it). Exit code of ``verify``: 0 every replica is sound
+and they agree, 1 otherwise (each finding is printed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from isthmus.errors import ConfigError, IsthmusError
+
+ledger_app = typer.Typer(help="The tamper-evident ledger of jobs and contributions every party keeps.",
+                         no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+console = Console()
+
+LedgersArg = Annotated[list[Path], typer.Argument(help="Ledger files, party folders holding one, or a certificate "
+                                                       "folder (every party's ledger in it).", exists=True)]
+LedgerArg = Annotated[Path, typer.Argument(help="A ledger file or the party folder holding it.", exists=True)]
+FederationOpt = Annotated[Path | None, typer.Option(
+    help="The federation file pinning the parties' signing keys (default: federation.json of the certificate "
+         "folder the first ledger is in).", exists=True, dir_okay=False)]
+
+
+@ledger_app.command()
+def show(ledger: LedgerArg) -> None:
+    """The records of one party's ledger, and the contributions each holds (nothing is verified: see verify)."""
+    _guard(lambda: print_ledger(_one(ledger), console))
+
+
+@ledger_app.command()
+def verify(ledgers: LedgersArg, federation: FederationOpt = None) -> None:
+    """Check every replica's chain and signatures against the pinned keys, and that the replicas agree."""
+    ok = _guard(lambda: print_verification(resolve_ledgers(ledgers), federation, console))
+    if not ok:
+        raise typer.Exit(1)
+
+
+@ledger_app.command()
+def export(ledger: LedgerArg,
+           out: Annotated[Path | None, typer.Option(help="Write the JSON here instead of printing it.")] = None) -> None:
+    """One party's ledger as JSON: each record's number, hash, body and signatures (hex)."""
+    from isthmus.incentive.ledger import Ledger
+
+    def dump() -> str:
+        with Ledger(_one(ledger), read_only=True) as opened:
+            records = [{"seq": e.seq, **e.record.to_dict()} for e in opened.entries()]
+            return json.dumps({"owner": opened.owner, "records": records}, indent=2)
+
+    text = _guard(dump)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        typer.echo(text)
+
+
+# --- shared with the demo ------------------------------------------------------------------------
+
+
+def resolve_ledgers(paths: list[Path]) -> list[Path]:
+    from isthmus.incentive.ledger import LEDGER_FILE
+    from isthmus.transport.certs import FEDERATION_FILE
+
+    found = []
+    for path in paths:
+        if path.is_file():
+            found.append(path)
+        elif (path / LEDGER_FILE).is_file():
+            found.append(path / LEDGER_FILE)
+        elif (path / FEDERATION_FILE).is_file():
+            found += sorted(path.glob(f"*/{LEDGER_FILE}"))
+        else:
+            raise ConfigError(f"no ledger at {path}: give a ledger file, a party folder or a certificate folder")
+    if not found:
+        raise ConfigError(f"no ledger in {', '.join(map(str, paths))}")
+    return found
+
+
+def print_verification(ledgers: list[Path], federation: Path | None, out: Console) -> bool:
+    from isthmus.incentive.signing import load_pinned_keys
+    from isthmus.incentive.verify import verify_ledgers
+    from isthmus.transport.certs import FEDERATION_FILE
+
+    federation = federation or ledgers[0].resolve().parent.parent / FEDERATION_FILE
+    if not federation.is_file():
+        raise ConfigError(f"no federation file at {federation}; give one with --federation")
+    result = verify_ledgers(ledgers, load_pinned_keys(federation))
+    for path, (owner, count) in result.replicas.items():
+        out.print(f"  {owner:<12} {count} record(s)  {path}", soft_wrap=True)
+    if result.ok:
+        out.print(f"[green]ledger verified[/]: {len(ledgers)} replica(s); every chain intact, every record signed by "
+                  f"all its parties (keys pinned in {federation}), replicas agree", soft_wrap=True)
+    else:
+        out.print(f"[bold red]ledger verification failed[/]: {len(result.findings)} finding(s)")
+        for finding in result.findings:
+            out.print(f"  - {finding}", markup=False, soft_wrap=True)
+    return result.ok
+
+
+def print_ledger(path: Path, out: Console) -> None:
+    from isthmus.incentive.ledger import Ledger
+
+    with Ledger(path, read_only=True) as ledger:
+        entries = ledger.entries()
+        owner = ledger.owner
+    table = Table(title=f"ledger of {owner} ({path})")
+    for column in ("#", "created", "job", "parties", "signed", "hash"):
+        table.add_column(column)
+    for entry in entries:
+        try:
+            body = entry.record.content
+        except ValueError as exc:
+            table.add_row(str(entry.seq), "-", f"[red]malformed: {exc}[/]", "", "", entry.stored_hash[:16])
+            continue
+        parties = ", ".join(sorted(body["parties"])) + "".join(f", [dim]{p} absent[/]" for p in sorted(body["absent"]))
+        table.add_row(str(entry.seq), body["created"], body["job"], parties,
+                      f"{len(entry.record.signatures)}/{len(body['parties'])}", entry.stored_hash[:16])
+    out.print(table)
+    for entry in entries:
+        try:
+            report = entry.record.content["contributions"]
+        except ValueError:
+            continue
+        if report:
+            out.print(contribution_table(report, title=f"record {entry.seq}: contributions ({report['method']}, "
+                                                       f"{report['metric']})"))
+
+
+def contribution_table(report: dict, *, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("party", "value", "share", "reward", "leave-one-out"):
+        table.add_column(column, justify="right" if column != "party" else "left")
+    loo = report.get("leave_one_out") or {}
+    for party in sorted(report["values"], key=lambda p: -report["values"][p]):
+        table.add_row(party, f"{report['values'][party]:+.4f}", f"{report['shares'][party]:.1%}",
+                      f"{report['rewards'][party]:.2f}", f"{loo[party]:+.4f}" if party in loo else "-")
+    table.caption = (f"{report['metric']}: {report['empty_value']:.4f} with no party's data, "
+                     f"{report['grand_value']:.4f} with everyone's; budget {report['budget']:g}")
+    return table
+
+
+def _one(path: Path) -> Path:
+    (found, *others) = resolve_ledgers([path])
+    if others:
+        raise ConfigError(f"{path} holds several ledgers; name one party's folder or file")
+    return found
+
+
+def _guard(action):
+    try:
+        return action()
+    except IsthmusError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
