@@ -7,6 +7,10 @@ from the calling process, because protocols run beside other threads (a party's 
 parties in tests) and forking a threaded process can copy a held lock into the child.
 
 Small jobs run inline: starting workers costs more than a few thousand operations.
+
+The workers are this party's own processes, so batch arguments may include the party's per-job
+secret keys. As with any ``forkserver`` or ``spawn`` pool, a script that uses it must keep its
+top-level work under ``if __name__ == "__main__":`` (the fork server imports the main module).
 """
 
 from __future__ import annotations

@@ -120,8 +120,9 @@ def intersect(
     """Run this party's side of the intersection (see the module docstring).
 
     ``ids`` are canonicalised by :func:`isthmus.data.ids.canonical_ids` (``dedupe`` as there).
-    ``progress(stage, fraction)`` is called as stages finish. ``workers``: processes for group
-    operations; by default all cores, or none for sets too small to gain from them.
+    Every party must pass the same ``guest``, ``hosts`` and ``method`` (a mismatch stops the job).
+    ``progress(stage, fraction)`` is called as stages advance.
+    ``workers``: processes for group operations; by default all cores, or none for small sets.
     """
     hosts = list(hosts)
     _check_setup(channel, role, method, guest, hosts, salt_bytes, dedupe)
