@@ -29,7 +29,7 @@ from isthmus.horizontal.updates import flatten, unflatten
 from isthmus.horizontal.wire import Inspect
 from isthmus.incentive.contribution import ContributionReport
 from isthmus.incentive.shapley import Coalition, leave_one_out, shapley
-from isthmus.transport.channel import Channel
+from isthmus.transport.channel import Channel, RelayChannel
 
 Parameters = list[np.ndarray]
 Utility = Callable[[Parameters], float]
@@ -56,7 +56,7 @@ class RoundUpdates:
         return unflatten(start + weights @ deltas / weights.sum(), self.start)
 
 
-class UpdateTap(Channel):
+class UpdateTap(RelayChannel):
     """The aggregator's channel, passing everything through and keeping what plain rounds show it.
 
     It keeps each round's global model (from the fit requests) and every client's fit reply that is
@@ -64,9 +64,7 @@ class UpdateTap(Channel):
     """
 
     def __init__(self, inner: Channel):
-        super().__init__(inner.party, inner.job, inner.peers)
-        self.inner = inner
-        self.default_timeout = inner.default_timeout
+        super().__init__(inner)
         self._rounds: dict[int, RoundUpdates] = {}
 
     def rounds(self) -> list[RoundUpdates]:
@@ -77,23 +75,14 @@ class UpdateTap(Channel):
             number = obj["round"]
             if number not in self._rounds:
                 self._rounds[number] = RoundUpdates(number, [np.array(p) for p in obj["parameters"]], {})
-        self.inner.send(to, tag, obj)
-
-    def recv(self, frm: str, tag: str, timeout: float | None = None) -> Any:
-        return self.recv_any([frm], tag, timeout)[1]
+        super().send(to, tag, obj)
 
     def recv_any(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> tuple[str, Any]:
-        sender, obj = self.inner.recv_any(frm, tag, timeout)
+        sender, obj = super().recv_any(frm, tag, timeout)
         match = _FIT_REPLY.fullmatch(tag)
         if match and int(match.group(1)) in self._rounds:
             self._keep(self._rounds[int(match.group(1))], sender, tag, obj)
         return sender, obj
-
-    def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
-        self.inner._send_raw(to, tag, payload)
-
-    def abort(self, reason: str) -> None:
-        self.inner.abort(reason)
 
     @staticmethod
     def _keep(record: RoundUpdates, sender: str, tag: str, reply: Any) -> None:

@@ -10,35 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from isthmus.transport.channel import Channel
+from isthmus.transport.channel import Channel, RelayChannel
 
 
-class ScopedChannel(Channel):
+class ScopedChannel(RelayChannel):
     def __init__(self, inner: Channel, scope: str, peers: Iterable[str]):
-        super().__init__(inner.party, inner.job, peers)
-        self.inner = inner
+        super().__init__(inner, peers)
         self.scope = scope
-        self.default_timeout = inner.default_timeout
 
     def _tag(self, tag: str) -> str:
         return f"{self.scope}/{tag}"
 
     def send(self, to: str, tag: str, obj: Any) -> None:
-        self._check_peer(to)
-        self.inner.send(to, self._tag(tag), obj)
-
-    def recv(self, frm: str, tag: str, timeout: float | None = None) -> Any:
-        self._check_peer(frm)
-        return self.inner.recv(frm, self._tag(tag), timeout)
+        super().send(to, self._tag(tag), obj)
 
     def recv_any(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> tuple[str, Any]:
-        senders = list(frm)
-        for sender in senders:
-            self._check_peer(sender)
-        return self.inner.recv_any(senders, self._tag(tag), timeout)
-
-    def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
-        self.inner._send_raw(to, self._tag(tag), payload)
-
-    def abort(self, reason: str) -> None:
-        self.inner.abort(reason)  # the abort tag must stay unprefixed: it ends the whole job
+        return super().recv_any(frm, self._tag(tag), timeout)

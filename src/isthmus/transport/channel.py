@@ -11,6 +11,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
+from isthmus.errors import PeerTimeoutError
+from isthmus.transport import codec
+
 
 class Channel(ABC):
     """Messages of one job, as seen by one party."""
@@ -23,23 +26,48 @@ class Channel(ABC):
         self.job = job
         self.peers = sorted(set(peers) - {party})
 
-    @abstractmethod
+    #: Largest encoded message a receive accepts.
+    max_message_bytes: int = codec.DEFAULT_MAX_BYTES
+
     def send(self, to: str, tag: str, obj: Any) -> None:
         """Encode ``obj`` and deliver it to party ``to`` under ``tag``; returns once the peer holds it."""
+        self._check_peer(to)
+        self._send_raw(to, tag, codec.encode(obj))
 
-    @abstractmethod
     def recv(self, frm: str, tag: str, timeout: float | None = None) -> Any:
         """Wait for the next message from ``frm`` under ``tag`` and return it decoded.
 
         Raises :class:`~isthmus.errors.PeerTimeoutError` naming the peer and tag after ``timeout``.
         """
+        return self.recv_any([frm], tag, timeout)[1]
 
-    @abstractmethod
     def recv_any(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> tuple[str, Any]:
         """Wait for the next message under ``tag`` from any of ``frm``; returns ``(sender, message)``.
 
         For services that answer whichever member asks (private queries, job invitations).
         """
+        senders = list(frm)
+        for sender in senders:
+            self._check_peer(sender)
+        wait = self.default_timeout if timeout is None else timeout
+        got = self._next_payload(senders, tag, wait)
+        if got is None:
+            raise PeerTimeoutError(f"no message within {wait:g} s", peer=" or ".join(senders),
+                                   address=self._address_of(senders), tag=tag)
+        sender, payload = got
+        return sender, codec.decode(payload, peer=sender, tag=tag, max_bytes=self.max_message_bytes)
+
+    @abstractmethod
+    def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
+        """Deliver already-encoded bytes (audited like any send)."""
+
+    @abstractmethod
+    def _next_payload(self, senders: list[str], tag: str, wait: float) -> tuple[str, bytes] | None:
+        """The next raw payload under ``tag`` from one of ``senders``, or None after ``wait`` seconds."""
+
+    @abstractmethod
+    def _address_of(self, senders: list[str]) -> str:
+        """Where the senders are, for error messages."""
 
     def broadcast(self, to: Iterable[str], tag: str, obj: Any) -> None:
         for party in to:
@@ -62,10 +90,6 @@ class Channel(ABC):
             except IsthmusError:
                 pass
 
-    @abstractmethod
-    def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
-        """Deliver already-encoded bytes (used by :meth:`abort`, whose payload is plain text)."""
-
     def close(self) -> None:
         """Release what the channel holds; the default holds nothing."""
 
@@ -74,3 +98,35 @@ class Channel(ABC):
             from isthmus.errors import ConfigError
 
             raise ConfigError(f"party {self.party!r} has no peer {party!r} in job {self.job!r}; peers: {self.peers}")
+
+
+class RelayChannel(Channel):
+    """Passes everything to another channel; subclasses change what passes (tag scopes, taps, faults)."""
+
+    def __init__(self, inner: Channel, peers: Iterable[str] | None = None):
+        super().__init__(inner.party, inner.job, inner.peers if peers is None else peers)
+        self.inner = inner
+        self.default_timeout = inner.default_timeout
+        self.max_message_bytes = inner.max_message_bytes
+
+    def send(self, to: str, tag: str, obj: Any) -> None:
+        self._check_peer(to)
+        self.inner.send(to, tag, obj)
+
+    def recv_any(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> tuple[str, Any]:
+        senders = list(frm)
+        for sender in senders:
+            self._check_peer(sender)
+        return self.inner.recv_any(senders, tag, timeout)
+
+    def abort(self, reason: str) -> None:
+        self.inner.abort(reason)  # unscoped: an abort ends the whole job
+
+    def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
+        self.inner._send_raw(to, tag, payload)
+
+    def _next_payload(self, senders: list[str], tag: str, wait: float) -> tuple[str, bytes] | None:
+        return self.inner._next_payload(senders, tag, wait)
+
+    def _address_of(self, senders: list[str]) -> str:
+        return self.inner._address_of(senders)

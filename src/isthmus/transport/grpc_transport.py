@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent import futures
-from typing import Any, Self
+from typing import Self
 
 import grpc
 
@@ -22,7 +22,6 @@ from isthmus.errors import (
     ConfigError,
     PeerError,
     PeerRefusedError,
-    PeerTimeoutError,
     PeerUnreachableError,
     ProtocolError,
 )
@@ -203,30 +202,19 @@ class GrpcChannel(Channel):
         super().__init__(node.party, job, peers)
         self.node = node
         self.default_timeout = node.recv_timeout
-
-    def send(self, to: str, tag: str, obj: Any) -> None:
-        self._check_peer(to)
-        self._send_raw(to, tag, codec.encode(obj))
+        self.max_message_bytes = node.max_message_bytes
 
     def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
         self.node.deliver(to, self.job, tag, payload)
 
-    def recv(self, frm: str, tag: str, timeout: float | None = None) -> Any:
-        return self.recv_any([frm], tag, timeout)[1]
-
-    def recv_any(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> tuple[str, Any]:
-        senders = list(frm)
-        for sender in senders:
-            self._check_peer(sender)
-        wait = self.default_timeout if timeout is None else timeout
+    def _next_payload(self, senders: list[str], tag: str, wait: float) -> tuple[str, bytes] | None:
         got = self.node.mailbox.get_any(self.job, senders, tag, wait)
-        if got is None:
-            addresses = ", ".join(self.node.peers[s] for s in senders)
-            raise PeerTimeoutError(f"no message within {wait:g} s", peer=" or ".join(senders), address=addresses, tag=tag)
-        sender, payload = got
-        if isinstance(payload, Refusal):
-            raise ProtocolError(f"message refused on arrival: {payload.reason}", peer=sender, tag=tag)
-        return sender, codec.decode(payload, peer=sender, tag=tag, max_bytes=self.node.max_message_bytes)
+        if got is not None and isinstance(got[1], Refusal):
+            raise ProtocolError(f"message refused on arrival: {got[1].reason}", peer=got[0], tag=tag)
+        return got
+
+    def _address_of(self, senders: list[str]) -> str:
+        return ", ".join(self.node.peers[s] for s in senders)
 
 
 def _chunks(payload: bytes) -> Iterator[memoryview]:

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from isthmus.errors import PeerTimeoutError
-from isthmus.transport import codec
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.channel import Channel
 from isthmus.transport.mailbox import Mailbox
@@ -38,27 +35,16 @@ class LocalChannel(Channel):
         self.hub = hub
         self.audit = hub.audits[party]
 
-    def send(self, to: str, tag: str, obj: Any) -> None:
-        self._check_peer(to)
-        self._send_raw(to, tag, codec.encode(obj))
-
     def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
         if self.audit:
             self.audit.record("send", self.job, to, tag, payload)
         self.hub.mailboxes[to].put(self.job, self.party, tag, payload)
 
-    def recv(self, frm: str, tag: str, timeout: float | None = None) -> Any:
-        return self.recv_any([frm], tag, timeout)[1]
-
-    def recv_any(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> tuple[str, Any]:
-        senders = list(frm)
-        for sender in senders:
-            self._check_peer(sender)
-        wait = self.default_timeout if timeout is None else timeout
+    def _next_payload(self, senders: list[str], tag: str, wait: float) -> tuple[str, bytes] | None:
         got = self.hub.mailboxes[self.party].get_any(self.job, senders, tag, wait)
-        if got is None:
-            raise PeerTimeoutError(f"no message within {wait:g} s", peer=" or ".join(senders), address="in-process", tag=tag)
-        sender, payload = got
-        if self.audit:
-            self.audit.record("recv", self.job, sender, tag, payload)
-        return sender, codec.decode(payload, peer=sender, tag=tag)
+        if got is not None and self.audit:
+            self.audit.record("recv", self.job, got[0], tag, got[1])
+        return got
+
+    def _address_of(self, senders: list[str]) -> str:
+        return "in-process"

@@ -37,7 +37,7 @@ from isthmus.jobs.context import PartyContext
 from isthmus.jobs.spec import DataSpec, JobSpec
 from isthmus.jobs.steps.data import party_table
 from isthmus.ml.metrics import write_report
-from isthmus.transport.channel import Channel
+from isthmus.transport.channel import Channel, RelayChannel
 
 #: Job-file model name -> the task of its :class:`LinearModel`.
 MODELS = {"homo_lr": "binary", "homo_linr": "regression"}
@@ -319,28 +319,7 @@ def evaluate_locally(ctx: PartyContext, trained: LocalModel, *, metrics: list[st
 # --- channels with a twist -------------------------------------------------------------------------
 
 
-class _Relay(Channel):
-    """Passes everything to another channel; subclasses change what sending does."""
-
-    def __init__(self, inner: Channel):
-        super().__init__(inner.party, inner.job, inner.peers)
-        self.inner = inner
-        self.default_timeout = inner.default_timeout
-
-    def send(self, to: str, tag: str, obj: Any) -> None:
-        self.inner.send(to, tag, obj)
-
-    def recv(self, frm: str, tag: str, timeout: float | None = None) -> Any:
-        return self.inner.recv(frm, tag, timeout)
-
-    def recv_any(self, frm, tag: str, timeout: float | None = None) -> tuple[str, Any]:
-        return self.inner.recv_any(frm, tag, timeout)
-
-    def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
-        self.inner._send_raw(to, tag, payload)
-
-
-class _GiveUpOnUnreachable(_Relay):
+class _GiveUpOnUnreachable(RelayChannel):
     """The aggregator does not retry a client that stayed unreachable for a whole connect timeout.
 
     The transport retries an unreachable peer for ``connect_timeout`` (it cannot tell a peer that is not
@@ -362,7 +341,7 @@ class _GiveUpOnUnreachable(_Relay):
             raise
 
 
-class _CrashAfterSending(_Relay):
+class _CrashAfterSending(RelayChannel):
     """Fault injection: the process ends right after sending under one of ``tags``, without telling anyone.
 
     It exits with status 0 because the crash is what the job asked for (so `isthmus launch` does not
