@@ -70,3 +70,13 @@ def test_missing_file_and_party(tmp_path: Path):
     (tmp_path / "job.yaml").write_text(JOB)
     with pytest.raises(ConfigError, match="no party 'host-9'"):
         load_job(tmp_path / "job.yaml").party("host-9")
+
+
+def test_benchmark_only_plaintext_modes_need_the_job_switch():
+    import yaml
+
+    spec = parse_job(yaml.safe_load(JOB), base_dir=Path("."))
+    with pytest.raises(ConfigError, match="benchmark_only_plaintext: true"):
+        spec.require_plaintext_switch("train: hetero_lr with encrypt: false")
+    allowed = parse_job(yaml.safe_load(JOB.replace("timeout: 30", "benchmark_only_plaintext: true")), base_dir=Path("."))
+    allowed.require_plaintext_switch("train: hetero_lr with encrypt: false")

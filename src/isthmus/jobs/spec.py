@@ -15,6 +15,8 @@ import yaml
 from isthmus.errors import ConfigError
 
 ROLES = ("guest", "host", "arbiter", "client", "aggregator")
+#: Job-level switch without which benchmark-only modes that send data unencrypted are refused.
+PLAINTEXT_SWITCH = "benchmark_only_plaintext"
 _ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 _NAME = re.compile(r"^[a-z][a-z0-9\-]{0,62}$")
 
@@ -67,6 +69,11 @@ class JobSpec:
         if len(names) != 1:
             raise ConfigError(f"job {self.name!r} needs exactly one {role}, found {names or 'none'}")
         return names[0]
+
+    def require_plaintext_switch(self, what: str) -> None:
+        """Refuse a benchmark-only mode that would show peers what encryption protects."""
+        if self.options.get(PLAINTEXT_SWITCH) is not True:
+            raise ConfigError(f"{what} exists for benchmarks only and needs the job option {PLAINTEXT_SWITCH}: true")
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)

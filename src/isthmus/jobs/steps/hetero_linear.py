@@ -27,6 +27,9 @@ def _train(ctx: PartyContext, options: dict, *, model: str):
     spec, channel = ctx.spec, ctx.channel
     guest, hosts, arbiter = spec.one("guest"), spec.with_role("host"), spec.one("arbiter")
     task = "regression" if model == "hetero_linr" else options.pop("task", "binary")
+    if options.get("encrypt") is False:
+        ctx.spec.require_plaintext_switch(f"train: {model} with encrypt: false (it shows the arbiter every "
+                                          "gradient and the hosts the guest's residuals, hence its labels)")
     if ctx.role == "arbiter":
         arbiter_part = HeteroLinearArbiter(LinearConfig.from_dict({**options, "task": task}))
         arbiter_part.fit(channel, guest=guest, hosts=hosts)

@@ -36,8 +36,6 @@ from isthmus.tree.params import BoostParams
 
 #: The guest names the rows to score ({"op": "predict", "rows": ...}) or ends the serving ({"op": "finish"}).
 SERVE_TAG = "secureboost-job/serve"
-#: Job-level switch without which the no-crypto mode is refused: it shows every host the labels' gradients.
-PLAINTEXT_SWITCH = "benchmark_only_plaintext"
 MIN_KEY_BITS = 1024
 
 #: Job option -> BoostParams field, where the job file uses the issue's shorter name.
@@ -75,9 +73,9 @@ def train_hetero(ctx: PartyContext, options: dict):
     """The `train` step of `hetero_secureboost` at the guest, a host, or (idle) an arbiter."""
     _check_options("hetero_secureboost", options, HETERO_OPTIONS)
     encryption = options.get("encryption", "paillier")
-    if encryption == "plaintext" and ctx.spec.options.get(PLAINTEXT_SWITCH) is not True:
-        raise ConfigError("train: encryption 'plaintext' shows every host the guest's gradients, hence its labels; "
-                          f"it exists for benchmarks only and needs the job option {PLAINTEXT_SWITCH}: true")
+    if encryption == "plaintext":
+        ctx.spec.require_plaintext_switch("train: encryption 'plaintext' (it shows every host the guest's "
+                                          "gradients, hence its labels)")
     key_bits = int_option(options, "key_bits", 2048, MIN_KEY_BITS)
     bins = int_option(options, "bins", 32, 2, 255)
     boost_params(options)  # a bad value fails at every party, not only at the guest
