@@ -162,3 +162,23 @@ def test_a_failing_host_stops_the_others_instead_of_hanging(breast):
                                                                          hosts=["host-1"])}, timeout=30)
     assert "still running" not in str(failure.value)
     assert isinstance(failure.value.__cause__, (RuntimeError, PeerAbortedError))
+
+
+def test_sigmoid_residual_matches_true_logistic_regression(breast):
+    """The exact residual converges to scikit-learn's logistic regression, not to least squares."""
+    X, y = breast
+    config = LinearConfig(epochs=20, batch_size=128, learning_rate=0.05, optimizer="adam", residual="sigmoid",
+                          encrypt=False)
+    scores, guest, _ = train_jointly(config, X[:, :10], y, [X[:, 10:20], X[:, 20:]])
+    assert abs(roc_auc_score(y, scores) - centralised_auc(X, y)) < 0.002
+    # the reported loss is the true log loss of each batch, so it ends near the centralised optimum's
+    assert guest.history_[-1]["loss"] < 0.12
+
+
+def test_sigmoid_residual_is_the_same_encrypted_and_in_plaintext(breast, paillier_1024):
+    X, y = breast
+    rows = slice(0, 160)
+    runs = [train_jointly(LinearConfig(epochs=2, batch_size=80, key_bits=1024, residual="sigmoid", encrypt=secret),
+                          X[rows, :10], y[rows], [X[rows, 10:]])[1] for secret in (False, True)]
+    np.testing.assert_allclose(runs[1].coef_, runs[0].coef_, atol=1e-4)
+    assert runs[1].history_[-1]["loss"] == pytest.approx(runs[0].history_[-1]["loss"], abs=1e-4)
