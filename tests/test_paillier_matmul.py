@@ -46,7 +46,7 @@ def test_batch_inverses(values):
 
 def test_window_grows_with_the_number_of_bases():
     assert best_window(10, 17) < best_window(10_000, 17) <= best_window(1_000_000, 17)
-    assert best_window(10_000, 1) == 1
+    assert best_window(10_000, 1) == 2
 
 
 def test_matmul_equals_numpy_within_fixed_point_tolerance(keys):

@@ -179,10 +179,8 @@ class CipherArray:
         plain = fixedpoint.as_array(matrix)
         if self.ndim != 1 or plain.ndim != 2 or plain.shape[1] != self.shape[0]:
             raise ValueError(f"cannot multiply a plaintext {plain.shape} matrix by ciphertexts of shape {self.shape}")
-        columns = self.shape[0]
-        integers = fixedpoint.to_integers(plain, precision)
-        rows = [integers[i * columns : (i + 1) * columns] for i in range(plain.shape[0])]
-        products = matrix_products_of_powers(self.ciphertexts(), rows, self.public_key.nsquare)
+        integers = fixedpoint.to_integer_array(plain, precision)
+        products = matrix_products_of_powers(self.ciphertexts(), integers, self.public_key.nsquare)
         return self._like(_object_array(products, (plain.shape[0],)), self.exponent + precision)
 
     # -- privacy -------------------------------------------------------------------------------

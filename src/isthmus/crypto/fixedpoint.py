@@ -40,18 +40,28 @@ def as_array(values: Any) -> np.ndarray:
 
 def to_integers(array: np.ndarray, precision: int) -> list[int]:
     """Flat list of ``round(v * 2**precision)`` as exact Python ints (ties to even, like ``numpy.rint``)."""
+    return to_integer_array(array, precision).ravel().tolist()
+
+
+def to_integer_array(array: np.ndarray, precision: int) -> np.ndarray:
+    """``round(v * 2**precision)`` in ``array``'s shape: int64 when every magnitude is below 2**62,
+    else an object array of exact Python ints. Keeping int64 lets big matrices stay vectorised."""
     if precision < 0:
         raise ValueError(f"precision must be >= 0, got {precision}")
     if array.dtype.kind in "biu":
-        return [int(v) << precision for v in array.ravel().tolist()]
+        limit = _INT64_SAFE >> precision
+        if not array.size or (int(array.min()) > -limit and int(array.max()) < limit):
+            return array.astype(np.int64) << precision
+        return np.array([int(v) << precision for v in array.ravel().tolist()], dtype=object).reshape(array.shape)
     if array.dtype.kind == "f":
         with np.errstate(over="ignore"):  # overflow to inf is reported below, with the offending value
-            scaled = np.rint(np.ldexp(array.astype(np.float64, copy=False).ravel(), precision))
+            scaled = np.rint(_times_power_of_two(array.astype(np.float64, copy=False), precision))
         _check_finite(scaled, array)
-        if scaled.size and np.abs(scaled).max() < _INT64_SAFE:
-            return scaled.astype(np.int64).tolist()
-        return [int(v) for v in scaled.tolist()]
-    return [_object_to_integer(v, precision) for v in array.ravel().tolist()]
+        if not scaled.size or np.abs(scaled).max() < _INT64_SAFE:
+            return scaled.astype(np.int64)
+        return np.array([int(v) for v in scaled.ravel().tolist()], dtype=object).reshape(array.shape)
+    integers = [_object_to_integer(v, precision) for v in array.ravel().tolist()]
+    return np.array(integers, dtype=object).reshape(array.shape)
 
 
 def encode(values: Any, precision: int, n: int) -> tuple[list[int], tuple[int, ...]]:
@@ -119,6 +129,13 @@ def minimal_precision(array: np.ndarray, cap: int) -> int:
     trailing_zeros = np.log2(integer_mantissa & -integer_mantissa).astype(np.int64)
     needed = int((53 - exponent - trailing_zeros).max())
     return min(max(needed, 0), cap)
+
+
+def _times_power_of_two(values: np.ndarray, exponent: int) -> np.ndarray:
+    """``values * 2**exponent``, exact; a plain product is ~10x faster than ``np.ldexp`` on big matrices."""
+    if exponent <= 1023:  # 2.0**exponent is a finite double
+        return values * 2.0**exponent
+    return np.ldexp(values, exponent)
 
 
 def _check_finite(scaled: np.ndarray, original: np.ndarray) -> None:

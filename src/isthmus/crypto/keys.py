@@ -4,7 +4,7 @@ Encryption is ``c = (1 + m n) * hs**a mod n^2`` (g = n + 1, so ``g**m = 1 + m n`
 exponentiation). The randomness ``hs**a`` is the Damgard-Jurik-Nielsen choice used by HEU and
 pypaillier: ``hs = h**n mod n^2`` for one fixed ``h = -x^2 mod n`` and a short uniform exponent ``a``,
 instead of a fresh ``r**n`` with a full-size ``r``. Because the base is fixed, ``hs**a`` comes from a
-precomputed table (:mod:`isthmus.crypto.fixedbase`) at one multiplication per exponent byte.
+precomputed table (:mod:`isthmus.crypto.fixedbase`) at one multiplication per 8- to 12-bit digit.
 
 Security argument. ``hs**a = (h**a)**n`` is an n-th residue like textbook ``r**n``; semantic
 security rests on DCR (as for Paillier) plus the assumption that ``h**a`` for a short random ``a`` is
@@ -176,7 +176,7 @@ class PaillierPublicKey:
         with self._lock:
             if self._powers is None:
                 hs = gmpy2.powmod(self._djn_base(), self.n, self.nsquare)
-                self._powers = FixedBasePowers(hs, self.nsquare, randomness_exponent_bits(self.bits) // 8)
+                self._powers = FixedBasePowers(hs, self.nsquare, randomness_exponent_bits(self.bits))
             return self._powers
 
     def _djn_base(self) -> mpz:

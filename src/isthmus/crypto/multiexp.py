@@ -6,8 +6,12 @@ position every base is multiplied into the bucket of its digit (one multiplicati
 the buckets ``B_k`` are folded into ``prod_k B_k ** k`` with two running products (two multiplications
 per bucket). For short fixed-point exponents (16-20 bits) and thousands of bases this costs about
 ``ceil(bits / w)`` multiplications per base instead of ``bits`` squarings plus multiplications for
-separate ``powmod`` calls. Negative exponents go to a second set of buckets; their product is
-inverted once per output.
+separate ``powmod`` calls.
+
+Digits are signed, in ``[-2**(w-1), 2**(w-1))``: the sign of an exponent then costs nothing, and
+folding needs 2**(w-1) buckets per sign instead of 2**w, so a window one bit wider fits the same
+budget. Negative digits go to their own buckets, whose product is inverted once per output. Digits
+are computed with numpy for whole exponent matrices at once; only the multiplications run in Python.
 """
 
 from __future__ import annotations
@@ -16,29 +20,49 @@ import functools
 from collections.abc import Sequence
 
 import gmpy2
+import numpy as np
 from gmpy2 import mpz
 
 from isthmus.crypto import bigints, parallel
 
 _MAX_WINDOW = 16
+_INT64_SAFE = 1 << 62
 #: Below these amounts of work, handing it to other cores costs more than it saves.
 PARALLEL_MIN_PRODUCTS = 20_000
 PARALLEL_MIN_POWERS = 512
 
+Exponents = np.ndarray | Sequence[Sequence[int]]
 
-def matrix_products_of_powers(bases: Sequence[mpz], exponent_rows: Sequence[Sequence[int]], modulus: mpz) -> list[mpz]:
-    """``[product_of_powers(bases, row, modulus) for row in exponent_rows]``; big jobs split the bases over cores."""
-    big = len(bases) * len(exponent_rows) >= PARALLEL_MIN_PRODUCTS
-    parts = parallel.chunks(len(bases), parallel.workers() if big else 1)
-    if len(parts) <= 1:
-        return [product_of_powers(bases, row, modulus) for row in exponent_rows]
+
+def matrix_products_of_powers(bases: Sequence[mpz], exponents: Exponents, modulus: mpz) -> list[mpz]:
+    """``[product_of_powers(bases, row, modulus) for row in exponents]`` for a (k, n) integer matrix.
+
+    Big jobs go to worker processes: by output rows when there are enough of them (each worker
+    keeps all n bases, so its buckets stay as full as in one process), else by slices of the bases.
+    """
+    matrix = _exponent_matrix(exponents, len(bases))
+    outputs, count = matrix.shape
+    workers = parallel.workers() if outputs * count >= PARALLEL_MIN_PRODUCTS else 1
+    if workers == 1 or count == 0:
+        return [_product(bases, row, modulus) for row in matrix]
     width = bigints.byte_width(modulus)
+    if outputs >= workers:
+        packed = bigints.to_bytes(bases, width)
+        # twice as many tasks as workers: a worker slowed by other load hands its share to the other
+        parts = parallel.chunks(outputs, 2 * workers)
+        tasks = [(int(modulus), packed, matrix[part.start : part.stop]) for part in parts]
+        return [x for data in parallel.in_processes(_products_bytes, tasks) for x in bigints.from_bytes(data, width)]
     tasks = [
-        (int(modulus), bigints.to_bytes(bases[part.start : part.stop], width), [row[part.start : part.stop] for row in exponent_rows])
-        for part in parts
+        (int(modulus), bigints.to_bytes(bases[part.start : part.stop], width), matrix[:, part.start : part.stop])
+        for part in parallel.chunks(count, workers)
     ]
-    partials = [bigints.from_bytes(data, width) for data in parallel.in_processes(_partial_products_bytes, tasks)]
+    partials = [bigints.from_bytes(data, width) for data in parallel.in_processes(_products_bytes, tasks)]
     return [functools.reduce(lambda a, b: a * b % modulus, column) for column in zip(*partials)]
+
+
+def product_of_powers(bases: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> mpz:
+    """``prod(b ** e for b, e in zip(bases, exponents)) mod modulus``; exponents may be negative."""
+    return _product(bases, _exponent_matrix([exponents], len(bases))[0], modulus)
 
 
 def powers(bases: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> list[mpz]:
@@ -49,34 +73,6 @@ def powers(bases: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> list
     width = bigints.byte_width(modulus)
     tasks = [(int(modulus), bigints.to_bytes(bases[p.start : p.stop], width), list(exponents[p.start : p.stop])) for p in parts]
     return [x for data in parallel.in_processes(_powers_bytes, tasks) for x in bigints.from_bytes(data, width)]
-
-
-def product_of_powers(bases: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> mpz:
-    """``prod(b ** e for b, e in zip(bases, exponents)) mod modulus``; exponents may be negative."""
-    if len(bases) != len(exponents):
-        raise ValueError(f"{len(bases)} bases but {len(exponents)} exponents")
-    bits = max((abs(e).bit_length() for e in exponents), default=0)
-    if bits == 0:
-        return mpz(1)
-    window = best_window(len(bases), bits)
-    mask = (1 << window) - 1
-    positive = negative = None
-    for shift in range((bits - 1) // window * window, -1, -window):
-        if positive is not None:
-            positive = gmpy2.powmod(positive, 1 << window, modulus)
-        if negative is not None:
-            negative = gmpy2.powmod(negative, 1 << window, modulus)
-        buckets: list[mpz | None] = [None] * (2 << window)  # [positive digits | negative digits]
-        for base, exponent in zip(bases, exponents):
-            digit = (abs(exponent) >> shift) & mask
-            if digit:
-                slot = digit if exponent > 0 else digit + mask + 1
-                held = buckets[slot]
-                buckets[slot] = base if held is None else held * base % modulus
-        positive = _times(positive, _fold(buckets[1 : mask + 1], modulus), modulus)
-        negative = _times(negative, _fold(buckets[mask + 2 :], modulus), modulus)
-    result = positive if positive is not None else mpz(1)
-    return result if negative is None else result * gmpy2.invert(negative, modulus) % modulus
 
 
 def inverses(values: Sequence[mpz], modulus: mpz) -> list[mpz]:
@@ -96,11 +92,70 @@ def inverses(values: Sequence[mpz], modulus: mpz) -> list[mpz]:
 
 
 def best_window(count: int, bits: int) -> int:
-    """Digit width minimising (one multiplication per base + folding 2**w buckets) per digit position."""
-    def cost(window: int) -> int:
-        return -(-bits // window) * (count + 4 * (1 << window))
+    """Digit width minimising (one multiplication per base + folding 2**w buckets) per digit position.
 
-    return min(range(1, min(bits, _MAX_WINDOW) + 1), key=cost)
+    Signed digits of w bits cover a ``bits``-bit magnitude in ``ceil((bits + 1) / w)`` positions;
+    w is at least 2 (1-bit signed digits, {-1, 0}, cannot express a positive exponent).
+    """
+    def cost(window: int) -> int:
+        return -(-(bits + 1) // window) * (count + 2 * (1 << window))
+
+    return min(range(2, min(bits + 1, _MAX_WINDOW) + 1), key=cost)
+
+
+def signed_digits(exponents: np.ndarray, window: int) -> list[np.ndarray]:
+    """Digits ``d_k`` in ``[-2**(w-1), 2**(w-1))``, lowest first, with ``sum_k d_k 2**(w k) = e`` (w >= 2)."""
+    if window < 2:
+        raise ValueError(f"signed digits need a window of at least 2 bits, got {window}")
+    half, low_bits = 1 << (window - 1), (1 << window) - 1
+    digits, rest = [], exponents
+    while rest.any():
+        digit = ((rest + half) & low_bits) - half
+        digits.append(digit)
+        rest = (rest - digit) >> window
+    return digits
+
+
+def _product(bases: Sequence[mpz], exponents: np.ndarray, modulus: mpz) -> mpz:
+    """One output: signed-digit buckets per position, folded, positions combined from the top (Horner)."""
+    bits = max(int(exponents.max(initial=0)).bit_length(), int((-exponents).max(initial=0)).bit_length())
+    if bits == 0:
+        return mpz(1)
+    window = best_window(len(bases), bits)
+    half = 1 << (window - 1)
+    positive = negative = None
+    for digits in reversed(signed_digits(exponents, window)):
+        if positive is not None:
+            positive = gmpy2.powmod(positive, 1 << window, modulus)
+        if negative is not None:
+            negative = gmpy2.powmod(negative, 1 << window, modulus)
+        used = np.flatnonzero(digits)
+        buckets: list[mpz | None] = [None] * (2 * half + 1)  # index digit + half: negatives below half
+        for i, slot in zip(used.tolist(), (digits[used] + half).tolist()):
+            held = buckets[slot]
+            buckets[slot] = bases[i] if held is None else held * bases[i] % modulus
+        positive = _times(positive, _fold(buckets[half + 1 :], modulus), modulus)
+        negative = _times(negative, _fold(buckets[half - 1 :: -1], modulus), modulus)
+    result = positive if positive is not None else mpz(1)
+    return result if negative is None else result * gmpy2.invert(negative, modulus) % modulus
+
+
+def _exponent_matrix(exponents: Exponents, count: int) -> np.ndarray:
+    """A (k, count) integer array: int64 while every |e| < 2**62 (digit arithmetic cannot overflow),
+    else exact Python ints in an object array (numpy's object loops use Python's operators)."""
+    if isinstance(exponents, np.ndarray):
+        matrix = exponents
+    else:
+        matrix = np.empty((len(exponents), count), dtype=object)
+        for i, row in enumerate(exponents):
+            if len(row) != count:
+                raise ValueError(f"{count} bases but {len(row)} exponents")
+            matrix[i, :] = [int(e) for e in row]
+    if matrix.ndim != 2 or matrix.shape[1] != count or matrix.dtype.kind not in "iuO":
+        raise ValueError(f"expected a 2-D integer exponent matrix with {count} columns, got shape {matrix.shape}")
+    if matrix.size == 0 or (-_INT64_SAFE < int(matrix.min()) and int(matrix.max()) < _INT64_SAFE):
+        return matrix.astype(np.int64, copy=False)
+    return matrix.astype(object, copy=False)
 
 
 def _fold(buckets: list[mpz | None], modulus: mpz) -> mpz | None:
@@ -123,12 +178,12 @@ def _times(a: mpz | None, b: mpz | None, modulus: mpz) -> mpz | None:
     return a * b % modulus
 
 
-def _partial_products_bytes(modulus: int, bases: bytes, exponent_rows: list[list[int]]) -> bytes:
-    """Worker-process side of :func:`matrix_products_of_powers`: one slice of the bases, every row."""
+def _products_bytes(modulus: int, bases: bytes, exponents: np.ndarray) -> bytes:
+    """Worker-process side of :func:`matrix_products_of_powers`: some bases, some exponent rows."""
     modulus = mpz(modulus)
     width = bigints.byte_width(modulus)
     chunk = bigints.from_bytes(bases, width)
-    return bigints.to_bytes([product_of_powers(chunk, row, modulus) for row in exponent_rows], width)
+    return bigints.to_bytes([_product(chunk, row, modulus) for row in exponents], width)
 
 
 def _powers_bytes(modulus: int, bases: bytes, exponents: list[int]) -> bytes:

@@ -1,0 +1,138 @@
+"""Parity of hetero linear models against scikit-learn on the pooled data (issue 3 targets).
+
+    python benchmarks/vertical_parity.py                      # every data set, both residual modes
+    python benchmarks/vertical_parity.py --datasets breast --modes sigmoid --key-bits 2048
+    python benchmarks/vertical_parity.py --json               # exactly one JSON object on stdout
+
+Each run is a real job: guest, host and arbiter as separate processes over mutual TLS, ECDH PSI,
+Paillier-encrypted training, joint evaluation, then ``isthmus.jobs.parity.run_parity``'s centralised
+scikit-learn model (same L2 penalty and scaling) on the pooled rows. The metric is measured on
+every shared row for both. Targets: AUC delta <= 0.005 (aim 0.002), R2 delta <= 0.01.
+
+Logistic models run in both residual modes. ``taylor`` (the white paper's, the default) trains the
+second-order Taylor loss, whose optimum is not the logistic one: on default_credit and give_credit
+that alone costs more than the target (measured in plaintext: 0.004 and 0.029 AUC), so the target
+there is for ``residual: sigmoid``. The hyper-parameters below were tuned in plaintext mode
+(encryption changes the weights only by fixed-point rounding); give_credit's heavy-tailed,
+collinear columns make its AUC move by ~1e-3 between weight vectors whose objectives differ by
+1e-5, hence the learning-rate decay and the many epochs there.
+
+Data: ../shared/datasets/fate (see its README). give_credit_homo_test.csv is split vertically
+(guest: id, y, x0..x4; host: id, x5..x9) into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fate"
+MODES = ("taylor", "sigmoid")
+TARGETS = {"auc": (0.005, 0.002), "r2": (0.01, 0.01)}  # metric -> (target, aim)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    model: str  # hetero_lr or hetero_linr
+    train: dict = field(default_factory=dict)
+
+
+SETS = {d.name: d for d in [
+    Dataset("breast", "hetero_lr",
+            {"optimizer": "adam", "learning_rate": 0.05, "batch_size": 128, "epochs": 20}),
+    Dataset("default_credit", "hetero_lr",
+            {"optimizer": "sgd", "learning_rate": 0.6, "decay": 0.01, "batch_size": 2048, "epochs": 20}),
+    Dataset("give_credit", "hetero_lr",
+            {"optimizer": "sgd", "learning_rate": 1.0, "decay": 0.01, "batch_size": 2048, "epochs": 40}),
+    Dataset("student", "hetero_linr",
+            {"optimizer": "sgd", "learning_rate": 0.15, "batch_size": 0, "epochs": 100}),
+]}
+
+
+def party_files(dataset: str, folder: Path) -> tuple[Path, Path]:
+    """The guest's and the host's CSV; give_credit's are made from the one homo file."""
+    if dataset != "give_credit":
+        return DATASETS / f"{dataset}_hetero_guest.csv", DATASETS / f"{dataset}_hetero_host.csv"
+    table = pd.read_csv(DATASETS / "give_credit_homo_test.csv")
+    guest, host = folder / "give_credit_guest.csv", folder / "give_credit_host.csv"
+    table[["id", "y", *[f"x{i}" for i in range(5)]]].to_csv(guest, index=False)
+    table[["id", *[f"x{i}" for i in range(5, 10)]]].to_csv(host, index=False)
+    return guest, host
+
+
+def run_one(dataset: Dataset, mode: str | None, key_bits: int, out: Path, console: Console) -> dict:
+    from isthmus.jobs.local import loopback_parties, write_job
+    from isthmus.jobs.parity import run_parity
+
+    guest, host = party_files(dataset.name, out)
+    train = {"model": dataset.model, **dataset.train, "penalty": "l2", "alpha": 0.01, "tol": 0.0, "key_bits": key_bits}
+    if mode:
+        train["residual"] = mode
+    name = f"{dataset.name}-{mode or 'linear'}"
+    job = {"job": f"parity-{name}".replace("_", "-"),
+           "parties": loopback_parties({"guest": {"data": {"path": str(guest), "id": "id", "label": "y"}},
+                                        "host": {"data": {"path": str(host), "id": "id"}},
+                                        "arbiter": {}}),
+           "steps": [{"intersect": {"method": "ecdh"}}, {"train": train}, {"evaluate": {}}]}
+    report = run_parity(write_job(out / name / "job.yaml", job), out / name / "run", console=console)
+    target, aim = TARGETS[report["metric"]]
+    return {"dataset": dataset.name, "model": dataset.model, "residual": mode or "-", "metric": report["metric"],
+            "federated": report["federated"], "centralized": report["centralized"], "delta": report["delta"],
+            "target": target, "aim": aim, "meets_target": report["delta"] <= target,
+            "seconds": report["seconds"], "key_bits": key_bits, "train": train}
+
+
+def print_table(records: list[dict], console: Console) -> None:
+    table = Table(title=f"hetero linear models vs scikit-learn on pooled data ({records[0]['key_bits']}-bit keys)")
+    for column in ("dataset", "model", "residual", "metric", "federated", "centralised", "delta", "target", "seconds"):
+        table.add_column(column)
+    for r in records:
+        verdict = "met" if r["meets_target"] else "MISSED"
+        table.add_row(r["dataset"], r["model"], r["residual"], r["metric"], f"{r['federated']:.5f}",
+                      f"{r['centralized']:.5f}", f"{r['delta']:.5f}", f"<= {r['target']:g} {verdict}",
+                      f"{r['seconds']:.0f}")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", choices=sorted(SETS), default=list(SETS))
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                        help="residual modes of the logistic models (linear regression has none)")
+    parser.add_argument("--key-bits", type=int, default=1024)
+    parser.add_argument("--out", type=Path, help="run folder (default: a fresh temporary folder)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
+    args = parser.parse_args()
+    if not (DATASETS / "README.md").exists():
+        sys.exit(f"the shared FATE data sets are not at {DATASETS}")
+    console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 150)
+    out = args.out or Path(tempfile.mkdtemp(prefix="isthmus-parity-"))
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for name in args.datasets:
+        dataset = SETS[name]
+        for mode in (args.modes if dataset.model == "hetero_lr" else [None]):
+            started = time.monotonic()
+            records.append(run_one(dataset, mode, args.key_bits, out, console))
+            console.print(f"{name} {mode or ''}: delta {records[-1]['delta']:.5f} ({time.monotonic() - started:.0f} s)")
+    if args.json:
+        summary = {"benchmark": "vertical_parity", "key_bits": args.key_bits, "out": str(out), "runs": records}
+        json.dump(summary, sys.stdout)
+        print()
+    else:
+        print_table(records, console)
+        console.print(f"runs in {out}")
+
+
+if __name__ == "__main__":
+    main()
