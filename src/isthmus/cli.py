@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from isthmus.cli_errors import guard
 from isthmus.cli_ledger import ledger_app
 from isthmus.cli_query import query_app
-from isthmus.errors import IsthmusError
 
 app = typer.Typer(help="isthmus: federated learning for data islands.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -52,7 +52,7 @@ def run(job: JobArg,
     from isthmus.jobs.party_process import run_party_process
     from isthmus.jobs.spec import load_job
 
-    _guard(lambda: run_party_process(load_job(job), party, certs_dir=certs, run_dir=out, listen=listen, resume=resume,
+    guard(lambda: run_party_process(load_job(job), party, certs_dir=certs, run_dir=out, listen=listen, resume=resume,
                                      record=record))
     console.print(f"party {party} finished; results in {out}")
 
@@ -63,7 +63,7 @@ def launch(job: JobArg,
     """Run every party as its own process on loopback with mutual TLS (certificates made for the run)."""
     from isthmus.jobs.launcher import launch as launch_job
 
-    result = _guard(lambda: launch_job(job, out, console=console))
+    result = guard(lambda: launch_job(job, out, console=console))
     _print_results(result.out_dir, result.spec, result.seconds)
 
 
@@ -76,7 +76,7 @@ def parity(job: JobArg,
     """
     from isthmus.jobs.parity import run_parity
 
-    report = _guard(lambda: run_parity(job, out, console=console))
+    report = guard(lambda: run_parity(job, out, console=console))
     console.print_json(json.dumps(report))
 
 
@@ -86,7 +86,7 @@ def selftest(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("r
     """Three parties as separate processes over mutual TLS: an encrypted sum the arbiter checks."""
     from isthmus.demos.selftest import run_selftest
 
-    _guard(lambda: run_selftest(out, key_bits=key_bits, console=console))
+    guard(lambda: run_selftest(out, key_bits=key_bits, console=console))
 
 
 @demo_app.callback()
@@ -103,7 +103,7 @@ def vertical(ctx: typer.Context) -> None:
     """Breast-cancer data split between a bank-like guest and a host: PSI, hetero LR, evaluation, parity."""
     from isthmus.demos.vertical import run_vertical_demo
 
-    _guard(lambda: run_vertical_demo(ctx.obj / "vertical", console=console))
+    guard(lambda: run_vertical_demo(ctx.obj / "vertical", console=console))
 
 
 @demo_app.command()
@@ -111,7 +111,7 @@ def horizontal(ctx: typer.Context) -> None:
     """Breast-cancer rows over four client processes: secure FedAvg, one client crashing mid-run, parity."""
     from isthmus.demos.horizontal import run_horizontal_demo
 
-    _guard(lambda: run_horizontal_demo(ctx.obj / "horizontal", console=console))
+    guard(lambda: run_horizontal_demo(ctx.obj / "horizontal", console=console))
 
 
 @demo_app.command()
@@ -119,7 +119,7 @@ def secureboost(ctx: typer.Context) -> None:
     """The vertical demo's split with empty cells: PSI, hetero SecureBoost (Paillier), evaluation, parity."""
     from isthmus.demos.secureboost import run_secureboost_demo
 
-    _guard(lambda: run_secureboost_demo(ctx.obj / "secureboost", console=console))
+    guard(lambda: run_secureboost_demo(ctx.obj / "secureboost", console=console))
 
 
 @demo_app.command()
@@ -127,7 +127,7 @@ def ledger(ctx: typer.Context) -> None:
     """A guest and three hosts (one holding only noise): contributions, the ledger, verify, a tampered copy caught."""
     from isthmus.demos.ledger import run_ledger_demo
 
-    _guard(lambda: run_ledger_demo(ctx.obj / "ledger", console=console))
+    guard(lambda: run_ledger_demo(ctx.obj / "ledger", console=console))
 
 
 @demo_app.command()
@@ -138,15 +138,6 @@ def query(ctx: typer.Context) -> None:
     code = run_demo(ctx.obj / "query", console=console)
     if code:
         raise typer.Exit(code)
-
-
-def _guard(action):
-    """Turn isthmus errors into one clear line and exit code 1, instead of a traceback."""
-    try:
-        return action()
-    except IsthmusError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
 
 
 def _print_results(out_dir: Path, spec, seconds: float) -> None:

@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from isthmus.errors import ConfigError, IsthmusError
+from isthmus.cli_errors import guard
+from isthmus.errors import ConfigError
 
 ledger_app = typer.Typer(help="The tamper-evident ledger of jobs and contributions every party keeps.",
                          no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -32,13 +33,13 @@ FederationOpt = Annotated[Path | None, typer.Option(
 @ledger_app.command()
 def show(ledger: LedgerArg) -> None:
     """The records of one party's ledger, and the contributions each holds (nothing is verified: see verify)."""
-    _guard(lambda: print_ledger(_one(ledger), console))
+    guard(lambda: print_ledger(_one(ledger), console))
 
 
 @ledger_app.command()
 def verify(ledgers: LedgersArg, federation: FederationOpt = None) -> None:
     """Check every replica's chain and signatures against the pinned keys, and that the replicas agree."""
-    ok = _guard(lambda: print_verification(resolve_ledgers(ledgers), federation, console))
+    ok = guard(lambda: print_verification(resolve_ledgers(ledgers), federation, console))
     if not ok:
         raise typer.Exit(1)
 
@@ -54,7 +55,7 @@ def export(ledger: LedgerArg,
             records = [{"seq": e.seq, **e.record.to_dict()} for e in opened.entries()]
             return json.dumps({"owner": opened.owner, "records": records}, indent=2)
 
-    text = _guard(dump)
+    text = guard(dump)
     if out:
         out.write_text(text + "\n", encoding="utf-8")
         console.print(f"wrote {out}")
@@ -154,9 +155,3 @@ def _one(path: Path) -> Path:
     return found
 
 
-def _guard(action):
-    try:
-        return action()
-    except IsthmusError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None

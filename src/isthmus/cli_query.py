@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from isthmus.errors import IsthmusError
+from isthmus.cli_errors import guard
 
 query_app = typer.Typer(help="Private query: does an applicant already borrow elsewhere?", no_args_is_help=True,
                         pretty_exceptions_enable=False, add_completion=False)
@@ -44,7 +44,7 @@ def serve(config: ConfigOpt, party: PartyOpt,
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    _guard(lambda: serve_party(load_config(config), party, _state(state_dir, party), stop, table=table, listen=listen,
+    guard(lambda: serve_party(load_config(config), party, _state(state_dir, party), stop, table=table, listen=listen,
                                refresh_seconds=refresh_seconds, workers=workers))
 
 
@@ -58,10 +58,10 @@ def ask(config: ConfigOpt, party: PartyOpt,
     from isthmus.query.config import load_config
     from isthmus.query.control import ask_service, batch_to_json
 
-    settings = _guard(lambda: load_config(config))
-    _guard(lambda: settings.check_institution(party))
+    settings = guard(lambda: load_config(config))
+    guard(lambda: settings.check_institution(party))
     asked = list(ids or []) + (ids_file.read_text(encoding="utf-8").splitlines() if ids_file else [])
-    batch = _guard(lambda: ask_service(_state(state_dir, party), asked, timeout=settings.answer_timeout * 4 + 600))
+    batch = guard(lambda: ask_service(_state(state_dir, party), asked, timeout=settings.answer_timeout * 4 + 600))
     if as_json:
         console.print_json(json.dumps(batch_to_json(batch)))
     else:
@@ -87,7 +87,7 @@ def refresh(party: PartyOpt, state_dir: StateOpt = None) -> None:
     """Reload this institution's loans table now and wait until the aggregator holds the new version."""
     from isthmus.query.control import control_call
 
-    console.print_json(json.dumps(_guard(lambda: control_call(_state(state_dir, party), "refresh"))))
+    console.print_json(json.dumps(guard(lambda: control_call(_state(state_dir, party), "refresh"))))
 
 
 @query_app.command()
@@ -95,16 +95,10 @@ def status(party: PartyOpt, state_dir: StateOpt = None) -> None:
     """What a running service holds: table version and publication, or the aggregator's tables."""
     from isthmus.query.control import control_call
 
-    console.print_json(json.dumps(_guard(lambda: control_call(_state(state_dir, party), "status", timeout=30))))
+    console.print_json(json.dumps(guard(lambda: control_call(_state(state_dir, party), "status", timeout=30))))
 
 
 def _state(state_dir: Path | None, party: str) -> Path:
     return state_dir if state_dir is not None else Path("query-state") / party
 
 
-def _guard(action):
-    try:
-        return action()
-    except IsthmusError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(1) from None
