@@ -16,7 +16,7 @@ from rich.console import Console
 
 from isthmus.demos.vertical import make_vertical_data
 from isthmus.jobs.local import loopback_parties, write_job
-from isthmus.jobs.parity import run_parity
+from isthmus.jobs.parity import parity_summary, run_parity
 
 
 def make_secureboost_data(folder: Path, *, seed: int = 7, missing: float = 0.03) -> tuple[Path, Path]:
@@ -51,10 +51,7 @@ def run_secureboost_demo(out_dir: Path, *, console: Console | None = None, key_b
     job_path = write_job(out_dir / "job.yaml", job)
     console.print(f"job file: {job_path}")
     report = run_parity(job_path, out_dir / "run", console=console)
-    console.print(f"[bold]{report['metric'].upper()}[/]: federated {report['federated']:.4f}, "
-                  f"centralised ({report['reference']}) on pooled data {report['centralized']:.4f}, "
-                  f"delta {report['delta']:.4f} ({report['train_rows']} training rows, "
-                  f"{report['evaluation_rows']} held out; {report['seconds']} s)")
+    console.print(parity_summary(report))
     run = out_dir / "run"
     console.print(f"  guest    {run / 'guest'}  (trees, leaf values, feature importance: model.json)")
     console.print(f"  host     {run / 'host'}  (its thresholds by split id: model.json)")

@@ -14,7 +14,7 @@ import pandas as pd
 from rich.console import Console
 
 from isthmus.jobs.local import loopback_parties, write_job
-from isthmus.jobs.parity import run_parity
+from isthmus.jobs.parity import parity_summary, run_parity
 
 
 def make_vertical_data(folder: Path, *, seed: int = 7) -> tuple[Path, Path]:
@@ -61,9 +61,7 @@ def run_vertical_demo(out_dir: Path, *, console: Console | None = None, key_bits
     job_path = write_job(out_dir / "job.yaml", job)
     console.print(f"job file: {job_path}")
     report = run_parity(job_path, out_dir / "run", console=console)
-    console.print(f"[bold]{report['metric'].upper()}[/]: federated {report['federated']:.4f}, "
-                  f"centralised on pooled data {report['centralized']:.4f}, delta {report['delta']:.4f} "
-                  f"({report['train_rows']} training rows, {report['evaluation_rows']} held out; {report['seconds']} s)")
+    console.print(parity_summary(report))
     for party in ("guest", "host", "arbiter"):
         console.print(f"  {party:<8} {out_dir / 'run' / party}")
     console.print(f"  metrics and plots: {out_dir / 'run' / 'guest' / 'metrics.json'}, roc.png, ks.png")

@@ -116,6 +116,14 @@ def _selected_columns(result: LaunchResult) -> dict[str, list[str]]:
     return kept
 
 
+def parity_summary(report: dict) -> str:
+    """One line for people: both metrics, the delta, the rows and the time."""
+    reference = f" ({report['reference']})" if report.get("reference") else ""
+    return (f"[bold]{report['metric'].upper()}[/]: federated {report['federated']:.4f}, centralised{reference} on "
+            f"pooled data {report['centralized']:.4f}, delta {report['delta']:.4f} ({report['train_rows']} training "
+            f"rows, {report['evaluation_rows']} evaluated; {report['seconds']} s)")
+
+
 def pooled_data(spec: JobSpec, selected: dict[str, list[str]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every guest and host table joined on the id (inner join), guest columns first; a party's
     ``selected`` columns only, when given. Empty cells stay NaN where the job's model takes them."""
