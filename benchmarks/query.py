@@ -28,7 +28,7 @@ import numpy as np
 
 from isthmus.query.control import ask_service, control_call
 from isthmus.query.launch import prepare_local_consortium
-from isthmus.query.synthetic import generate_loans, truth
+from isthmus.query.synthetic import generate_loans, truth, write_tables
 
 INSTITUTIONS = [f"bank{i}" for i in range(1, 6)]
 ASKER = "bank1"
@@ -57,11 +57,7 @@ def main() -> None:
 def run(root: Path, customers: int, batch_size: int, say) -> dict:
     say(f"generating {len(INSTITUTIONS)} loans tables of {customers:,} customers ...")
     tables = generate_loans(INSTITUTIONS, customers, seed=1)
-    paths = {}
-    for name, frame in tables.items():
-        paths[name] = root / "tables" / f"{name}.csv"
-        paths[name].parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(paths[name], index=False)
+    paths = write_tables(tables, root / "tables")
     with prepare_local_consortium(root / "run", paths, consortium="bench-lenders") as consortium:
         say("starting 6 services and waiting for setup (OPRF over every active customer, publication) ...")
         started = time.perf_counter()

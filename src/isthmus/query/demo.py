@@ -15,7 +15,7 @@ from rich.table import Table
 
 from isthmus.query.control import ask_service
 from isthmus.query.launch import prepare_local_consortium
-from isthmus.query.synthetic import generate_loans, truth
+from isthmus.query.synthetic import generate_loans, truth, write_tables
 
 INSTITUTIONS = [f"bank{i}" for i in range(1, 6)]
 ASKER = "bank1"
@@ -26,11 +26,7 @@ def run_demo(out_dir: Path, *, console: Console | None = None) -> int:
     console = console or Console()
     out_dir = Path(out_dir)
     tables = generate_loans(INSTITUTIONS, CUSTOMERS, seed=7)
-    paths = {}
-    for name, frame in tables.items():
-        paths[name] = out_dir / "tables" / f"{name}.csv"
-        paths[name].parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(paths[name], index=False)
+    paths = write_tables(tables, out_dir / "tables")
     applicants = _interesting_applicants(tables)
     console.print(f"loans tables of {len(INSTITUTIONS)} institutions ({CUSTOMERS} customers each) in {out_dir / 'tables'}")
     with prepare_local_consortium(out_dir, paths, consortium="demo-lenders") as consortium:

@@ -7,6 +7,7 @@ place, which a real consortium never does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,15 @@ def generate_loans(institutions: Sequence[str], customers: int, *, seed: int = 0
             "date": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, loans), unit="D"),
         })
     return tables
+
+
+def write_tables(tables: dict[str, pd.DataFrame], folder: Path) -> dict[str, Path]:
+    """Each institution's loans table as ``folder/<name>.csv``; returns the paths by institution."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / f"{name}.csv" for name in tables}
+    for name, frame in tables.items():
+        frame.to_csv(paths[name], index=False)
+    return paths
 
 
 def truth(tables: dict[str, pd.DataFrame], asker: str, ids: Sequence[str], *, decimals: int = 2,
