@@ -39,8 +39,12 @@ def vertical_job(folder: Path, *, guest_data: dict, host_data: dict, train: dict
 def parity_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("vertical")
     guest_csv, host_csv = make_vertical_data(folder / "data")
+    # The exact residual: with the Taylor one, 108 held-out rows give AUC gaps up to 0.037 from run to run
+    # (the PSI order changes which rows are held out), too noisy for a parity check.
+    train = {"model": "hetero_lr", "epochs": 8, "batch_size": 64, "learning_rate": 0.15, "validation_fraction": 0.25,
+             "key_bits": 1024, "residual": "sigmoid"}
     job = vertical_job(folder, guest_data={"path": str(guest_csv), "id": "id", "label": "y"},
-                       host_data={"path": str(host_csv), "id": "id"}, audit_payloads=True)
+                       host_data={"path": str(host_csv), "id": "id"}, train=train, audit_payloads=True)
     result = isthmus("parity", str(job), "--out", str(folder / "run"))
     assert result.returncode == 0, result.stdout + result.stderr
     return folder, guest_csv, host_csv
