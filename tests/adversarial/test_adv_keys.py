@@ -156,6 +156,19 @@ def test_garbage_and_oversized_requests_are_refused(ca, tmp_path, content):
         sign_request(ca, made.request, made.signing_pub)
 
 
+def test_deeply_nested_or_garbage_key_files_are_refused_cleanly(ca, tmp_path):
+    """JSON nested past the interpreter's recursion limit must be a ConfigError, not a crash."""
+    made = init_party_keys(tmp_path / "host-machine", "host")
+    for content in ("[" * 4000 + "]" * 4000, '{"party": "host", "signing_key": 5, "proof": []}', "\xff"):
+        made.signing_pub.write_text(content[:4096], encoding="latin-1")
+        with pytest.raises(ConfigError, match="not a public signing key file"):
+            sign_request(ca, made.request, made.signing_pub)
+    nested = tmp_path / "nested.json"
+    nested.write_text('{"signing_keys": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ConfigError, match="is not JSON"):
+        install_party_files(tmp_path / "guest-machine", "guest", federation=nested)
+
+
 def test_another_partys_signing_key_cannot_be_pinned_under_a_new_name(ca, tmp_path):
     """Mallory sends her own request with guest's public signing key (from guest's signing.pub)."""
     guest_pub = tmp_path / "guest-machine" / "guest" / "signing.pub"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -122,7 +122,11 @@ def load_request(path: Path) -> x509.CertificateSigningRequest:
         csr = x509.load_pem_x509_csr(read_limited(path, "certificate request"))
     except ValueError as exc:
         raise ConfigError(f"{path} is not a PEM certificate signing request: {exc}") from None
-    if not csr.is_signature_valid:
+    try:
+        valid = csr.is_signature_valid
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        valid = False
+    if not valid:
         raise ConfigError(f"certificate request {path}: its signature does not verify (altered after it was made, "
                           "or not made by the holder of its key)")
     key = csr.public_key()
@@ -133,10 +137,14 @@ def load_request(path: Path) -> x509.CertificateSigningRequest:
 
 def requested_name(csr: x509.CertificateSigningRequest, path: Path) -> str:
     """The party a request names: its only subject attribute (CN) and its only DNS name, equal."""
-    attributes = list(csr.subject)
+    try:
+        attributes = list(csr.subject)
+        subject = csr.subject.rfc4514_string()
+    except ValueError as exc:
+        raise ConfigError(f"certificate request {path}: unreadable subject: {exc}") from None
     if len(attributes) != 1 or attributes[0].oid != NameOID.COMMON_NAME:
         raise ConfigError(f"certificate request {path}: the subject must be the party name alone (CN=<party>), "
-                          f"not {csr.subject.rfc4514_string()!r}")
+                          f"not {subject!r}")
     name = check_party_name(attributes[0].value)
     try:
         alternatives = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -156,8 +164,9 @@ def _checked_signing_key(path: Path, party: str, tls_key: ec.EllipticCurvePublic
         doc = json.loads(read_limited(path, "public signing key file", 4096))
         named, key_hex, proof = doc["party"], doc["signing_key"], bytes.fromhex(doc["proof"])
         key = ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(key_hex))
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not a public signing key file made by `isthmus keys init`: {exc}") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ConfigError(f"{path} is not a public signing key file made by `isthmus keys init` "
+                          f"({type(exc).__name__})") from None
     if named != party:
         raise ConfigError(f"{path} is the signing key of {named!r}, but the certificate request names {party!r}")
     try:

@@ -134,8 +134,8 @@ def read_federation(path: Path) -> dict:
     """The federation file as a document whose ``signing_keys`` map member names to hex public keys."""
     try:
         doc = json.loads(read_limited(path, "federation file", MAX_FEDERATION_BYTES))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"federation file {path} is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than any real file's
+        raise ConfigError(f"federation file {path} is not JSON: {type(exc).__name__}") from None
     pinned = doc.get("signing_keys") if isinstance(doc, dict) else None
     if not isinstance(pinned, dict) or not all(
         isinstance(name, str) and _PARTY_NAME.fullmatch(name) and isinstance(key, str) and _HEX_KEY.fullmatch(key)
