@@ -146,16 +146,16 @@ def central_database(tables: dict, ids: list[str]) -> float:
 def curve_costs(count: int = 3000) -> dict:
     """Hash-to-group plus one scalar multiplication per element, for the OPRF candidates."""
     import nacl.bindings as nacl
-    import pysodium
+    import rbcl
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
     digests = [hashlib.sha512(str(i).encode()).digest() for i in range(count)]
-    scalar = pysodium.crypto_core_ristretto255_scalar_random()
+    scalar = rbcl.crypto_core_ristretto255_scalar_random()
     ed_scalar = nacl.crypto_core_ed25519_scalar_reduce(hashlib.sha512(b"k").digest())
     x_key = X25519PrivateKey.generate()
 
     def ristretto(d):
-        return pysodium.crypto_scalarmult_ristretto255(scalar, pysodium.crypto_core_ristretto255_from_hash(d))
+        return rbcl.crypto_scalarmult_ristretto255(scalar, rbcl.crypto_core_ristretto255_from_hash(d))
 
     def ed25519(d):
         point = nacl.crypto_core_ed25519_add(nacl.crypto_core_ed25519_from_uniform(d[:32]), nacl.crypto_core_ed25519_from_uniform(d[32:]))
@@ -165,7 +165,7 @@ def curve_costs(count: int = 3000) -> dict:
         return x_key.exchange(X25519PublicKey.from_public_bytes(d[:32]))
 
     costs = {}
-    for name, operation in [("ristretto255_pysodium", ristretto), ("ed25519_pynacl", ed25519), ("x25519_cryptography", x25519)]:
+    for name, operation in [("ristretto255_rbcl", ristretto), ("ed25519_pynacl", ed25519), ("x25519_cryptography", x25519)]:
         t0 = time.perf_counter()
         for d in digests:
             operation(d)

@@ -1,7 +1,12 @@
-"""Federation CA and party certificates: names, signatures, file modes, refusals."""
+"""Federation CA and party certificates: names, signatures, file modes, refusals.
+
+Hostile requests and files are in tests/adversarial/test_adv_keys.py; the whole multi-machine flow
+with a real job in tests/test_e2e_keys.py.
+"""
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -10,12 +15,10 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from isthmus.errors import ConfigError
-from isthmus.transport.certs import (
-    TlsFiles,
-    create_federation,
-    issue_party_certificate,
-    tls_files_for,
-)
+from isthmus.incentive.signing import federation_file, load_pinned_keys, load_signing_key, same_key
+from isthmus.transport.ca import init_ca, sign_request
+from isthmus.transport.certs import TlsFiles, create_federation, tls_files_for
+from isthmus.transport.party_keys import init_party_keys, install_party_files
 
 
 def _cert(path: Path) -> x509.Certificate:
@@ -77,9 +80,18 @@ def test_every_federation_has_its_own_ca(tmp_path):
 def test_existing_federation_is_never_overwritten(tmp_path):
     create_federation(tmp_path, ["guest"])
     before = (tmp_path / "ca.key").read_bytes()
-    with pytest.raises(ConfigError, match="issue_party_certificate"):
+    with pytest.raises(ConfigError, match="isthmus ca sign"):
         create_federation(tmp_path, ["host"])
     assert (tmp_path / "ca.key").read_bytes() == before
+
+
+def test_the_federation_file_pins_each_partys_own_signing_key(federation):
+    out, files = federation
+    pinned = load_pinned_keys(federation_file(out))
+    assert sorted(pinned) == sorted(files)
+    for party in files:
+        assert same_key(pinned[party], load_signing_key(out, party).public_key())
+        assert _mode(out / party / "signing.key") == 0o600
 
 
 @pytest.mark.parametrize("name", ["Guest", "host_1", "", "-host", "a/b", "../x", "host\n"])
@@ -94,31 +106,60 @@ def test_duplicate_party_names_are_refused(tmp_path):
         create_federation(tmp_path, ["guest", "guest"])
 
 
-def test_new_member_joins_an_existing_federation(tmp_path):
-    create_federation(tmp_path / "fed", ["guest"])
-    joined = issue_party_certificate(tmp_path / "fed", "host", tmp_path / "ship")
-    assert joined == tls_files_for(tmp_path / "ship", "host")
-    assert (tmp_path / "ship" / "ca.pem").read_bytes() == (tmp_path / "fed" / "ca.pem").read_bytes()
-    _cert(joined.cert).verify_directly_issued_by(_cert(tmp_path / "fed" / "ca.pem"))
-    assert _mode(joined.key) == 0o600
+def test_a_party_makes_its_keys_and_the_ca_signs_its_request(tmp_path):
+    made = init_party_keys(tmp_path / "host-machine", "host")
+    folder = tmp_path / "host-machine" / "host"
+    assert {p.name for p in folder.iterdir()} == {"key.pem", "signing.key", "request.csr", "signing.pub"}
+    assert _mode(folder) == 0o700 and _mode(folder / "key.pem") == 0o600 and _mode(folder / "signing.key") == 0o600
+    assert json.loads(made.signing_pub.read_text())["signing_key"] == made.signing_key
+
+    init_ca(tmp_path / "ca")
+    issued = sign_request(tmp_path / "ca", made.request, made.signing_pub)
+    assert issued.party == "host" and issued.cert == tmp_path / "ca" / "issued" / "host.pem"
+    cert = _cert(issued.cert)
+    cert.verify_directly_issued_by(_cert(tmp_path / "ca" / "ca.pem"))
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == ["host"]
+    assert json.loads((tmp_path / "ca" / "federation.json").read_text()) == {"signing_keys": {"host": made.signing_key}}
+
+    written = install_party_files(tmp_path / "host-machine", "host", cert=issued.cert, ca=tmp_path / "ca" / "ca.pem",
+                                  federation=tmp_path / "ca" / "federation.json")
+    assert sorted(p.name for p in written) == ["ca.pem", "cert.pem", "federation.json"]
+    tls = tls_files_for(tmp_path / "host-machine", "host")
+    assert tls.load()[1] == issued.cert.read_bytes()
+    assert same_key(load_pinned_keys(federation_file(tmp_path / "host-machine"))["host"],
+                    load_signing_key(tmp_path / "host-machine", "host").public_key())
 
 
-def test_issuing_twice_for_one_party_is_refused(tmp_path):
-    create_federation(tmp_path, ["guest"])
-    with pytest.raises(ConfigError, match="already has a certificate"):
-        issue_party_certificate(tmp_path, "guest", tmp_path)
+def test_a_member_installs_a_newer_federation_file_that_adds_a_member(tmp_path):
+    init_ca(tmp_path / "ca")
+    for party in ("guest", "host"):
+        made = init_party_keys(tmp_path / party, party)
+        issued = sign_request(tmp_path / "ca", made.request, made.signing_pub)
+        install_party_files(tmp_path / party, party, cert=issued.cert, ca=tmp_path / "ca" / "ca.pem",
+                            federation=tmp_path / "ca" / "federation.json")
+    assert sorted(load_pinned_keys(federation_file(tmp_path / "guest"))) == ["guest"]
+    install_party_files(tmp_path / "guest", "guest", federation=tmp_path / "ca" / "federation.json")
+    assert sorted(load_pinned_keys(federation_file(tmp_path / "guest"))) == ["guest", "host"]
 
 
-def test_issuing_into_a_folder_of_another_federation_is_refused(tmp_path):
-    create_federation(tmp_path / "one", ["guest"])
-    create_federation(tmp_path / "two", ["guest"])
-    with pytest.raises(ConfigError, match="another federation"):
-        issue_party_certificate(tmp_path / "one", "host", tmp_path / "two")
+def test_a_partys_keys_are_never_overwritten(tmp_path):
+    init_party_keys(tmp_path, "guest")
+    before = (tmp_path / "guest" / "key.pem").read_bytes(), (tmp_path / "guest" / "signing.key").read_bytes()
+    with pytest.raises(ConfigError, match="never overwritten"):
+        init_party_keys(tmp_path, "guest")
+    assert ((tmp_path / "guest" / "key.pem").read_bytes(), (tmp_path / "guest" / "signing.key").read_bytes()) == before
 
 
-def test_issuing_without_a_ca_names_the_missing_file(tmp_path):
+def test_a_second_ca_in_one_folder_is_refused(tmp_path):
+    init_ca(tmp_path)
+    with pytest.raises(ConfigError, match="exists already"):
+        init_ca(tmp_path)
+
+
+def test_signing_without_a_ca_names_the_missing_file(tmp_path):
+    made = init_party_keys(tmp_path / "guest-machine", "guest")
     with pytest.raises(ConfigError, match=r"ca\.pem is missing"):
-        issue_party_certificate(tmp_path, "guest", tmp_path / "out")
+        sign_request(tmp_path / "nowhere", made.request, made.signing_pub)
 
 
 def test_missing_files_are_named(tmp_path):

@@ -14,7 +14,9 @@ from isthmus.incentive.ledger import Ledger, LedgerError, ledger_path
 from isthmus.incentive.record import GENESIS, Record, canonical
 from isthmus.incentive.signing import federation_file, load_pinned_keys, load_signing_key, sign_record
 from isthmus.incentive.verify import verify_ledgers
-from isthmus.transport.certs import create_federation, issue_party_certificate
+from isthmus.transport.ca import sign_request
+from isthmus.transport.certs import create_federation
+from isthmus.transport.party_keys import init_party_keys, install_party_files
 
 PARTIES = sorted(ROLES)
 
@@ -159,7 +161,9 @@ def test_signing_keys_are_private_and_pinned_in_the_federation_file(tmp_path):
     pinned = json.loads((certs / "federation.json").read_text())["signing_keys"]
     assert sorted(pinned) == ["guest", "host"] and pinned["guest"] != pinned["host"]
     joiner = tmp_path / "joiner"
-    issue_party_certificate(certs, "host-2", joiner)
+    request = init_party_keys(joiner, "host-2")
+    sign_request(certs, request.request, request.signing_pub)
+    install_party_files(joiner, "host-2", federation=certs / "federation.json")
     assert sorted(load_pinned_keys(joiner / "federation.json")) == ["guest", "host", "host-2"]
     assert sorted(load_pinned_keys(certs / "federation.json")) == ["guest", "host", "host-2"]
     (certs / "host" / "signing.key").chmod(0o644)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from isthmus.crypto.oprf import ELEMENT_BYTES, Blinding, OprfKey
+from isthmus.crypto.oprf import ELEMENT_BYTES, Blinding, OprfKey, _multiply
 from isthmus.crypto.paillier import generate_keypair
 from isthmus.query.records import exposure_value, seal, tag_and_pad, total_of
 from isthmus.query.sums import add_up, encrypt_unpads, open_sums, packed_count
@@ -19,6 +21,44 @@ INPUTS = [f"C{i:06d}".encode() for i in range(50)]
 @pytest.fixture(scope="module")
 def private_key():
     return generate_keypair(1024)[1]
+
+
+# Computed with the first implementation (libsodium through pysodium): a change of binding must not
+# change a single published pseudonym, or every institution's records would stop matching. The key
+# is SHA-512("isthmus oprf known answer") reduced modulo the group order.
+KNOWN_KEY = "7ee37180aadd61758567c52840d6c528cdd4002ce8569a1d81a27c9f0614ea0f"
+KNOWN_OUTPUTS = {
+    b"C000001": "5dac2622532e2b6044429103ce301d8e71273951b6338dde666b7845fc511f94"
+                "565eb8791e8d314ae8d2b6938409beb23da1acbf10e2ca1b8367cf3a92ba60cd",
+    b"": "8395039dbf934fc71fdd2024fcbc3bc0a7b4e6f526c2ce2e7dcb6f053774a0c9"
+         "10a2428818af0676f6267f8675c362ed39ed67bdb849cafe2c0d002e484fd31d",
+}
+# RFC 9496 appendix A.1: the encodings of the generator B and of 2B.
+RFC9496_B = "e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76"
+RFC9496_2B = "6a493210f7499cd17fecb510ae0cea23a110e8d5b901f8acadd3095c73a3b919"
+
+
+def test_outputs_equal_the_known_answers():
+    key = OprfKey(bytes.fromhex(KNOWN_KEY))
+    outputs = key.evaluate(b"kat-consortium", list(KNOWN_OUTPUTS))
+    assert [o.hex() for o in outputs] == list(KNOWN_OUTPUTS.values())
+    blinding = Blinding(b"kat-consortium", list(KNOWN_OUTPUTS))
+    assert blinding.finalize(key.evaluate_blinded(blinding.blinded)) == outputs
+
+
+def test_the_group_is_ristretto255_of_rfc_9496():
+    assert _multiply((2).to_bytes(32, "little"), bytes.fromhex(RFC9496_B)).hex() == RFC9496_2B
+
+
+def test_a_fresh_process_needs_no_system_libsodium_and_leaves_no_library_behind(tmp_path):
+    """The OPRF loads the libsodium bundled in its wheel, and the copy it loads from is removed."""
+    code = ("import ctypes.util, sys; sys.modules['ctypes.util'].find_library = lambda name: None; "
+            "import isthmus.crypto.oprf as o; print(o.OprfKey.generate().evaluate(b'd', [b'x'])[0].hex())")
+    env = {"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert len(bytes.fromhex(result.stdout.strip())) == 64
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_oblivious_evaluation_equals_the_key_holders_own():

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from isthmus.cli_errors import guard
+from isthmus.cli_keys import ca_app, keys_app
 from isthmus.cli_ledger import ledger_app
 from isthmus.cli_query import query_app
 
@@ -20,6 +21,8 @@ demo_app = typer.Typer(help="Embedded examples that need no file from you.", inv
 app.add_typer(demo_app, name="demo")
 app.add_typer(query_app, name="query", help="Private cross-institution queries (serve, ask, refresh, status).")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(keys_app, name="keys")
+app.add_typer(ca_app, name="ca")
 console = Console()
 
 JobArg = Annotated[Path, typer.Argument(help="The job's YAML file.", exists=True, dir_okay=False)]

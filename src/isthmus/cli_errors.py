@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from isthmus.errors import IsthmusError
 
@@ -17,5 +18,6 @@ def guard(action: Callable[[], T]) -> T:
     try:
         return action()
     except IsthmusError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        # One line however long (no wrapping), and the message's brackets printed, not read as markup.
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None

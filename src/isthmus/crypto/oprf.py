@@ -7,23 +7,33 @@ the key holder sees a uniformly random group element, never ``x``; the client le
 the inputs it blinded and nothing about ``k``. This is the OPRF of RFC 9497 (mode 0), though not
 its wire format or its exact finalisation hash.
 
-Why ristretto255 through libsodium (``pysodium``): it is a prime-order group with a real
-hash-to-group, canonical encodings and scalar inversion, which blinding needs. Measured on the
-project machine, per element: ristretto255 hash 13 us + scalar multiplication 42 us; PyNaCl's
-ed25519 core (it does not expose ristretto255) 68 + 71 us, since each multiplication re-checks
-subgroup membership; X25519 from ``cryptography`` 31 us but it clamps every scalar (so ``r`` can
-not be inverted) and offers no hash onto the curve, so an OPRF on it would need hand-written
-curve code. libsodium's calls release the GIL, so batches are spread over threads.
+Why ristretto255 through libsodium (``rbcl``): it is a prime-order group with a real
+hash-to-group, canonical encodings and scalar inversion, which blinding needs. ``rbcl`` ships its
+own libsodium inside its wheel, so a fresh machine needs no system library (``pysodium``, used
+before, needed the system's libsodium; PyNaCl bundles libsodium too but exposes neither ristretto255
+nor its symbols). Measured on the project machine, per element: ristretto255 hash 13 us + scalar
+multiplication 42 us (in one run on a loaded machine: through rbcl 14-17 + 50-55 us, through
+pysodium 17-21 + 54-66 us); PyNaCl's ed25519 core 68 + 71 us, since each multiplication re-checks
+subgroup membership; X25519 from ``cryptography`` 31 us but it clamps every scalar (so ``r`` can not
+be inverted) and offers no hash onto the curve, so an OPRF on it would need hand-written curve code.
+libsodium's calls (through ``ctypes``) release the GIL, so batches are spread over threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import pysodium
+import rbcl
+
+# rbcl writes its bundled libsodium to a fresh temporary file on import and loads it from there,
+# leaving ~3 MB in the temporary folder per process; the loaded library no longer needs the file.
+with contextlib.suppress(AttributeError, KeyError, OSError):
+    os.unlink(sys.modules["rbcl._sodium"].lib_path)
 
 ELEMENT_BYTES = 32
 SCALAR_BYTES = 32
@@ -35,7 +45,7 @@ class OprfKey:
     """A key holder's secret scalar ``k``; generated from the OS's randomness by libsodium."""
 
     def __init__(self, scalar: bytes):
-        if len(scalar) != SCALAR_BYTES or pysodium.crypto_core_ristretto255_scalar_reduce(scalar + bytes(32)) != scalar:
+        if len(scalar) != SCALAR_BYTES or rbcl.crypto_core_ristretto255_scalar_reduce(scalar + bytes(32)) != scalar:
             raise ValueError("an OPRF key is a canonical 32-byte ristretto255 scalar")
         if scalar == bytes(SCALAR_BYTES):
             raise ValueError("the OPRF key must not be zero")
@@ -43,7 +53,7 @@ class OprfKey:
 
     @classmethod
     def generate(cls) -> OprfKey:
-        return cls(pysodium.crypto_core_ristretto255_scalar_random())
+        return cls(rbcl.crypto_core_ristretto255_scalar_random())
 
     def to_bytes(self) -> bytes:
         return self._scalar
@@ -101,19 +111,20 @@ def split_elements(data: bytes) -> list[bytes]:
 
 
 def _hash_to_group(domain: bytes, x: bytes) -> bytes:
-    return pysodium.crypto_core_ristretto255_from_hash(hashlib.sha512(_framed(b"H1", domain, x)).digest())
+    return rbcl.crypto_core_ristretto255_from_hash(hashlib.sha512(_framed(b"H1", domain, x)).digest())
 
 
 def _blind(domain: bytes, x: bytes) -> tuple[bytes, bytes]:
-    r = pysodium.crypto_core_ristretto255_scalar_random()
-    return pysodium.crypto_core_ristretto255_scalar_invert(r), _multiply(r, _hash_to_group(domain, x))
+    r = rbcl.crypto_core_ristretto255_scalar_random()
+    return rbcl.crypto_core_ristretto255_scalar_invert(r), _multiply(r, _hash_to_group(domain, x))
 
 
 def _multiply(scalar: bytes, point: bytes) -> bytes:
-    # libsodium rejects non-canonical encodings and the identity; a peer's bad element ends here.
+    # libsodium rejects non-canonical encodings and the identity (rbcl: RuntimeError); a peer's bad
+    # element ends here.
     try:
-        return pysodium.crypto_scalarmult_ristretto255(scalar, point)
-    except ValueError:
+        return rbcl.crypto_scalarmult_ristretto255(scalar, point)
+    except (ValueError, TypeError, RuntimeError):
         raise ValueError("not a valid ristretto255 element") from None
 
 

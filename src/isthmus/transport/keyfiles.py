@@ -1,0 +1,161 @@
+"""Where a party's key material lives, and the rules every key file follows.
+
+A party's certificate folder (``isthmus run --certs FOLDER``) holds::
+
+    ca.pem                the federation CA's certificate             public, from the CA operator
+    federation.json       the members' pinned public signing keys     public, from the CA operator
+    <party>/key.pem       the party's TLS private key                 0600, made by the party
+    <party>/signing.key   its Ed25519 key for signing ledger records  0600, made by the party
+    <party>/request.csr   its certificate signing request             public, goes to the CA operator
+    <party>/signing.pub   its public signing key, with a proof        public, goes to the CA operator
+    <party>/cert.pem      its certificate, signed by the CA           public, from the CA operator
+
+The CA operator's folder holds ``ca.key`` (0600), ``ca.pem``, ``federation.json`` and ``issued/``.
+Private keys are created with mode 0600 from the start, never overwritten, and refused when others
+may read them. Files a peer sends (requests, certificates, federation files) are read with a size
+limit: they are hostile input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from isthmus.errors import ConfigError
+
+CA_CERT = "ca.pem"
+CA_KEY = "ca.key"
+PARTY_CERT = "cert.pem"
+PARTY_KEY = "key.pem"
+SIGNING_KEY = "signing.key"
+SIGNING_PUB = "signing.pub"
+REQUEST = "request.csr"
+FEDERATION_FILE = "federation.json"
+ISSUED = "issued"
+
+# Lower-case DNS names only: the name is compared byte for byte with the certificate, while TLS
+# host name checks ignore case, so mixed case would let two spellings name one party.
+_PARTY_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
+_PROOF_CONTEXT = b"isthmus signing key of a federation member v1\x00"
+MAX_PEM_BYTES = 64 * 1024
+MAX_FEDERATION_BYTES = 1024 * 1024
+
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+def check_party_name(party: object) -> str:
+    if not isinstance(party, str) or not _PARTY_NAME.fullmatch(party):
+        raise ConfigError(
+            f"party name {party!r} cannot name a certificate: use lower-case letters, digits, '-' and '.' (a DNS name)"
+        )
+    return party
+
+
+def read_limited(path: Path, what: str, limit: int = MAX_PEM_BYTES) -> bytes:
+    """A file that came from someone else, refused when missing or larger than ``limit`` bytes."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} is missing")
+    if path.stat().st_size > limit:
+        raise ConfigError(f"{what} {path} is larger than {limit} bytes")
+    return path.read_bytes()
+
+
+def load_certificate(path: Path, what: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(read_limited(path, what))
+    except ValueError as exc:
+        raise ConfigError(f"{what} {path} is not a PEM certificate: {exc}") from None
+
+
+def write_private_key(path: Path, key: PrivateKey) -> None:
+    """Create the file with mode 0600 from the start (no window where others may read it); never overwrite."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists already; a private key is never overwritten") from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+
+
+def load_private_key(path: Path, what: str) -> PrivateKey:
+    """A private key of ours; refused when others may read the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} is missing")
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{what} {path} is accessible to other users; run: chmod 600 {path}")
+    try:
+        key = serialization.load_pem_private_key(read_limited(path, what), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{what} {path} is not an unencrypted PEM private key: {exc}") from None
+    if not isinstance(key, PrivateKey):
+        raise ConfigError(f"{what} {path} holds a {type(key).__name__}, not an EC P-256 or Ed25519 key")
+    return key
+
+
+def write_public(path: Path, data: bytes, *, replace: bool = False) -> None:
+    """Write a public file whole (via a temporary file), refusing to replace one unless asked."""
+    path = Path(path)
+    if path.exists() and not replace:
+        raise ConfigError(f"{path} exists already; remove it first to write a new one")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def raw_public_key(key: ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey) -> str:
+    """The raw 32-byte public key in hex: how the federation file pins it."""
+    public = key.public_key() if isinstance(key, ed25519.Ed25519PrivateKey) else key
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
+def possession_message(party: str, tls_public_key: ec.EllipticCurvePublicKey) -> bytes:
+    """What a party signs with its new signing key: this key is ``party``'s, beside this TLS key.
+
+    The CA operator checks the signature, so nobody can have another party's signing key pinned
+    under their own name, and the key travels bound to the request it was made with.
+    """
+    spki = tls_public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return _PROOF_CONTEXT + party.encode() + b"\x00" + hashlib.sha256(spki).digest()
+
+
+def read_federation(path: Path) -> dict:
+    """The federation file as a document whose ``signing_keys`` map member names to hex public keys."""
+    try:
+        doc = json.loads(read_limited(path, "federation file", MAX_FEDERATION_BYTES))
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than any real file's
+        raise ConfigError(f"federation file {path} is not JSON: {type(exc).__name__}") from None
+    pinned = doc.get("signing_keys") if isinstance(doc, dict) else None
+    if not isinstance(pinned, dict) or not all(
+        isinstance(name, str) and _PARTY_NAME.fullmatch(name) and isinstance(key, str) and _HEX_KEY.fullmatch(key)
+        for name, key in pinned.items()
+    ):
+        raise ConfigError(f"federation file {path}: 'signing_keys' must map party names to 32-byte public keys in hex")
+    return doc
+
+
+def write_federation(path: Path, doc: dict) -> None:
+    write_public(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(), replace=True)
+
+
+def pin_signing_key(path: Path, party: str, key_hex: str) -> None:
+    """Add one member's public signing key to the federation file; a pinned key is never replaced."""
+    doc = read_federation(path) if Path(path).exists() else {"signing_keys": {}}
+    pinned = doc["signing_keys"]
+    if party in pinned:
+        raise ConfigError(f"party {party!r} already has a pinned signing key in {path}; a pinned key is never replaced")
+    holder = next((name for name, key in pinned.items() if key == key_hex), None)
+    if holder is not None:
+        raise ConfigError(f"this signing key is pinned for party {holder!r} in {path} already; one key per party")
+    write_federation(path, {**doc, "signing_keys": {**pinned, party: key_hex}})

@@ -1,0 +1,164 @@
+"""A party's own keys: made on its own machine, never seen by anyone else.
+
+``init_party_keys`` makes the party's TLS key and Ed25519 signing key (0600, never overwritten)
+and the two public files it sends to the CA operator: a certificate signing request naming the
+party, and its public signing key with a proof that the holder of that key made it for this party
+and this request. ``install_party_files`` takes back what the CA operator returns (the party's
+certificate, ``ca.pem``, ``federation.json``) after checking that each fits the keys in the folder,
+so that :func:`isthmus.transport.certs.tls_files_for` and the ledger find everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
+
+from isthmus.errors import ConfigError
+from isthmus.transport.keyfiles import (
+    CA_CERT,
+    FEDERATION_FILE,
+    PARTY_CERT,
+    PARTY_KEY,
+    REQUEST,
+    SIGNING_KEY,
+    SIGNING_PUB,
+    check_party_name,
+    load_certificate,
+    load_private_key,
+    possession_message,
+    raw_public_key,
+    read_federation,
+    read_limited,
+    write_private_key,
+    write_public,
+)
+
+
+@dataclass(frozen=True)
+class PartyRequest:
+    """What a party sends to the CA operator (both files are public)."""
+
+    party: str
+    request: Path
+    signing_pub: Path
+    signing_key: str  # the public signing key in hex, to compare with the federation file out of band
+
+
+def init_party_keys(cert_dir: Path, party: str) -> PartyRequest:
+    """Make ``<cert_dir>/<party>/``: key.pem, signing.key (0600), request.csr and signing.pub."""
+    party = check_party_name(party)
+    folder = Path(cert_dir) / party
+    for key_file in (folder / PARTY_KEY, folder / SIGNING_KEY):
+        if key_file.exists():
+            raise ConfigError(f"party {party!r} has keys in {folder} already; private keys are never overwritten")
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    tls_key = ec.generate_private_key(ec.SECP256R1())
+    signing_key = ed25519.Ed25519PrivateKey.generate()
+    write_private_key(folder / PARTY_KEY, tls_key)
+    write_private_key(folder / SIGNING_KEY, signing_key)
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(party)]), critical=False)
+        .sign(tls_key, hashes.SHA256())
+    )
+    write_public(folder / REQUEST, request.public_bytes(serialization.Encoding.PEM), replace=True)
+    public = raw_public_key(signing_key)
+    proof = signing_key.sign(possession_message(party, tls_key.public_key()))
+    document = {"party": party, "signing_key": public, "proof": proof.hex()}
+    write_public(folder / SIGNING_PUB, (json.dumps(document, indent=2) + "\n").encode(), replace=True)
+    return PartyRequest(party, folder / REQUEST, folder / SIGNING_PUB, public)
+
+
+def install_party_files(cert_dir: Path, party: str, *, cert: Path | None = None, ca: Path | None = None,
+                        federation: Path | None = None) -> list[Path]:
+    """Check and copy what the CA operator sent into the party's folder; returns the files written.
+
+    The certificate must name the party, hold the public half of ``key.pem`` and be signed by the
+    CA; a folder's CA is never replaced by another; the federation file must pin this party's own
+    signing key and keep every key pinned in the copy installed before (a new member may be added,
+    a pinned key never changes).
+    """
+    party = check_party_name(party)
+    cert_dir = Path(cert_dir)
+    folder = cert_dir / party
+    if cert is None and ca is None and federation is None:
+        raise ConfigError("nothing to install: give the party's certificate, the CA certificate or the federation file")
+    tls_key = load_private_key(folder / PARTY_KEY, f"{party}'s private key")
+    signing_key = load_private_key(folder / SIGNING_KEY, f"{party}'s signing key")
+    writes: dict[Path, bytes] = {}
+    ca_cert = _installed_ca(cert_dir, ca, writes)
+    if cert is not None:
+        if ca_cert is None:
+            raise ConfigError(f"install the federation's CA certificate ({CA_CERT}) with {party}'s certificate")
+        writes[folder / PARTY_CERT] = _checked_certificate(cert, party, tls_key, ca_cert)
+    if federation is not None:
+        writes[cert_dir / FEDERATION_FILE] = _checked_federation(federation, party, signing_key, cert_dir / FEDERATION_FILE)
+    for path, data in writes.items():
+        write_public(path, data, replace=True)
+    return list(writes)
+
+
+def _installed_ca(cert_dir: Path, ca: Path | None, writes: dict[Path, bytes]) -> x509.Certificate | None:
+    installed = cert_dir / CA_CERT
+    if ca is None:
+        return load_certificate(installed, "federation CA certificate") if installed.exists() else None
+    pem = read_limited(ca, "federation CA certificate")
+    ca_cert = load_certificate(ca, "federation CA certificate")
+    try:
+        is_ca = ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except (x509.ExtensionNotFound, ValueError):
+        is_ca = False
+    if not is_ca:
+        raise ConfigError(f"{ca} is not a CA certificate")
+    if installed.exists() and installed.read_bytes() != pem:
+        raise ConfigError(f"{installed} is the certificate of another federation CA; a folder's CA is never replaced")
+    writes[installed] = pem
+    return ca_cert
+
+
+def _checked_certificate(path: Path, party: str, tls_key: ec.EllipticCurvePrivateKey,
+                         ca_cert: x509.Certificate) -> bytes:
+    pem = read_limited(path, "certificate")
+    cert = load_certificate(path, "certificate")
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except (x509.ExtensionNotFound, ValueError):
+        names = []
+    if names != [party]:
+        raise ConfigError(f"certificate {path} names {names}, not party {party!r}")
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(*spki) != tls_key.public_key().public_bytes(*spki):
+        raise ConfigError(f"certificate {path} is not for {party}'s private key (made from another request?)")
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise ConfigError(f"certificate {path} is not signed by the federation CA") from None
+    if cert.not_valid_after_utc <= dt.datetime.now(dt.UTC):
+        raise ConfigError(f"certificate {path} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    return pem
+
+
+def _checked_federation(path: Path, party: str, signing_key: ed25519.Ed25519PrivateKey, installed: Path) -> bytes:
+    doc = read_federation(path)
+    pinned = doc["signing_keys"]
+    if pinned.get(party) != raw_public_key(signing_key):
+        raise ConfigError(f"federation file {path} does not pin {party}'s own signing key "
+                          f"({'it pins another' if party in pinned else 'it has no key for ' + party})")
+    if installed.exists():
+        before = read_federation(installed)["signing_keys"]
+        changed = sorted(name for name, key in before.items() if pinned.get(name) != key)
+        if changed:
+            raise ConfigError(f"federation file {path} would replace or drop the pinned signing keys of {changed}; "
+                              "a pinned key is never replaced")
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()

@@ -1,0 +1,101 @@
+"""The multi-machine flow end to end: three parties make their own keys in three folders, a CA in a
+fourth signs their requests, each installs the answer, then each runs its side of a real job as its own
+process over mutual TLS on loopback and the job is recorded on every party's ledger with those keys."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from isthmus.cli import app
+from isthmus.demos.vertical import make_vertical_data
+from isthmus.jobs.local import loopback_parties, write_job
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+PARTIES = ["arbiter", "guest", "host"]
+
+
+def isthmus(*args: str | Path) -> str:
+    """The `isthmus` command in process (the key steps); returns its output, asserts it succeeded."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def carry(files: list[Path], to: Path) -> list[Path]:
+    """What travels between machines (by mail, a share, a USB stick): public files only."""
+    to.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        assert b"PRIVATE KEY" not in f.read_bytes(), f
+    return [Path(shutil.copy(f, to / f.name)) for f in files]
+
+
+def private_keys(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()}
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("machines")
+    machines = {party: root / party for party in PARTIES}
+    ca = root / "ca"
+    isthmus("ca", "init", ca)
+    for party, machine in machines.items():
+        isthmus("keys", "init", "--party", party, "--dir", machine / "certs")
+        request, signing_pub = carry([machine / "certs" / party / "request.csr", machine / "certs" / party / "signing.pub"],
+                                     ca / "inbox" / party)
+        isthmus("ca", "sign", request, "--ca", ca, "--signing-key", signing_pub)
+    for party, machine in machines.items():  # federation.json now pins all three: one copy for everyone
+        cert, ca_pem, pins = carry([ca / "issued" / f"{party}.pem", ca / "ca.pem", ca / "federation.json"], machine / "inbox")
+        isthmus("keys", "install", "--party", party, "--dir", machine / "certs", "--cert", cert, "--ca", ca_pem,
+                "--federation", pins)
+    return root
+
+
+def test_each_folder_only_ever_holds_its_own_private_keys(federation):
+    for party in PARTIES:
+        assert private_keys(federation / party) == {f"certs/{party}/key.pem", f"certs/{party}/signing.key"}
+    assert private_keys(federation / "ca") == {"ca.key"}
+
+
+def test_a_job_runs_across_the_folders_and_every_ledger_records_it(federation):
+    folder = federation.parent / "job"
+    guest_csv, host_csv = make_vertical_data(folder / "data")
+    job = write_job(folder / "job.yaml", {
+        "job": "keys-e2e",
+        "record": True,
+        "parties": loopback_parties({"guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
+                                     "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
+        "steps": [{"intersect": {}},
+                  {"train": {"model": "hetero_lr", "epochs": 2, "batch_size": 0, "learning_rate": 0.5,
+                             "validation_fraction": 0.25, "key_bits": 1024}},
+                  {"evaluate": {}}],
+    })
+    processes = {party: subprocess.Popen(
+        [sys.executable, "-m", "isthmus", "run", str(job), "--party", party, "--certs", str(federation / party / "certs"),
+         "--out", str(folder / "out" / party)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for party in PARTIES}
+    try:
+        outputs = {party: process.communicate(timeout=240)[0] for party, process in processes.items()}
+    finally:
+        for process in processes.values():
+            process.kill()
+    for party, process in processes.items():
+        assert process.returncode == 0, f"{party}: {outputs[party]}"
+    assert json.loads((folder / "out" / "guest" / "metrics.json").read_text())["metrics"]["auc"] > 0.9
+
+    ledgers = [federation / party / "certs" / party / "ledger.sqlite" for party in PARTIES]
+    verified = subprocess.run([sys.executable, "-m", "isthmus", "ledger", "verify", *map(str, ledgers),
+                               "--federation", str(federation / "guest" / "certs" / "federation.json")],
+                              capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "3 replica(s)" in verified.stdout and "replicas agree" in verified.stdout
+    record = json.loads((folder / "out" / "host" / "ledger_record.json").read_text())
+    assert sorted(record["signatures"]) == PARTIES and record["body"]["job"] == "keys-e2e"
+    test_each_folder_only_ever_holds_its_own_private_keys(federation)
