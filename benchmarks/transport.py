@@ -75,7 +75,7 @@ class _grpc_pair:
         tls = create_federation(tmp / "certs", ["alice", "bob"])
         addresses = {party: f"127.0.0.1:{_free_port()}" for party in tls}
         self.nodes = [
-            GrpcNode(p, addresses[p], addresses, tls[p], audit=AuditLog(tmp / p / "audit.jsonl"), recv_timeout=300)
+            GrpcNode(p, addresses[p], addresses, tls[p], audit=AuditLog(tmp / p / "audit.jsonl", p), recv_timeout=300)
             for p in ("alice", "bob")
         ]
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from isthmus.errors import ProtocolError
 from isthmus.transport import codec
@@ -27,13 +28,53 @@ plain = st.recursive(
 )
 
 
+# Plain values with arrays anywhere in them: envelopes inside lists and maps are the normal case.
+with_arrays = st.recursive(
+    plain | arrays(st.sampled_from(WIRE_DTYPES), st.integers(0, 6)),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
 def _array_envelope(dtype: str, shape: list, data: bytes) -> bytes:
     return _ext(1, msgpack.packb([dtype, shape, data], use_bin_type=True))
 
 
 def _ext(code: int, payload: bytes) -> bytes:
+    return codec.MAGIC + _record(code, payload)
+
+
+def _record(code: int, payload: bytes) -> bytes:
     """An ext 32 record by hand: msgpack's ExtType refuses the negative codes a hostile peer may send."""
-    return codec.MAGIC + b"\xc9" + len(payload).to_bytes(4, "big") + code.to_bytes(1, "big", signed=True) + payload
+    return b"\xc9" + len(payload).to_bytes(4, "big") + code.to_bytes(1, "big", signed=True) + payload
+
+
+def _list_of(items: list[bytes]) -> bytes:
+    return bytes([0x90 | len(items)]) + b"".join(items)  # a fixarray: at most 15 items
+
+
+def _array_record(dtype: str, length: int) -> bytes:
+    return _record(1, msgpack.packb([np.dtype(dtype).str, [length], bytes(length * np.dtype(dtype).itemsize)]))
+
+
+# Bodies a hostile peer may write: plain values and arrays, wrapped in envelopes of any code (also
+# envelopes in envelopes) and in lists, to any depth.
+hostile_bodies = st.recursive(
+    plain.map(lambda value: codec.encode(value)[len(codec.MAGIC):])
+    | st.builds(_array_record, st.sampled_from(WIRE_DTYPES), st.integers(0, 4)),
+    lambda children: st.builds(_record, st.sampled_from([1, 2, 3, 4, 0, -1]), children) | st.lists(children, max_size=4).map(_list_of),
+    max_leaves=12,
+)
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, list):
+        return type(b) is list and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, dict):
+        return type(b) is dict and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b and type(a) is type(b)
 
 
 def _in_vocabulary(obj: object) -> bool:
@@ -49,6 +90,11 @@ def _in_vocabulary(obj: object) -> bool:
 @given(plain)
 def test_plain_values_round_trip(value):
     assert codec.decode(codec.encode(value)) == value
+
+
+@given(with_arrays)
+def test_values_with_arrays_round_trip(value):
+    assert _same(codec.decode(codec.encode(value)), value)
 
 
 @pytest.mark.parametrize("value", [0, -1, (1 << 63) - 1, -(1 << 63), (1 << 64) - 1, 1 << 64, -(1 << 64), 7**200, -(7**200)])
@@ -115,6 +161,16 @@ def test_random_bytes_raise_protocol_error_and_nothing_else(data):
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200))
 def test_random_bodies_decode_to_wire_values_or_protocol_error(body):
+    try:
+        value = codec.decode(codec.MAGIC + body)
+    except ProtocolError:
+        return
+    assert _in_vocabulary(value)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_bodies)
+def test_nested_envelopes_decode_to_wire_values_or_protocol_error(body):
     try:
         value = codec.decode(codec.MAGIC + body)
     except ProtocolError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from grpc_helpers import PARTIES, free_port, make_certs, node_starter, tls
 
 from isthmus.errors import (
     ConfigError,
@@ -25,30 +25,13 @@ from isthmus.errors import (
 from isthmus.transport import codec
 from isthmus.transport import grpc_inbox as inbox_module
 from isthmus.transport.audit import AuditLog
-from isthmus.transport.certs import TlsFiles, create_federation
 from isthmus.transport.grpc_transport import GrpcNode
 from isthmus.transport.mailbox import Mailbox
-
-PARTIES = ["alice", "bob", "carol", "dave"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("certs")
-    create_federation(out / "fed", PARTIES)
-    create_federation(out / "rogue", ["bob"])  # same name, another CA
-    return out
-
-
-def tls(certs: Path, party: str, federation: str = "fed") -> TlsFiles:
-    """``party``'s certificate from ``federation``, trusting the real federation's CA."""
-    return TlsFiles(certs / "fed" / "ca.pem", certs / federation / party / "cert.pem", certs / federation / party / "key.pem")
+    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture
@@ -58,24 +41,12 @@ def addresses() -> dict[str, str]:
 
 @pytest.fixture
 def start(certs: Path, addresses: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., GrpcNode]]:
-    """Start a node named ``party`` (with ``cert_of``'s certificate, to impersonate), stopped at teardown."""
-    started: list[GrpcNode] = []
-
-    def _start(party: str, *, cert_of: str | None = None, federation: str = "fed", peers: dict[str, str] | None = None, **options) -> GrpcNode:
-        options.setdefault("connect_timeout", 5.0)
-        options.setdefault("audit", AuditLog(tmp_path / party / "audit.jsonl"))
-        node = GrpcNode(party, addresses[party], addresses if peers is None else peers, tls(certs, cert_of or party, federation), **options)
-        node.start()
-        started.append(node)
-        return node
-
-    yield _start
-    for node in started:
-        node.stop(grace=0)
+    with node_starter(certs, addresses, tmp_path) as start:
+        yield start
 
 
 def test_round_trip_between_two_nodes_is_audited_on_both_sides(start):
-    alice, bob = start("alice"), start("bob")
+    alice, bob = start("alice"), start("bob", jobs=["job-1"])
     message = {"weights": np.arange(12.0).reshape(3, 4), "round": 3, "big": 2**100, "names": ["x", "y"], "raw": b"\x00\xff"}
     alice.channel("job-1").send("bob", "update", message)
     got = bob.channel("job-1").recv("alice", "update", timeout=5)
@@ -85,14 +56,15 @@ def test_round_trip_between_two_nodes_is_audited_on_both_sides(start):
     assert alice.channel("job-1").recv("bob", "reply", timeout=5) == "ok"
 
     sent, received = alice.audit.entries()[0], bob.audit.entries()[0]
-    assert (sent["direction"], sent["peer"], sent["job"], sent["tag"]) == ("send", "bob", "job-1", "update")
-    assert (received["direction"], received["peer"], received["job"], received["tag"]) == ("recv", "alice", "job-1", "update")
+    assert (sent["party"], sent["direction"], sent["peer"], sent["job"], sent["tag"]) == ("alice", "send", "bob", "job-1", "update")
+    assert (received["party"], received["direction"], received["peer"], received["job"], received["tag"]) == (
+        "bob", "recv", "alice", "job-1", "update")
     assert sent["sha256"] == received["sha256"] and sent["bytes"] == received["bytes"]
     assert [e["direction"] for e in alice.audit.entries()] == ["send", "recv"]
 
 
 def test_jobs_never_mix(start):
-    alice, bob = start("alice"), start("bob")
+    alice, bob = start("alice"), start("bob", jobs=["job-1", "job-2"])
     alice.channel("job-1").send("bob", "x", 1)
     alice.channel("job-2").send("bob", "x", 2)
     assert bob.channel("job-2").recv("alice", "x", timeout=5) == 2
@@ -102,7 +74,7 @@ def test_jobs_never_mix(start):
 
 
 def test_messages_under_one_tag_arrive_in_order_and_recv_any_names_the_sender(start):
-    alice, bob, carol = start("alice"), start("bob"), start("carol")
+    alice, bob, carol = start("alice"), start("bob"), start("carol", jobs=["j"])
     for i in range(5):
         alice.channel("j").send("carol", "n", i)
     assert [carol.channel("j").recv("alice", "n", timeout=5) for _ in range(5)] == list(range(5))
@@ -111,7 +83,7 @@ def test_messages_under_one_tag_arrive_in_order_and_recv_any_names_the_sender(st
 
 
 def test_abort_reaches_a_waiting_peer(start):
-    alice, bob = start("alice"), start("bob")
+    alice, bob = start("alice"), start("bob", jobs=["j"])
     alice.channel("j", peers=["bob"]).abort("out of memory")
     with pytest.raises(PeerAbortedError, match="out of memory"):
         bob.channel("j").recv("alice", "anything", timeout=5)
@@ -119,7 +91,7 @@ def test_abort_reaches_a_waiting_peer(start):
 
 def test_send_waits_for_a_peer_that_starts_late(start):
     alice, late = start("alice"), []
-    starter = threading.Timer(0.5, lambda: late.append(start("bob")))
+    starter = threading.Timer(0.5, lambda: late.append(start("bob", jobs=["j"])))
     starter.start()
     alice.channel("j").send("bob", "early", "hi")  # retried until bob listens
     starter.join()
@@ -134,7 +106,9 @@ def test_separate_processes_exchange_arrays(start, certs, addresses):
         from isthmus.transport.certs import tls_files_for
         from isthmus.transport.grpc_transport import GrpcNode
         cert_dir, listen, alice = sys.argv[1:4]
-        with GrpcNode("bob", listen, {"alice": alice}, tls_files_for(cert_dir, "bob"), connect_timeout=30) as node:
+        node = GrpcNode("bob", listen, {"alice": alice}, tls_files_for(cert_dir, "bob"), connect_timeout=30)
+        node.open_job("job-p")
+        with node:
             channel = node.channel("job-p")
             numbers = channel.recv("alice", "numbers", timeout=60)
             channel.send("alice", "doubled", numbers * 2)
@@ -220,7 +194,7 @@ def test_unreachable_peer_is_reported_after_the_connect_timeout(start, addresses
 
 
 def test_oversize_message_is_refused_at_the_receiver_and_reported_to_the_sender(start):
-    alice, bob = start("alice"), start("bob", max_message_bytes=10_000)
+    alice, bob = start("alice"), start("bob", jobs=["j"], max_message_bytes=10_000)
     with pytest.raises(PeerRefusedError, match="exceeds the limit of 10000 bytes"):
         alice.channel("j").send("bob", "big", np.zeros(2_000))
     with pytest.raises(ProtocolError, match="exceeds the limit") as refused:
@@ -230,8 +204,65 @@ def test_oversize_message_is_refused_at_the_receiver_and_reported_to_the_sender(
     assert bob.channel("j").recv("alice", "small", timeout=5).shape == (10,)
 
 
-def test_garbage_bytes_fail_at_recv_naming_peer_and_tag(start):
+def test_a_job_takes_only_the_tags_it_accepts_and_an_abort(start):
+    alice, bob = start("alice"), start("bob", jobs=["j"])
+    bob.open_job("j", accept=["train/"])  # again: replaces what the job accepts
+    sender, receiver = alice.channel("j", peers=["bob"]), bob.channel("j")
+    sender.send("bob", "train/w", 1)
+    with pytest.raises(PeerRefusedError, match=r"job 'j' accepts no tag 'psi/x' \(accepted prefixes: \['train/'\]\)"):
+        sender.send("bob", "psi/x", 2)
+    with pytest.raises(ProtocolError, match="refused on arrival: job 'j' accepts no tag 'psi/x'") as refused:
+        receiver.recv("alice", "train/w", timeout=5)  # at once: alice broke the protocol
+    assert (refused.value.peer, refused.value.tag) == ("alice", "train/w")
+    assert receiver.recv("alice", "train/w", timeout=5) == 1  # told once, then business as usual
+    sender.abort("giving up")
+    with pytest.raises(PeerAbortedError, match="giving up"):
+        receiver.recv("alice", "train/next", timeout=5)
+
+
+def test_a_tag_prefix_may_have_a_lower_size_limit(start):
+    alice, bob = start("alice"), start("bob", jobs=["j"], max_message_bytes=1 << 20)
+    bob.open_job("j", limits={"votes/": 100, "votes/big/": 10_000})
+    channel = alice.channel("j")
+    with pytest.raises(PeerRefusedError, match="under tag 'votes/1' in job 'j' exceeds the limit of 100 bytes"):
+        channel.send("bob", "votes/1", bytes(200))
+    channel.send("bob", "votes/big/1", bytes(200))  # the longest prefix decides
+    channel.send("bob", "other", bytes(200_000))  # no prefix: the node's limit
+    receiver = bob.channel("j")
+    with pytest.raises(ProtocolError, match="exceeds the limit of 100 bytes"):
+        receiver.recv("alice", "votes/big/1", timeout=5)
+    assert len(receiver.recv("alice", "votes/big/1", timeout=5)) == 200
+    with pytest.raises(ConfigError, match="not in 1..1048576 bytes"):
+        bob.open_job("j", limits={"votes/": 2 << 20})
+
+
+def test_a_delivery_waits_for_its_job_to_be_opened(start):
     alice, bob = start("alice"), start("bob")
+    opener = threading.Timer(0.5, bob.open_job, args=["late"])
+    opener.start()
+    alice.channel("late").send("bob", "x", "hi")  # refused as "not open", retried until it is
+    opener.join()
+    assert bob.channel("late").recv("alice", "x", timeout=5) == "hi"
+
+
+def test_a_busy_receiver_makes_the_sender_retry_not_fail(start):
+    alice, bob = start("alice"), start("bob", jobs=["j"], streams_per_peer=1)
+    channel = alice.channel("j")
+    senders = [threading.Thread(target=channel.send, args=("bob", f"n/{i}", np.zeros(200_000))) for i in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert [bob.channel("j").recv("alice", f"n/{i}", timeout=5).shape for i in range(4)] == [(200_000,)] * 4
+
+
+def test_an_audit_log_must_belong_to_the_node(start, tmp_path):
+    with pytest.raises(ConfigError, match="audit log of party 'bob' cannot record the node of party 'alice'"):
+        start("alice", audit=AuditLog(tmp_path / "audit.jsonl", "bob"))
+
+
+def test_garbage_bytes_fail_at_recv_naming_peer_and_tag(start):
+    alice, bob = start("alice"), start("bob", jobs=["j"])
     alice.deliver("bob", "j", "weights", b"not an isthmus message")
     with pytest.raises(ProtocolError, match="magic") as bad:
         bob.channel("j").recv("alice", "weights", timeout=5)
@@ -254,7 +285,7 @@ def test_channels_need_a_started_node_and_known_peers(start, certs, addresses):
 
 
 def test_200_mb_array_round_trip(start):
-    alice, bob = start("alice", audit=None), start("bob", audit=None)
+    alice, bob = start("alice", audit=None), start("bob", jobs=["big"], audit=None)
     array = np.random.default_rng(7).random(25_000_000)  # 200 MB of float64
     alice.channel("big").send("bob", "array", array)
     got = bob.channel("big").recv("alice", "array", timeout=120)
@@ -299,15 +330,19 @@ def _headers(**changes: object) -> dict[str, object]:
 
 
 def _inbox() -> inbox_module.Inbox:
-    return inbox_module.Inbox("bob", ["alice"], Mailbox(), None, max_message_bytes=100)
+    mailbox = Mailbox(max_message_bytes=100)
+    mailbox.open_job("job")
+    return inbox_module.Inbox("bob", ["alice"], mailbox, None)
 
 
 def test_a_retried_delivery_is_filed_once():
     inbox = _inbox()
     for _ in range(2):
         assert inbox.deliver(iter([b"ab", b"cde"]), _FakeContext(_headers())) == b""
+    assert inbox.mailbox.backlog("alice") == (5, 1)
     assert inbox.mailbox.get("job", "alice", "tag", 0) == b"abcde"
     assert inbox.mailbox.get("job", "alice", "tag", 0) is None
+    assert inbox.mailbox.backlog("alice") == (0, 0)
 
 
 @pytest.mark.parametrize(
@@ -321,10 +356,12 @@ def test_a_retried_delivery_is_filed_once():
         ([b"abcde"], _headers(**{inbox_module.JOB_KEY: b"\xff\xfe"}), "not UTF-8"),
         ([b"abcde"], _headers(**{inbox_module.TAG_KEY: b"t" * 1025}), "oversized tag"),
         ([b"abcde"], _headers(**{inbox_module.SENDER_KEY: None}), "sender"),
+        ([b"abcde"], _headers(**{inbox_module.JOB_KEY: b"other"}), "job 'other' is not open"),
+        ([b"abcde"], _headers(**{inbox_module.SIZE_KEY: "101"}), "exceeds the limit of 100 bytes"),
     ],
 )
 def test_malformed_deliveries_are_refused_and_nothing_is_filed(chunks, headers, reason):
     inbox = _inbox()
     with pytest.raises(_Aborted, match=reason):
         inbox.deliver(iter(chunks), _FakeContext(headers))
-    assert inbox.mailbox.get("job", "alice", "tag", 0) is None
+    assert inbox.mailbox.backlog("alice") == (0, 0)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from conftest import run_parties
 
-from isthmus.errors import ConfigError, PeerTimeoutError, ProtocolError
+from isthmus.errors import ConfigError, PeerRefusedError, PeerTimeoutError, ProtocolError
 from isthmus.transport import codec
+from isthmus.transport.audit import AuditLog
 from isthmus.transport.local import LocalHub
+from isthmus.transport.mailbox import Mailbox, Refused
 
 
 def test_parties_in_threads_exchange_messages():
@@ -85,9 +87,10 @@ def test_unknown_peers_are_a_config_error():
 
 def test_bad_bytes_from_a_peer_fail_at_recv_naming_peer_and_tag():
     hub = LocalHub(["a", "b"])
+    receiver = hub.channel("b")
     hub.mailboxes["b"].put("job", "a", "weights", codec.MAGIC + b"\xc1")
     with pytest.raises(ProtocolError) as bad:
-        hub.channel("b").recv("a", "weights", timeout=1)
+        receiver.recv("a", "weights", timeout=1)
     assert (bad.value.peer, bad.value.tag) == ("a", "weights")
 
 
@@ -97,9 +100,46 @@ def test_every_message_is_audited_with_the_hash_of_its_bytes(tmp_path):
     hub.channel("b", "job-9").recv("a", "t", timeout=1)
     (payload,) = hub.audits["a"].sent_payloads()
     sent, received = hub.audits["a"].entries(), hub.audits["b"].entries()
-    assert [(e["direction"], e["job"], e["peer"], e["tag"]) for e in sent] == [("send", "job-9", "b", "t")]
-    assert [(e["direction"], e["job"], e["peer"], e["tag"]) for e in received] == [("recv", "job-9", "a", "t")]
+    assert [(e["party"], e["direction"], e["job"], e["peer"], e["tag"]) for e in sent] == [("a", "send", "job-9", "b", "t")]
+    assert [(e["party"], e["direction"], e["job"], e["peer"], e["tag"]) for e in received] == [("b", "recv", "job-9", "a", "t")]
     assert sent[0]["sha256"] == received[0]["sha256"] == hashlib.sha256(payload).hexdigest()
     assert sent[0]["bytes"] == len(payload)
     np.testing.assert_array_equal(codec.decode(payload)["x"], np.arange(3))
     assert hub.audits["b"].sent_payloads() == []
+
+
+def test_a_sender_over_its_backlog_quota_is_refused_and_the_receiver_told_once():
+    hub = LocalHub(["a", "b", "c"])
+    hub.mailboxes["b"] = Mailbox(backlog_messages=3)
+    sender, receiver = hub.channel("a"), hub.channel("b")
+    for i in range(3):
+        sender.send("b", f"unread/{i}", i)
+    with pytest.raises(PeerRefusedError, match="'a' already has 3 messages .* quota of 3 messages") as refused:
+        sender.send("b", "unread/3", 3)
+    assert (refused.value.peer, refused.value.tag) == ("b", "unread/3")
+    hub.channel("c").send("b", "hello", "c is not a")  # the quota is per sender
+    assert receiver.recv("c", "hello", timeout=1) == "c is not a"
+    with pytest.raises(ProtocolError, match="refused on arrival: .*quota"):
+        receiver.recv("a", "unread/0", timeout=1)
+    assert receiver.recv("a", "unread/0", timeout=1) == 0
+    sender.send("b", "unread/3", 3)  # reading made room
+    assert hub.mailboxes["b"].backlog("a")[1] == 3
+
+
+def test_deliveries_for_a_job_nobody_opened_are_refused():
+    mailbox = Mailbox()
+    with pytest.raises(Refused, match="job 'nobody' is not open"):
+        mailbox.put("nobody", "a", "t", b"x")
+    assert mailbox.backlog("a") == (0, 0)
+
+
+def test_audit_rows_name_their_party_so_parties_can_share_a_folder(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    path.write_text('{"direction": "send", "job": "j", "peer": "b", "tag": "old", "bytes": 1, "sha256": "00"}\n')
+    a, b = AuditLog(path, "a", keep_payloads=True), AuditLog(path, "b", keep_payloads=True)
+    a.record("send", "j", "b", "t", b"from a")
+    b.record("send", "j", "a", "t", b"from b")
+    b.record("recv", "j", "a", "t", b"from a")
+    assert [(e.get("party"), e["tag"]) for e in a.entries()] == [(None, "old"), ("a", "t")]  # a log of before is read as one's own
+    assert [(e["party"], e["direction"]) for e in b.entries()[1:]] == [("b", "send"), ("b", "recv")]
+    assert a.sent_payloads() == [b"from a"] and b.sent_payloads() == [b"from b"]

@@ -29,11 +29,12 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
     me = spec.party(party)
     run_dir.mkdir(parents=True, exist_ok=True)
     _log_to(run_dir / "party.log", party)
-    audit = AuditLog(run_dir / "audit.jsonl", keep_payloads=bool(spec.options.get("audit_payloads", False)))
+    audit = AuditLog(run_dir / "audit.jsonl", party, keep_payloads=bool(spec.options.get("audit_payloads", False)))
     node = GrpcNode(party, listen or me.address, {name: p.address for name, p in spec.parties.items()},
                     tls_files_for(certs_dir, party), audit=audit,
                     connect_timeout=float(spec.options.get("connect_timeout", 60)),
                     recv_timeout=float(spec.options.get("timeout", 600)))
+    node.open_job(spec.name)  # before serving, so that no early peer is turned away
     node.start()
     try:
         return run_party(spec, party, node.channel(spec.name), run_dir, certs_dir=certs_dir)

@@ -61,7 +61,7 @@ def serve(
         listen or config.addresses[party],
         config.addresses,
         tls_files_for(config.cert_dir, party),
-        audit=AuditLog(state_dir / "audit.jsonl"),
+        audit=AuditLog(state_dir / "audit.jsonl", party),
         connect_timeout=config.connect_timeout,
     )
     with node:

@@ -3,6 +3,11 @@
 A channel is bound to one party and one job, so messages of concurrent jobs never mix. Protocols
 know nothing else about the network: the same protocol runs over the in-process hub in tests and
 over mutual-TLS gRPC between machines.
+
+What a party takes from its peers in a job is declared where the job is opened, before any peer
+can send: ``GrpcNode.open_job(job, accept=[tag prefixes], limits={prefix: max bytes})`` (see
+:mod:`isthmus.transport.mailbox`). A message outside those is refused: its sender gets a
+:class:`~isthmus.errors.PeerRefusedError` and the next ``recv`` from that sender a ``ProtocolError``.
 """
 
 from __future__ import annotations
@@ -82,11 +87,11 @@ class Channel(ABC):
         Best effort: a peer that cannot be reached is skipped, since the party is failing anyway.
         """
         from isthmus.errors import IsthmusError
-        from isthmus.transport.mailbox import ABORT_TAG
+        from isthmus.transport.mailbox import ABORT_TAG, MAX_ABORT_BYTES
 
         for peer in self.peers:
             try:
-                self._send_raw(peer, ABORT_TAG, f"{self.party}: {reason}".encode()[:2000])
+                self._send_raw(peer, ABORT_TAG, f"{self.party}: {reason}".encode()[:MAX_ABORT_BYTES])
             except IsthmusError:
                 pass
 

@@ -1,22 +1,38 @@
-"""The receiving half of a gRPC node: who may deliver, how much, and where it lands.
+"""The receiving half of a gRPC node: who may deliver, how much, how fast, and where it lands.
 
 One client-streaming RPC carries one message as raw chunks; the header travels as call metadata.
-The sender's identity comes from its verified client certificate, never from what it claims; the
-size it declares is checked before a byte is buffered, and the running total is held to it.
+The sender's identity comes from its verified client certificate, never from what it claims. Then:
+
+- the mailbox admits the message on its declared size before a byte is buffered (open job,
+  accepted tag, the tag's size limit, the sender's backlog quota: see
+  :mod:`isthmus.transport.mailbox`), and the running total is held to the declared size;
+- a peer has at most ``streams_per_peer`` deliveries in progress; more are answered "busy", which
+  the sender retries. With gRPC's bound on concurrent calls (``streams_per_peer`` per peer plus
+  :data:`SPARE_STREAMS`) and as many workers, a slow peer cannot take the workers of the others;
+- a delivery keeps pace or is cut: each chunk is due ``stall_timeout`` seconds after the start plus
+  the time to transfer everything up to its end at ``min_transfer_rate``, so a sender that stalls
+  or trickles frees its worker instead of holding it forever.
+
+Every refusal reaches the sender with its reason (in the gRPC status) and, when the job is open,
+the receiver, whose next receive from that sender fails at once.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections import OrderedDict
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
 
 from isthmus.transport.audit import AuditLog
-from isthmus.transport.mailbox import Mailbox
+from isthmus.transport.mailbox import Mailbox, Refused
 
 SERVICE = "isthmus.transport.Transport"
 DELIVER = "Deliver"
@@ -28,18 +44,26 @@ TAG_KEY = "isthmus-tag-bin"
 SIZE_KEY = "isthmus-size"
 MESSAGE_ID_KEY = "isthmus-message-id"
 
+CHUNK_BYTES = 4 << 20  # the largest chunk a sender streams
 MAX_NAME_BYTES = 1024  # job ids and tags; more is a confused or hostile peer
+SPARE_STREAMS = 4  # calls beyond the peers' share: refusals of non-peers take a moment each
+DEFAULT_STREAMS_PER_PEER = 4
+DEFAULT_STALL_TIMEOUT = 10.0  # seconds
+DEFAULT_MIN_TRANSFER_RATE = 256 << 10  # bytes/s; a quarter of what the sending side itself waits for
 _MAX_MESSAGE_ID_CHARS = 64
 _REMEMBERED_IDS = 4096  # enough to recognise a retried delivery; old ids are forgotten
 
+#: How each refusal of the mailbox reaches the sender. A job that is not open (yet) is "failed
+#: precondition", which the sender retries for a while: the receiver may open it a moment later.
+STATUS_OF_RULE = {
+    "job": grpc.StatusCode.FAILED_PRECONDITION,
+    "tag": grpc.StatusCode.PERMISSION_DENIED,
+    "size": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "quota": grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Stands in the mailbox for a message refused on arrival, so the waiting ``recv`` fails at once."""
-
-    reason: str
+_END = object()  # the sender finished or went away
 
 
 @dataclass(frozen=True)
@@ -54,14 +78,35 @@ class _Header:
 class Inbox:
     """Authenticates deliveries from known peers and files them in the node's mailbox."""
 
-    def __init__(self, party: str, peers: Iterable[str], mailbox: Mailbox, audit: AuditLog | None, max_message_bytes: int):
+    def __init__(
+        self,
+        party: str,
+        peers: Iterable[str],
+        mailbox: Mailbox,
+        audit: AuditLog | None,
+        *,
+        streams_per_peer: int = DEFAULT_STREAMS_PER_PEER,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+        min_transfer_rate: float = DEFAULT_MIN_TRANSFER_RATE,
+    ):
         self.party = party
         self.peers = frozenset(peers)
         self.mailbox = mailbox
         self.audit = audit
-        self.max_message_bytes = max_message_bytes
+        self.streams_per_peer = streams_per_peer
+        self.stall_timeout = stall_timeout
+        self.min_transfer_rate = min_transfer_rate
         self._delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._streams: Counter[str] = Counter()
         self._lock = threading.Lock()
+        # Readers of the request streams (see _receive); twice the calls, as a cut call's reader may
+        # take a moment to see its call end.
+        self._readers = ThreadPoolExecutor(2 * self.max_streams, thread_name_prefix=f"isthmus-{party}-read")
+
+    @property
+    def max_streams(self) -> int:
+        """Concurrent calls the server should allow (and workers it should have)."""
+        return self.streams_per_peer * len(self.peers) + SPARE_STREAMS
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler to register on a gRPC server (raw bytes in and out, no codegen)."""
@@ -71,17 +116,20 @@ class Inbox:
     def deliver(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         """Receive one message; the empty reply is the acknowledgement that it is in the mailbox."""
         header = self._read_header(context)
-        if header.size > self.max_message_bytes:
-            reason = f"message of {header.size} bytes exceeds the limit of {self.max_message_bytes} bytes of party {self.party!r}"
-            log.warning("refused from %r (job %r, tag %r): %s", header.sender, header.job, header.tag, reason)
-            self.mailbox.put(header.job, header.sender, header.tag, Refusal(reason))  # queued beside payloads
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
-        payload = _reassemble(chunks, header.size, context)
-        if self._seen(header):
+        if self._seen(header, remember=False):
             return b""  # a retry of a delivery whose acknowledgement was lost
-        if self.audit:
-            self.audit.record("recv", header.job, header.sender, header.tag, payload)
-        self.mailbox.put(header.job, header.sender, header.tag, payload)
+        with self._stream_of(header, context):
+            try:
+                reservation = self.mailbox.reserve(header.job, header.sender, header.tag, header.size)
+            except Refused as refused:
+                self._refuse(header, context, STATUS_OF_RULE[refused.rule], str(refused), note=False)
+            with reservation:
+                payload = self._receive(chunks, header, context)
+                if self._seen(header, remember=True):
+                    return b""
+                if self.audit:
+                    self.audit.record("recv", header.job, header.sender, header.tag, payload)
+                reservation.fill(payload)
         return b""
 
     def _read_header(self, context: grpc.ServicerContext) -> _Header:
@@ -103,29 +151,82 @@ class Inbox:
         tag = _text(metadata.get(TAG_KEY), "tag", context)
         return _Header(sender, job, tag, int(size), message_id)
 
-    def _seen(self, header: _Header) -> bool:
-        """Whether this message id was delivered before; remembers it if not."""
+    @contextmanager
+    def _stream_of(self, header: _Header, context: grpc.ServicerContext) -> Iterator[None]:
+        """Count a delivery in progress against its sender's share of the server."""
+        with self._lock:
+            busy = self._streams[header.sender] >= self.streams_per_peer
+            if not busy:
+                self._streams[header.sender] += 1
+        if busy:
+            context.abort(grpc.StatusCode.UNAVAILABLE,
+                          f"party {self.party!r} is busy with {self.streams_per_peer} deliveries from {header.sender!r}; retry")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._streams[header.sender] -= 1
+                if not self._streams[header.sender]:
+                    del self._streams[header.sender]
+
+    def _receive(self, chunks: Iterator[bytes], header: _Header, context: grpc.ServicerContext) -> bytes:
+        """Join the chunks, never holding more than the declared size, and cut a sender that stalls.
+
+        gRPC's request iterator cannot time out, so a reader thread iterates it and this one waits
+        with a deadline; once the call is aborted, the iterator ends and the reader is free again.
+        """
+        arrivals: queue.SimpleQueue = queue.SimpleQueue()
+        self._readers.submit(_read, chunks, arrivals)
+        started, parts, received = time.monotonic(), [], 0
+        while True:
+            due = received + min(CHUNK_BYTES, header.size - received)
+            wait = started + self.stall_timeout + due / self.min_transfer_rate - time.monotonic()
+            try:
+                chunk = arrivals.get(timeout=max(wait, 0.0))
+            except queue.Empty:
+                self._refuse(header, context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"delivery under tag {header.tag!r} in job {header.job!r} cut after {received} of {header.size} "
+                             f"bytes in {time.monotonic() - started:.1f} s: a sender must start within {self.stall_timeout:g} s "
+                             f"and keep up {self.min_transfer_rate:g} bytes/s")
+            if chunk is _END:
+                break
+            received += len(chunk)
+            if received > header.size:
+                self._refuse(header, context, grpc.StatusCode.INVALID_ARGUMENT,
+                             f"more than the declared {header.size} bytes under tag {header.tag!r} in job {header.job!r}")
+            parts.append(chunk)
+        if received != header.size:  # the sender went away: it sees its own error and may retry
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{received} bytes arrived of the declared {header.size}")
+        return b"".join(parts)
+
+    def _refuse(self, header: _Header, context: grpc.ServicerContext, code: grpc.StatusCode, reason: str, *,
+                note: bool = True) -> None:
+        log.warning("refused from %r (job %r, tag %r): %s", header.sender, header.job, header.tag, reason)
+        if note:  # the mailbox notes its own refusals
+            self.mailbox.refuse(header.job, header.sender, reason)
+        context.abort(code, reason)
+
+    def _seen(self, header: _Header, *, remember: bool) -> bool:
+        """Whether this message id was delivered before; with ``remember``, records it if not."""
         key = (header.sender, header.message_id)
         with self._lock:
             if key in self._delivered:
                 return True
-            self._delivered[key] = None
-            if len(self._delivered) > _REMEMBERED_IDS:
-                self._delivered.popitem(last=False)
+            if remember:
+                self._delivered[key] = None
+                if len(self._delivered) > _REMEMBERED_IDS:
+                    self._delivered.popitem(last=False)
             return False
 
 
-def _reassemble(chunks: Iterator[bytes], size: int, context: grpc.ServicerContext) -> bytes:
-    """Join the chunks once, never holding more than the declared (and already checked) size."""
-    parts, received = [], 0
-    for chunk in chunks:
-        received += len(chunk)
-        if received > size:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"more than the declared {size} bytes")
-        parts.append(chunk)
-    if received != size:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{received} bytes arrived of the declared {size}")
-    return b"".join(parts)
+def _read(chunks: Iterator[bytes], arrivals: queue.SimpleQueue) -> None:
+    try:
+        for chunk in chunks:
+            arrivals.put(chunk)
+    except grpc.RpcError:
+        pass  # the call ended early: cut by us, or the sender went away
+    finally:
+        arrivals.put(_END)
 
 
 def _text(value: object, what: str, context: grpc.ServicerContext) -> str:

@@ -5,6 +5,20 @@ no protoc code is needed); ``send`` returns when the peer acknowledges that the 
 mailbox. Both ends check identities against the federation CA: the client checks that the server's
 certificate names the party it meant to reach, the server that the client's certificate names the
 party it claims to be (see :mod:`isthmus.transport.grpc_inbox`).
+
+A node takes deliveries only for the jobs it has opened, under the tag prefixes each job accepts,
+within per-tag size limits and a per-sender backlog quota (see :mod:`isthmus.transport.mailbox`).
+Open jobs before starting, so that no peer is ever turned away::
+
+    node = GrpcNode("guest", "0.0.0.0:7001", addresses, tls, audit=AuditLog(path, "guest"))
+    node.open_job("job-7", accept=["psi/", "train/"], limits={"psi/": 64 << 20})
+    node.start()
+    channel = node.channel("job-7")
+
+``channel(job)`` opens a job that is not open yet with the defaults (any tag, node-wide size
+limit). A sender retries a delivery for a job its peer has not opened for up to its connect
+timeout, as it does for a peer that is not listening yet; then it fails with
+:class:`~isthmus.errors.PeerRefusedError`, like every other refusal, naming the reason.
 """
 
 from __future__ import annotations
@@ -12,7 +26,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent import futures
 from typing import Self
 
@@ -23,13 +37,16 @@ from isthmus.errors import (
     PeerError,
     PeerRefusedError,
     PeerUnreachableError,
-    ProtocolError,
 )
 from isthmus.transport import codec
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.certs import TlsFiles
 from isthmus.transport.channel import Channel
 from isthmus.transport.grpc_inbox import (
+    CHUNK_BYTES,
+    DEFAULT_MIN_TRANSFER_RATE,
+    DEFAULT_STALL_TIMEOUT,
+    DEFAULT_STREAMS_PER_PEER,
     DELIVER,
     JOB_KEY,
     MESSAGE_ID_KEY,
@@ -38,32 +55,38 @@ from isthmus.transport.grpc_inbox import (
     SIZE_KEY,
     TAG_KEY,
     Inbox,
-    Refusal,
 )
-from isthmus.transport.mailbox import Mailbox
+from isthmus.transport.mailbox import DEFAULT_BACKLOG_BYTES, DEFAULT_BACKLOG_MESSAGES, Mailbox
 
-CHUNK_BYTES = 4 << 20
 _FRAME_SLACK = 64 << 10  # gRPC's limits count the whole frame, not just our chunk
 _ACK_LIMIT = 64 << 10
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0  # seconds between connection attempts
 # A delivery slower than this (bytes/s) after connecting counts as a hung peer, not a slow link.
 _MIN_TRANSFER_RATE = 1 << 20
+# Worth retrying until the connect timeout: not listening (yet), busy, or the job not open (yet).
+_RETRIED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION}
+_GRPC_BUSY = "Concurrent RPC limit exceeded!"  # what gRPC itself answers when every call slot is taken
 _REFUSALS = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
 class GrpcNode:
-    """One party's endpoint: receives for every job into one mailbox, sends to peers over mTLS.
+    """One party's endpoint: receives for its open jobs into one mailbox, sends to peers over mTLS.
 
     ``peers`` maps each other party's name to its ``host:port``; an entry for ``party`` itself is
     ignored, so one federation-wide table can be passed to every node. ``connect_timeout`` bounds
     how long a send retries a peer that is not reachable (yet); ``recv_timeout`` replaces
-    :attr:`Channel.default_timeout` for this node's channels; ``max_message_bytes`` is the largest
-    message this node accepts, checked before it is buffered.
+    :attr:`Channel.default_timeout` for this node's channels.
+
+    What one peer may make this node hold: ``max_message_bytes`` per message (checked before it is
+    buffered; lower per tag prefix with :meth:`open_job`), ``backlog_bytes`` and
+    ``backlog_messages`` waiting or in transit per sender, ``streams_per_peer`` deliveries at once,
+    each cut unless it starts within ``stall_timeout`` seconds and keeps ``min_transfer_rate`` bytes/s.
     """
 
     def __init__(
@@ -75,9 +98,16 @@ class GrpcNode:
         *,
         audit: AuditLog | None = None,
         max_message_bytes: int = codec.DEFAULT_MAX_BYTES,
+        backlog_bytes: int = DEFAULT_BACKLOG_BYTES,
+        backlog_messages: int = DEFAULT_BACKLOG_MESSAGES,
+        streams_per_peer: int = DEFAULT_STREAMS_PER_PEER,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+        min_transfer_rate: float = DEFAULT_MIN_TRANSFER_RATE,
         connect_timeout: float = 30.0,
         recv_timeout: float | None = None,
     ):
+        if audit is not None and audit.party != party:
+            raise ConfigError(f"the audit log of party {audit.party!r} cannot record the node of party {party!r}")
         self.party = party
         self.listen = listen
         self.peers = {name: address for name, address in peers.items() if name != party}
@@ -85,7 +115,9 @@ class GrpcNode:
         self.max_message_bytes = max_message_bytes
         self.connect_timeout = connect_timeout
         self.recv_timeout = Channel.default_timeout if recv_timeout is None else recv_timeout
-        self.mailbox = Mailbox()
+        self.mailbox = Mailbox(max_message_bytes=max_message_bytes, backlog_bytes=backlog_bytes, backlog_messages=backlog_messages)
+        self.inbox = Inbox(party, self.peers, self.mailbox, audit, streams_per_peer=streams_per_peer,
+                           stall_timeout=stall_timeout, min_transfer_rate=min_transfer_rate)
         self.port: int | None = None  # the bound port once started (useful with "host:0")
         self._ca, self._cert, self._key = tls.load()
         self._server: grpc.Server | None = None
@@ -93,14 +125,23 @@ class GrpcNode:
         self._calls: dict[str, grpc.StreamUnaryMultiCallable] = {}
         self._clients_lock = threading.Lock()
 
+    def open_job(self, job: str, accept: Iterable[str] | None = None, limits: Mapping[str, int] | None = None) -> None:
+        """Take deliveries for ``job`` under tags starting with one of ``accept`` (default: any tag).
+
+        ``limits`` lowers the largest message under some tag prefixes (longest prefix wins). Call it
+        before :meth:`start`; called again, it replaces the job's prefixes and limits.
+        """
+        self.mailbox.open_job(job, accept, limits)
+
     def start(self) -> None:
         """Bind ``listen`` and serve; raises :class:`ConfigError` when the address is taken or invalid."""
         if self._server is not None:
             raise ConfigError(f"node of party {self.party!r} is already started")
-        inbox = Inbox(self.party, self.peers, self.mailbox, self.audit, self.max_message_bytes)
+        streams = self.inbox.max_streams
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=4 + 2 * len(self.peers), thread_name_prefix=f"isthmus-{self.party}"),
-            handlers=[inbox.handler()],
+            futures.ThreadPoolExecutor(max_workers=streams, thread_name_prefix=f"isthmus-{self.party}"),
+            handlers=[self.inbox.handler()],
+            maximum_concurrent_rpcs=streams,  # so no call waits for a worker with its peer's bytes unread
             options=[
                 ("grpc.so_reuseport", 0),  # a second node on a taken port must fail, not share it
                 ("grpc.max_receive_message_length", CHUNK_BYTES + _FRAME_SLACK),
@@ -137,13 +178,14 @@ class GrpcNode:
         self.stop()
 
     def channel(self, job: str, peers: Iterable[str] | None = None) -> Channel:
-        """The messages of ``job``, with ``peers`` (default: every peer of this node)."""
+        """The messages of ``job``, with ``peers`` (default: every peer of this node); opens the job if need be."""
         if self._server is None:
             raise ConfigError(f"start the node of party {self.party!r} before opening channels")
         chosen = set(self.peers if peers is None else peers) - {self.party}
         unknown = chosen - set(self.peers)
         if unknown:
             raise ConfigError(f"party {self.party!r} has no address for {sorted(unknown)} (job {job!r})")
+        self.mailbox.ensure_job(job)
         return GrpcChannel(self, job, chosen)
 
     def deliver(self, to: str, job: str, tag: str, payload: bytes) -> None:
@@ -167,7 +209,8 @@ class GrpcNode:
                 return
             except grpc.RpcError as err:
                 code, details = err.code(), (err.details() or "")[:500]
-                if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() + backoff < give_up:
+                retry = code in _RETRIED or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and details == _GRPC_BUSY)
+                if retry and time.monotonic() + backoff < give_up:
                     self.mailbox.raise_if_aborted(job, tag)  # a peer gave up: retrying would only delay us
                     time.sleep(backoff)
                     backoff = min(2 * backoff, _BACKOFF_MAX)
@@ -208,10 +251,7 @@ class GrpcChannel(Channel):
         self.node.deliver(to, self.job, tag, payload)
 
     def _next_payload(self, senders: list[str], tag: str, wait: float) -> tuple[str, bytes] | None:
-        got = self.node.mailbox.get_any(self.job, senders, tag, wait)
-        if got is not None and isinstance(got[1], Refusal):
-            raise ProtocolError(f"message refused on arrival: {got[1].reason}", peer=got[0], tag=tag)
-        return got
+        return self.node.mailbox.get_any(self.job, senders, tag, wait)
 
     def _address_of(self, senders: list[str]) -> str:
         return ", ".join(self.node.peers[s] for s in senders)

@@ -1,7 +1,9 @@
-"""In-process transport for tests and simulation: every party in one process, same codec and audit.
+"""In-process transport for tests and simulation: every party in one process, same codec, audit and limits.
 
-Messages still go through the wire codec, so protocol tests exercise exactly the bytes a real
-deployment would send.
+Messages still go through the wire codec and each party's :class:`Mailbox`, so protocol tests
+exercise exactly the bytes a real deployment would send and meet the same refusals. A job is open
+at every party as soon as any party takes a channel for it (everyone lives in this process, so no
+peer can be early); ``hub.mailboxes[party].open_job(...)`` narrows what a party accepts.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from isthmus.errors import PeerRefusedError
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.channel import Channel
-from isthmus.transport.mailbox import Mailbox
+from isthmus.transport.mailbox import Mailbox, Refused
 
 
 class LocalHub:
@@ -21,11 +24,13 @@ class LocalHub:
         self.parties = list(parties)
         self.mailboxes = {party: Mailbox() for party in self.parties}
         self.audits = {
-            party: AuditLog(Path(audit_dir) / party / "audit.jsonl", keep_payloads=keep_payloads) if audit_dir else None
+            party: AuditLog(Path(audit_dir) / party / "audit.jsonl", party, keep_payloads=keep_payloads) if audit_dir else None
             for party in self.parties
         }
 
     def channel(self, party: str, job: str = "job") -> LocalChannel:
+        for mailbox in self.mailboxes.values():
+            mailbox.ensure_job(job)
         return LocalChannel(self, party, job)
 
 
@@ -38,7 +43,10 @@ class LocalChannel(Channel):
     def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
         if self.audit:
             self.audit.record("send", self.job, to, tag, payload)
-        self.hub.mailboxes[to].put(self.job, self.party, tag, payload)
+        try:
+            self.hub.mailboxes[to].put(self.job, self.party, tag, payload)
+        except Refused as refused:
+            raise PeerRefusedError(f"peer refused the message: {refused}", peer=to, address="in-process", tag=tag) from None
 
     def _next_payload(self, senders: list[str], tag: str, wait: float) -> tuple[str, bytes] | None:
         got = self.hub.mailboxes[self.party].get_any(self.job, senders, tag, wait)

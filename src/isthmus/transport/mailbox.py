@@ -1,33 +1,200 @@
-"""Where delivered messages wait until the protocol asks for them, keyed by (job, sender, tag)."""
+"""Where delivered messages wait until the protocol asks for them, keyed by (job, sender, tag).
+
+A peer's deliveries are hostile input for memory too, so a message is admitted only if
+
+- its job is open (:meth:`Mailbox.open_job`); deliveries for any other job are refused, so a peer
+  cannot park messages under job ids nobody will ever read;
+- its tag starts with one of the prefixes the job accepts (by default any tag; :data:`ABORT_TAG`
+  always);
+- its size is within the limit of its tag: the longest matching prefix in the job's ``limits``,
+  else the mailbox's ``max_message_bytes``;
+- its sender's backlog stays within the quota: bytes and messages waiting here or still in
+  transit, over all jobs, so unread tags or a burst cannot grow without bound.
+
+A refused delivery raises :class:`Refused` at the delivering end and leaves a note for the
+receiver: the next receive from that sender in that job raises it as a :class:`ProtocolError`, so
+nobody waits for a message that will never come. A note is raised once (a long-running service can
+log it and go on), and a job keeps at most one per sender, the first.
+"""
 
 from __future__ import annotations
 
 import itertools
 import threading
-from collections import defaultdict, deque
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 
-from isthmus.errors import PeerAbortedError
+from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError
+from isthmus.transport import codec
 
 #: Tag under which a party tells its peers that it abandoned a job (payload: the reason, as text).
 ABORT_TAG = "isthmus/abort"
+MAX_ABORT_BYTES = 2000
+
+#: Per sender, over all jobs: what may wait in the mailbox or be in transit to it.
+DEFAULT_BACKLOG_BYTES = 2 * codec.DEFAULT_MAX_BYTES
+DEFAULT_BACKLOG_MESSAGES = 4096
+
+Rule = Literal["job", "tag", "size", "quota"]
+
+
+class Refused(Exception):
+    """A delivery the mailbox does not take; the text names sender, job, tag and the ``rule`` it broke."""
+
+    def __init__(self, message: str, rule: Rule):
+        super().__init__(message)
+        self.rule = rule
+
+
+@dataclass
+class _Job:
+    accept: tuple[str, ...] | None  # tag prefixes; None: any tag
+    limits: dict[str, int]  # tag prefix -> largest message in bytes
+    aborted: tuple[str, str] | None = None  # (sender, reason)
+    refusals: dict[str, str] = field(default_factory=dict)  # sender -> why a delivery was refused, until received
+
+
+@dataclass
+class _Backlog:
+    bytes: int = 0
+    messages: int = 0
 
 
 class Mailbox:
     """FIFO queues per (job, sender, tag); a receive blocks until a message arrives or time runs out."""
 
-    def __init__(self) -> None:
-        self._queues: dict[tuple[str, str, str], deque[tuple[int, bytes]]] = defaultdict(deque)
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int = codec.DEFAULT_MAX_BYTES,
+        backlog_bytes: int = DEFAULT_BACKLOG_BYTES,
+        backlog_messages: int = DEFAULT_BACKLOG_MESSAGES,
+    ):
+        if not 0 < max_message_bytes <= backlog_bytes or backlog_messages < 1:
+            raise ConfigError(
+                f"need 0 < max_message_bytes ({max_message_bytes}) <= backlog_bytes ({backlog_bytes}) and backlog_messages >= 1"
+            )
+        self.max_message_bytes = max_message_bytes
+        self.backlog_bytes = backlog_bytes
+        self.backlog_messages = backlog_messages
+        self._jobs: dict[str, _Job] = {}
+        self._queues: dict[tuple[str, str, str], deque[tuple[int, bytes]]] = {}
+        self._backlogs: dict[str, _Backlog] = {}
         self._arrivals = itertools.count()  # so recv_any serves senders in arrival order
-        self._aborted: dict[str, tuple[str, str]] = {}  # job -> (sender, reason)
         self._cond = threading.Condition()
 
-    def put(self, job: str, sender: str, tag: str, payload: bytes) -> None:
+    # -- what is accepted ---------------------------------------------------------------------------
+
+    def open_job(self, job: str, accept: Iterable[str] | None = None, limits: Mapping[str, int] | None = None) -> None:
+        """Accept deliveries for ``job`` under tags starting with one of ``accept`` (default: any tag).
+
+        ``limits`` maps tag prefixes to the largest message in bytes under them (the longest
+        matching prefix wins; other tags get ``max_message_bytes``). Opening an open job replaces
+        its prefixes and limits and keeps what is queued.
+        """
+        prefixes = None if accept is None else tuple(accept)
+        if isinstance(accept, str) or (prefixes is not None and not all(isinstance(p, str) for p in prefixes)):
+            raise ConfigError(f"job {job!r}: accept takes a list of tag prefixes, got {accept!r}")
+        sizes = dict(limits or {})
+        for prefix, size in sizes.items():
+            if not (isinstance(prefix, str) and type(size) is int and 0 < size <= self.max_message_bytes):
+                raise ConfigError(f"job {job!r}: limit {size!r} for tag prefix {prefix!r} is not in 1..{self.max_message_bytes} bytes")
         with self._cond:
-            if tag == ABORT_TAG:
-                self._aborted.setdefault(job, (sender, payload[:2000].decode("utf-8", "replace")))
+            if job in self._jobs:
+                self._jobs[job].accept, self._jobs[job].limits = prefixes, sizes
             else:
-                self._queues[(job, sender, tag)].append((next(self._arrivals), payload))
+                self._jobs[job] = _Job(prefixes, sizes)
+
+    def ensure_job(self, job: str) -> None:
+        """Open ``job`` with the defaults (any tag, the mailbox-wide size limit) unless it is open."""
+        with self._cond:
+            self._jobs.setdefault(job, _Job(None, {}))
+
+    def backlog(self, sender: str) -> tuple[int, int]:
+        """Bytes and messages of ``sender`` waiting here or in transit, as counted against its quota."""
+        with self._cond:
+            backlog = self._backlogs.get(sender, _Backlog())
+            return backlog.bytes, backlog.messages
+
+    # -- delivering ---------------------------------------------------------------------------------
+
+    def reserve(self, job: str, sender: str, tag: str, size: int) -> Reservation:
+        """Admit a delivery of ``size`` bytes before it is transferred, holding room in the sender's backlog.
+
+        Raises :class:`Refused` (and notes it for the receiver when the job is open).
+        """
+        with self._cond:
+            state = self._jobs.get(job)
+            if state is None:
+                raise Refused(f"job {job!r} is not open", "job")
+            try:
+                self._admit(state, job, sender, tag, size)
+            except Refused as refused:
+                state.refusals.setdefault(sender, str(refused))
+                raise
+            if tag != ABORT_TAG:
+                backlog = self._backlogs.setdefault(sender, _Backlog())
+                backlog.bytes += size
+                backlog.messages += 1
+        return Reservation(self, job, sender, tag, size)
+
+    def put(self, job: str, sender: str, tag: str, payload: bytes) -> None:
+        """Admit and file a payload that is already here (in-process delivery); raises :class:`Refused`."""
+        self.reserve(job, sender, tag, len(payload)).fill(payload)
+
+    def refuse(self, job: str, sender: str, reason: str) -> None:
+        """Note that a delivery from ``sender`` was cut, so the next receive from it in ``job`` fails at once."""
+        with self._cond:
+            state = self._jobs.get(job)
+            if state is not None:
+                state.refusals.setdefault(sender, reason)
+
+    def _admit(self, state: _Job, job: str, sender: str, tag: str, size: int) -> None:
+        if tag == ABORT_TAG:
+            if size > MAX_ABORT_BYTES:
+                raise Refused(f"abort notice of {size} bytes in job {job!r} exceeds {MAX_ABORT_BYTES} bytes", "size")
+            return
+        if state.accept is not None and not any(tag.startswith(prefix) for prefix in state.accept):
+            raise Refused(f"job {job!r} accepts no tag {tag!r} (accepted prefixes: {list(state.accept)})", "tag")
+        limit = self._limit(state, tag)
+        if size > limit:
+            raise Refused(f"message of {size} bytes under tag {tag!r} in job {job!r} exceeds the limit of {limit} bytes", "size")
+        backlog = self._backlogs.get(sender, _Backlog())
+        if backlog.bytes + size > self.backlog_bytes or backlog.messages >= self.backlog_messages:
+            raise Refused(
+                f"{sender!r} already has {backlog.messages} messages of {backlog.bytes} bytes waiting or in transit, "
+                f"so a message of {size} bytes under tag {tag!r} in job {job!r} exceeds its quota of "
+                f"{self.backlog_messages} messages and {self.backlog_bytes} bytes",
+                "quota",
+            )
+
+    def _limit(self, state: _Job, tag: str) -> int:
+        prefix = max((p for p in state.limits if tag.startswith(p)), key=len, default=None)
+        return self.max_message_bytes if prefix is None else state.limits[prefix]
+
+    def _file(self, reservation: Reservation, payload: bytes) -> None:
+        job, sender, tag = reservation.job, reservation.sender, reservation.tag
+        with self._cond:
+            state = self._jobs.get(job)
+            if tag == ABORT_TAG:
+                if state is not None and state.aborted is None:
+                    state.aborted = (sender, payload[:MAX_ABORT_BYTES].decode("utf-8", "replace"))
+            elif state is None:  # the job was dropped while the message was in transit
+                self._release(sender, reservation.size)
+            else:
+                self._queues.setdefault((job, sender, tag), deque()).append((next(self._arrivals), payload))
             self._cond.notify_all()
+
+    def _release(self, sender: str, size: int) -> None:
+        backlog = self._backlogs[sender]
+        backlog.bytes -= size
+        backlog.messages -= 1
+        if not backlog.messages:
+            del self._backlogs[sender]
+
+    # -- receiving ----------------------------------------------------------------------------------
 
     def get(self, job: str, sender: str, tag: str, timeout: float | None) -> bytes | None:
         """The next payload, or ``None`` when ``timeout`` seconds pass first."""
@@ -37,15 +204,27 @@ class Mailbox:
     def get_any(self, job: str, senders: list[str], tag: str, timeout: float | None) -> tuple[str, bytes] | None:
         """The next payload under ``tag`` from whichever of ``senders`` delivered first, with its sender.
 
-        Raises :class:`PeerAbortedError` as soon as any peer has aborted the job.
+        Raises :class:`PeerAbortedError` as soon as any peer has aborted the job, and
+        :class:`ProtocolError` once for each refused delivery from one of ``senders``.
         """
         keys = [(job, sender, tag) for sender in senders]
+
+        def ready() -> bool:
+            state = self._jobs.get(job)
+            if state is not None and (state.aborted or any(s in state.refusals for s in senders)):
+                return True
+            return any(k in self._queues for k in keys)
+
         with self._cond:
-            ready = lambda: job in self._aborted or any(self._queues.get(k) for k in keys)  # noqa: E731
             if not self._cond.wait_for(ready, timeout=timeout):
                 return None
             self._raise_if_aborted(job, tag)
-            key = min((k for k in keys if self._queues.get(k)), key=lambda k: self._queues[k][0][0])
+            state = self._jobs.get(job)
+            refused = next((s for s in senders if state is not None and s in state.refusals), None)
+            if refused is not None:
+                reason = state.refusals.pop(refused)
+                raise ProtocolError(f"a message was refused on arrival: {reason}", peer=refused, tag=tag)
+            key = min((k for k in keys if k in self._queues), key=lambda k: self._queues[k][0][0])
             return key[1], self._pop(key)
 
     def raise_if_aborted(self, job: str, tag: str) -> None:
@@ -54,8 +233,9 @@ class Mailbox:
             self._raise_if_aborted(job, tag)
 
     def _raise_if_aborted(self, job: str, tag: str) -> None:
-        if job in self._aborted:
-            sender, reason = self._aborted[job]
+        state = self._jobs.get(job)
+        if state is not None and state.aborted is not None:
+            sender, reason = state.aborted
             raise PeerAbortedError(f"peer aborted the job: {reason}", peer=sender, tag=tag)
 
     def _pop(self, key: tuple[str, str, str]) -> bytes:
@@ -63,10 +243,43 @@ class Mailbox:
         _, payload = queue.popleft()
         if not queue:
             del self._queues[key]
+        self._release(key[1], len(payload))
         return payload
 
     def drop_job(self, job: str) -> None:
+        """Forget ``job``: its queued messages, notes and abort; later deliveries for it are refused."""
         with self._cond:
-            self._aborted.pop(job, None)
+            self._jobs.pop(job, None)
             for key in [k for k in self._queues if k[0] == job]:
-                del self._queues[key]
+                for _, payload in self._queues.pop(key):
+                    self._release(key[1], len(payload))
+
+
+class Reservation:
+    """Room held in a sender's backlog while its message is in transit: :meth:`fill` it or :meth:`release` it."""
+
+    def __init__(self, mailbox: Mailbox, job: str, sender: str, tag: str, size: int):
+        self.mailbox, self.job, self.sender, self.tag, self.size = mailbox, job, sender, tag, size
+        self._open = True
+
+    def fill(self, payload: bytes) -> None:
+        """File the arrived payload (of the reserved size) where receives will find it."""
+        if len(payload) != self.size:
+            raise ValueError(f"reserved {self.size} bytes, got {len(payload)}")
+        if self._open:
+            self._open = False
+            self.mailbox._file(self, payload)
+
+    def release(self) -> None:
+        """Give the room back: the transfer failed or was cut."""
+        if self._open:
+            self._open = False
+            if self.tag != ABORT_TAG:
+                with self.mailbox._cond:
+                    self.mailbox._release(self.sender, self.size)
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()

@@ -1,0 +1,143 @@
+"""A hostile peer against the gRPC transport over mutual TLS on loopback; the attacker is its own process.
+
+The attacker holds a valid certificate of one of the victim's peers (see ``hostile_peer.py``). The
+victim must refuse and tell the attacker why, keep serving its other peers, and fail its own
+receive from the attacker at once instead of waiting for a message that will never come.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from grpc_helpers import PARTIES, free_port, make_certs, node_starter
+
+from isthmus.errors import ProtocolError
+
+HOSTILE = Path(__file__).with_name("hostile_peer.py")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def addresses() -> dict[str, str]:
+    return {party: f"127.0.0.1:{free_port()}" for party in PARTIES}
+
+
+@pytest.fixture
+def start(certs: Path, addresses: dict[str, str], tmp_path: Path) -> Iterator:
+    with node_starter(certs, addresses, tmp_path) as start:
+        yield start
+
+
+def attack(certs: Path, victim_address: str, name: str, n: int, *, job: str = "job") -> subprocess.Popen:
+    """Start alice, hostile, against bob at ``victim_address``."""
+    return run([str(HOSTILE), str(certs / "fed"), "alice", "bob", victim_address, job, name, str(n)])
+
+
+def run(arguments: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *arguments], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def expect_line(process: subprocess.Popen, line: str) -> None:
+    got = process.stdout.readline()
+    assert got.strip() == line, got + process.stdout.read()
+
+
+def outcome(process: subprocess.Popen, timeout: float = 60) -> str:
+    """What the process writes until it ends (after the lines already read), checking that it ends well."""
+    try:
+        out = process.stdout.read()
+        process.wait(timeout)
+    finally:
+        process.kill()
+    assert process.returncode == 0, f"exit status {process.returncode}: {out[-3000:]}"
+    return out
+
+
+# The victim of the envelope bomb runs in its own process too, so that a crash shows as a crash.
+BOMB_VICTIM = textwrap.dedent(
+    """
+    import sys
+    from isthmus.errors import ProtocolError
+    from isthmus.transport.certs import tls_files_for
+    from isthmus.transport.grpc_transport import GrpcNode
+
+    cert_dir, listen = sys.argv[1:3]
+    node = GrpcNode("bob", listen, {"alice": "127.0.0.1:9"}, tls_files_for(cert_dir, "bob"))
+    node.open_job("job")
+    with node:
+        print("listening", flush=True)
+        channel = node.channel("job")
+        try:
+            channel.recv("alice", "bomb", timeout=60)
+            print("decoded the bomb", flush=True)
+        except ProtocolError as exc:
+            print(f"ProtocolError: {exc}", flush=True)
+        print("after:", channel.recv("alice", "after", timeout=60), flush=True)
+    """
+)
+
+
+def test_nested_envelopes_from_a_peer_are_a_protocol_error_not_a_crash(certs, addresses):
+    victim = run(["-c", BOMB_VICTIM, str(certs / "fed"), addresses["bob"]])
+    try:
+        expect_line(victim, "listening")
+        assert outcome(attack(certs, addresses["bob"], "bomb", 10_000)).strip() == "sent"
+    finally:
+        out = outcome(victim)  # fails if the victim died
+    assert "ProtocolError: wire type 1 inside an envelope (peer='alice', tag='bomb')" in out
+    assert "after: still here" in out
+
+
+def test_a_flood_under_unread_tags_hits_the_quota_while_another_peer_gets_through(start, certs, addresses):
+    bob = start("bob", jobs=["job"], backlog_messages=20, backlog_bytes=1 << 20, max_message_bytes=1 << 16)
+    carol = start("carol", jobs=["job"])
+    out = outcome(attack(certs, addresses["bob"], "flood", 1000))
+    assert out.startswith("refused after 20: PeerRefusedError: peer refused the message: 'alice' already has 20 messages")
+    assert "quota of 20 messages and 1048576 bytes" in out
+
+    carol.channel("job").send("bob", "hello", "from carol")
+    channel = bob.channel("job")
+    assert channel.recv("carol", "hello", timeout=5) == "from carol"
+    with pytest.raises(ProtocolError, match="refused on arrival.*quota") as refused:
+        channel.recv("alice", "unread/0", timeout=5)  # at once, although a message under this tag waits
+    assert refused.value.peer == "alice"
+    assert channel.recv("alice", "unread/0", timeout=5) == bytes(1000)  # the refusal is raised once
+
+
+def test_stalled_streams_are_cut_and_do_not_block_other_peers(start, certs, addresses):
+    bob = start("bob", jobs=["job"], streams_per_peer=2, stall_timeout=2.0)
+    carol = start("carol", jobs=["job"])
+    attacker = attack(certs, addresses["bob"], "stall", 12)  # more streams than bob has workers for
+    try:
+        expect_line(attacker, "holding")
+        for i in range(3):  # while alice's streams are held open
+            carol.channel("job").send("bob", "hello", i)
+        assert [bob.channel("job").recv("carol", "hello", timeout=5) for _ in range(3)] == [0, 1, 2]
+    finally:
+        out = outcome(attacker)
+
+    ends = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("stream ")]
+    cut = [end for end in ends if "cut after" in end]
+    busy = [end for end in ends if "busy with 2 deliveries from 'alice'" in end or "Concurrent RPC limit" in end]
+    assert len(ends) == 12 and len(cut) == 2 and len(busy) == 10, out
+    assert all(end.startswith("RESOURCE_EXHAUSTED") and "of 1000 bytes" in end for end in cut)
+    with pytest.raises(ProtocolError, match="cut after (0|10) of 1000 bytes") as refused:
+        bob.channel("job").recv("alice", "anything", timeout=5)
+    assert refused.value.peer == "alice"
+
+
+def test_deliveries_for_a_job_the_node_has_not_opened_are_refused(start, certs, addresses):
+    bob = start("bob", jobs=["job"])
+    out = outcome(attack(certs, addresses["bob"], "send", 10, job="not-a-job"))
+    assert out.startswith("refused: PeerRefusedError: peer refused the message: job 'not-a-job' is not open")
+    assert bob.mailbox.get("not-a-job", "alice", "probe", 0) is None
+    assert outcome(attack(certs, addresses["bob"], "send", 10)).strip() == "delivered"

@@ -1,0 +1,58 @@
+"""What the gRPC transport tests share: a federation's certificates and nodes started on loopback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from isthmus.transport.audit import AuditLog
+from isthmus.transport.certs import TlsFiles, create_federation
+from isthmus.transport.grpc_transport import GrpcNode
+
+PARTIES = ["alice", "bob", "carol", "dave"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def make_certs(out: Path) -> Path:
+    """Certificates for :data:`PARTIES`, and a rogue CA's certificate for ``bob``."""
+    create_federation(out / "fed", PARTIES)
+    create_federation(out / "rogue", ["bob"])  # same name, another CA
+    return out
+
+
+def tls(certs: Path, party: str, federation: str = "fed") -> TlsFiles:
+    """``party``'s certificate from ``federation``, trusting the real federation's CA."""
+    return TlsFiles(certs / "fed" / "ca.pem", certs / federation / party / "cert.pem", certs / federation / party / "key.pem")
+
+
+@contextmanager
+def node_starter(certs: Path, addresses: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., GrpcNode]]:
+    """Start nodes named ``party`` (with ``cert_of``'s certificate, to impersonate), all stopped at the end.
+
+    ``jobs`` are opened before the node serves, as a real party does.
+    """
+    started: list[GrpcNode] = []
+
+    def start(party: str, *, cert_of: str | None = None, federation: str = "fed", peers: dict[str, str] | None = None,
+              jobs: Iterable[str] = (), **options) -> GrpcNode:
+        options.setdefault("connect_timeout", 5.0)
+        options.setdefault("audit", AuditLog(tmp_path / party / "audit.jsonl", party))
+        node = GrpcNode(party, addresses[party], addresses if peers is None else peers, tls(certs, cert_of or party, federation), **options)
+        for job in jobs:
+            node.open_job(job)
+        node.start()
+        started.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in started:
+            node.stop(grace=0)
