@@ -40,7 +40,7 @@ from isthmus.transport.grpc_inbox import (
     Inbox,
     Refusal,
 )
-from isthmus.transport.mailbox import Mailbox
+from isthmus.transport.mailbox import ABORT_TAG, Mailbox
 
 CHUNK_BYTES = 4 << 20
 _FRAME_SLACK = 64 << 10  # gRPC's limits count the whole frame, not just our chunk
@@ -168,7 +168,8 @@ class GrpcNode:
             except grpc.RpcError as err:
                 code, details = err.code(), (err.details() or "")[:500]
                 if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() + backoff < give_up:
-                    self.mailbox.raise_if_aborted(job, tag)  # a peer gave up: retrying would only delay us
+                    if tag != ABORT_TAG:  # telling a peer that is slow to start why the job ends must not stop
+                        self.mailbox.raise_if_aborted(job, tag)  # a peer gave up: retrying would only delay us
                     time.sleep(backoff)
                     backoff = min(2 * backoff, _BACKOFF_MAX)
                     continue
