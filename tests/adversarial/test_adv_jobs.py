@@ -11,12 +11,16 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from isthmus.errors import ConfigError
 from isthmus.jobs.local import loopback_parties, write_job
+from isthmus.jobs.spec import load_job
+from isthmus.yaml_files import MAX_DEPTH
 
 SECRET_ID = "790512-1234567"
 SECRET_CELL = "n/a-48213x"
@@ -117,3 +121,89 @@ def test_peers_learn_who_failed_and_where_but_not_the_data(tmp_path, kind):
         assert re.search(r"step intersect failed at (host|guest) \(DataError", peers["arbiter"]), peers
     for error in peers.values():
         assert not any(secret in error for secret in secrets), error
+
+
+# --- job files -----------------------------------------------------------------------------------
+
+JOB = """\
+job: credit-risk
+parties:
+  guest:   {address: 127.0.0.1:7001, data: {path: guest.csv, id: id, label: y}}
+  host:    {address: 127.0.0.1:7002, data: {path: host.csv, id: id}}
+  arbiter: {address: 127.0.0.1:7003}
+steps:
+  - intersect: {}
+"""
+
+
+def job_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_reference_job_loads(tmp_path):
+    assert sorted(load_job(job_file(tmp_path, JOB)).parties) == ["arbiter", "guest", "host"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("party name", '"arbiter\\n": {role: arbiter, address: 127.0.0.1:7003}'),
+    ("address", 'arbiter: {address: "127.0.0.1:7003\\n"}'),
+    ("address", 'arbiter: {address: "127.0.0.1:70030"}'),
+    ("address", 'arbiter: {address: "127.0.0.1:\\u0667\\u0660\\u0660\\u0663"}'),  # Arabic-Indic digits
+    ("role", 'arbiter: {role: "arbiter\\n", address: 127.0.0.1:7003}'),
+    ("job name", None),
+])
+def test_names_addresses_and_roles_must_match_whole(tmp_path, field, value):
+    if value is None:
+        text = JOB.replace("job: credit-risk", 'job: "credit-risk\\n"')
+    else:
+        text = JOB.replace("arbiter: {address: 127.0.0.1:7003}", value)
+    with pytest.raises(ConfigError, match=field):
+        load_job(job_file(tmp_path, text))
+
+
+@pytest.mark.parametrize("text, line, why", [
+    (JOB.replace("  arbiter: {address: 127.0.0.1:7003}",
+                 "  arbiter: {address: 127.0.0.1:7003}\n  host: {address: 127.0.0.1:7009}"), 6, "'host' appears twice"),
+    (JOB.replace("data: {path: host.csv, id: id}", "data: {path: host.csv, id: id, path: /etc/x.csv}"), 4,
+     "'path' appears twice (first on line 4)"),
+    (JOB.replace("job: credit-risk", "job: credit-risk\njob: other"), 2, "'job' appears twice (first on line 1)"),
+])
+def test_duplicate_keys_are_refused_naming_the_line(tmp_path, text, line, why):
+    with pytest.raises(ConfigError, match=rf"job file .*job\.yaml, line {line}: key {re.escape(why)}"):
+        load_job(job_file(tmp_path, text))
+
+
+def test_anchors_and_aliases_are_refused(tmp_path):
+    text = JOB.replace("data: {path: guest.csv, id: id, label: y}", "data: &d {path: guest.csv, id: id, label: y}")
+    with pytest.raises(ConfigError, match="line 3: anchors and aliases"):
+        load_job(job_file(tmp_path, text))
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path):
+    """Nine levels of nine aliases: 9**9 strings once expanded (safe_load then str() took 49 s and all memory)."""
+    levels = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    levels += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 9)]
+    text = "\n".join(levels) + JOB.replace("job: credit-risk", "\njob: *a8")
+    assert len(text.encode()) < 1000
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="line 1: anchors and aliases"):
+        load_job(job_file(tmp_path, text))
+    assert time.monotonic() - started < 5
+
+
+def test_deep_nesting_is_refused(tmp_path):
+    text = JOB + "deep: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n"
+    with pytest.raises(ConfigError, match="nested more than"):
+        load_job(job_file(tmp_path, text))
+
+
+def test_the_query_configuration_uses_the_same_loader(tmp_path):
+    from isthmus.query.config import load_config
+
+    path = tmp_path / "query.yaml"
+    path.write_text("consortium: c\naggregator: {name: agg, address: 127.0.0.1:1}\n"
+                    "institutions: {bank-a: 127.0.0.1:2, bank-a: 127.0.0.1:3}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="query configuration .*line 3: key 'bank-a' appears twice"):
+        load_config(path)
