@@ -53,7 +53,7 @@ class StrictLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: the base class refuses it with its own error
                 break
             if earlier is not key_node.start_mark:
-                raise _Refused(problem=f"key {key!r} appears twice (first on line {earlier.line + 1})",
+                raise _Refused(problem=f"key {key!r:.80} appears twice (first on line {earlier.line + 1})",
                                problem_mark=key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
