@@ -91,6 +91,7 @@ def failure_event(run: Path, party: str) -> dict:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", FAILURES)
 def test_peers_learn_who_failed_and_where_but_not_the_data(tmp_path, kind):
     spoil, secrets = FAILURES[kind]
