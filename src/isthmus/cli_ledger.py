@@ -1,8 +1,10 @@
 """``isthmus ledger``: show, verify and export the ledgers the parties keep (see docs/incentives.md).
 
 A LEDGER argument may be a ledger file, a party's certificate folder holding one, or a federation's
-certificate folder (every party's ledger in it). Exit code of ``verify``: 0 every replica is sound
-and they agree, 1 otherwise (each finding is printed).
+certificate folder (every party's ledger in it). ``verify`` trusts only the signing keys pinned in
+the federation file given with ``--federation``; without it, only when every ledger lies in one
+certificate folder is that folder's federation file taken. Exit code of ``verify``: 0 every replica
+is sound and they agree, 1 otherwise (each finding is printed).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ LedgersArg = Annotated[list[Path], typer.Argument(help="Ledger files, party fold
                                                        "folder (every party's ledger in it).", exists=True)]
 LedgerArg = Annotated[Path, typer.Argument(help="A ledger file or the party folder holding it.", exists=True)]
 FederationOpt = Annotated[Path | None, typer.Option(
-    help="The federation file pinning the parties' signing keys (default: federation.json of the certificate "
-         "folder the first ledger is in).", exists=True, dir_okay=False)]
+    help="The federation file pinning the parties' signing keys, as the federation distributed it. Without it, "
+         "the ledgers must all lie in one certificate folder (<certs>/<party>/ledger.sqlite), and its "
+         "federation.json is used.", exists=True, dir_okay=False)]
 
 
 @ledger_app.command()
@@ -88,11 +91,8 @@ def resolve_ledgers(paths: list[Path]) -> list[Path]:
 def print_verification(ledgers: list[Path], federation: Path | None, out: Console) -> bool:
     from isthmus.incentive.signing import load_pinned_keys
     from isthmus.incentive.verify import verify_ledgers
-    from isthmus.transport.certs import FEDERATION_FILE
 
-    federation = federation or ledgers[0].resolve().parent.parent / FEDERATION_FILE
-    if not federation.is_file():
-        raise ConfigError(f"no federation file at {federation}; give one with --federation")
+    federation = federation or default_federation(ledgers)
     result = verify_ledgers(ledgers, load_pinned_keys(federation))
     for path, (owner, count) in result.replicas.items():
         out.print(f"  {owner:<12} {count} record(s)  {path}", soft_wrap=True)
@@ -104,6 +104,23 @@ def print_verification(ledgers: list[Path], federation: Path | None, out: Consol
         for finding in result.findings:
             out.print(f"  - {finding}", markup=False, soft_wrap=True)
     return result.ok
+
+
+def default_federation(ledgers: list[Path]) -> Path:
+    """The federation file of the one certificate folder holding every ledger; otherwise ask for one.
+
+    Ledgers gathered from several machines may sit beside any file called federation.json, and the
+    keys a verifier trusts must not come with what it verifies: so no guess beyond that one layout.
+    """
+    from isthmus.transport.certs import FEDERATION_FILE
+
+    folders = sorted({str(path.resolve().parent.parent) for path in ledgers})
+    candidate = Path(folders[0]) / FEDERATION_FILE
+    if len(folders) != 1 or not candidate.is_file():
+        raise ConfigError(f"the ledgers are not all in one certificate folder holding a {FEDERATION_FILE} "
+                          f"({', '.join(folders)}); give the federation file that pins the parties' signing keys, "
+                          "as the federation distributed it: --federation PATH")
+    return candidate
 
 
 def print_ledger(path: Path, out: Console) -> None:

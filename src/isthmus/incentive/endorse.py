@@ -32,6 +32,7 @@ from isthmus.incentive.record import (
     canonical,
     check_party_entry,
     created_at,
+    listed_roles,
     now_utc,
     parse_body,
     sha256_hex,
@@ -116,6 +117,10 @@ def _propose(channel: Channel, facts: JobFacts, statement: Statement) -> bytes:
         "absent": absent,
         "contributions": facts.contributions,
     })
+    try:
+        parse_body(body)
+    except ValueError as exc:  # e.g. the report pays a party outside the job: no party would sign it
+        raise ConfigError(f"job {facts.job!r}: its ledger record cannot be proposed: {exc}") from None
     channel.broadcast([party for party in present if party != me], PROPOSAL, body)
     return body
 
@@ -128,8 +133,7 @@ def _check_proposal(body: Any, facts: JobFacts, me: str, statement: Statement, p
         content = parse_body(body)
     except ValueError as exc:
         raise refuse(str(exc)) from None
-    parties, absent = content["parties"], content["absent"]
-    roles = {**{name: entry["role"] for name, entry in parties.items()}, **absent}
+    parties, roles = content["parties"], listed_roles(content)
     if (content["job"], content["job_digest"]) != (facts.job, facts.job_digest):
         raise refuse("it is about another job, or other steps")
     if roles != facts.roles or proposer not in parties:

@@ -115,7 +115,10 @@ class Ledger:
         The write lock is held from reading the head to writing the record, so two jobs finishing
         at once cannot both append after the same head: the second is refused.
         """
-        problems = signature_problems(record, pinned)
+        try:
+            problems = signature_problems(record, pinned)
+        except ValueError as exc:
+            raise LedgerError(f"record {record.hash[:16]} cannot be appended to {self.path}: {exc}") from None
         if self.owner not in record.parties:
             problems.append(f"{self.owner} is not a party of it")
         self._db.execute("BEGIN IMMEDIATE")

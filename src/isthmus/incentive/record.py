@@ -7,6 +7,12 @@ of its steps, and per present party: its role, the hash of the previous record i
 commitment to its input rows and schema, its model part's fingerprint and its own metrics; then
 the contribution report, if the job measured one. Clients that dropped out of a horizontal job are
 named as absent. A record is final when every present party has signed its hash.
+
+The present and the absent parties, with their roles, are the record's party list: every player of
+the contribution report is on it, and parties may be absent only while the aggregator and at least
+one client are present. So no party can, alone, sign a record that says anything about another:
+whoever the record names either signed it or is a client its aggregator and a fellow client
+signed as absent.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ MAX_METRICS = 64
 SIGNATURE_BYTES = 64
 #: Roles that may be absent from a record: horizontal clients drop out and the job goes on without them.
 MAY_BE_ABSENT = ("client",)
+#: Roles of the one party that aggregates a horizontal job, and so finds which clients are absent.
+AGGREGATING = ("aggregator", "arbiter")
 
 _HEX = re.compile(r"[0-9a-f]{64}")
 _PARTY = re.compile(r"[a-z0-9][a-z0-9.\-]{0,62}")
@@ -75,7 +83,13 @@ class Record:
 
     @property
     def parties(self) -> list[str]:
+        """The present parties: every one of them must sign."""
         return sorted(self.content["parties"])
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """The record's party list: every party it names, present or absent, with its role."""
+        return listed_roles(self.content)
 
     def previous(self, party: str) -> str:
         return self.content["parties"][party]["previous"]
@@ -112,9 +126,22 @@ def parse_body(data: bytes) -> dict[str, Any]:
     if not isinstance(absent, dict) or set(absent) & set(parties) or not all(
             _matches(_PARTY, name) and role in MAY_BE_ABSENT for name, role in absent.items()):
         raise ValueError(f"'absent' maps parties not in the record to their role, one of {MAY_BE_ABSENT}")
+    if absent:
+        present = [entry["role"] for entry in parties.values()]
+        if sum(role in AGGREGATING for role in present) != 1 or "client" not in present:
+            raise ValueError("clients may be absent only from a record that the job's aggregator and at least one "
+                             "client signed")
     if body["contributions"] is not None:
-        ContributionReport.from_dict(body["contributions"])
+        players = ContributionReport.from_dict(body["contributions"]).values
+        strangers = sorted(set(players) - set(listed_roles(body)))
+        if strangers:
+            raise ValueError(f"the contributions name {strangers}, who are not parties of the record")
     return body
+
+
+def listed_roles(body: dict[str, Any]) -> dict[str, str]:
+    """The party list of a well-formed body: present and absent parties, with their roles."""
+    return {**{name: entry["role"] for name, entry in body["parties"].items()}, **body["absent"]}
 
 
 def check_party_entry(name: str, entry: Any) -> None:

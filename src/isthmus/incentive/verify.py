@@ -1,10 +1,12 @@
 """Verifying ledgers: each replica's chain and signatures, and that the replicas agree with each other.
 
 One replica is sound when its records are numbered 1..n, every stored hash is the hash of its body,
-every body is well formed, names the replica's owner as a present party and, as that party's
-previous record, the record before it; and every present party signed it with its pinned key.
-Replicas agree when every record one of them holds that names another replica's owner as a present
-party is held by that replica too, and copies of one owner's ledger hold the same records.
+every body is well formed (every player of its contributions is on its party list; parties are
+absent only beside their aggregator and a fellow client), names the replica's owner as a present
+party and, as that party's previous record, the record before it; every party it names is a member
+of the federation, and every present party signed it with its pinned key. Replicas agree when every
+record one of them holds that names another replica's owner as a present party is held by that
+replica too, and copies of one owner's ledger hold the same records.
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ def _content_problems(entry: Entry, owner: str, previous: str, pinned: dict[str,
     except ValueError as exc:
         return [f"malformed body: {exc}"]
     problems = signature_problems(entry.record, pinned)
+    strangers = sorted(set(entry.record.roles) - set(parties) - set(pinned))
+    if strangers:
+        problems.append(f"names {', '.join(strangers)} as absent, but the federation pins no key for them "
+                        "(not members)")
     if owner not in parties:
         problems.append(f"does not name the ledger's owner {owner} as a party")
     elif parties[owner]["previous"] != previous:

@@ -25,12 +25,22 @@ def check_steps(spec: JobSpec) -> None:
         raise ConfigError(f"job {spec.name!r}: unknown steps {unknown}; known steps: {sorted(STEPS)}")
 
 
+def abort_reason(party: str, step: str, exc: BaseException) -> str:
+    """What the peers are told when a step fails here: where, and the kind of error, never its text.
+
+    An error's text may quote this party's data (a duplicate id, a cell's value, column names, file
+    paths); the peers need only to know who failed and where, the operator reads the rest locally.
+    """
+    return f"step {step} failed at {party} ({type(exc).__name__}; the details are in {party}'s own log)"
+
+
 def run_party(spec: JobSpec, party: str, channel: Channel, run_dir: Path, *,
               certs_dir: Path | None = None) -> PartyContext:
     """Execute every step for ``party``; on failure tell the peers (so they stop) and re-raise.
 
     Steps that need to act before any step runs (check options, see earlier steps' messages) are
-    prepared first; ``certs_dir`` holds the party's keys, for steps that sign.
+    prepared first; ``certs_dir`` holds the party's keys, for steps that sign. The peers learn only
+    :func:`abort_reason`; the error itself goes to this party's events and log.
     """
     check_steps(spec)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +62,7 @@ def run_party(spec: JobSpec, party: str, channel: Channel, run_dir: Path, *,
         ctx.events.emit(step=current, status="failed", error=message)
         logging.getLogger(f"isthmus.{party}").error("step %s failed: %s", current, message)
         if ctx.role not in EXPENDABLE_ROLES:
-            channel.abort(f"step {current} failed at {party}: {message}")
+            channel.abort(abort_reason(party, current, exc))
         raise
     ctx.events.emit(status="finished")
     return ctx

@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from isthmus.errors import ConfigError
+from isthmus.yaml_files import load_yaml
 
 ROLES = ("guest", "host", "arbiter", "client", "aggregator")
 #: Job-level switch without which benchmark-only modes that send data unencrypted are refused.
 PLAINTEXT_SWITCH = "benchmark_only_plaintext"
-_ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
-_NAME = re.compile(r"^[a-z][a-z0-9\-]{0,62}$")
+# Whole-string patterns (always used with fullmatch: `$` would also match before a trailing newline).
+_ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]+:(?P<port>[0-9]{1,5})")
+_NAME = re.compile(r"[a-z][a-z0-9\-]{0,62}")
+_JOB_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,7 @@ def load_job(path: str | Path) -> JobSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"job file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"job file {path} is not valid YAML: {exc}") from None
-    return parse_job(raw, base_dir=path.resolve().parent)
+    return parse_job(load_yaml(path, what="job file"), base_dir=path.resolve().parent)
 
 
 def parse_job(raw: Any, *, base_dir: Path) -> JobSpec:
@@ -109,7 +106,7 @@ def parse_job(raw: Any, *, base_dir: Path) -> JobSpec:
     if missing:
         raise ConfigError(f"job file lacks {missing}")
     name = str(raw["job"])
-    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", name):
+    if not _JOB_NAME.fullmatch(name):
         raise ConfigError(f"job name {name!r} may hold only letters, digits, '.', '_' and '-' (at most 64)")
     parties = _parse_parties(raw["parties"], base_dir)
     steps = _parse_steps(raw["steps"])
@@ -131,7 +128,7 @@ def _parse_parties(raw: Any, base_dir: Path) -> dict[str, PartySpec]:
 
 
 def _parse_party(name: str, entry: Any, base_dir: Path, default_role: str) -> PartySpec:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ConfigError(f"party name {name!r}: use lower-case letters, digits and '-'")
     if not isinstance(entry, dict):
         raise ConfigError(f"party {name!r}: settings must be a mapping")
@@ -139,8 +136,9 @@ def _parse_party(name: str, entry: Any, base_dir: Path, default_role: str) -> Pa
     if role not in ROLES:
         raise ConfigError(f"party {name!r}: role {role!r} is not one of {ROLES} (set 'role:' explicitly)")
     address = entry.get("address")
-    if not isinstance(address, str) or not _ADDRESS.match(address):
-        raise ConfigError(f"party {name!r}: 'address' must be host:port, got {address!r}")
+    match = _ADDRESS.fullmatch(address) if isinstance(address, str) else None
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ConfigError(f"party {name!r}: 'address' must be host:port with a port from 1 to 65535, got {address!r}")
     data = entry.get("data")
     return PartySpec(name=name, role=role, address=address, data=_parse_data(name, data, base_dir) if data else None)
 

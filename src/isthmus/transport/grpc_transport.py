@@ -56,7 +56,7 @@ from isthmus.transport.grpc_inbox import (
     TAG_KEY,
     Inbox,
 )
-from isthmus.transport.mailbox import DEFAULT_BACKLOG_BYTES, DEFAULT_BACKLOG_MESSAGES, Mailbox
+from isthmus.transport.mailbox import ABORT_TAG, DEFAULT_BACKLOG_BYTES, DEFAULT_BACKLOG_MESSAGES, Mailbox
 
 _FRAME_SLACK = 64 << 10  # gRPC's limits count the whole frame, not just our chunk
 _ACK_LIMIT = 64 << 10
@@ -211,7 +211,8 @@ class GrpcNode:
                 code, details = err.code(), (err.details() or "")[:500]
                 retry = code in _RETRIED or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and details == _GRPC_BUSY)
                 if retry and time.monotonic() + backoff < give_up:
-                    self.mailbox.raise_if_aborted(job, tag)  # a peer gave up: retrying would only delay us
+                    if tag != ABORT_TAG:  # telling a peer that is slow to start why the job ends must not stop
+                        self.mailbox.raise_if_aborted(job, tag)  # a peer gave up: retrying would only delay us
                     time.sleep(backoff)
                     backoff = min(2 * backoff, _BACKOFF_MAX)
                     continue
