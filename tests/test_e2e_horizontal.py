@@ -45,7 +45,10 @@ def horizontal_job(folder: Path, files: list[tuple[Path, Path]], *, train: dict,
 def run_in_process(spec: JobSpec, run: Path) -> None:
     """Every party of the job as a thread over an in-process hub (no fault injection: it would end the tests)."""
     hub = LocalHub(spec.parties)
-    run_parties({party: (lambda p=party: run_party(spec, p, hub.channel(p, spec.name), run / p))
+    certs = run / "certs"
+    if not certs.exists():
+        create_federation(certs, sorted(spec.parties))
+    run_parties({party: (lambda p=party: run_party(spec, p, hub.channel(p, spec.name), run / p, certs_dir=certs))
                  for party in spec.parties}, timeout=60)
 
 
@@ -127,8 +130,7 @@ def test_the_aggregator_resumes_from_its_checkpoint(tmp_path):
     run_in_process(load_job(horizontal_job(tmp_path, files, train={"rounds": 2}, name="resumable")), run)
     before = model(run, "aggregator")["history"]
 
-    longer = load_job(horizontal_job(tmp_path, files, train={"rounds": 4}, name="resumable"))
-    create_federation(run / "certs", sorted(longer.parties))
+    longer = load_job(horizontal_job(tmp_path, files, train={"rounds": 4}, name="resumable"))  # same certs
     processes = [subprocess.Popen([sys.executable, "-m", "isthmus", "run", str(tmp_path / "resumable.yaml"),
                                    "--party", party, "--certs", str(run / "certs"), "--out", str(run / party),
                                    *(["--resume"] if party == "aggregator" else [])],
