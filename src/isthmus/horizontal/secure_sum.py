@@ -37,7 +37,9 @@ aggregator draws that graph, so sparse neighbourhoods protect against a semi-hon
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import random
 import secrets
 from collections.abc import Iterable, Mapping
@@ -118,11 +120,11 @@ class SecAggConfig:
 
 def _context(*parts: bytes | str) -> bytes:
     """Length-prefixed concatenation, so that no two different part lists give the same bytes."""
-    out = bytearray()
+    out = []
     for part in parts:
         raw = part.encode() if isinstance(part, str) else part
-        out += len(raw).to_bytes(4, "big") + raw
-    return bytes(out)
+        out += (len(raw).to_bytes(4, "big"), raw)
+    return b"".join(out)
 
 
 def _pair_context(session: bytes, a: str, b: str) -> bytes:
@@ -219,6 +221,7 @@ class SecAggTerms:
         return SecAggTerms(self.keyring.public(), self.config, self.quorum, self.job)
 
 
+@functools.lru_cache(maxsize=1 << 14)  # pure; in a simulation every neighbour of a client checks the same advert
 def advert_message(job: str, label: str, session: bytes, name: str, c_pk: bytes, s_pk: bytes) -> bytes:
     """What a client signs when it advertises its keys: they are for this job, sum and session only."""
     return _context(b"advertise", job, label, session, name, c_pk, s_pk)
@@ -226,7 +229,8 @@ def advert_message(job: str, label: str, session: bytes, name: str, c_pk: bytes,
 
 def survivors_message(job: str, label: str, session: bytes, survivors: list[str]) -> bytes:
     """What a client signs in the consistency check: this sorted survivor list, in this sum only."""
-    return _context(b"survivors", job, label, session, hashlib.sha256(_context(*survivors)).digest())
+    listed = json.dumps(survivors).encode()  # an unambiguous encoding of a list of names, made in C
+    return _context(b"survivors", job, label, session, hashlib.sha256(listed).digest())
 
 
 @dataclass
@@ -255,6 +259,7 @@ class SecAggClient:
         self._held: dict[str, tuple[int, int]] = {}  # sender -> (share of its s key, share of its seed)
         self._active: list[str] = []
         self._survivors: list[str] = []  # the list this client signed
+        self._signed = b""  # what it signed
         self._next = 0  # index in _STAGES of the stage that may come
 
     def advertise(self) -> dict[str, Any]:
@@ -370,13 +375,14 @@ class SecAggClient:
                                f"least {minimum}")
         # survivors are among those whose shares we hold: with every client a neighbour (the complete
         # graph) that is all of them, with sparse neighbourhoods the ones in ours
-        inconsistent = [n for n in survivors if n != self.name and n not in self._active
+        active = set(self._active)
+        inconsistent = [n for n in survivors if n != self.name and n not in active
                         and (n in self._peers or self.terms.config.neighbours is None)]
         if inconsistent:
             self._abort(check, f"it named survivors whose shares this client never received: {inconsistent[:5]}")
         self._survivors = survivors
-        message = survivors_message(self.terms.job, self.label, self.session, survivors)
-        return self._done("consistency", {"signature": self.terms.keyring.sign(message)})
+        self._signed = survivors_message(self.terms.job, self.label, self.session, survivors)
+        return self._done("consistency", {"signature": self.terms.keyring.sign(self._signed)})
 
     def unmask(self, request: dict) -> dict[str, Any]:
         """Reveal shares of the survivors' seeds and the dropped neighbours' keys, never both for one client."""
@@ -384,16 +390,20 @@ class SecAggClient:
         self._enter(check, "unmask")
         check.mapping(request, {"signatures"})
         signatures = check.mapping(request["signatures"], set())
-        message = survivors_message(self.terms.job, self.label, self.session, self._survivors)
+        survivors, neighbourhood = set(self._survivors), set(self._peers) | {self.name}
+        signers = 0
         for name in check.names(list(signatures), set(self.terms.keyring.pinned)):
+            if name not in neighbourhood:  # with sparse neighbourhoods, only its own neighbours vouch for a client
+                continue
             signature = check.raw(signatures[name], length=SIGNATURE_BYTES)
-            if name not in self._survivors or not self.terms.keyring.verify(name, message, signature):
+            if name not in survivors or not self.terms.keyring.verify(name, self._signed, signature):
                 self._abort(check, f"the signature of {name!r} is not on the survivor list this client signed: "
                                    "clients were shown different lists")
-        if len(signatures) < self.terms.quorum.minimum:
-            self._abort(check, f"only {len(signatures)} clients signed the survivor list; this client reveals "
-                               f"shares only when at least {self.terms.quorum.minimum} did")
-        survivors = set(self._survivors)
+            signers += 1
+        needed = self.terms.quorum.peers + 1  # the whole quorum with every client a neighbour
+        if signers < needed:
+            self._abort(check, f"only {signers} clients signed the survivor list; this client reveals shares only "
+                               f"when at least {needed} did")
         mine = set(self._active) | {self.name}
         return self._done("unmask", {
             "seed_shares": {name: field_to_bytes(self._held[name][1]) for name in sorted(survivors & mine)},
@@ -545,7 +555,12 @@ class SecAggServer:
                 continue
             signatures[name] = signature
         self._require(len(signatures), "signed the survivor list")
-        return {name: {"signatures": signatures} for name in signatures}
+        if self.terms.config.neighbours is None:
+            return {name: {"signatures": signatures} for name in signatures}
+        return {  # a client counts only its neighbours' signatures: O(k) each, as the rest of SecAgg+
+            name: {"signatures": {v: signatures[v] for v in [name, *self._graph[name]] if v in signatures}}
+            for name in signatures
+        }
 
     @property
     def survivors(self) -> list[str]:
@@ -583,7 +598,7 @@ class SecAggServer:
 
     def _shares(self, check: Inspect, obj: Any, expected: dict[str, dict[int, int]], holder: str) -> dict[str, int]:
         shares = check.mapping(obj, set())
-        allowed = {owner for owner in expected if owner == holder or owner in self._graph[holder]}
+        allowed = set(expected) & ({holder} | set(self._graph[holder]))
         check.names(list(shares), allowed)
         try:
             return {owner: field_from_bytes(check.raw(raw, length=33)) for owner, raw in shares.items()}
