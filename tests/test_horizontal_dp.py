@@ -50,10 +50,14 @@ def test_bernoulli_of_exp_minus_gamma_from_integers_only():
         assert hits == pytest.approx(math.exp(-gamma), abs=5 * math.sqrt(math.exp(-gamma) / n) + 1e-4)
 
 
-def test_sigma_beyond_the_exact_range_is_refused():
+def test_sigma_beyond_the_exact_range_is_refused_before_training():
     with pytest.raises(ConfigError, match="2\\^30"):
         discrete_gaussian(3, 2.0**31)
     assert not discrete_gaussian(4, 0.0).any()
+    X, y = make_classification(100, 4, random_state=0)
+    clients = [LinearClient(LinearModel(4), X[rows], y[rows]) for rows in iid(100, 2)]
+    with pytest.raises(ConfigError, match="exceeds 64, the most noise 24 fractional bits allow"):
+        simulate(clients, FedAvg(), 1, dp=DPConfig(clip_norm=10.0, noise_multiplier=7.0))
 
 
 def test_rounding_toward_zero_keeps_a_clipped_update_within_its_norm():

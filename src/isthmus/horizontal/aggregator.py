@@ -92,6 +92,8 @@ class Aggregator:
             raise ConfigError("min_clients must be >= 1 (>= 2 with secure aggregation: a sum of one is no secret)")
         if options.secure and options.keyring is None:
             raise ConfigError("secure aggregation needs the clients' pinned signing keys (a keyring)")
+        if options.dp:
+            options.dp.check_lattice(options.secagg.fractional_bits)
         self.fleet = fleet
         self.clients = sorted(clients)
         self.strategy = strategy

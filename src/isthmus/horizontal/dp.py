@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from isthmus.errors import ConfigError
-from isthmus.horizontal.discrete_gaussian import discrete_gaussian, lattice_variance
+from isthmus.horizontal.discrete_gaussian import MAX_SIGMA, discrete_gaussian, lattice_variance
 
 #: Integer Renyi orders: the accountant's fractional orders fail to converge for common settings.
 _RDP_ORDERS = tuple(range(2, 257))
@@ -67,6 +67,13 @@ class DPConfig:
 
     def clip(self, update: np.ndarray) -> np.ndarray:
         return clip_l2(update, self.clip_norm * _CLIP_MARGIN)
+
+    def check_lattice(self, fractional_bits: int) -> None:
+        """The whole noise must be one the exact sampler can draw at this fixed point: fail at setup, not mid-job."""
+        if self.noise_std(1) * 2.0**fractional_bits > MAX_SIGMA:
+            raise ConfigError(f"dp: noise_multiplier * clip_norm = {self.noise_std(1):.4g} exceeds "
+                              f"{MAX_SIGMA / 2.0**fractional_bits:g}, the most noise {fractional_bits} fractional bits "
+                              "allow; scale the updates down")
 
 
 def clip_l2(vector: np.ndarray, max_norm: float) -> np.ndarray:

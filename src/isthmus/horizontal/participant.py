@@ -56,6 +56,8 @@ class ClientTerms:
         if self.secure and (self.secagg is None or self.secagg.keyring.signing_key is None):
             raise ConfigError("a client under secure aggregation needs its signing key and the pinned keys of the "
                               "other clients")
+        if self.secure and self.dp:
+            self.dp.check_lattice(self.secagg.config.fractional_bits)
 
 
 @dataclass

@@ -220,6 +220,7 @@ def _serve(ctx: PartyContext, settings: HorizontalSettings, model: str, clients:
     test = read_rows(ctx.party, data, data.test, table.feature_names) if data.test else None  # fail before training
     if test is not None:
         _check_labels(ctx.party, test, model)
+    terms = settings.client_terms(ctx, clients)  # the keys are there before anything is sent
     ctx.channel.send(aggregator, FEATURES_TAG, table.feature_names)
     linear = settings.linear_model(len(table.feature_names))
     client = LinearClient(linear, table.features, table.label, seed=settings.seed + clients.index(ctx.party))
@@ -227,7 +228,7 @@ def _serve(ctx: PartyContext, settings: HorizontalSettings, model: str, clients:
     if ctx.party in settings.fail_after_round:
         channel = _crash_injector(ctx, settings)
     ctx.events.emit(step="train", status="serving", aggregator=aggregator, rows=table.n_rows)
-    outcome = run_client(channel, aggregator, client, terms=settings.client_terms(ctx, clients))
+    outcome = run_client(channel, aggregator, client, terms=terms)
     if outcome.parameters is None:
         raise IsthmusError(f"aggregator {aggregator!r} ended the job without a model: {outcome.reason}")
     _save_model(ctx, model, settings.task, table.feature_names, outcome.parameters, rounds_fitted=outcome.rounds_fitted)
