@@ -32,7 +32,7 @@ from sklearn.datasets import make_classification
 from isthmus.crypto.secagg import encode_fixed
 from isthmus.horizontal import FedAvg, LinearClient, LinearModel, SecAggConfig, simulate
 from isthmus.horizontal.partition import iid
-from isthmus.horizontal.secure_sum import SecAggClient, SecAggServer
+from isthmus.horizontal.secure_sum import Keyring, SecAggClient, SecAggServer, SecAggTerms
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOWER_VENV = Path("/work/flower-venv")
@@ -143,14 +143,18 @@ def dropout_exactness(clients: int = 100, dropped: int = 30, length: int = 100_0
     names = [f"c{i:03d}" for i in range(clients)]
     rng = np.random.default_rng(1)
     inputs = {n: encode_fixed(rng.normal(0, 1, length), 24, clients) for n in names}
-    parties = {n: SecAggClient(n, session) for n in names}
-    server = SecAggServer(session, SecAggConfig(dropout_tolerance=0.3), length)
+    config = SecAggConfig(dropout_tolerance=0.3)
+    keyrings = Keyring.generate(names)
+    terms = {n: SecAggTerms(keyrings[n], config, config.quorum(clients), "bench") for n in names}
+    parties = {n: SecAggClient(n, terms[n], session, "sum") for n in names}
+    server = SecAggServer(terms[names[0]].public(), session, "sum", length)
     requests = server.start({n: p.advertise() for n, p in parties.items()})
     requests = server.route_shares({n: parties[n].share_keys(r) for n, r in requests.items()})
     gone = set(rng.choice(names, dropped, replace=False))
     requests = server.collect_masked(
         {n: parties[n].masked_input(r, inputs[n].copy()) for n, r in requests.items() if n not in gone}
     )
+    requests = server.collect_signatures({n: parties[n].confirm(r) for n, r in requests.items()})
     recovered = server.finish({n: parties[n].unmask(r) for n, r in requests.items()})
     plain = np.zeros(length, dtype=np.uint64)
     for n in names:

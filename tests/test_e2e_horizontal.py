@@ -45,7 +45,10 @@ def horizontal_job(folder: Path, files: list[tuple[Path, Path]], *, train: dict,
 def run_in_process(spec: JobSpec, run: Path) -> None:
     """Every party of the job as a thread over an in-process hub (no fault injection: it would end the tests)."""
     hub = LocalHub(spec.parties)
-    run_parties({party: (lambda p=party: run_party(spec, p, hub.channel(p, spec.name), run / p))
+    certs = run / "certs"
+    if not certs.exists():
+        create_federation(certs, sorted(spec.parties))
+    run_parties({party: (lambda p=party: run_party(spec, p, hub.channel(p, spec.name), run / p, certs_dir=certs))
                  for party in spec.parties}, timeout=60)
 
 
@@ -127,8 +130,7 @@ def test_the_aggregator_resumes_from_its_checkpoint(tmp_path):
     run_in_process(load_job(horizontal_job(tmp_path, files, train={"rounds": 2}, name="resumable")), run)
     before = model(run, "aggregator")["history"]
 
-    longer = load_job(horizontal_job(tmp_path, files, train={"rounds": 4}, name="resumable"))
-    create_federation(run / "certs", sorted(longer.parties))
+    longer = load_job(horizontal_job(tmp_path, files, train={"rounds": 4}, name="resumable"))  # same certs
     processes = [subprocess.Popen([sys.executable, "-m", "isthmus", "run", str(tmp_path / "resumable.yaml"),
                                    "--party", party, "--certs", str(run / "certs"), "--out", str(run / party),
                                    *(["--resume"] if party == "aggregator" else [])],
@@ -207,3 +209,22 @@ def test_bad_horizontal_options_are_refused_clearly(options, message):
 def test_strategy_options_the_strategy_does_not_take_are_refused():
     with pytest.raises(ConfigError, match="strategy_options"):
         HorizontalSettings.parse("homo_lr", {"strategy_options": {"eta": 0.1}}).make_strategy(None)
+
+
+def test_secure_aggregation_needs_the_certificate_folder_and_trusts_only_the_clients_keys(tmp_path):
+    from isthmus.jobs.context import PartyContext
+    from isthmus.jobs.steps.horizontal import secagg_keyring
+
+    files = make_horizontal_data(tmp_path / "data", clients=2)
+    spec = load_job(horizontal_job(tmp_path, files, train={"rounds": 1}, name="keys"))
+    hub = LocalHub(spec.parties)
+    with pytest.raises(AssertionError, match="secure aggregation needs the party's certificate folder"):
+        run_parties({p: (lambda p=p: run_party(spec, p, hub.channel(p, spec.name), tmp_path / "run" / p))
+                     for p in spec.parties}, timeout=60)
+    certs = tmp_path / "certs"
+    create_federation(certs, sorted(spec.parties))
+    clients = spec.with_role("client")
+    at_aggregator = secagg_keyring(PartyContext(spec, "aggregator", None, tmp_path, None, certs_dir=certs), clients)
+    at_client = secagg_keyring(PartyContext(spec, "client-1", None, tmp_path, None, certs_dir=certs), clients)
+    assert set(at_aggregator.pinned) == set(at_client.pinned) == {"client-1", "client-2"}  # not the aggregator
+    assert at_aggregator.signing_key is None and at_client.signing_key is not None

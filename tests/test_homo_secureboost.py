@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from isthmus.crypto.secagg import SecAggError
 from isthmus.errors import IsthmusError, ProtocolError
 from isthmus.horizontal.participant import REQUEST_TAG
-from isthmus.horizontal.secure_sum import SecAggConfig
+from isthmus.horizontal.secure_sum import Keyring, SecAggConfig, SecAggTerms
 from isthmus.transport.local import LocalChannel, LocalHub
 from isthmus.tree.booster import train
 from isthmus.tree.homo_aggregator import HomoSecureBoostAggregator
@@ -52,19 +52,29 @@ class CrashingChannel(LocalChannel):
         return request
 
 
+def client_terms(names, secagg=None, min_clients=2):
+    """Each client's own terms for the job's secure sums (keys made in memory), and the aggregator's keyring."""
+    secagg = secagg or SecAggConfig()
+    keyrings = Keyring.generate(names)
+    quorum = secagg.quorum(len(names), min_clients)
+    terms = {name: SecAggTerms(keyrings[name], secagg, quorum, "isthmus") for name in names}
+    return terms, keyrings[names[0]].public()
+
+
 def federate(parts, params, *, bins=16, secagg=None, min_clients=2, crash=None, round_timeout=20.0, audit=None):
     """Train over ``parts`` ({client: (X, y)}); ``crash=(client, op, n)`` kills that client at its n-th ``op``."""
     names = list(parts)
     hub = LocalHub([*names, "aggregator"], audit_dir=audit, keep_payloads=audit is not None)
+    terms, keyring = client_terms(names, secagg, min_clients)
     aggregator = HomoSecureBoostAggregator(params, bins=bins, secagg=secagg, min_clients=min_clients,
-                                           round_timeout=round_timeout)
+                                           round_timeout=round_timeout, keyring=keyring)
     roles = {"aggregator": lambda: aggregator.fit(hub.channel("aggregator"), names)}
 
     def client_role(name):
         X, y = parts[name]
         channel = CrashingChannel(hub, name, *crash[1:]) if crash and crash[0] == name else hub.channel(name)
         try:
-            return HomoSecureBoostClient(X, y, timeout=60).serve(channel, "aggregator")
+            return HomoSecureBoostClient(X, y, terms=terms[name], timeout=60).serve(channel, "aggregator")
         except Crash as exc:
             return str(exc)
 
@@ -157,12 +167,13 @@ def test_too_many_dropouts_end_the_job_with_a_clear_error(breast_with_gaps):
             outcomes[name] = exc
 
     hub = LocalHub([*parts, "aggregator"])
-    aggregator = HomoSecureBoostAggregator(BoostParams(n_trees=2), min_clients=3, round_timeout=1.0)
+    terms, keyring = client_terms(list(parts), min_clients=3)
+    aggregator = HomoSecureBoostAggregator(BoostParams(n_trees=2), min_clients=3, round_timeout=1.0, keyring=keyring)
     roles = {"aggregator": lambda: outcome("aggregator", lambda: aggregator.fit(hub.channel("aggregator"), list(parts)))}
     for name, (X, y) in parts.items():
         channel = CrashingChannel(hub, name, "gradients", 1) if name == "client-3" else hub.channel(name)
         roles[name] = lambda name=name, X=X, y=y, channel=channel: outcome(
-            name, lambda: HomoSecureBoostClient(X, y, timeout=30).serve(channel, "aggregator"))
+            name, lambda: HomoSecureBoostClient(X, y, terms=terms[name], timeout=30).serve(channel, "aggregator"))
     with pytest.raises(AssertionError, match="client-3 crashed"):
         run_parties(roles)
     assert isinstance(outcomes["aggregator"], SecAggError)

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from isthmus.horizontal import FedAvg, LinearClient, LinearModel, run_aggregator, run_client
 from isthmus.horizontal.participant import REQUEST_TAG, ClientProtocol, reply_tag
 from isthmus.horizontal.partition import iid
+from isthmus.horizontal.simulation import in_memory_terms
 from isthmus.transport.local import LocalHub
 
 
@@ -20,9 +21,10 @@ def _hub(names, **kwargs):
     return LocalHub(["aggregator", *names], **kwargs)
 
 
-def _client_roles(hub, clients, idle_timeout=30.0):
+def _client_roles(hub, clients, terms, idle_timeout=30.0):
     return {
-        name: (lambda n=name, c=client: run_client(hub.channel(n), "aggregator", c, idle_timeout=idle_timeout))
+        name: (lambda n=name, c=client: run_client(hub.channel(n), "aggregator", c, terms=terms[n],
+                                                   idle_timeout=idle_timeout))
         for name, client in clients.items()
     }
 
@@ -42,9 +44,10 @@ def test_breast_homo_fedavg_over_channels_matches_central_training(fate_data, tm
     }
     hub = _hub(clients, audit_dir=tmp_path, keep_payloads=True)
     strategy = FedAvg(fraction_evaluate=1.0)
-    roles = _client_roles(hub, clients)
+    terms, keyring = in_memory_terms(list(clients), len(clients))
+    roles = _client_roles(hub, clients, terms)
     roles["aggregator"] = lambda: run_aggregator(
-        hub.channel("aggregator"), list(clients), strategy, 10, round_timeout=30
+        hub.channel("aggregator"), list(clients), strategy, 10, keyring=keyring, round_timeout=30
     )
     results = run_parties(roles)
 
@@ -73,18 +76,20 @@ def test_a_client_that_stops_answering_mid_round_does_not_stop_training():
         name: LinearClient(model, X[rows], y[rows], seed=i) for i, (name, rows) in enumerate(zip(names, iid(len(y), 5)))
     }
     hub = _hub(names)
+    terms, keyring = in_memory_terms(names, len(names))
 
     def crashes_after_sending_masked_input_in_round_2():
-        channel, protocol = hub.channel("c4"), ClientProtocol("c4", clients["c4"], "aggregator")
+        channel, protocol = hub.channel("c4"), ClientProtocol("c4", clients["c4"], terms["c4"], "aggregator")
         while True:
             request = channel.recv("aggregator", REQUEST_TAG, timeout=30)
             channel.send("aggregator", reply_tag(request["op"], request["round"]), protocol.handle(request))
             if (request["op"], request["round"]) == ("masked_input", 2):
                 return "crashed"
 
-    roles = _client_roles(hub, {n: c for n, c in clients.items() if n != "c4"})
+    roles = _client_roles(hub, {n: c for n, c in clients.items() if n != "c4"}, terms)
     roles["c4"] = crashes_after_sending_masked_input_in_round_2
-    roles["aggregator"] = lambda: run_aggregator(hub.channel("aggregator"), names, FedAvg(), 3, round_timeout=1.0)
+    roles["aggregator"] = lambda: run_aggregator(hub.channel("aggregator"), names, FedAvg(), 3, keyring=keyring,
+                                                 round_timeout=1.0)
     result = run_parties(roles)["aggregator"]
 
     assert [len(h.clients) for h in result.history] == [5, 5, 4]  # its round-2 input still counts
@@ -101,9 +106,10 @@ def test_malformed_updates_are_rejected_with_a_reason(secure):
         name: LinearClient(model, X[rows], y[rows], seed=i) for i, (name, rows) in enumerate(zip(names, iid(len(y), 4)))
     }
     hub = _hub(names)
+    terms, keyring = in_memory_terms(names, len(names), secure=secure)
 
     def evil():
-        channel, protocol = hub.channel("evil"), ClientProtocol("evil", clients["evil"], "aggregator")
+        channel, protocol = hub.channel("evil"), ClientProtocol("evil", clients["evil"], terms["evil"], "aggregator")
         while True:
             request = channel.recv("aggregator", REQUEST_TAG, timeout=30)
             if request["op"] == "stop":
@@ -116,10 +122,10 @@ def test_malformed_updates_are_rejected_with_a_reason(secure):
             if reply is not None:
                 channel.send("aggregator", reply_tag(request["op"], request["round"]), reply)
 
-    roles = _client_roles(hub, {n: c for n, c in clients.items() if n != "evil"})
+    roles = _client_roles(hub, {n: c for n, c in clients.items() if n != "evil"}, terms)
     roles["evil"] = evil
     roles["aggregator"] = lambda: run_aggregator(
-        hub.channel("aggregator"), names, FedAvg(), 2, secure=secure, round_timeout=10
+        hub.channel("aggregator"), names, FedAvg(), 2, secure=secure, keyring=keyring, round_timeout=10
     )
     result = run_parties(roles)["aggregator"]
     for record in result.history:

@@ -13,6 +13,7 @@ from scipy.stats import chisquare
 
 from isthmus.crypto.secagg import (
     FIELD_PRIME,
+    MaskExpander,
     SecAggError,
     decode_fixed,
     encode_fixed,
@@ -21,7 +22,17 @@ from isthmus.crypto.secagg import (
     shamir_split,
 )
 from isthmus.errors import EncodingOverflowError, ProtocolError
-from isthmus.horizontal.secure_sum import SecAggClient, SecAggConfig, SecAggServer, mask_together, neighbourhoods
+from isthmus.horizontal.secure_sum import (
+    Keyring,
+    SecAggClient,
+    SecAggConfig,
+    SecAggServer,
+    SecAggTerms,
+    _add_pair,
+    _pair_context,
+    mask_together,
+    neighbourhoods,
+)
 
 
 def test_field_is_the_smallest_prime_above_2_to_256():
@@ -55,14 +66,24 @@ def test_fixed_point_round_trip_and_limits():
         encode_fixed(np.array([np.nan]), 24, 1)
 
 
+def setup_sum(names, length, config=None, min_clients=2):
+    """Clients and the server of one secure sum over ``names``, with keys made in memory."""
+    config = config or SecAggConfig()
+    quorum = config.quorum(len(names), min_clients)
+    keyrings = Keyring.generate(names)
+    terms = {name: SecAggTerms(keyrings[name], config, quorum, "test-job") for name in names}
+    session = secrets.token_bytes(16)
+    clients = {name: SecAggClient(name, terms[name], session, "round 1") for name in names}
+    server = SecAggServer(terms[names[0]].public(), session, "round 1", length)
+    return clients, server
+
+
 def _run(n, length, *, drop_before_masking=(), silent_at_unmask=(), config=None, tamper=None):
     """One secure sum among ``n`` clients; returns (recovered, expected sum of survivors' inputs, server)."""
-    session = secrets.token_bytes(16)
     names = [f"c{i:03d}" for i in range(n)]
     rng = np.random.default_rng(7)
     inputs = {name: rng.integers(0, 2**64, size=length, dtype=np.uint64) for name in names}
-    clients = {name: SecAggClient(name, session) for name in names}
-    server = SecAggServer(session, config or SecAggConfig(), length)
+    clients, server = setup_sum(names, length, config)
     requests = server.start({name: c.advertise() for name, c in clients.items()})
     requests = server.route_shares({name: clients[name].share_keys(r) for name, r in requests.items()})
     masked = {
@@ -71,6 +92,7 @@ def _run(n, length, *, drop_before_masking=(), silent_at_unmask=(), config=None,
         if name not in drop_before_masking
     }
     requests = server.collect_masked(masked)
+    requests = server.collect_signatures({name: clients[name].confirm(r) for name, r in requests.items()})
     replies = {name: clients[name].unmask(r) for name, r in requests.items() if name not in silent_at_unmask}
     if tamper:
         tamper(replies)
@@ -116,10 +138,7 @@ def test_too_few_masked_inputs_abort_before_anything_is_revealed():
 
 def test_a_single_masked_update_is_indistinguishable_from_random_bytes():
     """Chi-square on byte frequencies: the masked vector passes, the same input unmasked fails."""
-    session = secrets.token_bytes(16)
-    names = ["a", "b", "c"]
-    clients = {name: SecAggClient(name, session) for name in names}
-    server = SecAggServer(session, SecAggConfig(), 8192)
+    clients, server = setup_sum(["a", "b", "c"], 8192)
     update = encode_fixed(np.random.default_rng(0).normal(0, 0.01, 8192), 24, 3)  # small values: very skewed bytes
     requests = server.start({name: c.advertise() for name, c in clients.items()})
     requests = server.route_shares({name: clients[name].share_keys(r) for name, r in requests.items()})
@@ -144,22 +163,19 @@ def test_a_wrong_share_is_caught_by_the_seed_commitment():
         _run(5, 8, tamper=corrupt)
 
 
-def test_client_never_reveals_both_secrets_of_one_client():
-    session = secrets.token_bytes(16)
-    clients = {name: SecAggClient(name, session) for name in "abc"}
-    server = SecAggServer(session, SecAggConfig(), 4)
+def test_client_reveals_one_secret_of_each_neighbour_as_the_signed_list_says():
+    names = ["a", "b", "c", "d"]
+    clients, server = setup_sum(names, 4, SecAggConfig(dropout_tolerance=0.25))
     requests = server.start({name: c.advertise() for name, c in clients.items()})
     requests = server.route_shares({name: clients[name].share_keys(r) for name, r in requests.items()})
-    for name, request in requests.items():
-        clients[name].masked_input(request, np.zeros(4, dtype=np.uint64))
-    with pytest.raises(ProtocolError, match="both a survivor and dropped"):
-        clients["a"].unmask({"survivors": ["a", "b"], "dropped": ["b"]})
+    masked = {n: clients[n].masked_input(r, np.zeros(4, dtype=np.uint64)) for n, r in requests.items() if n != "d"}
+    requests = server.collect_signatures({n: clients[n].confirm(r) for n, r in server.collect_masked(masked).items()})
+    reply = clients["a"].unmask(requests["a"])
+    assert set(reply["seed_shares"]) == {"a", "b", "c"} and set(reply["key_shares"]) == {"d"}
 
 
 def test_a_misrouted_share_fails_authentication():
-    session = secrets.token_bytes(16)
-    clients = {name: SecAggClient(name, session) for name in "abc"}
-    server = SecAggServer(session, SecAggConfig(), 4)
+    clients, server = setup_sum(["a", "b", "c"], 4)
     requests = server.start({name: c.advertise() for name, c in clients.items()})
     requests = server.route_shares({name: clients[name].share_keys(r) for name, r in requests.items()})
     shares = requests["a"]["shares"]
@@ -189,15 +205,22 @@ def test_masks_are_deterministic_in_seed_and_context_only():
 
 
 def test_masking_many_clients_together_is_bit_identical_to_masking_each():
-    session = secrets.token_bytes(16)
     names = [f"c{i}" for i in range(6)]
-    clients = {name: SecAggClient(name, session) for name in names}
-    server = SecAggServer(session, SecAggConfig(), 50)
+    clients, server = setup_sum(names, 50)
     requests = server.start({name: c.advertise() for name, c in clients.items()})
     requests = server.route_shares({name: clients[name].share_keys(r) for name, r in requests.items()})
     inputs = {name: np.full(50, i, dtype=np.uint64) for i, name in enumerate(names)}
-    alone = {name: clients[name].masked_input(requests[name], inputs[name].copy())["masked"] for name in names}
     present = names[:4]  # c4 and c5 mask on their own (elsewhere), the rest together
     together, failures = mask_together({name: (clients[name], requests[name], inputs[name].copy()) for name in present})
     assert not failures
-    assert all(np.array_equal(together[name]["masked"], alone[name]) for name in present)
+    expander = MaskExpander(50)
+    for name in present:  # what masked_input computes for one client alone
+        alone = clients[name].self_masked(inputs[name].copy(), expander)
+        for other in clients[name].active:
+            pair = expander.mask(clients[name].pair_seed(other), _pair_context(clients[name].session, name, other))
+            _add_pair(alone, pair, name, other)
+        assert np.array_equal(together[name]["masked"], alone)
+    masked = {**together, **{name: clients[name].masked_input(requests[name], inputs[name].copy()) for name in names[4:]}}
+    requests = server.collect_signatures({n: clients[n].confirm(r) for n, r in server.collect_masked(masked).items()})
+    total = server.finish({name: clients[name].unmask(r) for name, r in requests.items()})
+    assert np.array_equal(total, np.full(50, sum(range(6)), dtype=np.uint64))

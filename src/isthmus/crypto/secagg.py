@@ -1,9 +1,11 @@
-"""Secure-aggregation primitives (Bonawitz et al. 2017): key agreement, mask PRG, the Z_2^64 ring, Shamir.
+"""Secure-aggregation primitives (Bonawitz et al. 2017): key agreement, signatures, mask PRG, the Z_2^64 ring, Shamir.
 
 Protocol-free building blocks; :mod:`isthmus.horizontal.secure_sum` runs the rounds with them.
 
 - Key agreement: X25519 from ``cryptography``; every secret derived from it goes through HKDF-SHA256
   with a context string, so a key is never used for two purposes.
+- Signatures: Ed25519 from ``cryptography`` with the parties' long-term keys, over a prefix that no
+  other isthmus signature uses, so a signed advertisement can mean nothing else.
 - Masks: AES-128-CTR keystream from ``cryptography`` (AES-NI, ~10 GB/s here) read as little-endian
   uint64, so masks add and cancel exactly with numpy's wraparound arithmetic modulo 2^64.
 - Fixed point: reals become two's-complement integers in Z_2^64; float masks could not cancel exactly.
@@ -20,8 +22,9 @@ import secrets
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -34,7 +37,9 @@ FIELD_PRIME = (1 << 256) + 297
 #: Bytes of a field element on the wire.
 FIELD_BYTES = 33
 KEY_BYTES = 32
+SIGNATURE_BYTES = 64
 _NONCE_BYTES = 12
+_SIGNED = b"isthmus secure aggregation v1\x00"
 _UINT64 = np.dtype("<u8")
 
 
@@ -77,6 +82,31 @@ def private_key_from_int(value: int) -> X25519PrivateKey:
     return X25519PrivateKey.from_private_bytes(value.to_bytes(KEY_BYTES, "big"))
 
 
+# --- signatures -----------------------------------------------------------------------------------
+
+
+def sign(key: Ed25519PrivateKey, message: bytes) -> bytes:
+    return key.sign(_SIGNED + message)
+
+
+def signing_public_bytes(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes_raw()
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def signature_valid(public: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is the Ed25519 signature of ``message`` under the raw public key ``public``.
+
+    Cached because it is a pure function: where many clients share a process (a simulation), each
+    checks the same signatures, which are then verified once instead of once per client.
+    """
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, _SIGNED + message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 # --- masks and the ring ----------------------------------------------------------------------------
 
 
@@ -110,17 +140,35 @@ def encode_fixed(values: np.ndarray, fractional_bits: int, summands: int) -> np.
     ``summands`` is how many such vectors will be added: every value must stay below
     2^63 / summands so that the sum cannot wrap; anything larger is an :class:`EncodingOverflowError`.
     """
+    return to_ring(to_lattice(values, fractional_bits), fractional_bits, summands)
+
+
+def to_lattice(values: np.ndarray, fractional_bits: int, *, toward_zero: bool = False) -> np.ndarray:
+    """Reals as int64 multiples of 2^-fractional_bits, to the nearest or (``toward_zero``) rounded toward zero.
+
+    Rounding toward zero never lets a coordinate, hence a norm, grow: what a clipped update under
+    differential privacy needs, whose sensitivity is its norm bound.
+    """
     values = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(values)):
         raise EncodingOverflowError("cannot encode NaN or infinity")
-    scaled = np.rint(values * float(1 << fractional_bits))
-    limit = float((1 << 63) // max(summands, 1))
-    if scaled.size and float(np.max(np.abs(scaled))) >= limit:
+    scaled = values * float(1 << fractional_bits)
+    scaled = np.trunc(scaled) if toward_zero else np.rint(scaled)
+    if scaled.size and float(np.max(np.abs(scaled))) >= 2.0**63:
+        raise EncodingOverflowError(f"value {float(np.max(np.abs(values))):.4g} too large for {fractional_bits} "
+                                    "fractional bits")
+    return scaled.astype(np.int64)
+
+
+def to_ring(lattice: np.ndarray, fractional_bits: int, summands: int) -> np.ndarray:
+    """int64 lattice values as elements of Z_2^64, refusing any that ``summands`` such vectors could wrap."""
+    limit = (1 << 63) // max(summands, 1)
+    if lattice.size and int(np.max(np.abs(lattice))) >= limit:
         raise EncodingOverflowError(
-            f"value {float(np.max(np.abs(values))):.4g} too large for {fractional_bits} fractional bits "
-            f"and {summands} summands"
+            f"value {int(np.max(np.abs(lattice))) / (1 << fractional_bits):.4g} too large for {fractional_bits} "
+            f"fractional bits and {summands} summands"
         )
-    return scaled.astype(np.int64).view(_UINT64)
+    return lattice.astype(np.int64).view(_UINT64)
 
 
 def decode_fixed(ring: np.ndarray, fractional_bits: int) -> np.ndarray:

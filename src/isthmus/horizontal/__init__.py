@@ -4,8 +4,8 @@ from isthmus.horizontal.aggregator import RoundRecord, TooFewClientsError, Train
 from isthmus.horizontal.client import Client, EvaluateRes, FitRes
 from isthmus.horizontal.dp import DPConfig
 from isthmus.horizontal.models import LinearClient, LinearModel
-from isthmus.horizontal.participant import ClientOutcome, run_client
-from isthmus.horizontal.secure_sum import SecAggConfig
+from isthmus.horizontal.participant import ClientOutcome, ClientTerms, run_client
+from isthmus.horizontal.secure_sum import Keyring, SecAggConfig
 from isthmus.horizontal.simulation import simulate
 from isthmus.horizontal.strategy import STRATEGIES, FedAdam, FedAvg, FedProx, FedYogi, Strategy
 
@@ -13,6 +13,7 @@ __all__ = [
     "STRATEGIES",
     "Client",
     "ClientOutcome",
+    "ClientTerms",
     "DPConfig",
     "EvaluateRes",
     "FedAdam",
@@ -20,6 +21,7 @@ __all__ = [
     "FedProx",
     "FedYogi",
     "FitRes",
+    "Keyring",
     "LinearClient",
     "LinearModel",
     "RoundRecord",

@@ -7,9 +7,9 @@ aggregator evaluate; the round is checkpointed. Clients that crash, time out or 
 malformed are left out with a logged reason while at least ``min_clients`` remain.
 
 What is validated: in the clear, every update's shapes, dtypes and finiteness; under secure
-aggregation the aggregator cannot see an update, so it checks what it can (vector length and dtype,
-key and share sizes, recovered secrets against commitments, a positive total weight) and each
-client checks its own update before masking it.
+aggregation the aggregator cannot see an update, so it checks what it can (signatures on keys and on
+the survivor list, vector length and dtype, key and share sizes, recovered secrets against
+commitments, a positive total weight) and each client checks its own update before masking it.
 
 Federated evaluation (``fraction_evaluate`` > 0) sends each client's loss, metrics and test-row count
 in the clear, as Flower does; it is off by default, so by default the aggregator learns only sums.
@@ -26,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from isthmus.crypto.secagg import SecAggError, decode_fixed
+from isthmus.crypto.secagg import SecAggError, decode_fixed, to_lattice
 from isthmus.errors import ConfigError, IsthmusError, ProtocolError
 from isthmus.horizontal.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from isthmus.horizontal.dp import DPConfig, epsilon
+from isthmus.horizontal.dp import DPConfig, epsilon, lattice_noise
 from isthmus.horizontal.fleet import ChannelFleet, Failures, Fleet
-from isthmus.horizontal.secure_sum import SESSION_BYTES, SecAggConfig, SecAggServer
+from isthmus.horizontal.participant import reply_tag
+from isthmus.horizontal.secure_sum import SESSION_BYTES, Keyring, SecAggConfig, SecAggServer, SecAggTerms
 from isthmus.horizontal.strategy import Strategy
 from isthmus.horizontal.updates import aggregate_from_sum, contribution, flatten, vector_length
 from isthmus.horizontal.wire import MAX_METRICS, Inspect
@@ -71,6 +72,8 @@ class TrainingOptions:
 
     secure: bool = True
     secagg: SecAggConfig = field(default_factory=SecAggConfig)
+    keyring: Keyring | None = None  # the clients' pinned signing keys: needed when secure
+    job: str = "isthmus"  # bound into every signature of a secure sum
     dp: DPConfig | None = None
     min_clients: int = 2
     round_timeout: float = 300.0  # seconds each stage of a round waits for clients' replies
@@ -87,10 +90,18 @@ class Aggregator:
             raise ConfigError(f"clients must be distinct and non-empty, got {clients}")
         if options.min_clients < 1 or (options.secure and options.min_clients < 2):
             raise ConfigError("min_clients must be >= 1 (>= 2 with secure aggregation: a sum of one is no secret)")
+        if options.secure and options.keyring is None:
+            raise ConfigError("secure aggregation needs the clients' pinned signing keys (a keyring)")
+        if options.dp:
+            options.dp.check_lattice(options.secagg.fractional_bits)
         self.fleet = fleet
         self.clients = sorted(clients)
         self.strategy = strategy
         self.options = options
+        committee = strategy.sample_size(len(self.clients))
+        self.terms = None if not options.secure else SecAggTerms(
+            options.keyring.public(), options.secagg, options.secagg.quorum(committee, options.min_clients), options.job
+        )
 
     def run(self, rounds: int, initial_parameters: Parameters | None = None) -> TrainingResult:
         start, history, parameters = 1, [], initial_parameters
@@ -114,7 +125,7 @@ class Aggregator:
             )
             raise
         self.fleet.notify(self.clients, {"op": "stop", "round": rounds, "parameters": parameters, "reason": "finished"})
-        return TrainingResult(parameters, history, self._epsilon(rounds))
+        return TrainingResult(parameters, history, self._epsilon(rounds, sum(p.size for p in parameters)))
 
     def _round(self, server_round: int, parameters: Parameters) -> tuple[RoundRecord, Parameters]:
         began = time.monotonic()
@@ -159,10 +170,14 @@ class Aggregator:
         dp = self.options.dp
         keys = [] if dp else _common_keys(u[2] for u in updates.values())
         start = flatten(parameters)
-        total = sum(contribution(flatten(new) - start, n, metrics, keys, dp) for new, n, metrics in updates.values())
-        if dp:  # the aggregator sees each update anyway, so it adds the whole noise (central DP)
-            size = start.size
-            total[:size] += dp.noise(size, dp.noise_std(1))
+        vectors = [contribution(flatten(new) - start, n, metrics, keys, dp) for new, n, metrics in updates.values()]
+        if dp:  # the aggregator sees each update anyway, so it adds the whole noise (central DP), on the lattice
+            bits = self.options.secagg.fractional_bits
+            lattice = sum(to_lattice(v, bits, toward_zero=True) for v in vectors)
+            lattice[: start.size] += lattice_noise(start.size, dp.noise_std(1), bits)
+            total = decode_fixed(lattice.view(np.uint64), bits)
+        else:
+            total = sum(vectors)
         return aggregate_from_sum(total, parameters, keys, len(updates)), sorted(updates), left_out
 
     def _check_update(self, name: str, server_round: int, reply: object, parameters: Parameters):
@@ -180,31 +195,30 @@ class Aggregator:
         messages = {c: {"parameters": parameters, "config": config, "secure": secure} for c in chosen}
         adverts, left_out = self._request("fit", server_round, messages)
         keys = self._agreed_metric_keys(server_round, adverts, left_out)
-        server = SecAggServer(session, options.secagg, vector_length(parameters, keys), options.min_clients)
+        server = SecAggServer(self.terms, session, reply_tag("fit", server_round), vector_length(parameters, keys))
         try:
             requests = server.start(adverts)
-            fewest_inputs = server.min_survivors(len(requests))  # the sum is refused with fewer masked inputs
             replies, failed = self._request("share_keys", server_round, requests)
             left_out.update(failed)
             requests = server.route_shares(replies)
-            extra = {
-                "metric_keys": keys,
-                "summands": len(requests),
-                "dp": self._dp_settings(fewest_inputs),
-            }
+            extra = {"metric_keys": keys, "summands": len(requests), "dp": self._dp_settings()}
             replies, failed = self._request(
                 "masked_input", server_round, {c: {**r, **extra} for c, r in requests.items()}
             )
             left_out.update(failed)
             requests = server.collect_masked(replies)
-            replies, failed = self._request("unmask", server_round, requests)
+            replies, failed = self._request("consistency", server_round, requests)
+            requests = server.collect_signatures(replies)
+            replies, unmasked = self._request("unmask", server_round, requests)
+            failed.update(unmasked)
             total = decode_fixed(server.finish(replies), options.secagg.fractional_bits)
         except SecAggError as exc:
             raise SecAggError(f"round {server_round}: {exc}") from None
         finally:
             left_out.update({c: f"rejected: {why}" for c, why in server.rejected.items()})
         if failed:
-            log.info("round %d: %d survivors did not help unmask (their input still counts)", server_round, len(failed))
+            log.info("round %d: %d survivors did not help unmask (their input still counts): %s", server_round,
+                     len(failed), "; ".join(f"{c}: {why}" for c, why in sorted(failed.items()))[:2000])
         survivors = server.survivors
         for name in survivors:
             left_out.pop(name, None)
@@ -229,14 +243,15 @@ class Aggregator:
                 del adverts[name]
         return [] if self.options.dp else _common_keys(declared.values())
 
-    def _dp_settings(self, min_survivors: int) -> dict | None:
+    def _dp_settings(self) -> dict | None:
+        """What each client adds: noise sized for the fewest inputs a sum may hold (clients check all three)."""
         dp = self.options.dp
         if dp is None:
             return None
         return {
             "clip_norm": dp.clip_norm,
             "noise_multiplier": dp.noise_multiplier,
-            "noise_std": dp.noise_std(min_survivors),
+            "noise_std": dp.noise_std(self.terms.quorum.minimum),
         }
 
     # --- evaluation, checkpoints, helpers ---------------------------------------------------------
@@ -301,14 +316,13 @@ class Aggregator:
             saved = Checkpoint(server_round, parameters, self.strategy.state(), [asdict(r) for r in history])
             save_checkpoint(self.options.checkpoint_dir, self.strategy.name, saved)
 
-    def _epsilon(self, rounds: int) -> float | None:
+    def _epsilon(self, rounds: int, dimension: int) -> float | None:
         dp = self.options.dp
         if dp is None:
             return None
-        sampled = min(
-            1.0, max(self.strategy.min_fit_clients, self.strategy.fraction_fit * len(self.clients)) / len(self.clients)
-        )
-        return epsilon(dp.noise_multiplier, sampled, rounds, dp.delta)
+        contributors = self.terms.quorum.minimum if self.terms else 1
+        return epsilon(dp, rounds, contributors=contributors, dimension=dimension,
+                       fractional_bits=self.options.secagg.fractional_bits)
 
 
 def _common_keys(key_sets) -> list[str]:
@@ -324,6 +338,8 @@ def run_aggregator(
     *,
     secure: bool = True,
     secagg: SecAggConfig | None = None,
+    keyring: Keyring | None = None,
+    job: str = "isthmus",
     dp: DPConfig | None = None,
     initial_parameters: Parameters | None = None,
     min_clients: int = 2,
@@ -336,11 +352,14 @@ def run_aggregator(
 
     ``round_timeout`` bounds each stage of a round (local training included in the first). With
     ``resume`` and a checkpoint in ``checkpoint_dir``, training continues after the last saved round.
-    Clients end when told to stop, also when the aggregator fails (with the reason).
+    Clients end when told to stop, also when the aggregator fails (with the reason). Secure
+    aggregation needs ``keyring``, the clients' pinned signing keys; signatures are bound to ``job``.
     """
     options = TrainingOptions(
         secure=secure,
         secagg=secagg or SecAggConfig(),
+        keyring=keyring,
+        job=job,
         dp=dp,
         min_clients=min_clients,
         round_timeout=round_timeout,

@@ -4,22 +4,27 @@
 reply out. :func:`run_client` serves it over a :class:`~isthmus.transport.Channel`; the simulation
 calls it directly. The client is purely reactive, so an aggregator that gives up on it mid-round never
 leaves it waiting on a stage: the next request (a new round, or stop) simply replaces the old state.
+
+The client takes no setting from the aggregator on trust: whether rounds are secure, the fixed point,
+the clipping and noise of differential privacy and the quorum of every secure sum come from its own
+:class:`ClientTerms` (its job file), and a request that differs is refused, naming the setting.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import operator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from isthmus.crypto.secagg import encode_fixed
-from isthmus.errors import ProtocolError
+from isthmus.crypto.secagg import to_lattice, to_ring
+from isthmus.errors import ConfigError, ProtocolError
 from isthmus.horizontal.client import Client, Parameters
-from isthmus.horizontal.dp import DPConfig
-from isthmus.horizontal.secure_sum import SESSION_BYTES, SecAggClient
+from isthmus.horizontal.dp import DPConfig, lattice_noise
+from isthmus.horizontal.secure_sum import SESSION_BYTES, SecAggClient, SecAggTerms
 from isthmus.horizontal.updates import contribution, flatten
 from isthmus.horizontal.wire import Inspect
 from isthmus.transport.channel import Channel
@@ -34,6 +39,27 @@ def reply_tag(op: str, server_round: int) -> str:
     return f"hfl/{op}/{server_round}"
 
 
+@dataclass(frozen=True)
+class ClientTerms:
+    """What a client agreed to in its own job file; the aggregator's requests must match it.
+
+    ``secagg`` (its signing key, the pinned keys of the other clients, the settings and quorum of
+    secure sums) is needed when ``secure``. Under ``dp`` without secure aggregation the aggregator adds
+    the noise, so the client trusts it with its update (as it must anyway).
+    """
+
+    secure: bool = True
+    secagg: SecAggTerms | None = None
+    dp: DPConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.secure and (self.secagg is None or self.secagg.keyring.signing_key is None):
+            raise ConfigError("a client under secure aggregation needs its signing key and the pinned keys of the "
+                              "other clients")
+        if self.secure and self.dp:
+            self.dp.check_lattice(self.secagg.config.fractional_bits)
+
+
 @dataclass
 class _Update:
     """A client's trained result, kept until it is masked."""
@@ -41,16 +67,16 @@ class _Update:
     delta: np.ndarray
     num_examples: int
     metrics: dict[str, float]
-    fractional_bits: int
     secagg: SecAggClient
 
 
 class ClientProtocol:
     """One client's side of the horizontal protocol, transport-free."""
 
-    def __init__(self, name: str, client: Client, aggregator: str = "aggregator"):
+    def __init__(self, name: str, client: Client, terms: ClientTerms, aggregator: str = "aggregator"):
         self.name = name
         self.client = client
+        self.terms = terms
         self.aggregator = aggregator
         self.rounds_fitted = 0
         self.final_parameters: Parameters | None = None
@@ -73,6 +99,7 @@ class ClientProtocol:
             "fit": self._fit,
             "share_keys": self._share_keys,
             "masked_input": self._masked_input,
+            "consistency": self._consistency,
             "unmask": self._unmask,
             "evaluate": self._evaluate,
             "drop": self._drop,
@@ -90,10 +117,14 @@ class ClientProtocol:
         parameters = [p.copy() for p in check.parameters(request["parameters"], self._expected())]
         config = check.mapping(request["config"], set())
         secure = request.get("secure")
-        if secure is not None:  # check before training, so a bad request costs nothing
+        if (secure is not None) != self.terms.secure:  # check before training, so a bad request costs nothing
+            check.fail(f"the aggregator asks for a round {'with' if secure is not None else 'without'} secure "
+                       f"aggregation; this client's job file sets secure_aggregation: {str(self.terms.secure).lower()}")
+        if secure is not None:
             check.mapping(secure, {"session", "fractional_bits"})
             session = check.raw(secure["session"], length=SESSION_BYTES)
-            fractional_bits = check.integer(secure["fractional_bits"], 8, 40)
+            _same(check, "fractional_bits", check.integer(secure["fractional_bits"], 8, 40),
+                  self.terms.secagg.config.fractional_bits)
         self._pending, self._round = None, server_round
         result = self.client.fit(parameters, config)
         own = Inspect(self.name, "fit result")  # our own model's output: reject it before it leaves
@@ -104,8 +135,8 @@ class ClientProtocol:
         if secure is None:
             return {"parameters": new, "num_examples": num_examples, "metrics": metrics}
         delta = flatten(new) - flatten(parameters)
-        secagg = SecAggClient(self.name, session, self.aggregator)
-        self._pending = _Update(delta, num_examples, metrics, fractional_bits, secagg)
+        secagg = SecAggClient(self.name, self.terms.secagg, session, reply_tag("fit", server_round), self.aggregator)
+        self._pending = _Update(delta, num_examples, metrics, secagg)
         return {**secagg.advertise(), "metric_keys": sorted(metrics)}
 
     def _share_keys(self, request: dict, server_round: int, check: Inspect) -> dict:
@@ -128,16 +159,34 @@ class ClientProtocol:
 
     def _encoded_update(self, request: dict, server_round: int, check: Inspect) -> tuple[SecAggClient, np.ndarray]:
         update = self._current(server_round, check)
-        check.mapping(request, {"metric_keys", "summands"})
+        check.mapping(request, {"metric_keys", "summands", "dp"})
         keys = check.names(request["metric_keys"], set(update.metrics)) if request["metric_keys"] else []
         summands = check.integer(request["summands"], 1, 1 << 24)
-        dp, noise_std = None, 0.0
-        if request.get("dp") is not None:
-            settings = check.mapping(request["dp"], {"clip_norm", "noise_multiplier", "noise_std"})
-            dp = DPConfig(check.number(settings["clip_norm"]), check.number(settings["noise_multiplier"]))
-            noise_std = check.number(settings["noise_std"])
-        vector = contribution(update.delta, update.num_examples, update.metrics, keys, dp, noise_std)
-        return update.secagg, encode_fixed(vector, update.fractional_bits, summands)
+        dp, bits = self.terms.dp, self.terms.secagg.config.fractional_bits
+        noise_std = self._check_dp(request["dp"], check)
+        vector = contribution(update.delta, update.num_examples, update.metrics, keys, dp)
+        lattice = to_lattice(vector, bits, toward_zero=dp is not None)  # toward zero: the clip still holds
+        if dp is not None:
+            lattice[: update.delta.size] += lattice_noise(update.delta.size, noise_std, bits)
+        return update.secagg, to_ring(lattice, bits, summands)
+
+    def _check_dp(self, settings: Any, check: Inspect) -> float:
+        """The noise this client adds, after checking the aggregator's DP settings against its own."""
+        dp = self.terms.dp
+        if (settings is None) != (dp is None):
+            check.fail(f"the aggregator's dp settings ({'none' if settings is None else 'given'}) differ from this "
+                       f"client's job file (dp {'off' if dp is None else 'on'}): refused")
+        if dp is None:
+            return 0.0
+        check.mapping(settings, {"clip_norm", "noise_multiplier", "noise_std"})
+        own = {"clip_norm": dp.clip_norm, "noise_multiplier": dp.noise_multiplier,
+               "noise_std": dp.noise_std(self.terms.secagg.quorum.minimum)}
+        for setting, value in own.items():
+            _same(check, setting, check.number(settings[setting]), value)
+        return own["noise_std"]
+
+    def _consistency(self, request: dict, server_round: int, check: Inspect) -> dict:
+        return self._current(server_round, check).secagg.confirm(request)
 
     def _unmask(self, request: dict, server_round: int, check: Inspect) -> dict:
         reply = self._current(server_round, check).secagg.unmask(request)
@@ -182,6 +231,11 @@ class ClientProtocol:
         return self._like
 
 
+def _same(check: Inspect, setting: str, got: float, own: float) -> None:
+    if not math.isclose(got, own, rel_tol=1e-12):
+        check.fail(f"the aggregator's {setting} {got!r} differs from this client's job file ({own!r}): refused")
+
+
 def _floats(metrics: dict) -> dict[str, float]:
     """A model's own metrics with numpy scalars made plain floats (they are checked afterwards)."""
     return {key: float(value) for key, value in dict(metrics).items()}
@@ -197,15 +251,15 @@ class ClientOutcome:
 
 
 def run_client(
-    channel: Channel, aggregator: str, client: Client, *, idle_timeout: float | None = None
+    channel: Channel, aggregator: str, client: Client, *, terms: ClientTerms, idle_timeout: float | None = None
 ) -> ClientOutcome:
-    """Serve ``client`` to ``aggregator`` until it says stop; returns this party's copy of the final model.
+    """Serve ``client`` to ``aggregator`` on ``terms`` until it says stop; returns this party's copy of the final model.
 
     A failure while handling one request (the model raised, a request did not validate) is logged and
     reported to the aggregator, which leaves this client out of that round; the client keeps serving.
     ``idle_timeout`` bounds the wait for the next request (default: the channel's).
     """
-    protocol = ClientProtocol(channel.party, client, aggregator)
+    protocol = ClientProtocol(channel.party, client, terms, aggregator)
     while not protocol.stopped:
         request = channel.recv(aggregator, REQUEST_TAG, timeout=idle_timeout)
         try:

@@ -4,7 +4,8 @@ Each simulated client is a :class:`~isthmus.horizontal.participant.ClientProtoco
 :class:`~isthmus.horizontal.client.Client` (for the numpy models: its rows and a seed), called
 directly, one after another: no process, thread or codec per client, so a thousand logistic-regression
 clients train in a fraction of a second per round. ``faults`` makes clients drop out at chosen stages
-to exercise dropout recovery.
+to exercise dropout recovery. The clients' signing keys for secure aggregation are made in memory, and
+every client holds the same terms (as if from one job file) as the aggregator.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from isthmus.horizontal.aggregator import Aggregator, RoundRecord, TrainingOptio
 from isthmus.horizontal.client import Client, Parameters
 from isthmus.horizontal.dp import DPConfig
 from isthmus.horizontal.fleet import Failures, Fleet, Replies
-from isthmus.horizontal.participant import ClientProtocol
-from isthmus.horizontal.secure_sum import SecAggConfig, mask_together
+from isthmus.horizontal.participant import ClientProtocol, ClientTerms
+from isthmus.horizontal.secure_sum import Keyring, SecAggConfig, SecAggTerms, mask_together
 from isthmus.horizontal.strategy import Strategy
 
 #: ``faults(round, stage, client)`` -> True when ``client`` should vanish at ``stage`` of ``round``.
@@ -26,9 +27,32 @@ Faults = Callable[[int, str, str], bool]
 AGGREGATOR = "aggregator"
 
 
+def in_memory_terms(
+    names: list[str],
+    committee: int,
+    *,
+    secure: bool = True,
+    secagg: SecAggConfig | None = None,
+    dp: DPConfig | None = None,
+    min_clients: int = 2,
+    job: str = "isthmus",
+) -> tuple[dict[str, ClientTerms], Keyring | None]:
+    """Every client's terms, as if all read one job file, with signing keys made in memory; and the
+    aggregator's keyring (the pinned keys). ``committee``: how many clients a round asks."""
+    if not secure:
+        return {name: ClientTerms(secure=False, dp=dp) for name in names}, None
+    secagg = secagg or SecAggConfig()
+    keyrings = Keyring.generate(names)
+    quorum = secagg.quorum(committee, min_clients)
+    terms = {name: ClientTerms(True, SecAggTerms(keyrings[name], secagg, quorum, job), dp) for name in names}
+    return terms, keyrings[names[0]].public()
+
+
 class SimulatedFleet(Fleet):
-    def __init__(self, clients: Mapping[str, Client], faults: Faults | None = None):
-        self.protocols = {name: ClientProtocol(name, client, AGGREGATOR) for name, client in clients.items()}
+    def __init__(self, clients: Mapping[str, Client], terms: Mapping[str, ClientTerms], faults: Faults | None = None):
+        self.protocols = {
+            name: ClientProtocol(name, client, terms[name], AGGREGATOR) for name, client in clients.items()
+        }
         self.faults = faults
 
     def request(
@@ -79,9 +103,13 @@ def simulate(
     """Train ``rounds`` rounds of ``strategy`` over in-process ``clients`` (named ``client-0001``... if a list)."""
     if not isinstance(clients, Mapping):
         clients = {f"client-{i:04d}": client for i, client in enumerate(clients, start=1)}
+    secagg = secagg or SecAggConfig()
+    terms, keyring = in_memory_terms(list(clients), strategy.sample_size(len(clients)), secure=secure, secagg=secagg,
+                                     dp=dp, min_clients=min_clients)
     options = TrainingOptions(
         secure=secure,
-        secagg=secagg or SecAggConfig(),
+        secagg=secagg,
+        keyring=keyring,
         dp=dp,
         min_clients=min_clients,
         round_timeout=0.0,
@@ -89,5 +117,5 @@ def simulate(
         resume=resume,
         progress=progress,
     )
-    fleet = SimulatedFleet(clients, faults)
+    fleet = SimulatedFleet(clients, terms, faults)
     return Aggregator(fleet, list(clients), strategy, options).run(rounds, initial_parameters)

@@ -79,9 +79,13 @@ class Strategy(ABC):
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`state` returned."""
 
+    def sample_size(self, clients: int) -> int:
+        """How many of ``clients`` train in a round: what every secure sum's quorum is computed from."""
+        return min(clients, max(self.min_fit_clients, round(self.fraction_fit * clients)))
+
     def _sample(self, server_round: int, clients: list[str], fraction: float, purpose: str) -> list[str]:
-        wanted = max(self.min_fit_clients, round(fraction * len(clients)))
-        if wanted >= len(clients):
+        wanted = min(len(clients), max(self.min_fit_clients, round(fraction * len(clients))))
+        if wanted == len(clients):
             return list(clients)
         rng = random.Random(f"{self.seed}/{purpose}/{server_round}")
         return sorted(rng.sample(sorted(clients), wanted))

@@ -4,8 +4,8 @@ The layout is ``[weight * delta, weight, weight * metric_1, ...]`` with ``delta`
 parameters minus the global ones and ``weight`` = its example count. Summing these vectors (in the
 clear or under secure aggregation) gives the aggregator ``sum(n_i * delta_i)`` and ``sum(n_i)``, so
 sample-weighted averaging never needs one client's count or update. Under differential privacy the
-weight is 1 and the delta is clipped (and noised by whoever adds the noise), so one client's influence
-is bounded.
+weight is 1 and the delta is clipped (then noised on the fixed-point lattice by whoever adds the
+noise, see :mod:`~isthmus.horizontal.dp`), so one client's influence is bounded.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from isthmus.horizontal.dp import DPConfig, clip_l2
+from isthmus.horizontal.dp import DPConfig
 
 Parameters = list[np.ndarray]
 
@@ -53,14 +53,12 @@ def contribution(
     metrics: dict[str, float],
     metric_keys: Sequence[str],
     dp: DPConfig | None = None,
-    noise_std: float = 0.0,
 ) -> np.ndarray:
-    """One client's vector; under ``dp`` the delta is clipped and ``noise_std`` Gaussian noise added."""
+    """One client's vector; under ``dp`` the delta is clipped and the weight is 1 (noise comes on the lattice)."""
     if dp is None:
         weight = float(num_examples)
         return np.concatenate([weight * delta, [weight], [weight * metrics[k] for k in metric_keys]])
-    noisy = clip_l2(delta, dp.clip_norm) + dp.noise(delta.size, noise_std)
-    return np.concatenate([noisy, [1.0], [metrics[k] for k in metric_keys]])
+    return np.concatenate([dp.clip(delta), [1.0], [metrics[k] for k in metric_keys]])
 
 
 def aggregate_from_sum(

@@ -30,7 +30,7 @@ import numpy as np
 from isthmus.crypto.secagg import decode_fixed
 from isthmus.errors import ConfigError, DataError, ProtocolError
 from isthmus.horizontal.fleet import ChannelFleet
-from isthmus.horizontal.secure_sum import SecAggConfig
+from isthmus.horizontal.secure_sum import Keyring, SecAggConfig, SecAggTerms
 from isthmus.horizontal.wire import MAX_NAME, Inspect
 from isthmus.ml.binning import QuantileBinner
 from isthmus.transport.channel import Channel
@@ -65,7 +65,8 @@ class HomoSecureBoostAggregator:
     """
 
     def __init__(self, params: BoostParams, *, bins: int = 32, secagg: SecAggConfig | None = None,
-                 min_clients: int = 2, round_timeout: float = 300.0):
+                 min_clients: int = 2, round_timeout: float = 300.0, keyring: Keyring | None = None,
+                 job: str = "isthmus"):
         if params.early_stopping_rounds or params.validation_fraction:
             raise ConfigError("horizontal SecureBoost has no early stopping: drop early_stopping_rounds "
                               "and validation_fraction")
@@ -77,18 +78,25 @@ class HomoSecureBoostAggregator:
         self.params, self.bins = params, bins
         self.secagg = secagg or SecAggConfig()
         self.min_clients, self.round_timeout = min_clients, round_timeout
+        self.keyring, self.job = keyring, job
 
     def fit(self, channel: Channel, clients: list[str],
             progress: Callable[[dict], None] | None = None) -> HomoTreeModel:
-        rounds = AggregatorRounds(ChannelFleet(channel), sorted(clients), self.secagg, self.min_clients,
-                                  self.round_timeout)
+        """Grow the model with ``clients``; every secure sum holds the quorum of the clients it started with."""
+        if self.keyring is None:
+            raise ConfigError("horizontal SecureBoost needs the clients' pinned signing keys (keyring)")
+        quorum = self.secagg.quorum(len(clients), self.min_clients)
+        terms = SecAggTerms(self.keyring.public(), self.secagg, quorum, self.job)
+        rounds = AggregatorRounds(ChannelFleet(channel), sorted(clients), terms, self.round_timeout)
         self._progress = progress or (lambda record: None)
         try:
             model = self._train(rounds)
         except Exception as exc:
-            rounds.notify({"op": "stop", "model": None, "reason": f"aborted: {exc}"[:2000]})
+            rounds.notify({"op": "stop", "model": None, "reason": f"aborted: {exc}"[:2000]}, clients)
             raise
         rounds.notify({"op": "stop", "model": model.records(), "reason": "finished"})
+        for client, why in rounds.left.items():  # told, not left waiting for a request that never comes
+            rounds.notify({"op": "stop", "model": None, "reason": f"left the job: {why}"[:2000]}, [client])
         self.history_ = {"finished_with": rounds.members, "left": rounds.left}
         return model
 

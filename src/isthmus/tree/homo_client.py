@@ -18,6 +18,7 @@ import numpy as np
 from isthmus.crypto.secagg import encode_fixed
 from isthmus.errors import IsthmusError
 from isthmus.horizontal.participant import REQUEST_TAG, reply_tag
+from isthmus.horizontal.secure_sum import SecAggTerms
 from isthmus.horizontal.wire import Inspect
 from isthmus.ml.binning import QuantileBinner
 from isthmus.transport.channel import Channel
@@ -36,10 +37,15 @@ _MAX_CLASSES = 1 << 10
 
 
 class HomoSecureBoostClient:
-    """``serve(channel, aggregator)`` takes part in training and returns this client's copy of the model."""
+    """``serve(channel, aggregator)`` takes part in training and returns this client's copy of the model.
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, *, feature_names: list[str] | None = None,
+    ``terms`` are this client's own: its signing key, the other clients' pinned keys, and the settings
+    and quorum every secure sum must meet.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, *, terms: SecAggTerms, feature_names: list[str] | None = None,
                  timeout: float | None = None):
+        self.terms = terms
         self.X = np.asarray(X, dtype=np.float64)
         self.y = np.asarray(y, dtype=np.float64)
         if self.X.ndim != 2 or len(self.X) != len(self.y) or len(self.y) == 0:
@@ -76,7 +82,7 @@ class _Session:
 
     def __init__(self, client: HomoSecureBoostClient, name: str, aggregator: str):
         self.client, self.name, self.aggregator = client, name, aggregator
-        self.sums = ClientSums(name, aggregator)
+        self.sums = ClientSums(name, aggregator, client.terms)
         self.final: HomoTreeModel | None = None
         self.model: HomoTreeModel | None = None  # this client's copy while it grows
         self.objective: Objective | None = None
@@ -95,7 +101,7 @@ class _Session:
         if op not in self.CONTRIBUTIONS:
             self.check(REQUEST_TAG).fail(f"unknown request {op!r:.40}")
         vector = getattr(self, op)(request, self._summands(request))
-        return self.sums.contribute(request, server_round, vector)
+        return self.sums.contribute(op, request, server_round, vector)
 
     def _summands(self, request: dict) -> int:
         check = self.check("secure sum")

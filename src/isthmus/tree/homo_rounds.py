@@ -3,8 +3,10 @@
 The aggregator reaches the clients through a horizontal :class:`~isthmus.horizontal.fleet.Fleet`
 (one request per client, replies until a deadline) and sums their vectors with the dropout-tolerant
 secure aggregation of :mod:`isthmus.horizontal.secure_sum`: it learns the sum over the clients whose
-masked vector arrived, nothing about any one of them. A client that fails or goes silent in any stage
-leaves the job for good (its rows no longer count); the aggregator goes on while ``min_clients`` remain.
+masked vector arrived, nothing about any one of them, and the clients enforce the same quorum,
+signatures and consistency check as in horizontal FL. A client that fails or goes silent in any
+stage leaves the job for good (its rows no longer count); the aggregator goes on while the quorum of
+a sum (``min_clients``, and the threshold of the clients the job started with) remains.
 
 Vectors are integers modulo 2**64: counts and fixed-point histogram sums are summed exactly.
 """
@@ -20,18 +22,14 @@ import numpy as np
 
 from isthmus.crypto.secagg import SecAggError
 from isthmus.horizontal.fleet import Fleet
-from isthmus.horizontal.secure_sum import (
-    SESSION_BYTES,
-    SecAggClient,
-    SecAggConfig,
-    SecAggServer,
-)
+from isthmus.horizontal.participant import reply_tag
+from isthmus.horizontal.secure_sum import SESSION_BYTES, SecAggClient, SecAggServer, SecAggTerms
 from isthmus.horizontal.wire import Inspect
 
 log = logging.getLogger("isthmus.tree.homo")
 
 #: The stages of one secure sum after the request that makes each client compute its vector.
-SECURE_STAGES = ("share_keys", "masked_input", "unmask")
+SECURE_STAGES = ("share_keys", "masked_input", "consistency", "unmask")
 
 
 @dataclass
@@ -40,8 +38,7 @@ class AggregatorRounds:
 
     fleet: Fleet
     members: list[str]
-    config: SecAggConfig = field(default_factory=SecAggConfig)
-    min_clients: int = 2
+    terms: SecAggTerms  # the clients' pinned keys, and the settings and quorum of every secure sum
     timeout: float = 300.0
     left: dict[str, str] = field(default_factory=dict)  # client -> why it left the job
     _round: int = 0
@@ -62,10 +59,11 @@ class AggregatorRounds:
         session = secrets.token_bytes(SESSION_BYTES)
         request = {**message, "secure": {"session": session, "length": length, "summands": len(self.members)}}
         adverts, failures = self.fleet.request(op, self._round, {c: request for c in self.members}, self.timeout)
-        server = SecAggServer(session, self.config, length, self.min_clients)
+        server = SecAggServer(self.terms, session, reply_tag(op, self._round), length)
         try:
             requests = server.start(adverts)
-            for stage, advance in (("share_keys", server.route_shares), ("masked_input", server.collect_masked)):
+            for stage, advance in (("share_keys", server.route_shares), ("masked_input", server.collect_masked),
+                                   ("consistency", server.collect_signatures)):
                 replies, failed = self.fleet.request(stage, self._round, requests, self.timeout)
                 failures.update(failed)
                 requests = advance(replies)
@@ -91,27 +89,29 @@ class AggregatorRounds:
         self._require(len(self.members), "remain")
 
     def _require(self, have: int, what: str) -> None:
-        if have < self.min_clients:
-            raise SecAggError(f"only {have} clients {what}, min_clients is {self.min_clients}: "
+        if have < self.terms.quorum.minimum:
+            raise SecAggError(f"only {have} clients {what}, {self.terms.quorum.minimum} needed in every secure sum: "
                               f"left so far: {self.left or 'none'}")
 
 
 class ClientSums:
     """A client's side of the secure sums: masks one vector per round, forgets it once unmasked."""
 
-    def __init__(self, name: str, aggregator: str):
-        self.name, self.aggregator = name, aggregator
+    def __init__(self, name: str, aggregator: str, terms: SecAggTerms):
+        self.name, self.aggregator, self.terms = name, aggregator, terms
         self._pending: dict[int, tuple[SecAggClient, np.ndarray]] = {}
 
-    def contribute(self, request: dict, server_round: int, vector: np.ndarray) -> dict:
-        """Take ``vector`` (uint64) into round ``server_round``; the reply advertises this round's keys."""
+    def contribute(self, op: str, request: dict, server_round: int, vector: np.ndarray) -> dict:
+        """Take ``vector`` (uint64, this client's answer to ``op``) into round ``server_round``; the reply
+        advertises this round's keys."""
         check = Inspect(self.aggregator, f"secure sum {server_round}")
         secure = check.mapping(request.get("secure"), {"session", "length"})
         session = check.raw(secure["session"], length=SESSION_BYTES)
         if check.integer(secure["length"], 0, 1 << 32) != vector.size:
             check.fail(f"asked for a vector of {secure['length']} values; this client's has {vector.size}")
-        self._pending = {server_round: (SecAggClient(self.name, session, self.aggregator), vector)}
-        return self._pending[server_round][0].advertise()
+        client = SecAggClient(self.name, self.terms, session, reply_tag(op, server_round), self.aggregator)
+        self._pending = {server_round: (client, vector)}
+        return client.advertise()
 
     def handle(self, op: str, request: dict, server_round: int) -> dict:
         """One of :data:`SECURE_STAGES` of the round this client contributed to."""
@@ -122,5 +122,7 @@ class ClientSums:
             return client.share_keys(request)
         if op == "masked_input":
             return client.masked_input(request, vector)
+        if op == "consistency":
+            return client.confirm(request)
         del self._pending[server_round]
         return client.unmask(request)

@@ -4,6 +4,10 @@ Clients hold rows with the same columns. Each round they train the global model 
 aggregator learns only the sum of their updates (secure aggregation, on by default); a client that
 crashes or stops answering is left out while ``min_clients`` remain. Every party keeps its copy of
 the final model and evaluates it on its own held-out rows: nothing is scored jointly.
+
+Every party reads the same `train` options; a client holds the aggregator to its own copy of them
+(:class:`~isthmus.horizontal.participant.ClientTerms`). Secure aggregation signs each client's keys
+with its Ed25519 signing key from its certificate folder, checked against the federation's pinned keys.
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ from isthmus.horizontal import (
     run_client,
 )
 from isthmus.horizontal.dp import epsilon
-from isthmus.horizontal.participant import reply_tag
+from isthmus.horizontal.participant import ClientTerms, reply_tag
+from isthmus.horizontal.secure_sum import Keyring, SecAggTerms
 from isthmus.horizontal.wire import MAX_NAME, Inspect
+from isthmus.incentive.endorse import check_keys
+from isthmus.incentive.signing import federation_file, load_pinned_keys, load_signing_key
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.spec import DataSpec, JobSpec
 from isthmus.jobs.steps.data import party_table
@@ -105,6 +112,15 @@ class HorizontalSettings:
     def secagg(self) -> SecAggConfig:
         return SecAggConfig(dropout_tolerance=float(self.dropout_tolerance))
 
+    def client_terms(self, ctx: PartyContext, clients: list[str]) -> ClientTerms:
+        """What this client holds the aggregator to: these settings, and the quorum they give every sum."""
+        if not self.secure_aggregation:
+            return ClientTerms(secure=False, dp=self.dp)
+        committee = self.make_strategy(None).sample_size(len(clients))
+        terms = SecAggTerms(secagg_keyring(ctx, clients), self.secagg, self.secagg.quorum(committee, self.min_clients),
+                            ctx.spec.name)
+        return ClientTerms(secure=True, secagg=terms, dp=self.dp)
+
     def linear_model(self, n_features: int) -> LinearModel:
         return LinearModel(n_features, task=self.task, learning_rate=float(self.learning_rate),
                            batch_size=self.batch_size, epochs=self.local_epochs, l2=float(self.alpha))
@@ -131,6 +147,26 @@ def _is_int(value: Any, low: int) -> bool:
 
 def _is_number(value: Any) -> bool:
     return type(value) in (int, float) and np.isfinite(value)
+
+
+def secagg_keyring(ctx: PartyContext, clients: list[str]) -> Keyring:
+    """The pinned signing keys of the job's clients and, at a client, its own signing key: from its certificates.
+
+    Only the job's clients are trusted to sign keys for a secure sum: not the aggregator, nor any other
+    member of the federation.
+    """
+    if ctx.certs_dir is None:
+        raise ConfigError(f"party {ctx.party!r}: secure aggregation needs the party's certificate folder (its signing "
+                          "key and the federation's pinned keys): run the job with `isthmus run --certs` or "
+                          "`isthmus launch`")
+    pinned = load_pinned_keys(federation_file(ctx.certs_dir))
+    signing_key = None
+    if ctx.party in clients:
+        signing_key = load_signing_key(ctx.certs_dir, ctx.party)
+        check_keys(ctx.party, clients, signing_key, pinned)
+    elif missing := sorted(set(clients) - set(pinned)):
+        raise ConfigError(f"the federation file pins no signing key for {missing}")
+    return Keyring({client: pinned[client].public_bytes_raw() for client in clients}, signing_key)
 
 
 def aggregator_of(spec: JobSpec) -> str:
@@ -184,6 +220,7 @@ def _serve(ctx: PartyContext, settings: HorizontalSettings, model: str, clients:
     test = read_rows(ctx.party, data, data.test, table.feature_names) if data.test else None  # fail before training
     if test is not None:
         _check_labels(ctx.party, test, model)
+    terms = settings.client_terms(ctx, clients)  # the keys are there before anything is sent
     ctx.channel.send(aggregator, FEATURES_TAG, table.feature_names)
     linear = settings.linear_model(len(table.feature_names))
     client = LinearClient(linear, table.features, table.label, seed=settings.seed + clients.index(ctx.party))
@@ -191,7 +228,7 @@ def _serve(ctx: PartyContext, settings: HorizontalSettings, model: str, clients:
     if ctx.party in settings.fail_after_round:
         channel = _crash_injector(ctx, settings)
     ctx.events.emit(step="train", status="serving", aggregator=aggregator, rows=table.n_rows)
-    outcome = run_client(channel, aggregator, client)
+    outcome = run_client(channel, aggregator, client, terms=terms)
     if outcome.parameters is None:
         raise IsthmusError(f"aggregator {aggregator!r} ended the job without a model: {outcome.reason}")
     _save_model(ctx, model, settings.task, table.feature_names, outcome.parameters, rounds_fitted=outcome.rounds_fitted)
@@ -224,8 +261,9 @@ def _crash_injector(ctx: PartyContext, settings: HorizontalSettings) -> Channel:
 
 def _aggregate(ctx: PartyContext, settings: HorizontalSettings, model: str, clients: list[str]) -> LocalModel:
     dp = settings.dp
-    if dp:
-        epsilon(dp.noise_multiplier, 1.0, 0, dp.delta)  # without the accountant this fails now, not after training
+    if dp:  # without the accountant this fails now, not after training
+        epsilon(dp, 0, contributors=1, dimension=1, fractional_bits=settings.secagg.fractional_bits)
+    keyring = secagg_keyring(ctx, clients) if settings.secure_aggregation else None
     data = ctx.spec.party(ctx.party).data
     if data and data.test:
         raise ConfigError(f"aggregator {ctx.party!r}: its data is its evaluation set; give it as 'path', not 'test'")
@@ -237,7 +275,7 @@ def _aggregate(ctx: PartyContext, settings: HorizontalSettings, model: str, clie
     evaluate_fn = (lambda p: linear.metrics(p, held_out.features, held_out.label)) if held_out is not None else None
     result = run_aggregator(
         _GiveUpOnUnreachable(ctx.channel), clients, settings.make_strategy(evaluate_fn), settings.rounds,
-        secure=settings.secure_aggregation, secagg=settings.secagg, dp=dp,
+        secure=settings.secure_aggregation, secagg=settings.secagg, keyring=keyring, job=ctx.spec.name, dp=dp,
         initial_parameters=linear.initial_parameters(), min_clients=settings.min_clients,
         round_timeout=float(settings.round_timeout), checkpoint_dir=ctx.run_dir / CHECKPOINTS,
         resume=bool(ctx.spec.options.get("resume", False)),

@@ -20,7 +20,7 @@ import numpy as np
 
 from isthmus.data.table import PartyTable, read_table
 from isthmus.errors import ConfigError, ProtocolError
-from isthmus.horizontal.secure_sum import SecAggConfig
+from isthmus.horizontal.secure_sum import SecAggConfig, SecAggTerms
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps import horizontal
 from isthmus.jobs.steps.data import party_table
@@ -185,28 +185,36 @@ def train_homo(ctx: PartyContext, options: dict) -> horizontal.LocalModel:
     if strangers or len(clients) < 2:
         raise ConfigError(f"homo_secureboost needs at least two clients and one aggregator; "
                           f"clients {clients}, others {strangers}")
+    secagg, min_clients, round_timeout = _homo_sums(options)
+    keyring = horizontal.secagg_keyring(ctx, clients)
     if ctx.party == aggregator:
-        return _aggregate(ctx, options, params, clients)
+        part = HomoSecureBoostAggregator(params, bins=int_option(options, "bins", 32, 2, 255), secagg=secagg,
+                                         min_clients=min_clients, round_timeout=round_timeout, keyring=keyring,
+                                         job=ctx.spec.name)
+        return _aggregate(ctx, part, clients)
     table = party_table(ctx)
     if table.label is None:
         raise ConfigError(f"client {ctx.party!r} needs a 'label' column in its data to train homo_secureboost")
     data = ctx.spec.party(ctx.party).data
     test = _test_rows(ctx, data.test, table.feature_names) if data.test else None  # fail before training
     ctx.events.emit(step="train", status="serving", aggregator=aggregator, rows=table.n_rows)
-    client = HomoSecureBoostClient(table.features, table.label, feature_names=table.feature_names)
+    terms = SecAggTerms(keyring, secagg, secagg.quorum(len(clients), min_clients), ctx.spec.name)
+    client = HomoSecureBoostClient(table.features, table.label, terms=terms, feature_names=table.feature_names)
     model = client.serve(ctx.channel, aggregator)
     _save_model(ctx, model)
     return _local_model(model, test)
 
 
-def _aggregate(ctx: PartyContext, options: dict, params: BoostParams, clients: list[str]) -> horizontal.LocalModel:
+def _homo_sums(options: dict) -> tuple[SecAggConfig, int, float]:
+    """The secure sums' settings, read alike by every party: a client holds the aggregator to its copy."""
     tolerance, round_timeout = options.get("dropout_tolerance", 0.3), options.get("round_timeout", 300)
     if type(tolerance) not in (int, float) or type(round_timeout) not in (int, float) or round_timeout <= 0:
         raise ConfigError("dropout_tolerance and round_timeout must be numbers (round_timeout positive)")
-    part = HomoSecureBoostAggregator(params, bins=int_option(options, "bins", 32, 2, 255),
-                                     secagg=SecAggConfig(dropout_tolerance=float(tolerance)),
-                                     min_clients=int_option(options, "min_clients", 2, 2),
-                                     round_timeout=float(round_timeout))
+    min_clients = int_option(options, "min_clients", 2, 2)
+    return SecAggConfig(dropout_tolerance=float(tolerance)), min_clients, float(round_timeout)
+
+
+def _aggregate(ctx: PartyContext, part: HomoSecureBoostAggregator, clients: list[str]) -> horizontal.LocalModel:
     model = part.fit(ctx.channel, clients, progress=lambda record: ctx.events.emit(step="train", **record))
     _save_model(ctx, model, clients=part.history_)
     data = ctx.spec.party(ctx.party).data  # the aggregator's own labelled rows, if any, evaluate the model
