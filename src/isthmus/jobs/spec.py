@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from isthmus.errors import ConfigError
+from isthmus.yaml_files import read_yaml
 
 ROLES = ("guest", "host", "arbiter", "client", "aggregator")
 #: Job-level switch without which benchmark-only modes that send data unencrypted are refused.
@@ -95,11 +94,7 @@ def load_job(path: str | Path) -> JobSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"job file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"job file {path} is not valid YAML: {exc}") from None
-    return parse_job(raw, base_dir=path.resolve().parent)
+    return parse_job(read_yaml(path, "job file"), base_dir=path.resolve().parent)
 
 
 def parse_job(raw: Any, *, base_dir: Path) -> JobSpec:

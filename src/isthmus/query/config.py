@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from isthmus.errors import ConfigError
+from isthmus.yaml_files import read_yaml
 
 #: ``aggregate``: the asker learns per id only how many other institutions hold an active loan and
 #: their total amount. ``per_institution``: it also learns which institutions do (a weaker mode).
@@ -94,10 +93,7 @@ class QueryConfig:
 def load_config(path: str | Path) -> QueryConfig:
     """Read and check the consortium file; every mistake is a :class:`ConfigError` naming the key."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read query configuration {path}: {exc}") from None
+    raw = read_yaml(path, "query configuration")
     doc = _section(raw, "the file", {"consortium", "aggregator", "institutions", "policy", "table", "timeouts", "certs"})
     aggregator = _section(doc.get("aggregator"), "aggregator", {"name", "address"})
     institutions = _section(doc.get("institutions"), "institutions", None)
