@@ -16,6 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from isthmus.demos.folder import demo_folder
 from isthmus.horizontal.partition import iid
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.parity import run_parity
@@ -53,8 +54,13 @@ def make_horizontal_data(folder: Path, *, clients: int = CLIENTS, seed: int = 7)
 
 def run_horizontal_demo(out_dir: Path, *, console: Console | None = None) -> dict:
     console = console or Console()
-    out_dir = Path(out_dir).resolve()
-    files = make_horizontal_data(out_dir / "data")
+    with demo_folder(out_dir, "isthmus demo horizontal", console, job_line="job: demo-horizontal") as folder:
+        report = _run(folder, console)
+    return report
+
+
+def _run(folder: Path, console: Console) -> dict:
+    files = make_horizontal_data(folder / "data")
     parties = {f"client-{n}": {"data": {"path": str(train), "id": "id", "label": "y", "test": str(test)}}
                for n, (train, test) in enumerate(files, start=1)}
     job = {
@@ -69,11 +75,11 @@ def run_horizontal_demo(out_dir: Path, *, console: Console | None = None) -> dic
             {"evaluate": {}},
         ],
     }
-    job_path = write_job(out_dir / "job.yaml", job)
+    job_path = write_job(folder / "job.yaml", job)
     console.print(f"job file: {job_path}")
     console.print(f"{CLIENTS} clients, secure aggregation on; {CRASHING_CLIENT} will crash in round {CRASH_ROUND} "
                   f"of {ROUNDS} (fault injection)")
-    report = run_parity(job_path, out_dir / "run", console=console)
+    report = run_parity(job_path, folder / "run", console=console)
     table = Table(title=f"{report['metric'].upper()} on each client's own test rows")
     for column in ("party", "test rows", "federated", "centralised (pooled rows)", "delta"):
         table.add_column(column)
@@ -84,7 +90,7 @@ def run_horizontal_demo(out_dir: Path, *, console: Console | None = None) -> dic
     console.print(f"largest delta {report['delta']:.4f} ({report['train_rows']} training rows in all; "
                   f"{report['seconds']} s); {CRASHING_CLIENT} dropped out, so its rows count only until round "
                   f"{CRASH_ROUND} in the federated model")
-    run = out_dir / "run"
+    run = folder / "run"
     console.print(f"  aggregator {run / 'aggregator'}: model.json (with each round's contributors), "
                   f"checkpoints/, audit.jsonl")
     for party in parties:
