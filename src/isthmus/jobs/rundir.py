@@ -124,8 +124,9 @@ def describe(marker: dict[str, Any] | None) -> str:
     if not marker:
         return "an earlier run"
     who = f"party {marker['party']!r} of " if marker.get("party") else ""
-    when = f" {marker['ended']}" if marker.get("ended") else ""
-    return f"an earlier run ({who}job {marker.get('job', '?')!r}, {marker.get('status', 'unknown')}{when})"
+    # Read under the lock, so a run without an end is one whose process died (killed, crashed).
+    how = f"{marker.get('status', 'unknown')} {marker['ended']}" if marker.get("ended") else "stopped before it ended"
+    return f"an earlier run ({who}job {marker.get('job', '?')!r}, {how})"
 
 
 @contextmanager
