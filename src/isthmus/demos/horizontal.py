@@ -55,12 +55,11 @@ def make_horizontal_data(folder: Path, *, clients: int = CLIENTS, seed: int = 7)
 def run_horizontal_demo(out_dir: Path, *, console: Console | None = None) -> dict:
     console = console or Console()
     with demo_folder(out_dir, "isthmus demo horizontal", console, job_line="job: demo-horizontal") as folder:
-        report = _run(folder, console)
-    return report
+        return _run(folder, console)
 
 
-def _run(folder: Path, console: Console) -> dict:
-    files = make_horizontal_data(folder / "data")
+def _run(out_dir: Path, console: Console) -> dict:
+    files = make_horizontal_data(out_dir / "data")
     parties = {f"client-{n}": {"data": {"path": str(train), "id": "id", "label": "y", "test": str(test)}}
                for n, (train, test) in enumerate(files, start=1)}
     job = {
@@ -75,11 +74,11 @@ def _run(folder: Path, console: Console) -> dict:
             {"evaluate": {}},
         ],
     }
-    job_path = write_job(folder / "job.yaml", job)
+    job_path = write_job(out_dir / "job.yaml", job)
     console.print(f"job file: {job_path}")
     console.print(f"{CLIENTS} clients, secure aggregation on; {CRASHING_CLIENT} will crash in round {CRASH_ROUND} "
                   f"of {ROUNDS} (fault injection)")
-    report = run_parity(job_path, folder / "run", console=console)
+    report = run_parity(job_path, out_dir / "run", console=console)
     table = Table(title=f"{report['metric'].upper()} on each client's own test rows")
     for column in ("party", "test rows", "federated", "centralised (pooled rows)", "delta"):
         table.add_column(column)
@@ -90,7 +89,7 @@ def _run(folder: Path, console: Console) -> dict:
     console.print(f"largest delta {report['delta']:.4f} ({report['train_rows']} training rows in all; "
                   f"{report['seconds']} s); {CRASHING_CLIENT} dropped out, so its rows count only until round "
                   f"{CRASH_ROUND} in the federated model")
-    run = folder / "run"
+    run = out_dir / "run"
     console.print(f"  aggregator {run / 'aggregator'}: model.json (with each round's contributors), "
                   f"checkpoints/, audit.jsonl")
     for party in parties:

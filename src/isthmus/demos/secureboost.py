@@ -35,26 +35,30 @@ def make_secureboost_data(folder: Path, *, seed: int = 7, missing: float = 0.03)
 def run_secureboost_demo(out_dir: Path, *, console: Console | None = None, key_bits: int = 2048) -> dict:
     console = console or Console()
     with demo_folder(out_dir, "isthmus demo secureboost", console, job_line="job: demo-secureboost") as folder:
-        guest_csv, host_csv = make_secureboost_data(folder / "data")
-        job = {
-            "job": "demo-secureboost",
-            "parties": loopback_parties({
-                "guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
-                "host": {"data": {"path": str(host_csv), "id": "id"}},
-            }),
-            "steps": [
-                {"intersect": {"method": "ecdh"}},
-                {"train": {"model": "hetero_secureboost", "trees": 10, "max_depth": 3, "learning_rate": 0.3,
-                           "bins": 32, "validation_fraction": 0.25, "key_bits": key_bits}},
-                {"evaluate": {}},
-            ],
-        }
-        job_path = write_job(folder / "job.yaml", job)
-        console.print(f"job file: {job_path}")
-        report = run_parity(job_path, folder / "run", console=console)
-        console.print(parity_summary(report))
-        run = folder / "run"
-        console.print(f"  guest    {run / 'guest'}  (trees, leaf values, feature importance: model.json)")
-        console.print(f"  host     {run / 'host'}  (its thresholds by split id: model.json)")
-        console.print(f"  metrics and plots: {run / 'guest' / 'metrics.json'}, roc.png, ks.png")
+        return _run(folder, console, key_bits)
+
+
+def _run(out_dir: Path, console: Console, key_bits: int) -> dict:
+    guest_csv, host_csv = make_secureboost_data(out_dir / "data")
+    job = {
+        "job": "demo-secureboost",
+        "parties": loopback_parties({
+            "guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
+            "host": {"data": {"path": str(host_csv), "id": "id"}},
+        }),
+        "steps": [
+            {"intersect": {"method": "ecdh"}},
+            {"train": {"model": "hetero_secureboost", "trees": 10, "max_depth": 3, "learning_rate": 0.3,
+                       "bins": 32, "validation_fraction": 0.25, "key_bits": key_bits}},
+            {"evaluate": {}},
+        ],
+    }
+    job_path = write_job(out_dir / "job.yaml", job)
+    console.print(f"job file: {job_path}")
+    report = run_parity(job_path, out_dir / "run", console=console)
+    console.print(parity_summary(report))
+    run = out_dir / "run"
+    console.print(f"  guest    {run / 'guest'}  (trees, leaf values, feature importance: model.json)")
+    console.print(f"  host     {run / 'host'}  (its thresholds by split id: model.json)")
+    console.print(f"  metrics and plots: {run / 'guest' / 'metrics.json'}, roc.png, ks.png")
     return report

@@ -43,27 +43,31 @@ def make_vertical_data(folder: Path, *, seed: int = 7) -> tuple[Path, Path]:
 def run_vertical_demo(out_dir: Path, *, console: Console | None = None, key_bits: int = 2048) -> dict:
     console = console or Console()
     with demo_folder(out_dir, "isthmus demo vertical", console, job_line="job: demo-vertical") as folder:
-        guest_csv, host_csv = make_vertical_data(folder / "data")
-        job = {
-            "job": "demo-vertical",
-            "parties": loopback_parties({
-                "guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
-                "host": {"data": {"path": str(host_csv), "id": "id"}},
-                "arbiter": {},
-            }),
-            "steps": [
-                {"intersect": {"method": "ecdh"}},
-                {"train": {"model": "hetero_lr", "epochs": 20, "batch_size": 64, "learning_rate": 0.15,
-                           "optimizer": "sgd", "penalty": "l2", "alpha": 0.01, "validation_fraction": 0.25,
-                           "key_bits": key_bits}},
-                {"evaluate": {}},
-            ],
-        }
-        job_path = write_job(folder / "job.yaml", job)
-        console.print(f"job file: {job_path}")
-        report = run_parity(job_path, folder / "run", console=console)
-        console.print(parity_summary(report))
-        for party in ("guest", "host", "arbiter"):
-            console.print(f"  {party:<8} {folder / 'run' / party}")
-        console.print(f"  metrics and plots: {folder / 'run' / 'guest' / 'metrics.json'}, roc.png, ks.png")
+        return _run(folder, console, key_bits)
+
+
+def _run(out_dir: Path, console: Console, key_bits: int) -> dict:
+    guest_csv, host_csv = make_vertical_data(out_dir / "data")
+    job = {
+        "job": "demo-vertical",
+        "parties": loopback_parties({
+            "guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
+            "host": {"data": {"path": str(host_csv), "id": "id"}},
+            "arbiter": {},
+        }),
+        "steps": [
+            {"intersect": {"method": "ecdh"}},
+            {"train": {"model": "hetero_lr", "epochs": 20, "batch_size": 64, "learning_rate": 0.15,
+                       "optimizer": "sgd", "penalty": "l2", "alpha": 0.01, "validation_fraction": 0.25,
+                       "key_bits": key_bits}},
+            {"evaluate": {}},
+        ],
+    }
+    job_path = write_job(out_dir / "job.yaml", job)
+    console.print(f"job file: {job_path}")
+    report = run_parity(job_path, out_dir / "run", console=console)
+    console.print(parity_summary(report))
+    for party in ("guest", "host", "arbiter"):
+        console.print(f"  {party:<8} {out_dir / 'run' / party}")
+    console.print(f"  metrics and plots: {out_dir / 'run' / 'guest' / 'metrics.json'}, roc.png, ks.png")
     return report
