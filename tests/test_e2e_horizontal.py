@@ -132,8 +132,8 @@ def test_the_aggregator_resumes_from_its_checkpoint(tmp_path):
 
     longer = load_job(horizontal_job(tmp_path, files, train={"rounds": 4}, name="resumable"))  # same certs
     processes = [subprocess.Popen([sys.executable, "-m", "isthmus", "run", str(tmp_path / "resumable.yaml"),
-                                   "--party", party, "--certs", str(run / "certs"), "--out", str(run / party),
-                                   *(["--resume"] if party == "aggregator" else [])],
+                                   "--party", party, "--certs", str(run / "certs"), "--out", str(run),
+                                   "--resume" if party == "aggregator" else "--force"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for party in sorted(longer.parties)]
     for process in processes:

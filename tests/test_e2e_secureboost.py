@@ -109,17 +109,19 @@ def test_joint_prediction_with_a_host_offline_names_the_host(tmp_path):
     certs = tmp_path / "certs"
     assert isthmus("certs", str(certs), "guest", "host").returncode == 0
     command = [sys.executable, "-m", "isthmus", "run", "--certs", str(certs)]
-    host = subprocess.Popen([*command, str(host_job), "--party", "host", "--out", str(tmp_path / "host")],
+    host = subprocess.Popen([*command, str(host_job), "--party", "host", "--out", str(tmp_path / "run")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         guest = isthmus("run", str(guest_job), "--party", "guest", "--certs", str(certs),
-                        "--out", str(tmp_path / "guest"), timeout=120)
+                        "--out", str(tmp_path / "run"), timeout=120)
     finally:
         assert host.wait(60) == 0
     assert guest.returncode == 1
-    assert (tmp_path / "guest" / "model.json").exists() and not (tmp_path / "guest" / "metrics.json").exists()
+    guest_dir = tmp_path / "run" / "guest"
+    assert (guest_dir / "model.json").exists() and not (guest_dir / "metrics.json").exists()
+    assert json.loads((guest_dir / "run.json").read_text())["status"] == "failed"  # the model alone is not a result
     assert "'host'" in guest.stderr, guest.stderr
-    failed = [json.loads(line) for line in (tmp_path / "guest" / "events.jsonl").read_text().splitlines()
+    failed = [json.loads(line) for line in (guest_dir / "events.jsonl").read_text().splitlines()
               if '"failed"' in line]
     assert failed and failed[0]["step"] == "evaluate"
 

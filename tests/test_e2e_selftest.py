@@ -16,10 +16,11 @@ def test_selftest_passes_and_audits_every_message(tmp_path):
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "selftest passed" in result.stdout
-    sent = {party: [json.loads(line) for line in (tmp_path / party / "audit.jsonl").read_text().splitlines()]
+    sent = {party: [json.loads(line) for line in (tmp_path / "run" / party / "audit.jsonl").read_text().splitlines()]
             for party in ("guest", "host", "arbiter")}
     # every message one party sent is one the other received, byte for byte
     sends = sorted((e["tag"], e["bytes"], e["sha256"]) for log in sent.values() for e in log if e["direction"] == "send")
     recvs = sorted((e["tag"], e["bytes"], e["sha256"]) for log in sent.values() for e in log if e["direction"] == "recv")
     assert sends == recvs and len(sends) == 6
-    assert str(tmp_path / "arbiter" / "audit.jsonl") in result.stdout.replace("\n", "")
+    assert str(tmp_path / "run" / "arbiter" / "audit.jsonl") in result.stdout.replace("\n", "")
+    assert result.stdout.splitlines()[-1] == f"results: {tmp_path}"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
-from isthmus.cli_errors import guard
+from isthmus.cli_errors import fail, guard
 from isthmus.cli_keys import ca_app, keys_app
 from isthmus.cli_ledger import ledger_app
 from isthmus.cli_query import query_app
@@ -32,9 +33,13 @@ JobArg = Annotated[Path, typer.Argument(help="The job's YAML file.", exists=True
 def certs(out: Annotated[Path, typer.Argument(help="Folder for the CA and the party certificates.")],
           parties: Annotated[list[str], typer.Argument(help="Party names, one certificate each.")]) -> None:
     """Create a federation CA and one certificate per party (private keys are written mode 0600)."""
-    from isthmus.transport.certs import create_federation
+    from isthmus.transport.certs import CA_CERT, CA_KEY, create_federation
 
-    files = create_federation(out, parties)
+    for taken in (out / CA_KEY, out / CA_CERT):  # a new CA would cut every member of the old one out
+        if taken.exists():
+            fail(f"{out} holds a federation's certificates already ({taken}); choose another folder for a new "
+                 "federation")
+    files = guard(lambda: create_federation(out, parties))
     for party, tls in files.items():
         console.print(f"{party}: {tls.cert}")
     console.print(f"CA: {out / 'ca.pem'} — keep {out / 'ca.key'} offline; give each party only its own folder.")
@@ -43,27 +48,42 @@ def certs(out: Annotated[Path, typer.Argument(help="Folder for the CA and the pa
 @app.command()
 def run(job: JobArg,
         party: Annotated[str, typer.Option(help="Which party of the job this process is.")],
-        certs: Annotated[Path, typer.Option(help="Folder made by `isthmus certs` (CA + this party's files).")],
-        out: Annotated[Path, typer.Option(help="This party's run directory.")] = Path("runs/party"),
+        certs: Annotated[Path, typer.Option(help="This party's key folder (`isthmus keys init` + `keys install`, or one party's share of `isthmus certs`).")],
+        out: Annotated[Optional[Path], typer.Option(help="Run directory; this party writes OUT/<party>/.",
+                                                    show_default="runs/<job>")] = None,
+        force: Annotated[bool, typer.Option("--force", help="Replace an earlier run of this party in OUT/<party>/.")] = False,
+        data: Annotated[Optional[Path], typer.Option(help="This party's table, instead of the path the job gives.",
+                                                     exists=True, dir_okay=False)] = None,
+        test: Annotated[Optional[Path], typer.Option(help="This party's test table, instead of the job's.",
+                                                     exists=True, dir_okay=False)] = None,
         listen: Annotated[Optional[str], typer.Option(help="Bind address if not the job's address.")] = None,
         resume: Annotated[bool, typer.Option(help="Horizontal aggregator: continue after the last round "
-                                                  "checkpointed in OUT/checkpoints.")] = False,
+                                                  "checkpointed in OUT/<party>/checkpoints.")] = False,
         record: Annotated[Optional[bool], typer.Option("--record/--no-record", help="Endorse the job's outcome on "
                                                        "every party's ledger (default: the job's `record`).")] = None,
         ) -> None:
-    """Run one party's side of a job: how parties on different machines run it."""
-    from isthmus.jobs.party_process import run_party_process
+    """Run one party's side of a job: how parties on different machines run it.
+
+    Each party writes only OUT/<party>/, so parties on one machine may share OUT.
+    """
     from isthmus.jobs.spec import load_job
 
-    guard(lambda: run_party_process(load_job(job), party, certs_dir=certs, run_dir=out, listen=listen, resume=resume,
-                                     record=record))
-    console.print(f"party {party} finished; results in {out}")
+    spec = guard(lambda: load_job(job))  # before the heavy imports, so a mistake is reported at once
+    guard(lambda: spec.party(party))
+    run_dir = (out or Path("runs") / spec.name) / party
+    from isthmus.jobs.party_process import run_party_process
+
+    guard(lambda: run_party_process(spec, party, certs_dir=certs, run_dir=run_dir, listen=listen, resume=resume,
+                                    record=record, replace=force, data=data, test=test))
+    console.print(f"party {party} finished; results in {run_dir}", soft_wrap=True, markup=False)
 
 
 @app.command()
 def launch(job: JobArg,
-           out: Annotated[Path, typer.Option(help="Run directory; each party writes OUT/<party>/.")] = Path("runs/launch")) -> None:
+           out: Annotated[Path, typer.Option(help="Run directory; each party writes OUT/<party>/. An earlier "
+                                                  "launch in it is replaced.")] = Path("runs/launch")) -> None:
     """Run every party as its own process on loopback with mutual TLS (certificates made for the run)."""
+    _check_job(job)
     from isthmus.jobs.launcher import launch as launch_job
 
     result = guard(lambda: launch_job(job, out, console=console))
@@ -72,11 +92,13 @@ def launch(job: JobArg,
 
 @app.command()
 def parity(job: JobArg,
-           out: Annotated[Path, typer.Option(help="Run directory; parity.json lands here.")] = Path("runs/parity")) -> None:
+           out: Annotated[Path, typer.Option(help="Run directory; parity.json lands here. An earlier run in it is "
+                                                  "replaced.")] = Path("runs/parity")) -> None:
     """Run the federated job, then a centralised model on the POOLED data, and compare.
 
     Pooling the parties' data is for local benchmarking only: in a real federation no one may do it.
     """
+    _check_job(job)
     from isthmus.jobs.parity import run_parity
 
     report = guard(lambda: run_parity(job, out, console=console))
@@ -84,7 +106,7 @@ def parity(job: JobArg,
 
 
 @app.command()
-def selftest(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/selftest"),
+def selftest(out: Annotated[Path, typer.Option(help="Its folder, started afresh on every run.")] = Path("runs/selftest"),
              key_bits: Annotated[int, typer.Option(help="Paillier key size.")] = 2048) -> None:
     """Three parties as separate processes over mutual TLS: an encrypted sum the arbiter checks."""
     from isthmus.demos.selftest import run_selftest
@@ -92,11 +114,21 @@ def selftest(out: Annotated[Path, typer.Option(help="Run directory.")] = Path("r
     guard(lambda: run_selftest(out, key_bits=key_bits, console=console))
 
 
+@dataclass(frozen=True)
+class DemoSettings:
+    out: Path
+    key_bits: int | None  # None: each demo's own
+
+
 @demo_app.callback()
 def demo(ctx: typer.Context,
-         out: Annotated[Path, typer.Option(help="Where the demo writes its job and results.")] = Path("runs/demo")) -> None:
+         out: Annotated[Path, typer.Option(help="Where the demos write; each owns OUT/<demo>/ and starts it afresh "
+                                                "on every run.")] = Path("runs/demo"),
+         key_bits: Annotated[Optional[int], typer.Option(help="Paillier key size of the vertical, secureboost and "
+                                                              "ledger demos (1024 is quicker, for a try only).",
+                                                         show_default="2048; ledger 1024", min=1024)] = None) -> None:
     """Without a sub-command: the vertical demo."""
-    ctx.obj = out
+    ctx.obj = DemoSettings(out, key_bits)
     if ctx.invoked_subcommand is None:
         vertical(ctx)
 
@@ -106,7 +138,7 @@ def vertical(ctx: typer.Context) -> None:
     """Breast-cancer data split between a bank-like guest and a host: PSI, hetero LR, evaluation, parity."""
     from isthmus.demos.vertical import run_vertical_demo
 
-    guard(lambda: run_vertical_demo(ctx.obj / "vertical", console=console))
+    guard(lambda: run_vertical_demo(ctx.obj.out / "vertical", console=console, **_key_bits(ctx)))
 
 
 @demo_app.command()
@@ -114,7 +146,7 @@ def horizontal(ctx: typer.Context) -> None:
     """Breast-cancer rows over four client processes: secure FedAvg, one client crashing mid-run, parity."""
     from isthmus.demos.horizontal import run_horizontal_demo
 
-    guard(lambda: run_horizontal_demo(ctx.obj / "horizontal", console=console))
+    guard(lambda: run_horizontal_demo(ctx.obj.out / "horizontal", console=console))
 
 
 @demo_app.command()
@@ -122,7 +154,7 @@ def secureboost(ctx: typer.Context) -> None:
     """The vertical demo's split with empty cells: PSI, hetero SecureBoost (Paillier), evaluation, parity."""
     from isthmus.demos.secureboost import run_secureboost_demo
 
-    guard(lambda: run_secureboost_demo(ctx.obj / "secureboost", console=console))
+    guard(lambda: run_secureboost_demo(ctx.obj.out / "secureboost", console=console, **_key_bits(ctx)))
 
 
 @demo_app.command()
@@ -130,7 +162,7 @@ def ledger(ctx: typer.Context) -> None:
     """A guest and three hosts (one holding only noise): contributions, the ledger, verify, a tampered copy caught."""
     from isthmus.demos.ledger import run_ledger_demo
 
-    guard(lambda: run_ledger_demo(ctx.obj / "ledger", console=console))
+    guard(lambda: run_ledger_demo(ctx.obj.out / "ledger", console=console, **_key_bits(ctx)))
 
 
 @demo_app.command()
@@ -138,9 +170,20 @@ def query(ctx: typer.Context) -> None:
     """Five lenders' loans tables, their query services as processes; asks with known answers."""
     from isthmus.query.demo import run_demo
 
-    code = run_demo(ctx.obj / "query", console=console)
+    code = guard(lambda: run_demo(ctx.obj.out / "query", console=console))
     if code:
         raise typer.Exit(code)
+
+
+def _key_bits(ctx: typer.Context) -> dict:
+    return {} if ctx.obj.key_bits is None else {"key_bits": ctx.obj.key_bits}
+
+
+def _check_job(job: Path) -> None:
+    """Read the job file before the heavy imports, so a mistake in it is reported at once."""
+    from isthmus.jobs.spec import load_job
+
+    guard(lambda: load_job(job))
 
 
 def _print_results(out_dir: Path, spec, seconds: float) -> None:

@@ -64,7 +64,7 @@ def parse_yaml(text: str, *, source: str) -> Any:
         return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f", line {mark.line + 1}" if mark is not None else ""
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = " ".join(part for part in (exc.context, exc.problem) if part)
         raise ConfigError(f"{source}{where}: {problem or 'not valid YAML'}") from None
     except yaml.YAMLError as exc:
@@ -76,6 +76,8 @@ def load_yaml(path: str | Path, *, what: str) -> Any:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not a UTF-8 text file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     return parse_yaml(text, source=f"{what} {path}")

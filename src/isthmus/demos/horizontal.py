@@ -16,6 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from isthmus.demos.folder import demo_folder
 from isthmus.horizontal.partition import iid
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.parity import run_parity
@@ -53,7 +54,11 @@ def make_horizontal_data(folder: Path, *, clients: int = CLIENTS, seed: int = 7)
 
 def run_horizontal_demo(out_dir: Path, *, console: Console | None = None) -> dict:
     console = console or Console()
-    out_dir = Path(out_dir).resolve()
+    with demo_folder(out_dir, "isthmus demo horizontal", console, job_line="job: demo-horizontal") as folder:
+        return _run(folder, console)
+
+
+def _run(out_dir: Path, console: Console) -> dict:
     files = make_horizontal_data(out_dir / "data")
     parties = {f"client-{n}": {"data": {"path": str(train), "id": "id", "label": "y", "test": str(test)}}
                for n, (train, test) in enumerate(files, start=1)}

@@ -20,6 +20,7 @@ import pandas as pd
 from rich.console import Console
 
 from isthmus.cli_ledger import contribution_table, print_ledger, print_verification
+from isthmus.demos.folder import demo_folder
 from isthmus.incentive.ledger import LEDGER_FILE, ledger_path
 from isthmus.incentive.record import canonical
 from isthmus.jobs.launcher import launch
@@ -55,7 +56,11 @@ def make_ledger_data(folder: Path, *, seed: int = 7) -> dict[str, Path]:
 
 def run_ledger_demo(out_dir: Path, *, console: Console | None = None, key_bits: int = 1024) -> dict:
     console = console or Console()
-    out_dir = Path(out_dir).resolve()
+    with demo_folder(out_dir, "isthmus demo ledger", console, job_line="job: demo-ledger") as folder:
+        return _run(folder, console, key_bits)
+
+
+def _run(out_dir: Path, console: Console, key_bits: int) -> dict:
     paths = make_ledger_data(out_dir / "data")
     parties = {"guest": {"data": {"path": str(paths["guest"]), "id": "id", "label": "diagnosis"}},
                **{host: {"data": {"path": str(paths[host]), "id": "id"}} for host in ("host-1", "host-2", NOISE_HOST)},

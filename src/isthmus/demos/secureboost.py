@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from isthmus.demos.folder import demo_folder
 from isthmus.demos.vertical import make_vertical_data
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.parity import parity_summary, run_parity
@@ -33,7 +34,11 @@ def make_secureboost_data(folder: Path, *, seed: int = 7, missing: float = 0.03)
 
 def run_secureboost_demo(out_dir: Path, *, console: Console | None = None, key_bits: int = 2048) -> dict:
     console = console or Console()
-    out_dir = Path(out_dir).resolve()
+    with demo_folder(out_dir, "isthmus demo secureboost", console, job_line="job: demo-secureboost") as folder:
+        return _run(folder, console, key_bits)
+
+
+def _run(out_dir: Path, console: Console, key_bits: int) -> dict:
     guest_csv, host_csv = make_secureboost_data(out_dir / "data")
     job = {
         "job": "demo-secureboost",

@@ -1,30 +1,41 @@
 """Run every party of a job as its own process on this machine, over mutual TLS on loopback.
 
-For trying a job before deploying it: each party gets a fresh certificate from a federation CA made
-for the run, runs ``isthmus run`` in its own process, and leaves its results in ``OUT/<party>/``.
+For trying a job before deploying it: each party gets a certificate from a federation CA made for the
+run (kept for the next launch into the same folder), runs ``isthmus run`` in its own process, and
+leaves its results in ``OUT/<party>/``, its process output in ``OUT/logs/<party>.log``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from isthmus.errors import IsthmusError
 from isthmus.jobs.events import read_events
+from isthmus.jobs.rundir import LAUNCH_MARKER, LOCK_FILE, check_owned, clear, contents, locked, recorded
 from isthmus.jobs.runner import check_steps
 from isthmus.jobs.spec import JobSpec, load_job
-from isthmus.transport.certs import create_federation
+from isthmus.transport.certs import (CA_CERT, CA_KEY, FEDERATION_FILE, PARTY_CERT, SIGNING_KEY, create_federation,
+                                     tls_files_for)
 
 #: After one party fails, how long the others get to notice (they are told) before they are killed.
 FAILURE_GRACE_S = 5.0
+CERTS, LOGS = "certs", "logs"
+#: Certificates that expire sooner than this are made anew rather than reused.
+_CERTS_MARGIN = dt.timedelta(days=1)
 
 
 class LaunchError(IsthmusError):
@@ -43,36 +54,84 @@ class LaunchResult:
 
 def launch(job_path: str | Path, out_dir: str | Path, *, console: Console | None = None,
            timeout: float = 3600.0) -> LaunchResult:
+    with launched(job_path, out_dir, console=console, timeout=timeout) as result:
+        return result
+
+
+@contextmanager
+def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | None = None,
+             timeout: float = 3600.0) -> Iterator[LaunchResult]:
+    """Run the job; ``out_dir`` stays locked, and its run unfinished, until the block ends (to add results).
+
+    ``out_dir`` may hold an earlier launch: its results are replaced, its certificates kept when they
+    are for the same parties (so the parties' ledgers go on). Anything else in it is refused.
+    """
     spec = load_job(job_path)
     check_steps(spec)
     out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    certs = out_dir / "certs"
-    create_federation(certs, sorted(spec.parties))
     console = console or Console(stderr=True)
-    started = time.monotonic()
-    record = "record" not in spec.options  # a launched job is recorded on the ledger unless it says otherwise
-    processes = {name: _spawn(Path(job_path).resolve(), name, certs, out_dir / name, record=record)
-                 for name in sorted(spec.parties)}
-    try:
-        _watch(spec, processes, out_dir, console, deadline=started + timeout)
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    return LaunchResult(spec=spec, out_dir=out_dir, seconds=time.monotonic() - started)
+    parties = sorted(spec.parties)
+    with locked(out_dir):
+        check_owned(out_dir, marker=LAUNCH_MARKER, owner="`isthmus launch`", written_before=_launched_before)
+        earlier = contents(out_dir)
+        reuse = _certs_fit(out_dir / CERTS, parties)
+        clear(out_dir, keep=(CERTS,) if reuse else ())
+        if earlier:
+            console.print(f"replacing the earlier run in {out_dir}" + (" (its certificates are kept)" if reuse else ""))
+        with recorded(out_dir / LAUNCH_MARKER, job=spec.name, parties=parties):
+            if not reuse:
+                create_federation(out_dir / CERTS, parties)
+            started = time.monotonic()
+            record = "record" not in spec.options  # a launched job is recorded on the ledger unless it says otherwise
+            processes = {name: _spawn(Path(job_path).resolve(), name, out_dir, record=record) for name in parties}
+            try:
+                _watch(spec, processes, out_dir, console, deadline=started + timeout)
+            finally:
+                for process in processes.values():
+                    if process.poll() is None:
+                        process.kill()
+                        process.wait()
+            yield LaunchResult(spec=spec, out_dir=out_dir, seconds=time.monotonic() - started)
 
 
-def _spawn(job_path: Path, party: str, certs: Path, run_dir: Path, *, record: bool) -> subprocess.Popen:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("events.jsonl", "audit.jsonl"):
-        (run_dir / stale).unlink(missing_ok=True)
-    log = (run_dir / "process.log").open("w", encoding="utf-8")
+def log_file(out_dir: Path, party: str) -> Path:
+    """Where a launched party's process writes its output (outside its run folder, which it owns)."""
+    return out_dir / LOGS / f"{party}.log"
+
+
+def _spawn(job_path: Path, party: str, out_dir: Path, *, record: bool) -> subprocess.Popen:
+    log_path = log_file(out_dir, party)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "isthmus", "run", str(job_path), "--party", party,
-               "--certs", str(certs), "--out", str(run_dir), *(["--record"] if record else [])]
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+               "--certs", str(out_dir / CERTS), "--out", str(out_dir), *(["--record"] if record else [])]
+    with log_path.open("w", encoding="utf-8") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _certs_fit(certs: Path, parties: list[str]) -> bool:
+    """Whether an earlier launch's certificates serve this job: the same parties, all files, not expiring."""
+    try:
+        pinned = json.loads((certs / FEDERATION_FILE).read_text(encoding="utf-8"))["signing_keys"]
+        if sorted(pinned) != parties or not (certs / CA_KEY).is_file():
+            return False
+        for party in parties:
+            tls_files_for(certs, party)
+            cert = x509.load_pem_x509_certificate((certs / party / PARTY_CERT).read_bytes())
+            if cert.not_valid_after_utc - dt.datetime.now(dt.UTC) < _CERTS_MARGIN:
+                return False
+        return all((certs / party / SIGNING_KEY).is_file() for party in parties)
+    except (OSError, ValueError, KeyError, TypeError, IsthmusError):
+        return False
+
+
+def _launched_before(out_dir: Path) -> bool:
+    """A launch folder from before launches left a marker: certificates, party folders and a parity report."""
+    def launch_output(entry: Path) -> bool:
+        return entry.name in (CERTS, "parity.json", LOCK_FILE) or (
+            entry.is_dir() and ((entry / "events.jsonl").exists() or (entry / "process.log").exists()))
+
+    return (out_dir / CERTS / CA_CERT).is_file() and all(map(launch_output, out_dir.iterdir()))
 
 
 def _watch(spec: JobSpec, processes: dict[str, subprocess.Popen], out_dir: Path, console: Console,
@@ -105,7 +164,7 @@ def _failure_report(spec: JobSpec, out_dir: Path, failures: dict[str, int | None
             errors.append((failed[0]["time"], name, failed[0].get("step"), failed[0].get("error")))
     if not errors:
         name = next(iter(failures))
-        tail = (out_dir / name / "process.log").read_text(encoding="utf-8", errors="replace")[-1500:]
+        tail = log_file(out_dir, name).read_text(encoding="utf-8", errors="replace")[-1500:]
         return f"party {name!r} exited with {failures[name]} before reporting an error; its log ends:\n{tail}"
     errors.sort()
     _, name, step, error = errors[0]

@@ -18,24 +18,33 @@ from rich.console import Console
 from isthmus.data.table import read_table
 from isthmus.errors import ConfigError
 from isthmus.jobs.events import read_events
-from isthmus.jobs.launcher import LaunchResult, launch
-from isthmus.jobs.spec import JobSpec
+from isthmus.jobs.launcher import LaunchResult, launched
+from isthmus.jobs.rundir import write_json
+from isthmus.jobs.spec import JobSpec, load_job
 from isthmus.jobs.steps import horizontal
 from isthmus.jobs.steps.data import missing_policy
 from isthmus.ml.metrics import evaluate
 
 PRIMARY_METRIC = {"binary": "auc", "multiclass": "accuracy", "regression": "r2"}
+PARITY_FILE = "parity.json"
 
 
 def run_parity(job_path: str | Path, out_dir: str | Path, *, console: Console | None = None) -> dict:
-    result = launch(job_path, out_dir, console=console)
-    spec = result.spec
-    train = spec.step("train")
+    """Launch the job into ``out_dir`` and write ``parity.json`` beside its results (an earlier run is replaced)."""
+    train = load_job(job_path).step("train")
     if train is None:
         raise ConfigError("parity needs a job with a train step")
-    if train.options.get("model") in horizontal.MODELS:
-        return _save(out_dir, horizontal_parity(result, train.options))
-    if train.options.get("model") == "homo_secureboost":
+    with launched(job_path, out_dir, console=console) as result:
+        report = _compare(result, train.options)
+        write_json(result.out_dir / PARITY_FILE, report)  # atomically, while the folder is still locked
+    return report
+
+
+def _compare(result: LaunchResult, options: dict) -> dict:
+    spec = result.spec
+    if options.get("model") in horizontal.MODELS:
+        return horizontal_parity(result, options)
+    if options.get("model") == "homo_secureboost":
         raise ConfigError("parity has no centralised reference for homo_secureboost yet; the job's results "
                           f"are in {result.out_dir}")
     guest = spec.one("guest")
@@ -45,11 +54,11 @@ def run_parity(job_path: str | Path, out_dir: str | Path, *, console: Console | 
     predictions = pd.read_csv(guest_dir / "predictions.csv", dtype={"id": str})
     ids, X, y = pooled_data(spec, selected=_selected_columns(result))
     evaluation = np.isin(ids, predictions["id"].to_numpy())
-    training = ~evaluation if (train.options.get("validation_fraction") or 0) > 0 else np.ones(len(ids), bool)
-    if train.options["model"] == "hetero_secureboost":
-        reference, reference_name = booster_scores(task, train.options, X, y, training, evaluation)
+    training = ~evaluation if (options.get("validation_fraction") or 0) > 0 else np.ones(len(ids), bool)
+    if options["model"] == "hetero_secureboost":
+        reference, reference_name = booster_scores(task, options, X, y, training, evaluation)
     else:
-        reference = centralized_scores(train.options["model"], task, train.options, X, y, training, evaluation)
+        reference = centralized_scores(options["model"], task, options, X, y, training, evaluation)
         reference_name = "scikit-learn"
     metric = PRIMARY_METRIC[task]
     y_eval = y[evaluation]
@@ -57,16 +66,10 @@ def run_parity(job_path: str | Path, out_dir: str | Path, *, console: Console | 
         y_eval = np.searchsorted(np.unique(y), y_eval)
     centralized = evaluate(task, y_eval, reference, metrics=[metric])[metric]
     federated = json.loads((guest_dir / "metrics.json").read_text())["metrics"][metric]
-    report = {"metric": metric, "federated": federated, "centralized": centralized,
-              "delta": abs(federated - centralized), "model": train.options["model"], "reference": reference_name,
-              "train_rows": int(training.sum()), "evaluation_rows": int(evaluation.sum()),
-              "seconds": round(result.seconds, 2)}
-    return _save(out_dir, report)
-
-
-def _save(out_dir: str | Path, report: dict) -> dict:
-    (Path(out_dir) / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return {"metric": metric, "federated": federated, "centralized": centralized,
+            "delta": abs(federated - centralized), "model": options["model"], "reference": reference_name,
+            "train_rows": int(training.sum()), "evaluation_rows": int(evaluation.sum()),
+            "seconds": round(result.seconds, 2)}
 
 
 def horizontal_parity(result: LaunchResult, options: dict) -> dict:

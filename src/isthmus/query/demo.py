@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from isthmus.demos.folder import demo_folder
 from isthmus.query.control import ask_service
 from isthmus.query.launch import prepare_local_consortium
 from isthmus.query.synthetic import generate_loans, truth, write_tables
@@ -24,7 +25,12 @@ CUSTOMERS = 2000
 
 def run_demo(out_dir: Path, *, console: Console | None = None) -> int:
     console = console or Console()
-    out_dir = Path(out_dir)
+    with demo_folder(out_dir, "isthmus demo query", console, job_file="query.yaml",
+                     job_line="consortium: demo-lenders") as folder:
+        return _run(folder, console)
+
+
+def _run(out_dir: Path, console: Console) -> int:
     tables = generate_loans(INSTITUTIONS, CUSTOMERS, seed=7)
     paths = write_tables(tables, out_dir / "tables")
     applicants = _interesting_applicants(tables)

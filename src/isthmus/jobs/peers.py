@@ -1,0 +1,53 @@
+"""Before a party's first step: wait until the peers it cannot do without are listening.
+
+Without this, a party whose first act is to receive (a host waiting for the guest's PSI hello) would
+wait the job's whole message ``timeout`` for a peer that never started. Listening is checked with a
+plain TCP connection to the peer's address, which carries no data; who answers is checked by mutual
+TLS on the first real message.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from isthmus.errors import PeerUnreachableError
+from isthmus.jobs.runner import EXPENDABLE_ROLES
+from isthmus.jobs.spec import JobSpec
+
+_RETRY_S = 0.2
+
+
+def needed_peers(spec: JobSpec, party: str) -> list[str]:
+    """Every other party, but those whose absence the job survives (horizontal clients)."""
+    return [name for name, peer in sorted(spec.parties.items())
+            if name != party and peer.role not in EXPENDABLE_ROLES]
+
+
+def wait_for_peers(spec: JobSpec, party: str, *, timeout: float) -> None:
+    """Return once every needed peer accepts a connection; after ``timeout`` raise naming every one that did not."""
+    deadline = time.monotonic() + timeout
+    missing = needed_peers(spec, party)
+    while True:
+        missing = [name for name in missing if not _listening(spec.parties[name].address, deadline)]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(_RETRY_S)
+    where = " and ".join(f"{name!r} ({spec.parties[name].address})" for name in missing)
+    them = "it" if len(missing) == 1 else "them"
+    raise PeerUnreachableError(
+        f"party {party!r} of job {spec.name!r} waited {timeout:g} s (the job's connect_timeout) for its peers; "
+        f"nothing listens where {where} should: start {them}, or check the job's addresses",
+        peer=missing[0], address=spec.parties[missing[0]].address)
+
+
+def _listening(address: str, deadline: float) -> bool:
+    host, _, port = address.rpartition(":")
+    wait = min(1.0, max(deadline - time.monotonic(), 0.05))
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=wait):
+            return True
+    except OSError:
+        return False
