@@ -74,7 +74,7 @@ def attacked_run(tmp_path_factory):
     certs, run = folder / "certs", folder / "run"
     create_federation(certs, sorted(parties))
     processes = [subprocess.Popen([sys.executable, "-m", "isthmus", "run", str(job), "--party", name, "--certs",
-                                   str(certs), "--out", str(run / name)],
+                                   str(certs), "--out", str(run)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for name in CLIENTS]
     processes.append(subprocess.Popen([sys.executable, "-c", HOSTILE_AGGREGATOR, str(job), str(certs),
                                        str(run / "aggregator")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

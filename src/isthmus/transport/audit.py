@@ -1,10 +1,9 @@
 """Egress and ingress audit: every message a party sends or receives, as one JSON line naming the party.
 
 The log holds sizes and hashes, never payloads, so it can be shown to an auditor. Each row names the
-party that owns the log, so several parties run into one folder keep their rows apart; rows of logs
-written before that have no ``party`` and are read as the owner's. For tests that must prove what
-did *not* leave a party, ``keep_payloads`` also stores each sent payload beside the log (the file
-names the party too); production runs leave it off.
+party that wrote it, so rows copied out of their folder still say whose they are. For tests that
+must prove what did *not* leave a party, ``keep_payloads`` also stores each sent payload beside the
+log; production runs leave it off.
 """
 
 from __future__ import annotations
@@ -44,18 +43,15 @@ class AuditLog:
             with self.path.open("a", encoding="utf-8") as log:
                 log.write(json.dumps(entry) + "\n")
             if self.payload_dir and direction == "send":
-                (self.payload_dir / f"{self._seq:08d}-{digest[:16]}-{self.party}.bin").write_bytes(payload)
+                (self.payload_dir / f"{self._seq:08d}-{digest[:16]}.bin").write_bytes(payload)
 
     def entries(self) -> list[dict]:
-        """This party's rows (and the rows of an older log, which name no party)."""
         if not self.path.exists():
             return []
-        rows = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
-        return [row for row in rows if row.get("party", self.party) == self.party]
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]
 
     def sent_payloads(self) -> list[bytes]:
-        """Payloads this party sent and kept by ``keep_payloads``, in send order."""
+        """Payloads kept by ``keep_payloads``, in send order."""
         if not self.payload_dir:
             return []
-        mine = [p for p in self.payload_dir.glob("*.bin") if p.stem.split("-", 2)[2:] in ([], [self.party])]
-        return [p.read_bytes() for p in sorted(mine)]
+        return [p.read_bytes() for p in sorted(self.payload_dir.glob("*.bin"))]
