@@ -172,7 +172,7 @@ def test_names_addresses_and_roles_must_match_whole(tmp_path, field, value):
     (JOB.replace("job: credit-risk", "job: credit-risk\njob: other"), 2, "'job' appears twice (first on line 1)"),
 ])
 def test_duplicate_keys_are_refused_naming_the_line(tmp_path, text, line, why):
-    with pytest.raises(ConfigError, match=rf"job file .*job\.yaml, line {line}: key {re.escape(why)}"):
+    with pytest.raises(ConfigError, match=rf"job file .*job\.yaml, line {line}, column \d+: key {re.escape(why)}"):
         load_job(job_file(tmp_path, text))
 
 

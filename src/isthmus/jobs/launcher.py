@@ -31,8 +31,9 @@ from isthmus.jobs.spec import JobSpec, load_job
 from isthmus.transport.certs import (CA_CERT, CA_KEY, FEDERATION_FILE, PARTY_CERT, SIGNING_KEY, create_federation,
                                      tls_files_for)
 
-#: After one party fails, how long the others get to notice (they are told) before they are killed.
-FAILURE_GRACE_S = 5.0
+#: After one party fails, how long the others get to notice (they are told) before they are killed; generous,
+#: since on a loaded machine a party may still be starting when the first one fails.
+FAILURE_GRACE_S = 15.0
 CERTS, LOGS = "certs", "logs"
 #: Certificates that expire sooner than this are made anew rather than reused.
 _CERTS_MARGIN = dt.timedelta(days=1)
