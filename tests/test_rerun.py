@@ -8,11 +8,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from isthmus.errors import ConfigError, PeerUnreachableError
+from isthmus.errors import ConfigError, PeerAbortedError, PeerUnreachableError
 from isthmus.jobs.launcher import _certs_fit
 from isthmus.jobs.local import free_ports, loopback_parties, write_job
 from isthmus.jobs.party_process import with_own_data
@@ -20,6 +21,7 @@ from isthmus.jobs.peers import needed_peers, wait_for_peers
 from isthmus.jobs.rundir import RUN_MARKER, contents, locked, owned_folder, party_folder
 from isthmus.jobs.spec import load_job, parse_job
 from isthmus.transport.certs import create_federation
+from isthmus.transport.mailbox import ABORT_TAG, Mailbox
 
 
 def isthmus(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -161,6 +163,21 @@ def test_a_peer_that_never_listens_is_named_after_the_connect_timeout(tmp_path):
         with pytest.raises(PeerUnreachableError, match=r"waited 0.5 s .* nothing listens where 'host' \(127") as caught:
             wait_for_peers(spec, "guest", timeout=0.5)
     assert caught.value.peer == "host" and "'arbiter'" not in str(caught.value)
+
+
+def test_waiting_for_peers_stops_when_a_peer_aborts_the_job(tmp_path):
+    """A peer may fail and exit before this party sees it listening: its abort must end the wait."""
+    spec = load_job(two_party_job(tmp_path))
+    raw = spec.to_dict()
+    raw["parties"]["host"]["address"] = f"127.0.0.1:{free_ports(1)[0]}"
+    mailbox = Mailbox()
+    mailbox.open_job(spec.name)
+    mailbox.put(spec.name, "host", ABORT_TAG, b"step intersect failed at host (DataError)")
+    started = time.monotonic()
+    with pytest.raises(PeerAbortedError, match="failed at host"):
+        wait_for_peers(parse_job(raw, base_dir=tmp_path), "guest", timeout=30,
+                       check_abort=lambda: mailbox.raise_if_aborted(spec.name, "connect"))
+    assert time.monotonic() - started < 5
 
 
 def test_clients_are_not_waited_for_as_the_job_survives_their_absence():

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from isthmus.errors import ConfigError, PeerUnreachableError
+from isthmus.errors import ConfigError, PeerError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
 from isthmus.jobs.peers import wait_for_peers
@@ -47,8 +47,9 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
         node.start()
         try:
             try:
-                wait_for_peers(spec, party, timeout=connect_timeout)
-            except PeerUnreachableError as exc:
+                wait_for_peers(spec, party, timeout=connect_timeout,
+                               check_abort=lambda: node.mailbox.raise_if_aborted(spec.name, "connect"))
+            except PeerError as exc:
                 EventLog(run_dir, party).emit(step="connect", status="failed", error=str(exc))
                 raise
             return run_party(spec, party, node.channel(spec.name), run_dir, certs_dir=certs_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
 from isthmus.errors import PeerUnreachableError
 from isthmus.jobs.runner import EXPENDABLE_ROLES
@@ -24,11 +25,16 @@ def needed_peers(spec: JobSpec, party: str) -> list[str]:
             if name != party and peer.role not in EXPENDABLE_ROLES]
 
 
-def wait_for_peers(spec: JobSpec, party: str, *, timeout: float) -> None:
-    """Return once every needed peer accepts a connection; after ``timeout`` raise naming every one that did not."""
+def wait_for_peers(spec: JobSpec, party: str, *, timeout: float, check_abort: Callable[[], None] = lambda: None) -> None:
+    """Return once every needed peer accepts a connection; after ``timeout`` raise naming every one that did not.
+
+    ``check_abort`` raises once a peer has given up on the job (it may fail and exit before this party
+    ever sees it listening), so that waiting for it stops at once.
+    """
     deadline = time.monotonic() + timeout
     missing = needed_peers(spec, party)
     while True:
+        check_abort()
         missing = [name for name in missing if not _listening(spec.parties[name].address, deadline)]
         if not missing:
             return
