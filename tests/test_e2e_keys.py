@@ -79,7 +79,7 @@ def test_a_job_runs_across_the_folders_and_every_ledger_records_it(federation):
     })
     processes = {party: subprocess.Popen(
         [sys.executable, "-m", "isthmus", "run", str(job), "--party", party, "--certs", str(federation / party / "certs"),
-         "--out", str(folder / "out" / party)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         "--out", str(folder / "out")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for party in PARTIES}
     try:
         outputs = {party: process.communicate(timeout=240)[0] for party, process in processes.items()}

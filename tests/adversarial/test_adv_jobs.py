@@ -206,5 +206,5 @@ def test_the_query_configuration_uses_the_same_loader(tmp_path):
     path = tmp_path / "query.yaml"
     path.write_text("consortium: c\naggregator: {name: agg, address: 127.0.0.1:1}\n"
                     "institutions: {bank-a: 127.0.0.1:2, bank-a: 127.0.0.1:3}\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="query configuration .*line 3, column \d+: key 'bank-a' appears twice"):
+    with pytest.raises(ConfigError, match=r"query configuration .*line 3, column \d+: key 'bank-a' appears twice"):
         load_config(path)
