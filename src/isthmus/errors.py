@@ -62,3 +62,15 @@ class KeyMismatchError(IsthmusError):
 
 class EncodingOverflowError(IsthmusError, OverflowError):
     """A value does not fit the fixed-point or packing range."""
+
+
+def for_peer(exc: BaseException) -> str:
+    """What a peer may be told of an error here: its class, and its text only if it is about the peer.
+
+    A :class:`ProtocolError` describes what the peer itself sent, so its text may go back to it. Any
+    other error's text may quote this party's data (a duplicate id, a cell's value, column names,
+    file paths): only its class leaves the party, the operator reads the rest in the local log.
+    """
+    if isinstance(exc, ProtocolError):
+        return f"ProtocolError: {exc}"[:2000]
+    return f"{type(exc).__name__} (details in the party's own log)"

@@ -302,3 +302,31 @@ def test_a_client_masks_once_and_never_after_aborting():
         clients[VICTIM].masked_input(requests[VICTIM], inputs[VICTIM].copy())
     with pytest.raises(ProtocolError, match="expected nothing more"):  # the failed stage ended the sum for it
         clients[VICTIM].confirm({"survivors": list(NAMES)})
+
+
+def test_a_client_whose_model_fails_tells_the_aggregator_only_the_error_class():
+    """The error of a client's own model may quote its rows; only the class may reach the aggregator."""
+    from conftest import run_parties
+
+    from isthmus.horizontal import FedAvg, LinearClient, LinearModel, run_aggregator, run_client
+    from isthmus.horizontal.simulation import in_memory_terms
+    from isthmus.transport.local import LocalHub
+
+    class Leaky(LinearClient):
+        def fit(self, parameters, config):
+            raise ValueError("customer 790512-1234567 has income 'n/a-48213x'")
+
+    rng = np.random.default_rng(0)
+    names = ["a", "b", "c"]
+    model = LinearModel(3)
+    clients = {n: (Leaky if n == "c" else LinearClient)(model, rng.normal(size=(40, 3)), rng.integers(0, 2, 40).astype(float))
+               for n in names}
+    hub = LocalHub(["aggregator", *names])
+    terms, keyring = in_memory_terms(names, len(names), secure=False)
+    roles = {n: (lambda n=n: run_client(hub.channel(n), "aggregator", clients[n], terms=terms[n], idle_timeout=30))
+             for n in names}
+    roles["aggregator"] = lambda: run_aggregator(hub.channel("aggregator"), names, FedAvg(), 1, secure=False,
+                                                 keyring=keyring, round_timeout=10, min_clients=2)
+    result = run_parties(roles)["aggregator"]
+    reason = result.history[0].left_out["c"]
+    assert "ValueError" in reason and "790512" not in reason and "n/a-48213x" not in reason

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from isthmus.crypto.secagg import SecAggError, decode_fixed, to_lattice
-from isthmus.errors import ConfigError, IsthmusError, ProtocolError
+from isthmus.errors import ConfigError, IsthmusError, ProtocolError, for_peer
 from isthmus.horizontal.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from isthmus.horizontal.dp import DPConfig, epsilon, lattice_noise
 from isthmus.horizontal.fleet import ChannelFleet, Failures, Fleet
@@ -121,7 +121,7 @@ class Aggregator:
                     self.options.progress(record)
         except BaseException as exc:
             self.fleet.notify(
-                self.clients, {"op": "stop", "round": server_round, "parameters": None, "reason": f"aborted: {exc}"}
+                self.clients, {"op": "stop", "round": server_round, "parameters": None, "reason": f"aborted: {for_peer(exc)}"}
             )
             raise
         self.fleet.notify(self.clients, {"op": "stop", "round": rounds, "parameters": parameters, "reason": "finished"})

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from isthmus.crypto.secagg import to_lattice, to_ring
-from isthmus.errors import ConfigError, ProtocolError
+from isthmus.errors import ConfigError, ProtocolError, for_peer
 from isthmus.horizontal.client import Client, Parameters
 from isthmus.horizontal.dp import DPConfig, lattice_noise
 from isthmus.horizontal.secure_sum import SESSION_BYTES, SecAggClient, SecAggTerms
@@ -270,7 +270,7 @@ def run_client(
             ):
                 raise
             log.warning("%s: %s in round %s failed: %s", channel.party, request["op"], request["round"], exc)
-            reply = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+            reply = {"error": for_peer(exc)}
         if reply is not None:
             channel.send(aggregator, reply_tag(request["op"], request["round"]), reply)
     return ClientOutcome(protocol.final_parameters, protocol.rounds_fitted, protocol.stop_reason or "")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from isthmus.crypto.secagg import decode_fixed
-from isthmus.errors import ConfigError, DataError, ProtocolError
+from isthmus.errors import ConfigError, DataError, ProtocolError, for_peer
 from isthmus.horizontal.fleet import ChannelFleet
 from isthmus.horizontal.secure_sum import Keyring, SecAggConfig, SecAggTerms
 from isthmus.horizontal.wire import MAX_NAME, Inspect
@@ -92,7 +92,7 @@ class HomoSecureBoostAggregator:
         try:
             model = self._train(rounds)
         except Exception as exc:
-            rounds.notify({"op": "stop", "model": None, "reason": f"aborted: {exc}"[:2000]}, clients)
+            rounds.notify({"op": "stop", "model": None, "reason": f"aborted: {for_peer(exc)}"}, clients)
             raise
         rounds.notify({"op": "stop", "model": model.records(), "reason": "finished"})
         for client, why in rounds.left.items():  # told, not left waiting for a request that never comes

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from isthmus.crypto.secagg import encode_fixed
-from isthmus.errors import IsthmusError
+from isthmus.errors import IsthmusError, for_peer
 from isthmus.horizontal.participant import REQUEST_TAG, reply_tag
 from isthmus.horizontal.secure_sum import SecAggTerms
 from isthmus.horizontal.wire import Inspect
@@ -69,7 +69,7 @@ class HomoSecureBoostClient:
                 reply = session.answer(op, request, server_round)
             except Exception as exc:  # noqa: BLE001 - the aggregator learns why and leaves this client out
                 log.warning("%s: %s (round %d) failed: %s", channel.party, op, server_round, exc)
-                reply = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+                reply = {"error": for_peer(exc)}
             channel.send(aggregator, reply_tag(op, server_round), reply)
         return session.final
 
