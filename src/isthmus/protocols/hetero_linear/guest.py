@@ -160,7 +160,7 @@ class HeteroLinearGuest:
         # hosts' gradients are on their way; the arbiter checks the batch size it is told
         channel.send(self.arbiter, tags.ARBITER_CONTROL, {"op": "decrypt", "rows": len(rows)})
         # Only the batch loss is decrypted, never its parts: they are inner products with host values.
-        encrypted_loss = cipher.weighted_sums(linear_weights[None, :], hosts_sum, cfg.precision)
+        encrypted_loss = cipher.weighted_sums(linear_weights[None, :], hosts_sum, cipher.LOSS_PRECISION)
         if quadratic:
             # sum over the batch of (sum_h u_h)^2 = sum_h |u_h|^2 + 2 sum_{h<k} u_h . u_k
             squares = _total([sq for _, sq in partials.values()])
