@@ -22,8 +22,9 @@ import numpy as np
 
 from isthmus.errors import DataError, ProtocolError
 
-#: Rows per feature above ``precision``: covers log2(m)/2 + 1 bits of the equations and leaves
-#: about 2^(3k) label vectors consistent with what a party of k features decrypts in epoch 1.
+#: Rows per feature above ``precision``: covers the log2(m)/2 + 1 bits of each equation and leaves
+#: k (7 - log2(m)/2) bits of the labels undetermined at the floor: 51 bits for k = 20, 176 for
+#: k = 300, none near k = 680 (wider parties should raise ``batch_rows_per_feature``).
 SAFETY_BITS = 8
 #: Most features a party may declare; a larger claim is a peer's mistake or an attack.
 MAX_FEATURES = 1_000_000
