@@ -30,7 +30,7 @@ def launched(tmp_path_factory):
                                      "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
         "steps": [{"intersect": {}},
                   {"train": {"model": "hetero_lr", "epochs": 3, "batch_size": 0, "learning_rate": 0.5,
-                             "validation_fraction": 0.25, "key_bits": 1024}},
+                             "validation_fraction": 0.25, "key_bits": 1024, "precision": 6}},
                   {"evaluate": {}},
                   {"contribution": {"budget": 10}}],
     })

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
@@ -13,6 +15,11 @@ from conftest import run_parties
 from isthmus.errors import ConfigError, PeerAbortedError
 from isthmus.protocols.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
 from isthmus.transport.local import LocalHub
+
+
+#: Tests of the learning arithmetic on small data turn off the batch floor (at the protocol level; a job
+#: needs the benchmark-only switch for that): tests/adversarial/test_adv_vertical.py checks the floor.
+SMALL_BATCHES = 1
 
 
 def train_jointly(config: LinearConfig, X_guest, y, X_hosts, *, hub: LocalHub | None = None):
@@ -74,8 +81,8 @@ def test_encrypted_and_plaintext_modes_agree(breast, paillier_1024):
     """Encryption changes nothing but fixed-point rounding: the same weights to ~1e-4."""
     X, y = breast
     rows = slice(0, 200)
-    plain = LinearConfig(epochs=2, batch_size=100, key_bits=1024, encrypt=False)
-    secret = LinearConfig(epochs=2, batch_size=100, key_bits=1024)
+    plain = LinearConfig(epochs=2, batch_size=100, key_bits=1024, encrypt=False, batch_rows_per_feature=SMALL_BATCHES)
+    secret = LinearConfig(epochs=2, batch_size=100, key_bits=1024, batch_rows_per_feature=SMALL_BATCHES)
     _, guest_plain, hosts_plain = train_jointly(plain, X[rows, :10], y[rows], [X[rows, 10:]])
     _, guest_secret, hosts_secret = train_jointly(secret, X[rows, :10], y[rows], [X[rows, 10:]])
     np.testing.assert_allclose(guest_secret.coef_, guest_plain.coef_, atol=1e-4)
@@ -115,7 +122,8 @@ def test_multiclass_one_vs_rest():
     to what a one-vs-rest least-squares classifier gets (iris' middle class is not linearly separable)."""
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    config = LinearConfig(task="multiclass", epochs=30, batch_size=32, learning_rate=0.3, encrypt=False)
+    config = LinearConfig(task="multiclass", epochs=30, batch_size=32, learning_rate=0.3, encrypt=False,
+                          batch_rows_per_feature=SMALL_BATCHES)
     scores, guest, hosts = train_jointly(config, X[:, :2], y, [X[:, 2:]])
     assert scores.shape == (150, 3)
     reference = (RidgeClassifier(alpha=1.5).fit(X, y).predict(X) == y).mean()
@@ -126,7 +134,7 @@ def test_multiclass_one_vs_rest():
 def test_early_stopping_keeps_the_best_validation_weights(breast):
     X, y = breast
     config = LinearConfig(epochs=40, batch_size=32, learning_rate=2.0, validation_fraction=0.3,
-                          early_stopping_rounds=2, tol=0.0, encrypt=False)
+                          early_stopping_rounds=2, tol=0.0, encrypt=False, batch_rows_per_feature=SMALL_BATCHES)
     _, guest, _ = train_jointly(config, X[:, :10], y, [X[:, 10:]])
     val = [h["validation_loss"] for h in guest.history_]
     assert len(val) < 40  # stopped early
@@ -178,7 +186,29 @@ def test_sigmoid_residual_matches_true_logistic_regression(breast):
 def test_sigmoid_residual_is_the_same_encrypted_and_in_plaintext(breast, paillier_1024):
     X, y = breast
     rows = slice(0, 160)
-    runs = [train_jointly(LinearConfig(epochs=2, batch_size=80, key_bits=1024, residual="sigmoid", encrypt=secret),
+    runs = [train_jointly(LinearConfig(epochs=2, batch_size=80, key_bits=1024, residual="sigmoid", encrypt=secret,
+                                       batch_rows_per_feature=SMALL_BATCHES),
                           X[rows, :10], y[rows], [X[rows, 10:]])[1] for secret in (False, True)]
     np.testing.assert_allclose(runs[1].coef_, runs[0].coef_, atol=1e-4)
     assert runs[1].history_[-1]["loss"] == pytest.approx(runs[0].history_[-1]["loss"], abs=1e-4)
+
+
+def test_the_sigmoid_shuffle_comes_from_the_os_secret_randomness(breast, monkeypatch):
+    """The permutation that hides the batch order from the arbiter is a secret: random.SystemRandom, never
+    an unseeded numpy generator (not meant for secrets)."""
+    X, y = breast
+    real_rng, real_shuffle, shuffled = np.random.default_rng, random.SystemRandom.shuffle, []
+
+    def seeded_only(seed=None):
+        assert seed is not None, "a secret permutation from numpy's generator"
+        return real_rng(seed)
+
+    def recorded_shuffle(self, items):
+        shuffled.append(len(items))
+        real_shuffle(self, items)
+
+    monkeypatch.setattr(np.random, "default_rng", seeded_only)
+    monkeypatch.setattr(random.SystemRandom, "shuffle", recorded_shuffle)
+    config = LinearConfig(epochs=1, batch_size=0, residual="sigmoid", encrypt=False)
+    train_jointly(config, X[:, :10], y, [X[:, 10:]])
+    assert shuffled == [len(y)]

@@ -18,6 +18,13 @@ from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.parity import parity_summary, run_parity
 
 
+#: ~320 training rows and a host of 20 columns: one batch per epoch, and features at 6 fractional bits,
+#: so that a batch has the rows per host column that keep the host from solving its gradient for the
+#: labels (protocols/hetero_linear/batches.py; 16 bits would need 480 rows).
+DEMO_TRAIN = {"model": "hetero_lr", "epochs": 20, "batch_size": 0, "learning_rate": 0.15, "optimizer": "sgd",
+              "penalty": "l2", "alpha": 0.01, "validation_fraction": 0.25, "precision": 6}
+
+
 def make_vertical_data(folder: Path, *, seed: int = 7) -> tuple[Path, Path]:
     """Split breast cancer vertically; 80% of each party's customers are shared with the other."""
     from sklearn.datasets import load_breast_cancer
@@ -57,9 +64,7 @@ def _run(out_dir: Path, console: Console, key_bits: int) -> dict:
         }),
         "steps": [
             {"intersect": {"method": "ecdh"}},
-            {"train": {"model": "hetero_lr", "epochs": 20, "batch_size": 64, "learning_rate": 0.15,
-                       "optimizer": "sgd", "penalty": "l2", "alpha": 0.01, "validation_fraction": 0.25,
-                       "key_bits": key_bits}},
+            {"train": DEMO_TRAIN | {"key_bits": key_bits}},
             {"evaluate": {}},
         ],
     }

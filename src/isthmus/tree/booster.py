@@ -18,7 +18,7 @@ import numpy as np
 from isthmus.errors import ConfigError, DataError, ProtocolError
 from isthmus.tree.gh import FixedPointScale, QuantizedGH
 from isthmus.tree.objectives import Objective, make_objective, objective_from_dict
-from isthmus.tree.params import BoostParams
+from isthmus.tree.params import SAFE_NODE_ROWS, BoostParams, check_min_node_rows
 from isthmus.tree.party import (
     FeatureParty,
     LocalParty,
@@ -100,8 +100,12 @@ class _Forest:
         self.depth = max(tree.depth() for tree in trees)
 
 
-def train(params: BoostParams, y: np.ndarray, parties: Sequence[FeatureParty]) -> Ensemble:
-    """Boost ``params.n_trees`` rounds (one tree per class and round) on rows aligned across ``parties``."""
+def train(params: BoostParams, y: np.ndarray, parties: Sequence[FeatureParty], *, min_node_rows: int = 1) -> Ensemble:
+    """Boost ``params.n_trees`` rounds (one tree per class and round) on rows aligned across ``parties``.
+
+    Nodes with fewer than ``min_node_rows`` rows get no histograms and stay leaves, and so do both
+    children of a split whose smaller child is that small (the larger one's histogram is the parent's
+    minus the smaller one's): hetero SecureBoost shows the guest every histogram it builds."""
     y = np.asarray(y, dtype=np.float64)
     objective = make_objective(params.objective, y, params.n_classes)
     rng = np.random.default_rng(params.seed)
@@ -120,7 +124,7 @@ def train(params: BoostParams, y: np.ndarray, parties: Sequence[FeatureParty]) -
         for output in range(objective.n_outputs):
             gh = QuantizedGH.quantize(grad[:, output], hess[:, output])
             features = _sample_columns(rng, parties, params.colsample_bytree)
-            tree, leaf_of_row = grow_tree(params, gh, sampled, features, parties, n_rows)
+            tree, leaf_of_row = grow_tree(params, gh, sampled, features, parties, n_rows, min_node_rows)
             raw[:, output] += np.asarray(tree.value)[leaf_of_row]
             ensemble.trees.append(tree)
             ensemble.tree_output.append(output)
@@ -162,9 +166,9 @@ def _sample_columns(rng: np.random.Generator, parties: Sequence[FeatureParty], f
 
 
 def grow_tree(params: BoostParams, gh: QuantizedGH, sampled: np.ndarray, features: list[np.ndarray],
-              parties: Sequence[FeatureParty], n_rows: int) -> tuple[Tree, np.ndarray]:
+              parties: Sequence[FeatureParty], n_rows: int, min_node_rows: int = 1) -> tuple[Tree, np.ndarray]:
     """One tree, depth-wise. Returns it with each row's leaf (every row, sampled or not, is routed)."""
-    return _TreeGrower(params, gh, sampled, features, parties, n_rows).grow()
+    return _TreeGrower(params, gh, sampled, features, parties, n_rows, min_node_rows).grow()
 
 
 class _TreeGrower:
@@ -176,8 +180,9 @@ class _TreeGrower:
     """
 
     def __init__(self, params: BoostParams, gh: QuantizedGH, sampled: np.ndarray, features: list[np.ndarray],
-                 parties: Sequence[FeatureParty], n_rows: int):
+                 parties: Sequence[FeatureParty], n_rows: int, min_node_rows: int):
         self.params, self.gh, self.parties = params, gh, parties
+        self.min_node_rows = min_node_rows
         self.active = [p for p in range(len(parties)) if features[p].size]
         for p in self.active:
             parties[p].start_tree(gh, sampled, features[p])
@@ -188,13 +193,15 @@ class _TreeGrower:
         self.totals = {0: self._sum_gradients(self.rows[0])}
 
     def grow(self) -> tuple[Tree, np.ndarray]:
-        histograms = {0: _histograms(self.parties, self.active, [(0, self.rows[0])])[0]}
-        frontier = [0]
+        histograms = {}
+        if self._sampled(0) >= self.min_node_rows:
+            histograms[0] = _histograms(self.parties, self.active, [(0, self.rows[0])])[0]
+        frontier = list(histograms)
         for depth in range(self.params.max_depth):
             children = self._split_level(frontier, histograms)
             if depth + 1 < self.params.max_depth and children:
                 histograms = self._children_histograms(children, histograms)
-            frontier = [child for _, left, right in children for child in (left, right)]
+            frontier = [child for _, left, right in children for child in (left, right) if child in histograms]
         leaf_of_row = np.empty(len(self.rows[0]), dtype=np.int64)
         for node in range(self.tree.n_nodes):
             if self.tree.left[node] < 0:
@@ -238,8 +245,11 @@ class _TreeGrower:
 
     def _children_histograms(self, children: list[tuple[int, int, int]],
                              parents: dict[int, dict[int, Histogram]]) -> dict[int, dict[int, Histogram]]:
+        """Histograms of both children of each split whose smaller child has ``min_node_rows`` rows;
+        the other splits' children stay leaves (the larger one's histogram would reveal the smaller's)."""
+        children = [c for c in children if min(self._sampled(c[1]), self._sampled(c[2])) >= self.min_node_rows]
         smaller = [left if self._sampled(left) <= self._sampled(right) else right for _, left, right in children]
-        built = _histograms(self.parties, self.active, [(node, self.rows[node]) for node in smaller])
+        built = _histograms(self.parties, self.active, [(node, self.rows[node]) for node in smaller]) if children else []
         histograms = {}
         for (parent, left, right), small, hist in zip(children, smaller, built):
             histograms[small] = hist
@@ -294,15 +304,16 @@ class SecureBoostReference:
     ``X_parts[0]`` plays the guest's columns, the rest the hosts' in order.
     """
 
-    def __init__(self, *, bins: int = 32, **params):
+    def __init__(self, *, bins: int = 32, min_node_rows: int = SAFE_NODE_ROWS, **params):
         self.bins = bins
+        self.min_node_rows = check_min_node_rows(min_node_rows)
         self.params = BoostParams(**params)
 
     def fit(self, X_parts: Sequence[np.ndarray], y: np.ndarray) -> SecureBoostReference:
         if not X_parts:
             raise ConfigError("fit needs at least one column block")
         self.parties_ = [LocalParty(name, X, self.bins) for name, X in zip(party_names(len(X_parts)), X_parts)]
-        self.ensemble_ = train(self.params, y, self.parties_)
+        self.ensemble_ = train(self.params, y, self.parties_, min_node_rows=self.min_node_rows)
         return self
 
     def decision_function(self, X_parts: Sequence[np.ndarray]) -> np.ndarray:

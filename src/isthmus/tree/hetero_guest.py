@@ -23,7 +23,7 @@ from isthmus.tree import messages as msg
 from isthmus.tree.booster import Ensemble, to_prediction, to_proba, train
 from isthmus.tree.gh import QuantizedGH
 from isthmus.tree.gh_cipher import GuestCipher, dense_histogram, guest_cipher
-from isthmus.tree.params import BoostParams
+from isthmus.tree.params import SAFE_NODE_ROWS, BoostParams, check_min_node_rows
 from isthmus.tree.party import (
     FeatureParty,
     LocalParty,
@@ -41,15 +41,19 @@ class HeteroSecureBoostGuest:
     """Hetero SecureBoost, label holder's role. Hyper-parameters as in :class:`BoostParams`.
 
     ``encryption="plaintext"`` runs the protocol without encryption (benchmarks only: it shows the
-    hosts every gradient); ``key_bits`` sizes the Paillier key generated for each fit.
+    hosts every gradient); ``key_bits`` sizes the Paillier key generated for each fit. Nodes of fewer
+    than ``min_node_rows`` rows stay leaves (:func:`~isthmus.tree.booster.train`); hosts refuse the
+    histograms of smaller nodes, so each must be given at most this value.
 
     After ``fit``: ``feature_importance_`` holds split count and total gain per guest feature, and
     per host in total (each host keeps its per-feature figures).
     """
 
     def __init__(self, n_trees: int = 10, max_depth: int = 3, learning_rate: float = 0.3, bins: int = 32, *,
-                 encryption: str = "paillier", key_bits: int = 2048, timeout: float | None = None, **params: Any):
+                 encryption: str = "paillier", key_bits: int = 2048, timeout: float | None = None,
+                 min_node_rows: int = SAFE_NODE_ROWS, **params: Any):
         self.params = BoostParams(n_trees=n_trees, max_depth=max_depth, learning_rate=learning_rate, **params)
+        self.min_node_rows = check_min_node_rows(min_node_rows)
         self.bins = bins
         self.encryption = encryption
         self.key_bits = key_bits
@@ -78,7 +82,7 @@ class HeteroSecureBoostGuest:
                 remote.send_setup(len(X), model_id)
             for remote in remotes:
                 remote.receive_hello()
-            self.ensemble_ = train(self.params, y, [local, *remotes])
+            self.ensemble_ = train(self.params, y, [local, *remotes], min_node_rows=self.min_node_rows)
         except Exception as exc:
             channel.abort(f"hetero SecureBoost training failed: {exc}")
             raise
@@ -122,6 +126,7 @@ class HeteroSecureBoostGuest:
         """The guest's model part: tree structures, leaf values, its own split rules; hosts by name only."""
         return {"format": MODEL_FORMAT, "model_id": self.model_id_, "hosts": self.hosts_,
                 "params": self.params.to_dict(), "bins": self.bins, "encryption": self.encryption,
+                "min_node_rows": self.min_node_rows,
                 "ensemble": self.ensemble_.to_dict(), "feature_names": self.feature_names_,
                 "splits": self.splits_.to_dict(feature_names=self.feature_names_),
                 "feature_importance": self.feature_importance_}
@@ -136,7 +141,8 @@ class HeteroSecureBoostGuest:
             raise ConfigError(f"{path} is not a hetero SecureBoost guest model")
         params = dict(model["params"])
         guest = cls(params.pop("n_trees"), params.pop("max_depth"), params.pop("learning_rate"), model["bins"],
-                    encryption=model["encryption"], timeout=timeout, **params)
+                    encryption=model["encryption"], timeout=timeout,
+                    min_node_rows=model.get("min_node_rows", SAFE_NODE_ROWS), **params)
         guest.model_id_ = model["model_id"]
         guest.hosts_ = list(model["hosts"])
         guest.ensemble_ = Ensemble.from_dict(model["ensemble"])

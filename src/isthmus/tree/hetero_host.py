@@ -4,7 +4,9 @@ The host bins its own columns and shows the guest only how many bins each column
 no split points), builds encrypted histograms of the nodes the guest asks for, and splits a node
 when the guest picks one of its (column, bin) candidates: it records the rule under a fresh split
 id and returns only the partition of the node's rows. The saved model part maps split ids to
-features and thresholds and never leaves the host.
+features and thresholds and never leaves the host. It builds no histogram over fewer than
+``min_node_rows`` rows, nor one whose sibling is that small: from the per-bin sums of a few rows'
+gradients, which it knows, the guest would read those rows' bins.
 
 Columns are shown in their own order, not shuffled: the guest's column sampling and tie-breaking
 then match the plaintext reference booster exactly, and an index says nothing without the name.
@@ -23,6 +25,7 @@ from isthmus.ml.binning import QuantileBinner
 from isthmus.transport.channel import Channel
 from isthmus.tree import messages as msg
 from isthmus.tree.gh_cipher import HostCipher, host_cipher
+from isthmus.tree.params import SAFE_NODE_ROWS, check_min_node_rows
 from isthmus.tree.party import LocalParty, SplitRequest
 from isthmus.tree.split_table import SplitTable
 
@@ -32,11 +35,14 @@ MODEL_FORMAT = "isthmus/hetero-secureboost/host/v1"
 class HeteroSecureBoostHost:
     """``fit(channel, X, guest=...)`` trains with the guest; ``serve_predict`` answers its routing queries."""
 
-    def __init__(self, bins: int = 32, *, encryption: str = "paillier", timeout: float | None = None):
+    def __init__(self, bins: int = 32, *, encryption: str = "paillier", timeout: float | None = None,
+                 min_node_rows: int = SAFE_NODE_ROWS):
         QuantileBinner(bins)  # validates bins
+        check_min_node_rows(min_node_rows)
         self.bins = bins
         self.encryption = encryption
         self.timeout = timeout
+        self.min_node_rows = min_node_rows
 
     def fit(self, channel: Channel, X: np.ndarray, guest: str = "guest",
             feature_names: list[str] | None = None) -> HeteroSecureBoostHost:
@@ -65,7 +71,7 @@ class HeteroSecureBoostHost:
         self.model_id_ = setup["model_id"]
         local = LocalParty(channel.party, X, self.bins)
         channel.send(guest, msg.HELLO, {"value_bins": local.value_bins})
-        _TrainingSession(channel, guest, local, cipher, self.timeout).run()
+        _TrainingSession(channel, guest, local, cipher, self.timeout, self.min_node_rows).run()
         return local
 
     def serve_predict(self, channel: Channel, X: np.ndarray, guest: str = "guest") -> None:
@@ -135,10 +141,12 @@ class HeteroSecureBoostHost:
 class _TrainingSession:
     """One fit: follows the guest's commands, checking each against what it already knows."""
 
-    def __init__(self, channel: Channel, guest: str, local: LocalParty, cipher: HostCipher, timeout: float | None):
+    def __init__(self, channel: Channel, guest: str, local: LocalParty, cipher: HostCipher, timeout: float | None,
+                 min_node_rows: int):
         self.channel, self.guest, self.local = channel, guest, local
         self.cipher = cipher
         self.timeout = timeout
+        self.min_node_rows = min_node_rows
         self.n_rows = len(local.binned)
         # bins with the missing bin moved next to the value bins: the wire layout of a histogram
         missing = local.binned == local.binner.missing_bin
@@ -169,6 +177,7 @@ class _TrainingSession:
         self.gh_position = np.full(self.n_rows, -1, dtype=np.int64)
         self.gh_position[self.sampled] = np.arange(self.sampled.size)
         self.node_rows = {0: np.arange(self.n_rows)}
+        self.sibling: dict[int, int] = {}
         self.split_nodes: set[int] = set()
         self.own_partitions: dict[int, np.ndarray] = {}  # this host's splits, until the guest announces them
 
@@ -185,12 +194,13 @@ class _TrainingSession:
             if own is not None and not np.array_equal(own, mask):
                 raise ProtocolError(f"partition of node {node} differs from this host's split of it", **where)
             self.node_rows[left], self.node_rows[right] = rows[mask], rows[~mask]
+            self.sibling[left], self.sibling[right] = right, left
             self.split_nodes.add(node)
         build = msg.expect_ints(command["build"], 0, 2**62, "nodes to build", **where)
         nodes = []
         for node in build.tolist():
-            rows = self._leaf_rows(node)
-            rows = rows[self.gh_position[rows] >= 0]
+            rows = self._sampled_rows(self._leaf_rows(node))
+            self._check_node_size(node, rows.size)
             nodes.append((self.gh_position[rows], self.compact_bins[np.ix_(rows, self.features)]))
         n_bins = self.local.value_bins[self.features] + 1
         self.channel.send(self.guest, msg.HISTOGRAMS, self.cipher.histograms(nodes, n_bins))
@@ -222,6 +232,20 @@ class _TrainingSession:
                 or not np.isfinite(gains).all():
             raise ProtocolError("gains must be finite float64 values, one per split id", **where)
         self.local.finish(dict(zip(split_ids.tolist(), gains.tolist())))
+
+    def _sampled_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The rows that carry gradients in this tree: those a histogram sums over."""
+        return rows[self.gh_position[rows] >= 0]
+
+    def _check_node_size(self, node: int, size: int) -> None:
+        """Refuse a histogram over too few rows, or whose sibling has too few (the guest holds the
+        parent's histogram, so one child's gives the other's)."""
+        sibling = self.sibling.get(node)
+        smallest = size if sibling is None else min(size, self._sampled_rows(self.node_rows[sibling]).size)
+        if smallest < self.min_node_rows:
+            raise ProtocolError(f"refusing the histogram of node {node}: it or its sibling has {smallest} rows, "
+                                f"fewer than min_node_rows {self.min_node_rows}: the guest could read those "
+                                "rows' bins off it", peer=self.guest, tag=msg.COMMAND)
 
     def _leaf_rows(self, node: Any) -> np.ndarray:
         """Rows of a node of the current tree that has not been split yet."""

@@ -8,6 +8,19 @@ from isthmus.errors import ConfigError
 
 OBJECTIVES = ("binary", "multiclass", "regression")
 
+#: Fewest rows (with gradients) a node of hetero SecureBoost needs for histograms, hence for a split.
+#: The guest knows every row's exact (g, h); a bin's sum over m rows is a subset sum whose
+#: coefficients carry about b = 52 - log2(rows) + log2(m)/2 bits (gh.py), below ~46 for 500 or more
+#: training rows, and is solved for the bin's rows (brute force, meet in the middle, lattice
+#: reduction) while m is below b. 64 rows keep every node's histograms above that (docs/security.md).
+SAFE_NODE_ROWS = 64
+
+
+def check_min_node_rows(value: object) -> int:
+    if type(value) is not int or value < 1:
+        raise ConfigError(f"min_node_rows must be a positive integer, got {value!r}")
+    return value
+
 
 @dataclass(frozen=True)
 class BoostParams:

@@ -9,6 +9,7 @@ from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import party_table
 from isthmus.ml.scaling import Standardizer
 from isthmus.protocols.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
+from isthmus.protocols.hetero_linear.batches import safe_rows_per_feature
 
 
 def train_logistic(ctx: PartyContext, options: dict):
@@ -30,8 +31,14 @@ def _train(ctx: PartyContext, options: dict, *, model: str):
     if options.get("encrypt") is False:
         ctx.spec.require_plaintext_switch(f"train: {model} with encrypt: false (it shows the arbiter every "
                                           "gradient and the hosts the guest's residuals, hence its labels)")
+    config = LinearConfig.from_dict({**options, "task": task})
+    if config.unsafe_batches:
+        ctx.spec.require_plaintext_switch(
+            f"train: {model} with batch_rows_per_feature {config.rows_per_feature} (below the safe "
+            f"{safe_rows_per_feature(config.precision)} at precision {config.precision}, batches may be small "
+            "enough for a host to solve its gradient for the guest's labels)")
     if ctx.role == "arbiter":
-        arbiter_part = HeteroLinearArbiter(LinearConfig.from_dict({**options, "task": task}))
+        arbiter_part = HeteroLinearArbiter(config)
         arbiter_part.fit(channel, guest=guest, hosts=hosts)
         ctx.write_json("model.json", {"model": model, "role": "arbiter", "rounds_decrypted": arbiter_part.rounds_served})
         return None
@@ -55,7 +62,7 @@ def _train(ctx: PartyContext, options: dict, *, model: str):
         return _GuestScorer(part, X, hosts)
     if ctx.role != "host":
         raise ConfigError(f"{model} has no role {ctx.role!r}; it needs a guest, hosts and an arbiter")
-    part = HeteroLinearHost(LinearConfig.from_dict({**options, "task": task}))
+    part = HeteroLinearHost(config)
     part.fit(channel, X, guest=guest, arbiter=arbiter)
     saved.update(coef=part.coef_)
     ctx.write_json("model.json", saved)

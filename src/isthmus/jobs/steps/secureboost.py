@@ -32,7 +32,7 @@ from isthmus.tree.hetero_host import HeteroSecureBoostHost
 from isthmus.tree.homo_aggregator import HomoSecureBoostAggregator
 from isthmus.tree.homo_client import HomoSecureBoostClient
 from isthmus.tree.homo_model import HomoTreeModel
-from isthmus.tree.params import BoostParams
+from isthmus.tree.params import SAFE_NODE_ROWS, BoostParams
 
 #: The guest names the rows to score ({"op": "predict", "rows": ...}) or ends the serving ({"op": "finish"}).
 SERVE_TAG = "secureboost-job/serve"
@@ -41,7 +41,7 @@ MIN_KEY_BITS = 1024
 #: Job option -> BoostParams field, where the job file uses the issue's shorter name.
 _RENAMED = {"trees": "n_trees"}
 _PARAMS = {f.name for f in fields(BoostParams)} - {"n_trees", "n_classes"}
-HETERO_OPTIONS = {"trees", "bins", "key_bits", "encryption"} | _PARAMS
+HETERO_OPTIONS = {"trees", "bins", "key_bits", "encryption", "min_node_rows"} | _PARAMS
 HOMO_OPTIONS = {"trees", "bins", "min_clients", "dropout_tolerance", "round_timeout"} | (
     _PARAMS - {"early_stopping_rounds", "validation_fraction"})
 
@@ -78,6 +78,10 @@ def train_hetero(ctx: PartyContext, options: dict):
                                           "gradients, hence its labels)")
     key_bits = int_option(options, "key_bits", 2048, MIN_KEY_BITS)
     bins = int_option(options, "bins", 32, 2, 255)
+    min_node_rows = int_option(options, "min_node_rows", SAFE_NODE_ROWS, 1)
+    if min_node_rows < SAFE_NODE_ROWS:
+        ctx.spec.require_plaintext_switch(f"train: min_node_rows {min_node_rows} (below {SAFE_NODE_ROWS}, the "
+                                          "guest could read host bins off the histograms of small nodes)")
     boost_params(options)  # a bad value fails at every party, not only at the guest
     if ctx.role == "arbiter":
         return None  # SecureBoost needs no arbiter: the guest holds the key
@@ -85,8 +89,9 @@ def train_hetero(ctx: PartyContext, options: dict):
         raise ConfigError(f"hetero_secureboost has no role {ctx.role!r}; it needs a guest and hosts")
     table = party_table(ctx)
     if ctx.role == "guest":
-        return _train_guest(ctx, options, table, bins=bins, encryption=encryption, key_bits=key_bits)
-    part = HeteroSecureBoostHost(bins, encryption=encryption)
+        return _train_guest(ctx, options, table, bins=bins, encryption=encryption, key_bits=key_bits,
+                            min_node_rows=min_node_rows)
+    part = HeteroSecureBoostHost(bins, encryption=encryption, min_node_rows=min_node_rows)
     guest = ctx.spec.one("guest")
     part.fit(ctx.channel, table.features, guest=guest, feature_names=table.feature_names)
     ctx.write_json("model.json", {"model": "hetero_secureboost", "role": "host", **part.to_dict()})
@@ -94,7 +99,7 @@ def train_hetero(ctx: PartyContext, options: dict):
 
 
 def _train_guest(ctx: PartyContext, options: dict, table: PartyTable, *, bins: int, encryption: str,
-                 key_bits: int) -> _GuestScorer:
+                 key_bits: int, min_node_rows: int) -> _GuestScorer:
     if table.label is None:
         raise ConfigError(f"guest {ctx.party!r} needs a 'label' column in its data to train hetero_secureboost")
     objective = options.get("objective", "binary")
@@ -105,7 +110,7 @@ def _train_guest(ctx: PartyContext, options: dict, table: PartyTable, *, bins: i
     params = boost_params({**options, "objective": objective},
                           n_classes=len(classes) if objective == "multiclass" else None)
     part = HeteroSecureBoostGuest(params.n_trees, params.max_depth, params.learning_rate, bins,
-                                  encryption=encryption, key_bits=key_bits,
+                                  encryption=encryption, key_bits=key_bits, min_node_rows=min_node_rows,
                                   **{k: v for k, v in params.to_dict().items()
                                      if k not in ("n_trees", "max_depth", "learning_rate")})
     hosts = ctx.spec.with_role("host")

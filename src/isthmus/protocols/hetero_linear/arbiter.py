@@ -2,6 +2,12 @@
 
 It never sees data, labels, partial predictions or unmasked gradients: each party blinds what it
 sends with a uniformly random mask, so every plaintext the arbiter decrypts is uniform in Z_n.
+
+A decryption oracle is what a deviating party would want, so the arbiter limits what it decrypts:
+each party's vector has the length fixed at the start (its feature count; the guest's one more, for
+the loss) and a batch must have enough rows for the widest party (batches.py). It cannot see inside
+a ciphertext: a deviating party can still put other ciphertexts it holds into those slots (see
+docs/security.md: that is the limit of the semi-honest model).
 """
 
 from __future__ import annotations
@@ -9,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from isthmus.errors import ProtocolError
-from isthmus.protocols.hetero_linear import tags
+from isthmus.protocols.hetero_linear import batches, tags
+from isthmus.protocols.hetero_linear.abort import aborting_peers
 from isthmus.protocols.hetero_linear.config import LinearConfig
 from isthmus.protocols.hetero_linear.sigmoid import serve_sigmoid
-from isthmus.protocols.validate import expect_cipher
+from isthmus.protocols.validate import expect_cipher, expect_dict
 from isthmus.transport.channel import Channel
 
 #: Largest masked vector the arbiter will decrypt in one request (gradient of one party plus loss).
@@ -25,6 +32,10 @@ class HeteroLinearArbiter:
         self.rounds_served = 0
 
     def fit(self, channel: Channel, *, guest: str, hosts: list[str]) -> HeteroLinearArbiter:
+        with aborting_peers(channel, "arbiter"):
+            return self._serve(channel, guest, hosts)
+
+    def _serve(self, channel: Channel, guest: str, hosts: list[str]) -> HeteroLinearArbiter:
         if self.config.encrypt:
             from isthmus.crypto.paillier import generate_keypair
 
@@ -33,22 +44,42 @@ class HeteroLinearArbiter:
             public_key = private_key = None
         parties = [guest, *hosts]
         channel.broadcast(parties, tags.PUBLIC_KEY, public_key)
+        lengths, min_rows = self._start(channel, guest, parties)
         while True:
-            order = channel.recv(guest, tags.ARBITER_CONTROL)
-            if order == "done":
+            order = expect_dict(channel.recv(guest, tags.ARBITER_CONTROL), {"op"}, peer=guest, tag=tags.ARBITER_CONTROL)
+            if order["op"] == "done":
                 return self
-            if order == "sigmoid":
-                serve_sigmoid(channel, guest, public_key, private_key, MAX_DECRYPT)
+            if order["op"] == "sigmoid":
+                serve_sigmoid(channel, guest, public_key, private_key, min_rows, MAX_DECRYPT)
                 continue
-            if order != "decrypt":
-                raise ProtocolError(f"unknown arbiter order {order!r}", peer=guest, tag=tags.ARBITER_CONTROL)
+            if order["op"] != "decrypt":
+                raise ProtocolError(f"unknown arbiter order {order['op']!r}", peer=guest, tag=tags.ARBITER_CONTROL)
+            rows = order.get("rows")
+            if type(rows) is not int or rows < min_rows:
+                raise ProtocolError(f"refusing to decrypt the gradients of a batch of {rows!r} rows: at least "
+                                    f"{min_rows} are needed", peer=guest, tag=tags.ARBITER_CONTROL)
             waiting = list(parties)
             while waiting:  # in arrival order: parties finish their gradients at different times
                 party, masked = channel.recv_any(waiting, tags.MASKED)
                 waiting.remove(party)
                 masked = expect_cipher(masked, public_key, size=None, peer=party, tag=tags.MASKED)
-                if len(masked) > MAX_DECRYPT:
-                    raise ProtocolError(f"refusing to decrypt {len(masked)} values", peer=party, tag=tags.MASKED)
+                if len(masked) != lengths[party]:
+                    raise ProtocolError(f"refusing to decrypt {len(masked)} values: this party's vectors have "
+                                        f"{lengths[party]}, fixed at the start", peer=party, tag=tags.MASKED)
                 plain = masked if private_key is None else private_key.decrypt_raw(masked)
                 channel.send(party, tags.UNMASKED_RAW, plain if isinstance(plain, np.ndarray) else list(plain))
             self.rounds_served += 1
+
+    def _start(self, channel: Channel, guest: str, parties: list[str]) -> tuple[dict[str, int], int]:
+        """Every party's vector length (its gradient; the guest's plus the loss) and the smallest batch."""
+        order = expect_dict(channel.recv(guest, tags.ARBITER_CONTROL), {"op", "features"}, peer=guest,
+                            tag=tags.ARBITER_CONTROL)
+        features = batches.expect_feature_counts(order["features"], peer=guest, tag=tags.ARBITER_CONTROL)
+        if order["op"] != "start" or set(features) != set(parties):
+            raise ProtocolError(f"expected a start order with the feature counts of {parties}", peer=guest,
+                                tag=tags.ARBITER_CONTROL)
+        lengths = {party: count + (party == guest) for party, count in features.items()}
+        if max(lengths.values()) > MAX_DECRYPT:
+            raise ProtocolError(f"refusing vectors of up to {max(lengths.values())} values", peer=guest,
+                                tag=tags.ARBITER_CONTROL)
+        return lengths, batches.min_batch_rows(self.config.rows_per_feature, features)

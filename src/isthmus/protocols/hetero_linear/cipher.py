@@ -15,6 +15,9 @@ Encrypted = Any  # a CipherArray, or a float array in plaintext mode
 
 #: Fractional bits of encrypted values (partial predictions, residuals).
 VALUE_PRECISION = 32
+#: Fractional bits of the guest's own weights in the encrypted batch loss. Not ``precision``: that one
+#: is about features, and lowering it (for smaller safe batches, batches.py) should not blur the loss.
+LOSS_PRECISION = 16
 
 
 def encrypt(public_key: Any, values: np.ndarray) -> Encrypted:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from isthmus.errors import ConfigError
+from isthmus.protocols.hetero_linear.batches import safe_rows_per_feature
 
 TASKS = ("binary", "multiclass", "regression")
 
@@ -19,6 +20,8 @@ class LinearConfig:
     task: str = "binary"
     epochs: int = 30
     batch_size: int = 1024  # 0 or less: the whole training set in one batch
+    # fewest rows per batch, per feature of the widest party; None: the safe precision + 8 (batches.py)
+    batch_rows_per_feature: int | None = None
     learning_rate: float = 0.15
     optimizer: str = "sgd"
     decay: float = 0.0
@@ -49,6 +52,21 @@ class LinearConfig:
             raise ConfigError(f"residual must be 'taylor' or 'sigmoid', got {self.residual!r}")
         if not 4 <= self.precision <= 32:
             raise ConfigError(f"precision must be between 4 and 32 bits, got {self.precision}")
+        if self.batch_rows_per_feature is not None and (type(self.batch_rows_per_feature) is not int
+                                                        or self.batch_rows_per_feature < 1):
+            raise ConfigError(f"batch_rows_per_feature must be a positive integer, got {self.batch_rows_per_feature!r}")
+
+    @property
+    def rows_per_feature(self) -> int:
+        """Fewest rows a batch needs per feature of the widest party (see batches.py)."""
+        if self.batch_rows_per_feature is None:
+            return safe_rows_per_feature(self.precision)
+        return self.batch_rows_per_feature
+
+    @property
+    def unsafe_batches(self) -> bool:
+        """True when batches may be small enough for a party to solve its gradient for the labels."""
+        return self.rows_per_feature < safe_rows_per_feature(self.precision)
 
     @property
     def exact_sigmoid(self) -> bool:

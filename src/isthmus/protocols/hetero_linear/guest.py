@@ -3,19 +3,23 @@
 Per batch (white paper steps 2-4): hosts send encrypted partial predictions [[u_h]]; the guest forms
 the encrypted residual [[d]] = sum [[u_h]] + (its own plaintext part) and sends it to the hosts; every
 party computes its encrypted gradient X.T @ [[d]], masks it and has the arbiter decrypt it. The guest
-also has the encrypted loss decrypted, from which it decides convergence.
+also has the encrypted loss decrypted, from which it decides convergence. Batches are never smaller
+than the floor of batches.py: a short tail joins the previous batch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from itertools import pairwise
 
 import numpy as np
 from scipy.special import expit
 
-from isthmus.errors import DataError
+from isthmus.errors import DataError, ProtocolError
 from isthmus.ml.optim import apply_penalty, make_optimizer
-from isthmus.protocols.hetero_linear import cipher, tags
+from isthmus.protocols.hetero_linear import batches, cipher, tags
+from isthmus.protocols.hetero_linear.abort import aborting_peers
 from isthmus.protocols.hetero_linear.config import LinearConfig
 from isthmus.protocols.hetero_linear.sigmoid import check_partial_scores, sigmoid_via_arbiter
 from isthmus.protocols.validate import expect_array, expect_cipher, expect_dict
@@ -34,10 +38,14 @@ class HeteroLinearGuest:
     # ----------------------------------------------------------------- training
     def fit(self, channel: Channel, X: np.ndarray, y: np.ndarray, *, hosts: list[str], arbiter: str,
             progress: Progress | None = None) -> HeteroLinearGuest:
-        cfg = self.config
         if not hosts:
             raise DataError("hetero training needs at least one host")
         self.hosts, self.arbiter, self.channel = list(hosts), arbiter, channel
+        with aborting_peers(channel, "guest"):
+            return self._fit(X, y, progress)
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, progress: Progress | None) -> HeteroLinearGuest:
+        cfg, channel, arbiter = self.config, self.channel, self.arbiter
         self._X = self._design(X)
         targets = self._targets(np.asarray(y, dtype=np.float64))
         self.public_key = channel.recv(arbiter, tags.PUBLIC_KEY)
@@ -47,33 +55,59 @@ class HeteroLinearGuest:
         self.validation_rows_, self.train_rows_ = np.sort(order[:n_val]), np.sort(order[n_val:])
         if len(self.train_rows_) == 0:
             raise DataError("the guest has no training rows left after the validation split")
+        self.features_ = {channel.party: self._X.shape[1], **self._host_features()}
+        plans = [self._plan_batches(target) for target in targets]  # refuse too few rows before training
 
         self.coef_ = np.zeros((self._X.shape[1], len(targets)))
         self._best = self.coef_.copy()
-        channel.broadcast(self.hosts, tags.CONTROL, {"op": "start", "models": len(targets)})
-        for model, target in enumerate(targets):
-            self._fit_model(model, target, rng, progress)
+        channel.broadcast(self.hosts, tags.CONTROL, {"op": "start", "models": len(targets), "features": self.features_})
+        channel.send(arbiter, tags.ARBITER_CONTROL, {"op": "start", "features": self.features_})
+        for model, (target, edges) in enumerate(zip(targets, plans)):
+            self._fit_model(model, target, edges, rng, progress)
         if cfg.early_stopping_rounds:
             self.coef_ = self._best
         channel.broadcast(self.hosts, tags.CONTROL, {"op": "fit-done"})
-        channel.send(arbiter, tags.ARBITER_CONTROL, "done")
+        channel.send(arbiter, tags.ARBITER_CONTROL, {"op": "done"})
         return self
 
-    def _fit_model(self, model: int, target: np.ndarray, rng: np.random.Generator, progress: Progress | None) -> None:
+    def _host_features(self) -> dict[str, int]:
+        """Each host's feature count: the batch size every party insists on grows with the widest."""
+        counts = {}
+        for host in self.hosts:
+            counts[host] = self.channel.recv(host, tags.FEATURES)
+            if type(counts[host]) is not int or not 0 <= counts[host] <= batches.MAX_FEATURES:
+                raise ProtocolError(f"bad feature count {counts[host]!r}", peer=host, tag=tags.FEATURES)
+        return counts
+
+    def _plan_batches(self, target: np.ndarray) -> list[int]:
+        """Batch boundaries over the shuffled training rows; no batch is small enough for a party to solve
+        its decrypted gradient for the labels (batches.py). Rare labels carry less than a bit each, so
+        the guest, which alone knows them, asks for proportionally more rows."""
+        cfg, counts = self.config, self.features_
+        widest = max(counts, key=counts.get)
+        entropy = batches.label_entropy(target[self.train_rows_])
+        need = math.ceil(batches.min_batch_rows(cfg.rows_per_feature, counts) / entropy)
+        why = f"{cfg.rows_per_feature} rows per feature x {counts[widest]} features of {widest!r}"
+        if entropy < 0.995:
+            why += f", divided by the labels' {entropy:.2f} bits of entropy each"
+        return batches.plan_batches(len(self.train_rows_), cfg.batch_size, need, why=why)
+
+    def _fit_model(self, model: int, target: np.ndarray, edges: list[int], rng: np.random.Generator,
+                   progress: Progress | None) -> None:
         cfg = self.config
         optimizer = make_optimizer(cfg.optimizer, learning_rate=cfg.learning_rate, decay=cfg.decay)
         penalized = np.ones(self._X.shape[1], dtype=bool)
         penalized[-1] = not cfg.fit_intercept  # the intercept is never penalised
-        batch = cfg.batch_size if cfg.batch_size > 0 else len(self.train_rows_)
         previous_loss, best_val, stale = np.inf, np.inf, 0
         for epoch in range(cfg.epochs):
             shuffled = rng.permutation(self.train_rows_)
             loss_sum = 0.0
-            for start in range(0, len(shuffled), batch):
-                rows = np.sort(shuffled[start:start + batch])
+            for start, stop in pairwise(edges):
+                rows = np.sort(shuffled[start:stop])
                 loss_sum += self._train_batch(model, rows, target[rows], optimizer, penalized) * len(rows)
             loss = loss_sum / len(shuffled)
-            record = {"model": model, "epoch": epoch + 1, "epochs": cfg.epochs, "loss": loss}
+            record = {"model": model, "epoch": epoch + 1, "epochs": cfg.epochs, "loss": loss,
+                      "batch_rows": edges[1] - edges[0]}
             if len(self.validation_rows_):
                 val_loss = self._validation_loss(model, target)
                 record["validation_loss"] = val_loss
@@ -123,9 +157,10 @@ class HeteroLinearGuest:
         for i, host in enumerate(self.hosts):
             later = [partials[other][0] for other in self.hosts[i + 1:]] if quadratic else []
             channel.send(host, tags.RESIDUAL, {"residual": residual, "partners": later})
-        channel.send(self.arbiter, tags.ARBITER_CONTROL, "decrypt")  # hosts' gradients are on their way
+        # hosts' gradients are on their way; the arbiter checks the batch size it is told
+        channel.send(self.arbiter, tags.ARBITER_CONTROL, {"op": "decrypt", "rows": len(rows)})
         # Only the batch loss is decrypted, never its parts: they are inner products with host values.
-        encrypted_loss = cipher.weighted_sums(linear_weights[None, :], hosts_sum, cfg.precision)
+        encrypted_loss = cipher.weighted_sums(linear_weights[None, :], hosts_sum, cipher.LOSS_PRECISION)
         if quadratic:
             # sum over the batch of (sum_h u_h)^2 = sum_h |u_h|^2 + 2 sum_{h<k} u_h . u_k
             squares = _total([sq for _, sq in partials.values()])

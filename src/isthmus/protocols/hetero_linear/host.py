@@ -3,7 +3,9 @@
 The host follows the guest's orders: for a training batch it sends encrypted partial predictions,
 receives the encrypted residual, computes its encrypted gradient, has it decrypted masked by the
 arbiter and updates its weights. It sends plaintext only for prediction (its partial scores), which
-is what joint prediction means.
+is what joint prediction means. It tells the guest its feature count at the start and refuses any
+batch too small for the widest party (batches.py): over such a batch its own decrypted gradient
+would give it the guest's labels, and the guest's gradient would give the guest its partial scores.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import numpy as np
 
 from isthmus.errors import ProtocolError
 from isthmus.ml.optim import apply_penalty, make_optimizer
-from isthmus.protocols.hetero_linear import cipher, tags
+from isthmus.protocols.hetero_linear import batches, cipher, tags
+from isthmus.protocols.hetero_linear.abort import aborting_peers
 from isthmus.protocols.hetero_linear.config import LinearConfig
 from isthmus.protocols.hetero_linear.sigmoid import check_partial_scores
 from isthmus.protocols.validate import expect_cipher, expect_dict, expect_indices
@@ -27,9 +30,11 @@ class HeteroLinearHost:
     def fit(self, channel: Channel, X: np.ndarray, *, guest: str, arbiter: str) -> HeteroLinearHost:
         """Train until the guest says the fit is done; the host's part of the model is ``coef_``."""
         X = np.ascontiguousarray(X, dtype=np.float64)
-        public_key = channel.recv(arbiter, tags.PUBLIC_KEY)
-        self._trainer = _HostTrainer(self.config, channel, X, public_key, guest, arbiter)
-        self._serve(channel, X, guest, training=True)
+        with aborting_peers(channel, "host"):
+            public_key = channel.recv(arbiter, tags.PUBLIC_KEY)
+            channel.send(guest, tags.FEATURES, X.shape[1])
+            self._trainer = _HostTrainer(self.config, channel, X, public_key, guest, arbiter)
+            self._serve(channel, X, guest, training=True)
         return self
 
     def serve_scores(self, channel: Channel, X: np.ndarray, *, guest: str) -> None:
@@ -46,9 +51,11 @@ class HeteroLinearHost:
             elif op == "finish":
                 return
             elif training and op == "start":
-                self._trainer.start(_positive_int(order.get("models"), guest))
+                features = batches.expect_feature_counts(order.get("features"), peer=guest, tag=tags.CONTROL)
+                self._trainer.start(_positive_int(order.get("models"), guest), features)
             elif training and op == "batch":
                 rows = expect_indices(order.get("rows"), upper=len(X), peer=guest, tag=tags.CONTROL)
+                batches.check_batch(rows, self._trainer.min_rows, peer=guest, tag=tags.CONTROL)
                 self._trainer.train_batch(rows, _model_index(order, self._trainer.coef.shape[1], guest))
             elif training and op == "keep-best":
                 self._trainer.keep_best(_model_index(order, self._trainer.coef.shape[1], guest))
@@ -69,8 +76,16 @@ class _HostTrainer:
         self.config, self.channel, self.X = config, channel, X
         self.public_key, self.guest, self.arbiter = public_key, guest, arbiter
         self.coef = np.zeros((X.shape[1], 0))
+        self.min_rows = 0  # set by start()
 
-    def start(self, n_models: int) -> None:
+    def start(self, n_models: int, features: dict[str, int]) -> None:
+        """``features``: every party's feature count as the guest announces it; this host checks its own
+        (the arbiter holds the others to theirs) and refuses batches too small for the widest party."""
+        mine = self.channel.party
+        if features.get(mine) != self.X.shape[1] or self.guest not in features:
+            raise ProtocolError(f"the guest announced feature counts {features}, but host {mine!r} has "
+                                f"{self.X.shape[1]} features", peer=self.guest, tag=tags.CONTROL)
+        self.min_rows = batches.min_batch_rows(self.config.rows_per_feature, features)
         self.coef = np.zeros((self.X.shape[1], n_models))
         self.best = self.coef.copy()
         self.optimizers = [

@@ -13,6 +13,7 @@ it is opt-in. Packing bounds |z|: each party checks its own partial score agains
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 from scipy.special import expit
@@ -42,9 +43,9 @@ def check_partial_scores(scores: np.ndarray, party: str) -> None:
 def sigmoid_via_arbiter(channel, arbiter: str, public_key, scores, n_parties: int):
     """[[sigmoid(z)]] in the batch's order, and sum(softplus(z)), without the arbiter seeing the order."""
     size = len(scores)
-    order = np.random.default_rng().permutation(size)  # OS-seeded: the arbiter must not predict it
+    order = secret_permutation(size)
     shuffled = scores[order]
-    channel.send(arbiter, tags.ARBITER_CONTROL, "sigmoid")
+    channel.send(arbiter, tags.ARBITER_CONTROL, {"op": "sigmoid"})
     if public_key is None:
         payload = shuffled
     else:
@@ -65,14 +66,26 @@ def sigmoid_via_arbiter(channel, arbiter: str, public_key, scores, n_parties: in
     return sigmoid[restored], softplus
 
 
-def serve_sigmoid(channel, guest: str, public_key, private_key, max_size: int) -> None:
-    """The arbiter's side of one request."""
+def secret_permutation(size: int) -> np.ndarray:
+    """A uniformly random permutation from the OS's secret randomness: the arbiter must not predict it,
+    and numpy's generators are not meant for secrets."""
+    order = list(range(size))
+    random.SystemRandom().shuffle(order)
+    return np.array(order, dtype=np.int64)
+
+
+def serve_sigmoid(channel, guest: str, public_key, private_key, min_size: int, max_size: int) -> None:
+    """The arbiter's side of one request. A batch of fewer than ``min_size`` scores is refused: from the
+    softplus sum of a single score the guest would read the hosts' partial score."""
     request = expect_dict(channel.recv(guest, tags.SIGMOID_REQUEST), {"scores", "size", "parties"},
                           peer=guest, tag=tags.SIGMOID_REQUEST)
     size, parties = request["size"], request["parties"]
     if type(size) is not int or not 0 < size <= max_size or type(parties) is not int or not 1 < parties <= 1000:
         raise ProtocolError(f"bad sigmoid request size {size!r} / parties {parties!r}", peer=guest,
                             tag=tags.SIGMOID_REQUEST)
+    if size < min_size:
+        raise ProtocolError(f"refusing the sigmoid of a batch of {size} scores: at least {min_size} are needed",
+                            peer=guest, tag=tags.SIGMOID_REQUEST)
     if public_key is None:
         scores = expect_array(request["scores"], shape=(size,), peer=guest, tag=tags.SIGMOID_REQUEST)
         sigmoid = expit(scores)

@@ -1,9 +1,10 @@
 """Message tags of the hetero linear protocol, in one place so roles cannot drift apart."""
 
 PUBLIC_KEY = "hetero-linear/public-key"
-ARBITER_CONTROL = "hetero-linear/arbiter-control"
+ARBITER_CONTROL = "hetero-linear/arbiter-control"  # guest -> arbiter: start, decrypt, sigmoid, done
 MASKED = "hetero-linear/masked"
 UNMASKED_RAW = "hetero-linear/unmasked-raw"
+FEATURES = "hetero-linear/features"  # host -> guest: its feature count, which sets the smallest batch
 CONTROL = "hetero-linear/control"  # guest -> hosts: what to do next
 PARTIAL = "hetero-linear/partial"  # host -> guest: encrypted partial predictions of a batch
 RESIDUAL = "hetero-linear/residual"  # guest -> hosts: encrypted residual of a batch

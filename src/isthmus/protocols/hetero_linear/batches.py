@@ -1,0 +1,80 @@
+"""How many rows a training batch needs, so that no party can solve what it decrypts for single rows.
+
+Every party decrypts an aggregate over the batch's m rows: a host its gradient X_hᵀ d, the guest its
+gradient X_gᵀ d, in which d mixes the hosts' partial scores. With m no larger than the party's k
+features, d = pinv(X_hᵀ) g exactly; with the Taylor residual d = z + 2 - 4y, and in epoch 1 (all
+weights 0) d = 2 - 4y, so a host reads the guest's labels off its own gradient. Beyond linear
+algebra, epoch 1 gives a host k subset-sum equations sum_i a_ij y_i = t_j over the m label bits, with
+integer coefficients a_ij = round(x_ij 2^precision): each equation carries about
+b = precision + log2(m)/2 + 1 bits (standardised features), and lattice reduction solves such
+knapsacks while the labels carry fewer bits than the equations, m < k b. So a batch needs
+comfortably more rows than that: at least ``(precision + SAFETY_BITS)`` rows per feature of the
+widest party, and the guest, which knows its labels, divides by their entropy (rare positives carry
+less than one bit each). docs/security.md gives the argument and what still leaks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from isthmus.errors import DataError, ProtocolError
+
+#: Rows per feature above ``precision``: covers the log2(m)/2 + 1 bits of each equation and leaves
+#: k (7 - log2(m)/2) bits of the labels undetermined at the floor: 51 bits for k = 20, 176 for
+#: k = 300, none near k = 680 (wider parties should raise ``batch_rows_per_feature``).
+SAFETY_BITS = 8
+#: Most features a party may declare; a larger claim is a peer's mistake or an attack.
+MAX_FEATURES = 1_000_000
+
+
+def safe_rows_per_feature(precision: int) -> int:
+    """The default and smallest safe ``batch_rows_per_feature`` at this fixed-point ``precision``."""
+    return precision + SAFETY_BITS
+
+
+def min_batch_rows(rows_per_feature: int, features: Mapping[str, int]) -> int:
+    """Fewest rows every party accepts in a batch: ``rows_per_feature`` times the widest party's features."""
+    return rows_per_feature * max(features.values())
+
+
+def label_entropy(target: np.ndarray) -> float:
+    """Bits per label of a 0/1 target (1.0 for continuous targets, which no knapsack recovers)."""
+    if not np.isin(target, (0.0, 1.0)).all():
+        return 1.0
+    p = float(np.mean(target))
+    if p in (0.0, 1.0):
+        return 1.0  # nothing to learn: every label is the same
+    return -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+
+
+def plan_batches(n_rows: int, batch_size: int, min_rows: int, *, why: str) -> list[int]:
+    """Batch boundaries over ``n_rows`` shuffled rows: batches of ``max(batch_size, min_rows)`` rows, the
+    short tail merged into the last batch. ``why`` explains ``min_rows`` in the error when even all
+    rows are too few."""
+    if n_rows < min_rows:
+        raise DataError(f"the guest has {n_rows} training rows, fewer than the {min_rows} a batch needs "
+                        f"({why}); add rows, give the widest party fewer columns or lower the option "
+                        "'precision' (batch_rows_per_feature below the safe value is for benchmarks only)")
+    size = max(batch_size if batch_size > 0 else n_rows, min_rows)
+    count = max(1, n_rows // size)
+    return [i * size for i in range(count)] + [n_rows]
+
+
+def check_batch(rows: np.ndarray, min_rows: int, *, peer: str, tag: str) -> None:
+    """Refuse a batch of fewer than ``min_rows`` distinct rows (a repeated row counts once)."""
+    distinct = int(np.unique(rows).size)
+    if distinct != len(rows) or distinct < min_rows:
+        raise ProtocolError(f"refusing a batch of {len(rows)} rows ({distinct} distinct): at least {min_rows} "
+                            "distinct rows are needed so that no party can solve its decrypted gradient for "
+                            "single rows", peer=peer, tag=tag)
+
+
+def expect_feature_counts(obj, *, peer: str, tag: str) -> dict[str, int]:
+    """A party name -> feature count map, as the guest announces it."""
+    if (not isinstance(obj, dict) or not 0 < len(obj) <= 1000
+            or not all(isinstance(k, str) and type(v) is int and 0 <= v <= MAX_FEATURES for k, v in obj.items())):
+        raise ProtocolError("feature counts must map party names to integers >= 0", peer=peer, tag=tag)
+    return obj

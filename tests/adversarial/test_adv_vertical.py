@@ -1,0 +1,219 @@
+"""Hetero linear models against a curious host and deviating guests and hosts (in-process channel).
+
+A host decrypts its own gradient X_hᵀ d. Over a batch of no more rows than it has features it solves
+d = pinv(X_hᵀ) g, and in epoch 1 d = 2 - 4y: the guest's labels. The guest must never form such a
+batch, and hosts and the arbiter must refuse one from a guest that does; the arbiter must not become
+a decryption oracle of any length.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import run_parties
+from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError
+from isthmus.jobs.spec import parse_job
+from isthmus.jobs.steps.hetero_linear import train_logistic
+from isthmus.protocols.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
+from isthmus.protocols.hetero_linear import cipher, tags
+from isthmus.protocols.hetero_linear.host import _HostTrainer
+from isthmus.transport.local import LocalHub
+
+GUEST_FEATURES, HOST_FEATURES = 2, 6
+SAFE_ROWS = (16 + 8) * HOST_FEATURES  # the default floor at the default precision
+
+
+def pinv_attack(X_batch: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """The curious host's guess of the batch's labels: d = pinv(Xᵀ) g, and d = 2 - 4y in epoch 1."""
+    d = np.linalg.pinv(X_batch.T) @ gradient
+    return ((2.0 - d) / 4.0 > 0.5).astype(float)
+
+
+def test_a_curious_host_never_sees_a_batch_it_can_solve_for_the_labels(monkeypatch):
+    """The reproduction of the finding: 1027 rows, batches of 1024, 6 host features. The short last
+    batch (3 rows) used to give the host all its labels; now it is merged into the previous one."""
+    rng = np.random.default_rng(3)
+    n = 1027
+    X_guest, X_host = rng.normal(size=(n, GUEST_FEATURES)), rng.normal(size=(n, HOST_FEATURES))
+    y = (X_guest[:, 0] + X_host[:, 0] + rng.normal(size=n) > 0).astype(float)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, decrypted gradient) per batch, as the host saw them
+    batch_rows = threading.local()
+    train_batch, decrypt = _HostTrainer.train_batch, cipher.decrypt_via_arbiter
+
+    def curious_train_batch(self, rows, model):
+        batch_rows.rows = rows
+        return train_batch(self, rows, model)
+
+    def curious_decrypt(channel, arbiter, value, size):
+        plain = decrypt(channel, arbiter, value, size)
+        if channel.party == "host":
+            seen.append((batch_rows.rows.copy(), plain.copy()))
+        return plain
+
+    monkeypatch.setattr(_HostTrainer, "train_batch", curious_train_batch)
+    monkeypatch.setattr(cipher, "decrypt_via_arbiter", curious_decrypt)
+    config = LinearConfig(epochs=1, batch_size=1024, key_bits=1024)
+    hub = LocalHub(["guest", "host", "arbiter"])
+    run_parties({
+        "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), X_guest, y, hosts=["host"],
+                                                       arbiter="arbiter"),
+        "host": lambda: HeteroLinearHost(config).fit(hub.channel("host"), X_host, guest="guest", arbiter="arbiter"),
+        "arbiter": lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest", hosts=["host"]),
+    }, timeout=120)
+
+    for rows, gradient in seen:
+        recovered = np.mean(pinv_attack(X_host[rows], gradient) == y[rows])
+        assert recovered < 0.75, f"the host recovered {recovered:.0%} of a {len(rows)}-row batch's labels"
+    assert [len(rows) for rows, _ in seen] == [n]  # one batch: the 3-row tail joined the 1024 rows
+
+
+def test_the_attack_works_on_a_batch_no_larger_than_the_host_features():
+    """The premise, without the protocol: what the host decrypts over 6 rows gives the 6 labels."""
+    rng = np.random.default_rng(4)
+    X_batch, y = rng.normal(size=(HOST_FEATURES, HOST_FEATURES)), rng.integers(0, 2, HOST_FEATURES).astype(float)
+    gradient = X_batch.T @ (2.0 - 4.0 * y)  # epoch 1: all weights are 0
+    assert (pinv_attack(X_batch, gradient) == y).all()
+
+
+def test_too_few_rows_for_one_safe_batch_is_a_data_error_naming_the_numbers():
+    rng = np.random.default_rng(5)
+    n = 100  # balanced labels: a full bit each, so the floor is exactly 24 x 6
+    hub = LocalHub(["guest", "host", "arbiter"])
+    config = LinearConfig(epochs=1, encrypt=False)
+    with pytest.raises(AssertionError) as failure:
+        run_parties({
+            "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), rng.normal(size=(n, 2)),
+                                                           np.arange(n) % 2, hosts=["host"], arbiter="arbiter"),
+            "host": lambda: HeteroLinearHost(config).fit(hub.channel("host"), rng.normal(size=(n, HOST_FEATURES)),
+                                                         guest="guest", arbiter="arbiter"),
+            "arbiter": lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest", hosts=["host"]),
+        }, timeout=30)
+    message = str(failure.value.__cause__)
+    assert f"{n} training rows" in message and f"{SAFE_ROWS} a batch needs" in message
+    assert "'host'" in message and "precision" in message
+
+
+# --- a deviating guest, scripted message by message ----------------------------------------------
+
+
+class Scripted:
+    """Runs one honest role in a thread; the test plays its peers by hand."""
+
+    def __init__(self, hub: LocalHub, role):
+        self.error: BaseException | None = None
+
+        def target():
+            try:
+                role()
+            except BaseException as exc:  # noqa: BLE001 - inspected by the test
+                self.error = exc
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    def refused(self, timeout: float = 30) -> ProtocolError:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the honest party is still waiting"
+        assert isinstance(self.error, ProtocolError), repr(self.error)
+        return self.error
+
+
+def honest_host(hub: LocalHub, config: LinearConfig) -> Scripted:
+    X = np.random.default_rng(6).normal(size=(400, HOST_FEATURES))
+    return Scripted(hub, lambda: HeteroLinearHost(config).fit(hub.channel("host"), X, guest="guest", arbiter="arbiter"))
+
+
+@pytest.mark.parametrize("rows", [np.arange(9), np.zeros(SAFE_ROWS, dtype=np.int64)], ids=["short", "repeated"])
+def test_the_host_refuses_a_deviating_guests_small_batch(rows):
+    config = LinearConfig(encrypt=False)
+    hub = LocalHub(["guest", "host", "arbiter"])
+    host = honest_host(hub, config)
+    hub.channel("arbiter").send("host", tags.PUBLIC_KEY, None)
+    guest = hub.channel("guest")
+    assert guest.recv("host", tags.FEATURES) == HOST_FEATURES  # the host says how wide it is
+    guest.send("host", tags.CONTROL, {"op": "start", "models": 1, "features": {"guest": 3, "host": HOST_FEATURES}})
+    guest.send("host", tags.CONTROL, {"op": "batch", "rows": rows, "model": 0})
+    error = host.refused()
+    assert error.peer == "guest" and "refusing a batch" in str(error)
+    with pytest.raises(PeerAbortedError):  # and it tells the guest instead of going quiet
+        guest.recv("host", tags.PARTIAL, timeout=5)
+
+
+def test_the_host_refuses_a_guest_that_misstates_its_width():
+    config = LinearConfig(encrypt=False)
+    hub = LocalHub(["guest", "host", "arbiter"])
+    host = honest_host(hub, config)
+    hub.channel("arbiter").send("host", tags.PUBLIC_KEY, None)
+    guest = hub.channel("guest")
+    guest.recv("host", tags.FEATURES)
+    guest.send("host", tags.CONTROL, {"op": "start", "models": 1, "features": {"guest": 3, "host": 1}})
+    assert host.refused().peer == "guest"
+
+
+def start_arbiter(config: LinearConfig) -> tuple[LocalHub, Scripted, object]:
+    """An honest arbiter after the start order; returns the hub, the arbiter and its public key."""
+    hub = LocalHub(["guest", "host", "arbiter"])
+    arbiter = Scripted(hub, lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest",
+                                                                     hosts=["host"]))
+    public_key = [hub.channel(party).recv("arbiter", tags.PUBLIC_KEY) for party in ("guest", "host")][0]
+    hub.channel("guest").send("arbiter", tags.ARBITER_CONTROL,
+                              {"op": "start", "features": {"guest": 3, "host": HOST_FEATURES}})
+    return hub, arbiter, public_key
+
+
+def test_the_arbiter_refuses_to_decrypt_gradients_of_a_small_batch():
+    hub, arbiter, _ = start_arbiter(LinearConfig(encrypt=False))
+    hub.channel("guest").send("arbiter", tags.ARBITER_CONTROL, {"op": "decrypt", "rows": 9})
+    error = arbiter.refused()
+    assert error.peer == "guest" and "batch of 9 rows" in str(error)
+
+
+def test_the_arbiter_refuses_the_sigmoid_of_a_single_score():
+    """From softplus(z) of one row the guest would read z, hence the hosts' partial score."""
+    hub, arbiter, _ = start_arbiter(LinearConfig(encrypt=False, residual="sigmoid"))
+    guest = hub.channel("guest")
+    guest.send("arbiter", tags.ARBITER_CONTROL, {"op": "sigmoid"})
+    guest.send("arbiter", tags.SIGMOID_REQUEST, {"scores": np.array([0.7]), "size": 1, "parties": 2})
+    error = arbiter.refused()
+    assert error.peer == "guest" and "batch of 1 scores" in str(error)
+
+
+@pytest.mark.parametrize("secret", [False, True], ids=["plaintext", "paillier"])
+def test_a_second_decryption_request_of_another_length_is_refused(secret):
+    """A deviating host first asks for its 6-value gradient, then for 40 values (e.g. ciphertexts of the
+    guest's residual, which would be its labels): the arbiter decrypts only the length fixed at the start."""
+    hub, arbiter, public_key = start_arbiter(LinearConfig(encrypt=secret, key_bits=1024))
+    guest, host = hub.channel("guest"), hub.channel("host")
+
+    def request(party, size):
+        party.send("arbiter", tags.MASKED, cipher.encrypt(public_key, np.linspace(-1.0, 1.0, size)))
+
+    guest.send("arbiter", tags.ARBITER_CONTROL, {"op": "decrypt", "rows": SAFE_ROWS})
+    request(host, HOST_FEATURES)
+    request(guest, 3 + 1)  # the guest's gradient and its loss
+    assert len(host.recv("arbiter", tags.UNMASKED_RAW)) == HOST_FEATURES
+    assert len(guest.recv("arbiter", tags.UNMASKED_RAW)) == 4
+    guest.send("arbiter", tags.ARBITER_CONTROL, {"op": "decrypt", "rows": SAFE_ROWS})
+    request(host, 40)
+    error = arbiter.refused()
+    assert error.peer == "host" and "refusing to decrypt 40 values" in str(error)
+
+
+def test_a_job_lowering_the_batch_floor_needs_the_benchmark_switch(tmp_path):
+    parties = {"guest": {"address": "127.0.0.1:1", "data": {"path": str(tmp_path / "g.csv"), "id": "id", "label": "y"}},
+               "host": {"address": "127.0.0.1:2", "data": {"path": str(tmp_path / "h.csv"), "id": "id"}},
+               "arbiter": {"address": "127.0.0.1:3"}}
+    train = {"model": "hetero_lr", "batch_rows_per_feature": 4}
+    spec = parse_job({"job": "unsafe", "parties": parties, "steps": [{"train": train}]}, base_dir=tmp_path)
+
+    class Context:
+        role, channel = "arbiter", None
+
+    Context.spec = spec
+    with pytest.raises(ConfigError, match="batch_rows_per_feature 4 .*below the safe 24"):
+        train_logistic(Context(), {"batch_rows_per_feature": 4})
+    assert not LinearConfig(batch_rows_per_feature=30).unsafe_batches
+    assert LinearConfig(precision=8).rows_per_feature == 16  # coarser features, shorter equations
