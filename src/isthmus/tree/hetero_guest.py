@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.errors import ConfigError, PeerTimeoutError, ProtocolError
+from isthmus.errors import ConfigError, PeerTimeoutError, ProtocolError, for_peer
 from isthmus.transport.channel import Channel
 from isthmus.tree import messages as msg
 from isthmus.tree.booster import Ensemble, to_prediction, to_proba, train
@@ -84,7 +84,7 @@ class HeteroSecureBoostGuest:
                 remote.receive_hello()
             self.ensemble_ = train(self.params, y, [local, *remotes], min_node_rows=self.min_node_rows)
         except Exception as exc:
-            channel.abort(f"hetero SecureBoost training failed: {exc}")
+            channel.abort(f"hetero SecureBoost training failed: {for_peer(exc)}")
             raise
         self.model_id_ = model_id
         self.hosts_ = list(hosts)
@@ -107,7 +107,7 @@ class HeteroSecureBoostGuest:
         try:
             raw = self.ensemble_.predict_raw([LocalRouter(self.splits_, X), *remotes], len(X))
         except Exception as exc:
-            channel.abort(f"hetero SecureBoost prediction failed: {exc}")
+            channel.abort(f"hetero SecureBoost prediction failed: {for_peer(exc)}")
             raise
         for remote in remotes:
             remote.send_done()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.errors import ConfigError, ProtocolError
+from isthmus.errors import ConfigError, ProtocolError, for_peer
 from isthmus.ml.binning import QuantileBinner
 from isthmus.transport.channel import Channel
 from isthmus.tree import messages as msg
@@ -51,7 +51,7 @@ class HeteroSecureBoostHost:
         try:
             local = self._train(channel, X, guest)
         except Exception as exc:
-            channel.abort(f"hetero SecureBoost host failed: {exc}")
+            channel.abort(f"hetero SecureBoost host failed: {for_peer(exc)}")
             raise
         self.feature_names_ = feature_names
         self.splits_ = local.splits
@@ -81,7 +81,7 @@ class HeteroSecureBoostHost:
             self._accept_prediction(channel, X, guest)
             self._answer_queries(channel, X, guest)
         except Exception as exc:
-            channel.abort(f"hetero SecureBoost host failed to predict: {exc}")
+            channel.abort(f"hetero SecureBoost host failed to predict: {for_peer(exc)}")
             raise
 
     def _accept_prediction(self, channel: Channel, X: np.ndarray, guest: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from isthmus.errors import for_peer
 from isthmus.transport.channel import Channel
 
 
@@ -13,5 +14,5 @@ def aborting_peers(channel: Channel, role: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        channel.abort(f"hetero linear {role} failed: {exc}")
+        channel.abort(f"hetero linear {role} failed: {for_peer(exc)}")
         raise
