@@ -139,3 +139,12 @@ def test_audit_rows_name_their_party(tmp_path):
     hub.channel("b").recv("a", "t")
     assert [(e["party"], e["direction"]) for e in hub.audits["a"].entries()] == [("a", "send")]
     assert [(e["party"], e["direction"]) for e in hub.audits["b"].entries()] == [("b", "recv")]
+
+
+def test_an_abort_is_not_sent_back_to_peers_that_aborted_themselves(tmp_path):
+    """A peer that gave up may have exited; retrying it would delay this party's own failure report."""
+    hub = LocalHub(["a", "b", "c"], audit_dir=tmp_path)
+    hub.channel("b").abort("step train failed at b (DataError)")
+    hub.channel("a").abort("step train failed at a (PeerAbortedError)")
+    told = [(e["peer"], e["tag"]) for e in hub.audits["a"].entries() if e["direction"] == "send"]
+    assert told == [("c", "isthmus/abort")]

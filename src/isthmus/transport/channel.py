@@ -84,16 +84,21 @@ class Channel(ABC):
     def abort(self, reason: str) -> None:
         """Tell every peer that this party abandoned the job, so their receives fail at once.
 
-        Best effort: a peer that cannot be reached is skipped, since the party is failing anyway.
+        Best effort: a peer that cannot be reached is skipped, since the party is failing anyway, and a
+        peer that aborted the job itself is not told (it may have exited: retrying it would only delay).
         """
         from isthmus.errors import IsthmusError
         from isthmus.transport.mailbox import ABORT_TAG, MAX_ABORT_BYTES
 
-        for peer in self.peers:
+        for peer in sorted(set(self.peers) - self._quitters()):
             try:
                 self._send_raw(peer, ABORT_TAG, f"{self.party}: {reason}".encode()[:MAX_ABORT_BYTES])
             except IsthmusError:
                 pass
+
+    def _quitters(self) -> set[str]:
+        """Peers that aborted this job; channels that can tell override this."""
+        return set()
 
     def close(self) -> None:
         """Release what the channel holds; the default holds nothing."""
@@ -135,3 +140,6 @@ class RelayChannel(Channel):
 
     def _address_of(self, senders: list[str]) -> str:
         return self.inner._address_of(senders)
+
+    def _quitters(self) -> set[str]:
+        return self.inner._quitters()

@@ -254,6 +254,9 @@ class GrpcChannel(Channel):
     def _next_payload(self, senders: list[str], tag: str, wait: float) -> tuple[str, bytes] | None:
         return self.node.mailbox.get_any(self.job, senders, tag, wait)
 
+    def _quitters(self) -> set[str]:
+        return self.node.mailbox.quitters(self.job)
+
     def _address_of(self, senders: list[str]) -> str:
         return ", ".join(self.node.peers[s] for s in senders)
 

@@ -54,5 +54,8 @@ class LocalChannel(Channel):
             self.audit.record("recv", self.job, got[0], tag, got[1])
         return got
 
+    def _quitters(self) -> set[str]:
+        return self.hub.mailboxes[self.party].quitters(self.job)
+
     def _address_of(self, senders: list[str]) -> str:
         return "in-process"

@@ -52,7 +52,8 @@ class Refused(Exception):
 class _Job:
     accept: tuple[str, ...] | None  # tag prefixes; None: any tag
     limits: dict[str, int]  # tag prefix -> largest message in bytes
-    aborted: tuple[str, str] | None = None  # (sender, reason)
+    aborted: tuple[str, str] | None = None  # (sender, reason) of the first abort
+    quitters: set[str] = field(default_factory=set)  # every sender that aborted the job
     refusals: dict[str, str] = field(default_factory=dict)  # sender -> why a delivery was refused, until received
 
 
@@ -179,8 +180,10 @@ class Mailbox:
         with self._cond:
             state = self._jobs.get(job)
             if tag == ABORT_TAG:
-                if state is not None and state.aborted is None:
-                    state.aborted = (sender, payload[:MAX_ABORT_BYTES].decode("utf-8", "replace"))
+                if state is not None:
+                    state.quitters.add(sender)
+                    if state.aborted is None:
+                        state.aborted = (sender, payload[:MAX_ABORT_BYTES].decode("utf-8", "replace"))
             elif state is None:  # the job was dropped while the message was in transit
                 self._release(sender, reservation.size)
             else:
@@ -231,6 +234,12 @@ class Mailbox:
         """For senders: stop retrying a delivery once a peer has given up on the job."""
         with self._cond:
             self._raise_if_aborted(job, tag)
+
+    def quitters(self, job: str) -> set[str]:
+        """The senders that aborted ``job``: telling them it ends is needless (they may have exited)."""
+        with self._cond:
+            state = self._jobs.get(job)
+            return set(state.quitters) if state is not None else set()
 
     def _raise_if_aborted(self, job: str, tag: str) -> None:
         state = self._jobs.get(job)
