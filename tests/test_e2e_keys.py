@@ -74,7 +74,7 @@ def test_a_job_runs_across_the_folders_and_every_ledger_records_it(federation):
                                      "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
         "steps": [{"intersect": {}},
                   {"train": {"model": "hetero_lr", "epochs": 2, "batch_size": 0, "learning_rate": 0.5,
-                             "validation_fraction": 0.25, "key_bits": 1024}},
+                             "validation_fraction": 0.25, "key_bits": 1024, "precision": 6}},
                   {"evaluate": {}}],
     })
     processes = {party: subprocess.Popen(
