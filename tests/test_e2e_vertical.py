@@ -41,8 +41,9 @@ def parity_run(tmp_path_factory):
     guest_csv, host_csv = make_vertical_data(folder / "data")
     # The exact residual: with the Taylor one, 108 held-out rows give AUC gaps up to 0.037 from run to run
     # (the PSI order changes which rows are held out), too noisy for a parity check.
-    # precision 6: the ~320 training rows then make a batch safe from the 20-column host (see the demo)
-    train = {"model": "hetero_lr", "epochs": 8, "batch_size": 64, "learning_rate": 0.15, "validation_fraction": 0.25,
+    # precision 6: the ~320 training rows then make a batch safe from the 20-column host (see the demo);
+    # the floor leaves one batch per epoch, so the optimiser needs more epochs to get as far as sklearn
+    train = {"model": "hetero_lr", "epochs": 40, "batch_size": 0, "learning_rate": 0.5, "validation_fraction": 0.25,
              "key_bits": 1024, "residual": "sigmoid", "precision": 6}
     job = vertical_job(folder, guest_data={"path": str(guest_csv), "id": "id", "label": "y"},
                        host_data={"path": str(host_csv), "id": "id"}, train=train, audit_payloads=True)
@@ -55,7 +56,7 @@ def test_parity_with_the_pooled_model(parity_run):
     folder, _, _ = parity_run
     report = json.loads((folder / "run" / "parity.json").read_text())
     assert report["metric"] == "auc"
-    assert report["delta"] <= 0.01, report
+    assert report["delta"] <= 0.005, report
     assert report["train_rows"] + report["evaluation_rows"] == 431  # the shared customers
 
 
