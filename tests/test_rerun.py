@@ -242,7 +242,7 @@ def test_parties_sharing_an_out_folder_each_keep_their_own_run_and_files(tmp_pat
             "guest": {"data": {"path": "/nonexistent/guest.csv", "id": "id", "label": "y"}},
             "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
         "steps": [{"intersect": {"method": "ecdh"}},
-                  {"train": {"model": "hetero_lr", "epochs": 2, "batch_size": 128, "key_bits": 1024}}]})
+                  {"train": {"model": "hetero_lr", "epochs": 2, "batch_size": 128, "key_bits": 1024, "precision": 6}}]})
     certs, out = tmp_path / "certs", tmp_path / "out"
     create_federation(certs, ["arbiter", "guest", "host"])
     own = {"guest": ["--data", str(guest_csv)]}
