@@ -1,0 +1,1 @@
+"""Federated algorithms: one package per model, one file per role (see docs/architecture.md)."""
