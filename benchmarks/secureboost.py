@@ -23,8 +23,8 @@ import time
 import numpy as np
 
 from isthmus.transport.local import LocalHub
-from isthmus.tree.hetero_guest import HeteroSecureBoostGuest
-from isthmus.tree.hetero_host import HeteroSecureBoostHost
+from isthmus.algorithms.hetero_secureboost.guest import HeteroSecureBoostGuest
+from isthmus.algorithms.hetero_secureboost.host import HeteroSecureBoostHost
 
 SHAPES = {
     # the target applies to the first key size; the others are reported beside it

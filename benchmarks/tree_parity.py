@@ -29,8 +29,8 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from isthmus.transport.local import LocalHub
 from isthmus.tree.booster import SecureBoostReference
-from isthmus.tree.hetero_guest import HeteroSecureBoostGuest
-from isthmus.tree.hetero_host import HeteroSecureBoostHost
+from isthmus.algorithms.hetero_secureboost.guest import HeteroSecureBoostGuest
+from isthmus.algorithms.hetero_secureboost.host import HeteroSecureBoostHost
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fate"
 PREDICTION_TOLERANCE = 1e-6

@@ -1,4 +1,4 @@
-"""Encrypted WOE/IV of host features and IV selection across parties (isthmus.tree.binning_protocol)."""
+"""Encrypted WOE/IV of host features and IV selection across parties (isthmus.protocols.binning)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from isthmus.errors import DataError
 from isthmus.ml.binning import woe_iv
 from isthmus.transport.local import LocalHub
-from isthmus.tree.binning_protocol import (
+from isthmus.protocols.binning import (
     hetero_woe_iv_guest,
     hetero_woe_iv_host,
     select_features_guest,

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from conftest import run_parties
 from isthmus.errors import ConfigError, PeerAbortedError
-from isthmus.protocols.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
+from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
 from isthmus.transport.local import LocalHub
 
 

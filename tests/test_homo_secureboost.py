@@ -17,8 +17,8 @@ from isthmus.horizontal.participant import REQUEST_TAG
 from isthmus.horizontal.secure_sum import Keyring, SecAggConfig, SecAggTerms
 from isthmus.transport.local import LocalChannel, LocalHub
 from isthmus.tree.booster import train
-from isthmus.tree.homo_aggregator import HomoSecureBoostAggregator
-from isthmus.tree.homo_binning import (
+from isthmus.algorithms.homo_secureboost.aggregator import HomoSecureBoostAggregator
+from isthmus.algorithms.homo_secureboost.binning import (
     COARSE_EDGES,
     PARTS,
     REFINEMENTS,
@@ -26,8 +26,8 @@ from isthmus.tree.homo_binning import (
     coarse_counts,
     refined_counts,
 )
-from isthmus.tree.homo_client import HomoSecureBoostClient
-from isthmus.tree.homo_model import HomoTreeModel, Split, replay
+from isthmus.algorithms.homo_secureboost.client import HomoSecureBoostClient
+from isthmus.algorithms.homo_secureboost.model import HomoTreeModel, Split, replay
 from isthmus.tree.params import BoostParams
 from isthmus.tree.party import LocalParty, LocalRouter
 

@@ -17,8 +17,8 @@ from isthmus.transport.local import LocalHub
 from isthmus.tree import messages as msg
 from isthmus.tree.booster import SecureBoostReference
 from isthmus.tree.gh import SLOT_BITS
-from isthmus.tree.hetero_guest import HeteroSecureBoostGuest
-from isthmus.tree.hetero_host import HeteroSecureBoostHost
+from isthmus.algorithms.hetero_secureboost.guest import HeteroSecureBoostGuest
+from isthmus.algorithms.hetero_secureboost.host import HeteroSecureBoostHost
 
 KEY_BITS = 1024
 

@@ -31,8 +31,8 @@ from isthmus.horizontal.secure_sum import (
 )
 from isthmus.horizontal.simulation import in_memory_terms
 from isthmus.transport.local import LocalHub
-from isthmus.tree.homo_aggregator import HomoSecureBoostAggregator
-from isthmus.tree.homo_client import HomoSecureBoostClient
+from isthmus.algorithms.homo_secureboost.aggregator import HomoSecureBoostAggregator
+from isthmus.algorithms.homo_secureboost.client import HomoSecureBoostClient
 from isthmus.tree.params import BoostParams
 
 NAMES = [f"c{i}" for i in range(6)]

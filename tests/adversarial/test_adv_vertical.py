@@ -17,9 +17,9 @@ from conftest import run_parties
 from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError
 from isthmus.jobs.spec import parse_job
 from isthmus.jobs.steps.hetero_linear import train_logistic
-from isthmus.protocols.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
-from isthmus.protocols.hetero_linear import cipher, tags
-from isthmus.protocols.hetero_linear.host import _HostTrainer
+from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
+from isthmus.algorithms.hetero_linear import cipher, tags
+from isthmus.algorithms.hetero_linear.host import _HostTrainer
 from isthmus.transport.local import LocalHub
 
 GUEST_FEATURES, HOST_FEATURES = 2, 6

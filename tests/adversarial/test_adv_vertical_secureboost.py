@@ -19,8 +19,8 @@ from isthmus.ml.binning import QuantileBinner
 from isthmus.transport.local import LocalHub
 from isthmus.tree import messages as msg
 from isthmus.tree.gh import SLOT_BITS
-from isthmus.tree.hetero_guest import HeteroSecureBoostGuest, RemoteHost
-from isthmus.tree.hetero_host import HeteroSecureBoostHost
+from isthmus.algorithms.hetero_secureboost.guest import HeteroSecureBoostGuest, RemoteHost
+from isthmus.algorithms.hetero_secureboost.host import HeteroSecureBoostHost
 from isthmus.tree.params import SAFE_NODE_ROWS
 
 BINS = 8

@@ -25,7 +25,7 @@ import numpy as np
 from isthmus.errors import ProtocolError
 from isthmus.incentive.scoped import ScopedChannel
 from isthmus.incentive.shapley import Coalition, ShapleyResult, shapley
-from isthmus.protocols.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
+from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
 from isthmus.transport.channel import Channel
 from isthmus.transport.local import LocalHub
 

@@ -1,10 +1,9 @@
-"""Gradient-boosted tree models: hetero SecureBoost (guest and host roles), its plaintext reference
-booster, and the encrypted WOE/IV binning step. Shared pieces (histograms, gains, tree growing) are
-written so that a horizontal variant plugs in its own parties (see ``party.FeatureParty``)."""
+"""Gradient-boosted trees shared by the SecureBoost algorithms: quantised gradients, histograms, gains,
+tree growing, and the plaintext reference booster. The federated roles live in
+:mod:`isthmus.algorithms.hetero_secureboost` and :mod:`isthmus.algorithms.homo_secureboost`; they plug
+their parties in through ``party.FeatureParty``."""
 
 from isthmus.tree.booster import SecureBoostReference
-from isthmus.tree.hetero_guest import HeteroSecureBoostGuest
-from isthmus.tree.hetero_host import HeteroSecureBoostHost
 from isthmus.tree.params import BoostParams
 
-__all__ = ["BoostParams", "HeteroSecureBoostGuest", "HeteroSecureBoostHost", "SecureBoostReference"]
+__all__ = ["BoostParams", "SecureBoostReference"]

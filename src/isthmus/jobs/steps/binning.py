@@ -1,7 +1,7 @@
 """The `binning` and `select` steps: WOE/IV of every party's columns, then keeping the informative ones.
 
 `binning`: each party bins its own columns; the guest computes WOE and IV of its columns locally and
-of the hosts' columns from their encrypted per-bin label sums (:mod:`isthmus.tree.binning_protocol`).
+of the hosts' columns from their encrypted per-bin label sums (:mod:`isthmus.protocols.binning`).
 Each party writes `iv.json`: the guest its own columns' WOE/IV and the hosts' by column position (it
 never learns their names or split points); a host its split points, which stay with it.
 
@@ -21,7 +21,7 @@ from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import party_table
 from isthmus.jobs.steps.secureboost import MIN_KEY_BITS, int_option
 from isthmus.ml.binning import QuantileBinner, WoeIv, woe_iv
-from isthmus.tree.binning_protocol import (
+from isthmus.protocols.binning import (
     hetero_woe_iv_guest,
     hetero_woe_iv_host,
     select_features_guest,

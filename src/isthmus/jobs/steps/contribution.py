@@ -27,7 +27,7 @@ from isthmus.jobs.spec import JobSpec, Step
 from isthmus.jobs.steps.horizontal import aggregator_of
 from isthmus.jobs.steps.record import coordinator
 from isthmus.ml.metrics import METRICS, evaluate
-from isthmus.protocols.hetero_linear import LinearConfig
+from isthmus.algorithms.hetero_linear import LinearConfig
 
 REPORT = "contribution/report"
 VERTICAL_MODELS = ("hetero_lr", "hetero_linr")

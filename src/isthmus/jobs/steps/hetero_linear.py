@@ -8,8 +8,8 @@ from isthmus.errors import ConfigError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import party_table
 from isthmus.ml.scaling import Standardizer
-from isthmus.protocols.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
-from isthmus.protocols.hetero_linear.batches import safe_rows_per_feature
+from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
+from isthmus.algorithms.hetero_linear.batches import safe_rows_per_feature
 
 
 def train_logistic(ctx: PartyContext, options: dict):

@@ -27,11 +27,11 @@ from isthmus.jobs.steps.data import party_table
 from isthmus.transport.channel import Channel
 from isthmus.tree import messages as msg
 from isthmus.tree.booster import holdout_rows, to_prediction, to_proba
-from isthmus.tree.hetero_guest import HeteroSecureBoostGuest
-from isthmus.tree.hetero_host import HeteroSecureBoostHost
-from isthmus.tree.homo_aggregator import HomoSecureBoostAggregator
-from isthmus.tree.homo_client import HomoSecureBoostClient
-from isthmus.tree.homo_model import HomoTreeModel
+from isthmus.algorithms.hetero_secureboost.guest import HeteroSecureBoostGuest
+from isthmus.algorithms.hetero_secureboost.host import HeteroSecureBoostHost
+from isthmus.algorithms.homo_secureboost.aggregator import HomoSecureBoostAggregator
+from isthmus.algorithms.homo_secureboost.client import HomoSecureBoostClient
+from isthmus.algorithms.homo_secureboost.model import HomoTreeModel
 from isthmus.tree.params import SAFE_NODE_ROWS, BoostParams
 
 #: The guest names the rows to score ({"op": "predict", "rows": ...}) or ends the serving ({"op": "finish"}).

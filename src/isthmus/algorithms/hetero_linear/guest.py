@@ -18,10 +18,10 @@ from scipy.special import expit
 
 from isthmus.errors import DataError, ProtocolError
 from isthmus.ml.optim import apply_penalty, make_optimizer
-from isthmus.protocols.hetero_linear import batches, cipher, tags
-from isthmus.protocols.hetero_linear.abort import aborting_peers
-from isthmus.protocols.hetero_linear.config import LinearConfig
-from isthmus.protocols.hetero_linear.sigmoid import check_partial_scores, sigmoid_via_arbiter
+from isthmus.algorithms.hetero_linear import batches, cipher, tags
+from isthmus.algorithms.hetero_linear.abort import aborting_peers
+from isthmus.algorithms.hetero_linear.config import LinearConfig
+from isthmus.algorithms.hetero_linear.sigmoid import check_partial_scores, sigmoid_via_arbiter
 from isthmus.protocols.validate import expect_array, expect_cipher, expect_dict
 from isthmus.transport.channel import Channel
 

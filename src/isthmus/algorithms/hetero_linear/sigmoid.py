@@ -19,7 +19,7 @@ import numpy as np
 from scipy.special import expit
 
 from isthmus.errors import DataError, ProtocolError
-from isthmus.protocols.hetero_linear import cipher, tags
+from isthmus.algorithms.hetero_linear import cipher, tags
 from isthmus.protocols.validate import expect_array, expect_cipher, expect_dict
 
 #: Largest |partial score| a party may contribute; beyond it packing could carry into a neighbour slot.

@@ -4,7 +4,7 @@ Clients hold rows with the same columns. In order:
 
 1. ``hello``: each client names its columns (they must agree).
 2. ``init`` (secure sum): row count, label sum and coarse per-feature value counts; then ``refine``
-   rounds until the quantile bins are agreed (:mod:`~isthmus.tree.homo_binning`), announced by ``bins``.
+   rounds until the quantile bins are agreed (:mod:`~isthmus.algorithms.homo_secureboost.binning`), announced by ``bins``.
 3. Per boosting round, ``gradients`` (secure sum): row count, loss sum, and per output the sums of
    |g| and h, which fix the fixed-point scale every client quantizes its (g, h) with.
 4. Per tree, per level, ``level`` (secure sum): the clients apply the last level's splits to their rows
@@ -35,9 +35,9 @@ from isthmus.horizontal.wire import MAX_NAME, Inspect
 from isthmus.ml.binning import QuantileBinner
 from isthmus.transport.channel import Channel
 from isthmus.tree.gh import FixedPointScale, fixed_point_exponent
-from isthmus.tree.homo_binning import COARSE_EDGES, PARTS, REFINEMENTS, GridSketch
-from isthmus.tree.homo_model import HomoTreeModel, Split
-from isthmus.tree.homo_rounds import AggregatorRounds
+from isthmus.algorithms.homo_secureboost.binning import COARSE_EDGES, PARTS, REFINEMENTS, GridSketch
+from isthmus.algorithms.homo_secureboost.model import HomoTreeModel, Split
+from isthmus.algorithms.homo_secureboost.rounds import AggregatorRounds
 from isthmus.tree.objectives import objective_from_dict
 from isthmus.tree.params import BoostParams
 from isthmus.tree.tree import Histogram, best_split, leaf_weight

@@ -14,10 +14,10 @@ import numpy as np
 
 from isthmus.errors import ProtocolError
 from isthmus.ml.optim import apply_penalty, make_optimizer
-from isthmus.protocols.hetero_linear import batches, cipher, tags
-from isthmus.protocols.hetero_linear.abort import aborting_peers
-from isthmus.protocols.hetero_linear.config import LinearConfig
-from isthmus.protocols.hetero_linear.sigmoid import check_partial_scores
+from isthmus.algorithms.hetero_linear import batches, cipher, tags
+from isthmus.algorithms.hetero_linear.abort import aborting_peers
+from isthmus.algorithms.hetero_linear.config import LinearConfig
+from isthmus.algorithms.hetero_linear.sigmoid import check_partial_scores
 from isthmus.protocols.validate import expect_cipher, expect_dict, expect_indices
 from isthmus.transport.channel import Channel
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from isthmus.errors import ConfigError
-from isthmus.protocols.hetero_linear.batches import safe_rows_per_feature
+from isthmus.algorithms.hetero_linear.batches import safe_rows_per_feature
 
 TASKS = ("binary", "multiclass", "regression")
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from isthmus.errors import ProtocolError
-from isthmus.protocols.hetero_linear import batches, tags
-from isthmus.protocols.hetero_linear.abort import aborting_peers
-from isthmus.protocols.hetero_linear.config import LinearConfig
-from isthmus.protocols.hetero_linear.sigmoid import serve_sigmoid
+from isthmus.algorithms.hetero_linear import batches, tags
+from isthmus.algorithms.hetero_linear.abort import aborting_peers
+from isthmus.algorithms.hetero_linear.config import LinearConfig
+from isthmus.algorithms.hetero_linear.sigmoid import serve_sigmoid
 from isthmus.protocols.validate import expect_cipher, expect_dict
 from isthmus.transport.channel import Channel
 

@@ -55,7 +55,7 @@ def concatenate(parts: list[Encrypted]) -> Encrypted:
 def decrypt_via_arbiter(channel, arbiter: str, value: Encrypted, size: int) -> np.ndarray:
     """Have the arbiter decrypt ``value`` without learning it: mask, send, receive, unmask."""
     from isthmus.errors import ProtocolError
-    from isthmus.protocols.hetero_linear import tags
+    from isthmus.algorithms.hetero_linear import tags
 
     masked, blinding = mask(value)
     channel.send(arbiter, tags.MASKED, masked)

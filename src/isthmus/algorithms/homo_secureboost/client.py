@@ -1,6 +1,6 @@
 """A client of horizontal SecureBoost: its rows stay here; only masked counts and histograms leave.
 
-The client answers the aggregator's requests (see :mod:`~isthmus.tree.homo_aggregator` for the
+The client answers the aggregator's requests (see :mod:`~isthmus.algorithms.homo_secureboost.aggregator` for the
 order): it counts its values on the aggregator's grid, computes its rows' gradients with the model
 as grown so far, partitions its rows by the announced splits and sends the histograms of the nodes
 asked for. Every vector goes into a secure sum. It builds its own copy of the model split by split,
@@ -23,10 +23,10 @@ from isthmus.horizontal.wire import Inspect
 from isthmus.ml.binning import QuantileBinner
 from isthmus.transport.channel import Channel
 from isthmus.tree.gh import SUM_BITS
-from isthmus.tree.homo_aggregator import STAT_BITS
-from isthmus.tree.homo_binning import coarse_counts, refined_counts
-from isthmus.tree.homo_model import HomoTreeModel, WireReader, replay
-from isthmus.tree.homo_rounds import SECURE_STAGES, ClientSums
+from isthmus.algorithms.homo_secureboost.aggregator import STAT_BITS
+from isthmus.algorithms.homo_secureboost.binning import coarse_counts, refined_counts
+from isthmus.algorithms.homo_secureboost.model import HomoTreeModel, WireReader, replay
+from isthmus.algorithms.homo_secureboost.rounds import SECURE_STAGES, ClientSums
 from isthmus.tree.objectives import Objective, objective_from_dict
 from isthmus.tree.tree import build_histogram
 
