@@ -14,7 +14,7 @@ from sklearn.datasets import load_breast_cancer, load_iris
 from isthmus.errors import PeerAbortedError, PeerError, ProtocolError
 from isthmus.transport import codec
 from isthmus.transport.local import LocalHub
-from isthmus.tree import messages as msg
+from isthmus.algorithms.hetero_secureboost import tags
 from isthmus.tree.booster import SecureBoostReference
 from isthmus.tree.gh import SLOT_BITS
 from isthmus.algorithms.hetero_secureboost.guest import HeteroSecureBoostGuest
@@ -170,12 +170,12 @@ def test_a_forged_histogram_is_detected(breast):
 
     def forging_host():
         channel = hub.channel("host")
-        channel.recv("guest", msg.SETUP, 30)
-        channel.send("guest", msg.HELLO, {"value_bins": np.array([4], dtype=np.int64)})
-        channel.recv("guest", msg.COMMAND, 30)  # the tree
-        channel.recv("guest", msg.COMMAND, 30)  # build the root
+        channel.recv("guest", tags.SETUP, 30)
+        channel.send("guest", tags.HELLO, {"value_bins": np.array([4], dtype=np.int64)})
+        channel.recv("guest", tags.COMMAND, 30)  # the tree
+        channel.recv("guest", tags.COMMAND, 30)  # build the root
         zeros = np.zeros(5, dtype=np.int64)
-        channel.send("guest", msg.HISTOGRAMS, [{"grad": zeros, "hess": zeros}])
+        channel.send("guest", tags.HISTOGRAMS, [{"grad": zeros, "hess": zeros}])
 
     guest = HeteroSecureBoostGuest(n_trees=1, encryption="plaintext", timeout=30)
     with pytest.raises(ProtocolError, match="disagree"):
@@ -188,14 +188,14 @@ def test_host_refuses_commands_about_unknown_nodes(breast):
 
     def bad_guest():
         channel = hub.channel("guest")
-        channel.send("host", msg.SETUP, {"cipher": {"mode": "plaintext", "slot_bits": SLOT_BITS}, "n_rows": len(y),
+        channel.send("host", tags.SETUP, {"cipher": {"mode": "plaintext", "slot_bits": SLOT_BITS}, "n_rows": len(y),
                                          "model_id": "m"})
-        channel.recv("host", msg.HELLO, 30)
+        channel.recv("host", tags.HELLO, 30)
         sampled = np.arange(len(y), dtype=np.int64)
         zeros = np.zeros(len(y), dtype=np.int64)
-        channel.send("host", msg.COMMAND, {"op": "tree", "sampled": sampled, "features": np.array([0], dtype=np.int64),
+        channel.send("host", tags.COMMAND, {"op": "tree", "sampled": sampled, "features": np.array([0], dtype=np.int64),
                                            "gradients": {"grad": zeros, "hess": zeros}})
-        channel.send("host", msg.COMMAND, {"op": "level", "partitions": [], "build": np.array([7], dtype=np.int64)})
+        channel.send("host", tags.COMMAND, {"op": "level", "partitions": [], "build": np.array([7], dtype=np.int64)})
 
     host = HeteroSecureBoostHost(encryption="plaintext", timeout=30)
     with pytest.raises(ProtocolError, match="node 7"):

@@ -17,7 +17,7 @@ import pytest
 from isthmus.errors import ProtocolError
 from isthmus.ml.binning import QuantileBinner
 from isthmus.transport.local import LocalHub
-from isthmus.tree import messages as msg
+from isthmus.algorithms.hetero_secureboost import tags
 from isthmus.tree.gh import SLOT_BITS
 from isthmus.algorithms.hetero_secureboost.guest import HeteroSecureBoostGuest, RemoteHost
 from isthmus.algorithms.hetero_secureboost.host import HeteroSecureBoostHost
@@ -100,15 +100,15 @@ class DeviatingGuest:
 
     def __init__(self, hub: LocalHub, n_rows: int, sampled: np.ndarray):
         self.channel = hub.channel("guest")
-        self.channel.send("host", msg.SETUP, {"cipher": {"mode": "plaintext", "slot_bits": SLOT_BITS}, "n_rows": n_rows,
+        self.channel.send("host", tags.SETUP, {"cipher": {"mode": "plaintext", "slot_bits": SLOT_BITS}, "n_rows": n_rows,
                                               "model_id": "m"})
-        self.channel.recv("host", msg.HELLO, 30)
+        self.channel.recv("host", tags.HELLO, 30)
         gradients = {"grad": np.arange(1, sampled.size + 1, dtype=np.int64), "hess": np.ones(sampled.size, dtype=np.int64)}
-        self.channel.send("host", msg.COMMAND, {"op": "tree", "sampled": sampled.astype(np.int64),
+        self.channel.send("host", tags.COMMAND, {"op": "tree", "sampled": sampled.astype(np.int64),
                                                 "features": np.arange(3, dtype=np.int64), "gradients": gradients})
 
     def level(self, partitions, build):
-        self.channel.send("host", msg.COMMAND, {"op": "level", "partitions": partitions,
+        self.channel.send("host", tags.COMMAND, {"op": "level", "partitions": partitions,
                                                 "build": np.array(build, dtype=np.int64)})
 
 
@@ -142,7 +142,7 @@ def test_the_host_refuses_a_large_node_whose_sibling_is_small():
     def deviate(hub):
         guest = DeviatingGuest(hub, n, np.arange(n))
         guest.level([], [0])
-        guest.channel.recv("host", msg.HISTOGRAMS, 30)
+        guest.channel.recv("host", tags.HISTOGRAMS, 30)
         guest.level([[0, 1, 2, left]], [2])  # asks only for the large right child
 
     error = refused_by_host(X_host, deviate)

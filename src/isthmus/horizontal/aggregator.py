@@ -35,7 +35,7 @@ from isthmus.horizontal.participant import reply_tag
 from isthmus.horizontal.secure_sum import SESSION_BYTES, Keyring, SecAggConfig, SecAggServer, SecAggTerms
 from isthmus.horizontal.strategy import Strategy
 from isthmus.horizontal.updates import aggregate_from_sum, contribution, flatten, vector_length
-from isthmus.horizontal.wire import MAX_METRICS, Inspect
+from isthmus.protocols.inspect import MAX_METRICS, Inspect
 from isthmus.transport.channel import Channel
 
 log = logging.getLogger("isthmus.horizontal")

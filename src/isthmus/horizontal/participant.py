@@ -26,7 +26,7 @@ from isthmus.horizontal.client import Client, Parameters
 from isthmus.horizontal.dp import DPConfig, lattice_noise
 from isthmus.horizontal.secure_sum import SESSION_BYTES, SecAggClient, SecAggTerms
 from isthmus.horizontal.updates import contribution, flatten
-from isthmus.horizontal.wire import Inspect
+from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
 
 log = logging.getLogger("isthmus.horizontal")

@@ -70,7 +70,7 @@ from isthmus.crypto.secagg import (
     unseal,
 )
 from isthmus.errors import ConfigError, ProtocolError
-from isthmus.horizontal.wire import Inspect
+from isthmus.protocols.inspect import Inspect
 
 _SEALED_SHARE_BYTES = 12 + 2 * 33 + 16  # nonce + two field elements + GCM tag
 SESSION_BYTES = 16
@@ -527,7 +527,7 @@ class SecAggServer:
             check = Inspect(name, "masked_input")
             try:
                 total += check.array(
-                    check.mapping(replies[name], {"masked"})["masked"], np.dtype("<u8"), (self.length,)
+                    check.mapping(replies[name], {"masked"})["masked"], (self.length,), dtype=np.dtype("<u8")
                 )
             except ProtocolError as exc:
                 self.rejected[name] = str(exc)

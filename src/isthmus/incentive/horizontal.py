@@ -26,7 +26,7 @@ import numpy as np
 from isthmus.errors import ProtocolError
 from isthmus.horizontal.participant import REQUEST_TAG
 from isthmus.horizontal.updates import flatten, unflatten
-from isthmus.horizontal.wire import Inspect
+from isthmus.protocols.inspect import Inspect
 from isthmus.incentive.contribution import ContributionReport
 from isthmus.incentive.shapley import Coalition, leave_one_out, shapley
 from isthmus.transport.channel import Channel, RelayChannel

@@ -16,8 +16,8 @@ import numpy as np
 
 from isthmus.errors import DataError
 from isthmus.ml.binning import QuantileBinner, WoeIv, select_by_iv, woe_iv_from_counts
+from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
-from isthmus.tree import messages as msg
 from isthmus.tree.gh import QuantizedGH
 from isthmus.tree.gh_cipher import dense_histogram, guest_cipher, host_cipher
 
@@ -39,8 +39,9 @@ def hetero_woe_iv_guest(channel: Channel, y: np.ndarray, hosts: Sequence[str], *
         channel.send(host, SETUP, {"cipher": cipher.setup(), "n_rows": len(y), "labels": labels})
     results = {}
     for host in hosts:
-        reply = msg.expect_map(channel.recv(host, HISTOGRAM, timeout), {"value_bins", "histogram"}, peer=host, tag=HISTOGRAM)
-        value_bins = msg.expect_ints(reply["value_bins"], 1, 256, "value bins", peer=host, tag=HISTOGRAM)
+        check = Inspect(host, HISTOGRAM)
+        reply = check.mapping(channel.recv(host, HISTOGRAM, timeout), {"value_bins", "histogram"}, exact=True)
+        value_bins = check.integers(reply["value_bins"], 1, 255, what="value bins")
         event_counts, non_event_counts = cipher.decode(reply["histogram"], value_bins + 1, peer=host, tag=HISTOGRAM)
         n_columns = int(value_bins.max(initial=0)) + 1
         results[host] = woe_iv_from_counts(dense_histogram(event_counts, value_bins, n_columns),
@@ -54,9 +55,9 @@ def hetero_woe_iv_host(channel: Channel, X: np.ndarray, guest: str = "guest", *,
     binner = QuantileBinner(bins).fit(X)
     binned = binner.transform(X)
     value_bins = binner.value_bins_
-    setup = msg.expect_map(channel.recv(guest, SETUP, timeout), {"cipher", "n_rows", "labels"}, peer=guest, tag=SETUP)
-    msg.expect_int(setup["n_rows"], len(binned), len(binned) + 1, "row count (must equal this host's rows)",
-                   peer=guest, tag=SETUP)
+    check = Inspect(guest, SETUP)
+    setup = check.mapping(channel.recv(guest, SETUP, timeout), {"cipher", "n_rows", "labels"}, exact=True)
+    check.integer(setup["n_rows"], len(binned), len(binned), "row count (must equal this host's rows)")
     cipher = host_cipher(encryption, setup["cipher"], peer=guest, tag=SETUP)
     cipher.load(setup["labels"], len(binned), peer=guest, tag=SETUP)
     compact = np.where(binned == binner.missing_bin, value_bins[None, :], binned).astype(np.uint8)
@@ -81,4 +82,4 @@ def select_features_guest(channel: Channel, iv: dict[str, np.ndarray], *, thresh
 def select_features_host(channel: Channel, n_features: int, guest: str = "guest",
                          timeout: float | None = None) -> np.ndarray:
     """Which of this host's columns the guest's selection keeps."""
-    return msg.expect_mask(channel.recv(guest, SELECTION, timeout), n_features, "selection", peer=guest, tag=SELECTION)
+    return Inspect(guest, SELECTION).mask(channel.recv(guest, SELECTION, timeout), n_features, "selection")

@@ -19,7 +19,7 @@ from isthmus.algorithms.hetero_linear import batches, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.config import LinearConfig
 from isthmus.algorithms.hetero_linear.sigmoid import serve_sigmoid
-from isthmus.protocols.validate import expect_cipher, expect_dict
+from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
 
 #: Largest masked vector the arbiter will decrypt in one request (gradient of one party plus loss).
@@ -46,7 +46,7 @@ class HeteroLinearArbiter:
         channel.broadcast(parties, tags.PUBLIC_KEY, public_key)
         lengths, min_rows = self._start(channel, guest, parties)
         while True:
-            order = expect_dict(channel.recv(guest, tags.ARBITER_CONTROL), {"op"}, peer=guest, tag=tags.ARBITER_CONTROL)
+            order = Inspect(guest, tags.ARBITER_CONTROL).mapping(channel.recv(guest, tags.ARBITER_CONTROL), {"op"})
             if order["op"] == "done":
                 return self
             if order["op"] == "sigmoid":
@@ -62,7 +62,7 @@ class HeteroLinearArbiter:
             while waiting:  # in arrival order: parties finish their gradients at different times
                 party, masked = channel.recv_any(waiting, tags.MASKED)
                 waiting.remove(party)
-                masked = expect_cipher(masked, public_key, size=None, peer=party, tag=tags.MASKED)
+                masked = Inspect(party, tags.MASKED).cipher(masked, public_key, size=None)
                 if len(masked) != lengths[party]:
                     raise ProtocolError(f"refusing to decrypt {len(masked)} values: this party's vectors have "
                                         f"{lengths[party]}, fixed at the start", peer=party, tag=tags.MASKED)
@@ -72,9 +72,9 @@ class HeteroLinearArbiter:
 
     def _start(self, channel: Channel, guest: str, parties: list[str]) -> tuple[dict[str, int], int]:
         """Every party's vector length (its gradient; the guest's plus the loss) and the smallest batch."""
-        order = expect_dict(channel.recv(guest, tags.ARBITER_CONTROL), {"op", "features"}, peer=guest,
-                            tag=tags.ARBITER_CONTROL)
-        features = batches.expect_feature_counts(order["features"], peer=guest, tag=tags.ARBITER_CONTROL)
+        check = Inspect(guest, tags.ARBITER_CONTROL)
+        order = check.mapping(channel.recv(guest, tags.ARBITER_CONTROL), {"op", "features"})
+        features = batches.feature_counts(order["features"], check)
         if order["op"] != "start" or set(features) != set(parties):
             raise ProtocolError(f"expected a start order with the feature counts of {parties}", peer=guest,
                                 tag=tags.ARBITER_CONTROL)

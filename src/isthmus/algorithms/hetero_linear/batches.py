@@ -20,7 +20,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from isthmus.errors import DataError, ProtocolError
+from isthmus.errors import DataError
+from isthmus.protocols.inspect import Inspect
 
 #: Rows per feature above ``precision``: covers the log2(m)/2 + 1 bits of each equation and leaves
 #: k (7 - log2(m)/2) bits of the labels undetermined at the floor: 51 bits for k = 20, 176 for
@@ -63,18 +64,17 @@ def plan_batches(n_rows: int, batch_size: int, min_rows: int, *, why: str) -> li
     return [i * size for i in range(count)] + [n_rows]
 
 
-def check_batch(rows: np.ndarray, min_rows: int, *, peer: str, tag: str) -> None:
+def check_batch(rows: np.ndarray, min_rows: int, check: Inspect) -> None:
     """Refuse a batch of fewer than ``min_rows`` distinct rows (a repeated row counts once)."""
     distinct = int(np.unique(rows).size)
     if distinct != len(rows) or distinct < min_rows:
-        raise ProtocolError(f"refusing a batch of {len(rows)} rows ({distinct} distinct): at least {min_rows} "
-                            "distinct rows are needed so that no party can solve its decrypted gradient for "
-                            "single rows", peer=peer, tag=tag)
+        check.fail(f"refusing a batch of {len(rows)} rows ({distinct} distinct): at least {min_rows} distinct rows "
+                   "are needed so that no party can solve its decrypted gradient for single rows")
 
 
-def expect_feature_counts(obj, *, peer: str, tag: str) -> dict[str, int]:
+def feature_counts(obj, check: Inspect) -> dict[str, int]:
     """A party name -> feature count map, as the guest announces it."""
     if (not isinstance(obj, dict) or not 0 < len(obj) <= 1000
             or not all(isinstance(k, str) and type(v) is int and 0 <= v <= MAX_FEATURES for k, v in obj.items())):
-        raise ProtocolError("feature counts must map party names to integers >= 0", peer=peer, tag=tag)
+        check.fail("feature counts must map party names to integers >= 0")
     return obj

@@ -22,7 +22,7 @@ from isthmus.algorithms.hetero_linear import batches, cipher, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.config import LinearConfig
 from isthmus.algorithms.hetero_linear.sigmoid import check_partial_scores, sigmoid_via_arbiter
-from isthmus.protocols.validate import expect_array, expect_cipher, expect_dict
+from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
 
 Progress = Callable[[dict], None]
@@ -133,9 +133,9 @@ class HeteroLinearGuest:
         z_guest = x @ self.coef_[:, model]
         partials = {}
         for host in self.hosts:
-            msg = expect_dict(channel.recv(host, tags.PARTIAL), {"u", "u_sq"}, peer=host, tag=tags.PARTIAL)
-            partials[host] = (expect_cipher(msg["u"], pk, size=len(rows), peer=host, tag=tags.PARTIAL),
-                              expect_cipher(msg["u_sq"], pk, size=1, peer=host, tag=tags.PARTIAL))
+            check = Inspect(host, tags.PARTIAL)
+            msg = check.mapping(channel.recv(host, tags.PARTIAL), {"u", "u_sq"})
+            partials[host] = (check.cipher(msg["u"], pk, size=len(rows)), check.cipher(msg["u_sq"], pk, size=1))
         hosts_sum = _total([u for u, _ in partials.values()])  # [[sum_h u_h]]
         if cfg.task == "regression":
             plain_residual = z_guest - target
@@ -165,8 +165,7 @@ class HeteroLinearGuest:
             # sum over the batch of (sum_h u_h)^2 = sum_h |u_h|^2 + 2 sum_{h<k} u_h . u_k
             squares = _total([sq for _, sq in partials.values()])
             for host in self.hosts[:-1]:
-                cross = expect_cipher(channel.recv(host, tags.CROSS_REPLY), pk, size=1, peer=host,
-                                      tag=tags.CROSS_REPLY)
+                cross = Inspect(host, tags.CROSS_REPLY).cipher(channel.recv(host, tags.CROSS_REPLY), pk, size=1)
                 squares = squares + cross + cross
             encrypted_loss = encrypted_loss + squares * quadratic
         encrypted = cipher.concatenate([cipher.weighted_sums(x.T, residual, cfg.precision), encrypted_loss])
@@ -221,8 +220,8 @@ class HeteroLinearGuest:
         self.channel.broadcast(self.hosts, tags.CONTROL, {"op": "score", "rows": rows})
         total = x @ self.coef_
         for host in self.hosts:
-            total = total + expect_array(self.channel.recv(host, tags.SCORES), shape=(len(rows), n_models),
-                                         peer=host, tag=tags.SCORES)
+            scores = self.channel.recv(host, tags.SCORES)
+            total = total + Inspect(host, tags.SCORES).array(scores, (len(rows), n_models), what="partial scores")
         return total
 
     # ------------------------------------------------------------------ helpers

@@ -18,7 +18,8 @@ from isthmus.algorithms.hetero_linear import batches, cipher, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.config import LinearConfig
 from isthmus.algorithms.hetero_linear.sigmoid import check_partial_scores
-from isthmus.protocols.validate import expect_cipher, expect_dict, expect_indices
+from isthmus.protocols.commands import STOP, serve_orders, stop
+from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
 
 
@@ -42,28 +43,33 @@ class HeteroLinearHost:
         self._serve(channel, np.ascontiguousarray(X, dtype=np.float64), guest, training=False)
 
     def _serve(self, channel: Channel, X: np.ndarray, guest: str, *, training: bool) -> None:
-        while True:
-            order = expect_dict(channel.recv(guest, tags.CONTROL), {"op"}, peer=guest, tag=tags.CONTROL)
-            op = order["op"]
-            if op == "score":
-                rows = expect_indices(order.get("rows"), upper=len(X), peer=guest, tag=tags.CONTROL)
-                channel.send(guest, tags.SCORES, X[rows] @ self._coef_for_scoring())
-            elif op == "finish":
-                return
-            elif training and op == "start":
-                features = batches.expect_feature_counts(order.get("features"), peer=guest, tag=tags.CONTROL)
-                self._trainer.start(_positive_int(order.get("models"), guest), features)
-            elif training and op == "batch":
-                rows = expect_indices(order.get("rows"), upper=len(X), peer=guest, tag=tags.CONTROL)
-                batches.check_batch(rows, self._trainer.min_rows, peer=guest, tag=tags.CONTROL)
-                self._trainer.train_batch(rows, _model_index(order, self._trainer.coef.shape[1], guest))
-            elif training and op == "keep-best":
-                self._trainer.keep_best(_model_index(order, self._trainer.coef.shape[1], guest))
-            elif training and op == "fit-done":
-                self.coef_ = self._trainer.final_coef()
-                return
-            else:
-                raise ProtocolError(f"unexpected order {op!r}", peer=guest, tag=tags.CONTROL)
+        def score(order: dict, check: Inspect) -> None:
+            channel.send(guest, tags.SCORES, X[check.indices(order.get("rows"), len(X))] @ self._coef_for_scoring())
+
+        handlers = {"score": score, "finish": stop}
+        if training:
+            handlers.update({"start": self._start, "batch": self._batch, "keep-best": self._keep_best,
+                             "fit-done": self._fit_done})
+        serve_orders(channel, guest, tags.CONTROL, handlers)
+
+    def _start(self, order: dict, check: Inspect) -> None:
+        models = check.integer(order.get("models"), 1, 1000, "number of models")
+        self._trainer.start(models, batches.feature_counts(order.get("features"), check))
+
+    def _batch(self, order: dict, check: Inspect) -> None:
+        rows = check.indices(order.get("rows"), len(self._trainer.X))
+        batches.check_batch(rows, self._trainer.min_rows, check)
+        self._trainer.train_batch(rows, self._model(order, check))
+
+    def _keep_best(self, order: dict, check: Inspect) -> None:
+        self._trainer.keep_best(self._model(order, check))
+
+    def _fit_done(self, order: dict, check: Inspect) -> object:
+        self.coef_ = self._trainer.final_coef()
+        return STOP
+
+    def _model(self, order: dict, check: Inspect) -> int:
+        return check.integer(order.get("model"), 0, self._trainer.coef.shape[1] - 1, "model index")
 
     def _coef_for_scoring(self) -> np.ndarray:
         return self.coef_ if self.coef_ is not None else self._trainer.coef
@@ -101,10 +107,11 @@ class _HostTrainer:
             check_partial_scores(partial, self.channel.party)
         encrypted_sq = cipher.encrypt(self.public_key, np.array([partial @ partial]))
         channel.send(guest, tags.PARTIAL, {"u": cipher.encrypt(self.public_key, partial), "u_sq": encrypted_sq})
-        msg = expect_dict(channel.recv(guest, tags.RESIDUAL), {"residual", "partners"}, peer=guest, tag=tags.RESIDUAL)
-        residual = expect_cipher(msg["residual"], self.public_key, size=len(rows), peer=guest, tag=tags.RESIDUAL)
+        check = Inspect(guest, tags.RESIDUAL)
+        msg = check.mapping(channel.recv(guest, tags.RESIDUAL), {"residual", "partners"})
+        residual = check.cipher(msg["residual"], self.public_key, size=len(rows))
         if msg["partners"]:
-            self._send_cross_term(partial, msg["partners"])
+            self._send_cross_term(partial, check.sequence(msg["partners"], what="partners"), check)
         encrypted_grad = cipher.weighted_sums(x.T, residual, self.config.precision)
         grad = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted_grad, x.shape[1])
         weights = self.coef[:, model]
@@ -112,13 +119,11 @@ class _HostTrainer:
                              penalty=self.config.penalty, alpha=self.config.alpha)
         self.coef[:, model] = self.optimizers[model].step(weights, grad)
 
-    def _send_cross_term(self, partial: np.ndarray, partners) -> None:
+    def _send_cross_term(self, partial: np.ndarray, partners: list, check: Inspect) -> None:
         """The guest's loss needs u_self . u_other for every later host: encrypted inner products."""
-        if not isinstance(partners, list):
-            raise ProtocolError("partners must be a list", peer=self.guest, tag=tags.RESIDUAL)
         total = None
         for other in partners:
-            other = expect_cipher(other, self.public_key, size=len(partial), peer=self.guest, tag=tags.RESIDUAL)
+            other = check.cipher(other, self.public_key, size=len(partial))
             term = cipher.weighted_sums(partial[None, :], other, cipher.VALUE_PRECISION // 2)
             total = term if total is None else total + term
         self.channel.send(self.guest, tags.CROSS_REPLY, total)
@@ -129,15 +134,3 @@ class _HostTrainer:
     def final_coef(self) -> np.ndarray:
         return self.best.copy() if self.config.early_stopping_rounds else self.coef.copy()
 
-
-def _positive_int(value, peer: str) -> int:
-    if type(value) is not int or not 1 <= value <= 1000:
-        raise ProtocolError(f"bad number of models {value!r}", peer=peer, tag=tags.CONTROL)
-    return value
-
-
-def _model_index(order: dict, n_models: int, peer: str) -> int:
-    model = order.get("model")
-    if type(model) is not int or not 0 <= model < n_models:
-        raise ProtocolError(f"bad model index {model!r}", peer=peer, tag=tags.CONTROL)
-    return model

@@ -20,7 +20,7 @@ from scipy.special import expit
 
 from isthmus.errors import DataError, ProtocolError
 from isthmus.algorithms.hetero_linear import cipher, tags
-from isthmus.protocols.validate import expect_array, expect_cipher, expect_dict
+from isthmus.protocols.inspect import Inspect
 
 #: Largest |partial score| a party may contribute; beyond it packing could carry into a neighbour slot.
 PART_BOUND = 2.0**16
@@ -55,9 +55,9 @@ def sigmoid_via_arbiter(channel, arbiter: str, public_key, scores, n_parties: in
         offset = np.full(size, 2.0 ** (packer.value_bits - 1 - packer.precision))
         payload = packer.merge(shuffled + offset, slots=1)
     channel.send(arbiter, tags.SIGMOID_REQUEST, {"scores": payload, "size": size, "parties": n_parties})
-    reply = expect_dict(channel.recv(arbiter, tags.SIGMOID_REPLY), {"sigmoid", "softplus"},
-                        peer=arbiter, tag=tags.SIGMOID_REPLY)
-    sigmoid = expect_cipher(reply["sigmoid"], public_key, size=size, peer=arbiter, tag=tags.SIGMOID_REPLY)
+    check = Inspect(arbiter, tags.SIGMOID_REPLY)
+    reply = check.mapping(channel.recv(arbiter, tags.SIGMOID_REPLY), {"sigmoid", "softplus"})
+    sigmoid = check.cipher(reply["sigmoid"], public_key, size=size)
     softplus = reply["softplus"]
     if not isinstance(softplus, float) or not math.isfinite(softplus):
         raise ProtocolError("softplus sum must be a finite float", peer=arbiter, tag=tags.SIGMOID_REPLY)
@@ -77,22 +77,18 @@ def secret_permutation(size: int) -> np.ndarray:
 def serve_sigmoid(channel, guest: str, public_key, private_key, min_size: int, max_size: int) -> None:
     """The arbiter's side of one request. A batch of fewer than ``min_size`` scores is refused: from the
     softplus sum of a single score the guest would read the hosts' partial score."""
-    request = expect_dict(channel.recv(guest, tags.SIGMOID_REQUEST), {"scores", "size", "parties"},
-                          peer=guest, tag=tags.SIGMOID_REQUEST)
-    size, parties = request["size"], request["parties"]
-    if type(size) is not int or not 0 < size <= max_size or type(parties) is not int or not 1 < parties <= 1000:
-        raise ProtocolError(f"bad sigmoid request size {size!r} / parties {parties!r}", peer=guest,
-                            tag=tags.SIGMOID_REQUEST)
+    check = Inspect(guest, tags.SIGMOID_REQUEST)
+    request = check.mapping(channel.recv(guest, tags.SIGMOID_REQUEST), {"scores", "size", "parties"})
+    size = check.integer(request["size"], 1, max_size, "sigmoid request size")
+    parties = check.integer(request["parties"], 2, 1000, "number of parties")
     if size < min_size:
-        raise ProtocolError(f"refusing the sigmoid of a batch of {size} scores: at least {min_size} are needed",
-                            peer=guest, tag=tags.SIGMOID_REQUEST)
+        check.fail(f"refusing the sigmoid of a batch of {size} scores: at least {min_size} are needed")
     if public_key is None:
-        scores = expect_array(request["scores"], shape=(size,), peer=guest, tag=tags.SIGMOID_REQUEST)
+        scores = check.array(request["scores"], (size,))
         sigmoid = expit(scores)
     else:
         packer = score_packer(public_key, parties)
-        packed = expect_cipher(request["scores"], public_key, size=-(-size // packer.capacity), peer=guest,
-                               tag=tags.SIGMOID_REQUEST)
+        packed = check.cipher(request["scores"], public_key, size=-(-size // packer.capacity))
         scores = packer.decrypt(private_key, packed, slots=1, groups=packer.capacity, count=size).ravel()
         sigmoid = public_key.encrypt(expit(scores), precision=cipher.VALUE_PRECISION)
     softplus = float(np.logaddexp(0.0, scores).sum())

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from isthmus.errors import ConfigError, PeerTimeoutError, ProtocolError, for_peer
+from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
-from isthmus.tree import messages as msg
+from isthmus.algorithms.hetero_secureboost import tags
 from isthmus.tree.booster import Ensemble, to_prediction, to_proba, train
 from isthmus.tree.gh import QuantizedGH
 from isthmus.tree.gh_cipher import GuestCipher, dense_histogram, guest_cipher
@@ -162,11 +163,12 @@ class RemoteHost(FeatureParty):
 
     def send_setup(self, n_rows: int, model_id: str) -> None:
         self.n_rows = n_rows
-        self.channel.send(self.name, msg.SETUP, {"cipher": self.cipher.setup(), "n_rows": n_rows, "model_id": model_id})
+        self.channel.send(self.name, tags.SETUP, {"cipher": self.cipher.setup(), "n_rows": n_rows, "model_id": model_id})
 
     def receive_hello(self) -> None:
-        hello = msg.expect_map(self._recv(msg.HELLO), {"value_bins"}, peer=self.name, tag=msg.HELLO)
-        self.value_bins = msg.expect_ints(hello["value_bins"], 1, 256, "value bins per feature", peer=self.name, tag=msg.HELLO)
+        check = Inspect(self.name, tags.HELLO)
+        hello = check.mapping(self._recv(tags.HELLO), {"value_bins"}, exact=True)
+        self.value_bins = check.integers(hello["value_bins"], 1, 255, what="value bins per feature")
         self.n_columns = int(self.value_bins.max(initial=0)) + 1
 
     def _recv(self, tag: str) -> Any:
@@ -177,7 +179,7 @@ class RemoteHost(FeatureParty):
         self._gh_position = np.full(self.n_rows, -1, dtype=np.int64)
         self._gh_position[sampled] = np.arange(len(sampled))
         self._partitions = []
-        self.channel.send(self.name, msg.COMMAND, {"op": "tree", "sampled": sampled.astype(np.int64),
+        self.channel.send(self.name, tags.COMMAND, {"op": "tree", "sampled": sampled.astype(np.int64),
                                                    "features": features.astype(np.int64),
                                                    "gradients": self.cipher.encrypt(gh)})
 
@@ -185,18 +187,18 @@ class RemoteHost(FeatureParty):
         self._partitions.append([node, left, right, left_mask])
 
     def request_histograms(self, nodes: list[tuple[int, np.ndarray]]) -> None:
-        self.channel.send(self.name, msg.COMMAND, {"op": "level", "partitions": self._partitions,
+        self.channel.send(self.name, tags.COMMAND, {"op": "level", "partitions": self._partitions,
                                                    "build": np.array([node for node, _ in nodes], dtype=np.int64)})
         self._partitions = []
         self._building = [rows for _, rows in nodes]
 
     def collect_histograms(self) -> list[Histogram]:
-        payloads = msg.expect_list(self._recv(msg.HISTOGRAMS), len(self._building), "histograms",
-                                   peer=self.name, tag=msg.HISTOGRAMS)
+        payloads = Inspect(self.name, tags.HISTOGRAMS).sequence(self._recv(tags.HISTOGRAMS), len(self._building),
+                                                               "histograms")
         value_bins = self.value_bins[self._features]
         histograms = []
         for payload, rows in zip(payloads, self._building):
-            grad, hess = self.cipher.decode(payload, value_bins + 1, peer=self.name, tag=msg.HISTOGRAMS)
+            grad, hess = self.cipher.decode(payload, value_bins + 1, peer=self.name, tag=tags.HISTOGRAMS)
             histogram = Histogram(self._features, dense_histogram(grad, value_bins, self.n_columns),
                                   dense_histogram(hess, value_bins, self.n_columns))
             self._check_totals(histogram, rows)
@@ -209,24 +211,24 @@ class RemoteHost(FeatureParty):
         positions = positions[positions >= 0]
         expected = (self._gh.grad[positions].sum(), self._gh.hess[positions].sum())
         if not ((histogram.grad.sum(axis=1) == expected[0]).all() and (histogram.hess.sum(axis=1) == expected[1]).all()):
-            raise ProtocolError("histogram sums disagree with the node's gradients", peer=self.name, tag=msg.HISTOGRAMS)
+            raise ProtocolError("histogram sums disagree with the node's gradients", peer=self.name, tag=tags.HISTOGRAMS)
 
     def request_splits(self, splits: list[SplitRequest]) -> None:
-        self.channel.send(self.name, msg.COMMAND, {"op": "split", "splits": [
+        self.channel.send(self.name, tags.COMMAND, {"op": "split", "splits": [
             [s.node, s.feature, s.bin, s.default_left] for s in splits]})
         self._splitting = [s.rows.size for s in splits]
 
     def collect_splits(self) -> list[tuple[int, np.ndarray]]:
-        where = {"peer": self.name, "tag": msg.SPLITS}
-        reply = msg.expect_map(self._recv(msg.SPLITS), {"split_ids", "masks"}, **where)
-        split_ids = msg.expect_ints(reply["split_ids"], 0, 2**62, "split ids", size=len(self._splitting), **where)
-        masks = msg.expect_list(reply["masks"], len(self._splitting), "partition masks", **where)
-        return [(split_id, msg.expect_mask(mask, size, "partition mask", **where))
+        check = Inspect(self.name, tags.SPLITS)
+        reply = check.mapping(self._recv(tags.SPLITS), {"split_ids", "masks"}, exact=True)
+        split_ids = check.indices(reply["split_ids"], 2**62, size=len(self._splitting), what="split ids")
+        masks = check.sequence(reply["masks"], len(self._splitting), "partition masks")
+        return [(split_id, check.mask(mask, size, "partition mask"))
                 for split_id, mask, size in zip(split_ids.tolist(), masks, self._splitting)]
 
     def finish(self, kept_splits: dict[int, float]) -> None:
         self.importance = {"split_count": len(kept_splits), "gain": float(sum(kept_splits.values()))}
-        self.channel.send(self.name, msg.COMMAND, {"op": "finish",
+        self.channel.send(self.name, tags.COMMAND, {"op": "finish",
                                                    "split_ids": np.array(list(kept_splits), dtype=np.int64),
                                                    "gains": np.array(list(kept_splits.values()), dtype=np.float64)})
 
@@ -239,28 +241,28 @@ class RemoteRouter(Router):
 
     def _recv(self, what: str) -> Any:
         try:
-            return self.channel.recv(self.host, msg.ROUTE, self.timeout)
+            return self.channel.recv(self.host, tags.ROUTE, self.timeout)
         except PeerTimeoutError as exc:
             raise PeerTimeoutError(f"host did not answer {what} (is it running serve_predict?): {exc}",
-                                   peer=self.host, address=exc.address, tag=msg.ROUTE) from exc
+                                   peer=self.host, address=exc.address, tag=tags.ROUTE) from exc
 
     def _send(self, message: dict) -> None:
-        self.channel.send(self.host, msg.PREDICT, message)
+        self.channel.send(self.host, tags.PREDICT, message)
 
     def send_start(self, n_rows: int, model_id: str) -> None:
         self._send({"op": "start", "n_rows": n_rows, "model_id": model_id})
 
     def receive_ready(self) -> None:
-        reply = msg.expect_map(self._recv("the prediction request"), {"ok", "error"}, peer=self.host, tag=msg.ROUTE)
+        reply = Inspect(self.host, tags.ROUTE).mapping(self._recv("the prediction request"), {"ok", "error"}, exact=True)
         if reply["ok"] is not True:
-            raise ProtocolError(f"host refused to predict: {reply['error']}", peer=self.host, tag=msg.ROUTE)
+            raise ProtocolError(f"host refused to predict: {reply['error']}", peer=self.host, tag=tags.ROUTE)
 
     def request_directions(self, split_ids: np.ndarray, rows: np.ndarray) -> None:
         self._send({"op": "route", "split_ids": split_ids.astype(np.int64), "rows": rows.astype(np.int64)})
         self._expected = split_ids.size
 
     def collect_directions(self) -> np.ndarray:
-        return msg.expect_mask(self._recv("a routing query"), self._expected, "directions", peer=self.host, tag=msg.ROUTE)
+        return Inspect(self.host, tags.ROUTE).mask(self._recv("a routing query"), self._expected, "directions")
 
     def send_done(self) -> None:
         self._send({"op": "done"})

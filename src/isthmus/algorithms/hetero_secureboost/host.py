@@ -22,8 +22,10 @@ import numpy as np
 
 from isthmus.errors import ConfigError, ProtocolError, for_peer
 from isthmus.ml.binning import QuantileBinner
+from isthmus.protocols.commands import STOP, serve_orders, stop
+from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
-from isthmus.tree import messages as msg
+from isthmus.algorithms.hetero_secureboost import tags
 from isthmus.tree.gh_cipher import HostCipher, host_cipher
 from isthmus.tree.params import SAFE_NODE_ROWS, check_min_node_rows
 from isthmus.tree.party import LocalParty, SplitRequest
@@ -61,16 +63,15 @@ class HeteroSecureBoostHost:
         return self
 
     def _train(self, channel: Channel, X: np.ndarray, guest: str) -> LocalParty:
-        setup = msg.expect_map(channel.recv(guest, msg.SETUP, self.timeout),
-                               {"cipher", "n_rows", "model_id"}, peer=guest, tag=msg.SETUP)
-        msg.expect_int(setup["n_rows"], len(X), len(X) + 1, "row count (must equal this host's rows)",
-                       peer=guest, tag=msg.SETUP)
-        if not isinstance(setup["model_id"], str) or not 0 < len(setup["model_id"]) <= 64:
-            raise ProtocolError("model id must be a short string", peer=guest, tag=msg.SETUP)
-        cipher = host_cipher(self.encryption, setup["cipher"], peer=guest, tag=msg.SETUP)
+        check = Inspect(guest, tags.SETUP)
+        setup = check.mapping(channel.recv(guest, tags.SETUP, self.timeout), {"cipher", "n_rows", "model_id"},
+                              exact=True)
+        check.integer(setup["n_rows"], len(X), len(X), "row count (must equal this host's rows)")
+        check.text(setup["model_id"], "model id", max_length=64)
+        cipher = host_cipher(self.encryption, setup["cipher"], peer=guest, tag=tags.SETUP)
         self.model_id_ = setup["model_id"]
         local = LocalParty(channel.party, X, self.bins)
-        channel.send(guest, msg.HELLO, {"value_bins": local.value_bins})
+        channel.send(guest, tags.HELLO, {"value_bins": local.value_bins})
         _TrainingSession(channel, guest, local, cipher, self.timeout, self.min_node_rows).run()
         return local
 
@@ -86,8 +87,8 @@ class HeteroSecureBoostHost:
 
     def _accept_prediction(self, channel: Channel, X: np.ndarray, guest: str) -> None:
         """Check the guest's request against this model and these rows; tell the guest either way."""
-        start = msg.expect_map(channel.recv(guest, msg.PREDICT, self.timeout), {"op", "n_rows", "model_id"},
-                               peer=guest, tag=msg.PREDICT)
+        check = Inspect(guest, tags.PREDICT)
+        start = check.mapping(channel.recv(guest, tags.PREDICT, self.timeout), {"op", "n_rows", "model_id"}, exact=True)
         n_features = max(self.splits_.feature, default=-1) + 1
         problem = ""
         if start["op"] != "start":
@@ -95,23 +96,22 @@ class HeteroSecureBoostHost:
         elif start["model_id"] != self.model_id_:
             problem = f"guest model {start['model_id']!r} is not this host's model {self.model_id_!r}"
         elif X.ndim != 2 or start["n_rows"] != len(X) or X.shape[1] < n_features:
-            problem = f"guest has {start['n_rows']} rows, this host features of shape {X.shape} (model uses {n_features})"
-        channel.send(guest, msg.ROUTE, {"ok": not problem, "error": problem})
+            problem = (f"guest has {start['n_rows']} rows, this host features of shape {X.shape} "
+                       f"(model uses {n_features})")
+        channel.send(guest, tags.ROUTE, {"ok": not problem, "error": problem})
         if problem:
-            raise ProtocolError(problem, peer=guest, tag=msg.PREDICT)
+            check.fail(problem)
 
     def _answer_queries(self, channel: Channel, X: np.ndarray, guest: str) -> None:
-        where = {"peer": guest, "tag": msg.PREDICT}
-        while True:
-            request = channel.recv(guest, msg.PREDICT, self.timeout)
-            if isinstance(request, dict) and isinstance(request.get("op"), str) and request["op"] == "done":
-                return
-            request = msg.expect_map(request, {"op", "split_ids", "rows"}, **where)
-            split_ids = msg.expect_ints(request["split_ids"], 0, len(self.splits_), "split ids", **where)
-            rows = msg.expect_ints(request["rows"], 0, len(X), "rows", size=split_ids.size, **where)
-            if request["op"] != "route" or not self.splits_.known(split_ids):
-                raise ProtocolError("expected a route query over this model's split ids", **where)
-            channel.send(guest, msg.ROUTE, self.splits_.go_left(X, split_ids, rows))
+        def route(request: dict, check: Inspect) -> None:
+            request = check.mapping(request, {"op", "split_ids", "rows"}, exact=True)
+            split_ids = check.indices(request["split_ids"], len(self.splits_), what="split ids")
+            rows = check.indices(request["rows"], len(X), size=split_ids.size, what="rows")
+            if not self.splits_.known(split_ids):
+                check.fail("expected a route query over this model's split ids")
+            channel.send(guest, tags.ROUTE, self.splits_.go_left(X, split_ids, rows))
+
+        serve_orders(channel, guest, tags.PREDICT, {"route": route, "done": stop}, timeout=self.timeout)
 
     # -- model part ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -154,26 +154,15 @@ class _TrainingSession:
         self.node_rows: dict[int, np.ndarray] = {}
 
     def run(self) -> None:
-        handlers = {"tree": self.start_tree, "level": self.level, "split": self.split}
-        while True:
-            command = self.channel.recv(self.guest, msg.COMMAND, self.timeout)
-            op = command.get("op") if isinstance(command, dict) else None
-            if op == "finish":
-                self.finish(command)
-                return
-            if op not in handlers:
-                raise ProtocolError(f"unknown command {op!r}", peer=self.guest, tag=msg.COMMAND)
-            handlers[op](command)
+        serve_orders(self.channel, self.guest, tags.COMMAND,
+                     {"tree": self.start_tree, "level": self.level, "split": self.split, "finish": self.finish},
+                     timeout=self.timeout)
 
-    def _check(self, command: Any, keys: set[str]) -> dict:
-        return msg.expect_map(command, keys | {"op"}, peer=self.guest, tag=msg.COMMAND)
-
-    def start_tree(self, command: Any) -> None:
-        command = self._check(command, {"sampled", "features", "gradients"})
-        where = {"peer": self.guest, "tag": msg.COMMAND}
-        self.sampled = msg.expect_ints(command["sampled"], 0, self.n_rows, "sampled rows", increasing=True, **where)
-        self.features = msg.expect_ints(command["features"], 0, self.local.n_features, "features", increasing=True, **where)
-        self.cipher.load(command["gradients"], self.sampled.size, **where)
+    def start_tree(self, command: dict, check: Inspect) -> None:
+        command = check.mapping(command, {"op", "sampled", "features", "gradients"}, exact=True)
+        self.sampled = check.indices(command["sampled"], self.n_rows, increasing=True, what="sampled rows")
+        self.features = check.indices(command["features"], self.local.n_features, increasing=True, what="features")
+        self.cipher.load(command["gradients"], self.sampled.size, peer=check.peer, tag=check.tag)
         self.gh_position = np.full(self.n_rows, -1, dtype=np.int64)
         self.gh_position[self.sampled] = np.arange(self.sampled.size)
         self.node_rows = {0: np.arange(self.n_rows)}
@@ -181,74 +170,68 @@ class _TrainingSession:
         self.split_nodes: set[int] = set()
         self.own_partitions: dict[int, np.ndarray] = {}  # this host's splits, until the guest announces them
 
-    def level(self, command: Any) -> None:
-        command = self._check(command, {"partitions", "build"})
-        where = {"peer": self.guest, "tag": msg.COMMAND}
-        for partition in msg.expect_list(command["partitions"], None, "partitions", **where):
-            node, left, right, mask = msg.expect_list(partition, 4, "partition", **where)
-            rows = self._leaf_rows(node)
+    def level(self, command: dict, check: Inspect) -> None:
+        command = check.mapping(command, {"op", "partitions", "build"}, exact=True)
+        for partition in check.sequence(command["partitions"], what="partitions"):
+            node, left, right, mask = check.sequence(partition, 4, "partition")
+            rows = self._leaf_rows(node, check)
             if any(type(c) is not int or c in self.node_rows for c in (left, right)) or left == right:
-                raise ProtocolError("partition children must be new, distinct node ids", **where)
-            mask = msg.expect_mask(mask, rows.size, "partition mask", **where)
+                check.fail("partition children must be new, distinct node ids")
+            mask = check.mask(mask, rows.size, "partition mask")
             own = self.own_partitions.pop(node, None)
             if own is not None and not np.array_equal(own, mask):
-                raise ProtocolError(f"partition of node {node} differs from this host's split of it", **where)
+                check.fail(f"partition of node {node} differs from this host's split of it")
             self.node_rows[left], self.node_rows[right] = rows[mask], rows[~mask]
             self.sibling[left], self.sibling[right] = right, left
             self.split_nodes.add(node)
-        build = msg.expect_ints(command["build"], 0, 2**62, "nodes to build", **where)
+        build = check.indices(command["build"], 2**62, what="nodes to build")
         nodes = []
         for node in build.tolist():
-            rows = self._sampled_rows(self._leaf_rows(node))
-            self._check_node_size(node, rows.size)
+            rows = self._sampled_rows(self._leaf_rows(node, check))
+            self._check_node_size(node, rows.size, check)
             nodes.append((self.gh_position[rows], self.compact_bins[np.ix_(rows, self.features)]))
         n_bins = self.local.value_bins[self.features] + 1
-        self.channel.send(self.guest, msg.HISTOGRAMS, self.cipher.histograms(nodes, n_bins))
+        self.channel.send(self.guest, tags.HISTOGRAMS, self.cipher.histograms(nodes, n_bins))
 
-    def split(self, command: Any) -> None:
-        command = self._check(command, {"splits"})
-        where = {"peer": self.guest, "tag": msg.COMMAND}
+    def split(self, command: dict, check: Inspect) -> None:
+        command = check.mapping(command, {"op", "splits"}, exact=True)
         split_ids, masks = [], []
-        for item in msg.expect_list(command["splits"], None, "splits", **where):
-            node, feature, bin_, default_left = msg.expect_list(item, 4, "split", **where)
-            rows = self._leaf_rows(node)
+        for item in check.sequence(command["splits"], what="splits"):
+            node, feature, bin_, default_left = check.sequence(item, 4, "split")
+            rows = self._leaf_rows(node, check)
             if node in self.own_partitions:
-                raise ProtocolError(f"node {node} was already split", **where)
+                check.fail(f"node {node} was already split")
             if feature not in set(self.features.tolist()) or type(default_left) is not bool:
-                raise ProtocolError("split names a feature outside this tree's sample or a non-bool direction", **where)
-            msg.expect_int(bin_, 0, int(self.local.value_bins[feature]) - 1, "split bin", **where)
+                check.fail("split names a feature outside this tree's sample or a non-bool direction")
+            check.integer(bin_, 0, int(self.local.value_bins[feature]) - 2, "split bin")
             split_id, mask = self.local.split(SplitRequest(node, rows, feature, bin_, default_left))
             self.own_partitions[node] = mask
             split_ids.append(split_id)
             masks.append(mask)
-        self.channel.send(self.guest, msg.SPLITS, {"split_ids": np.array(split_ids, dtype=np.int64), "masks": masks})
+        self.channel.send(self.guest, tags.SPLITS, {"split_ids": np.array(split_ids, dtype=np.int64), "masks": masks})
 
-    def finish(self, command: Any) -> None:
-        command = self._check(command, {"split_ids", "gains"})
-        where = {"peer": self.guest, "tag": msg.COMMAND}
-        split_ids = msg.expect_ints(command["split_ids"], 0, len(self.local.splits), "kept split ids", **where)
-        gains = command["gains"]
-        if not isinstance(gains, np.ndarray) or gains.dtype != np.float64 or gains.shape != split_ids.shape \
-                or not np.isfinite(gains).all():
-            raise ProtocolError("gains must be finite float64 values, one per split id", **where)
+    def finish(self, command: dict, check: Inspect) -> object:
+        command = check.mapping(command, {"op", "split_ids", "gains"}, exact=True)
+        split_ids = check.indices(command["split_ids"], len(self.local.splits), what="kept split ids")
+        gains = check.array(command["gains"], split_ids.shape, dtype=np.float64, what="gains")
         self.local.finish(dict(zip(split_ids.tolist(), gains.tolist())))
+        return STOP
 
     def _sampled_rows(self, rows: np.ndarray) -> np.ndarray:
         """The rows that carry gradients in this tree: those a histogram sums over."""
         return rows[self.gh_position[rows] >= 0]
 
-    def _check_node_size(self, node: int, size: int) -> None:
+    def _check_node_size(self, node: int, size: int, check: Inspect) -> None:
         """Refuse a histogram over too few rows, or whose sibling has too few (the guest holds the
         parent's histogram, so one child's gives the other's)."""
         sibling = self.sibling.get(node)
         smallest = size if sibling is None else min(size, self._sampled_rows(self.node_rows[sibling]).size)
         if smallest < self.min_node_rows:
-            raise ProtocolError(f"refusing the histogram of node {node}: it or its sibling has {smallest} rows, "
-                                f"fewer than min_node_rows {self.min_node_rows}: the guest could read those "
-                                "rows' bins off it", peer=self.guest, tag=msg.COMMAND)
+            check.fail(f"refusing the histogram of node {node}: it or its sibling has {smallest} rows, fewer than "
+                       f"min_node_rows {self.min_node_rows}: the guest could read those rows' bins off it")
 
-    def _leaf_rows(self, node: Any) -> np.ndarray:
+    def _leaf_rows(self, node: Any, check: Inspect) -> np.ndarray:
         """Rows of a node of the current tree that has not been split yet."""
         if type(node) is not int or node not in self.node_rows or node in self.split_nodes:
-            raise ProtocolError(f"node {node!r} is not a leaf of the current tree", peer=self.guest, tag=msg.COMMAND)
+            check.fail(f"node {node!r} is not a leaf of the current tree")
         return self.node_rows[node]

@@ -31,7 +31,7 @@ from isthmus.crypto.secagg import decode_fixed
 from isthmus.errors import ConfigError, DataError, ProtocolError, for_peer
 from isthmus.horizontal.fleet import ChannelFleet
 from isthmus.horizontal.secure_sum import Keyring, SecAggConfig, SecAggTerms
-from isthmus.horizontal.wire import MAX_NAME, Inspect
+from isthmus.protocols.inspect import MAX_NAME, Inspect
 from isthmus.ml.binning import QuantileBinner
 from isthmus.transport.channel import Channel
 from isthmus.tree.gh import FixedPointScale, fixed_point_exponent

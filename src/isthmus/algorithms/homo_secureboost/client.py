@@ -19,7 +19,7 @@ from isthmus.crypto.secagg import encode_fixed
 from isthmus.errors import IsthmusError, for_peer
 from isthmus.horizontal.participant import REQUEST_TAG, reply_tag
 from isthmus.horizontal.secure_sum import SecAggTerms
-from isthmus.horizontal.wire import Inspect
+from isthmus.protocols.inspect import Inspect
 from isthmus.ml.binning import QuantileBinner
 from isthmus.transport.channel import Channel
 from isthmus.tree.gh import SUM_BITS
@@ -153,7 +153,7 @@ class _Session:
         bins = check.integer(request["bins"], 2, 255)
         if not all(_array(p, np.float64, 1) for p in points):
             check.fail("split points must be 1-D float64 arrays")
-        init_score = check.array(request["init_score"], np.dtype(np.float64), (self.objective.n_outputs,))
+        init_score = check.array(request["init_score"], (self.objective.n_outputs,), dtype=np.float64)
         try:
             binner = QuantileBinner.from_split_points(bins, points)
         except IsthmusError as exc:

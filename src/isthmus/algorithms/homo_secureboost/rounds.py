@@ -24,7 +24,7 @@ from isthmus.crypto.secagg import SecAggError
 from isthmus.horizontal.fleet import Fleet
 from isthmus.horizontal.participant import reply_tag
 from isthmus.horizontal.secure_sum import SESSION_BYTES, SecAggClient, SecAggServer, SecAggTerms
-from isthmus.horizontal.wire import Inspect
+from isthmus.protocols.inspect import Inspect
 
 log = logging.getLogger("isthmus.tree.homo")
 

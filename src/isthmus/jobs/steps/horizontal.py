@@ -37,7 +37,7 @@ from isthmus.horizontal import (
 from isthmus.horizontal.dp import epsilon
 from isthmus.horizontal.participant import ClientTerms, reply_tag
 from isthmus.horizontal.secure_sum import Keyring, SecAggTerms
-from isthmus.horizontal.wire import MAX_NAME, Inspect
+from isthmus.protocols.inspect import MAX_NAME, Inspect
 from isthmus.incentive.endorse import check_keys
 from isthmus.incentive.signing import federation_file, load_pinned_keys, load_signing_key
 from isthmus.jobs.context import PartyContext

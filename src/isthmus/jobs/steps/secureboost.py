@@ -24,8 +24,9 @@ from isthmus.horizontal.secure_sum import SecAggConfig, SecAggTerms
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps import horizontal
 from isthmus.jobs.steps.data import party_table
+from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
-from isthmus.tree import messages as msg
+from isthmus.algorithms.hetero_secureboost import tags
 from isthmus.tree.booster import holdout_rows, to_prediction, to_proba
 from isthmus.algorithms.hetero_secureboost.guest import HeteroSecureBoostGuest
 from isthmus.algorithms.hetero_secureboost.host import HeteroSecureBoostHost
@@ -168,10 +169,10 @@ class _HostServer:
             if type(op) is not str or op not in ("predict", "finish"):
                 raise ProtocolError("expected op 'predict' or 'finish'", **where)
             if op == "finish":
-                msg.expect_map(request, {"op"}, **where)
+                Inspect(**where).mapping(request, {"op"}, exact=True)
                 return
-            request = msg.expect_map(request, {"op", "rows"}, **where)
-            rows = msg.expect_ints(request["rows"], 0, len(self.X), "rows to score", **where)
+            request = Inspect(**where).mapping(request, {"op", "rows"}, exact=True)
+            rows = Inspect(**where).indices(request["rows"], len(self.X), what="rows to score")
             self.part.serve_predict(channel, self.X[rows], guest=self.guest)
 
 
