@@ -9,6 +9,8 @@ before anything is built.
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,12 @@ class StrictLoader(yaml.SafeLoader):
                 raise _Refused(problem=f"key {key!r:.80} appears twice (first on line {earlier.line + 1})",
                                problem_mark=key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
+
+
+# PyYAML follows YAML 1.1, where a float needs a dot: ``1e-4`` would be the string "1e-4" and then fail
+# the option's type check. People writing job files mean the number, as YAML 1.2 reads it.
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 def parse_yaml(text: str, *, source: str) -> Any:
