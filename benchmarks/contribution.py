@@ -37,7 +37,7 @@ from sklearn.metrics import roc_auc_score
 from isthmus.horizontal import FedAvg, LinearClient, LinearModel, simulate
 from isthmus.horizontal.partition import iid
 from isthmus.incentive.shapley import exact_shapley
-from isthmus.jobs.parity import centralized_scores
+from isthmus.algorithms.registry import algorithm
 from isthmus.jobs.runner import run_party
 from isthmus.jobs.spec import parse_job
 from isthmus.transport.local import LocalHub
@@ -129,8 +129,10 @@ def central_shapley(tables: dict[str, pd.DataFrame], evaluation_ids: set[str]) -
         if not coalition:
             return 0.5
         X = np.hstack([columns[name] for name in sorted(coalition)])
-        scores = centralized_scores("hetero_lr", "binary", TRAIN, X, y, ~evaluation, evaluation)
-        return float(roc_auc_score(y[evaluation], scores))
+        model = algorithm(TRAIN["model"])
+        options = model.Options.parse({k: v for k, v in TRAIN.items() if k != "model"}, where="benchmark")
+        reference = model.reference(options, "binary", X[~evaluation], y[~evaluation], X[evaluation])
+        return float(roc_auc_score(y[evaluation], reference.scores))
 
     return exact_shapley(sorted(tables), value).values
 

@@ -11,7 +11,7 @@ from conftest import run_parties
 from isthmus.incentive.endorse import JobFacts, Statement, endorse
 from isthmus.incentive.ledger import Ledger, ledger_path
 from isthmus.incentive.record import sha256_hex
-from isthmus.incentive.signing import federation_file, load_pinned_keys, load_signing_key
+from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
 from isthmus.transport.certs import create_federation
 from isthmus.transport.local import LocalHub
 

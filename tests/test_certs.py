@@ -15,7 +15,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from isthmus.errors import ConfigError
-from isthmus.incentive.signing import federation_file, load_pinned_keys, load_signing_key, same_key
+from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
+from isthmus.incentive.signing import same_key
 from isthmus.transport.ca import init_ca, sign_request
 from isthmus.transport.certs import TlsFiles, create_federation, tls_files_for
 from isthmus.transport.party_keys import init_party_keys, install_party_files

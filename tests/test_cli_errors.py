@@ -104,7 +104,7 @@ def test_what_the_user_must_do_is_said(place, results):
     assert "pass --force to replace it, or choose another --out" in results["a party's earlier run"].stderr
     assert "line 4, column 1" in results["bad YAML (launch)"].stderr
     assert "has no party 'gust'" in results["an unknown party"].stderr
-    assert "unknown steps ['trian']" in results["a step typo"].stderr
+    assert "unknown step 'trian' (did you mean 'train'?)" in results["a step typo"].stderr
     assert "in use by another isthmus process" in results["a folder in use"].stderr
     assert "choose another folder" in results["certificates made twice"].stderr
     assert "did not write (thesis.tex)" in results["someone's folder (demo)"].stderr

@@ -18,10 +18,10 @@ from isthmus.demos.horizontal import make_horizontal_data
 from isthmus.errors import ConfigError
 from isthmus.jobs.launcher import LaunchResult
 from isthmus.jobs.local import loopback_parties, write_job
-from isthmus.jobs.parity import horizontal_parity
+from isthmus.jobs.parity import _horizontal
+from isthmus.jobs.plan import make_plan
 from isthmus.jobs.runner import run_party
 from isthmus.jobs.spec import JobSpec, load_job, parse_job
-from isthmus.jobs.steps.horizontal import HorizontalSettings
 from isthmus.transport.certs import create_federation
 from isthmus.transport.local import LocalHub
 
@@ -165,7 +165,7 @@ def test_homo_linr_job_in_process_matches_central_training(tmp_path):
     spec = load_job(job)
     run_in_process(spec, tmp_path / "run")
 
-    report = horizontal_parity(LaunchResult(spec, tmp_path / "run", 0.0), spec.step("train").options)
+    report = _horizontal(LaunchResult(spec, tmp_path / "run", 0.0), make_plan(spec, "aggregator").first("train").options)
     assert report["metric"] == "r2" and set(report["parties"]) == {"client-1", "client-2", "client-3"}
     assert report["federated"] > 0.95 and report["delta"] < 0.01, report
     assert not (tmp_path / "run" / "aggregator" / "metrics.json").exists()  # no data, nothing to evaluate
@@ -195,36 +195,39 @@ def test_client_data_may_name_a_test_file_relative_to_the_job(tmp_path):
 
 @pytest.mark.parametrize("options, message", [
     ({"rounds": 0}, "rounds"),
-    ({"epochs": 3}, "unknown options"),
+    ({"epochs": 3}, "unknown option 'epochs'"),
     ({"strategy": "fedmagic"}, "fedmagic"),
     ({"dp": {"clip_norm": 1.0}}, "noise_multiplier"),
     ({"dropout_tolerance": 1.5}, "dropout_tolerance"),
     ({"fail_after_round": {"client-1": "soon"}}, "fail_after_round"),
 ])
 def test_bad_horizontal_options_are_refused_clearly(options, message):
+    from isthmus.algorithms.registry import algorithm
+
     with pytest.raises(ConfigError, match=message):
-        HorizontalSettings.parse("homo_lr", options)
+        algorithm("homo_lr").Options.parse(options, where="train")
 
 
-def test_strategy_options_the_strategy_does_not_take_are_refused():
+def test_strategy_options_the_strategy_does_not_take_are_refused_when_the_job_loads():
+    from isthmus.algorithms.registry import algorithm
+
     with pytest.raises(ConfigError, match="strategy_options"):
-        HorizontalSettings.parse("homo_lr", {"strategy_options": {"eta": 0.1}}).make_strategy(None)
+        algorithm("homo_lr").Options.parse({"strategy_options": {"eta": 0.1}}, where="train")
 
 
 def test_secure_aggregation_needs_the_certificate_folder_and_trusts_only_the_clients_keys(tmp_path):
-    from isthmus.jobs.context import PartyContext
-    from isthmus.jobs.steps.horizontal import secagg_keyring
+    from isthmus.horizontal.keyring import keyring_from_folder
 
     files = make_horizontal_data(tmp_path / "data", clients=2)
     spec = load_job(horizontal_job(tmp_path, files, train={"rounds": 1}, name="keys"))
     hub = LocalHub(spec.parties)
-    with pytest.raises(AssertionError, match="secure aggregation needs the party's certificate folder"):
+    with pytest.raises(AssertionError, match="secure aggregation needs the party's key folder"):
         run_parties({p: (lambda p=p: run_party(spec, p, hub.channel(p, spec.name), tmp_path / "run" / p))
                      for p in spec.parties}, timeout=60)
     certs = tmp_path / "certs"
     create_federation(certs, sorted(spec.parties))
     clients = spec.with_role("client")
-    at_aggregator = secagg_keyring(PartyContext(spec, "aggregator", None, tmp_path, None, certs_dir=certs), clients)
-    at_client = secagg_keyring(PartyContext(spec, "client-1", None, tmp_path, None, certs_dir=certs), clients)
+    at_aggregator = keyring_from_folder(certs, "aggregator", clients)
+    at_client = keyring_from_folder(certs, "client-1", clients)
     assert set(at_aggregator.pinned) == set(at_client.pinned) == {"client-1", "client-2"}  # not the aggregator
     assert at_aggregator.signing_key is None and at_client.signing_key is not None

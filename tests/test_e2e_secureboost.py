@@ -157,11 +157,12 @@ def test_horizontal_secureboost_job(tmp_path):
 @pytest.mark.parametrize("request_", [{"op": np.array([1, 2])}, {"op": "predict", "rows": np.array([7, 999])},
                                       {"op": "finish", "rows": np.array([0])}, ["predict"]])
 def test_a_host_refuses_malformed_scoring_requests(request_):
+    from isthmus.algorithms.hetero_secureboost import tags
+    from isthmus.algorithms.hetero_secureboost.algorithm import BoostHostPart
     from isthmus.errors import ProtocolError
-    from isthmus.jobs.steps.secureboost import SERVE_TAG, _HostServer
     from isthmus.transport.local import LocalHub
 
     hub = LocalHub(["guest", "host"])
-    hub.channel("guest").send("host", SERVE_TAG, request_)
+    hub.channel("guest").send("host", tags.SERVE, request_)
     with pytest.raises(ProtocolError, match="peer='guest'"):
-        _HostServer(part=None, X=np.zeros((10, 2)), guest="guest").serve(hub.channel("host"))
+        BoostHostPart(trained=None, guest="guest").serve(hub.channel("host"), np.zeros((10, 2)))

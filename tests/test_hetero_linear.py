@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from conftest import run_parties
 from isthmus.errors import ConfigError, PeerAbortedError
-from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
+from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearOptions
 from isthmus.transport.local import LocalHub
 
 
@@ -22,7 +22,7 @@ from isthmus.transport.local import LocalHub
 SMALL_BATCHES = 1
 
 
-def train_jointly(config: LinearConfig, X_guest, y, X_hosts, *, hub: LocalHub | None = None):
+def train_jointly(config: LinearOptions, X_guest, y, X_hosts, *, hub: LocalHub | None = None):
     """Train guest + hosts + arbiter as threads; return the guest's scores on all rows and the parts."""
     hosts = [f"host-{i}" for i in range(1, len(X_hosts) + 1)]
     hub = hub or LocalHub(["guest", *hosts, "arbiter"])
@@ -62,14 +62,14 @@ def centralised_auc(X, y, alpha=0.01):
 
 def test_plaintext_mode_matches_centralised_logistic_regression(breast):
     X, y = breast
-    config = LinearConfig(epochs=15, batch_size=64, learning_rate=0.15, encrypt=False)
+    config = LinearOptions(epochs=15, batch_size=64, learning_rate=0.15, encrypt=False)
     scores, _, _ = train_jointly(config, X[:, :10], y, [X[:, 10:]])
     assert abs(roc_auc_score(y, scores) - centralised_auc(X, y)) < 0.005
 
 
 def test_encrypted_logistic_regression_two_hosts_matches_centralised(breast, paillier_1024):
     X, y = breast
-    config = LinearConfig(epochs=5, batch_size=128, learning_rate=0.15, key_bits=1024)
+    config = LinearOptions(epochs=5, batch_size=128, learning_rate=0.15, key_bits=1024)
     scores, guest, hosts = train_jointly(config, X[:, :10], y, [X[:, 10:20], X[:, 20:]])
     assert abs(roc_auc_score(y, scores) - centralised_auc(X, y)) < 0.01
     # each party keeps only its own coefficients
@@ -81,8 +81,8 @@ def test_encrypted_and_plaintext_modes_agree(breast, paillier_1024):
     """Encryption changes nothing but fixed-point rounding: the same weights to ~1e-4."""
     X, y = breast
     rows = slice(0, 200)
-    plain = LinearConfig(epochs=2, batch_size=100, key_bits=1024, encrypt=False, batch_rows_per_feature=SMALL_BATCHES)
-    secret = LinearConfig(epochs=2, batch_size=100, key_bits=1024, batch_rows_per_feature=SMALL_BATCHES)
+    plain = LinearOptions(epochs=2, batch_size=100, key_bits=1024, encrypt=False, batch_rows_per_feature=SMALL_BATCHES)
+    secret = LinearOptions(epochs=2, batch_size=100, key_bits=1024, batch_rows_per_feature=SMALL_BATCHES)
     _, guest_plain, hosts_plain = train_jointly(plain, X[rows, :10], y[rows], [X[rows, 10:]])
     _, guest_secret, hosts_secret = train_jointly(secret, X[rows, :10], y[rows], [X[rows, 10:]])
     np.testing.assert_allclose(guest_secret.coef_, guest_plain.coef_, atol=1e-4)
@@ -96,7 +96,7 @@ def test_reported_loss_is_the_taylor_loss_of_the_batch(breast):
     log 2 - y'z/2 + z^2/8 at w1 = -lr * grad(0), computed here on the pooled data."""
     X, y = breast
     lr = 0.5
-    config = LinearConfig(epochs=2, batch_size=0, learning_rate=lr, penalty=None, tol=0.0, encrypt=False)
+    config = LinearOptions(epochs=2, batch_size=0, learning_rate=lr, penalty=None, tol=0.0, encrypt=False)
     _, guest, _ = train_jointly(config, X[:, :10], y, [X[:, 10:]])
     pooled = np.hstack([X[:, :10], np.ones((len(y), 1)), X[:, 10:]])
     w1 = -lr * pooled.T @ (0.5 - y) / len(y)
@@ -110,7 +110,7 @@ def test_reported_loss_is_the_taylor_loss_of_the_batch(breast):
 def test_linear_regression_matches_ridge():
     X, y = load_diabetes(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    config = LinearConfig(task="regression", epochs=60, batch_size=64, learning_rate=0.05, alpha=0.001,
+    config = LinearOptions(task="regression", epochs=60, batch_size=64, learning_rate=0.05, alpha=0.001,
                           encrypt=False, tol=1e-7)
     scores, _, _ = train_jointly(config, X[:, :4], y, [X[:, 4:]])
     reference = Ridge(alpha=0.001 * len(y)).fit(X, y).predict(X)
@@ -122,7 +122,7 @@ def test_multiclass_one_vs_rest():
     to what a one-vs-rest least-squares classifier gets (iris' middle class is not linearly separable)."""
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    config = LinearConfig(task="multiclass", epochs=30, batch_size=32, learning_rate=0.3, encrypt=False,
+    config = LinearOptions(task="multiclass", epochs=30, batch_size=32, learning_rate=0.3, encrypt=False,
                           batch_rows_per_feature=SMALL_BATCHES)
     scores, guest, hosts = train_jointly(config, X[:, :2], y, [X[:, 2:]])
     assert scores.shape == (150, 3)
@@ -133,7 +133,7 @@ def test_multiclass_one_vs_rest():
 
 def test_early_stopping_keeps_the_best_validation_weights(breast):
     X, y = breast
-    config = LinearConfig(epochs=40, batch_size=32, learning_rate=2.0, validation_fraction=0.3,
+    config = LinearOptions(epochs=40, batch_size=32, learning_rate=2.0, validation_fraction=0.3,
                           early_stopping_rounds=2, tol=0.0, encrypt=False, batch_rows_per_feature=SMALL_BATCHES)
     _, guest, _ = train_jointly(config, X[:, :10], y, [X[:, 10:]])
     val = [h["validation_loss"] for h in guest.history_]
@@ -143,17 +143,17 @@ def test_early_stopping_keeps_the_best_validation_weights(breast):
 
 def test_bad_config_is_refused():
     with pytest.raises(ConfigError, match="penalty"):
-        LinearConfig(penalty="l3")
-    with pytest.raises(ConfigError, match="unknown training options"):
-        LinearConfig.from_dict({"epochz": 3})
+        LinearOptions(penalty="l3")
+    with pytest.raises(ConfigError, match=r"unknown option .epochz. \(did you mean .epochs.\?\)"):
+        LinearOptions.parse({"epochz": 3}, where="test")
     with pytest.raises(ConfigError, match="validation_fraction"):
-        LinearConfig(early_stopping_rounds=3)
+        LinearOptions(early_stopping_rounds=3)
 
 
 def test_a_failing_host_stops_the_others_instead_of_hanging(breast):
     X, y = breast
     hub = LocalHub(["guest", "host-1", "arbiter"])
-    config = LinearConfig(epochs=2, encrypt=False)
+    config = LinearOptions(epochs=2, encrypt=False)
 
     def broken_host():
         channel = hub.channel("host-1")
@@ -175,7 +175,7 @@ def test_a_failing_host_stops_the_others_instead_of_hanging(breast):
 def test_sigmoid_residual_matches_true_logistic_regression(breast):
     """The exact residual converges to scikit-learn's logistic regression, not to least squares."""
     X, y = breast
-    config = LinearConfig(epochs=20, batch_size=128, learning_rate=0.05, optimizer="adam", residual="sigmoid",
+    config = LinearOptions(epochs=20, batch_size=128, learning_rate=0.05, optimizer="adam", residual="sigmoid",
                           encrypt=False)
     scores, guest, _ = train_jointly(config, X[:, :10], y, [X[:, 10:20], X[:, 20:]])
     assert abs(roc_auc_score(y, scores) - centralised_auc(X, y)) < 0.002
@@ -186,7 +186,7 @@ def test_sigmoid_residual_matches_true_logistic_regression(breast):
 def test_sigmoid_residual_is_the_same_encrypted_and_in_plaintext(breast, paillier_1024):
     X, y = breast
     rows = slice(0, 160)
-    runs = [train_jointly(LinearConfig(epochs=2, batch_size=80, key_bits=1024, residual="sigmoid", encrypt=secret,
+    runs = [train_jointly(LinearOptions(epochs=2, batch_size=80, key_bits=1024, residual="sigmoid", encrypt=secret,
                                        batch_rows_per_feature=SMALL_BATCHES),
                           X[rows, :10], y[rows], [X[rows, 10:]])[1] for secret in (False, True)]
     np.testing.assert_allclose(runs[1].coef_, runs[0].coef_, atol=1e-4)
@@ -209,6 +209,6 @@ def test_the_sigmoid_shuffle_comes_from_the_os_secret_randomness(breast, monkeyp
 
     monkeypatch.setattr(np.random, "default_rng", seeded_only)
     monkeypatch.setattr(random.SystemRandom, "shuffle", recorded_shuffle)
-    config = LinearConfig(epochs=1, batch_size=0, residual="sigmoid", encrypt=False)
+    config = LinearOptions(epochs=1, batch_size=0, residual="sigmoid", encrypt=False)
     train_jointly(config, X[:, :10], y, [X[:, 10:]])
     assert shuffled == [len(y)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from isthmus.errors import ConfigError
-from isthmus.jobs.runner import check_steps
+from isthmus.jobs.plan import make_plan
 from isthmus.jobs.spec import load_job, parse_job
 
 JOB = """
@@ -38,8 +38,8 @@ def test_parses_roles_paths_and_steps(tmp_path: Path):
     assert spec.party("host-2").data.exclude == ["phone"]
     assert [s.name for s in spec.steps] == ["intersect", "train", "evaluate"]
     assert spec.step("train").options == {"model": "hetero_lr", "epochs": 3}
-    assert spec.options == {"timeout": 30}
-    check_steps(spec)
+    assert spec.options.timeout == 30 and spec.options.model_fields_set == {"timeout"}
+    assert [step.scope for step in make_plan(spec, "host-1").steps] == ["0-intersect", "1-train", "2-evaluate"]
 
 
 @pytest.mark.parametrize("mutation, message", [
@@ -60,8 +60,8 @@ def test_unknown_step_names_the_known_ones():
     import yaml
 
     spec = parse_job(yaml.safe_load(JOB.replace("- evaluate", "- evaluat")), base_dir=Path("."))
-    with pytest.raises(ConfigError, match="unknown steps \\['evaluat'\\]; known steps"):
-        check_steps(spec)
+    with pytest.raises(ConfigError, match=r"unknown step 'evaluat' \(did you mean 'evaluate'\?\); steps: .*evaluate"):
+        make_plan(spec, "guest")
 
 
 def test_missing_file_and_party(tmp_path: Path):
@@ -75,8 +75,51 @@ def test_missing_file_and_party(tmp_path: Path):
 def test_benchmark_only_plaintext_modes_need_the_job_switch():
     import yaml
 
-    spec = parse_job(yaml.safe_load(JOB), base_dir=Path("."))
-    with pytest.raises(ConfigError, match="benchmark_only_plaintext: true"):
-        spec.require_plaintext_switch("train: hetero_lr with encrypt: false")
-    allowed = parse_job(yaml.safe_load(JOB.replace("timeout: 30", "benchmark_only_plaintext: true")), base_dir=Path("."))
-    allowed.require_plaintext_switch("train: hetero_lr with encrypt: false")
+    plain = JOB.replace("{model: hetero_lr, epochs: 3}", "{model: hetero_lr, epochs: 3, encrypt: false}")
+    spec = parse_job(yaml.safe_load(plain), base_dir=Path("."))
+    with pytest.raises(ConfigError, match="party 'guest', step 1 'train' .*benchmark_only_plaintext: true"):
+        make_plan(spec, "guest")
+    allowed = parse_job(yaml.safe_load(plain.replace("timeout: 30", "benchmark_only_plaintext: true")), base_dir=Path("."))
+    assert make_plan(allowed, "guest").first("train").options.options.encrypt is False
+
+
+@pytest.mark.parametrize("train, message", [
+    ("{model: hetero_lr, learning_rat: 0.1}", "unknown option 'learning_rat' \\(did you mean 'learning_rate'\\?\\)"),
+    ("{model: hetero_lr, key_bits: 512}", "option 'key_bits': Input should be greater than or equal to 1024"),
+    ("{model: hetero_lr, epochs: '3'}", "option 'epochs': Input should be a valid integer"),
+    ("{model: hetero_lr, learning_rate: 1e-2, penalty: l3}", "option 'penalty'"),
+    ("{model: hetero_secureboost, trees: 0}", "option 'trees'"),
+    ("{model: homo_lr}", "homo_lr needs at least 2 client"),
+    ("{model: hetero_lrr}", "unknown model 'hetero_lrr' \\(did you mean 'hetero_lr'\\?\\)"),
+])
+def test_any_invalid_train_option_is_refused_at_load_naming_party_step_and_option(train, message):
+    """Every party refuses it when the job loads, before the intersection runs (issue 10, finding 9)."""
+    import yaml
+
+    spec = parse_job(yaml.safe_load(JOB.replace("{model: hetero_lr, epochs: 3}", train)), base_dir=Path("."))
+    for party in spec.parties:
+        with pytest.raises(ConfigError, match=f"party '{party}', step 1 'train'.*{message}"):
+            make_plan(spec, party)
+
+
+@pytest.mark.parametrize("step, message", [
+    ("intersect: {method: ecdhh}", "step 0 'intersect': option 'method'"),
+    ("intersect: {dedup: first}", "unknown option 'dedup' \\(did you mean 'dedupe'\\?\\)"),
+    ("evaluate: {metrics: [aucc]}", "option 'metrics.0'"),
+    ("evaluate: {threshold: 1.5}", "option 'threshold'"),
+])
+def test_any_invalid_option_of_any_step_is_refused_at_load(step, message):
+    import yaml
+
+    first = JOB.replace("  - intersect: {method: ecdh}", f"  - {step}") if step.startswith("intersect") else \
+        JOB.replace("  - evaluate", f"  - {step}")
+    spec = parse_job(yaml.safe_load(first), base_dir=Path("."))
+    with pytest.raises(ConfigError, match=message):
+        make_plan(spec, "guest")
+
+
+def test_an_unknown_job_level_option_is_refused():
+    import yaml
+
+    with pytest.raises(ConfigError, match="unknown option 'timout' \\(did you mean 'timeout'\\?\\)"):
+        parse_job(yaml.safe_load(JOB.replace("timeout: 30", "timout: 30")), base_dir=Path("."))

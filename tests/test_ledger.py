@@ -12,7 +12,8 @@ from ledger_helpers import ROLES, copy_ledger, federation, record_job, tamper
 from isthmus.errors import ConfigError
 from isthmus.incentive.ledger import Ledger, LedgerError, ledger_path
 from isthmus.incentive.record import GENESIS, Record, canonical
-from isthmus.incentive.signing import federation_file, load_pinned_keys, load_signing_key, sign_record
+from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
+from isthmus.incentive.signing import sign_record
 from isthmus.incentive.verify import verify_ledgers
 from isthmus.transport.ca import sign_request
 from isthmus.transport.certs import create_federation

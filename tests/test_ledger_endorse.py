@@ -10,7 +10,8 @@ from isthmus.errors import PeerAbortedError, PeerUnreachableError, ProtocolError
 from isthmus.incentive import endorse as protocol
 from isthmus.incentive.endorse import JobFacts, Statement, endorse
 from isthmus.incentive.record import GENESIS, canonical, now_utc, sha256_hex
-from isthmus.incentive.signing import federation_file, load_pinned_keys, load_signing_key, sign_record
+from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
+from isthmus.incentive.signing import sign_record
 from isthmus.transport.local import LocalHub
 
 DIGEST = sha256_hex(b"steps")

@@ -11,7 +11,7 @@ from conftest import run_parties
 from isthmus.demos.horizontal import make_horizontal_data
 from isthmus.errors import ConfigError
 from isthmus.incentive.ledger import ledger_path
-from isthmus.incentive.signing import federation_file, load_pinned_keys
+from isthmus.transport.keyfiles import federation_file, load_pinned_keys
 from isthmus.incentive.verify import verify_ledgers
 from isthmus.jobs.runner import run_party
 from isthmus.jobs.spec import parse_job

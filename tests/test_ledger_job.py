@@ -12,7 +12,7 @@ from sklearn.datasets import load_breast_cancer
 
 from isthmus.errors import ConfigError
 from isthmus.incentive.ledger import Ledger, ledger_path
-from isthmus.incentive.signing import federation_file, load_pinned_keys
+from isthmus.transport.keyfiles import federation_file, load_pinned_keys
 from isthmus.incentive.verify import verify_ledgers
 from isthmus.jobs.runner import run_party
 from isthmus.jobs.spec import parse_job

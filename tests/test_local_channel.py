@@ -10,7 +10,6 @@ from conftest import run_parties
 
 from isthmus.errors import ConfigError, PeerRefusedError, PeerTimeoutError, ProtocolError
 from isthmus.transport import codec
-from isthmus.transport.audit import AuditLog
 from isthmus.transport.local import LocalHub
 from isthmus.transport.mailbox import Mailbox, Refused
 

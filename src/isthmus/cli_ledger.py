@@ -89,7 +89,7 @@ def resolve_ledgers(paths: list[Path]) -> list[Path]:
 
 
 def print_verification(ledgers: list[Path], federation: Path | None, out: Console) -> bool:
-    from isthmus.incentive.signing import load_pinned_keys
+    from isthmus.transport.keyfiles import load_pinned_keys
     from isthmus.incentive.verify import verify_ledgers
 
     federation = federation or default_federation(ledgers)

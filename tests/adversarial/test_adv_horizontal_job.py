@@ -55,9 +55,9 @@ HOSTILE_AGGREGATOR = textwrap.dedent("""
 
 
 def sent(run: Path, party: str, tag: str) -> list:
-    """Every message ``party`` sent under ``tag``, decoded from its audit log's kept payloads."""
+    """Every message ``party`` sent under the train step's ``tag``, decoded from its audit log's kept payloads."""
     entries = [json.loads(line) for line in (run / party / "audit.jsonl").read_text().splitlines()]
-    digests = [e["sha256"][:16] for e in entries if e["direction"] == "send" and e["tag"] == tag]
+    digests = [e["sha256"][:16] for e in entries if e["direction"] == "send" and e["tag"] == f"0-train/{tag}"]
     return [decode(next((run / party / "audit-payloads").glob(f"*-{digest}.bin")).read_bytes()) for digest in digests]
 
 

@@ -20,9 +20,10 @@ from isthmus.errors import PeerAbortedError, ProtocolError
 from isthmus.incentive import endorse as protocol
 from isthmus.incentive.contribution import ContributionReport
 from isthmus.incentive.endorse import JobFacts, Statement, endorse
-from isthmus.incentive.ledger import Ledger, LedgerError, ledger_path
+from isthmus.incentive.ledger import Ledger, LedgerError
 from isthmus.incentive.record import FORMAT, GENESIS, Record, canonical, now_utc, sha256_hex
-from isthmus.incentive.signing import federation_file, load_pinned_keys, load_signing_key, sign_record
+from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
+from isthmus.incentive.signing import sign_record
 from isthmus.transport.local import LocalHub
 
 ROLES = {"guest": "guest", "host-1": "host", "host-2": "host"}

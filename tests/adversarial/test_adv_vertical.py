@@ -16,8 +16,8 @@ import pytest
 from conftest import run_parties
 from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError
 from isthmus.jobs.spec import parse_job
-from isthmus.jobs.steps.hetero_linear import train_logistic
-from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearConfig
+from isthmus.jobs.plan import make_plan
+from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearOptions
 from isthmus.algorithms.hetero_linear import cipher, tags
 from isthmus.algorithms.hetero_linear.host import _HostTrainer
 from isthmus.transport.local import LocalHub
@@ -55,7 +55,7 @@ def test_a_curious_host_never_sees_a_batch_it_can_solve_for_the_labels(monkeypat
 
     monkeypatch.setattr(_HostTrainer, "train_batch", curious_train_batch)
     monkeypatch.setattr(cipher, "decrypt_via_arbiter", curious_decrypt)
-    config = LinearConfig(epochs=1, batch_size=1024, key_bits=1024)
+    config = LinearOptions(epochs=1, batch_size=1024, key_bits=1024)
     hub = LocalHub(["guest", "host", "arbiter"])
     run_parties({
         "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), X_guest, y, hosts=["host"],
@@ -82,7 +82,7 @@ def test_too_few_rows_for_one_safe_batch_is_a_data_error_naming_the_numbers():
     rng = np.random.default_rng(5)
     n = 100  # balanced labels: a full bit each, so the floor is exactly 24 x 6
     hub = LocalHub(["guest", "host", "arbiter"])
-    config = LinearConfig(epochs=1, encrypt=False)
+    config = LinearOptions(epochs=1, encrypt=False)
     with pytest.raises(AssertionError) as failure:
         run_parties({
             "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), rng.normal(size=(n, 2)),
@@ -121,14 +121,14 @@ class Scripted:
         return self.error
 
 
-def honest_host(hub: LocalHub, config: LinearConfig) -> Scripted:
+def honest_host(hub: LocalHub, config: LinearOptions) -> Scripted:
     X = np.random.default_rng(6).normal(size=(400, HOST_FEATURES))
     return Scripted(hub, lambda: HeteroLinearHost(config).fit(hub.channel("host"), X, guest="guest", arbiter="arbiter"))
 
 
 @pytest.mark.parametrize("rows", [np.arange(9), np.zeros(SAFE_ROWS, dtype=np.int64)], ids=["short", "repeated"])
 def test_the_host_refuses_a_deviating_guests_small_batch(rows):
-    config = LinearConfig(encrypt=False)
+    config = LinearOptions(encrypt=False)
     hub = LocalHub(["guest", "host", "arbiter"])
     host = honest_host(hub, config)
     hub.channel("arbiter").send("host", tags.PUBLIC_KEY, None)
@@ -143,7 +143,7 @@ def test_the_host_refuses_a_deviating_guests_small_batch(rows):
 
 
 def test_the_host_refuses_a_guest_that_misstates_its_width():
-    config = LinearConfig(encrypt=False)
+    config = LinearOptions(encrypt=False)
     hub = LocalHub(["guest", "host", "arbiter"])
     host = honest_host(hub, config)
     hub.channel("arbiter").send("host", tags.PUBLIC_KEY, None)
@@ -153,7 +153,7 @@ def test_the_host_refuses_a_guest_that_misstates_its_width():
     assert host.refused().peer == "guest"
 
 
-def start_arbiter(config: LinearConfig) -> tuple[LocalHub, Scripted, object]:
+def start_arbiter(config: LinearOptions) -> tuple[LocalHub, Scripted, object]:
     """An honest arbiter after the start order; returns the hub, the arbiter and its public key."""
     hub = LocalHub(["guest", "host", "arbiter"])
     arbiter = Scripted(hub, lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest",
@@ -165,7 +165,7 @@ def start_arbiter(config: LinearConfig) -> tuple[LocalHub, Scripted, object]:
 
 
 def test_the_arbiter_refuses_to_decrypt_gradients_of_a_small_batch():
-    hub, arbiter, _ = start_arbiter(LinearConfig(encrypt=False))
+    hub, arbiter, _ = start_arbiter(LinearOptions(encrypt=False))
     hub.channel("guest").send("arbiter", tags.ARBITER_CONTROL, {"op": "decrypt", "rows": 9})
     error = arbiter.refused()
     assert error.peer == "guest" and "batch of 9 rows" in str(error)
@@ -173,7 +173,7 @@ def test_the_arbiter_refuses_to_decrypt_gradients_of_a_small_batch():
 
 def test_the_arbiter_refuses_the_sigmoid_of_a_single_score():
     """From softplus(z) of one row the guest would read z, hence the hosts' partial score."""
-    hub, arbiter, _ = start_arbiter(LinearConfig(encrypt=False, residual="sigmoid"))
+    hub, arbiter, _ = start_arbiter(LinearOptions(encrypt=False, residual="sigmoid"))
     guest = hub.channel("guest")
     guest.send("arbiter", tags.ARBITER_CONTROL, {"op": "sigmoid"})
     guest.send("arbiter", tags.SIGMOID_REQUEST, {"scores": np.array([0.7]), "size": 1, "parties": 2})
@@ -185,7 +185,7 @@ def test_the_arbiter_refuses_the_sigmoid_of_a_single_score():
 def test_a_second_decryption_request_of_another_length_is_refused(secret):
     """A deviating host first asks for its 6-value gradient, then for 40 values (e.g. ciphertexts of the
     guest's residual, which would be its labels): the arbiter decrypts only the length fixed at the start."""
-    hub, arbiter, public_key = start_arbiter(LinearConfig(encrypt=secret, key_bits=1024))
+    hub, arbiter, public_key = start_arbiter(LinearOptions(encrypt=secret, key_bits=1024))
     guest, host = hub.channel("guest"), hub.channel("host")
 
     def request(party, size):
@@ -208,12 +208,11 @@ def test_a_job_lowering_the_batch_floor_needs_the_benchmark_switch(tmp_path):
                "arbiter": {"address": "127.0.0.1:3"}}
     train = {"model": "hetero_lr", "batch_rows_per_feature": 4}
     spec = parse_job({"job": "unsafe", "parties": parties, "steps": [{"train": train}]}, base_dir=tmp_path)
-
-    class Context:
-        role, channel = "arbiter", None
-
-    Context.spec = spec
-    with pytest.raises(ConfigError, match="batch_rows_per_feature 4 .*below the safe 24"):
-        train_logistic(Context(), {"batch_rows_per_feature": 4})
-    assert not LinearConfig(batch_rows_per_feature=30).unsafe_batches
-    assert LinearConfig(precision=8).rows_per_feature == 16  # coarser features, shorter equations
+    for party in spec.parties:  # every party refuses the job when it loads, before any step runs
+        with pytest.raises(ConfigError, match=f"party '{party}'.*batch_rows_per_feature 4 .*below the safe 24"):
+            make_plan(spec, party)
+    allowed = parse_job({"job": "bench", "benchmark_only_plaintext": True, "parties": parties,
+                         "steps": [{"train": train}]}, base_dir=tmp_path)
+    assert make_plan(allowed, "host").first("train").options.options.batch_rows_per_feature == 4
+    assert not LinearOptions(batch_rows_per_feature=30).unsafe_batches
+    assert LinearOptions(precision=8).rows_per_feature == 16  # coarser features, shorter equations

@@ -156,16 +156,13 @@ def test_a_floor_below_one_row_is_a_config_error():
 
 def test_a_job_lowering_the_node_floor_needs_the_benchmark_switch(tmp_path):
     from isthmus.errors import ConfigError
+    from isthmus.jobs.plan import make_plan
     from isthmus.jobs.spec import parse_job
-    from isthmus.jobs.steps.secureboost import train_hetero
 
     train = {"model": "hetero_secureboost", "min_node_rows": 8}
     parties = {"guest": {"address": "127.0.0.1:1", "data": {"path": str(tmp_path / "g.csv"), "id": "id", "label": "y"}},
                "host": {"address": "127.0.0.1:2", "data": {"path": str(tmp_path / "h.csv"), "id": "id"}}}
-
-    class Context:
-        role, channel = "host", None
-        spec = parse_job({"job": "unsafe", "parties": parties, "steps": [{"train": train}]}, base_dir=tmp_path)
-
-    with pytest.raises(ConfigError, match="min_node_rows 8"):
-        train_hetero(Context(), {"min_node_rows": 8})
+    spec = parse_job({"job": "unsafe", "parties": parties, "steps": [{"train": train}]}, base_dir=tmp_path)
+    for party in spec.parties:
+        with pytest.raises(ConfigError, match=f"party '{party}'.*min_node_rows 8"):
+            make_plan(spec, party)

@@ -51,6 +51,15 @@ class PartyTable:
     def n_rows(self) -> int:
         return len(self.ids)
 
+    def columns(self, names: list[str]) -> PartyTable:
+        """The same rows with exactly the columns ``names``, in that order (e.g. the order a model takes)."""
+        missing = [name for name in names if name not in self.feature_names]
+        if missing:
+            raise DataError(f"party {self.party!r}: the table lacks the model's columns {_quote(missing)}")
+        where = [self.feature_names.index(name) for name in names]
+        return PartyTable(party=self.party, ids=self.ids, features=np.ascontiguousarray(self.features[:, where]),
+                          feature_names=list(names), label=self.label)
+
     def take(self, positions: np.ndarray) -> PartyTable:
         """Rows at ``positions``, in that order (e.g. the shared rows in the order PSI agreed on).
 

@@ -34,7 +34,7 @@ from isthmus.horizontal.fleet import ChannelFleet, Failures, Fleet
 from isthmus.horizontal.participant import reply_tag
 from isthmus.horizontal.secure_sum import SESSION_BYTES, Keyring, SecAggConfig, SecAggServer, SecAggTerms
 from isthmus.horizontal.strategy import Strategy
-from isthmus.horizontal.updates import aggregate_from_sum, contribution, flatten, vector_length
+from isthmus.horizontal.updates import RoundUpdates, aggregate_from_sum, contribution, flatten, vector_length
 from isthmus.protocols.inspect import MAX_METRICS, Inspect
 from isthmus.transport.channel import Channel
 
@@ -80,6 +80,9 @@ class TrainingOptions:
     checkpoint_dir: str | Path | None = None
     resume: bool = False
     progress: Callable[[RoundRecord], None] | None = None
+    #: Sees each round's start model and every accepted update, in rounds without secure aggregation
+    #: (contribution measurement needs them; under secure aggregation the aggregator never has them).
+    observe: Callable[[RoundUpdates], None] | None = None
 
 
 class Aggregator:
@@ -167,6 +170,9 @@ class Aggregator:
             except ProtocolError as exc:
                 left_out[name] = f"update rejected: {exc}"
         self._require(server_round, len(updates), "delivered a valid update")
+        if self.options.observe:
+            accepted = {client: (new, n) for client, (new, n, _) in updates.items()}
+            self.options.observe(RoundUpdates(server_round, parameters, accepted))
         dp = self.options.dp
         keys = [] if dp else _common_keys(u[2] for u in updates.values())
         start = flatten(parameters)
@@ -347,6 +353,7 @@ def run_aggregator(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     progress: Callable[[RoundRecord], None] | None = None,
+    observe: Callable[[RoundUpdates], None] | None = None,
 ) -> TrainingResult:
     """Train ``rounds`` rounds of ``strategy`` with the ``clients`` reachable over ``channel``.
 
@@ -366,5 +373,6 @@ def run_aggregator(
         checkpoint_dir=checkpoint_dir,
         resume=resume,
         progress=progress,
+        observe=observe,
     )
     return Aggregator(ChannelFleet(channel), clients, strategy, options).run(rounds, initial_parameters)

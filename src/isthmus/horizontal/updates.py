@@ -10,7 +10,7 @@ noise, see :mod:`~isthmus.horizontal.dp`), so one client's influence is bounded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,3 +75,22 @@ def aggregate_from_sum(
         num_clients=num_clients,
         metrics={key: float(total[size + 1 + i] / weight) for i, key in enumerate(metric_keys)},
     )
+
+
+@dataclass
+class RoundUpdates:
+    """One round as the aggregator saw it: the global model it started from and each client's result."""
+
+    round: int
+    start: Parameters
+    updates: dict[str, tuple[Parameters, int]]  # client -> (its new parameters, its example count)
+
+    def coalition_model(self, coalition: Iterable[str]) -> Parameters:
+        """Federated averaging over ``coalition`` only (the start model for the empty coalition)."""
+        members = sorted(coalition)
+        if not members:
+            return self.start
+        start = flatten(self.start)
+        weights = np.array([self.updates[c][1] for c in members], dtype=np.float64)
+        deltas = np.stack([flatten(self.updates[c][0]) - start for c in members])
+        return unflatten(start + weights @ deltas / weights.sum(), self.start)

@@ -17,7 +17,6 @@ that some present party did not sign.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,8 +36,9 @@ from isthmus.incentive.record import (
     parse_body,
     sha256_hex,
 )
-from isthmus.incentive.signing import same_key, sign_record, signature_valid
+from isthmus.incentive.signing import sign_record, signature_valid
 from isthmus.transport.channel import Channel
+from isthmus.transport.keyfiles import check_keys
 
 CALL = "ledger/call"
 STATEMENT = "ledger/statement"
@@ -156,11 +156,3 @@ def _checked_signature(message: Any, record_hash: str, key: Ed25519PublicKey, pa
     return signature
 
 
-def check_keys(me: str, parties: Iterable[str], signing_key: Ed25519PrivateKey,
-               pinned: dict[str, Ed25519PublicKey]) -> None:
-    """Every party has a pinned key, and ``me`` holds the private half of its own."""
-    unpinned = sorted(set(parties) - set(pinned))
-    if unpinned:
-        raise ConfigError(f"the federation file pins no signing key for {unpinned}")
-    if not same_key(signing_key.public_key(), pinned[me]):
-        raise ConfigError(f"party {me!r}: its signing key is not the one the federation file pins for it")

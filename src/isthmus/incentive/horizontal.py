@@ -16,84 +16,16 @@ turns secure aggregation off for the job; the per-client values then go to every
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
-from isthmus.errors import ProtocolError
-from isthmus.horizontal.participant import REQUEST_TAG
-from isthmus.horizontal.updates import flatten, unflatten
-from isthmus.protocols.inspect import Inspect
+from isthmus.horizontal.updates import RoundUpdates
 from isthmus.incentive.contribution import ContributionReport
 from isthmus.incentive.shapley import Coalition, leave_one_out, shapley
-from isthmus.transport.channel import Channel, RelayChannel
 
 Parameters = list[np.ndarray]
 Utility = Callable[[Parameters], float]
-
-_FIT_REPLY = re.compile(r"hfl/fit/(\d+)")
-
-
-@dataclass
-class RoundUpdates:
-    """One round as the aggregator saw it: the global model it started from and each client's result."""
-
-    round: int
-    start: Parameters
-    updates: dict[str, tuple[Parameters, int]]  # client -> (its new parameters, its example count)
-
-    def coalition_model(self, coalition: Iterable[str]) -> Parameters:
-        """Federated averaging over ``coalition`` only (the start model for the empty coalition)."""
-        members = sorted(coalition)
-        if not members:
-            return self.start
-        start = flatten(self.start)
-        weights = np.array([self.updates[c][1] for c in members], dtype=np.float64)
-        deltas = np.stack([flatten(self.updates[c][0]) - start for c in members])
-        return unflatten(start + weights @ deltas / weights.sum(), self.start)
-
-
-class UpdateTap(RelayChannel):
-    """The aggregator's channel, passing everything through and keeping what plain rounds show it.
-
-    It keeps each round's global model (from the fit requests) and every client's fit reply that is
-    well formed: the ones the aggregator averages. Under secure aggregation there is nothing to keep.
-    """
-
-    def __init__(self, inner: Channel):
-        super().__init__(inner)
-        self._rounds: dict[int, RoundUpdates] = {}
-
-    def rounds(self) -> list[RoundUpdates]:
-        return [self._rounds[r] for r in sorted(self._rounds) if self._rounds[r].updates]
-
-    def send(self, to: str, tag: str, obj: Any) -> None:
-        if tag == REQUEST_TAG and isinstance(obj, dict) and obj.get("op") == "fit" and "secure" not in obj:
-            number = obj["round"]
-            if number not in self._rounds:
-                self._rounds[number] = RoundUpdates(number, [np.array(p) for p in obj["parameters"]], {})
-        super().send(to, tag, obj)
-
-    def recv_any(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> tuple[str, Any]:
-        sender, obj = super().recv_any(frm, tag, timeout)
-        match = _FIT_REPLY.fullmatch(tag)
-        if match and int(match.group(1)) in self._rounds:
-            self._keep(self._rounds[int(match.group(1))], sender, tag, obj)
-        return sender, obj
-
-    @staticmethod
-    def _keep(record: RoundUpdates, sender: str, tag: str, reply: Any) -> None:
-        check = Inspect(sender, tag)
-        try:
-            check.mapping(reply, {"parameters", "num_examples"})
-            parameters = check.parameters(reply["parameters"], record.start)
-            examples = check.integer(reply["num_examples"], 1, 1 << 50)
-        except ProtocolError:
-            return  # the aggregator leaves this reply out of the round too
-        record.updates[sender] = (parameters, examples)
 
 
 def gtg_report(rounds: list[RoundUpdates], utility: Utility, *, final: Parameters, metric: str, budget: float,

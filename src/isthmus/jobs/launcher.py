@@ -1,17 +1,16 @@
 """Run every party of a job as its own process on this machine, over mutual TLS on loopback.
 
 For trying a job before deploying it: each party gets a certificate from a federation CA made for the
-run (kept for the next launch into the same folder), runs ``isthmus run`` in its own process, and
-leaves its results in ``OUT/<party>/``, its process output in ``OUT/logs/<party>.log``.
+run (kept for the next launch into the same folder), runs its side in its own process (the entry
+point :func:`~isthmus.jobs.party_process.launched_party`, what ``isthmus run`` does), and leaves its
+results in ``OUT/<party>/``, its process output in ``OUT/logs/<party>.log``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
+import multiprocessing
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +24,9 @@ from rich.table import Table
 
 from isthmus.errors import IsthmusError
 from isthmus.jobs.events import read_events
+from isthmus.jobs.party_process import launched_party
+from isthmus.jobs.plan import make_plan
 from isthmus.jobs.rundir import LAUNCH_MARKER, LOCK_FILE, check_owned, clear, contents, locked, recorded
-from isthmus.jobs.runner import check_steps
 from isthmus.jobs.spec import JobSpec, load_job
 from isthmus.transport.certs import (CA_CERT, CA_KEY, FEDERATION_FILE, PARTY_CERT, SIGNING_KEY, create_federation,
                                      tls_files_for)
@@ -68,7 +68,8 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
     are for the same parties (so the parties' ledgers go on). Anything else in it is refused.
     """
     spec = load_job(job_path)
-    check_steps(spec)
+    for party in spec.parties:  # every party's plan is checked before any process starts
+        make_plan(spec, party)
     out_dir = Path(out_dir).resolve()
     console = console or Console(stderr=True)
     parties = sorted(spec.parties)
@@ -83,15 +84,16 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
             if not reuse:
                 create_federation(out_dir / CERTS, parties)
             started = time.monotonic()
-            record = "record" not in spec.options  # a launched job is recorded on the ledger unless it says otherwise
+            # a launched job is recorded on the ledger unless it says otherwise
+            record = "record" not in spec.options.model_fields_set
             processes = {name: _spawn(Path(job_path).resolve(), name, out_dir, record=record) for name in parties}
             try:
                 _watch(spec, processes, out_dir, console, deadline=started + timeout)
             finally:
                 for process in processes.values():
-                    if process.poll() is None:
+                    if process.is_alive():
                         process.kill()
-                        process.wait()
+                    process.join()
             yield LaunchResult(spec=spec, out_dir=out_dir, seconds=time.monotonic() - started)
 
 
@@ -100,14 +102,15 @@ def log_file(out_dir: Path, party: str) -> Path:
     return out_dir / LOGS / f"{party}.log"
 
 
-def _spawn(job_path: Path, party: str, out_dir: Path, *, record: bool) -> subprocess.Popen:
+def _spawn(job_path: Path, party: str, out_dir: Path, *, record: bool) -> multiprocessing.Process:
+    """A fresh interpreter (spawn, not fork: no state of this process leaks into the party's)."""
     log_path = log_file(out_dir, party)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "isthmus", "run", str(job_path), "--party", party,
-               "--certs", str(out_dir / CERTS), "--out", str(out_dir), *(["--record"] if record else [])]
-    with log_path.open("w", encoding="utf-8") as log:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = multiprocessing.get_context("spawn").Process(
+        target=launched_party, name=f"isthmus-{party}",
+        args=(job_path, party, out_dir / CERTS, out_dir / party, record, log_path))
+    process.start()
+    return process
 
 
 def _certs_fit(certs: Path, parties: list[str]) -> bool:
@@ -135,14 +138,14 @@ def _launched_before(out_dir: Path) -> bool:
     return (out_dir / CERTS / CA_CERT).is_file() and all(map(launch_output, out_dir.iterdir()))
 
 
-def _watch(spec: JobSpec, processes: dict[str, subprocess.Popen], out_dir: Path, console: Console,
+def _watch(spec: JobSpec, processes: dict[str, multiprocessing.Process], out_dir: Path, console: Console,
            deadline: float) -> None:
     failed_at: float | None = None
     with Live(_status_table(spec, out_dir, processes), console=console, refresh_per_second=4,
               transient=not console.is_terminal) as live:
-        while any(p.poll() is None for p in processes.values()):
+        while any(p.is_alive() for p in processes.values()):
             now = time.monotonic()
-            if failed_at is None and any(p.poll() not in (None, 0) for p in processes.values()):
+            if failed_at is None and any(p.exitcode not in (None, 0) for p in processes.values()):
                 failed_at = now
             if (failed_at is not None and now - failed_at > FAILURE_GRACE_S) or now > deadline:
                 break
@@ -151,7 +154,7 @@ def _watch(spec: JobSpec, processes: dict[str, subprocess.Popen], out_dir: Path,
         live.update(_status_table(spec, out_dir, processes))
     if not console.is_terminal:
         console.print(_status_table(spec, out_dir, processes))
-    failures = {name: p.poll() for name, p in processes.items() if p.poll() != 0}
+    failures = {name: p.exitcode for name, p in processes.items() if p.exitcode != 0}
     if failures:
         raise LaunchError(_failure_report(spec, out_dir, failures))
 
@@ -172,14 +175,14 @@ def _failure_report(spec: JobSpec, out_dir: Path, failures: dict[str, int | None
     return f"job {spec.name!r} failed: party {name!r} at step {step!r}: {error} (logs in {out_dir / name})"
 
 
-def _status_table(spec: JobSpec, out_dir: Path, processes: dict[str, subprocess.Popen]) -> Table:
+def _status_table(spec: JobSpec, out_dir: Path, processes: dict[str, multiprocessing.Process]) -> Table:
     table = Table(title=f"job {spec.name}", expand=False)
     for column in ("party", "role", "step", "status", "detail"):
         table.add_column(column)
     for name in sorted(spec.parties):
         events = [e for e in read_events(out_dir / name / "events.jsonl") if "step" in e]
         last = events[-1] if events else {}
-        code = processes[name].poll()
+        code = processes[name].exitcode
         status = "running" if code is None else ("finished" if code == 0 else f"failed ({code})")
         table.add_row(name, spec.role_of(name), str(last.get("step", "-")), status, _detail(last))
     return table

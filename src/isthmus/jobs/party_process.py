@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
 from pathlib import Path
 
-from isthmus.errors import ConfigError, PeerError
+from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
 from isthmus.jobs.peers import wait_for_peers
 from isthmus.jobs.rundir import party_folder
-from isthmus.jobs.runner import check_steps, run_party
-from isthmus.jobs.spec import JobSpec
+from isthmus.jobs.plan import make_plan
+from isthmus.jobs.runner import run_party
+from isthmus.jobs.spec import JobSpec, load_job
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.certs import tls_files_for
 from isthmus.transport.grpc_transport import GrpcNode
@@ -28,22 +31,22 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
     ``record``, when given, overrides the job's own ``record`` option (endorse the outcome on the ledger).
     ``run_dir`` is this party's own: an earlier run in it is refused unless ``replace`` or ``resume``.
     ``data`` and ``test`` replace the paths the job gives for this party's tables."""
-    check_steps(spec)
-    if resume:
-        spec = dataclasses.replace(spec, options={**spec.options, "resume": True})
+    changes = {"resume": True} if resume else {}
     if record is not None:
-        spec = dataclasses.replace(spec, options={**spec.options, "record": record})
+        changes["record"] = record
+    spec = dataclasses.replace(spec, options=spec.options.model_copy(update=changes))
     spec = with_own_data(spec, party, data=data, test=test)
+    plan = make_plan(spec, party)  # every option checked before anything else happens
     me = spec.party(party)
     tls = tls_files_for(certs_dir, party)
     with party_folder(run_dir, job=spec.name, party=party, role=me.role, replace=replace, resume=resume):
         _log_to(run_dir / "party.log", party)
-        audit = AuditLog(run_dir / "audit.jsonl", party, keep_payloads=bool(spec.options.get("audit_payloads", False)))
-        connect_timeout = float(spec.options.get("connect_timeout", 60))
+        audit = AuditLog(run_dir / "audit.jsonl", party, keep_payloads=spec.options.audit_payloads)
+        connect_timeout = spec.options.connect_timeout
         node = GrpcNode(party, listen or me.address, {name: p.address for name, p in spec.parties.items()},
                         tls, audit=audit, connect_timeout=connect_timeout,
-                        recv_timeout=float(spec.options.get("timeout", 600)))
-        node.open_job(spec.name)  # before serving, so that no early peer is turned away
+                        recv_timeout=spec.options.timeout)
+        node.open_job(spec.name, accept=plan.tag_prefixes())  # before serving: no early peer is turned away
         node.start()
         try:
             try:
@@ -52,9 +55,27 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
             except PeerError as exc:
                 EventLog(run_dir, party).emit(step="connect", status="failed", error=str(exc))
                 raise
-            return run_party(spec, party, node.channel(spec.name), run_dir, certs_dir=certs_dir)
+            return run_party(spec, party, node.channel(spec.name), run_dir, certs_dir=certs_dir, plan=plan)
         finally:
             node.stop(grace=2.0)
+
+
+def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, record: bool, log_path: Path) -> None:
+    """What `isthmus launch` starts in each party's process: the party's side, its output in ``log_path``.
+
+    An isthmus error ends the process with status 1 after one line in the log (the events say more);
+    anything else leaves its traceback there.
+    """
+    with open(log_path, "a", encoding="utf-8") as log:
+        os.dup2(log.fileno(), sys.stdout.fileno())
+        os.dup2(log.fileno(), sys.stderr.fileno())
+    sys.stdout.reconfigure(line_buffering=True)
+    try:
+        run_party_process(load_job(job_path), party, certs_dir=certs_dir, run_dir=run_dir, record=record)
+    except IsthmusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(f"party {party} finished; results in {run_dir}")
 
 
 def with_own_data(spec: JobSpec, party: str, *, data: Path | None = None, test: Path | None = None) -> JobSpec:

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
+from isthmus.algorithms.base import Roster
 from isthmus.errors import ConfigError
+from isthmus.options import Options
 from isthmus.yaml_files import load_yaml
 
 ROLES = ("guest", "host", "arbiter", "client", "aggregator")
-#: Job-level switch without which benchmark-only modes that send data unencrypted are refused.
-PLAINTEXT_SWITCH = "benchmark_only_plaintext"
 # Whole-string patterns (always used with fullmatch: `$` would also match before a trailing newline).
 _ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]+:(?P<port>[0-9]{1,5})")
 _NAME = re.compile(r"[a-z][a-z0-9\-]{0,62}")
@@ -46,13 +48,29 @@ class Step:
     options: dict[str, Any]
 
 
+class JobOptions(Options):
+    """The job-level settings, beside ``job``, ``parties`` and ``steps``."""
+
+    record: bool = False  # endorse the outcome on every party's ledger (a `record` step after the others)
+    timeout: float = Field(600.0, gt=0)  # seconds a party waits for a peer's next message
+    connect_timeout: float = Field(60.0, gt=0)  # seconds a party waits for its peers to be reachable
+    audit_payloads: bool = False  # keep every sent payload beside the audit log (for tests that check bytes)
+    #: Without it, benchmark-only modes that send data unencrypted are refused.
+    benchmark_only_plaintext: bool = False
+    resume: bool = False  # set by `isthmus run --resume`: steps that checkpoint continue
+
+
 @dataclass(frozen=True)
 class JobSpec:
     name: str
     parties: dict[str, PartySpec]
     steps: list[Step]
     base_dir: Path
-    options: dict[str, Any] = field(default_factory=dict)
+    options: JobOptions = field(default_factory=JobOptions)
+
+    @property
+    def roster(self) -> Roster:
+        return Roster({name: party.role for name, party in self.parties.items()})
 
     def role_of(self, party: str) -> str:
         return self.party(party).role
@@ -63,18 +81,10 @@ class JobSpec:
         return self.parties[name]
 
     def with_role(self, role: str) -> list[str]:
-        return sorted(name for name, p in self.parties.items() if p.role == role)
+        return self.roster.with_role(role)
 
     def one(self, role: str) -> str:
-        names = self.with_role(role)
-        if len(names) != 1:
-            raise ConfigError(f"job {self.name!r} needs exactly one {role}, found {names or 'none'}")
-        return names[0]
-
-    def require_plaintext_switch(self, what: str) -> None:
-        """Refuse a benchmark-only mode that would show peers what encryption protects."""
-        if self.options.get(PLAINTEXT_SWITCH) is not True:
-            raise ConfigError(f"{what} exists for benchmarks only and needs the job option {PLAINTEXT_SWITCH}: true")
+        return self.roster.one(role)
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -88,7 +98,7 @@ class JobSpec:
                 entry["data"] = {k: (str(v) if isinstance(v, Path) else v)
                                  for k, v in vars(p.data).items() if v not in (None, [])}
             parties[name] = entry
-        return {"job": self.name, **self.options, "parties": parties,
+        return {"job": self.name, **self.options.model_dump(exclude_defaults=True), "parties": parties,
                 "steps": [{s.name: s.options} for s in self.steps]}
 
 
@@ -110,7 +120,8 @@ def parse_job(raw: Any, *, base_dir: Path) -> JobSpec:
         raise ConfigError(f"job name {name!r} may hold only letters, digits, '.', '_' and '-' (at most 64)")
     parties = _parse_parties(raw["parties"], base_dir)
     steps = _parse_steps(raw["steps"])
-    options = {k: v for k, v in raw.items() if k not in ("job", "parties", "steps")}
+    options = JobOptions.parse({k: v for k, v in raw.items() if k not in ("job", "parties", "steps")},
+                               where=f"job {name!r}")
     return JobSpec(name=name, parties=parties, steps=steps, base_dir=base_dir, options=options)
 
 

@@ -83,6 +83,9 @@ _METRICS: dict[str, dict[str, _Metric]] = {
 METRICS: dict[str, tuple[str, ...]] = {task: tuple(table) for task, table in _METRICS.items()}
 """The metric names each task offers, in the order :func:`evaluate` reports them."""
 
+#: The one number parity and contribution compare, per task.
+PRIMARY_METRIC = {"binary": "auc", "multiclass": "accuracy", "regression": "r2"}
+
 
 def evaluate(
     task: str,

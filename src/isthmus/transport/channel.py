@@ -81,6 +81,11 @@ class Channel(ABC):
     def gather(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> dict[str, Any]:
         return {party: self.recv(party, tag, timeout) for party in frm}
 
+    def scoped(self, scope: str, peers: Iterable[str] | None = None) -> Channel:
+        """This channel with every tag under ``scope/`` (and only ``peers``, when given): one step of a job,
+        or one run inside a step, kept apart from every other (aborts still end the whole job)."""
+        return ScopedChannel(self, scope, peers)
+
     def abort(self, reason: str) -> None:
         """Tell every peer that this party abandoned the job, so their receives fail at once.
 
@@ -143,3 +148,17 @@ class RelayChannel(Channel):
 
     def _quitters(self) -> set[str]:
         return self.inner._quitters()
+
+
+class ScopedChannel(RelayChannel):
+    """A channel whose tags all carry a prefix: see :meth:`Channel.scoped`."""
+
+    def __init__(self, inner: Channel, scope: str, peers: Iterable[str] | None = None):
+        super().__init__(inner, peers)
+        self.scope = scope
+
+    def send(self, to: str, tag: str, obj: Any) -> None:
+        super().send(to, f"{self.scope}/{tag}", obj)
+
+    def recv_any(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> tuple[str, Any]:
+        return super().recv_any(frm, f"{self.scope}/{tag}", timeout)

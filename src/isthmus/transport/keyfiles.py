@@ -23,11 +23,13 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from isthmus.errors import ConfigError
 
@@ -159,3 +161,32 @@ def pin_signing_key(path: Path, party: str, key_hex: str) -> None:
     if holder is not None:
         raise ConfigError(f"this signing key is pinned for party {holder!r} in {path} already; one key per party")
     write_federation(path, {**doc, "signing_keys": {**pinned, party: key_hex}})
+
+
+def load_signing_key(certs_dir: Path, party: str) -> Ed25519PrivateKey:
+    """``certs_dir/<party>/signing.key``; refuses a key file that others may read."""
+    path = Path(certs_dir) / party / SIGNING_KEY
+    key = load_private_key(path, f"signing key of party {party!r} (made by `isthmus keys init`)")
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def load_pinned_keys(federation_file: Path) -> dict[str, Ed25519PublicKey]:
+    """The public signing key of every member, as pinned in the federation file."""
+    pinned = read_federation(federation_file)["signing_keys"]
+    return {party: Ed25519PublicKey.from_public_bytes(bytes.fromhex(key)) for party, key in pinned.items()}
+
+
+def federation_file(certs_dir: Path) -> Path:
+    return Path(certs_dir) / FEDERATION_FILE
+
+
+def check_keys(me: str, parties: Iterable[str], signing_key: Ed25519PrivateKey,
+               pinned: dict[str, Ed25519PublicKey]) -> None:
+    """Every party has a pinned key, and ``me`` holds the private half of its own."""
+    unpinned = sorted(set(parties) - set(pinned))
+    if unpinned:
+        raise ConfigError(f"the federation file pins no signing key for {unpinned}")
+    if raw_public_key(signing_key) != raw_public_key(pinned[me]):
+        raise ConfigError(f"party {me!r}: its signing key is not the one the federation file pins for it")

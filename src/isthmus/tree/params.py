@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
+
+from pydantic import Field
 
 from isthmus.errors import ConfigError
+from isthmus.options import Options
 
 OBJECTIVES = ("binary", "multiclass", "regression")
 
@@ -62,3 +66,24 @@ class BoostParams:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class BoostOptions(Options):
+    """The `train` options both SecureBoost algorithms share, as a job file writes them."""
+
+    trees: int = Field(10, ge=1)
+    max_depth: int = Field(3, ge=1, le=16)
+    learning_rate: float = Field(0.3, gt=0)
+    reg_lambda: float = Field(1.0, ge=0)
+    min_child_weight: float = Field(1.0, ge=0)
+    min_split_gain: float = Field(0.0, ge=0)
+    subsample: float = Field(1.0, gt=0, le=1)
+    colsample_bytree: float = Field(1.0, gt=0, le=1)
+    objective: Literal[OBJECTIVES] = "binary"  # type: ignore[valid-type]  # binary turns multiclass on 3+ labels
+    bins: int = Field(32, ge=2, le=255)
+    seed: int = Field(0, ge=0)
+
+    def params(self, **extra: object) -> BoostParams:
+        """The core's parameters; ``extra`` sets what only the guest knows (the objective, the classes)."""
+        values = {name: value for name, value in self.model_dump().items() if name in BoostParams.__dataclass_fields__}
+        return BoostParams(n_trees=self.trees, **{**values, **extra})

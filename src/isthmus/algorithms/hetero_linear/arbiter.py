@@ -17,7 +17,7 @@ import numpy as np
 from isthmus.errors import ProtocolError
 from isthmus.algorithms.hetero_linear import batches, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
-from isthmus.algorithms.hetero_linear.config import LinearConfig
+from isthmus.algorithms.hetero_linear.options import LinearOptions
 from isthmus.algorithms.hetero_linear.sigmoid import serve_sigmoid
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
@@ -27,8 +27,8 @@ MAX_DECRYPT = 1_000_000
 
 
 class HeteroLinearArbiter:
-    def __init__(self, config: LinearConfig | None = None):
-        self.config = config or LinearConfig()
+    def __init__(self, config: LinearOptions | None = None):
+        self.config = config or LinearOptions()
         self.rounds_served = 0
 
     def fit(self, channel: Channel, *, guest: str, hosts: list[str]) -> HeteroLinearArbiter:

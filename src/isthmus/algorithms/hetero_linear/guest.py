@@ -20,7 +20,7 @@ from isthmus.errors import DataError, ProtocolError
 from isthmus.ml.optim import apply_penalty, make_optimizer
 from isthmus.algorithms.hetero_linear import batches, cipher, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
-from isthmus.algorithms.hetero_linear.config import LinearConfig
+from isthmus.algorithms.hetero_linear.options import LinearOptions
 from isthmus.algorithms.hetero_linear.sigmoid import check_partial_scores, sigmoid_via_arbiter
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
@@ -29,8 +29,8 @@ Progress = Callable[[dict], None]
 
 
 class HeteroLinearGuest:
-    def __init__(self, config: LinearConfig | None = None):
-        self.config = config or LinearConfig()
+    def __init__(self, config: LinearOptions | None = None):
+        self.config = config or LinearOptions()
         self.coef_: np.ndarray | None = None  # (n_features + intercept, n_models)
         self.classes_: np.ndarray | None = None
         self.history_: list[dict] = []

@@ -16,7 +16,7 @@ from isthmus.errors import ProtocolError
 from isthmus.ml.optim import apply_penalty, make_optimizer
 from isthmus.algorithms.hetero_linear import batches, cipher, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
-from isthmus.algorithms.hetero_linear.config import LinearConfig
+from isthmus.algorithms.hetero_linear.options import LinearOptions
 from isthmus.algorithms.hetero_linear.sigmoid import check_partial_scores
 from isthmus.protocols.commands import STOP, serve_orders, stop
 from isthmus.protocols.inspect import Inspect
@@ -24,8 +24,8 @@ from isthmus.transport.channel import Channel
 
 
 class HeteroLinearHost:
-    def __init__(self, config: LinearConfig | None = None):
-        self.config = config or LinearConfig()
+    def __init__(self, config: LinearOptions | None = None):
+        self.config = config or LinearOptions()
         self.coef_: np.ndarray | None = None  # (n_features, n_models)
 
     def fit(self, channel: Channel, X: np.ndarray, *, guest: str, arbiter: str) -> HeteroLinearHost:
@@ -78,7 +78,7 @@ class HeteroLinearHost:
 class _HostTrainer:
     """The host's training state: weights and one optimiser per model (one-vs-rest needs several)."""
 
-    def __init__(self, config: LinearConfig, channel: Channel, X: np.ndarray, public_key, guest: str, arbiter: str):
+    def __init__(self, config: LinearOptions, channel: Channel, X: np.ndarray, public_key, guest: str, arbiter: str):
         self.config, self.channel, self.X = config, channel, X
         self.public_key, self.guest, self.arbiter = public_key, guest, arbiter
         self.coef = np.zeros((X.shape[1], 0))

@@ -9,10 +9,8 @@ the rows go at its splits.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,14 +130,11 @@ class HeteroSecureBoostGuest:
                 "splits": self.splits_.to_dict(feature_names=self.feature_names_),
                 "feature_importance": self.feature_importance_}
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-
     @classmethod
-    def load(cls, path: str | Path, *, timeout: float | None = None) -> HeteroSecureBoostGuest:
-        model = json.loads(Path(path).read_text(encoding="utf-8"))
+    def from_dict(cls, model: dict, *, timeout: float | None = None) -> HeteroSecureBoostGuest:
+        """The guest's part as :meth:`to_dict` wrote it (e.g. read back from its ``model.json``)."""
         if model.get("format") != MODEL_FORMAT:
-            raise ConfigError(f"{path} is not a hetero SecureBoost guest model")
+            raise ConfigError("not a hetero SecureBoost guest model")
         params = dict(model["params"])
         guest = cls(params.pop("n_trees"), params.pop("max_depth"), params.pop("learning_rate"), model["bins"],
                     encryption=model["encryption"], timeout=timeout,

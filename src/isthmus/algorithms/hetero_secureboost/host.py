@@ -14,13 +14,11 @@ then match the plaintext reference booster exactly, and an index says nothing wi
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from isthmus.errors import ConfigError, ProtocolError, for_peer
+from isthmus.errors import ConfigError, for_peer
 from isthmus.ml.binning import QuantileBinner
 from isthmus.protocols.commands import STOP, serve_orders, stop
 from isthmus.protocols.inspect import Inspect
@@ -121,14 +119,11 @@ class HeteroSecureBoostHost:
                 "splits": self.splits_.to_dict(self.kept_split_ids_, self.feature_names_),
                 "feature_importance": self.feature_importance_}
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-
     @classmethod
-    def load(cls, path: str | Path, **kwargs: Any) -> HeteroSecureBoostHost:
-        model = json.loads(Path(path).read_text(encoding="utf-8"))
+    def from_dict(cls, model: dict, **kwargs: Any) -> HeteroSecureBoostHost:
+        """The host's part as :meth:`to_dict` wrote it (e.g. read back from its ``model.json``)."""
         if model.get("format") != MODEL_FORMAT:
-            raise ConfigError(f"{path} is not a hetero SecureBoost host model")
+            raise ConfigError("not a hetero SecureBoost host model")
         host = cls(model["bins"], **kwargs)
         host.model_id_ = model["model_id"]
         host.splits_ = SplitTable.from_dict(model["splits"])

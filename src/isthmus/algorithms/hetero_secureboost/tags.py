@@ -13,3 +13,4 @@ HISTOGRAMS = "secureboost/histograms"
 SPLITS = "secureboost/splits"
 PREDICT = "secureboost/predict"
 ROUTE = "secureboost/route"
+SERVE = "secureboost/serve"  # guest -> hosts: {"op": "predict", "rows": ...} or {"op": "finish"} (joint scoring)

@@ -15,12 +15,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from pydantic import Field
 
+from isthmus.algorithms.base import KeyBits
 from isthmus.errors import ConfigError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import party_table
-from isthmus.jobs.steps.secureboost import MIN_KEY_BITS, int_option
+from isthmus.jobs.steps.kind import StepKind, parse_with
 from isthmus.ml.binning import QuantileBinner, WoeIv, woe_iv
+from isthmus.options import Options
 from isthmus.protocols.binning import (
     hetero_woe_iv_guest,
     hetero_woe_iv_host,
@@ -28,20 +31,18 @@ from isthmus.protocols.binning import (
     select_features_host,
 )
 
-BINNING_OPTIONS = {"bins", "key_bits"}
-SELECT_OPTIONS = {"iv_threshold", "top_k"}
+class BinningOptions(Options):
+    bins: int = Field(10, ge=2, le=255)
+    key_bits: KeyBits = 2048
 
 
-def _check(step: str, options: dict, known: set[str]) -> None:
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(f"{step}: unknown options {unknown}; known: {sorted(known)}")
+class SelectOptions(Options):
+    iv_threshold: float | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=1)
 
 
-def run_binning(ctx: PartyContext, options: dict) -> None:
-    _check("binning", options, BINNING_OPTIONS)
-    bins = int_option(options, "bins", 10, 2, 255)
-    key_bits = int_option(options, "key_bits", 2048, MIN_KEY_BITS)
+def run_binning(ctx: PartyContext, options: BinningOptions) -> None:
+    bins, key_bits = options.bins, options.key_bits
     if ctx.role not in ("guest", "host"):
         return
     table = party_table(ctx)
@@ -70,8 +71,7 @@ def _per_feature(result: WoeIv, names: list[str]) -> dict[str, dict]:
                    "non_events": result.non_events[f]} for f, name in enumerate(names)}
 
 
-def run_select(ctx: PartyContext, options: dict) -> None:
-    _check("select", options, SELECT_OPTIONS)
+def run_select(ctx: PartyContext, options: SelectOptions) -> None:
     if ctx.role not in ("guest", "host"):
         return
     table = party_table(ctx)
@@ -79,8 +79,8 @@ def run_select(ctx: PartyContext, options: dict) -> None:
     if ctx.role == "guest":
         if "iv" not in ctx.state:
             raise ConfigError("select needs a binning step before it")
-        masks = select_features_guest(ctx.channel, ctx.state["iv"], threshold=options.get("iv_threshold"),
-                                      top_k=options.get("top_k"))
+        masks = select_features_guest(ctx.channel, ctx.state["iv"], threshold=options.iv_threshold,
+                                      top_k=options.top_k)
         keep = masks[ctx.party]
         hosts_kept = {host: int(mask.sum()) for host, mask in masks.items() if host != ctx.party}
     else:
@@ -93,3 +93,7 @@ def run_select(ctx: PartyContext, options: dict) -> None:
                                       "dropped": names[~keep].tolist(),
                                       **({"host_columns_kept": hosts_kept} if hosts_kept else {})})
     ctx.events.emit(step="select", kept=int(keep.sum()), dropped=int((~keep).sum()))
+
+
+BINNING = StepKind("binning", parse_with(BinningOptions), run_binning)
+SELECT = StepKind("select", parse_with(SelectOptions), run_select)

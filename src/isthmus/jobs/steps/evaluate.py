@@ -1,56 +1,94 @@
-"""The `evaluate` step: the guest scores the evaluation rows jointly and writes metrics and plots.
+"""The `evaluate` step: the trained model scores held-out rows; metrics and plots stay with the party.
 
-Evaluation rows are those the train step held out (``validation_fraction``), or every aligned row
-when nothing was held out. Hosts serve partial scores; the arbiter has nothing to do. In horizontal
-jobs every party instead scores its own test rows with its copy of the model.
+Vertical models: the guest scores the rows the training held out (``validation_fraction``), or every
+aligned row when nothing was held out, jointly with the hosts, which serve their parts. Horizontal
+models: every party scores its own test rows (`data.test`; the aggregator its own `data`) alone.
 """
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from isthmus.errors import ConfigError
+from isthmus.algorithms.base import GuestPart, HostPart, LocalPart
+from isthmus.data.table import PartyTable
+from isthmus.errors import ConfigError, DataError
 from isthmus.jobs.context import PartyContext
-from isthmus.jobs.steps import horizontal
-from isthmus.ml.metrics import write_report
+from isthmus.jobs.steps.data import party_table, test_table
+from isthmus.jobs.steps.kind import StepKind, parse_with
+from isthmus.ml.metrics import METRICS, write_report
+from isthmus.options import Options
 
-OPTIONS = {"metrics", "threshold"}
+MetricName = Literal[tuple(sorted({name for names in METRICS.values() for name in names}))]  # type: ignore[valid-type]
 
 
-def run(ctx: PartyContext, options: dict) -> None:
-    unknown = set(options) - OPTIONS
-    if unknown:
-        raise ConfigError(f"evaluate: unknown options {sorted(unknown)}; known: {sorted(OPTIONS)}")
-    trained = ctx.state.get("trained")
-    threshold = float(options.get("threshold", 0.5))
-    if isinstance(trained, horizontal.LocalModel):
-        horizontal.evaluate_locally(ctx, trained, metrics=options.get("metrics"), threshold=threshold)
-        return
-    if ctx.role == "arbiter":
-        return
-    if trained is None:
+class EvaluateOptions(Options):
+    metrics: Annotated[list[MetricName], Field(min_length=1)] | None = None  # default: every metric of the task
+    threshold: float = Field(0.5, gt=0, lt=1)  # a row is predicted positive when its score >= threshold
+
+
+def prepare(ctx: PartyContext, options: EvaluateOptions) -> None:
+    """A missing or malformed test file fails before training, not after it."""
+    test_table(ctx)
+
+
+def run(ctx: PartyContext, options: EvaluateOptions) -> None:
+    if ctx.trained is None:
         raise ConfigError("evaluate needs a train step before it")
-    if ctx.role == "host":
-        trained.serve(ctx.channel)
+    part = ctx.trained.part
+    if isinstance(part, GuestPart):
+        _jointly(ctx, part, options)
+    elif isinstance(part, HostPart):
+        part.serve(ctx.channel, party_table(ctx).features)
+    elif isinstance(part, LocalPart):
+        _alone(ctx, part, options)
+    # a role without a model part (an arbiter) has nothing to evaluate
+
+
+def _jointly(ctx: PartyContext, part: GuestPart, options: EvaluateOptions) -> None:
+    table, rows = party_table(ctx), part.evaluation_rows
+    scores = part.predict(ctx.channel, table.features, rows)
+    part.finish(ctx.channel)
+    labels = table.label[rows]
+    y_true = np.searchsorted(part.classes, labels) if part.task == "multiclass" else labels
+    _report(ctx, part.task, table.ids[rows], labels, y_true, scores, options)
+
+
+def _alone(ctx: PartyContext, part: LocalPart, options: EvaluateOptions) -> None:
+    rows = _own_evaluation_rows(ctx)
+    if rows is None:
+        ctx.events.emit(step="evaluate", status="skipped", reason="no test data at this party")
         return
-    rows = trained.evaluation_rows
-    scores = trained.scores(ctx.channel, rows)
-    trained.finish(ctx.channel)
-    labels = ctx.table.label[rows]
-    y_true = np.searchsorted(trained.classes, labels) if trained.task == "multiclass" else labels
-    result = write_report(ctx.run_dir, trained.task, y_true, scores, options.get("metrics"), threshold=threshold)
-    _write_predictions(ctx, rows, labels, scores)
-    ctx.events.emit(step="evaluate", rows=len(rows),
-                    **{k: round(v, 6) for k, v in result.items() if isinstance(v, float)})
+    rows = rows.columns(part.feature_names)
+    if part.task == "binary" and not np.isin(rows.label, (0.0, 1.0)).all():
+        raise DataError(f"party {ctx.party!r}: a binary model is evaluated on labels 0 and 1, found "
+                        f"{np.unique(rows.label)[:5].tolist()}")
+    _report(ctx, part.task, rows.ids, rows.label, rows.label, part.predict(rows.features), options)
 
 
-def _write_predictions(ctx: PartyContext, rows: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> None:
-    """The guest's own ids, labels and scores: stays in the guest's run directory."""
-    frame = pd.DataFrame({"id": ctx.table.ids[rows], "label": labels})
+def _own_evaluation_rows(ctx: PartyContext) -> PartyTable | None:
+    """A party's test rows; the aggregator's own data is its evaluation set."""
+    data = ctx.spec.party(ctx.party).data
+    if data is None:
+        return None
+    return test_table(ctx) if data.test else party_table(ctx) if ctx.role != "client" else None
+
+
+def _report(ctx: PartyContext, task: str, ids: np.ndarray, labels: np.ndarray, y_true: np.ndarray,
+            scores: np.ndarray, options: EvaluateOptions) -> None:
+    """Metrics and plots, and the party's own ids, labels and scores: all stay in its run directory."""
+    result = write_report(ctx.run_dir, task, y_true, scores, options.metrics, threshold=options.threshold)
+    frame = pd.DataFrame({"id": ids, "label": labels})
     if scores.ndim == 2:
         for k in range(scores.shape[1]):
             frame[f"score_{k}"] = scores[:, k]
     else:
         frame["score"] = scores
     frame.to_csv(ctx.run_dir / "predictions.csv", index=False)
+    ctx.events.emit(step="evaluate", rows=len(ids), **{k: round(v, 6) for k, v in result.items() if isinstance(v, float)})
+
+
+STEP = StepKind("evaluate", parse_with(EvaluateOptions), run, prepare=prepare)

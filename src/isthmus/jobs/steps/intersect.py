@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-from isthmus.errors import ConfigError, DataError
+from typing import Literal
+
+from isthmus.data.ids import DEDUPE_MODES
+from isthmus.errors import DataError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import party_table
+from isthmus.jobs.steps.kind import StepKind, parse_with
+from isthmus.options import Options
+from isthmus.protocols.psi import METHODS
 
-OPTIONS = {"method", "dedupe"}
+
+class IntersectOptions(Options):
+    method: Literal[METHODS] = "ecdh"  # type: ignore[valid-type]
+    dedupe: Literal[DEDUPE_MODES] = "error"  # type: ignore[valid-type]
 
 
-def run(ctx: PartyContext, options: dict) -> None:
+def run(ctx: PartyContext, options: IntersectOptions) -> None:
     from isthmus.protocols.psi import intersect
 
-    unknown = set(options) - OPTIONS
-    if unknown:
-        raise ConfigError(f"intersect: unknown options {sorted(unknown)}; known: {sorted(OPTIONS)}")
     if ctx.role not in ("guest", "host"):
         return
     table = party_table(ctx)
-    result = intersect(ctx.channel, ctx.role, table.ids, method=options.get("method", "ecdh"),
-                       dedupe=options.get("dedupe", "error"),
+    result = intersect(ctx.channel, ctx.role, table.ids, method=options.method, dedupe=options.dedupe,
                        guest=ctx.spec.one("guest"), hosts=ctx.spec.with_role("host"),
                        progress=lambda stage, fraction: ctx.events.emit(step="intersect", stage=stage,
                                                                         progress=round(fraction, 3)))
@@ -27,3 +32,6 @@ def run(ctx: PartyContext, options: dict) -> None:
         raise DataError(f"party {ctx.party!r}: no id is shared by all parties (step intersect); nothing to train on")
     ctx.table = table.take(result.positions)
     ctx.events.emit(step="intersect", own_rows=table.n_rows, shared_rows=result.size)
+
+
+STEP = StepKind("intersect", parse_with(IntersectOptions), run)

@@ -16,35 +16,17 @@ import math
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from isthmus.errors import ConfigError
-from isthmus.incentive.endorse import JobFacts, Statement, check_keys, endorse
+from isthmus.incentive.endorse import JobFacts, Statement, endorse
 from isthmus.incentive.ledger import Ledger, ledger_path
 from isthmus.incentive.record import METRIC_NAME, file_fingerprint, input_commitment, new_salt
-from isthmus.incentive.signing import federation_file, load_pinned_keys, load_signing_key
+from isthmus.transport.keyfiles import check_keys, federation_file, load_pinned_keys, load_signing_key
 from isthmus.jobs.context import PartyContext
-from isthmus.jobs.spec import JobSpec, Step
+from isthmus.jobs.spec import JobSpec
 from isthmus.jobs.steps.data import party_table
-from isthmus.jobs.steps.horizontal import aggregator_of
+from isthmus.jobs.steps.kind import StepKind, parse_with
+from isthmus.options import Options
 
 COMMITMENT_OPENING = "input_commitment.json"  # the salt: stays with the party, opens the commitment later
-
-
-def planned_steps(spec: JobSpec) -> list[Step]:
-    """The job's steps, and the `record` step after them when the job says ``record: true``."""
-    record = spec.options.get("record", False)
-    if not isinstance(record, bool):
-        raise ConfigError(f"job {spec.name!r}: 'record' must be true or false, got {record!r}")
-    if record and spec.step("record") is None:
-        return [*spec.steps, Step("record", {})]
-    return list(spec.steps)
-
-
-def coordinator(spec: JobSpec) -> str:
-    """The party that proposes (and shares) what the job measured: its guest, else its aggregator."""
-    if spec.with_role("guest"):
-        return spec.one("guest")
-    if spec.with_role("client"):
-        return aggregator_of(spec)
-    return min(spec.parties)
 
 
 def job_digest(spec: JobSpec) -> str:
@@ -53,13 +35,17 @@ def job_digest(spec: JobSpec) -> str:
     return hashlib.sha256(json.dumps(steps, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
-def prepare(ctx: PartyContext, options: dict) -> None:
+class RecordOptions(Options):
+    """The record takes no options: what it holds is fixed (see the module's docstring)."""
+
+
+def prepare(ctx: PartyContext, options: RecordOptions) -> None:
     """Before any step: the keys the record needs are there, so no job trains for an hour to fail here."""
-    _keys(ctx, options)
+    _keys(ctx)
 
 
-def run(ctx: PartyContext, options: dict) -> None:
-    signing_key, pinned = _keys(ctx, options)
+def run(ctx: PartyContext, options: RecordOptions) -> None:
+    signing_key, pinned = _keys(ctx)
     facts = JobFacts(job=ctx.spec.name, job_digest=job_digest(ctx.spec),
                      roles={name: party.role for name, party in ctx.spec.parties.items()},
                      contributions=ctx.state.get("contribution"))
@@ -67,7 +53,7 @@ def run(ctx: PartyContext, options: dict) -> None:
     with Ledger(path, owner=ctx.party) as ledger:
         statement = Statement(previous=ledger.head(), input=_input_commitment(ctx),
                               model=file_fingerprint(ctx.run_dir / "model.json"), metrics=_own_metrics(ctx))
-        record = endorse(ctx.channel, proposer=coordinator(ctx.spec), facts=facts, statement=statement,
+        record = endorse(ctx.channel, proposer=ctx.spec.roster.coordinator, facts=facts, statement=statement,
                          signing_key=signing_key, pinned=pinned)
         entry = ledger.append(record, pinned)
     ctx.write_json("ledger_record.json", {"ledger": str(path), "entry": entry, **record.to_dict()})
@@ -75,9 +61,7 @@ def run(ctx: PartyContext, options: dict) -> None:
                     absent=sorted(record.content["absent"]))
 
 
-def _keys(ctx: PartyContext, options: dict) -> tuple[Ed25519PrivateKey, dict[str, Ed25519PublicKey]]:
-    if options:
-        raise ConfigError(f"record: takes no options, got {sorted(options)}")
+def _keys(ctx: PartyContext) -> tuple[Ed25519PrivateKey, dict[str, Ed25519PublicKey]]:
     if ctx.certs_dir is None:
         raise ConfigError("record needs the party's certificate folder (its signing key, the federation's pinned "
                           "keys and its ledger): run the job with `isthmus run --certs` or `isthmus launch`")
@@ -110,3 +94,6 @@ def _own_metrics(ctx: PartyContext) -> dict[str, float]:
     metrics = json.loads(path.read_text(encoding="utf-8")).get("metrics", {})
     return {name: value for name, value in metrics.items()
             if isinstance(value, float) and math.isfinite(value) and METRIC_NAME.fullmatch(name)}
+
+
+STEP = StepKind("record", parse_with(RecordOptions), run, prepare=prepare)

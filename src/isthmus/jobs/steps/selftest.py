@@ -10,23 +10,30 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from pydantic import Field
 
+from isthmus.algorithms.base import KeyBits
 from isthmus.errors import IsthmusError
 from isthmus.jobs.context import PartyContext
+from isthmus.jobs.steps.kind import StepKind, parse_with
+from isthmus.options import Options
 
-SIZE = 1000
+
+class SelftestOptions(Options):
+    size: int = Field(1000, ge=1, le=1_000_000)
+    key_bits: KeyBits = 2048
 
 
-def run(ctx: PartyContext, options: dict) -> None:
+def run(ctx: PartyContext, options: SelftestOptions) -> None:
     from isthmus.crypto.paillier import generate_keypair
 
-    size = int(options.get("size", SIZE))
+    size = options.size
     channel, spec = ctx.channel, ctx.spec
     guest, host, arbiter = spec.one("guest"), spec.one("host"), spec.one("arbiter")
     timings: dict[str, float] = {}
     start = time.perf_counter()
     if ctx.role == "arbiter":
-        public_key, private_key = generate_keypair(int(options.get("key_bits", 2048)))
+        public_key, private_key = generate_keypair(options.key_bits)
         timings["keygen_s"] = time.perf_counter() - start
         channel.broadcast([guest, host], "selftest/key", public_key)
         encrypted_sum = channel.recv(guest, "selftest/sum")
@@ -53,3 +60,6 @@ def run(ctx: PartyContext, options: dict) -> None:
         channel.send(arbiter, "selftest/sum", total)
         channel.send(arbiter, "selftest/expected", channel.recv(host, "selftest/plain") + values)
     ctx.events.emit(step="selftest", values=size, **timings)
+
+
+STEP = StepKind("selftest", parse_with(SelftestOptions), run)

@@ -1,25 +1,59 @@
-"""The `train` step: the model named in the job, trained federatedly; each party stores its own part."""
+"""The `train` step: the model the job names, trained federatedly; each party keeps its own part.
+
+The model's name selects an algorithm from the registry; its options are parsed into the
+algorithm's typed class, and the algorithm checks the job's roles, when the job loads.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from isthmus.algorithms.base import Algorithm, Party
+from isthmus.algorithms.registry import algorithm
 from isthmus.errors import ConfigError
-from isthmus.jobs.context import PartyContext
-from isthmus.jobs.steps import hetero_linear, horizontal, secureboost
-
-TRAINERS = {
-    "hetero_lr": hetero_linear.train_logistic,
-    "hetero_linr": hetero_linear.train_linear,
-    "homo_lr": horizontal.train_logistic,
-    "homo_linr": horizontal.train_linear,
-    "hetero_secureboost": secureboost.train_hetero,
-    "homo_secureboost": secureboost.train_homo,
-}
+from isthmus.jobs.context import PartyContext, Trained
+from isthmus.jobs.spec import JobSpec
+from isthmus.jobs.steps.data import party_table
+from isthmus.jobs.steps.kind import StepKind
+from isthmus.options import Options
 
 
-def run(ctx: PartyContext, options: dict) -> None:
-    options = dict(options)
-    model = options.pop("model", None)
-    if model not in TRAINERS:
-        raise ConfigError(f"train: 'model' must be one of {sorted(TRAINERS)}, got {model!r}")
-    ctx.state["trained"] = TRAINERS[model](ctx, options)
-    ctx.events.emit(step="train", status="model saved", path=str(ctx.run_dir / "model.json"))
+@dataclass(frozen=True)
+class TrainChoice:
+    """The train step's options: which algorithm, with its typed options."""
+
+    algorithm: Algorithm
+    options: Options
+
+
+def parse(raw: Mapping[str, Any], *, spec: JobSpec, where: str) -> TrainChoice:
+    raw = dict(raw)
+    model = raw.pop("model", None)
+    if model is None:
+        raise ConfigError(f"{where}: 'model' is required")
+    try:
+        chosen = algorithm(model)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    options = chosen.Options.parse(raw, where=f"{where} ({model})")
+    try:
+        chosen.check(spec.roster, options, allow_plaintext=spec.options.benchmark_only_plaintext)
+    except ConfigError as exc:
+        raise ConfigError(f"{where} ({model}): {exc}") from None
+    return TrainChoice(chosen, options)
+
+
+def run(ctx: PartyContext, choice: TrainChoice) -> None:
+    table = party_table(ctx) if ctx.spec.party(ctx.party).data else None
+    party = Party(name=ctx.party, roster=ctx.spec.roster, channel=ctx.channel, table=table, workdir=ctx.run_dir,
+                  progress=lambda **event: ctx.events.emit(step="train", **event),
+                  resume=ctx.spec.options.resume, keys_dir=ctx.certs_dir)
+    part = choice.algorithm.fit(party, choice.options)
+    path = part.save(ctx.run_dir)
+    ctx.trained = Trained(choice.algorithm, choice.options, part)
+    ctx.events.emit(step="train", status="model saved", path=str(path))
+
+
+STEP = StepKind("train", parse, run)

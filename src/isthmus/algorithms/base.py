@@ -1,0 +1,244 @@
+"""The contract every federated algorithm fulfils, so that jobs, parity, contribution and the node
+dispatch on it and never name a model.
+
+An :class:`Algorithm` declares who takes part (its roles), its typed :class:`~isthmus.options.Options`,
+whether it takes empty cells, how its contribution can be measured, and its centralised reference for
+``isthmus parity``. Its :meth:`~Algorithm.fit` runs one party's side over a channel and returns that
+party's :class:`Part` of the model: a vertical guest's part scores rows jointly with the hosts'
+parts, which serve it; in horizontal jobs every party holds the whole model. A part saves itself as
+plain JSON (nothing pickled) and the algorithm loads it back for serving. See docs/architecture.md
+for adding an algorithm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from isthmus.crypto.keys import MAX_KEY_BITS, MIN_KEY_BITS
+from isthmus.data.table import PartyTable
+from isthmus.errors import ConfigError
+from isthmus.options import Options
+from isthmus.transport.channel import Channel
+
+#: Vertical (hetero): the parties hold different columns of the same rows; horizontal (homo): the
+#: same columns of different rows. Model names keep FATE's prefixes: hetero_lr is a vertical model.
+Family = Literal["vertical", "horizontal"]
+Task = Literal["binary", "multiclass", "regression"]
+MODEL_FILE = "model.json"
+#: A Paillier key size in bits, as an option (one minimum for every algorithm, from the crypto layer).
+KeyBits = Annotated[int, Field(ge=MIN_KEY_BITS, le=MAX_KEY_BITS)]
+Seed = Annotated[int, Field(ge=0)]
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Who plays which role in a job (party name -> role), as every party reads it from the job."""
+
+    roles: Mapping[str, str]
+
+    def with_role(self, role: str) -> list[str]:
+        return sorted(name for name, r in self.roles.items() if r == role)
+
+    def one(self, role: str) -> str:
+        names = self.with_role(role)
+        if len(names) != 1:
+            raise ConfigError(f"the job needs exactly one {role}, found {names or 'none'}")
+        return names[0]
+
+    @property
+    def aggregator(self) -> str:
+        """The one party that aggregates a horizontal job: its `aggregator`, or its `arbiter`."""
+        names = self.with_role("aggregator") + self.with_role("arbiter")
+        if len(names) != 1:
+            raise ConfigError(f"a horizontal job needs exactly one aggregator (or arbiter), found {names or 'none'}")
+        return names[0]
+
+    @property
+    def coordinator(self) -> str:
+        """The party that proposes what the job measured: its guest, else its aggregator."""
+        if self.with_role("guest"):
+            return self.one("guest")
+        if self.with_role("client"):
+            return self.aggregator
+        return min(self.roles)
+
+
+@dataclass
+class Party:
+    """What one party's side of an algorithm gets from the job: who it is, whom it talks to, its rows."""
+
+    name: str
+    roster: Roster
+    channel: Channel
+    #: This party's rows (aligned with the others' after an intersection), or None where its role holds no data.
+    table: PartyTable | None
+    #: Where the algorithm may keep files while it runs (checkpoints).
+    workdir: Path
+    #: Reports progress of long loops: ``progress(epoch=3, epochs=30, loss=0.41)`` becomes an event.
+    progress: Callable[..., None] = lambda **event: None
+    #: Continue from the checkpoints in ``workdir`` (algorithms that checkpoint).
+    resume: bool = False
+    #: This party's key folder (its signing key, the federation's pinned keys), for protocols that sign.
+    keys_dir: Path | None = None
+
+    @property
+    def role(self) -> str:
+        return self.roster.roles[self.name]
+
+    def rows(self) -> PartyTable:
+        """This party's table, or a ConfigError saying that the role needs data here."""
+        if self.table is None:
+            raise ConfigError(f"party {self.name!r} ({self.role}) needs data for this model but the job gives it none")
+        return self.table
+
+    def labelled_rows(self) -> PartyTable:
+        table = self.rows()
+        if table.label is None:
+            raise ConfigError(f"party {self.name!r} needs a 'label' column in its data for this model")
+        return table
+
+
+class Part(ABC):
+    """One party's share of a trained model."""
+
+    role: str
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """The part as JSON-able data: what ``model.json`` holds, and what :meth:`Algorithm.load` reads."""
+
+    def save(self, folder: Path) -> Path:
+        """Write ``model.json`` atomically, so a crash never leaves a part that looks complete."""
+        path = Path(folder) / MODEL_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, default=jsonable), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+class GuestPart(Part):
+    """The vertical guest's part: it holds the labels' side and scores rows jointly with the hosts."""
+
+    role = "guest"
+    task: Task
+    classes: np.ndarray | None  # label values of a classifier, in class-index order
+    evaluation_rows: np.ndarray  # rows the training held out (or all of them): where `evaluate` scores
+
+    @abstractmethod
+    def predict(self, channel: Channel, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Scores of ``rows`` of ``X`` (the guest's raw columns, aligned with the hosts' tables): P(y=1)
+        (binary), class probabilities (multiclass) or values (regression). The hosts serve meanwhile."""
+
+    @abstractmethod
+    def finish(self, channel: Channel) -> None:
+        """Tell the hosts that serving ends."""
+
+
+class HostPart(Part):
+    """A vertical host's part: it answers the guest's scoring requests for its own rows."""
+
+    role = "host"
+
+    @abstractmethod
+    def serve(self, channel: Channel, X: np.ndarray) -> None:
+        """Answer the guest's requests for rows of ``X`` (this host's raw columns) until it finishes."""
+
+
+class LocalPart(Part):
+    """A horizontal party's copy of the whole model: it scores its own rows alone."""
+
+    task: Task
+    feature_names: list[str]  # the columns, in the order the model takes them
+
+    @abstractmethod
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Scores of rows of ``X`` (columns in :attr:`feature_names` order)."""
+
+
+@dataclass
+class RecordPart(Part):
+    """The part of a role that keeps no model (an arbiter): what it did, for the record."""
+
+    role: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role, **self.facts}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A centralised model's scores on the evaluation rows, for ``isthmus parity``, and its name."""
+
+    scores: np.ndarray
+    name: str
+
+
+class Algorithm(ABC):
+    """One federated model as the jobs see it: declaration, training, loading, and its centralised twin."""
+
+    #: The model name in job files (``train: {model: NAME}``).
+    name: ClassVar[str]
+    family: ClassVar[Family]
+    #: Role -> (fewest, most) parties in it; ``None``: no upper bound. Roles not listed may not take part.
+    roles: ClassVar[Mapping[str, tuple[int, int | None]]]
+    #: The typed options of its `train` step (without ``model``).
+    Options: ClassVar[type[Options]]
+    #: Whether rows may hold empty cells (the model routes them), else they are refused when loaded.
+    accepts_missing: ClassVar[bool] = False
+    #: How `contribution` can value each party: "coalitions" (vertical: retrain on each coalition's
+    #: columns), "rounds" (horizontal: from each round's updates), or None.
+    contribution: ClassVar[Literal["coalitions", "rounds"] | None] = None
+
+    def check(self, roster: Roster, options: Options, *, allow_plaintext: bool) -> None:
+        """Refuse, at load, a job this algorithm cannot run: role counts here; subclasses add their own
+        rules (e.g. a benchmark-only mode without the job's plaintext switch)."""
+        for role, (fewest, most) in self.roles.items():
+            count = len(roster.with_role(role))
+            if count < fewest or (most is not None and count > most):
+                wanted = f"exactly {fewest}" if fewest == most else f"at least {fewest}" if most is None \
+                    else f"{fewest} to {most}"
+                raise ConfigError(f"{self.name} needs {wanted} {role}(s), the job has {count}")
+        strangers = sorted(name for name, role in roster.roles.items() if role not in self.roles)
+        if strangers:
+            raise ConfigError(f"{self.name} takes roles {sorted(self.roles)}; {strangers} have none of them")
+
+    def check_contribution(self, options: Options) -> None:
+        """Refuse, at load, options under which this model's contributions cannot be measured."""
+
+    @abstractmethod
+    def fit(self, party: Party, options: Options) -> Part:
+        """Train this party's side with the others; returns its part (the caller saves it)."""
+
+    @abstractmethod
+    def load(self, role: str, model: dict[str, Any]) -> Part:
+        """A part from what its :meth:`Part.to_dict` wrote (to serve it, or score with it later)."""
+
+    def reference(self, options: Options, task: Task, X_train: np.ndarray, y_train: np.ndarray,
+                  X_eval: np.ndarray) -> Reference:
+        """The same model trained centrally on pooled rows (for ``isthmus parity`` only)."""
+        raise ConfigError(f"parity has no centralised reference for {self.name}")
+
+    def local_options(self, options: Options) -> Options:
+        """Options for a run whose parties all live in this process (nothing leaves it, so nothing needs
+        encrypting): contribution values coalitions without hosts this way."""
+        return options
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Options):
+        return value.to_dict()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,62 @@
+"""Hyper-parameters of hetero linear and logistic regression, shared by guest, hosts and arbiter.
+
+Every party reads the same values from the job file; the guest alone decides batches, epochs and
+stopping, and tells the others step by step, so a disagreement in these values cannot desynchronise
+the parties.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from isthmus.algorithms.base import KeyBits, Seed, Task
+from isthmus.algorithms.hetero_linear.batches import safe_rows_per_feature
+from isthmus.ml.optim import OPTIMIZERS
+from isthmus.options import Options
+
+
+class LinearOptions(Options):
+    task: Task = "binary"
+    epochs: int = Field(30, ge=1)
+    batch_size: int = 1024  # 0 or less: the whole training set in one batch
+    #: Fewest rows per batch, per feature of the widest party; None: the safe precision + 8 (batches.py).
+    batch_rows_per_feature: int | None = Field(None, ge=1)
+    learning_rate: float = Field(0.15, gt=0)
+    optimizer: Literal[tuple(OPTIMIZERS)] = "sgd"  # type: ignore[valid-type]
+    decay: float = Field(0.0, ge=0)
+    penalty: Literal["l1", "l2"] | None = "l2"
+    alpha: float = Field(0.01, ge=0)
+    tol: float = Field(1e-4, ge=0)  # stop when the epoch loss changes by less than this
+    early_stopping_rounds: int = Field(0, ge=0)  # 0: off; else epochs without validation improvement
+    validation_fraction: float = Field(0.0, ge=0, lt=1)  # share of aligned rows the guest holds out
+    fit_intercept: bool = True
+    scale: bool = True  # standardise each party's columns over the aligned rows
+    key_bits: KeyBits = 2048
+    precision: int = Field(16, ge=4, le=32)  # fractional bits of plaintext features in ciphertext products
+    residual: Literal["taylor", "sigmoid"] = "taylor"  # logistic: the white paper's, or exact (sigmoid.py)
+    encrypt: bool = True  # False only in benchmarks, to measure the cost of encryption
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.early_stopping_rounds and not self.validation_fraction:
+            raise ValueError("early_stopping_rounds needs a validation_fraction > 0")
+        return self
+
+    @property
+    def rows_per_feature(self) -> int:
+        """Fewest rows a batch needs per feature of the widest party (see batches.py)."""
+        if self.batch_rows_per_feature is None:
+            return safe_rows_per_feature(self.precision)
+        return self.batch_rows_per_feature
+
+    @property
+    def unsafe_batches(self) -> bool:
+        """True when batches may be small enough for a party to solve its gradient for the labels."""
+        return self.rows_per_feature < safe_rows_per_feature(self.precision)
+
+    @property
+    def exact_sigmoid(self) -> bool:
+        return self.residual == "sigmoid" and self.task != "regression"

@@ -1,0 +1,1 @@
+"""Horizontal logistic and linear regression: clients train on their own rows, an aggregator averages."""

@@ -1,0 +1,106 @@
+"""A job's plan: its steps with their options parsed into typed classes, before any step runs.
+
+Every party makes the same plan from the same job file, so a misspelt option, a key size below the
+minimum or a model the job's roles cannot run is an error naming the party, the step and the option
+before the intersection starts. Changes that one step makes to another (the `record` step appended
+when the job says ``record: true``; secure aggregation switched off when a horizontal job consents
+to measuring contributions) are explicit transforms here, listed in :attr:`Plan.notes` and written to
+the run log. Each step runs under its own tag scope (``2-train/...``), so two intersections or two
+trainings in one job never mix, and a party accepts only the tags of its plan's steps.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, replace
+from typing import Any
+
+from isthmus.algorithms.registry import algorithm as algorithm_of
+from isthmus.algorithms.registry import names
+from isthmus.errors import ConfigError
+from isthmus.jobs.spec import JobSpec, Step
+from isthmus.jobs.steps import STEPS, StepKind
+from isthmus.jobs.steps.train import TrainChoice
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    index: int
+    name: str
+    kind: StepKind
+    options: Any  # the step's typed options
+
+    @property
+    def scope(self) -> str:
+        """The prefix of every tag this step sends or receives."""
+        return f"{self.index}-{self.name}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    job: JobSpec
+    party: str
+    steps: tuple[PlannedStep, ...]
+    notes: tuple[str, ...] = ()
+
+    def first(self, name: str) -> PlannedStep | None:
+        return next((step for step in self.steps if step.name == name), None)
+
+    def tag_prefixes(self) -> list[str]:
+        """What this party accepts from its peers: the tags of its steps, nothing else."""
+        return [f"{step.scope}/" for step in self.steps]
+
+
+def make_plan(spec: JobSpec, party: str) -> Plan:
+    """Parse every step's options for ``party`` and apply the transforms; every mistake is a ConfigError
+    naming the party, the step and the option."""
+    spec.party(party)
+    steps = list(spec.steps)
+    notes = []
+    if spec.options.record and not any(step.name == "record" for step in steps):
+        steps.append(Step("record", {}))
+        notes.append("record: true appends a `record` step: the outcome is endorsed on every party's ledger")
+    planned = tuple(_parse(spec, party, index, step) for index, step in enumerate(steps))
+    return _measurable(Plan(spec, party, planned, tuple(notes)))
+
+
+def _measurable(plan: Plan) -> Plan:
+    """A `contribution` step needs a model whose parties can be valued; a horizontal one needs each
+    round's updates in the clear, so (with the job's consent) the plan turns secure aggregation off."""
+    contribution, train = plan.first("contribution"), plan.first("train")
+    if contribution is None or train is None:
+        return plan
+    where = f"party {plan.party!r}, step {contribution.index} 'contribution'"
+    choice: TrainChoice = train.options
+    method = choice.algorithm.contribution
+    if method is None:
+        measurable = [name for name in names() if algorithm_of(name).contribution]
+        raise ConfigError(f"{where}: the contributions of {choice.algorithm.name} cannot be measured; "
+                          f"models that can: {', '.join(measurable)}")
+    choice.algorithm.check_contribution(choice.options)
+    if method != "rounds":
+        return plan
+    if choice.options.secure_aggregation and not contribution.options.reveal_updates:
+        raise ConfigError(f"{where}: measuring a horizontal job's contributions shows the aggregator every client's "
+                          "update, which secure aggregation hides: set `reveal_updates: true` to consent (it turns "
+                          "secure aggregation off), or leave the step out")
+    options = choice.options.model_copy(update={"secure_aggregation": False, "keep_round_updates": True})
+    return with_options(plan, train, TrainChoice(choice.algorithm, options),
+                        "contribution with reveal_updates: true turns secure aggregation off: the aggregator sees "
+                        "each client's update and keeps every round's, to value the clients")
+
+
+def _parse(spec: JobSpec, party: str, index: int, step: Step) -> PlannedStep:
+    kind = STEPS.get(step.name)
+    if kind is None:
+        close = difflib.get_close_matches(step.name, STEPS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"job {spec.name!r}: unknown step {step.name!r}{hint}; steps: {', '.join(sorted(STEPS))}")
+    where = f"party {party!r}, step {index} {step.name!r}"
+    return PlannedStep(index, step.name, kind, kind.parse(step.options, spec=spec, where=where))
+
+
+def with_options(plan: Plan, step: PlannedStep, options: Any, note: str) -> Plan:
+    """``plan`` with ``step``'s options replaced, and why, for the run log."""
+    steps = tuple(replace(s, options=options) if s is step else s for s in plan.steps)
+    return replace(plan, steps=steps, notes=(*plan.notes, note))
