@@ -20,6 +20,7 @@ from isthmus.jobs.party_process import with_own_data
 from isthmus.jobs.peers import needed_peers, wait_for_peers
 from isthmus.jobs.rundir import RUN_MARKER, contents, locked, owned_folder, party_folder
 from isthmus.jobs.spec import load_job, parse_job
+from isthmus.transport.mailbox import Mailbox
 from isthmus.transport.certs import create_federation
 from isthmus.transport.mailbox import ABORT_TAG, Mailbox
 
@@ -163,6 +164,21 @@ def test_a_peer_that_never_listens_is_named_after_the_connect_timeout(tmp_path):
         with pytest.raises(PeerUnreachableError, match=r"waited 0.5 s .* nothing listens where 'host' \(127") as caught:
             wait_for_peers(spec, "guest", timeout=0.5)
     assert caught.value.peer == "host" and "'arbiter'" not in str(caught.value)
+
+
+def test_a_peer_that_delivered_and_left_counts_as_reached(tmp_path):
+    """CI saw this: a quick host sent all it had to the guest and exited before the slow guest first
+    looked for it; the guest then waited its whole connect_timeout for a peer that had done its part."""
+    spec = load_job(two_party_job(tmp_path))
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        raw = spec.to_dict()
+        raw["parties"]["arbiter"]["address"] = f"127.0.0.1:{listening.getsockname()[1]}"
+        raw["parties"]["host"]["address"] = f"127.0.0.1:{free_ports(1)[0]}"  # gone
+        spec = parse_job(raw, base_dir=tmp_path)
+        mailbox = Mailbox()
+        mailbox.open_job(spec.name)
+        mailbox.put(spec.name, "host", "psi/hello", b"x")
+        wait_for_peers(spec, "guest", timeout=5, heard_from=lambda: mailbox.senders(spec.name))
 
 
 def test_waiting_for_peers_stops_when_a_peer_aborts_the_job(tmp_path):

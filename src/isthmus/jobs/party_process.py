@@ -51,7 +51,8 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
         try:
             try:
                 wait_for_peers(spec, party, timeout=connect_timeout,
-                               check_abort=lambda: node.mailbox.raise_if_aborted(spec.name, "connect"))
+                               check_abort=lambda: node.mailbox.raise_if_aborted(spec.name, "connect"),
+                               heard_from=lambda: node.mailbox.senders(spec.name))
             except PeerError as exc:
                 EventLog(run_dir, party).emit(step="connect", status="failed", error=str(exc))
                 raise

@@ -25,17 +25,21 @@ def needed_peers(spec: JobSpec, party: str) -> list[str]:
             if name != party and peer.role not in EXPENDABLE_ROLES]
 
 
-def wait_for_peers(spec: JobSpec, party: str, *, timeout: float, check_abort: Callable[[], None] = lambda: None) -> None:
+def wait_for_peers(spec: JobSpec, party: str, *, timeout: float, check_abort: Callable[[], None] = lambda: None,
+                   heard_from: Callable[[], set[str]] = set) -> None:
     """Return once every needed peer accepts a connection; after ``timeout`` raise naming every one that did not.
 
     ``check_abort`` raises once a peer has given up on the job (it may fail and exit before this party
-    ever sees it listening), so that waiting for it stops at once.
+    ever sees it listening), so that waiting for it stops at once. ``heard_from`` names the peers that
+    have already delivered to this job: they count as reached, since a quick peer may send everything
+    it has to send and exit before a slow party first looks for it.
     """
     deadline = time.monotonic() + timeout
     missing = needed_peers(spec, party)
     while True:
         check_abort()
-        missing = [name for name in missing if not _listening(spec.parties[name].address, deadline)]
+        missing = [name for name in missing
+                   if name not in heard_from() and not _listening(spec.parties[name].address, deadline)]
         if not missing:
             return
         if time.monotonic() >= deadline:

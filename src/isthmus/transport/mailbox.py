@@ -55,6 +55,7 @@ class _Job:
     aborted: tuple[str, str] | None = None  # (sender, reason) of the first abort
     quitters: set[str] = field(default_factory=set)  # every sender that aborted the job
     refusals: dict[str, str] = field(default_factory=dict)  # sender -> why a delivery was refused, until received
+    senders: set[str] = field(default_factory=set)  # every sender whose delivery was admitted
 
 
 @dataclass
@@ -135,6 +136,7 @@ class Mailbox:
             except Refused as refused:
                 state.refusals.setdefault(sender, str(refused))
                 raise
+            state.senders.add(sender)
             if tag != ABORT_TAG:
                 backlog = self._backlogs.setdefault(sender, _Backlog())
                 backlog.bytes += size
@@ -240,6 +242,12 @@ class Mailbox:
         with self._cond:
             state = self._jobs.get(job)
             return set(state.quitters) if state is not None else set()
+
+    def senders(self, job: str) -> set[str]:
+        """The peers (authenticated by the transport) that have delivered to ``job``: they were up, even if gone since."""
+        with self._cond:
+            state = self._jobs.get(job)
+            return set(state.senders) if state is not None else set()
 
     def _raise_if_aborted(self, job: str, tag: str) -> None:
         state = self._jobs.get(job)
