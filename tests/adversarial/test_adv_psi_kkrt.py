@@ -108,3 +108,24 @@ def test_malformed_guest_messages_are_refused(setup, message, tag):
     error = errors["host"]
     assert isinstance(error, ProtocolError) and message in str(error)
     assert error.peer == "guest" and error.tag == tag
+
+
+def test_an_over_long_guest_set_is_refused_before_any_memory_is_committed():
+    replies = []
+
+    def fake(channel):
+        channel.send("host", psi.TAG_HELLO, _hello(method="kkrt", count=kkrt.MAX_IDS + 1))
+        replies.append(channel.recv("host", psi.TAG_REPLY))
+
+    _, errors = _host_and_fake_guest(fake, method="kkrt")
+    assert isinstance(errors["host"], ProtocolError) and "set size" in str(errors["host"]) and errors["host"].peer == "guest"
+    assert replies == [{"abort": True}]
+
+
+def test_an_over_long_host_set_is_refused():
+    def fake(channel):
+        channel.recv("guest", psi.TAG_HELLO)
+        channel.send("guest", psi.TAG_REPLY, {"count": kkrt.MAX_IDS + 1})
+
+    _, errors = _guest_and_fake_host(fake, method="kkrt")
+    assert isinstance(errors["guest"], ProtocolError) and "set size" in str(errors["guest"]) and errors["guest"].peer == "host"

@@ -158,6 +158,10 @@ class _Party:
         self.workers = workers
         self.progress = progress
 
+    def _max_ids(self) -> int:
+        """The largest set a peer may announce: KKRT holds the whole peer set in memory at once."""
+        return kkrt.MAX_IDS if self.method == "kkrt" else MAX_IDS
+
     def _pool(self, records: int) -> BatchPool:
         if self.workers is not None:
             return BatchPool(self.workers)
@@ -257,7 +261,7 @@ class _Guest(_Party):
         reply = self.channel.recv(host, TAG_REPLY)
         if isinstance(reply, dict) and reply == {"abort": True}:
             return None
-        return expect_count(expect_map(reply, {"count"}, peer=host, tag=TAG_REPLY)["count"], MAX_IDS, peer=host, tag=TAG_REPLY)
+        return expect_count(expect_map(reply, {"count"}, peer=host, tag=TAG_REPLY)["count"], self._max_ids(), peer=host, tag=TAG_REPLY)
 
     def _ecdh(self, pool: BatchPool, salt: bytes, shuffled: list[str], counts: dict[str, int]) -> dict[str, _Pairing]:
         key, unblinding = ecdh.new_key_with_inverse()
@@ -364,7 +368,7 @@ class _Host(_Party):
         salt = hello["salt"]
         if not isinstance(salt, bytes) or not ecdh.MIN_SALT_BYTES <= len(salt) <= ecdh.MAX_SALT_BYTES:
             raise ProtocolError(f"salt must be {ecdh.MIN_SALT_BYTES}..{ecdh.MAX_SALT_BYTES} bytes", peer=peer, tag=tag)
-        return expect_count(hello["count"], MAX_IDS, peer=peer, tag=tag), salt
+        return expect_count(hello["count"], self._max_ids(), peer=peer, tag=tag), salt
 
     def _ecdh(self, pool: BatchPool, salt: bytes, shuffled: list[str], guest_count: int, order: np.ndarray) -> np.ndarray:
         key = ecdh.new_key()

@@ -40,6 +40,7 @@ DIGEST_BYTES = 15  # plus one byte naming the hash function: one AES block of co
 CUCKOO_KEY_BYTES = 16
 CUCKOO_ATTEMPTS = 8
 RECORD_BYTES = cuckoo.HASHES * OUTPUT_BYTES
+MAX_IDS = 1 << 25  # a larger announced set is refused: the host holds 81 bytes per guest id, the guest 48 per host id
 _PERSON = b"isthmus-kkrt-id"
 
 
