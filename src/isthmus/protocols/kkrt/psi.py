@@ -95,10 +95,13 @@ class GuestTable:
             raise ProtocolError(f"bad base-OT reply: {exc}", peer=host, tag=TAG_BASE) from None
         receiver = ot_extension.Receiver(pairs)
         outputs = np.empty((self.bins, OUTPUT_BYTES), dtype=np.uint8)
+        occupied = np.zeros(self.bins, dtype=bool)
+        occupied[self.bin_of] = True
         for start, stop in _chunks(self.bins):
             columns, rows = receiver.extend(start, self.codewords[start:stop])
             channel.send(host, TAG_COLUMNS, columns)
-            outputs[start:stop] = ot_extension.hash_rows(rows, np.arange(start, stop))
+            used = np.flatnonzero(occupied[start:stop])  # empty bins' outputs are never compared
+            outputs[start + used] = ot_extension.hash_rows(rows[used], start + used)
         ours = outputs[self.bin_of].view(f"S{OUTPUT_BYTES}").ravel()
         theirs = np.frombuffer(b"".join(recv_records(channel, host, TAG_VALUES, host_count, RECORD_BYTES)), dtype=np.uint8)
         positions, refs = _match(ours, self.used, theirs.reshape(host_count, cuckoo.HASHES, OUTPUT_BYTES), host)
