@@ -138,8 +138,7 @@ def host_pair(channel: Channel, guest: str, salt: bytes, ids: Sequence[str], gue
     setup = channel.recv(guest, TAG_SETUP)
     if not (isinstance(setup, dict) and set(setup) == {"point", "key"} and isinstance(setup["key"], bytes) and len(setup["key"]) == CUCKOO_KEY_BYTES):
         raise ProtocolError(f"expected a map with keys ['key', 'point'], the key of {CUCKOO_KEY_BYTES} bytes", peer=guest, tag=TAG_SETUP)
-    choices = np.frombuffer(secrets.token_bytes(WIDTH // 8), dtype=np.uint8)
-    choices = np.unpackbits(choices, bitorder="little")
+    choices = np.unpackbits(np.frombuffer(secrets.token_bytes(WIDTH // 8), dtype=np.uint8), bitorder="little")  # s
     try:
         reply, keys = base_ot.receive(setup["point"], choices)
     except ValueError as exc:
