@@ -77,7 +77,7 @@ class GuestTable:
             self.key = secrets.token_bytes(CUCKOO_KEY_BYTES)
             choices = cuckoo.candidates(self.key, own, self.bins)
             try:
-                table, self.used = cuckoo.build(choices, self.bins)
+                _, self.used = cuckoo.build(choices, self.bins)
                 break
             except cuckoo.CuckooFailure:
                 continue
