@@ -1,4 +1,4 @@
-"""Private set intersection: isthmus ECDH-PSI and RSA-PSI against OpenMined PSI, in the same run.
+"""Private set intersection: isthmus ECDH-, KKRT- and RSA-PSI against OpenMined PSI, in the same run.
 
 Each party is its own process with its own worker pool, and the parties talk over mutual-TLS gRPC
 on loopback (``--transport local``: threads of one process over the in-process hub). Ids are
@@ -11,6 +11,8 @@ roles in one process, no network), on the same balanced sets; the ratio is its t
     python benchmarks/psi.py                # 100k x 100k, 10k x 100k, RSA 2k x 20k
     python benchmarks/psi.py --full         # 1M x 1M, 100k x 1M, RSA 10k x 100k
     python benchmarks/psi.py --json         # one JSON object
+    python benchmarks/psi.py --method kkrt --sizes 100000 1000000 --json   # one scenario
+    python benchmarks/psi.py --method kkrt --method ecdh --sizes 100000 1000000   # both, same run
 
 The machine has 2 cores shared by both parties (and by anything else running): numbers measured
 while other work loads it are depressed; the load average is printed with them.
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.protocols.psi import intersect
+from isthmus.protocols.psi import METHODS, intersect
 
 TARGETS_S = {"balanced 1M x 1M": 120.0, "unbalanced 100k x 1M": 40.0}
 PEAK_MB_TARGET = 2048
@@ -44,7 +46,15 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--transport", choices=["grpc", "local"], default="grpc")
     parser.add_argument("--no-openmined", action="store_true", help="skip the named peer")
+    parser.add_argument("--method", action="append", choices=METHODS, help="with --sizes: the method(s) to run, in this order")
+    parser.add_argument("--sizes", nargs=2, type=int, metavar=("GUEST", "HOST"), help="run only these sizes (no named peer)")
     args = parser.parse_args()
+    if args.sizes:
+        guest_n, host_n = args.sizes
+        rows = [_run_scenario(f"{method} {guest_n} x {host_n}", method, guest_n, host_n, args.transport) for method in args.method or ["ecdh"]]
+        result = {"transport": args.transport, "cores": os.cpu_count(), "load_avg_1min": os.getloadavg()[0], "scenarios": rows, "seconds": rows[0]["seconds"]}
+        print(json.dumps(result) if args.json else "\n".join(json.dumps(row) for row in rows))
+        return
 
     k, m = 1_000, 1_000_000
     scenarios = [

@@ -19,7 +19,7 @@ from isthmus.protocols.psi_wire import recv_records
 from isthmus.transport import codec
 from isthmus.transport.local import LocalHub
 
-METHODS = ["ecdh", "rsa"]
+METHODS = ["ecdh", "rsa", "kkrt"]
 
 
 def run_psi(ids: dict[str, Any], *, job: str = "job", hub: LocalHub | None = None, **options: Any) -> tuple[dict, dict]:

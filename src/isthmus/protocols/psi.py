@@ -32,6 +32,12 @@ nothing of other hosts. Salts and keys are fresh per job, so blinded values of t
 linked. Empty sets and disjoint sets are not errors here: the result has size 0 and the job layer
 decides what that means.
 
+Method ``"kkrt"`` (KKRT16's OT-extension OPRF, :mod:`isthmus.protocols.kkrt`): the guest is the OPRF
+receiver with every host; each host sends the OPRF values of its ids in its shuffled order, and the
+guest finds its pairwise matches (with the host's positions) from them, then continues with step 4,
+ordering by its OPRF values with the first host. Who learns what is as for ECDH; the cost is mostly
+symmetric-key (AES, BLAKE2b), so it is the fast choice from tens of thousands of ids up.
+
 Method ``"rsa"`` (RSA blind signatures, :mod:`isthmus.crypto.rsa_blind`, for very unbalanced sets):
 per host, the side with more ids signs (a tie: the host). A guest client learns as above. A host
 client learns its pairwise intersection with the guest, not only the final one, and reports the
@@ -40,6 +46,7 @@ matching positions in the guest's list; the guest then continues with step 4.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from collections.abc import Callable, Iterable, Sequence
@@ -53,6 +60,7 @@ from isthmus.crypto import ecdh, rsa_blind
 from isthmus.crypto.batchpool import BatchPool, split_evenly
 from isthmus.data.ids import DEDUPE_MODES, CanonicalIds, canonical_ids
 from isthmus.errors import ConfigError, DataError, ProtocolError
+from isthmus.protocols.kkrt import psi as kkrt
 from isthmus.protocols.psi_wire import (
     MAX_CHUNK_RECORDS,
     decode_indices,
@@ -67,7 +75,7 @@ from isthmus.protocols.psi_wire import (
 from isthmus.transport.channel import Channel
 
 PROTOCOL_VERSION = 1
-METHODS = ("ecdh", "rsa")
+METHODS = ("ecdh", "rsa", "kkrt")
 MAX_IDS = 500_000_000  # any larger announced set is refused; positions travel as uint32
 POOL_MIN_RECORDS = 10_000  # below this a party works inline: starting worker processes costs more
 BATCHES_PER_WORKER = 8
@@ -91,11 +99,18 @@ Progress = Callable[[str, float], None]
 
 @dataclass
 class _Pairing:
-    """What the guest learns from one host: for each of its shuffled positions the host shares, the
-    host's reference to that id; and for every position, a value to put the final set in order by."""
+    """What the guest learns from one host: its shuffled positions the host shares, the host's
+    reference to each of those ids; and for every position, a value to put the final set in order by."""
 
-    refs: dict[int, int]
-    order_keys: list[bytes]
+    positions: np.ndarray  # int64
+    refs: np.ndarray  # int64, aligned with positions
+    order_keys: np.ndarray  # fixed-width bytes ("S" dtype), one per shuffled position
+
+    @classmethod
+    def from_matches(cls, matches: dict[int, int], order_keys: bytes, width: int) -> _Pairing:
+        positions = np.fromiter(matches.keys(), dtype=np.int64, count=len(matches))
+        refs = np.fromiter(matches.values(), dtype=np.int64, count=len(matches))
+        return cls(positions, refs, np.frombuffer(order_keys, dtype=f"S{width}"))
 
 
 @dataclass
@@ -142,6 +157,10 @@ class _Party:
         self.hosts = hosts
         self.workers = workers
         self.progress = progress
+
+    def _max_ids(self) -> int:
+        """The largest set a peer may announce: KKRT holds the whole peer set in memory at once."""
+        return kkrt.MAX_IDS if self.method == "kkrt" else MAX_IDS
 
     def _pool(self, records: int) -> BatchPool:
         if self.workers is not None:
@@ -193,9 +212,10 @@ class _Party:
             pool_args = (public, salt, shuffled[start:stop], signed[start * width : stop * width], unblinder)
             unblinding.append(pool.submit(rsa_blind.unblind, *pool_args))
             start = stop
-        ours = split_records(b"".join(iter_results(unblinding, peer=server, tag=TAG_RSA_SIGNED)), rsa_blind.DIGEST_BYTES)
+        unblinded = b"".join(iter_results(unblinding, peer=server, tag=TAG_RSA_SIGNED))
         index = index_records(server_digests, rsa_blind.DIGEST_BYTES, peer=server, tag=TAG_RSA_DIGESTS)
-        return _Pairing(_match(ours, index, peer=server, tag=TAG_RSA_DIGESTS), ours)
+        matches = _match(split_records(unblinded, rsa_blind.DIGEST_BYTES), index, peer=server, tag=TAG_RSA_DIGESTS)
+        return _Pairing.from_matches(matches, unblinded, rsa_blind.DIGEST_BYTES)
 
 
 class _Guest(_Party):
@@ -206,18 +226,22 @@ class _Guest(_Party):
         counts = self._handshake(len(canon), problem, salt)
         order = _secret_permutation(len(canon))
         shuffled = [canon.values[i] for i in order]
-        with self._pool(len(canon) + sum(counts.values())) as pool:
-            if self.method == "ecdh":
-                pairings = self._ecdh(pool, salt, shuffled, counts)
-            else:
-                pairings = {host: self._rsa(pool, salt, shuffled, host, counts[host]) for host in self.hosts}
-        shared = set.intersection(*(set(pairing.refs) for pairing in pairings.values()))
-        agreed = sorted(shared, key=pairings[self.hosts[0]].order_keys.__getitem__)
+        if self.method == "kkrt":
+            pairings = self._kkrt(salt, shuffled, counts)
+        else:
+            with self._pool(len(canon) + sum(counts.values())) as pool:
+                if self.method == "ecdh":
+                    pairings = self._ecdh(pool, salt, shuffled, counts)
+                else:
+                    pairings = {host: self._rsa(pool, salt, shuffled, host, counts[host]) for host in self.hosts}
+        shared = functools.reduce(np.intersect1d, (pairing.positions for pairing in pairings.values()))
+        agreed = shared[np.argsort(pairings[self.hosts[0]].order_keys[shared], kind="stable")]
         for host in self.hosts:
-            refs = pairings[host].refs
-            self.channel.send(host, TAG_RESULT, encode_indices(np.array([refs[p] for p in agreed], dtype=np.int64)))
+            refs = np.full(len(shuffled), -1, dtype=np.int64)
+            refs[pairings[host].positions] = pairings[host].refs
+            self.channel.send(host, TAG_RESULT, encode_indices(refs[agreed]))
         self.progress("done", 1.0)
-        positions = canon.rows[order[np.array(agreed, dtype=np.int64)]]
+        positions = canon.rows[order[agreed]]
         return PsiResult(positions=positions, size=len(positions))
 
     def _handshake(self, count: int, problem: DataError | None, salt: bytes) -> dict[str, int]:
@@ -237,7 +261,7 @@ class _Guest(_Party):
         reply = self.channel.recv(host, TAG_REPLY)
         if isinstance(reply, dict) and reply == {"abort": True}:
             return None
-        return expect_count(expect_map(reply, {"count"}, peer=host, tag=TAG_REPLY)["count"], MAX_IDS, peer=host, tag=TAG_REPLY)
+        return expect_count(expect_map(reply, {"count"}, peer=host, tag=TAG_REPLY)["count"], self._max_ids(), peer=host, tag=TAG_REPLY)
 
     def _ecdh(self, pool: BatchPool, salt: bytes, shuffled: list[str], counts: dict[str, int]) -> dict[str, _Pairing]:
         key, unblinding = ecdh.new_key_with_inverse()
@@ -272,7 +296,17 @@ class _Guest(_Party):
         else:
             our_values = b"".join(ours_back)
         refs = _match(split_records(our_values, width), index, peer=host, tag=TAG_GUEST_POINTS_BACK)
-        return _Pairing(refs, split_records(b"".join(ours_back), width))
+        return _Pairing.from_matches(refs, b"".join(ours_back), width)
+
+    def _kkrt(self, salt: bytes, shuffled: list[str], counts: dict[str, int]) -> dict[str, _Pairing]:
+        """One cuckoo table for the job, then one OPRF run per host (see :mod:`isthmus.protocols.kkrt.psi`)."""
+        table = kkrt.GuestTable(salt, shuffled)
+        self.progress("hash own set", 1.0)
+        pairings = {}
+        for done, host in enumerate(self.hosts, 1):
+            pairings[host] = _Pairing(*table.pair(self.channel, host, counts[host]))
+            self.progress("match", done / len(self.hosts))
+        return pairings
 
     def _rsa(self, pool: BatchPool, salt: bytes, shuffled: list[str], host: str, host_count: int) -> _Pairing:
         if _client_is_guest(len(shuffled), host_count):
@@ -283,8 +317,8 @@ class _Guest(_Party):
         key, digests = self._signing
         self._rsa_serve(pool, key, digests, host, host_count)
         found = decode_indices(self.channel.recv(host, TAG_RSA_MATCHES), bound=len(shuffled), max_count=min(len(shuffled), host_count), peer=host, tag=TAG_RSA_MATCHES)
-        own_digests = split_records(b"".join(self._own(digests, TAG_RSA_DIGESTS)), rsa_blind.DIGEST_BYTES)
-        return _Pairing({int(position): ref for ref, position in enumerate(found)}, own_digests)
+        own_digests = np.frombuffer(b"".join(self._own(digests, TAG_RSA_DIGESTS)), dtype=f"S{rsa_blind.DIGEST_BYTES}")
+        return _Pairing(found, np.arange(len(found), dtype=np.int64), own_digests)
 
 
 class _Host(_Party):
@@ -292,11 +326,15 @@ class _Host(_Party):
         guest_count, salt = self._handshake(len(canon), problem)
         order = _secret_permutation(len(canon))
         shuffled = [canon.values[i] for i in order]
-        with self._pool(len(canon) + guest_count) as pool:
-            if self.method == "ecdh":
-                refs = self._ecdh(pool, salt, shuffled, guest_count, order)
-            else:
-                refs = self._rsa(pool, salt, shuffled, guest_count, order)
+        if self.method == "kkrt":
+            kkrt.host_pair(self.channel, self.guest, salt, shuffled, guest_count)
+            refs = order
+        else:
+            with self._pool(len(canon) + guest_count) as pool:
+                if self.method == "ecdh":
+                    refs = self._ecdh(pool, salt, shuffled, guest_count, order)
+                else:
+                    refs = self._rsa(pool, salt, shuffled, guest_count, order)
         result = self.channel.recv(self.guest, TAG_RESULT)
         positions = decode_indices(result, bound=len(refs), max_count=min(len(refs), guest_count), peer=self.guest, tag=TAG_RESULT)
         self.progress("done", 1.0)
@@ -330,7 +368,7 @@ class _Host(_Party):
         salt = hello["salt"]
         if not isinstance(salt, bytes) or not ecdh.MIN_SALT_BYTES <= len(salt) <= ecdh.MAX_SALT_BYTES:
             raise ProtocolError(f"salt must be {ecdh.MIN_SALT_BYTES}..{ecdh.MAX_SALT_BYTES} bytes", peer=peer, tag=tag)
-        return expect_count(hello["count"], MAX_IDS, peer=peer, tag=tag), salt
+        return expect_count(hello["count"], self._max_ids(), peer=peer, tag=tag), salt
 
     def _ecdh(self, pool: BatchPool, salt: bytes, shuffled: list[str], guest_count: int, order: np.ndarray) -> np.ndarray:
         key = ecdh.new_key()
@@ -344,10 +382,10 @@ class _Host(_Party):
 
     def _rsa(self, pool: BatchPool, salt: bytes, shuffled: list[str], guest_count: int, order: np.ndarray) -> np.ndarray:
         if not _client_is_guest(guest_count, len(shuffled)):
-            refs = self._rsa_query(pool, self.guest, guest_count, salt, shuffled).refs
-            reported = np.array(list(refs), dtype=np.int64)[_secret_permutation(len(refs))]
-            self.channel.send(self.guest, TAG_RSA_MATCHES, encode_indices(np.array([refs[p] for p in reported], dtype=np.int64)))
-            return order[reported]
+            pairing = self._rsa_query(pool, self.guest, guest_count, salt, shuffled)
+            reported = _secret_permutation(len(pairing.positions))
+            self.channel.send(self.guest, TAG_RSA_MATCHES, encode_indices(pairing.refs[reported]))
+            return order[pairing.positions[reported]]
         key = rsa_blind.RsaPrivateKey.generate()
         self._rsa_serve(pool, key, self._submit_ids(pool, rsa_blind.sign_ids, (key, salt), shuffled), self.guest, guest_count)
         return order
