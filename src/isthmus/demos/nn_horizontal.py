@@ -56,10 +56,13 @@ def make_digits_data(folder: Path, *, clients: int = CLIENTS, alpha: float = 0.5
     return files, pooled_test
 
 
-def digits_job(path: Path, files: list[tuple[Path, Path]], aggregator_test: Path | None, *, name: str = "demo-nn",
-               train: dict[str, Any] | None = None) -> Path:
-    parties: dict[str, dict] = {f"client-{n}": {"data": {"path": str(tr), "id": "id", "label": "y", "test": str(te)}}
-                                for n, (tr, te) in enumerate(files, start=1)}
+def digits_job(path: Path, files: list[tuple[Path, Path | None]], aggregator_test: Path | None, *,
+               name: str = "demo-nn", train: dict[str, Any] | None = None) -> Path:
+    """The job: a client per (train, test) pair (no test file: the client does not evaluate), the aggregator
+    evaluating on ``aggregator_test``; ``train`` overrides the demo's train options."""
+    parties: dict[str, dict] = {
+        f"client-{n}": {"data": {"path": str(tr), "id": "id", "label": "y", **({"test": str(te)} if te else {})}}
+        for n, (tr, te) in enumerate(files, start=1)}
     parties["aggregator"] = {"data": {"path": str(aggregator_test), "id": "id", "label": "y"}} if aggregator_test \
         else {}
     job = {"job": name, "parties": loopback_parties(parties),

@@ -41,8 +41,10 @@ def input_shape(network: NetworkOptions, n_features: int, party: str) -> tuple[i
 
 
 def build(options: NNOptions, shape: tuple[int, ...]) -> Any:
-    """The network for examples of ``shape``, its weights drawn from ``options.seed``."""
+    """The network for examples of ``shape``, its weights drawn from ``options.seed``; sets the party
+    process's CPU threads (``cpu_threads``), since every party builds the network before it trains."""
     torch = torch_module()
+    torch.set_num_threads(options.cpu_threads)
     torch.manual_seed(options.seed)
     if options.network.factory:
         module = _factory(options.network.factory)(input_shape=shape, outputs=options.outputs)

@@ -153,6 +153,9 @@ class NNOptions(HorizontalOptions):
     batch_size: int = Field(32, ge=1)
     #: Where local training runs: cuda when present (auto), else the CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: PyTorch's CPU threads in this party's process: small networks train fastest on one, and parties
+    #: sharing a machine otherwise fight over its cores (six processes on two cores ran 6x slower).
+    cpu_threads: int = Field(1, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _classes_for_multiclass(self) -> Self:
