@@ -105,3 +105,17 @@ def test_a_cnn_on_images_over_real_processes_under_secure_aggregation_matches_po
     final = json.loads((tmp_path / "run" / "aggregator" / "model.json").read_text())
     assert final["secure_aggregation"] is True and [len(h["clients"]) for h in final["history"]] == [2] * 6
     assert final["input_shape"] == [1, 8, 8] and [p["shape"] for p in final["parameters"]][:2] == [[8, 1, 3, 3], [8]]
+
+
+def test_robust_rules_ignore_a_minority_of_outliers_and_need_updates_in_the_clear():
+    from isthmus.horizontal.robust import robust_center
+
+    deltas = np.array([[1.0, -1.0], [1.2, -0.8], [0.8, -1.2], [0.9, -1.1], [1e6, -1e6]])
+    np.testing.assert_allclose(robust_center("median", deltas), [1.0, -1.0])
+    np.testing.assert_allclose(robust_center("trimmed_mean", deltas, 0.2), [(1.0 + 1.2 + 0.9) / 3, -(1.0 + 0.8 + 0.9) / 3])
+    options = algorithm("homo_nn").Options
+    with pytest.raises(ConfigError, match="robust aggregation looks at every update"):
+        options.parse({"network": MLP, "robust": "median"}, where="train")
+    with pytest.raises(ConfigError, match="do not combine with dp"):
+        options.parse({"network": MLP, "update_clip": 1.0, "dp": {"clip_norm": 1.0, "noise_multiplier": 1.0}},
+                      where="train")

@@ -85,6 +85,7 @@ def run_rounds(party: Party, options: HorizontalOptions, initial_parameters: lis
         round_timeout=options.round_timeout, checkpoint_dir=party.workdir / CHECKPOINTS, resume=party.resume,
         progress=lambda record: party.progress(**_round_event(options.rounds, record)),
         observe=rounds.append if options.keep_round_updates else None,
+        robust=options.robust, trim_fraction=options.trim_fraction, update_clip=options.update_clip,
     )
     return result, rounds
 

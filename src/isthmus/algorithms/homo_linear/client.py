@@ -56,11 +56,11 @@ def client_terms(party: Party, options: HorizontalOptions, clients: list[str]) -
     """What this client holds the aggregator to: the job's settings, and the quorum they give every sum."""
     dp = options.dp.config() if options.dp else None
     if not options.secure_aggregation:
-        return ClientTerms(secure=False, dp=dp)
+        return ClientTerms(secure=False, dp=dp)  # in the clear the aggregator clips (it sees the updates)
     committee = options.make_strategy(None).sample_size(len(clients))
     terms = SecAggTerms(keyring_from_folder(party.keys_dir, party.name, clients), options.secagg,
                         options.secagg.quorum(committee, options.min_clients), party.channel.job)
-    return ClientTerms(secure=True, secagg=terms, dp=dp)
+    return ClientTerms(secure=True, secagg=terms, dp=dp, update_clip=options.update_clip)
 
 
 def check_labels(party: str, table: PartyTable, task: str) -> None:
