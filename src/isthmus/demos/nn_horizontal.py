@@ -24,8 +24,9 @@ from isthmus.jobs.parity import run_parity
 
 CLIENTS = 5
 CNN = {"input_shape": [1, 8, 8], "layers": [{"conv2d": 8, "kernel": 3, "padding": 1}, "relu", "maxpool", 32, "relu"]}
-TRAIN = {"model": "homo_nn", "task": "multiclass", "classes": 10, "network": CNN, "optimizer": "adam",
-         "learning_rate": 0.01, "batch_size": 32, "local_epochs": 1, "rounds": 10, "secure_aggregation": True}
+TRAIN = {"model": "homo_nn", "task": "multiclass", "classes": 10, "network": CNN, "optimizer": "sgd",
+         "learning_rate": 0.05, "momentum": 0.9, "batch_size": 32, "local_epochs": 2, "rounds": 15,
+         "secure_aggregation": True}
 
 
 def make_digits_data(folder: Path, *, clients: int = CLIENTS, alpha: float = 0.5, seed: int = 3,
