@@ -24,7 +24,7 @@ from isthmus.jobs.spec import load_job
 pytest.importorskip("torch")  # the `torch` extra; `make test` installs it, so this never skips there
 
 PLUGINS = Path(__file__).parent / "plugins"
-MLP = {"layers": [32, "relu", {"dropout": 0.1}]}
+MLP = {"layers": [32, "relu"]}  # no dropout: in-process parties share PyTorch's random generator
 
 
 @pytest.mark.parametrize("network, message", [
@@ -64,7 +64,9 @@ def test_an_mlp_job_over_the_in_process_channel_matches_the_pooled_network(tmp_p
 
     report = _horizontal(LaunchResult(spec, run, 0.0), make_plan(spec, "aggregator").first("train").options)
     assert report["metric"] == "accuracy" and report["centralized"] > 0.9, report
-    assert report["delta"] <= 0.02 and report["parties"]["aggregator"]["federated"] > 0.9, report
+    at_aggregator = report["parties"]["aggregator"]  # 200 pooled test images; each client tests on about 120
+    assert at_aggregator["federated"] > 0.9 and at_aggregator["delta"] <= 0.02, report
+    assert report["delta"] <= 0.05, report
     saved = json.loads((run / "aggregator" / "model.json").read_text())
     assert [p["shape"] for p in saved["parameters"]] == [[32, 64], [32], [10, 32], [10]]
     assert saved["history"][-1]["central_metrics"]["accuracy"] > 0.9

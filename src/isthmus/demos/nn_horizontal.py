@@ -88,7 +88,7 @@ def _run(out_dir: Path, console: Console) -> dict:
     for column in ("party", "test images", "digits seen in training", "federated", "pooled training", "delta"):
         table.add_column(column)
     for party, row in report["parties"].items():
-        seen = "all (holds no training rows)" if party == "aggregator" else \
+        seen = "-" if party == "aggregator" else \
             str(len(np.unique(np.load(out_dir / "data" / f"{party}.npz")["y"])))
         table.add_row(party, str(row["evaluation_rows"]), seen, f"{row['federated']:.4f}", f"{row['centralized']:.4f}",
                       f"{row['delta']:.4f}")
