@@ -163,8 +163,7 @@ class Aggregator:
         refused = self._unbounded(aggregate, len(contributors))
         if refused:
             log.warning("round %d: %s", server_round, refused)
-            aggregate.mean_update = [np.zeros_like(p) for p in parameters]
-        new = self.strategy.aggregate_fit(server_round, parameters, aggregate)
+        new = parameters if refused else self.strategy.aggregate_fit(server_round, parameters, aggregate)
         if len(new) != len(parameters) or not all(np.isfinite(p).all() for p in new):
             raise IsthmusError(
                 f"round {server_round}: strategy {self.strategy.name} produced non-finite or misshapen parameters"
