@@ -92,6 +92,7 @@ def test_a_client_whose_network_differs_is_named_before_round_1(tmp_path, monkey
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # three processes importing PyTorch: about 35 s at load 8 on two cores
 def test_a_cnn_on_images_over_real_processes_under_secure_aggregation_matches_pooled_training(tmp_path):
     """Two client processes and the aggregator's; only the aggregator evaluates, on 400 pooled test images."""
     files, pooled_test = _digits(tmp_path / "data", clients=2, held_out=400)
