@@ -44,6 +44,14 @@ def test_a_bad_network_is_refused_when_the_job_loads(network, message):
         algorithm("homo_nn").Options.parse({"network": network}, where="train")
 
 
+def test_loading_every_model_and_checking_a_homo_nn_job_does_not_import_torch():
+    code = ("import sys; from isthmus.algorithms.registry import algorithm; "
+            "algorithm('homo_nn').Options.parse({'network': {'layers': [8, 'relu']}}, where='t'); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+
 def test_multiclass_needs_its_class_count():
     with pytest.raises(ConfigError, match="'classes'"):
         algorithm("homo_nn").Options.parse({"network": MLP, "task": "multiclass"}, where="train")
