@@ -99,6 +99,27 @@ def test_a_client_whose_network_differs_is_named_before_round_1(tmp_path, monkey
     assert not any((tmp_path / "run").glob("*/model.json"))
 
 
+def test_a_binary_job_on_tables_trains_and_a_regression_network_fits_pooled_rows(tmp_path):
+    from sklearn.datasets import make_regression
+
+    from isthmus.demos.horizontal import make_horizontal_data
+    from test_e2e_horizontal import horizontal_job
+
+    files = make_horizontal_data(tmp_path / "data", clients=2)
+    train = {"model": "homo_nn", "network": {"layers": [16, "tanh"]}, "rounds": 3, "optimizer": "adam",
+             "learning_rate": 0.01, "secure_aggregation": False}
+    spec = load_job(horizontal_job(tmp_path, files, train=train, name="binary"))
+    run_in_process(spec, tmp_path / "run")
+    for client in ("client-1", "client-2"):
+        assert json.loads((tmp_path / "run" / client / "metrics.json").read_text())["metrics"]["auc"] > 0.95
+
+    X, y = make_regression(400, 5, noise=1.0, random_state=0)
+    options = algorithm("homo_nn").Options.parse({"network": {"layers": [16, "relu"]}, "task": "regression",
+                                                  "rounds": 20, "learning_rate": 0.01}, where="train")
+    scores = algorithm("homo_nn").reference(options, "regression", X[:300], y[:300] / 100, X[300:]).scores
+    assert scores.shape == (100,) and np.corrcoef(scores, y[300:])[0, 1] > 0.95
+
+
 @pytest.mark.e2e
 @pytest.mark.slow  # three processes importing PyTorch: about 35 s at load 8 on two cores
 def test_a_cnn_on_images_over_real_processes_under_secure_aggregation_matches_pooled_training(tmp_path):

@@ -58,7 +58,7 @@ def parse_layer(raw: Any, where: str) -> Layer:
         hint = f" (did you mean {close[0]!r}?)" if close else f"; layers: a width, {', '.join(_WORDS)}"
         raise ValueError(f"{where}: unknown layer {raw!r}{hint}")
     if isinstance(raw, dict) and raw:
-        kind = next(iter(raw))
+        kind = next((word for word in ("conv2d", "dropout", "maxpool") if word in raw), None)
         if kind == "dropout" and set(raw) == {"dropout"}:
             rate = raw["dropout"]
             if not isinstance(rate, float | int) or isinstance(rate, bool) or not 0 <= rate < 1:
