@@ -209,3 +209,20 @@ def test_argument_mistakes_are_config_errors(tmp_path):
         read(path, missing="drop")
     with pytest.raises(ConfigError, match="'y' is also the id or label column"):
         read(path, label_column="y", feature_columns=["a", "y"])
+
+
+def test_npz_arrays_become_columns_and_images_are_flattened(tmp_path):
+    path = tmp_path / "images.npz"
+    images = np.arange(3 * 2 * 2, dtype=np.float32).reshape(3, 1, 2, 2)
+    np.savez(path, id=np.array(["a", "b", "007"]), y=np.array([0, 1, 1]), image=images)
+    table = read_table(path, party="c", id_column="id", label_column="y")
+    assert table.feature_names == ["image_0", "image_1", "image_2", "image_3"]
+    assert table.ids.tolist() == ["a", "b", "007"] and table.label.tolist() == [0.0, 1.0, 1.0]
+    np.testing.assert_array_equal(table.features, images.reshape(3, 4))
+
+
+def test_npz_with_object_arrays_is_refused_not_unpickled(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, id=np.array(["a"]), y=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(DataError, match="cannot be read as .npz"):
+        read_table(path, party="c", id_column="id", label_column="y")

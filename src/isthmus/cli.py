@@ -149,6 +149,14 @@ def horizontal(ctx: typer.Context) -> None:
     guard(lambda: run_horizontal_demo(ctx.obj.out / "horizontal", console=console))
 
 
+@demo_app.command("nn-horizontal")
+def nn_horizontal(ctx: typer.Context) -> None:
+    """Digit images over five client processes with skewed labels: a small CNN, secure FedAvg, parity."""
+    from isthmus.demos.nn_horizontal import run_nn_horizontal_demo
+
+    guard(lambda: run_nn_horizontal_demo(ctx.obj.out / "nn-horizontal", console=console))
+
+
 @demo_app.command()
 def secureboost(ctx: typer.Context) -> None:
     """The vertical demo's split with empty cells: PSI, vertical SecureBoost (Paillier), evaluation, parity."""

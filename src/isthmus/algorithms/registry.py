@@ -24,6 +24,7 @@ _BUILTIN = (
     "isthmus.algorithms.hetero_linear.algorithm",
     "isthmus.algorithms.hetero_secureboost.algorithm",
     "isthmus.algorithms.homo_linear.algorithm",
+    "isthmus.algorithms.homo_nn.algorithm",
     "isthmus.algorithms.homo_secureboost.algorithm",
 )
 

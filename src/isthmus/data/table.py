@@ -1,4 +1,4 @@
-"""Reading one party's table (CSV or Parquet) into arrays, with errors an operator can act on.
+"""Reading one party's table (CSV, Parquet or .npz) into arrays, with errors an operator can act on.
 
 A table has an id column (used only for sample alignment), an optional label column (the guest's)
 and feature columns. Every problem is a :class:`DataError` naming the party and the file, because
@@ -21,6 +21,7 @@ from isthmus.errors import ConfigError, DataError
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+NPZ_SUFFIXES = (".npz",)
 MISSING_POLICIES = ("error", "keep")
 _MAX_LISTED = 40  # names quoted in one message before "..."
 
@@ -212,7 +213,46 @@ class _ParquetReader:
             raise self.fail(f"cannot be read as Parquet: {exc}") from None
 
 
-def _reader_for(path: Path, fail: _Fail) -> _CsvReader | _ParquetReader:
+class _NpzReader:
+    """A numpy ``.npz`` archive as a table: each 1-D array is a column, each array of more dimensions
+    (images: ``(n, 1, 8, 8)``) becomes the columns ``<name>_0 .. <name>_<k-1>`` of its rows flattened.
+
+    Loaded with ``allow_pickle=False``: an archive of object arrays is refused, never unpickled.
+    """
+
+    def __init__(self, path: Path, fail: _Fail) -> None:
+        self.path, self.fail = path, fail
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        try:
+            with np.load(self.path, allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+        except Exception as exc:  # zipfile, ValueError (object arrays), OSError ...
+            raise self.fail(f"cannot be read as .npz: {exc}") from None
+        rows = {len(a) if a.ndim else -1 for a in arrays.values()}
+        if len(rows) != 1 or -1 in rows:
+            raise self.fail(f"its arrays must all have one row per example; lengths {sorted(rows)}")
+        return arrays
+
+    def columns(self) -> list[str]:
+        columns = []
+        for name, array in self._arrays().items():
+            width = int(np.prod(array.shape[1:]))
+            columns.extend([name] if array.ndim == 1 else [f"{name}_{i}" for i in range(width)])
+        return columns
+
+    def read(self, selection: _Selection) -> pd.DataFrame:
+        parts = []
+        for name, array in self._arrays().items():
+            if array.ndim == 1:
+                parts.append(pd.DataFrame({name: array.astype(str) if name == selection.id_column else array}))
+            else:
+                flat = array.reshape(len(array), -1)
+                parts.append(pd.DataFrame(flat, columns=[f"{name}_{i}" for i in range(flat.shape[1])]))
+        return pd.concat(parts, axis=1)[selection.columns]
+
+
+def _reader_for(path: Path, fail: _Fail) -> _CsvReader | _ParquetReader | _NpzReader:
     name = path.name.lower()
     if name.endswith(CSV_SUFFIXES):
         return _CsvReader(path, fail)
@@ -220,7 +260,9 @@ def _reader_for(path: Path, fail: _Fail) -> _CsvReader | _ParquetReader:
         if importlib.util.find_spec("pyarrow") is None:
             raise fail("reading Parquet needs pyarrow: pip install 'isthmus[parquet]'")
         return _ParquetReader(path, fail)
-    raise fail(f"unknown table format; the name must end with one of {CSV_SUFFIXES + PARQUET_SUFFIXES}")
+    if name.endswith(NPZ_SUFFIXES):
+        return _NpzReader(path, fail)
+    raise fail(f"unknown table format; the name must end with one of {CSV_SUFFIXES + PARQUET_SUFFIXES + NPZ_SUFFIXES}")
 
 
 def _check_duplicates(columns: list[str], fail: _Fail) -> None:

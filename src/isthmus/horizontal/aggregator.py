@@ -29,12 +29,21 @@ import numpy as np
 from isthmus.crypto.secagg import SecAggError, decode_fixed, to_lattice
 from isthmus.errors import ConfigError, IsthmusError, ProtocolError, for_peer
 from isthmus.horizontal.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from isthmus.horizontal.dp import DPConfig, epsilon, lattice_noise
+from isthmus.horizontal.dp import DPConfig, clip_l2, epsilon, lattice_noise
 from isthmus.horizontal.fleet import ChannelFleet, Failures, Fleet
 from isthmus.horizontal.participant import reply_tag
+from isthmus.horizontal.robust import RobustRule, robust_center, within_bound
 from isthmus.horizontal.secure_sum import SESSION_BYTES, Keyring, SecAggConfig, SecAggServer, SecAggTerms
 from isthmus.horizontal.strategy import Strategy
-from isthmus.horizontal.updates import RoundUpdates, aggregate_from_sum, contribution, flatten, vector_length
+from isthmus.horizontal.updates import (
+    Aggregate,
+    RoundUpdates,
+    aggregate_from_sum,
+    contribution,
+    flatten,
+    unflatten,
+    vector_length,
+)
 from isthmus.protocols.inspect import MAX_METRICS, Inspect
 from isthmus.transport.channel import Channel
 
@@ -57,6 +66,7 @@ class RoundRecord:
     evaluate_metrics: dict[str, float] = field(default_factory=dict)  # clients' own data, example-weighted
     central_metrics: dict[str, float] = field(default_factory=dict)  # the aggregator's data
     seconds: float = 0.0
+    refused: str = ""  # why the round's update was not applied, if it was not
 
 
 @dataclass
@@ -83,6 +93,12 @@ class TrainingOptions:
     #: Sees each round's start model and every accepted update, in rounds without secure aggregation
     #: (contribution measurement needs them; under secure aggregation the aggregator never has them).
     observe: Callable[[RoundUpdates], None] | None = None
+    #: In the clear only: the coordinate-wise median or trimmed mean instead of the weighted mean.
+    robust: RobustRule | None = None
+    trim_fraction: float = 0.1
+    #: Every update's L2 norm bound: clipped here in the clear; under secure aggregation clients clip
+    #: and a longer mean is refused (see :mod:`~isthmus.horizontal.robust`).
+    update_clip: float | None = None
 
 
 class Aggregator:
@@ -97,6 +113,10 @@ class Aggregator:
             raise ConfigError("secure aggregation needs the clients' pinned signing keys (a keyring)")
         if options.dp:
             options.dp.check_lattice(options.secagg.fractional_bits)
+        if options.robust and (options.secure or options.dp):
+            raise ConfigError("robust aggregation needs every update in the clear: no secure aggregation, no dp")
+        if options.update_clip and options.dp:
+            raise ConfigError("update_clip and dp both clip: dp's clip_norm already bounds every update")
         self.fleet = fleet
         self.clients = sorted(clients)
         self.strategy = strategy
@@ -140,7 +160,10 @@ class Aggregator:
                 "round %d: left out %s", server_round, "; ".join(f"{c}: {why}" for c, why in sorted(left_out.items()))
             )
             self.fleet.notify(left_out, {"op": "drop", "round": server_round, "reason": "left out of this round"})
-        new = self.strategy.aggregate_fit(server_round, parameters, aggregate)
+        refused = self._unbounded(aggregate, len(contributors))
+        if refused:
+            log.warning("round %d: %s", server_round, refused)
+        new = parameters if refused else self.strategy.aggregate_fit(server_round, parameters, aggregate)
         if len(new) != len(parameters) or not all(np.isfinite(p).all() for p in new):
             raise IsthmusError(
                 f"round {server_round}: strategy {self.strategy.name} produced non-finite or misshapen parameters"
@@ -153,9 +176,21 @@ class Aggregator:
             fit_metrics=aggregate.metrics,
             evaluate_metrics=self._evaluate(server_round, new),
             central_metrics=self.strategy.evaluate(server_round, new),
+            refused=refused,
         )
         record.seconds = time.monotonic() - began
         return record, new
+
+    def _unbounded(self, aggregate: Aggregate, contributors: int) -> str:
+        """Why a securely summed round breaks ``update_clip`` (so some client did not clip), or ""."""
+        clip = self.options.update_clip
+        if not (self.options.secure and clip):
+            return ""
+        mean = flatten(aggregate.mean_update)
+        if within_bound(mean, clip, self.options.secagg.fractional_bits, contributors):
+            return ""
+        return (f"not applied: the mean update's norm {np.linalg.norm(mean):.4g} exceeds update_clip {clip:g}, so a "
+                "client did not clip its update")
 
     # --- fit, in the clear ---------------------------------------------------------------------
 
@@ -173,10 +208,13 @@ class Aggregator:
         if self.options.observe:
             accepted = {client: (new, n) for client, (new, n, _) in updates.items()}
             self.options.observe(RoundUpdates(server_round, parameters, accepted))
-        dp = self.options.dp
+        dp, clip = self.options.dp, self.options.update_clip
         keys = [] if dp else _common_keys(u[2] for u in updates.values())
         start = flatten(parameters)
-        vectors = [contribution(flatten(new) - start, n, metrics, keys, dp) for new, n, metrics in updates.values()]
+        deltas = [flatten(new) - start for new, _, _ in updates.values()]
+        if clip:
+            deltas = [clip_l2(delta, clip) for delta in deltas]
+        vectors = [contribution(delta, n, metrics, keys, dp) for delta, (_, n, metrics) in zip(deltas, updates.values())]
         if dp:  # the aggregator sees each update anyway, so it adds the whole noise (central DP), on the lattice
             bits = self.options.secagg.fractional_bits
             lattice = sum(to_lattice(v, bits, toward_zero=True) for v in vectors)
@@ -184,7 +222,11 @@ class Aggregator:
             total = decode_fixed(lattice.view(np.uint64), bits)
         else:
             total = sum(vectors)
-        return aggregate_from_sum(total, parameters, keys, len(updates)), sorted(updates), left_out
+        aggregate = aggregate_from_sum(total, parameters, keys, len(updates))
+        if self.options.robust:
+            center = robust_center(self.options.robust, np.stack(deltas), self.options.trim_fraction)
+            aggregate.mean_update = unflatten(center, parameters)
+        return aggregate, sorted(updates), left_out
 
     def _check_update(self, name: str, server_round: int, reply: object, parameters: Parameters):
         check = Inspect(name, f"hfl/fit/{server_round}")
@@ -354,6 +396,9 @@ def run_aggregator(
     resume: bool = False,
     progress: Callable[[RoundRecord], None] | None = None,
     observe: Callable[[RoundUpdates], None] | None = None,
+    robust: RobustRule | None = None,
+    trim_fraction: float = 0.1,
+    update_clip: float | None = None,
 ) -> TrainingResult:
     """Train ``rounds`` rounds of ``strategy`` with the ``clients`` reachable over ``channel``.
 
@@ -374,5 +419,8 @@ def run_aggregator(
         resume=resume,
         progress=progress,
         observe=observe,
+        robust=robust,
+        trim_fraction=trim_fraction,
+        update_clip=update_clip,
     )
     return Aggregator(ChannelFleet(channel), clients, strategy, options).run(rounds, initial_parameters)

@@ -23,7 +23,7 @@ import numpy as np
 from isthmus.crypto.secagg import to_lattice, to_ring
 from isthmus.errors import ConfigError, ProtocolError, for_peer
 from isthmus.horizontal.client import Client, Parameters
-from isthmus.horizontal.dp import DPConfig, lattice_noise
+from isthmus.horizontal.dp import DPConfig, clip_l2, lattice_noise
 from isthmus.horizontal.secure_sum import SESSION_BYTES, SecAggClient, SecAggTerms
 from isthmus.horizontal.updates import contribution, flatten
 from isthmus.protocols.inspect import Inspect
@@ -51,6 +51,8 @@ class ClientTerms:
     secure: bool = True
     secagg: SecAggTerms | None = None
     dp: DPConfig | None = None
+    #: Clip this client's update to this L2 norm before masking (the aggregator refuses longer mean updates).
+    update_clip: float | None = None
 
     def __post_init__(self) -> None:
         if self.secure and (self.secagg is None or self.secagg.keyring.signing_key is None):
@@ -164,7 +166,8 @@ class ClientProtocol:
         summands = check.integer(request["summands"], 1, 1 << 24)
         dp, bits = self.terms.dp, self.terms.secagg.config.fractional_bits
         noise_std = self._check_dp(request["dp"], check)
-        vector = contribution(update.delta, update.num_examples, update.metrics, keys, dp)
+        delta = update.delta if self.terms.update_clip is None else clip_l2(update.delta, self.terms.update_clip)
+        vector = contribution(delta, update.num_examples, update.metrics, keys, dp)
         lattice = to_lattice(vector, bits, toward_zero=dp is not None)  # toward zero: the clip still holds
         if dp is not None:
             lattice[: update.delta.size] += lattice_noise(update.delta.size, noise_std, bits)

@@ -1,6 +1,7 @@
 """Any PyTorch ``nn.Module`` as a horizontal client (optional extra: ``pip install 'isthmus[torch]'``).
 
-The user brings the module, a loss and an optimiser factory; the client exchanges the module's
+The user brings the module, a loss and an optimiser factory, and the data as arrays or as PyTorch
+``Dataset``s (read through a ``DataLoader``, batch by batch); the client exchanges the module's
 trainable parameters (``module.parameters()``, in order) as float numpy arrays. Buffers such as batch
 norm statistics stay local. Runs on the CPU unless told otherwise.
 """
@@ -15,12 +16,26 @@ from isthmus.horizontal.client import Client, Config, EvaluateRes, FitRes, Param
 
 try:
     import torch
+    from torch.utils.data import DataLoader, TensorDataset
 except ImportError:  # pragma: no cover - exercised only without the extra
     torch = None
 
 
+def module_parameters(module: Any) -> Parameters:
+    """A module's trainable parameters as numpy copies, in ``module.parameters()`` order."""
+    return [p.detach().cpu().numpy().copy() for p in module.parameters()]
+
+
+def load_parameters(module: Any, parameters: Parameters) -> None:
+    """Overwrite a module's trainable parameters with ``parameters`` (same order and shapes)."""
+    with torch.no_grad():
+        for target, value in zip(module.parameters(), parameters, strict=True):
+            target.copy_(torch.as_tensor(value, dtype=target.dtype))
+
+
 class TorchClient(Client):
-    """``module`` trained on ``(X, y)`` with ``loss_fn`` and ``optimizer_factory(module.parameters())``.
+    """``module`` trained on ``(X, y)`` (or the Dataset ``train``) with ``loss_fn`` and
+    ``optimizer_factory(module.parameters())``.
 
     ``metrics_fn(outputs, targets) -> dict`` adds evaluation metrics beyond the loss. Config keys
     ``epochs`` and ``proximal_mu`` (FedProx) override the constructor's values for one round.
@@ -31,9 +46,11 @@ class TorchClient(Client):
         module: Any,
         loss_fn: Callable[[Any, Any], Any],
         optimizer_factory: Callable[[Iterable[Any]], Any],
-        X: Any,
-        y: Any,
+        X: Any = None,
+        y: Any = None,
         *,
+        train: Any = None,
+        test: Any = None,
         X_test: Any = None,
         y_test: Any = None,
         epochs: int = 1,
@@ -44,55 +61,63 @@ class TorchClient(Client):
     ):
         if torch is None:
             raise ConfigError("TorchClient needs PyTorch: pip install 'isthmus[torch]'")
+        if (train is None) == (X is None):
+            raise ConfigError("TorchClient takes its training rows either as X and y or as a Dataset (train=)")
         self.module = module.to(device)
+        self.device = device
         self.loss_fn = loss_fn
         self.optimizer_factory = optimizer_factory
-        self.train_data = (torch.as_tensor(X).to(device), torch.as_tensor(y).to(device))
-        self.test_data = (
-            None if X_test is None else (torch.as_tensor(X_test).to(device), torch.as_tensor(y_test).to(device))
-        )
+        self.train_data = train if train is not None else _tensors(X, y)
+        self.test_data = test if test is not None or X_test is None else _tensors(X_test, y_test)
         self.epochs = epochs
         self.batch_size = batch_size
         self.metrics_fn = metrics_fn
         self.seed = seed
 
     def get_parameters(self) -> Parameters:
-        return [p.detach().cpu().numpy().copy() for p in self.module.parameters()]
+        return module_parameters(self.module)
 
     def set_parameters(self, parameters: Parameters) -> None:
-        with torch.no_grad():
-            for target, value in zip(self.module.parameters(), parameters):
-                target.copy_(torch.as_tensor(value, dtype=target.dtype))
+        load_parameters(self.module, parameters)
 
     def fit(self, parameters: Parameters, config: Config) -> FitRes:
         self.set_parameters(parameters)
         start = [p.detach().clone() for p in self.module.parameters()]
         mu = float(config.get("proximal_mu", 0.0))
         optimizer = self.optimizer_factory(self.module.parameters())
-        X, y = self.train_data
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(config.get("round", 0)))
+        torch.manual_seed(self.seed * 1_000_003 + int(config.get("round", 0)))  # dropout masks
+        batches = DataLoader(self.train_data, batch_size=self.batch_size, shuffle=True, generator=generator)
         self.module.train()
         total, seen = 0.0, 0
         for _ in range(int(config.get("epochs", self.epochs))):
-            for rows in torch.randperm(len(y), generator=generator).split(self.batch_size):
+            for X, y in batches:
+                X, y = X.to(self.device), y.to(self.device)
                 optimizer.zero_grad()
-                loss = self.loss_fn(self.module(X[rows]), y[rows])
+                loss = self.loss_fn(self.module(X), y)
                 if mu:
                     loss = loss + 0.5 * mu * sum(((p - s) ** 2).sum() for p, s in zip(self.module.parameters(), start))
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach()) * len(rows)
-                seen += len(rows)
-        return FitRes(self.get_parameters(), len(y), {"loss": total / max(seen, 1)})
+                total += float(loss.detach()) * len(y)
+                seen += len(y)
+        return FitRes(self.get_parameters(), len(self.train_data), {"loss": total / max(seen, 1)})
 
     def evaluate(self, parameters: Parameters, config: Config) -> EvaluateRes | None:
         if self.test_data is None:
             return None
         self.set_parameters(parameters)
-        X, y = self.test_data
         self.module.eval()
+        outputs, targets = [], []
         with torch.no_grad():
-            outputs = self.module(X)
-            loss = float(self.loss_fn(outputs, y))
-        metrics = self.metrics_fn(outputs, y) if self.metrics_fn else {}
-        return EvaluateRes(loss, len(y), {k: float(v) for k, v in metrics.items()})
+            for X, y in DataLoader(self.test_data, batch_size=max(self.batch_size, 1024)):
+                outputs.append(self.module(X.to(self.device)))
+                targets.append(y.to(self.device))
+        outputs, targets = torch.cat(outputs), torch.cat(targets)
+        loss = float(self.loss_fn(outputs, targets))
+        metrics = self.metrics_fn(outputs, targets) if self.metrics_fn else {}
+        return EvaluateRes(loss, len(targets), {k: float(v) for k, v in metrics.items()})
+
+
+def _tensors(X: Any, y: Any) -> Any:
+    return TensorDataset(torch.as_tensor(X), torch.as_tensor(y))

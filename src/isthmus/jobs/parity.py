@@ -74,20 +74,24 @@ def _horizontal(result: LaunchResult, choice: TrainChoice) -> dict:
     pooled = [_rows(spec, name, spec.party(name).data.path, features) for name in clients]
     X, y = np.vstack([t.features for t in pooled]), np.concatenate([t.label for t in pooled])
     metric = PRIMARY_METRIC[task]
-    parties = {}
+    evaluated = {}
     for name in [*clients, aggregator]:
         party_dir = result.party_dir(name)
         if not any(e.get("step") == "evaluate" and "rows" in e for e in read_events(party_dir / "events.jsonl")):
             continue  # no test data, or dropped out before evaluating
         data = spec.party(name).data
-        rows = _rows(spec, name, data.test or data.path, features)
-        reference = choice.algorithm.reference(choice.options, task, X, y, rows.features)
-        centralized = evaluate(task, rows.label, reference.scores, metrics=[metric])[metric]
-        federated = json.loads((party_dir / "metrics.json").read_text())["metrics"][metric]
+        evaluated[name] = _rows(spec, name, data.test or data.path, features)
+    if not evaluated:
+        raise ConfigError("parity needs an evaluate step and test data ('test:' or the aggregator's data) somewhere")
+    # one reference for everyone's rows: a network trains once, not once per party
+    reference = choice.algorithm.reference(choice.options, task, X, y, np.vstack([r.features for r in evaluated.values()]))
+    scores = np.split(reference.scores, np.cumsum([rows.n_rows for rows in evaluated.values()])[:-1])
+    parties = {}
+    for (name, rows), party_scores in zip(evaluated.items(), scores, strict=True):
+        centralized = evaluate(task, rows.label, party_scores, metrics=[metric])[metric]
+        federated = json.loads((result.party_dir(name) / "metrics.json").read_text())["metrics"][metric]
         parties[name] = {"federated": federated, "centralized": centralized, "delta": abs(federated - centralized),
                          "evaluation_rows": rows.n_rows, "reference": reference.name}
-    if not parties:
-        raise ConfigError("parity needs an evaluate step and test data ('test:' or the aggregator's data) somewhere")
     worst = max(parties, key=lambda name: parties[name]["delta"])
     return {"metric": metric, **{k: parties[worst][k] for k in ("federated", "centralized", "delta", "reference")},
             "party": worst, "train_rows": len(y), "evaluation_rows": parties[worst]["evaluation_rows"],

@@ -7,12 +7,15 @@ aggregation off) it keeps each round's start model and every client's update for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
+
 from isthmus.algorithms.base import Party
 from isthmus.algorithms.homo_linear.client import FEATURES_TAG, check_labels
-from isthmus.algorithms.homo_linear.options import LinearModelOptions
+from isthmus.algorithms.homo_linear.options import HorizontalOptions, LinearModelOptions
 from isthmus.data.table import PartyTable
 from isthmus.errors import DataError, PeerUnreachableError
 from isthmus.horizontal import LinearModel, RoundRecord, TrainingResult, run_aggregator
@@ -56,26 +59,35 @@ def evaluation_rows(party: Party, features: list[str], task: str) -> PartyTable 
 def train_aggregator(party: Party, options: LinearModelOptions, task: str
                      ) -> tuple[LinearModel, list[str], TrainingResult, list[RoundUpdates]]:
     """Run the rounds; returns the model, the agreed columns, the result and (if kept) each round's updates."""
+    features = agreed_features(party.channel, party.roster.with_role("client"))
+    model = LinearModel(len(features), task=task, learning_rate=options.learning_rate, batch_size=options.batch_size,
+                        epochs=options.local_epochs, l2=options.alpha)
+    held_out = evaluation_rows(party, features, task)
+    evaluate_fn = (lambda p: model.metrics(p, held_out.features, held_out.label)) if held_out is not None else None
+    result, rounds = run_rounds(party, options, model.initial_parameters(), evaluate_fn)
+    return model, features, result, rounds
+
+
+def run_rounds(party: Party, options: HorizontalOptions, initial_parameters: list[np.ndarray],
+               evaluate_fn: Callable[[list[np.ndarray]], dict[str, float]] | None
+               ) -> tuple[TrainingResult, list[RoundUpdates]]:
+    """Any horizontal model's rounds as the job's options say; returns the result and (if kept) each round's updates."""
     dp = options.dp.config() if options.dp else None
     if dp:  # without the accountant this fails now, not after training
         epsilon(dp, 0, contributors=1, dimension=1, fractional_bits=options.secagg.fractional_bits)
     clients = party.roster.with_role("client")
     keyring = keyring_from_folder(party.keys_dir, party.name, clients) if options.secure_aggregation else None
-    features = agreed_features(party.channel, clients)
-    model = LinearModel(len(features), task=task, learning_rate=options.learning_rate, batch_size=options.batch_size,
-                        epochs=options.local_epochs, l2=options.alpha)
-    held_out = evaluation_rows(party, features, task)
-    evaluate_fn = (lambda p: model.metrics(p, held_out.features, held_out.label)) if held_out is not None else None
     rounds: list[RoundUpdates] = []
     result = run_aggregator(
         _GiveUpOnUnreachable(party.channel), clients, options.make_strategy(evaluate_fn), options.rounds,
         secure=options.secure_aggregation, secagg=options.secagg, keyring=keyring, job=party.channel.job, dp=dp,
-        initial_parameters=model.initial_parameters(), min_clients=options.min_clients,
+        initial_parameters=initial_parameters, min_clients=options.min_clients,
         round_timeout=options.round_timeout, checkpoint_dir=party.workdir / CHECKPOINTS, resume=party.resume,
         progress=lambda record: party.progress(**_round_event(options.rounds, record)),
         observe=rounds.append if options.keep_round_updates else None,
+        robust=options.robust, trim_fraction=options.trim_fraction, update_clip=options.update_clip,
     )
-    return model, features, result, rounds
+    return result, rounds
 
 
 def history(result: TrainingResult) -> list[dict[str, Any]]:

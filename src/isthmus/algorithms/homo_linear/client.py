@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from isthmus.algorithms.base import Party
-from isthmus.algorithms.homo_linear.options import LinearModelOptions
+from isthmus.algorithms.homo_linear.options import HorizontalOptions, LinearModelOptions
 from isthmus.data.table import PartyTable
 from isthmus.errors import DataError, IsthmusError
-from isthmus.horizontal import LinearClient, LinearModel, run_client
+from isthmus.horizontal import Client, LinearClient, LinearModel, run_client
 from isthmus.horizontal.keyring import keyring_from_folder
 from isthmus.horizontal.participant import ClientTerms, reply_tag
 from isthmus.horizontal.secure_sum import SecAggTerms
@@ -29,10 +29,19 @@ def train_client(party: Party, options: LinearModelOptions, model: LinearModel) 
     """Serve the aggregator until it stops; returns the final parameters and the rounds this client fitted."""
     table = party.labelled_rows()
     check_labels(party.name, table, model.task)
+    seed = options.seed + party.roster.with_role("client").index(party.name)
+    return serve(party, options, LinearClient(model, table.features, table.label, seed=seed), table)
+
+
+def serve(party: Party, options: HorizontalOptions, client: Client, table: PartyTable,
+          announce: dict[str, Any] | None = None) -> tuple[list[np.ndarray], int]:
+    """Any horizontal model's client side: tell the aggregator the columns (and what ``announce`` holds,
+    tag -> message), then train each round it asks for; returns the final parameters and rounds fitted."""
     clients, aggregator = party.roster.with_role("client"), party.roster.aggregator
     terms = client_terms(party, options, clients)  # the keys are there before anything is sent
     party.channel.send(aggregator, FEATURES_TAG, table.feature_names)
-    client = LinearClient(model, table.features, table.label, seed=options.seed + clients.index(party.name))
+    for tag, message in (announce or {}).items():
+        party.channel.send(aggregator, tag, message)
     channel = party.channel
     if party.name in options.fail_after_round:
         channel = _crash_injector(party, options)
@@ -43,15 +52,15 @@ def train_client(party: Party, options: LinearModelOptions, model: LinearModel) 
     return outcome.parameters, outcome.rounds_fitted
 
 
-def client_terms(party: Party, options: LinearModelOptions, clients: list[str]) -> ClientTerms:
+def client_terms(party: Party, options: HorizontalOptions, clients: list[str]) -> ClientTerms:
     """What this client holds the aggregator to: the job's settings, and the quorum they give every sum."""
     dp = options.dp.config() if options.dp else None
     if not options.secure_aggregation:
-        return ClientTerms(secure=False, dp=dp)
+        return ClientTerms(secure=False, dp=dp)  # in the clear the aggregator clips (it sees the updates)
     committee = options.make_strategy(None).sample_size(len(clients))
     terms = SecAggTerms(keyring_from_folder(party.keys_dir, party.name, clients), options.secagg,
                         options.secagg.quorum(committee, options.min_clients), party.channel.job)
-    return ClientTerms(secure=True, secagg=terms, dp=dp)
+    return ClientTerms(secure=True, secagg=terms, dp=dp, update_clip=options.update_clip)
 
 
 def check_labels(party: str, table: PartyTable, task: str) -> None:
@@ -60,7 +69,7 @@ def check_labels(party: str, table: PartyTable, task: str) -> None:
                         f"{np.unique(table.label)[:5].tolist()}")
 
 
-def _crash_injector(party: Party, options: LinearModelOptions) -> Channel:
+def _crash_injector(party: Party, options: HorizontalOptions) -> Channel:
     """Fault injection: die in round ``fail_after_round`` once this client's share of the masking is out.
 
     Under secure aggregation that is right after sending its key shares (so the aggregator must rebuild

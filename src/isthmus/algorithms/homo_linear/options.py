@@ -42,6 +42,22 @@ class HorizontalOptions(Options):
     fail_after_round: dict[str, Annotated[int, Field(ge=1)]] = {}
     #: Keep each round's updates at the aggregator (set by the plan when the job measures contributions).
     keep_round_updates: bool = False
+    #: Against hostile clients (isthmus.horizontal.robust): without secure aggregation, the coordinate-wise
+    #: median or trimmed mean of the updates instead of their weighted mean ...
+    robust: Literal["median", "trimmed_mean"] | None = None
+    trim_fraction: float = Field(0.1, ge=0, lt=0.5)  # of the updates, at each end (trimmed_mean)
+    #: ... and, with or without it, every update clipped to this L2 norm (under secure aggregation by each
+    #: client, and a longer mean update is not applied).
+    update_clip: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _defences_fit_the_round(self) -> Self:
+        if self.robust and self.secure_aggregation:
+            raise ValueError("robust aggregation looks at every update: it needs secure_aggregation: false (under "
+                             "secure aggregation, bound the updates with update_clip)")
+        if (self.robust or self.update_clip) and self.dp:
+            raise ValueError("robust and update_clip do not combine with dp, whose clip_norm already bounds updates")
+        return self
 
     @model_validator(mode="after")
     def _strategy_takes_its_options(self) -> Self:
