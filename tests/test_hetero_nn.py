@@ -85,3 +85,67 @@ def test_protected_training_with_two_hosts_matches_pytorch_on_pooled_columns(tmp
     w_guest = np.array(saved["interactive"]["host-1"])
     assert not np.allclose(w_guest, 0) and np.abs(np.array(host["noise_share"])).max() > 0.1
     assert len(guest.trained.history) == 4 and all(r["seconds"] > 0 for r in guest.trained.history)
+
+
+def test_multiclass_and_regression_match_the_pooled_reference(tmp_path):
+    """Split learning (plain) and PyTorch on pooled columns train the same network for the other tasks."""
+    X, y = load_wine(return_X_y=True)
+    tables = split(X, y, 2)
+    options = NNOptions(epochs=30, protection="plain", **{**SMALL, "bottom": {"guest": [8], "host": [8]}})
+    guest, scores = train(tables, options, tmp_path)["guest"]
+    evaluation, labels = guest.evaluation_rows, tables["guest"].label[guest.evaluation_rows]
+    assert guest.task == "multiclass" and scores.shape == (len(evaluation), 3)
+    federated = np.mean(guest.classes[scores.argmax(1)] == labels)
+    centralised = np.mean(np.unique(y)[pooled(tables, options, "multiclass", evaluation).argmax(1)] == labels)
+    assert federated > 0.9 and abs(federated - centralised) <= 0.04, (federated, centralised)
+
+    X, y = load_diabetes(return_X_y=True)
+    tables = split(X, (y - y.mean()) / y.std(), 3)
+    options = NNOptions(task="regression", epochs=30, protection="plain", **SMALL)
+    guest, scores = train(tables, options, tmp_path)["guest"]
+    evaluation = guest.evaluation_rows
+    federated = r2_score(tables["guest"].label[evaluation], scores)
+    centralised = r2_score(tables["guest"].label[evaluation], pooled(tables, options, "regression", evaluation))
+    assert federated > 0.3 and abs(federated - centralised) < 0.05, (federated, centralised)
+
+
+def test_saved_parts_load_and_score_jointly_with_a_fresh_host_key(tmp_path):
+    X, y = load_breast_cancer(return_X_y=True)
+    tables = split(X[:120], y[:120], 2)
+    options = NNOptions(epochs=1, **SMALL)
+    results = train(tables, options, tmp_path)
+    (guest, scores), host = results["guest"], results["host-1"]
+    (tmp_path / "g").mkdir(), (tmp_path / "h").mkdir()
+    loaded_guest = NN.load("guest", json.loads(guest.save(tmp_path / "g").read_text()))
+    loaded_host = NN.load("host", json.loads(host.save(tmp_path / "h").read_text()))
+    hub = LocalHub(["guest", "host-1"])
+
+    def score():
+        channel = hub.channel("guest")
+        again = loaded_guest.predict(channel, tables["guest"].features, guest.evaluation_rows)
+        loaded_guest.finish(channel)
+        return again
+
+    again = run_parties({"guest": score, "host-1": lambda: loaded_host.serve(hub.channel("host-1"),
+                                                                              tables["host-1"].features)})["guest"]
+    assert loaded_host.trained.link.keys[0] != host.trained.link.keys[0]  # no private key is ever saved
+    np.testing.assert_allclose(again, scores, atol=1e-4)  # fixed-point rounding only
+
+
+@pytest.mark.parametrize("options, error", [
+    (dict(protection="plain"), "benchmark_only_plaintext: true"),
+    (dict(bottom={"guest": [4]}), "bottom names no layers for party 'host-1'"),
+])
+def test_jobs_the_model_cannot_run_safely_are_refused_at_load(options, error):
+    with pytest.raises(ConfigError, match=error):
+        NN.check(Roster({"guest": "guest", "host-1": "host"}), NNOptions(**options), allow_plaintext=False)
+
+
+@pytest.mark.parametrize("bottom, error", [
+    ({"guest": [0]}, "width 0 must be an integer"),
+    ({"guest": ["relu", "tanh"]}, "two activations in a row"),
+    ({"guest": ["softmax"]}, "relu"),
+])
+def test_layer_spec_errors_are_named(bottom, error):
+    with pytest.raises(ConfigError, match=error):
+        NNOptions(bottom=bottom)
