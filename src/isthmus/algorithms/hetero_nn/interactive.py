@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def masked_plus(raw: list[int], plain: np.ndarray, exponent: int, n: int) -> lis
     return [(m + t) % n for m, t in zip(raw, fixedpoint.to_integers(plain, exponent))]
 
 
-class GuestLink:
+class GuestLink(ABC):
     """The guest's end of one host's interactive layer: forward gives z_h, backward trains W_h."""
 
     def __init__(self, channel: Channel, host: str, options: NNOptions, width: int, weights: np.ndarray):
@@ -69,10 +70,22 @@ class GuestLink:
         self.width, self.units = width, options.interactive_units
         self.weights = weights  # W' (protected) or W_h (plain), d x k
 
-    def begin_forward(self, size: int) -> None: ...
-    def end_forward(self) -> np.ndarray: ...
-    def begin_backward(self, delta: np.ndarray) -> None: ...
-    def end_backward(self) -> None: ...
+    # Each step is split in two so that the guest sends to every host before it waits for any.
+    @abstractmethod
+    def begin_forward(self, size: int) -> None:
+        """Take the host's bottom output of a batch of ``size`` rows and answer it."""
+
+    @abstractmethod
+    def end_forward(self) -> np.ndarray:
+        """z_h of the batch, B x k."""
+
+    @abstractmethod
+    def begin_backward(self, delta: np.ndarray) -> None:
+        """Send the host its gradient, given delta = dL/dz_h (mean loss) of the batch."""
+
+    @abstractmethod
+    def end_backward(self) -> None:
+        """Finish the step of W_h."""
 
 
 class PlainGuestLink(GuestLink):
