@@ -30,7 +30,8 @@ import numpy as np
 from isthmus.algorithms.hetero_nn import tags
 from isthmus.algorithms.hetero_nn.options import NNOptions
 from isthmus.crypto import fixedpoint
-from isthmus.crypto.paillier import CipherArray, PaillierPublicKey, generate_keypair
+from isthmus.crypto.paillier import CipherArray, Mask, PaillierPublicKey, generate_keypair
+from isthmus.errors import EncodingOverflowError
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
 
@@ -51,10 +52,20 @@ def initial_noise(rng: np.random.Generator, options: NNOptions, width: int) -> n
     return rng.uniform(-options.noise, options.noise, (width, options.interactive_units))
 
 
-def bounded(check: Inspect, values: np.ndarray, what: str) -> np.ndarray:
-    if not np.isfinite(values).all() or np.abs(values).max(initial=0.0) > MAX_VALUE:
-        check.fail(f"{what} must be finite and within +-{MAX_VALUE:g}")
+def bounded(check: Inspect, values: np.ndarray, what: str, limit: float = MAX_VALUE) -> np.ndarray:
+    if not np.isfinite(values).all() or np.abs(values).max(initial=0.0) > limit:
+        check.fail(f"{what} must be finite and within +-{limit:g}")
     return values
+
+
+def unmasked(check: Inspect, mask: Mask, raw: object, what: str, limit: float = MAX_VALUE) -> np.ndarray:
+    """A peer's decryption of values this party masked, unmasked and held to finite values within
+    +-``limit``; a value beyond float64 is the peer's fault, named like any other."""
+    try:
+        values = mask.unmask(raw, peer=check.peer, tag=check.tag)
+    except EncodingOverflowError:
+        check.fail(f"{what} beyond the float64 range")
+    return bounded(check, values, what, limit)
 
 
 def masked_plus(raw: list[int], plain: np.ndarray, exponent: int, n: int) -> list[int]:
@@ -131,9 +142,8 @@ class ProtectedGuestLink(GuestLink):
 
     def end_forward(self) -> np.ndarray:
         check = Inspect(self.host, tags.PROJECTION_REPLY)
-        raw = self.channel.recv(self.host, tags.PROJECTION_REPLY)
-        z = self._mask.unmask(raw, peer=self.host, tag=tags.PROJECTION_REPLY)
-        return bounded(check, z, "interactive projections").reshape(-1, self.units)
+        z = unmasked(check, self._mask, self.channel.recv(self.host, tags.PROJECTION_REPLY), "interactive projections")
+        return z.reshape(-1, self.units)
 
     def begin_backward(self, delta: np.ndarray) -> None:
         size, precision = len(delta), self.options.precision
@@ -154,10 +164,11 @@ class ProtectedGuestLink(GuestLink):
 
     def end_backward(self) -> None:
         check = Inspect(self.host, tags.GRADIENT_REPLY)
-        raw = self.channel.recv(self.host, tags.GRADIENT_REPLY)
-        noisy = self._mask.unmask(raw, peer=self.host, tag=tags.GRADIENT_REPLY).reshape(self.width, self.units)
-        step = self.options.interactive_learning_rate * bounded(check, noisy, "noisy weight gradient") / self._size
-        self.weights -= step
+        lr = self.options.interactive_learning_rate
+        limit = MAX_VALUE + self._size * self.options.noise / lr  # the host's noise, B e / lr, comes on top
+        noisy = unmasked(check, self._mask, self.channel.recv(self.host, tags.GRADIENT_REPLY), "noisy weight gradient",
+                         limit)
+        self.weights -= lr * noisy.reshape(self.width, self.units) / self._size
 
 
 class HostLink:
@@ -204,7 +215,10 @@ class HostLink:
         public, private = self.keys
         message = check.mapping(message, {"activation_gradient", "weight_gradient"}, exact=True)
         encrypted = self._own(check, message["activation_gradient"], size * self.width, "bottom output gradient")
-        gradient = private.decrypt(encrypted).reshape(self.width, size).T / size
+        try:
+            gradient = private.decrypt(encrypted).reshape(self.width, size).T / size
+        except EncodingOverflowError:
+            check.fail("bottom output gradient beyond the float64 range")
         masked = self._own(check, message["weight_gradient"], self.width * self.units, "masked weight gradient")
         raw = private.decrypt_raw(masked)
         fresh = self._rng.uniform(-self.options.noise, self.options.noise, self.noise.shape)
