@@ -166,6 +166,15 @@ def secureboost(ctx: typer.Context) -> None:
 
 
 @demo_app.command()
+def nn(ctx: typer.Context) -> None:
+    """default_credit over a guest and two host processes: PSI, a split neural network with a Paillier-protected
+    interactive layer, evaluation, parity with PyTorch on pooled columns (1024-bit keys unless --key-bits)."""
+    from isthmus.demos.nn import run_nn_demo
+
+    guard(lambda: run_nn_demo(ctx.obj.out / "nn", console=console, **_key_bits(ctx)))
+
+
+@demo_app.command()
 def ledger(ctx: typer.Context) -> None:
     """A guest and three hosts (one holding only noise): contributions, the ledger, verify, a tampered copy caught."""
     from isthmus.demos.ledger import run_ledger_demo

@@ -228,6 +228,13 @@ class Algorithm(ABC):
         """The same model trained centrally on pooled rows (for ``isthmus parity`` only)."""
         raise ConfigError(f"parity has no centralised reference for {self.name}")
 
+    def reference_by_party(self, options: Options, task: Task, X_train: np.ndarray, y_train: np.ndarray,
+                           X_eval: np.ndarray, owners: list[str], roster: Roster) -> Reference:
+        """:meth:`reference` for models whose architecture follows who holds which columns (split neural
+        networks: one bottom model per party); ``owners`` names the party of each pooled column. By
+        default the pooled reference, which ignores them."""
+        return self.reference(options, task, X_train, y_train, X_eval)
+
     def local_options(self, options: Options) -> Options:
         """Options for a run whose parties all live in this process (nothing leaves it, so nothing needs
         encrypting): contribution values coalitions without hosts this way."""

@@ -22,6 +22,7 @@ ENTRY_POINTS = "isthmus.algorithms"
 PLUGINS_VARIABLE = "ISTHMUS_PLUGINS"
 _BUILTIN = (
     "isthmus.algorithms.hetero_linear.algorithm",
+    "isthmus.algorithms.hetero_nn.algorithm",
     "isthmus.algorithms.hetero_secureboost.algorithm",
     "isthmus.algorithms.homo_linear.algorithm",
     "isthmus.algorithms.homo_nn.algorithm",

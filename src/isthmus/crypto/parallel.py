@@ -67,6 +67,17 @@ def in_threads(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> 
         return list(pool.map(lambda task: function(*task), tasks))
 
 
+def shutdown() -> None:
+    """Stop the worker processes. A process started by multiprocessing (a launched party) joins its
+    children before the interpreter's exit hooks run, so loky's own shutdown would come too late
+    and the party would never exit: such a process calls this when its work is done."""
+    global _processes
+    with _lock:
+        if _processes is not None:
+            _processes.shutdown(wait=True)
+            _processes = None
+
+
 def _process_pool() -> ProcessPoolExecutor:
     global _processes
     with _lock:

@@ -49,10 +49,11 @@ def _vertical(result: LaunchResult, choice: TrainChoice) -> dict:
     guest_dir = result.party_dir(spec.one("guest"))
     task = json.loads((guest_dir / "model.json").read_text())["task"]
     predictions = pd.read_csv(guest_dir / "predictions.csv", dtype={"id": str})
-    ids, X, y = pooled_data(spec, selected=_selected_columns(result))
+    ids, X, y, owners = pooled_columns(spec, selected=_selected_columns(result))
     evaluation = np.isin(ids, predictions["id"].to_numpy())
     training = ~evaluation if not evaluation.all() else evaluation  # the rows the training did not hold out
-    reference = choice.algorithm.reference(choice.options, task, X[training], y[training], X[evaluation])
+    reference = choice.algorithm.reference_by_party(choice.options, task, X[training], y[training], X[evaluation],
+                                                    owners, spec.roster)
     metric = PRIMARY_METRIC[task]
     y_eval = np.searchsorted(np.unique(y), y[evaluation]) if task == "multiclass" else y[evaluation]
     centralized = evaluate(task, y_eval, reference.scores, metrics=[metric])[metric]
@@ -128,6 +129,12 @@ def parity_summary(report: dict) -> str:
 def pooled_data(spec: JobSpec, selected: dict[str, list[str]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every guest and host table joined on the id (inner join), guest columns first; a party's
     ``selected`` columns only, when given. Empty cells stay NaN where the job's model takes them."""
+    return pooled_columns(spec, selected)[:3]
+
+
+def pooled_columns(spec: JobSpec, selected: dict[str, list[str]] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """:func:`pooled_data` and the party that holds each column."""
     guest = spec.one("guest")
     frames, label = [], None
     for name in [guest, *spec.with_role("host")]:
@@ -143,4 +150,5 @@ def pooled_data(spec: JobSpec, selected: dict[str, list[str]] | None = None) -> 
         frames.append(frame)
     joined = frames[0].join(frames[1:], how="inner") if len(frames) > 1 else frames[0]
     label = joined.pop("__label__").to_numpy()
-    return joined.index.to_numpy(), joined.to_numpy(dtype=np.float64), label
+    owners = [column.split(":", 1)[0] for column in joined.columns]
+    return joined.index.to_numpy(), joined.to_numpy(dtype=np.float64), label, owners

@@ -1,0 +1,127 @@
+"""hetero_nn against deviating hosts and guests (in-process channel): every bad message is a
+ProtocolError naming the peer and the tag, and a host that drops out fails the guest, naming it."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from isthmus.algorithms.base import Party, Roster  # noqa: E402
+from isthmus.algorithms.hetero_nn import interactive, tags  # noqa: E402
+from isthmus.algorithms.hetero_nn.algorithm import HeteroNN  # noqa: E402
+from isthmus.algorithms.hetero_nn.options import NNOptions  # noqa: E402
+from isthmus.data.table import PartyTable  # noqa: E402
+from isthmus.errors import PeerAbortedError, PeerTimeoutError, ProtocolError  # noqa: E402
+from isthmus.transport.local import LocalHub  # noqa: E402
+
+ROWS = 80
+OPTIONS = dict(bottom={"guest": [3], "host": [3]}, interactive_units=2, top=[], key_bits=1024, epochs=2,
+               batch_size=40)
+
+
+def run(options: NNOptions, tmp_path, *, timeout: float = 60.0) -> dict[str, BaseException | object]:
+    """Guest and one host fit (each in a thread); what each returned or raised."""
+    rng = np.random.default_rng(0)
+    ids = np.array([f"r{i}" for i in range(ROWS)])
+    tables = {"guest": PartyTable("guest", ids, rng.normal(size=(ROWS, 2)), ["a", "b"], (rng.random(ROWS) > 0.5) * 1.0),
+              "host-1": PartyTable("host-1", ids, rng.normal(size=(ROWS, 3)), ["c", "d", "e"], None)}
+    roster, hub, outcome = Roster({"guest": "guest", "host-1": "host"}), LocalHub(list(tables)), {}
+
+    def fit(name):
+        channel = hub.channel(name)
+        channel.default_timeout = timeout
+        try:
+            outcome[name] = HeteroNN().fit(Party(name, roster, channel, tables[name], tmp_path), options)
+        except BaseException as exc:  # the outcome under test
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=fit, args=(name,), daemon=True) for name in tables]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return outcome
+
+
+def hostile_forward(monkeypatch, corrupt):
+    """The host sends ``corrupt(alpha, keys)`` instead of its (encrypted) bottom output."""
+    def forward(self, alpha, *, training):
+        self.channel.send(self.guest, tags.ACTIVATIONS, corrupt(alpha, self.keys if self.protected else None))
+    monkeypatch.setattr(interactive.HostLink, "forward", forward)
+
+
+def guest_error(outcome) -> ProtocolError:
+    error = outcome["guest"]
+    assert isinstance(error, ProtocolError), error
+    assert isinstance(outcome["host-1"], PeerAbortedError), outcome["host-1"]  # told at once, no hang
+    return error
+
+
+def test_plain_bottom_output_with_non_finite_values_is_named(monkeypatch, tmp_path):
+    def nan(alpha, keys):
+        alpha[0, 0] = np.nan
+        return alpha
+    hostile_forward(monkeypatch, nan)
+    error = guest_error(run(NNOptions(protection="plain", **OPTIONS), tmp_path))
+    assert error.peer == "host-1" and "NaN" in str(error) and tags.ACTIVATIONS in str(error)
+
+
+def test_plain_bottom_output_of_the_wrong_shape_is_named(monkeypatch, tmp_path):
+    hostile_forward(monkeypatch, lambda alpha, keys: alpha[:, :2])
+    error = guest_error(run(NNOptions(protection="plain", **OPTIONS), tmp_path))
+    assert error.peer == "host-1" and "expected shape (40, 3)" in str(error)
+
+
+def test_encrypted_bottom_output_of_the_wrong_size_is_named(monkeypatch, tmp_path):
+    hostile_forward(monkeypatch, lambda alpha, keys: keys[0].encrypt(alpha[:-1].ravel(), precision=24))
+    error = guest_error(run(NNOptions(**OPTIONS), tmp_path))
+    assert error.peer == "host-1" and "expected 120 ciphertexts" in str(error)
+
+
+def test_encrypted_bottom_output_under_a_short_key_is_refused(monkeypatch, tmp_path):
+    from isthmus.crypto.paillier import generate_keypair
+    weak = generate_keypair(1024)[0]
+    hostile_forward(monkeypatch, lambda alpha, keys: weak.encrypt(alpha.ravel(), precision=24))
+    error = guest_error(run(NNOptions(**{**OPTIONS, "key_bits": 2048}), tmp_path))
+    assert error.peer == "host-1" and "1024-bit key, the job asks for 2048" in str(error)
+
+
+def test_a_projection_reply_out_of_range_is_named(monkeypatch, tmp_path):
+    """The host's answer to the masked projection decodes to values no honest host produces."""
+    honest = interactive.masked_plus
+    monkeypatch.setattr(interactive, "masked_plus", lambda raw, plain, exponent, n: honest(raw, plain * 1e12, exponent, n))
+    error = guest_error(run(NNOptions(**OPTIONS), tmp_path))
+    assert error.peer == "host-1" and "within +-" in str(error)
+
+
+def test_a_guest_sending_ciphertexts_at_another_exponent_is_named(monkeypatch, tmp_path):
+    """The host adds its term at the exponent it expects; a guest's other exponent is refused, not decoded."""
+    original = interactive.GuestLink.__init__
+
+    def init(self, channel, host, options, width, weights):
+        original(self, channel, host, options.model_copy(update={"precision": 12}), width, weights)
+    monkeypatch.setattr(interactive.GuestLink, "__init__", init)
+    error = run(NNOptions(**OPTIONS), tmp_path)["host-1"]
+    assert isinstance(error, ProtocolError) and error.peer == "guest" and "36 fractional bits" in str(error), error
+
+
+def test_a_host_dropping_out_mid_training_fails_the_guest_naming_it(monkeypatch, tmp_path):
+    """The host goes silent after its first batch: the guest times out naming it and returns no part."""
+    calls = {"n": 0}
+    original = interactive.HostLink.backward
+
+    def backward(self, size):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise SystemExit("host vanished")  # not an Exception: no abort message, the guest sees silence
+        return original(self, size)
+    monkeypatch.setattr(interactive.HostLink, "backward", backward)
+    outcome = run(NNOptions(**OPTIONS), tmp_path, timeout=3.0)
+    error = outcome["guest"]
+    assert isinstance(error, PeerTimeoutError) and error.peer == "host-1", error
+    assert not list(tmp_path.glob("**/model.json"))
+
