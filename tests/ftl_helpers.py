@@ -38,12 +38,12 @@ def party(name: str, hub: LocalHub, table: PartyTable | None, overlap, workdir: 
     return Party(name, ROSTER, hub.channel(name), table, workdir, overlap=overlap)
 
 
-def run_ftl(tmp: Path, options: dict, data=None, roles=None):
+def run_ftl(tmp: Path, options: dict, data=None, roles=None, hub: LocalHub | None = None):
     """Train both parties; returns (parts by role, host predictions merged with the truth, AUC)."""
     ftl = algorithm("hetero_ftl")
     opts = ftl.Options(**{**QUICK, **options})
     g, h, ov_g, ov_h, truth = data or tables(guest_rows=300, host_rows=260, overlap=60)
-    hub = LocalHub(["guest", "host"])
+    hub = hub or LocalHub(["guest", "host"])
     everyone = {"guest": lambda: ftl.fit(party("guest", hub, g, ov_g, tmp / "guest"), opts),
                 "host": lambda: ftl.fit(party("host", hub, h, ov_h, tmp / "host"), opts)}
     parts = run_parties({**everyone, **(roles or {})}, timeout=300)
