@@ -37,11 +37,29 @@ def test_both_parties_gradients_and_the_loss_are_those_of_the_taylor_objective(e
     host = terms.host_gradient({k: enc(v) for k, v in terms.guest_terms(phi, u_a, y).items()}, u_b, gamma)
     guest = terms.guest_gradients({k: enc(v) for k, v in terms.host_terms(u_b).items()}, phi, u_a, y, gamma)
     loss, d_phi, d_u_a, d_u_b = autograd_loss_gradients(phi, u_a, u_b, y, gamma)
-    np.testing.assert_allclose(dec(host["u_b"]), d_u_b, atol=1e-8)
+    np.testing.assert_allclose(dec(host), d_u_b, atol=1e-8)
     np.testing.assert_allclose(dec(guest["phi"]), d_phi, atol=1e-8)
     np.testing.assert_allclose(dec(guest["u_a"]), d_u_a, atol=1e-8)
     np.testing.assert_allclose(dec(guest["loss"]), [loss], atol=1e-8)
     np.testing.assert_allclose(dec(times(u_b, enc(u_a.T))), u_b @ u_a.T, atol=1e-8)
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_partys_weight_gradient_is_its_jacobian_times_the_encrypted_output_gradient(encrypted, paillier_1024):
+    from torch.func import functional_call
+
+    from isthmus.algorithms.hetero_ftl import nets
+    from isthmus.algorithms.hetero_ftl.training import parameter_gradient
+
+    rng = np.random.default_rng(1)
+    net, X, g = nets.build(5, 6, 3, seed=2), torch.from_numpy(rng.normal(size=(9, 5))), rng.normal(size=(9, 3))
+    _, jacobian = nets.outputs_and_jacobian(net, lambda params: functional_call(net, params, (X,)))
+    (net(X) * torch.from_numpy(g)).sum().backward()
+    expected = np.concatenate([p.grad.numpy().ravel() for p in net.parameters()])
+    public, private = paillier_1024
+    encrypted_g = public.encrypt(g.ravel(), precision=32) if encrypted else g
+    got = parameter_gradient(jacobian, encrypted_g)
+    np.testing.assert_allclose(np.asarray(private.decrypt(got), dtype=float) if encrypted else got, expected, atol=1e-8)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """A hostile FTL peer: every value it sends the guest is checked, and the failure names it and the tag.
 
-The hostile host plays the protocol honestly up to one message, which it replaces: a masked gradient of
-the wrong shape, one under the guest's own key... The guest must stop with a ProtocolError naming
+The hostile host plays the protocol honestly up to one message, which it replaces: a masked weight
+gradient of the wrong length, one under its own key instead of the guest's, an extra field, a forged
+decryption, plaintext terms in an encrypted job. The guest must stop with a ProtocolError naming
 ``host`` and the message's tag, before using anything of it.
 """
 
@@ -11,18 +12,20 @@ import numpy as np
 import pytest
 
 from ftl_helpers import QUICK, run_ftl
-from isthmus.algorithms.hetero_ftl import terms
+from isthmus.algorithms.hetero_ftl import nets, terms
 from isthmus.algorithms.hetero_ftl.exchange import MASKED, RAW, TERMS, Link
 from isthmus.errors import ProtocolError
 from isthmus.transport.local import LocalHub
 
 D = QUICK["representation"]
+#: The honest host's weight count: 5 columns, one hidden layer, D outputs.
+WEIGHTS = nets.flat_parameters(nets.build(5, QUICK["hidden"], D, 0))
 
 
 def hostile_host(attack):
     """A host that exchanges keys and terms honestly, then sends ``attack(link, n)`` instead of its masked gradient."""
     def play(hub: LocalHub):
-        link = Link(hub.channel("host"), "guest", True, QUICK["key_bits"])
+        link = Link(hub.channel("host"), "guest", True, QUICK["key_bits"], WEIGHTS)
         n = QUICK["batch_size"]
         theirs = link.swap_terms(terms.host_terms(np.zeros((n, D))), terms.guest_shapes(n, D))
         attack(link, n, theirs)
@@ -30,29 +33,29 @@ def hostile_host(attack):
 
 
 def wrong_shape(link, n, theirs):
-    masked, _ = theirs["u_a"][: n - 1].ravel().masked()
-    link.channel.send("guest", MASKED, {"u_b": masked})
+    masked, _ = theirs["u_a"].ravel()[: WEIGHTS - 1].masked()
+    link.channel.send("guest", MASKED, {"theta": masked})
 
 
 def under_its_own_key(link, n, theirs):
-    link.channel.send("guest", MASKED, {"u_b": link.encrypt(np.zeros(n * D), link.public_key)})
+    link.channel.send("guest", MASKED, {"theta": link.encrypt(np.zeros(WEIGHTS), link.public_key)})
 
 
 def extra_field(link, n, theirs):
-    masked, _ = theirs["u_a"].ravel().masked()
-    link.channel.send("guest", MASKED, {"u_b": masked, "phi": masked})
+    masked, _ = theirs["u_a"].ravel()[:WEIGHTS].masked()
+    link.channel.send("guest", MASKED, {"theta": masked, "phi": masked})
 
 
 def forged_decryption(link, n, theirs):
     """Honest masked gradient, then a decryption of the guest's gradients that is not a list of residues."""
-    masked, _ = theirs["u_a"].ravel().masked()
-    link.channel.send("guest", MASKED, {"u_b": masked})
+    masked, _ = theirs["u_a"].ravel()[:WEIGHTS].masked()
+    link.channel.send("guest", MASKED, {"theta": masked})
     link.channel.recv("guest", MASKED)
-    link.channel.send("guest", RAW, {"phi": [-1] * D, "u_a": [0] * (n * D), "loss": [0]})
+    link.channel.send("guest", RAW, {"theta": [-1] * link.peer_parameters, "loss": [0]})
 
 
 @pytest.mark.parametrize("attack, tag, words", [
-    (wrong_shape, MASKED, "u_b"),
+    (wrong_shape, MASKED, "theta"),
     (under_its_own_key, MASKED, "different public key"),
     (extra_field, MASKED, "phi"),
     (forged_decryption, RAW, "integers in [0, n)"),
@@ -68,7 +71,7 @@ def test_a_malformed_message_from_the_host_stops_the_guest_naming_it(tmp_path, a
 
 def test_plaintext_terms_in_an_encrypted_job_are_refused(tmp_path):
     def host(hub):
-        link = Link(hub.channel("host"), "guest", True, QUICK["key_bits"])
+        link = Link(hub.channel("host"), "guest", True, QUICK["key_bits"], WEIGHTS)
         n = QUICK["batch_size"]
         hub.channel("host").send("guest", TERMS, {"u_b": np.zeros(n * D), "m": np.zeros(D * D)})
         del link

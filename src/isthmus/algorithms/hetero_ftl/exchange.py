@@ -29,20 +29,27 @@ Shapes = Mapping[str, tuple[int, ...]]
 #: Fractional bits of encrypted representations and gradients.
 PRECISION = 32
 KEY, TERMS, MASKED, RAW = "ftl/key", "ftl/terms", "ftl/masked", "ftl/raw"
+#: Most weights a peer's network may announce (one layer of 512 units on 2,000 columns is 1M).
+MAX_PARAMETERS = 5_000_000
 
 
 class Link:
     """One party's end of the two-key exchange with its one peer."""
 
-    def __init__(self, channel: Channel, peer: str, encrypted: bool, key_bits: int):
+    def __init__(self, channel: Channel, peer: str, encrypted: bool, key_bits: int, parameters: int):
+        """Swap public keys and weight counts (each party's gradient is decrypted by the other, which must
+        know its length); ``parameters`` is this party's count."""
         self.channel, self.peer = channel, peer
         self.public_key = self.private_key = self.peer_key = None
         if encrypted:
             from isthmus.crypto.paillier import generate_keypair
 
             self.public_key, self.private_key = generate_keypair(key_bits)
-        channel.send(peer, KEY, self.public_key)
-        self.peer_key = self._check_key(channel.recv(peer, KEY), encrypted, key_bits)
+        channel.send(peer, KEY, {"key": self.public_key, "parameters": parameters})
+        check = Inspect(peer, KEY)
+        hello = check.mapping(channel.recv(peer, KEY), {"key", "parameters"}, exact=True)
+        self.peer_parameters = check.integer(hello["parameters"], 1, MAX_PARAMETERS, "weight count")
+        self.peer_key = self._check_key(hello["key"], encrypted, key_bits)
 
     def _check_key(self, key: Any, encrypted: bool, key_bits: int) -> Any:
         check = Inspect(self.peer, KEY)

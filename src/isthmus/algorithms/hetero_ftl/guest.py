@@ -8,7 +8,7 @@ from isthmus.algorithms.base import Party
 from isthmus.algorithms.hetero_ftl import nets, terms
 from isthmus.algorithms.hetero_ftl.exchange import Link
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
-from isthmus.algorithms.hetero_ftl.training import LABEL_CHUNK, batches, shared_rows, step
+from isthmus.algorithms.hetero_ftl.training import LABEL_CHUNK, batches, joined, parameter_gradient, shared_rows
 from isthmus.errors import DataError
 from isthmus.ml.scaling import Standardizer
 from isthmus.protocols.inspect import Inspect
@@ -30,13 +30,14 @@ def signed_labels(label: np.ndarray, party: str) -> np.ndarray:
 
 def fit_guest(party: Party, options: FtlOptions) -> dict:
     import torch
+    from torch.func import functional_call
 
     table, host = party.labelled_rows(), party.roster.one("host")
     overlap, y = shared_rows(party, options), signed_labels(table.label, party.name)
     scaler = Standardizer.fit(table.features)
     X = torch.from_numpy(scaler.transform(table.features))
-    link = Link(party.channel, host, options.protection == "encrypted", options.key_bits)
     net = nets.build(X.shape[1], options.hidden, options.representation, options.seed)
+    link = Link(party.channel, host, options.protection == "encrypted", options.key_bits, nets.flat_parameters(net))
     optimizer = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
     y_t, d = torch.from_numpy(y), options.representation
     for epoch in range(options.epochs):
@@ -44,16 +45,19 @@ def fit_guest(party: Party, options: FtlOptions) -> dict:
         for batch in batches(len(overlap), options, epoch):
             rows, n = overlap[batch], len(batch)
             for local in range(options.local_rounds):
-                u = net(X)
-                phi, u_a = (y_t[:, None] * u).mean(0), u[rows]
-                phi_np, u_a_np = phi.detach().numpy(), u_a.detach().numpy()
+                phi, phi_jacobian = nets.outputs_and_jacobian(
+                    net, lambda params: (y_t[:, None] * functional_call(net, params, (X,))).mean(0))
+                u_a, u_a_jacobian = nets.outputs_and_jacobian(net, lambda params: functional_call(net, params, (X[rows],)))
+                u_a = u_a.reshape(n, d)
                 if local == 0:
-                    theirs = link.swap_terms(terms.guest_terms(phi_np, u_a_np, y[rows]), terms.host_shapes(n, d))
-                mine = terms.guest_gradients(theirs, phi_np, u_a_np, y[rows], options.gamma)
-                grads = link.decrypt_both(mine, terms.host_gradient_shapes(n, d))
-                step(optimizer, net, {phi: grads["phi"], u_a: grads["u_a"]}, options.l2)
+                    theirs = link.swap_terms(terms.guest_terms(phi, u_a, y[rows]), terms.host_shapes(n, d))
+                grads = terms.guest_gradients(theirs, phi, u_a, y[rows], options.gamma)
+                mine = {"theta": parameter_gradient(np.vstack([phi_jacobian, u_a_jacobian]),
+                                                    joined([grads["phi"], grads["u_a"]])), "loss": grads["loss"]}
+                plain = link.decrypt_both(mine, {"theta": (link.peer_parameters,)})
+                nets.apply_gradient(net, optimizer, plain["theta"], options.l2)
                 if local == 0:
-                    losses.append(float(grads["loss"][0]))
+                    losses.append(float(plain["loss"][0]))
         party.progress(epoch=epoch + 1, epochs=options.epochs, loss=round(float(np.mean(losses)), 6))
     phi = (y[:, None] * nets.represent(net, X.numpy())).mean(0)
     _label_host_rows(link, phi)

@@ -11,7 +11,7 @@ from isthmus.algorithms.hetero_ftl import nets, terms
 from isthmus.algorithms.hetero_ftl.exchange import Link, times
 from isthmus.algorithms.hetero_ftl.guest import COUNT
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
-from isthmus.algorithms.hetero_ftl.training import LABEL_CHUNK, batches, shared_rows, step
+from isthmus.algorithms.hetero_ftl.training import LABEL_CHUNK, batches, parameter_gradient, shared_rows
 from isthmus.ml.scaling import Standardizer
 
 PREDICTIONS = "predictions.csv"
@@ -19,27 +19,28 @@ PREDICTIONS = "predictions.csv"
 
 def fit_host(party: Party, options: FtlOptions) -> dict:
     import torch
+    from torch.func import functional_call
 
     table, guest = party.rows(), party.roster.one("guest")
     overlap = shared_rows(party, options)
     scaler = Standardizer.fit(table.features)
     X = scaler.transform(table.features)
     X_t = torch.from_numpy(X)
-    link = Link(party.channel, guest, options.protection == "encrypted", options.key_bits)
     net = nets.build(X.shape[1], options.hidden, options.representation, options.seed + 1)
+    link = Link(party.channel, guest, options.protection == "encrypted", options.key_bits, nets.flat_parameters(net))
     optimizer = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
     d = options.representation
     for epoch in range(options.epochs):
         for batch in batches(len(overlap), options, epoch):
             rows, n = overlap[batch], len(batch)
             for local in range(options.local_rounds):
-                u_b = net(X_t[rows])
-                u_b_np = u_b.detach().numpy()
+                u_b, jacobian = nets.outputs_and_jacobian(net, lambda params: functional_call(net, params, (X_t[rows],)))
+                u_b = u_b.reshape(n, d)
                 if local == 0:
-                    theirs = link.swap_terms(terms.host_terms(u_b_np), terms.guest_shapes(n, d))
-                grads = link.decrypt_both(terms.host_gradient(theirs, u_b_np, options.gamma),
-                                          terms.guest_gradient_shapes(n, d))
-                step(optimizer, net, {u_b: grads["u_b"]}, options.l2)
+                    theirs = link.swap_terms(terms.host_terms(u_b), terms.guest_shapes(n, d))
+                mine = {"theta": parameter_gradient(jacobian, terms.host_gradient(theirs, u_b, options.gamma))}
+                plain = link.decrypt_both(mine, {"theta": (link.peer_parameters,), "loss": (1,)})
+                nets.apply_gradient(net, optimizer, plain["theta"], options.l2)
         party.progress(epoch=epoch + 1, epochs=options.epochs)
     new_rows = np.setdiff1d(np.arange(table.n_rows), overlap)
     scores = _label(link, nets.represent(net, X[new_rows]), d)

@@ -58,5 +58,33 @@ def represent(net: Any, X: np.ndarray) -> np.ndarray:
         return net(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float64))).numpy()
 
 
-def l2_penalty(net: Any) -> Any:
-    return sum((p * p).sum() for p in net.parameters())
+def flat_parameters(net: Any) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def outputs_and_jacobian(net: Any, outputs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``outputs(params)`` flattened, and its Jacobian w.r.t. the net's parameters, (outputs, parameters).
+
+    ``outputs`` maps a name -> tensor dict (for ``torch.func.functional_call``) to a tensor.
+    """
+    import torch
+    from torch.func import jacrev
+
+    params = {name: p.detach() for name, p in net.named_parameters()}
+    values = outputs(params).detach().reshape(-1)
+    blocks = jacrev(outputs)(params)
+    return values.numpy(), torch.cat([blocks[name].reshape(len(values), -1) for name in params], dim=1).numpy()
+
+
+def apply_gradient(net: Any, optimizer: Any, gradient: np.ndarray, l2: float) -> None:
+    """One optimiser step from a flat gradient of the federated loss (plus this party's own L2 term)."""
+    import torch
+
+    optimizer.zero_grad()
+    start = 0
+    for param in net.parameters():
+        size = param.numel()
+        part = torch.from_numpy(np.ascontiguousarray(gradient[start:start + size])).reshape(param.shape)
+        param.grad = part + l2 * param.detach()
+        start += size
+    optimizer.step()

@@ -13,6 +13,10 @@ penalty. Everything either side needs of the other is linear in the other's encr
 - the guest's dL/dPhi = (-sum_i y_i u_B,i / 2 + M Phi / 4) / n with M = sum_i u_B,i u_B,i^T, and
   dL/du_A,i = 2 gamma (u_A,i - u_B,i) / n, from the host's [[u_B,i]] and [[M]]; the guest also forms
   the batch loss, encrypted, from the same terms (so it learns the loss, not the z_i).
+
+Neither party decrypts these per-row gradients: each multiplies them, still encrypted, by its own
+network's Jacobian (``training.parameter_gradient``) and has the other decrypt only the gradient of
+its weights, a sum over the batch (the paper's construction).
 """
 
 from __future__ import annotations
@@ -40,20 +44,12 @@ def host_shapes(n: int, d: int) -> dict[str, tuple[int, ...]]:
     return {"u_b": (n, d), "m": (d, d)}
 
 
-def guest_gradient_shapes(n: int, d: int) -> dict[str, tuple[int, ...]]:
-    return {"phi": (d,), "u_a": (n, d), "loss": (1,)}
-
-
-def host_gradient_shapes(n: int, d: int) -> dict[str, tuple[int, ...]]:
-    return {"u_b": (n, d)}
-
-
-def host_gradient(guest: dict[str, Encrypted], u_b: np.ndarray, gamma: float) -> dict[str, Encrypted]:
+def host_gradient(guest: dict[str, Encrypted], u_b: np.ndarray, gamma: float) -> Encrypted:
     """[[dL/du_B]] under the guest's key, from its encrypted terms and the host's own u_B."""
     n = len(u_b)
     grad = (guest["y_phi"] * (-0.5 / n) + times(u_b, guest["phi_phi"]) * (0.25 / n)
             + guest["u_a"] * (-2 * gamma / n) + u_b * (2 * gamma / n))
-    return {"u_b": grad}
+    return grad
 
 
 def guest_gradients(host: dict[str, Encrypted], phi: np.ndarray, u_a: np.ndarray, y: np.ndarray,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 
 from isthmus.algorithms.base import Party
+from isthmus.algorithms.hetero_ftl.exchange import Encrypted, times
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
 from isthmus.errors import ConfigError, DataError
 
@@ -33,14 +33,16 @@ def batches(count: int, options: FtlOptions, epoch: int) -> Iterator[np.ndarray]
         yield order[start:start + options.batch_size]
 
 
-def step(optimizer: Any, net: Any, gradients: Mapping[Any, np.ndarray], l2: float) -> None:
-    """One optimiser step from the gradients of the loss w.r.t. the net's outputs (tensor -> array)."""
-    import torch
+def parameter_gradient(jacobian: np.ndarray, output_gradient: Encrypted) -> Encrypted:
+    """[[dL/dtheta]] = J^T [[dL/doutputs]]: the gradient of a party's own weights, still encrypted, so
+    the key holder decrypts (behind a mask) a sum over the batch, never a per-row gradient."""
+    return times(jacobian.T, output_gradient.reshape(-1, 1)).reshape(-1)
 
-    from isthmus.algorithms.hetero_ftl.nets import l2_penalty
 
-    optimizer.zero_grad()
-    surrogate = sum((tensor * torch.from_numpy(np.asarray(grad, dtype=np.float64))).sum()
-                    for tensor, grad in gradients.items())
-    (surrogate + 0.5 * l2 * l2_penalty(net)).backward()
-    optimizer.step()
+def joined(parts: list[Encrypted]) -> Encrypted:
+    flat = [p.reshape(-1) for p in parts]
+    if isinstance(flat[0], np.ndarray):
+        return np.concatenate(flat)
+    from isthmus.crypto.paillier import CipherArray
+
+    return CipherArray.concatenate(flat)
