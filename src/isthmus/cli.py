@@ -158,6 +158,14 @@ def secureboost(ctx: typer.Context) -> None:
 
 
 @demo_app.command()
+def ftl(ctx: typer.Context) -> None:
+    """Transfer learning: a guest with labels, a host with other columns and mostly other customers, which it labels."""
+    from isthmus.demos.ftl import run_ftl_demo
+
+    guard(lambda: run_ftl_demo(ctx.obj.out / "ftl", console=console, **_key_bits(ctx)))
+
+
+@demo_app.command()
 def ledger(ctx: typer.Context) -> None:
     """A guest and three hosts (one holding only noise): contributions, the ledger, verify, a tampered copy caught."""
     from isthmus.demos.ledger import run_ledger_demo
