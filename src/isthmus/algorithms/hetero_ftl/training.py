@@ -1,4 +1,5 @@
-"""What both FTL parties do alike: check the overlap, agree on batches without talking, take a step."""
+"""What both FTL parties do alike: check the overlap, agree on batches without talking, form the
+encrypted gradient of their own weights."""
 
 from __future__ import annotations
 
