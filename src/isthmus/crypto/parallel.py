@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from multiprocessing.util import Finalize
+
 from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
 T = TypeVar("T")
@@ -72,4 +74,16 @@ def _process_pool() -> ProcessPoolExecutor:
     with _lock:
         if _processes is None:
             _processes = ProcessPoolExecutor(max_workers=_workers)
+            # A party started by multiprocessing (the launcher) leaves through os._exit: atexit hooks, loky's
+            # among them, never run, and multiprocessing joins every child first, the idle workers included,
+            # so the party would hang after its job. Its exit finalizers run before that join.
+            Finalize(None, _shutdown, exitpriority=100)
         return _processes
+
+
+def _shutdown() -> None:
+    global _processes
+    with _lock:
+        if _processes is not None:
+            _processes.shutdown(wait=True)
+            _processes = None
