@@ -80,3 +80,19 @@ def test_plaintext_terms_in_an_encrypted_job_are_refused(tmp_path):
     with pytest.raises(AssertionError) as failed:
         run_ftl(tmp_path, {}, roles={"host": lambda: host(hub)}, hub=hub)
     assert isinstance(failed.value.__cause__, ProtocolError) and TERMS in str(failed.value.__cause__)
+
+
+def test_a_malformed_masked_gradient_from_the_guest_stops_the_host_naming_it(tmp_path):
+    """The host checks the guest's values the same way (the exchange code is shared, the shapes are its own)."""
+    def guest(hub):
+        link = Link(hub.channel("guest"), "host", True, QUICK["key_bits"], WEIGHTS)
+        n = QUICK["batch_size"]
+        theirs = link.swap_terms(terms.guest_terms(np.zeros(D), np.zeros((n, D)), np.ones(n)), terms.host_shapes(n, D))
+        masked, _ = theirs["u_b"].ravel().masked()  # n * D values under the host's key, not the host's weight count
+        link.channel.send("host", MASKED, {"theta": masked, "loss": masked[:1]})
+
+    hub = LocalHub(["guest", "host"])
+    with pytest.raises(AssertionError) as failed:
+        run_ftl(tmp_path, {}, roles={"guest": lambda: guest(hub)}, hub=hub)
+    error = failed.value.__cause__
+    assert isinstance(error, ProtocolError) and "guest" in str(error) and MASKED in str(error), repr(error)
