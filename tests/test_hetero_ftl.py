@@ -98,6 +98,11 @@ def test_transfer_comes_close_to_a_host_model_that_had_every_true_label(plain_ru
     assert plain_run[2] > upper_auc - 0.05, (plain_run[2], upper_auc)
 
 
+def test_local_rounds_trade_exchanges_for_stale_terms_and_still_learn(tmp_path, split, plain_run):
+    _, predictions, auc = run_ftl(tmp_path, {"protection": "plain", "local_rounds": 3}, split)
+    assert auc > 0.85 and not np.allclose(predictions.score, plain_run[1].score)
+
+
 def test_options_are_typed_and_bounded_at_load():
     for bad in ({"representation": 0}, {"gamma": -1.0}, {"local_rounds": 0}, {"learning_rate": 0.0},
                 {"epochs": "3"}, {"protection": "paillier"}, {"alpha": 1.0}, {"key_bits": 512}):

@@ -23,6 +23,7 @@ class IntersectOptions(Options):
     dedupe: Literal[DEDUPE_MODES] = "error"  # type: ignore[valid-type]
     keep_all_rows: bool = False
 
+
 #: Where `intersect` leaves the shared rows' positions when it keeps all rows (``ctx.state``).
 OVERLAP = "overlap"
 
