@@ -124,7 +124,7 @@ class DemoSettings:
 def demo(ctx: typer.Context,
          out: Annotated[Path, typer.Option(help="Where the demos write; each owns OUT/<demo>/ and starts it afresh "
                                                 "on every run.")] = Path("runs/demo"),
-         key_bits: Annotated[Optional[int], typer.Option(help="Paillier key size of the vertical, secureboost and "
+         key_bits: Annotated[Optional[int], typer.Option(help="Paillier key size of the vertical, secureboost, ftl and "
                                                               "ledger demos (1024 is quicker, for a try only).",
                                                          show_default="2048; ledger 1024", min=1024)] = None) -> None:
     """Without a sub-command: the vertical demo."""
