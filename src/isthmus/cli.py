@@ -124,7 +124,7 @@ class DemoSettings:
 def demo(ctx: typer.Context,
          out: Annotated[Path, typer.Option(help="Where the demos write; each owns OUT/<demo>/ and starts it afresh "
                                                 "on every run.")] = Path("runs/demo"),
-         key_bits: Annotated[Optional[int], typer.Option(help="Paillier key size of the vertical, secureboost and "
+         key_bits: Annotated[Optional[int], typer.Option(help="Paillier key size of the vertical, secureboost, ftl and "
                                                               "ledger demos (1024 is quicker, for a try only).",
                                                          show_default="2048; ledger 1024", min=1024)] = None) -> None:
     """Without a sub-command: the vertical demo."""
@@ -172,6 +172,14 @@ def nn(ctx: typer.Context) -> None:
     from isthmus.demos.nn import run_nn_demo
 
     guard(lambda: run_nn_demo(ctx.obj.out / "nn", console=console, **_key_bits(ctx)))
+
+
+@demo_app.command()
+def ftl(ctx: typer.Context) -> None:
+    """Transfer learning: a guest with labels, a host with other columns and mostly other customers, which it labels."""
+    from isthmus.demos.ftl import run_ftl_demo
+
+    guard(lambda: run_ftl_demo(ctx.obj.out / "ftl", console=console, **_key_bits(ctx)))
 
 
 @demo_app.command()

@@ -89,6 +89,9 @@ class Party:
     resume: bool = False
     #: This party's key folder (its signing key, the federation's pinned keys), for protocols that sign.
     keys_dir: Path | None = None
+    #: Positions in ``table`` of the rows every party shares, in one agreed order, when `intersect` said
+    #: ``keep_all_rows: true`` (the table then keeps all rows); None otherwise. Transfer learning uses it.
+    overlap: np.ndarray | None = None
 
     @property
     def role(self) -> str:

@@ -21,6 +21,7 @@ from isthmus.errors import ConfigError
 ENTRY_POINTS = "isthmus.algorithms"
 PLUGINS_VARIABLE = "ISTHMUS_PLUGINS"
 _BUILTIN = (
+    "isthmus.algorithms.hetero_ftl.algorithm",
     "isthmus.algorithms.hetero_linear.algorithm",
     "isthmus.algorithms.hetero_nn.algorithm",
     "isthmus.algorithms.hetero_secureboost.algorithm",

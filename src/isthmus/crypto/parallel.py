@@ -17,6 +17,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.util import Finalize
 from typing import Any, TypeVar
 
 from joblib.externals.loky.process_executor import ProcessPoolExecutor
@@ -67,20 +68,22 @@ def in_threads(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> 
         return list(pool.map(lambda task: function(*task), tasks))
 
 
-def shutdown() -> None:
-    """Stop the worker processes. A process started by multiprocessing (a launched party) joins its
-    children before the interpreter's exit hooks run, so loky's own shutdown would come too late
-    and the party would never exit: such a process calls this when its work is done."""
-    global _processes
-    with _lock:
-        if _processes is not None:
-            _processes.shutdown(wait=True)
-            _processes = None
-
-
 def _process_pool() -> ProcessPoolExecutor:
     global _processes
     with _lock:
         if _processes is None:
             _processes = ProcessPoolExecutor(max_workers=_workers)
+            # A party started by multiprocessing (the launcher) leaves through os._exit: atexit hooks, loky's
+            # among them, never run, and multiprocessing joins every child first, the idle workers included,
+            # so the party would hang after its job. Its exit finalizers run before that join.
+            Finalize(None, shutdown, exitpriority=100)
         return _processes
+
+
+def shutdown() -> None:
+    """Stop the worker processes (they start again on the next use)."""
+    global _processes
+    with _lock:
+        if _processes is not None:
+            _processes.shutdown(wait=True)
+            _processes = None

@@ -11,13 +11,12 @@ import os
 import sys
 from pathlib import Path
 
-from isthmus.crypto import parallel
 from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
 from isthmus.jobs.peers import wait_for_peers
-from isthmus.jobs.rundir import party_folder
 from isthmus.jobs.plan import make_plan
+from isthmus.jobs.rundir import party_folder
 from isthmus.jobs.runner import run_party
 from isthmus.jobs.spec import JobSpec, load_job
 from isthmus.transport.audit import AuditLog
@@ -77,8 +76,6 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
     except IsthmusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-    finally:
-        parallel.shutdown()  # else the process waits forever for the crypto workers at exit
     print(f"party {party} finished; results in {run_dir}")
 
 

@@ -1,4 +1,9 @@
-"""The `intersect` step: guest and hosts align their rows on the shared ids (private set intersection)."""
+"""The `intersect` step: guest and hosts align their rows on the shared ids (private set intersection).
+
+With ``keep_all_rows: true`` the tables keep every row and the step only records the shared rows'
+positions, in the agreed order, for the train step (``Party.overlap``): transfer learning trains on
+rows only one party has. PSI runs, and reveals, exactly the same either way.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,11 @@ from isthmus.protocols.psi import METHODS
 class IntersectOptions(Options):
     method: Literal[METHODS] = "ecdh"  # type: ignore[valid-type]
     dedupe: Literal[DEDUPE_MODES] = "error"  # type: ignore[valid-type]
+    keep_all_rows: bool = False
+
+
+#: Where `intersect` leaves the shared rows' positions when it keeps all rows (``ctx.state``).
+OVERLAP = "overlap"
 
 
 def run(ctx: PartyContext, options: IntersectOptions) -> None:
@@ -30,7 +40,10 @@ def run(ctx: PartyContext, options: IntersectOptions) -> None:
                                                                         progress=round(fraction, 3)))
     if result.size == 0:
         raise DataError(f"party {ctx.party!r}: no id is shared by all parties (step intersect); nothing to train on")
-    ctx.table = table.take(result.positions)
+    if options.keep_all_rows:
+        ctx.state[OVERLAP] = result.positions
+    else:
+        ctx.table = table.take(result.positions)
     ctx.events.emit(step="intersect", own_rows=table.n_rows, shared_rows=result.size)
 
 

@@ -16,6 +16,7 @@ from isthmus.errors import ConfigError
 from isthmus.jobs.context import PartyContext, Trained
 from isthmus.jobs.spec import JobSpec
 from isthmus.jobs.steps.data import party_table
+from isthmus.jobs.steps.intersect import OVERLAP
 from isthmus.jobs.steps.kind import StepKind
 from isthmus.options import Options
 
@@ -49,7 +50,7 @@ def run(ctx: PartyContext, choice: TrainChoice) -> None:
     table = party_table(ctx) if ctx.spec.party(ctx.party).data else None
     party = Party(name=ctx.party, roster=ctx.spec.roster, channel=ctx.channel, table=table, workdir=ctx.run_dir,
                   progress=lambda **event: ctx.events.emit(step="train", **event),
-                  resume=ctx.spec.options.resume, keys_dir=ctx.certs_dir)
+                  resume=ctx.spec.options.resume, keys_dir=ctx.certs_dir, overlap=ctx.state.get(OVERLAP))
     part = choice.algorithm.fit(party, choice.options)
     path = part.save(ctx.run_dir)
     ctx.trained = Trained(choice.algorithm, choice.options, part)

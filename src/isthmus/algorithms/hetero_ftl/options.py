@@ -1,0 +1,37 @@
+"""The options of ``hetero_ftl``, as in the paper: representation size, alignment weight,
+regularisation, epochs, batch, learning rate and the communication-saving local rounds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from isthmus.algorithms.base import KeyBits, Seed
+from isthmus.options import Options
+
+
+class FtlOptions(Options):
+    #: Width d of the common representation u = Net(x) both parties map their rows into.
+    representation: Annotated[int, Field(ge=1, le=128)] = 8
+    #: Width of each party's one hidden layer (0: the network is linear).
+    hidden: Annotated[int, Field(ge=0, le=512)] = 16
+    #: Weight gamma of the alignment loss sum ||u_A - u_B||^2 over the shared rows.
+    gamma: Annotated[float, Field(ge=0, le=1000)] = 0.1
+    #: L2 penalty on each party's own network weights.
+    l2: Annotated[float, Field(ge=0, le=10)] = 1e-3
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 10
+    #: Shared rows per step.
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 64
+    learning_rate: Annotated[float, Field(gt=0, le=10)] = 0.01
+    #: Gradient steps each party takes per exchange of the other's encrypted terms (FATE's local_round):
+    #: more rounds, fewer encryptions; the other party's terms are stale for the extra rounds.
+    local_rounds: Annotated[int, Field(ge=1, le=100)] = 1
+    #: ``encrypted``: each party's own Paillier key and masked terms; ``plain``: benchmark_only_plaintext only.
+    protection: Literal["encrypted", "plain"] = "encrypted"
+    key_bits: KeyBits = 2048
+    #: Fewer shared rows than this stop the job before training.
+    min_overlap: Annotated[int, Field(ge=1)] = 20
+    #: A host row is labelled positive when its score is at least this.
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    seed: Seed = 0
