@@ -25,6 +25,7 @@ _BUILTIN = (
     "isthmus.algorithms.hetero_secureboost.algorithm",
     "isthmus.algorithms.homo_linear.algorithm",
     "isthmus.algorithms.homo_secureboost.algorithm",
+    "isthmus.algorithms.sshe_lr.algorithm",
 )
 
 _algorithms: dict[str, Algorithm] = {}
