@@ -42,10 +42,10 @@ class HeteroLRSSHE(Algorithm):
             trained.coef_ = fit_host(options, party.channel, X, guest=guest)[:, None]
             return LinearHostPart(self.name, trained, table.feature_names, scaler, guest)
         trained = HeteroLinearGuest(options)
-        coef, trained.classes_, trained.history_ = fit_guest(options, party.channel, X, table.label, host=host,
-                                                             progress=lambda record: party.progress(**record))
-        trained.coef_ = coef[:, None]
-        return LinearGuestPart(self.name, trained, table.feature_names, scaler, [host], np.arange(table.n_rows))
+        result = fit_guest(options, party.channel, X, table.label, host=host,
+                           progress=lambda record: party.progress(**record))
+        trained.coef_, trained.classes_, trained.history_ = result.weights[:, None], result.classes, result.history
+        return LinearGuestPart(self.name, trained, table.feature_names, scaler, [host], result.evaluation_rows)
 
     def load(self, role: str, model: dict[str, Any]) -> GuestPart | HostPart:
         return load_part(self.name, self.Options, role, model)

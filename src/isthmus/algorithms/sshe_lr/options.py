@@ -19,6 +19,7 @@ class SSHEOptions(Options):
     learning_rate: float = Field(0.5, gt=0)
     penalty: Literal["l2"] | None = "l2"
     alpha: float = Field(0.01, ge=0)  # minimises mean log-loss + alpha/2 |w|^2 (the intercept is not penalised)
+    validation_fraction: float = Field(0.0, ge=0, lt=1)  # share of aligned rows the guest holds out for evaluate
     fit_intercept: bool = True
     scale: bool = True  # standardise each party's columns over the aligned rows
     key_bits: KeyBits = 2048

@@ -7,6 +7,7 @@ the peer (it raises too), so no party returns weights from an unfinished protoco
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
@@ -22,14 +23,25 @@ from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
 
 
+@dataclass
+class Trained:
+    """The guest's result: its weights (the intercept last), the label values, the epochs, and the rows
+    to evaluate on (those held out, else all)."""
+
+    weights: np.ndarray
+    classes: np.ndarray
+    history: list[dict]
+    evaluation_rows: np.ndarray
+
+
 def design(X: np.ndarray, fit_intercept: bool) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     return np.hstack([X, np.ones((len(X), 1))]) if fit_intercept else X
 
 
 def fit_guest(options: SSHEOptions, channel: Channel, X: np.ndarray, y: np.ndarray, *, host: str,
-              progress: Callable[[dict], None] = lambda record: None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """Train with ``host``; returns the guest's weights (the intercept last), the classes and the history."""
+              progress: Callable[[dict], None] = lambda record: None) -> Trained:
+    """Train with ``host`` on all rows but a held-out ``validation_fraction`` of them."""
     classes = np.unique(y)
     if len(classes) != 2:
         raise DataError(f"hetero_lr_sshe is binary: the guest's label has values {classes.tolist()[:10]}")
@@ -42,9 +54,12 @@ def fit_guest(options: SSHEOptions, channel: Channel, X: np.ndarray, y: np.ndarr
     with aborting_peers(channel, "guest"):
         side = Side(options, channel, host, Xd, first=True, penalized=penalized, peer_penalized_last=True)
         rng = np.random.default_rng(options.seed)
-        edges = plan_batches(len(Xd), options.batch_size, 1, why="one row")
+        order = rng.permutation(len(Xd))
+        held_out = np.sort(order[:int(round(options.validation_fraction * len(order)))])
+        train = np.sort(order[len(held_out):])
+        edges = plan_batches(len(train), options.batch_size, 1, why="one row")
         for epoch in range(options.epochs):
-            shuffled = rng.permutation(len(Xd))
+            shuffled = rng.permutation(train)
             for start, stop in pairwise(edges):
                 rows = np.sort(shuffled[start:stop])
                 channel.send(host, tags.CONTROL, {"op": "batch", "rows": rows})
@@ -54,7 +69,7 @@ def fit_guest(options: SSHEOptions, channel: Channel, X: np.ndarray, y: np.ndarr
             history.append(record)
             progress(record)
         channel.send(host, tags.CONTROL, {"op": "reveal"})
-        return side.reveal(), classes, history
+        return Trained(side.reveal(), classes, history, held_out if len(held_out) else np.arange(len(Xd)))
 
 
 def fit_host(options: SSHEOptions, channel: Channel, X: np.ndarray, *, guest: str) -> np.ndarray:
