@@ -40,6 +40,16 @@ def configure(workers: int) -> None:
             _processes = None
 
 
+def shutdown() -> None:
+    """Stop the worker processes. A party run as a multiprocessing child must, before it returns:
+    multiprocessing joins the child's own children at exit, and idle loky workers never end."""
+    global _processes
+    with _lock:
+        if _processes is not None:
+            _processes.shutdown(wait=True)
+            _processes = None
+
+
 def workers() -> int:
     return _workers
 

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from isthmus.crypto import parallel
 from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
@@ -75,6 +76,8 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
     except IsthmusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        parallel.shutdown()
     print(f"party {party} finished; results in {run_dir}")
 
 
