@@ -80,3 +80,18 @@ def test_multiclass_labels_are_refused_naming_the_model():
     with pytest.raises(DataError, match="binary"):
         fit_guest(SSHEOptions(key_bits=1024), LocalHub(["guest", "host"]).channel("guest"), np.zeros((3, 1)),
                   np.array([0, 1, 2]), host="host")
+
+
+def test_registered_without_an_arbiter_and_its_parts_load_back():
+    from isthmus.algorithms.base import Roster
+    from isthmus.algorithms.registry import algorithm
+    from isthmus.errors import ConfigError
+
+    sshe = algorithm("hetero_lr_sshe")
+    with pytest.raises(ConfigError, match=r"takes roles \[.guest., .host.\]"):
+        sshe.check(Roster({"g": "guest", "h": "host", "a": "arbiter"}), SSHEOptions(), allow_plaintext=False)
+    guest = {"model": "hetero_lr_sshe", "role": "guest", "features": ["a"], "scaler": None, "task": "binary",
+             "coef": [[0.5], [-1.0]], "classes": [0, 1], "history": [], "intercept_included": True,
+             "hosts": ["h"], "options": SSHEOptions(key_bits=1024).to_dict()}
+    part = sshe.load("guest", guest)
+    assert part.to_dict()["coef"].tolist() == [[0.5], [-1.0]] and part.to_dict()["options"]["key_bits"] == 1024
