@@ -3,6 +3,7 @@
     python benchmarks/vertical_parity.py                      # every data set, both residual modes
     python benchmarks/vertical_parity.py --datasets breast --modes sigmoid --key-bits 2048
     python benchmarks/vertical_parity.py --json               # exactly one JSON object on stdout
+    python benchmarks/vertical_parity.py --datasets breast --modes sigmoid sshe   # beside hetero_lr_sshe
 
 Each run is a real job: guest, host and arbiter as separate processes over mutual TLS, ECDH PSI,
 Paillier-encrypted training, joint evaluation, then ``isthmus.jobs.parity.run_parity``'s centralised
@@ -16,6 +17,9 @@ there is for ``residual: sigmoid``. The hyper-parameters below were tuned in pla
 (encryption changes the weights only by fixed-point rounding); give_credit's heavy-tailed,
 collinear columns make its AUC move by ~1e-3 between weight vectors whose objectives differ by
 1e-5, hence the learning-rate decay and the many epochs there.
+
+Mode ``sshe`` runs the arbiter-free ``hetero_lr_sshe`` (guest and host only) on the same data, with its
+own step sizes (``SSHE_TRAIN``): the same objective, so the same centralised reference.
 
 Data: ../shared/datasets/fate (see its README). give_credit_homo_test.csv is split vertically
 (guest: id, y, x0..x4; host: id, x5..x9) into a temporary folder.
@@ -36,7 +40,10 @@ from rich.console import Console
 from rich.table import Table
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fate"
-MODES = ("taylor", "sigmoid")
+MODES = ("taylor", "sigmoid", "sshe")
+#: hetero_lr_sshe's options per data set: plain SGD (the only optimiser on shares), tuned on the float64
+#: twin of the protocol (tests/test_sshe_lr.py checks the protocol reproduces it to 1e-5 in the weights).
+SSHE_TRAIN = {"epochs": 10, "batch_size": 256, "learning_rate": 0.5}
 TARGETS = {"auc": (0.005, 0.002), "r2": (0.01, 0.01)}  # metric -> (target, aim)
 
 
@@ -77,18 +84,23 @@ def run_one(dataset: Dataset, mode: str | None, key_bits: int, out: Path, consol
     from isthmus.jobs.parity import run_parity
 
     guest, host = party_files(dataset.name, out)
-    train = {"model": dataset.model, **dataset.train, "penalty": "l2", "alpha": 0.01, "tol": 0.0, "key_bits": key_bits}
-    if mode:
-        train["residual"] = mode
+    parties = {"guest": {"data": {"path": str(guest), "id": "id", "label": "y"}},
+               "host": {"data": {"path": str(host), "id": "id"}}}
+    if mode == "sshe":
+        train = {"model": "hetero_lr_sshe", **SSHE_TRAIN, "penalty": "l2", "alpha": 0.01, "key_bits": key_bits}
+    else:
+        train = {"model": dataset.model, **dataset.train, "penalty": "l2", "alpha": 0.01, "tol": 0.0,
+                 "key_bits": key_bits}
+        parties["arbiter"] = {}
+        if mode:
+            train["residual"] = mode
     name = f"{dataset.name}-{mode or 'linear'}"
     job = {"job": f"parity-{name}".replace("_", "-"),
-           "parties": loopback_parties({"guest": {"data": {"path": str(guest), "id": "id", "label": "y"}},
-                                        "host": {"data": {"path": str(host), "id": "id"}},
-                                        "arbiter": {}}),
+           "parties": loopback_parties(parties),
            "steps": [{"intersect": {"method": "ecdh"}}, {"train": train}, {"evaluate": {}}]}
     report = run_parity(write_job(out / name / "job.yaml", job), out / name / "run", console=console)
     target, aim = TARGETS[report["metric"]]
-    return {"dataset": dataset.name, "model": dataset.model, "residual": mode or "-", "metric": report["metric"],
+    return {"dataset": dataset.name, "model": train["model"], "residual": mode or "-", "metric": report["metric"],
             "federated": report["federated"], "centralized": report["centralized"], "delta": report["delta"],
             "target": target, "aim": aim, "meets_target": report["delta"] <= target,
             "seconds": report["seconds"], "key_bits": key_bits, "train": train}

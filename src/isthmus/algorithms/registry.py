@@ -28,6 +28,7 @@ _BUILTIN = (
     "isthmus.algorithms.homo_linear.algorithm",
     "isthmus.algorithms.homo_nn.algorithm",
     "isthmus.algorithms.homo_secureboost.algorithm",
+    "isthmus.algorithms.sshe_lr.algorithm",
 )
 
 _algorithms: dict[str, Algorithm] = {}

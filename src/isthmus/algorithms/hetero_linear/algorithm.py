@@ -49,7 +49,7 @@ class LinearGuestPart(GuestPart):
         return self.trained.classes_
 
     def predict(self, channel: Channel, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return self.trained.predict_proba(channel, _scaled(self.scaler, X), hosts=self.hosts, rows=rows)
+        return self.trained.predict_proba(channel, scaled(self.scaler, X), hosts=self.hosts, rows=rows)
 
     def finish(self, channel: Channel) -> None:
         self.trained.finish(channel, hosts=self.hosts)
@@ -71,7 +71,7 @@ class LinearHostPart(HostPart):
     guest: str
 
     def serve(self, channel: Channel, X: np.ndarray) -> None:
-        self.trained.serve_scores(channel, _scaled(self.scaler, X), guest=self.guest)
+        self.trained.serve_scores(channel, scaled(self.scaler, X), guest=self.guest)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model_name, "role": "host", "features": self.features,
@@ -113,7 +113,7 @@ class _HeteroLinear(Algorithm):
             return RecordPart("arbiter", {"model": self.name, "rounds_decrypted": served.rounds_served})
         table = party.labelled_rows() if party.role == "guest" else party.rows()
         scaler = Standardizer.fit(table.features) if options.scale and table.feature_names else None
-        X = _scaled(scaler, table.features)
+        X = scaled(scaler, table.features)
         if party.role == "host":
             trained = HeteroLinearHost(options).fit(channel, X, guest=guest, arbiter=arbiter)
             return LinearHostPart(self.name, trained, table.feature_names, scaler, guest)
@@ -126,19 +126,7 @@ class _HeteroLinear(Algorithm):
                                held_out if len(held_out) else np.arange(table.n_rows))
 
     def load(self, role: str, model: dict[str, Any]) -> GuestPart | HostPart:
-        options = self.Options(**model["options"])
-        scaler = Standardizer.from_dict(model["scaler"]) if model.get("scaler") else None
-        coef = np.asarray(model["coef"], dtype=np.float64)
-        if role == "guest":
-            trained = HeteroLinearGuest(options)
-            trained.coef_, trained.history_ = coef, model.get("history", [])
-            trained.classes_ = None if model.get("classes") is None else np.asarray(model["classes"])
-            return LinearGuestPart(self.name, trained, model["features"], scaler, model["hosts"], np.arange(0))
-        if role == "host":
-            trained = HeteroLinearHost(options)
-            trained.coef_ = coef
-            return LinearHostPart(self.name, trained, model["features"], scaler, model["guest"])
-        raise ConfigError(f"{self.name} keeps no model at role {role!r}")
+        return load_part(self.name, self.Options, role, model)
 
     def local_options(self, options: LinearOptions) -> LinearOptions:
         return options.model_copy(update={"encrypt": False})
@@ -150,18 +138,7 @@ class HeteroLR(_HeteroLinear):
 
     def reference(self, options: LogisticOptions, task: Task, X_train: np.ndarray, y_train: np.ndarray,
                   X_eval: np.ndarray) -> Reference:
-        """scikit-learn's LogisticRegression (one-vs-rest for multiclass, as the protocol trains) with the
-        same penalty: isthmus minimises mean loss + alpha/2 |w|^2, scikit-learn C * sum loss + |w|^2 / 2."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.multiclass import OneVsRestClassifier
-
-        X_train, X_eval = _pooled_scaling(options, X_train, X_eval)
-        alpha = options.alpha if options.penalty == "l2" else 0.0
-        logistic = LogisticRegression(C=1.0 / (alpha * len(y_train)) if alpha else 1e12,
-                                      fit_intercept=options.fit_intercept, max_iter=5000)
-        if task == "multiclass":
-            return Reference(OneVsRestClassifier(logistic).fit(X_train, y_train).predict_proba(X_eval), "scikit-learn")
-        return Reference(logistic.fit(X_train, y_train).predict_proba(X_eval)[:, 1], "scikit-learn")
+        return logistic_reference(options, task, X_train, y_train, X_eval)
 
 
 class HeteroLinR(_HeteroLinear):
@@ -179,11 +156,43 @@ class HeteroLinR(_HeteroLinear):
         return Reference(model.fit(X_train, y_train).predict(X_eval), "scikit-learn")
 
 
-def _scaled(scaler: Standardizer | None, X: np.ndarray) -> np.ndarray:
+def load_part(name: str, options_type: type, role: str, model: dict[str, Any]) -> GuestPart | HostPart:
+    """A linear guest or host part from its model.json (hetero_lr, hetero_linr and hetero_lr_sshe parts alike)."""
+    options = options_type(**model["options"])
+    scaler = Standardizer.from_dict(model["scaler"]) if model.get("scaler") else None
+    coef = np.asarray(model["coef"], dtype=np.float64)
+    if role == "guest":
+        trained = HeteroLinearGuest(options)
+        trained.coef_, trained.history_ = coef, model.get("history", [])
+        trained.classes_ = None if model.get("classes") is None else np.asarray(model["classes"])
+        return LinearGuestPart(name, trained, model["features"], scaler, model["hosts"], np.arange(0))
+    if role == "host":
+        trained = HeteroLinearHost(options)
+        trained.coef_ = coef
+        return LinearHostPart(name, trained, model["features"], scaler, model["guest"])
+    raise ConfigError(f"{name} keeps no model at role {role!r}")
+
+
+def logistic_reference(options, task: Task, X_train: np.ndarray, y_train: np.ndarray, X_eval: np.ndarray) -> Reference:
+    """scikit-learn's LogisticRegression (one-vs-rest for multiclass, as hetero_lr trains) with the same
+    penalty: isthmus minimises mean loss + alpha/2 |w|^2, scikit-learn C * sum loss + |w|^2 / 2."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    X_train, X_eval = _pooled_scaling(options, X_train, X_eval)
+    alpha = options.alpha if options.penalty == "l2" else 0.0
+    logistic = LogisticRegression(C=1.0 / (alpha * len(y_train)) if alpha else 1e12,
+                                  fit_intercept=options.fit_intercept, max_iter=5000)
+    if task == "multiclass":
+        return Reference(OneVsRestClassifier(logistic).fit(X_train, y_train).predict_proba(X_eval), "scikit-learn")
+    return Reference(logistic.fit(X_train, y_train).predict_proba(X_eval)[:, 1], "scikit-learn")
+
+
+def scaled(scaler: Standardizer | None, X: np.ndarray) -> np.ndarray:
     return scaler.transform(X) if scaler else np.asarray(X, dtype=np.float64)
 
 
-def _pooled_scaling(options: LinearOptions, X_train: np.ndarray, X_eval: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pooled_scaling(options, X_train: np.ndarray, X_eval: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Standardise as the parties do: each column over all aligned rows (training and evaluation)."""
     if not options.scale:
         return X_train, X_eval

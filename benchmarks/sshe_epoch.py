@@ -1,0 +1,62 @@
+"""hetero_lr_sshe training cost per row: one epoch over a sample, guest and host in this process.
+
+    python benchmarks/sshe_epoch.py                        # 2,048 rows x (10 + 20) features, 2048-bit keys
+    python benchmarks/sshe_epoch.py --rows 4096 --key-bits 1024
+
+Every batch's work is proportional to its rows (the feature products both ways, 96 encryptions and
+96 short exponentiations per row for the sigmoid), so seconds per row times 100,000 is the epoch
+time at 100k x (10 + 20): SecretFlow's MPC LR takes about 40 s per epoch there on this machine, the
+arbiter protocol is measured by benchmarks/vertical_lr.py (case narrow-2048). Both parties share this
+process's cores, as they share the machine's in a one-machine launch; key generation is excluded.
+The load average is printed beside the number: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def main() -> None:
+    from conftest import run_parties
+    from isthmus.algorithms.sshe_lr import protocol
+    from isthmus.algorithms.sshe_lr.options import SSHEOptions
+    from isthmus.algorithms.sshe_lr.roles import fit_guest, fit_host
+    from isthmus.transport.local import LocalHub
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=2048)
+    parser.add_argument("--key-bits", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(args.rows, 30))
+    y = (X @ rng.normal(size=30) + rng.logistic(size=args.rows) > 0).astype(int)
+    options = SSHEOptions(epochs=1, batch_size=args.batch_size, key_bits=args.key_bits)
+    started = {}
+    real_init = protocol.Side.__init__
+
+    def timed_init(self, *a, **k):  # start the clock once both key pairs exist
+        real_init(self, *a, **k)
+        started.setdefault("t", time.perf_counter())
+
+    protocol.Side.__init__ = timed_init
+    hub = LocalHub(["guest", "host"])
+    run_parties({"guest": lambda: fit_guest(options, hub.channel("guest"), X[:, :10], y, host="host"),
+                 "host": lambda: fit_host(options, hub.channel("host"), X[:, 10:], guest="guest")}, timeout=3600)
+    seconds = time.perf_counter() - started["t"]
+    per_row = seconds / args.rows
+    print(f"hetero_lr_sshe {args.rows} rows x (10 + 20), {args.key_bits}-bit: {seconds:.1f} s per epoch, "
+          f"{per_row * 1e3:.2f} ms per row -> {per_row * 100_000:.0f} s per epoch at 100k rows "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""One party's side of hetero_lr_sshe: its features, its key pair and two share vectors.
+
+Every weight vector lives as additive shares (shares.py): the guest's weights w_g = u_g + v_g with
+u_g at the guest and v_g at the host, the host's w_h = u_h + v_h with u_h at the host and v_h at
+the guest. One batch of rows (the guest picks them):
+
+1. scores: each party sends [[its share of the other's weights]] under its own key; each returns
+   [[X_mine @ that share - r]] and keeps r; so z = X_g w_g + X_h w_h ends up shared.
+2. sigmoid (``Guest.residual`` / ``Host.residual``): both map their share of z onto the circle of
+   fourier.py; the host sends [[cos k b]], [[sin k b]] under its key, the guest combines them with its
+   own sin k a, cos k a and the labels into [[sigmoid(z) - y - r]], keeps r and returns it.
+3. gradients: each party sends [[its share of the residual e]] under its own key; each returns
+   [[X_mine.T @ that share - r]] and keeps r: both gradients end up shared like the weights.
+4. update: each party steps its two share vectors locally (plain SGD with the L2 penalty is linear).
+
+At the end each party sends the other its share of the other's weights: each learns only its own.
+Scales: features 2^precision, weights and residuals 2^WEIGHT_BITS, trigonometric values 2^TRIG_BITS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from isthmus.algorithms.sshe_lr import fourier, shares, tags
+from isthmus.algorithms.sshe_lr.options import SSHEOptions
+from isthmus.crypto.multiexp import product_of_powers
+from isthmus.crypto.paillier import CipherArray, generate_keypair
+from isthmus.crypto.keys import PaillierPublicKey
+from isthmus.errors import DataError
+from isthmus.protocols.inspect import Inspect
+from isthmus.transport.channel import Channel
+
+#: Features must stay below 2^FEATURE_BITS in magnitude (after scaling): it bounds every masked product.
+FEATURE_BITS = 16
+WEIGHT_BITS = 24
+TRIG_BITS = 24
+#: Fractional bits of the step-size constants in the update (one truncation per step).
+UPDATE_BITS = 64
+#: Shares of z live on a circle of PERIOD * 2^(precision + WEIGHT_BITS) integer steps.
+PERIOD_BITS = fourier.PERIOD.bit_length() - 1
+assert 1 << PERIOD_BITS == fourier.PERIOD
+
+
+class Side:
+    """What guest and host do alike; ``first`` marks the guest (it truncates the other way)."""
+
+    def __init__(self, options: SSHEOptions, channel: Channel, peer: str, X: np.ndarray, *, first: bool,
+                 penalized: np.ndarray, peer_penalized_last: bool | None = None):
+        self.options, self.channel, self.peer, self.first = options, channel, peer, first
+        self.fx = options.precision
+        limit = 2.0 ** FEATURE_BITS
+        if X.size and not np.all(np.abs(X) < limit):
+            raise DataError(f"party {channel.party!r}: a feature value reaches {limit:g} after scaling; "
+                            "hetero_lr_sshe needs |x| < 2^16 (turn on scale, or clip outliers)")
+        self.X = np.rint(np.ldexp(X, self.fx)).astype(np.int64)
+        self.penalized = penalized
+        self.public_key, self.private_key = generate_keypair(options.key_bits)
+        channel.send(peer, tags.HELLO, {"key": self.public_key, "features": X.shape[1]})
+        check = Inspect(peer, tags.HELLO)
+        hello = check.mapping(channel.recv(peer, tags.HELLO), {"key", "features"}, exact=True)
+        if not isinstance(hello["key"], PaillierPublicKey) or hello["key"].bits < options.key_bits:
+            check.fail(f"the peer's public key must be a Paillier key of at least {options.key_bits} bits")
+        self.peer_key = hello["key"]
+        self.peer_features = check.integer(hello["features"], 0, 1_000_000, "feature count")
+        self.mine = [0] * X.shape[1]  # my share of my weights
+        self.theirs = [0] * self.peer_features  # my share of the peer's weights
+        self.peer_penalized = np.ones(self.peer_features, dtype=bool)
+        if peer_penalized_last is not None and self.peer_features:
+            self.peer_penalized[-1] = peer_penalized_last
+
+    # -- the symmetric steps ----------------------------------------------------------------------
+    def exchange(self, rows: np.ndarray, mine: list[int], send_tag: str, reply_tag: str, *, transpose: bool,
+                 peer_size: int, reply_size: int) -> tuple[list[int], list[int]]:
+        """Send [[mine]] (my key); get the peer's [[its vector]] (its key) and return [[X @ it - r]] (or X.T
+        @); decrypt what the peer returns for me. Returns (my share of X_mine @ theirs, my share of
+        X_peer @ mine), each mod RING."""
+        channel, peer = self.channel, self.peer
+        x = self.X[rows]
+        matrix = x.T if transpose else x
+        channel.send(peer, send_tag, shares.encrypt(self.public_key, mine))
+        check = Inspect(peer, send_tag)
+        theirs = check.cipher(channel.recv(peer, send_tag), self.peer_key, size=peer_size)
+        masked, kept = shares.masked_product(matrix, theirs, self._extra(matrix.shape[1]))
+        channel.send(peer, reply_tag, masked)
+        check = Inspect(peer, reply_tag)
+        reply = check.cipher(channel.recv(peer, reply_tag), self.public_key, size=reply_size)
+        peer_cols = len(rows) if transpose else self.peer_features
+        return kept, shares.decrypt(self.private_key, reply, self._extra(peer_cols), check)
+
+    def scores(self, rows: np.ndarray) -> list[int]:
+        """My share of z for ``rows`` (scale 2^(precision + WEIGHT_BITS))."""
+        kept, received = self.exchange(rows, self.theirs, tags.WEIGHT_SHARE, tags.SCORE_SHARE, transpose=False,
+                                       peer_size=len(self.mine), reply_size=len(rows))
+        return shares.add(shares.dot(self.X[rows], self.mine), kept, received)
+
+    def step(self, rows: np.ndarray, residual: list[int], learning_rate: float) -> None:
+        """Share the gradients of both weight vectors and step both of my share vectors."""
+        kept, received = self.exchange(rows, residual, tags.RESIDUAL, tags.GRADIENT_SHARE, transpose=True,
+                                       peer_size=len(rows), reply_size=self.peer_features)
+        mine_gradient = shares.add(shares.dot(self.X[rows].T, residual), kept)
+        self.mine = self._update(self.mine, mine_gradient, self.penalized, learning_rate, len(rows))
+        self.theirs = self._update(self.theirs, received, self.peer_penalized, learning_rate, len(rows))
+
+    def _update(self, weights: list[int], gradient: list[int], penalized: np.ndarray, learning_rate: float,
+                rows: int) -> list[int]:
+        """w <- (1 - lr alpha) w - lr / rows * X.T e, on shares: w at 2^WEIGHT_BITS, the gradient at
+        2^(precision + WEIGHT_BITS); both products land at 2^(WEIGHT_BITS + UPDATE_BITS), then truncate."""
+        decay = [round((1.0 - learning_rate * self.options.l2 * p) * 2.0**UPDATE_BITS) for p in penalized]
+        step = round(learning_rate / rows * 2.0 ** (UPDATE_BITS - self.fx))
+        moved = [(w * d - g * step) % shares.RING for w, d, g in zip(weights, decay, gradient, strict=True)]
+        return shares.truncate(moved, UPDATE_BITS, first=self.first)
+
+    def circle(self, z_share: list[int]) -> np.ndarray:
+        """(rows, TERMS) angles / 2 pi of k times my share of z on fourier.py's circle."""
+        return fourier.angles(z_share, 1 << (PERIOD_BITS + self.fx + WEIGHT_BITS))
+
+    def reveal(self) -> np.ndarray:
+        """Swap shares of each other's weights: return my own weights (floats), the peer learns its own."""
+        self.channel.send(self.peer, tags.REVEAL, self.theirs)
+        check = Inspect(self.peer, tags.REVEAL)
+        got = check.sequence(self.channel.recv(self.peer, tags.REVEAL), len(self.mine), what="weight shares")
+        for value in got:
+            check.integer(value, 0, shares.RING - 1, "weight share")
+        weights = [shares.signed(w) for w in shares.add(self.mine, got)]
+        return np.ldexp(np.array(weights, dtype=np.float64), -WEIGHT_BITS)
+
+    def _extra(self, columns: int) -> int:
+        """Bits bounding a masked product's |row sums|: ``columns`` features below 2^(precision + FEATURE_BITS)."""
+        return max(columns, 1).bit_length() + self.fx + FEATURE_BITS
+
+
+def guest_residual(side: Side, z_share: list[int], y: np.ndarray) -> list[int]:
+    """The guest's share of e = sigmoid(z) - y at 2^WEIGHT_BITS; the host runs :func:`host_residual`."""
+    rows = len(z_share)
+    check = Inspect(side.peer, tags.TRIG)
+    trig = check.cipher(side.channel.recv(side.peer, tags.TRIG), side.peer_key, size=rows * 2 * fourier.TERMS)
+    angle = 2 * np.pi * side.circle(z_share)
+    # sin k(a + b) = sin ka cos kb + cos ka sin kb; the host's [[cos kb | sin kb]] meet [alpha sin ka | alpha cos ka]
+    factors = np.hstack([np.sin(angle), np.cos(angle)]) * np.tile(fourier.COEFFICIENTS, 2)
+    series = _row_sums(trig, np.rint(np.ldexp(factors, TRIG_BITS)).astype(np.int64))
+    one = 1 << (2 * TRIG_BITS)
+    offset = np.array([one // 2 - int(label) * one for label in y], dtype=object)  # 1/2 - y
+    masked, kept = shares.masked(series + offset, 0)
+    side.channel.send(side.peer, tags.RESIDUAL_SHARE, masked)
+    return shares.truncate(kept, 2 * TRIG_BITS - WEIGHT_BITS, first=True)
+
+
+def _row_sums(encrypted, factors: np.ndarray):
+    """[[sum_j factors[i, j] * v[i, j]]] per row i of the flat (rows x columns) ciphertexts: one bucket
+    multi-exponentiation per row (signed exponents cost one inversion per row, not one per element)."""
+    modulus, width = encrypted.public_key.nsquare, factors.shape[1]
+    flat = encrypted.ciphertexts()
+    sums = [product_of_powers(flat[i * width:(i + 1) * width], row, modulus) for i, row in enumerate(factors)]
+    return CipherArray.from_ciphertexts(encrypted.public_key, sums, (len(sums),), 0)
+
+
+def host_residual(side: Side, z_share: list[int]) -> list[int]:
+    angle = 2 * np.pi * side.circle(z_share)
+    trig = np.rint(np.ldexp(np.hstack([np.cos(angle), np.sin(angle)]), TRIG_BITS)).astype(np.int64)
+    side.channel.send(side.peer, tags.TRIG, side.public_key.encrypt(trig.ravel(), precision=0))
+    check = Inspect(side.peer, tags.RESIDUAL_SHARE)
+    masked = check.cipher(side.channel.recv(side.peer, tags.RESIDUAL_SHARE), side.public_key, size=len(z_share))
+    return shares.truncate(shares.decrypt(side.private_key, masked, 0, check), 2 * TRIG_BITS - WEIGHT_BITS,
+                           first=False)

@@ -1,0 +1,11 @@
+"""Message tags of hetero_lr_sshe, in one place so the two roles cannot drift apart."""
+
+HELLO = "sshe-lr/hello"  # both ways: own public key and feature count
+CONTROL = "sshe-lr/control"  # guest -> host: batch, reveal
+WEIGHT_SHARE = "sshe-lr/weight-share"  # both ways: [[my share of your weights]] under my key
+SCORE_SHARE = "sshe-lr/score-share"  # both ways: [[X_mine @ share - r]] under your key
+TRIG = "sshe-lr/trig"  # host -> guest: [[cos k b, sin k b]] under the host's key
+RESIDUAL_SHARE = "sshe-lr/residual-share"  # guest -> host: [[sigmoid(z) - y - r]] under the host's key
+RESIDUAL = "sshe-lr/residual"  # both ways: [[my share of the residual]] under my key
+GRADIENT_SHARE = "sshe-lr/gradient-share"  # both ways: [[X_mine.T @ share - r]] under your key
+REVEAL = "sshe-lr/reveal"  # both ways, once: my share of your weights
