@@ -8,10 +8,14 @@ federation file, as if each party had run ``isthmus keys init`` and ``keys insta
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import yaml
 
+from isthmus.errors import IsthmusError
 from isthmus.jobs.local import free_ports
 from isthmus.transport.certs import create_federation
 from isthmus.transport.keyfiles import CA_CERT, FEDERATION_FILE
@@ -41,3 +45,31 @@ def make_local_federation(root: Path, nodes: dict[str, dict]) -> dict[str, Path]
         configs[party].write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     shutil.rmtree(shared)  # the CA operator is done: no node keeps the CA key or another party's keys
     return configs
+
+
+def start_node(config: Path, log: Path) -> subprocess.Popen:
+    """``isthmus node start --config CONFIG`` as its own process, its output in ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "isthmus", "node", "start", "--config", str(config)],
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def api_url(config: Path) -> str:
+    return f"http://{yaml.safe_load(Path(config).read_text(encoding='utf-8'))['api']['listen']}"
+
+
+def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
+    """Return once the node answers on its API; fail with its log if it exits or never answers."""
+    from isthmus.node.client import NodeClient
+
+    client, deadline = NodeClient(url, timeout=2.0), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise IsthmusError(f"node at {url} exited ({process.returncode}): {log.read_text(errors='replace')[-2000:]}")
+        try:
+            client.status()
+            return
+        except IsthmusError:
+            time.sleep(0.2)
+    raise IsthmusError(f"node at {url} did not answer within {timeout:g} s; see {log}")
