@@ -34,9 +34,9 @@ def wait(client: NodeClient, job_id: str, *statuses: str, timeout: float = 60.0)
     raise AssertionError(f"{client.url}: job {job_id} is {job}, not {statuses}")
 
 
-@pytest.fixture
-def nodes(tmp_path):
-    configs = federation(tmp_path)
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory):
+    configs = federation(tmp_path_factory.mktemp("nodes"))
     processes = {party: start_node(path, path.parent / "node.log") for party, path in configs.items()}
     try:
         clients = {}
