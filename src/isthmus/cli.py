@@ -169,6 +169,14 @@ def ledger(ctx: typer.Context) -> None:
 
 
 @demo_app.command()
+def federation(ctx: typer.Context) -> None:
+    """Three nodes as processes: the host proposes PSI + hetero LR, the guest approves, one proposal refused."""
+    from isthmus.demos.federation import run_federation_demo
+
+    guard(lambda: run_federation_demo(ctx.obj.out / "federation", console=console, **_key_bits(ctx)))
+
+
+@demo_app.command()
 def query(ctx: typer.Context) -> None:
     """Five lenders' loans tables, their query services as processes; asks with known answers."""
     from isthmus.query.demo import run_demo
