@@ -146,3 +146,15 @@ def test_the_policy_refuses_a_proposer_it_does_not_list(tmp_path):
     with pytest.raises(Refusal, match="proposers: 'host' may not propose"):
         review(config, parse_proposal(proposal(), job_id="0123456789abcdef", proposer="host", members=MEMBERS))
     assert yaml.safe_load(configs["guest"].read_text())["policy"]["proposers"] == ["arbiter"]
+
+
+def test_an_abort_notice_on_the_nodes_job_ends_nothing(configs):
+    nodes = local_nodes(configs)
+    try:
+        nodes.hub.channel("arbiter", CONTROL_JOB).abort("mallory-style abort of the node messages")
+        job = nodes.coordinators["host"].submit(proposal())
+        nodes.wait("guest", job, "pending")
+        nodes.coordinators["guest"].approve(job)
+        nodes.wait("host", job, "running")
+    finally:
+        nodes.stop()

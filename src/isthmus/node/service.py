@@ -46,7 +46,7 @@ def running_node(config: NodeConfig) -> Iterator[Coordinator]:
                     max_message_bytes=MAX_MESSAGE_BYTES)
     grpc.open_job(CONTROL_JOB, accept=[TAG])
     grpc.start()
-    link = PeerLink(grpc.channel(CONTROL_JOB), list(config.members), coordinator.handle)
+    link = PeerLink(grpc.channel(CONTROL_JOB), grpc.mailbox, list(config.members), coordinator.handle)
     coordinator.send = link.send
     link.start()
     try:
