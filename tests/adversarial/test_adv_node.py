@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from isthmus.errors import PeerError, PeerRefusedError, ProtocolError
 from isthmus.node.api import MAX_BODY_BYTES, create_app
 from isthmus.node.config import load_node_config
+from isthmus.node.consent import sign_consent
 from isthmus.node.local import make_local_federation
 from isthmus.node.peers import CONTROL_JOB, TAG
 from isthmus.node.policy import Refusal, review
@@ -17,6 +18,7 @@ from isthmus.node.proposal import MAX_PROPOSAL_BYTES, ProposalError, parse_propo
 from isthmus.node.service import running_node
 from isthmus.transport.certs import tls_files_for
 from isthmus.transport.grpc_transport import GrpcNode
+from isthmus.transport.keyfiles import load_signing_key
 from tests.node_helpers import federation, local_nodes, proposal
 
 MEMBERS = {"guest", "host", "arbiter"}
@@ -104,6 +106,11 @@ def test_forged_votes_and_starts_are_refused_and_nothing_runs(configs):
             arbiter.handle("host", forged)
         with pytest.raises(ProtocolError, match="only the job's proposer"):
             arbiter.handle("guest", forged)
+        digest = arbiter.store.job(job)["digest"]
+        signed = {**forged, "signatures": {p: sign_consent(load_signing_key(load_node_config(configs[p]).keys, p), digest)
+                                           for p in MEMBERS}}
+        with pytest.raises(ProtocolError, match="another address than the one it chose"):
+            arbiter.handle("host", signed)
         assert all(not runner.started for runner in nodes.runners.values())
         assert nodes.status("guest", job)["status"] == "pending"
     finally:

@@ -67,7 +67,7 @@ def create_app(coordinator: Coordinator, token: str | None = None) -> FastAPI:
         run = read_events(job_folder(config.store, job_id) / "run" / "events.jsonl")
         merged = sorted([{"source": "node", **e} for e in store.events(job_id)] +
                         [{"source": "run", **e} for e in run], key=lambda e: e["time"])
-        return merged[after:]
+        return merged[max(after, 0):]
 
     @app.get("/v1/jobs/{job_id}/logs", response_class=PlainTextResponse)
     def logs(job_id: str) -> str:

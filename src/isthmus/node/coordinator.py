@@ -218,6 +218,8 @@ class Coordinator:
             if not consent_valid(self.pinned[party], proposal.digest, signatures[party]):
                 check.fail(f"no valid consent signature of {party!r}: nothing runs")
             _check_address(check, addresses[party])
+        if addresses[self.me] != self.store.votes(proposal.id)[self.me]["address"]:
+            check.fail("the start moves this party to another address than the one it chose")
         self._start(proposal, addresses)
 
     def _start(self, proposal: Proposal, addresses: dict[str, str]) -> None:
