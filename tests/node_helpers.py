@@ -23,11 +23,11 @@ def federation(root: Path, *, guest: dict | None = None, host: dict | None = Non
     """guest (manual approval), host (auto) and arbiter (auto); extra policy settings per party."""
     guest_csv, host_csv = make_vertical_data(root / "data")
     return make_local_federation(root, {
-        "guest": {"catalogue": {"customers": {"path": str(guest_csv), "id": "id", "label": "y"}},
+        "guest": {"timeout": 5, "catalogue": {"customers": {"path": str(guest_csv), "id": "id", "label": "y"}},
                   "policy": {**POLICY, "approval": "manual", **(guest or {})}},
-        "host": {"catalogue": {"accounts": {"path": str(host_csv), "id": "id"}},
+        "host": {"timeout": 5, "catalogue": {"accounts": {"path": str(host_csv), "id": "id"}},
                  "policy": {**POLICY, "approval": "auto", **(host or {})}},
-        "arbiter": {"policy": {**POLICY, "approval": "auto", **(arbiter or {})}},
+        "arbiter": {"timeout": 5, "policy": {**POLICY, "approval": "auto", **(arbiter or {})}},
     })
 
 

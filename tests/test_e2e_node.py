@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from isthmus.errors import ConfigError
@@ -67,6 +69,24 @@ def test_a_job_proposed_by_the_host_runs_after_the_guests_approval(nodes):
     assert set(clients["host"].job(job_id)["votes"]) == {"guest", "host", "arbiter"}
 
 
+def test_the_published_model_predicts_online_as_in_batch(nodes):
+    configs, _, clients = nodes
+    job_id = next(job["id"] for job in clients["guest"].jobs() if job["status"] == "finished")
+    assert clients["guest"].publish(job_id, "credit-v1")["hosts"] == ["host"]
+    batch = pd.read_csv(job_folder(configs["guest"].parent / "store", job_id) / "run" / "predictions.csv")
+    ids = [str(i) for i in batch["id"][:50]]
+    online = clients["guest"].predict("credit-v1", ids)
+    assert np.max(np.abs(np.array(online) - batch["score"][:50].to_numpy())) < 1e-9
+    assert clients["guest"].predict("credit-v1", ids[:1]) == online[:1]
+    with pytest.raises(ConfigError, match="unknown id"):
+        clients["guest"].predict("credit-v1", ["cust-99999"])
+    with pytest.raises(ConfigError, match="no published model"):
+        clients["host"].predict("credit-v1", ids[:1])  # a host serves its part to the guest only
+    served = [json.loads(line) for line in (configs["host"].parent / "store" / "serving.jsonl").read_text().splitlines()]
+    assert [entry["outcome"] for entry in served][:2] == ["served", "served"]
+    assert not any(i in json.dumps(served) for i in ids)  # the host's log holds no id
+
+
 def test_a_node_restarted_during_a_job_marks_it_failed_and_its_peers_stop(nodes):
     configs, processes, clients = nodes
     job_id = clients["host"].submit(proposal(epochs=200))
@@ -80,6 +100,21 @@ def test_a_node_restarted_during_a_job_marks_it_failed_and_its_peers_stop(nodes)
     wait_ready(api_url(configs["guest"]), processes["guest"], log)
     job = clients["guest"].job(job_id)
     assert job["status"] == "failed" and job["reason"] == RESTARTED
+    first = next(j["id"] for j in clients["guest"].jobs() if j["status"] == "finished")
+    batch = pd.read_csv(job_folder(configs["guest"].parent / "store", first) / "run" / "predictions.csv")
+    again = clients["guest"].predict("credit-v1", [str(batch["id"][0])])  # served again after the restart
+    assert abs(again[0] - batch["score"][0]) < 1e-9
     for party in ("host", "arbiter"):
         stopped = wait(clients[party], job_id, "failed", timeout=30)
         assert stopped["reason"] in (f"guest: {RESTARTED}",) or "guest" in stopped["reason"], stopped
+
+
+def test_with_a_host_down_a_prediction_fails_naming_it(nodes):
+    configs, processes, clients = nodes
+    processes["host"].kill()
+    processes["host"].wait()
+    ids = [str(i) for i in pd.read_csv(configs["guest"].parent.parent / "data" / "guest.csv")["id"][:1]]
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="host 'host'"):
+        clients["guest"].predict("credit-v1", ids)
+    assert time.monotonic() - started < 30

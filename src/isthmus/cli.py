@@ -14,7 +14,7 @@ from rich.console import Console
 from isthmus.cli_errors import fail, guard
 from isthmus.cli_keys import ca_app, keys_app
 from isthmus.cli_ledger import ledger_app
-from isthmus.cli_node import job_app, node_app
+from isthmus.cli_node import job_app, model_app, node_app
 from isthmus.cli_query import query_app
 
 app = typer.Typer(help="isthmus: federated learning for data islands.", no_args_is_help=True,
@@ -27,6 +27,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(ca_app, name="ca")
 app.add_typer(node_app, name="node")
 app.add_typer(job_app, name="job")
+app.add_typer(model_app, name="model")
 console = Console()
 
 JobArg = Annotated[Path, typer.Argument(help="The job's YAML file.", exists=True, dir_okay=False)]

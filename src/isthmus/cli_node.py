@@ -21,6 +21,8 @@ node_app = typer.Typer(help="This party's node: its keys, catalogue, policy and 
                        no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 job_app = typer.Typer(help="Jobs through a node: propose, approve or refuse, follow, cancel.",
                       no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+model_app = typer.Typer(help="Online serving: publish a trained vertical model at its guest's node, predict.",
+                        no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 console = Console(soft_wrap=True)
 
 NodeOpt = Annotated[Optional[str], typer.Option("--node", help="The node's API URL (default: $ISTHMUS_NODE or "
@@ -118,3 +120,25 @@ def job_refuse(job_id: IdArg, reason: Annotated[str, typer.Option(help="Why: the
 def job_cancel(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None) -> None:
     """Stop a job here and tell its other parties."""
     console.print(guard(lambda: _client(node, token_file).cancel(job_id))["status"])
+
+
+@model_app.command("publish")
+def model_publish(job_id: IdArg, name: Annotated[str, typer.Option(help="The model's name, e.g. credit-v1.")],
+                  node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """At the guest's node: serve the model job JOB trained, every host serving its part to this guest."""
+    console.print_json(json.dumps(guard(lambda: _client(node, token_file).publish(job_id, name))))
+
+
+@model_app.command("list")
+def model_list(node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """The models this node serves."""
+    console.print_json(json.dumps(guard(lambda: _client(node, token_file).models())))
+
+
+@model_app.command("predict")
+def model_predict(name: Annotated[str, typer.Argument(help="The published model.")],
+                  ids: Annotated[list[str], typer.Argument(help="The ids to score.")],
+                  node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """Score ids with a published model (at the guest's node), jointly with its hosts."""
+    scores = guard(lambda: _client(node, token_file).predict(name, ids))
+    console.print_json(json.dumps(dict(zip(ids, scores))))

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from isthmus.errors import ConfigError, IsthmusError
@@ -18,12 +19,14 @@ from isthmus.jobs.events import read_events
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.proposal import MAX_PROPOSAL_BYTES
 from isthmus.node.runner import job_folder
+from isthmus.node.serving import MAX_IDS, Serving, ServingError, UnknownId
 
 MAX_BODY_BYTES = MAX_PROPOSAL_BYTES + 1024
+MAX_PREDICT_BYTES = MAX_IDS * 140  # 10,000 ids of up to 128 characters, quoted
 _LOG_TAIL = 64 * 1024
 
 
-def create_app(coordinator: Coordinator, token: str | None = None) -> FastAPI:
+def create_app(coordinator: Coordinator, token: str | None = None, serving: Serving | None = None) -> FastAPI:
     app = FastAPI(title=f"isthmus node {coordinator.me}", docs_url=None, redoc_url=None, openapi_url=None)
     store, config = coordinator.store, coordinator.config
 
@@ -37,7 +40,9 @@ def create_app(coordinator: Coordinator, token: str | None = None) -> FastAPI:
 
     @app.exception_handler(IsthmusError)
     async def refused(request: Request, exc: IsthmusError):
-        return JSONResponse({"detail": str(exc)}, status_code=409 if isinstance(exc, ConfigError) else 400)
+        status = 404 if isinstance(exc, UnknownId) else 502 if isinstance(exc, ServingError) else \
+            409 if isinstance(exc, ConfigError) else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.get("/v1/status")
     def status() -> dict:
@@ -98,6 +103,29 @@ def create_app(coordinator: Coordinator, token: str | None = None) -> FastAPI:
         coordinator.cancel(job_id)
         return _summary(_job(job_id))
 
+    @app.get("/v1/models")
+    def models() -> list[dict]:
+        return store.models()
+
+    @app.post("/v1/models", status_code=201)
+    async def publish(request: Request) -> dict:
+        body = await _json_body(request)
+        if not isinstance(body, dict) or set(body) != {"job", "name"}:
+            raise HTTPException(422, "send {\"job\": ID, \"name\": NAME}")
+        return await run_in_threadpool(_serving().publish, body["job"], body["name"])
+
+    @app.post("/v1/models/{name}/predict")
+    async def predict(name: str, request: Request) -> dict:
+        body = await _json_body(request, limit=MAX_PREDICT_BYTES)
+        if not isinstance(body, dict) or set(body) != {"ids"}:
+            raise HTTPException(422, "send {\"ids\": [ID, ...]}")
+        return {"scores": await run_in_threadpool(_serving().predict, name, body["ids"])}
+
+    def _serving() -> Serving:
+        if serving is None:
+            raise HTTPException(503, "this node serves no models")
+        return serving
+
     def _job(job_id: str) -> dict:
         found = store.job(job_id)
         if found is None:
@@ -113,16 +141,16 @@ def _summary(job: dict) -> dict:
                                                      for name, entry in job["proposal"]["job"]["parties"].items()}}
 
 
-async def _json_body(request: Request) -> Any:
-    """The body as JSON, refused past :data:`MAX_BODY_BYTES` before it is all read."""
+async def _json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+    """The body as JSON, refused past ``limit`` bytes before it is all read."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-        raise HTTPException(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise HTTPException(413, f"the body is larger than {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+        if len(body) > limit:
+            raise HTTPException(413, f"the body is larger than {limit} bytes")
     try:
         return json.loads(body)
     except ValueError:

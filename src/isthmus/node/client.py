@@ -58,5 +58,14 @@ class NodeClient:
     def cancel(self, job_id: str) -> dict:
         return self.call("POST", f"/v1/jobs/{job_id}/cancel")
 
+    def publish(self, job_id: str, name: str) -> dict:
+        return self.call("POST", "/v1/models", json={"job": job_id, "name": name})
+
+    def models(self) -> list[dict]:
+        return self.call("GET", "/v1/models")
+
+    def predict(self, name: str, ids: list[str]) -> list:
+        return self.call("POST", f"/v1/models/{name}/predict", json={"ids": ids})["scores"]
+
     def status(self) -> dict:
         return self.call("GET", "/v1/status")

@@ -47,7 +47,12 @@ class Coordinator:
         self.pinned = pinned
         self.runner = runner
         self.send: Callable[[str, dict], None] = lambda peer, message: None  # set by the node once its link is up
+        self.serving: Any = None  # the node's Serving, once started
         self._lock = threading.RLock()  # one decision at a time: votes may arrive together
+        #: message kind -> handler(sender, message, check); serving adds its own
+        self.handlers: dict[str, Callable[[str, dict, Inspect], None]] = {
+            "propose": self._on_propose, "vote": self._on_vote, "start": self._on_start, "refused": self._on_refused,
+            "cancel": self._on_stop, "failed": self._on_stop}
 
     @property
     def me(self) -> str:
@@ -73,12 +78,12 @@ class Coordinator:
     def approve(self, job_id: str) -> None:
         with self._lock:
             job = self._pending(job_id)
-            self._accept(_proposal(job))
+            self._accept(proposal_of(job))
 
     def refuse(self, job_id: str, reason: str) -> None:
         with self._lock:
             job = self._pending(job_id)
-            self._vote(_proposal(job), "refuse", reason=f"refused by {self.me}'s operator: {reason}"[:MAX_REASON])
+            self._vote(proposal_of(job), "refuse", reason=f"refused by {self.me}'s operator: {reason}"[:MAX_REASON])
 
     def cancel(self, job_id: str, reason: str = "cancelled by the operator") -> None:
         with self._lock:
@@ -94,7 +99,7 @@ class Coordinator:
             self._tell(self._known(job_id), "failed", reason)
 
     def _tell(self, job: dict, kind: str, reason: str) -> None:
-        proposal = _proposal(job)
+        proposal = proposal_of(job)
         for party in {*proposal.parties, proposal.proposer} - {self.me}:
             self.send(party, {"kind": kind, "job": job["id"], "reason": f"{self.me}: {reason}"[:MAX_REASON]})
 
@@ -111,8 +116,7 @@ class Coordinator:
         check = Inspect(sender, TAG)
         check.mapping(message, {"kind", "job"})
         kind = check.text(message["kind"], "kind", 16)
-        handler = {"propose": self._on_propose, "vote": self._on_vote, "start": self._on_start,
-                   "refused": self._on_refused, "cancel": self._on_stop, "failed": self._on_stop}.get(kind)
+        handler = self.handlers.get(kind)
         if handler is None:
             check.fail(f"unknown message kind {kind!r}")
         check.text(message["job"], "job id", 16)
@@ -165,7 +169,7 @@ class Coordinator:
         job = self.store.job(message["job"])
         if job is None or job["proposer"] != self.me:
             check.fail("a vote on a job this node did not propose")
-        proposal = _proposal(job)
+        proposal = proposal_of(job)
         if sender not in proposal.parties:
             check.fail("a vote from a member that is not a party of the job")
         decision = message.get("decision")
@@ -210,7 +214,7 @@ class Coordinator:
         job = self._from_proposer(sender, message, check)
         if job["status"] != "accepted":
             check.fail(f"a start for a job that is {job['status']} here")
-        proposal = _proposal(job)
+        proposal = proposal_of(job)
         addresses, signatures = message["addresses"], message["signatures"]
         for mapping in (addresses, signatures):
             check.mapping(mapping, set(proposal.parties), exact=True)
@@ -243,7 +247,7 @@ class Coordinator:
         job = self.store.job(message["job"])
         if job is None:
             check.fail("a cancellation of a job unknown here")
-        proposal = _proposal(job)
+        proposal = proposal_of(job)
         if sender not in {*proposal.parties, proposal.proposer}:
             check.fail("a cancellation from a member that has no part in the job")
         if job["status"] not in FINAL:
@@ -276,7 +280,7 @@ class Coordinator:
         return job
 
 
-def _proposal(job: dict) -> Proposal:
+def proposal_of(job: dict) -> Proposal:
     wire = job["proposal"]
     return Proposal(wire["id"], wire["proposer"], wire["job"])
 

@@ -19,8 +19,9 @@ from isthmus.transport.channel import Channel
 from isthmus.transport.mailbox import Mailbox
 
 TAG = "node"
-#: The node-to-node job the control messages travel under, and the largest such message.
-CONTROL_JOB, MAX_MESSAGE_BYTES = "isthmus-node", 256 * 1024
+#: The node-to-node job the control messages travel under, and the largest such message (a prediction
+#: request of 10,000 long ids).
+CONTROL_JOB, MAX_MESSAGE_BYTES = "isthmus-node", 2 << 20
 _POLL_S = 0.2
 _log = logging.getLogger(__name__)
 

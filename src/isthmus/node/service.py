@@ -15,6 +15,7 @@ from isthmus.node.config import NodeConfig
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.peers import CONTROL_JOB, MAX_MESSAGE_BYTES, TAG, PeerLink
 from isthmus.node.runner import ProcessRunner
+from isthmus.node.serving import SERVE_SCOPE, Serving
 from isthmus.node.store import Store
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.certs import tls_files_for
@@ -43,11 +44,13 @@ def running_node(config: NodeConfig) -> Iterator[Coordinator]:
     me = config.members[config.party]
     grpc = GrpcNode(config.party, config.options.listen or me, config.members, tls_files_for(config.keys, config.party),
                     audit=AuditLog(store_dir / "audit.jsonl", config.party), connect_timeout=config.options.timeout,
-                    max_message_bytes=MAX_MESSAGE_BYTES)
-    grpc.open_job(CONTROL_JOB, accept=[TAG])
+                    max_message_bytes=MAX_MESSAGE_BYTES, recv_timeout=config.options.timeout)
+    grpc.open_job(CONTROL_JOB, accept=[TAG, SERVE_SCOPE])
     grpc.start()
-    link = PeerLink(grpc.channel(CONTROL_JOB), grpc.mailbox, list(config.members), coordinator.handle)
+    channel = grpc.channel(CONTROL_JOB)
+    link = PeerLink(channel, grpc.mailbox, list(config.members), coordinator.handle)
     coordinator.send = link.send
+    coordinator.serving = Serving(coordinator, channel)  # published models are served again
     link.start()
     try:
         for job in interrupted:  # the peers' sides wait for ours: tell them
@@ -83,5 +86,5 @@ def serve(config: NodeConfig) -> None:
     with running_node(config) as coordinator:
         _log.info("node %s: API on %s, peers on %s", config.party, config.options.api.listen,
                   config.members[config.party])
-        uvicorn.Server(uvicorn.Config(create_app(coordinator, token), host=host.strip("[]"), port=int(port),
+        uvicorn.Server(uvicorn.Config(create_app(coordinator, token, coordinator.serving), host=host.strip("[]"), port=int(port),
                                       log_level="warning", access_log=False)).run()

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, name TEXT, proposer TEXT, 
     status TEXT, reason TEXT, addresses TEXT, created REAL, updated REAL);
 CREATE TABLE IF NOT EXISTS votes (job TEXT, party TEXT, decision TEXT, reason TEXT, signature BLOB, address TEXT,
     PRIMARY KEY (job, party));
+CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, job TEXT, status TEXT, created REAL);
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT, time REAL, event TEXT);
 """
 
@@ -80,6 +81,13 @@ class Store:
 
     def votes(self, job_id: str) -> dict[str, dict]:
         return {row["party"]: dict(row) for row in self._run("SELECT * FROM votes WHERE job = ?", job_id)}
+
+    def add_model(self, name: str, job_id: str, status: str) -> None:
+        self._run("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)", name, job_id, status, time.time())
+        self.event(job_id, model=name, status=status)
+
+    def models(self) -> list[dict]:
+        return [dict(row) for row in self._run("SELECT * FROM models ORDER BY created")]
 
     def event(self, job_id: str, **event: Any) -> None:
         self._run("INSERT INTO events (job, time, event) VALUES (?, ?, ?)", job_id, time.time(), json.dumps(event))
