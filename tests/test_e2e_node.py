@@ -9,13 +9,17 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from isthmus.errors import ConfigError
 
 from isthmus.node.client import NodeClient
+from isthmus.node.peers import CONTROL_JOB, TAG
 from isthmus.node.local import api_url, start_node, wait_ready
 from isthmus.node.runner import job_folder
 from isthmus.node.service import RESTARTED
+from isthmus.transport.certs import tls_files_for
+from isthmus.transport.grpc_transport import GrpcNode
 from tests.node_helpers import federation, proposal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -78,13 +82,34 @@ def test_the_published_model_predicts_online_as_in_batch(nodes):
     online = clients["guest"].predict("credit-v1", ids)
     assert np.max(np.abs(np.array(online) - batch["score"][:50].to_numpy())) < 1e-9
     assert clients["guest"].predict("credit-v1", ids[:1]) == online[:1]
-    with pytest.raises(ConfigError, match="unknown id"):
+    with pytest.raises(ConfigError, match="unknown id: the guest's table"):
         clients["guest"].predict("credit-v1", ["cust-99999"])
+    data = configs["guest"].parent.parent / "data"
+    guest_only = sorted(set(pd.read_csv(data / "guest.csv")["id"]) - set(pd.read_csv(data / "host.csv")["id"]))[0]
+    with pytest.raises(ConfigError, match=r"hosts refused the prediction: \{'host': 'unknown id'\}"):
+        clients["guest"].predict("credit-v1", [str(guest_only)])
     with pytest.raises(ConfigError, match="no published model"):
         clients["host"].predict("credit-v1", ids[:1])  # a host serves its part to the guest only
+    impostor_asks(configs, "host", ids[:3])  # the arbiter, a member, asks the host for its part's scores
     served = [json.loads(line) for line in (configs["host"].parent / "store" / "serving.jsonl").read_text().splitlines()]
-    assert [entry["outcome"] for entry in served][:2] == ["served", "served"]
+    assert [(entry["guest"], entry["outcome"]) for entry in served] == [
+        ("guest", "served"), ("guest", "served"), ("guest", "unknown id"), ("arbiter", "unknown model")]
+    assert str(guest_only) not in json.dumps(served)
     assert not any(i in json.dumps(served) for i in ids)  # the host's log holds no id
+
+
+def impostor_asks(configs, host: str, ids: list[str]) -> None:
+    """The arbiter's keys, used to send the host a prediction request for the guest's model."""
+    keys = configs["arbiter"].parent / "keys"
+    members = yaml.safe_load((configs["arbiter"].parent / "federation.yaml").read_text())["members"]
+    node = GrpcNode("arbiter", "127.0.0.1:0", {host: members[host]}, tls_files_for(keys, "arbiter"), connect_timeout=5)
+    with node:
+        node.channel(CONTROL_JOB).send(host, TAG, {"kind": "predict", "job": "0" * 16, "name": "credit-v1",
+                                                   "rid": "0" * 16, "ids": ids})
+    deadline = time.monotonic() + 10
+    log = configs[host].parent / "store" / "serving.jsonl"
+    while time.monotonic() < deadline and "arbiter" not in log.read_text():
+        time.sleep(0.1)
 
 
 def test_a_node_restarted_during_a_job_marks_it_failed_and_its_peers_stop(nodes):
