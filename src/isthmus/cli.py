@@ -171,7 +171,8 @@ def ledger(ctx: typer.Context) -> None:
 
 @demo_app.command()
 def federation(ctx: typer.Context) -> None:
-    """Three nodes as processes: the host proposes PSI + hetero LR, the guest approves, one proposal refused."""
+    """Three nodes as processes: the host proposes PSI + hetero LR, the guest approves, publishes and predicts
+    online; one proposal refused."""
     from isthmus.demos.federation import run_federation_demo
 
     guard(lambda: run_federation_demo(ctx.obj.out / "federation", console=console, **_key_bits(ctx)))

@@ -1,7 +1,8 @@
 """`isthmus demo federation`: three nodes as processes, consent before anything runs.
 
 The host (not the guest) proposes PSI + hetero LR naming table aliases; the arbiter's node accepts by
-policy, the guest's operator approves by hand, and every node runs its own side. A second proposal
+policy, the guest's operator approves by hand, and every node runs its own side. The guest publishes
+the model and scores 100 ids online, beside the batch scores of the same model. A second proposal
 asks for fewer shared rows than the guest's policy allows (the host's own allows it) and is refused by
 the guest's node, its reason reaching the host.
 """
@@ -13,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from rich.console import Console
 
 from isthmus.demos.folder import demo_folder
@@ -76,14 +79,29 @@ def _run(folder: Path, console: Console, key_bits: int) -> dict:
         failed = {p: j["reason"] for p, j in finished.items() if j["status"] != "finished"}
         if failed:
             raise IsthmusError(f"the demo's job failed: {failed}")
-        metrics = json.loads((job_folder(configs["guest"].parent / "store", job_id) / "run" / "metrics.json").read_text())
+        run = job_folder(configs["guest"].parent / "store", job_id) / "run"
+        metrics = json.loads((run / "metrics.json").read_text())
         console.print(f"guest's model: AUC {metrics['metrics']['auc']:.4f} (in the guest's store)")
+
+        console.print(f"\nthe guest publishes it: isthmus model publish {job_id} --name credit-v1 --node "
+                      f"{clients['guest'].url}", markup=False)
+        clients["guest"].publish(job_id, "credit-v1")
+        batch = pd.read_csv(run / "predictions.csv").head(100)
+        started = time.perf_counter()
+        online = [clients["guest"].predict("credit-v1", [str(i)])[0] for i in batch["id"]]
+        per_request_ms = (time.perf_counter() - started) * 10
+        gap = float(np.max(np.abs(np.array(online) - batch["score"].to_numpy())))
+        console.print(f"100 online predictions, one id each ({per_request_ms:.1f} ms per request), beside the batch "
+                      f"scores of the same model: largest difference {gap:.1e}")
+        if gap > 1e-9:
+            raise IsthmusError(f"online and batch predictions differ by {gap:g}")
 
         console.print("\nthe host proposes the same job with min_shared_rows 10 (the guest's policy asks for 100)")
         refused_id = clients["host"].submit(proposal(key_bits, 10))
         refused = _wait(clients["host"], refused_id, "refused")
         console.print(f"host: job {refused_id} refused: {refused['reason']}", markup=False)
-        return {"job": job_id, "auc": metrics["metrics"]["auc"], "refused": refused_id, "reason": refused["reason"]}
+        return {"job": job_id, "auc": metrics["metrics"]["auc"], "online_gap": gap, "refused": refused_id,
+                "reason": refused["reason"]}
     finally:
         for process in processes.values():
             process.terminate()
