@@ -208,7 +208,9 @@ class Serving:
         model = json.loads(Path(model_file).read_text(encoding="utf-8"))
         part = algorithm(model["model"]).load(proposal.parties[me]["role"], model)
         spec = job_for(proposal, me, self.config.options.catalogue, base=self.config.base)
-        table = _table(spec, me).columns(part.features)
+        columns = model.get("features") or model.get("feature_names")  # the part's columns, in its order
+        table = _table(spec, me)
+        table = table.columns(columns) if columns else table
         roles = {party: entry["role"] for party, entry in proposal.parties.items()}
         peers = sorted(p for p, role in roles.items() if role == "host") if isinstance(part, GuestPart) \
             else [p for p, role in roles.items() if role == "guest"]
