@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from isthmus.errors import ConfigError, IsthmusError, PeerError
@@ -64,18 +65,27 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
     """What `isthmus launch` starts in each party's process: the party's side, its output in ``log_path``.
 
     An isthmus error ends the process with status 1 after one line in the log (the events say more);
-    anything else leaves its traceback there.
+    anything else leaves its traceback there. The process ends with ``os._exit``: a spawned child
+    otherwise joins the crypto worker pools (loky, the PSI fork server) at exit, and on a 10,000-row job
+    that join was seen to hang for minutes after the party had finished.
     """
     with open(log_path, "a", encoding="utf-8") as log:
         os.dup2(log.fileno(), sys.stdout.fileno())
         os.dup2(log.fileno(), sys.stderr.fileno())
     sys.stdout.reconfigure(line_buffering=True)
+    code = 1
     try:
         run_party_process(load_job(job_path), party, certs_dir=certs_dir, run_dir=run_dir, record=record)
+        print(f"party {party} finished; results in {run_dir}")
+        code = 0
     except IsthmusError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    print(f"party {party} finished; results in {run_dir}")
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def with_own_data(spec: JobSpec, party: str, *, data: Path | None = None, test: Path | None = None) -> JobSpec:
