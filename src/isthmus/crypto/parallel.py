@@ -40,6 +40,16 @@ def configure(workers: int) -> None:
             _processes = None
 
 
+def shutdown() -> None:
+    """Stop the worker processes now, killing any still busy: for a process about to exit, which must
+    leave nothing running behind it."""
+    global _processes
+    with _lock:
+        if _processes is not None:
+            _processes.shutdown(wait=True, kill_workers=True)
+            _processes = None
+
+
 def workers() -> int:
     return _workers
 

@@ -12,6 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from isthmus.crypto import parallel
 from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
@@ -65,9 +66,9 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
     """What `isthmus launch` starts in each party's process: the party's side, its output in ``log_path``.
 
     An isthmus error ends the process with status 1 after one line in the log (the events say more);
-    anything else leaves its traceback there. The process ends with ``os._exit``: a spawned child
-    otherwise joins the crypto worker pools (loky, the PSI fork server) at exit, and on a 10,000-row job
-    that join was seen to hang for minutes after the party had finished.
+    anything else leaves its traceback there. The process stops its crypto workers itself and ends with
+    ``os._exit``: left to the interpreter's exit, a spawned child joining its worker pools (loky, the PSI
+    fork server) was seen to hang for minutes after a 10,000-row job had finished.
     """
     with open(log_path, "a", encoding="utf-8") as log:
         os.dup2(log.fileno(), sys.stdout.fileno())
@@ -83,6 +84,7 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
     except BaseException:
         traceback.print_exc()
     finally:
+        parallel.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
