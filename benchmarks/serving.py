@@ -1,8 +1,8 @@
 """Online serving through nodes: every node a process, mutual TLS on loopback, a guest and two hosts.
 
 Synthetic vertical data, 10,000 shared ids: the guest holds the label and 5 columns, each host 5 more.
-Through the nodes (the host proposes, every node accepts by policy): hetero LR (1 epoch, 1024-bit keys)
-and hetero SecureBoost (10 trees of depth 3, 1024-bit keys; no arbiter), each published at the guest's node. Then
+Through the nodes (the host proposes, every node accepts by policy): vertical LR (1 epoch, 1024-bit keys)
+and vertical SecureBoost (10 trees of depth 3, 1024-bit keys; no arbiter), each published at the guest's node. Then
 over the guest's HTTP API: one id per request, 1,000 requests after 50 of warm-up (p50, p99); a batch
 of 10,000 ids (median of 5). Node overhead: the same LR job run with `isthmus launch` (the named peer),
 timed in this run. Timings depend on machine load: other work shares the cores.
@@ -165,9 +165,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"hetero LR, guest + 2 hosts: one id p50 {result['lr_one_id_p50_ms']} ms (target <= 10), "
+    print(f"vertical LR, guest + 2 hosts: one id p50 {result['lr_one_id_p50_ms']} ms (target <= 10), "
           f"p99 {result['lr_one_id_p99_ms']} ms (<= 50); 10,000 ids {result['lr_batch_10k_s']} s (<= 1)")
-    print(f"hetero SecureBoost 10 trees depth 3: one id p50 {result['sbt_one_id_p50_ms']} ms (target <= 20)")
+    print(f"vertical SecureBoost 10 trees depth 3: one id p50 {result['sbt_one_id_p50_ms']} ms (target <= 20)")
     print(f"the LR job through nodes {result['lr_job_through_nodes_s']} s, with isthmus launch "
           f"{result['lr_job_launch_s']} s: ratio {result['node_overhead_ratio']} (target <= 1.10)")
 

@@ -1,4 +1,4 @@
-"""Lossless parity of hetero SecureBoost: federated vs the plaintext reference booster vs XGBoost.
+"""Lossless parity of vertical SecureBoost: federated vs the plaintext reference booster vs XGBoost.
 
 On FATE's shared data sets (breast, default_credit, give_credit split guest x0-x4 / host x5-x9,
 student regression), by 5-fold cross-validation (every row is predicted once, by the model that did
@@ -136,7 +136,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"params": params, "key_bits": args.key_bits, "results": results}))
         return
-    print(f"hetero SecureBoost parity, {params}, {args.key_bits}-bit keys, {args.folds}-fold out-of-fold predictions")
+    print(f"vertical SecureBoost parity, {params}, {args.key_bits}-bit keys, {args.folds}-fold out-of-fold predictions")
     print(f"{'data':<16}{'rows':>7}{'s/tree':>8}{'max|fed-ref|':>14}{'metric':>8}{'federated':>11}{'xgboost':>10}{'delta':>9}  pass")
     for name, r in results.items():
         print(f"{name:<16}{r['rows']:>7}{r['fit_s_per_tree']:>8.2f}{r['max_diff_vs_reference']:>14.2e}{r['metric']:>8}"

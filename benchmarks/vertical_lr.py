@@ -143,7 +143,7 @@ def encryption_overheads(records: list[dict]) -> dict[str, float]:
 
 
 def print_table(records: list[dict], overheads: dict[str, float], console: Console) -> None:
-    table = Table(title=f"hetero LR, seconds per epoch ({os.cpu_count()} cores, 3 party processes)")
+    table = Table(title=f"vertical LR, seconds per epoch ({os.cpu_count()} cores, 3 party processes)")
     for column in ("case", "rows", "features g+h", "key", "batch", "epochs (s)", "steady s/epoch",
                    "job CPU s / wall s", "load", "peer s/epoch", "peer / ours", "target"):
         table.add_column(column)

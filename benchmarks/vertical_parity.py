@@ -1,4 +1,4 @@
-"""Parity of hetero linear models against scikit-learn on the pooled data (issue 3 targets).
+"""Parity of vertical linear models against scikit-learn on the pooled data (issue 3 targets).
 
     python benchmarks/vertical_parity.py                      # every data set, both residual modes
     python benchmarks/vertical_parity.py --datasets breast --modes sigmoid --key-bits 2048
@@ -95,7 +95,7 @@ def run_one(dataset: Dataset, mode: str | None, key_bits: int, out: Path, consol
 
 
 def print_table(records: list[dict], console: Console) -> None:
-    table = Table(title=f"hetero linear models vs scikit-learn on pooled data ({records[0]['key_bits']}-bit keys)")
+    table = Table(title=f"vertical linear models vs scikit-learn on pooled data ({records[0]['key_bits']}-bit keys)")
     for column in ("dataset", "model", "residual", "metric", "federated", "centralised", "delta", "target", "seconds"):
         table.add_column(column)
     for r in records:

@@ -1,5 +1,5 @@
 """Three nodes as real processes on loopback: a proposal from the host, the guest's manual approval, PSI and
-hetero LR run by each node's runner, the result in the guest's store; a restarted node fails its job."""
+vertical LR run by each node's runner, the result in the guest's store; a restarted node fails its job."""
 
 from __future__ import annotations
 

@@ -123,3 +123,13 @@ def test_an_unknown_job_level_option_is_refused():
 
     with pytest.raises(ConfigError, match="unknown option 'timout' \\(did you mean 'timeout'\\?\\)"):
         parse_job(yaml.safe_load(JOB.replace("timeout: 30", "timout: 30")), base_dir=Path("."))
+
+
+@pytest.mark.parametrize(("line", "records"), [("", True), ("record: true\n", True), ("record: false\n", False)])
+def test_a_launched_job_is_recorded_unless_it_says_record_false(line, records):
+    import yaml
+
+    from isthmus.jobs.launcher import records_on_ledger
+
+    spec = parse_job(yaml.safe_load(line + JOB), base_dir=Path("."))
+    assert records_on_ledger(spec) is records

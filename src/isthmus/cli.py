@@ -139,7 +139,7 @@ def demo(ctx: typer.Context,
 
 @demo_app.command()
 def vertical(ctx: typer.Context) -> None:
-    """Breast-cancer data split between a bank-like guest and a host: PSI, hetero LR, evaluation, parity."""
+    """Breast-cancer data split between a bank-like guest and a host: PSI, vertical LR, evaluation, parity."""
     from isthmus.demos.vertical import run_vertical_demo
 
     guard(lambda: run_vertical_demo(ctx.obj.out / "vertical", console=console, **_key_bits(ctx)))
@@ -155,7 +155,7 @@ def horizontal(ctx: typer.Context) -> None:
 
 @demo_app.command()
 def secureboost(ctx: typer.Context) -> None:
-    """The vertical demo's split with empty cells: PSI, hetero SecureBoost (Paillier), evaluation, parity."""
+    """The vertical demo's split with empty cells: PSI, vertical SecureBoost (Paillier), evaluation, parity."""
     from isthmus.demos.secureboost import run_secureboost_demo
 
     guard(lambda: run_secureboost_demo(ctx.obj.out / "secureboost", console=console, **_key_bits(ctx)))
@@ -171,7 +171,7 @@ def ledger(ctx: typer.Context) -> None:
 
 @demo_app.command()
 def federation(ctx: typer.Context) -> None:
-    """Three nodes as processes: the host proposes PSI + hetero LR, the guest approves, publishes and predicts
+    """Three nodes as processes: the host proposes PSI + vertical LR, the guest approves, publishes and predicts
     online; one proposal refused."""
     from isthmus.demos.federation import run_federation_demo
 

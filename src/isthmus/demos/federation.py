@@ -1,6 +1,6 @@
 """`isthmus demo federation`: three nodes as processes, consent before anything runs.
 
-The host (not the guest) proposes PSI + hetero LR naming table aliases; the arbiter's node accepts by
+The host (not the guest) proposes PSI + vertical LR naming table aliases; the arbiter's node accepts by
 policy, the guest's operator approves by hand, and every node runs its own side. The guest publishes
 the model and scores 100 ids online, beside the batch scores of the same model. A second proposal
 asks for fewer shared rows than the guest's policy allows (the host's own allows it) and is refused by

@@ -2,7 +2,7 @@
 
 scikit-learn's breast cancer data split by columns over four parties: the guest holds the diagnosis
 and the 10 "error" columns, host-1 the 10 "mean" columns, host-2 the 10 "worst" columns, and host-3
-only random noise. They align privately (ECDH PSI), train hetero logistic regression with an arbiter,
+only random noise. They align privately (ECDH PSI), train vertical logistic regression with an arbiter,
 evaluate, measure each party's Shapley value (every coalition trained federatedly) and endorse a
 record of the job in each party's ledger. The demo then verifies the ledgers, edits a copy of
 host-3's ledger to claim a bigger share, and verifies again: the edit is caught.

@@ -1,4 +1,4 @@
-"""`isthmus demo secureboost`: hetero SecureBoost on the breast-cancer split of the vertical demo.
+"""`isthmus demo secureboost`: vertical SecureBoost on the breast-cancer split of the vertical demo.
 
 The same bank-like guest (label + 10 columns) and e-commerce-like host (20 columns), with some cells
 left empty as real tables have them. They align privately (ECDH PSI), grow gradient-boosted trees

@@ -1,7 +1,7 @@
 """`isthmus demo` / `isthmus demo vertical`: the white paper's figure on scikit-learn's breast cancer data.
 
 A bank-like guest holds the label and 10 columns, an e-commerce-like host the other 20, for
-overlapping but different customers. They align privately (ECDH PSI), train hetero logistic
+overlapping but different customers. They align privately (ECDH PSI), train vertical logistic
 regression with an arbiter over mutual TLS, evaluate, and compare with a model on the pooled data.
 """
 

@@ -84,8 +84,7 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
             if not reuse:
                 create_federation(out_dir / CERTS, parties)
             started = time.monotonic()
-            # a launched job is recorded on the ledger unless it says otherwise
-            record = "record" not in spec.options.model_fields_set
+            record = records_on_ledger(spec)
             processes = {name: _spawn(Path(job_path).resolve(), name, out_dir, record=record) for name in parties}
             try:
                 _watch(spec, processes, out_dir, console, deadline=started + timeout)
@@ -100,6 +99,11 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
 def log_file(out_dir: Path, party: str) -> Path:
     """Where a launched party's process writes its output (outside its run folder, which it owns)."""
     return out_dir / LOGS / f"{party}.log"
+
+
+def records_on_ledger(spec: JobSpec) -> bool:
+    """A launched job is recorded on the ledger unless the job file says ``record: false``."""
+    return spec.options.record if "record" in spec.options.model_fields_set else True
 
 
 def _spawn(job_path: Path, party: str, out_dir: Path, *, record: bool) -> multiprocessing.Process:

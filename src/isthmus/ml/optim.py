@@ -1,6 +1,6 @@
 """Gradient-step optimisers a party runs on its own weights, with FATE's learning-rate decay.
 
-In hetero linear models each party updates only its own weight vector from its own unmasked
+In vertical linear models each party updates only its own weight vector from its own unmasked
 gradient, so each party holds its own optimiser instance (state such as Adam's moments never
 leaves the party). A horizontal server's optimiser (FedAdam, ...) is the same object applied to
 the averaged update. These are a few lines of numpy each, and written here because the deep

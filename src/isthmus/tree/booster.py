@@ -105,7 +105,7 @@ def train(params: BoostParams, y: np.ndarray, parties: Sequence[FeatureParty], *
 
     Nodes with fewer than ``min_node_rows`` rows get no histograms and stay leaves, and so do both
     children of a split whose smaller child is that small (the larger one's histogram is the parent's
-    minus the smaller one's): hetero SecureBoost shows the guest every histogram it builds."""
+    minus the smaller one's): vertical SecureBoost shows the guest every histogram it builds."""
     y = np.asarray(y, dtype=np.float64)
     objective = make_objective(params.objective, y, params.n_classes)
     rng = np.random.default_rng(params.seed)
@@ -299,7 +299,7 @@ def party_names(n_parts: int) -> list[str]:
 
 
 class SecureBoostReference:
-    """The centralised twin of hetero SecureBoost: column blocks in one process, no crypto, same trees.
+    """The centralised twin of vertical SecureBoost: column blocks in one process, no crypto, same trees.
 
     ``X_parts[0]`` plays the guest's columns, the rest the hosts' in order.
     """

@@ -1,6 +1,6 @@
 """A host's encrypted histograms: products of Paillier ciphertexts per (feature, bin), packed for sending.
 
-This is where hetero SecureBoost spends its time: every row's ciphertext is multiplied (mod n^2) into
+This is where vertical SecureBoost spends its time: every row's ciphertext is multiplied (mod n^2) into
 one bin of every feature. Written by hand because no library sums ciphertexts by group; the
 arithmetic is gmpy2's. Three things keep it fast:
 

@@ -12,7 +12,7 @@ from isthmus.options import Options
 
 OBJECTIVES = ("binary", "multiclass", "regression")
 
-#: Fewest rows (with gradients) a node of hetero SecureBoost needs for histograms, hence for a split.
+#: Fewest rows (with gradients) a node of vertical SecureBoost needs for histograms, hence for a split.
 #: The guest knows every row's exact (g, h); a bin's sum over m rows is a subset sum whose
 #: coefficients carry about b = 52 - log2(rows) + log2(m)/2 bits (gh.py), below ~46 for 500 or more
 #: training rows, and is solved for the bin's rows (brute force, meet in the middle, lattice

@@ -14,5 +14,5 @@ def aborting_peers(channel: Channel, role: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        channel.abort(f"hetero linear {role} failed: {for_peer(exc)}")
+        channel.abort(f"vertical linear {role} failed: {for_peer(exc)}")
         raise

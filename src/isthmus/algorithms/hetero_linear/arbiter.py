@@ -1,4 +1,4 @@
-"""The arbiter of hetero linear models: holds the Paillier private key, decrypts only masked values.
+"""The arbiter of vertical linear models: holds the Paillier private key, decrypts only masked values.
 
 It never sees data, labels, partial predictions or unmasked gradients: each party blinds what it
 sends with a uniformly random mask, so every plaintext the arbiter decrypts is uniform in Z_n.

@@ -1,4 +1,4 @@
-"""The few homomorphic operations hetero linear models need, in one place.
+"""The few homomorphic operations vertical linear models need, in one place.
 
 In the benchmark-only plaintext mode (``encrypt: false``) the public key is ``None`` and every
 "ciphertext" is a float array: the protocol code path stays the same, so the benchmark measures

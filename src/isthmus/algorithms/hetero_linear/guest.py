@@ -1,4 +1,4 @@
-"""The guest of hetero linear models: holds the labels, coordinates training, combines predictions.
+"""The guest of vertical linear models: holds the labels, coordinates training, combines predictions.
 
 Per batch (white paper steps 2-4): hosts send encrypted partial predictions [[u_h]]; the guest forms
 the encrypted residual [[d]] = sum [[u_h]] + (its own plaintext part) and sends it to the hosts; every

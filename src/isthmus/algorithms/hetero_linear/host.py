@@ -1,4 +1,4 @@
-"""A host of hetero linear models: holds features only, keeps its own coefficients.
+"""A host of vertical linear models: holds features only, keeps its own coefficients.
 
 The host follows the guest's orders: for a training batch it sends encrypted partial predictions,
 receives the encrypted residual, computes its encrypted gradient, has it decrypted masked by the

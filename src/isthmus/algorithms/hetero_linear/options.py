@@ -1,4 +1,4 @@
-"""Hyper-parameters of hetero linear and logistic regression, shared by guest, hosts and arbiter.
+"""Hyper-parameters of vertical linear and logistic regression, shared by guest, hosts and arbiter.
 
 Every party reads the same values from the job file; the guest alone decides batches, epochs and
 stopping, and tells the others step by step, so a disagreement in these values cannot desynchronise

@@ -1,4 +1,4 @@
-"""Message tags of the hetero linear protocol, in one place so roles cannot drift apart."""
+"""Message tags of the vertical linear protocol, in one place so roles cannot drift apart."""
 
 PUBLIC_KEY = "hetero-linear/public-key"
 ARBITER_CONTROL = "hetero-linear/arbiter-control"  # guest -> arbiter: start, decrypt, sigmoid, done

@@ -1,4 +1,4 @@
-"""The guest's side of hetero SecureBoost: labels, gradients, split choice, tree structure.
+"""The guest's side of vertical SecureBoost: labels, gradients, split choice, tree structure.
 
 The guest runs the same booster as :class:`~isthmus.tree.booster.SecureBoostReference`; each host
 takes part through a :class:`RemoteHost` proxy that turns the booster's calls into messages. The
@@ -71,7 +71,7 @@ class HeteroSecureBoostGuest:
         if len(X) != len(y):
             raise ConfigError(f"X has {len(X)} rows, y {len(y)}")
         if not hosts or len(set(hosts)) != len(hosts) or channel.party in hosts:
-            raise ConfigError(f"hetero SecureBoost needs distinct hosts other than the guest, got {list(hosts)}")
+            raise ConfigError(f"vertical SecureBoost needs distinct hosts other than the guest, got {list(hosts)}")
         try:
             cipher = guest_cipher(self.encryption, self.key_bits)
             model_id = secrets.token_hex(16)
@@ -83,7 +83,7 @@ class HeteroSecureBoostGuest:
                 remote.receive_hello()
             self.ensemble_ = train(self.params, y, [local, *remotes], min_node_rows=self.min_node_rows)
         except Exception as exc:
-            channel.abort(f"hetero SecureBoost training failed: {for_peer(exc)}")
+            channel.abort(f"vertical SecureBoost training failed: {for_peer(exc)}")
             raise
         self.model_id_ = model_id
         self.hosts_ = list(hosts)
@@ -106,7 +106,7 @@ class HeteroSecureBoostGuest:
         try:
             raw = self.ensemble_.predict_raw([LocalRouter(self.splits_, X), *remotes], len(X))
         except Exception as exc:
-            channel.abort(f"hetero SecureBoost prediction failed: {for_peer(exc)}")
+            channel.abort(f"vertical SecureBoost prediction failed: {for_peer(exc)}")
             raise
         for remote in remotes:
             remote.send_done()
@@ -134,7 +134,7 @@ class HeteroSecureBoostGuest:
     def from_dict(cls, model: dict, *, timeout: float | None = None) -> HeteroSecureBoostGuest:
         """The guest's part as :meth:`to_dict` wrote it (e.g. read back from its ``model.json``)."""
         if model.get("format") != MODEL_FORMAT:
-            raise ConfigError("not a hetero SecureBoost guest model")
+            raise ConfigError("not a vertical SecureBoost guest model")
         params = dict(model["params"])
         guest = cls(params.pop("n_trees"), params.pop("max_depth"), params.pop("learning_rate"), model["bins"],
                     encryption=model["encryption"], timeout=timeout,

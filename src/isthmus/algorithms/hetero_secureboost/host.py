@@ -1,4 +1,4 @@
-"""The host's side of hetero SecureBoost: encrypted histograms in, partitions out; thresholds stay here.
+"""The host's side of vertical SecureBoost: encrypted histograms in, partitions out; thresholds stay here.
 
 The host bins its own columns and shows the guest only how many bins each column has (no names,
 no split points), builds encrypted histograms of the nodes the guest asks for, and splits a node
@@ -51,7 +51,7 @@ class HeteroSecureBoostHost:
         try:
             local = self._train(channel, X, guest)
         except Exception as exc:
-            channel.abort(f"hetero SecureBoost host failed: {for_peer(exc)}")
+            channel.abort(f"vertical SecureBoost host failed: {for_peer(exc)}")
             raise
         self.feature_names_ = feature_names
         self.splits_ = local.splits
@@ -80,7 +80,7 @@ class HeteroSecureBoostHost:
             self._accept_prediction(channel, X, guest)
             self._answer_queries(channel, X, guest)
         except Exception as exc:
-            channel.abort(f"hetero SecureBoost host failed to predict: {for_peer(exc)}")
+            channel.abort(f"vertical SecureBoost host failed to predict: {for_peer(exc)}")
             raise
 
     def _accept_prediction(self, channel: Channel, X: np.ndarray, guest: str) -> None:
@@ -123,7 +123,7 @@ class HeteroSecureBoostHost:
     def from_dict(cls, model: dict, **kwargs: Any) -> HeteroSecureBoostHost:
         """The host's part as :meth:`to_dict` wrote it (e.g. read back from its ``model.json``)."""
         if model.get("format") != MODEL_FORMAT:
-            raise ConfigError("not a hetero SecureBoost host model")
+            raise ConfigError("not a vertical SecureBoost host model")
         host = cls(model["bins"], **kwargs)
         host.model_id_ = model["model_id"]
         host.splits_ = SplitTable.from_dict(model["splits"])

@@ -1,4 +1,4 @@
-"""Message tags of hetero SecureBoost, in one place so guest and host cannot drift apart.
+"""Message tags of vertical SecureBoost, in one place so guest and host cannot drift apart.
 
 Training: the guest sends SETUP, the host answers HELLO (its bins per column); then COMMAND
 messages, each ``{"op": ...}``: ``tree`` (gradients, sampled rows, sampled columns), ``level``

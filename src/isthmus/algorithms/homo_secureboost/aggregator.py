@@ -60,7 +60,7 @@ class _Child:
 class HomoSecureBoostAggregator:
     """``fit(channel, clients)`` grows the model; each client runs :class:`HomoSecureBoostClient.serve`.
 
-    Row and column subsampling, L2, min_child_weight and min_split_gain work as in hetero SecureBoost;
+    Row and column subsampling, L2, min_child_weight and min_split_gain work as in vertical SecureBoost;
     early stopping does not (no party holds a shared validation set).
     """
 
