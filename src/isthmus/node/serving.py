@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import secrets
 import threading
@@ -29,12 +30,14 @@ from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.spec import JobSpec
 from isthmus.jobs.steps.data import missing_policy
 from isthmus.node.coordinator import Coordinator, proposal_of
+from isthmus.node.peers import TAG
 from isthmus.node.proposal import job_for
 from isthmus.node.runner import job_folder
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
 
 SERVE_SCOPE = "serve/"  # every prediction's messages: serve/<request id>/...
+_log = logging.getLogger(__name__)
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9.\-]{0,62}")
 MAX_IDS = 10_000
 _ID_LENGTH = 128
@@ -78,7 +81,10 @@ class Serving:
                                      "predict": self._on_predict})
         for row in self.store.models():
             if row["status"] == "published":
-                self.models[row["name"]] = self._load(row["name"], row["job"])
+                try:
+                    self.models[row["name"]] = self._load(row["name"], row["job"])
+                except IsthmusError as exc:  # e.g. its table moved: the node still starts, the model is off
+                    _log.error("published model %s cannot be served again: %s", row["name"], exc)
 
     # -- the guest's side ------------------------------------------------------------------------------
 
@@ -117,8 +123,8 @@ class Serving:
             channel = self.channel.scoped(f"{SERVE_SCOPE}{rid}", served.peers)
             for host in served.peers:
                 try:
-                    self.channel.send(host, "node", {"kind": "predict", "job": served.job, "name": name, "rid": rid,
-                                                     "ids": ids})
+                    self.channel.send(host, TAG, {"kind": "predict", "job": served.job, "name": name, "rid": rid,
+                                               "ids": ids})
                 except PeerError as exc:
                     raise ServingError(f"host {host!r} cannot be reached for model {name!r}: {exc}") from None
             refusals: dict[str, str] = {}
