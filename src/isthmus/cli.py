@@ -14,6 +14,7 @@ from rich.console import Console
 from isthmus.cli_errors import fail, guard
 from isthmus.cli_keys import ca_app, keys_app
 from isthmus.cli_ledger import ledger_app
+from isthmus.cli_node import job_app, model_app, node_app
 from isthmus.cli_query import query_app
 
 app = typer.Typer(help="isthmus: federated learning for data islands.", no_args_is_help=True,
@@ -24,6 +25,9 @@ app.add_typer(query_app, name="query", help="Private cross-institution queries (
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(keys_app, name="keys")
 app.add_typer(ca_app, name="ca")
+app.add_typer(node_app, name="node")
+app.add_typer(job_app, name="job")
+app.add_typer(model_app, name="model")
 console = Console()
 
 JobArg = Annotated[Path, typer.Argument(help="The job's YAML file.", exists=True, dir_okay=False)]
@@ -188,6 +192,15 @@ def ledger(ctx: typer.Context) -> None:
     from isthmus.demos.ledger import run_ledger_demo
 
     guard(lambda: run_ledger_demo(ctx.obj.out / "ledger", console=console, **_key_bits(ctx)))
+
+
+@demo_app.command()
+def federation(ctx: typer.Context) -> None:
+    """Three nodes as processes: the host proposes PSI + vertical LR, the guest approves, publishes and predicts
+    online; one proposal refused."""
+    from isthmus.demos.federation import run_federation_demo
+
+    guard(lambda: run_federation_demo(ctx.obj.out / "federation", console=console, **_key_bits(ctx)))
 
 
 @demo_app.command()

@@ -17,7 +17,6 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing.util import Finalize
 from typing import Any, TypeVar
 
 from joblib.externals.loky.process_executor import ProcessPoolExecutor
@@ -38,6 +37,16 @@ def configure(workers: int) -> None:
         _workers = workers
         if _processes is not None:
             _processes.shutdown(wait=False)
+            _processes = None
+
+
+def shutdown() -> None:
+    """Stop the worker processes now, killing any still busy: for a process about to exit, which must
+    leave nothing running behind it."""
+    global _processes
+    with _lock:
+        if _processes is not None:
+            _processes.shutdown(wait=True, kill_workers=True)
             _processes = None
 
 
@@ -73,17 +82,4 @@ def _process_pool() -> ProcessPoolExecutor:
     with _lock:
         if _processes is None:
             _processes = ProcessPoolExecutor(max_workers=_workers)
-            # A party started by multiprocessing (the launcher) leaves through os._exit: atexit hooks, loky's
-            # among them, never run, and multiprocessing joins every child first, the idle workers included,
-            # so the party would hang after its job. Its exit finalizers run before that join.
-            Finalize(None, shutdown, exitpriority=100)
         return _processes
-
-
-def shutdown() -> None:
-    """Stop the worker processes (they start again on the next use)."""
-    global _processes
-    with _lock:
-        if _processes is not None:
-            _processes.shutdown(wait=True)
-            _processes = None

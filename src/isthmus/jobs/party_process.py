@@ -9,8 +9,10 @@ import dataclasses
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
+from isthmus.crypto import parallel
 from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
@@ -65,18 +67,28 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
     """What `isthmus launch` starts in each party's process: the party's side, its output in ``log_path``.
 
     An isthmus error ends the process with status 1 after one line in the log (the events say more);
-    anything else leaves its traceback there.
+    anything else leaves its traceback there. The process stops its crypto workers itself and ends with
+    ``os._exit``: left to the interpreter's exit, a spawned child joining its worker pools (loky, the PSI
+    fork server) was seen to hang for minutes after a 10,000-row job had finished.
     """
     with open(log_path, "a", encoding="utf-8") as log:
         os.dup2(log.fileno(), sys.stdout.fileno())
         os.dup2(log.fileno(), sys.stderr.fileno())
     sys.stdout.reconfigure(line_buffering=True)
+    code = 1
     try:
         run_party_process(load_job(job_path), party, certs_dir=certs_dir, run_dir=run_dir, record=record)
+        print(f"party {party} finished; results in {run_dir}")
+        code = 0
     except IsthmusError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    print(f"party {party} finished; results in {run_dir}")
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        parallel.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def with_own_data(spec: JobSpec, party: str, *, data: Path | None = None, test: Path | None = None) -> JobSpec:

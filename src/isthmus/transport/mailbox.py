@@ -263,6 +263,19 @@ class Mailbox:
         self._release(key[1], len(payload))
         return payload
 
+    def clear_notes(self, job: str) -> None:
+        """Forget the aborts and cut deliveries noted for ``job``, keeping what is queued.
+
+        For a long-lived service job (the nodes' messages), where a peer's abort or a cut delivery ends
+        nothing: without this, one member's abort notice would fail every later receive of the job.
+        """
+        with self._cond:
+            state = self._jobs.get(job)
+            if state is not None:
+                state.aborted = None
+                state.quitters.clear()
+                state.refusals.clear()
+
     def drop_job(self, job: str) -> None:
         """Forget ``job``: its queued messages, notes and abort; later deliveries for it are refused."""
         with self._cond:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from isthmus.data.ids import DEDUPE_MODES
 from isthmus.errors import DataError
 from isthmus.jobs.context import PartyContext
@@ -22,6 +24,8 @@ class IntersectOptions(Options):
     method: Literal[METHODS] = "ecdh"  # type: ignore[valid-type]
     dedupe: Literal[DEDUPE_MODES] = "error"  # type: ignore[valid-type]
     keep_all_rows: bool = False
+    #: Fewer shared rows than this and the job stops before any model sees them (a node's policy sets a floor).
+    min_shared_rows: int = Field(1, ge=1)
 
 
 #: Where `intersect` leaves the shared rows' positions when it keeps all rows (``ctx.state``).
@@ -40,6 +44,9 @@ def run(ctx: PartyContext, options: IntersectOptions) -> None:
                                                                         progress=round(fraction, 3)))
     if result.size == 0:
         raise DataError(f"party {ctx.party!r}: no id is shared by all parties (step intersect); nothing to train on")
+    if result.size < options.min_shared_rows:
+        raise DataError(f"party {ctx.party!r}: {result.size} shared rows, fewer than the job's min_shared_rows "
+                        f"({options.min_shared_rows}) (step intersect)")
     if options.keep_all_rows:
         ctx.state[OVERLAP] = result.positions
     else:

@@ -1,0 +1,144 @@
+"""``isthmus node start`` (each party's long-running service) and ``isthmus job ...`` (its thin clients).
+
+Every ``job`` command talks to a node's local HTTP API (``--node URL``, default ``$ISTHMUS_NODE`` or
+http://127.0.0.1:8700); see docs/node.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from isthmus.cli_errors import guard
+
+node_app = typer.Typer(help="This party's node: its keys, catalogue, policy and consent to jobs.",
+                       no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+job_app = typer.Typer(help="Jobs through a node: propose, approve or refuse, follow, cancel.",
+                      no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+model_app = typer.Typer(help="Online serving: publish a trained vertical model at its guest's node, predict.",
+                        no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+console = Console(soft_wrap=True)
+
+NodeOpt = Annotated[Optional[str], typer.Option("--node", help="The node's API URL (default: $ISTHMUS_NODE or "
+                                                               "http://127.0.0.1:8700).")]
+TokenOpt = Annotated[Optional[Path], typer.Option(help="A file holding the API token (when the node asks for one).")]
+IdArg = Annotated[str, typer.Argument(help="The job's id (from `isthmus job list`).")]
+
+
+def _client(node: str | None, token_file: Path | None):
+    from isthmus.node.client import NodeClient
+
+    return NodeClient(node, token_file=token_file)
+
+
+@node_app.command("start")
+def node_start(config: Annotated[Path, typer.Option(help="node.yaml", exists=True, dir_okay=False)]) -> None:
+    """Run this party's node until interrupted: peers over mutual TLS, the HTTP API on its address."""
+    import logging
+
+    from isthmus.node.config import load_node_config
+    from isthmus.node.service import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    loaded = guard(lambda: load_node_config(config))
+    console.print(f"node {loaded.party}: API http://{loaded.options.api.listen}, peers on "
+                  f"{loaded.members[loaded.party]}", markup=False)
+    guard(lambda: serve(loaded))
+
+
+@job_app.command("submit")
+def job_submit(job: Annotated[Path, typer.Argument(help="The proposal: a job file whose parties name table aliases.",
+                                                   exists=True, dir_okay=False)],
+               node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """Propose a job to its participants through this node; prints the job's id."""
+    from isthmus.yaml_files import load_yaml
+
+    proposal = guard(lambda: load_yaml(job, what="job file"))
+    job_id = guard(lambda: _client(node, token_file).submit(proposal))
+    console.print(job_id)
+
+
+@job_app.command("list")
+def job_list(node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """Every job this node knows, oldest first."""
+    table = Table()
+    for column in ("id", "name", "proposer", "status", "reason"):
+        table.add_column(column)
+    for job in guard(lambda: _client(node, token_file).jobs()):
+        table.add_row(job["id"], job["name"], job["proposer"], job["status"], job["reason"] or "")
+    console.print(table)
+
+
+@job_app.command("status")
+def job_status(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None,
+               wait: Annotated[bool, typer.Option(help="Wait until the job is finished, failed, refused or "
+                                                       "cancelled here.")] = False) -> None:
+    """The job's status, its votes and its proposal, as JSON."""
+    from isthmus.node.store import FINAL
+
+    client = _client(node, token_file)
+    job = guard(lambda: client.job(job_id))
+    while wait and job["status"] not in FINAL:
+        time.sleep(0.5)
+        job = guard(lambda: client.job(job_id))
+    console.print_json(json.dumps(job))
+
+
+@job_app.command("logs")
+def job_logs(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None,
+             events: Annotated[bool, typer.Option(help="The events (consent, steps, progress) instead of the "
+                                                       "run's log.")] = False) -> None:
+    """This party's log of the job (its last 64 KiB), or its events."""
+    client = _client(node, token_file)
+    if events:
+        for event in guard(lambda: client.events(job_id)):
+            console.print(json.dumps(event), markup=False)
+    else:
+        console.print(guard(lambda: client.logs(job_id)), markup=False, end="")
+
+
+@job_app.command("approve")
+def job_approve(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """Consent to a job waiting for this node's operator (this node signs its digest)."""
+    console.print(guard(lambda: _client(node, token_file).approve(job_id))["status"])
+
+
+@job_app.command("refuse")
+def job_refuse(job_id: IdArg, reason: Annotated[str, typer.Option(help="Why: the proposer is told.")],
+               node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """Refuse a job waiting for this node's operator; the reason reaches the proposer and the parties."""
+    console.print(guard(lambda: _client(node, token_file).refuse(job_id, reason))["status"])
+
+
+@job_app.command("cancel")
+def job_cancel(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """Stop a job here and tell its other parties."""
+    console.print(guard(lambda: _client(node, token_file).cancel(job_id))["status"])
+
+
+@model_app.command("publish")
+def model_publish(job_id: IdArg, name: Annotated[str, typer.Option(help="The model's name, e.g. credit-v1.")],
+                  node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """At the guest's node: serve the model job JOB trained, every host serving its part to this guest."""
+    console.print_json(json.dumps(guard(lambda: _client(node, token_file).publish(job_id, name))))
+
+
+@model_app.command("list")
+def model_list(node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """The models this node serves."""
+    console.print_json(json.dumps(guard(lambda: _client(node, token_file).models())))
+
+
+@model_app.command("predict")
+def model_predict(name: Annotated[str, typer.Argument(help="The published model.")],
+                  ids: Annotated[list[str], typer.Argument(help="The ids to score.")],
+                  node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """Score ids with a published model (at the guest's node), jointly with its hosts."""
+    scores = guard(lambda: _client(node, token_file).predict(name, ids))
+    console.print_json(json.dumps(dict(zip(ids, scores))))

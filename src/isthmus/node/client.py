@@ -1,0 +1,71 @@
+"""The CLI's side of the node's HTTP API (httpx): each call one request, each refusal one clear error."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from isthmus.errors import ConfigError, IsthmusError
+
+DEFAULT_URL = "http://127.0.0.1:8700"
+
+
+class NodeClient:
+    def __init__(self, url: str | None = None, *, token_file: Path | None = None, timeout: float = 30.0):
+        self.url = (url or os.environ.get("ISTHMUS_NODE") or DEFAULT_URL).rstrip("/")
+        headers = {}
+        if token_file is not None:
+            headers["Authorization"] = f"Bearer {Path(token_file).read_text(encoding='utf-8').strip()}"
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise IsthmusError(f"cannot reach the node at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text[:500]
+            raise ConfigError(f"node {self.url}: {detail}")
+        return response.text if response.headers.get("content-type", "").startswith("text/") else response.json()
+
+    def submit(self, proposal: dict) -> str:
+        return self.call("POST", "/v1/jobs", json={"proposal": proposal})["id"]
+
+    def jobs(self) -> list[dict]:
+        return self.call("GET", "/v1/jobs")
+
+    def job(self, job_id: str) -> dict:
+        return self.call("GET", f"/v1/jobs/{job_id}")
+
+    def events(self, job_id: str, after: int = 0) -> list[dict]:
+        return self.call("GET", f"/v1/jobs/{job_id}/events", params={"after": after})
+
+    def logs(self, job_id: str) -> str:
+        return self.call("GET", f"/v1/jobs/{job_id}/logs")
+
+    def approve(self, job_id: str) -> dict:
+        return self.call("POST", f"/v1/jobs/{job_id}/approve")
+
+    def refuse(self, job_id: str, reason: str) -> dict:
+        return self.call("POST", f"/v1/jobs/{job_id}/refuse", json={"reason": reason})
+
+    def cancel(self, job_id: str) -> dict:
+        return self.call("POST", f"/v1/jobs/{job_id}/cancel")
+
+    def publish(self, job_id: str, name: str) -> dict:
+        return self.call("POST", "/v1/models", json={"job": job_id, "name": name})
+
+    def models(self) -> list[dict]:
+        return self.call("GET", "/v1/models")
+
+    def predict(self, name: str, ids: list[str]) -> list:
+        return self.call("POST", f"/v1/models/{name}/predict", json={"ids": ids})["scores"]
+
+    def status(self) -> dict:
+        return self.call("GET", "/v1/status")

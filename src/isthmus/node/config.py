@@ -1,0 +1,154 @@
+"""A node's configuration (node.yaml): who it is, its keys, the federation, its data catalogue, its policy.
+
+Paths in node.yaml are relative to the file's folder. The catalogue's paths stay in this process:
+proposals name aliases, and only this node turns an alias into a file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from isthmus.errors import ConfigError
+from isthmus.jobs.spec import ADDRESS
+from isthmus.options import Options
+from isthmus.transport.keyfiles import check_party_name, federation_file, load_pinned_keys
+from isthmus.yaml_files import load_yaml
+
+ALIAS = re.compile(r"[a-z][a-z0-9_\-]{0,62}")
+#: Options that weaken privacy; a policy lists those it ever accepts (none by default).
+WEAKENING = ("benchmark_only_plaintext", "reveal_updates", "secure_aggregation_off", "dp_off")
+
+
+class TableEntry(Options):
+    """One table this node may lend to jobs: the file stays here, proposals name the alias."""
+
+    path: str
+    id: str
+    label: str | None = None
+    features: list[str] | None = None
+    exclude: list[str] = []
+    test: str | None = None
+
+
+class Policy(Options):
+    """What this node consents to; a proposal outside it is refused naming the rule."""
+
+    proposers: list[str] | None = None  # members that may propose jobs to this node (None: every member)
+    models: list[str] | None = None  # accepted models (None: every registered model)
+    steps: list[str] = ["intersect", "train", "evaluate"]
+    min_key_bits: int = Field(2048, ge=1024)
+    min_intersection: int = Field(100, ge=1)  # the intersect step's min_shared_rows must be at least this
+    allow_weakening: list[Literal[WEAKENING]] = []  # type: ignore[valid-type]
+    approval: Literal["auto", "manual"] = "manual"
+
+
+class ApiSettings(Options):
+    listen: str = "127.0.0.1:8700"
+    token_file: str | None = None  # required when listen is not a loopback address
+
+
+class NodeOptions(Options):
+    party: str
+    keys: str  # the party's key folder (`isthmus keys init` + `keys install`)
+    federation: str  # YAML: members: {name: host:port of its node}
+    store: str = "node-store"
+    listen: str | None = None  # where the node's mutual-TLS port binds (default: its federation address)
+    job_host: str = "127.0.0.1"  # the host a job's data port binds and is announced on
+    catalogue: dict[str, TableEntry] = {}
+    policy: Policy = Policy()
+    api: ApiSettings = ApiSettings()
+    timeout: float = Field(20.0, gt=0)  # seconds a node-to-node message may take to be delivered
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    options: NodeOptions
+    base: Path  # node.yaml's folder
+    members: dict[str, str]  # member -> node address
+
+    @property
+    def party(self) -> str:
+        return self.options.party
+
+    @property
+    def policy(self) -> Policy:
+        return self.options.policy
+
+    def path(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self.base / path
+
+    @property
+    def keys(self) -> Path:
+        return self.path(self.options.keys)
+
+    @property
+    def store(self) -> Path:
+        return self.path(self.options.store)
+
+    @property
+    def token_file(self) -> Path | None:
+        return self.path(self.options.api.token_file) if self.options.api.token_file else None
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    path = Path(path)
+    raw = load_yaml(path, what="node configuration")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"node configuration {path} must be a mapping with 'party', 'keys', 'federation', ...")
+    options = NodeOptions.parse(raw, where=f"node configuration {path}")
+    config = NodeConfig(options, path.resolve().parent, {})
+    return NodeConfig(options, config.base, _check(config, path))
+
+
+def _check(config: NodeConfig, path: Path) -> dict[str, str]:
+    options = config.options
+    party = check_party_name(options.party)
+    members = load_members(config.path(options.federation))
+    if party not in members:
+        raise ConfigError(f"node configuration {path}: party {party!r} is not a member of the federation "
+                          f"({', '.join(sorted(members))})")
+    pinned = load_pinned_keys(federation_file(config.keys))
+    unpinned = sorted(set(members) - set(pinned))
+    if unpinned:
+        raise ConfigError(f"{federation_file(config.keys)} pins no signing key for members {unpinned}")
+    for alias in options.catalogue:
+        if not ALIAS.fullmatch(alias):
+            raise ConfigError(f"node configuration {path}: catalogue alias {alias!r}: use lower-case letters, digits, "
+                              "'_' and '-'")
+    unknown = sorted(set(options.policy.proposers or []) - set(members))
+    if unknown:
+        raise ConfigError(f"node configuration {path}: policy.proposers names non-members {unknown}")
+    if options.api.token_file is None and not _loopback(options.api.listen):
+        raise ConfigError(f"node configuration {path}: the API listens on {options.api.listen}, beyond this machine; "
+                          "set api.token_file (a file holding the token clients must send)")
+    return members
+
+
+def load_members(path: Path) -> dict[str, str]:
+    """The federation file: ``members`` maps each member's name to its node's ``host:port``."""
+    raw = load_yaml(path, what="federation file")
+    members = raw.get("members") if isinstance(raw, dict) else None
+    if not isinstance(members, dict) or not members:
+        raise ConfigError(f"federation file {path}: 'members' must map member names to node addresses (host:port)")
+    for name, address in members.items():
+        check_party_name(name)
+        if not isinstance(address, str) or not ADDRESS.fullmatch(address):
+            raise ConfigError(f"federation file {path}: member {name!r}: address must be host:port, got {address!r}")
+    return dict(members)
+
+
+def _loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,291 @@
+"""The consent state machine of one node: proposals in and out, votes, the start, cancellations.
+
+The proposer's node sends the proposal to every other participant; each participant's node reviews it
+against its own policy and answers with a vote: a refusal with its reason, or its signature on the
+proposal's digest (at once when its policy approves automatically, after ``approve`` otherwise). When
+every participant has signed, the proposer's node sends every signature and the job's addresses to
+all; each node checks every signature against the pinned keys before it runs its own side. One refusal
+and the proposer tells everyone: nothing runs anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from isthmus.errors import ConfigError, IsthmusError
+from isthmus.jobs.spec import ADDRESS
+from isthmus.node.config import NodeConfig
+from isthmus.node.consent import consent_valid, sign_consent
+from isthmus.node.peers import TAG
+from isthmus.node.policy import Refusal, review
+from isthmus.node.proposal import Proposal, ProposalError, job_document, parse_proposal
+from isthmus.node.store import FINAL, Store
+from isthmus.protocols.inspect import Inspect
+
+_log = logging.getLogger(__name__)
+MAX_REASON = 1000
+
+
+class Runner(Protocol):
+    def address(self) -> str: ...
+    def start(self, job_id: str, document: dict) -> None: ...
+    def cancel(self, job_id: str) -> None: ...
+
+
+class Coordinator:
+    def __init__(self, config: NodeConfig, store: Store, signing_key: Ed25519PrivateKey,
+                 pinned: dict[str, Ed25519PublicKey], runner: Runner):
+        self.config = config
+        self.store = store
+        self.signing_key = signing_key
+        self.pinned = pinned
+        self.runner = runner
+        self.send: Callable[[str, dict], None] = lambda peer, message: None  # set by the node once its link is up
+        self.serving: Any = None  # the node's Serving, once started
+        self._lock = threading.RLock()  # one decision at a time: votes may arrive together
+        #: message kind -> handler(sender, message, check); serving adds its own
+        self.handlers: dict[str, Callable[[str, dict, Inspect], None]] = {
+            "propose": self._on_propose, "vote": self._on_vote, "start": self._on_start, "refused": self._on_refused,
+            "cancel": self._on_stop, "failed": self._on_stop}
+
+    @property
+    def me(self) -> str:
+        return self.config.party
+
+    # -- this node's operator -------------------------------------------------------------------------
+
+    def submit(self, body: Any) -> str:
+        """Propose ``body`` (a job naming aliases) to its participants; returns the job id."""
+        proposal = parse_proposal(body, job_id=secrets.token_hex(8), proposer=self.me,
+                                  members=set(self.config.members))
+        with self._lock:
+            if self.me in proposal.parties:
+                review(self.config, proposal)  # a proposer's own policy mistakes are reported at once
+            self.store.add_job(proposal.id, proposal.name, self.me, proposal.digest, proposal.to_wire(), "proposed")
+            for party in proposal.parties:
+                if party != self.me:
+                    self.send(party, {"kind": "propose", "job": proposal.id, "proposal": proposal.body})
+            if self.me in proposal.parties:
+                self._decide(proposal)
+        return proposal.id
+
+    def approve(self, job_id: str) -> None:
+        with self._lock:
+            job = self._pending(job_id)
+            self._accept(proposal_of(job))
+
+    def refuse(self, job_id: str, reason: str) -> None:
+        with self._lock:
+            job = self._pending(job_id)
+            self._vote(proposal_of(job), "refuse", reason=f"refused by {self.me}'s operator: {reason}"[:MAX_REASON])
+
+    def cancel(self, job_id: str, reason: str = "cancelled by the operator") -> None:
+        with self._lock:
+            job = self._known(job_id)
+            if job["status"] in FINAL:
+                raise ConfigError(f"job {job_id} is {job['status']} already")
+            self._stop_here(job, "cancelled", f"{self.me}: {reason}")
+            self._tell(job, "cancel", reason)
+
+    def tell_failed(self, job_id: str, reason: str) -> None:
+        """After a restart: the job failed here, so its other parties stop too."""
+        with self._lock:
+            self._tell(self._known(job_id), "failed", reason)
+
+    def _tell(self, job: dict, kind: str, reason: str) -> None:
+        proposal = proposal_of(job)
+        for party in {*proposal.parties, proposal.proposer} - {self.me}:
+            self.send(party, {"kind": kind, "job": job["id"], "reason": f"{self.me}: {reason}"[:MAX_REASON]})
+
+    def job_done(self, job_id: str, status: str, reason: str | None) -> None:
+        """The runner's report: this party's side finished or failed."""
+        with self._lock:
+            job = self.store.job(job_id)
+            if job is not None and job["status"] == "running":
+                self.store.set_status(job_id, status, reason)
+
+    # -- messages from the other nodes ----------------------------------------------------------------
+
+    def handle(self, sender: str, message: Any) -> None:
+        check = Inspect(sender, TAG)
+        check.mapping(message, {"kind", "job"})
+        kind = check.text(message["kind"], "kind", 16)
+        handler = self.handlers.get(kind)
+        if handler is None:
+            check.fail(f"unknown message kind {kind!r}")
+        check.text(message["job"], "job id", 16)
+        with self._lock:
+            handler(sender, message, check)
+
+    def _on_propose(self, sender: str, message: dict, check: Inspect) -> None:
+        check.mapping(message, {"kind", "job", "proposal"}, exact=True)
+        if self.store.job(message["job"]) is not None:
+            check.fail(f"job {message['job']} is known here already")
+        try:
+            proposal = parse_proposal(message["proposal"], job_id=message["job"], proposer=sender,
+                                      members=set(self.config.members))
+        except ProposalError as exc:  # too malformed to keep: refused at once, not stored
+            self.send(sender, {"kind": "vote", "job": message["job"], "decision": "refuse",
+                               "reason": f"{self.me} refuses: {exc.rule}: {exc}"[:MAX_REASON]})
+            return
+        if self.me not in proposal.parties:
+            check.fail("this node is not a party of the proposed job")
+        self.store.add_job(proposal.id, proposal.name, sender, proposal.digest, proposal.to_wire(), "proposed")
+        self._decide(proposal)
+
+    def _decide(self, proposal: Proposal) -> None:
+        try:
+            review(self.config, proposal)
+        except Refusal as refusal:
+            self._vote(proposal, "refuse", reason=f"{self.me} refuses: {refusal}"[:MAX_REASON])
+            return
+        if self.config.policy.approval == "auto":
+            self._accept(proposal)
+        else:
+            self.store.set_status(proposal.id, "pending", "waiting for the operator: isthmus job approve/refuse")
+
+    def _accept(self, proposal: Proposal) -> None:
+        self._vote(proposal, "accept", signature=sign_consent(self.signing_key, proposal.digest),
+                   address=self.runner.address())
+
+    def _vote(self, proposal: Proposal, decision: str, *, reason: str | None = None, signature: bytes | None = None,
+              address: str | None = None) -> None:
+        self.store.set_status(proposal.id, "accepted" if decision == "accept" else "refused", reason)
+        if proposal.proposer == self.me:
+            self._count(proposal, self.me, decision, reason, signature, address)
+        else:
+            self.store.vote(proposal.id, self.me, decision, reason, signature, address)
+            vote = {"kind": "vote", "job": proposal.id, "decision": decision}
+            vote.update({k: v for k, v in (("reason", reason), ("signature", signature), ("address", address)) if v})
+            self.send(proposal.proposer, vote)
+
+    def _on_vote(self, sender: str, message: dict, check: Inspect) -> None:
+        job = self.store.job(message["job"])
+        if job is None or job["proposer"] != self.me:
+            check.fail("a vote on a job this node did not propose")
+        proposal = proposal_of(job)
+        if sender not in proposal.parties:
+            check.fail("a vote from a member that is not a party of the job")
+        decision = message.get("decision")
+        if decision == "accept":
+            check.mapping(message, {"kind", "job", "decision", "signature", "address"}, exact=True)
+            if not consent_valid(self.pinned[sender], proposal.digest, message["signature"]):
+                check.fail("the signature is not the sender's on this proposal's digest")
+            _check_address(check, message["address"])
+            self._count(proposal, sender, "accept", None, message["signature"], message["address"])
+        elif decision == "refuse":
+            check.mapping(message, {"kind", "job", "decision", "reason"}, exact=True)
+            self._count(proposal, sender, "refuse", check.text(message["reason"], "reason", MAX_REASON), None, None)
+        else:
+            check.fail(f"decision must be accept or refuse, got {decision!r:.20}")
+
+    def _count(self, proposal: Proposal, party: str, decision: str, reason: str | None, signature: bytes | None,
+               address: str | None) -> None:
+        """At the proposer: one vote more; a refusal ends the job everywhere, the last consent starts it."""
+        job = self.store.job(proposal.id)
+        if job["status"] in FINAL or job["status"] == "running" or party in self.store.votes(proposal.id):
+            return
+        self.store.vote(proposal.id, party, decision, reason, signature, address)
+        others = set(proposal.parties) - {self.me}
+        if decision == "refuse":
+            self.store.set_status(proposal.id, "refused", reason)
+            for peer in others - {party}:
+                self.send(peer, {"kind": "refused", "job": proposal.id, "reason": reason})
+            return
+        votes = self.store.votes(proposal.id)
+        if set(proposal.parties) <= {p for p, v in votes.items() if v["decision"] == "accept"}:
+            addresses = {p: votes[p]["address"] for p in proposal.parties}
+            signatures = {p: votes[p]["signature"] for p in proposal.parties}
+            for peer in others:
+                self.send(peer, {"kind": "start", "job": proposal.id, "addresses": addresses, "signatures": signatures})
+            if self.me in proposal.parties:
+                self._start(proposal, addresses)
+            else:
+                self.store.set_status(proposal.id, "finished", "every party accepted and was told to start")
+
+    def _on_start(self, sender: str, message: dict, check: Inspect) -> None:
+        check.mapping(message, {"kind", "job", "addresses", "signatures"}, exact=True)
+        job = self._from_proposer(sender, message, check)
+        if job["status"] != "accepted":
+            check.fail(f"a start for a job that is {job['status']} here")
+        proposal = proposal_of(job)
+        addresses, signatures = message["addresses"], message["signatures"]
+        for mapping in (addresses, signatures):
+            check.mapping(mapping, set(proposal.parties), exact=True)
+        for party in proposal.parties:
+            if not consent_valid(self.pinned[party], proposal.digest, signatures[party]):
+                check.fail(f"no valid consent signature of {party!r}: nothing runs")
+            _check_address(check, addresses[party])
+        if addresses[self.me] != self.store.votes(proposal.id)[self.me]["address"]:
+            check.fail("the start moves this party to another address than the one it chose")
+        self._start(proposal, addresses)
+
+    def _start(self, proposal: Proposal, addresses: dict[str, str]) -> None:
+        self.store.set_addresses(proposal.id, addresses)
+        self.store.set_status(proposal.id, "running")
+        try:
+            document = job_document(proposal, self.me, self.config.options.catalogue, base=self.config.base,
+                                    addresses=addresses)
+            self.runner.start(proposal.id, document)
+        except IsthmusError as exc:
+            self.store.set_status(proposal.id, "failed", str(exc))
+
+    def _on_refused(self, sender: str, message: dict, check: Inspect) -> None:
+        check.mapping(message, {"kind", "job", "reason"}, exact=True)
+        job = self._from_proposer(sender, message, check)
+        if job["status"] not in FINAL and job["status"] != "running":
+            self.store.set_status(job["id"], "refused", check.text(message["reason"], "reason", MAX_REASON))
+
+    def _on_stop(self, sender: str, message: dict, check: Inspect) -> None:
+        check.mapping(message, {"kind", "job", "reason"}, exact=True)
+        job = self.store.job(message["job"])
+        if job is None:
+            check.fail("a cancellation of a job unknown here")
+        proposal = proposal_of(job)
+        if sender not in {*proposal.parties, proposal.proposer}:
+            check.fail("a cancellation from a member that has no part in the job")
+        if job["status"] not in FINAL:
+            status = "cancelled" if message["kind"] == "cancel" else "failed"
+            self._stop_here(job, status, check.text(message["reason"], "reason", MAX_REASON))
+
+    def _stop_here(self, job: dict, status: str, reason: str) -> None:
+        self.store.set_status(job["id"], status, reason)  # first: the runner's report must not overwrite it
+        if job["status"] == "running":
+            self.runner.cancel(job["id"])
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _known(self, job_id: str) -> dict:
+        job = self.store.job(job_id)
+        if job is None:
+            raise ConfigError(f"no job {job_id!r} on node {self.me!r}")
+        return job
+
+    def _pending(self, job_id: str) -> dict:
+        job = self._known(job_id)
+        if job["status"] != "pending":
+            raise ConfigError(f"job {job_id} is {job['status']}, not waiting for approval")
+        return job
+
+    def _from_proposer(self, sender: str, message: dict, check: Inspect) -> dict:
+        job = self.store.job(message["job"])
+        if job is None or job["proposer"] != sender:
+            check.fail("only the job's proposer may send this")
+        return job
+
+
+def proposal_of(job: dict) -> Proposal:
+    wire = job["proposal"]
+    return Proposal(wire["id"], wire["proposer"], wire["job"])
+
+
+def _check_address(check: Inspect, address: Any) -> None:
+    if not isinstance(address, str) or not ADDRESS.fullmatch(address):
+        check.fail(f"job address must be host:port, got {address!r:.40}")
+

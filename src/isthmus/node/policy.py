@@ -1,0 +1,91 @@
+"""A node's decision on a proposal: accept, or refuse naming the rule it breaks.
+
+The proposal is first planned as this party's own job (:func:`isthmus.jobs.plan.make_plan`), so its
+options are type-checked exactly as a run would check them; the policy then looks at the typed plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from isthmus.errors import ConfigError, IsthmusError
+from isthmus.jobs.plan import Plan, make_plan
+from isthmus.jobs.steps.train import TrainChoice
+from isthmus.node.config import NodeConfig
+from isthmus.node.proposal import Proposal, ProposalError, job_for
+
+
+class Refusal(IsthmusError):
+    """Why a node refuses a proposal: ``rule`` names the policy rule, the message says what broke it."""
+
+    def __init__(self, rule: str, message: str):
+        super().__init__(f"{rule}: {message}")
+        self.rule = rule
+
+
+def review(config: NodeConfig, proposal: Proposal) -> Plan:
+    """This node's plan for ``proposal`` if its policy accepts it; otherwise a :class:`Refusal`."""
+    policy, me = config.policy, config.party
+    if policy.proposers is not None and proposal.proposer not in policy.proposers:
+        raise Refusal("proposers", f"{proposal.proposer!r} may not propose jobs to {me!r}")
+    if me not in proposal.parties:
+        raise Refusal("participant", f"{me!r} is not a party of this job")
+    try:
+        plan = make_plan(job_for(proposal, me, config.options.catalogue, base=config.base), me)
+    except ProposalError as exc:
+        raise Refusal(exc.rule, str(exc)) from None
+    except ConfigError as exc:
+        raise Refusal("options", str(exc)) from None
+    for step in plan.steps:
+        if step.name not in policy.steps and step.name != "record":
+            raise Refusal("steps", f"step {step.name!r} is not accepted here (accepted: {', '.join(policy.steps)})")
+        options = step.options.options if isinstance(step.options, TrainChoice) else step.options
+        if isinstance(step.options, TrainChoice) and policy.models is not None \
+                and step.options.algorithm.name not in policy.models:
+            raise Refusal("models", f"model {step.options.algorithm.name!r} is not accepted here "
+                                    f"(accepted: {', '.join(policy.models) or 'none'})")
+        for where, bits in _key_sizes(options):
+            if bits < policy.min_key_bits:
+                raise Refusal("min_key_bits", f"step {step.name!r}: {where} = {bits} is below this node's minimum "
+                                              f"of {policy.min_key_bits}")
+        if step.name == "intersect" and step.options.min_shared_rows < policy.min_intersection:
+            raise Refusal("min_intersection", f"the intersect step's min_shared_rows ({step.options.min_shared_rows}) "
+                                              f"is below this node's minimum of {policy.min_intersection}")
+    if plan.first("intersect") is None and any(entry.get("data") for entry in proposal.parties.values()) \
+            and plan.job.with_role("guest"):
+        raise Refusal("min_intersection", "a vertical job must intersect, with min_shared_rows of at least "
+                                          f"{policy.min_intersection}")
+    for weakening in weakenings(plan):
+        if weakening not in policy.allow_weakening:
+            raise Refusal("allow_weakening", f"the job uses {weakening}, which weakens privacy; this node never "
+                                             "accepts it (policy.allow_weakening)")
+    return plan
+
+
+def weakenings(plan: Plan) -> list[str]:
+    """The privacy-weakening choices the plan makes, by the names a policy lists."""
+    found = []
+    if plan.job.options.benchmark_only_plaintext:
+        found.append("benchmark_only_plaintext")
+    contribution = plan.first("contribution")
+    if contribution is not None and contribution.options.reveal_updates:
+        found.append("reveal_updates")
+    train = plan.first("train")
+    options = train.options.options if train is not None else None
+    if getattr(options, "secure_aggregation", True) is False and "reveal_updates" not in found:
+        found.append("secure_aggregation_off")
+    if options is not None and "dp" in type(options).model_fields and options.dp is None:
+        found.append("dp_off")
+    return found
+
+
+def _key_sizes(options: Any, where: str = "") -> Iterator[tuple[str, int]]:
+    """Every ``key_bits`` in typed options, nested options included."""
+    fields = getattr(type(options), "model_fields", {})
+    for name in fields:
+        value = getattr(options, name)
+        if name == "key_bits" and isinstance(value, int):
+            yield where + name, value
+        elif hasattr(type(value), "model_fields"):
+            yield from _key_sizes(value, f"{where}{name}.")

@@ -1,0 +1,90 @@
+"""Runs this party's side of an accepted job as its own process, with the existing one-party runner.
+
+The process is what ``isthmus run`` runs (:func:`isthmus.jobs.party_process.launched_party`), on the
+job written with this party's own paths into the node's store: ``STORE/jobs/ID/job.yaml``, its results
+in ``run/``, its output in ``process.log``. It dies with the node (Linux parent-death signal), so a
+restarted node never finds a job of its own running that it does not know about.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from isthmus.jobs.events import read_events
+from isthmus.jobs.local import free_ports, write_job
+from isthmus.jobs.party_process import launched_party
+
+Done = Callable[[str, str, str | None], None]  # (job id, "finished" | "failed", reason)
+
+
+def job_folder(store: Path, job_id: str) -> Path:
+    return store / "jobs" / job_id
+
+
+class ProcessRunner:
+    def __init__(self, party: str, store: Path, keys: Path, job_host: str, on_done: Done):
+        self.party = party
+        self.store = store
+        self.keys = keys
+        self.job_host = job_host
+        self.on_done = on_done
+        self._processes: dict[str, multiprocessing.Process] = {}
+        self._lock = threading.Lock()
+
+    def address(self) -> str:
+        """Where this party's side of a job will listen (chosen when the node consents)."""
+        return f"{self.job_host}:{free_ports(1)[0]}"
+
+    def start(self, job_id: str, document: dict) -> None:
+        folder = job_folder(self.store, job_id)
+        job = write_job(folder / "job.yaml", document)
+        process = multiprocessing.get_context("spawn").Process(
+            target=_party_main, name=f"isthmus-{self.party}-{job_id}",
+            args=(job, self.party, self.keys, folder / "run", folder / "process.log"))
+        with self._lock:
+            process.start()
+            self._processes[job_id] = process
+        threading.Thread(target=self._wait, args=(job_id, process), daemon=True).start()
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            process = self._processes.get(job_id)
+        if process is not None and process.is_alive():
+            process.kill()
+
+    def stop(self) -> None:
+        with self._lock:
+            processes = list(self._processes.values())
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+
+    def _wait(self, job_id: str, process: multiprocessing.Process) -> None:
+        process.join()
+        with self._lock:
+            self._processes.pop(job_id, None)
+        if process.exitcode == 0:
+            self.on_done(job_id, "finished", None)
+            return
+        run = job_folder(self.store, job_id) / "run"
+        failed = [e for e in read_events(run / "events.jsonl") if e.get("status") == "failed"]
+        reason = (f"step {failed[0].get('step')}: {failed[0].get('error')}" if failed
+                  else f"its process ended with status {process.exitcode}; see process.log")
+        self.on_done(job_id, "failed", reason)
+
+
+def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path) -> None:
+    _die_with_parent()
+    launched_party(job, party, keys, run_dir, None, log_path)
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the node's stop() still ends its jobs
+        pass

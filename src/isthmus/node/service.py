@@ -1,0 +1,90 @@
+"""One node as a process: its store, its mutual-TLS port to the other nodes, its runner, its HTTP API.
+
+On start, a job this node was running when it stopped is marked failed with the reason (its process
+died with the node) and its peers are told, so no party waits for it; nothing else changes state.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from isthmus.errors import ConfigError
+from isthmus.node.config import NodeConfig
+from isthmus.node.coordinator import Coordinator
+from isthmus.node.peers import CONTROL_JOB, MAX_MESSAGE_BYTES, TAG, PeerLink
+from isthmus.node.runner import ProcessRunner
+from isthmus.node.serving import SERVE_SCOPE, Serving
+from isthmus.node.store import Store
+from isthmus.transport.audit import AuditLog
+from isthmus.transport.certs import tls_files_for
+from isthmus.transport.grpc_transport import GrpcNode
+from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
+
+RESTARTED = "the node restarted while this job ran; its side of the job ended with it"
+_log = logging.getLogger(__name__)
+
+
+@contextmanager
+def running_node(config: NodeConfig) -> Iterator[Coordinator]:
+    """Everything but the HTTP API, started; stopped (jobs killed) when the block ends."""
+    store_dir = config.store
+    store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = Store(store_dir / "node.sqlite")
+    signing_key = load_signing_key(config.keys, config.party)
+    pinned = load_pinned_keys(federation_file(config.keys))
+    coordinator: Coordinator
+    runner = ProcessRunner(config.party, store_dir, config.keys, config.options.job_host,
+                           on_done=lambda job, status, reason: coordinator.job_done(job, status, reason))
+    coordinator = Coordinator(config, store, signing_key, pinned, runner)
+    interrupted = store.with_status("running")
+    for job in interrupted:
+        store.set_status(job["id"], "failed", RESTARTED)
+    me = config.members[config.party]
+    grpc = GrpcNode(config.party, config.options.listen or me, config.members, tls_files_for(config.keys, config.party),
+                    audit=AuditLog(store_dir / "audit.jsonl", config.party), connect_timeout=config.options.timeout,
+                    max_message_bytes=MAX_MESSAGE_BYTES, recv_timeout=config.options.timeout)
+    grpc.open_job(CONTROL_JOB, accept=[TAG, SERVE_SCOPE])
+    grpc.start()
+    channel = grpc.channel(CONTROL_JOB)
+    link = PeerLink(channel, grpc.mailbox, list(config.members), coordinator.handle)
+    coordinator.send = link.send
+    coordinator.serving = Serving(coordinator, channel)  # published models are served again
+    link.start()
+    try:
+        for job in interrupted:  # the peers' sides wait for ours: tell them
+            coordinator.tell_failed(job["id"], RESTARTED)
+        yield coordinator
+    finally:
+        runner.stop()
+        link.stop()
+        grpc.stop()
+        store.close()
+
+
+def read_token(config: NodeConfig) -> str | None:
+    path = config.token_file
+    if path is None:
+        return None
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"API token file {path} is accessible to other users; run: chmod 600 {path}")
+    token = path.read_text(encoding="utf-8").strip()
+    if len(token) < 16:
+        raise ConfigError(f"API token file {path}: the token must be at least 16 characters")
+    return token
+
+
+def serve(config: NodeConfig) -> None:
+    """Run the node until interrupted (SIGINT/SIGTERM)."""
+    import uvicorn
+
+    from isthmus.node.api import create_app
+
+    token = read_token(config)
+    host, _, port = config.options.api.listen.rpartition(":")
+    with running_node(config) as coordinator:
+        _log.info("node %s: API on %s, peers on %s", config.party, config.options.api.listen,
+                  config.members[config.party])
+        uvicorn.Server(uvicorn.Config(create_app(coordinator, token, coordinator.serving), host=host.strip("[]"), port=int(port),
+                                      log_level="warning", access_log=False)).run()

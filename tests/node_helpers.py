@@ -1,0 +1,96 @@
+"""Nodes for tests: a three-party federation's folders, a proposal, and nodes wired over the in-process hub."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from isthmus.demos.vertical import make_vertical_data
+from isthmus.node.config import load_node_config
+from isthmus.node.coordinator import Coordinator
+from isthmus.node.local import make_local_federation
+from isthmus.node.peers import CONTROL_JOB, PeerLink
+from isthmus.node.store import Store
+from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
+from isthmus.transport.local import LocalHub
+
+POLICY = {"min_key_bits": 1024, "min_intersection": 100, "models": ["hetero_lr"]}
+
+
+def federation(root: Path, *, guest: dict | None = None, host: dict | None = None,
+               arbiter: dict | None = None) -> dict[str, Path]:
+    """guest (manual approval), host (auto) and arbiter (auto); extra policy settings per party."""
+    guest_csv, host_csv = make_vertical_data(root / "data")
+    return make_local_federation(root, {
+        "guest": {"timeout": 5, "catalogue": {"customers": {"path": str(guest_csv), "id": "id", "label": "y"}},
+                  "policy": {**POLICY, "approval": "manual", **(guest or {})}},
+        "host": {"timeout": 5, "catalogue": {"accounts": {"path": str(host_csv), "id": "id"}},
+                 "policy": {**POLICY, "approval": "auto", **(host or {})}},
+        "arbiter": {"timeout": 5, "policy": {**POLICY, "approval": "auto", **(arbiter or {})}},
+    })
+
+
+def proposal(*, key_bits: int = 1024, min_shared_rows: int = 100, epochs: int = 2, **job: object) -> dict:
+    return {"job": "credit", **job,
+            "parties": {"guest": {"role": "guest", "data": "customers"}, "host": {"role": "host", "data": "accounts"},
+                        "arbiter": {"role": "arbiter"}},
+            "steps": [{"intersect": {"min_shared_rows": min_shared_rows}},
+                      {"train": {"model": "hetero_lr", "epochs": epochs, "batch_size": 0, "learning_rate": 0.5,
+                                 "key_bits": key_bits, "precision": 6, "validation_fraction": 0.25}},
+                      {"evaluate": {}}]}
+
+
+@dataclass
+class FakeRunner:
+    started: list[str] = field(default_factory=list)
+
+    def address(self) -> str:
+        return "127.0.0.1:1"
+
+    def start(self, job_id: str, document: dict) -> None:
+        self.started.append(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        pass
+
+
+@dataclass
+class LocalNodes:
+    coordinators: dict[str, Coordinator]
+    runners: dict[str, FakeRunner]
+    links: list[PeerLink]
+    hub: LocalHub
+
+    def status(self, party: str, job_id: str) -> dict | None:
+        return self.coordinators[party].store.job(job_id)
+
+    def wait(self, party: str, job_id: str, *statuses: str, timeout: float = 10.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.status(party, job_id)
+            if job is not None and job["status"] in statuses:
+                return job
+            time.sleep(0.02)
+        raise AssertionError(f"{party}: job {job_id} is {self.status(party, job_id)}, not {statuses}")
+
+    def stop(self) -> None:
+        for link in self.links:
+            link.stop()
+
+
+def local_nodes(configs: dict[str, Path]) -> LocalNodes:
+    """Every node's coordinator, talking through the in-process hub; runs are only recorded."""
+    hub = LocalHub(configs)
+    coordinators, runners, links = {}, {}, []
+    for party, path in configs.items():
+        config = load_node_config(path)
+        runners[party] = FakeRunner()
+        coordinators[party] = Coordinator(config, Store(config.store / "node.sqlite"),
+                                          load_signing_key(config.keys, party),
+                                          load_pinned_keys(federation_file(config.keys)), runners[party])
+        link = PeerLink(hub.channel(party, CONTROL_JOB), hub.mailboxes[party], list(configs), coordinators[party].handle)
+        coordinators[party].send = link.send
+        link.start()
+        links.append(link)
+    return LocalNodes(coordinators, runners, links, hub)

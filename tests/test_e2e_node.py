@@ -1,0 +1,145 @@
+"""Three nodes as real processes on loopback: a proposal from the host, the guest's manual approval, PSI and
+vertical LR run by each node's runner, the result in the guest's store; a restarted node fails its job."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from isthmus.errors import ConfigError
+
+from isthmus.node.client import NodeClient
+from isthmus.node.peers import CONTROL_JOB, TAG
+from isthmus.node.local import api_url, start_node, wait_ready
+from isthmus.node.runner import job_folder
+from isthmus.node.service import RESTARTED
+from isthmus.transport.certs import tls_files_for
+from isthmus.transport.grpc_transport import GrpcNode
+from tests.node_helpers import federation, proposal
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def wait(client: NodeClient, job_id: str, *statuses: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    job = None
+    while time.monotonic() < deadline:
+        try:
+            job = client.job(job_id)
+        except ConfigError:  # the proposal has not reached this node yet
+            time.sleep(0.2)
+            continue
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"{client.url}: job {job_id} is {job}, not {statuses}")
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory):
+    configs = federation(tmp_path_factory.mktemp("nodes"))
+    processes = {party: start_node(path, path.parent / "node.log") for party, path in configs.items()}
+    try:
+        clients = {}
+        for party, path in configs.items():
+            wait_ready(api_url(path), processes[party], path.parent / "node.log")
+            clients[party] = NodeClient(api_url(path))
+        yield configs, processes, clients
+    finally:
+        for process in processes.values():
+            process.kill()
+            process.wait()
+
+
+def test_a_job_proposed_by_the_host_runs_after_the_guests_approval(nodes):
+    configs, _, clients = nodes
+    job_id = clients["host"].submit(proposal())
+    wait(clients["guest"], job_id, "pending", timeout=15)
+    assert clients["host"].job(job_id)["status"] == "accepted"
+    clients["guest"].approve(job_id)
+    for party in ("guest", "host", "arbiter"):
+        assert wait(clients[party], job_id, "finished", "failed")["status"] == "finished", clients[party].logs(job_id)
+    metrics = json.loads((job_folder(configs["guest"].parent / "store", job_id) / "run" / "metrics.json").read_text())
+    assert metrics["metrics"]["auc"] > 0.9
+    events = clients["guest"].events(job_id)
+    assert any(e.get("step") == "train" and e["source"] == "run" for e in events)
+    job = clients["guest"].job(job_id)
+    assert job["votes"] == {"guest": {"decision": "accept", "reason": None}} and job["proposer"] == "host"
+    assert set(clients["host"].job(job_id)["votes"]) == {"guest", "host", "arbiter"}
+
+
+def test_the_published_model_predicts_online_as_in_batch(nodes):
+    configs, _, clients = nodes
+    job_id = next(job["id"] for job in clients["guest"].jobs() if job["status"] == "finished")
+    assert clients["guest"].publish(job_id, "credit-v1")["hosts"] == ["host"]
+    batch = pd.read_csv(job_folder(configs["guest"].parent / "store", job_id) / "run" / "predictions.csv")
+    ids = [str(i) for i in batch["id"][:50]]
+    online = clients["guest"].predict("credit-v1", ids)
+    assert np.max(np.abs(np.array(online) - batch["score"][:50].to_numpy())) < 1e-9
+    assert clients["guest"].predict("credit-v1", ids[:1]) == online[:1]
+    with pytest.raises(ConfigError, match="unknown id: the guest's table"):
+        clients["guest"].predict("credit-v1", ["cust-99999"])
+    data = configs["guest"].parent.parent / "data"
+    guest_only = sorted(set(pd.read_csv(data / "guest.csv")["id"]) - set(pd.read_csv(data / "host.csv")["id"]))[0]
+    with pytest.raises(ConfigError, match=r"hosts refused the prediction: \{'host': 'unknown id'\}"):
+        clients["guest"].predict("credit-v1", [str(guest_only)])
+    with pytest.raises(ConfigError, match="no published model"):
+        clients["host"].predict("credit-v1", ids[:1])  # a host serves its part to the guest only
+    impostor_asks(configs, "host", ids[:3])  # the arbiter, a member, asks the host for its part's scores
+    served = [json.loads(line) for line in (configs["host"].parent / "store" / "serving.jsonl").read_text().splitlines()]
+    assert [(entry["guest"], entry["outcome"]) for entry in served] == [
+        ("guest", "served"), ("guest", "served"), ("guest", "unknown id"), ("arbiter", "unknown model")]
+    assert str(guest_only) not in json.dumps(served)
+    assert not any(i in json.dumps(served) for i in ids)  # the host's log holds no id
+
+
+def impostor_asks(configs, host: str, ids: list[str]) -> None:
+    """The arbiter's keys, used to send the host a prediction request for the guest's model."""
+    keys = configs["arbiter"].parent / "keys"
+    members = yaml.safe_load((configs["arbiter"].parent / "federation.yaml").read_text())["members"]
+    node = GrpcNode("arbiter", "127.0.0.1:0", {host: members[host]}, tls_files_for(keys, "arbiter"), connect_timeout=5)
+    with node:
+        node.channel(CONTROL_JOB).send(host, TAG, {"kind": "predict", "job": "0" * 16, "name": "credit-v1",
+                                                   "rid": "0" * 16, "ids": ids})
+    deadline = time.monotonic() + 10
+    log = configs[host].parent / "store" / "serving.jsonl"
+    while time.monotonic() < deadline and "arbiter" not in log.read_text():
+        time.sleep(0.1)
+
+
+def test_a_node_restarted_during_a_job_marks_it_failed_and_its_peers_stop(nodes):
+    configs, processes, clients = nodes
+    job_id = clients["host"].submit(proposal(epochs=200))
+    wait(clients["guest"], job_id, "pending", timeout=15)
+    clients["guest"].approve(job_id)
+    wait(clients["guest"], job_id, "running", timeout=15)
+    processes["guest"].kill()
+    processes["guest"].wait()
+    log = configs["guest"].parent / "node.log"
+    processes["guest"] = start_node(configs["guest"], log)
+    wait_ready(api_url(configs["guest"]), processes["guest"], log)
+    job = clients["guest"].job(job_id)
+    assert job["status"] == "failed" and job["reason"] == RESTARTED
+    first = next(j["id"] for j in clients["guest"].jobs() if j["status"] == "finished")
+    batch = pd.read_csv(job_folder(configs["guest"].parent / "store", first) / "run" / "predictions.csv")
+    again = clients["guest"].predict("credit-v1", [str(batch["id"][0])])  # served again after the restart
+    assert abs(again[0] - batch["score"][0]) < 1e-9
+    for party in ("host", "arbiter"):
+        stopped = wait(clients[party], job_id, "failed", timeout=30)
+        assert stopped["reason"] in (f"guest: {RESTARTED}",) or "guest" in stopped["reason"], stopped
+
+
+def test_with_a_host_down_a_prediction_fails_naming_it(nodes):
+    configs, processes, clients = nodes
+    processes["host"].kill()
+    processes["host"].wait()
+    ids = [str(i) for i in pd.read_csv(configs["guest"].parent.parent / "data" / "guest.csv")["id"][:1]]
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="host 'host'"):
+        clients["guest"].predict("credit-v1", ids)
+    assert time.monotonic() - started < 30

@@ -1,0 +1,126 @@
+"""Consent between nodes: each node's policy decides (accept/refuse matrix), a refusal anywhere means
+nothing runs anywhere, a manual approval is waited for, and every start carries every party's signature."""
+
+from __future__ import annotations
+
+import pytest
+
+from isthmus.errors import ConfigError
+from isthmus.node.config import load_node_config
+from isthmus.node.policy import Refusal, review
+from isthmus.node.proposal import Proposal, parse_proposal
+from tests.node_helpers import federation, local_nodes, proposal
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory):
+    return federation(tmp_path_factory.mktemp("fed"), arbiter={"proposers": ["host"]})
+
+
+def reviewed(path, body: dict, proposer: str = "host") -> None:
+    config = load_node_config(path)
+    review(config, parse_proposal(body, job_id="0123456789abcdef", proposer=proposer, members=set(config.members)))
+
+
+def plaintext() -> dict:
+    body = proposal(benchmark_only_plaintext=True)
+    return body
+
+
+def with_step(step: dict) -> dict:
+    body = proposal()
+    body["steps"].insert(1, step)
+    return body
+
+
+def with_option(**options) -> dict:
+    body = proposal()
+    body["steps"][1]["train"].update(options)
+    return body
+
+
+def with_alias(alias: str) -> dict:
+    body = proposal()
+    body["parties"]["guest"]["data"] = alias
+    return body
+
+
+@pytest.mark.parametrize("party, body, proposer, rule", [
+    ("guest", proposal(), "host", None),
+    ("arbiter", proposal(), "host", None),
+    ("arbiter", proposal(), "guest", "proposers"),
+    ("guest", proposal(key_bits=512), "host", "options"),  # below the algorithm's own floor: typed check
+    ("host", with_option(key_bits=1024), "guest", None),
+    ("guest", proposal(min_shared_rows=10), "host", "min_intersection"),
+    ("guest", plaintext(), "host", "allow_weakening"),
+    ("guest", with_step({"binning": {"key_bits": 1024}}), "host", "steps"),
+    ("guest", with_alias("loans"), "host", "alias"),
+    ("guest", with_option(epoch=3), "host", "options"),
+    ("host", {**proposal(), "steps": [{"intersect": {"min_shared_rows": 100}},
+                                      {"train": {"model": "hetero_secureboost", "key_bits": 1024}}]}, "guest", "models"),
+])
+def test_policy_matrix(configs, party, body, proposer, rule):
+    if rule is None:
+        reviewed(configs[party], body, proposer)
+        return
+    with pytest.raises(Refusal) as refused:
+        reviewed(configs[party], body, proposer)
+    assert refused.value.rule == rule, str(refused.value)
+
+
+def test_min_key_bits_and_weakening_consent(tmp_path):
+    strict = federation(tmp_path / "strict", guest={"min_key_bits": 2048})
+    with pytest.raises(Refusal, match="min_key_bits: step 'train': key_bits = 1024 is below this node's minimum of 2048"):
+        reviewed(strict["guest"], proposal())
+    lenient = federation(tmp_path / "lenient", guest={"allow_weakening": ["benchmark_only_plaintext"]})
+    reviewed(lenient["guest"], plaintext())
+
+
+def test_one_refusal_means_nothing_runs_anywhere(tmp_path):
+    nodes = local_nodes(federation(tmp_path, arbiter={"min_intersection": 200}))
+    try:
+        job = nodes.coordinators["host"].submit(proposal(min_shared_rows=150))
+        refused = nodes.wait("host", job, "refused")
+        assert refused["reason"].startswith("arbiter refuses: min_intersection:"), refused["reason"]
+        nodes.wait("guest", job, "refused")  # it was waiting for its operator: told, and nothing to approve
+        with pytest.raises(ConfigError, match="not waiting for approval"):
+            nodes.coordinators["guest"].approve(job)
+        assert all(not runner.started for runner in nodes.runners.values())
+    finally:
+        nodes.stop()
+
+
+def test_manual_approval_then_every_node_starts_with_every_signature(tmp_path):
+    nodes = local_nodes(federation(tmp_path))
+    try:
+        job = nodes.coordinators["host"].submit(proposal())
+        nodes.wait("guest", job, "pending")
+        assert nodes.status("host", job)["status"] == "accepted"
+        assert not any(runner.started for runner in nodes.runners.values())
+        nodes.coordinators["guest"].approve(job)
+        for party in ("guest", "host", "arbiter"):
+            nodes.wait(party, job, "running")
+            assert nodes.runners[party].started == [job]
+        digests = {nodes.status(party, job)["digest"] for party in nodes.coordinators}
+        assert len(digests) == 1
+    finally:
+        nodes.stop()
+
+
+def test_operator_refusal_reaches_the_proposer(tmp_path):
+    nodes = local_nodes(federation(tmp_path))
+    try:
+        job = nodes.coordinators["host"].submit(proposal())
+        nodes.wait("guest", job, "pending")
+        nodes.coordinators["guest"].refuse(job, "not this quarter")
+        assert nodes.wait("host", job, "refused")["reason"] == "refused by guest's operator: not this quarter"
+        assert nodes.wait("arbiter", job, "refused")["reason"] == "refused by guest's operator: not this quarter"
+        assert all(not runner.started for runner in nodes.runners.values())
+    finally:
+        nodes.stop()
+
+
+def test_digest_binds_the_whole_proposal():
+    a = Proposal("0123456789abcdef", "host", proposal())
+    assert a.digest != Proposal("0123456789abcdef", "guest", proposal()).digest
+    assert a.digest != Proposal("0123456789abcdef", "host", proposal(epochs=3)).digest
