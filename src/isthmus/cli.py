@@ -61,6 +61,10 @@ def run(job: JobArg,
                                                   "checkpointed in OUT/<party>/checkpoints.")] = False,
         record: Annotated[Optional[bool], typer.Option("--record/--no-record", help="Endorse the job's outcome on "
                                                        "every party's ledger (default: the job's `record`).")] = None,
+        compute: Annotated[Optional[str], typer.Option(help="Where this party's heavy per-row work runs: `local` or "
+                                                       "`ray://HOST:PORT` (its own Ray cluster; needs isthmus[ray]). "
+                                                       "Other parties do not see it.",
+                                                       show_default="$ISTHMUS_COMPUTE, else local")] = None,
         ) -> None:
     """Run one party's side of a job: how parties on different machines run it.
 
@@ -74,7 +78,8 @@ def run(job: JobArg,
     from isthmus.jobs.party_process import run_party_process
 
     guard(lambda: run_party_process(spec, party, certs_dir=certs, run_dir=run_dir, listen=listen, resume=resume,
-                                    record=record, replace=force, data=data, test=test))
+                                    record=record, replace=force, data=data, test=test,
+                                    compute=compute))
     console.print(f"party {party} finished; results in {run_dir}", soft_wrap=True, markup=False)
 
 
