@@ -98,11 +98,13 @@ class RayCompute(Compute):
         try:
             ray.init(address=self.label, log_to_driver=False, logging_level="WARNING")
         except RuntimeError as exc:
+            ray.shutdown()  # a half-made connection must not stay behind for the next attempt
             if "Version mismatch" in str(exc):
                 raise ComputeError(f"Ray version mismatch with the cluster at {self.label}: "
                                    f"{' '.join(str(exc).split())}") from None
             raise ComputeError(f"cannot connect to the Ray cluster at {self.label}: {_first_line(exc)}") from None
         except Exception as exc:  # Ray raises ConnectionError, grpc errors, ... depending on where it fails
+            ray.shutdown()
             raise ComputeError(f"cannot connect to the Ray cluster at {self.label}: "
                                f"{type(exc).__name__}: {_first_line(exc)}") from None
         return ray

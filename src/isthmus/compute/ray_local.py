@@ -1,0 +1,117 @@
+"""A throwaway Ray cluster on this machine, for tests and benchmarks: a head and worker nodes, each its own
+``ray start --block`` process in its own session, with its own ports and temp folder.
+
+Stopping kills exactly the processes of those sessions (``ray stop`` would stop every Ray process of
+the user, other people's clusters included). Nodes get this isthmus on their ``PYTHONPATH`` so their
+workers import the same code as the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import isthmus
+
+START_TIMEOUT_S = 60.0
+
+
+class LocalRayCluster:
+    def __init__(self, nodes: int = 2, cpus_per_node: int = 1):
+        self.nodes = nodes
+        self.cpus_per_node = cpus_per_node
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="isray", dir="/tmp"))  # Ray's socket paths must stay short
+        self.gcs_port, self.client_port = _free_port(), _free_port()
+        self._processes: list[subprocess.Popen] = []
+
+    @property
+    def address(self) -> str:
+        """The Ray Client address a party passes as ``--compute``."""
+        return f"ray://127.0.0.1:{self.client_port}"
+
+    def start(self) -> LocalRayCluster:
+        self._start_node(["--head", "--port", str(self.gcs_port), "--ray-client-server-port", str(self.client_port),
+                          "--include-dashboard", "false", "--temp-dir", str(self.temp_dir)], "head")
+        _wait_port(self.gcs_port)
+        for index in range(1, self.nodes):
+            self.add_node(index)
+        _wait_port(self.client_port)
+        return self
+
+    def add_node(self, index: int) -> None:
+        self._start_node(["--address", f"127.0.0.1:{self.gcs_port}"], f"node{index}")
+
+    def kill_node(self, index: int) -> None:
+        """SIGKILL node ``index`` (0: the head) and everything it started: a machine that died."""
+        _kill_session(self._processes[index])
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            _kill_session(process)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalRayCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start_node(self, args: list[str], name: str) -> None:
+        source = str(Path(isthmus.__file__).resolve().parents[1])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")])),
+                   RAY_USAGE_STATS_ENABLED="0")
+        ray = str(Path(sys.executable).with_name("ray"))
+        command = [ray, "start", "--block", "--num-cpus", str(self.cpus_per_node), "--node-ip-address", "127.0.0.1",
+                   "--dashboard-agent-listen-port", str(_free_port()), "--object-store-memory", str(100 * 2**20),
+                   "--disable-usage-stats", *args]
+        with open(self.temp_dir / f"{name}.log", "ab") as log:
+            self._processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                    start_new_session=True))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"local Ray cluster: nothing listens on port {port} after {START_TIMEOUT_S} s")
+            time.sleep(0.2)
+
+
+def _kill_session(process: subprocess.Popen) -> None:
+    """SIGKILL every process of the session ``process`` leads (Ray's workers set their own process group)."""
+    for pid in _session_members(process.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait(10)
+
+
+def _session_members(session: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session:  # after pid and (comm): state, ppid, pgrp, session
+                members.append(int(entry.name))
+    return members

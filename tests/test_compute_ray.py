@@ -1,0 +1,101 @@
+"""A party's PSI on a real local Ray cluster (a head and one worker node, one CPU each, separate `ray start`
+processes): the same intersection as the local pool, a named version mismatch, and a node killed mid-job.
+
+Ray Client allows one connection per process, so the version test runs before the shared connection opens.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from isthmus.compute import ComputeError, LocalCompute
+from test_psi import run_roles, shared_ids
+
+ray = pytest.importorskip("ray")
+from isthmus.compute.ray_backend import RayCompute  # noqa: E402
+from isthmus.compute.ray_local import LocalRayCluster  # noqa: E402
+from isthmus.protocols.psi import intersect  # noqa: E402
+from isthmus.transport.local import LocalHub  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalRayCluster(nodes=2, cpus_per_node=1) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def compute(cluster):
+    backend = RayCompute(cluster.address)
+    backend.check()
+    deadline = time.monotonic() + 60
+    while backend.workers() < 2:  # the second node registers a little after the head
+        assert time.monotonic() < deadline, "the worker node never joined"
+        time.sleep(0.5)
+    yield backend
+    backend.close()
+
+
+def _ids(rng: np.random.Generator, guest: int, host: int, shared: int) -> dict[str, list[str]]:
+    common = [f"c{i}" for i in range(shared)]
+    ids = {"guest": common + [f"g{i}" for i in range(guest - shared)],
+           "host": common + [f"h{i}" for i in range(host - shared)]}
+    return {party: [values[i] for i in rng.permutation(len(values))] for party, values in ids.items()}
+
+
+def _psi(ids: dict[str, list[str]], host_compute, *, on_host_progress=None) -> tuple[dict, dict]:
+    hub = LocalHub(list(ids))
+    roles = {}
+    for party, role, backend in (("guest", "guest", LocalCompute(workers=1)), ("host", "host", host_compute)):
+        channel = hub.channel(party, "job")
+        channel.default_timeout = 60
+        progress = on_host_progress if party == "host" else None
+        roles[party] = (lambda channel=channel, role=role, backend=backend, party=party, progress=progress:
+                        intersect(channel, role, ids[party], compute=backend, progress=progress))
+    return run_roles(roles, timeout=120)
+
+
+def test_a_version_mismatch_is_named(cluster, monkeypatch):
+    assert not ray.is_initialized()
+    real = ray._private.utils.compute_version_info
+    monkeypatch.setattr(ray._private.utils, "compute_version_info", lambda: ("2.0.0", real()[1]))
+    with pytest.raises(ComputeError, match=r"Ray version mismatch with the cluster at ray://.*Ray: 2\.0\.0"):
+        RayCompute(cluster.address).check()
+    assert not ray.is_initialized()
+
+
+def test_host_on_ray_finds_the_same_intersection_as_the_local_pool(compute):
+    ids = _ids(np.random.default_rng(1), guest=3_000, host=12_000, shared=1_500)
+    on_ray, errors = _psi(ids, compute)
+    assert not errors, errors
+    local, errors = _psi(ids, LocalCompute())
+    assert not errors, errors
+    for results in (on_ray, local):
+        rows = shared_ids(results, ids)
+        assert rows["guest"] == rows["host"]  # both parties hold the shared ids in one order
+        assert set(rows["host"]) == {f"c{i}" for i in range(1_500)} and len(rows["host"]) == 1_500
+
+
+def test_a_worker_node_killed_mid_job_gives_the_right_intersection_or_a_clear_error(cluster, compute):
+    """Ray re-runs the lost tasks on the surviving node; if it cannot, the job fails with a ComputeError."""
+    ids = _ids(np.random.default_rng(2), guest=2_000, host=20_000, shared=1_000)
+    killed = threading.Event()
+
+    def kill_on_first_batch(stage: str, fraction: float) -> None:
+        if stage == "blind own set" and not killed.is_set():
+            killed.set()
+            cluster.kill_node(1)
+
+    results, errors = _psi(ids, compute, on_host_progress=kill_on_first_batch)
+    assert killed.is_set()
+    if errors:
+        assert isinstance(errors.get("host"), ComputeError), errors
+        return
+    rows = shared_ids(results, ids)
+    assert rows["guest"] == rows["host"] and set(rows["host"]) == {f"c{i}" for i in range(1_000)}
