@@ -82,18 +82,68 @@ def test_host_on_ray_finds_the_same_intersection_as_the_local_pool(compute):
         assert set(rows["host"]) == {f"c{i}" for i in range(1_500)} and len(rows["host"]) == 1_500
 
 
+@pytest.fixture
+def histograms_on(monkeypatch):
+    """Make this process's backend ``compute`` and spread every histogram build, however small."""
+    from isthmus.compute import base
+    from isthmus.tree import hist_kernel
+
+    def use(compute):
+        monkeypatch.setattr(base, "_current", compute)
+        monkeypatch.setattr(hist_kernel, "PARALLEL_THRESHOLD", 0)
+    return use
+
+
+def test_histograms_on_ray_are_the_local_ciphertexts(compute, histograms_on, paillier_1024):
+    from isthmus.tree.hist_kernel import HistogramKernel
+    from isthmus.tree.gh import slots_per_plaintext
+
+    public, _ = paillier_1024
+    rng = np.random.default_rng(3)
+    rows, n_bins = 400, np.array([5, 33, 2, 17])
+    width = (int(public.nsquare).bit_length() + 7) // 8
+    ciphertexts = rng.integers(0, 256, size=(rows, width), dtype=np.uint8)
+    ciphertexts[:, 0] = 0  # below n^2
+    binned = np.stack([rng.integers(0, b, size=rows) for b in n_bins], axis=1).astype(np.uint8)
+    nodes = [(np.arange(rows), binned), (np.arange(0, rows, 3), binned[::3]), (np.arange(0), binned[:0])]
+    histograms_on(compute)
+    on_ray = HistogramKernel(public.nsquare, slots_per_plaintext(public.bits)).build(ciphertexts, nodes, n_bins)
+    local = HistogramKernel(public.nsquare, slots_per_plaintext(public.bits), LocalCompute()).build(
+        ciphertexts, nodes, n_bins)
+    assert on_ray == local
+
+
+def test_secureboost_with_the_host_on_ray_grows_the_reference_trees(compute, histograms_on):
+    from test_secureboost_protocol import assert_same_trees, federated
+    from sklearn.datasets import load_breast_cancer
+
+    from isthmus.tree.booster import SecureBoostReference
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X_guest, X_host = X[:, :10], X[:, 10:]
+    params = {"n_trees": 2, "max_depth": 3, "seed": 5}
+    histograms_on(compute)
+    guest, _, _ = federated(LocalHub(["guest", "host"]), X_guest, y, {"host": X_host}, predict=False, **params)
+    reference = SecureBoostReference(**params).fit([X_guest, X_host], y)
+    assert_same_trees(guest, reference)
+    assert 1 in {party for tree in guest.ensemble_.trees for party in tree.party}  # the host did split
+
+
+# Last: it leaves the cluster one node short.
 def test_a_worker_node_killed_mid_job_gives_the_right_intersection_or_a_clear_error(cluster, compute):
     """Ray re-runs the lost tasks on the surviving node; if it cannot, the job fails with a ComputeError."""
     ids = _ids(np.random.default_rng(2), guest=2_000, host=20_000, shared=1_000)
     killed = threading.Event()
+    running_on_killed_node: list[str] = []
 
     def kill_on_first_batch(stage: str, fraction: float) -> None:
         if stage == "blind own set" and not killed.is_set():
             killed.set()
+            running_on_killed_node.extend(cluster.process_titles(1))
             cluster.kill_node(1)
 
     results, errors = _psi(ids, compute, on_host_progress=kill_on_first_batch)
-    assert killed.is_set()
+    assert killed.is_set() and "ray::_run" in running_on_killed_node  # a task was lost with the node
     if errors:
         assert isinstance(errors.get("host"), ComputeError), errors
         return

@@ -41,12 +41,19 @@ class Pool(Protocol):
 class Compute(ABC):
     """One party's backend. ``pool`` is called per protocol run; ``check`` before a job starts."""
 
-    label: str  # for logs and errors: "local", "ray://10.0.0.5:6379"
+    label: str  # for logs and errors: "local", "ray://10.0.0.5:10001"
+    #: Work crosses machines: protocols then cut by rows (which scale out) and share big inputs once.
+    remote: bool = False
 
     @abstractmethod
     def pool(self, records: int, workers: int | None = None) -> Pool:
         """Workers for a run over about ``records`` rows (small runs may stay inline); ``workers``
         overrides the backend's own choice where the backend has one (the local pool)."""
+
+    def share(self, value: Any) -> Any:
+        """``value`` in a form that tasks of this backend's pools take as an argument in its place, sent
+        to the workers once however many tasks take it (the local pool: ``value`` itself)."""
+        return value
 
     def check(self) -> None:
         """Raise :class:`ComputeError` if the backend cannot run work (called before a job starts)."""

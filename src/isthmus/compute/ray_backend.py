@@ -49,6 +49,8 @@ def _versions() -> tuple[str, str]:
 class RayCompute(Compute):
     """The Ray cluster at ``ray://HOST:PORT``; :meth:`check` connects, :meth:`close` disconnects."""
 
+    remote = True
+
     def __init__(self, address: str):
         self.label = address
         self.host, self.port = _host_port(address)
@@ -78,6 +80,11 @@ class RayCompute(Compute):
     def pool(self, records: int, workers: int | None = None) -> RayPool:
         self.check()
         return RayPool(self._task, self._ray, self.workers(), self.label)
+
+    def share(self, value: Any) -> Any:
+        """An object reference: Ray hands tasks that take it as an argument the value itself."""
+        self.check()
+        return self._ray.put(value)
 
     def close(self) -> None:
         with self._lock:

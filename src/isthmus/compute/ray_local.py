@@ -52,6 +52,19 @@ class LocalRayCluster:
         """SIGKILL node ``index`` (0: the head) and everything it started: a machine that died."""
         _kill_session(self._processes[index])
 
+    def process_titles(self, index: int) -> list[str]:
+        """Titles of node ``index``'s Ray processes: a worker running a task is ``ray::<function>``, an idle
+        one ``ray::IDLE``."""
+        titles = []
+        for pid in _session_members(self._processes[index].pid):
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            except OSError:
+                continue
+            if title.startswith("ray::"):
+                titles.append(title)
+        return titles
+
     def stop(self) -> None:
         for process in reversed(self._processes):
             _kill_session(process)
