@@ -129,6 +129,25 @@ def test_secureboost_with_the_host_on_ray_grows_the_reference_trees(compute, his
     assert 1 in {party for tree in guest.ensemble_.trees for party in tree.party}  # the host did split
 
 
+def test_a_hostile_point_sent_to_a_host_on_ray_is_the_same_protocol_error(compute):
+    """A peer's invalid point fails the Ray task with the function's own ValueError, which the host reports
+    as a ProtocolError naming the peer, exactly as with the local pool (not as a cluster fault, not a hang)."""
+    from isthmus.errors import ProtocolError
+    from isthmus.protocols import psi
+    from test_psi import _hello, _host_and_fake_guest, _points
+
+    def fake_guest(channel):
+        channel.send("host", psi.TAG_HELLO, _hello())
+        channel.recv("host", psi.TAG_REPLY)
+        channel.send("host", psi.TAG_START, {"go": True})
+        channel.send("host", psi.TAG_GUEST_POINTS, (1).to_bytes(32, "little") + _points(2))
+
+    _, errors = _host_and_fake_guest(fake_guest, compute=compute)
+    error = errors["host"]
+    assert isinstance(error, ProtocolError) and "small order" in str(error), error
+    assert error.peer == "guest" and error.tag == psi.TAG_GUEST_POINTS
+
+
 # Last: it leaves the cluster one node short.
 def test_a_worker_node_killed_mid_job_gives_the_right_intersection_or_a_clear_error(cluster, compute):
     """Ray re-runs the lost tasks on the surviving node; if it cannot, the job fails with a ComputeError."""
