@@ -11,6 +11,7 @@ import pytest
 
 from isthmus.compute import ENV_VAR, ComputeError, LocalCompute, connect, from_environment
 from isthmus.errors import ConfigError
+from isthmus.jobs.launcher import launch
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.transport.certs import create_federation
 
@@ -60,3 +61,23 @@ def test_run_with_an_unreachable_cluster_fails_before_the_job_starts(tmp_path):
     assert result.returncode == 1
     assert f"Ray cluster at {address} is unreachable" in result.stderr
     assert not (tmp_path / "run" / "host").exists()
+
+
+@pytest.mark.e2e
+def test_launch_gives_one_party_its_own_backend_and_names_it_when_unreachable(tmp_path):
+    """`isthmus launch --compute host=...`: the host's check fails before its start, and the launch names it
+    (not the guest, which then waits in vain for it)."""
+    pytest.importorskip("ray")
+    (tmp_path / "ids.csv").write_text("id,x\n1,0.5\n")
+    data = {"path": str(tmp_path / "ids.csv"), "id": "id"}  # copied below: the job file allows no YAML aliases
+    job = write_job(tmp_path / "job.yaml", {"job": "compute-launch", "connect_timeout": 2,
+                                            "parties": loopback_parties({"guest": {"data": dict(data)},
+                                                                         "host": {"data": dict(data)}}),
+                                            "steps": [{"intersect": {}}]})
+    address = f"ray://127.0.0.1:{_closed_port()}"
+    result = subprocess.run([sys.executable, "-m", "isthmus", "launch", str(job), "--out", str(tmp_path / "run"),
+                             "--compute", f"host={address}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "host" in result.stderr and f"Ray cluster at {address} is unreachable" in result.stderr, result.stderr
+    with pytest.raises(ConfigError, match=r"does not have: \['bank'\]"):
+        launch(job, tmp_path / "run2", compute={"bank": address})

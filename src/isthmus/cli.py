@@ -86,12 +86,16 @@ def run(job: JobArg,
 @app.command()
 def launch(job: JobArg,
            out: Annotated[Path, typer.Option(help="Run directory; each party writes OUT/<party>/. An earlier "
-                                                  "launch in it is replaced.")] = Path("runs/launch")) -> None:
+                                                  "launch in it is replaced.")] = Path("runs/launch"),
+           compute: Annotated[Optional[list[str]], typer.Option(help="PARTY=ADDRESS: that party's own compute "
+                                                                "backend (`ray://HOST:PORT`), as `isthmus run "
+                                                                "--compute`; repeatable.")] = None) -> None:
     """Run every party as its own process on loopback with mutual TLS (certificates made for the run)."""
     _check_job(job)
     from isthmus.jobs.launcher import launch as launch_job
 
-    result = guard(lambda: launch_job(job, out, console=console))
+    backends = dict(_party_value(item) for item in compute or [])
+    result = guard(lambda: launch_job(job, out, console=console, compute=backends))
     _print_results(result.out_dir, result.spec, result.seconds)
 
 
@@ -178,6 +182,13 @@ def query(ctx: typer.Context) -> None:
     code = guard(lambda: run_demo(ctx.obj.out / "query", console=console))
     if code:
         raise typer.Exit(code)
+
+
+def _party_value(item: str) -> tuple[str, str]:
+    party, sep, value = item.partition("=")
+    if not (sep and party and value):
+        fail(f"--compute takes PARTY=ADDRESS (host=ray://10.0.0.5:10001), not {item!r}")
+    return party, value
 
 
 def _key_bits(ctx: typer.Context) -> dict:

@@ -65,7 +65,8 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
             node.stop(grace=2.0)
 
 
-def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, record: bool, log_path: Path) -> None:
+def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, record: bool, log_path: Path,
+                   compute: str | None = None) -> None:
     """What `isthmus launch` starts in each party's process: the party's side, its output in ``log_path``.
 
     An isthmus error ends the process with status 1 after one line in the log (the events say more);
@@ -76,7 +77,8 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
         os.dup2(log.fileno(), sys.stderr.fileno())
     sys.stdout.reconfigure(line_buffering=True)
     try:
-        run_party_process(load_job(job_path), party, certs_dir=certs_dir, run_dir=run_dir, record=record)
+        run_party_process(load_job(job_path), party, certs_dir=certs_dir, run_dir=run_dir, record=record,
+                          compute=compute)
     except IsthmusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
