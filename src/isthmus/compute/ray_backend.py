@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Self
@@ -26,6 +27,7 @@ from isthmus.errors import ConfigError
 #: Re-runs of a task whose worker or node died (Ray's default is 3 as well; stated, not inherited).
 MAX_RETRIES = 3
 CONNECT_PROBE_S = 5.0  # a TCP probe first: Ray's own connect retries for a long time before failing
+CONNECT_ATTEMPTS = 3
 
 
 def _run(fn: Callable[..., Any], *args: Any) -> Any:
@@ -102,15 +104,30 @@ class RayCompute(Compute):
         except OSError as exc:
             raise ComputeError(f"the Ray cluster at {self.label} is unreachable ({exc}); is its head running "
                                "with this Ray Client port (`ray start --head --ray-client-server-port`)?") from None
+        for attempt in range(1, CONNECT_ATTEMPTS):
+            try:
+                return self._init(ray)
+            except ConnectionError:  # the client server may answer before it can serve (a head just started)
+                time.sleep(attempt)
+        try:
+            return self._init(ray)
+        except ConnectionError as exc:
+            raise ComputeError(f"cannot connect to the Ray cluster at {self.label} ({CONNECT_ATTEMPTS} attempts): "
+                               f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+    def _init(self, ray: Any) -> Any:
         try:
             ray.init(address=self.label, log_to_driver=False, logging_level="WARNING")
+        except ConnectionError:
+            ray.shutdown()
+            raise
         except RuntimeError as exc:
             ray.shutdown()  # a half-made connection must not stay behind for the next attempt
             if "Version mismatch" in str(exc):
                 raise ComputeError(f"Ray version mismatch with the cluster at {self.label}: "
                                    f"{' '.join(str(exc).split())}") from None
             raise ComputeError(f"cannot connect to the Ray cluster at {self.label}: {_first_line(exc)}") from None
-        except Exception as exc:  # Ray raises ConnectionError, grpc errors, ... depending on where it fails
+        except Exception as exc:  # grpc and other errors, depending on where Ray fails
             ray.shutdown()
             raise ComputeError(f"cannot connect to the Ray cluster at {self.label}: "
                                f"{type(exc).__name__}: {_first_line(exc)}") from None

@@ -1,9 +1,11 @@
 """A throwaway Ray cluster on this machine, for tests and benchmarks: a head and worker nodes, each its own
-``ray start --block`` process in its own session, with its own ports and temp folder.
+``ray start --block`` process, with its own ports and temp folder.
 
-Stopping kills exactly the processes of those sessions (``ray stop`` would stop every Ray process of
-the user, other people's clusters included). Nodes get this isthmus on their ``PYTHONPATH`` so their
-workers import the same code as the driver.
+Stopping a node kills exactly the process tree of its ``ray start`` (``ray stop`` would stop every Ray
+process of the user, other people's clusters included). The nodes stay in the caller's session: with
+the kernel's autogroup scheduling, a new session would get its own fair share of a loaded machine
+and make Ray look faster than the local pool on the same cores. Nodes get this isthmus on their
+``PYTHONPATH`` so their workers import the same code as the driver.
 """
 
 from __future__ import annotations
@@ -39,24 +41,22 @@ class LocalRayCluster:
     def start(self) -> LocalRayCluster:
         self._start_node(["--head", "--port", str(self.gcs_port), "--ray-client-server-port", str(self.client_port),
                           "--include-dashboard", "false", "--temp-dir", str(self.temp_dir)], "head")
-        _wait_port(self.gcs_port)
+        self._wait_started(0)
         for index in range(1, self.nodes):
-            self.add_node(index)
-        _wait_port(self.client_port)
+            self._start_node(["--address", f"127.0.0.1:{self.gcs_port}"], f"node{index}")
+        for index in range(1, self.nodes):
+            self._wait_started(index)
         return self
-
-    def add_node(self, index: int) -> None:
-        self._start_node(["--address", f"127.0.0.1:{self.gcs_port}"], f"node{index}")
 
     def kill_node(self, index: int) -> None:
         """SIGKILL node ``index`` (0: the head) and everything it started: a machine that died."""
-        _kill_session(self._processes[index])
+        _kill_tree(self._processes[index])
 
     def process_titles(self, index: int) -> list[str]:
         """Titles of node ``index``'s Ray processes: a worker running a task is ``ray::<function>``, an idle
         one ``ray::IDLE``."""
         titles = []
-        for pid in _session_members(self._processes[index].pid):
+        for pid in _descendants(self._processes[index].pid):
             try:
                 title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
             except OSError:
@@ -67,7 +67,7 @@ class LocalRayCluster:
 
     def stop(self) -> None:
         for process in reversed(self._processes):
-            _kill_session(process)
+            _kill_tree(process)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalRayCluster:
@@ -75,6 +75,16 @@ class LocalRayCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _wait_started(self, index: int) -> None:
+        """Until ``ray start`` says the node is up (its ports accept connections a little before that)."""
+        log = self.temp_dir / ("head.log" if index == 0 else f"node{index}.log")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while b"Ray runtime started" not in log.read_bytes():
+            if self._processes[index].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"local Ray cluster: node {index} did not start; its log ends:\n"
+                                   f"{log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.2)
 
     def _start_node(self, args: list[str], name: str) -> None:
         source = str(Path(isthmus.__file__).resolve().parents[1])
@@ -86,7 +96,7 @@ class LocalRayCluster:
                    "--disable-usage-stats", *args]
         with open(self.temp_dir / f"{name}.log", "ab") as log:
             self._processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                    start_new_session=True))
+                                                    process_group=0))
 
 
 def _free_port() -> int:
@@ -95,21 +105,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"local Ray cluster: nothing listens on port {port} after {START_TIMEOUT_S} s")
-            time.sleep(0.2)
-
-
-def _kill_session(process: subprocess.Popen) -> None:
-    """SIGKILL every process of the session ``process`` leads (Ray's workers set their own process group)."""
-    for pid in _session_members(process.pid):
+def _kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL ``process`` and all its descendants (Ray's workers are the raylet's children)."""
+    for pid in [process.pid, *_descendants(process.pid)]:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -117,14 +115,18 @@ def _kill_session(process: subprocess.Popen) -> None:
     process.wait(10)
 
 
-def _session_members(session: int) -> list[int]:
-    members = []
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[3]) == session:  # after pid and (comm): state, ppid, pgrp, session
-                members.append(int(entry.name))
-    return members
+            children.setdefault(int(fields[1]), []).append(int(entry.name))  # after (comm): state, ppid
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
