@@ -12,7 +12,7 @@ arithmetic is gmpy2's. Three things keep it fast:
 * worker processes (``isthmus.crypto.parallel``), each taking a share of the features, with
   ciphertexts handed over as fixed-width bytes; or, when the party's compute backend is a cluster
   (:mod:`isthmus.compute`), tasks over partitions of the node's rows: the gradient ciphertexts are
-  shared with the cluster once per call, each task returns its rows' packed histograms, and the
+  shared with the cluster once per tree, each task returns its rows' packed histograms, and the
   driver multiplies them together. Products mod n^2 do not depend on the order of their factors,
   so the histograms (and the trees) are exactly those of the local pool.
 
@@ -40,13 +40,14 @@ def packed_count(n_bins: np.ndarray, slots: int) -> int:
 
 
 class HistogramKernel:
-    """Builds packed encrypted histograms for a host, over this process's crypto workers."""
+    """Builds packed encrypted histograms for a host, over this process's crypto workers or its cluster."""
 
     def __init__(self, nsquare: int, slots: int, compute: Compute | None = None):
         self.nsquare = int(nsquare)
         self.width = (self.nsquare.bit_length() + 7) // 8
         self.slots = slots
         self.compute = compute or current()
+        self._shared: tuple[np.ndarray, object] | None = None  # a tree's ciphertexts and their cluster handle
 
     def build(self, ciphertexts: np.ndarray, nodes: list[tuple[np.ndarray, np.ndarray]],
               n_bins: np.ndarray) -> list[list[mpz]]:
@@ -73,14 +74,13 @@ class HistogramKernel:
             built[node].extend(_parse(data, self.width))
         return built
 
-
     def _build_by_rows(self, ciphertexts: np.ndarray, nodes: list[tuple[np.ndarray, np.ndarray]],
                        n_bins: np.ndarray) -> list[list[mpz]]:
         """Per node, tasks over partitions of its rows; the driver multiplies their packed histograms."""
         modulus = mpz(self.nsquare)
         rows = sum(positions.size for positions, _ in nodes)
         with self.compute.pool(rows) as pool:
-            shared = self.compute.share(ciphertexts)  # sent to the cluster once, not once per task
+            shared = self._share(ciphertexts)
             futures = [[pool.submit(partition_histograms, self.nsquare, self.width, shared, positions[part],
                                     binned[part], n_bins, self.slots)
                         for part in _row_parts(positions.size, pool.workers)]
@@ -93,6 +93,12 @@ class HistogramKernel:
                     total = part if total is None else [a * b % modulus for a, b in zip(total, part)]
                 built.append(total if total is not None else [mpz(1)] * packed_count(n_bins, self.slots))
         return built
+
+    def _share(self, ciphertexts: np.ndarray) -> object:
+        """The cluster's handle of a tree's ciphertexts: sent once per tree, not once per layer or task."""
+        if self._shared is None or self._shared[0] is not ciphertexts:
+            self._shared = ciphertexts, self.compute.share(ciphertexts)
+        return self._shared[1]
 
 
 def _row_parts(rows: int, workers: int) -> list[slice]:
