@@ -178,10 +178,10 @@ def _failure_report(spec: JobSpec, out_dir: Path, failures: dict[str, int | None
         failed = [e for e in read_events(out_dir / name / "events.jsonl") if e.get("status") == "failed"]
         if failed:
             errors.append((failed[0]["time"], name, failed[0].get("step"), failed[0].get("error")))
-        else:
+        elif (failures[name] or 0) > 0:  # it exited on its own before it could report: a check before its start
             silent.append(name)
-    if silent:  # it stopped before it could report (a check before its start, or a crash): the likeliest cause
-        name = silent[0]
+    if silent or not errors:  # the likeliest cause, not the peers left waiting for it or killed after it
+        name = (silent or list(failures))[0]
         tail = log_file(out_dir, name).read_text(encoding="utf-8", errors="replace")[-1500:]
         return f"party {name!r} exited with {failures[name]} before reporting an error; its log ends:\n{tail}"
     errors.sort()
