@@ -1,7 +1,7 @@
 """A party's PSI on a real local Ray cluster (a head and one worker node, one CPU each, separate `ray start`
 processes): the same intersection as the local pool, a named version mismatch, and a node killed mid-job.
 
-Ray Client allows one connection per process, so the version test runs before the shared connection opens.
+Ray Client allows one connection per process, so the version tests run before the shared connection opens.
 """
 
 from __future__ import annotations
@@ -65,6 +65,16 @@ def test_a_version_mismatch_is_named(cluster, monkeypatch):
     real = ray._private.utils.compute_version_info
     monkeypatch.setattr(ray._private.utils, "compute_version_info", lambda: ("2.0.0", real()[1]))
     with pytest.raises(ComputeError, match=r"Ray version mismatch with the cluster at ray://.*Ray: 2\.0\.0"):
+        RayCompute(cluster.address).check()
+    assert not ray.is_initialized()
+
+
+def test_an_isthmus_version_mismatch_is_named(cluster, monkeypatch):
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9" if name == "isthmus" else real(name))
+    with pytest.raises(ComputeError, match=r"its workers run isthmus .* this party isthmus 9\.9\.9"):
         RayCompute(cluster.address).check()
     assert not ray.is_initialized()
 

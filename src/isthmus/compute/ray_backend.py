@@ -67,11 +67,16 @@ class RayCompute(Compute):
                 return
             ray = self._connect()
             try:
-                ray.get(ray.remote(_versions).remote(), timeout=120)
+                theirs = tuple(ray.get(ray.remote(_versions).remote(), timeout=120))
             except Exception as exc:  # a cluster whose workers cannot import isthmus is no use to this party
                 ray.shutdown()
                 raise ComputeError(f"the Ray cluster at {self.label} cannot run isthmus tasks (is isthmus installed "
                                    f"on its nodes?): {type(exc).__name__}: {_first_line(exc)}") from None
+            ours = _versions()
+            if theirs != ours:  # another isthmus could compute other bytes: the results must be the local pool's
+                ray.shutdown()
+                raise ComputeError(f"version mismatch with the Ray cluster at {self.label}: its workers run isthmus "
+                                   f"{theirs[0]} with Ray {theirs[1]}, this party isthmus {ours[0]} with Ray {ours[1]}")
             self._ray = ray
             self._task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_run)
 

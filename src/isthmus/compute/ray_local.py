@@ -71,7 +71,11 @@ class LocalRayCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalRayCluster:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # a node that did not start: the others must not outlive the attempt
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
