@@ -6,8 +6,8 @@ what crosses to the local worker processes: the module-level function, its plain
 this includes the party's per-job blinding key) and the partition of rows. The cluster is therefore
 inside the party's trust boundary, like its own machines; docs/security.md says what that asks of it.
 
-Faults: a task whose worker or node dies is re-run by Ray (``MAX_RETRIES`` times; the functions are
-pure, so a re-run gives the same bytes). A task Ray gives up on becomes a :class:`ComputeError`
+Faults: a task whose worker or node dies is re-run by Ray (``MAX_RETRIES`` times; a task returns
+everything it drew at random with its result, so a re-run is as good as the first run). A task Ray gives up on becomes a :class:`ComputeError`
 naming the cluster, never a missing or partial result. A function's own exception (a peer's invalid
 point) comes back as that exception, exactly as from the local pool, and is not retried.
 """
