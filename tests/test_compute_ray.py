@@ -6,6 +6,7 @@ Ray Client allows one connection per process, so the version tests run before th
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -155,6 +156,29 @@ def test_a_hostile_point_sent_to_a_host_on_ray_is_the_same_protocol_error(comput
     error = errors["host"]
     assert isinstance(error, ProtocolError) and "small order" in str(error), error
     assert error.peer == "guest" and error.tag == psi.TAG_GUEST_POINTS
+
+
+@pytest.mark.e2e
+def test_launch_runs_the_hosts_psi_on_its_cluster(cluster, compute, tmp_path):
+    """Real party processes: `isthmus launch --compute host=ray://...`; the guest stays on its local pool."""
+    import subprocess
+    import sys
+
+    from isthmus.jobs.local import loopback_parties, write_job
+
+    ids = _ids(np.random.default_rng(4), guest=300, host=3_000, shared=200)
+    for party, values in ids.items():
+        (tmp_path / f"{party}.csv").write_text("id,x\n" + "".join(f"{v},1\n" for v in values))
+    parties = {party: {"data": {"path": str(tmp_path / f"{party}.csv"), "id": "id"}} for party in ids}
+    job = write_job(tmp_path / "job.yaml", {"job": "ray-psi", "parties": loopback_parties(parties),
+                                            "steps": [{"intersect": {}}]})
+    result = subprocess.run([sys.executable, "-m", "isthmus", "launch", str(job), "--out", str(tmp_path / "run"),
+                             "--compute", f"host={cluster.address}"], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"compute backend: {cluster.address}" in (tmp_path / "run" / "host" / "party.log").read_text()
+    assert "compute backend: local" in (tmp_path / "run" / "guest" / "party.log").read_text()
+    shared = [json.loads(line) for line in (tmp_path / "run" / "host" / "events.jsonl").read_text().splitlines()]
+    assert any(event.get("shared_rows") == 200 for event in shared)
 
 
 # Last: it leaves the cluster one node short.

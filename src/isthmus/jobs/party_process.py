@@ -46,6 +46,7 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
     backend = connect(compute) if compute else from_environment()
     with use(backend), party_folder(run_dir, job=spec.name, party=party, role=me.role, replace=replace, resume=resume):
         _log_to(run_dir / "party.log", party)
+        logging.getLogger("isthmus").info("compute backend: %s", backend.label)
         audit = AuditLog(run_dir / "audit.jsonl", party, keep_payloads=spec.options.audit_payloads)
         connect_timeout = spec.options.connect_timeout
         node = GrpcNode(party, listen or me.address, {name: p.address for name, p in spec.parties.items()},
