@@ -1,7 +1,7 @@
 """A party's PSI on a real local Ray cluster (a head and one worker node, one CPU each, separate `ray start`
 processes): the same intersection as the local pool, a named version mismatch, and a node killed mid-job.
 
-Ray Client allows one connection per process, so the version tests run before the shared connection opens.
+Ray Client allows one connection per process, so the Ray version test runs before the shared connection opens.
 """
 
 from __future__ import annotations
@@ -70,16 +70,6 @@ def test_a_version_mismatch_is_named(cluster, monkeypatch):
     assert not ray.is_initialized()
 
 
-def test_an_isthmus_version_mismatch_is_named(cluster, monkeypatch):
-    import importlib.metadata
-
-    real = importlib.metadata.version
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9" if name == "isthmus" else real(name))
-    with pytest.raises(ComputeError, match=r"its workers run isthmus .* this party isthmus 9\.9\.9"):
-        RayCompute(cluster.address).check()
-    assert not ray.is_initialized()
-
-
 def test_host_on_ray_finds_the_same_intersection_as_the_local_pool(compute):
     ids = _ids(np.random.default_rng(1), guest=3_000, host=12_000, shared=1_500)
     on_ray, errors = _psi(ids, compute)
@@ -137,6 +127,16 @@ def test_secureboost_with_the_host_on_ray_grows_the_reference_trees(compute, his
     reference = SecureBoostReference(**params).fit([X_guest, X_host], y)
     assert_same_trees(guest, reference)
     assert 1 in {party for tree in guest.ensemble_.trees for party in tree.party}  # the host did split
+
+
+def test_an_isthmus_version_mismatch_is_named(compute, monkeypatch):
+    """The cluster's workers run this isthmus; the party claims another (checked on the open connection)."""
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9" if name == "isthmus" else real(name))
+    with pytest.raises(ComputeError, match=r"its workers run isthmus .* this party isthmus 9\.9\.9"):
+        compute._verify(ray)
 
 
 def test_a_hostile_point_sent_to_a_host_on_ray_is_the_same_protocol_error(compute):

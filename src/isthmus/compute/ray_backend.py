@@ -67,18 +67,24 @@ class RayCompute(Compute):
                 return
             ray = self._connect()
             try:
-                theirs = tuple(ray.get(ray.remote(_versions).remote(), timeout=120))
-            except Exception as exc:  # a cluster whose workers cannot import isthmus is no use to this party
+                self._verify(ray)
+            except ComputeError:
                 ray.shutdown()
-                raise ComputeError(f"the Ray cluster at {self.label} cannot run isthmus tasks (is isthmus installed "
-                                   f"on its nodes?): {type(exc).__name__}: {_first_line(exc)}") from None
-            ours = _versions()
-            if theirs != ours:  # another isthmus could compute other bytes: the results must be the local pool's
-                ray.shutdown()
-                raise ComputeError(f"version mismatch with the Ray cluster at {self.label}: its workers run isthmus "
-                                   f"{theirs[0]} with Ray {theirs[1]}, this party isthmus {ours[0]} with Ray {ours[1]}")
+                raise
             self._ray = ray
             self._task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_run)
+
+    def _verify(self, ray: Any) -> None:
+        """One task must run on the cluster, with the party's own isthmus and Ray versions."""
+        try:
+            theirs = tuple(ray.get(ray.remote(_versions).remote(), timeout=120))
+        except Exception as exc:  # a cluster whose workers cannot import isthmus is no use to this party
+            raise ComputeError(f"the Ray cluster at {self.label} cannot run isthmus tasks (is isthmus installed "
+                               f"on its nodes?): {type(exc).__name__}: {_first_line(exc)}") from None
+        ours = _versions()
+        if theirs != ours:  # another isthmus could compute other bytes: the results must be the local pool's
+            raise ComputeError(f"version mismatch with the Ray cluster at {self.label}: its workers run isthmus "
+                               f"{theirs[0]} with Ray {theirs[1]}, this party isthmus {ours[0]} with Ray {ours[1]}")
 
     def workers(self) -> int:
         """The cluster's CPUs now: partitions are cut into a multiple of them."""
