@@ -1,8 +1,8 @@
-"""A party's PSI on a real local Ray cluster (a head and one worker node, one CPU each, separate `ray start`
-processes): the same intersection as the local pool, a named version mismatch, and a node killed mid-job.
+"""A party's compute on a real local Ray cluster (a head and one worker node, one CPU each, separate `ray start`
+processes, stopped at the end): the same intersection, histogram ciphertexts and trees as the local pool; the
+Ray and isthmus version checks; a hostile peer's point; `isthmus launch --compute`; a node killed mid-job.
 
-Ray Client allows one connection per process, so the Ray version test runs before the shared connection opens.
-"""
+Ray Client allows one connection per process, so the Ray version test runs before the shared connection opens."""
 
 from __future__ import annotations
 
