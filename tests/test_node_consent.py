@@ -76,6 +76,16 @@ def test_min_key_bits_and_weakening_consent(tmp_path):
     reviewed(lenient["guest"], plaintext())
 
 
+def test_a_misspelt_compute_backend_stops_the_node_at_load(tmp_path):
+    configs = federation(tmp_path, host={})
+    text = configs["host"].read_text()
+    configs["host"].write_text(text + "compute: rai://head:10001\n")
+    with pytest.raises(ConfigError, match="compute backend must be 'local' or 'ray://HOST:PORT', not 'rai://head:10001'"):
+        load_node_config(configs["host"])
+    configs["host"].write_text(text + "compute: ray://head:10001\n")
+    assert load_node_config(configs["host"]).options.compute == "ray://head:10001"  # contacted only by its jobs
+
+
 def test_one_refusal_means_nothing_runs_anywhere(tmp_path):
     nodes = local_nodes(federation(tmp_path, arbiter={"min_intersection": 200}))
     try:

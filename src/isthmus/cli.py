@@ -65,6 +65,10 @@ def run(job: JobArg,
                                                   "checkpointed in OUT/<party>/checkpoints.")] = False,
         record: Annotated[Optional[bool], typer.Option("--record/--no-record", help="Endorse the job's outcome on "
                                                        "every party's ledger (default: the job's `record`).")] = None,
+        compute: Annotated[Optional[str], typer.Option(help="Where this party's heavy per-row work runs: `local` or "
+                                                       "`ray://HOST:PORT` (its own Ray cluster; needs isthmus[ray]). "
+                                                       "Other parties do not see it.",
+                                                       show_default="$ISTHMUS_COMPUTE, else local")] = None,
         ) -> None:
     """Run one party's side of a job: how parties on different machines run it.
 
@@ -78,19 +82,24 @@ def run(job: JobArg,
     from isthmus.jobs.party_process import run_party_process
 
     guard(lambda: run_party_process(spec, party, certs_dir=certs, run_dir=run_dir, listen=listen, resume=resume,
-                                    record=record, replace=force, data=data, test=test))
+                                    record=record, replace=force, data=data, test=test,
+                                    compute=compute))
     console.print(f"party {party} finished; results in {run_dir}", soft_wrap=True, markup=False)
 
 
 @app.command()
 def launch(job: JobArg,
            out: Annotated[Path, typer.Option(help="Run directory; each party writes OUT/<party>/. An earlier "
-                                                  "launch in it is replaced.")] = Path("runs/launch")) -> None:
+                                                  "launch in it is replaced.")] = Path("runs/launch"),
+           compute: Annotated[Optional[list[str]], typer.Option(help="PARTY=ADDRESS: that party's own compute "
+                                                                "backend (`ray://HOST:PORT`), as `isthmus run "
+                                                                "--compute`; repeatable.")] = None) -> None:
     """Run every party as its own process on loopback with mutual TLS (certificates made for the run)."""
     _check_job(job)
     from isthmus.jobs.launcher import launch as launch_job
 
-    result = guard(lambda: launch_job(job, out, console=console))
+    backends = dict(_party_value(item) for item in compute or [])
+    result = guard(lambda: launch_job(job, out, console=console, compute=backends))
     _print_results(result.out_dir, result.spec, result.seconds)
 
 
@@ -211,6 +220,13 @@ def query(ctx: typer.Context) -> None:
     code = guard(lambda: run_demo(ctx.obj.out / "query", console=console))
     if code:
         raise typer.Exit(code)
+
+
+def _party_value(item: str) -> tuple[str, str]:
+    party, sep, value = item.partition("=")
+    if not (sep and party and value):
+        fail(f"--compute takes PARTY=ADDRESS (host=ray://10.0.0.5:10001), not {item!r}")
+    return party, value
 
 
 def _key_bits(ctx: typer.Context) -> dict:

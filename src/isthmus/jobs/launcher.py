@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from isthmus.errors import IsthmusError
+from isthmus.errors import ConfigError, IsthmusError
 from isthmus.jobs.events import read_events
 from isthmus.jobs.party_process import launched_party
 from isthmus.jobs.plan import make_plan
@@ -54,15 +54,18 @@ class LaunchResult:
 
 
 def launch(job_path: str | Path, out_dir: str | Path, *, console: Console | None = None,
-           timeout: float = 3600.0) -> LaunchResult:
-    with launched(job_path, out_dir, console=console, timeout=timeout) as result:
+           timeout: float = 3600.0, compute: dict[str, str] | None = None) -> LaunchResult:
+    with launched(job_path, out_dir, console=console, timeout=timeout, compute=compute) as result:
         return result
 
 
 @contextmanager
 def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | None = None,
-             timeout: float = 3600.0) -> Iterator[LaunchResult]:
+             timeout: float = 3600.0, compute: dict[str, str] | None = None) -> Iterator[LaunchResult]:
     """Run the job; ``out_dir`` stays locked, and its run unfinished, until the block ends (to add results).
+
+    ``compute`` gives parties their own backend by name (``{"host": "ray://..."}``), as ``isthmus run
+    --compute`` does on each party's machine; the others use ``ISTHMUS_COMPUTE`` or the local pool.
 
     ``out_dir`` may hold an earlier launch: its results are replaced, its certificates kept when they
     are for the same parties (so the parties' ledgers go on). Anything else in it is refused.
@@ -70,6 +73,10 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
     spec = load_job(job_path)
     for party in spec.parties:  # every party's plan is checked before any process starts
         make_plan(spec, party)
+    compute = compute or {}
+    unknown = sorted(set(compute) - set(spec.parties))
+    if unknown:
+        raise ConfigError(f"--compute names parties that job {spec.name!r} does not have: {unknown}")
     out_dir = Path(out_dir).resolve()
     console = console or Console(stderr=True)
     parties = sorted(spec.parties)
@@ -85,7 +92,8 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
                 create_federation(out_dir / CERTS, parties)
             started = time.monotonic()
             record = records_on_ledger(spec)
-            processes = {name: _spawn(Path(job_path).resolve(), name, out_dir, record=record) for name in parties}
+            processes = {name: _spawn(Path(job_path).resolve(), name, out_dir, record=record, compute=compute.get(name))
+                         for name in parties}
             try:
                 _watch(spec, processes, out_dir, console, deadline=started + timeout)
             finally:
@@ -106,13 +114,13 @@ def records_on_ledger(spec: JobSpec) -> bool:
     return spec.options.record if "record" in spec.options.model_fields_set else True
 
 
-def _spawn(job_path: Path, party: str, out_dir: Path, *, record: bool) -> multiprocessing.Process:
+def _spawn(job_path: Path, party: str, out_dir: Path, *, record: bool, compute: str | None) -> multiprocessing.Process:
     """A fresh interpreter (spawn, not fork: no state of this process leaks into the party's)."""
     log_path = log_file(out_dir, party)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     process = multiprocessing.get_context("spawn").Process(
         target=launched_party, name=f"isthmus-{party}",
-        args=(job_path, party, out_dir / CERTS, out_dir / party, record, log_path))
+        args=(job_path, party, out_dir / CERTS, out_dir / party, record, log_path, compute))
     process.start()
     return process
 
@@ -165,13 +173,15 @@ def _watch(spec: JobSpec, processes: dict[str, multiprocessing.Process], out_dir
 
 def _failure_report(spec: JobSpec, out_dir: Path, failures: dict[str, int | None]) -> str:
     """Name the party that failed first with its own error, not the peers that were told to stop."""
-    errors = []
+    errors, silent = [], []
     for name in failures:
         failed = [e for e in read_events(out_dir / name / "events.jsonl") if e.get("status") == "failed"]
         if failed:
             errors.append((failed[0]["time"], name, failed[0].get("step"), failed[0].get("error")))
-    if not errors:
-        name = next(iter(failures))
+        elif (failures[name] or 0) > 0:  # it exited on its own before it could report: a check before its start
+            silent.append(name)
+    if silent or not errors:  # the likeliest cause, not the peers left waiting for it or killed after it
+        name = (silent or list(failures))[0]
         tail = log_file(out_dir, name).read_text(encoding="utf-8", errors="replace")[-1500:]
         return f"party {name!r} exited with {failures[name]} before reporting an error; its log ends:\n{tail}"
     errors.sort()

@@ -12,6 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from isthmus.compute import connect, from_environment, use
 from isthmus.crypto import parallel
 from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.context import PartyContext
@@ -28,11 +29,14 @@ from isthmus.transport.grpc_transport import GrpcNode
 
 def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Path,
                       listen: str | None = None, resume: bool = False, record: bool | None = None,
-                      replace: bool = False, data: Path | None = None, test: Path | None = None) -> PartyContext:
+                      replace: bool = False, data: Path | None = None, test: Path | None = None,
+                      compute: str | None = None) -> PartyContext:
     """``resume`` sets the job-level option of that name: steps that checkpoint continue from ``run_dir``.
     ``record``, when given, overrides the job's own ``record`` option (endorse the outcome on the ledger).
     ``run_dir`` is this party's own: an earlier run in it is refused unless ``replace`` or ``resume``.
-    ``data`` and ``test`` replace the paths the job gives for this party's tables."""
+    ``data`` and ``test`` replace the paths the job gives for this party's tables.
+    ``compute`` is this party's own backend (``ray://HOST:PORT``; default ``ISTHMUS_COMPUTE``, else the
+    local pool): it is connected to and checked before the node starts, so a wrong address fails at once."""
     changes = {"resume": True} if resume else {}
     if record is not None:
         changes["record"] = record
@@ -41,8 +45,10 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
     plan = make_plan(spec, party)  # every option checked before anything else happens
     me = spec.party(party)
     tls = tls_files_for(certs_dir, party)
-    with party_folder(run_dir, job=spec.name, party=party, role=me.role, replace=replace, resume=resume):
+    backend = connect(compute) if compute else from_environment()
+    with use(backend), party_folder(run_dir, job=spec.name, party=party, role=me.role, replace=replace, resume=resume):
         _log_to(run_dir / "party.log", party)
+        logging.getLogger("isthmus").info("compute backend: %s", backend.label)
         audit = AuditLog(run_dir / "audit.jsonl", party, keep_payloads=spec.options.audit_payloads)
         connect_timeout = spec.options.connect_timeout
         node = GrpcNode(party, listen or me.address, {name: p.address for name, p in spec.parties.items()},
@@ -63,7 +69,8 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
             node.stop(grace=2.0)
 
 
-def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, record: bool, log_path: Path) -> None:
+def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, record: bool, log_path: Path,
+                   compute: str | None = None) -> None:
     """What `isthmus launch` starts in each party's process: the party's side, its output in ``log_path``.
 
     An isthmus error ends the process with status 1 after one line in the log (the events say more);
@@ -77,7 +84,8 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
     sys.stdout.reconfigure(line_buffering=True)
     code = 1
     try:
-        run_party_process(load_job(job_path), party, certs_dir=certs_dir, run_dir=run_dir, record=record)
+        run_party_process(load_job(job_path), party, certs_dir=certs_dir, run_dir=run_dir, record=record,
+                          compute=compute)
         print(f"party {party} finished; results in {run_dir}")
         code = 0
     except IsthmusError as exc:

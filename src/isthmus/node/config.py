@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from isthmus.compute import connect
 from isthmus.errors import ConfigError
 from isthmus.jobs.spec import ADDRESS
 from isthmus.options import Options
@@ -64,6 +65,7 @@ class NodeOptions(Options):
     policy: Policy = Policy()
     api: ApiSettings = ApiSettings()
     timeout: float = Field(20.0, gt=0)  # seconds a node-to-node message may take to be delivered
+    compute: str | None = None  # this party's backend for its jobs: "local" (default) or "ray://HOST:PORT"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ def _check(config: NodeConfig, path: Path) -> dict[str, str]:
     unknown = sorted(set(options.policy.proposers or []) - set(members))
     if unknown:
         raise ConfigError(f"node configuration {path}: policy.proposers names non-members {unknown}")
+    connect(options.compute)  # a misspelt backend fails when the node starts, not in its first job
     if options.api.token_file is None and not _loopback(options.api.listen):
         raise ConfigError(f"node configuration {path}: the API listens on {options.api.listen}, beyond this machine; "
                           "set api.token_file (a file holding the token clients must send)")

@@ -27,8 +27,9 @@ def job_folder(store: Path, job_id: str) -> Path:
 
 
 class ProcessRunner:
-    def __init__(self, party: str, store: Path, keys: Path, job_host: str, on_done: Done):
+    def __init__(self, party: str, store: Path, keys: Path, job_host: str, on_done: Done, compute: str | None = None):
         self.party = party
+        self.compute = compute
         self.store = store
         self.keys = keys
         self.job_host = job_host
@@ -45,7 +46,7 @@ class ProcessRunner:
         job = write_job(folder / "job.yaml", document)
         process = multiprocessing.get_context("spawn").Process(
             target=_party_main, name=f"isthmus-{self.party}-{job_id}",
-            args=(job, self.party, self.keys, folder / "run", folder / "process.log"))
+            args=(job, self.party, self.keys, folder / "run", folder / "process.log", self.compute))
         with self._lock:
             process.start()
             self._processes[job_id] = process
@@ -78,9 +79,9 @@ class ProcessRunner:
         self.on_done(job_id, "failed", reason)
 
 
-def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path) -> None:
+def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path, compute: str | None) -> None:
     _die_with_parent()
-    launched_party(job, party, keys, run_dir, None, log_path)
+    launched_party(job, party, keys, run_dir, None, log_path, compute)
 
 
 def _die_with_parent() -> None:

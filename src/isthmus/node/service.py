@@ -36,7 +36,8 @@ def running_node(config: NodeConfig) -> Iterator[Coordinator]:
     pinned = load_pinned_keys(federation_file(config.keys))
     coordinator: Coordinator
     runner = ProcessRunner(config.party, store_dir, config.keys, config.options.job_host,
-                           on_done=lambda job, status, reason: coordinator.job_done(job, status, reason))
+                           on_done=lambda job, status, reason: coordinator.job_done(job, status, reason),
+                           compute=config.options.compute)
     coordinator = Coordinator(config, store, signing_key, pinned, runner)
     interrupted = store.with_status("running")
     for job in interrupted:

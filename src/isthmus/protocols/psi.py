@@ -47,7 +47,6 @@ matching positions in the guest's list; the guest then continues with step 4.
 from __future__ import annotations
 
 import functools
-import os
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
@@ -56,8 +55,9 @@ from typing import Any
 
 import numpy as np
 
+from isthmus.compute import Compute, Pool, current, map_partitions
 from isthmus.crypto import ecdh, rsa_blind
-from isthmus.crypto.batchpool import BatchPool, split_evenly
+from isthmus.crypto.batchpool import split_evenly
 from isthmus.data.ids import DEDUPE_MODES, CanonicalIds, canonical_ids
 from isthmus.errors import ConfigError, DataError, ProtocolError
 from isthmus.protocols.kkrt import psi as kkrt
@@ -77,7 +77,6 @@ from isthmus.transport.channel import Channel
 PROTOCOL_VERSION = 1
 METHODS = ("ecdh", "rsa", "kkrt")
 MAX_IDS = 500_000_000  # any larger announced set is refused; positions travel as uint32
-POOL_MIN_RECORDS = 10_000  # below this a party works inline: starting worker processes costs more
 BATCHES_PER_WORKER = 8
 
 TAG_HELLO = "psi/hello"
@@ -131,13 +130,16 @@ def intersect(
     progress: Progress | None = None,
     dedupe: str = "error",
     workers: int | None = None,
+    compute: Compute | None = None,
 ) -> PsiResult:
     """Run this party's side of the intersection (see the module docstring).
 
     ``ids`` are canonicalised by :func:`isthmus.data.ids.canonical_ids` (``dedupe`` as there).
     Every party must pass the same ``guest``, ``hosts`` and ``method`` (a mismatch stops the job).
     ``progress(stage, fraction)`` is called as stages advance.
-    ``workers``: processes for group operations; by default all cores, or none for small sets.
+    ``compute``: where hashing and curve operations on ids run (default: this process's backend,
+    :func:`isthmus.compute.current`); ``workers`` overrides the local pool's size (by default all
+    cores, or none for small sets). Neither is visible to the peers.
     """
     hosts = list(hosts)
     _check_setup(channel, role, method, guest, hosts, salt_bytes, dedupe)
@@ -146,32 +148,33 @@ def intersect(
     except DataError as exc:
         canon, problem = CanonicalIds([], np.empty(0, dtype=np.int64)), exc
     party = _Guest if role == "guest" else _Host
-    return party(channel, method, guest, hosts, workers, progress or _ignore_progress).run(canon, problem, salt_bytes)
+    work = party(channel, method, guest, hosts, workers, compute or current(), progress or _ignore_progress)
+    return work.run(canon, problem, salt_bytes)
 
 
 class _Party:
-    def __init__(self, channel: Channel, method: str, guest: str, hosts: list[str], workers: int | None, progress: Progress):
+    def __init__(self, channel: Channel, method: str, guest: str, hosts: list[str], workers: int | None,
+                 compute: Compute, progress: Progress):
         self.channel = channel
         self.method = method
         self.guest = guest
         self.hosts = hosts
         self.workers = workers
+        self.compute = compute
         self.progress = progress
 
     def _max_ids(self) -> int:
         """The largest set a peer may announce: KKRT holds the whole peer set in memory at once."""
         return kkrt.MAX_IDS if self.method == "kkrt" else MAX_IDS
 
-    def _pool(self, records: int) -> BatchPool:
-        if self.workers is not None:
-            return BatchPool(self.workers)
-        return BatchPool(os.cpu_count() if records >= POOL_MIN_RECORDS else 1)
+    def _pool(self, records: int) -> Pool:
+        return self.compute.pool(records, self.workers)
 
-    def _submit_ids(self, pool: BatchPool, fn: Callable[..., Any], args: tuple, ids: list[str]) -> list[Future]:
+    def _submit_ids(self, pool: Pool, fn: Callable[..., Any], args: tuple, ids: list[str]) -> list[Future]:
         """``fn(*args, ids_batch)`` for even batches of ``ids``: every worker gets the same share, and
         several batches each, so the peer can start on the first while we work on the last."""
         batches = split_evenly(len(ids), BATCHES_PER_WORKER * pool.workers, MAX_CHUNK_RECORDS)
-        return [pool.submit(fn, *args, ids[start:stop]) for start, stop in batches]
+        return map_partitions(pool, fn, args, [ids[start:stop] for start, stop in batches])
 
     def _send_batches(self, to: list[str], tag: str, batches: Iterable[bytes], total: int, stage: str) -> None:
         """Send each batch as soon as it is ready, so the peer starts on it while we work on the next."""
@@ -183,7 +186,7 @@ class _Party:
         """Results of batches over our own ids (a failure there is a bug, reported under our name)."""
         return iter_results(futures, peer=self.channel.party, tag=tag)
 
-    def _rsa_serve(self, pool: BatchPool, key: rsa_blind.RsaPrivateKey, digests: list[Future], client: str, client_count: int) -> None:
+    def _rsa_serve(self, pool: Pool, key: rsa_blind.RsaPrivateKey, digests: list[Future], client: str, client_count: int) -> None:
         """Signing side: publish the key and the digests of our signed set, then sign the client's blinded hashes."""
         self.channel.send(client, TAG_RSA_KEY, key.public.to_wire())
         self._send_batches([client], TAG_RSA_DIGESTS, self._own(digests, TAG_RSA_DIGESTS), len(digests), "sign own set")
@@ -192,7 +195,7 @@ class _Party:
         signed = iter_results(signing, peer=client, tag=TAG_RSA_BLINDED)
         self._send_batches([client], TAG_RSA_SIGNED, signed, len(signing), "sign peer set")
 
-    def _rsa_query(self, pool: BatchPool, server: str, server_count: int, salt: bytes, shuffled: list[str]) -> _Pairing:
+    def _rsa_query(self, pool: Pool, server: str, server_count: int, salt: bytes, shuffled: list[str]) -> _Pairing:
         """Client side: have our hashes signed blindly, unblind, and match digests with the server's."""
         try:
             public = rsa_blind.RsaPublicKey.from_wire(self.channel.recv(server, TAG_RSA_KEY))
@@ -263,7 +266,7 @@ class _Guest(_Party):
             return None
         return expect_count(expect_map(reply, {"count"}, peer=host, tag=TAG_REPLY)["count"], self._max_ids(), peer=host, tag=TAG_REPLY)
 
-    def _ecdh(self, pool: BatchPool, salt: bytes, shuffled: list[str], counts: dict[str, int]) -> dict[str, _Pairing]:
+    def _ecdh(self, pool: Pool, salt: bytes, shuffled: list[str], counts: dict[str, int]) -> dict[str, _Pairing]:
         key, unblinding = ecdh.new_key_with_inverse()
         own = self._submit_ids(pool, ecdh.blind_ids, (key, salt), shuffled)
         self._send_batches(self.hosts, TAG_GUEST_POINTS, self._own(own, TAG_GUEST_POINTS), len(own), "blind own set")
@@ -273,7 +276,7 @@ class _Guest(_Party):
             self.progress("match", done / len(self.hosts))
         return pairings
 
-    def _ecdh_pair(self, pool: BatchPool, key: bytes, unblinding: bytes, host: str, host_count: int, own_count: int) -> _Pairing:
+    def _ecdh_pair(self, pool: Pool, key: bytes, unblinding: bytes, host: str, host_count: int, own_count: int) -> _Pairing:
         """Compare with one host. The host sent its points ``H(y)^b`` and ours back as ``H(x)^(ab)``.
         Either we strip our key from ours (giving ``H(x)^b``) or add it to theirs (giving ``H(y)^(ab)``):
         the same messages either way, so we do whichever means fewer points to raise."""
@@ -308,7 +311,7 @@ class _Guest(_Party):
             self.progress("match", done / len(self.hosts))
         return pairings
 
-    def _rsa(self, pool: BatchPool, salt: bytes, shuffled: list[str], host: str, host_count: int) -> _Pairing:
+    def _rsa(self, pool: Pool, salt: bytes, shuffled: list[str], host: str, host_count: int) -> _Pairing:
         if _client_is_guest(len(shuffled), host_count):
             return self._rsa_query(pool, host, host_count, salt, shuffled)
         if self._signing is None:  # one key and one signed set per job, whatever the number of hosts
@@ -370,7 +373,7 @@ class _Host(_Party):
             raise ProtocolError(f"salt must be {ecdh.MIN_SALT_BYTES}..{ecdh.MAX_SALT_BYTES} bytes", peer=peer, tag=tag)
         return expect_count(hello["count"], self._max_ids(), peer=peer, tag=tag), salt
 
-    def _ecdh(self, pool: BatchPool, salt: bytes, shuffled: list[str], guest_count: int, order: np.ndarray) -> np.ndarray:
+    def _ecdh(self, pool: Pool, salt: bytes, shuffled: list[str], guest_count: int, order: np.ndarray) -> np.ndarray:
         key = ecdh.new_key()
         own = self._submit_ids(pool, ecdh.blind_ids, (key, salt), shuffled)
         self._send_batches([self.guest], TAG_HOST_POINTS, self._own(own, TAG_HOST_POINTS), len(own), "blind own set")
@@ -380,7 +383,7 @@ class _Host(_Party):
         self._send_batches([self.guest], TAG_GUEST_POINTS_BACK, reblinded, len(reblinding), "blind peer set")
         return order
 
-    def _rsa(self, pool: BatchPool, salt: bytes, shuffled: list[str], guest_count: int, order: np.ndarray) -> np.ndarray:
+    def _rsa(self, pool: Pool, salt: bytes, shuffled: list[str], guest_count: int, order: np.ndarray) -> np.ndarray:
         if not _client_is_guest(guest_count, len(shuffled)):
             pairing = self._rsa_query(pool, self.guest, guest_count, salt, shuffled)
             reported = _secret_permutation(len(pairing.positions))

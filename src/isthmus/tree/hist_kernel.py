@@ -10,7 +10,11 @@ arithmetic is gmpy2's. Three things keep it fast:
   once into the joint cells, and each feature's bins are products of its cells. Two 33-bin
   features over 100,000 rows cost 100,000 + 2 x 1,089 multiplications instead of 200,000;
 * worker processes (``isthmus.crypto.parallel``), each taking a share of the features, with
-  ciphertexts handed over as fixed-width bytes.
+  ciphertexts handed over as fixed-width bytes; or, when the party's compute backend is a cluster
+  (:mod:`isthmus.compute`), tasks over partitions of the node's rows: the gradient ciphertexts are
+  shared with the cluster once per tree, each task returns its rows' packed histograms, and the
+  driver multiplies them together. Products mod n^2 do not depend on the order of their factors,
+  so the histograms (and the trees) are exactly those of the local pool.
 
 Bins of a feature come out packed ``slots`` per ciphertext (``isthmus.tree.gh`` describes the
 layout): value ``j`` of a chunk is shifted by ``j * SLOT_BITS`` bits with ``c ** (2 ** SLOT_BITS)``.
@@ -22,6 +26,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from isthmus.compute import Compute, current
 from isthmus.crypto import parallel
 from isthmus.tree.gh import SLOT_BITS
 
@@ -35,12 +40,14 @@ def packed_count(n_bins: np.ndarray, slots: int) -> int:
 
 
 class HistogramKernel:
-    """Builds packed encrypted histograms for a host, over this process's crypto workers."""
+    """Builds packed encrypted histograms for a host, over this process's crypto workers or its cluster."""
 
-    def __init__(self, nsquare: int, slots: int):
+    def __init__(self, nsquare: int, slots: int, compute: Compute | None = None):
         self.nsquare = int(nsquare)
         self.width = (self.nsquare.bit_length() + 7) // 8
         self.slots = slots
+        self.compute = compute or current()
+        self._shared: tuple[np.ndarray, object] | None = None  # a tree's ciphertexts and their cluster handle
 
     def build(self, ciphertexts: np.ndarray, nodes: list[tuple[np.ndarray, np.ndarray]],
               n_bins: np.ndarray) -> list[list[mpz]]:
@@ -51,6 +58,8 @@ class HistogramKernel:
         (missing values already moved to bin ``n_bins[f] - 1``).
         """
         spread = sum(positions.size * len(n_bins) for positions, _ in nodes) >= PARALLEL_THRESHOLD
+        if spread and self.compute.remote:
+            return self._build_by_rows(ciphertexts, nodes, n_bins)
         shares = parallel.chunks(len(n_bins), parallel.workers() if spread else 1)
         tasks, owner = [], []
         for node, (positions, binned) in enumerate(nodes):
@@ -64,6 +73,42 @@ class HistogramKernel:
         for node, data in zip(owner, results):
             built[node].extend(_parse(data, self.width))
         return built
+
+    def _build_by_rows(self, ciphertexts: np.ndarray, nodes: list[tuple[np.ndarray, np.ndarray]],
+                       n_bins: np.ndarray) -> list[list[mpz]]:
+        """Per node, tasks over partitions of its rows; the driver multiplies their packed histograms."""
+        modulus = mpz(self.nsquare)
+        rows = sum(positions.size for positions, _ in nodes)
+        with self.compute.pool(rows) as pool:
+            shared = self._share(ciphertexts)
+            futures = [[pool.submit(partition_histograms, self.nsquare, self.width, shared, positions[part],
+                                    binned[part], n_bins, self.slots)
+                        for part in _row_parts(positions.size, pool.workers)]
+                       for positions, binned in nodes]
+            built = []
+            for node_futures in futures:
+                total: list[mpz] | None = None
+                for future in node_futures:
+                    part = _parse(future.result(), self.width)
+                    total = part if total is None else [a * b % modulus for a, b in zip(total, part)]
+                built.append(total if total is not None else [mpz(1)] * packed_count(n_bins, self.slots))
+        return built
+
+    def _share(self, ciphertexts: np.ndarray) -> object:
+        """The cluster's handle of a tree's ciphertexts: sent once per tree, not once per layer or task."""
+        if self._shared is None or self._shared[0] is not ciphertexts:
+            self._shared = ciphertexts, self.compute.share(ciphertexts)
+        return self._shared[1]
+
+
+def _row_parts(rows: int, workers: int) -> list[slice]:
+    return [slice(r.start, r.stop) for r in parallel.chunks(rows, workers)]
+
+
+def partition_histograms(nsquare: int, width: int, ciphertexts: np.ndarray, positions: np.ndarray,
+                         binned: np.ndarray, n_bins: np.ndarray, slots: int) -> bytes:
+    """Task entry point: packed histograms of one partition of a node's rows (``ciphertexts``: all rows)."""
+    return packed_histograms(nsquare, width, ciphertexts[positions].tobytes(), binned, n_bins, slots)
 
 
 def _parse(data: bytes, width: int) -> list[mpz]:
