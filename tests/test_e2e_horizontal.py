@@ -222,8 +222,10 @@ def test_secure_aggregation_needs_the_certificate_folder_and_trusts_only_the_cli
     spec = load_job(horizontal_job(tmp_path, files, train={"rounds": 1}, name="keys"))
     hub = LocalHub(spec.parties)
     with pytest.raises(AssertionError, match="secure aggregation needs the party's key folder"):
+        # the clients alone: they fail before sending anything, and a client's failure is not an abort
+        # (the aggregator outlives crashed clients), so an aggregator here would wait out its timeout
         run_parties({p: (lambda p=p: run_party(spec, p, hub.channel(p, spec.name), tmp_path / "run" / p))
-                     for p in spec.parties}, timeout=60)
+                     for p in spec.with_role("client")}, timeout=60)
     certs = tmp_path / "certs"
     create_federation(certs, sorted(spec.parties))
     clients = spec.with_role("client")

@@ -20,7 +20,6 @@ from isthmus.jobs.party_process import with_own_data
 from isthmus.jobs.peers import needed_peers, wait_for_peers
 from isthmus.jobs.rundir import RUN_MARKER, contents, locked, owned_folder, party_folder
 from isthmus.jobs.spec import load_job, parse_job
-from isthmus.transport.mailbox import Mailbox
 from isthmus.transport.certs import create_federation
 from isthmus.transport.mailbox import ABORT_TAG, Mailbox
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -46,7 +47,7 @@ class ProcessRunner:
         job = write_job(folder / "job.yaml", document)
         process = multiprocessing.get_context("spawn").Process(
             target=_party_main, name=f"isthmus-{self.party}-{job_id}",
-            args=(job, self.party, self.keys, folder / "run", folder / "process.log", self.compute))
+            args=(job, self.party, self.keys, folder / "run", folder / "process.log", self.compute, os.getpid()))
         with self._lock:
             process.start()
             self._processes[job_id] = process
@@ -79,13 +80,18 @@ class ProcessRunner:
         self.on_done(job_id, "failed", reason)
 
 
-def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path, compute: str | None) -> None:
-    _die_with_parent()
+def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path, compute: str | None,
+                node: int) -> None:
+    _die_with_parent(node)
     launched_party(job, party, keys, run_dir, None, log_path, compute)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(node: int) -> None:
+    """Arm the parent-death signal; a node that died while this process was still starting (before the
+    signal was armed, which tests saw as orphaned parties waiting out their job's timeout) ends it here."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the node's stop() still ends its jobs
         pass
+    if os.getppid() != node:
+        os._exit(1)
