@@ -1,0 +1,209 @@
+"""What the board shows, read from files this node already holds: nothing here asks another party.
+
+Each function turns one of the node's own records (the run's events, its egress audit log, its
+metrics and predictions, its model part, its ledger replica, its serving logs) into plain rows and
+chart series for the templates. A missing or half-written file reads as "nothing yet", never as an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from isthmus.jobs.events import read_events
+
+#: Event fields that say how far a long step is: (done, of) pairs, in the order they are looked for.
+_PROGRESS = (("epoch", "epochs"), ("tree", "trees"), ("round", "rounds"), ("iteration", "iterations"))
+_LARGEST = 10
+_LOG_LINES = 40
+_CHART_POINTS = 200
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every complete line; a line being written right now ends the read."""
+    return read_events(path)
+
+
+# -- a job's steps ------------------------------------------------------------------------------------
+
+def step_names(proposal_job: dict) -> list[str]:
+    """The steps in the order the proposal lists them (``{"train": {...}}`` or ``"evaluate"``)."""
+    names = []
+    for step in proposal_job.get("steps", []):
+        names.append(next(iter(step)) if isinstance(step, dict) and step else str(step))
+    return names
+
+
+def steps(names: list[str], events: list[dict]) -> list[dict]:
+    """One row per step: state (waiting, running, done, failed), start, duration, progress, failure."""
+    rows = {name: {"name": name, "state": "waiting", "started": None, "ended": None, "progress": None,
+                   "detail": "", "error": None} for name in names}
+    for event in events:
+        name = event.get("step")
+        if name not in rows:
+            continue
+        row, status = rows[name], event.get("status")
+        if status == "running":
+            row["state"], row["started"] = "running", event["time"]
+        elif status in ("done", "failed"):
+            row["state"], row["ended"] = status, event["time"]
+            row["error"] = event.get("error") if status == "failed" else None
+        row["progress"] = _progress(event, row["progress"])
+        if status is None and "progress" not in event:
+            row["detail"] = ", ".join(f"{k} {_short(v)}" for k, v in event.items() if k not in ("time", "party", "step"))
+    for row in rows.values():
+        end = row["ended"] or (events[-1]["time"] if events and row["state"] == "running" else None)
+        row["seconds"] = end - row["started"] if row["started"] and end else None
+        if row["state"] == "done":
+            row["progress"] = 1.0
+    return list(rows.values())
+
+
+def _progress(event: dict, before: float | None) -> float | None:
+    if isinstance(event.get("progress"), (int, float)):
+        return float(event["progress"])
+    for done, of in _PROGRESS:
+        if isinstance(event.get(done), int) and isinstance(event.get(of), int) and event[of] > 0:
+            return min(event[done] / event[of], 1.0)
+    return before
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)[:40]
+
+
+def log_tail(path: Path, lines: int = _LOG_LINES) -> str:
+    if not path.exists():
+        return ""
+    with path.open("rb") as log:
+        log.seek(max(path.stat().st_size - 16 * 1024, 0))
+        return "\n".join(log.read().decode("utf-8", errors="replace").splitlines()[-lines:])
+
+
+# -- results ------------------------------------------------------------------------------------------
+
+def scalar_metrics(metrics: dict | None) -> dict[str, float]:
+    values = (metrics or {}).get("metrics", {})
+    return {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def roc_points(predictions: Path) -> dict | None:
+    """The ROC curve of this party's own evaluation (binary labels and scores it holds), at most 200 points."""
+    if not predictions.exists():
+        return None
+    import pandas as pd
+    from sklearn.metrics import roc_curve
+
+    frame = pd.read_csv(predictions)
+    if not {"label", "score"} <= set(frame.columns) or frame["label"].nunique() != 2:
+        return None
+    fpr, tpr, _ = roc_curve(frame["label"], frame["score"])
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), _CHART_POINTS)).astype(int))
+    return {"fpr": fpr[keep].round(5).tolist(), "tpr": tpr[keep].round(5).tolist(),
+            "ks": float(np.max(tpr - fpr))}
+
+
+def deciles(metrics: dict | None) -> dict | None:
+    """Cumulative gain and lift by decile, as the evaluate step wrote them."""
+    values = (metrics or {}).get("metrics", {})
+    if not isinstance(values.get("gain"), list) or not isinstance(values.get("lift"), list):
+        return None
+    return {"labels": [f"{10 * (i + 1)}%" for i in range(len(values["gain"]))],
+            "gain": values["gain"], "lift": values["lift"]}
+
+
+def own_model_part(model: dict | None) -> list[tuple[str, float]]:
+    """This party's own features with their coefficients or split importances, largest first."""
+    if not isinstance(model, dict) or not isinstance(model.get("features"), list):
+        return []
+    features = model["features"]
+    weights = model.get("coef") or model.get("feature_importance") or model.get("importance")
+    if isinstance(weights, dict):
+        pairs = [(str(k), float(v)) for k, v in weights.items()]
+    elif isinstance(weights, list) and weights and all(isinstance(w, (int, float)) for w in weights):
+        pairs = [(str(f), float(w)) for f, w in zip(features, weights)]  # an intercept, if any, comes last
+    else:
+        return []
+    return sorted(pairs, key=lambda pair: -abs(pair[1]))
+
+
+# -- audit --------------------------------------------------------------------------------------------
+
+def audit(entries: list[dict]) -> dict:
+    """What this party sent, by peer, by step and over time; the largest messages; the kinds that left."""
+    sent = [e for e in entries if e.get("direction") == "send" and isinstance(e.get("bytes"), int)]
+    received = sum(e["bytes"] for e in entries if e.get("direction") == "recv" and isinstance(e.get("bytes"), int))
+    by_peer, by_step, kinds = Counter(), Counter(), defaultdict(set)
+    for entry in sent:
+        step, kind = _step_and_kind(entry.get("tag", ""))
+        by_peer[entry["peer"]] += entry["bytes"]
+        by_step[step] += entry["bytes"]
+        kinds[step].add(kind)
+    start = min((e["time"] for e in sent), default=0.0)
+    over_time = Counter()
+    for entry in sent:
+        over_time[int(entry["time"] - start)] += entry["bytes"]
+    seconds = list(range(max(over_time, default=-1) + 1))
+    return {"sent_bytes": sum(e["bytes"] for e in sent), "messages": len(sent), "received_bytes": received,
+            "by_peer": sorted(by_peer.items(), key=lambda kv: -kv[1]), "by_step": sorted(by_step.items()),
+            "over_time": {"seconds": seconds, "bytes": [over_time.get(s, 0) for s in seconds]},
+            "largest": sorted(sent, key=lambda e: -e["bytes"])[:_LARGEST],
+            "kinds": {step: sorted(names) for step, names in sorted(kinds.items())}}
+
+
+def _step_and_kind(tag: str) -> tuple[str, str]:
+    """``1-train/hetero-linear/masked`` -> (``train``, ``hetero-linear/masked``): the step and what the message is."""
+    head, _, rest = tag.partition("/")
+    index, dash, name = head.partition("-")
+    step = name if dash and index.isdigit() else head
+    return step, rest or head
+
+
+# -- ledger and serving ---------------------------------------------------------------------------------
+
+def ledger(path: Path, pinned: dict) -> dict:
+    """This node's ledger replica: its records, their contribution reports, and whether the chain verifies."""
+    from isthmus.incentive.ledger import Ledger
+    from isthmus.incentive.verify import verify_ledgers
+
+    if not path.is_file():
+        return {"records": [], "verified": None, "findings": []}
+    with Ledger(path, read_only=True) as opened:
+        entries = opened.entries()
+    records = []
+    for entry in entries:
+        try:
+            body = entry.record.content
+        except ValueError as exc:
+            records.append({"seq": entry.seq, "hash": entry.stored_hash, "malformed": str(exc)})
+            continue
+        records.append({"seq": entry.seq, "hash": entry.stored_hash, "created": body.get("created"),
+                        "job": body.get("job"), "parties": sorted(body.get("parties", {})),
+                        "signed": len(entry.record.signatures), "contributions": body.get("contributions")})
+    result = verify_ledgers([path], pinned)
+    return {"records": records, "verified": result.ok, "findings": [str(f) for f in result.findings]}
+
+
+def serving(models: list[dict], served: list[dict], asked: list[dict]) -> list[dict]:
+    """Per published model: requests this node answered as a host, and those it made as the guest with
+    their latency percentiles."""
+    rows = []
+    for model in models:
+        mine = [e for e in asked if e.get("model") == model["name"]]
+        millis = np.array([e["ms"] for e in mine if isinstance(e.get("ms"), (int, float))])
+        outcomes = Counter(e.get("outcome") for e in served if e.get("model") == model["name"])
+        rows.append({**model, "requests": len(mine), "served": dict(outcomes),
+                     "p50": float(np.percentile(millis, 50)) if millis.size else None,
+                     "p99": float(np.percentile(millis, 99)) if millis.size else None})
+    return rows
