@@ -56,7 +56,7 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
         """The API answers JSON; a board page answers its own HTML page (a 404 for an unknown job)."""
         if request.url.path.startswith("/v1/") or request.url.path.startswith("/static/"):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-        return app.state.board_page("error.html", status=exc.status_code, code=exc.status_code, detail=exc.detail)
+        return app.state.board_page("error.html", http_status=exc.status_code, code=exc.status_code, detail=exc.detail)
 
     @app.get("/v1/status")
     def status() -> dict:

@@ -52,9 +52,9 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
     env.filters["size"] = _size
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    def page(name: str, status: int = 200, **values) -> HTMLResponse:
+    def page(name: str, http_status: int = 200, **values) -> HTMLResponse:
         html = env.get_template(name).render(party=coordinator.me, csrf=guard.csrf_token, **values)
-        return HTMLResponse(html, status_code=status)
+        return HTMLResponse(html, status_code=http_status)
 
     def job_or_404(job_id: str) -> dict:
         job = store.job(job_id)
@@ -103,7 +103,7 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
             raise HTTPException(403, "the form's CSRF token is missing or wrong: reload the page")
         session = guard.session_for(form.get("token", ""))
         if session is None:
-            return page("signin.html", status=401, needed=True, wrong=True)
+            return page("signin.html", http_status=401, needed=True, wrong=True)
         response = RedirectResponse("/jobs", status_code=303)
         response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
                             path="/")
@@ -178,7 +178,7 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
                 await run_in_threadpool(act, form)
             except ConfigError as exc:
                 job = job_or_404(job_id)
-                return page("job.html", status=409, note=str(exc), votes=store.votes(job_id), summary=_summary(job),
+                return page("job.html", http_status=409, note=str(exc), votes=store.votes(job_id), summary=_summary(job),
                             **live_values(job))
         return RedirectResponse(f"/jobs/{job_id}?note={note if verdict == 'fresh' else 'twice'}", status_code=303)
 
