@@ -34,7 +34,7 @@ HERE = Path(__file__).parent
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 _HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+            "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 #: The only messages a redirect may ask a page to show (no text from the URL is ever shown).
 NOTES = {"approved": "You approved this job: its proposer starts it when every party has signed.",
          "refused": "You refused this job; its proposer and the other parties are told your reason.",
