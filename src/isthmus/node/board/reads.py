@@ -21,6 +21,7 @@ _PROGRESS = (("epoch", "epochs"), ("tree", "trees"), ("round", "rounds"), ("iter
 _LARGEST = 10
 _LOG_LINES = 40
 _CHART_POINTS = 200
+_TIME_BARS = 60
 
 
 def read_json(path: Path) -> Any:
@@ -151,13 +152,16 @@ def audit(entries: list[dict]) -> dict:
         by_step[step] += entry["bytes"]
         kinds[step].add(kind)
     start = min((e["time"] for e in sent), default=0.0)
+    span = max((e["time"] for e in sent), default=0.0) - start
+    width = max(round(span / _TIME_BARS, 1), 0.1)  # at most about 60 bars, each a tenth of a second or more
     over_time = Counter()
     for entry in sent:
-        over_time[int(entry["time"] - start)] += entry["bytes"]
-    seconds = list(range(max(over_time, default=-1) + 1))
+        over_time[int((entry["time"] - start) / width)] += entry["bytes"]
+    bars = range(max(over_time, default=-1) + 1)
     return {"sent_bytes": sum(e["bytes"] for e in sent), "messages": len(sent), "received_bytes": received,
             "by_peer": sorted(by_peer.items(), key=lambda kv: -kv[1]), "by_step": sorted(by_step.items()),
-            "over_time": {"seconds": seconds, "bytes": [over_time.get(s, 0) for s in seconds]},
+            "over_time": {"seconds": [f"{bar * width:.1f}" for bar in bars], "bytes": [over_time.get(bar, 0) for bar in bars],
+                          "width": width},
             "largest": sorted(sent, key=lambda e: -e["bytes"])[:_LARGEST],
             "kinds": {step: sorted(names) for step, names in sorted(kinds.items())}}
 
