@@ -39,10 +39,13 @@ def read_jsonl(path: Path) -> list[dict]:
 # -- a job's steps ------------------------------------------------------------------------------------
 
 def step_names(proposal_job: dict) -> list[str]:
-    """The steps in the order the proposal lists them (``{"train": {...}}`` or ``"evaluate"``)."""
+    """The steps in the order the proposal lists them (``{"train": {...}}`` or ``"evaluate"``), and the
+    ``record`` step that ``record: true`` appends (:func:`isthmus.jobs.plan.make_plan`)."""
     names = []
     for step in proposal_job.get("steps", []):
         names.append(next(iter(step)) if isinstance(step, dict) and step else str(step))
+    if proposal_job.get("record") is True and "record" not in names:
+        names.append("record")
     return names
 
 
