@@ -1,6 +1,6 @@
 """`isthmus demo board`: three node processes leave a finished job (metrics, audit, a verified ledger record)
-and a proposal waiting on the guest's board. (Running it again into its folder is `demo_folder`'s, tested
-with the other demos.)"""
+and a proposal waiting on the guest's board. (Running it again into its folder is `demo_folder`'s, tested in
+tests/test_rerun.py.)"""
 
 from __future__ import annotations
 

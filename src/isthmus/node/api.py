@@ -35,14 +35,18 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
     app = FastAPI(title=f"isthmus node {coordinator.me}", docs_url=None, redoc_url=None, openapi_url=None)
     store, config = coordinator.store, coordinator.config
 
-    mount_board(app, coordinator, Guard(token, _port(config.options.api.listen)))
+    guard = Guard(token, _port(config.options.api.listen))
+    mount_board(app, coordinator, guard)
 
     @app.middleware("http")  # added last, so it runs first: the API's rule for /v1, the board's own for the rest
     async def authorise(request: Request, call_next):
-        if token is not None and (request.url.path == "/v1" or request.url.path.startswith("/v1/")):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
+        if request.url.path == "/v1" or request.url.path.startswith("/v1/"):
+            if token is not None:
+                given = request.headers.get("authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                    return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
+            elif not guard.host_allowed(request.headers.get("host", "")) or _from_a_web_page(request):
+                return JSONResponse({"detail": "the API takes calls from this machine's clients only"}, status_code=403)
         return await call_next(request)
 
     @app.exception_handler(IsthmusError)
@@ -160,6 +164,12 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
         return found
 
     return app
+
+
+def _from_a_web_page(request: Request) -> bool:
+    """A browser's request made by some web page (the CLI's client sends neither header): without a token,
+    such a page could approve a job blind."""
+    return "origin" in request.headers or request.headers.get("sec-fetch-site", "none") != "none"
 
 
 def _port(listen: str) -> int | None:
