@@ -194,7 +194,7 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
     @app.get("/jobs/{job_id}/audit", response_class=HTMLResponse)
     def audit(job_id: str) -> HTMLResponse:
         job = job_or_404(job_id)
-        entries = reads.read_jsonl(run_dir(job_id) / "audit.jsonl")
+        entries = read_events(run_dir(job_id) / "audit.jsonl")
         return page("audit.html", job=job, summary=_summary(job), audit=reads.audit(entries))
 
     @app.get("/ledger", response_class=HTMLResponse)
@@ -204,8 +204,8 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
 
     @app.get("/serving", response_class=HTMLResponse)
     def serving() -> HTMLResponse:
-        rows = reads.serving(store.models(), reads.read_jsonl(config.store / "serving.jsonl"),
-                             reads.read_jsonl(config.store / "predictions.jsonl"))
+        rows = reads.serving(store.models(), read_events(config.store / "serving.jsonl"),
+                             read_events(config.store / "predictions.jsonl"))
         return page("serving.html", models=rows)
 
     app.state.board_page = page  # the 404 page (api.create_app's handler) uses the same layout

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.jobs.events import read_events
 
 #: Event fields that say how far a long step is: (done, of) pairs, in the order they are looked for.
 _PROGRESS = (("epoch", "epochs"), ("tree", "trees"), ("round", "rounds"), ("iteration", "iterations"))
@@ -29,11 +28,6 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Every complete line; a line being written right now ends the read."""
-    return read_events(path)
 
 
 # -- a job's steps ------------------------------------------------------------------------------------
