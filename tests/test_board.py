@@ -109,3 +109,23 @@ def test_ledger_and_serving_pages_read_this_nodes_files(nodes):
         for ms in range(1, 101)))
     page = web.get("/serving").text
     assert "credit-v1" in page and "<td>100</td>" in page and "50.5 ms" in page and "99.0 ms" in page
+
+
+def test_a_failed_job_names_the_step_and_party_that_failed(nodes):
+    job_id = pending_job(nodes)
+    guest = nodes.coordinators["guest"]
+    guest.approve(job_id)
+    nodes.wait("guest", job_id, "running")
+    run = write_run(guest, job_id)
+    (run / "events.jsonl").write_text("".join(json.dumps({"time": 1.0 + i, "party": "guest", **e}) + "\n" for i, e in
+                                              enumerate([{"step": "intersect", "status": "running"},
+                                                         {"step": "intersect", "status": "done"},
+                                                         {"step": "train", "status": "running"},
+                                                         {"step": "train", "status": "failed",
+                                                          "error": "host closed the connection"}])))
+    guest.job_done(job_id, "failed", "step train failed: host closed the connection")
+    page = board(guest).get(f"/jobs/{job_id}").text
+    failure = page.split('id="failure">')[1].split("</p>")[0]
+    assert "<strong>train</strong> failed at <strong>guest</strong>: host closed the connection" in failure
+    assert 'data-status="failed"' in page and "<details open>" in page  # the log tail is shown
+    assert 'data-step="evaluate" data-state="waiting"' in page
