@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from tests.board_helpers import board, csrf_of, write_run
@@ -129,3 +130,21 @@ def test_a_failed_job_names_the_step_and_party_that_failed(nodes):
     assert "<strong>train</strong> failed at <strong>guest</strong>: host closed the connection" in failure
     assert 'data-status="failed"' in page and "<details open>" in page  # the log tail is shown
     assert 'data-step="evaluate" data-state="waiting"' in page
+
+
+def test_multiclass_results_show_a_confusion_matrix_and_regression_its_residuals(nodes):
+    job_id = pending_job(nodes)
+    guest = nodes.coordinators["guest"]
+    run = write_run(guest, job_id)
+    pd.DataFrame({"id": range(4), "label": ["a", "b", "c", "c"], "score_0": [0.8, 0.1, 0.1, 0.6],
+                  "score_1": [0.1, 0.8, 0.1, 0.2], "score_2": [0.1, 0.1, 0.8, 0.2]}).to_csv(run / "predictions.csv")
+    (run / "metrics.json").write_text(json.dumps({"task": "multiclass", "metrics": {"accuracy": 0.75}}))
+    web = board(guest)
+    page = web.get(f"/jobs/{job_id}/results").text
+    table = page.split('id="confusion">')[1].split("</table>")[0]
+    assert "<th>c</th><td>1</td><td>0</td><td>1</td>" in table and "roc-chart" not in page
+    pd.DataFrame({"id": range(3), "label": [1.0, 2.0, 4.0], "score": [1.5, 2.0, 3.0]}).to_csv(run / "predictions.csv")
+    (run / "metrics.json").write_text(json.dumps({"task": "regression", "metrics": {"rmse": 0.6}}))
+    page = web.get(f"/jobs/{job_id}/results").text
+    residuals = json.loads(page.split('id="residual-data">')[1].split("</script>")[0])
+    assert residuals == {"x": [1.5, 2.0, 3.0], "y": [-0.5, 0.0, 1.0]}

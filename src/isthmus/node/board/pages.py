@@ -187,8 +187,10 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
         job = job_or_404(job_id)
         run = run_dir(job_id)
         metrics = reads.read_json(run / "metrics.json")
-        return page("results.html", job=job, summary=_summary(job), metrics=reads.scalar_metrics(metrics),
-                    task=(metrics or {}).get("task"), roc=reads.roc_points(run / "predictions.csv"),
+        task = (metrics or {}).get("task")
+        rows = reads.predictions(run / "predictions.csv")
+        return page("results.html", job=job, summary=_summary(job), metrics=reads.scalar_metrics(metrics), task=task,
+                    roc=reads.roc_points(rows), confusion=reads.confusion(rows), residuals=reads.residuals(rows, task),
                     deciles=reads.deciles(metrics), model=reads.own_model_part(reads.read_json(run / "model.json")))
 
     @app.get("/jobs/{job_id}/audit", response_class=HTMLResponse)

@@ -96,20 +96,49 @@ def scalar_metrics(metrics: dict | None) -> dict[str, float]:
     return {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def roc_points(predictions: Path) -> dict | None:
-    """The ROC curve of this party's own evaluation (binary labels and scores it holds), at most 200 points."""
-    if not predictions.exists():
+def predictions(path: Path) -> Any:
+    """This party's own evaluation rows (id, label, score or score_K per class), or None."""
+    if not path.exists():
         return None
     import pandas as pd
+
+    return pd.read_csv(path)
+
+
+def roc_points(frame: Any) -> dict | None:
+    """The ROC curve of this party's own evaluation (binary labels and scores it holds), at most 200 points."""
     from sklearn.metrics import roc_curve
 
-    frame = pd.read_csv(predictions)
-    if not {"label", "score"} <= set(frame.columns) or frame["label"].nunique() != 2:
+    if frame is None or not {"label", "score"} <= set(frame.columns) or frame["label"].nunique() != 2:
         return None
     fpr, tpr, _ = roc_curve(frame["label"], frame["score"])
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), _CHART_POINTS)).astype(int))
     return {"fpr": fpr[keep].round(5).tolist(), "tpr": tpr[keep].round(5).tolist(),
             "ks": float(np.max(tpr - fpr))}
+
+
+def confusion(frame: Any) -> dict | None:
+    """Multiclass: counts of (true class, predicted class), the prediction being the most probable class."""
+    if frame is None:
+        return None
+    columns = [c for c in frame.columns if c.startswith("score_")]
+    classes = np.unique(frame["label"]) if "label" in frame.columns else []
+    if len(columns) < 3 or len(classes) != len(columns):
+        return None
+    truth = np.searchsorted(classes, frame["label"].to_numpy())
+    predicted = frame[columns].to_numpy().argmax(axis=1)
+    counts = np.zeros((len(classes), len(classes)), dtype=int)
+    np.add.at(counts, (truth, predicted), 1)
+    return {"classes": [str(c) for c in classes], "counts": counts.tolist()}
+
+
+def residuals(frame: Any, task: str | None) -> dict | None:
+    """Regression: (prediction, label - prediction) of up to 500 evenly spaced rows."""
+    if frame is None or task != "regression" or not {"label", "score"} <= set(frame.columns):
+        return None
+    keep = np.unique(np.linspace(0, len(frame) - 1, min(len(frame), 500)).astype(int))
+    rows = frame.iloc[keep]
+    return {"x": rows["score"].round(5).tolist(), "y": (rows["label"] - rows["score"]).round(5).tolist()}
 
 
 def deciles(metrics: dict | None) -> dict | None:

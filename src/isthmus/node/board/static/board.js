@@ -14,6 +14,11 @@
         options: {scales: {x: {min: 0, max: 1, title: {display: true, text: "false positive rate"}},
                            y: {min: 0, max: 1, title: {display: true, text: "true positive rate"}}}}};
     }
+    if (kind === "scatter") {
+      return {type: "scatter", data: {datasets: [{label: canvas.dataset.title, pointRadius: 2,
+        data: data.x.map(function (x, i) { return {x: x, y: data.y[i]}; }), backgroundColor: "#1f6feb"}]},
+        options: {}};
+    }
     var labels = data[canvas.dataset.x || "labels"];
     return {type: kind, data: {labels: labels, datasets: [
       {label: canvas.dataset.title, data: data[canvas.dataset.series], backgroundColor: "#1f6feb88",
