@@ -148,3 +148,13 @@ def test_multiclass_results_show_a_confusion_matrix_and_regression_its_residuals
     page = web.get(f"/jobs/{job_id}/results").text
     residuals = json.loads(page.split('id="residual-data">')[1].split("</script>")[0])
     assert residuals == {"x": [1.5, 2.0, 3.0], "y": [-0.5, 0.0, 1.0]}
+
+
+def test_a_tree_models_part_shows_the_split_gain_of_this_partys_own_features_only(nodes):
+    job_id = pending_job(nodes)
+    run = write_run(nodes.coordinators["guest"], job_id)
+    (run / "model.json").write_text(json.dumps({"feature_names": ["income", "age"], "feature_importance": {
+        "guest": {"split_count": [3, 9], "gain": [1.25, 7.5]}, "host": {"split_count": [4], "gain": [99.0]}}}))
+    table = board(nodes.coordinators["guest"]).get(f"/jobs/{job_id}/results").text.split('id="model-part">')[1]
+    assert table.index("<td>age</td><td>+7.5000</td>") < table.index("<td>income</td><td>+1.2500</td>")
+    assert "99" not in table.split("</table>")[0]

@@ -191,7 +191,7 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
         rows = reads.predictions(run / "predictions.csv")
         return page("results.html", job=job, summary=_summary(job), metrics=reads.scalar_metrics(metrics), task=task,
                     roc=reads.roc_points(rows), confusion=reads.confusion(rows), residuals=reads.residuals(rows, task),
-                    deciles=reads.deciles(metrics), model=reads.own_model_part(reads.read_json(run / "model.json")))
+                    deciles=reads.deciles(metrics), model=reads.own_model_part(reads.read_json(run / "model.json"), coordinator.me))
 
     @app.get("/jobs/{job_id}/audit", response_class=HTMLResponse)
     def audit(job_id: str) -> HTMLResponse:

@@ -150,18 +150,21 @@ def deciles(metrics: dict | None) -> dict | None:
             "gain": values["gain"], "lift": values["lift"]}
 
 
-def own_model_part(model: dict | None) -> list[tuple[str, float]]:
-    """This party's own features with their coefficients or split importances, largest first."""
-    if not isinstance(model, dict) or not isinstance(model.get("features"), list):
+def own_model_part(model: dict | None, party: str) -> list[tuple[str, float]]:
+    """This party's own features with their coefficients (linear models) or total split gain (trees),
+    largest first; a host's importance as the guest holds it is not this party's and is left out."""
+    if not isinstance(model, dict):
         return []
-    features = model["features"]
-    weights = model.get("coef") or model.get("feature_importance") or model.get("importance")
-    if isinstance(weights, dict):
-        pairs = [(str(k), float(v)) for k, v in weights.items()]
-    elif isinstance(weights, list) and weights and all(isinstance(w, (int, float)) for w in weights):
-        pairs = [(str(f), float(w)) for f, w in zip(features, weights)]  # an intercept, if any, comes last
-    else:
+    features = model.get("features") or model.get("feature_names")
+    weights = model.get("coef")
+    importance = model.get("feature_importance")
+    if isinstance(importance, dict):
+        own = importance.get(party, importance)
+        weights = own.get("gain") if isinstance(own, dict) else None
+    if not isinstance(features, list) or not isinstance(weights, list) \
+            or not all(isinstance(w, (int, float)) for w in weights):
         return []
+    pairs = [(str(f), float(w)) for f, w in zip(features, weights)]  # an intercept, if any, comes last: left out
     return sorted(pairs, key=lambda pair: -abs(pair[1]))
 
 
