@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -22,7 +23,6 @@ from collections import OrderedDict
 
 SESSION_COOKIE = "isthmus_board"
 SESSION_SECONDS = 8 * 3600
-_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _SPENT_KEPT = 10_000
 
 
@@ -61,7 +61,7 @@ class Guard:
         if self.token is not None:
             return True
         name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
-        return name in _LOOPBACK_NAMES and (self.listen_port is None or port == str(self.listen_port))
+        return _loopback(name.strip("[]")) and (self.listen_port is None or port == str(self.listen_port))
 
     # -- forms --------------------------------------------------------------------------------------
 
@@ -87,3 +87,13 @@ class Guard:
 
     def _form_mac(self, nonce: str) -> str:
         return hmac.new(self._secret, f"board-form:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+
+def _loopback(name: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): the names a node's loopback listen may have."""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
