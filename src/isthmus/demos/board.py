@@ -8,6 +8,7 @@ nodes running until interrupted (Ctrl-C).
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -78,8 +79,12 @@ def _run(folder: Path, port: int, console: Console, key_bits: int, serve: Callab
 
 
 def _until_interrupted(url: str) -> None:
+    """Until Ctrl-C or SIGTERM: either way the nodes are then stopped, not left running."""
     Console().print("serving until Ctrl-C")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        threading.Event().wait()
+        while not stop.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
