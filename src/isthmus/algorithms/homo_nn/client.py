@@ -28,11 +28,8 @@ def train_client(party: Party, options: NNOptions) -> tuple[tuple[int, ...], lis
     shape = network.input_shape(options.network, len(table.feature_names), party.name)
     clients = party.roster.with_role("client")
     if options.client_fn:
-        context = ClientContext(party.name, clients.index(party.name), len(clients), table)
-        client = network.imported(options.client_fn, "client_fn")(context)
-        if not isinstance(client, Client):
-            raise ConfigError(f"client_fn {options.client_fn!r} returned a {type(client).__name__}, not an "
-                              "isthmus.horizontal.Client")
+        client = user_client(options.client_fn, ClientContext(party.name, clients.index(party.name), len(clients),
+                                                               table))
     else:
         client = TorchClient(network.build(options, shape), network.loss_function(options.task),
                              network.optimizer_factory(options),
@@ -42,3 +39,12 @@ def train_client(party: Party, options: NNOptions) -> tuple[tuple[int, ...], lis
     shapes = network.describe_shapes(client.get_parameters())
     parameters, fitted = serve(party, options, client, table, announce={SHAPES_TAG: shapes})
     return shape, parameters, fitted
+
+
+def user_client(client_fn: str, context: ClientContext) -> Client:
+    """The client that the job's ``client_fn`` (imported from this party's installation) builds for ``context``."""
+    client = network.imported(client_fn, "client_fn")(context)
+    if not isinstance(client, Client):
+        raise ConfigError(f"client_fn {client_fn!r} returned a {type(client).__name__}, not an "
+                          "isthmus.horizontal.Client")
+    return client
