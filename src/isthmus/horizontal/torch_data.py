@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.data.table import CSV_SUFFIXES, NPZ_SUFFIXES, _check_finite, _numeric_matrix, _reader_for, _select_columns
+from isthmus.data.table import CSV_SUFFIXES, NPZ_SUFFIXES, checked_matrix, reader_for, select_columns
 from isthmus.errors import ConfigError, DataError
 
 try:
@@ -61,10 +61,10 @@ class TableStream(IterableDataset):
         self.party, self.task, self.chunk_rows, self.seed = party, task, chunk_rows, seed
         if not self.path.is_file():
             raise self._fail("no such file")
-        reader = _reader_for(self.path, self._fail)
+        reader = reader_for(self.path, self._fail)
         if self.path.name.lower().endswith(NPZ_SUFFIXES):
             raise self._fail("an .npz archive is read whole (numpy has no partial reads); stream CSV or Parquet")
-        self.selection = _select_columns(reader.columns(), id_column, label_column, feature_columns, [],
+        self.selection = select_columns(reader.columns(), id_column, label_column, feature_columns, [],
                                          self._fail)
         self.label_column = label_column
         self.input_shape = tuple(input_shape or (len(self.selection.features),))
@@ -100,10 +100,8 @@ class TableStream(IterableDataset):
         rng = np.random.default_rng([self.seed, self._passes])
         self._passes += 1
         for frame in self._frames(rng):
-            features = _numeric_matrix(frame, self.selection.features, self._fail)
-            _check_finite(features, self.selection.features, "features", allow_nan=False, fail=self._fail)
-            label = _numeric_matrix(frame, [self.label_column], self._fail)[:, 0]
-            _check_finite(label[:, None], [self.label_column], "label", allow_nan=False, fail=self._fail)
+            features = checked_matrix(frame, self.selection.features, "features", allow_nan=False, fail=self._fail)
+            label = checked_matrix(frame, [self.label_column], "label", allow_nan=False, fail=self._fail)[:, 0]
             order = rng.permutation(len(frame))
             inputs = torch.as_tensor(features[order].astype(np.float32).reshape(len(frame), *self.input_shape))
             yield from zip(inputs, _targets(label[order], self.task))
