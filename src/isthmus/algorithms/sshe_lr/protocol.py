@@ -23,7 +23,7 @@ import numpy as np
 
 from isthmus.algorithms.sshe_lr import fourier, shares, tags
 from isthmus.algorithms.sshe_lr.options import SSHEOptions
-from isthmus.crypto.multiexp import product_of_powers
+from isthmus.crypto.multiexp import row_products_of_powers
 from isthmus.crypto.paillier import CipherArray, generate_keypair
 from isthmus.crypto.keys import PaillierPublicKey
 from isthmus.errors import DataError
@@ -147,10 +147,9 @@ def guest_residual(side: Side, z_share: list[int], y: np.ndarray) -> list[int]:
 
 def _row_sums(encrypted, factors: np.ndarray):
     """[[sum_j factors[i, j] * v[i, j]]] per row i of the flat (rows x columns) ciphertexts: one bucket
-    multi-exponentiation per row (signed exponents cost one inversion per row, not one per element)."""
-    modulus, width = encrypted.public_key.nsquare, factors.shape[1]
-    flat = encrypted.ciphertexts()
-    sums = [product_of_powers(flat[i * width:(i + 1) * width], row, modulus) for i, row in enumerate(factors)]
+    multi-exponentiation per row (signed exponents cost one inversion per row, not one per element),
+    rows spread over this party's cores."""
+    sums = row_products_of_powers(encrypted.ciphertexts(), factors, encrypted.public_key.nsquare)
     return CipherArray.from_ciphertexts(encrypted.public_key, sums, (len(sums),), 0)
 
 
