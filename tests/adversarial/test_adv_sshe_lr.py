@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import run_parties
-from isthmus.algorithms.sshe_lr import shares, tags
+from isthmus.algorithms.sshe_lr import protocol, shares, tags
 from isthmus.algorithms.sshe_lr.options import SSHEOptions
 from isthmus.algorithms.sshe_lr.roles import fit_guest, fit_host
 from isthmus.errors import PeerAbortedError, ProtocolError
@@ -79,16 +79,22 @@ def test_weight_shares_of_the_wrong_count_are_refused(paillier_1024):
     assert isinstance(error, ProtocolError) and "expected 3 ciphertexts" in str(error)
 
 
-def test_a_masked_score_share_beyond_what_an_honest_host_sends_is_refused(paillier_1024):
-    """A host that returns a chosen huge plaintext instead of X v - r: refused before it enters any share."""
+@pytest.mark.parametrize("count, overflow", [(0, True), (1, False)])
+def test_packed_score_shares_beyond_what_an_honest_host_sends_are_refused(paillier_1024, count, overflow):
+    """A host that returns a chosen huge plaintext instead of packed X v - r (or one packed ciphertext
+    too many): refused before it enters any share."""
+    packing = shares.Packing(1024, HOST_FEATURES.bit_length() + OPTIONS.precision + protocol.FEATURE_BITS)
+
     def script(channel):
         guest_key, rows = hello_and_batch(channel, paillier_1024[0])
         channel.send("guest", tags.WEIGHT_SHARE, shares.encrypt(paillier_1024[0], [0] * (GUEST_FEATURES + 1)))
         channel.recv("guest", tags.WEIGHT_SHARE)
-        channel.send("guest", tags.SCORE_SHARE, shares.encrypt(guest_key, [1 << 600] * len(rows)))
+        value = 1 << (packing.per * packing.width) if overflow else 0
+        channel.send("guest", tags.SCORE_SHARE, shares.encrypt(guest_key, [value] * (packing.groups(len(rows)) + count)))
 
     error = guest_against(script)
-    assert isinstance(error, ProtocolError) and "exceeds" in str(error) and tags.SCORE_SHARE in str(error)
+    assert isinstance(error, ProtocolError) and tags.SCORE_SHARE in str(error)
+    assert ("overflows its slots" if overflow else f"expected {packing.groups(ROWS)} ciphertexts") in str(error)
 
 
 def test_a_host_leaving_mid_protocol_fails_the_guest_naming_it_without_weights(paillier_1024):

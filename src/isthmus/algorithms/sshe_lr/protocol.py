@@ -20,6 +20,7 @@ Scales: features 2^precision, weights and residuals 2^WEIGHT_BITS, trigonometric
 from __future__ import annotations
 
 import numpy as np
+from gmpy2 import mpz
 
 from isthmus.algorithms.sshe_lr import fourier, shares, tags
 from isthmus.algorithms.sshe_lr.options import SSHEOptions
@@ -73,19 +74,26 @@ class Side:
                  peer_size: int, reply_size: int) -> tuple[list[int], list[int]]:
         """Send [[mine]] (my key); get the peer's [[its vector]] (its key) and return [[X @ it - r]] (or X.T
         @); decrypt what the peer returns for me. Returns (my share of X_mine @ theirs, my share of
-        X_peer @ mine), each mod RING."""
+        X_peer @ mine), each mod RING. Row-wise products (not transposed: one value per row) travel
+        packed several to a ciphertext (shares.Packing); per-feature ones, few, one to a ciphertext."""
         channel, peer = self.channel, self.peer
         x = self.X[rows]
         matrix = x.T if transpose else x
         channel.send(peer, send_tag, shares.encrypt(self.public_key, mine))
         check = Inspect(peer, send_tag)
         theirs = check.cipher(channel.recv(peer, send_tag), self.peer_key, size=peer_size)
-        masked, kept = shares.masked_product(matrix, theirs, self._extra(matrix.shape[1]))
+        if transpose:
+            masked, kept = shares.masked_product(matrix, theirs, self._extra(matrix.shape[1]))
+        else:
+            masked, kept = shares.Packing(self.peer_key.bits, self._extra(matrix.shape[1])).product(matrix, theirs)
         channel.send(peer, reply_tag, masked)
         check = Inspect(peer, reply_tag)
-        reply = check.cipher(channel.recv(peer, reply_tag), self.public_key, size=reply_size)
-        peer_cols = len(rows) if transpose else self.peer_features
-        return kept, shares.decrypt(self.private_key, reply, self._extra(peer_cols), check)
+        if transpose:
+            reply = check.cipher(channel.recv(peer, reply_tag), self.public_key, size=reply_size)
+            return kept, shares.decrypt(self.private_key, reply, self._extra(len(rows)), check)
+        packing = shares.Packing(self.public_key.bits, self._extra(self.peer_features))
+        reply = check.cipher(channel.recv(peer, reply_tag), self.public_key, size=packing.groups(reply_size))
+        return kept, packing.decrypt(self.private_key, reply, reply_size, check)
 
     def scores(self, rows: np.ndarray) -> list[int]:
         """My share of z for ``rows`` (scale 2^(precision + WEIGHT_BITS))."""
@@ -137,27 +145,40 @@ def guest_residual(side: Side, z_share: list[int], y: np.ndarray) -> list[int]:
     angle = 2 * np.pi * side.circle(z_share)
     # sin k(a + b) = sin ka cos kb + cos ka sin kb; the host's [[cos kb | sin kb]] meet [alpha sin ka | alpha cos ka]
     factors = np.hstack([np.sin(angle), np.cos(angle)]) * np.tile(fourier.COEFFICIENTS, 2)
-    series = _row_sums(trig, np.rint(np.ldexp(factors, TRIG_BITS)).astype(np.int64))
+    packing = shares.Packing(side.peer_key.bits, 0)
+    series = _packed_row_sums(trig, np.rint(np.ldexp(factors, TRIG_BITS)).astype(np.int64), packing)
     one = 1 << (2 * TRIG_BITS)
-    offset = np.array([one // 2 - int(label) * one for label in y], dtype=object)  # 1/2 - y
-    masked, kept = shares.masked(series + offset, 0)
+    offset = [(one // 2 - int(label) * one) << shift for label, shift in zip(y, packing.shifts(rows), strict=True)]
+    grouped = [0] * packing.groups(rows)  # 1/2 - y, each in its row's slot
+    for i, value in enumerate(offset):
+        grouped[i // packing.per] += value
+    masked, kept = packing.masked(series + np.array(grouped, dtype=object), rows)
     side.channel.send(side.peer, tags.RESIDUAL_SHARE, masked)
     return shares.truncate(kept, 2 * TRIG_BITS - WEIGHT_BITS, first=True)
 
 
-def _row_sums(encrypted, factors: np.ndarray):
-    """[[sum_j factors[i, j] * v[i, j]]] per row i of the flat (rows x columns) ciphertexts: one bucket
-    multi-exponentiation per row (signed exponents cost one inversion per row, not one per element),
-    rows spread over this party's cores."""
-    sums = row_products_of_powers(encrypted.ciphertexts(), factors, encrypted.public_key.nsquare)
+def _packed_row_sums(encrypted, factors: np.ndarray, packing: shares.Packing):
+    """[[sum_t sum_j factors[i, j] * v[i, j]]] per group of ``packing.per`` rows i of the flat (rows x
+    columns) ciphertexts (the host encrypted row i's values already shifted into its slot): one bucket
+    multi-exponentiation per group, groups spread over this party's cores."""
+    rows, columns = factors.shape
+    padding = packing.groups(rows) * packing.per - rows
+    bases = encrypted.ciphertexts() + [mpz(1)] * (padding * columns)
+    exponents = np.vstack([factors, np.zeros((padding, columns), dtype=factors.dtype)])
+    sums = row_products_of_powers(bases, exponents.reshape(packing.groups(rows), -1), encrypted.public_key.nsquare)
     return CipherArray.from_ciphertexts(encrypted.public_key, sums, (len(sums),), 0)
 
 
 def host_residual(side: Side, z_share: list[int]) -> list[int]:
+    rows = len(z_share)
     angle = 2 * np.pi * side.circle(z_share)
     trig = np.rint(np.ldexp(np.hstack([np.cos(angle), np.sin(angle)]), TRIG_BITS)).astype(np.int64)
-    side.channel.send(side.peer, tags.TRIG, side.public_key.encrypt(trig.ravel(), precision=0))
+    packing = shares.Packing(side.public_key.bits, 0)
+    shifted = [int(value) << shift for row, shift in zip(trig.tolist(), packing.shifts(rows), strict=True)
+               for value in row]  # row i's values in its slot of the guest's packed sums
+    side.channel.send(side.peer, tags.TRIG, shares.encrypt(side.public_key, shifted))
     check = Inspect(side.peer, tags.RESIDUAL_SHARE)
-    masked = check.cipher(side.channel.recv(side.peer, tags.RESIDUAL_SHARE), side.public_key, size=len(z_share))
-    return shares.truncate(shares.decrypt(side.private_key, masked, 0, check), 2 * TRIG_BITS - WEIGHT_BITS,
+    masked = check.cipher(side.channel.recv(side.peer, tags.RESIDUAL_SHARE), side.public_key,
+                          size=packing.groups(rows))
+    return shares.truncate(packing.decrypt(side.private_key, masked, rows, check), 2 * TRIG_BITS - WEIGHT_BITS,
                            first=False)
