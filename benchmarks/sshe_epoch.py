@@ -53,7 +53,7 @@ def main() -> None:
 
     protocol.Side.__init__ = timed_init
     hub = LocalHub(["guest", "host"])
-    run_parties({"guest": lambda: fit_guest(options, hub.channel("guest"), X[:, :10], y, host="host"),
+    run_parties({"guest": lambda: fit_guest(options, hub.channel("guest"), X[:, :10], y, hosts=["host"]),
                  "host": lambda: fit_host(options, hub.channel("host"), X[:, 10:], guest="guest")}, timeout=3600)
     seconds = time.perf_counter() - started["t"]
     parallel.shutdown()  # reaps the workers, so their CPU time is counted

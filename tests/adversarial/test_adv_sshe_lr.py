@@ -26,7 +26,7 @@ def guest_against(host_script, options: SSHEOptions = OPTIONS):
 
     def guest():
         try:
-            fit_guest(options, hub.channel("guest"), X, y, host="host")
+            fit_guest(options, hub.channel("guest"), X, y, hosts=["host"])
         except Exception as exc:
             failures["guest"] = exc
 

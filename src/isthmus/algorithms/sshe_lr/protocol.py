@@ -59,9 +59,7 @@ class Side:
         channel.send(peer, tags.HELLO, {"key": self.public_key, "features": X.shape[1]})
         check = Inspect(peer, tags.HELLO)
         hello = check.mapping(channel.recv(peer, tags.HELLO), {"key", "features"}, exact=True)
-        if not isinstance(hello["key"], PaillierPublicKey) or hello["key"].bits < options.key_bits:
-            check.fail(f"the peer's public key must be a Paillier key of at least {options.key_bits} bits")
-        self.peer_key = hello["key"]
+        self.peer_key = checked_key(check, hello["key"], options.key_bits)
         self.peer_features = check.integer(hello["features"], 0, 1_000_000, "feature count")
         self.mine = [0] * X.shape[1]  # my share of my weights
         self.theirs = [0] * self.peer_features  # my share of the peer's weights
@@ -79,21 +77,29 @@ class Side:
         channel, peer = self.channel, self.peer
         x = self.X[rows]
         matrix = x.T if transpose else x
-        channel.send(peer, send_tag, shares.encrypt(self.public_key, mine))
-        check = Inspect(peer, send_tag)
-        theirs = check.cipher(channel.recv(peer, send_tag), self.peer_key, size=peer_size)
-        if transpose:
-            masked, kept = shares.masked_product(matrix, theirs, self._extra(matrix.shape[1]))
-        else:
-            masked, kept = shares.Packing(self.peer_key.bits, self._extra(matrix.shape[1])).product(matrix, theirs)
-        channel.send(peer, reply_tag, masked)
-        check = Inspect(peer, reply_tag)
-        if transpose:
-            reply = check.cipher(channel.recv(peer, reply_tag), self.public_key, size=reply_size)
-            return kept, shares.decrypt(self.private_key, reply, self._extra(len(rows)), check)
-        packing = shares.Packing(self.public_key.bits, self._extra(self.peer_features))
-        reply = check.cipher(channel.recv(peer, reply_tag), self.public_key, size=packing.groups(reply_size))
-        return kept, packing.decrypt(self.private_key, reply, reply_size, check)
+        # a party without features in this pair (the guest beside a second host) neither needs nor makes products
+        peer_works, i_work = self.peer_features > 0, self.X.shape[1] > 0
+        kept, received = [0] * matrix.shape[0], [0] * reply_size
+        if peer_works:
+            channel.send(peer, send_tag, shares.encrypt(self.public_key, mine))
+        if i_work:
+            check = Inspect(peer, send_tag)
+            theirs = check.cipher(channel.recv(peer, send_tag), self.peer_key, size=peer_size)
+            if transpose:
+                masked, kept = shares.masked_product(matrix, theirs, self._extra(matrix.shape[1]))
+            else:
+                masked, kept = shares.Packing(self.peer_key.bits, self._extra(matrix.shape[1])).product(matrix, theirs)
+            channel.send(peer, reply_tag, masked)
+        if peer_works:
+            check = Inspect(peer, reply_tag)
+            if transpose:
+                reply = check.cipher(channel.recv(peer, reply_tag), self.public_key, size=reply_size)
+                received = shares.decrypt(self.private_key, reply, self._extra(len(rows)), check)
+            else:
+                packing = shares.Packing(self.public_key.bits, self._extra(self.peer_features))
+                reply = check.cipher(channel.recv(peer, reply_tag), self.public_key, size=packing.groups(reply_size))
+                received = packing.decrypt(self.private_key, reply, reply_size, check)
+        return kept, received
 
     def scores(self, rows: np.ndarray) -> list[int]:
         """My share of z for ``rows`` (scale 2^(precision + WEIGHT_BITS))."""
@@ -135,6 +141,13 @@ class Side:
     def _extra(self, columns: int) -> int:
         """Bits bounding a masked product's |row sums|: ``columns`` features below 2^(precision + FEATURE_BITS)."""
         return max(columns, 1).bit_length() + self.fx + FEATURE_BITS
+
+
+def checked_key(check: Inspect, key: object, bits: int) -> PaillierPublicKey:
+    """A peer's announced public key, refused unless a Paillier key of at least ``bits`` bits."""
+    if not isinstance(key, PaillierPublicKey) or key.bits < bits:
+        check.fail(f"the peer's public key must be a Paillier key of at least {bits} bits")
+    return key
 
 
 def guest_residual(side: Side, z_share: list[int], y: np.ndarray) -> list[int]:

@@ -163,3 +163,31 @@ class Packing:
                 check.fail("a packed plaintext overflows its slots: not what an honest peer sends")
             values.extend(((plaintext >> (t * self.width)) & mask) - self._offset for t in range(slots))
         return ring(values)
+
+
+def encrypt_ring(public_key, values: list[int]) -> CipherArray:
+    """[[ring elements]] packed ``ring_per(key)`` to a plaintext (RING_BITS-bit slots, first value lowest):
+    for shares that are themselves uniform in the ring and need no mask, passed on to another party."""
+    per = ring_per(public_key.bits)
+    packed = [sum(v << (RING_BITS * t) for t, v in enumerate(values[i:i + per])) for i in range(0, len(values), per)]
+    return public_key.encrypt(np.array(packed, dtype=object), precision=0)
+
+
+def ring_per(key_bits: int) -> int:
+    return (key_bits - 2) // RING_BITS
+
+
+def ring_groups(key_bits: int, count: int) -> int:
+    return -(-count // ring_per(key_bits))
+
+
+def decrypt_ring(private_key, encrypted: CipherArray, count: int, check: Inspect) -> list[int]:
+    """The ``count`` ring elements of :func:`encrypt_ring`, each plaintext checked to hold only its slots."""
+    per = ring_per(private_key.public_key.bits)
+    values = []
+    for index, plaintext in enumerate(private_key.decrypt_raw(encrypted)):
+        slots = min(per, count - index * per)
+        if plaintext >> (slots * RING_BITS):
+            check.fail("a packed plaintext overflows its slots: not what an honest peer sends")
+        values.extend((plaintext >> (RING_BITS * t)) % RING for t in range(slots))
+    return values

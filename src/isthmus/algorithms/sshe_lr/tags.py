@@ -9,3 +9,6 @@ RESIDUAL_SHARE = "sshe-lr/residual-share"  # guest -> host: [[sigmoid(z) - y - r
 RESIDUAL = "sshe-lr/residual"  # both ways: [[my share of the residual]] under my key
 GRADIENT_SHARE = "sshe-lr/gradient-share"  # both ways: [[X_mine.T @ share - r]] under your key
 REVEAL = "sshe-lr/reveal"  # both ways, once: my share of your weights
+PLACE = "sshe-lr/place"  # guest -> each host, once: lead or not, and the keys it encrypts under for the others
+FOLD = "sshe-lr/fold"  # another host -> guest -> lead host: [[that host's share of z]] under the lead's key
+SPREAD = "sshe-lr/spread"  # lead host -> guest -> each other host: [[the lead's share of e]] under that host's key
