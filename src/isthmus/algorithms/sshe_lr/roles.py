@@ -78,7 +78,7 @@ def fit_guest(options: SSHEOptions, channel: Channel, X: np.ndarray, y: np.ndarr
                 rows = np.sort(shuffled[start:stop])
                 channel.broadcast(hosts, tags.CONTROL, {"op": "batch", "rows": rows})
                 z = shares.add(*(side.scores(rows) for side in sides.values()))
-                _relay_folds(channel, sides, others, len(rows))
+                _relay_folds(channel, sides, lead, others, len(rows))
                 residual = guest_residual(sides[lead], z, target[rows])
                 _relay_spread(channel, sides, lead, others, len(rows))
                 for side in sides.values():
@@ -87,15 +87,14 @@ def fit_guest(options: SSHEOptions, channel: Channel, X: np.ndarray, y: np.ndarr
             history.append(record)
             progress(record)
         channel.broadcast(hosts, tags.CONTROL, {"op": "reveal"})
-        weights = [side.reveal() for side in sides.values()][0]
-        return Trained(weights, classes, history, held_out if len(held_out) else np.arange(len(Xd)))
+        revealed = {host: side.reveal() for host, side in sides.items()}  # beside the others the guest has no columns
+        return Trained(revealed[lead], classes, history, held_out if len(held_out) else np.arange(len(Xd)))
 
 
-def _relay_folds(channel: Channel, sides: dict[str, Side], others: list[str], rows: int) -> None:
+def _relay_folds(channel: Channel, sides: dict[str, Side], lead: str, others: list[str], rows: int) -> None:
     """Pass every other host's [[share of z]] (under the lead's key) on to the lead, in host order."""
     if not others:
         return
-    lead = next(iter(sides))
     key = sides[lead].peer_key
     folds = [Inspect(host, tags.FOLD).cipher(channel.recv(host, tags.FOLD), key, size=shares.ring_groups(key.bits, rows))
              for host in others]
@@ -126,23 +125,7 @@ def fit_host(options: SSHEOptions, channel: Channel, X: np.ndarray, *, guest: st
             rows = check.indices(order["rows"], len(side.X), increasing=True)
             if not len(rows):
                 check.fail("an empty batch")
-            z = side.scores(rows)
-            count, mine = len(rows), side.public_key.bits
-            if lead:
-                if keys:
-                    fold = Inspect(guest, tags.FOLD)
-                    for part in fold.sequence(channel.recv(guest, tags.FOLD), len(keys), what="folded shares"):
-                        part = fold.cipher(part, side.public_key, size=shares.ring_groups(mine, count))
-                        z = shares.add(z, shares.decrypt_ring(side.private_key, part, count, fold))
-                residual = host_residual(side, z)
-                if keys:
-                    channel.send(guest, tags.SPREAD, {host: shares.encrypt_ring(key, residual) for host, key in keys.items()})
-            else:
-                (lead_key,) = keys.values()
-                channel.send(guest, tags.FOLD, shares.encrypt_ring(lead_key, z))
-                spread = Inspect(guest, tags.SPREAD)
-                part = spread.cipher(channel.recv(guest, tags.SPREAD), side.public_key, size=shares.ring_groups(mine, count))
-                residual = shares.decrypt_ring(side.private_key, part, count, spread)
+            residual = (_lead_residual if lead else _other_residual)(side, keys, side.scores(rows))
             side.step(rows, residual, options.learning_rate)
 
         def reveal(order: dict, check: Inspect) -> object:
@@ -152,6 +135,32 @@ def fit_host(options: SSHEOptions, channel: Channel, X: np.ndarray, *, guest: st
 
         serve_orders(channel, guest, tags.CONTROL, {"batch": batch, "reveal": reveal})
         return weights[0]
+
+
+def _lead_residual(side: Side, keys: dict, z: list[int]) -> list[int]:
+    """The lead's share of e: fold in the other hosts' shares of z, run the sigmoid with the guest and
+    send each other host the share under its own key."""
+    guest, count = side.peer, len(z)
+    if keys:
+        check = Inspect(guest, tags.FOLD)
+        for part in check.sequence(side.channel.recv(guest, tags.FOLD), len(keys), what="folded shares"):
+            part = check.cipher(part, side.public_key, size=shares.ring_groups(side.public_key.bits, count))
+            z = shares.add(z, shares.decrypt_ring(side.private_key, part, count, check))
+    residual = host_residual(side, z)
+    if keys:
+        side.channel.send(guest, tags.SPREAD, {host: shares.encrypt_ring(key, residual) for host, key in keys.items()})
+    return residual
+
+
+def _other_residual(side: Side, keys: dict, z: list[int]) -> list[int]:
+    """Another host's share of e: its share of z goes to the lead, the lead's share of e comes back."""
+    guest, count = side.peer, len(z)
+    (lead_key,) = keys.values()
+    side.channel.send(guest, tags.FOLD, shares.encrypt_ring(lead_key, z))
+    check = Inspect(guest, tags.SPREAD)
+    part = check.cipher(side.channel.recv(guest, tags.SPREAD), side.public_key,
+                        size=shares.ring_groups(side.public_key.bits, count))
+    return shares.decrypt_ring(side.private_key, part, count, check)
 
 
 def _place(options: SSHEOptions, channel: Channel, guest: str) -> tuple[bool, dict]:
