@@ -6,9 +6,11 @@ the guest. One batch of rows (the guest picks them):
 
 1. scores: each party sends [[its share of the other's weights]] under its own key; each returns
    [[X_mine @ that share - r]] and keeps r; so z = X_g w_g + X_h w_h ends up shared.
-2. sigmoid (``Guest.residual`` / ``Host.residual``): both map their share of z onto the circle of
-   fourier.py; the host sends [[cos k b]], [[sin k b]] under its key, the guest combines them with its
-   own sin k a, cos k a and the labels into [[sigmoid(z) - y - r]], keeps r and returns it.
+2. sigmoid (:func:`residual`): both map their share of z onto the circle of fourier.py and split the
+   series' terms: for odd k the host sends [[cos k b]], [[sin k b]] under its key, and the guest
+   combines them with its own sin k a, cos k a and the labels into [[its half - y - r]], keeps r and
+   returns it; for even k the roles swap (without labels). Both halves run at once, so each party
+   encrypts half of the values, and each ends with a share of sigmoid(z) - y.
 3. gradients: each party sends [[its share of the residual e]] under its own key; each returns
    [[X_mine.T @ that share - r]] and keeps r: both gradients end up shared like the weights.
 4. update: each party steps its two share vectors locally (plain SGD with the L2 penalty is linear).
@@ -150,29 +152,48 @@ def checked_key(check: Inspect, key: object, bits: int) -> PaillierPublicKey:
     return key
 
 
-def guest_residual(side: Side, z_share: list[int], y: np.ndarray) -> list[int]:
-    """The guest's share of e = sigmoid(z) - y at 2^WEIGHT_BITS; the host runs :func:`host_residual`."""
+#: Column indices of the terms k = 2, 4, ... (the guest encrypts these) and k = 1, 3, ... (the host).
+_EVEN = np.arange(1, fourier.TERMS, 2)
+_ODD = np.arange(0, fourier.TERMS, 2)
+
+
+def residual(side: Side, z_share: list[int], y: np.ndarray | None = None) -> list[int]:
+    """My share of e = sigmoid(z) - y at 2^WEIGHT_BITS; ``y`` (the labels) at the guest, None at the host.
+
+    sin k(a + b) = sin ka cos kb + cos ka sin kb: I send [[cos k theta | sin k theta]] of my terms (my
+    key, each row shifted into its slot of the peer's packed sums) and meet the peer's with
+    [alpha_k sin k theta | alpha_k cos k theta] of its terms, masked, plus 1/2 - y at the guest."""
     rows = len(z_share)
-    check = Inspect(side.peer, tags.TRIG)
-    trig = check.cipher(side.channel.recv(side.peer, tags.TRIG), side.peer_key, size=rows * 2 * fourier.TERMS)
     angle = 2 * np.pi * side.circle(z_share)
-    # sin k(a + b) = sin ka cos kb + cos ka sin kb; the host's [[cos kb | sin kb]] meet [alpha sin ka | alpha cos ka]
-    factors = np.hstack([np.sin(angle), np.cos(angle)]) * np.tile(fourier.COEFFICIENTS, 2)
-    packing = shares.Packing(side.peer_key.bits, 0)
-    series = _packed_row_sums(trig, np.rint(np.ldexp(factors, TRIG_BITS)).astype(np.int64), packing)
-    one = 1 << (2 * TRIG_BITS)
-    offset = [(one // 2 - int(label) * one) << shift for label, shift in zip(y, packing.shifts(rows), strict=True)]
-    grouped = [0] * packing.groups(rows)  # 1/2 - y, each in its row's slot
-    for i, value in enumerate(offset):
-        grouped[i // packing.per] += value
-    masked, kept = packing.masked(series + np.array(grouped, dtype=object), rows)
+    mine, theirs = (_EVEN, _ODD) if side.first else (_ODD, _EVEN)
+    packing = shares.Packing(side.public_key.bits, 0)
+    trig = np.rint(np.ldexp(np.hstack([np.cos(angle[:, mine]), np.sin(angle[:, mine])]), TRIG_BITS)).astype(np.int64)
+    shifted = [int(value) << shift for row, shift in zip(trig.tolist(), packing.shifts(rows), strict=True)
+               for value in row]  # row i's values in its slot of the peer's packed sums
+    side.channel.send(side.peer, tags.TRIG, shares.encrypt(side.public_key, shifted))
+
+    check = Inspect(side.peer, tags.TRIG)
+    peer_trig = check.cipher(side.channel.recv(side.peer, tags.TRIG), side.peer_key, size=rows * 2 * len(theirs))
+    factors = np.hstack([np.sin(angle[:, theirs]), np.cos(angle[:, theirs])]) * np.tile(fourier.COEFFICIENTS[theirs], 2)
+    peer_packing = shares.Packing(side.peer_key.bits, 0)
+    series = _packed_row_sums(peer_trig, np.rint(np.ldexp(factors, TRIG_BITS)).astype(np.int64), peer_packing)
+    offset = [0] * peer_packing.groups(rows)
+    if y is not None:  # 1/2 - y, each in its row's slot
+        one = 1 << (2 * TRIG_BITS)
+        for i, (label, shift) in enumerate(zip(y, peer_packing.shifts(rows), strict=True)):
+            offset[i // peer_packing.per] += (one // 2 - int(label) * one) << shift
+    masked, kept = peer_packing.masked(series + np.array(offset, dtype=object), rows)
     side.channel.send(side.peer, tags.RESIDUAL_SHARE, masked)
-    return shares.truncate(kept, 2 * TRIG_BITS - WEIGHT_BITS, first=True)
+
+    check = Inspect(side.peer, tags.RESIDUAL_SHARE)
+    reply = check.cipher(side.channel.recv(side.peer, tags.RESIDUAL_SHARE), side.public_key, size=packing.groups(rows))
+    share = shares.add(kept, packing.decrypt(side.private_key, reply, rows, check))
+    return shares.truncate(share, 2 * TRIG_BITS - WEIGHT_BITS, first=side.first)
 
 
 def _packed_row_sums(encrypted, factors: np.ndarray, packing: shares.Packing):
     """[[sum_t sum_j factors[i, j] * v[i, j]]] per group of ``packing.per`` rows i of the flat (rows x
-    columns) ciphertexts (the host encrypted row i's values already shifted into its slot): one bucket
+    columns) ciphertexts (the peer encrypted row i's values already shifted into its slot): one bucket
     multi-exponentiation per group, groups spread over this party's cores."""
     rows, columns = factors.shape
     padding = packing.groups(rows) * packing.per - rows
@@ -180,18 +201,3 @@ def _packed_row_sums(encrypted, factors: np.ndarray, packing: shares.Packing):
     exponents = np.vstack([factors, np.zeros((padding, columns), dtype=factors.dtype)])
     sums = row_products_of_powers(bases, exponents.reshape(packing.groups(rows), -1), encrypted.public_key.nsquare)
     return CipherArray.from_ciphertexts(encrypted.public_key, sums, (len(sums),), 0)
-
-
-def host_residual(side: Side, z_share: list[int]) -> list[int]:
-    rows = len(z_share)
-    angle = 2 * np.pi * side.circle(z_share)
-    trig = np.rint(np.ldexp(np.hstack([np.cos(angle), np.sin(angle)]), TRIG_BITS)).astype(np.int64)
-    packing = shares.Packing(side.public_key.bits, 0)
-    shifted = [int(value) << shift for row, shift in zip(trig.tolist(), packing.shifts(rows), strict=True)
-               for value in row]  # row i's values in its slot of the guest's packed sums
-    side.channel.send(side.peer, tags.TRIG, shares.encrypt(side.public_key, shifted))
-    check = Inspect(side.peer, tags.RESIDUAL_SHARE)
-    masked = check.cipher(side.channel.recv(side.peer, tags.RESIDUAL_SHARE), side.public_key,
-                          size=packing.groups(rows))
-    return shares.truncate(packing.decrypt(side.private_key, masked, rows, check), 2 * TRIG_BITS - WEIGHT_BITS,
-                           first=False)

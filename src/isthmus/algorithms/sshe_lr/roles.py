@@ -23,7 +23,7 @@ from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.batches import plan_batches
 from isthmus.algorithms.sshe_lr import shares, tags
 from isthmus.algorithms.sshe_lr.options import SSHEOptions
-from isthmus.algorithms.sshe_lr.protocol import Side, checked_key, guest_residual, host_residual
+from isthmus.algorithms.sshe_lr.protocol import Side, checked_key, residual
 from isthmus.errors import DataError
 from isthmus.protocols.commands import STOP, serve_orders
 from isthmus.protocols.inspect import Inspect
@@ -79,10 +79,10 @@ def fit_guest(options: SSHEOptions, channel: Channel, X: np.ndarray, y: np.ndarr
                 channel.broadcast(hosts, tags.CONTROL, {"op": "batch", "rows": rows})
                 z = shares.add(*(side.scores(rows) for side in sides.values()))
                 _relay_folds(channel, sides, lead, others, len(rows))
-                residual = guest_residual(sides[lead], z, target[rows])
+                e = residual(sides[lead], z, target[rows])
                 _relay_spread(channel, sides, lead, others, len(rows))
                 for side in sides.values():
-                    side.step(rows, residual, options.learning_rate)
+                    side.step(rows, e, options.learning_rate)
             record = {"epoch": epoch + 1, "epochs": options.epochs, "batch_rows": edges[1] - edges[0]}
             history.append(record)
             progress(record)
@@ -125,8 +125,8 @@ def fit_host(options: SSHEOptions, channel: Channel, X: np.ndarray, *, guest: st
             rows = check.indices(order["rows"], len(side.X), increasing=True)
             if not len(rows):
                 check.fail("an empty batch")
-            residual = (_lead_residual if lead else _other_residual)(side, keys, side.scores(rows))
-            side.step(rows, residual, options.learning_rate)
+            e = (_lead_residual if lead else _other_residual)(side, keys, side.scores(rows))
+            side.step(rows, e, options.learning_rate)
 
         def reveal(order: dict, check: Inspect) -> object:
             check.mapping(order, {"op"}, exact=True)
@@ -146,10 +146,10 @@ def _lead_residual(side: Side, keys: dict, z: list[int]) -> list[int]:
         for part in check.sequence(side.channel.recv(guest, tags.FOLD), len(keys), what="folded shares"):
             part = check.cipher(part, side.public_key, size=shares.ring_groups(side.public_key.bits, count))
             z = shares.add(z, shares.decrypt_ring(side.private_key, part, count, check))
-    residual = host_residual(side, z)
+    e = residual(side, z)
     if keys:
-        side.channel.send(guest, tags.SPREAD, {host: shares.encrypt_ring(key, residual) for host, key in keys.items()})
-    return residual
+        side.channel.send(guest, tags.SPREAD, {host: shares.encrypt_ring(key, e) for host, key in keys.items()})
+    return e
 
 
 def _other_residual(side: Side, keys: dict, z: list[int]) -> list[int]:
