@@ -5,7 +5,7 @@
     python benchmarks/sshe_epoch.py --hosts 2               # the host's 20 columns split between two hosts
 
 Every batch's work is proportional to its rows (the feature products both ways, 96 encryptions and
-96 short exponentiations per row for the sigmoid), so seconds per row times 100,000 is the epoch
+96 short exponentiations per row for the sigmoid, half at each party), so seconds per row times 100,000 is the epoch
 time at 100k x (10 + 20): SecretFlow's MPC LR takes about 40 s per epoch there on this machine, the
 arbiter protocol is measured by benchmarks/vertical_lr.py (case narrow-2048). Both parties share this
 process's cores, as they share the machine's in a one-machine launch; key generation is excluded.
