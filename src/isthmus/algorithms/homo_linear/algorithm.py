@@ -18,7 +18,6 @@ from isthmus.algorithms.homo_linear.aggregator import history, train_aggregator
 from isthmus.algorithms.homo_linear.client import train_client
 from isthmus.algorithms.homo_linear.options import LinearModelOptions
 from isthmus.algorithms.registry import register
-from isthmus.errors import ConfigError
 from isthmus.horizontal import LinearModel
 from isthmus.horizontal.updates import RoundUpdates
 
@@ -62,12 +61,7 @@ class _HomoLinear(Algorithm):
     def check(self, roster: Roster, options: LinearModelOptions, *, allow_plaintext: bool) -> None:
         super().check(roster, options, allow_plaintext=allow_plaintext)
         roster.aggregator  # exactly one aggregator (or arbiter)
-        clients = roster.with_role("client")
-        if len(clients) < options.min_clients:
-            raise ConfigError(f"min_clients is {options.min_clients} but the job has {len(clients)} clients")
-        strangers = sorted(set(options.fail_after_round) - set(clients))
-        if strangers:
-            raise ConfigError(f"fail_after_round names {strangers}, which are not clients of the job")
+        options.check_roster(roster.with_role("client"))
 
     def fit(self, party: Party, options: LinearModelOptions) -> LinearLocalPart:
         if party.name != party.roster.aggregator:

@@ -67,6 +67,14 @@ class HorizontalOptions(Options):
             raise ValueError(str(exc)) from None
         return self
 
+    def check_roster(self, clients: list[str]) -> None:
+        """The job has enough clients for the quorum, and fault injection names only them."""
+        if len(clients) < self.min_clients:
+            raise ConfigError(f"min_clients is {self.min_clients} but the job has {len(clients)} clients")
+        strangers = sorted(set(self.fail_after_round) - set(clients))
+        if strangers:
+            raise ConfigError(f"fail_after_round names {strangers}, which are not clients of the job")
+
     @property
     def secagg(self) -> SecAggConfig:
         return SecAggConfig(dropout_tolerance=float(self.dropout_tolerance))

@@ -62,12 +62,7 @@ class HomoNN(Algorithm):
     def check(self, roster: Roster, options: NNOptions, *, allow_plaintext: bool) -> None:
         super().check(roster, options, allow_plaintext=allow_plaintext)
         roster.aggregator  # exactly one aggregator (or arbiter)
-        clients = roster.with_role("client")
-        if len(clients) < options.min_clients:
-            raise ConfigError(f"min_clients is {options.min_clients} but the job has {len(clients)} clients")
-        strangers = sorted(set(options.fail_after_round) - set(clients))
-        if strangers:
-            raise ConfigError(f"fail_after_round names {strangers}, which are not clients of the job")
+        options.check_roster(roster.with_role("client"))
 
     def fit(self, party: Party, options: NNOptions) -> NNLocalPart:
         from isthmus.algorithms.homo_nn.aggregator import train_aggregator
