@@ -77,9 +77,9 @@ def test_plain_bottom_output_of_the_wrong_shape_is_named(monkeypatch, tmp_path):
 
 
 def test_encrypted_bottom_output_of_the_wrong_size_is_named(monkeypatch, tmp_path):
-    """One column short: a column's 40 rows fill 3 packed ciphertexts (15 slots each), so 6 where 9 are due."""
+    """One column short: a column's 40 rows fill 3 packed ciphertexts (16 slots each), so 6 where 9 are due."""
     options = NNOptions(**OPTIONS)
-    hostile_forward(monkeypatch, lambda alpha, keys: interactive.link_slots(keys[0], options).encrypt_rows(
+    hostile_forward(monkeypatch, lambda alpha, keys: interactive.link_slots(keys[0], options).values.encrypt_rows(
         alpha[:, :-1].T, interactive.ACTIVATION_PRECISION).ravel())
     error = guest_error(run(options, tmp_path))
     assert error.peer == "host-1" and "expected 9 ciphertexts" in str(error)
@@ -96,7 +96,7 @@ def test_encrypted_bottom_output_under_a_short_key_is_refused(monkeypatch, tmp_p
 def test_a_projection_reply_out_of_range_is_named(monkeypatch, tmp_path):
     """The host's answer to the masked projection decodes to values no honest host produces."""
     honest = interactive.masked_plus
-    monkeypatch.setattr(interactive, "masked_plus", lambda raw, slots, plain, exponent: honest(raw, slots, plain + 1e7,
+    monkeypatch.setattr(interactive, "masked_plus", lambda raw, slots, plain, exponent: honest(raw, slots, plain + 1.5e6,
                                                                                              exponent))
     error = guest_error(run(NNOptions(**OPTIONS), tmp_path))
     assert error.peer == "host-1" and "within +-" in str(error)
@@ -104,7 +104,7 @@ def test_a_projection_reply_out_of_range_is_named(monkeypatch, tmp_path):
 
 def test_a_reply_with_values_beyond_its_packed_slots_is_named(monkeypatch, tmp_path):
     """Packed replies: whatever a host puts above the slots in use (here the top slot of the last
-    plaintext, unused by 40 rows in slots of 15) fails the guest instead of shifting into the values."""
+    plaintext, unused by 40 rows in slots of 16) fails the guest instead of shifting into the values."""
     honest = interactive.masked_plus
 
     def beyond(raw, slots, plain, exponent):

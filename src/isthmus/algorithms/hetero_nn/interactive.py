@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import secrets
 from abc import ABC, abstractmethod
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,11 +60,23 @@ def bounded(check: Inspect, values: np.ndarray, what: str, limit: float = MAX_VA
     return values
 
 
-def link_slots(key: PaillierPublicKey, options: NNOptions) -> SignedSlots:
-    """The slot layout of every packed message of a link, from what both parties know: wide enough for
-    a batch's summed gradients plus the host's noise, the largest values the protocol packs."""
-    bound = (MAX_VALUE + options.noise / options.interactive_learning_rate) * options.batch_size
-    return SignedSlots.for_values(key, bound, ACTIVATION_PRECISION + options.precision)
+class Layouts(NamedTuple):
+    """The slot layouts of a link's packed messages, from what both parties know (key and options).
+
+    Slots are as narrow as the values allow, since every slot saved is a decryption saved: ``values``
+    holds alpha by column, eps, z and the batch-summed activation gradient (within +-MAX_VALUE, so that
+    d = 32 fits two 1024-bit or one 2048-bit plaintext); ``gradient`` holds alpha by row and the weight
+    gradient, on which the host's noise B e / lr comes."""
+
+    values: SignedSlots
+    gradient: SignedSlots
+
+
+def link_slots(key: PaillierPublicKey, options: NNOptions) -> Layouts:
+    exponent = ACTIVATION_PRECISION + options.precision
+    noise = options.batch_size * options.noise / options.interactive_learning_rate
+    return Layouts(SignedSlots.for_values(key, MAX_VALUE, exponent),
+                   SignedSlots.for_values(key, MAX_VALUE + noise, exponent))
 
 
 def unpacked(check: Inspect, slots: SignedSlots, mask: Mask, raw: object, shape: tuple[int, int], what: str,
@@ -144,7 +157,7 @@ class ProtectedGuestLink(GuestLink):
                 check.fail(f"a {alpha.public_key.bits}-bit key, the job asks for {self.options.key_bits} bits")
             self.key = alpha.public_key
             self.slots = link_slots(self.key, self.options)
-        groups = self.slots.chunks(size)
+        groups = self.slots.values.chunks(size)
         by_column = self._host_cipher(check, alpha, (self.width, groups), "encrypted bottom output")
         shares = self.weights.T
         projected = CipherArray.concatenate(  # (groups, k): one product per group of rows and unit, SIMD over rows
@@ -156,24 +169,26 @@ class ProtectedGuestLink(GuestLink):
     def end_forward(self) -> np.ndarray:
         check = Inspect(self.host, tags.PROJECTION_REPLY)
         raw = self.channel.recv(self.host, tags.PROJECTION_REPLY)
-        z = unpacked(check, self.slots, self._mask, raw, (self.units, self._size), "interactive projections")
+        z = unpacked(check, self.slots.values, self._mask, raw, (self.units, self._size), "interactive projections")
         return z.T
 
     def begin_backward(self, delta: np.ndarray) -> None:
-        size, precision, chunks = len(delta), self.options.precision, self.slots.chunks(self.width)
+        size, precision, (values, gradient) = len(delta), self.options.precision, self.slots
+        chunks, row_chunks = values.chunks(self.width), gradient.chunks(self.width)
         check = Inspect(self.host, tags.NOISE_SHARE)
         message = check.mapping(self.channel.recv(self.host, tags.NOISE_SHARE), {"noise_share", "bottom_output_rows"},
                                 exact=True)
         noise = self._host_cipher(check, message["noise_share"], (self.units, chunks), "encrypted noise share")
-        by_row = self._host_cipher(check, message["bottom_output_rows"], (size, chunks), "encrypted bottom output")
+        by_row = self._host_cipher(check, message["bottom_output_rows"], (size, row_chunks), "encrypted bottom output")
         total = delta * size  # batch sums: see the module docstring
-        plain = self.slots.pack_rows(fixedpoint.to_integer_array(total @ self.weights.T, noise.exponent + precision))
+        plain = values.pack_rows(fixedpoint.to_integer_array(total @ self.weights.T, noise.exponent + precision))
         # row i of delta W_h^T, packed: delta_i [[eps]]^T, one product per chunk of columns, plus delta_i W'^T
         activation_gradient = CipherArray.concatenate(
             [noise[:, c].rmatmul(total, precision=precision) for c in range(chunks)]).reshape(chunks, size).T
         activation_gradient = activation_gradient.ravel().plus_encoded(plain.ravel().tolist())
         weight_gradient = CipherArray.concatenate(  # row m packs (alpha^T delta)[:, m]
-            [by_row[:, c].rmatmul(total.T, precision=precision) for c in range(chunks)]).reshape(chunks, self.units).T
+            [by_row[:, c].rmatmul(total.T, precision=precision) for c in range(row_chunks)]).reshape(row_chunks,
+                                                                                                      self.units).T
         masked, self._mask = weight_gradient.ravel().masked()
         self._size = size
         self.channel.send(self.host, tags.BACKWARD, {"activation_gradient": activation_gradient,
@@ -184,7 +199,7 @@ class ProtectedGuestLink(GuestLink):
         lr = self.options.interactive_learning_rate
         limit = MAX_VALUE + self._size * self.options.noise / lr  # the host's noise, B e / lr, comes on top
         raw = self.channel.recv(self.host, tags.GRADIENT_REPLY)
-        noisy = unpacked(check, self.slots, self._mask, raw, (self.units, self.width), "noisy weight gradient", limit)
+        noisy = unpacked(check, self.slots.gradient, self._mask, raw, (self.units, self.width), "noisy weight gradient", limit)
         self.weights -= lr * noisy.T / self._size
 
     def _host_cipher(self, check: Inspect, obj, shape: tuple[int, int], what: str) -> CipherArray:
@@ -214,7 +229,7 @@ class HostLink:
         return self._keys
 
     @property
-    def slots(self) -> SignedSlots:
+    def slots(self) -> Layouts:
         return link_slots(self.keys[0], self.options)
 
     def forward(self, alpha: np.ndarray, *, training: bool) -> None:
@@ -222,12 +237,12 @@ class HostLink:
         if not self.protected:
             self.channel.send(self.guest, tags.ACTIVATIONS, alpha)
             return
-        private, slots = self.keys[1], self.slots
+        private, (slots, gradient) = self.keys[1], self.slots
         self.channel.send(self.guest, tags.ACTIVATIONS, slots.encrypt_rows(alpha.T, ACTIVATION_PRECISION).ravel())
         if training:  # what the backward step needs: eps, and alpha packed by row for alpha^T delta
             self.channel.send(self.guest, tags.NOISE_SHARE, {
                 "noise_share": slots.encrypt_rows(self.noise.T, ACTIVATION_PRECISION).ravel(),
-                "bottom_output_rows": slots.encrypt_rows(alpha, ACTIVATION_PRECISION).ravel()})
+                "bottom_output_rows": gradient.encrypt_rows(alpha, ACTIVATION_PRECISION).ravel()})
         check = Inspect(self.guest, tags.PROJECTION)
         size = self.units * slots.chunks(len(alpha))
         masked = self._own(check, self.channel.recv(self.guest, tags.PROJECTION), size, "masked projections")
@@ -242,7 +257,7 @@ class HostLink:
         if not self.protected:
             return bounded(check, check.array(message, (size, self.width), what="bottom output gradient"),
                            "bottom output gradient")
-        private, slots = self.keys[1], self.slots
+        private, (slots, weight_slots) = self.keys[1], self.slots
         chunks = slots.chunks(self.width)
         message = check.mapping(message, {"activation_gradient", "weight_gradient"}, exact=True)
         encrypted = self._own(check, message["activation_gradient"], size * chunks, "bottom output gradient")
@@ -250,11 +265,12 @@ class HostLink:
             gradient = slots.decrypt_rows(private, encrypted.reshape(size, chunks), self.width) / size
         except EncodingOverflowError:
             check.fail("bottom output gradient: a packed slot overflowed")
-        masked = self._own(check, message["weight_gradient"], self.units * chunks, "masked weight gradient")
+        masked = self._own(check, message["weight_gradient"], self.units * weight_slots.chunks(self.width),
+                           "masked weight gradient")
         raw = private.decrypt_raw(masked)
         fresh = self._rng.uniform(-self.options.noise, self.options.noise, self.noise.shape)
         hidden = fresh * size / self.options.interactive_learning_rate
-        self.channel.send(self.guest, tags.GRADIENT_REPLY, masked_plus(raw, slots, hidden.T, masked.exponent))
+        self.channel.send(self.guest, tags.GRADIENT_REPLY, masked_plus(raw, weight_slots, hidden.T, masked.exponent))
         self.noise = self.noise + fresh
         return bounded(check, gradient, "bottom output gradient")
 
