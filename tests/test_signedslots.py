@@ -78,3 +78,28 @@ def test_adding_packed_plaintexts_adds_slot_by_slot(keys, slots):
     cipher = slots.encrypt_rows(a, EXPONENT)
     plus = cipher.plus_encoded(slots.pack_rows(np.rint(b * 2.0**EXPONENT).astype(np.int64)).ravel().tolist())
     np.testing.assert_array_equal(slots.decrypt_rows(private, plus, 3), a + b)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 8), (40, 3), (9, 8)])
+def test_few_bases_products_equal_separate_powers_for_any_signs(keys, shape):
+    """The subset-table path of matrix_products_of_powers (packed activation gradients: k bases, B rows)."""
+    from isthmus.crypto.multiexp import few_bases_products, matrix_products_of_powers
+
+    public = keys[0]
+    modulus, rng = public.nsquare, np.random.default_rng(3)
+    bases = public.encrypt(rng.normal(size=shape[1])).ciphertexts()
+    exponents = rng.integers(-(1 << 17), 1 << 17, shape)
+    exponents[0, 0], exponents[-1, :] = 0, -(1 << 17)
+    expected = [gmpy2_product(bases, row, modulus) for row in exponents.tolist()]
+    assert few_bases_products(bases, exponents, modulus) == expected
+    assert matrix_products_of_powers(bases, exponents, modulus) == expected
+    assert few_bases_products(bases, np.zeros(shape, dtype=np.int64), modulus) == [1] * shape[0]
+
+
+def gmpy2_product(bases, exponents, modulus):
+    import gmpy2
+
+    result = gmpy2.mpz(1)
+    for b, e in zip(bases, exponents):
+        result = result * gmpy2.powmod(b, e, modulus) % modulus
+    return result
