@@ -143,3 +143,18 @@ def test_a_host_dropping_out_mid_training_fails_the_guest_naming_it(monkeypatch,
     assert isinstance(error, PeerTimeoutError) and error.peer == "host-1", error
     assert not list(tmp_path.glob("**/model.json"))
 
+
+
+def test_a_guest_gradient_beyond_its_packed_slots_is_named(monkeypatch, tmp_path):
+    """The guest puts bits above the d = 3 slots of the host's bottom output gradient: the host refuses
+    the gradient, naming the guest, instead of training on shifted values."""
+    from isthmus.crypto.paillier import CipherArray
+
+    options, honest = NNOptions(**OPTIONS), CipherArray.plus_encoded
+
+    def beyond(self, plaintexts):
+        slots = interactive.link_slots(self.public_key, options).values
+        return honest(self, [m + (1 << (slots.slot_bits * 5)) for m in plaintexts])
+    monkeypatch.setattr(CipherArray, "plus_encoded", beyond)
+    error = run(options, tmp_path)["host-1"]
+    assert isinstance(error, ProtocolError) and error.peer == "guest" and "packed slot overflowed" in str(error), error

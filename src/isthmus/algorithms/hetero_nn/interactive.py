@@ -15,7 +15,16 @@ eps (its accumulated noise), W_h = W' + eps. Per training batch of B rows, host 
    the gradient only under the host's noise.
 
 Gradients travel as sums over the batch (delta times B) so that fixed-point rounding of the small
-per-row terms stays negligible. Plain (benchmarks only): the host sends alpha in clear, the guest
+per-row terms stays negligible.
+
+Packing (:mod:`isthmus.crypto.signedslots`): every ciphertext holds a row of slots, so each product
+by a plaintext weight acts on all its slots at once and the host decrypts up to 16 values (1024-bit
+key) per decryption instead of one. [[alpha]] travels packed by column (a ciphertext per column and
+group of rows), so [[alpha W']] is one product of d powers per group and unit; [[eps]] by column of
+W_h, so row i of [[delta W_h^T]] is one product of k powers per chunk of d; and, for training,
+[[alpha]] once more packed by row, so [[alpha^T delta]] is one product of B powers per unit and chunk.
+The values are those of the unpacked protocol, exactly: only their grouping into plaintexts differs.
+Plain (benchmarks only): the host sends alpha in clear, the guest
 holds W_h whole and returns delta W_h^T: split learning, the price of protection measured against it.
 """
 
