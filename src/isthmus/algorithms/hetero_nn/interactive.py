@@ -246,7 +246,10 @@ class HostLink:
         if not self.protected:
             self.channel.send(self.guest, tags.ACTIVATIONS, alpha)
             return
-        private, (slots, gradient) = self.keys[1], self.slots
+        (public, private), (slots, gradient) = self.keys, self.slots
+        # the batch's randomness in one call: big batches spread over the worker processes
+        public.precompute(self.width * slots.chunks(len(alpha)) + training * (
+            self.units * slots.chunks(self.width) + len(alpha) * gradient.chunks(self.width)))
         self.channel.send(self.guest, tags.ACTIVATIONS, slots.encrypt_rows(alpha.T, ACTIVATION_PRECISION).ravel())
         if training:  # what the backward step needs: eps, and alpha packed by row for alpha^T delta
             self.channel.send(self.guest, tags.NOISE_SHARE, {
