@@ -96,8 +96,8 @@ def test_encrypted_bottom_output_under_a_short_key_is_refused(monkeypatch, tmp_p
 def test_a_projection_reply_out_of_range_is_named(monkeypatch, tmp_path):
     """The host's answer to the masked projection decodes to values no honest host produces."""
     honest = interactive.masked_plus
-    monkeypatch.setattr(interactive, "masked_plus", lambda raw, slots, plain, exponent: honest(raw, slots, plain + 1.5e6,
-                                                                                             exponent))
+    monkeypatch.setattr(interactive, "masked_plus",
+                        lambda raw, slots, plain, exponent: honest(raw, slots, plain + 1.5e6, exponent))
     error = guest_error(run(NNOptions(**OPTIONS), tmp_path))
     assert error.peer == "host-1" and "within +-" in str(error)
 

@@ -82,9 +82,9 @@ def few_bases_products(bases: Sequence[mpz], exponents: np.ndarray, modulus: mpz
     correction = gmpy2.invert(gmpy2.powmod(table[-1], 1 << bits, modulus), modulus)
     weights = np.int64(1) << np.arange(count, dtype=np.int64)
     # subsets[i, t]: the bases whose exponent has bit (bits - t) set, top bit first
-    subsets = np.stack([((shifted >> t) & 1) @ weights for t in range(bits, -1, -1)], axis=1).tolist()
+    subsets = np.stack([((shifted >> t) & 1) @ weights for t in range(bits, -1, -1)], axis=1)
     results = []
-    for row in subsets:
+    for row in subsets.tolist():
         acc = table[row[0]]
         for subset in row[1:]:
             acc = acc * acc % modulus

@@ -24,8 +24,9 @@ group of rows), so [[alpha W']] is one product of d powers per group and unit; [
 W_h, so row i of [[delta W_h^T]] is one product of k powers per chunk of d; and, for training,
 [[alpha]] once more packed by row, so [[alpha^T delta]] is one product of B powers per unit and chunk.
 The values are those of the unpacked protocol, exactly: only their grouping into plaintexts differs.
-Plain (benchmarks only): the host sends alpha in clear, the guest
-holds W_h whole and returns delta W_h^T: split learning, the price of protection measured against it.
+
+Plain (benchmarks only): the host sends alpha in clear, the guest holds W_h whole and returns
+delta W_h^T: split learning, the price of protection measured against it.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Layouts(NamedTuple):
 
 
 def link_slots(key: PaillierPublicKey, options: NNOptions) -> Layouts:
+    """Both layouts of the link under the host's ``key``."""
     exponent = ACTIVATION_PRECISION + options.precision
     noise = options.batch_size * options.noise / options.interactive_learning_rate
     return Layouts(SignedSlots.for_values(key, MAX_VALUE, exponent),
@@ -153,8 +155,10 @@ class PlainGuestLink(GuestLink):
 
 
 class ProtectedGuestLink(GuestLink):
-    #: The host's public key, taken from its first ciphertexts (a served model's host makes a fresh one).
+    #: The host's public key, taken from its first ciphertexts (a served model's host makes a fresh one),
+    #: and the slot layouts under it.
     key: PaillierPublicKey | None = None
+    slots: Layouts | None = None
 
     def begin_forward(self, size: int) -> None:
         check = Inspect(self.host, tags.ACTIVATIONS)
@@ -208,7 +212,8 @@ class ProtectedGuestLink(GuestLink):
         lr = self.options.interactive_learning_rate
         limit = MAX_VALUE + self._size * self.options.noise / lr  # the host's noise, B e / lr, comes on top
         raw = self.channel.recv(self.host, tags.GRADIENT_REPLY)
-        noisy = unpacked(check, self.slots.gradient, self._mask, raw, (self.units, self.width), "noisy weight gradient", limit)
+        noisy = unpacked(check, self.slots.gradient, self._mask, raw, (self.units, self.width),
+                         "noisy weight gradient", limit)
         self.weights -= lr * noisy.T / self._size
 
     def _host_cipher(self, check: Inspect, obj, shape: tuple[int, int], what: str) -> CipherArray:
