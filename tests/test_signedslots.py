@@ -1,5 +1,6 @@
 """Signed slots: packed matrices round-trip exactly, and products by signed plaintext matrices computed
-on packed ciphertexts (SIMD) equal the plain computation, for negatives, zeros and one row."""
+on packed ciphertexts (SIMD) equal the plain computation, for negatives, zeros and one row; the
+few-bases products (subset tables) that compute hetero_nn's packed activation gradients equal powmod."""
 
 from __future__ import annotations
 
