@@ -8,7 +8,8 @@ interactive layer 8 units), guest and host as threads over the in-process channe
 and messages as gRPC, without the network): protected (Paillier) beside plain split learning and
 beside the centralised network (PyTorch, the same layers on the pooled columns). The cost is linear
 in rows, so the seconds are also given per 30,000 rows (the whole data set). Target: protection at
-most 20x plain split learning.
+most 20x plain split learning. CPU seconds (both parties' threads) sit beside the wall seconds, which
+other work on a shared machine distorts; with ``ISTHMUS_CRYPTO_WORKERS=1`` they cover all the work.
 
 Parity: real jobs (guest and host processes over mutual TLS, ECDH PSI, evaluate, ``isthmus parity``)
 on ``--parity-rows`` shared rows, protected and plain; the AUC of the held-out rows beside the same
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -47,8 +49,9 @@ def tables(rows: int):
             "host": PartyTable("host", ids, host[h_cols].to_numpy(float), h_cols, None)}
 
 
-def federated_epoch(data, options) -> float:
-    """Seconds of one training epoch, guest and host as threads (the guest's own clock)."""
+def federated_epoch(data, options) -> tuple[float, float]:
+    """Seconds of one training epoch, guest and host as threads (the guest's own clock), and the CPU
+    seconds of this process over the whole fit (both parties; worker processes not included)."""
     import threading
 
     from isthmus.algorithms.base import Party, Roster
@@ -61,11 +64,12 @@ def federated_epoch(data, options) -> float:
         parts[name] = algorithm("hetero_nn").fit(Party(name, roster, hub.channel(name), data[name], Path(".")), options)
 
     threads = [threading.Thread(target=fit, args=(name,)) for name in data]
+    cpu = time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return parts["guest"].trained.history[0]["seconds"]
+    return parts["guest"].trained.history[0]["seconds"], time.process_time() - cpu
 
 
 def centralised_epoch(data, options) -> float:
@@ -85,13 +89,20 @@ def speed(rows: int, key_bits: int) -> dict:
 
     data = tables(rows)
     common = {k: v for k, v in TRAIN.items() if k not in ("model", "validation_fraction")}
-    seconds = {mode: federated_epoch(data, NNOptions(epochs=1, protection=mode, key_bits=key_bits, **common))
-               for mode in ("paillier", "plain")}
+    seconds, cpu = {}, {}
+    for mode in ("paillier", "plain"):
+        seconds[mode], cpu[mode] = federated_epoch(data, NNOptions(epochs=1, protection=mode, key_bits=key_bits,
+                                                                   **common))
+    started = time.process_time()
     seconds["centralised"] = centralised_epoch(data, NNOptions(epochs=1, **common))
+    cpu["centralised"] = time.process_time() - started
     per_full = {mode: s * FULL_ROWS / rows for mode, s in seconds.items()}
     return {"rows": rows, "key_bits": key_bits, "seconds_per_epoch": seconds, "seconds_per_30k_rows": per_full,
+            "cpu_seconds_per_epoch": cpu, "cpu_seconds_per_30k_rows": {m: c * FULL_ROWS / rows for m, c in cpu.items()},
             "protected_over_plain": seconds["paillier"] / seconds["plain"],
-            "protected_over_centralised": seconds["paillier"] / seconds["centralised"]}
+            "protected_over_plain_cpu": cpu["paillier"] / cpu["plain"],
+            "protected_over_centralised": seconds["paillier"] / seconds["centralised"],
+            "load_average": os.getloadavg()}
 
 
 def parity(rows: int, epochs: int, key_bits: int, out: Path, modes: list[str]) -> list[dict]:

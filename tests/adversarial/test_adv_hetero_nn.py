@@ -77,9 +77,12 @@ def test_plain_bottom_output_of_the_wrong_shape_is_named(monkeypatch, tmp_path):
 
 
 def test_encrypted_bottom_output_of_the_wrong_size_is_named(monkeypatch, tmp_path):
-    hostile_forward(monkeypatch, lambda alpha, keys: keys[0].encrypt(alpha[:-1].ravel(), precision=24))
-    error = guest_error(run(NNOptions(**OPTIONS), tmp_path))
-    assert error.peer == "host-1" and "expected 120 ciphertexts" in str(error)
+    """One column short: a column's 40 rows fill 3 packed ciphertexts (16 slots each), so 6 where 9 are due."""
+    options = NNOptions(**OPTIONS)
+    hostile_forward(monkeypatch, lambda alpha, keys: interactive.link_slots(keys[0], options).values.encrypt_rows(
+        alpha[:, :-1].T, interactive.ACTIVATION_PRECISION).ravel())
+    error = guest_error(run(options, tmp_path))
+    assert error.peer == "host-1" and "expected 9 ciphertexts" in str(error)
 
 
 def test_encrypted_bottom_output_under_a_short_key_is_refused(monkeypatch, tmp_path):
@@ -93,9 +96,24 @@ def test_encrypted_bottom_output_under_a_short_key_is_refused(monkeypatch, tmp_p
 def test_a_projection_reply_out_of_range_is_named(monkeypatch, tmp_path):
     """The host's answer to the masked projection decodes to values no honest host produces."""
     honest = interactive.masked_plus
-    monkeypatch.setattr(interactive, "masked_plus", lambda raw, plain, exponent, n: honest(raw, plain * 1e12, exponent, n))
+    monkeypatch.setattr(interactive, "masked_plus",
+                        lambda raw, slots, plain, exponent: honest(raw, slots, plain + 1.5e6, exponent))
     error = guest_error(run(NNOptions(**OPTIONS), tmp_path))
     assert error.peer == "host-1" and "within +-" in str(error)
+
+
+def test_a_reply_with_values_beyond_its_packed_slots_is_named(monkeypatch, tmp_path):
+    """Packed replies: whatever a host puts above the slots in use (here the top slot of the last
+    plaintext, unused by 40 rows in slots of 16) fails the guest instead of shifting into the values."""
+    honest = interactive.masked_plus
+
+    def beyond(raw, slots, plain, exponent):
+        reply = honest(raw, slots, plain, exponent)
+        reply[-1] = (reply[-1] + (1 << (slots.slot_bits * (slots.capacity - 1)))) % int(slots.public_key.n)
+        return reply
+    monkeypatch.setattr(interactive, "masked_plus", beyond)
+    error = guest_error(run(NNOptions(**OPTIONS), tmp_path))
+    assert error.peer == "host-1" and "a packed slot overflowed" in str(error)
 
 
 def test_a_guest_sending_ciphertexts_at_another_exponent_is_named(monkeypatch, tmp_path):
@@ -125,3 +143,18 @@ def test_a_host_dropping_out_mid_training_fails_the_guest_naming_it(monkeypatch,
     assert isinstance(error, PeerTimeoutError) and error.peer == "host-1", error
     assert not list(tmp_path.glob("**/model.json"))
 
+
+
+def test_a_guest_gradient_beyond_its_packed_slots_is_named(monkeypatch, tmp_path):
+    """The guest puts bits above the d = 3 slots of the host's bottom output gradient: the host refuses
+    the gradient, naming the guest, instead of training on shifted values."""
+    from isthmus.crypto.paillier import CipherArray
+
+    options, honest = NNOptions(**OPTIONS), CipherArray.plus_encoded
+
+    def beyond(self, plaintexts):
+        slots = interactive.link_slots(self.public_key, options).values
+        return honest(self, [m + (1 << (slots.slot_bits * 5)) for m in plaintexts])
+    monkeypatch.setattr(CipherArray, "plus_encoded", beyond)
+    error = run(options, tmp_path)["host-1"]
+    assert isinstance(error, ProtocolError) and error.peer == "guest" and "packed slot overflowed" in str(error), error

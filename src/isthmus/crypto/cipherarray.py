@@ -256,6 +256,11 @@ class CipherArray:
         fixedpoint.check_range(integers, self.exponent, self.public_key.n)
         return self._plus_encoded(_object_array(integers, plain.shape))
 
+    def plus_encoded(self, plaintexts: Sequence[int]) -> CipherArray:
+        """Add integer plaintexts as they are, element by element (e.g. packed slots already at this
+        array's scale, see :mod:`isthmus.crypto.signedslots`), modulo n."""
+        return self._plus_encoded(_object_array(list(plaintexts), self.shape))
+
     def _plus_encoded(self, plaintexts: np.ndarray) -> CipherArray:
         """Add integer plaintexts (any sign, broadcast): ``c * (1 + m n) = c + n (c m mod n)  (mod n^2)``."""
         n, nsquare = self.public_key.n, self.public_key.nsquare
@@ -280,12 +285,18 @@ class Mask:
         ``raw`` comes from a peer: anything but a list of ``size`` integers in ``[0, n)`` is a ProtocolError.
         """
         n = self._n
+        signed = [fixedpoint.signed(m, n) for m in self.plaintexts(raw, peer=peer, tag=tag)]
+        return fixedpoint.decode(signed, self.exponent, self.shape)
+
+    def plaintexts(self, raw: Any, *, peer: str | None = None, tag: str | None = None) -> list[int]:
+        """The unmasked plaintexts ``(raw - r) mod n``, flat, not decoded (e.g. packed slots); ``raw`` as
+        for :meth:`unmask`."""
+        n = self._n
         if not isinstance(raw, (list, tuple)) or len(raw) != len(self._randoms):
             raise ProtocolError(f"expected a list of {len(self._randoms)} decrypted integers", peer=peer, tag=tag)
         if not all(type(m) is int and 0 <= m < n for m in raw):
             raise ProtocolError("decrypted values must be integers in [0, n)", peer=peer, tag=tag)
-        signed = [fixedpoint.signed((m - r) % n, n) for m, r in zip(raw, self._randoms)]
-        return fixedpoint.decode(signed, self.exponent, self.shape)
+        return [(m - r) % n for m, r in zip(raw, self._randoms)]
 
 
 def _plaintext(value: Any) -> np.ndarray | None:

@@ -5,6 +5,6 @@ SHAPE = "hetero-nn/shape"  # host -> guest: its bottom output width and (protect
 ACTIVATIONS = "hetero-nn/activations"  # host -> guest: [[alpha]] (protected) or alpha (plain) of a batch
 PROJECTION = "hetero-nn/projection"  # guest -> host: [[alpha W' + noise]] masked in Z_n
 PROJECTION_REPLY = "hetero-nn/projection-reply"  # host -> guest: masked raw plaintexts plus alpha eps_acc
-NOISE_SHARE = "hetero-nn/noise-share"  # host -> guest: [[eps_acc]], the host's share of W_A
+NOISE_SHARE = "hetero-nn/noise-share"  # host -> guest: [[eps_acc]], the host's share of W_A, and [[alpha]] by row
 BACKWARD = "hetero-nn/backward"  # guest -> host: [[delta W_A^T]] and the masked [[alpha^T delta]] (or plain)
 GRADIENT_REPLY = "hetero-nn/gradient-reply"  # host -> guest: masked raw gradient plus eps/lr
