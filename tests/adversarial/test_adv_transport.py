@@ -13,10 +13,12 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc_helpers import PARTIES, free_port, make_certs, node_starter
 
 from isthmus.errors import ProtocolError
+from isthmus.transport.grpc_inbox import JOB_KEY, MESSAGE_ID_KEY, SENDER_KEY, SIZE_KEY, SMALL_BYTES, TAG_KEY
 
 HOSTILE = Path(__file__).with_name("hostile_peer.py")
 
@@ -141,3 +143,19 @@ def test_deliveries_for_a_job_the_node_has_not_opened_are_refused(start, certs, 
     assert out.startswith("refused: PeerRefusedError: peer refused the message: job 'not-a-job' is not open")
     assert bob.mailbox.get("not-a-job", "alice", "probe", 0) is None
     assert outcome(attack(certs, addresses["bob"], "send", 10)).strip() == "delivered"
+
+
+@pytest.mark.parametrize("declared, size", [(10, 11), (11, 10), (SMALL_BYTES + 1, SMALL_BYTES + 1)])
+def test_a_one_request_delivery_must_be_small_and_of_its_declared_size(start, declared, size):
+    """The one-request path skips the stream's byte counting: its size is checked against the header instead,
+    so the mailbox's quota (reserved by declared size) stays exact."""
+    bob = start("bob", jobs=["job"])
+    alice = start("alice", jobs=["job"])
+    metadata = ((SENDER_KEY, b"alice"), (JOB_KEY, b"job"), (TAG_KEY, b"small"), (SIZE_KEY, str(declared)),
+                (MESSAGE_ID_KEY, "1"))
+    with pytest.raises(grpc.RpcError) as refused:
+        alice._call("bob", small=True)(b"x" * size, metadata=metadata, timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "declared" in refused.value.details()
+    assert bob.mailbox.get("job", "alice", "small", 0) is None
+    assert bob.mailbox.backlog("alice") == (0, 0)

@@ -17,6 +17,7 @@ import re
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,15 @@ from isthmus.node.proposal import job_for
 from isthmus.node.runner import job_folder
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
+from isthmus.transport.pipeline import PipelinedChannel, SendQueues
 
 SERVE_SCOPE = "serve/"  # every prediction's messages: serve/<request id>/...
 _log = logging.getLogger(__name__)
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9.\-]{0,62}")
 MAX_IDS = 10_000
 _ID_LENGTH = 128
+#: Predictions a host's node serves at once (each waits for its guest's orders); more wait their turn.
+SERVING_WORKERS = 8
 
 
 class ServingError(IsthmusError):
@@ -77,6 +81,10 @@ class Serving:
         self.models: dict[str, Served] = {}
         self._confirmed: dict[str, set[str]] = {}
         self._log_lock = threading.Lock()
+        #: Each peer's sends in order, peers in parallel, no acknowledgement awaited until an answer is:
+        #: a request to two hosts costs one round trip, not two (docs/node.md "Online serving").
+        self._queues = SendQueues(f"serve-{self.config.party}")
+        self._workers = ThreadPoolExecutor(SERVING_WORKERS, thread_name_prefix=f"serve-{self.config.party}")
         coordinator.handlers.update({"publish": self._on_publish, "published": self._on_published,
                                      "predict": self._on_predict})
         for row in self.store.models():
@@ -85,6 +93,10 @@ class Serving:
                     self.models[row["name"]] = self._load(row["name"], row["job"])
                 except IsthmusError as exc:  # e.g. its table moved: the node still starts, the model is off
                     _log.error("published model %s cannot be served again: %s", row["name"], exc)
+
+    def close(self) -> None:
+        self._workers.shutdown(wait=False, cancel_futures=True)
+        self._queues.close()
 
     # -- the guest's side ------------------------------------------------------------------------------
 
@@ -120,28 +132,28 @@ class Serving:
             raise UnknownId("unknown id: the guest's table lacks one of the ids")
         rid = secrets.token_hex(8)
         with served.lock:  # a part scores one request at a time
-            channel = self.channel.scoped(f"{SERVE_SCOPE}{rid}", served.peers)
-            for host in served.peers:
-                try:
-                    self.channel.send(host, TAG, {"kind": "predict", "job": served.job, "name": name, "rid": rid,
-                                               "ids": ids})
-                except PeerError as exc:
-                    raise ServingError(f"host {host!r} cannot be reached for model {name!r}: {exc}") from None
-            refusals: dict[str, str] = {}
-            for host in served.peers:
-                try:
-                    ready = channel.recv(host, "ready", timeout=self.config.options.timeout)
-                except PeerError as exc:
-                    raise ServingError(f"host {host!r} did not answer for model {name!r}: {exc}") from None
-                if Inspect(host, "ready").mapping(ready, {"ok"}).get("ok") is not True:
-                    refusals[host] = str(ready.get("error"))[:200]
+            link = PipelinedChannel(self.channel, self._queues, served.peers)
+            channel = link.scoped(f"{SERVE_SCOPE}{rid}")
             try:
-                if refusals:
-                    kind = UnknownId if set(refusals.values()) == {"unknown id"} else ServingError
-                    raise kind(f"hosts refused the prediction: {refusals}")
-                scores = served.part.predict(channel, served.table.features[rows], np.arange(len(rows)))
+                for host in served.peers:  # to every host at once; each host's failure is raised by its recv
+                    link.send(host, TAG, {"kind": "predict", "job": served.job, "name": name, "rid": rid, "ids": ids})
+                refusals: dict[str, str] = {}
+                for host in served.peers:
+                    try:
+                        ready = channel.recv(host, "ready", timeout=self.config.options.timeout)
+                    except PeerError as exc:
+                        raise ServingError(f"host {host!r} did not answer for model {name!r}: {exc}") from None
+                    if Inspect(host, "ready").mapping(ready, {"ok"}).get("ok") is not True:
+                        refusals[host] = str(ready.get("error"))[:200]
+                try:
+                    if refusals:
+                        kind = UnknownId if set(refusals.values()) == {"unknown id"} else ServingError
+                        raise kind(f"hosts refused the prediction: {refusals}")
+                    scores = served.part.predict(channel, served.table.features[rows], np.arange(len(rows)))
+                finally:
+                    served.part.finish(channel)  # queued: the answer need not wait for the hosts' release
             finally:
-                served.part.finish(channel)
+                link.detach()
         return np.asarray(scores).tolist()
 
     def _on_published(self, sender: str, message: dict, check: Inspect) -> None:
@@ -170,10 +182,12 @@ class Serving:
         check.mapping(message, {"kind", "job", "name", "rid", "ids"}, exact=True)
         rid = check.text(message["rid"], "request id", 16)
         served = self.models.get(message["name"]) if isinstance(message["name"], str) else None
-        channel = self.channel.scoped(f"{SERVE_SCOPE}{rid}", [sender])
+        link = PipelinedChannel(self.channel, self._queues, [sender])
+        channel = link.scoped(f"{SERVE_SCOPE}{rid}")
         if served is None or not isinstance(served.part, HostPart) or served.peers != [sender]:
             self._log(message, sender, "unknown model")
             channel.send(sender, "ready", {"ok": False, "error": "unknown model"})
+            link.detach()
             return
         try:
             ids = _ids(message["ids"])
@@ -183,15 +197,18 @@ class Serving:
         self._log(message, sender, "unknown id" if rows is None else "served")
         if rows is None:
             channel.send(sender, "ready", {"ok": False, "error": "unknown id"})
+            link.detach()
             return
-        threading.Thread(target=self._serve, args=(served, channel, sender, rows), daemon=True).start()
+        self._workers.submit(self._serve, served, link, channel, sender, rows)
 
-    def _serve(self, served: Served, channel: Channel, guest: str, rows: np.ndarray) -> None:
+    def _serve(self, served: Served, link: PipelinedChannel, channel: Channel, guest: str, rows: np.ndarray) -> None:
         try:
             channel.send(guest, "ready", {"ok": True})
             served.part.serve(channel, served.table.features[rows])
         except IsthmusError as exc:
             self._log({"name": served.name}, guest, f"failed: {type(exc).__name__}")
+        finally:
+            link.detach()
 
     def _log(self, message: dict, sender: str, outcome: str) -> None:
         ids = message.get("ids") if isinstance(message.get("ids"), list) else []
