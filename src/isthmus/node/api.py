@@ -19,7 +19,7 @@ from isthmus.jobs.events import read_events
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.proposal import MAX_PROPOSAL_BYTES
 from isthmus.node.runner import job_folder
-from isthmus.node.serving import MAX_IDS, Serving, ServingError, UnknownId
+from isthmus.node.serving import MAX_IDS, MAX_VERSION, Serving, ServingError, UnknownId
 
 MAX_BODY_BYTES = MAX_PROPOSAL_BYTES + 1024
 MAX_PREDICT_BYTES = MAX_IDS * 140  # 10,000 ids of up to 128 characters, quoted
@@ -30,13 +30,13 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
     app = FastAPI(title=f"isthmus node {coordinator.me}", docs_url=None, redoc_url=None, openapi_url=None)
     store, config = coordinator.store, coordinator.config
 
-    @app.middleware("http")
-    async def authorise(request: Request, call_next):
-        if token is not None:
+    if token is not None:  # without a token (loopback), no middleware: each would add a task hop to every prediction
+        @app.middleware("http")
+        async def authorise(request: Request, call_next):
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
-        return await call_next(request)
+            return await call_next(request)
 
     @app.exception_handler(IsthmusError)
     async def refused(request: Request, exc: IsthmusError):
@@ -117,9 +117,17 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
     @app.post("/v1/models/{name}/predict")
     async def predict(name: str, request: Request) -> dict:
         body = await _json_body(request, limit=MAX_PREDICT_BYTES)
-        if not isinstance(body, dict) or set(body) != {"ids"}:
-            raise HTTPException(422, "send {\"ids\": [ID, ...]}")
-        return {"scores": await run_in_threadpool(_serving().predict, name, body["ids"])}
+        if not isinstance(body, dict) or "ids" not in body or not set(body) <= {"ids", "version"}:
+            raise HTTPException(422, "send {\"ids\": [ID, ...]} and optionally \"version\": N")
+        return {"scores": await run_in_threadpool(_serving().predict, name, body["ids"], _version(body))}
+
+    @app.post("/v1/models/{name}/rollback")
+    async def rollback(name: str, request: Request) -> dict:
+        return _serving().rollback(name, _version(await _optional_body(request)))
+
+    @app.post("/v1/models/{name}/unpublish")
+    async def unpublish(name: str, request: Request) -> dict:
+        return _serving().unpublish(name, _version(await _optional_body(request)))
 
     def _serving() -> Serving:
         if serving is None:
@@ -133,6 +141,22 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
         return found
 
     return app
+
+
+async def _optional_body(request: Request) -> dict:
+    """``{}`` or ``{"version": N}``; an empty body is ``{}``."""
+    body = await request.body()
+    found = json.loads(body) if body.strip() and len(body) < 1024 else {} if not body.strip() else None
+    if not isinstance(found, dict) or not set(found) <= {"version"}:
+        raise HTTPException(422, "send nothing, or {\"version\": N}")
+    return found
+
+
+def _version(body: dict) -> int | None:
+    version = body.get("version")
+    if version is not None and (type(version) is not int or not 0 < version <= MAX_VERSION):
+        raise HTTPException(422, f"a version is a whole number from 1 to {MAX_VERSION}")
+    return version
 
 
 def _summary(job: dict) -> dict:
