@@ -12,11 +12,11 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from isthmus.errors import ConfigError, IsthmusError
-from isthmus.jobs.events import read_events
 from isthmus.node.coordinator import Coordinator
+from isthmus.node.event_stream import job_events, stream
 from isthmus.node.proposal import MAX_PROPOSAL_BYTES
 from isthmus.node.runner import job_folder
 from isthmus.node.serving import MAX_IDS, MAX_VERSION, Serving, ServingError, UnknownId
@@ -67,12 +67,16 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
         return {**_summary(found), "proposal": found["proposal"]["job"], "digest": found["digest"], "votes": votes}
 
     @app.get("/v1/jobs/{job_id}/events")
-    def events(job_id: str, after: int = 0) -> list[dict]:
+    def events(job_id: str, request: Request, after: int = 0):
+        """The events from the ``after``-th on: a JSON list, or a live stream when the client accepts
+        ``text/event-stream`` (see :mod:`isthmus.node.event_stream`)."""
         _job(job_id)
-        run = read_events(job_folder(config.store, job_id) / "run" / "events.jsonl")
-        merged = sorted([{"source": "node", **e} for e in store.events(job_id)] +
-                        [{"source": "run", **e} for e in run], key=lambda e: e["time"])
-        return merged[max(after, 0):]
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            return job_events(store, config.store, job_id)[max(after, 0):]
+        resume = request.headers.get("last-event-id", "")
+        after = int(resume) if resume.isdigit() and len(resume) < 10 else after
+        return StreamingResponse(stream(store, config.store, job_id, after, request.is_disconnected),
+                                 media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
     @app.get("/v1/jobs/{job_id}/logs", response_class=PlainTextResponse)
     def logs(job_id: str) -> str:
