@@ -140,7 +140,7 @@ class Serving:
     def rollback(self, name: str, version: int | None = None) -> dict:
         """Serve ``version`` of ``name`` by default (default: the published version before the current one)."""
         current = self._guest_current(name)
-        held = sorted(v for n, v in self.models if n == name)
+        held = sorted(v for n, v in list(self.models) if n == name)
         if version is None:
             earlier = [v for v in held if v < current]
             if not earlier:
@@ -154,11 +154,12 @@ class Serving:
     def unpublish(self, name: str, version: int | None = None) -> dict:
         """Stop serving ``version`` of ``name`` (default: every version). At the guest, its hosts are told to
         drop theirs; at a host, the version is withdrawn from its guest."""
-        held = sorted(v for n, v in self.models if n == name)
+        held = sorted(v for n, v in list(self.models) if n == name)
         versions = held if version is None else [version]
-        if not held or not set(versions) <= set(held):
-            raise ConfigError(f"model {name!r} has no published version {version if version else ''} here"
-                              f" (published: {held})")
+        if not held:
+            raise ConfigError(f"no published model {name!r} here")
+        if version not in (None, *held):
+            raise ConfigError(f"model {name!r} has no published version {version!r} here (published: {held})")
         for v in versions:
             served = self.models.pop((name, v))
             self.store.unpublish(name, v)
