@@ -5,6 +5,7 @@ unpublish, and a host serves only versions it holds itself. Scores are checked e
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 
 import numpy as np
@@ -18,6 +19,7 @@ from isthmus.node.peers import CONTROL_JOB
 from isthmus.node.proposal import parse_proposal
 from isthmus.node.runner import job_folder
 from isthmus.node.serving import Serving, ServingError
+from isthmus.node.store import Store
 from tests.node_helpers import federation, local_nodes, proposal
 
 GUEST_COLUMNS, HOST_COLUMNS = ["mean_radius", "mean_texture"], ["radius_error", "texture_error"]
@@ -124,3 +126,16 @@ def test_published_versions_and_the_rollback_survive_a_restart(served):
         np.testing.assert_allclose(again.predict("credit", ids), expected("a" * 16), rtol=0, atol=1e-12)
     finally:
         again.close()
+
+
+def test_a_store_from_before_versions_serves_each_published_name_as_its_version_1(tmp_path):
+    old = sqlite3.connect(tmp_path / "node.sqlite")
+    old.executescript("""CREATE TABLE models (name TEXT PRIMARY KEY, job TEXT, status TEXT, created REAL);
+        INSERT INTO models VALUES ('credit-v1', 'aaaaaaaaaaaaaaaa', 'published', 1.0);""")
+    old.commit()
+    old.close()
+    store = Store(tmp_path / "node.sqlite")
+    assert store.models() == [{"name": "credit-v1", "version": 1, "job": "a" * 16, "status": "published",
+                               "created": 1.0, "current": True}]
+    assert store.next_version("credit-v1") == 2
+    store.close()

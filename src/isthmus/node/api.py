@@ -149,8 +149,7 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
 
 async def _optional_body(request: Request) -> dict:
     """``{}`` or ``{"version": N}``; an empty body is ``{}``."""
-    body = await request.body()
-    found = json.loads(body) if body.strip() and len(body) < 1024 else {} if not body.strip() else None
+    found = await _json_body(request, limit=1024, empty={})
     if not isinstance(found, dict) or not set(found) <= {"version"}:
         raise HTTPException(422, "send nothing, or {\"version\": N}")
     return found
@@ -169,8 +168,8 @@ def _summary(job: dict) -> dict:
                                                      for name, entry in job["proposal"]["job"]["parties"].items()}}
 
 
-async def _json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
-    """The body as JSON, refused past ``limit`` bytes before it is all read."""
+async def _json_body(request: Request, limit: int = MAX_BODY_BYTES, empty: Any = None) -> Any:
+    """The body as JSON, refused past ``limit`` bytes before it is all read; ``empty`` if given and it is empty."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise HTTPException(413, f"the body is larger than {limit} bytes")
@@ -179,6 +178,8 @@ async def _json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         body += chunk
         if len(body) > limit:
             raise HTTPException(413, f"the body is larger than {limit} bytes")
+    if empty is not None and not body.strip():
+        return empty
     try:
         return json.loads(body)
     except ValueError:
