@@ -36,8 +36,9 @@ from isthmus.transport.mailbox import Mailbox, Refused
 
 SERVICE = "isthmus.transport.Transport"
 DELIVER = "Deliver"
-#: One message of at most :data:`SMALL_BYTES` as a single request: no stream, so no reader thread at
-#: either end (a prediction's orders and answers are a few hundred bytes each).
+#: A sender's call for one message of at most :data:`SMALL_BYTES` as a single request (a unary call: the
+#: sender's gRPC starts no thread to stream it). This end serves it as a stream of one chunk, with every
+#: check of :meth:`Inbox.deliver`: a unary handler would hold a worker while a peer stalls its request.
 DELIVER_SMALL = "DeliverSmall"
 SMALL_BYTES = 64 << 10
 
@@ -116,28 +117,7 @@ class Inbox:
         """The generic handler to register on a gRPC server (raw bytes in and out, no codegen)."""
         return grpc.method_handlers_generic_handler(SERVICE, {
             DELIVER: grpc.stream_unary_rpc_method_handler(self.deliver),
-            DELIVER_SMALL: grpc.unary_unary_rpc_method_handler(self.deliver_small)})
-
-    def deliver_small(self, payload: bytes, context: grpc.ServicerContext) -> bytes:
-        """Receive one message that came whole (gRPC read it within the small limit before this runs)."""
-        header = self._read_header(context)
-        if header.size != len(payload) or header.size > SMALL_BYTES:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"{len(payload)} bytes arrived of the declared {header.size} (at most {SMALL_BYTES} in one request)")
-        if self._seen(header, remember=False):
-            return b""
-        with self._stream_of(header, context):
-            try:
-                reservation = self.mailbox.reserve(header.job, header.sender, header.tag, header.size)
-            except Refused as refused:
-                self._refuse(header, context, STATUS_OF_RULE[refused.rule], str(refused), note=False)
-            with reservation:
-                if self._seen(header, remember=True):
-                    return b""
-                if self.audit:
-                    self.audit.record("recv", header.job, header.sender, header.tag, payload)
-                reservation.fill(payload)
-        return b""
+            DELIVER_SMALL: grpc.stream_unary_rpc_method_handler(self.deliver)})  # see DELIVER_SMALL
 
     def deliver(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         """Receive one message; the empty reply is the acknowledgement that it is in the mailbox."""

@@ -1,9 +1,9 @@
 """Mutual-TLS gRPC transport: each party runs one node, a server holding its mailbox plus clients to its peers.
 
 A message travels as one client-streaming call of raw chunks (so no size limit of gRPC applies and
-no protoc code is needed), or, up to 64 KiB, as one unary request (no stream, hence no reader thread
-at either end: a third of the cost of a small message); ``send`` returns when the peer acknowledges
-that the message is in its mailbox. Both ends check identities against the federation CA: the client checks that the server's
+no protoc code is needed), or, up to 64 KiB, as one unary request (gRPC starts no thread to stream
+it: half the cost of a small message; the receiver checks it as a stream of one chunk); ``send``
+returns when the peer acknowledges that the message is in its mailbox. Both ends check identities against the federation CA: the client checks that the server's
 certificate names the party it meant to reach, the server that the client's certificate names the
 party it claims to be (see :mod:`isthmus.transport.grpc_inbox`).
 
