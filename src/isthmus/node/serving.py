@@ -217,9 +217,9 @@ class Serving:
 
     def _on_published(self, sender: str, message: dict, check: Inspect) -> None:
         check.mapping(message, {"kind", "job", "name", "version"}, exact=True)
-        key = (message["name"], message["version"])
-        if type(key[1]) is int and key in self._confirmed:
-            self._confirmed[key].add(sender)
+        served = (message["name"], message["version"])
+        if isinstance(served[0], str) and type(served[1]) is int and served in self._confirmed:
+            self._confirmed[served].add(sender)
 
     # -- a host's side ---------------------------------------------------------------------------------
 
