@@ -1,10 +1,11 @@
 """Flower's half of benchmarks/vs_flower.py; runs in Flower's own venv, never in the project's.
 
 Same data, partition and local model as the isthmus side: the clients train isthmus' numpy
-LinearModel (imported from ../src, so both sides run identical local SGD), Flower 1.42's FedAvg
-aggregates, its Ray simulation engine runs the clients. Prints one JSON line with wall time, the
-time of each round (from the server's evaluate_fn, which Flower calls before round 1 and after each
-round) and the final test accuracy.
+LinearModel (``--case linear``) or homo_nn's digits CNN through the same TorchClient
+(``--case cnn``, see digits_cnn.py), imported from ../src so both sides run identical local SGD;
+Flower 1.42's FedAvg aggregates, its Ray simulation engine runs the clients. Prints one JSON line
+with wall time, the time of each round (from the server's evaluate_fn, which Flower calls before
+round 1 and after each round) and the final test accuracy.
 
     FLWR_TELEMETRY_ENABLED=0 PYTHONPATH=src:benchmarks /work/flower-venv/bin/python benchmarks/flower_side.py --clients 10
 
@@ -26,6 +27,8 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 from flwr.simulation import run_simulation
+
+import digits_cnn
 
 from isthmus.horizontal.models import LinearModel
 from isthmus.horizontal.partition import iid
@@ -50,14 +53,17 @@ client_app = ClientApp()
 
 @client_app.train()
 def train(msg: Message, context: Context) -> Message:
-    X, y, _, _ = dataset(ARGS.rows, ARGS.features)
     partition = int(context.node_config["partition-id"])
-    rows = iid(len(y), ARGS.clients)[partition]
     parameters = msg.content["arrays"].to_numpy_ndarrays()
     server_round = int(msg.content["config"]["server-round"])
-    rng = np.random.default_rng([partition, server_round])
-    new = model().train(parameters, X[rows], y[rows], rng)
-    reply = RecordDict({"arrays": ArrayRecord(new), "metrics": MetricRecord({"num-examples": len(rows)})})
+    if ARGS.case == "cnn":
+        new, examples, _ = digits_cnn.client(ARGS.clients, partition).fit(parameters, {"round": server_round})
+    else:
+        X, y, _, _ = dataset(ARGS.rows, ARGS.features)
+        rows = iid(len(y), ARGS.clients)[partition]
+        rng = np.random.default_rng([partition, server_round])
+        new, examples = model().train(parameters, X[rows], y[rows], rng), len(rows)
+    reply = RecordDict({"arrays": ArrayRecord(new), "metrics": MetricRecord({"num-examples": examples})})
     return Message(content=reply, reply_to=msg)
 
 
@@ -67,11 +73,13 @@ RESULT: dict = {"round_times": []}
 
 @server_app.main()
 def main(grid: Grid, context: Context) -> None:
-    _, _, X_test, y_test = dataset(ARGS.rows, ARGS.features)
-
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         RESULT["round_times"].append(time.perf_counter())
-        accuracy = model().metrics(arrays.to_numpy_ndarrays(), X_test, y_test)["accuracy"]
+        if ARGS.case == "cnn":
+            accuracy = digits_cnn.accuracy(arrays.to_numpy_ndarrays())
+        else:
+            _, _, X_test, y_test = dataset(ARGS.rows, ARGS.features)
+            accuracy = model().metrics(arrays.to_numpy_ndarrays(), X_test, y_test)["accuracy"]
         RESULT["accuracy"] = accuracy
         return MetricRecord({"accuracy": accuracy})
 
@@ -80,7 +88,9 @@ def main(grid: Grid, context: Context) -> None:
     )
     strategy.start(
         grid=grid,
-        initial_arrays=ArrayRecord(model().initial_parameters()),
+        initial_arrays=ArrayRecord(
+            digits_cnn.initial_parameters() if ARGS.case == "cnn" else model().initial_parameters()
+        ),
         num_rounds=ARGS.rounds,
         evaluate_fn=evaluate,
     )
@@ -103,6 +113,7 @@ def run() -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
+    parser.add_argument("--case", choices=("linear", "cnn"), default="linear")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--rows", type=int, default=100_000)

@@ -8,12 +8,16 @@
    the same data, 1 local epoch): target overhead <= 1.5x. Also with SecAgg+ neighbourhoods.
 3. 30 of 100 clients drop after the key exchange, before their masked input: the recovered sum
    equals the plain sum of the survivors' inputs exactly (bit for bit in Z_2^64).
-4. A CNN on scikit-learn's 8x8 digits (homo_nn's demo network), 100 clients with Dirichlet(0.5) label
-   skew, 10 rounds, simulated: secure aggregation off and on (SecAgg+ graph, 20 neighbours), accuracy
-   on 300 held-out images. isthmus side only so far: flower_side.py has no CNN yet, so no ratio.
+4. A CNN on scikit-learn's 8x8 digits (homo_nn's demo network, digits_cnn.py), 100 clients with
+   Dirichlet(0.5) label skew, 10 rounds, simulated on both sides with identical clients (the same
+   TorchClient and seeds): isthmus with secure aggregation off and on (SecAgg+ graph, 20 neighbours)
+   against Flower without it; accuracy on 300 held-out images. Targets: wall time <= 0.5x Flower's
+   (off), <= 1.0x (on); accuracy within 0.01.
 
-Flower lives in its own venv, never in the project's dependencies; the script creates it if missing:
-    python3 -m venv /work/flower-venv && /work/flower-venv/bin/pip install "flwr[simulation]==1.42.0" scikit-learn
+Flower lives in its own venv, never in the project's dependencies; the script creates it if missing
+(torch, gmpy2 and pandas because its clients import isthmus' own homo_nn code from ../src):
+    python3 -m venv /work/flower-venv && /work/flower-venv/bin/pip install "flwr[simulation]==1.42.0" \
+        scikit-learn torch==2.13.0 gmpy2 pandas
 
     .venv/bin/python benchmarks/vs_flower.py [--flower-python /work/flower-venv/bin/python] [--quick]
 """
@@ -21,8 +25,10 @@ Flower lives in its own venv, never in the project's dependencies; the script cr
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import resource
 import secrets
 import subprocess
 import sys
@@ -40,6 +46,7 @@ from isthmus.horizontal.secure_sum import Keyring, SecAggClient, SecAggServer, S
 ROOT = Path(__file__).resolve().parents[1]
 FLOWER_VENV = Path("/work/flower-venv")
 ROWS, FEATURES, ROUNDS, LR, BATCH = 100_000, 30, 10, 0.05, 32
+FLOWER_PACKAGES = ("flwr[simulation]==1.42.0", "scikit-learn", "torch==2.13.0", "gmpy2", "pandas")
 
 
 def ensure_flower(python: Path) -> Path:
@@ -47,12 +54,35 @@ def ensure_flower(python: Path) -> Path:
         print(f"creating Flower's venv at {python.parents[1]} ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(python.parents[1])], check=True)
         subprocess.run(
-            [str(python.parents[0] / "pip"), "install", "-q", "flwr[simulation]==1.42.0", "scikit-learn"], check=True
+            [str(python.parents[0] / "pip"), "install", "-q", *FLOWER_PACKAGES], check=True
         )
     return python
 
 
-def run_flower(python: Path, clients: int) -> dict:
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def reap_orphans(timeout: float = 60.0) -> bool:
+    """Wait for the processes Ray leaves behind (handed to this process, a subreaper) so that their CPU
+    time counts in RUSAGE_CHILDREN; False if some still run after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.2)
+        except ChildProcessError:
+            return True
+    return False
+
+
+def run_flower(python: Path, clients: int, case: str = "linear") -> dict:
+    """Flower's run in its venv: its JSON line, plus ``cpu_s``, the CPU seconds of its whole process tree
+    (driver, Ray's servers and workers), which load from other jobs on the machine does not inflate."""
+    if sys.platform == "linux":  # PR_SET_CHILD_SUBREAPER: Ray's orphaned workers become our children
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+    cpu_before = cpu_seconds(resource.RUSAGE_CHILDREN)
     env = {
         **os.environ,
         "FLWR_TELEMETRY_ENABLED": "0",
@@ -62,6 +92,8 @@ def run_flower(python: Path, clients: int) -> dict:
     args = [
         str(python),
         str(ROOT / "benchmarks" / "flower_side.py"),
+        "--case",
+        case,
         "--clients",
         str(clients),
         "--rounds",
@@ -72,7 +104,9 @@ def run_flower(python: Path, clients: int) -> dict:
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
         raise RuntimeError(f"Flower run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    complete = reap_orphans()
+    return {**json.loads(lines[-1]), "cpu_s": cpu_seconds(resource.RUSAGE_CHILDREN) - cpu_before,
+            "cpu_complete": complete}
 
 
 def data():
@@ -166,43 +200,24 @@ def dropout_exactness(clients: int = 100, dropped: int = 30, length: int = 100_0
     return len(server.survivors) == clients - dropped and np.array_equal(recovered, plain)
 
 
-def cnn_case(rounds: int = ROUNDS, clients: int = 100) -> list[tuple[str, float, float]]:
-    """(label, wall seconds, accuracy) of the digits CNN over ``clients`` skewed clients, secagg off and on."""
+def cnn_case(rounds: int = ROUNDS, clients: int = 100) -> list[tuple[str, float, float, float]]:
+    """(label, wall seconds, CPU seconds, accuracy) of the digits CNN over ``clients`` skewed clients,
+    secagg off and on."""
     try:
         import torch  # noqa: F401
     except ImportError:
         print("  (PyTorch not installed: pip install 'isthmus[torch]'; skipped)")
         return []
-    from sklearn.datasets import load_digits
+    import digits_cnn
 
-    from isthmus.algorithms.homo_nn import data as nn_data
-    from isthmus.algorithms.homo_nn import network
-    from isthmus.algorithms.homo_nn.options import NNOptions
-    from isthmus.demos.nn_horizontal import TRAIN
-    from isthmus.horizontal.partition import dirichlet_label_skew
-    from isthmus.horizontal.torch_model import TorchClient
-
-    # about 15 images a client: small batches and several local epochs, or 10 rounds barely move the model
-    options = NNOptions(**{**{k: v for k, v in TRAIN.items() if k != "model"}, "batch_size": 8, "local_epochs": 5,
-                           "learning_rate": 0.1})
-    digits = load_digits()
-    X, y = digits.data / 16.0, digits.target
-    test, train = np.arange(300), np.arange(300, len(y))
-    shards = dirichlet_label_skew(y[train], clients, 0.5, seed=0, min_rows=2)
     results = []
     for label, secure, secagg in [("secure off", False, None),
                                   ("secure on (SecAgg+ graph, 20 neighbours)", True, SecAggConfig(neighbours=20))]:
-        began = time.perf_counter()
-        parties = [TorchClient(network.build(options, (1, 8, 8)), network.loss_function("multiclass"),
-                               network.optimizer_factory(options), train=nn_data.dataset(
-                                   X[train[rows]], y[train[rows]], (1, 8, 8), "multiclass"),
-                               epochs=options.local_epochs, batch_size=options.batch_size, seed=i)
-                   for i, rows in enumerate(shards)]
+        began, cpu = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
+        parties = [digits_cnn.client(clients, i) for i in range(clients)]
         result = simulate(parties, FedAvg(), rounds, secure=secure, secagg=secagg)
-        wall = time.perf_counter() - began
-        module = network.with_parameters(network.build(options, (1, 8, 8)), result.parameters)
-        scores = network.scores(module, "multiclass", nn_data.inputs(X[test], (1, 8, 8)))
-        results.append((label, wall, float((scores.argmax(1) == y[test]).mean())))
+        results.append((label, time.perf_counter() - began, cpu_seconds(resource.RUSAGE_SELF) - cpu,
+                        digits_cnn.accuracy(result.parameters)))
     return results
 
 
@@ -216,13 +231,14 @@ def main() -> None:
     print(
         f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (other jobs depress all numbers)\n"
     )
+    flower_python = None if args.skip_flower else args.flower_python
     if args.cnn_only:
-        return cnn_section()
+        return cnn_section(flower_python)
 
     print("1. FedAvg logistic regression, 10 rounds: isthmus vs Flower 1.42 (Ray), both simulated")
     print(f"{'clients':>7} {'system':<24} {'wall s':>8} {'s/round':>8} {'accuracy':>9} {'wall vs Flower':>15}")
     for clients in (10, 100):
-        flower = None if args.skip_flower else run_flower(ensure_flower(args.flower_python), clients)
+        flower = run_flower(ensure_flower(flower_python), clients) if flower_python else None
         if flower:
             print(
                 f"{clients:>7} {'Flower (no secagg)':<24} {flower['wall_s']:>8.2f} {flower['per_round_s']:>8.3f} {flower['accuracy']:>9.4f} {'1.00x':>15}"
@@ -246,13 +262,21 @@ def main() -> None:
 
     print("\n3. Dropout: 30 of 100 clients vanish after sharing keys, 100,000 values each")
     print(f"  recovered sum == plain sum of the 70 survivors, bit for bit: {dropout_exactness()}")
-    cnn_section()
+    cnn_section(flower_python)
 
 
-def cnn_section() -> None:
-    print("\n4. CNN on 8x8 digits, 100 clients, Dirichlet(0.5) label skew, 10 rounds (Flower side: not yet)")
-    for label, wall, accuracy in cnn_case():
-        print(f"  isthmus {label:<42} {wall:8.2f} s wall  accuracy {accuracy:.4f}")
+def cnn_section(flower_python: Path | None) -> None:
+    print("\n4. CNN on 8x8 digits, 100 clients, Dirichlet(0.5) label skew, 10 rounds, both simulated")
+    print("   (CPU s: every process of the run, so other jobs' load does not count; wall s: as the user waits)")
+    flower = run_flower(ensure_flower(flower_python), 100, "cnn") if flower_python else None
+    if flower:
+        lower = "" if flower["cpu_complete"] else " (a lower bound: some Ray processes outlived the wait)"
+        print(f"  {'Flower 1.42 (Ray, no secagg)':<50} {flower['wall_s']:7.2f} s wall {flower['cpu_s']:7.2f} s CPU  "
+              f"accuracy {flower['accuracy']:.4f}{lower}")
+    for label, wall, cpu, accuracy in cnn_case():
+        versus = (f"  vs Flower: {wall / flower['wall_s']:.2f}x wall, {cpu / flower['cpu_s']:.2f}x CPU, accuracy "
+                  f"delta {abs(accuracy - flower['accuracy']):.4f}") if flower else ""
+        print(f"  isthmus {label:<42} {wall:7.2f} s wall {cpu:7.2f} s CPU  accuracy {accuracy:.4f}{versus}")
 
 
 if __name__ == "__main__":

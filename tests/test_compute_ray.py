@@ -85,11 +85,11 @@ def test_host_on_ray_finds_the_same_intersection_as_the_local_pool(compute):
 @pytest.fixture
 def histograms_on(monkeypatch):
     """Make this process's backend ``compute`` and spread every histogram build, however small."""
-    from isthmus.compute import base
+    from isthmus.compute import select
     from isthmus.tree import hist_kernel
 
     def use(compute):
-        monkeypatch.setattr(base, "_current", compute)
+        monkeypatch.setattr(select, "_current", compute)
         monkeypatch.setattr(hist_kernel, "PARALLEL_THRESHOLD", 0)
     return use
 

@@ -107,3 +107,25 @@ def test_table_budget_narrows_the_window_for_big_moduli(monkeypatch):
     small = fixedbase.FixedBasePowers(gmpy2.mpz(3), gmpy2.mpz(2**1023 - 1), exponent_bits=256)
     small.random_powers(fixedbase.WIDE_AFTER)
     assert small.window == 8 and small._widened  # nothing wider fits: the byte table stays, built once
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(2, 40), st.integers(1, 4), st.sampled_from([2**5, 2**33, 2**70]), st.randoms(use_true_random=False))
+def test_shared_base_tables_match_powmod_for_many_rows(outputs, count, bound, rng):
+    """Many rows over the same few bases (``X @ [[w]]``): the per-base tables agree with powmod, for
+    signed, int64 and beyond-int64 exponents, whichever route the cost model would pick."""
+    bases = [gmpy2.mpz(rng.randrange(2, 2**520)) for _ in range(count)]
+    exponents = multiexp._exponent_matrix([[rng.randrange(-bound, bound) for _ in range(count)] for _ in range(outputs)], count)
+    expected = [naive(bases, row) for row in exponents]
+    assert multiexp._shared_base_products(bases, exponents, MODULUS, 3) == expected
+    assert multiexp.matrix_products_of_powers(bases, exponents, MODULUS) == expected
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_row_products_take_each_rows_own_bases(two_workers, workers):
+    parallel.configure(workers)
+    rng = np.random.default_rng(2)
+    bases = [gmpy2.mpz(int(b)) for b in rng.integers(2, 2**62, size=9 * 4)]
+    exponents = rng.integers(-(2**23), 2**23, size=(9, 4))
+    expected = [naive(bases[4 * i:4 * i + 4], row) for i, row in enumerate(exponents)]
+    assert multiexp.row_products_of_powers(bases, exponents, MODULUS) == expected

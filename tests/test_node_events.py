@@ -46,7 +46,7 @@ def test_a_jobs_events_stream_live_until_it_ends_and_resume_after_the_last_id_se
 
         runner = threading.Thread(target=the_job_runs)
         runner.start()
-        api = TestClient(create_app(guest))
+        api = TestClient(create_app(guest), base_url=f"http://{guest.config.options.api.listen}")  # a loopback name
         response = api.get(f"/v1/jobs/{job}/events", headers=SSE)
         runner.join()
         assert response.headers["content-type"].startswith("text/event-stream")

@@ -20,7 +20,7 @@ from isthmus.transport.local import LocalHub
 
 def train(options: SSHEOptions, X_guest, y, X_host, hub: LocalHub | None = None):
     hub = hub or LocalHub(["guest", "host"])
-    done = run_parties({"guest": lambda: fit_guest(options, hub.channel("guest"), X_guest, y, host="host"),
+    done = run_parties({"guest": lambda: fit_guest(options, hub.channel("guest"), X_guest, y, hosts=["host"]),
                         "host": lambda: fit_host(options, hub.channel("host"), X_host, guest="guest")}, timeout=600)
     return done["guest"], done["host"]
 
@@ -74,12 +74,32 @@ def test_matches_logistic_regression_on_pooled_columns_without_an_arbiter():
     assert abs(roc_auc_score(y, scores) - roc_auc_score(y, pooled.decision_function(X))) < 0.002
 
 
+def test_three_parties_each_pair_with_its_own_keys_match_the_pooled_model():
+    """A guest and two hosts (10 + 10 + 10 columns): the same shares as with one host holding both
+    hosts' columns, so the same float64 twin; each host ends with its own weights only."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)[:, :30]
+    options = SSHEOptions(epochs=1, batch_size=32, learning_rate=0.5, key_bits=1024)
+    hub = LocalHub(["guest", "host-a", "host-b"])
+    done = run_parties({"guest": lambda: fit_guest(options, hub.channel("guest"), X[:, :10], y, hosts=["host-a", "host-b"]),
+                        "host-a": lambda: fit_host(options, hub.channel("host-a"), X[:, 10:20], guest="guest"),
+                        "host-b": lambda: fit_host(options, hub.channel("host-b"), X[:, 20:], guest="guest")},
+                       timeout=600)
+    guest, a, b = done["guest"].weights, done["host-a"], done["host-b"]
+    assert guest.shape == (11,) and a.shape == (10,) and b.shape == (10,)
+    twin = plaintext_twin(options, X, y)
+    assert np.abs(np.r_[guest[:10], a, b, guest[10]] - twin).max() < 1e-5
+    scores = X[:, :10] @ guest[:10] + guest[10] + X[:, 10:20] @ a + X[:, 20:] @ b
+    pooled = LogisticRegression(C=1.0 / (options.alpha * len(y)), max_iter=5000).fit(X, y)
+    assert abs(roc_auc_score(y, scores) - roc_auc_score(y, pooled.decision_function(X))) < 0.002
+
+
 def test_multiclass_labels_are_refused_naming_the_model():
     from isthmus.errors import DataError
 
     with pytest.raises(DataError, match="binary"):
         fit_guest(SSHEOptions(key_bits=1024), LocalHub(["guest", "host"]).channel("guest"), np.zeros((3, 1)),
-                  np.array([0, 1, 2]), host="host")
+                  np.array([0, 1, 2]), hosts=["host"])
 
 
 def test_registered_without_an_arbiter_and_its_parts_load_back():

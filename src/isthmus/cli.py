@@ -137,9 +137,10 @@ class DemoSettings:
 def demo(ctx: typer.Context,
          out: Annotated[Path, typer.Option(help="Where the demos write; each owns OUT/<demo>/ and starts it afresh "
                                                 "on every run.")] = Path("runs/demo"),
-         key_bits: Annotated[Optional[int], typer.Option(help="Paillier key size of the vertical, secureboost, ftl and "
-                                                              "ledger demos (1024 is quicker, for a try only).",
-                                                         show_default="2048; ledger 1024", min=1024)] = None) -> None:
+         key_bits: Annotated[Optional[int], typer.Option(help="Paillier key size of the vertical, secureboost, ftl, "
+                                                              "ledger and board demos (1024 is quicker, for a try "
+                                                              "only).",
+                                                         show_default="2048; ledger and board 1024", min=1024)] = None) -> None:
     """Without a sub-command: the vertical demo."""
     ctx.obj = DemoSettings(out, key_bits)
     if ctx.invoked_subcommand is None:
@@ -210,6 +211,17 @@ def federation(ctx: typer.Context) -> None:
     from isthmus.demos.federation import run_federation_demo
 
     guard(lambda: run_federation_demo(ctx.obj.out / "federation", console=console, **_key_bits(ctx)))
+
+
+@demo_app.command()
+def board(ctx: typer.Context,
+          port: Annotated[int, typer.Option(help="The guest node's API and board port on 127.0.0.1.",
+                                            min=1, max=65535)] = 8700) -> None:
+    """Three nodes as processes, one finished job (metrics, audit, ledger record) and one proposal waiting:
+    the guest's web board on http://127.0.0.1:PORT/ until Ctrl-C (1024-bit keys unless --key-bits)."""
+    from isthmus.demos.board import run_board_demo
+
+    guard(lambda: run_board_demo(ctx.obj.out / "board", port, console=console, **_key_bits(ctx)))
 
 
 @demo_app.command()

@@ -110,3 +110,20 @@ def test_garbage_instead_of_parameter_shapes_stops_the_job_naming_the_client(tmp
 
     with pytest.raises(AssertionError, match=r"parameter shapes.*peer='client-3'"):
         _run(_job(tmp_path, secure_aggregation=False, task="multiclass", classes=10), tmp_path / "run", garbage)
+
+
+
+def test_a_job_whose_client_fn_is_not_a_client_builder_is_refused_at_the_client(tmp_path):
+    """A job file chooses the function each client imports and calls with its context: one that is not
+    callable, is not installed here, or returns no Client fails at the client before it sends anything."""
+    from isthmus.algorithms.homo_nn.client import user_client
+    from isthmus.errors import ConfigError
+    from isthmus.horizontal import ClientContext
+
+    context = ClientContext("client-1", 0, 2)
+    with pytest.raises(ConfigError, match=r"client_fn 'os:sep' is not callable"):
+        user_client("os:sep", context)
+    with pytest.raises(ConfigError, match=r"client_fn 'not_installed_here:f' cannot be imported here"):
+        user_client("not_installed_here:f", context)
+    with pytest.raises(ConfigError, match=r"client_fn 'builtins:repr' returned a str, not an isthmus.horizontal.Client"):
+        user_client("builtins:repr", context)

@@ -62,13 +62,18 @@ def test_an_oversize_proposal_is_refused(configs):
 def test_the_api_refuses_oversize_bodies_paths_and_requests_without_its_token(configs):
     nodes = local_nodes(configs)
     try:
-        api = TestClient(create_app(nodes.coordinators["host"]))
+        listen = nodes.coordinators["host"].config.options.api.listen
+        api = TestClient(create_app(nodes.coordinators["host"]), base_url=f"http://{listen}")
         response = api.post("/v1/jobs", content=b"{" + b" " * MAX_BODY_BYTES + b"}",
                             headers={"content-type": "application/json"})
         assert response.status_code == 413
         response = api.post("/v1/jobs", json={"proposal": with_guest_data("/srv/bank/customers.csv")})
         assert response.status_code == 409 and "never by path" in response.json()["detail"]
         assert nodes.coordinators["host"].store.jobs() == []
+        assert TestClient(create_app(nodes.coordinators["host"])).get("/v1/jobs").status_code == 403  # rebound name
+        assert api.post("/v1/jobs/0123456789abcdef/approve", headers={"origin": "https://evil.example"}).status_code \
+            == 403  # a web page's blind form post
+        assert api.get("/v1/jobs", headers={"sec-fetch-site": "cross-site"}).status_code == 403
         guarded = TestClient(create_app(nodes.coordinators["host"], token="s3cret-token-0123456789"))
         assert guarded.get("/v1/jobs").status_code == 401
         assert guarded.get("/v1/jobs", headers={"authorization": "Bearer wrong"}).status_code == 401

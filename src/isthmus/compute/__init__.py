@@ -7,9 +7,9 @@ nothing about it crosses the wire. ``local`` (the default) is this machine's wor
 ``ray`` extra). See docs/scale-out.md.
 """
 
-from isthmus.compute.base import Compute, ComputeError, Pool, current, map_partitions, use
+from isthmus.compute.base import Compute, ComputeError, Pool, map_partitions
 from isthmus.compute.local import LocalCompute
-from isthmus.compute.select import ENV_VAR, connect, from_environment
+from isthmus.compute.select import ENV_VAR, connect, current, from_environment, use
 
 __all__ = ["ENV_VAR", "Compute", "ComputeError", "LocalCompute", "Pool", "connect", "current", "from_environment",
            "map_partitions", "use"]

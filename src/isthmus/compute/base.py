@@ -10,11 +10,9 @@ arrays, so they cross process and machine boundaries cheaply and without custom 
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
 from typing import Any, Protocol, Self
 
 from isthmus.errors import IsthmusError
@@ -65,33 +63,3 @@ class Compute(ABC):
 def map_partitions(pool: Pool, fn: Callable[..., Any], args: tuple, partitions: Sequence[Any]) -> list[Future]:
     """``fn(*args, partition)`` for each partition, as futures in partition order."""
     return [pool.submit(fn, *args, partition) for partition in partitions]
-
-
-_lock = threading.Lock()
-_current: Compute | None = None
-
-
-def current() -> Compute:
-    """This process's backend: the one set by :func:`use`, else the one ``ISTHMUS_COMPUTE`` names."""
-    global _current
-    with _lock:
-        if _current is None:
-            from isthmus.compute.select import from_environment
-
-            _current = from_environment()
-        return _current
-
-
-@contextmanager
-def use(compute: Compute) -> Iterator[Compute]:
-    """Make ``compute`` this process's backend for the block (a party process sets it once, at start)."""
-    global _current
-    compute.check()
-    with _lock:
-        before, _current = _current, compute
-    try:
-        yield compute
-    finally:
-        with _lock:
-            _current = before
-        compute.close()

@@ -1,8 +1,12 @@
-"""Choosing a party's backend from one string: its ``--compute`` option or the ``ISTHMUS_COMPUTE`` variable."""
+"""Choosing a party's backend from one string (its ``--compute`` option or the ``ISTHMUS_COMPUTE`` variable),
+and the one this process uses."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from isthmus.compute.base import Compute
 from isthmus.compute.local import LocalCompute
@@ -27,3 +31,31 @@ def connect(address: str | None) -> Compute:
 
 def from_environment() -> Compute:
     return connect(os.environ.get(ENV_VAR))
+
+
+_lock = threading.Lock()
+_current: Compute | None = None
+
+
+def current() -> Compute:
+    """This process's backend: the one set by :func:`use`, else the one ``ISTHMUS_COMPUTE`` names."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = from_environment()
+        return _current
+
+
+@contextmanager
+def use(compute: Compute) -> Iterator[Compute]:
+    """Make ``compute`` this process's backend for the block (a party process sets it once, at start)."""
+    global _current
+    compute.check()
+    with _lock:
+        before, _current = _current, compute
+    try:
+        yield compute
+    finally:
+        with _lock:
+            _current = before
+        compute.close()

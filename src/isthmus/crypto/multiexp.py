@@ -12,6 +12,12 @@ Digits are signed, in ``[-2**(w-1), 2**(w-1))``: the sign of an exponent then co
 folding needs 2**(w-1) buckets per sign instead of 2**w, so a window one bit wider fits the same
 budget. Negative digits go to their own buckets, whose product is inverted once per output. Digits
 are computed with numpy for whole exponent matrices at once; only the multiplications run in Python.
+
+Many outputs over the same few bases (``X @ [[w]]``: a row per output, a column per feature) take
+another route: per base and digit position a table of all digit powers, after which each output costs
+one multiplication per base and position, and the tables are shared by every output (fixed-base
+windows, as in :mod:`isthmus.crypto.fixedbase`). :func:`matrix_products_of_powers` picks whichever
+costs fewer multiplications.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from gmpy2 import mpz
 from isthmus.crypto import bigints, parallel
 
 _MAX_WINDOW = 16
+#: Largest table of :func:`_shared_base_products`, in residues (32 MiB of 4096-bit ones).
+_TABLE_ENTRIES = 1 << 16
 _INT64_SAFE = 1 << 62
 #: Below these amounts of work, handing it to other cores costs more than it saves.
 PARALLEL_MIN_PRODUCTS = 20_000
@@ -44,7 +52,7 @@ def matrix_products_of_powers(bases: Sequence[mpz], exponents: Exponents, modulu
     outputs, count = matrix.shape
     workers = parallel.workers() if outputs * count >= PARALLEL_MIN_PRODUCTS else 1
     if workers == 1 or count == 0:
-        return [_product(bases, row, modulus) for row in matrix]
+        return _products(bases, matrix, modulus)
     width = bigints.byte_width(modulus)
     if outputs >= workers:
         packed = bigints.to_bytes(bases, width)
@@ -63,6 +71,22 @@ def matrix_products_of_powers(bases: Sequence[mpz], exponents: Exponents, modulu
 def product_of_powers(bases: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> mpz:
     """``prod(b ** e for b, e in zip(bases, exponents)) mod modulus``; exponents may be negative."""
     return _product(bases, _exponent_matrix([exponents], len(bases))[0], modulus)
+
+
+def row_products_of_powers(bases: Sequence[mpz], exponents: np.ndarray, modulus: mpz) -> list[mpz]:
+    """``prod_j bases[i * c + j] ** exponents[i, j]`` for each row i of a (k, c) integer matrix: every
+    output over its own c bases (the flat, row-major ``bases``). Big jobs go to worker processes by rows."""
+    matrix = np.asarray(exponents)
+    outputs, count = matrix.shape
+    if len(bases) != outputs * count:
+        raise ValueError(f"{len(bases)} bases for a {matrix.shape} exponent matrix")
+    parts = parallel.chunks(outputs, parallel.workers() if outputs * count >= PARALLEL_MIN_PRODUCTS else 1)
+    if len(parts) <= 1:
+        return _row_products(bases, matrix, modulus)
+    width = bigints.byte_width(modulus)
+    tasks = [(int(modulus), bigints.to_bytes(bases[p.start * count:p.stop * count], width), matrix[p.start:p.stop])
+             for p in parts]
+    return [x for data in parallel.in_processes(_row_products_bytes, tasks) for x in bigints.from_bytes(data, width)]
 
 
 def powers(bases: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> list[mpz]:
@@ -140,6 +164,70 @@ def _product(bases: Sequence[mpz], exponents: np.ndarray, modulus: mpz) -> mpz:
     return result if negative is None else result * gmpy2.invert(negative, modulus) % modulus
 
 
+def _products(bases: Sequence[mpz], matrix: np.ndarray, modulus: mpz) -> list[mpz]:
+    """All rows of ``matrix`` over the same ``bases``: one bucket product per row, or shared tables when
+    there are enough rows to repay them (cost model in multiplications, as :func:`best_window`)."""
+    outputs, count = matrix.shape
+    bits = max(int(matrix.max()).bit_length(), int((-matrix).max()).bit_length()) if matrix.size else 0
+    if outputs < 2 or bits == 0:
+        return [_product(bases, row, modulus) for row in matrix]
+    window = best_window(count, bits)
+    bucket = -(-(bits + 1) // window) * (count + 2 * (1 << window)) * outputs
+    table_window, table = _table_window(outputs, count, bits + 1)
+    if table >= bucket:
+        return [_product(bases, row, modulus) for row in matrix]
+    return _shared_base_products(bases, matrix, modulus, table_window)
+
+
+def _table_window(outputs: int, count: int, bits: int) -> tuple[int, int]:
+    """Digit width of :func:`_shared_base_products` minimising building the tables plus one product per
+    base, position and output, within ``_TABLE_ENTRIES``; and that cost."""
+    def cost(window: int) -> int:
+        return count * -(-bits // window) * ((1 << window) + outputs)
+
+    fits = [w for w in range(1, _MAX_WINDOW + 1) if count * -(-bits // w) << w <= _TABLE_ENTRIES] or [1]
+    window = min(fits, key=cost)
+    return window, cost(window)
+
+
+def _shared_base_products(bases: Sequence[mpz], matrix: np.ndarray, modulus: mpz, window: int) -> list[mpz]:
+    """Rows of exponents over the same bases by per-base tables ``table[j, t][d] = b_j ** (d 2**(w t))``.
+
+    Exponents are shifted to be non-negative (``e - low`` for the smallest ``low <= 0``), so the tables
+    hold positive powers only; the shift comes back as one factor ``(prod_j b_j) ** low`` shared by all rows.
+    """
+    count = len(bases)
+    low = min(int(matrix.min()), 0)
+    shifted = matrix - low
+    bits = max(int(shifted.max()).bit_length(), 1)
+    positions, size = -(-bits // window), 1 << window
+    table: list[mpz] = []
+    for base in bases:
+        power = mpz(base)
+        for _ in range(positions):
+            row = [mpz(1), power]
+            for _ in range(size - 2):
+                row.append(row[-1] * power % modulus)
+            table.extend(row)
+            power = row[-1] * power % modulus  # base ** (2**(w (t + 1)))
+    # flat table index of every (output, base, position): ((j * positions + t) << w) + digit, 0 for digit 0
+    offsets = (np.arange(count * positions, dtype=object if shifted.dtype == object else np.int64) << window)
+    digits = np.stack([(shifted >> (window * t)) & (size - 1) for t in range(positions)], axis=2).reshape(len(matrix), -1)
+    indices = np.where(digits != 0, digits + offsets, 0).tolist()
+    shift = mpz(1)
+    if low:
+        total = functools.reduce(lambda a, b: a * b % modulus, bases, mpz(1))
+        shift = gmpy2.invert(gmpy2.powmod(total, -low, modulus), modulus)
+    results = []
+    for row in indices:
+        result = shift
+        for index in row:
+            if index:
+                result = result * table[index] % modulus
+        results.append(result)
+    return results
+
+
 def _exponent_matrix(exponents: Exponents, count: int) -> np.ndarray:
     """A (k, count) integer array: int64 while every |e| < 2**62 (digit arithmetic cannot overflow),
     else exact Python ints in an object array (numpy's object loops use Python's operators)."""
@@ -182,8 +270,19 @@ def _products_bytes(modulus: int, bases: bytes, exponents: np.ndarray) -> bytes:
     """Worker-process side of :func:`matrix_products_of_powers`: some bases, some exponent rows."""
     modulus = mpz(modulus)
     width = bigints.byte_width(modulus)
-    chunk = bigints.from_bytes(bases, width)
-    return bigints.to_bytes([_product(chunk, row, modulus) for row in exponents], width)
+    return bigints.to_bytes(_products(bigints.from_bytes(bases, width), exponents, modulus), width)
+
+
+def _row_products(bases: Sequence[mpz], matrix: np.ndarray, modulus: mpz) -> list[mpz]:
+    count = matrix.shape[1]
+    return [_product(bases[i * count:(i + 1) * count], row, modulus) for i, row in enumerate(matrix)]
+
+
+def _row_products_bytes(modulus: int, bases: bytes, exponents: np.ndarray) -> bytes:
+    """Worker-process side of :func:`row_products_of_powers`."""
+    modulus = mpz(modulus)
+    width = bigints.byte_width(modulus)
+    return bigints.to_bytes(_row_products(bigints.from_bytes(bases, width), exponents, modulus), width)
 
 
 def _powers_bytes(modulus: int, bases: bytes, exponents: list[int]) -> bytes:

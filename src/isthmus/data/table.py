@@ -117,22 +117,20 @@ def read_table(
 
     if not path.is_file():
         raise fail("no such file")
-    reader = _reader_for(path, fail)
+    reader = reader_for(path, fail)
     columns = reader.columns()
     _check_duplicates(columns, fail)
-    selected = _select_columns(columns, id_column, label_column, feature_columns, list(exclude), fail)
+    selected = select_columns(columns, id_column, label_column, feature_columns, list(exclude), fail)
 
     frame = reader.read(selected)
     if len(frame) == 0:
         raise fail("the table has no rows")
 
     ids = _id_array(frame[id_column], id_column, fail)
-    features = _numeric_matrix(frame, selected.features, fail)
-    _check_finite(features, selected.features, "features", allow_nan=(missing == "keep"), fail=fail)
+    features = checked_matrix(frame, selected.features, "features", allow_nan=(missing == "keep"), fail=fail)
     label = None
     if label_column is not None:
-        label = _numeric_matrix(frame, [label_column], fail)[:, 0]
-        _check_finite(label[:, None], [label_column], "label", allow_nan=False, fail=fail)
+        label = checked_matrix(frame, [label_column], "label", allow_nan=False, fail=fail)[:, 0]
     return PartyTable(party=party, ids=ids, features=features, feature_names=selected.features, label=label)
 
 
@@ -143,7 +141,7 @@ class _Selection:
     features: list[str]
 
 
-def _select_columns(
+def select_columns(
     columns: list[str],
     id_column: str,
     label_column: str | None,
@@ -252,7 +250,7 @@ class _NpzReader:
         return pd.concat(parts, axis=1)[selection.columns]
 
 
-def _reader_for(path: Path, fail: _Fail) -> _CsvReader | _ParquetReader | _NpzReader:
+def reader_for(path: Path, fail: _Fail) -> _CsvReader | _ParquetReader | _NpzReader:
     name = path.name.lower()
     if name.endswith(CSV_SUFFIXES):
         return _CsvReader(path, fail)
@@ -278,6 +276,14 @@ def _id_array(column: pd.Series, name: str, fail: _Fail) -> np.ndarray:
     if pd.api.types.is_integer_dtype(column.dtype):
         return column.to_numpy(dtype=np.int64)
     return column.to_numpy(dtype=object)
+
+
+def checked_matrix(frame: pd.DataFrame, names: list[str], what: str, *, allow_nan: bool, fail: _Fail) -> np.ndarray:
+    """Columns ``names`` of ``frame`` as float64, every cell numeric and finite (NaN only if ``allow_nan``):
+    the checks of :func:`read_table`, also run on each chunk of a streamed table."""
+    values = _numeric_matrix(frame, names, fail)
+    _check_finite(values, names, what, allow_nan=allow_nan, fail=fail)
+    return values
 
 
 def _numeric_matrix(frame: pd.DataFrame, names: list[str], fail: _Fail) -> np.ndarray:

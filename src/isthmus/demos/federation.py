@@ -10,7 +10,6 @@ the guest's node, its reason reaching the host.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from isthmus.demos.vertical import DEMO_TRAIN, make_vertical_data
 from isthmus.errors import IsthmusError
 from isthmus.jobs.local import write_job
 from isthmus.node.client import NodeClient
-from isthmus.node.local import api_url, make_local_federation, start_node, wait_ready
+from isthmus.node.local import api_url, make_local_federation, running_nodes
 from isthmus.node.runner import job_folder
 from isthmus.node.store import FINAL
 
@@ -55,25 +54,21 @@ def _run(folder: Path, console: Console, key_bits: int) -> dict:
         "arbiter": {"policy": {**policy, "approval": "auto"}},
     })
     job_path = write_job(folder / "job.yaml", proposal(key_bits, 100))
-    processes: dict[str, subprocess.Popen] = {}
-    try:
-        for party in PARTIES:
-            processes[party] = start_node(configs[party], folder / "nodes" / party / "node.log")
+    with running_nodes(configs):
         clients = {}
         for party in PARTIES:
-            wait_ready(api_url(configs[party]), processes[party], folder / "nodes" / party / "node.log", timeout=60)
             clients[party] = NodeClient(api_url(configs[party]))
             console.print(f"node {party}: {clients[party].url} ({folder / 'nodes' / party / 'node.yaml'})", markup=False)
 
         console.print(f"\nthe host proposes {job_path} (aliases only): isthmus job submit --node {clients['host'].url}",
                       markup=False)
         job_id = clients["host"].submit(proposal(key_bits, 100))
-        waiting = _wait(clients["guest"], job_id, "pending")
+        waiting = wait_for(clients["guest"], job_id, "pending")
         console.print(f"guest: job {job_id} is {waiting['status']} ({waiting['reason']})")
         console.print(f"the guest's operator approves: isthmus job approve {job_id} --node {clients['guest'].url}",
                       markup=False)
         clients["guest"].approve(job_id)
-        finished = {party: _wait(clients[party], job_id, *FINAL, timeout=600) for party in PARTIES}
+        finished = {party: wait_for(clients[party], job_id, *FINAL, timeout=600) for party in PARTIES}
         for party, job in finished.items():
             console.print(f"  {party:<8} {job['status']}")
         failed = {p: j["reason"] for p, j in finished.items() if j["status"] != "finished"}
@@ -98,21 +93,13 @@ def _run(folder: Path, console: Console, key_bits: int) -> dict:
 
         console.print("\nthe host proposes the same job with min_shared_rows 10 (the guest's policy asks for 100)")
         refused_id = clients["host"].submit(proposal(key_bits, 10))
-        refused = _wait(clients["host"], refused_id, "refused")
+        refused = wait_for(clients["host"], refused_id, "refused")
         console.print(f"host: job {refused_id} refused: {refused['reason']}", markup=False)
         return {"job": job_id, "auc": metrics["metrics"]["auc"], "online_gap": gap, "refused": refused_id,
                 "reason": refused["reason"]}
-    finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
-def _wait(client: NodeClient, job_id: str, *statuses: str, timeout: float = 30.0) -> dict:
+def wait_for(client: NodeClient, job_id: str, *statuses: str, timeout: float = 30.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -1,7 +1,7 @@
 """Horizontal federated learning: same columns, different rows; only (securely aggregated) updates move."""
 
 from isthmus.horizontal.aggregator import RoundRecord, TooFewClientsError, TrainingResult, run_aggregator
-from isthmus.horizontal.client import Client, EvaluateRes, FitRes
+from isthmus.horizontal.client import Client, ClientContext, ClientFn, EvaluateRes, FitRes
 from isthmus.horizontal.dp import DPConfig
 from isthmus.horizontal.models import LinearClient, LinearModel
 from isthmus.horizontal.participant import ClientOutcome, ClientTerms, run_client
@@ -12,6 +12,8 @@ from isthmus.horizontal.strategy import STRATEGIES, FedAdam, FedAvg, FedProx, Fe
 __all__ = [
     "STRATEGIES",
     "Client",
+    "ClientContext",
+    "ClientFn",
     "ClientOutcome",
     "ClientTerms",
     "DPConfig",

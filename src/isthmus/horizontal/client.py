@@ -8,9 +8,14 @@ handling) is done around it, so any model, numpy or PyTorch, plugs in by impleme
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from isthmus.data.table import PartyTable
 
 Parameters = list[np.ndarray]
 Config = dict[str, Any]
@@ -46,3 +51,21 @@ class Client(ABC):
     def evaluate(self, parameters: Parameters, config: Config) -> EvaluateRes | None:
         """Loss and metrics of ``parameters`` on local held-out data; ``None`` when the client has none."""
         return None
+
+
+@dataclass(frozen=True)
+class ClientContext:
+    """What a ``client_fn`` is told about the client it builds, in ``simulate`` and in a job alike.
+
+    ``index`` is the client's position (0 .. ``count`` - 1) among the clients; ``table`` its labelled
+    rows: in a job, the party's own data file; in ``simulate``, the table given for it, if any.
+    """
+
+    name: str
+    index: int
+    count: int
+    table: PartyTable | None = None
+
+
+#: Builds one client from its context (Flower's ``client_fn``): the same function serves simulation and jobs.
+ClientFn = Callable[[ClientContext], Client]

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from isthmus.horizontal.aggregator import Aggregator, RoundRecord, TrainingOptions, TrainingResult
-from isthmus.horizontal.client import Client, Parameters
+from isthmus.data.table import PartyTable
+from isthmus.errors import ConfigError
+from isthmus.horizontal.client import Client, ClientContext, ClientFn, Parameters
 from isthmus.horizontal.dp import DPConfig
 from isthmus.horizontal.fleet import Failures, Fleet, Replies
 from isthmus.horizontal.participant import ClientProtocol, ClientTerms
@@ -86,7 +88,7 @@ class SimulatedFleet(Fleet):
 
 
 def simulate(
-    clients: Mapping[str, Client] | Sequence[Client],
+    clients: Mapping[str, Client] | Sequence[Client] | ClientFn,
     strategy: Strategy,
     rounds: int,
     *,
@@ -99,8 +101,17 @@ def simulate(
     resume: bool = False,
     progress: Callable[[RoundRecord], None] | None = None,
     faults: Faults | None = None,
+    num_clients: int | None = None,
+    tables: Sequence[PartyTable] | None = None,
 ) -> TrainingResult:
-    """Train ``rounds`` rounds of ``strategy`` over in-process ``clients`` (named ``client-0001``... if a list)."""
+    """Train ``rounds`` rounds of ``strategy`` over in-process ``clients`` (named ``client-0001``... if a list).
+
+    ``clients`` may instead be a ``client_fn`` (:data:`~isthmus.horizontal.client.ClientFn`), called once
+    per client with its :class:`~isthmus.horizontal.client.ClientContext`: for ``num_clients`` clients,
+    or one per table of ``tables`` (each client's rows, as a job would read them from its data file).
+    """
+    if callable(clients) and not isinstance(clients, Mapping | Sequence):
+        clients = _from_client_fn(clients, num_clients, tables)
     if not isinstance(clients, Mapping):
         clients = {f"client-{i:04d}": client for i, client in enumerate(clients, start=1)}
     secagg = secagg or SecAggConfig()
@@ -119,3 +130,13 @@ def simulate(
     )
     fleet = SimulatedFleet(clients, terms, faults)
     return Aggregator(fleet, list(clients), strategy, options).run(rounds, initial_parameters)
+
+
+def _from_client_fn(client_fn: ClientFn, num_clients: int | None, tables: Sequence[PartyTable] | None
+                    ) -> dict[str, Client]:
+    if (num_clients is None) == (tables is None):
+        raise ConfigError("simulate(client_fn, ...) needs either num_clients= or tables= (one table a client)")
+    count = len(tables) if tables is not None else num_clients
+    names = [f"client-{i:04d}" for i in range(1, count + 1)]
+    return {name: client_fn(ClientContext(name, i, count, tables[i] if tables is not None else None))
+            for i, name in enumerate(names)}

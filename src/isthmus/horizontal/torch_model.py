@@ -1,7 +1,8 @@
 """Any PyTorch ``nn.Module`` as a horizontal client (optional extra: ``pip install 'isthmus[torch]'``).
 
 The user brings the module, a loss and an optimiser factory, and the data as arrays or as PyTorch
-``Dataset``s (read through a ``DataLoader``, batch by batch); the client exchanges the module's
+``Dataset``s (read through a ``DataLoader``, batch by batch; an ``IterableDataset`` such as
+:class:`~isthmus.horizontal.torch_data.TableStream` streams, shuffling itself); the client exchanges the module's
 trainable parameters (``module.parameters()``, in order) as float numpy arrays. Buffers such as batch
 norm statistics stay local. Runs on the CPU unless told otherwise.
 """
@@ -16,7 +17,7 @@ from isthmus.horizontal.client import Client, Config, EvaluateRes, FitRes, Param
 
 try:
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 except ImportError:  # pragma: no cover - exercised only without the extra
     torch = None
 
@@ -87,10 +88,13 @@ class TorchClient(Client):
         optimizer = self.optimizer_factory(self.module.parameters())
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(config.get("round", 0)))
         torch.manual_seed(self.seed * 1_000_003 + int(config.get("round", 0)))  # dropout masks
-        batches = DataLoader(self.train_data, batch_size=self.batch_size, shuffle=True, generator=generator)
+        streamed = isinstance(self.train_data, IterableDataset)  # shuffles itself; its length is what it yields
+        batches = DataLoader(self.train_data, batch_size=self.batch_size, shuffle=not streamed,
+                             generator=None if streamed else generator)
         self.module.train()
         total, seen = 0.0, 0
-        for _ in range(int(config.get("epochs", self.epochs))):
+        epochs = int(config.get("epochs", self.epochs))
+        for _ in range(epochs):
             for X, y in batches:
                 X, y = X.to(self.device), y.to(self.device)
                 optimizer.zero_grad()
@@ -101,7 +105,8 @@ class TorchClient(Client):
                 optimizer.step()
                 total += float(loss.detach()) * len(y)
                 seen += len(y)
-        return FitRes(self.get_parameters(), len(self.train_data), {"loss": total / max(seen, 1)})
+        examples = seen // max(epochs, 1) if streamed else len(self.train_data)
+        return FitRes(self.get_parameters(), examples, {"loss": total / max(seen, 1)})
 
     def evaluate(self, parameters: Parameters, config: Config) -> EvaluateRes | None:
         if self.test_data is None:

@@ -2,19 +2,24 @@
 
 Bound to loopback by default; bound elsewhere, every request must carry ``Authorization: Bearer TOKEN``
 (the token in ``api.token_file``). Request bodies are read with a size limit before they are parsed.
+The operator's web board (:mod:`isthmus.node.board`) is served by the same app at ``/``, signed in
+with the same token.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import time
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from isthmus.errors import ConfigError, IsthmusError
+from isthmus.node.board import Guard, mount_board
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.event_stream import job_events, stream
 from isthmus.node.proposal import MAX_PROPOSAL_BYTES
@@ -30,19 +35,32 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
     app = FastAPI(title=f"isthmus node {coordinator.me}", docs_url=None, redoc_url=None, openapi_url=None)
     store, config = coordinator.store, coordinator.config
 
-    if token is not None:  # without a token (loopback), no middleware: each would add a task hop to every prediction
-        @app.middleware("http")
-        async def authorise(request: Request, call_next):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
-            return await call_next(request)
+    guard = Guard(token, _port(config.options.api.listen))
+    mount_board(app, coordinator, guard)
+
+    @app.middleware("http")  # added last, so it runs first: the API's rule for /v1, the board's own for the rest
+    async def authorise(request: Request, call_next):
+        if request.url.path == "/v1" or request.url.path.startswith("/v1/"):
+            if token is not None:
+                given = request.headers.get("authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                    return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
+            elif not guard.host_allowed(request.headers.get("host", "")) or _from_a_web_page(request):
+                return JSONResponse({"detail": "the API takes calls from this machine's clients only"}, status_code=403)
+        return await call_next(request)
 
     @app.exception_handler(IsthmusError)
     async def refused(request: Request, exc: IsthmusError):
         status = 404 if isinstance(exc, UnknownId) else 502 if isinstance(exc, ServingError) else \
             409 if isinstance(exc, ConfigError) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        """The API answers JSON; a board page answers its own HTML page (a 404 for an unknown job)."""
+        if request.url.path.startswith("/v1/") or request.url.path.startswith("/static/"):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return app.state.board_page("error.html", http_status=exc.status_code, code=exc.status_code, detail=exc.detail)
 
     @app.get("/v1/status")
     def status() -> dict:
@@ -123,7 +141,23 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
         body = await _json_body(request, limit=MAX_PREDICT_BYTES)
         if not isinstance(body, dict) or "ids" not in body or not set(body) <= {"ids", "version"}:
             raise HTTPException(422, "send {\"ids\": [ID, ...]} and optionally \"version\": N")
-        return {"scores": await run_in_threadpool(_serving().predict, name, body["ids"], _version(body))}
+        version = _version(body)
+        started, outcome = time.perf_counter(), "failed"
+        try:
+            version = _serving().version_of(name, version)  # logged as the version that answered
+            scores = await run_in_threadpool(_serving().predict, name, body["ids"], version)
+            outcome = "served"
+            return {"scores": scores}
+        finally:
+            _log_request(name, version, len(body["ids"]) if isinstance(body["ids"], list) else 0, outcome,
+                         (time.perf_counter() - started) * 1000)
+
+    def _log_request(name: str, version: int | None, rows: int, outcome: str, ms: float) -> None:
+        """The guest's own record of its predictions (no ids): what the board's latency percentiles read."""
+        entry = {"time": time.time(), "model": name[:63], "version": version, "rows": rows, "outcome": outcome,
+                 "ms": round(ms, 3)}
+        with open(config.store / "predictions.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
 
     @app.post("/v1/models/{name}/rollback")
     async def rollback(name: str, request: Request) -> dict:
@@ -160,6 +194,17 @@ def _version(body: dict) -> int | None:
     if version is not None and (type(version) is not int or not 0 < version <= MAX_VERSION):
         raise HTTPException(422, f"a version is a whole number from 1 to {MAX_VERSION}")
     return version
+
+
+def _from_a_web_page(request: Request) -> bool:
+    """A browser's request made by some web page (the CLI's client sends neither header): without a token,
+    such a page could approve a job blind."""
+    return "origin" in request.headers or request.headers.get("sec-fetch-site", "none") != "none"
+
+
+def _port(listen: str) -> int | None:
+    port = listen.rpartition(":")[2]
+    return int(port) if port.isdigit() else None
 
 
 def _summary(job: dict) -> dict:

@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -73,3 +75,24 @@ def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 
         except IsthmusError:
             time.sleep(0.2)
     raise IsthmusError(f"node at {url} did not answer within {timeout:g} s; see {log}")
+
+
+@contextmanager
+def running_nodes(configs: dict[str, Path], timeout: float = 60.0) -> Iterator[dict[str, subprocess.Popen]]:
+    """Every node of ``configs`` as its own process (log beside its node.yaml), answering when the block
+    starts; terminated (killed after 10 s) when it ends."""
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        for party, config in configs.items():
+            processes[party] = start_node(config, config.parent / "node.log")
+        for party, config in configs.items():
+            wait_ready(api_url(config), processes[party], config.parent / "node.log", timeout=timeout)
+        yield processes
+    finally:
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()

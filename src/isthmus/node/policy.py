@@ -45,7 +45,7 @@ def review(config: NodeConfig, proposal: Proposal) -> Plan:
                 and step.options.algorithm.name not in policy.models:
             raise Refusal("models", f"model {step.options.algorithm.name!r} is not accepted here "
                                     f"(accepted: {', '.join(policy.models) or 'none'})")
-        for where, bits in _key_sizes(options):
+        for where, bits in key_sizes(options):
             if bits < policy.min_key_bits:
                 raise Refusal("min_key_bits", f"step {step.name!r}: {where} = {bits} is below this node's minimum "
                                               f"of {policy.min_key_bits}")
@@ -80,7 +80,7 @@ def weakenings(plan: Plan) -> list[str]:
     return found
 
 
-def _key_sizes(options: Any, where: str = "") -> Iterator[tuple[str, int]]:
+def key_sizes(options: Any, where: str = "") -> Iterator[tuple[str, int]]:
     """Every ``key_bits`` in typed options, nested options included."""
     fields = getattr(type(options), "model_fields", {})
     for name in fields:
@@ -88,4 +88,4 @@ def _key_sizes(options: Any, where: str = "") -> Iterator[tuple[str, int]]:
         if name == "key_bits" and isinstance(value, int):
             yield where + name, value
         elif hasattr(type(value), "model_fields"):
-            yield from _key_sizes(value, f"{where}{name}.")
+            yield from key_sizes(value, f"{where}{name}.")

@@ -89,4 +89,5 @@ def serve(config: NodeConfig) -> None:
         _log.info("node %s: API on %s, peers on %s", config.party, config.options.api.listen,
                   config.members[config.party])
         uvicorn.Server(uvicorn.Config(create_app(coordinator, token, coordinator.serving), host=host.strip("[]"), port=int(port),
-                                      log_level="warning", access_log=False)).run()
+                                      log_level="warning", access_log=False,
+                                      timeout_graceful_shutdown=2)).run()  # open board streams end too

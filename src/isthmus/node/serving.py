@@ -178,9 +178,13 @@ class Serving:
             raise ConfigError(f"no published model {name!r} at this guest")
         return current
 
+    def version_of(self, name: str, version: int | None = None) -> int:
+        """The version a prediction of ``name`` uses: ``version``, else the current one."""
+        return self._guest_current(name) if version is None else version
+
     def predict(self, name: str, ids: Any, version: int | None = None) -> list:
         """Scores of ``ids`` by ``version`` of ``name`` (default: its current version)."""
-        version = self._guest_current(name) if version is None else version
+        version = self.version_of(name, version)
         served = self.models.get((name, version))
         if served is None or not isinstance(served.part, GuestPart):
             raise ConfigError(f"no published model {name!r} version {version!r} at this guest")

@@ -47,7 +47,7 @@ def build(options: NNOptions, shape: tuple[int, ...]) -> Any:
     torch.set_num_threads(options.cpu_threads)
     torch.manual_seed(options.seed)
     if options.network.factory:
-        module = _factory(options.network.factory)(input_shape=shape, outputs=options.outputs)
+        module = imported(options.network.factory, "network.factory")(input_shape=shape, outputs=options.outputs)
         if not isinstance(module, torch.nn.Module):
             raise ConfigError(f"network.factory {options.network.factory!r} returned a {type(module).__name__}, "
                               "not a torch.nn.Module")
@@ -80,16 +80,16 @@ def _torch_layers(torch: Any, layer: Layer, previous: tuple[int, ...]) -> list[A
     return [nn.Conv2d(previous[0], layer.size, layer.kernel, padding=layer.padding)]
 
 
-def _factory(path: str) -> Callable[..., Any]:
-    """The function ``package.module:function``, imported from this party's own installation."""
+def imported(path: str, option: str) -> Callable[..., Any]:
+    """The function ``package.module:function`` named by ``option``, imported from this party's own installation."""
     module_name, _, function = path.partition(":")
     try:
         found = getattr(importlib.import_module(module_name), function)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"network.factory {path!r} cannot be imported here (each party installs it itself): "
+        raise ConfigError(f"{option} {path!r} cannot be imported here (each party installs it itself): "
                           f"{exc}") from None
     if not callable(found):
-        raise ConfigError(f"network.factory {path!r} is not callable")
+        raise ConfigError(f"{option} {path!r} is not callable")
     return found
 
 

@@ -156,11 +156,17 @@ class NNOptions(HorizontalOptions):
     #: PyTorch's CPU threads in this party's process: small networks train fastest on one, and parties
     #: sharing a machine otherwise fight over its cores (six processes on two cores ran 6x slower).
     cpu_threads: int = Field(1, ge=1, le=1024)
+    #: A client of your own, ``"package.module:function"``: each client party imports it and calls it with
+    #: its :class:`~isthmus.horizontal.client.ClientContext` (its table included) for the
+    #: :class:`~isthmus.horizontal.client.Client` that trains ``network`` (same parameter shapes, checked).
+    client_fn: str | None = None
 
     @model_validator(mode="after")
     def _classes_for_multiclass(self) -> Self:
         if (self.task == "multiclass") != (self.classes is not None):
             raise ValueError("'classes' (the number of classes) is needed for task multiclass, and only there")
+        if self.client_fn is not None and not FACTORY.match(self.client_fn):
+            raise ValueError(f"client_fn must look like 'package.module:function', got {self.client_fn!r}")
         return self
 
     @property

@@ -1,7 +1,6 @@
-"""hetero_lr_sshe under the algorithm contract: a guest and one host, no arbiter.
+"""hetero_lr_sshe under the algorithm contract: a guest and any number of hosts, no arbiter.
 
-A model of its own rather than a ``protocol:`` option of hetero_lr: its roles differ (no arbiter, and
-one host), and so do its options (no residual, encrypt or batch floor: nothing is decrypted in the
+A model of its own rather than a ``protocol:`` option of hetero_lr: its roles differ (no arbiter), and so do its options (no residual, encrypt or batch floor: nothing is decrypted in the
 clear until the end, so no batch size can leak labels) and its threat model (docs/security.md). What
 it keeps is hetero_lr's: each party's weights, scored jointly through the same parts.
 """
@@ -24,16 +23,17 @@ from isthmus.ml.scaling import Standardizer
 
 
 class HeteroLRSSHE(Algorithm):
-    """Logistic regression on secret-shared weights: Paillier under each party's own key, the sigmoid
-    on shares by a Fourier series (fourier.py); each party learns only its own weights."""
+    """Logistic regression on secret-shared weights: Paillier under each party's own key (one key pair per
+    guest-host pair), the sigmoid on shares by a Fourier series (fourier.py); each party learns only its
+    own weights."""
 
     name = "hetero_lr_sshe"
     family = "vertical"
-    roles = {"guest": (1, 1), "host": (1, 1)}
+    roles = {"guest": (1, 1), "host": (1, None)}
     Options = SSHEOptions
 
     def fit(self, party: Party, options: SSHEOptions) -> GuestPart | HostPart:
-        guest, host = party.roster.one("guest"), party.roster.one("host")
+        guest, hosts = party.roster.one("guest"), party.roster.with_role("host")
         table = party.labelled_rows() if party.role == "guest" else party.rows()
         scaler = Standardizer.fit(table.features) if options.scale and table.feature_names else None
         X = scaled(scaler, table.features)
@@ -42,10 +42,10 @@ class HeteroLRSSHE(Algorithm):
             trained.coef_ = fit_host(options, party.channel, X, guest=guest)[:, None]
             return LinearHostPart(self.name, trained, table.feature_names, scaler, guest)
         trained = HeteroLinearGuest(options)
-        result = fit_guest(options, party.channel, X, table.label, host=host,
+        result = fit_guest(options, party.channel, X, table.label, hosts=hosts,
                            progress=lambda record: party.progress(**record))
         trained.coef_, trained.classes_, trained.history_ = result.weights[:, None], result.classes, result.history
-        return LinearGuestPart(self.name, trained, table.feature_names, scaler, [host], result.evaluation_rows)
+        return LinearGuestPart(self.name, trained, table.feature_names, scaler, hosts, result.evaluation_rows)
 
     def load(self, role: str, model: dict[str, Any]) -> GuestPart | HostPart:
         return load_part(self.name, self.Options, role, model)

@@ -6,9 +6,11 @@ the guest. One batch of rows (the guest picks them):
 
 1. scores: each party sends [[its share of the other's weights]] under its own key; each returns
    [[X_mine @ that share - r]] and keeps r; so z = X_g w_g + X_h w_h ends up shared.
-2. sigmoid (``Guest.residual`` / ``Host.residual``): both map their share of z onto the circle of
-   fourier.py; the host sends [[cos k b]], [[sin k b]] under its key, the guest combines them with its
-   own sin k a, cos k a and the labels into [[sigmoid(z) - y - r]], keeps r and returns it.
+2. sigmoid (:func:`residual`): both map their share of z onto the circle of fourier.py and split the
+   series' terms: for odd k the host sends [[cos k b]], [[sin k b]] under its key, and the guest
+   combines them with its own sin k a, cos k a and the labels into [[its half - y - r]], keeps r and
+   returns it; for even k the roles swap (without labels). Both halves run at once, so each party
+   encrypts half of the values, and each ends with a share of sigmoid(z) - y.
 3. gradients: each party sends [[its share of the residual e]] under its own key; each returns
    [[X_mine.T @ that share - r]] and keeps r: both gradients end up shared like the weights.
 4. update: each party steps its two share vectors locally (plain SGD with the L2 penalty is linear).
@@ -20,10 +22,11 @@ Scales: features 2^precision, weights and residuals 2^WEIGHT_BITS, trigonometric
 from __future__ import annotations
 
 import numpy as np
+from gmpy2 import mpz
 
 from isthmus.algorithms.sshe_lr import fourier, shares, tags
 from isthmus.algorithms.sshe_lr.options import SSHEOptions
-from isthmus.crypto.multiexp import product_of_powers
+from isthmus.crypto.multiexp import row_products_of_powers
 from isthmus.crypto.paillier import CipherArray, generate_keypair
 from isthmus.crypto.keys import PaillierPublicKey
 from isthmus.errors import DataError
@@ -58,9 +61,7 @@ class Side:
         channel.send(peer, tags.HELLO, {"key": self.public_key, "features": X.shape[1]})
         check = Inspect(peer, tags.HELLO)
         hello = check.mapping(channel.recv(peer, tags.HELLO), {"key", "features"}, exact=True)
-        if not isinstance(hello["key"], PaillierPublicKey) or hello["key"].bits < options.key_bits:
-            check.fail(f"the peer's public key must be a Paillier key of at least {options.key_bits} bits")
-        self.peer_key = hello["key"]
+        self.peer_key = checked_key(check, hello["key"], options.key_bits)
         self.peer_features = check.integer(hello["features"], 0, 1_000_000, "feature count")
         self.mine = [0] * X.shape[1]  # my share of my weights
         self.theirs = [0] * self.peer_features  # my share of the peer's weights
@@ -73,19 +74,34 @@ class Side:
                  peer_size: int, reply_size: int) -> tuple[list[int], list[int]]:
         """Send [[mine]] (my key); get the peer's [[its vector]] (its key) and return [[X @ it - r]] (or X.T
         @); decrypt what the peer returns for me. Returns (my share of X_mine @ theirs, my share of
-        X_peer @ mine), each mod RING."""
+        X_peer @ mine), each mod RING. Row-wise products (not transposed: one value per row) travel
+        packed several to a ciphertext (shares.Packing); per-feature ones, few, one to a ciphertext."""
         channel, peer = self.channel, self.peer
         x = self.X[rows]
         matrix = x.T if transpose else x
-        channel.send(peer, send_tag, shares.encrypt(self.public_key, mine))
-        check = Inspect(peer, send_tag)
-        theirs = check.cipher(channel.recv(peer, send_tag), self.peer_key, size=peer_size)
-        masked, kept = shares.masked_product(matrix, theirs, self._extra(matrix.shape[1]))
-        channel.send(peer, reply_tag, masked)
-        check = Inspect(peer, reply_tag)
-        reply = check.cipher(channel.recv(peer, reply_tag), self.public_key, size=reply_size)
-        peer_cols = len(rows) if transpose else self.peer_features
-        return kept, shares.decrypt(self.private_key, reply, self._extra(peer_cols), check)
+        # a party without features in this pair (the guest beside a second host) neither needs nor makes products
+        peer_works, i_work = self.peer_features > 0, self.X.shape[1] > 0
+        kept, received = [0] * matrix.shape[0], [0] * reply_size
+        if peer_works:
+            channel.send(peer, send_tag, shares.encrypt(self.public_key, mine))
+        if i_work:
+            check = Inspect(peer, send_tag)
+            theirs = check.cipher(channel.recv(peer, send_tag), self.peer_key, size=peer_size)
+            if transpose:
+                masked, kept = shares.masked_product(matrix, theirs, self._extra(matrix.shape[1]))
+            else:
+                masked, kept = shares.Packing(self.peer_key.bits, self._extra(matrix.shape[1])).product(matrix, theirs)
+            channel.send(peer, reply_tag, masked)
+        if peer_works:
+            check = Inspect(peer, reply_tag)
+            if transpose:
+                reply = check.cipher(channel.recv(peer, reply_tag), self.public_key, size=reply_size)
+                received = shares.decrypt(self.private_key, reply, self._extra(len(rows)), check)
+            else:
+                packing = shares.Packing(self.public_key.bits, self._extra(self.peer_features))
+                reply = check.cipher(channel.recv(peer, reply_tag), self.public_key, size=packing.groups(reply_size))
+                received = packing.decrypt(self.private_key, reply, reply_size, check)
+        return kept, received
 
     def scores(self, rows: np.ndarray) -> list[int]:
         """My share of z for ``rows`` (scale 2^(precision + WEIGHT_BITS))."""
@@ -129,36 +145,59 @@ class Side:
         return max(columns, 1).bit_length() + self.fx + FEATURE_BITS
 
 
-def guest_residual(side: Side, z_share: list[int], y: np.ndarray) -> list[int]:
-    """The guest's share of e = sigmoid(z) - y at 2^WEIGHT_BITS; the host runs :func:`host_residual`."""
+def checked_key(check: Inspect, key: object, bits: int) -> PaillierPublicKey:
+    """A peer's announced public key, refused unless a Paillier key of at least ``bits`` bits."""
+    if not isinstance(key, PaillierPublicKey) or key.bits < bits:
+        check.fail(f"the peer's public key must be a Paillier key of at least {bits} bits")
+    return key
+
+
+#: Column indices of the terms k = 2, 4, ... (the guest encrypts these) and k = 1, 3, ... (the host).
+_EVEN = np.arange(1, fourier.TERMS, 2)
+_ODD = np.arange(0, fourier.TERMS, 2)
+
+
+def residual(side: Side, z_share: list[int], y: np.ndarray | None = None) -> list[int]:
+    """My share of e = sigmoid(z) - y at 2^WEIGHT_BITS; ``y`` (the labels) at the guest, None at the host.
+
+    sin k(a + b) = sin ka cos kb + cos ka sin kb: I send [[cos k theta | sin k theta]] of my terms (my
+    key, each row shifted into its slot of the peer's packed sums) and meet the peer's with
+    [alpha_k sin k theta | alpha_k cos k theta] of its terms, masked, plus 1/2 - y at the guest."""
     rows = len(z_share)
+    angle = 2 * np.pi * side.circle(z_share)
+    mine, theirs = (_EVEN, _ODD) if side.first else (_ODD, _EVEN)
+    packing = shares.Packing(side.public_key.bits, 0)
+    trig = np.rint(np.ldexp(np.hstack([np.cos(angle[:, mine]), np.sin(angle[:, mine])]), TRIG_BITS)).astype(np.int64)
+    shifted = [int(value) << shift for row, shift in zip(trig.tolist(), packing.shifts(rows), strict=True)
+               for value in row]  # row i's values in its slot of the peer's packed sums
+    side.channel.send(side.peer, tags.TRIG, shares.encrypt(side.public_key, shifted))
+
     check = Inspect(side.peer, tags.TRIG)
-    trig = check.cipher(side.channel.recv(side.peer, tags.TRIG), side.peer_key, size=rows * 2 * fourier.TERMS)
-    angle = 2 * np.pi * side.circle(z_share)
-    # sin k(a + b) = sin ka cos kb + cos ka sin kb; the host's [[cos kb | sin kb]] meet [alpha sin ka | alpha cos ka]
-    factors = np.hstack([np.sin(angle), np.cos(angle)]) * np.tile(fourier.COEFFICIENTS, 2)
-    series = _row_sums(trig, np.rint(np.ldexp(factors, TRIG_BITS)).astype(np.int64))
-    one = 1 << (2 * TRIG_BITS)
-    offset = np.array([one // 2 - int(label) * one for label in y], dtype=object)  # 1/2 - y
-    masked, kept = shares.masked(series + offset, 0)
+    peer_trig = check.cipher(side.channel.recv(side.peer, tags.TRIG), side.peer_key, size=rows * 2 * len(theirs))
+    factors = np.hstack([np.sin(angle[:, theirs]), np.cos(angle[:, theirs])]) * np.tile(fourier.COEFFICIENTS[theirs], 2)
+    peer_packing = shares.Packing(side.peer_key.bits, 0)
+    series = _packed_row_sums(peer_trig, np.rint(np.ldexp(factors, TRIG_BITS)).astype(np.int64), peer_packing)
+    offset = [0] * peer_packing.groups(rows)
+    if y is not None:  # 1/2 - y, each in its row's slot
+        one = 1 << (2 * TRIG_BITS)
+        for i, (label, shift) in enumerate(zip(y, peer_packing.shifts(rows), strict=True)):
+            offset[i // peer_packing.per] += (one // 2 - int(label) * one) << shift
+    masked, kept = peer_packing.masked(series + np.array(offset, dtype=object), rows)
     side.channel.send(side.peer, tags.RESIDUAL_SHARE, masked)
-    return shares.truncate(kept, 2 * TRIG_BITS - WEIGHT_BITS, first=True)
 
-
-def _row_sums(encrypted, factors: np.ndarray):
-    """[[sum_j factors[i, j] * v[i, j]]] per row i of the flat (rows x columns) ciphertexts: one bucket
-    multi-exponentiation per row (signed exponents cost one inversion per row, not one per element)."""
-    modulus, width = encrypted.public_key.nsquare, factors.shape[1]
-    flat = encrypted.ciphertexts()
-    sums = [product_of_powers(flat[i * width:(i + 1) * width], row, modulus) for i, row in enumerate(factors)]
-    return CipherArray.from_ciphertexts(encrypted.public_key, sums, (len(sums),), 0)
-
-
-def host_residual(side: Side, z_share: list[int]) -> list[int]:
-    angle = 2 * np.pi * side.circle(z_share)
-    trig = np.rint(np.ldexp(np.hstack([np.cos(angle), np.sin(angle)]), TRIG_BITS)).astype(np.int64)
-    side.channel.send(side.peer, tags.TRIG, side.public_key.encrypt(trig.ravel(), precision=0))
     check = Inspect(side.peer, tags.RESIDUAL_SHARE)
-    masked = check.cipher(side.channel.recv(side.peer, tags.RESIDUAL_SHARE), side.public_key, size=len(z_share))
-    return shares.truncate(shares.decrypt(side.private_key, masked, 0, check), 2 * TRIG_BITS - WEIGHT_BITS,
-                           first=False)
+    reply = check.cipher(side.channel.recv(side.peer, tags.RESIDUAL_SHARE), side.public_key, size=packing.groups(rows))
+    share = shares.add(kept, packing.decrypt(side.private_key, reply, rows, check))
+    return shares.truncate(share, 2 * TRIG_BITS - WEIGHT_BITS, first=side.first)
+
+
+def _packed_row_sums(encrypted, factors: np.ndarray, packing: shares.Packing):
+    """[[sum_t sum_j factors[i, j] * v[i, j]]] per group of ``packing.per`` rows i of the flat (rows x
+    columns) ciphertexts (the peer encrypted row i's values already shifted into its slot): one bucket
+    multi-exponentiation per group, groups spread over this party's cores."""
+    rows, columns = factors.shape
+    padding = packing.groups(rows) * packing.per - rows
+    bases = encrypted.ciphertexts() + [mpz(1)] * (padding * columns)
+    exponents = np.vstack([factors, np.zeros((padding, columns), dtype=factors.dtype)])
+    sums = row_products_of_powers(bases, exponents.reshape(packing.groups(rows), -1), encrypted.public_key.nsquare)
+    return CipherArray.from_ciphertexts(encrypted.public_key, sums, (len(sums),), 0)

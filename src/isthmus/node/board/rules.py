@@ -1,0 +1,49 @@
+"""Which of this node's policy rules a pending proposal meets, rule by rule, for the approvals page.
+
+The node's own review (:func:`isthmus.node.policy.review`) decides; this only lays its checks out
+beside the values the proposal asks for, so an approver sees why the proposal reached them.
+"""
+
+from __future__ import annotations
+
+from isthmus.errors import IsthmusError
+from isthmus.jobs.steps.train import TrainChoice
+from isthmus.node.config import NodeConfig
+from isthmus.node.policy import key_sizes, review, weakenings
+from isthmus.node.proposal import Proposal
+
+
+def policy_rows(config: NodeConfig, proposal: Proposal) -> list[dict]:
+    """One row per rule: its name, this node's setting, what the proposal asks, and whether it is met."""
+    policy = config.policy
+    try:
+        plan = review(config, proposal)
+    except IsthmusError as exc:  # the policy changed since the proposal arrived
+        return [{"rule": "review", "setting": "-", "asked": str(exc), "met": False}]
+    models, bits, rows_min = [], [], None
+    for step in plan.steps:
+        options = step.options.options if isinstance(step.options, TrainChoice) else step.options
+        if isinstance(step.options, TrainChoice):
+            models.append(step.options.algorithm.name)
+        bits += [b for _, b in key_sizes(options)]
+        if step.name == "intersect":
+            rows_min = step.options.min_shared_rows
+    weak = weakenings(plan)
+    return [
+        {"rule": "proposers", "setting": _listed(policy.proposers, "every member"), "asked": proposal.proposer,
+         "met": True},
+        {"rule": "models", "setting": _listed(policy.models, "every model"), "asked": ", ".join(models) or "-",
+         "met": True},
+        {"rule": "steps", "setting": ", ".join(policy.steps), "asked": ", ".join(s.name for s in plan.steps),
+         "met": True},
+        {"rule": "min_key_bits", "setting": str(policy.min_key_bits), "asked": str(min(bits)) if bits else "no keys",
+         "met": True},
+        {"rule": "min_intersection", "setting": str(policy.min_intersection),
+         "asked": str(rows_min) if rows_min is not None else "no intersect step", "met": True},
+        {"rule": "allow_weakening", "setting": _listed(policy.allow_weakening, "none"),
+         "asked": ", ".join(weak) or "none", "met": True},
+    ]
+
+
+def _listed(values: list[str] | None, default: str) -> str:
+    return default if values is None or (not values and default == "none") else ", ".join(values) or "none"

@@ -1,0 +1,160 @@
+"""The board's pages over in-process nodes: what each page shows, approvals through its forms, the live stream."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.board_helpers import board, csrf_of, write_run
+from tests.node_helpers import federation, local_nodes, proposal
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    nodes = local_nodes(federation(tmp_path))
+    yield nodes
+    nodes.stop()
+
+
+def pending_job(nodes) -> str:
+    job_id = nodes.coordinators["host"].submit(proposal())
+    nodes.wait("guest", job_id, "pending")
+    return job_id
+
+
+def test_jobs_are_listed_filtered_and_linked(nodes):
+    job_id = pending_job(nodes)
+    web = board(nodes.coordinators["guest"])
+    assert web.get("/").headers["location"] == "/jobs"
+    page = web.get("/jobs")
+    assert page.status_code == 200 and f'href="/jobs/{job_id}"' in page.text and "hetero_lr" in page.text
+    assert "host" in page.text and "pending" in page.text
+    assert job_id not in web.get("/jobs", params={"q": "no-such-job"}).text
+    assert job_id in web.get("/jobs", params={"q": "HETERO", "status": "pending"}).text
+    assert job_id not in web.get("/jobs", params={"status": "finished"}).text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_approving_through_the_form_acts_once_and_refusing_needs_a_reason(nodes):
+    job_id = pending_job(nodes)
+    web = board(nodes.coordinators["guest"])
+    page = web.get("/approvals").text
+    assert f'id="job-{job_id}"' in page and "min_intersection" in page and "customers" in page
+    assert "min_shared_rows: 100" in page  # the full proposal
+    token = csrf_of(page)
+    first = web.post(f"/jobs/{job_id}/approve", data={"csrf": token})
+    assert first.status_code == 303 and first.headers["location"] == f"/jobs/{job_id}?note=approved"
+    again = web.post(f"/jobs/{job_id}/approve", data={"csrf": token})
+    assert again.headers["location"] == f"/jobs/{job_id}?note=twice"
+    assert "acted on once" in web.get(again.headers["location"]).text
+    assert nodes.wait("host", job_id, "running")["status"] == "running"  # every party signed; started once
+    assert nodes.runners["host"].started == [job_id]
+    late = web.post(f"/jobs/{job_id}/approve", data={"csrf": csrf_of(page, 1)})  # a fresh form, job not pending
+    assert late.status_code == 409 and "not waiting for approval" in late.text
+
+    other = pending_job(nodes)
+    form = web.get("/approvals").text
+    assert web.post(f"/jobs/{other}/refuse", data={"csrf": csrf_of(form, 1), "reason": " "}).status_code == 409
+    refused = web.post(f"/jobs/{other}/refuse", data={"csrf": csrf_of(web.get('/approvals').text, 1),
+                                                      "reason": "not this quarter"})
+    assert refused.headers["location"].endswith("note=refused")
+    assert "not this quarter" in nodes.wait("host", other, "refused")["reason"]
+
+
+def test_a_finished_jobs_pages_show_its_steps_results_and_audit(nodes):
+    job_id = pending_job(nodes)
+    guest = nodes.coordinators["guest"]
+    guest.approve(job_id)
+    nodes.wait("guest", job_id, "running")
+    run = write_run(guest, job_id)
+    guest.job_done(job_id, "finished", None)
+    web = board(guest)
+    page = web.get(f"/jobs/{job_id}").text
+    assert 'data-status="finished"' in page and "sse-connect" not in page  # a final job needs no stream
+    assert page.count('data-state="done"') == 3 and "1.0 s" in page and "epoch 2 of 2" in page
+    results = web.get(f"/jobs/{job_id}/results").text
+    assert "ROC curve" in results and '<td>auc</td><td>0.9000</td>' in results
+    roc = json.loads(results.split('id="roc-data">')[1].split("</script>")[0])
+    assert len(roc["fpr"]) == len(roc["tpr"]) > 2 and roc["fpr"][0] == 0 and roc["tpr"][-1] == 1
+    assert results.index("age") < results.index("income")  # own features, largest weight first
+    audit = web.get(f"/jobs/{job_id}/audit").text
+    sent = sum(json.loads(line)["bytes"] for line in (run / "audit.jsonl").read_text().splitlines()
+               if json.loads(line)["direction"] == "send")
+    assert f'data-bytes="{sent}"' in audit and sent == 6300
+    assert "psi/ecdh/guest-points" in audit and "hetero-linear/masked" in audit and "never its content" in audit
+    assert '<td data-bytes="6000">' in audit and '<td data-bytes="5300">' in audit  # to the host; in train
+    stream = web.get(f"/jobs/{job_id}/live").text
+    assert stream.startswith("event: state\n") and 'data-status="finished"' in stream and "event: end" in stream
+
+
+def test_a_running_job_page_follows_the_stream_and_unknown_jobs_are_404_pages(nodes):
+    job_id = pending_job(nodes)
+    web = board(nodes.coordinators["guest"])
+    page = web.get(f"/jobs/{job_id}").text
+    assert f'sse-connect="/jobs/{job_id}/live"' in page and 'sse-close="end"' in page
+    missing = web.get("/jobs/0123456789abcdef")
+    assert missing.status_code == 404 and "<h1>404: not found</h1>" in missing.text
+    assert web.get("/jobs/0123456789abcdef/audit").status_code == 404
+    assert web.get("/v1/jobs/0123456789abcdef").json()["detail"].startswith("no job")  # the API stays JSON
+
+
+def test_ledger_and_serving_pages_read_this_nodes_files(nodes):
+    guest = nodes.coordinators["guest"]
+    web = board(guest)
+    assert "holds no ledger yet" in web.get("/ledger").text
+    guest.store.add_version("credit-v1", 1, "0123456789abcdef")
+    (guest.config.store / "predictions.jsonl").write_text("".join(
+        json.dumps({"time": 1.0, "model": "credit-v1", "rows": 1, "outcome": "served", "ms": ms}) + "\n"
+        for ms in range(1, 101)))
+    page = web.get("/serving").text
+    assert "credit-v1" in page and "<td>100</td>" in page and "50.5 ms" in page and "99.0 ms" in page
+
+
+def test_a_failed_job_names_the_step_and_party_that_failed(nodes):
+    job_id = pending_job(nodes)
+    guest = nodes.coordinators["guest"]
+    guest.approve(job_id)
+    nodes.wait("guest", job_id, "running")
+    run = write_run(guest, job_id)
+    (run / "events.jsonl").write_text("".join(json.dumps({"time": 1.0 + i, "party": "guest", **e}) + "\n" for i, e in
+                                              enumerate([{"step": "intersect", "status": "running"},
+                                                         {"step": "intersect", "status": "done"},
+                                                         {"step": "train", "status": "running"},
+                                                         {"step": "train", "status": "failed",
+                                                          "error": "host closed the connection"}])))
+    guest.job_done(job_id, "failed", "step train failed: host closed the connection")
+    page = board(guest).get(f"/jobs/{job_id}").text
+    failure = page.split('id="failure">')[1].split("</p>")[0]
+    assert "<strong>train</strong> failed at <strong>guest</strong>: host closed the connection" in failure
+    assert 'data-status="failed"' in page and "<details open>" in page  # the log tail is shown
+    assert 'data-step="evaluate" data-state="waiting"' in page
+
+
+def test_multiclass_results_show_a_confusion_matrix_and_regression_its_residuals(nodes):
+    job_id = pending_job(nodes)
+    guest = nodes.coordinators["guest"]
+    run = write_run(guest, job_id)
+    pd.DataFrame({"id": range(4), "label": ["a", "b", "c", "c"], "score_0": [0.8, 0.1, 0.1, 0.6],
+                  "score_1": [0.1, 0.8, 0.1, 0.2], "score_2": [0.1, 0.1, 0.8, 0.2]}).to_csv(run / "predictions.csv")
+    (run / "metrics.json").write_text(json.dumps({"task": "multiclass", "metrics": {"accuracy": 0.75}}))
+    web = board(guest)
+    page = web.get(f"/jobs/{job_id}/results").text
+    table = page.split('id="confusion">')[1].split("</table>")[0]
+    assert "<th>c</th><td>1</td><td>0</td><td>1</td>" in table and "roc-chart" not in page
+    pd.DataFrame({"id": range(3), "label": [1.0, 2.0, 4.0], "score": [1.5, 2.0, 3.0]}).to_csv(run / "predictions.csv")
+    (run / "metrics.json").write_text(json.dumps({"task": "regression", "metrics": {"rmse": 0.6}}))
+    page = web.get(f"/jobs/{job_id}/results").text
+    residuals = json.loads(page.split('id="residual-data">')[1].split("</script>")[0])
+    assert residuals == {"x": [1.5, 2.0, 3.0], "y": [-0.5, 0.0, 1.0]}
+
+
+def test_a_tree_models_part_shows_the_split_gain_of_this_partys_own_features_only(nodes):
+    job_id = pending_job(nodes)
+    run = write_run(nodes.coordinators["guest"], job_id)
+    (run / "model.json").write_text(json.dumps({"feature_names": ["income", "age"], "feature_importance": {
+        "guest": {"split_count": [3, 9], "gain": [1.25, 7.5]}, "host": {"split_count": [4], "gain": [99.0]}}}))
+    table = board(nodes.coordinators["guest"]).get(f"/jobs/{job_id}/results").text.split('id="model-part">')[1]
+    assert table.index("<td>age</td><td>+7.5000</td>") < table.index("<td>income</td><td>+1.2500</td>")
+    assert "99" not in table.split("</table>")[0]

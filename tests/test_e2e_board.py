@@ -1,0 +1,103 @@
+"""The board in a real browser: three node processes, a proposal from the host, the guest's operator approves
+in headless Chromium, watches the job finish through the live stream, opens the ROC chart and the audit.
+
+Screenshots of each page go to ``artefacts/board/`` (git-ignored). Needs Debian's ``chromium`` and the
+``browser`` extra (Playwright); skips, saying which is missing, without them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from isthmus.node.client import NodeClient
+from isthmus.node.local import api_url, start_node, wait_ready
+from isthmus.node.runner import job_folder
+from tests.node_helpers import federation, proposal
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.browser]
+playwright = pytest.importorskip("playwright.sync_api", reason="the browser tests need Playwright: "
+                                                                "pip install -e '.[browser]'")
+CHROMIUM = shutil.which("chromium")
+if CHROMIUM is None:
+    pytest.skip("the browser tests need Debian's chromium (apt-get install chromium)", allow_module_level=True)
+
+ARTEFACTS = Path(__file__).resolve().parent.parent / "artefacts" / "board"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory):
+    configs = federation(tmp_path_factory.mktemp("board-nodes"))
+    processes = {party: start_node(path, path.parent / "node.log") for party, path in configs.items()}
+    try:
+        for party, path in configs.items():
+            wait_ready(api_url(path), processes[party], path.parent / "node.log")
+        yield configs
+    finally:
+        for process in processes.values():
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    with playwright.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def test_an_operator_approves_in_the_browser_and_watches_the_job_finish(nodes, browser):
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    guest_url = api_url(nodes["guest"])
+    job_id = NodeClient(api_url(nodes["host"])).submit(proposal())
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+
+    page.goto(f"{guest_url}/approvals")
+    _reload_until(page, f"#job-{job_id}")
+    page.screenshot(path=ARTEFACTS / "approvals.png", full_page=True)
+    page.click(f"#approve-{job_id}")
+    page.wait_for_url(f"**/jobs/{job_id}?note=approved")
+    assert page.locator("#job-status").get_attribute("data-status") != "finished"  # the rest comes live
+    page.wait_for_selector('#job-status[data-status="finished"]', timeout=60_000)  # pushed by the stream
+    assert page.locator('li.step[data-state="done"]').count() == 3
+    page.screenshot(path=ARTEFACTS / "job.png")
+
+    page.click("#results-link")
+    page.wait_for_selector("#roc-chart")
+    points = page.evaluate("Chart.getChart(document.getElementById('roc-chart')).data.datasets[0].data")
+    assert len(points) >= 3 and points[0] == {"x": 0, "y": 0} and points[-1] == {"x": 1, "y": 1}, points
+    assert "ROC" in page.locator("figcaption").first.inner_text()
+    page.screenshot(path=ARTEFACTS / "results.png")
+
+    page.goto(f"{guest_url}/jobs/{job_id}/audit")
+    run = job_folder(nodes["guest"].parent / "store", job_id) / "run"
+    sent = sum(e["bytes"] for e in map(json.loads, (run / "audit.jsonl").read_text().splitlines())
+               if e["direction"] == "send")
+    assert int(page.locator("#sent-total").get_attribute("data-bytes")) == sent > 0
+    assert "never its content" in page.locator("#kinds").inner_text()
+    page.screenshot(path=ARTEFACTS / "audit.png", full_page=True)
+
+    page.goto(f"{guest_url}/jobs")
+    page.screenshot(path=ARTEFACTS / "jobs.png")
+    page.goto(f"{guest_url}/jobs/0123456789abcdef")
+    assert "404" in page.locator("h1").inner_text()
+    assert not [e for e in errors if "404" not in e], errors  # no script error, no CSP violation
+    page.close()
+
+
+def _reload_until(page, selector: str, attempts: int = 50) -> None:
+    """The proposal reaches the guest's node a moment after the host's returns."""
+    for _ in range(attempts):
+        if page.locator(selector).count():
+            return
+        page.wait_for_timeout(200)
+        page.reload()
+    raise AssertionError(f"{selector} never appeared on {page.url}")
