@@ -3,9 +3,10 @@
 A message travels as one client-streaming call of raw chunks (so no size limit of gRPC applies and
 no protoc code is needed), or, up to 64 KiB, as one unary request (gRPC starts no thread to stream
 it: half the cost of a small message; the receiver checks it as a stream of one chunk); ``send``
-returns when the peer acknowledges that the message is in its mailbox. Both ends check identities against the federation CA: the client checks that the server's
-certificate names the party it meant to reach, the server that the client's certificate names the
-party it claims to be (see :mod:`isthmus.transport.grpc_inbox`).
+returns when the peer acknowledges that the message is in its mailbox. Both ends check identities
+against the federation CA: the client checks that the server's certificate names the party it meant
+to reach, the server that the client's certificate names the party it claims to be (see
+:mod:`isthmus.transport.grpc_inbox`).
 
 A node takes deliveries only for the jobs it has opened, under the tag prefixes each job accepts,
 within per-tag size limits and a per-sender backlog quota (see :mod:`isthmus.transport.mailbox`).
