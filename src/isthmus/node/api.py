@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from isthmus.errors import ConfigError, IsthmusError
 from isthmus.node.board import Guard, mount_board
@@ -38,16 +39,7 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
     guard = Guard(token, _port(config.options.api.listen))
     mount_board(app, coordinator, guard)
 
-    @app.middleware("http")  # added last, so it runs first: the API's rule for /v1, the board's own for the rest
-    async def authorise(request: Request, call_next):
-        if request.url.path == "/v1" or request.url.path.startswith("/v1/"):
-            if token is not None:
-                given = request.headers.get("authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                    return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
-            elif not guard.host_allowed(request.headers.get("host", "")) or _from_a_web_page(request):
-                return JSONResponse({"detail": "the API takes calls from this machine's clients only"}, status_code=403)
-        return await call_next(request)
+    app.add_middleware(_Authorise, token=token, guard=guard)  # added last, so it runs first
 
     @app.exception_handler(IsthmusError)
     async def refused(request: Request, exc: IsthmusError):
@@ -194,6 +186,31 @@ def _version(body: dict) -> int | None:
     if version is not None and (type(version) is not int or not 0 < version <= MAX_VERSION):
         raise HTTPException(422, f"a version is a whole number from 1 to {MAX_VERSION}")
     return version
+
+
+class _Authorise:
+    """The API's rule for /v1 (the board's own applies to the rest). Plain ASGI: a BaseHTTPMiddleware
+    would add a task hop to every call, predictions included."""
+
+    def __init__(self, app: ASGIApp, token: str | None, guard: Guard):
+        self.app, self.token, self.guard = app, token, guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/v1" or path.startswith("/v1/")):
+            refusal = self._refusal(Request(scope))
+            if refusal is not None:
+                return await refusal(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def _refusal(self, request: Request) -> JSONResponse | None:
+        if self.token is not None:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
+        elif not self.guard.host_allowed(request.headers.get("host", "")) or _from_a_web_page(request):
+            return JSONResponse({"detail": "the API takes calls from this machine's clients only"}, status_code=403)
+        return None
 
 
 def _from_a_web_page(request: Request) -> bool:
