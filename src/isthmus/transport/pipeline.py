@@ -42,7 +42,7 @@ class SendQueues:
         with self._lock:
             queues, self._queues = list(self._queues.values()), {}
         for queue in queues:
-            queue.shutdown(wait=True, cancel_futures=False)
+            queue.shutdown(wait=False, cancel_futures=True)  # a stopping node need not wait for a host that is down
 
 
 class PipelinedChannel(RelayChannel):
