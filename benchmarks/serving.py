@@ -4,7 +4,8 @@ Synthetic vertical data, 10,000 shared ids: the guest holds the label and 5 colu
 Through the nodes (the host proposes, every node accepts by policy): vertical LR (1 epoch, 1024-bit keys)
 and vertical SecureBoost (10 trees of depth 3, 1024-bit keys; no arbiter), each published at the guest's node. Then
 over the guest's HTTP API: one id per request, 1,000 requests after 50 of warm-up (p50, p99); a batch
-of 10,000 ids (median of 5). Node overhead: the same LR job run with `isthmus launch` (the named peer),
+of 10,000 ids (median of 5). Beside each latency, the CPU the node processes spent per request (all
+nodes together, from /proc: what other work on the machine distorts least). Node overhead: the same LR job run with `isthmus launch` (the named peer),
 timed in this run. Timings depend on machine load: other work shares the cores.
 
     .venv/bin/python benchmarks/serving.py [--out runs/bench-serving] [--requests 1000] [--json]
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -83,16 +85,27 @@ def run_job(clients: dict[str, NodeClient], body: dict) -> tuple[str, float]:
     return job_id, seconds
 
 
-def latencies(client: NodeClient, model: str, ids: list[str], requests: int) -> list[float]:
+def cpu_seconds(processes: list[subprocess.Popen]) -> float:
+    """User + system CPU of the processes so far (Linux /proc; fields 14 and 15 of stat, in clock ticks)."""
+    ticks = 0
+    for process in processes:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def latencies(client: NodeClient, model: str, ids: list[str], requests: int,
+              nodes: list[subprocess.Popen]) -> tuple[list[float], float]:
+    """Milliseconds per one-id request, and the nodes' CPU milliseconds per request."""
     rng = np.random.default_rng(0)
     for i in rng.choice(len(ids), 50):
         client.predict(model, [ids[i]])
-    times = []
+    times, cpu = [], cpu_seconds(nodes)
     for i in rng.choice(len(ids), requests):
         started = time.perf_counter()
         client.predict(model, [ids[i]])
         times.append((time.perf_counter() - started) * 1000)
-    return times
+    return times, (cpu_seconds(nodes) - cpu) * 1000 / requests
 
 
 def launch_time(out: Path, data: dict[str, Path]) -> float:
@@ -117,6 +130,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-serving"))
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-launch", action="store_true", help="skip the node-overhead comparison (serving only)")
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     data = make_data(args.out / "data")
@@ -134,7 +148,7 @@ def main() -> None:
         ids = pd.read_csv(data["guest"])["id"].astype(str).tolist()
         lr_job, lr_node_s = run_job(clients, proposal("bench-lr", LR))
         guest.publish(lr_job, "lr")
-        lr = latencies(guest, "lr", ids, args.requests)
+        lr, lr_cpu = latencies(guest, "lr", ids, args.requests, list(processes.values()))
         batches = []
         for _ in range(5):
             started = time.perf_counter()
@@ -142,23 +156,26 @@ def main() -> None:
             batches.append(time.perf_counter() - started)
         sbt_job, sbt_node_s = run_job(clients, proposal("bench-sbt", SBT, arbiter=False))
         guest.publish(sbt_job, "sbt")
-        sbt = latencies(guest, "sbt", ids, args.requests)
+        sbt, sbt_cpu = latencies(guest, "sbt", ids, args.requests, list(processes.values()))
     finally:
         for process in processes.values():
             process.terminate()
             process.wait()
     print(f"serving measured (LR p50 {np.percentile(lr, 50):.2f} ms, SBT p50 {np.percentile(sbt, 50):.2f} ms, "
           f"10k batches {batches}); now the same LR job with isthmus launch", file=sys.stderr)
-    lr_launch_s = launch_time(args.out, data)
+    lr_launch_s = None if args.no_launch else launch_time(args.out, data)
     result = {
         "lr_one_id_p50_ms": round(float(np.percentile(lr, 50)), 2),
         "lr_one_id_p99_ms": round(float(np.percentile(lr, 99)), 2),
+        "lr_one_id_cpu_ms": round(lr_cpu, 2),
         "lr_batch_10k_s": round(statistics.median(batches), 3),
         "sbt_one_id_p50_ms": round(float(np.percentile(sbt, 50)), 2),
         "sbt_one_id_p99_ms": round(float(np.percentile(sbt, 99)), 2),
+        "sbt_one_id_cpu_ms": round(sbt_cpu, 2),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "lr_job_through_nodes_s": round(lr_node_s, 1),
-        "lr_job_launch_s": round(lr_launch_s, 1),
-        "node_overhead_ratio": round(lr_node_s / lr_launch_s, 3),
+        "lr_job_launch_s": lr_launch_s and round(lr_launch_s, 1),
+        "node_overhead_ratio": lr_launch_s and round(lr_node_s / lr_launch_s, 3),
         "sbt_job_through_nodes_s": round(sbt_node_s, 1),
         "requests": args.requests,
     }

@@ -104,7 +104,7 @@ def test_ledger_and_serving_pages_read_this_nodes_files(nodes):
     guest = nodes.coordinators["guest"]
     web = board(guest)
     assert "holds no ledger yet" in web.get("/ledger").text
-    guest.store.add_model("credit-v1", "0123456789abcdef", "serving")
+    guest.store.add_version("credit-v1", 1, "0123456789abcdef")
     (guest.config.store / "predictions.jsonl").write_text("".join(
         json.dumps({"time": 1.0, "model": "credit-v1", "rows": 1, "outcome": "served", "ms": ms}) + "\n"
         for ms in range(1, 101)))

@@ -98,6 +98,24 @@ def test_the_published_model_predicts_online_as_in_batch(nodes):
     assert not any(i in json.dumps(served) for i in ids)  # the host's log holds no id
 
 
+def test_model_versions_through_the_api(nodes):
+    configs, _, clients = nodes
+    guest, host = clients["guest"], clients["host"]
+    job_id = next(job["id"] for job in guest.jobs() if job["status"] == "finished")
+    assert [guest.publish(job_id, "scorer")["version"] for _ in range(2)] == [1, 2]
+    ids = [str(i) for i in pd.read_csv(job_folder(configs["guest"].parent / "store", job_id) / "run" /
+                                       "predictions.csv")["id"][:3]]
+    assert guest.predict("scorer", ids, version=1) == guest.predict("scorer", ids)
+    assert guest.rollback("scorer") == {"name": "scorer", "version": 1}
+    assert host.unpublish("scorer", 1)["unpublished"] == [1]  # the host withdraws what the guest now serves
+    with pytest.raises(ConfigError, match=r"\{'host': 'unknown model'\}"):
+        guest.predict("scorer", ids)
+    assert len(guest.predict("scorer", ids, version=2)) == 3
+    guest.unpublish("scorer")
+    assert [(m["version"], m["status"], m["current"]) for m in guest.models() if m["name"] == "scorer"] == [
+        (1, "unpublished", False), (2, "unpublished", False)]
+
+
 def impostor_asks(configs, host: str, ids: list[str]) -> None:
     """The arbiter's keys, used to send the host a prediction request for the guest's model."""
     keys = configs["arbiter"].parent / "keys"
@@ -105,7 +123,7 @@ def impostor_asks(configs, host: str, ids: list[str]) -> None:
     node = GrpcNode("arbiter", "127.0.0.1:0", {host: members[host]}, tls_files_for(keys, "arbiter"), connect_timeout=5)
     with node:
         node.channel(CONTROL_JOB).send(host, TAG, {"kind": "predict", "job": "0" * 16, "name": "credit-v1",
-                                                   "rid": "0" * 16, "ids": ids})
+                                                   "version": 1, "rid": "0" * 16, "ids": ids})
     deadline = time.monotonic() + 10
     log = configs[host].parent / "store" / "serving.jsonl"
     while time.monotonic() < deadline and "arbiter" not in log.read_text():

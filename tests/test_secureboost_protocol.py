@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -200,3 +201,21 @@ def test_host_refuses_commands_about_unknown_nodes(breast):
     host = HeteroSecureBoostHost(encryption="plaintext", timeout=30)
     with pytest.raises(ProtocolError, match="node 7"):
         run_parties(lambda: host.fit(hub.channel("host"), X_host), bad_guest)
+
+
+def test_a_host_refusing_the_start_fails_the_prediction_at_once_naming_it(breast):
+    """The first direction query travels right behind the start: the host's refusal of the start (another
+    model here) is still what the guest reads first, and raises at once (not a timeout)."""
+    X_guest, X_host, y = breast
+    guest, hosts, _ = federated(LocalHub(["guest", "host"]), X_guest, y, {"host": X_host}, n_trees=2,
+                                encryption="plaintext", predict=False)
+    hosts["host"].model_id_ = "another-model"
+    hub = LocalHub(["guest", "host"])
+    started = time.monotonic()
+    host = threading.Thread(target=lambda: pytest.raises(ProtocolError, hosts["host"].serve_predict,
+                                                        hub.channel("host"), X_host))
+    host.start()
+    with pytest.raises((ProtocolError, PeerAbortedError), match="host refused to predict|another-model") as refused:
+        guest.predict_proba(hub.channel("guest"), X_guest)
+    host.join()
+    assert refused.value.peer == "host" and time.monotonic() - started < 10

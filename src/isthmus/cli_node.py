@@ -125,20 +125,41 @@ def job_cancel(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None)
 @model_app.command("publish")
 def model_publish(job_id: IdArg, name: Annotated[str, typer.Option(help="The model's name, e.g. credit-v1.")],
                   node: NodeOpt = None, token_file: TokenOpt = None) -> None:
-    """At the guest's node: serve the model job JOB trained, every host serving its part to this guest."""
+    """At the guest's node: serve the model job JOB trained, every host serving its part to this guest.
+
+    Publishing a name again adds its next version (served from then on) and keeps the earlier ones."""
     console.print_json(json.dumps(guard(lambda: _client(node, token_file).publish(job_id, name))))
+
+
+ModelArg = Annotated[str, typer.Argument(help="The published model.")]
+VersionOpt = Annotated[int | None, typer.Option(help="A version of the model (default: its current one).")]
 
 
 @model_app.command("list")
 def model_list(node: NodeOpt = None, token_file: TokenOpt = None) -> None:
-    """The models this node serves."""
+    """Every version of every model this node has published, and which one each name serves by default."""
     console.print_json(json.dumps(guard(lambda: _client(node, token_file).models())))
 
 
+@model_app.command("rollback")
+def model_rollback(name: ModelArg, version: Annotated[int | None, typer.Option(
+        help="The version to serve by default (default: the published one before the current one).")] = None,
+                   node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """At the guest's node: serve an earlier version by default (the hosts serve whichever it names, if they hold it)."""
+    console.print_json(json.dumps(guard(lambda: _client(node, token_file).rollback(name, version))))
+
+
+@model_app.command("unpublish")
+def model_unpublish(name: ModelArg, version: Annotated[int | None, typer.Option(
+        help="The version to withdraw (default: every version).")] = None,
+                    node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """Stop serving a version (at the guest: its hosts drop theirs too; at a host: its guest loses it)."""
+    console.print_json(json.dumps(guard(lambda: _client(node, token_file).unpublish(name, version))))
+
+
 @model_app.command("predict")
-def model_predict(name: Annotated[str, typer.Argument(help="The published model.")],
-                  ids: Annotated[list[str], typer.Argument(help="The ids to score.")],
-                  node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+def model_predict(name: ModelArg, ids: Annotated[list[str], typer.Argument(help="The ids to score.")],
+                  version: VersionOpt = None, node: NodeOpt = None, token_file: TokenOpt = None) -> None:
     """Score ids with a published model (at the guest's node), jointly with its hosts."""
-    scores = guard(lambda: _client(node, token_file).predict(name, ids))
+    scores = guard(lambda: _client(node, token_file).predict(name, ids, version))
     console.print_json(json.dumps(dict(zip(ids, scores))))

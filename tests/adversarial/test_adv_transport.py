@@ -13,10 +13,12 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc_helpers import PARTIES, free_port, make_certs, node_starter
 
 from isthmus.errors import ProtocolError
+from isthmus.transport.grpc_inbox import JOB_KEY, MESSAGE_ID_KEY, SENDER_KEY, SIZE_KEY, TAG_KEY
 
 HOSTILE = Path(__file__).with_name("hostile_peer.py")
 
@@ -141,3 +143,22 @@ def test_deliveries_for_a_job_the_node_has_not_opened_are_refused(start, certs, 
     assert out.startswith("refused: PeerRefusedError: peer refused the message: job 'not-a-job' is not open")
     assert bob.mailbox.get("not-a-job", "alice", "probe", 0) is None
     assert outcome(attack(certs, addresses["bob"], "send", 10)).strip() == "delivered"
+
+
+@pytest.mark.parametrize("declared, size, noted", [(10, 11, "more than the declared 10 bytes"), (11, 10, None)])
+def test_a_one_request_delivery_is_checked_as_a_stream_is(start, declared, size, noted):
+    """The one-request path is served by the stream's handler: a size other than the declared one is refused
+    and leaves nothing in the mailbox or its sender's quota."""
+    bob = start("bob", jobs=["job"])
+    alice = start("alice", jobs=["job"])
+    metadata = ((SENDER_KEY, b"alice"), (JOB_KEY, b"job"), (TAG_KEY, b"small"), (SIZE_KEY, str(declared)),
+                (MESSAGE_ID_KEY, "1"))
+    with pytest.raises(grpc.RpcError) as refused:
+        alice._call("bob", small=True)(b"x" * size, metadata=metadata, timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "declared" in refused.value.details()
+    assert bob.mailbox.backlog("alice") == (0, 0)
+    if noted:  # cut by the receiver: its next receive from the sender fails at once, as for a stream
+        with pytest.raises(ProtocolError, match=noted):
+            bob.channel("job").recv("alice", "small", timeout=5)
+    assert bob.mailbox.get("job", "alice", "small", 0) is None

@@ -15,16 +15,17 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from isthmus.errors import ConfigError, IsthmusError
-from isthmus.jobs.events import read_events
 from isthmus.node.board import Guard, mount_board
 from isthmus.node.coordinator import Coordinator
+from isthmus.node.event_stream import job_events, stream
 from isthmus.node.proposal import MAX_PROPOSAL_BYTES
 from isthmus.node.runner import job_folder
-from isthmus.node.serving import MAX_IDS, Serving, ServingError, UnknownId
+from isthmus.node.serving import MAX_IDS, MAX_VERSION, Serving, ServingError, UnknownId
 
 MAX_BODY_BYTES = MAX_PROPOSAL_BYTES + 1024
 MAX_PREDICT_BYTES = MAX_IDS * 140  # 10,000 ids of up to 128 characters, quoted
@@ -38,16 +39,7 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
     guard = Guard(token, _port(config.options.api.listen))
     mount_board(app, coordinator, guard)
 
-    @app.middleware("http")  # added last, so it runs first: the API's rule for /v1, the board's own for the rest
-    async def authorise(request: Request, call_next):
-        if request.url.path == "/v1" or request.url.path.startswith("/v1/"):
-            if token is not None:
-                given = request.headers.get("authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                    return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
-            elif not guard.host_allowed(request.headers.get("host", "")) or _from_a_web_page(request):
-                return JSONResponse({"detail": "the API takes calls from this machine's clients only"}, status_code=403)
-        return await call_next(request)
+    app.add_middleware(_Authorise, token=token, guard=guard)  # added last, so it runs first
 
     @app.exception_handler(IsthmusError)
     async def refused(request: Request, exc: IsthmusError):
@@ -85,12 +77,16 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
         return {**_summary(found), "proposal": found["proposal"]["job"], "digest": found["digest"], "votes": votes}
 
     @app.get("/v1/jobs/{job_id}/events")
-    def events(job_id: str, after: int = 0) -> list[dict]:
+    def events(job_id: str, request: Request, after: int = 0):
+        """The events from the ``after``-th on: a JSON list, or a live stream when the client accepts
+        ``text/event-stream`` (see :mod:`isthmus.node.event_stream`)."""
         _job(job_id)
-        run = read_events(job_folder(config.store, job_id) / "run" / "events.jsonl")
-        merged = sorted([{"source": "node", **e} for e in store.events(job_id)] +
-                        [{"source": "run", **e} for e in run], key=lambda e: e["time"])
-        return merged[max(after, 0):]
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            return job_events(store, config.store, job_id)[max(after, 0):]
+        resume = request.headers.get("last-event-id", "")
+        after = int(resume) if resume.isdigit() and len(resume) < 10 else after
+        return StreamingResponse(stream(store, config.store, job_id, after, request.is_disconnected),
+                                 media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
     @app.get("/v1/jobs/{job_id}/logs", response_class=PlainTextResponse)
     def logs(job_id: str) -> str:
@@ -135,22 +131,33 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
     @app.post("/v1/models/{name}/predict")
     async def predict(name: str, request: Request) -> dict:
         body = await _json_body(request, limit=MAX_PREDICT_BYTES)
-        if not isinstance(body, dict) or set(body) != {"ids"}:
-            raise HTTPException(422, "send {\"ids\": [ID, ...]}")
+        if not isinstance(body, dict) or "ids" not in body or not set(body) <= {"ids", "version"}:
+            raise HTTPException(422, "send {\"ids\": [ID, ...]} and optionally \"version\": N")
+        version = _version(body)
         started, outcome = time.perf_counter(), "failed"
         try:
-            scores = await run_in_threadpool(_serving().predict, name, body["ids"])
+            version = _serving().version_of(name, version)  # logged as the version that answered
+            scores = await run_in_threadpool(_serving().predict, name, body["ids"], version)
             outcome = "served"
             return {"scores": scores}
         finally:
-            _log_request(name, len(body["ids"]) if isinstance(body["ids"], list) else 0, outcome,
+            _log_request(name, version, len(body["ids"]) if isinstance(body["ids"], list) else 0, outcome,
                          (time.perf_counter() - started) * 1000)
 
-    def _log_request(name: str, rows: int, outcome: str, ms: float) -> None:
+    def _log_request(name: str, version: int | None, rows: int, outcome: str, ms: float) -> None:
         """The guest's own record of its predictions (no ids): what the board's latency percentiles read."""
-        entry = {"time": time.time(), "model": name[:63], "rows": rows, "outcome": outcome, "ms": round(ms, 3)}
+        entry = {"time": time.time(), "model": name[:63], "version": version, "rows": rows, "outcome": outcome,
+                 "ms": round(ms, 3)}
         with open(config.store / "predictions.jsonl", "a", encoding="utf-8") as log:
             log.write(json.dumps(entry) + "\n")
+
+    @app.post("/v1/models/{name}/rollback")
+    async def rollback(name: str, request: Request) -> dict:
+        return _serving().rollback(name, _version(await _optional_body(request)))
+
+    @app.post("/v1/models/{name}/unpublish")
+    async def unpublish(name: str, request: Request) -> dict:
+        return _serving().unpublish(name, _version(await _optional_body(request)))
 
     def _serving() -> Serving:
         if serving is None:
@@ -164,6 +171,46 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
         return found
 
     return app
+
+
+async def _optional_body(request: Request) -> dict:
+    """``{}`` or ``{"version": N}``; an empty body is ``{}``."""
+    found = await _json_body(request, limit=1024, empty={})
+    if not isinstance(found, dict) or not set(found) <= {"version"}:
+        raise HTTPException(422, "send nothing, or {\"version\": N}")
+    return found
+
+
+def _version(body: dict) -> int | None:
+    version = body.get("version")
+    if version is not None and (type(version) is not int or not 0 < version <= MAX_VERSION):
+        raise HTTPException(422, f"a version is a whole number from 1 to {MAX_VERSION}")
+    return version
+
+
+class _Authorise:
+    """The API's rule for /v1 (the board's own applies to the rest). Plain ASGI: a BaseHTTPMiddleware
+    would add a task hop to every call, predictions included."""
+
+    def __init__(self, app: ASGIApp, token: str | None, guard: Guard):
+        self.app, self.token, self.guard = app, token, guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/v1" or path.startswith("/v1/")):
+            refusal = self._refusal(Request(scope))
+            if refusal is not None:
+                return await refusal(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def _refusal(self, request: Request) -> JSONResponse | None:
+        if self.token is not None:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                return JSONResponse({"detail": "missing or wrong token"}, status_code=401)
+        elif not self.guard.host_allowed(request.headers.get("host", "")) or _from_a_web_page(request):
+            return JSONResponse({"detail": "the API takes calls from this machine's clients only"}, status_code=403)
+        return None
 
 
 def _from_a_web_page(request: Request) -> bool:
@@ -183,8 +230,8 @@ def _summary(job: dict) -> dict:
                                                      for name, entry in job["proposal"]["job"]["parties"].items()}}
 
 
-async def _json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
-    """The body as JSON, refused past ``limit`` bytes before it is all read."""
+async def _json_body(request: Request, limit: int = MAX_BODY_BYTES, empty: Any = None) -> Any:
+    """The body as JSON, refused past ``limit`` bytes before it is all read; ``empty`` if given and it is empty."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise HTTPException(413, f"the body is larger than {limit} bytes")
@@ -193,6 +240,8 @@ async def _json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         body += chunk
         if len(body) > limit:
             raise HTTPException(413, f"the body is larger than {limit} bytes")
+    if empty is not None and not body.strip():
+        return empty
     try:
         return json.loads(body)
     except ValueError:

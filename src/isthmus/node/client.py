@@ -64,8 +64,15 @@ class NodeClient:
     def models(self) -> list[dict]:
         return self.call("GET", "/v1/models")
 
-    def predict(self, name: str, ids: list[str]) -> list:
-        return self.call("POST", f"/v1/models/{name}/predict", json={"ids": ids})["scores"]
+    def predict(self, name: str, ids: list[str], version: int | None = None) -> list:
+        body = {"ids": ids, **({"version": version} if version is not None else {})}
+        return self.call("POST", f"/v1/models/{name}/predict", json=body)["scores"]
+
+    def rollback(self, name: str, version: int | None = None) -> dict:
+        return self.call("POST", f"/v1/models/{name}/rollback", json={} if version is None else {"version": version})
+
+    def unpublish(self, name: str, version: int | None = None) -> dict:
+        return self.call("POST", f"/v1/models/{name}/unpublish", json={} if version is None else {"version": version})
 
     def status(self) -> dict:
         return self.call("GET", "/v1/status")

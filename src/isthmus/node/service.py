@@ -60,6 +60,7 @@ def running_node(config: NodeConfig) -> Iterator[Coordinator]:
     finally:
         runner.stop()
         link.stop()
+        coordinator.serving.close()
         grpc.stop()
         store.close()
 

@@ -6,6 +6,11 @@ A prediction is one run of the algorithm's own scoring protocol (``GuestPart.pre
 scope of its own. A host answers "unknown id" and nothing more when it lacks one of the ids; it logs
 every request with a hash of its ids, never the ids. Published models are in each node's store and are
 served again after a restart.
+
+Versions: publishing a name again adds a version and keeps the earlier ones. The guest chooses the
+version of each prediction (the one asked for, else its current one: the latest, or the one rolled back
+to) and names it to the hosts; a host serves it only if it holds that version itself, published, so a
+host's operator who unpublishes a version withdraws it whatever the guest chooses.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import re
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +41,16 @@ from isthmus.node.proposal import job_for
 from isthmus.node.runner import job_folder
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
+from isthmus.transport.pipeline import PipelinedChannel, SendQueues
 
 SERVE_SCOPE = "serve/"  # every prediction's messages: serve/<request id>/...
 _log = logging.getLogger(__name__)
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9.\-]{0,62}")
 MAX_IDS = 10_000
 _ID_LENGTH = 128
+MAX_VERSION = 1_000_000
+#: Predictions a host's node serves at once (each waits for its guest's orders); more wait their turn.
+SERVING_WORKERS = 8
 
 
 class ServingError(IsthmusError):
@@ -54,6 +64,7 @@ class UnknownId(ServingError):
 @dataclass
 class Served:
     name: str
+    version: int
     job: str
     part: Part
     table: PartyTable  # this party's current rows, the model's columns in its order
@@ -74,106 +85,188 @@ class Serving:
         self.channel = channel  # the nodes' link; each prediction takes its own scope of it
         self.store = coordinator.store
         self.config = coordinator.config
-        self.models: dict[str, Served] = {}
-        self._confirmed: dict[str, set[str]] = {}
+        self.models: dict[tuple[str, int], Served] = {}
+        self._confirmed: dict[tuple[str, int], set[str]] = {}
+        self._publishing = threading.Lock()  # one publication at a time: each takes the next version
         self._log_lock = threading.Lock()
+        #: Each peer's sends in order, peers in parallel, no acknowledgement awaited until an answer is:
+        #: a request to two hosts costs one round trip, not two (docs/node.md "Online serving").
+        self._queues = SendQueues(f"serve-{self.config.party}")
+        self._workers = ThreadPoolExecutor(SERVING_WORKERS, thread_name_prefix=f"serve-{self.config.party}")
         coordinator.handlers.update({"publish": self._on_publish, "published": self._on_published,
-                                     "predict": self._on_predict})
+                                     "predict": self._on_predict, "unpublish": self._on_unpublish})
         for row in self.store.models():
             if row["status"] == "published":
                 try:
-                    self.models[row["name"]] = self._load(row["name"], row["job"])
+                    self.models[row["name"], row["version"]] = self._load(row["name"], row["version"], row["job"])
                 except IsthmusError as exc:  # e.g. its table moved: the node still starts, the model is off
-                    _log.error("published model %s cannot be served again: %s", row["name"], exc)
+                    _log.error("published model %s v%d cannot be served again: %s", row["name"], row["version"], exc)
+
+    def close(self) -> None:
+        self._workers.shutdown(wait=False, cancel_futures=True)
+        self._queues.close()
 
     # -- the guest's side ------------------------------------------------------------------------------
 
     def publish(self, job_id: str, name: str, timeout: float | None = None) -> dict:
-        """Load this guest's part of ``job_id`` and have every host of it load theirs, under ``name``."""
+        """Load this guest's part of ``job_id`` and have every host of it load theirs, as the next version of
+        ``name``, which becomes the current one; earlier versions stay published."""
         if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
             raise ConfigError(f"model name {name!r}: lower-case letters, digits, '.' and '-' (at most 63)")
-        if name in self.models:
-            raise ConfigError(f"a model named {name!r} is published already")
-        served = self._load(name, job_id)
-        if not isinstance(served.part, GuestPart):
-            raise ConfigError(f"job {job_id} left no guest's part of a vertical model at {self.config.party!r}")
-        self._confirmed[name] = set()
-        for host in served.peers:
-            self.coordinator.send(host, {"kind": "publish", "job": job_id, "name": name})
-        deadline = time.monotonic() + (timeout or self.config.options.timeout)
-        while self._confirmed[name] != set(served.peers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        missing = sorted(set(served.peers) - self._confirmed.pop(name))
-        if missing:
-            raise ServingError(f"hosts {missing} did not confirm publishing {name!r} (their node logs say why)")
-        self.store.add_model(name, job_id, "published")
-        self.models[name] = served
-        return {"name": name, "job": job_id, "hosts": served.peers}
+        with self._publishing:
+            version = self.store.next_version(name)
+            served = self._load(name, version, job_id)
+            if not isinstance(served.part, GuestPart):
+                raise ConfigError(f"job {job_id} left no guest's part of a vertical model at {self.config.party!r}")
+            key = (name, version)
+            self._confirmed[key] = set()
+            for host in served.peers:
+                self.coordinator.send(host, {"kind": "publish", "job": job_id, "name": name, "version": version})
+            deadline = time.monotonic() + (timeout or self.config.options.timeout)
+            while self._confirmed[key] != set(served.peers) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            confirmed = self._confirmed.pop(key)
+            missing = sorted(set(served.peers) - confirmed)
+            if missing:  # the version number is spent: the hosts that took it drop it again
+                self.store.add_version(name, version, job_id, "unpublished")
+                for host in confirmed:
+                    self.coordinator.send(host, {"kind": "unpublish", "job": job_id, "name": name, "version": version})
+                raise ServingError(f"hosts {missing} did not confirm publishing {name!r} version {version} "
+                                   "(their node logs say why)")
+            self.store.add_version(name, version, job_id)
+            self.models[key] = served
+        return {"name": name, "version": version, "job": job_id, "hosts": served.peers}
 
-    def predict(self, name: str, ids: Any) -> list:
-        served = self.models.get(name)
+    def rollback(self, name: str, version: int | None = None) -> dict:
+        """Serve ``version`` of ``name`` by default (default: the published version before the current one)."""
+        current = self._guest_current(name)
+        held = sorted(v for n, v in list(self.models) if n == name)
+        if version is None:
+            earlier = [v for v in held if v < current]
+            if not earlier:
+                raise ConfigError(f"model {name!r} has no published version before version {current}")
+            version = earlier[-1]
+        elif version not in held:
+            raise ConfigError(f"model {name!r} has no published version {version!r} here (published: {held})")
+        self.store.set_current(name, version)
+        return {"name": name, "version": version}
+
+    def unpublish(self, name: str, version: int | None = None) -> dict:
+        """Stop serving ``version`` of ``name`` (default: every version). At the guest, its hosts are told to
+        drop theirs; at a host, the version is withdrawn from its guest."""
+        held = sorted(v for n, v in list(self.models) if n == name)
+        versions = held if version is None else [version]
+        if not held:
+            raise ConfigError(f"no published model {name!r} here")
+        if version not in (None, *held):
+            raise ConfigError(f"model {name!r} has no published version {version!r} here (published: {held})")
+        for v in versions:
+            served = self.models.pop((name, v))
+            self.store.unpublish(name, v)
+            if isinstance(served.part, GuestPart):
+                for host in served.peers:
+                    self.coordinator.send(host, {"kind": "unpublish", "job": served.job, "name": name, "version": v})
+        left = [v for v in held if v not in versions]
+        if self.store.current(name) in versions:
+            self.store.set_current(name, left[-1] if left else None)
+        return {"name": name, "unpublished": versions, "current": self.store.current(name)}
+
+    def _guest_current(self, name: str) -> int:
+        current = self.store.current(name)
+        served = self.models.get((name, current)) if current is not None else None
         if served is None or not isinstance(served.part, GuestPart):
             raise ConfigError(f"no published model {name!r} at this guest")
+        return current
+
+    def version_of(self, name: str, version: int | None = None) -> int:
+        """The version a prediction of ``name`` uses: ``version``, else the current one."""
+        return self._guest_current(name) if version is None else version
+
+    def predict(self, name: str, ids: Any, version: int | None = None) -> list:
+        """Scores of ``ids`` by ``version`` of ``name`` (default: its current version)."""
+        version = self.version_of(name, version)
+        served = self.models.get((name, version))
+        if served is None or not isinstance(served.part, GuestPart):
+            raise ConfigError(f"no published model {name!r} version {version!r} at this guest")
         ids = _ids(ids)
         rows = served.rows(ids)
         if rows is None:
             raise UnknownId("unknown id: the guest's table lacks one of the ids")
         rid = secrets.token_hex(8)
         with served.lock:  # a part scores one request at a time
-            channel = self.channel.scoped(f"{SERVE_SCOPE}{rid}", served.peers)
-            for host in served.peers:
-                try:
-                    self.channel.send(host, TAG, {"kind": "predict", "job": served.job, "name": name, "rid": rid,
-                                               "ids": ids})
-                except PeerError as exc:
-                    raise ServingError(f"host {host!r} cannot be reached for model {name!r}: {exc}") from None
-            refusals: dict[str, str] = {}
-            for host in served.peers:
-                try:
-                    ready = channel.recv(host, "ready", timeout=self.config.options.timeout)
-                except PeerError as exc:
-                    raise ServingError(f"host {host!r} did not answer for model {name!r}: {exc}") from None
-                if Inspect(host, "ready").mapping(ready, {"ok"}).get("ok") is not True:
-                    refusals[host] = str(ready.get("error"))[:200]
+            link = PipelinedChannel(self.channel, self._queues, served.peers)
+            channel = link.scoped(f"{SERVE_SCOPE}{rid}")
             try:
-                if refusals:
-                    kind = UnknownId if set(refusals.values()) == {"unknown id"} else ServingError
-                    raise kind(f"hosts refused the prediction: {refusals}")
-                scores = served.part.predict(channel, served.table.features[rows], np.arange(len(rows)))
+                for host in served.peers:  # to every host at once; each host's failure is raised by its recv
+                    link.send(host, TAG, {"kind": "predict", "job": served.job, "name": name, "version": version,
+                                          "rid": rid, "ids": ids})
+                refusals: dict[str, str] = {}
+                for host in served.peers:
+                    try:
+                        ready = channel.recv(host, "ready", timeout=self.config.options.timeout)
+                    except PeerError as exc:
+                        raise ServingError(f"host {host!r} did not answer for model {name!r}: {exc}") from None
+                    if Inspect(host, "ready").mapping(ready, {"ok"}).get("ok") is not True:
+                        refusals[host] = str(ready.get("error"))[:200]
+                try:
+                    if refusals:
+                        kind = UnknownId if set(refusals.values()) == {"unknown id"} else ServingError
+                        raise kind(f"hosts refused the prediction: {refusals}")
+                    scores = served.part.predict(channel, served.table.features[rows], np.arange(len(rows)))
+                finally:
+                    served.part.finish(channel)  # queued: the answer need not wait for the hosts' release
             finally:
-                served.part.finish(channel)
+                link.detach()
         return np.asarray(scores).tolist()
 
     def _on_published(self, sender: str, message: dict, check: Inspect) -> None:
-        check.mapping(message, {"kind", "job", "name"}, exact=True)
-        if message["name"] in self._confirmed:
-            self._confirmed[message["name"]].add(sender)
+        check.mapping(message, {"kind", "job", "name", "version"}, exact=True)
+        served = (message["name"], message["version"])
+        if isinstance(served[0], str) and type(served[1]) is int and served in self._confirmed:
+            self._confirmed[served].add(sender)
 
     # -- a host's side ---------------------------------------------------------------------------------
 
     def _on_publish(self, sender: str, message: dict, check: Inspect) -> None:
-        check.mapping(message, {"kind", "job", "name"}, exact=True)
+        check.mapping(message, {"kind", "job", "name", "version"}, exact=True)
         name = check.text(message["name"], "model name", 63)
+        version = check.integer(message["version"], 1, MAX_VERSION, "model version")
         job = self.store.job(message["job"])
         if job is None or proposal_of(job).parties.get(sender, {}).get("role") != "guest":
             check.fail("only the guest of a job this node ran may publish its model")
-        if job["status"] != "finished" or not MODEL_NAME.fullmatch(name) or name in self.models:
-            check.fail(f"cannot publish {name!r} of a job that is {job['status']} here")
-        served = self._load(name, job["id"])
+        if job["status"] != "finished" or not MODEL_NAME.fullmatch(name) or self.store.next_version(name) > version:
+            check.fail(f"cannot publish {name!r} version {version} of a job that is {job['status']} here "
+                       "(or a version this node has had already)")
+        served = self._load(name, version, job["id"])
         if not isinstance(served.part, HostPart) or served.peers != [sender]:
             check.fail("this node keeps no host's part of that model for this guest")
-        self.store.add_model(name, job["id"], "published")
-        self.models[name] = served
-        self.coordinator.send(sender, {"kind": "published", "job": job["id"], "name": name})
+        self.store.add_version(name, version, job["id"])
+        self.models[name, version] = served
+        self.coordinator.send(sender, {"kind": "published", "job": job["id"], "name": name, "version": version})
+
+    def _on_unpublish(self, sender: str, message: dict, check: Inspect) -> None:
+        check.mapping(message, {"kind", "job", "name", "version"}, exact=True)
+        served = self._held(message)
+        if served is None or not isinstance(served.part, HostPart) or served.peers != [sender]:
+            check.fail("only a model's guest may unpublish a version this host serves it")
+        self.models.pop((served.name, served.version))
+        self.store.unpublish(served.name, served.version)
+
+    def _held(self, message: dict) -> Served | None:
+        """The version a peer's message names, if this node holds it published."""
+        name, version = message["name"], message["version"]
+        return self.models.get((name, version)) if isinstance(name, str) and type(version) is int else None
 
     def _on_predict(self, sender: str, message: dict, check: Inspect) -> None:
-        check.mapping(message, {"kind", "job", "name", "rid", "ids"}, exact=True)
+        check.mapping(message, {"kind", "job", "name", "version", "rid", "ids"}, exact=True)
         rid = check.text(message["rid"], "request id", 16)
-        served = self.models.get(message["name"]) if isinstance(message["name"], str) else None
-        channel = self.channel.scoped(f"{SERVE_SCOPE}{rid}", [sender])
+        served = self._held(message)
+        link = PipelinedChannel(self.channel, self._queues, [sender])
+        channel = link.scoped(f"{SERVE_SCOPE}{rid}")
         if served is None or not isinstance(served.part, HostPart) or served.peers != [sender]:
             self._log(message, sender, "unknown model")
             channel.send(sender, "ready", {"ok": False, "error": "unknown model"})
+            link.detach()
             return
         try:
             ids = _ids(message["ids"])
@@ -183,26 +276,31 @@ class Serving:
         self._log(message, sender, "unknown id" if rows is None else "served")
         if rows is None:
             channel.send(sender, "ready", {"ok": False, "error": "unknown id"})
+            link.detach()
             return
-        threading.Thread(target=self._serve, args=(served, channel, sender, rows), daemon=True).start()
+        self._workers.submit(self._serve, served, link, channel, sender, rows)
 
-    def _serve(self, served: Served, channel: Channel, guest: str, rows: np.ndarray) -> None:
+    def _serve(self, served: Served, link: PipelinedChannel, channel: Channel, guest: str, rows: np.ndarray) -> None:
         try:
             channel.send(guest, "ready", {"ok": True})
             served.part.serve(channel, served.table.features[rows])
         except IsthmusError as exc:
-            self._log({"name": served.name}, guest, f"failed: {type(exc).__name__}")
+            self._log({"name": served.name, "version": served.version}, guest, f"failed: {type(exc).__name__}")
+        finally:
+            link.detach()
 
     def _log(self, message: dict, sender: str, outcome: str) -> None:
         ids = message.get("ids") if isinstance(message.get("ids"), list) else []
-        entry = {"time": time.time(), "model": str(message.get("name"))[:63], "guest": sender, "rows": len(ids),
+        entry = {"time": time.time(), "model": str(message.get("name"))[:63],
+                 "version": message.get("version") if type(message.get("version")) is int else None,
+                 "guest": sender, "rows": len(ids),
                  "ids_sha256": hashlib.sha256(json.dumps(ids, default=str).encode()).hexdigest(), "outcome": outcome}
         with self._log_lock, open(self.config.store / "serving.jsonl", "a", encoding="utf-8") as log:
             log.write(json.dumps(entry) + "\n")
 
     # -- both ------------------------------------------------------------------------------------------
 
-    def _load(self, name: str, job_id: str) -> Served:
+    def _load(self, name: str, version: int, job_id: str) -> Served:
         job = self.store.job(job_id)
         if job is None:
             raise ConfigError(f"no job {job_id!r} at this node")
@@ -221,7 +319,7 @@ class Serving:
         peers = sorted(p for p, role in roles.items() if role == "host") if isinstance(part, GuestPart) \
             else [p for p, role in roles.items() if role == "guest"]
         index = {str(i): row for row, i in enumerate(table.ids)}
-        return Served(name, job_id, part, table, index, peers, threading.Lock())
+        return Served(name, version, job_id, part, table, index, peers, threading.Lock())
 
 
 def _table(spec: JobSpec, party: str) -> PartyTable:

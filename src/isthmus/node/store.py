@@ -3,6 +3,9 @@
 Every write is one committed transaction, so a node killed at any moment restarts with every decision
 it took. Statuses: ``proposed`` (waiting for the participants), ``pending`` (waiting for this node's
 operator), ``accepted`` (this node signed), ``running``, ``finished``, ``failed``, ``refused``, ``cancelled``.
+
+Published models are kept by version: publishing a name again adds version N+1 and keeps the earlier
+ones; ``model_current`` holds the version a name serves by default (the latest, until a rollback).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, name TEXT, proposer TEXT, 
     status TEXT, reason TEXT, addresses TEXT, created REAL, updated REAL);
 CREATE TABLE IF NOT EXISTS votes (job TEXT, party TEXT, decision TEXT, reason TEXT, signature BLOB, address TEXT,
     PRIMARY KEY (job, party));
-CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, job TEXT, status TEXT, created REAL);
+CREATE TABLE IF NOT EXISTS model_versions (name TEXT, version INTEGER, job TEXT, status TEXT, created REAL,
+    PRIMARY KEY (name, version));
+CREATE TABLE IF NOT EXISTS model_current (name TEXT PRIMARY KEY, version INTEGER);
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT, time REAL, event TEXT);
 """
 
@@ -37,6 +42,15 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """A store from before model versions: each published name becomes its version 1."""
+        if self._run("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'models'"):
+            self._db.executescript("""BEGIN;
+                INSERT OR IGNORE INTO model_versions SELECT name, 1, job, status, created FROM models;
+                INSERT OR IGNORE INTO model_current SELECT name, 1 FROM models WHERE status = 'published';
+                DROP TABLE models; COMMIT;""")
 
     def close(self) -> None:
         self._db.close()
@@ -82,12 +96,40 @@ class Store:
     def votes(self, job_id: str) -> dict[str, dict]:
         return {row["party"]: dict(row) for row in self._run("SELECT * FROM votes WHERE job = ?", job_id)}
 
-    def add_model(self, name: str, job_id: str, status: str) -> None:
-        self._run("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)", name, job_id, status, time.time())
-        self.event(job_id, model=name, status=status)
+    def add_version(self, name: str, version: int, job_id: str, status: str = "published") -> None:
+        """Record ``name`` version ``version``; a published one becomes the one served by default."""
+        try:
+            self._run("INSERT INTO model_versions VALUES (?, ?, ?, ?, ?)", name, version, job_id, status, time.time())
+        except sqlite3.IntegrityError:
+            raise ConfigError(f"model {name!r} has a version {version} here already") from None
+        if status == "published":
+            self.set_current(name, version)
+        self.event(job_id, model=name, version=version, status=status)
+
+    def next_version(self, name: str) -> int:
+        return self._run("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?", name)[0][0]
+
+    def set_current(self, name: str, version: int | None) -> None:
+        if version is None:
+            self._run("DELETE FROM model_current WHERE name = ?", name)
+        else:
+            self._run("INSERT OR REPLACE INTO model_current VALUES (?, ?)", name, version)
+
+    def current(self, name: str) -> int | None:
+        rows = self._run("SELECT version FROM model_current WHERE name = ?", name)
+        return rows[0][0] if rows else None
+
+    def unpublish(self, name: str, version: int) -> None:
+        rows = self._run("UPDATE model_versions SET status = 'unpublished' WHERE name = ? AND version = ? "
+                         "AND status = 'published' RETURNING job", name, version)
+        if rows:
+            self.event(rows[0][0], model=name, version=version, status="unpublished")
 
     def models(self) -> list[dict]:
-        return [dict(row) for row in self._run("SELECT * FROM models ORDER BY created")]
+        """Every version of every model, with ``current`` true for the one its name serves by default."""
+        return [{**dict(row), "current": bool(row["current"])} for row in self._run(
+            "SELECT v.*, c.version IS NOT NULL AS current FROM model_versions v LEFT JOIN model_current c "
+            "ON c.name = v.name AND c.version = v.version ORDER BY v.name, v.version")]
 
     def event(self, job_id: str, **event: Any) -> None:
         self._run("INSERT INTO events (job, time, event) VALUES (?, ?, ?)", job_id, time.time(), json.dumps(event))

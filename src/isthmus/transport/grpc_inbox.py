@@ -36,6 +36,11 @@ from isthmus.transport.mailbox import Mailbox, Refused
 
 SERVICE = "isthmus.transport.Transport"
 DELIVER = "Deliver"
+#: A sender's call for one message of at most :data:`SMALL_BYTES` as a single request (a unary call: the
+#: sender's gRPC starts no thread to stream it). This end serves it as a stream of one chunk, with every
+#: check of :meth:`Inbox.deliver`: a unary handler would hold a worker while a peer stalls its request.
+DELIVER_SMALL = "DeliverSmall"
+SMALL_BYTES = 64 << 10
 
 # Call metadata; "-bin" values are raw bytes, so job ids and tags may be any UTF-8 text.
 SENDER_KEY = "isthmus-sender-bin"
@@ -110,8 +115,9 @@ class Inbox:
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler to register on a gRPC server (raw bytes in and out, no codegen)."""
-        method = grpc.stream_unary_rpc_method_handler(self.deliver)
-        return grpc.method_handlers_generic_handler(SERVICE, {DELIVER: method})
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            DELIVER: grpc.stream_unary_rpc_method_handler(self.deliver),
+            DELIVER_SMALL: grpc.stream_unary_rpc_method_handler(self.deliver)})  # see DELIVER_SMALL
 
     def deliver(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         """Receive one message; the empty reply is the acknowledgement that it is in the mailbox."""

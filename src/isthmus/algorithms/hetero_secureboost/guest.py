@@ -101,10 +101,10 @@ class HeteroSecureBoostGuest:
         remotes = [RemoteRouter(channel, host, self.timeout) for host in self.hosts_]
         for remote in remotes:
             remote.send_start(len(X), self.model_id_)
-        for remote in remotes:
-            remote.receive_ready()
-        try:
+        try:  # each host's answer to the start is read before its first directions (one round trip less)
             raw = self.ensemble_.predict_raw([LocalRouter(self.splits_, X), *remotes], len(X))
+            for remote in remotes:
+                remote.receive_ready()  # a host asked for no directions answers its start here
         except Exception as exc:
             channel.abort(f"vertical SecureBoost prediction failed: {for_peer(exc)}")
             raise
@@ -246,17 +246,23 @@ class RemoteRouter(Router):
 
     def send_start(self, n_rows: int, model_id: str) -> None:
         self._send({"op": "start", "n_rows": n_rows, "model_id": model_id})
+        self._ready = False
 
     def receive_ready(self) -> None:
+        """The host's answer to the start (once): it checked the model and rows before any query."""
+        if self._ready:
+            return
         reply = Inspect(self.host, tags.ROUTE).mapping(self._recv("the prediction request"), {"ok", "error"}, exact=True)
         if reply["ok"] is not True:
             raise ProtocolError(f"host refused to predict: {reply['error']}", peer=self.host, tag=tags.ROUTE)
+        self._ready = True
 
     def request_directions(self, split_ids: np.ndarray, rows: np.ndarray) -> None:
         self._send({"op": "route", "split_ids": split_ids.astype(np.int64), "rows": rows.astype(np.int64)})
         self._expected = split_ids.size
 
     def collect_directions(self) -> np.ndarray:
+        self.receive_ready()  # the first query travelled right behind the start; the start's answer comes first
         return Inspect(self.host, tags.ROUTE).mask(self._recv("a routing query"), self._expected, "directions")
 
     def send_done(self) -> None:

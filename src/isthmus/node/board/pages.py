@@ -19,6 +19,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from isthmus.errors import ConfigError
 from isthmus.incentive.ledger import ledger_path
@@ -42,6 +44,33 @@ NOTES = {"approved": "You approved this job: its proposer starts it when every p
 _FORM_BYTES = 4096
 _LIVE_SECONDS = 120.0  # a live stream ends after this; the browser reconnects (so a node can always shut down)
 _LIVE_TICK = 0.5
+
+
+class _Gate:
+    """The board's rule for every path but the API's: loopback names, a session, its security headers.
+    Plain ASGI (a BaseHTTPMiddleware would add a task hop to every API call, predictions included)."""
+
+    def __init__(self, app: ASGIApp, guard: Guard):
+        self.app, self.guard = app, guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path == "/v1" or path.startswith("/v1/"):
+            return await self.app(scope, receive, send)  # the API's own token rule (api.create_app) applies
+        request = Request(scope)
+        if not self.guard.host_allowed(request.headers.get("host", "")):
+            return await Response("this board answers on its loopback address only", status_code=421)(
+                scope, receive, send)
+        if not (path.startswith("/static/") or path == "/signin"
+                or self.guard.signed_in(request.headers, request.cookies)):
+            return await RedirectResponse("/signin", status_code=303)(scope, receive, send)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).update(_HEADERS)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
@@ -73,19 +102,7 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
         return {"job": job, "steps": rows, "failed": failed, "log": reads.log_tail(run / "party.log"),
                 "has_results": (run / "metrics.json").exists(), "has_audit": (run / "audit.jsonl").exists()}
 
-    @app.middleware("http")
-    async def gate(request: Request, call_next):
-        path = request.url.path
-        if path == "/v1" or path.startswith("/v1/"):
-            return await call_next(request)  # the API's own token rule (api.create_app) applies
-        if not guard.host_allowed(request.headers.get("host", "")):
-            return Response("this board answers on its loopback address only", status_code=421)
-        if not (path.startswith("/static/") or path == "/signin"
-                or guard.signed_in(request.headers, request.cookies)):
-            return RedirectResponse("/signin", status_code=303)
-        response = await call_next(request)
-        response.headers.update(_HEADERS)
-        return response
+    app.add_middleware(_Gate, guard=guard)
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

@@ -229,13 +229,16 @@ def ledger(path: Path, pinned: dict) -> dict:
 
 
 def serving(models: list[dict], served: list[dict], asked: list[dict]) -> list[dict]:
-    """Per published model: requests this node answered as a host, and those it made as the guest with
-    their latency percentiles."""
+    """Per version of each published model: requests this node answered as a host, and those it made as the
+    guest with their latency percentiles (a log line from before versions counts as version 1)."""
     rows = []
     for model in models:
-        mine = [e for e in asked if e.get("model") == model["name"]]
+        def of_model(entry: dict) -> bool:
+            return entry.get("model") == model["name"] and (entry.get("version") or 1) == model["version"]
+
+        mine = [e for e in asked if of_model(e)]
         millis = np.array([e["ms"] for e in mine if isinstance(e.get("ms"), (int, float))])
-        outcomes = Counter(e.get("outcome") for e in served if e.get("model") == model["name"])
+        outcomes = Counter(e.get("outcome") for e in served if of_model(e))
         rows.append({**model, "requests": len(mine), "served": dict(outcomes),
                      "p50": float(np.percentile(millis, 50)) if millis.size else None,
                      "p99": float(np.percentile(millis, 99)) if millis.size else None})

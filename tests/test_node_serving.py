@@ -1,0 +1,141 @@
+"""Model versions through the nodes' serving protocol, in process (every node's coordinator and serving over
+the in-process hub): publishing again keeps earlier versions, the guest chooses the version, rollback and
+unpublish, and a host serves only versions it holds itself. Scores are checked exactly against the model."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from isthmus.algorithms.base import MODEL_FILE
+from isthmus.errors import ConfigError
+from isthmus.node.peers import CONTROL_JOB
+from isthmus.node.proposal import parse_proposal
+from isthmus.node.runner import job_folder
+from isthmus.node.serving import Serving, ServingError
+from isthmus.node.store import Store
+from tests.node_helpers import federation, local_nodes, proposal
+
+GUEST_COLUMNS, HOST_COLUMNS = ["mean_radius", "mean_texture"], ["radius_error", "texture_error"]
+
+
+def finished_job(nodes, job_id: str, coef: dict[str, list[float]]) -> None:
+    """A finished hetero_lr job at the guest and the host, with the given weights (the guest's last one its
+    intercept), as the runner would leave it."""
+    members = set(nodes.coordinators)
+    body = parse_proposal(proposal(), job_id=job_id, proposer="host", members=members)
+    parts = {"guest": {"role": "guest", "features": GUEST_COLUMNS, "classes": [0, 1], "hosts": ["host"]},
+             "host": {"role": "host", "features": HOST_COLUMNS, "guest": "guest"}}
+    for party, part in parts.items():
+        coordinator = nodes.coordinators[party]
+        coordinator.store.add_job(job_id, "credit", "host", body.digest, body.to_wire(), "finished")
+        run = job_folder(coordinator.config.store, job_id) / "run"
+        run.mkdir(parents=True)
+        model = {"model": "hetero_lr", "scaler": None, "options": {}, "coef": [[w] for w in coef[party]], **part}
+        (run / MODEL_FILE).write_text(json.dumps(model), encoding="utf-8")
+
+
+@pytest.fixture
+def served(tmp_path):
+    configs = federation(tmp_path)
+    nodes = local_nodes(configs)
+    servings = {party: Serving(nodes.coordinators[party], nodes.hub.channel(party, CONTROL_JOB))
+                for party in ("guest", "host")}
+    weights = {"a" * 16: {"guest": [0.2, -0.1, -1.0], "host": [0.5, 0.3]},
+               "b" * 16: {"guest": [-0.1, 0.05, 0.5], "host": [-0.2, 0.4]}}
+    for job_id, coef in weights.items():
+        finished_job(nodes, job_id, coef)
+    data = configs["guest"].parent.parent / "data"
+    rows = pd.read_csv(data / "guest.csv").merge(pd.read_csv(data / "host.csv"), on="id").head(5)
+    ids = rows["id"].astype(str).tolist()
+
+    def expected(job_id: str) -> np.ndarray:
+        guest, host = (np.asarray(weights[job_id][p]) for p in ("guest", "host"))
+        return expit(rows[GUEST_COLUMNS].to_numpy() @ guest[:-1] + guest[-1] + rows[HOST_COLUMNS].to_numpy() @ host)
+
+    yield servings, ids, expected, nodes
+    for serving in servings.values():
+        serving.close()
+    nodes.stop()
+
+
+def test_publishing_again_adds_a_version_and_the_guest_chooses_which_one_scores(served):
+    servings, ids, expected, _ = served
+    guest, host = servings["guest"], servings["host"]
+    assert guest.publish("a" * 16, "credit")["version"] == 1
+    assert guest.publish("b" * 16, "credit")["version"] == 2
+    assert [(m["version"], m["status"], m["current"]) for m in guest.store.models()] == [
+        (1, "published", False), (2, "published", True)]
+    assert [(m["version"], m["job"]) for m in host.store.models()] == [(1, "a" * 16), (2, "b" * 16)]
+    np.testing.assert_allclose(guest.predict("credit", ids), expected("b" * 16), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(guest.predict("credit", ids, version=1), expected("a" * 16), rtol=0, atol=1e-12)
+
+    assert guest.rollback("credit") == {"name": "credit", "version": 1}
+    np.testing.assert_allclose(guest.predict("credit", ids), expected("a" * 16), rtol=0, atol=1e-12)
+    with pytest.raises(ConfigError, match="no published version before version 1"):
+        guest.rollback("credit")
+    assert guest.rollback("credit", 2)["version"] == 2
+
+
+def test_a_host_serves_only_versions_it_still_holds(served):
+    servings, ids, expected, _ = served
+    guest, host = servings["guest"], servings["host"]
+    guest.publish("a" * 16, "credit")
+    guest.publish("b" * 16, "credit")
+    host.unpublish("credit", 1)  # the host's operator withdraws version 1 whatever the guest chooses
+    with pytest.raises(ServingError, match=r"\{'host': 'unknown model'\}"):
+        guest.predict("credit", ids, version=1)
+    np.testing.assert_allclose(guest.predict("credit", ids), expected("b" * 16), rtol=0, atol=1e-12)
+
+
+def test_unpublishing_at_the_guest_withdraws_the_hosts_version_and_moves_the_current_one_back(served):
+    servings, ids, expected, _ = served
+    guest, host = servings["guest"], servings["host"]
+    guest.publish("a" * 16, "credit")
+    guest.publish("b" * 16, "credit")
+    assert guest.unpublish("credit", 2) == {"name": "credit", "unpublished": [2], "current": 1}
+    deadline = time.monotonic() + 5
+    while ("credit", 2) in host.models and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [(m["version"], m["status"]) for m in host.store.models()] == [(1, "published"), (2, "unpublished")]
+    np.testing.assert_allclose(guest.predict("credit", ids), expected("a" * 16), rtol=0, atol=1e-12)
+    with pytest.raises(ConfigError, match="no published model 'credit' version 2"):
+        guest.predict("credit", ids, version=2)
+    guest.unpublish("credit")
+    with pytest.raises(ConfigError, match="no published model 'credit'"):
+        guest.predict("credit", ids)
+    assert guest.publish("a" * 16, "credit")["version"] == 3  # numbers are never reused
+
+
+def test_published_versions_and_the_rollback_survive_a_restart(served):
+    servings, ids, expected, nodes = served
+    guest = servings["guest"]
+    guest.publish("a" * 16, "credit")
+    guest.publish("b" * 16, "credit")
+    guest.rollback("credit", 1)
+    guest.close()
+    again = Serving(nodes.coordinators["guest"], nodes.hub.channel("guest", CONTROL_JOB))
+    try:
+        assert sorted(again.models) == [("credit", 1), ("credit", 2)]
+        np.testing.assert_allclose(again.predict("credit", ids), expected("a" * 16), rtol=0, atol=1e-12)
+    finally:
+        again.close()
+
+
+def test_a_store_from_before_versions_serves_each_published_name_as_its_version_1(tmp_path):
+    old = sqlite3.connect(tmp_path / "node.sqlite")
+    old.executescript("""CREATE TABLE models (name TEXT PRIMARY KEY, job TEXT, status TEXT, created REAL);
+        INSERT INTO models VALUES ('credit-v1', 'aaaaaaaaaaaaaaaa', 'published', 1.0);""")
+    old.commit()
+    old.close()
+    store = Store(tmp_path / "node.sqlite")
+    assert store.models() == [{"name": "credit-v1", "version": 1, "job": "a" * 16, "status": "published",
+                               "created": 1.0, "current": True}]
+    assert store.next_version("credit-v1") == 2
+    store.close()
