@@ -216,3 +216,55 @@ def test_a_job_lowering_the_batch_floor_needs_the_benchmark_switch(tmp_path):
     assert make_plan(allowed, "host").first("train").options.options.batch_rows_per_feature == 4
     assert not LinearOptions(batch_rows_per_feature=30).unsafe_batches
     assert LinearOptions(precision=8).rows_per_feature == 16  # coarser features, shorter equations
+
+
+def test_a_curious_host_cannot_link_the_residual_to_its_own_partials(monkeypatch):
+    """The host knows its ciphertexts [[u]]. Were the residual [[u]] * (1 + g n) not re-randomised, or
+    two encryptions to share a random factor (a pool handing a factor out twice), dividing one
+    ciphertext by the other would leave 1 + m n, i.e. 1 modulo n, and m the guest's plaintext part
+    (u_g + 2 - 4y). Randomness drawn ahead of time in the background must keep every factor fresh."""
+    from isthmus.protocols.inspect import Inspect
+
+    rng = np.random.default_rng(5)
+    n = 2 * SAFE_ROWS
+    X_guest, X_host = rng.normal(size=(n, GUEST_FEATURES)), rng.normal(size=(n, HOST_FEATURES))
+    y = (X_guest[:, 0] + X_host[:, 0] > 0).astype(float)
+    sent, received, key = [], [], []
+    encrypt, inspect_cipher = cipher.encrypt, Inspect.cipher
+
+    def recording_encrypt(public_key, values):
+        encrypted = encrypt(public_key, values)
+        key[:] = [public_key]
+        sent.append(encrypted.ciphertexts())
+        return encrypted
+
+    def recording_cipher(self, obj, public_key, **kwargs):
+        value = inspect_cipher(self, obj, public_key, **kwargs)
+        if self.tag == tags.RESIDUAL:
+            received.append(value.ciphertexts())
+        return value
+
+    monkeypatch.setattr(cipher, "encrypt", recording_encrypt)
+    monkeypatch.setattr(Inspect, "cipher", recording_cipher)
+    config = LinearOptions(epochs=2, batch_size=SAFE_ROWS, key_bits=1024)
+    hub = LocalHub(["guest", "host", "arbiter"])
+    run_parties({
+        "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), X_guest, y, hosts=["host"],
+                                                       arbiter="arbiter"),
+        "host": lambda: HeteroLinearHost(config).fit(hub.channel("host"), X_host, guest="guest", arbiter="arbiter"),
+        "arbiter": lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest", hosts=["host"]),
+    }, timeout=120)
+
+    import gmpy2
+
+    assert len(received) >= 2 and len(sent) == 2 * len(received)  # per batch the host sends [[u]] and [[|u|^2]]
+    nn, nsquare = key[0].n, key[0].nsquare
+    partials = [batch for batch in sent if len(batch) > 1]
+    for mine, residual in zip(partials, received):
+        linked = sum((r * gmpy2.invert(u, nsquare) % nsquare) % nn == 1 for u, r in zip(mine, residual))
+        assert linked == 0, f"{linked} residual ciphertexts are the host's own [[u]] times a plaintext"
+    # across every ciphertext the host made or received, no two share a random factor
+    firsts = [batch[0] for batch in sent + received]
+    for i, a in enumerate(firsts):
+        for b in firsts[i + 1:]:
+            assert (a * gmpy2.invert(b, nsquare) % nsquare) % nn != 1

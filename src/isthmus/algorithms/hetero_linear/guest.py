@@ -49,6 +49,7 @@ class HeteroLinearGuest:
         self._X = self._design(X)
         targets = self._targets(np.asarray(y, dtype=np.float64))
         self.public_key = channel.recv(arbiter, tags.PUBLIC_KEY)
+        self._randomness = cipher.Randomness(self.public_key)
         rng = np.random.default_rng(cfg.seed)
         order = rng.permutation(len(self._X))
         n_val = int(round(cfg.validation_fraction * len(order)))
@@ -62,8 +63,11 @@ class HeteroLinearGuest:
         self._best = self.coef_.copy()
         channel.broadcast(self.hosts, tags.CONTROL, {"op": "start", "models": len(targets), "features": self.features_})
         channel.send(arbiter, tags.ARBITER_CONTROL, {"op": "start", "features": self.features_})
-        for model, (target, edges) in enumerate(zip(targets, plans)):
-            self._fit_model(model, target, edges, rng, progress)
+        try:
+            for model, (target, edges) in enumerate(zip(targets, plans)):
+                self._fit_model(model, target, edges, rng, progress)
+        finally:
+            self._randomness.close()
         if cfg.early_stopping_rounds:
             self.coef_ = self._best
         channel.broadcast(self.hosts, tags.CONTROL, {"op": "fit-done"})
@@ -157,6 +161,8 @@ class HeteroLinearGuest:
         for i, host in enumerate(self.hosts):
             later = [partials[other][0] for other in self.hosts[i + 1:]] if quadratic else []
             channel.send(host, tags.RESIDUAL, {"residual": residual, "partners": later})
+        # the next batch's re-randomised residuals and this batch's masked gradient, drawn while the hosts work
+        self._randomness.refill(len(rows) * len(self.hosts) + x.shape[1] + 1)
         # hosts' gradients are on their way; the arbiter checks the batch size it is told
         channel.send(self.arbiter, tags.ARBITER_CONTROL, {"op": "decrypt", "rows": len(rows)})
         # Only the batch loss is decrypted, never its parts: they are inner products with host values.

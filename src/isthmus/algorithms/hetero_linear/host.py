@@ -65,6 +65,7 @@ class HeteroLinearHost:
         self._trainer.keep_best(self._model(order, check))
 
     def _fit_done(self, order: dict, check: Inspect) -> object:
+        self._trainer.randomness.close()
         self.coef_ = self._trainer.final_coef()
         return STOP
 
@@ -83,6 +84,7 @@ class _HostTrainer:
         self.public_key, self.guest, self.arbiter = public_key, guest, arbiter
         self.coef = np.zeros((X.shape[1], 0))
         self.min_rows = 0  # set by start()
+        self.randomness = cipher.Randomness(public_key)
 
     def start(self, n_models: int, features: dict[str, int]) -> None:
         """``features``: every party's feature count as the guest announces it; this host checks its own
@@ -107,6 +109,8 @@ class _HostTrainer:
             check_partial_scores(partial, self.channel.party)
         encrypted_sq = cipher.encrypt(self.public_key, np.array([partial @ partial]))
         channel.send(guest, tags.PARTIAL, {"u": cipher.encrypt(self.public_key, partial), "u_sq": encrypted_sq})
+        # the next batch's partials and this batch's masked gradient, drawn while the guest works
+        self.randomness.refill(len(rows) + 1 + x.shape[1])
         check = Inspect(guest, tags.RESIDUAL)
         msg = check.mapping(channel.recv(guest, tags.RESIDUAL), {"residual", "partners"})
         residual = check.cipher(msg["residual"], self.public_key, size=len(rows))
