@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from isthmus.node.api import create_app
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.runner import job_folder
+from tests.node_helpers import proposal
 
 CSRF = 'name="csrf" value="'
 
@@ -55,3 +56,10 @@ def write_run(coordinator: Coordinator, job_id: str, *, seed: int = 0) -> Path:
                                                 "coef": [0.25, -1.5, 0.1]}))
     (run / "party.log").write_text("step train: epoch 2 of 2\n")
     return run
+
+
+def pending_job(nodes) -> str:
+    """A proposal from the host that waits for the guest's manual approval."""
+    job_id = nodes.coordinators["host"].submit(proposal())
+    nodes.wait("guest", job_id, "pending")
+    return job_id

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from tests.board_helpers import board, csrf_of, write_run
-from tests.node_helpers import federation, local_nodes, proposal
+from tests.board_helpers import board, csrf_of, pending_job, write_run
+from tests.node_helpers import federation, local_nodes
 
 
 @pytest.fixture
@@ -16,12 +16,6 @@ def nodes(tmp_path):
     nodes = local_nodes(federation(tmp_path))
     yield nodes
     nodes.stop()
-
-
-def pending_job(nodes) -> str:
-    job_id = nodes.coordinators["host"].submit(proposal())
-    nodes.wait("guest", job_id, "pending")
-    return job_id
 
 
 def test_jobs_are_listed_filtered_and_linked(nodes):

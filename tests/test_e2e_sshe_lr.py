@@ -29,7 +29,7 @@ def test_a_guest_and_two_hosts_alone_match_the_pooled_model(tmp_path):
                                      **{name: {"role": "host", "data": {"path": str(path), "id": "id"}}
                                         for name, path in hosts.items()}}),
         "steps": [{"intersect": {"method": "ecdh"}},
-                  {"train": {"model": "hetero_lr_sshe", "epochs": 2, "batch_size": 64, "learning_rate": 0.5,
+                  {"train": {"model": "hetero_lr_sshe", "epochs": 5, "batch_size": 64, "learning_rate": 0.5,
                              "validation_fraction": 0.25, "key_bits": 1024}},
                   {"evaluate": {}}],
     })

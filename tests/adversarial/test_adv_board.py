@@ -8,8 +8,8 @@ import time
 import pytest
 
 from isthmus.node.board.guard import SESSION_COOKIE, SESSION_SECONDS, Guard
-from tests.board_helpers import board, csrf_of
-from tests.node_helpers import federation, local_nodes, proposal
+from tests.board_helpers import board, csrf_of, pending_job
+from tests.node_helpers import federation, local_nodes
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -19,12 +19,6 @@ def nodes(tmp_path):
     nodes = local_nodes(federation(tmp_path))
     yield nodes
     nodes.stop()
-
-
-def pending_job(nodes) -> str:
-    job_id = nodes.coordinators["host"].submit(proposal())
-    nodes.wait("guest", job_id, "pending")
-    return job_id
 
 
 def test_a_form_without_a_valid_token_or_from_another_origin_changes_nothing(nodes):

@@ -32,6 +32,17 @@ def pinv_attack(X_batch: np.ndarray, gradient: np.ndarray) -> np.ndarray:
     return ((2.0 - d) / 4.0 > 0.5).astype(float)
 
 
+def train_three_parties(config: LinearOptions, X_guest: np.ndarray, y: np.ndarray, X_host: np.ndarray) -> None:
+    """An honest-looking run of guest, host and arbiter over the in-process hub (the tests patch in the curious parts)."""
+    hub = LocalHub(["guest", "host", "arbiter"])
+    run_parties({
+        "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), X_guest, y, hosts=["host"],
+                                                       arbiter="arbiter"),
+        "host": lambda: HeteroLinearHost(config).fit(hub.channel("host"), X_host, guest="guest", arbiter="arbiter"),
+        "arbiter": lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest", hosts=["host"]),
+    }, timeout=120)
+
+
 def test_a_curious_host_never_sees_a_batch_it_can_solve_for_the_labels(monkeypatch):
     """The reproduction of the finding: 1027 rows, batches of 1024, 6 host features. The short last
     batch (3 rows) used to give the host all its labels; now it is merged into the previous one."""
@@ -56,13 +67,7 @@ def test_a_curious_host_never_sees_a_batch_it_can_solve_for_the_labels(monkeypat
     monkeypatch.setattr(_HostTrainer, "train_batch", curious_train_batch)
     monkeypatch.setattr(cipher, "decrypt_via_arbiter", curious_decrypt)
     config = LinearOptions(epochs=1, batch_size=1024, key_bits=1024)
-    hub = LocalHub(["guest", "host", "arbiter"])
-    run_parties({
-        "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), X_guest, y, hosts=["host"],
-                                                       arbiter="arbiter"),
-        "host": lambda: HeteroLinearHost(config).fit(hub.channel("host"), X_host, guest="guest", arbiter="arbiter"),
-        "arbiter": lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest", hosts=["host"]),
-    }, timeout=120)
+    train_three_parties(config, X_guest, y, X_host)
 
     for rows, gradient in seen:
         recovered = np.mean(pinv_attack(X_host[rows], gradient) == y[rows])
@@ -247,13 +252,7 @@ def test_a_curious_host_cannot_link_the_residual_to_its_own_partials(monkeypatch
     monkeypatch.setattr(cipher, "encrypt", recording_encrypt)
     monkeypatch.setattr(Inspect, "cipher", recording_cipher)
     config = LinearOptions(epochs=2, batch_size=SAFE_ROWS, key_bits=1024)
-    hub = LocalHub(["guest", "host", "arbiter"])
-    run_parties({
-        "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), X_guest, y, hosts=["host"],
-                                                       arbiter="arbiter"),
-        "host": lambda: HeteroLinearHost(config).fit(hub.channel("host"), X_host, guest="guest", arbiter="arbiter"),
-        "arbiter": lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest", hosts=["host"]),
-    }, timeout=120)
+    train_three_parties(config, X_guest, y, X_host)
 
     import gmpy2
 
