@@ -35,6 +35,7 @@ class TableEntry(Options):
     features: list[str] | None = None
     exclude: list[str] = []
     test: str | None = None
+    max_rows: int | None = Field(None, ge=1)  # the most rows a job may use; tighter than policy.max_rows if both
 
 
 class Policy(Options):
@@ -45,6 +46,7 @@ class Policy(Options):
     steps: list[str] = ["intersect", "train", "evaluate"]
     min_key_bits: int = Field(2048, ge=1024)
     min_intersection: int = Field(100, ge=1)  # the intersect step's min_shared_rows must be at least this
+    max_rows: int | None = Field(None, ge=1)  # the most rows of any one catalogue table a job may use
     allow_weakening: list[Literal[WEAKENING]] = []  # type: ignore[valid-type]
     approval: Literal["auto", "manual"] = "manual"
 
