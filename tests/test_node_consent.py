@@ -86,9 +86,11 @@ def test_max_rows_node_wide_and_per_table(tmp_path):
         policy["policy"]["max_rows"] = node_wide
         policy["catalogue"]["customers"]["max_rows"] = per_table
         configs["guest"].write_text(yaml.safe_dump(policy))
-        with pytest.raises(Refusal, match=r"max_rows: table 'customers' has 500 rows, more than the "
-                                          rf"{min(n for n in (node_wide, per_table) if n)} this node lets one job use"):
+        with pytest.raises(Refusal, match=r"max_rows: table 'customers' holds more rows than the "
+                                          rf"{min(n for n in (node_wide, per_table) if n)} this node lets one job use"
+                           ) as refused:
             reviewed(configs["guest"], proposal())
+        assert "500" not in str(refused.value)  # the proposer learns the table is larger, not its size
     policy["catalogue"]["customers"]["max_rows"] = 500  # the per-table rule stays the node's: the job still plans
     configs["guest"].write_text(yaml.safe_dump(policy))
     reviewed(configs["guest"], proposal())

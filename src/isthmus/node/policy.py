@@ -81,9 +81,9 @@ def _check_max_rows(config: NodeConfig, alias: str | None) -> None:
         rows = count_rows(config.path(entry.path), party=config.party, id_column=entry.id)
     except DataError:  # its message names the file, which must not reach the proposer
         raise Refusal("max_rows", f"this node cannot count the rows of its table {alias!r}") from None
-    if rows > min(limits):
-        raise Refusal("max_rows", f"table {alias!r} has {rows} rows, more than the {min(limits)} this node lets "
-                                  "one job use (max_rows)")
+    if rows > min(limits):  # the reason reaches the proposer: it says the table is larger, not how large
+        raise Refusal("max_rows", f"table {alias!r} holds more rows than the {min(limits)} this node lets one job "
+                                  "use (max_rows)")
 
 
 def weakenings(plan: Plan) -> list[str]:

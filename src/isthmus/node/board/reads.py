@@ -203,7 +203,7 @@ def _step_and_kind(tag: str) -> tuple[str, str]:
     return step, rest or head
 
 
-# -- serving (the ledger: isthmus.incentive.summary) ---------------------------------------------------------------------------------
+# -- serving (the ledger's rows: isthmus.incentive.summary) ------------------------------------------------
 
 def serving(models: list[dict], served: list[dict], asked: list[dict]) -> list[dict]:
     """Per version of each published model: requests this node answered as a host, and those it made as the
