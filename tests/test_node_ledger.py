@@ -55,6 +55,9 @@ def test_ledger_of_the_node_verifies_and_the_cli_reads_it(nodes, tmp_path, monke
     through_api(monkeypatch, api)
     shown = CliRunner().invoke(ledger_app, ["show", "--node", str(api.base_url)])
     assert shown.exit_code == 0 and "ledger of guest" in shown.output and record[:16] in shown.output, shown.output
+    from_file = CliRunner().invoke(ledger_app, ["show", str(ledger_path(nodes.coordinators["guest"].config.keys,
+                                                                         "guest"))])
+    assert from_file.exit_code == 0 and record[:16] in from_file.output and "3/3" in from_file.output
     verified = CliRunner().invoke(ledger_app, ["verify", "--node", str(api.base_url)])
     assert verified.exit_code == 0 and "ledger verified by node guest" in verified.output, verified.output
     both = CliRunner().invoke(ledger_app, ["verify", str(tmp_path), "--node", str(api.base_url)])
