@@ -36,6 +36,7 @@ def test_approving_through_the_form_acts_once_and_refusing_needs_a_reason(nodes)
     web = board(nodes.coordinators["guest"])
     page = web.get("/approvals").text
     assert f'id="job-{job_id}"' in page and "min_intersection" in page and "customers" in page
+    assert "max_rows" in page
     assert "min_shared_rows: 100" in page  # the full proposal
     token = csrf_of(page)
     first = web.post(f"/jobs/{job_id}/approve", data={"csrf": token})

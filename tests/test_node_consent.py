@@ -4,6 +4,7 @@ nothing runs anywhere, a manual approval is waited for, and every start carries 
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from isthmus.errors import ConfigError
 from isthmus.node.config import load_node_config
@@ -74,6 +75,35 @@ def test_min_key_bits_and_weakening_consent(tmp_path):
         reviewed(strict["guest"], proposal())
     lenient = federation(tmp_path / "lenient", guest={"allow_weakening": ["benchmark_only_plaintext"]})
     reviewed(lenient["guest"], plaintext())
+
+
+def test_max_rows_node_wide_and_per_table(tmp_path):
+    """The guest's table has 500 rows: a node-wide or per-table max_rows below that refuses, the tighter wins."""
+    configs = federation(tmp_path, guest={"max_rows": 500})
+    reviewed(configs["guest"], proposal())  # exactly at the limit: accepted
+    for node_wide, per_table in ((499, None), (None, 499), (10_000, 100)):
+        policy = yaml.safe_load(configs["guest"].read_text())
+        policy["policy"]["max_rows"] = node_wide
+        policy["catalogue"]["customers"]["max_rows"] = per_table
+        configs["guest"].write_text(yaml.safe_dump(policy))
+        with pytest.raises(Refusal, match=r"max_rows: table 'customers' holds more rows than the "
+                                          rf"{min(n for n in (node_wide, per_table) if n)} this node lets one job use"
+                           ) as refused:
+            reviewed(configs["guest"], proposal())
+        assert "500" not in str(refused.value)  # the proposer learns the table is larger, not its size
+    policy["catalogue"]["customers"]["max_rows"] = 500  # the per-table rule stays the node's: the job still plans
+    configs["guest"].write_text(yaml.safe_dump(policy))
+    reviewed(configs["guest"], proposal())
+    reviewed(configs["host"], proposal(), "guest")  # a node without the rule is not affected
+
+
+def test_max_rows_refusal_never_names_the_path(tmp_path):
+    configs = federation(tmp_path, guest={"max_rows": 10})
+    secret = tmp_path / "data" / "guest.csv"
+    secret.unlink()
+    with pytest.raises(Refusal) as refused:
+        reviewed(configs["guest"], proposal())
+    assert refused.value.rule == "max_rows" and str(tmp_path) not in str(refused.value)
 
 
 def test_a_misspelt_compute_backend_stops_the_node_at_load(tmp_path):

@@ -4,7 +4,9 @@ A LEDGER argument may be a ledger file, a party's certificate folder holding one
 certificate folder (every party's ledger in it). ``verify`` trusts only the signing keys pinned in
 the federation file given with ``--federation``; without it, only when every ledger lies in one
 certificate folder is that folder's federation file taken. Exit code of ``verify``: 0 every replica
-is sound and they agree, 1 otherwise (each finding is printed).
+is sound and they agree, 1 otherwise (each finding is printed). With ``--node URL``, ``show`` and
+``verify`` are thin clients of that node's ``GET /v1/ledger``: the node reads its own replica and
+verifies it against the keys pinned in its key folder.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from isthmus.cli_errors import guard
@@ -24,9 +27,16 @@ ledger_app = typer.Typer(help="The tamper-evident ledger of jobs and contributio
                          no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 console = Console()
 
-LedgersArg = Annotated[list[Path], typer.Argument(help="Ledger files, party folders holding one, or a certificate "
-                                                       "folder (every party's ledger in it).", exists=True)]
 LedgerArg = Annotated[Path, typer.Argument(help="A ledger file or the party folder holding it.", exists=True)]
+LedgerOptArg = Annotated[Path | None, typer.Argument(help="A ledger file or the party folder holding it (or --node).",
+                                                     exists=True, show_default=False)]
+LedgersOptArg = Annotated[list[Path] | None, typer.Argument(
+    help="Ledger files, party folders holding one, or a certificate folder (every party's ledger in it); or --node.",
+    exists=True, show_default=False)]
+NodeOpt = Annotated[str | None, typer.Option(
+    "--node", help="Ask this node's API (URL) for its own ledger instead of reading files: the node reads its replica "
+                   "and verifies it against the keys pinned in its key folder.")]
+TokenOpt = Annotated[Path | None, typer.Option(help="A file holding the node's API token (with --node).")]
 FederationOpt = Annotated[Path | None, typer.Option(
     help="The federation file pinning the parties' signing keys, as the federation distributed it. Without it, "
          "the ledgers must all lie in one certificate folder (<certs>/<party>/ledger.sqlite), and its "
@@ -34,15 +44,23 @@ FederationOpt = Annotated[Path | None, typer.Option(
 
 
 @ledger_app.command()
-def show(ledger: LedgerArg) -> None:
+def show(ledger: LedgerOptArg = None, node: NodeOpt = None, token_file: TokenOpt = None) -> None:
     """The records of one party's ledger, and the contributions each holds (nothing is verified: see verify)."""
-    guard(lambda: print_ledger(_one(ledger), console))
+    if node is not None:
+        guard(lambda: print_records(_node_ledger(node, token_file, ledger), console))
+    else:
+        guard(lambda: print_ledger(_one(_required(ledger)), console))
 
 
 @ledger_app.command()
-def verify(ledgers: LedgersArg, federation: FederationOpt = None) -> None:
+def verify(ledgers: LedgersOptArg = None, federation: FederationOpt = None, node: NodeOpt = None,
+           token_file: TokenOpt = None) -> None:
     """Check every replica's chain and signatures against the pinned keys, and that the replicas agree."""
-    ok = guard(lambda: print_verification(resolve_ledgers(ledgers), federation, console))
+    if node is not None:
+        ok = guard(lambda: print_node_verification(_node_ledger(node, token_file, ledgers or federation), node,
+                                                   console))
+    else:
+        ok = guard(lambda: print_verification(resolve_ledgers(_required(ledgers)), federation, console))
     if not ok:
         raise typer.Exit(1)
 
@@ -125,31 +143,47 @@ def default_federation(ledgers: list[Path]) -> Path:
 
 def print_ledger(path: Path, out: Console) -> None:
     from isthmus.incentive.ledger import Ledger
+    from isthmus.incentive.summary import record_rows
 
     with Ledger(path, read_only=True) as ledger:
-        entries = ledger.entries()
-        owner = ledger.owner
-    table = Table(title=f"ledger of {owner} ({path})")
+        print_records({"party": ledger.owner, "records": record_rows(ledger.entries())}, out, where=str(path))
+
+
+def print_records(ledger: dict, out: Console, where: str | None = None) -> None:
+    """A replica's rows (:func:`isthmus.incentive.summary.record_rows`), read from a file or sent by a node."""
+    table = Table(title=f"ledger of {ledger['party']}" + (f" ({where})" if where else ""))
     for column in ("#", "created", "job", "parties", "signed", "hash"):
         table.add_column(column)
-    for entry in entries:
-        try:
-            body = entry.record.content
-        except ValueError as exc:
-            table.add_row(str(entry.seq), "-", f"[red]malformed: {exc}[/]", "", "", entry.stored_hash[:16])
+    for row in ledger["records"]:
+        if "malformed" in row:
+            table.add_row(str(row["seq"]), "-", f"[red]malformed: {escape(row['malformed'])}[/]", "", "",
+                          row["hash"][:16])
             continue
-        parties = ", ".join(sorted(body["parties"])) + "".join(f", [dim]{p} absent[/]" for p in sorted(body["absent"]))
-        table.add_row(str(entry.seq), body["created"], body["job"], parties,
-                      f"{len(entry.record.signatures)}/{len(body['parties'])}", entry.stored_hash[:16])
+        parties = ", ".join(row["parties"]) + "".join(f", [dim]{p} absent[/]" for p in row["absent"])
+        table.add_row(str(row["seq"]), row["created"], row["job"], parties, f"{row['signed']}/{len(row['parties'])}",
+                      row["hash"][:16])
     out.print(table)
-    for entry in entries:
-        try:
-            report = entry.record.content["contributions"]
-        except ValueError:
-            continue
+    for row in ledger["records"]:
+        report = row.get("contributions")
         if report:
-            out.print(contribution_table(report, title=f"record {entry.seq}: contributions ({report['method']}, "
+            out.print(contribution_table(report, title=f"record {row['seq']}: contributions ({report['method']}, "
                                                        f"{report['metric']})"))
+
+
+def print_node_verification(ledger: dict, node: str, out: Console) -> bool:
+    """The node's own verdict on its replica (it holds the pinned keys; the CLI trusts its own node)."""
+    count = len(ledger["records"])
+    if ledger["verified"] is None:
+        out.print(f"node {ledger['party']} ({node}) holds no ledger yet: nothing to verify")
+    elif ledger["verified"]:
+        out.print(f"[green]ledger verified[/] by node {ledger['party']} ({node}): {count} record(s); the chain is "
+                  "intact and every record is signed by all its parties (keys pinned in the node's key folder)")
+    else:
+        out.print(f"[bold red]ledger verification failed[/] at node {ledger['party']} ({node}): "
+                  f"{len(ledger['findings'])} finding(s)")
+        for finding in ledger["findings"]:
+            out.print(f"  - {finding}", markup=False, soft_wrap=True)
+    return ledger["verified"] is not False
 
 
 def contribution_table(report: dict, *, title: str) -> Table:
@@ -163,6 +197,21 @@ def contribution_table(report: dict, *, title: str) -> Table:
     table.caption = (f"{report['metric']}: {report['empty_value']:.4f} with no party's data, "
                      f"{report['grand_value']:.4f} with everyone's; budget {report['budget']:g}")
     return table
+
+
+def _node_ledger(node: str, token_file: Path | None, files: object) -> dict:
+    """The node's replica as :func:`isthmus.incentive.summary.summarise` gives it; ``files``: what else was given."""
+    from isthmus.node.client import NodeClient
+
+    if files:
+        raise ConfigError("give ledger files or --node URL, not both")
+    return NodeClient(node, token_file=token_file).ledger()
+
+
+def _required(paths):
+    if not paths:
+        raise ConfigError("give a ledger (a file, a party folder or a certificate folder), or --node URL")
+    return paths
 
 
 def _one(path: Path) -> Path:

@@ -134,6 +134,20 @@ def read_table(
     return PartyTable(party=party, ids=ids, features=features, feature_names=selected.features, label=label)
 
 
+def count_rows(path: str | Path, *, party: str, id_column: str) -> int:
+    """How many rows ``path`` holds, reading only its id column (a node checks its ``max_rows`` with it)."""
+    path = Path(path)
+
+    def fail(message: str) -> DataError:
+        return DataError(f"party {party!r}, file {str(path)!r}: {message}")
+
+    if not path.is_file():
+        raise fail("no such file")
+    reader = reader_for(path, fail)
+    selected = select_columns(reader.columns(), id_column, None, [], [], fail)
+    return len(reader.read(selected))
+
+
 @dataclass(frozen=True)
 class _Selection:
     id_column: str

@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from isthmus.errors import ConfigError, IsthmusError
+from isthmus.incentive.ledger import ledger_path
+from isthmus.incentive.summary import summarise
 from isthmus.node.board import Guard, mount_board
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.event_stream import job_events, stream
@@ -116,6 +118,11 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
     def cancel(job_id: str) -> dict:
         coordinator.cancel(job_id)
         return _summary(_job(job_id))
+
+    @app.get("/v1/ledger")
+    def ledger() -> dict:
+        """This node's ledger replica and whether its chain verifies against the keys pinned in its key folder."""
+        return {"party": coordinator.me, **summarise(ledger_path(config.keys, coordinator.me), coordinator.pinned)}
 
     @app.get("/v1/models")
     def models() -> list[dict]:

@@ -74,5 +74,8 @@ class NodeClient:
     def unpublish(self, name: str, version: int | None = None) -> dict:
         return self.call("POST", f"/v1/models/{name}/unpublish", json={} if version is None else {"version": version})
 
+    def ledger(self) -> dict:
+        return self.call("GET", "/v1/ledger")
+
     def status(self) -> dict:
         return self.call("GET", "/v1/status")

@@ -23,7 +23,7 @@ from isthmus.yaml_files import load_yaml
 
 ALIAS = re.compile(r"[a-z][a-z0-9_\-]{0,62}")
 #: Options that weaken privacy; a policy lists those it ever accepts (none by default).
-WEAKENING = ("benchmark_only_plaintext", "reveal_updates", "secure_aggregation_off", "dp_off")
+WEAKENING = ("benchmark_only_plaintext", "reveal_updates", "secure_aggregation_off", "dp_off", "per_institution_query")
 
 
 class TableEntry(Options):
@@ -35,6 +35,7 @@ class TableEntry(Options):
     features: list[str] | None = None
     exclude: list[str] = []
     test: str | None = None
+    max_rows: int | None = Field(None, ge=1)  # the most rows a job may use; tighter than policy.max_rows if both
 
 
 class Policy(Options):
@@ -45,6 +46,7 @@ class Policy(Options):
     steps: list[str] = ["intersect", "train", "evaluate"]
     min_key_bits: int = Field(2048, ge=1024)
     min_intersection: int = Field(100, ge=1)  # the intersect step's min_shared_rows must be at least this
+    max_rows: int | None = Field(None, ge=1)  # the most rows of any one catalogue table a job may use
     allow_weakening: list[Literal[WEAKENING]] = []  # type: ignore[valid-type]
     approval: Literal["auto", "manual"] = "manual"
 
@@ -52,6 +54,15 @@ class Policy(Options):
 class ApiSettings(Options):
     listen: str = "127.0.0.1:8700"
     token_file: str | None = None  # required when listen is not a loopback address
+
+
+class QuerySettings(Options):
+    """The private query service (docs/query.md) run inside this node, as the member named like the node."""
+
+    config: str  # the consortium's query configuration, shared by its members
+    table: str | None = None  # catalogue alias of this institution's loans table (none for the aggregator)
+    refresh_seconds: float = Field(10.0, gt=0)  # how often the table file is checked for changes
+    listen: str | None = None  # bind address, if not the configured one
 
 
 class NodeOptions(Options):
@@ -66,6 +77,7 @@ class NodeOptions(Options):
     api: ApiSettings = ApiSettings()
     timeout: float = Field(20.0, gt=0)  # seconds a node-to-node message may take to be delivered
     compute: str | None = None  # this party's backend for its jobs: "local" (default) or "ray://HOST:PORT"
+    query: QuerySettings | None = None  # run the query service with the node (started and stopped with it)
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,11 @@ class NodeConfig:
     @property
     def store(self) -> Path:
         return self.path(self.options.store)
+
+    @property
+    def query_state(self) -> Path:
+        """The query service's state folder (its OPRF key, logs, and the socket `isthmus query ask` uses)."""
+        return self.store / "query"
 
     @property
     def token_file(self) -> Path | None:
@@ -128,10 +145,29 @@ def _check(config: NodeConfig, path: Path) -> dict[str, str]:
     if unknown:
         raise ConfigError(f"node configuration {path}: policy.proposers names non-members {unknown}")
     connect(options.compute)  # a misspelt backend fails when the node starts, not in its first job
+    if options.query is not None:
+        _check_query(config, path)
     if options.api.token_file is None and not _loopback(options.api.listen):
         raise ConfigError(f"node configuration {path}: the API listens on {options.api.listen}, beyond this machine; "
                           "set api.token_file (a file holding the token clients must send)")
     return members
+
+
+def _check_query(config: NodeConfig, path: Path) -> None:
+    """The query section names a consortium this party belongs to, and its table when it is an institution."""
+    from isthmus.query.config import load_config
+
+    settings = config.options.query
+    assert settings is not None
+    query = load_config(config.path(settings.config))
+    query.check_member(config.party)
+    if query.policy.mode == "per_institution" and "per_institution_query" not in config.policy.allow_weakening:
+        raise ConfigError(f"node configuration {path}: the consortium's query mode is per_institution (an asker learns "
+                          "which institutions lend to an applicant); this node runs it only with "
+                          "policy.allow_weakening: [per_institution_query]")
+    if config.party != query.aggregator and settings.table not in config.options.catalogue:
+        raise ConfigError(f"node configuration {path}: query.table must name this institution's loans table in the "
+                          f"catalogue (aliases: {', '.join(sorted(config.options.catalogue)) or 'none'})")
 
 
 def load_members(path: Path) -> dict[str, str]:

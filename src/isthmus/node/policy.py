@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from isthmus.errors import ConfigError, IsthmusError
+from isthmus.data.table import count_rows
+from isthmus.errors import ConfigError, DataError, IsthmusError
 from isthmus.jobs.plan import Plan, make_plan
 from isthmus.jobs.steps.train import TrainChoice
 from isthmus.node.config import NodeConfig
@@ -56,11 +57,33 @@ def review(config: NodeConfig, proposal: Proposal) -> Plan:
             and plan.job.with_role("guest"):
         raise Refusal("min_intersection", "a vertical job must intersect, with min_shared_rows of at least "
                                           f"{policy.min_intersection}")
+    _check_max_rows(config, proposal.alias_of(me))
     for weakening in weakenings(plan):
         if weakening not in policy.allow_weakening:
             raise Refusal("allow_weakening", f"the job uses {weakening}, which weakens privacy; this node never "
                                              "accepts it (policy.allow_weakening)")
     return plan
+
+
+def _check_max_rows(config: NodeConfig, alias: str | None) -> None:
+    """Refuse a job on a table holding more rows than the policy lets one job use.
+
+    The whole table is compared, not what the intersection keeps: how many rows a job ends up using
+    depends on the other parties' tables, which this node does not see when it decides.
+    """
+    if alias is None:
+        return
+    entry = config.options.catalogue[alias]
+    limits = [n for n in (entry.max_rows, config.policy.max_rows) if n is not None]
+    if not limits:
+        return
+    try:
+        rows = count_rows(config.path(entry.path), party=config.party, id_column=entry.id)
+    except DataError:  # its message names the file, which must not reach the proposer
+        raise Refusal("max_rows", f"this node cannot count the rows of its table {alias!r}") from None
+    if rows > min(limits):  # the reason reaches the proposer: it says the table is larger, not how large
+        raise Refusal("max_rows", f"table {alias!r} holds more rows than the {min(limits)} this node lets one job "
+                                  "use (max_rows)")
 
 
 def weakenings(plan: Plan) -> list[str]:

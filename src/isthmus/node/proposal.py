@@ -128,7 +128,7 @@ def job_document(proposal: Proposal, party: str, catalogue: dict[str, TableEntry
 def _table(catalogue: dict[str, TableEntry], alias: str, base: Path) -> dict:
     if alias not in catalogue:
         raise ProposalError("alias", f"this node's catalogue has no table {alias!r}")
-    entry = catalogue[alias].model_dump(exclude_none=True)
+    entry = catalogue[alias].model_dump(exclude_none=True, exclude={"max_rows"})  # the node's rule, not the job's
     for key in ("path", "test"):
         if key in entry:
             path = Path(entry[key])

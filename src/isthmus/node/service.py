@@ -1,4 +1,5 @@
-"""One node as a process: its store, its mutual-TLS port to the other nodes, its runner, its HTTP API.
+"""One node as a process: its store, its mutual-TLS port to the other nodes, its runner, its HTTP API, and
+the query service when node.yaml has a ``query:`` section.
 
 On start, a job this node was running when it stopped is marked failed with the reason (its process
 died with the node) and its peers are told, so no party waits for it; nothing else changes state.
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from isthmus.errors import ConfigError
 from isthmus.node.config import NodeConfig
 from isthmus.node.coordinator import Coordinator
+from isthmus.node.query import query_service
 from isthmus.node.peers import CONTROL_JOB, MAX_MESSAGE_BYTES, TAG, PeerLink
 from isthmus.node.runner import ProcessRunner
 from isthmus.node.serving import SERVE_SCOPE, Serving
@@ -56,7 +58,8 @@ def running_node(config: NodeConfig) -> Iterator[Coordinator]:
     try:
         for job in interrupted:  # the peers' sides wait for ours: tell them
             coordinator.tell_failed(job["id"], RESTARTED)
-        yield coordinator
+        with query_service(config):
+            yield coordinator
     finally:
         runner.stop()
         link.stop()

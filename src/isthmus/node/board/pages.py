@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from isthmus.errors import ConfigError
 from isthmus.incentive.ledger import ledger_path
+from isthmus.incentive.summary import summarise
 from isthmus.jobs.events import read_events
 from isthmus.node.board import reads
 from isthmus.node.board.guard import SESSION_COOKIE, SESSION_SECONDS, Guard
@@ -219,7 +220,7 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
     @app.get("/ledger", response_class=HTMLResponse)
     def ledger() -> HTMLResponse:
         path = ledger_path(config.keys, coordinator.me)
-        return page("ledger.html", ledger=reads.ledger(path, coordinator.pinned), path=path)
+        return page("ledger.html", ledger=summarise(path, coordinator.pinned), path=path)
 
     @app.get("/serving", response_class=HTMLResponse)
     def serving() -> HTMLResponse:

@@ -203,30 +203,7 @@ def _step_and_kind(tag: str) -> tuple[str, str]:
     return step, rest or head
 
 
-# -- ledger and serving ---------------------------------------------------------------------------------
-
-def ledger(path: Path, pinned: dict) -> dict:
-    """This node's ledger replica: its records, their contribution reports, and whether the chain verifies."""
-    from isthmus.incentive.ledger import Ledger
-    from isthmus.incentive.verify import verify_ledgers
-
-    if not path.is_file():
-        return {"records": [], "verified": None, "findings": []}
-    with Ledger(path, read_only=True) as opened:
-        entries = opened.entries()
-    records = []
-    for entry in entries:
-        try:
-            body = entry.record.content
-        except ValueError as exc:
-            records.append({"seq": entry.seq, "hash": entry.stored_hash, "malformed": str(exc)})
-            continue
-        records.append({"seq": entry.seq, "hash": entry.stored_hash, "created": body.get("created"),
-                        "job": body.get("job"), "parties": sorted(body.get("parties", {})),
-                        "signed": len(entry.record.signatures), "contributions": body.get("contributions")})
-    result = verify_ledgers([path], pinned)
-    return {"records": records, "verified": result.ok, "findings": [str(f) for f in result.findings]}
-
+# -- serving (the ledger's rows: isthmus.incentive.summary) ------------------------------------------------
 
 def serving(models: list[dict], served: list[dict], asked: list[dict]) -> list[dict]:
     """Per version of each published model: requests this node answered as a host, and those it made as the

@@ -40,9 +40,18 @@ def policy_rows(config: NodeConfig, proposal: Proposal) -> list[dict]:
          "met": True},
         {"rule": "min_intersection", "setting": str(policy.min_intersection),
          "asked": str(rows_min) if rows_min is not None else "no intersect step", "met": True},
+        {"rule": "max_rows", "setting": _max_rows(config, proposal.alias_of(config.party)),
+         "asked": f"table {proposal.alias_of(config.party)}" if proposal.alias_of(config.party) else "no table",
+         "met": True},
         {"rule": "allow_weakening", "setting": _listed(policy.allow_weakening, "none"),
          "asked": ", ".join(weak) or "none", "met": True},
     ]
+
+
+def _max_rows(config: NodeConfig, alias: str | None) -> str:
+    entry = config.options.catalogue.get(alias) if alias else None
+    limits = [n for n in (entry.max_rows if entry else None, config.policy.max_rows) if n is not None]
+    return str(min(limits)) if limits else "none"
 
 
 def _listed(values: list[str] | None, default: str) -> str:
