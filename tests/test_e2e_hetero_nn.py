@@ -16,8 +16,10 @@ from isthmus.jobs.local import loopback_parties, write_job
 pytestmark = pytest.mark.e2e
 pytest.importorskip("torch")
 
-TRAIN = {"model": "hetero_nn", "bottom": {"guest": [4], "host": [4]}, "interactive_units": 4, "top": [4, "relu"],
-         "epochs": 5, "batch_size": 64, "learning_rate": 0.02, "validation_fraction": 0.25, "key_bits": 1024}
+# tanh rather than relu in 4-unit layers, 10 epochs: with PSI's random row order the relu network sometimes
+# lost units and missed parity by 0.02-0.03 (seen in 3 of 6 runs); tanh stayed within 0.007 in 6 of 6
+TRAIN = {"model": "hetero_nn", "bottom": {"guest": [4], "host": [4]}, "interactive_units": 4, "interactive_activation": "tanh", "top": [4, "tanh"],
+         "epochs": 10, "batch_size": 64, "learning_rate": 0.05, "validation_fraction": 0.25, "key_bits": 1024}
 
 
 def test_a_protected_split_network_matches_pytorch_on_pooled_columns(tmp_path):
