@@ -110,14 +110,7 @@ def read_table(
     """
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing={missing!r} is not one of {MISSING_POLICIES}")
-    path = Path(path)
-
-    def fail(message: str) -> DataError:
-        return DataError(f"party {party!r}, file {str(path)!r}: {message}")
-
-    if not path.is_file():
-        raise fail("no such file")
-    reader = reader_for(path, fail)
+    reader, fail = _open(path, party)
     columns = reader.columns()
     _check_duplicates(columns, fail)
     selected = select_columns(columns, id_column, label_column, feature_columns, list(exclude), fail)
@@ -136,6 +129,13 @@ def read_table(
 
 def count_rows(path: str | Path, *, party: str, id_column: str) -> int:
     """How many rows ``path`` holds, reading only its id column (a node checks its ``max_rows`` with it)."""
+    reader, fail = _open(path, party)
+    selected = select_columns(reader.columns(), id_column, None, [], [], fail)
+    return len(reader.read(selected))
+
+
+def _open(path: str | Path, party: str):
+    """The reader of ``path`` and the error maker naming party and file, for every message about it."""
     path = Path(path)
 
     def fail(message: str) -> DataError:
@@ -143,9 +143,7 @@ def count_rows(path: str | Path, *, party: str, id_column: str) -> int:
 
     if not path.is_file():
         raise fail("no such file")
-    reader = reader_for(path, fail)
-    selected = select_columns(reader.columns(), id_column, None, [], [], fail)
-    return len(reader.read(selected))
+    return reader_for(path, fail), fail
 
 
 @dataclass(frozen=True)
