@@ -305,11 +305,15 @@ class CkksArray:
         if level < FRESH_LEVEL:
             raise ValueError("a plaintext-matrix product needs fresh ciphertexts (level 2)")
         prime = _last_prime(level)
-        diagonals = self._diagonals(rows, width)
+        padded = np.zeros((width, rows.shape[1]))
+        padded[:k] = rows
+        starts = np.cumsum([0, *self.lengths[:-1]])
         total = None
         for r in reversed(range(width)):
             term = None
-            for segment, diagonal in zip(self.segments, diagonals[r]):
+            for segment, start, n in zip(self.segments, starts, self.lengths):
+                slots = np.arange(n)
+                diagonal = padded[(slots - r) % width, start + slots]  # P_cr: zero beyond the chunk's rows
                 if not diagonal.any():
                     continue
                 product = sa.Ciphertext()
@@ -335,22 +339,6 @@ class CkksArray:
         evaluator.rescale_to_next_inplace(total)
         total.scale = SCALE  # exact: SCALE * prime / prime
         return total
-
-    def _diagonals(self, rows: np.ndarray, width: int) -> list[list[np.ndarray]]:
-        """``[r][c]``: the slots of chunk c multiplied before r rotations (zero beyond the chunk's rows)."""
-        k = len(rows)
-        padded = np.zeros((width, rows.shape[1]))
-        padded[:k] = rows
-        out = [[None] * len(self.segments) for _ in range(width)]
-        start = 0
-        for c, n in enumerate(self.lengths):
-            slots = np.arange(SLOTS)
-            for r in range(width):
-                diagonal = np.zeros(SLOTS)
-                diagonal[:n] = padded[(slots[:n] - r) % width, start + slots[:n]]
-                out[r][c] = diagonal
-            start += n
-        return out
 
     @classmethod
     def concatenate(cls, arrays: Sequence[CkksArray]) -> CkksArray:
