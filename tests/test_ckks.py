@@ -88,7 +88,7 @@ def test_hetero_lr_with_ckks_matches_paillier(paillier_1024):
     X = StandardScaler().fit_transform(X)
     runs = {}
     for cipher in ("paillier", "ckks"):
-        options = LinearOptions(epochs=3, batch_size=256, key_bits=1024, cipher=cipher)
+        options = LinearOptions(epochs=2, batch_size=300, key_bits=1024, cipher=cipher)
         scores, guest, hosts = train_jointly(options, X[:, :10], y, [X[:, 10:20], X[:, 20:]])
         runs[cipher] = roc_auc_score(y, scores), guest, hosts
     (auc_p, guest_p, hosts_p), (auc_c, guest_c, hosts_c) = runs["paillier"], runs["ckks"]
@@ -97,3 +97,32 @@ def test_hetero_lr_with_ckks_matches_paillier(paillier_1024):
     for name in hosts_p:
         np.testing.assert_allclose(hosts_c[name].coef_, hosts_p[name].coef_, atol=1e-3)
     assert [h["loss"] for h in guest_c.history_] == pytest.approx([h["loss"] for h in guest_p.history_], abs=1e-3)
+
+
+def test_the_sigmoid_residual_is_refused_with_ckks():
+    """Its packed sigmoid exchange is built on Paillier: refused when the job is read, not mid-training."""
+    from isthmus.algorithms.hetero_linear import LinearOptions
+    from isthmus.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="residual: sigmoid needs cipher: paillier"):
+        LinearOptions(cipher="ckks", residual="sigmoid")
+    assert LinearOptions(cipher="ckks", task="regression", residual="sigmoid").cipher == "ckks"  # no sigmoid there
+
+
+def test_hetero_linear_regression_with_ckks_matches_paillier(paillier_1024):
+    """Regression sends u_g - y and weighs the loss's squares by 1/2: the same weights as Paillier's."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.preprocessing import StandardScaler
+
+    from isthmus.algorithms.hetero_linear import LinearOptions
+    from test_hetero_linear import train_jointly
+
+    X, y = load_diabetes(return_X_y=True)
+    X, y = StandardScaler().fit_transform(X), (y - y.mean()) / y.std()
+    coefs = {}
+    for cipher in ("paillier", "ckks"):
+        options = LinearOptions(task="regression", epochs=3, batch_size=0, key_bits=1024, cipher=cipher)
+        _, guest, hosts = train_jointly(options, X[:, :4], y, [X[:, 4:]])
+        coefs[cipher] = np.concatenate([guest.coef_.ravel(), hosts["host-1"].coef_.ravel()]), guest.history_
+    np.testing.assert_allclose(coefs["ckks"][0], coefs["paillier"][0], atol=1e-3)
+    assert [h["loss"] for h in coefs["ckks"][1]] == pytest.approx([h["loss"] for h in coefs["paillier"][1]], abs=1e-3)
