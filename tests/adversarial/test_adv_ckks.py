@@ -117,3 +117,20 @@ def test_the_arbiter_sends_its_public_key_only_and_floods_every_decryption():
     host.send("arbiter", tags.MASKED, {"lengths": [HOST_FEATURES], "segments": [foreign_ciphertext([60, 40, 40, 60])]})
     error = arbiter.refused()
     assert error.peer == "host" and "not a valid SEAL object" in str(error)
+
+
+def test_a_compressed_ciphertext_that_inflates_to_256_mib_is_refused_without_inflating(keys):
+    """SEAL's own zstd compression: a few KB of frame under a valid header is refused before it inflates."""
+    import resource
+    import shutil
+    import struct
+    import subprocess
+
+    if shutil.which("zstd") is None:
+        pytest.skip("needs the zstd command to make the frame")
+    frame = subprocess.run("head -c 268435456 /dev/zero | zstd -q -c", shell=True, capture_output=True,
+                           check=True).stdout  # made outside this process: its peak memory stays what it was
+    header = bytes.fromhex("5ea1100403020000") + struct.pack("<Q", 16 + len(frame))  # SEAL 4.x header, zstd
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert "not a valid SEAL object" in refused({"lengths": [3], "segments": [header + frame]}, keys[0])
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 << 10  # KiB: nothing inflated

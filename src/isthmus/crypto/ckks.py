@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.errors import ProtocolError
 
 POLY_DEGREE = 8192
 SLOTS = POLY_DEGREE // 2
