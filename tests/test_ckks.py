@@ -35,6 +35,8 @@ def test_the_loss_terms_align_levels_and_scales(keys):
     assert private_key.decrypt_exact(loss)[0] == pytest.approx(w @ u + 0.25 * (u @ u), abs=1e-6)
     with pytest.raises(ValueError, match="powers of two"):
         encrypted_u * 0.3
+    shifted = encrypted_u.rmatmul(np.vstack([u, w] * 20)) + np.arange(40.0)  # a product's layout, plus plaintext
+    np.testing.assert_allclose(private_key.decrypt_exact(shifted), [u @ u, w @ u] * 20 + np.arange(40.0), atol=1e-6)
 
 
 def test_adding_plaintext_re_randomises(keys):

@@ -9,7 +9,7 @@ N = 8192, coefficient modulus 60 + 50 + 48 + 60 = 218 bits: the HE standard's (h
 2018, table 1) largest log q for 128-bit classical security at N = 8192 with a ternary secret; SEAL
 refuses anything larger at ``tc128``. Values are encoded at scale 2^48. Fresh ciphertexts live at
 level 2 (q = 158 bits), products are rescaled once by the 48-bit prime to level 1 (q = 110 bits),
-which leaves room for the masks (values up to 2^52 at scale up to 2^51).
+which leaves room for the masked values (up to 2^45, at scales up to 2^51).
 
 Hiding, in the order values travel (docs/security.md argues the numbers):
 - whoever sends a ciphertext for decryption first adds a uniform mask in [-2^MASK_BITS, 2^MASK_BITS]
@@ -45,8 +45,8 @@ SCALE = 2.0**48
 #: Levels of the modulus chain: fresh ciphertexts at 2, products after one rescale at 1.
 FRESH_LEVEL, PRODUCT_LEVEL = 2, 1
 #: Masks are uniform in [-2^MASK_BITS, 2^MASK_BITS]: a value of magnitude |m| is hidden up to a
-#: statistical distance |m| / 2^(MASK_BITS + 1) (2^-25 for |m| = 2^20). Not larger: SEAL decodes through doubles, whose 53 bits must
-#: also carry the value's fraction below the mask.
+#: statistical distance |m| / 2^(MASK_BITS + 1) (2^-25 for |m| = 2^20). Not larger: SEAL decodes
+#: through doubles, whose 53 bits must also carry the value's fraction below the mask.
 MASK_BITS = 44
 #: Standard deviations of the flooding noise, in value units (see the module docstring).
 EVALUATOR_FLOOD = 2.0**-4
@@ -166,20 +166,20 @@ class CkksPublicKey:
             raise ValueError("CKKS Galois keys: expected exactly the rotations by powers of two")
         return cls(public_key, galois, {"public": obj["public"], "galois": obj["galois"]})
 
-    def encrypt(self, values: np.ndarray) -> CkksArray:
-        """Fresh encryptions of a 1-D float array, 4096 values per ciphertext."""
+    def encrypt(self, values: np.ndarray, lengths: list[int] | None = None) -> CkksArray:
+        """Fresh encryptions of a 1-D float array, 4096 values per ciphertext (or ``lengths`` of them)."""
         values = np.asarray(values, dtype=np.float64).ravel()
         if not np.isfinite(values).all():
             raise ValueError("cannot encrypt NaN or infinite values")
-        sa = _seal()
-        segments, lengths = [], []
-        for start in range(0, max(len(values), 1), SLOTS):
-            chunk = values[start:start + SLOTS]
-            ciphertext = sa.Ciphertext()
-            self._encryptor.encrypt(_encode(chunk, FRESH_LEVEL, SCALE), ciphertext)
+        if lengths is None:
+            lengths = [len(values[s:s + SLOTS]) for s in range(0, max(len(values), 1), SLOTS)]
+        segments, start = [], 0
+        for n in lengths:
+            ciphertext = _seal().Ciphertext()
+            self._encryptor.encrypt(_encode(values[start:start + n], FRESH_LEVEL, SCALE), ciphertext)
             segments.append(ciphertext)
-            lengths.append(len(chunk))
-        return CkksArray(self, segments, lengths)
+            start += n
+        return CkksArray(self, segments, list(lengths))
 
 
 class CkksPrivateKey:
@@ -268,7 +268,8 @@ class CkksArray:
         """Sum with another array of the same layout, or with plaintext values, encrypted afresh so that
         the result is re-randomised (a peer that knows one addend cannot subtract it to read the other)."""
         if not isinstance(other, CkksArray):
-            other = self.public_key.encrypt(np.broadcast_to(np.asarray(other, dtype=np.float64), (len(self),)))
+            other = self.public_key.encrypt(np.broadcast_to(np.asarray(other, dtype=np.float64), (len(self),)),
+                                            self.lengths)
         if other.lengths != self.lengths:
             raise ValueError(f"cannot add encrypted arrays of layouts {self.lengths} and {other.lengths}")
         _, evaluator = _tools()

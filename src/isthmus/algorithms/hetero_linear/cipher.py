@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from isthmus.crypto.ckks import CkksMask, CkksPublicKey  # TenSEAL itself is imported only when CKKS is used
+
 Encrypted = Any  # a CipherArray, or a float array in plaintext mode
 
 #: Fractional bits of encrypted values (partial predictions, residuals).
@@ -42,8 +44,6 @@ def receive_public_key(channel, arbiter: str, config) -> Any:
     received = channel.recv(arbiter, tags.PUBLIC_KEY)
     if not (config.encrypt and config.cipher == "ckks"):
         return received
-    from isthmus.crypto.ckks import CkksPublicKey
-
     try:
         return CkksPublicKey.from_wire(received)
     except ValueError as exc:
@@ -53,7 +53,7 @@ def receive_public_key(channel, arbiter: str, config) -> Any:
 def encrypt(public_key: Any, values: np.ndarray) -> Encrypted:
     if public_key is None:
         return np.asarray(values, dtype=np.float64)
-    if not hasattr(public_key, "precompute"):  # CKKS encodes at its own scale
+    if isinstance(public_key, CkksPublicKey):  # CKKS encodes at its own scale
         return public_key.encrypt(values)
     return public_key.encrypt(values, precision=VALUE_PRECISION)
 
@@ -74,7 +74,8 @@ class Randomness:
 
     def refill(self, count: int) -> None:
         """Start making the factors missing for ``count`` encryptions (none in plaintext mode, none while busy)."""
-        if not hasattr(self._key, "precompute") or (self._thread is not None and self._thread.is_alive()):
+        busy = self._thread is not None and self._thread.is_alive()
+        if self._key is None or isinstance(self._key, CkksPublicKey) or busy:
             return  # plaintext mode, or CKKS: a fresh encryption is a few milliseconds per 4096 values
         missing = count - self._key.precomputed
         if missing > 0:
@@ -125,8 +126,6 @@ def decrypt_via_arbiter(channel, arbiter: str, value: Encrypted, size: int) -> n
     raw = channel.recv(arbiter, tags.UNMASKED_RAW)
     if not isinstance(raw, (list, np.ndarray)) or len(raw) != size:
         raise ProtocolError(f"expected {size} decrypted values", peer=arbiter, tag=tags.UNMASKED_RAW)
-    from isthmus.crypto.ckks import CkksMask
-
     if isinstance(blinding, CkksMask):
         if not (isinstance(raw, np.ndarray) and raw.dtype == np.float64 and np.isfinite(raw).all()):
             raise ProtocolError("decrypted CKKS values must be finite float64", peer=arbiter, tag=tags.UNMASKED_RAW)
