@@ -14,7 +14,7 @@ $(VENV)/.installed-core: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,dp,parquet,torch,node,ray,browser]'
+	$(BIN)/pip install --quiet -e '.[test,dp,parquet,torch,node,ray,browser,lattice]'
 	touch $@ $(VENV)/.installed-core
 
 demo: $(VENV)/.installed-core

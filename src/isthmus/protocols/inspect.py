@@ -108,6 +108,13 @@ class Inspect:
         is ``None``, a float array) of ``size`` values (any, when ``None``)."""
         if public_key is None:
             return self.array(obj, (size,), what=what)
+        from isthmus.crypto.ckks import CkksArray, CkksPublicKey
+
+        if isinstance(public_key, CkksPublicKey):
+            try:
+                return CkksArray.from_wire(obj, public_key, size=size)
+            except ValueError as exc:
+                self.fail(f"{what}: {exc}")
         from isthmus.crypto.paillier import CipherArray
 
         if not isinstance(obj, CipherArray):

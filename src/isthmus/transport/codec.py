@@ -1,7 +1,8 @@
 """Typed wire envelopes for protocol messages, built on msgpack; a peer's bytes are hostile input.
 
 What can cross: None, bool, int, float, str, bytes, lists, dicts with string keys, numpy arrays of
-whitelisted dtypes, Paillier public keys and ciphertext arrays. Anything else is refused when
+whitelisted dtypes, Paillier public keys and ciphertext arrays (CKKS ones travel as maps of SEAL's bytes,
+which Inspect.cipher parses against the job's key). Anything else is refused when
 encoding (a programming error) or when decoding (a :class:`ProtocolError` naming peer and tag).
 Nothing is ever unpickled.
 
@@ -88,6 +89,10 @@ def _to_ext(obj: Any) -> Any:
         return msgpack.ExtType(_EXT_CIPHER, _pack(obj.to_wire()))
     if isinstance(obj, PaillierPublicKey):
         return msgpack.ExtType(_EXT_PUBLIC_KEY, _pack(obj.to_wire()))
+    from isthmus.crypto.ckks import CkksArray, CkksPublicKey  # TenSEAL itself is imported only when used
+
+    if isinstance(obj, (CkksArray, CkksPublicKey)):  # SEAL's bytes in a plain map: the receiver parses them
+        return obj.to_wire()
     raise TypeError(f"{type(obj).__name__} cannot cross the wire")
 
 

@@ -6,6 +6,7 @@ weights and the intercept, each host its own weights, and the arbiter only the f
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -88,6 +89,8 @@ class _HeteroLinear(Algorithm):
 
     def check(self, roster: Roster, options: LinearOptions, *, allow_plaintext: bool) -> None:
         super().check(roster, options, allow_plaintext=allow_plaintext)
+        if options.encrypt and options.cipher == "ckks" and importlib.util.find_spec("tenseal") is None:
+            raise ConfigError(f"{self.name} with cipher: ckks needs TenSEAL on every party: pip install 'isthmus[lattice]'")
         if allow_plaintext:
             return
         if not options.encrypt:

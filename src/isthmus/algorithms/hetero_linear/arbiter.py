@@ -1,7 +1,8 @@
-"""The arbiter of vertical linear models: holds the Paillier private key, decrypts only masked values.
+"""The arbiter of vertical linear models: holds the private key, decrypts only masked values.
 
 It never sees data, labels, partial predictions or unmasked gradients: each party blinds what it
-sends with a uniformly random mask, so every plaintext the arbiter decrypts is uniform in Z_n.
+sends with a uniformly random mask, so every plaintext the arbiter decrypts is uniform in Z_n (Paillier),
+or statistically close to uniform and flooded (CKKS, whose decryptions leave the arbiter flooded again).
 
 A decryption oracle is what a deviating party would want, so the arbiter limits what it decrypts:
 each party's vector has the length fixed at the start (its feature count; the guest's one more, for
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from isthmus.errors import ProtocolError
-from isthmus.algorithms.hetero_linear import batches, tags
+from isthmus.algorithms.hetero_linear import batches, cipher, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.options import LinearOptions
 from isthmus.algorithms.hetero_linear.sigmoid import serve_sigmoid
@@ -36,12 +37,7 @@ class HeteroLinearArbiter:
             return self._serve(channel, guest, hosts)
 
     def _serve(self, channel: Channel, guest: str, hosts: list[str]) -> HeteroLinearArbiter:
-        if self.config.encrypt:
-            from isthmus.crypto.paillier import generate_keypair
-
-            public_key, private_key = generate_keypair(self.config.key_bits)
-        else:
-            public_key = private_key = None
+        public_key, private_key = cipher.generate_keypair(self.config)
         parties = [guest, *hosts]
         channel.broadcast(parties, tags.PUBLIC_KEY, public_key)
         lengths, min_rows = self._start(channel, guest, parties)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from isthmus.crypto.ckks import CkksMask, CkksPublicKey  # TenSEAL itself is imported only when CKKS is used
+
 Encrypted = Any  # a CipherArray, or a float array in plaintext mode
 
 #: Fractional bits of encrypted values (partial predictions, residuals).
@@ -21,9 +23,38 @@ VALUE_PRECISION = 32
 LOSS_PRECISION = 16
 
 
+def generate_keypair(config) -> tuple[Any, Any]:
+    """The arbiter's key pair for ``config.cipher`` (``(None, None)`` in plaintext mode)."""
+    if not config.encrypt:
+        return None, None
+    if config.cipher == "ckks":
+        from isthmus.crypto.ckks import generate_keypair as ckks_keypair
+
+        return ckks_keypair()
+    from isthmus.crypto.paillier import generate_keypair as paillier_keypair
+
+    return paillier_keypair(config.key_bits)
+
+
+def receive_public_key(channel, arbiter: str, config) -> Any:
+    """The arbiter's public key; a CKKS key is parsed here, against the fixed parameters."""
+    from isthmus.errors import ProtocolError
+    from isthmus.algorithms.hetero_linear import tags
+
+    received = channel.recv(arbiter, tags.PUBLIC_KEY)
+    if not (config.encrypt and config.cipher == "ckks"):
+        return received
+    try:
+        return CkksPublicKey.from_wire(received)
+    except ValueError as exc:
+        raise ProtocolError(str(exc), peer=arbiter, tag=tags.PUBLIC_KEY) from None
+
+
 def encrypt(public_key: Any, values: np.ndarray) -> Encrypted:
     if public_key is None:
         return np.asarray(values, dtype=np.float64)
+    if isinstance(public_key, CkksPublicKey):  # CKKS encodes at its own scale
+        return public_key.encrypt(values)
     return public_key.encrypt(values, precision=VALUE_PRECISION)
 
 
@@ -43,8 +74,9 @@ class Randomness:
 
     def refill(self, count: int) -> None:
         """Start making the factors missing for ``count`` encryptions (none in plaintext mode, none while busy)."""
-        if self._key is None or (self._thread is not None and self._thread.is_alive()):
-            return
+        busy = self._thread is not None and self._thread.is_alive()
+        if self._key is None or isinstance(self._key, CkksPublicKey) or busy:
+            return  # plaintext mode, or CKKS: a fresh encryption is a few milliseconds per 4096 values
         missing = count - self._key.precomputed
         if missing > 0:
             self._thread = threading.Thread(target=self._key.precompute, args=(missing,), daemon=True,
@@ -94,7 +126,10 @@ def decrypt_via_arbiter(channel, arbiter: str, value: Encrypted, size: int) -> n
     raw = channel.recv(arbiter, tags.UNMASKED_RAW)
     if not isinstance(raw, (list, np.ndarray)) or len(raw) != size:
         raise ProtocolError(f"expected {size} decrypted values", peer=arbiter, tag=tags.UNMASKED_RAW)
-    if blinding is not None and not all(type(v) is int for v in raw):
+    if isinstance(blinding, CkksMask):
+        if not (isinstance(raw, np.ndarray) and raw.dtype == np.float64 and np.isfinite(raw).all()):
+            raise ProtocolError("decrypted CKKS values must be finite float64", peer=arbiter, tag=tags.UNMASKED_RAW)
+    elif blinding is not None and not all(type(v) is int for v in raw):
         raise ProtocolError("decrypted values must be integers", peer=arbiter, tag=tags.UNMASKED_RAW)
     return unmask(raw, blinding)
 

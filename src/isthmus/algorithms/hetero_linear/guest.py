@@ -48,7 +48,7 @@ class HeteroLinearGuest:
         cfg, channel, arbiter = self.config, self.channel, self.arbiter
         self._X = self._design(X)
         targets = self._targets(np.asarray(y, dtype=np.float64))
-        self.public_key = channel.recv(arbiter, tags.PUBLIC_KEY)
+        self.public_key = cipher.receive_public_key(channel, arbiter, cfg)
         self._randomness = cipher.Randomness(self.public_key)
         rng = np.random.default_rng(cfg.seed)
         order = rng.permutation(len(self._X))

@@ -32,7 +32,7 @@ class HeteroLinearHost:
         """Train until the guest says the fit is done; the host's part of the model is ``coef_``."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         with aborting_peers(channel, "host"):
-            public_key = channel.recv(arbiter, tags.PUBLIC_KEY)
+            public_key = cipher.receive_public_key(channel, arbiter, self.config)
             channel.send(guest, tags.FEATURES, X.shape[1])
             self._trainer = _HostTrainer(self.config, channel, X, public_key, guest, arbiter)
             self._serve(channel, X, guest, training=True)

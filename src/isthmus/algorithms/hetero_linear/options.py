@@ -37,12 +37,17 @@ class LinearOptions(Options):
     precision: int = Field(16, ge=4, le=32)  # fractional bits of plaintext features in ciphertext products
     residual: Literal["taylor", "sigmoid"] = "taylor"  # logistic: the white paper's, or exact (sigmoid.py)
     encrypt: bool = True  # False only in benchmarks, to measure the cost of encryption
+    #: paillier (key_bits), or ckks: lattice-based, 128-bit-secure fixed parameters, ~25x less CPU for
+    #: X.T @ [[d]] (benchmarks/lattice.py); needs the extra isthmus[lattice] (crypto/ckks.py, docs/security.md)
+    cipher: Literal["paillier", "ckks"] = "paillier"
     seed: Seed = 0
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.early_stopping_rounds and not self.validation_fraction:
             raise ValueError("early_stopping_rounds needs a validation_fraction > 0")
+        if self.cipher == "ckks" and self.exact_sigmoid:
+            raise ValueError("residual: sigmoid needs cipher: paillier (its packed sigmoid exchange is Paillier's)")
         return self
 
     @property
