@@ -29,7 +29,6 @@ import functools
 import hashlib
 import math
 import os
-import secrets
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -239,15 +238,23 @@ def _decode(plain) -> np.ndarray:
     return np.asarray(encoder.decode_double(plain))
 
 
+def _random_words(count: int) -> np.ndarray:
+    """``count`` uniform 64-bit words straight from the operating system's CSPRNG: masks and flooding noise
+    are secrets, and numpy's generators (PCG64) are predictable from enough of their outputs."""
+    return np.frombuffer(os.urandom(8 * count), dtype=np.uint64)
+
+
 def _gaussian(count: int, sigma: float) -> np.ndarray:
-    """Flooding noise from the operating system's CSPRNG (numpy's generators are not for secrets)."""
-    return np.random.default_rng(secrets.randbits(128)).normal(0.0, sigma, size=count)
+    """Flooding noise: Box-Muller over CSPRNG uniforms in (0, 1] (53 bits each)."""
+    u1, u2 = _random_words(2 * count).reshape(2, count) >> np.uint64(11)
+    u1 = (u1.astype(np.float64) + 1.0) / 2.0**53
+    u2 = u2.astype(np.float64) / 2.0**53
+    return sigma * np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
 def _uniform(count: int, bits: int) -> np.ndarray:
-    """Uniform integers in [-2^bits, 2^bits] from a CSPRNG-seeded generator, as floats (exact up to 2^53)."""
-    return np.random.default_rng(secrets.randbits(128)).integers(-(2**bits), 2**bits, size=count,
-                                                                  endpoint=True).astype(np.float64)
+    """Uniform integers in [-2^bits, 2^bits) from the CSPRNG, as floats (exact: bits + 1 <= 53)."""
+    return (_random_words(count) >> np.uint64(63 - bits)).astype(np.float64) - 2.0**bits
 
 
 class CkksArray:
