@@ -4,7 +4,9 @@ Per batch (white paper steps 2-4): hosts send encrypted partial predictions [[u_
 the encrypted residual [[d]] = sum [[u_h]] + (its own plaintext part) and sends it to the hosts; every
 party computes its encrypted gradient X.T @ [[d]], masks it and has the arbiter decrypt it. The guest
 also has the encrypted loss decrypted, from which it decides convergence. Batches are never smaller
-than the floor of batches.py: a short tail joins the previous batch.
+than the floor of batches.py: a short tail joins the previous batch. A softmax model (multiclass with
+``residual: sigmoid``, softmax.py) has K weight columns per party, and every value above is K per row
+(flat, row-major); one-vs-rest trains K one-column models one after the other.
 """
 
 from __future__ import annotations
