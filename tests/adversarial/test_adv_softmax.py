@@ -20,8 +20,9 @@ def test_the_guest_refuses_partial_scores_with_too_few_columns():
     rng = np.random.default_rng(1)
     rows = 3 * SAFE_ROWS
     hub = LocalHub(["guest", "host", "arbiter"])
-    guest = Scripted(hub, lambda: HeteroLinearGuest(SOFTMAX).fit(
-        hub.channel("guest"), rng.normal(size=(rows, 2)), np.arange(rows) % CLASSES, hosts=["host"], arbiter="arbiter"))
+    X, y = rng.normal(size=(rows, 2)), np.arange(rows) % CLASSES
+    guest = Scripted(hub, lambda: HeteroLinearGuest(SOFTMAX).fit(hub.channel("guest"), X, y, hosts=["host"],
+                                                                 arbiter="arbiter"))
     Scripted(hub, lambda: HeteroLinearArbiter(SOFTMAX).fit(hub.channel("arbiter"), guest="guest", hosts=["host"]))
     host = hub.channel("host")
     host.recv("arbiter", tags.PUBLIC_KEY)

@@ -5,9 +5,10 @@ sends with a uniformly random mask, so every plaintext the arbiter decrypts is u
 
 A decryption oracle is what a deviating party would want, so the arbiter limits what it decrypts:
 each party's vector has the length fixed at the start (its feature count, times the classes of a
-softmax model; the guest's one more, for the loss) and a batch must have enough rows for the widest party (batches.py). It cannot see inside
-a ciphertext: a deviating party can still put other ciphertexts it holds into those slots (see
-docs/security.md: that is the limit of the semi-honest model).
+softmax model; the guest's one more, for the loss) and a batch must have enough rows for the widest
+party (batches.py). It cannot see inside a ciphertext: a deviating party can still put other
+ciphertexts it holds into those slots (see docs/security.md: that is the limit of the semi-honest
+model).
 """
 
 from __future__ import annotations

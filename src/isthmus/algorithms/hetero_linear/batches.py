@@ -10,7 +10,8 @@ b = precision + log2(m)/2 + 1 bits (standardised features), and lattice reductio
 knapsacks while the labels carry fewer bits than the equations, m < k b. So a batch needs
 comfortably more rows than that: at least ``(precision + SAFETY_BITS)`` rows per feature of the
 widest party, and the guest, which knows its labels, multiplies that by ``label_growth``: rare
-positives carry less than one bit each, and K classes give K - 1 equations per feature. docs/security.md gives the argument and what still leaks.
+positives carry less than one bit each, and K classes give K - 1 equations per feature.
+docs/security.md gives the argument and what still leaks.
 """
 
 from __future__ import annotations

@@ -92,8 +92,8 @@ class HeteroLinearGuest:
         """Batch boundaries over the shuffled training rows; no batch is small enough for a party to solve
         its decrypted gradients for the labels (batches.py). Rare labels carry less than a bit each, and
         K classes give K - 1 equations per feature, so the guest, which alone knows them, asks for
-        proportionally more rows. ``targets``: every model's columns side by side; one-vs-rest models
-        share the rows of their batches, so a host can combine their gradients as a softmax model's."""
+        proportionally more rows. ``targets``: every model's columns side by side; one-vs-rest models'
+        full batches hold the same rows, so a host can combine their gradients as a softmax model's."""
         cfg, counts = self.config, self.features_
         widest = max(counts, key=counts.get)
         growth = batches.label_growth(targets[self.train_rows_])
@@ -194,8 +194,8 @@ class HeteroLinearGuest:
             encrypted_loss = encrypted_loss + squares * quadratic
         encrypted = cipher.concatenate([cipher.column_gradients(x, residual, columns, cfg.precision), encrypted_loss])
         decrypted = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted, weights.size + 1)
-        grad = apply_penalty(weights, cipher.as_columns(decrypted[:-1], columns) * cipher.residual_scale(cfg, len(rows)),
-                             penalty=cfg.penalty, alpha=cfg.alpha, penalized=penalized)
+        grad = cipher.as_columns(decrypted[:-1], columns) * cipher.residual_scale(cfg, len(rows))
+        grad = apply_penalty(weights, grad, penalty=cfg.penalty, alpha=cfg.alpha, penalized=penalized)
         self.coef_[:, self._model_columns(model)] = optimizer.step(weights, grad)
         return constant + (plain_loss + decrypted[-1]) / len(rows)
 

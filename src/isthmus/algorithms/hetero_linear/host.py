@@ -122,7 +122,8 @@ class _HostTrainer:
         if msg["partners"]:
             self._send_cross_term(partial, check.sequence(msg["partners"], what="partners"), check)
         encrypted_grad = cipher.column_gradients(x, residual, columns, self.config.precision)
-        grad = cipher.as_columns(cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted_grad, weights.size), columns)
+        grad = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted_grad, weights.size)
+        grad = cipher.as_columns(grad, columns)
         grad = apply_penalty(weights, grad * cipher.residual_scale(self.config, len(rows)),
                              penalty=self.config.penalty, alpha=self.config.alpha)
         self.coef[:, self._columns(model)] = self.optimizers[model].step(weights, grad)
