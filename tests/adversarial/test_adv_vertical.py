@@ -139,7 +139,7 @@ def test_the_host_refuses_a_deviating_guests_small_batch(rows):
     hub.channel("arbiter").send("host", tags.PUBLIC_KEY, None)
     guest = hub.channel("guest")
     assert guest.recv("host", tags.FEATURES) == HOST_FEATURES  # the host says how wide it is
-    guest.send("host", tags.CONTROL, {"op": "start", "models": 1, "features": {"guest": 3, "host": HOST_FEATURES}})
+    guest.send("host", tags.CONTROL, {"op": "start", "models": 1, "columns": 1, "features": {"guest": 3, "host": HOST_FEATURES}})
     guest.send("host", tags.CONTROL, {"op": "batch", "rows": rows, "model": 0})
     error = host.refused()
     assert error.peer == "guest" and "refusing a batch" in str(error)
@@ -154,7 +154,7 @@ def test_the_host_refuses_a_guest_that_misstates_its_width():
     hub.channel("arbiter").send("host", tags.PUBLIC_KEY, None)
     guest = hub.channel("guest")
     guest.recv("host", tags.FEATURES)
-    guest.send("host", tags.CONTROL, {"op": "start", "models": 1, "features": {"guest": 3, "host": 1}})
+    guest.send("host", tags.CONTROL, {"op": "start", "models": 1, "columns": 1, "features": {"guest": 3, "host": 1}})
     assert host.refused().peer == "guest"
 
 
@@ -165,7 +165,7 @@ def start_arbiter(config: LinearOptions) -> tuple[LocalHub, Scripted, object]:
                                                                      hosts=["host"]))
     public_key = [hub.channel(party).recv("arbiter", tags.PUBLIC_KEY) for party in ("guest", "host")][0]
     hub.channel("guest").send("arbiter", tags.ARBITER_CONTROL,
-                              {"op": "start", "features": {"guest": 3, "host": HOST_FEATURES}})
+                              {"op": "start", "columns": 1, "features": {"guest": 3, "host": HOST_FEATURES}})
     return hub, arbiter, public_key
 
 

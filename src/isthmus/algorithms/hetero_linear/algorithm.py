@@ -177,18 +177,17 @@ def load_part(name: str, options_type: type, role: str, model: dict[str, Any]) -
 
 
 def logistic_reference(options, task: Task, X_train: np.ndarray, y_train: np.ndarray, X_eval: np.ndarray) -> Reference:
-    """scikit-learn's LogisticRegression (one-vs-rest for multiclass, as hetero_lr trains) with the same
-    penalty: isthmus minimises mean loss + alpha/2 |w|^2, scikit-learn C * sum loss + |w|^2 / 2."""
+    """scikit-learn's default LogisticRegression (multinomial for multiclass: the model ``residual: sigmoid``
+    trains; one-vs-rest with the Taylor residual is measured against it too) with the same penalty:
+    isthmus minimises mean loss + alpha/2 |W|^2, scikit-learn C * sum loss + |W|^2 / 2."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
 
     X_train, X_eval = _pooled_scaling(options, X_train, X_eval)
     alpha = options.alpha if options.penalty == "l2" else 0.0
     logistic = LogisticRegression(C=1.0 / (alpha * len(y_train)) if alpha else 1e12,
                                   fit_intercept=options.fit_intercept, max_iter=5000)
-    if task == "multiclass":
-        return Reference(OneVsRestClassifier(logistic).fit(X_train, y_train).predict_proba(X_eval), "scikit-learn")
-    return Reference(logistic.fit(X_train, y_train).predict_proba(X_eval)[:, 1], "scikit-learn")
+    probabilities = logistic.fit(X_train, y_train).predict_proba(X_eval)
+    return Reference(probabilities if task == "multiclass" else probabilities[:, 1], "scikit-learn")
 
 
 def scaled(scaler: Standardizer | None, X: np.ndarray) -> np.ndarray:

@@ -5,10 +5,11 @@ sends with a uniformly random mask, so every plaintext the arbiter decrypts is u
 or statistically close to uniform and flooded (CKKS, whose decryptions leave the arbiter flooded again).
 
 A decryption oracle is what a deviating party would want, so the arbiter limits what it decrypts:
-each party's vector has the length fixed at the start (its feature count; the guest's one more, for
-the loss) and a batch must have enough rows for the widest party (batches.py). It cannot see inside
-a ciphertext: a deviating party can still put other ciphertexts it holds into those slots (see
-docs/security.md: that is the limit of the semi-honest model).
+each party's vector has the length fixed at the start (its feature count, times the classes of a
+softmax model; the guest's one more, for the loss) and a batch must have enough rows for the widest
+party (batches.py). It cannot see inside a ciphertext: a deviating party can still put other
+ciphertexts it holds into those slots (see docs/security.md: that is the limit of the semi-honest
+model).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from isthmus.algorithms.hetero_linear import batches, cipher, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.options import LinearOptions
 from isthmus.algorithms.hetero_linear.sigmoid import serve_sigmoid
+from isthmus.algorithms.hetero_linear.softmax import serve_softmax
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
 
@@ -40,13 +42,16 @@ class HeteroLinearArbiter:
         public_key, private_key = cipher.generate_keypair(self.config)
         parties = [guest, *hosts]
         channel.broadcast(parties, tags.PUBLIC_KEY, public_key)
-        lengths, min_rows = self._start(channel, guest, parties)
+        lengths, min_rows, columns = self._start(channel, guest, parties)
         while True:
             order = Inspect(guest, tags.ARBITER_CONTROL).mapping(channel.recv(guest, tags.ARBITER_CONTROL), {"op"})
             if order["op"] == "done":
                 return self
             if order["op"] == "sigmoid":
                 serve_sigmoid(channel, guest, public_key, private_key, min_rows, MAX_DECRYPT)
+                continue
+            if order["op"] == "softmax" and columns > 1:
+                serve_softmax(channel, guest, public_key, private_key, columns, min_rows, MAX_DECRYPT)
                 continue
             if order["op"] != "decrypt":
                 raise ProtocolError(f"unknown arbiter order {order['op']!r}", peer=guest, tag=tags.ARBITER_CONTROL)
@@ -66,16 +71,18 @@ class HeteroLinearArbiter:
                 channel.send(party, tags.UNMASKED_RAW, plain if isinstance(plain, np.ndarray) else list(plain))
             self.rounds_served += 1
 
-    def _start(self, channel: Channel, guest: str, parties: list[str]) -> tuple[dict[str, int], int]:
-        """Every party's vector length (its gradient; the guest's plus the loss) and the smallest batch."""
+    def _start(self, channel: Channel, guest: str, parties: list[str]) -> tuple[dict[str, int], int, int]:
+        """Every party's vector length (its gradient, a column per class of a softmax model; the guest's plus
+        the loss), the smallest batch, and the weight columns per model."""
         check = Inspect(guest, tags.ARBITER_CONTROL)
-        order = check.mapping(channel.recv(guest, tags.ARBITER_CONTROL), {"op", "features"})
+        order = check.mapping(channel.recv(guest, tags.ARBITER_CONTROL), {"op", "features", "columns"})
         features = batches.feature_counts(order["features"], check)
+        columns = check.integer(order["columns"], 1, batches.MAX_CLASSES, "weight columns per model")
         if order["op"] != "start" or set(features) != set(parties):
             raise ProtocolError(f"expected a start order with the feature counts of {parties}", peer=guest,
                                 tag=tags.ARBITER_CONTROL)
-        lengths = {party: count + (party == guest) for party, count in features.items()}
+        lengths = {party: count * columns + (party == guest) for party, count in features.items()}
         if max(lengths.values()) > MAX_DECRYPT:
             raise ProtocolError(f"refusing vectors of up to {max(lengths.values())} values", peer=guest,
                                 tag=tags.ARBITER_CONTROL)
-        return lengths, batches.min_batch_rows(self.config.rows_per_feature, features)
+        return lengths, batches.min_batch_rows(self.config.rows_per_feature, features), columns

@@ -9,8 +9,9 @@ integer coefficients a_ij = round(x_ij 2^precision): each equation carries about
 b = precision + log2(m)/2 + 1 bits (standardised features), and lattice reduction solves such
 knapsacks while the labels carry fewer bits than the equations, m < k b. So a batch needs
 comfortably more rows than that: at least ``(precision + SAFETY_BITS)`` rows per feature of the
-widest party, and the guest, which knows its labels, divides by their entropy (rare positives carry
-less than one bit each). docs/security.md gives the argument and what still leaks.
+widest party, and the guest, which knows its labels, multiplies that by ``label_growth``: rare
+positives carry less than one bit each, and K classes give K - 1 equations per feature.
+docs/security.md gives the argument and what still leaks.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from isthmus.protocols.inspect import Inspect
 SAFETY_BITS = 8
 #: Most features a party may declare; a larger claim is a peer's mistake or an attack.
 MAX_FEATURES = 1_000_000
+#: Most classes (weight columns) of a softmax model, and most one-vs-rest models.
+MAX_CLASSES = 1000
 
 
 def safe_rows_per_feature(precision: int) -> int:
@@ -41,14 +44,36 @@ def min_batch_rows(rows_per_feature: int, features: Mapping[str, int]) -> int:
     return rows_per_feature * max(features.values())
 
 
-def label_entropy(target: np.ndarray) -> float:
-    """Bits per label of a 0/1 target (1.0 for continuous targets, which no knapsack recovers)."""
-    if not np.isin(target, (0.0, 1.0)).all():
+def label_growth(targets: np.ndarray) -> float:
+    """How many times more rows than balanced binary labels a batch needs, for 0/1 ``targets`` of shape
+    (rows, columns): one column for a binary model, one per class (one-hot) for multiclass, whether
+    one-vs-rest or softmax (1.0 for continuous targets, which no knapsack recovers).
+
+    A party decrypts (columns - 1) independent equations per feature (the one-hot columns sum to 1), so
+    jointly the rows' labels must carry more bits than those: m H(y) > k (C - 1) b, with H the labels'
+    entropy; and each class alone, an m-bit indicator of entropy m h(p_c), must beat its k equations.
+    With one column both give the binary rule, 1 / h(p); ten balanced classes need 9 / log2(10) = 2.7x.
+    """
+    targets = np.asarray(targets, dtype=np.float64)
+    targets = targets.reshape(len(targets), -1)
+    if not np.isin(targets, (0.0, 1.0)).all():
         return 1.0
-    p = float(np.mean(target))
-    if p in (0.0, 1.0):
+    shares = targets.mean(axis=0)
+    if targets.shape[1] == 1:
+        shares = np.array([1.0 - shares[0], shares[0]])
+    elif not np.allclose(targets.sum(axis=1), 1.0):
+        raise ValueError("multiclass targets must be one-hot rows")
+    present = shares[(shares > 0) & (shares < 1)]
+    if len(present) < 2:
         return 1.0  # nothing to learn: every label is the same
-    return -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+    joint = (len(shares) - 1) / _entropy(present)
+    alone = max(1.0 / _entropy(np.array([p, 1.0 - p])) for p in present)
+    return max(joint, alone)
+
+
+def _entropy(shares: np.ndarray) -> float:
+    """Shannon entropy in bits of a distribution given by its non-zero shares."""
+    return float(-(shares * np.log2(shares)).sum())
 
 
 def plan_batches(n_rows: int, batch_size: int, min_rows: int, *, why: str) -> list[int]:

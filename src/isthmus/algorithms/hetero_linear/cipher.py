@@ -97,6 +97,20 @@ def weighted_sums(matrix: np.ndarray, vector: Encrypted, precision: int) -> Encr
     return vector.rmatmul(matrix, precision=precision)
 
 
+def column_gradients(x: np.ndarray, residual: Encrypted, columns: int, precision: int) -> Encrypted:
+    """``x.T @ [[R]]`` for a residual of ``columns`` per row (flat, row-major): ``columns * k`` values, one
+    column after the other (see :func:`as_columns`)."""
+    if columns == 1:
+        return weighted_sums(x.T, residual, precision)
+    by_row = residual.reshape(len(x), columns)
+    return concatenate([weighted_sums(x.T, by_row[:, column], precision) for column in range(columns)])
+
+
+def as_columns(gradient: np.ndarray, columns: int) -> np.ndarray:
+    """A decrypted :func:`column_gradients` as the (k, columns) matrix of the weights it updates."""
+    return gradient.reshape(columns, -1).T
+
+
 def mask(value: Encrypted) -> tuple[Encrypted, Any]:
     """Blind a ciphertext array before the arbiter decrypts it; keep the second item to unblind."""
     if isinstance(value, np.ndarray):

@@ -4,7 +4,9 @@ Per batch (white paper steps 2-4): hosts send encrypted partial predictions [[u_
 the encrypted residual [[d]] = sum [[u_h]] + (its own plaintext part) and sends it to the hosts; every
 party computes its encrypted gradient X.T @ [[d]], masks it and has the arbiter decrypt it. The guest
 also has the encrypted loss decrypted, from which it decides convergence. Batches are never smaller
-than the floor of batches.py: a short tail joins the previous batch.
+than the floor of batches.py: a short tail joins the previous batch. A softmax model (multiclass with
+``residual: sigmoid``, softmax.py) has K weight columns per party, and every value above is K per row
+(flat, row-major); one-vs-rest trains K one-column models one after the other.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from itertools import pairwise
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, logsumexp, softmax
 
 from isthmus.errors import DataError, ProtocolError
 from isthmus.ml.optim import apply_penalty, make_optimizer
@@ -22,6 +24,7 @@ from isthmus.algorithms.hetero_linear import batches, cipher, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.options import LinearOptions
 from isthmus.algorithms.hetero_linear.sigmoid import check_partial_scores, sigmoid_via_arbiter
+from isthmus.algorithms.hetero_linear.softmax import softmax_via_arbiter
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
 
@@ -57,14 +60,16 @@ class HeteroLinearGuest:
         if len(self.train_rows_) == 0:
             raise DataError("the guest has no training rows left after the validation split")
         self.features_ = {channel.party: self._X.shape[1], **self._host_features()}
-        plans = [self._plan_batches(target) for target in targets]  # refuse too few rows before training
+        edges = self._plan_batches(np.column_stack(targets))  # refuse too few rows before training
 
-        self.coef_ = np.zeros((self._X.shape[1], len(targets)))
+        self._columns = targets[0].shape[1]
+        self.coef_ = np.zeros((self._X.shape[1], len(targets) * self._columns))
         self._best = self.coef_.copy()
-        channel.broadcast(self.hosts, tags.CONTROL, {"op": "start", "models": len(targets), "features": self.features_})
-        channel.send(arbiter, tags.ARBITER_CONTROL, {"op": "start", "features": self.features_})
+        start = {"features": self.features_, "columns": self._columns}
+        channel.broadcast(self.hosts, tags.CONTROL, {"op": "start", "models": len(targets), **start})
+        channel.send(arbiter, tags.ARBITER_CONTROL, {"op": "start", **start})
         try:
-            for model, (target, edges) in enumerate(zip(targets, plans)):
+            for model, target in enumerate(targets):
                 self._fit_model(model, target, edges, rng, progress)
         finally:
             self._randomness.close()
@@ -83,24 +88,26 @@ class HeteroLinearGuest:
                 raise ProtocolError(f"bad feature count {counts[host]!r}", peer=host, tag=tags.FEATURES)
         return counts
 
-    def _plan_batches(self, target: np.ndarray) -> list[int]:
+    def _plan_batches(self, targets: np.ndarray) -> list[int]:
         """Batch boundaries over the shuffled training rows; no batch is small enough for a party to solve
-        its decrypted gradient for the labels (batches.py). Rare labels carry less than a bit each, so
-        the guest, which alone knows them, asks for proportionally more rows."""
+        its decrypted gradients for the labels (batches.py). Rare labels carry less than a bit each, and
+        K classes give K - 1 equations per feature, so the guest, which alone knows them, asks for
+        proportionally more rows. ``targets``: every model's columns side by side; one-vs-rest models'
+        full batches hold the same rows, so a host can combine their gradients as a softmax model's."""
         cfg, counts = self.config, self.features_
         widest = max(counts, key=counts.get)
-        entropy = batches.label_entropy(target[self.train_rows_])
-        need = math.ceil(batches.min_batch_rows(cfg.rows_per_feature, counts) / entropy)
+        growth = batches.label_growth(targets[self.train_rows_])
+        need = math.ceil(batches.min_batch_rows(cfg.rows_per_feature, counts) * growth)
         why = f"{cfg.rows_per_feature} rows per feature x {counts[widest]} features of {widest!r}"
-        if entropy < 0.995:
-            why += f", divided by the labels' {entropy:.2f} bits of entropy each"
+        if growth > 1.005:
+            why += f", times {growth:.2f} for what the labels reveal per row"
         return batches.plan_batches(len(self.train_rows_), cfg.batch_size, need, why=why)
 
     def _fit_model(self, model: int, target: np.ndarray, edges: list[int], rng: np.random.Generator,
                    progress: Progress | None) -> None:
         cfg = self.config
         optimizer = make_optimizer(cfg.optimizer, learning_rate=cfg.learning_rate, decay=cfg.decay)
-        penalized = np.ones(self._X.shape[1], dtype=bool)
+        penalized = np.ones((self._X.shape[1], self._columns), dtype=bool)
         penalized[-1] = not cfg.fit_intercept  # the intercept is never penalised
         previous_loss, best_val, stale = np.inf, np.inf, 0
         for epoch in range(cfg.epochs):
@@ -117,7 +124,7 @@ class HeteroLinearGuest:
                 record["validation_loss"] = val_loss
                 if val_loss < best_val - 1e-12:
                     best_val, stale = val_loss, 0
-                    self._best[:, model] = self.coef_[:, model]
+                    self._best[:, self._model_columns(model)] = self.coef_[:, self._model_columns(model)]
                     self.channel.broadcast(self.hosts, tags.CONTROL, {"op": "keep-best", "model": model})
                 else:
                     stale += 1
@@ -131,21 +138,32 @@ class HeteroLinearGuest:
             previous_loss = loss
 
     def _train_batch(self, model: int, rows: np.ndarray, target: np.ndarray, optimizer, penalized: np.ndarray) -> float:
-        cfg, channel, pk = self.config, self.channel, self.public_key
+        cfg, channel, pk, columns = self.config, self.channel, self.public_key, self._columns
         channel.broadcast(self.hosts, tags.CONTROL, {"op": "batch", "rows": rows, "model": model})
         x = self._X[rows]
-        z_guest = x @ self.coef_[:, model]
+        weights = self.coef_[:, self._model_columns(model)]
+        z_guest, target = (x @ weights).ravel(), target.ravel()  # row-major: a row's columns side by side
         partials = {}
         for host in self.hosts:
             check = Inspect(host, tags.PARTIAL)
             msg = check.mapping(channel.recv(host, tags.PARTIAL), {"u", "u_sq"})
-            partials[host] = (check.cipher(msg["u"], pk, size=len(rows)), check.cipher(msg["u_sq"], pk, size=1))
+            partials[host] = (check.cipher(msg["u"], pk, size=len(z_guest),
+                                           what=f"partial scores ({len(rows)} rows x {columns} columns)"),
+                              check.cipher(msg["u_sq"], pk, size=1))
         hosts_sum = _total([u for u, _ in partials.values()])  # [[sum_h u_h]]
         if cfg.task == "regression":
             plain_residual = z_guest - target
             residual = hosts_sum + plain_residual
             linear_weights, quadratic, constant = plain_residual, 0.5, 0.0
             plain_loss = 0.5 * plain_residual @ plain_residual
+        elif cfg.softmax:
+            check_partial_scores(z_guest, self.channel.party)
+            probabilities, lse, reference = softmax_via_arbiter(channel, self.arbiter, pk, hosts_sum + z_guest, columns,
+                                                                len(self.hosts) + 1)
+            residual = probabilities - target
+            # loss = sum lse(gaps) - (y - e_ref) . z, and z = z_guest + [[sum_h u_h]]
+            linear_weights, quadratic, constant = reference.ravel() - target, 0.0, 0.0
+            plain_loss = lse + linear_weights @ z_guest
         elif cfg.exact_sigmoid:
             check_partial_scores(z_guest, self.channel.party)
             sigmoid, softplus = sigmoid_via_arbiter(channel, self.arbiter, pk, hosts_sum + z_guest, len(self.hosts) + 1)
@@ -162,7 +180,7 @@ class HeteroLinearGuest:
             later = [partials[other][0] for other in self.hosts[i + 1:]] if quadratic else []
             channel.send(host, tags.RESIDUAL, {"residual": residual, "partners": later})
         # the next batch's re-randomised residuals and this batch's masked gradient, drawn while the hosts work
-        self._randomness.refill(len(rows) * len(self.hosts) + x.shape[1] + 1)
+        self._randomness.refill(len(z_guest) * len(self.hosts) + weights.size + 1)
         # hosts' gradients are on their way; the arbiter checks the batch size it is told
         channel.send(self.arbiter, tags.ARBITER_CONTROL, {"op": "decrypt", "rows": len(rows)})
         # Only the batch loss is decrypted, never its parts: they are inner products with host values.
@@ -174,20 +192,24 @@ class HeteroLinearGuest:
                 cross = Inspect(host, tags.CROSS_REPLY).cipher(channel.recv(host, tags.CROSS_REPLY), pk, size=1)
                 squares = squares + cross + cross
             encrypted_loss = encrypted_loss + squares * quadratic
-        encrypted = cipher.concatenate([cipher.weighted_sums(x.T, residual, cfg.precision), encrypted_loss])
-        decrypted = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted, x.shape[1] + 1)
-        weights = self.coef_[:, model]
-        grad = apply_penalty(weights, decrypted[:-1] * cipher.residual_scale(cfg, len(rows)),
-                             penalty=cfg.penalty, alpha=cfg.alpha, penalized=penalized)
-        self.coef_[:, model] = optimizer.step(weights, grad)
+        encrypted = cipher.concatenate([cipher.column_gradients(x, residual, columns, cfg.precision), encrypted_loss])
+        decrypted = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted, weights.size + 1)
+        grad = cipher.as_columns(decrypted[:-1], columns) * cipher.residual_scale(cfg, len(rows))
+        grad = apply_penalty(weights, grad, penalty=cfg.penalty, alpha=cfg.alpha, penalized=penalized)
+        self.coef_[:, self._model_columns(model)] = optimizer.step(weights, grad)
         return constant + (plain_loss + decrypted[-1]) / len(rows)
+
+    def _model_columns(self, model: int) -> slice:
+        return slice(model * self._columns, (model + 1) * self._columns)
 
     def _validation_loss(self, model: int, target: np.ndarray) -> float:
         rows = self.validation_rows_
-        z = self._scores(rows, self._X[rows])[:, model]  # _X already holds the intercept column
+        z = self._scores(rows, self._X[rows])[:, self._model_columns(model)]  # _X already holds the intercept column
         t = target[rows]
         if self.config.task == "regression":
             return float(np.mean((z - t) ** 2))
+        if self.config.softmax:
+            return float(np.mean(logsumexp(z, axis=1) - (t * z).sum(axis=1)))
         return float(np.mean(np.logaddexp(0.0, z) - t * z))
 
     # --------------------------------------------------------------- prediction
@@ -205,6 +227,8 @@ class HeteroLinearGuest:
         z = self.decision_function(channel, X, hosts=hosts, rows=rows)
         if self.config.task == "regression":
             return z
+        if self.config.softmax:
+            return softmax(z, axis=1)
         p = expit(z)
         return p / p.sum(axis=1, keepdims=True) if p.ndim == 2 else p
 
@@ -238,17 +262,19 @@ class HeteroLinearGuest:
         return np.ascontiguousarray(X)
 
     def _targets(self, y: np.ndarray) -> list[np.ndarray]:
-        """One target vector per model: the label itself, 0/1 for binary, one-vs-rest for multiclass."""
+        """One target (rows x columns) per model: the label itself, 0/1 for binary, one-vs-rest 0/1 columns
+        or one one-hot softmax target for multiclass."""
         if self.config.task == "regression":
-            return [y]
+            return [y[:, None]]
         self.classes_ = np.unique(y)
         if self.config.task == "binary":
             if len(self.classes_) != 2:
                 raise DataError(f"binary task needs exactly 2 label values, the guest has {self.classes_.tolist()}")
-            return [(y == self.classes_[1]).astype(np.float64)]
+            return [(y == self.classes_[1]).astype(np.float64)[:, None]]
         if len(self.classes_) < 3:
             raise DataError(f"multiclass task needs 3 or more label values, the guest has {self.classes_.tolist()}")
-        return [(y == c).astype(np.float64) for c in self.classes_]
+        one_hot = (y[:, None] == self.classes_[None, :]).astype(np.float64)
+        return [one_hot] if self.config.softmax else list(one_hot.T[:, :, None])
 
 
 def _total(values: list):

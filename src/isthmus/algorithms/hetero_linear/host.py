@@ -53,8 +53,9 @@ class HeteroLinearHost:
         serve_orders(channel, guest, tags.CONTROL, handlers)
 
     def _start(self, order: dict, check: Inspect) -> None:
-        models = check.integer(order.get("models"), 1, 1000, "number of models")
-        self._trainer.start(models, batches.feature_counts(order.get("features"), check))
+        models = check.integer(order.get("models"), 1, batches.MAX_CLASSES, "number of models")
+        columns = check.integer(order.get("columns"), 1, batches.MAX_CLASSES // models, "weight columns per model")
+        self._trainer.start(models, columns, batches.feature_counts(order.get("features"), check))
 
     def _batch(self, order: dict, check: Inspect) -> None:
         rows = check.indices(order.get("rows"), len(self._trainer.X))
@@ -70,23 +71,24 @@ class HeteroLinearHost:
         return STOP
 
     def _model(self, order: dict, check: Inspect) -> int:
-        return check.integer(order.get("model"), 0, self._trainer.coef.shape[1] - 1, "model index")
+        return check.integer(order.get("model"), 0, len(self._trainer.optimizers) - 1, "model index")
 
     def _coef_for_scoring(self) -> np.ndarray:
         return self.coef_ if self.coef_ is not None else self._trainer.coef
 
 
 class _HostTrainer:
-    """The host's training state: weights and one optimiser per model (one-vs-rest needs several)."""
+    """The host's training state: weights and one optimiser per model (one-vs-rest needs several); a model
+    has one weight column, or one per class (softmax), and sends and receives as many values per row."""
 
     def __init__(self, config: LinearOptions, channel: Channel, X: np.ndarray, public_key, guest: str, arbiter: str):
         self.config, self.channel, self.X = config, channel, X
         self.public_key, self.guest, self.arbiter = public_key, guest, arbiter
         self.coef = np.zeros((X.shape[1], 0))
-        self.min_rows = 0  # set by start()
+        self.min_rows, self.columns, self.optimizers = 0, 1, []  # set by start()
         self.randomness = cipher.Randomness(public_key)
 
-    def start(self, n_models: int, features: dict[str, int]) -> None:
+    def start(self, n_models: int, columns: int, features: dict[str, int]) -> None:
         """``features``: every party's feature count as the guest announces it; this host checks its own
         (the arbiter holds the others to theirs) and refuses batches too small for the widest party."""
         mine = self.channel.party
@@ -94,7 +96,8 @@ class _HostTrainer:
             raise ProtocolError(f"the guest announced feature counts {features}, but host {mine!r} has "
                                 f"{self.X.shape[1]} features", peer=self.guest, tag=tags.CONTROL)
         self.min_rows = batches.min_batch_rows(self.config.rows_per_feature, features)
-        self.coef = np.zeros((self.X.shape[1], n_models))
+        self.columns = columns
+        self.coef = np.zeros((self.X.shape[1], n_models * columns))
         self.best = self.coef.copy()
         self.optimizers = [
             make_optimizer(self.config.optimizer, learning_rate=self.config.learning_rate, decay=self.config.decay)
@@ -102,26 +105,31 @@ class _HostTrainer:
         ]
 
     def train_batch(self, rows: np.ndarray, model: int) -> None:
-        channel, guest = self.channel, self.guest
+        channel, guest, columns = self.channel, self.guest, self.columns
         x = self.X[rows]
-        partial = x @ self.coef[:, model]
+        weights = self.coef[:, self._columns(model)]
+        partial = (x @ weights).ravel()  # row-major: a row's columns side by side
         if self.config.exact_sigmoid:
             check_partial_scores(partial, self.channel.party)
         encrypted_sq = cipher.encrypt(self.public_key, np.array([partial @ partial]))
         channel.send(guest, tags.PARTIAL, {"u": cipher.encrypt(self.public_key, partial), "u_sq": encrypted_sq})
         # the next batch's partials and this batch's masked gradient, drawn while the guest works
-        self.randomness.refill(len(rows) + 1 + x.shape[1])
+        self.randomness.refill(len(partial) + 1 + weights.size)
         check = Inspect(guest, tags.RESIDUAL)
         msg = check.mapping(channel.recv(guest, tags.RESIDUAL), {"residual", "partners"})
-        residual = check.cipher(msg["residual"], self.public_key, size=len(rows))
+        residual = check.cipher(msg["residual"], self.public_key, size=len(partial),
+                                what=f"residual ({len(rows)} rows x {columns} columns)")
         if msg["partners"]:
             self._send_cross_term(partial, check.sequence(msg["partners"], what="partners"), check)
-        encrypted_grad = cipher.weighted_sums(x.T, residual, self.config.precision)
-        grad = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted_grad, x.shape[1])
-        weights = self.coef[:, model]
+        encrypted_grad = cipher.column_gradients(x, residual, columns, self.config.precision)
+        grad = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted_grad, weights.size)
+        grad = cipher.as_columns(grad, columns)
         grad = apply_penalty(weights, grad * cipher.residual_scale(self.config, len(rows)),
                              penalty=self.config.penalty, alpha=self.config.alpha)
-        self.coef[:, model] = self.optimizers[model].step(weights, grad)
+        self.coef[:, self._columns(model)] = self.optimizers[model].step(weights, grad)
+
+    def _columns(self, model: int) -> slice:
+        return slice(model * self.columns, (model + 1) * self.columns)
 
     def _send_cross_term(self, partial: np.ndarray, partners: list, check: Inspect) -> None:
         """The guest's loss needs u_self . u_other for every later host: encrypted inner products."""
@@ -133,7 +141,7 @@ class _HostTrainer:
         self.channel.send(self.guest, tags.CROSS_REPLY, total)
 
     def keep_best(self, model: int) -> None:
-        self.best[:, model] = self.coef[:, model]
+        self.best[:, self._columns(model)] = self.coef[:, self._columns(model)]
 
     def final_coef(self) -> np.ndarray:
         return self.best.copy() if self.config.early_stopping_rounds else self.coef.copy()

@@ -35,7 +35,9 @@ class LinearOptions(Options):
     scale: bool = True  # standardise each party's columns over the aligned rows
     key_bits: KeyBits = 2048
     precision: int = Field(16, ge=4, le=32)  # fractional bits of plaintext features in ciphertext products
-    residual: Literal["taylor", "sigmoid"] = "taylor"  # logistic: the white paper's, or exact (sigmoid.py)
+    #: logistic: the white paper's (one-vs-rest for multiclass), or exact: the sigmoid (sigmoid.py), or for
+    #: multiclass the softmax of one multinomial model (softmax.py)
+    residual: Literal["taylor", "sigmoid"] = "taylor"
     encrypt: bool = True  # False only in benchmarks, to measure the cost of encryption
     #: paillier (key_bits), or ckks: lattice-based, 128-bit-secure fixed parameters, ~25x less CPU for
     #: X.T @ [[d]] (benchmarks/lattice.py); needs the extra isthmus[lattice] (crypto/ckks.py, docs/security.md)
@@ -65,3 +67,8 @@ class LinearOptions(Options):
     @property
     def exact_sigmoid(self) -> bool:
         return self.residual == "sigmoid" and self.task != "regression"
+
+    @property
+    def softmax(self) -> bool:
+        """Multiclass as one multinomial model (K weight columns per party) rather than K one-vs-rest models."""
+        return self.exact_sigmoid and self.task == "multiclass"

@@ -18,19 +18,56 @@ import random
 import numpy as np
 from scipy.special import expit
 
-from isthmus.errors import DataError, ProtocolError
 from isthmus.algorithms.hetero_linear import cipher, tags
+from isthmus.errors import DataError, ProtocolError
 from isthmus.protocols.inspect import Inspect
 
 #: Largest |partial score| a party may contribute; beyond it packing could carry into a neighbour slot.
 PART_BOUND = 2.0**16
 
 
-def score_packer(public_key, n_parties: int):
+def score_packer(public_key, bound: float):
+    """Slots for values of magnitude below ``bound``, at the precision of encrypted values."""
     from isthmus.crypto.packing import Packer
 
-    integer_bits = math.ceil(math.log2(PART_BOUND * n_parties)) + 1
+    integer_bits = math.ceil(math.log2(bound)) + 1
     return Packer(public_key, precision=cipher.VALUE_PRECISION, value_bits=cipher.VALUE_PRECISION + integer_bits)
+
+
+def sum_bound(n_parties: int) -> float:
+    """Largest |score| a sum of every party's partial scores can reach."""
+    return PART_BOUND * n_parties
+
+
+def pack_for_arbiter(public_key, values, bound: float):
+    """Encrypted values of magnitude below ``bound``, many per ciphertext (the payload as is in plaintext mode)."""
+    if public_key is None:
+        return values
+    if values.exponent != cipher.VALUE_PRECISION:
+        raise ValueError(f"scores must carry {cipher.VALUE_PRECISION} fractional bits, not {values.exponent}")
+    packer = score_packer(public_key, bound)
+    offset = np.full(len(values), 2.0 ** (packer.value_bits - 1 - packer.precision))
+    return packer.merge(values + offset, slots=1)
+
+
+def unpack_at_arbiter(check: Inspect, payload, public_key, private_key, size: int, bound: float) -> np.ndarray:
+    """The ``size`` values of a :func:`pack_for_arbiter` payload, refused unless it holds exactly that many."""
+    if public_key is None:
+        return check.array(payload, (size,))
+    packer = score_packer(public_key, bound)
+    packed = check.cipher(payload, public_key, size=-(-size // packer.capacity))
+    return packer.decrypt(private_key, packed, slots=1, groups=packer.capacity, count=size).ravel()
+
+
+def encrypted_reply(channel, arbiter: str, tag: str, public_key, size: int, fields: tuple[str, str]):
+    """The arbiter's reply: ``size`` encrypted values and one finite float (the batch's loss term)."""
+    values, total = fields
+    check = Inspect(arbiter, tag)
+    reply = check.mapping(channel.recv(arbiter, tag), set(fields))
+    encrypted = check.cipher(reply[values], public_key, size=size)
+    if not isinstance(reply[total], float) or not math.isfinite(reply[total]):
+        raise ProtocolError(f"{total} sum must be a finite float", peer=arbiter, tag=tag)
+    return encrypted, reply[total]
 
 
 def check_partial_scores(scores: np.ndarray, party: str) -> None:
@@ -44,23 +81,10 @@ def sigmoid_via_arbiter(channel, arbiter: str, public_key, scores, n_parties: in
     """[[sigmoid(z)]] in the batch's order, and sum(softplus(z)), without the arbiter seeing the order."""
     size = len(scores)
     order = secret_permutation(size)
-    shuffled = scores[order]
     channel.send(arbiter, tags.ARBITER_CONTROL, {"op": "sigmoid"})
-    if public_key is None:
-        payload = shuffled
-    else:
-        if scores.exponent != cipher.VALUE_PRECISION:
-            raise ValueError(f"scores must carry {cipher.VALUE_PRECISION} fractional bits, not {scores.exponent}")
-        packer = score_packer(public_key, n_parties)
-        offset = np.full(size, 2.0 ** (packer.value_bits - 1 - packer.precision))
-        payload = packer.merge(shuffled + offset, slots=1)
+    payload = pack_for_arbiter(public_key, scores[order], sum_bound(n_parties))
     channel.send(arbiter, tags.SIGMOID_REQUEST, {"scores": payload, "size": size, "parties": n_parties})
-    check = Inspect(arbiter, tags.SIGMOID_REPLY)
-    reply = check.mapping(channel.recv(arbiter, tags.SIGMOID_REPLY), {"sigmoid", "softplus"})
-    sigmoid = check.cipher(reply["sigmoid"], public_key, size=size)
-    softplus = reply["softplus"]
-    if not isinstance(softplus, float) or not math.isfinite(softplus):
-        raise ProtocolError("softplus sum must be a finite float", peer=arbiter, tag=tags.SIGMOID_REPLY)
+    sigmoid, softplus = encrypted_reply(channel, arbiter, tags.SIGMOID_REPLY, public_key, size, ("sigmoid", "softplus"))
     restored = np.empty(size, dtype=np.int64)
     restored[order] = np.arange(size)
     return sigmoid[restored], softplus
@@ -83,13 +107,7 @@ def serve_sigmoid(channel, guest: str, public_key, private_key, min_size: int, m
     parties = check.integer(request["parties"], 2, 1000, "number of parties")
     if size < min_size:
         check.fail(f"refusing the sigmoid of a batch of {size} scores: at least {min_size} are needed")
-    if public_key is None:
-        scores = check.array(request["scores"], (size,))
-        sigmoid = expit(scores)
-    else:
-        packer = score_packer(public_key, parties)
-        packed = check.cipher(request["scores"], public_key, size=-(-size // packer.capacity))
-        scores = packer.decrypt(private_key, packed, slots=1, groups=packer.capacity, count=size).ravel()
-        sigmoid = public_key.encrypt(expit(scores), precision=cipher.VALUE_PRECISION)
+    scores = unpack_at_arbiter(check, request["scores"], public_key, private_key, size, sum_bound(parties))
+    sigmoid = cipher.encrypt(public_key, expit(scores))
     softplus = float(np.logaddexp(0.0, scores).sum())
     channel.send(guest, tags.SIGMOID_REPLY, {"sigmoid": sigmoid, "softplus": softplus})

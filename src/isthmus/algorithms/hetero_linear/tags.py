@@ -1,7 +1,7 @@
 """Message tags of the vertical linear protocol, in one place so roles cannot drift apart."""
 
 PUBLIC_KEY = "hetero-linear/public-key"
-ARBITER_CONTROL = "hetero-linear/arbiter-control"  # guest -> arbiter: start, decrypt, sigmoid, done
+ARBITER_CONTROL = "hetero-linear/arbiter-control"  # guest -> arbiter: start, decrypt, sigmoid, softmax, done
 MASKED = "hetero-linear/masked"
 UNMASKED_RAW = "hetero-linear/unmasked-raw"
 FEATURES = "hetero-linear/features"  # host -> guest: its feature count, which sets the smallest batch
@@ -12,3 +12,5 @@ CROSS_REPLY = "hetero-linear/cross-reply"  # host -> guest: encrypted inner prod
 SCORES = "hetero-linear/scores"  # host -> guest: plaintext partial scores for prediction
 SIGMOID_REQUEST = "hetero-linear/sigmoid-request"  # guest -> arbiter: shuffled, packed scores
 SIGMOID_REPLY = "hetero-linear/sigmoid-reply"  # arbiter -> guest: [[sigmoid]] and the softplus sum
+SOFTMAX_REQUEST = "hetero-linear/softmax-request"  # guest -> arbiter: shuffled, packed gaps of disguised score rows
+SOFTMAX_REPLY = "hetero-linear/softmax-reply"  # arbiter -> guest: [[softmax]] of those rows and the logsumexp sum
