@@ -81,7 +81,7 @@ def test_the_arbiter_refuses_a_softmax_request_of_the_wrong_width(gaps):
     """K - 1 gaps per row and no more: K values per row would be absolute scores (more than the softmax needs)."""
     _, guest, arbiter = softmax_arbiter()
     guest.send("arbiter", tags.ARBITER_CONTROL, {"op": "softmax"})
-    guest.send("arbiter", tags.SOFTMAX_REQUEST, {"gaps": np.zeros(gaps), "rows": SAFE_ROWS, "parties": 2})
+    guest.send("arbiter", tags.SOFTMAX_REQUEST, {"gaps": np.zeros(gaps), "rows": SAFE_ROWS})
     error = arbiter.refused()
     assert error.peer == "guest" and f"expected shape ({SAFE_ROWS * (CLASSES - 1)},)" in str(error)
 
@@ -90,7 +90,7 @@ def test_the_arbiter_refuses_the_softmax_of_a_small_batch():
     """From the logsumexp of a single row the guest would learn about the hosts' partial scores."""
     _, guest, arbiter = softmax_arbiter()
     guest.send("arbiter", tags.ARBITER_CONTROL, {"op": "softmax"})
-    guest.send("arbiter", tags.SOFTMAX_REQUEST, {"gaps": np.zeros(CLASSES - 1), "rows": 1, "parties": 2})
+    guest.send("arbiter", tags.SOFTMAX_REQUEST, {"gaps": np.zeros(CLASSES - 1), "rows": 1})
     error = arbiter.refused()
     assert error.peer == "guest" and "softmax of a batch of 1 rows" in str(error)
 

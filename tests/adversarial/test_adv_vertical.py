@@ -18,7 +18,7 @@ from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError
 from isthmus.jobs.spec import parse_job
 from isthmus.jobs.plan import make_plan
 from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearOptions
-from isthmus.algorithms.hetero_linear import cipher, tags
+from isthmus.algorithms.hetero_linear import cipher, sigmoid, tags
 from isthmus.algorithms.hetero_linear.host import _HostTrainer
 from isthmus.transport.local import LocalHub
 
@@ -181,9 +181,22 @@ def test_the_arbiter_refuses_the_sigmoid_of_a_single_score():
     hub, arbiter, _ = start_arbiter(LinearOptions(encrypt=False, residual="sigmoid"))
     guest = hub.channel("guest")
     guest.send("arbiter", tags.ARBITER_CONTROL, {"op": "sigmoid"})
-    guest.send("arbiter", tags.SIGMOID_REQUEST, {"scores": np.array([0.7]), "size": 1, "parties": 2})
+    guest.send("arbiter", tags.SIGMOID_REQUEST, {"scores": np.array([0.7]), "size": 1})
     error = arbiter.refused()
     assert error.peer == "guest" and "batch of 1 scores" in str(error)
+
+
+def test_scores_beyond_every_partys_bound_are_refused_naming_the_guest():
+    """The arbiter sizes the packing from the parties it knows, not from the guest's request; scores
+    that do not decode within that bound are the guest's fault, named as such (not an encoding crash)."""
+    hub, arbiter, public_key = start_arbiter(LinearOptions(key_bits=1024, residual="sigmoid"))
+    guest = hub.channel("guest")
+    too_large = np.full(SAFE_ROWS, 8.0 * sigmoid.PART_BOUND)
+    guest.send("arbiter", tags.ARBITER_CONTROL, {"op": "sigmoid"})
+    payload = sigmoid.pack_for_arbiter(public_key, cipher.encrypt(public_key, too_large), 16 * sigmoid.PART_BOUND)
+    guest.send("arbiter", tags.SIGMOID_REQUEST, {"scores": payload, "size": SAFE_ROWS})
+    error = arbiter.refused()
+    assert error.peer == "guest" and "do not decode" in str(error)
 
 
 @pytest.mark.parametrize("secret", [False, True], ids=["plaintext", "paillier"])

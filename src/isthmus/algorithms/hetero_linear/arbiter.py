@@ -48,10 +48,10 @@ class HeteroLinearArbiter:
             if order["op"] == "done":
                 return self
             if order["op"] == "sigmoid":
-                serve_sigmoid(channel, guest, public_key, private_key, min_rows, MAX_DECRYPT)
+                serve_sigmoid(channel, guest, public_key, private_key, len(parties), min_rows, MAX_DECRYPT)
                 continue
             if order["op"] == "softmax" and columns > 1:
-                serve_softmax(channel, guest, public_key, private_key, columns, min_rows, MAX_DECRYPT)
+                serve_softmax(channel, guest, public_key, private_key, len(parties), columns, min_rows, MAX_DECRYPT)
                 continue
             if order["op"] != "decrypt":
                 raise ProtocolError(f"unknown arbiter order {order['op']!r}", peer=guest, tag=tags.ARBITER_CONTROL)

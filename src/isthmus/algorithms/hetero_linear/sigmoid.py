@@ -19,7 +19,7 @@ import numpy as np
 from scipy.special import expit
 
 from isthmus.algorithms.hetero_linear import cipher, tags
-from isthmus.errors import DataError, ProtocolError
+from isthmus.errors import DataError, EncodingOverflowError, ProtocolError
 from isthmus.protocols.inspect import Inspect
 
 #: Largest |partial score| a party may contribute; beyond it packing could carry into a neighbour slot.
@@ -56,7 +56,10 @@ def unpack_at_arbiter(check: Inspect, payload, public_key, private_key, size: in
         return check.array(payload, (size,))
     packer = score_packer(public_key, bound)
     packed = check.cipher(payload, public_key, size=-(-size // packer.capacity))
-    return packer.decrypt(private_key, packed, slots=1, groups=packer.capacity, count=size).ravel()
+    try:
+        return packer.decrypt(private_key, packed, slots=1, groups=packer.capacity, count=size).ravel()
+    except EncodingOverflowError:
+        check.fail("the packed scores do not decode within the bound of every party's partial scores")
 
 
 def encrypted_reply(channel, arbiter: str, tag: str, public_key, size: int, fields: tuple[str, str]):
@@ -83,7 +86,7 @@ def sigmoid_via_arbiter(channel, arbiter: str, public_key, scores, n_parties: in
     order = secret_permutation(size)
     channel.send(arbiter, tags.ARBITER_CONTROL, {"op": "sigmoid"})
     payload = pack_for_arbiter(public_key, scores[order], sum_bound(n_parties))
-    channel.send(arbiter, tags.SIGMOID_REQUEST, {"scores": payload, "size": size, "parties": n_parties})
+    channel.send(arbiter, tags.SIGMOID_REQUEST, {"scores": payload, "size": size})
     sigmoid, softplus = encrypted_reply(channel, arbiter, tags.SIGMOID_REPLY, public_key, size, ("sigmoid", "softplus"))
     restored = np.empty(size, dtype=np.int64)
     restored[order] = np.arange(size)
@@ -98,13 +101,13 @@ def secret_permutation(size: int) -> np.ndarray:
     return np.array(order, dtype=np.int64)
 
 
-def serve_sigmoid(channel, guest: str, public_key, private_key, min_size: int, max_size: int) -> None:
-    """The arbiter's side of one request. A batch of fewer than ``min_size`` scores is refused: from the
-    softplus sum of a single score the guest would read the hosts' partial score."""
+def serve_sigmoid(channel, guest: str, public_key, private_key, parties: int, min_size: int, max_size: int) -> None:
+    """The arbiter's side of one request, for the ``parties`` it knows from the start (never the guest's
+    word). A batch of fewer than ``min_size`` scores is refused: from the softplus sum of a single score
+    the guest would read the hosts' partial score."""
     check = Inspect(guest, tags.SIGMOID_REQUEST)
-    request = check.mapping(channel.recv(guest, tags.SIGMOID_REQUEST), {"scores", "size", "parties"})
+    request = check.mapping(channel.recv(guest, tags.SIGMOID_REQUEST), {"scores", "size"})
     size = check.integer(request["size"], 1, max_size, "sigmoid request size")
-    parties = check.integer(request["parties"], 2, 1000, "number of parties")
     if size < min_size:
         check.fail(f"refusing the sigmoid of a batch of {size} scores: at least {min_size} are needed")
     scores = unpack_at_arbiter(check, request["scores"], public_key, private_key, size, sum_bound(parties))

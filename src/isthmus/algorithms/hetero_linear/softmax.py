@@ -42,7 +42,7 @@ def softmax_via_arbiter(channel, arbiter: str, public_key, scores, classes: int,
     gaps = (disguised[:, 1:] - disguised[:, :1]).ravel()  # one inversion per row, for the reference
     channel.send(arbiter, tags.ARBITER_CONTROL, {"op": "softmax"})
     payload = pack_for_arbiter(public_key, gaps, gap_bound(n_parties))
-    channel.send(arbiter, tags.SOFTMAX_REQUEST, {"gaps": payload, "rows": rows, "parties": n_parties})
+    channel.send(arbiter, tags.SOFTMAX_REQUEST, {"gaps": payload, "rows": rows})
     probabilities, lse = encrypted_reply(channel, arbiter, tags.SOFTMAX_REPLY, public_key, rows * classes,
                                          ("softmax", "logsumexp"))
     restored = np.empty(rows * classes, dtype=np.int64)
@@ -64,14 +64,14 @@ def gap_bound(n_parties: int) -> float:
     return 2 * sum_bound(n_parties)
 
 
-def serve_softmax(channel, guest: str, public_key, private_key, classes: int, min_rows: int, max_size: int) -> None:
-    """The arbiter's side of one request, for the ``classes`` announced at the start. A batch of fewer than
+def serve_softmax(channel, guest: str, public_key, private_key, parties: int, classes: int, min_rows: int,
+                  max_size: int) -> None:
+    """The arbiter's side of one request, for the ``parties`` and ``classes`` known from the start. A batch of fewer than
     ``min_rows`` rows is refused: from the logsumexp of a single row the guest would learn about the
     hosts' partial scores."""
     check = Inspect(guest, tags.SOFTMAX_REQUEST)
-    request = check.mapping(channel.recv(guest, tags.SOFTMAX_REQUEST), {"gaps", "rows", "parties"})
+    request = check.mapping(channel.recv(guest, tags.SOFTMAX_REQUEST), {"gaps", "rows"})
     rows = check.integer(request["rows"], 1, max_size // classes, "softmax request rows")
-    parties = check.integer(request["parties"], 2, 1000, "number of parties")
     if rows < min_rows:
         check.fail(f"refusing the softmax of a batch of {rows} rows: at least {min_rows} are needed")
     gaps = unpack_at_arbiter(check, request["gaps"], public_key, private_key, rows * (classes - 1),
