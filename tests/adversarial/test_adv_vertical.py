@@ -147,6 +147,20 @@ def test_the_host_refuses_a_deviating_guests_small_batch(rows):
         guest.recv("host", tags.PARTIAL, timeout=5)
 
 
+@pytest.mark.parametrize("key", [None, "weak", "not a key"])
+def test_the_host_refuses_an_arbiter_key_other_than_the_jobs(key):
+    """An arbiter handing out no key, a key shorter than the job's key_bits, or something else entirely
+    is named before the host encrypts anything under it."""
+    from isthmus.crypto.paillier import generate_keypair
+
+    config = LinearOptions(key_bits=2048)
+    hub = LocalHub(["guest", "host", "arbiter"])
+    host = honest_host(hub, config)
+    hub.channel("arbiter").send("host", tags.PUBLIC_KEY, generate_keypair(1024)[0] if key == "weak" else key)
+    error = host.refused()
+    assert error.peer == "arbiter" and "at least 2048 bits" in str(error)
+
+
 def test_the_host_refuses_a_guest_that_misstates_its_width():
     config = LinearOptions(encrypt=False)
     hub = LocalHub(["guest", "host", "arbiter"])

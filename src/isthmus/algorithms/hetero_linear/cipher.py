@@ -37,17 +37,26 @@ def generate_keypair(config) -> tuple[Any, Any]:
 
 
 def receive_public_key(channel, arbiter: str, config) -> Any:
-    """The arbiter's public key; a CKKS key is parsed here, against the fixed parameters."""
-    from isthmus.errors import ProtocolError
+    """The arbiter's public key, refused unless it is what the job says: nothing in plaintext mode, a
+    Paillier key of at least ``key_bits`` bits, or a CKKS key of the fixed parameters."""
     from isthmus.algorithms.hetero_linear import tags
+    from isthmus.crypto.keys import PaillierPublicKey
+    from isthmus.errors import ProtocolError
 
     received = channel.recv(arbiter, tags.PUBLIC_KEY)
-    if not (config.encrypt and config.cipher == "ckks"):
-        return received
-    try:
-        return CkksPublicKey.from_wire(received)
-    except ValueError as exc:
-        raise ProtocolError(str(exc), peer=arbiter, tag=tags.PUBLIC_KEY) from None
+    if not config.encrypt:
+        expected, ok = "no key (plaintext mode)", received is None
+    elif config.cipher == "ckks":
+        try:
+            return CkksPublicKey.from_wire(received)
+        except ValueError as exc:
+            raise ProtocolError(str(exc), peer=arbiter, tag=tags.PUBLIC_KEY) from None
+    else:
+        expected = f"a Paillier public key of at least {config.key_bits} bits"
+        ok = isinstance(received, PaillierPublicKey) and received.bits >= config.key_bits
+    if not ok:
+        raise ProtocolError(f"expected {expected}, got {type(received).__name__}", peer=arbiter, tag=tags.PUBLIC_KEY)
+    return received
 
 
 def encrypt(public_key: Any, values: np.ndarray) -> Encrypted:
