@@ -54,7 +54,7 @@ def main() -> None:
         ray = RayCompute(cluster.address)
         started = time.perf_counter()
         ray.check()
-        while ray.workers() < 2:
+        while ray.parallelism() < 2:
             time.sleep(0.2)
         connect_s = time.perf_counter() - started
         backends = {"local": LocalCompute(), "ray": ray}

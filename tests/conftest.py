@@ -49,3 +49,36 @@ def paillier_1024():
     """A 1024-bit key pair shared by the tests that need one (generating keys is slow)."""
     paillier = pytest.importorskip("isthmus.crypto.paillier")
     return paillier.generate_keypair(1024)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster (a head and one worker node, one CPU each, separate `ray start` processes),
+    started once for every test marked `ray`: starting one costs seconds."""
+    pytest.importorskip("ray")
+    from isthmus.compute.ray_local import LocalRayCluster
+
+    with LocalRayCluster(nodes=2, cpus_per_node=1) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def ray_compute(ray_cluster):
+    """This process's connection to ``ray_cluster`` (Ray Client allows one per process), once both nodes are in."""
+    from isthmus.compute.ray_backend import RayCompute
+
+    backend = RayCompute(ray_cluster.address)
+    backend.check()
+    wait_for_nodes(backend, 2)
+    yield backend
+    backend.close()
+
+
+def wait_for_nodes(backend, cpus: int, timeout: float = 60.0) -> None:
+    """Until the cluster has ``cpus`` CPUs: a (re)started node registers a little after its ``ray start``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while backend.parallelism() < cpus:
+        assert time.monotonic() < deadline, f"the cluster never reached {cpus} CPUs"
+        time.sleep(0.5)

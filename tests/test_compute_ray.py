@@ -2,7 +2,8 @@
 processes, stopped at the end): the same intersection, histogram ciphertexts and trees as the local pool; the
 Ray and isthmus version checks; a hostile peer's point; `isthmus launch --compute`; a node killed mid-job.
 
-Ray Client allows one connection per process, so the Ray version test runs before the shared connection opens."""
+The cluster and the connection are the session's (conftest.py). Ray Client allows one connection per process, so
+the Ray version test runs before the shared connection opens (this module runs before the other Ray tests)."""
 
 from __future__ import annotations
 
@@ -13,34 +14,26 @@ import time
 import numpy as np
 import pytest
 
+from conftest import wait_for_nodes
 from isthmus.compute import ComputeError, LocalCompute
 from test_psi import run_roles, shared_ids
 
 ray = pytest.importorskip("ray")
 from isthmus.compute.ray_backend import RayCompute  # noqa: E402
-from isthmus.compute.ray_local import LocalRayCluster  # noqa: E402
 from isthmus.protocols.psi import intersect  # noqa: E402
 from isthmus.transport.local import LocalHub  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with LocalRayCluster(nodes=2, cpus_per_node=1) as running:
-        yield running
+@pytest.fixture
+def cluster(ray_cluster):
+    return ray_cluster
 
 
-@pytest.fixture(scope="module")
-def compute(cluster):
-    backend = RayCompute(cluster.address)
-    backend.check()
-    deadline = time.monotonic() + 60
-    while backend.workers() < 2:  # the second node registers a little after the head
-        assert time.monotonic() < deadline, "the worker node never joined"
-        time.sleep(0.5)
-    yield backend
-    backend.close()
+@pytest.fixture
+def compute(ray_compute):
+    return ray_compute
 
 
 def _ids(rng: np.random.Generator, guest: int, host: int, shared: int) -> dict[str, list[str]]:
@@ -181,8 +174,15 @@ def test_launch_runs_the_hosts_psi_on_its_cluster(cluster, compute, tmp_path):
     assert any(event.get("shared_rows") == 200 for event in shared)
 
 
-# Last: it leaves the cluster one node short.
-def test_a_worker_node_killed_mid_job_gives_the_right_intersection_or_a_clear_error(cluster, compute):
+@pytest.fixture
+def restarts_node_1(cluster, compute):
+    """Node 1 is started again after the test, so the session's cluster is whole for the tests after it."""
+    yield
+    cluster.restart_node(1)
+    wait_for_nodes(compute, 2)
+
+
+def test_a_worker_node_killed_mid_job_gives_the_right_intersection_or_a_clear_error(cluster, compute, restarts_node_1):
     """The worker node is killed while it runs one of the host's tasks: Ray re-runs the lost task on the head;
     if it could not, the job would fail with a ComputeError. Never a wrong intersection."""
     killed = threading.Event()
