@@ -1,6 +1,6 @@
 """The rest of a party's heavy work on a real local Ray cluster (the session's, conftest.py): Paillier encryption
-and X.T @ [[d]] by row blocks, with a vertical logistic regression that learns the same model as on the local
-pool."""
+and X.T @ [[d]] by row blocks, with a vertical logistic regression that learns the same model and scores as on
+the local pool; binning by column and row blocks."""
 
 from __future__ import annotations
 
@@ -39,10 +39,12 @@ class CountingCompute:
 
 @pytest.fixture
 def on_ray(ray_compute, monkeypatch):
-    """This process's backend is the cluster, and Paillier work of test size is spread (thresholds at 1)."""
+    """This process's backend is the cluster, and work of test size is spread (thresholds at 1 or 0)."""
+    from isthmus.compute import blocks
     from isthmus.crypto import keys, multiexp
 
     counting = CountingCompute(ray_compute)
+    monkeypatch.setattr(blocks, "CLUSTER_MIN_VALUES", 0)
     monkeypatch.setattr(select, "_current", counting)
     monkeypatch.setattr(keys, "PARALLEL_MIN_ENCRYPTIONS", 1)
     monkeypatch.setattr(multiexp, "PARALLEL_MIN_PRODUCTS", 1)
@@ -68,6 +70,8 @@ def test_encryption_and_weighted_sums_by_row_blocks_are_the_local_integers(on_ra
 
 
 def test_vertical_logistic_regression_on_ray_learns_the_local_model(on_ray, monkeypatch, paillier_1024):
+    """Every party's process work is on the cluster here (one backend per process), the host's included:
+    its encryptions, its X.T @ [[d]] and its partial scores for the guest's predictions."""
     from sklearn.datasets import load_breast_cancer
     from sklearn.preprocessing import StandardScaler
 
@@ -86,3 +90,22 @@ def test_vertical_logistic_regression_on_ray_learns_the_local_model(on_ray, monk
     np.testing.assert_allclose(guest_ray.coef_, guest_local.coef_, rtol=0, atol=1e-9)
     np.testing.assert_allclose(scores_ray, scores_local, rtol=0, atol=1e-9)
     assert np.abs(hosts_local["host-1"].coef_).max() > 1e-3  # the host did learn something
+
+
+def test_binning_on_ray_gives_the_local_split_points_and_bins(on_ray, monkeypatch):
+    from isthmus.ml.binning import QuantileBinner
+
+    rng = np.random.default_rng(11)
+    X = np.column_stack([rng.normal(size=3_000), rng.integers(0, 5, 3_000), np.full(3_000, 2.0),
+                         rng.exponential(size=3_000), rng.normal(size=3_000)])
+    X[rng.random(X.shape) < 0.05] = np.nan
+    on_cluster = QuantileBinner(16).fit(X)
+    binned = on_cluster.transform(X)
+    assert on_ray.tasks >= 4  # column blocks for the fit, row blocks for the bins
+    monkeypatch.setattr(select, "_current", LocalCompute())
+    local = QuantileBinner(16).fit(X)
+    assert len(on_cluster.split_points_) == len(local.split_points_) == 5
+    for mine, theirs in zip(on_cluster.split_points_, local.split_points_):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(binned, local.transform(X))
+    assert binned.dtype == np.uint8 and (binned[np.isnan(X)] == 16).all()
