@@ -153,7 +153,8 @@ def test_a_hostile_point_sent_to_a_host_on_ray_is_the_same_protocol_error(comput
 
 @pytest.mark.e2e
 def test_launch_runs_the_hosts_psi_on_its_cluster(cluster, compute, tmp_path):
-    """Real party processes: `isthmus launch --compute host=ray://...`; the guest stays on its local pool."""
+    """Real party processes: `isthmus launch --compute host=ray://...`; the guest stays on its local pool. The host's
+    ids are read from its CSV by the cluster's tasks."""
     import subprocess
     import sys
 
@@ -172,6 +173,7 @@ def test_launch_runs_the_hosts_psi_on_its_cluster(cluster, compute, tmp_path):
     assert "compute backend: local" in (tmp_path / "run" / "guest" / "party.log").read_text()
     shared = [json.loads(line) for line in (tmp_path / "run" / "host" / "events.jsonl").read_text().splitlines()]
     assert any(event.get("shared_rows") == 200 for event in shared)
+    assert any(event.get("stage") == "read and blind own set" for event in shared)  # the cluster read its ids
 
 
 @pytest.fixture

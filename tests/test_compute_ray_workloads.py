@@ -109,3 +109,75 @@ def test_binning_on_ray_gives_the_local_split_points_and_bins(on_ray, monkeypatc
         np.testing.assert_array_equal(mine, theirs)
     np.testing.assert_array_equal(binned, local.transform(X))
     assert binned.dtype == np.uint8 and (binned[np.isnan(X)] == 16).all()
+
+
+def _host_file(tmp_path, kind: str, ids: list[str]):
+    """The host's table (id and one feature) as small Parquet row groups or CSV chunks: several partitions."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": ids, "x": np.arange(len(ids), dtype=np.float64)})
+    if kind == "parquet":
+        path = tmp_path / "host.parquet"
+        frame.to_parquet(path, row_group_size=700)
+    else:
+        path = tmp_path / "host.csv"
+        frame.to_csv(path, index=False)
+    return path
+
+
+def _psi_with_partitions(tmp_path, kind: str, ids: dict[str, list[str]], compute, path=None, **kwargs):
+    """PSI with the host's ids read per partition of its file (written from ``ids`` unless ``path`` is given)."""
+    from isthmus.data.partitions import table_partitions
+    from isthmus.protocols.psi import intersect
+    from isthmus.transport.local import LocalHub
+    from test_psi import run_roles
+
+    path = path or _host_file(tmp_path, kind, ids["host"])
+    table = table_partitions(path, party="host", id_column="id", chunk_bytes=4_000)
+    assert len(table.parts) >= 3
+    hub = LocalHub(list(ids))
+    roles = {"guest": lambda: intersect(hub.channel("guest", "job"), "guest", ids["guest"], compute=LocalCompute(workers=1)),
+             "host": lambda: intersect(hub.channel("host", "job"), "host", table, compute=compute, **kwargs)}
+    return run_roles(roles, timeout=120)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_host_reading_its_ids_per_partition_on_ray_finds_the_in_memory_intersection(tmp_path, ray_compute, kind):
+    from test_compute_ray import _ids, _psi
+    from test_psi import shared_ids
+
+    ids = _ids(np.random.default_rng(5), guest=800, host=3_000, shared=500)
+    ids["host"][7] = f" {ids['host'][7]} "  # canonical form applies per partition as in memory
+    partitioned, errors = _psi_with_partitions(tmp_path, kind, ids, ray_compute)
+    assert not errors, errors
+    in_memory, errors = _psi(ids, LocalCompute())
+    assert not errors, errors
+    for results in (partitioned, in_memory):
+        rows = shared_ids(results, ids)
+        assert rows["guest"] == rows["host"]
+        assert set(rows["host"]) == {f"c{i}" for i in range(500)}
+
+
+def test_a_partition_that_fails_to_read_names_the_file_and_the_row_group(tmp_path, ray_compute):
+    from isthmus.errors import DataError
+
+    ids = {"guest": [f"c{i}" for i in range(100)], "host": [f"c{i}" for i in range(2_000)]}
+    ids["host"][1_500] = None  # row 100 of row group 2 (700 rows a group)
+    _, errors = _psi_with_partitions(tmp_path, "parquet", ids, ray_compute)
+    assert isinstance(errors["host"], DataError), errors
+    message = str(errors["host"])
+    assert f"file {str(tmp_path / 'host.parquet')!r}, row group 2: id in row 100 is missing" in message, message
+    assert isinstance(errors["guest"], DataError)  # told to stop, not left waiting
+
+
+def test_a_csv_chunk_that_fails_to_read_names_the_file_and_the_chunk(tmp_path, ray_compute):
+    from isthmus.errors import DataError
+
+    ids = {"guest": [f"c{i}" for i in range(100)], "host": [f"c{i}" for i in range(2_000)]}
+    path = _host_file(tmp_path, "csv", ids["host"])
+    path.write_bytes(path.read_bytes().replace(b"c1500,", b"c1500\xff,"))  # not UTF-8
+    _, errors = _psi_with_partitions(tmp_path, "csv", ids, ray_compute, path=path)
+    message = str(errors["host"])
+    assert isinstance(errors["host"], DataError) and f"file {str(path)!r}, CSV chunk " in message, message
+    assert "(bytes " in message and "cannot be read: UnicodeDecodeError" in message
+    assert isinstance(errors["guest"], DataError)
