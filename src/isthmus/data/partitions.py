@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from isthmus.data.ids import canonical_id
-from isthmus.data.table import PARQUET_SUFFIXES, reader_for, select_columns
+from isthmus.data.table import PARQUET_SUFFIXES, open_reader, select_columns
 from isthmus.errors import DataError
 
 #: Files that can be read in partitions (a gzip stream cannot be cut).
@@ -64,15 +64,9 @@ def table_partitions(path: str | Path, *, party: str, id_column: str,
                      chunk_bytes: int = CSV_CHUNK_BYTES) -> TablePartitions:
     """Describe ``path``'s partitions (reading metadata or seeking, never the rows); DataError naming the file."""
     path = Path(path)
-
-    def fail(message: str) -> DataError:
-        return DataError(f"party {party!r}, file {str(path)!r}: {message}")
-
-    if not path.is_file():
-        raise fail("no such file")
+    reader, fail = open_reader(path, party)
     if not path.name.lower().endswith(PARTITIONED_SUFFIXES):
         raise fail("reading in partitions needs a Parquet file or an uncompressed CSV file")
-    reader = reader_for(path, fail)
     columns = reader.columns()
     select_columns(columns, id_column, None, [], [], fail)  # the id column must exist
     if path.name.lower().endswith(PARQUET_SUFFIXES):
