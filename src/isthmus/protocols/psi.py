@@ -432,7 +432,7 @@ class _PartitionedHost(_Host):
                 points = self._read_and_blind(pool, key, salt)
                 rows = unique_rows(points, party=self.channel.party, dedupe=self.dedupe)
             except DataError as exc:
-                self._start(0, exc)  # tells the guest to stop, and raises
+                self._start(0, exc)  # tells the guest to stop, and raises exc
             self._start(len(rows), None)
             order = _secret_permutation(len(rows))
             shuffled = points[rows[order]]
