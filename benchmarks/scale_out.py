@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -73,7 +74,8 @@ def main() -> None:
             time.sleep(0.2)
         connect_s = time.perf_counter() - started
         backends = {"local": LocalCompute(), "ray": ray}
-        times = {work: {size: {name: WORK[work][0](size, backend, Path(folder)) for name, backend in backends.items()}
+        times = {work: {size: {name: _measured(work, size, name, backend, Path(folder))
+                               for name, backend in backends.items()}
                         for size in sizes}
                  for work in args.work}
         ray.close()
@@ -98,6 +100,13 @@ def main() -> None:
         for size, row in report[name]["sizes"].items():
             print(f"  {size:>10}  local {row['local_s']:8.2f} s {row['local_us_per_row']:7.1f} us/row   "
                   f"ray {row['ray_s']:8.2f} s {row['ray_us_per_row']:7.1f} us/row")
+
+
+def _measured(work: str, size: int, name: str, backend: Any, folder: Path) -> float:
+    """One measurement, also printed to stderr as it comes (a long run interrupted keeps what it measured)."""
+    seconds = WORK[work][0](size, backend, folder)
+    print(f"{work} {size} {name} {seconds:.3f} s load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    return seconds
 
 
 def _time_psi(host_rows: int, host_compute: Any, folder: Path, *, partitioned: bool = False) -> float:
