@@ -63,11 +63,12 @@ def workers() -> int:
     return _workers
 
 
-def cluster() -> Compute | None:
-    """The party's compute backend when it is a cluster (work for processes then runs there), else None."""
+def cluster(compute: Compute | None = None) -> Compute | None:
+    """``compute`` (default: the party's backend) when it is a cluster (work for processes then runs there),
+    else None."""
     from isthmus.compute import current  # the compute package builds on crypto's batch pool: imported late
 
-    backend = current()
+    backend = compute or current()
     return backend if backend.remote else None
 
 
@@ -84,12 +85,13 @@ def chunks(count: int, parts: int) -> list[range]:
     return [range(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def in_processes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]:
-    """``[function(*task) for task in tasks]`` in worker processes, or as tasks of the party's cluster;
-    ``function`` must be module-level."""
+def in_processes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]],
+                 compute: Compute | None = None) -> list[T]:
+    """``[function(*task) for task in tasks]`` in worker processes, or as tasks of the cluster when ``compute``
+    (default: the party's backend) is one; ``function`` must be module-level."""
     if len(tasks) <= 1:
         return [function(*task) for task in tasks]
-    backend = cluster()
+    backend = cluster(compute)
     if backend is not None:
         with backend.pool(len(tasks)) as pool:
             futures = [pool.submit(function, *task) for task in tasks]
