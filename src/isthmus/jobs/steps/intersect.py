@@ -61,7 +61,8 @@ def run(ctx: PartyContext, options: IntersectOptions) -> None:
 
 def _ids(ctx: PartyContext, options: IntersectOptions, table: PartyTable) -> np.ndarray | TablePartitions:
     """A host on a cluster has its ids read, canonicalised and blinded by the cluster's tasks per partition of its
-    file (ECDH; Parquet or CSV), instead of from the table in this process."""
+    file (ECDH; Parquet or CSV), instead of from the table in this process (which the job still loads whole,
+    for the steps after this one)."""
     path = own_data(ctx).path
     if (ctx.role != "host" or options.method != "ecdh" or not current().remote
             or not str(path).lower().endswith(PARTITIONED_SUFFIXES)):
