@@ -1,7 +1,7 @@
 """Plain numpy work over blocks of a party's array on its cluster: binning a table, scoring a batch.
 
 Cheap per value: measured on a two-node local cluster (benchmarks/scale_out.py, docs/scale-out.md),
-binning 500k and 1M rows of 10 features took 2.7x and 2.4x the local time on the cluster, because
+binning 250k to 1M rows of 10 features took 2.4x to 5.5x the local time on the cluster, because
 handing an array from the party's process to the cluster through Ray Client costs more per value
 than numpy's work on it, at any size. So by default (:data:`CLUSTER_MIN_VALUES` None) the function
 runs once, here, on the whole array, as on the local backend; a party whose cluster is faster per
