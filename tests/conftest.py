@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +78,39 @@ def ray_compute(ray_cluster):
 
 def wait_for_nodes(backend, cpus: int, timeout: float = 60.0) -> None:
     """Until the cluster has ``cpus`` CPUs: a (re)started node registers a little after its ``ray start``."""
-    import time
-
     deadline = time.monotonic() + timeout
     while backend.parallelism() < cpus:
         assert time.monotonic() < deadline, f"the cluster never reached {cpus} CPUs"
         time.sleep(0.5)
+
+
+@pytest.fixture
+def ray_node_1_restarted(ray_cluster, ray_compute):
+    """For a test that kills node 1: it is started again after the test, so the session's cluster is whole for
+    the tests after it."""
+    yield
+    ray_cluster.restart_node(1)
+    wait_for_nodes(ray_compute, 2)
+
+
+@contextmanager
+def killing_node_1_when_busy(cluster):
+    """While the block runs, SIGKILL node 1 as soon as one of its workers runs a task (a machine dying mid-job);
+    yields an event set once it has."""
+    killed, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if "ray::_run" in cluster.process_titles(1):
+                cluster.kill_node(1)
+                killed.set()
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield killed
+    finally:
+        done.set()
+        watcher.join(5)

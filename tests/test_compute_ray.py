@@ -8,13 +8,11 @@ the Ray version test runs before the shared connection opens (this module runs b
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import numpy as np
 import pytest
 
-from conftest import wait_for_nodes
+from conftest import killing_node_1_when_busy
 from isthmus.compute import ComputeError, LocalCompute
 from test_psi import run_roles, shared_ids
 
@@ -176,36 +174,15 @@ def test_launch_runs_the_hosts_psi_on_its_cluster(cluster, compute, tmp_path):
     assert any(event.get("stage") == "read and blind own set" for event in shared)  # the cluster read its ids
 
 
-@pytest.fixture
-def restarts_node_1(cluster, compute):
-    """Node 1 is started again after the test, so the session's cluster is whole for the tests after it."""
-    yield
-    cluster.restart_node(1)
-    wait_for_nodes(compute, 2)
-
-
-def test_a_worker_node_killed_mid_job_gives_the_right_intersection_or_a_clear_error(cluster, compute, restarts_node_1):
+def test_a_worker_node_killed_mid_job_gives_the_right_intersection_or_a_clear_error(cluster, compute,
+                                                                                     ray_node_1_restarted):
     """The worker node is killed while it runs one of the host's tasks: Ray re-runs the lost task on the head;
     if it could not, the job would fail with a ComputeError. Never a wrong intersection."""
-    killed = threading.Event()
-
-    def kill_when_busy(done: threading.Event) -> None:
-        while not done.is_set():
-            if "ray::_run" in cluster.process_titles(1):  # a worker of node 1 is running a task
-                cluster.kill_node(1)
-                killed.set()
-                return
-            time.sleep(0.02)
-
     # Ray may place every task of a small job on the head (seen in CI under load): larger jobs until one lands on node 1
     for host_rows in (30_000, 90_000, 270_000):
         ids = _ids(np.random.default_rng(2), guest=2_000, host=host_rows, shared=1_000)
-        done = threading.Event()
-        killer = threading.Thread(target=kill_when_busy, args=(done,), daemon=True)
-        killer.start()
-        results, errors = _psi(ids, compute)
-        done.set()
-        killer.join(5)
+        with killing_node_1_when_busy(cluster) as killed:
+            results, errors = _psi(ids, compute)
         if killed.is_set():
             break
     assert killed.is_set(), "node 1 never ran a task"

@@ -1,6 +1,7 @@
 """The rest of a party's heavy work on a real local Ray cluster (the session's, conftest.py): Paillier encryption
-and X.T @ [[d]] by row blocks, with a vertical logistic regression that learns the same model and scores as on
-the local pool; binning by column and row blocks."""
+and X.T @ [[d]] by row blocks (also with a node killed mid-way), with a vertical logistic regression that learns
+the same model and scores as on the local pool; binning by column and row blocks; a PSI host reading its ids per
+Parquet row group or CSV chunk, and the partition that fails named."""
 
 from __future__ import annotations
 
@@ -67,6 +68,32 @@ def test_encryption_and_weighted_sums_by_row_blocks_are_the_local_integers(on_ra
     integers = np.round(X.T * 2**16).astype(np.int64)
     local = multiexp._products(encrypted.ciphertexts(), integers, public.nsquare)
     assert on_cluster.ciphertexts() == local  # the same ciphertexts, not merely the same plaintexts
+
+
+def test_a_worker_node_killed_during_x_t_d_gives_the_same_ciphertexts_or_a_clear_error(on_ray, ray_cluster,
+                                                                                        ray_node_1_restarted,
+                                                                                        paillier_1024):
+    """Ray re-runs a lost block on the head: the product is the same integers; else a ComputeError, never a
+    wrong gradient."""
+    from conftest import killing_node_1_when_busy
+    from isthmus.compute import ComputeError
+    from isthmus.crypto import multiexp
+
+    public, _ = paillier_1024
+    rng = np.random.default_rng(9)
+    for rows in (4_000, 16_000, 64_000):  # larger until a block lands on node 1 while it is watched
+        encrypted, X = public.encrypt(rng.normal(size=rows)), rng.normal(size=(rows, 10))
+        with killing_node_1_when_busy(ray_cluster) as killed:
+            try:
+                on_cluster, error = encrypted.rmatmul(X.T, precision=16), None
+            except ComputeError as exc:
+                error = exc
+        if killed.is_set():
+            break
+    assert killed.is_set(), "node 1 never ran a task"
+    if error is None:
+        integers = np.round(X.T * 2**16).astype(np.int64)
+        assert on_cluster.ciphertexts() == multiexp._products(encrypted.ciphertexts(), integers, public.nsquare)
 
 
 def test_vertical_logistic_regression_on_ray_learns_the_local_model(on_ray, monkeypatch, paillier_1024):
