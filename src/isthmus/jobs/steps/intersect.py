@@ -13,10 +13,9 @@ import numpy as np
 from pydantic import Field
 
 from isthmus.compute import current
+from isthmus.data.ids import DEDUPE_MODES
 from isthmus.data.partitions import PARTITIONED_SUFFIXES, TablePartitions, table_partitions
 from isthmus.data.table import PartyTable
-
-from isthmus.data.ids import DEDUPE_MODES
 from isthmus.errors import DataError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import own_data, party_table
