@@ -1,19 +1,30 @@
-"""Scale-out: a host's side of PSI and of SecureBoost histograms on a 2-node local Ray cluster vs the local pool.
+"""Scale-out: a host's heavy work on a 2-node local Ray cluster vs the local pool, per host row.
 
 The cluster is started here (``isthmus.compute.ray_local``: a head and one worker node, one CPU each,
 separate ``ray start`` processes), so Ray gets the same two cores the local pool gets. Measured:
 
 * PSI (ECDH): the full protocol over the in-process hub, guest with a tenth of the host's ids on
   the local pool, the host on each backend; the time of the whole intersection, per host row.
+  ``psi_partitioned``: the same, with the host's ids read by the cluster's tasks per row group of a
+  Parquet file (``isthmus.data.partitions``) instead of from a list in the driver.
 * Histograms: one layer of a SecureBoost tree on the host, i.e. the root's packed encrypted
   histograms over every row (10 features, 32 bins, 2048-bit key; random ciphertexts, as the cost
   does not depend on their values), per row.
+* Paillier: what a vertical LR host does with a batch of these rows, at 2048 bits: encrypting one value
+  per row, and ``X.T @ [[d]]`` over 10 features (row blocks on the cluster, multiplied at the driver).
+* Tree: one vertical SecureBoost tree (depth 3, 10 guest + 10 host features, 2048-bit key), guest and
+  host in this process (``benchmarks/secureboost.py``'s ``time_federated``): every Paillier and
+  histogram job of both parties runs on the backend measured, not the host's alone.
+* Binning: quantile split points and bin indices of 10 features (32 bins), on the cluster at every size
+  (``isthmus.compute.blocks.CLUSTER_MIN_VALUES`` set to 0 here; by default binning stays in the driver).
 
 ``ray_overhead`` is Ray's PSI time over the local pool's at the largest size, minus one (0.10: Ray
-10% slower). Connecting to the cluster is a one-time cost per party process, reported apart.
+10% slower); ``ray_overhead_<work>`` the same for the other work. Connecting to the cluster is a
+one-time cost per party process, reported apart.
 
     python benchmarks/scale_out.py --json --quick   # host 25k, 50k, 100k rows
     python benchmarks/scale_out.py                  # host 250k, 500k, 1M, 2M rows (tens of minutes)
+    python benchmarks/scale_out.py --sizes 1000000 --work psi histogram
 
 The machine has 2 cores shared with other people's work: times move by tens of percent from run to
 run; the load average is printed with them.
@@ -24,15 +35,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from isthmus.compute import LocalCompute
+from isthmus.compute import LocalCompute, blocks, select
 from isthmus.compute.ray_backend import RayCompute
 from isthmus.compute.ray_local import LocalRayCluster
+from isthmus.data.partitions import table_partitions
 from isthmus.protocols.psi import intersect
 from isthmus.transport.local import LocalHub
 from isthmus.tree.hist_kernel import HistogramKernel
@@ -47,46 +65,61 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--quick", action="store_true", help="small sizes (about two minutes)")
     parser.add_argument("--sizes", type=int, nargs="+", help="host rows to measure, instead of the preset sizes")
+    parser.add_argument("--work", nargs="+", choices=list(WORK), default=list(WORK), help="what to measure")
     args = parser.parse_args()
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
 
-    with LocalRayCluster(nodes=2, cpus_per_node=1) as cluster:
+    with LocalRayCluster(nodes=2, cpus_per_node=1) as cluster, tempfile.TemporaryDirectory() as folder:
         ray = RayCompute(cluster.address)
         started = time.perf_counter()
         ray.check()
-        while ray.workers() < 2:
+        while ray.parallelism() < 2:
             time.sleep(0.2)
         connect_s = time.perf_counter() - started
         backends = {"local": LocalCompute(), "ray": ray}
-        psi = {size: {name: _time_psi(size, backend) for name, backend in backends.items()} for size in sizes}
-        hist = {size: {name: _time_histogram(size, backend) for name, backend in backends.items()} for size in sizes}
+        times = {work: {size: {name: _measured(work, size, name, backend, Path(folder))
+                               for name, backend in backends.items()}
+                        for size in sizes}
+                 for work in args.work}
         ray.close()
 
     largest = sizes[-1]
+    overheads = {work: round(rows[largest]["ray"] / rows[largest]["local"] - 1, 3) for work, rows in times.items()}
     report = {
-        "ray_overhead": round(psi[largest]["ray"] / psi[largest]["local"] - 1, 3),
-        "ray_overhead_histogram": round(hist[largest]["ray"] / hist[largest]["local"] - 1, 3),
+        **{("ray_overhead" if work == "psi" else f"ray_overhead_{work}"): value for work, value in overheads.items()},
         "ray_connect_s": round(connect_s, 2),
         "cluster": "2 nodes x 1 CPU on this machine (Ray Client driver)",
         "cores": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "psi": _table(psi, "host rows; guest has a tenth"),
-        "histogram": _table(hist, f"rows; {HIST_FEATURES} features x {HIST_BINS} bins, {HIST_KEY_BITS}-bit key"),
+        **{work: _table(rows, WORK[work][1]) for work, rows in times.items()},
     }
     if args.json:
         print(json.dumps(report))
         return
-    print(f"Ray overhead (PSI, {largest:,} host rows): {report['ray_overhead']:+.1%}; histograms: "
-          f"{report['ray_overhead_histogram']:+.1%}; connecting: {connect_s:.1f} s; load {report['load_average']}")
-    for name in ("psi", "histogram"):
+    print(f"Ray overhead at {largest:,} host rows: " + ", ".join(f"{w} {v:+.1%}" for w, v in overheads.items())
+          + f"; connecting: {connect_s:.1f} s; load {report['load_average']}")
+    for name in times:
         print(f"\n{name} ({report[name]['unit']})")
         for size, row in report[name]["sizes"].items():
             print(f"  {size:>10}  local {row['local_s']:8.2f} s {row['local_us_per_row']:7.1f} us/row   "
                   f"ray {row['ray_s']:8.2f} s {row['ray_us_per_row']:7.1f} us/row")
 
 
-def _time_psi(host_rows: int, host_compute: Any) -> float:
-    ids = {"guest": [f"id{i}" for i in range(0, host_rows, 10)], "host": [f"id{i}" for i in range(host_rows)]}
+def _measured(work: str, size: int, name: str, backend: Any, folder: Path) -> float:
+    """One measurement, also printed to stderr as it comes (a long run interrupted keeps what it measured)."""
+    seconds = WORK[work][0](size, backend, folder)
+    print(f"{work} {size} {name} {seconds:.3f} s load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    return seconds
+
+
+def _time_psi(host_rows: int, host_compute: Any, folder: Path, *, partitioned: bool = False) -> float:
+    ids: dict[str, Any] = {"guest": [f"id{i}" for i in range(0, host_rows, 10)],
+                           "host": [f"id{i}" for i in range(host_rows)]}
+    if partitioned:  # the host's file: row groups of 1/8 of the rows, described (not read) before the clock starts
+        path = folder / f"host-{host_rows}.parquet"
+        if not path.exists():
+            pd.DataFrame({"id": ids["host"]}).to_parquet(path, row_group_size=-(-host_rows // 8))
+        ids["host"] = table_partitions(path, party="host", id_column="id")
     hub = LocalHub(["guest", "host"])
     results: dict[str, Any] = {}
 
@@ -105,7 +138,11 @@ def _time_psi(host_rows: int, host_compute: Any) -> float:
     return seconds
 
 
-def _time_histogram(rows: int, compute: Any) -> float:
+def _time_psi_partitioned(host_rows: int, host_compute: Any, folder: Path) -> float:
+    return _time_psi(host_rows, host_compute, folder, partitioned=True)
+
+
+def _time_histogram(rows: int, compute: Any, folder: Path) -> float:
     from isthmus.crypto.paillier import generate_keypair
     from isthmus.tree.gh import slots_per_plaintext
 
@@ -120,6 +157,65 @@ def _time_histogram(rows: int, compute: Any) -> float:
     kernel.build(ciphertexts, [(np.arange(rows), binned)], n_bins)
     return time.perf_counter() - started
 
+
+def _time_paillier(rows: int, compute: Any, folder: Path) -> float:
+    """Encrypt one value per row, then ``X.T @ [[d]]`` over 10 features: a vertical LR host's batch of ``rows``."""
+    from isthmus.crypto.paillier import generate_keypair
+
+    public, private = _key(generate_keypair)
+    rng = np.random.default_rng(1)
+    values, X = rng.normal(size=rows), rng.normal(size=(rows, HIST_FEATURES))
+    with _backend(compute):
+        started = time.perf_counter()
+        gradient = public.encrypt(values).rmatmul(X.T, precision=16)
+        seconds = time.perf_counter() - started
+    assert np.allclose(private.decrypt(gradient), X.T @ values, atol=rows * 2**-14), "X.T @ [[d]] is wrong"
+    return seconds
+
+
+def _time_tree(rows: int, compute: Any, folder: Path) -> float:
+    from secureboost import synthetic, time_federated  # benchmarks/, this script's folder
+
+    X_guest, X_host, y = synthetic(rows, HIST_FEATURES, HIST_FEATURES)
+    with _backend(compute):
+        return time_federated(X_guest, X_host, y, trees=1, depth=3, encryption="paillier", key_bits=HIST_KEY_BITS)
+
+
+def _time_binning(rows: int, compute: Any, folder: Path) -> float:
+    from isthmus.ml.binning import QuantileBinner
+
+    X = np.random.default_rng(2).normal(size=(rows, HIST_FEATURES))
+    before, blocks.CLUSTER_MIN_VALUES = blocks.CLUSTER_MIN_VALUES, 0
+    try:
+        with _backend(compute):
+            started = time.perf_counter()
+            QuantileBinner(HIST_BINS).fit(X).transform(X)
+            return time.perf_counter() - started
+    finally:
+        blocks.CLUSTER_MIN_VALUES = before
+
+
+@contextmanager
+def _backend(compute: Any) -> Iterator[None]:
+    """Make ``compute`` this process's backend (the crypto and numpy work find it there) without closing it after,
+    as :func:`isthmus.compute.use` would."""
+    before, select._current = select._current, compute
+    try:
+        yield
+    finally:
+        select._current = before
+
+
+WORK = {
+    "psi": (_time_psi, "host rows; guest has a tenth"),
+    "psi_partitioned": (_time_psi_partitioned, "host rows read from a Parquet file of 8 row groups; guest a tenth"),
+    "histogram": (_time_histogram, f"rows; {HIST_FEATURES} features x {HIST_BINS} bins, {HIST_KEY_BITS}-bit key"),
+    "paillier": (_time_paillier, f"rows; encrypt one value a row, then X.T @ [[d]] over {HIST_FEATURES} features, "
+                                 f"{HIST_KEY_BITS}-bit key"),
+    "tree": (_time_tree, f"rows; one SecureBoost tree of depth 3, {HIST_FEATURES} + {HIST_FEATURES} features, "
+                         f"{HIST_KEY_BITS}-bit key, both parties on the backend"),
+    "binning": (_time_binning, f"rows; {HIST_FEATURES} features x {HIST_BINS} bins (split points and bins)"),
+}
 
 _KEYS: dict[int, Any] = {}
 

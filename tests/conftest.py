@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,66 @@ def paillier_1024():
     """A 1024-bit key pair shared by the tests that need one (generating keys is slow)."""
     paillier = pytest.importorskip("isthmus.crypto.paillier")
     return paillier.generate_keypair(1024)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster (a head and one worker node, one CPU each, separate `ray start` processes),
+    started once for every test marked `ray`: starting one costs seconds."""
+    pytest.importorskip("ray")
+    from isthmus.compute.ray_local import LocalRayCluster
+
+    with LocalRayCluster(nodes=2, cpus_per_node=1) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def ray_compute(ray_cluster):
+    """This process's connection to ``ray_cluster`` (Ray Client allows one per process), once both nodes are in."""
+    from isthmus.compute.ray_backend import RayCompute
+
+    backend = RayCompute(ray_cluster.address)
+    backend.check()
+    wait_for_nodes(backend, 2)
+    yield backend
+    backend.close()
+
+
+def wait_for_nodes(backend, cpus: int, timeout: float = 60.0) -> None:
+    """Until the cluster has ``cpus`` CPUs: a (re)started node registers a little after its ``ray start``."""
+    deadline = time.monotonic() + timeout
+    while backend.parallelism() < cpus:
+        assert time.monotonic() < deadline, f"the cluster never reached {cpus} CPUs"
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def ray_node_1_restarted(ray_cluster, ray_compute):
+    """For a test that kills node 1: it is started again after the test, so the session's cluster is whole for
+    the tests after it."""
+    yield
+    ray_cluster.restart_node(1)
+    wait_for_nodes(ray_compute, 2)
+
+
+@contextmanager
+def killing_node_1_when_busy(cluster):
+    """While the block runs, SIGKILL node 1 as soon as one of its workers runs a task (a machine dying mid-job);
+    yields an event set once it has."""
+    killed, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if "ray::_run" in cluster.process_titles(1):
+                cluster.kill_node(1)
+                killed.set()
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield killed
+    finally:
+        done.set()
+        watcher.join(5)

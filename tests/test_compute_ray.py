@@ -2,45 +2,36 @@
 processes, stopped at the end): the same intersection, histogram ciphertexts and trees as the local pool; the
 Ray and isthmus version checks; a hostile peer's point; `isthmus launch --compute`; a node killed mid-job.
 
-Ray Client allows one connection per process, so the Ray version test runs before the shared connection opens."""
+The cluster and the connection are the session's (conftest.py). Ray Client allows one connection per process, so
+the Ray version test runs before the shared connection opens (this module runs before the other Ray tests)."""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import numpy as np
 import pytest
 
+from conftest import killing_node_1_when_busy
 from isthmus.compute import ComputeError, LocalCompute
 from test_psi import run_roles, shared_ids
 
 ray = pytest.importorskip("ray")
 from isthmus.compute.ray_backend import RayCompute  # noqa: E402
-from isthmus.compute.ray_local import LocalRayCluster  # noqa: E402
 from isthmus.protocols.psi import intersect  # noqa: E402
 from isthmus.transport.local import LocalHub  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with LocalRayCluster(nodes=2, cpus_per_node=1) as running:
-        yield running
+@pytest.fixture
+def cluster(ray_cluster):
+    return ray_cluster
 
 
-@pytest.fixture(scope="module")
-def compute(cluster):
-    backend = RayCompute(cluster.address)
-    backend.check()
-    deadline = time.monotonic() + 60
-    while backend.workers() < 2:  # the second node registers a little after the head
-        assert time.monotonic() < deadline, "the worker node never joined"
-        time.sleep(0.5)
-    yield backend
-    backend.close()
+@pytest.fixture
+def compute(ray_compute):
+    return ray_compute
 
 
 def _ids(rng: np.random.Generator, guest: int, host: int, shared: int) -> dict[str, list[str]]:
@@ -160,7 +151,8 @@ def test_a_hostile_point_sent_to_a_host_on_ray_is_the_same_protocol_error(comput
 
 @pytest.mark.e2e
 def test_launch_runs_the_hosts_psi_on_its_cluster(cluster, compute, tmp_path):
-    """Real party processes: `isthmus launch --compute host=ray://...`; the guest stays on its local pool."""
+    """Real party processes: `isthmus launch --compute host=ray://...`; the guest stays on its local pool. The host's
+    ids are read from its CSV by the cluster's tasks."""
     import subprocess
     import sys
 
@@ -179,31 +171,18 @@ def test_launch_runs_the_hosts_psi_on_its_cluster(cluster, compute, tmp_path):
     assert "compute backend: local" in (tmp_path / "run" / "guest" / "party.log").read_text()
     shared = [json.loads(line) for line in (tmp_path / "run" / "host" / "events.jsonl").read_text().splitlines()]
     assert any(event.get("shared_rows") == 200 for event in shared)
+    assert any(event.get("stage") == "read and blind own set" for event in shared)  # the cluster read its ids
 
 
-# Last: it leaves the cluster one node short.
-def test_a_worker_node_killed_mid_job_gives_the_right_intersection_or_a_clear_error(cluster, compute):
+def test_a_worker_node_killed_mid_job_gives_the_right_intersection_or_a_clear_error(cluster, compute,
+                                                                                     ray_node_1_restarted):
     """The worker node is killed while it runs one of the host's tasks: Ray re-runs the lost task on the head;
     if it could not, the job would fail with a ComputeError. Never a wrong intersection."""
-    killed = threading.Event()
-
-    def kill_when_busy(done: threading.Event) -> None:
-        while not done.is_set():
-            if "ray::_run" in cluster.process_titles(1):  # a worker of node 1 is running a task
-                cluster.kill_node(1)
-                killed.set()
-                return
-            time.sleep(0.02)
-
     # Ray may place every task of a small job on the head (seen in CI under load): larger jobs until one lands on node 1
     for host_rows in (30_000, 90_000, 270_000):
         ids = _ids(np.random.default_rng(2), guest=2_000, host=host_rows, shared=1_000)
-        done = threading.Event()
-        killer = threading.Thread(target=kill_when_busy, args=(done,), daemon=True)
-        killer.start()
-        results, errors = _psi(ids, compute)
-        done.set()
-        killer.join(5)
+        with killing_node_1_when_busy(cluster) as killed:
+            results, errors = _psi(ids, compute)
         if killed.is_set():
             break
     assert killed.is_set(), "node 1 never ran a task"

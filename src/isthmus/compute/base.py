@@ -10,6 +10,7 @@ arrays, so they cross process and machine boundaries cheaply and without custom 
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -47,6 +48,10 @@ class Compute(ABC):
     def pool(self, records: int, workers: int | None = None) -> Pool:
         """Workers for a run over about ``records`` rows (small runs may stay inline); ``workers``
         overrides the backend's own choice where the backend has one (the local pool)."""
+
+    def parallelism(self) -> int:
+        """Partitions that run at once (work is cut into a multiple of it): this machine's cores by default."""
+        return os.cpu_count() or 1
 
     def share(self, value: Any) -> Any:
         """``value`` in a form that tasks of this backend's pools take as an argument in its place, sent

@@ -17,6 +17,9 @@ class LocalCompute(Compute):
     def __init__(self, workers: int | None = None):
         self.workers = workers
 
+    def parallelism(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
     def pool(self, records: int, workers: int | None = None) -> BatchPool:
         chosen = workers if workers is not None else self.workers
         if chosen is not None:

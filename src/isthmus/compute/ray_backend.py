@@ -86,13 +86,13 @@ class RayCompute(Compute):
             raise ComputeError(f"version mismatch with the Ray cluster at {self.label}: its workers run isthmus "
                                f"{theirs[0]} with Ray {theirs[1]}, this party isthmus {ours[0]} with Ray {ours[1]}")
 
-    def workers(self) -> int:
+    def parallelism(self) -> int:
         """The cluster's CPUs now: partitions are cut into a multiple of them."""
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
 
     def pool(self, records: int, workers: int | None = None) -> RayPool:
         self.check()
-        return RayPool(self._task, self._ray, self.workers(), self.label)
+        return RayPool(self._task, self._ray, self.parallelism(), self.label)
 
     def share(self, value: Any) -> Any:
         """An object reference: Ray hands tasks that take it as an argument the value itself."""

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import isthmus
+from isthmus.compute.select import ENV_VAR
 
 START_TIMEOUT_S = 60.0
 
@@ -39,11 +40,9 @@ class LocalRayCluster:
         return f"ray://127.0.0.1:{self.client_port}"
 
     def start(self) -> LocalRayCluster:
-        self._start_node(["--head", "--port", str(self.gcs_port), "--ray-client-server-port", str(self.client_port),
-                          "--include-dashboard", "false", "--temp-dir", str(self.temp_dir)], "head")
+        self._processes.append(self._start_node(0))
         self._wait_started(0)
-        for index in range(1, self.nodes):
-            self._start_node(["--address", f"127.0.0.1:{self.gcs_port}"], f"node{index}")
+        self._processes.extend(self._start_node(index) for index in range(1, self.nodes))
         for index in range(1, self.nodes):
             self._wait_started(index)
         return self
@@ -51,6 +50,14 @@ class LocalRayCluster:
     def kill_node(self, index: int) -> None:
         """SIGKILL node ``index`` (0: the head) and everything it started: a machine that died."""
         _kill_tree(self._processes[index])
+
+    def restart_node(self, index: int) -> None:
+        """Start worker node ``index`` again after :meth:`kill_node` (a machine back from the dead), so the
+        cluster is whole for whoever uses it next."""
+        _kill_tree(self._processes[index])
+        since = self._log(index).stat().st_size
+        self._processes[index] = self._start_node(index)
+        self._wait_started(index, since)
 
     def process_titles(self, index: int) -> list[str]:
         """Titles of node ``index``'s Ray processes: a worker running a task is ``ray::<function>``, an idle
@@ -80,27 +87,36 @@ class LocalRayCluster:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _wait_started(self, index: int) -> None:
-        """Until ``ray start`` says the node is up (its ports accept connections a little before that)."""
-        log = self.temp_dir / ("head.log" if index == 0 else f"node{index}.log")
+    def _log(self, index: int) -> Path:
+        return self.temp_dir / ("head.log" if index == 0 else f"node{index}.log")
+
+    def _wait_started(self, index: int, since: int = 0) -> None:
+        """Until ``ray start`` says the node is up (its ports accept connections a little before that), in
+        its log after byte ``since`` (a restarted node appends to the same log)."""
+        log = self._log(index)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while b"Ray runtime started" not in log.read_bytes():
+        while b"Ray runtime started" not in log.read_bytes()[since:]:
             if self._processes[index].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"local Ray cluster: node {index} did not start; its log ends:\n"
                                    f"{log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.2)
 
-    def _start_node(self, args: list[str], name: str) -> None:
+    def _start_node(self, index: int) -> subprocess.Popen:
+        if index == 0:
+            args = ["--head", "--port", str(self.gcs_port), "--ray-client-server-port", str(self.client_port),
+                    "--include-dashboard", "false", "--temp-dir", str(self.temp_dir)]
+        else:
+            args = ["--address", f"127.0.0.1:{self.gcs_port}"]
         source = str(Path(isthmus.__file__).resolve().parents[1])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")])),
                    RAY_USAGE_STATS_ENABLED="0")
+        env.pop(ENV_VAR, None)  # a task runs its work where it is, never as a client of another cluster
         ray = str(Path(sys.executable).with_name("ray"))
         command = [ray, "start", "--block", "--num-cpus", str(self.cpus_per_node), "--node-ip-address", "127.0.0.1",
                    "--dashboard-agent-listen-port", str(_free_port()), "--object-store-memory", str(100 * 2**20),
                    "--disable-usage-stats", *args]
-        with open(self.temp_dir / f"{name}.log", "ab") as log:
-            self._processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                    process_group=0))
+        with open(self._log(index), "ab") as log:
+            return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0)
 
 
 def _free_port() -> int:

@@ -160,10 +160,11 @@ class PaillierPublicKey:
             self._pool.extend(factors)
 
     def _generate_factors(self, count: int) -> list[mpz]:
-        if count < PARALLEL_MIN_ENCRYPTIONS or parallel.workers() == 1:
+        pieces = parallel.processes() if count >= PARALLEL_MIN_ENCRYPTIONS else 1
+        if pieces == 1:
             return self._fixed_base().random_powers(count)
         n_bytes = self.to_wire()["n"]
-        tasks = [(n_bytes, len(part)) for part in parallel.chunks(count, parallel.workers())]
+        tasks = [(n_bytes, len(part)) for part in parallel.chunks(count, pieces)]
         width = bigints.byte_width(self.nsquare)
         return [r for data in parallel.in_processes(_random_factors_bytes, tasks) for r in bigints.from_bytes(data, width)]
 

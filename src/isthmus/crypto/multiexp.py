@@ -50,16 +50,18 @@ def matrix_products_of_powers(bases: Sequence[mpz], exponents: Exponents, modulu
 
     Big jobs go to worker processes: by output rows when there are enough of them (each worker
     keeps all n bases, so its buckets stay as full as in one process), else by slices of the bases.
+    On a cluster always by slices of the bases (for ``X.T @ [[d]]``: row blocks of the batch, whose
+    products the driver multiplies): a task then carries only its block, however many outputs.
     """
     matrix = _exponent_matrix(exponents, len(bases))
     outputs, count = matrix.shape
     if 0 < count <= FEW_BASES and matrix.dtype == np.int64 and outputs << 4 >= 1 << count:
         return few_bases_products(bases, matrix, modulus)
-    workers = parallel.workers() if outputs * count >= PARALLEL_MIN_PRODUCTS else 1
+    workers = parallel.processes() if outputs * count >= PARALLEL_MIN_PRODUCTS else 1
     if workers == 1 or count == 0:
         return _products(bases, matrix, modulus)
     width = bigints.byte_width(modulus)
-    if outputs >= workers:
+    if outputs >= workers and parallel.cluster() is None:
         packed = bigints.to_bytes(bases, width)
         # twice as many tasks as workers: a worker slowed by other load hands its share to the other
         parts = parallel.chunks(outputs, 2 * workers)
@@ -115,7 +117,7 @@ def row_products_of_powers(bases: Sequence[mpz], exponents: np.ndarray, modulus:
     outputs, count = matrix.shape
     if len(bases) != outputs * count:
         raise ValueError(f"{len(bases)} bases for a {matrix.shape} exponent matrix")
-    parts = parallel.chunks(outputs, parallel.workers() if outputs * count >= PARALLEL_MIN_PRODUCTS else 1)
+    parts = parallel.chunks(outputs, parallel.processes() if outputs * count >= PARALLEL_MIN_PRODUCTS else 1)
     if len(parts) <= 1:
         return _row_products(bases, matrix, modulus)
     width = bigints.byte_width(modulus)
@@ -126,9 +128,9 @@ def row_products_of_powers(bases: Sequence[mpz], exponents: np.ndarray, modulus:
 
 def powers(bases: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> list[mpz]:
     """``[b ** e mod modulus]`` element by element (negative e: inverse); big jobs over cores."""
-    parts = parallel.chunks(len(bases), parallel.workers() if len(bases) >= PARALLEL_MIN_POWERS else 1)
+    parts = parallel.chunks(len(bases), parallel.processes() if len(bases) >= PARALLEL_MIN_POWERS else 1)
     if len(parts) <= 1:
-        return [gmpy2.powmod(b, e, modulus) for b, e in zip(bases, exponents)]
+        return _powers(bases, exponents, modulus)
     width = bigints.byte_width(modulus)
     tasks = [(int(modulus), bigints.to_bytes(bases[p.start : p.stop], width), list(exponents[p.start : p.stop])) for p in parts]
     return [x for data in parallel.in_processes(_powers_bytes, tasks) for x in bigints.from_bytes(data, width)]
@@ -323,4 +325,9 @@ def _row_products_bytes(modulus: int, bases: bytes, exponents: np.ndarray) -> by
 def _powers_bytes(modulus: int, bases: bytes, exponents: list[int]) -> bytes:
     """Worker-process side of :func:`powers`."""
     width = bigints.byte_width(modulus)
-    return bigints.to_bytes(powers(bigints.from_bytes(bases, width), exponents, mpz(modulus)), width)
+    return bigints.to_bytes(_powers(bigints.from_bytes(bases, width), exponents, mpz(modulus)), width)
+
+
+def _powers(bases: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> list[mpz]:
+    """:func:`powers` in this process (a worker's share must not spread again)."""
+    return [gmpy2.powmod(b, e, modulus) for b, e in zip(bases, exponents)]

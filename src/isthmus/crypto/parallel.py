@@ -9,6 +9,11 @@ never private keys. The processes come from loky (joblib's executor): they start
 interpreters, so threads of the caller cannot deadlock them, and unlike multiprocessing's spawn and
 forkserver they do not re-run the caller's ``__main__``. Work is only spread when it is big enough
 to repay the hand-over (thresholds at the callers).
+
+When the party's compute backend is a cluster (:mod:`isthmus.compute`, ``ray://``), the same tasks run
+as the cluster's tasks instead, cut into as many pieces as the cluster has CPUs: Paillier's random
+factors and ``X.T @ [[d]]`` are then spread over its nodes. The task functions are pure functions of
+their bytes, so the results are the same integers as from the local workers.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from joblib.externals.loky.process_executor import ProcessPoolExecutor
+
+if TYPE_CHECKING:
+    from isthmus.compute import Compute
 
 T = TypeVar("T")
 
@@ -51,7 +59,23 @@ def shutdown() -> None:
 
 
 def workers() -> int:
+    """This machine's cores for crypto work (threads and worker processes)."""
     return _workers
+
+
+def cluster(compute: Compute | None = None) -> Compute | None:
+    """``compute`` (default: the party's backend) when it is a cluster (work for processes then runs there),
+    else None."""
+    from isthmus.compute import current  # the compute package builds on crypto's batch pool: imported late
+
+    backend = compute or current()
+    return backend if backend.remote else None
+
+
+def processes() -> int:
+    """How many pieces to cut work for :func:`in_processes` into: the cluster's CPUs, else this machine's."""
+    backend = cluster()
+    return backend.parallelism() if backend is not None else _workers
 
 
 def chunks(count: int, parts: int) -> list[range]:
@@ -61,9 +85,18 @@ def chunks(count: int, parts: int) -> list[range]:
     return [range(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def in_processes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]:
-    """``[function(*task) for task in tasks]`` in worker processes; ``function`` must be module-level."""
-    if len(tasks) <= 1 or _workers == 1:
+def in_processes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]],
+                 compute: Compute | None = None) -> list[T]:
+    """``[function(*task) for task in tasks]`` in worker processes, or as tasks of the cluster when ``compute``
+    (default: the party's backend) is one; ``function`` must be module-level."""
+    if len(tasks) <= 1:
+        return [function(*task) for task in tasks]
+    backend = cluster(compute)
+    if backend is not None:
+        with backend.pool(len(tasks)) as pool:
+            futures = [pool.submit(function, *task) for task in tasks]
+            return [future.result() for future in futures]
+    if _workers == 1:
         return [function(*task) for task in tasks]
     futures = [_process_pool().submit(function, *task) for task in tasks]
     return [future.result() for future in futures]

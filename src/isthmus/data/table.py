@@ -110,7 +110,7 @@ def read_table(
     """
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing={missing!r} is not one of {MISSING_POLICIES}")
-    reader, fail = _open(path, party)
+    reader, fail = open_reader(path, party)
     columns = reader.columns()
     _check_duplicates(columns, fail)
     selected = select_columns(columns, id_column, label_column, feature_columns, list(exclude), fail)
@@ -129,12 +129,12 @@ def read_table(
 
 def count_rows(path: str | Path, *, party: str, id_column: str) -> int:
     """How many rows ``path`` holds, reading only its id column (a node checks its ``max_rows`` with it)."""
-    reader, fail = _open(path, party)
+    reader, fail = open_reader(path, party)
     selected = select_columns(reader.columns(), id_column, None, [], [], fail)
     return len(reader.read(selected))
 
 
-def _open(path: str | Path, party: str):
+def open_reader(path: str | Path, party: str):
     """The reader of ``path`` and the error maker naming party and file, for every message about it."""
     path = Path(path)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from isthmus.compute.blocks import map_blocks
 from isthmus.errors import ConfigError, DataError
 
 #: WOE needs a non-zero count on both sides of the ratio; FATE's convention adds this to both.
@@ -36,8 +37,10 @@ class QuantileBinner:
         return self.bins
 
     def fit(self, X: np.ndarray) -> QuantileBinner:
+        """Split points per feature; a big table's features go to the party's cluster in column blocks."""
         X = _as_features(X)
-        self.split_points_ = [_quantile_split_points(column, self.bins) for column in X.T]
+        self.split_points_ = [points for block in map_blocks(_columns_split_points, X, self.bins, axis=1)
+                              for points in block]
         return self
 
     @classmethod
@@ -61,12 +64,7 @@ class QuantileBinner:
         X = _as_features(X)
         if X.shape[1] != len(self.split_points_):
             raise DataError(f"binner was fitted on {len(self.split_points_)} features, got {X.shape[1]}")
-        binned = np.empty(X.shape, dtype=np.uint8)
-        for f, points in enumerate(self.split_points_):
-            column = X[:, f]
-            binned[:, f] = np.searchsorted(points, column, side="left")
-            binned[np.isnan(column), f] = self.missing_bin
-        return binned
+        return np.concatenate(map_blocks(_bin_rows, X, self.split_points_, self.missing_bin))
 
     def fit_transform(self, X: np.ndarray) -> np.ndarray:
         return self.fit(X).transform(X)
@@ -79,6 +77,21 @@ def _as_features(X: np.ndarray) -> np.ndarray:
     if np.isinf(X).any():
         raise DataError("features hold infinite values; only NaN is accepted as missing")
     return X
+
+
+def _columns_split_points(bins: int, X: np.ndarray) -> list[np.ndarray]:
+    """Task entry point: split points of each column of a block of features."""
+    return [_quantile_split_points(column, bins) for column in X.T]
+
+
+def _bin_rows(split_points: list[np.ndarray], missing_bin: int, X: np.ndarray) -> np.ndarray:
+    """Task entry point: bin indices of a block of rows."""
+    binned = np.empty(X.shape, dtype=np.uint8)
+    for f, points in enumerate(split_points):
+        column = X[:, f]
+        binned[:, f] = np.searchsorted(points, column, side="left")
+        binned[np.isnan(column), f] = missing_bin
+    return binned
 
 
 def _quantile_split_points(column: np.ndarray, bins: int) -> np.ndarray:

@@ -59,6 +59,7 @@ from isthmus.compute import Compute, Pool, current, map_partitions
 from isthmus.crypto import ecdh, rsa_blind
 from isthmus.crypto.batchpool import split_evenly
 from isthmus.data.ids import DEDUPE_MODES, CanonicalIds, canonical_ids
+from isthmus.data.partitions import Partition, TablePartitions, read_ids
 from isthmus.errors import ConfigError, DataError, ProtocolError
 from isthmus.protocols.kkrt import psi as kkrt
 from isthmus.protocols.psi_wire import (
@@ -121,7 +122,7 @@ class PsiResult:
 def intersect(
     channel: Channel,
     role: str,
-    ids: Sequence[Any] | np.ndarray,
+    ids: Sequence[Any] | np.ndarray | TablePartitions,
     *,
     method: str = "ecdh",
     guest: str = "guest",
@@ -137,12 +138,20 @@ def intersect(
     ``ids`` are canonicalised by :func:`isthmus.data.ids.canonical_ids` (``dedupe`` as there).
     Every party must pass the same ``guest``, ``hosts`` and ``method`` (a mismatch stops the job).
     ``progress(stage, fraction)`` is called as stages advance.
+    ``ids`` may also be a host's :class:`TablePartitions` (ECDH only): its backend's tasks then read the
+    ids from the file per partition, and the party's process never holds them.
     ``compute``: where hashing and curve operations on ids run (default: this process's backend,
     :func:`isthmus.compute.current`); ``workers`` overrides the local pool's size (by default all
     cores, or none for small sets). Neither is visible to the peers.
     """
     hosts = list(hosts)
     _check_setup(channel, role, method, guest, hosts, salt_bytes, dedupe)
+    if isinstance(ids, TablePartitions):
+        if role != "host" or method != "ecdh":
+            raise ConfigError(f"reading ids per partition is for an ECDH host, not a {method} {role}")
+        return _PartitionedHost(channel, method, guest, hosts, workers, compute or current(),
+                                progress or _ignore_progress, table=ids, dedupe=dedupe).run(
+            CanonicalIds([], np.empty(0, dtype=np.int64)), None, salt_bytes)
     try:
         canon, problem = canonical_ids(ids, party=channel.party, dedupe=dedupe), None
     except DataError as exc:
@@ -326,7 +335,8 @@ class _Guest(_Party):
 
 class _Host(_Party):
     def run(self, canon: CanonicalIds, problem: DataError | None, salt_bytes: int) -> PsiResult:
-        guest_count, salt = self._handshake(len(canon), problem)
+        guest_count, salt = self._hello()
+        self._start(len(canon), problem)
         order = _secret_permutation(len(canon))
         shuffled = [canon.values[i] for i in order]
         if self.method == "kkrt":
@@ -338,18 +348,25 @@ class _Host(_Party):
                     refs = self._ecdh(pool, salt, shuffled, guest_count, order)
                 else:
                     refs = self._rsa(pool, salt, shuffled, guest_count, order)
+        return self._result(canon.rows, refs, guest_count)
+
+    def _result(self, rows: np.ndarray, refs: np.ndarray, guest_count: int) -> PsiResult:
+        """The guest's final positions in what we sent, as rows of our table (``rows[refs[position]]``)."""
         result = self.channel.recv(self.guest, TAG_RESULT)
         positions = decode_indices(result, bound=len(refs), max_count=min(len(refs), guest_count), peer=self.guest, tag=TAG_RESULT)
         self.progress("done", 1.0)
-        rows = canon.rows[refs[positions]]
-        return PsiResult(positions=rows, size=len(rows))
+        shared = rows[refs[positions]]
+        return PsiResult(positions=shared, size=len(shared))
 
-    def _handshake(self, count: int, problem: DataError | None) -> tuple[int, bytes]:
+    def _hello(self) -> tuple[int, bytes]:
         try:
-            guest_count, salt = self._check_hello(self.channel.recv(self.guest, TAG_HELLO))
+            return self._check_hello(self.channel.recv(self.guest, TAG_HELLO))
         except ProtocolError:
             self.channel.send(self.guest, TAG_REPLY, {"abort": True})
             raise
+
+    def _start(self, count: int, problem: DataError | None) -> None:
+        """Answer the hello with our count (or an abort, raising ``problem``) and wait for the guest's go."""
         self.channel.send(self.guest, TAG_REPLY, {"abort": True} if problem else {"count": count})
         if problem:
             raise problem
@@ -357,7 +374,6 @@ class _Host(_Party):
         if start["go"] is not True:
             raise DataError(f"intersection of job {self.channel.job!r} stopped by {self.guest!r}: another host could not take part")
         self.progress("handshake", 1.0)
-        return guest_count, salt
 
     def _check_hello(self, hello: Any) -> tuple[int, bytes]:
         peer, tag = self.guest, TAG_HELLO
@@ -376,12 +392,16 @@ class _Host(_Party):
     def _ecdh(self, pool: Pool, salt: bytes, shuffled: list[str], guest_count: int, order: np.ndarray) -> np.ndarray:
         key = ecdh.new_key()
         own = self._submit_ids(pool, ecdh.blind_ids, (key, salt), shuffled)
-        self._send_batches([self.guest], TAG_HOST_POINTS, self._own(own, TAG_HOST_POINTS), len(own), "blind own set")
+        self._ecdh_exchange(pool, key, self._own(own, TAG_HOST_POINTS), len(own), guest_count)
+        return order
+
+    def _ecdh_exchange(self, pool: Pool, key: bytes, own: Iterable[bytes], batches: int, guest_count: int) -> None:
+        """Send our blinded points batch by batch, then blind the guest's points with our key and send them back."""
+        self._send_batches([self.guest], TAG_HOST_POINTS, own, batches, "blind own set")
         chunks = recv_records(self.channel, self.guest, TAG_GUEST_POINTS, guest_count, ecdh.POINT_BYTES)
         reblinding = [pool.submit(ecdh.blind_points, key, chunk) for chunk in chunks]
         reblinded = iter_results(reblinding, peer=self.guest, tag=TAG_GUEST_POINTS)
         self._send_batches([self.guest], TAG_GUEST_POINTS_BACK, reblinded, len(reblinding), "blind peer set")
-        return order
 
     def _rsa(self, pool: Pool, salt: bytes, shuffled: list[str], guest_count: int, order: np.ndarray) -> np.ndarray:
         if not _client_is_guest(guest_count, len(shuffled)):
@@ -392,6 +412,59 @@ class _Host(_Party):
         key = rsa_blind.RsaPrivateKey.generate()
         self._rsa_serve(pool, key, self._submit_ids(pool, rsa_blind.sign_ids, (key, salt), shuffled), self.guest, guest_count)
         return order
+
+
+class _PartitionedHost(_Host):
+    """An ECDH host whose ids the backend's tasks read, canonicalise, hash and blind per partition of its file
+    (:mod:`isthmus.data.partitions`): the driver holds 32 bytes per row, never the ids. The guest sees the
+    same messages as from :class:`_Host`: the same points (ECDH is a function of the key, the salt and the
+    id), as many, in a secret random order."""
+
+    def __init__(self, *args: Any, table: TablePartitions, dedupe: str):
+        super().__init__(*args)
+        self.table, self.dedupe = table, dedupe
+
+    def run(self, canon: CanonicalIds, problem: DataError | None, salt_bytes: int) -> PsiResult:
+        guest_count, salt = self._hello()  # the salt is the guest's: blinding starts once it is here
+        key = ecdh.new_key()
+        with self._pool(self.table.size_hint + guest_count) as pool:
+            try:
+                points = self._read_and_blind(pool, key, salt)
+                rows = unique_rows(points, party=self.channel.party, dedupe=self.dedupe)
+            except DataError as exc:
+                self._start(0, exc)  # tells the guest to stop, and raises exc
+            self._start(len(rows), None)
+            order = _secret_permutation(len(rows))
+            shuffled = points[rows[order]]
+            batches = split_evenly(len(shuffled), BATCHES_PER_WORKER * pool.workers, MAX_CHUNK_RECORDS)
+            own = (shuffled[start:stop].tobytes() for start, stop in batches)
+            self._ecdh_exchange(pool, key, own, len(batches), guest_count)
+        return self._result(rows, order, guest_count)
+
+    def _read_and_blind(self, pool: Pool, key: bytes, salt: bytes) -> np.ndarray:
+        """Every row's blinded point (``S32``), in file order: one task per partition."""
+        futures = map_partitions(pool, blind_partition, (key, salt, self.table.id_column), self.table.parts)
+        data = b"".join(future.result() for future in futures)
+        self.progress("read and blind own set", 1.0)
+        return np.frombuffer(data, dtype=f"S{ecdh.POINT_BYTES}")
+
+
+def blind_partition(key: bytes, salt: bytes, id_column: str, partition: Partition) -> bytes:
+    """Task entry point: one partition's ids read, canonicalised and blinded, in file order."""
+    return ecdh.blind_ids(key, salt, read_ids(partition, id_column))
+
+
+def unique_rows(points: np.ndarray, *, party: str, dedupe: str) -> np.ndarray:
+    """Rows of the first occurrence of each point, ascending. Equal blinded points are equal canonical ids
+    (hashing to the curve does not collide in practice), so this is :func:`canonical_ids`' duplicate rule."""
+    _, first = np.unique(points, return_index=True)
+    if len(first) < len(points) and dedupe == "error":
+        order = np.argsort(points, kind="stable")
+        at = int(np.flatnonzero(points[order][1:] == points[order][:-1])[0])
+        raise DataError(f"party {party!r}: rows {order[at]} and {order[at + 1]} hold the same id; ids must be unique "
+                        "(or pass dedupe='first')")
+    first.sort()
+    return first.astype(np.int64)
 
 
 def _match(ours: list[bytes], theirs: dict[bytes, int], *, peer: str, tag: str) -> dict[int, int]:

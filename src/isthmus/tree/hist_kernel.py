@@ -68,7 +68,8 @@ class HistogramKernel:
                 tasks.append((self.nsquare, self.width, data, binned[:, share.start:share.stop],
                               n_bins[share.start:share.stop], self.slots))
                 owner.append(node)
-        results = parallel.in_processes(packed_histograms, tasks) if spread else [packed_histograms(*t) for t in tasks]
+        results = (parallel.in_processes(packed_histograms, tasks, self.compute) if spread
+                   else [packed_histograms(*t) for t in tasks])
         built: list[list[mpz]] = [[] for _ in nodes]
         for node, data in zip(owner, results):
             built[node].extend(_parse(data, self.width))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from isthmus.compute.blocks import map_blocks
 from isthmus.errors import ProtocolError
 from isthmus.ml.optim import apply_penalty, make_optimizer
 from isthmus.algorithms.hetero_linear import batches, cipher, tags
@@ -44,7 +45,9 @@ class HeteroLinearHost:
 
     def _serve(self, channel: Channel, X: np.ndarray, guest: str, *, training: bool) -> None:
         def score(order: dict, check: Inspect) -> None:
-            channel.send(guest, tags.SCORES, X[check.indices(order.get("rows"), len(X))] @ self._coef_for_scoring())
+            rows = X[check.indices(order.get("rows"), len(X))]
+            blocks = map_blocks(partial_scores, rows, self._coef_for_scoring())  # a big batch: on the cluster
+            channel.send(guest, tags.SCORES, np.concatenate(blocks))
 
         handlers = {"score": score, "finish": stop}
         if training:
@@ -75,6 +78,11 @@ class HeteroLinearHost:
 
     def _coef_for_scoring(self) -> np.ndarray:
         return self.coef_ if self.coef_ is not None else self._trainer.coef
+
+
+def partial_scores(coef: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Task entry point: this host's partial scores of a block of rows, ``(rows, models)``."""
+    return X @ coef
 
 
 class _HostTrainer:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
+from isthmus.compute import current
 from isthmus.data.ids import DEDUPE_MODES
+from isthmus.data.partitions import PARTITIONED_SUFFIXES, TablePartitions, table_partitions
+from isthmus.data.table import PartyTable
 from isthmus.errors import DataError
 from isthmus.jobs.context import PartyContext
-from isthmus.jobs.steps.data import party_table
+from isthmus.jobs.steps.data import own_data, party_table
 from isthmus.jobs.steps.kind import StepKind, parse_with
 from isthmus.options import Options
 from isthmus.protocols.psi import METHODS
@@ -38,7 +42,7 @@ def run(ctx: PartyContext, options: IntersectOptions) -> None:
     if ctx.role not in ("guest", "host"):
         return
     table = party_table(ctx)
-    result = intersect(ctx.channel, ctx.role, table.ids, method=options.method, dedupe=options.dedupe,
+    result = intersect(ctx.channel, ctx.role, _ids(ctx, options, table), method=options.method, dedupe=options.dedupe,
                        guest=ctx.spec.one("guest"), hosts=ctx.spec.with_role("host"),
                        progress=lambda stage, fraction: ctx.events.emit(step="intersect", stage=stage,
                                                                         progress=round(fraction, 3)))
@@ -52,6 +56,17 @@ def run(ctx: PartyContext, options: IntersectOptions) -> None:
     else:
         ctx.table = table.take(result.positions)
     ctx.events.emit(step="intersect", own_rows=table.n_rows, shared_rows=result.size)
+
+
+def _ids(ctx: PartyContext, options: IntersectOptions, table: PartyTable) -> np.ndarray | TablePartitions:
+    """A host on a cluster has its ids read, canonicalised and blinded by the cluster's tasks per partition of its
+    file (ECDH; Parquet or CSV), instead of from the table in this process (which the job still loads whole,
+    for the steps after this one)."""
+    path = own_data(ctx).path
+    if (ctx.role != "host" or options.method != "ecdh" or not current().remote
+            or not str(path).lower().endswith(PARTITIONED_SUFFIXES)):
+        return table.ids
+    return table_partitions(path, party=ctx.party, id_column=own_data(ctx).id)
 
 
 STEP = StepKind("intersect", parse_with(IntersectOptions), run)
