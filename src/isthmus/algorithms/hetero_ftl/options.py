@@ -12,12 +12,19 @@ from isthmus.options import Options
 
 
 class FtlOptions(Options):
+    #: How each party maps its own columns before its network: ``rank_gauss`` (each column through its
+    #: quantiles onto a normal: robust to the heavy tails of money and count columns) or ``standardise``.
+    inputs: Literal["rank_gauss", "standardise"] = "rank_gauss"
     #: Width d of the common representation u = Net(x) both parties map their rows into.
     representation: Annotated[int, Field(ge=1, le=128)] = 8
     #: Width of each party's one hidden layer (0: the network is linear).
     hidden: Annotated[int, Field(ge=0, le=512)] = 16
     #: Weight gamma of the alignment loss sum ||u_A - u_B||^2 over the shared rows.
     gamma: Annotated[float, Field(ge=0, le=1000)] = 0.1
+    #: Weight of the guest's own logistic loss on all its labelled rows in every step (``supervised.py``).
+    guest_local_weight: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    #: Full-batch steps the guest takes on that loss alone before training together.
+    guest_pretrain_epochs: Annotated[int, Field(ge=0, le=100_000)] = 0
     #: L2 penalty on each party's own network weights.
     l2: Annotated[float, Field(ge=0, le=10)] = 1e-3
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 10
