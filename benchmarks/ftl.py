@@ -64,8 +64,9 @@ SPLITS = {
     "default_credit": ("UCI_Credit_Card.csv", "ID", "default.payment.next.month", PAY, DEMOGRAPHY_BILLS),
     "give_credit": ("give_credit_homo_test.csv", "id", "y", [f"x{i}" for i in range(5)], [f"x{i}" for i in range(5, 10)]),
 }
-TRAIN = {"representation": 8, "hidden": 16, "gamma": 0.1, "l2": 1e-3, "epochs": 8, "batch_size": 100,
-         "learning_rate": 0.01, "key_bits": 1024, "min_overlap": 50}
+TRAIN = {"representation": 8, "hidden": 16, "gamma": 0.1, "l2": 1e-3, "epochs": 20, "batch_size": 100,
+         "learning_rate": 0.02, "guest_pretrain_epochs": 300, "guest_local_weight": 1.0, "inputs": "rank_gauss",
+         "key_bits": 1024, "min_overlap": 50}
 
 
 def split_rows(n: int, overlap: int, guest_rows: int, host_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +130,7 @@ def one(split: str, overlap: int, guest_rows: int, host_rows: int, encrypted: bo
     options = {**TRAIN, "epochs": epochs, "seed": seed}
     plain = run_ftl(g, h, ov_g, ov_h, {**options, "protection": "plain"})
     scores = plain["predictions"].set_index("id").loc[h.ids[unseen], "score"].to_numpy()
-    row = {"split": split, "overlap": overlap, "guest_rows": guest_rows, "host_rows": host_rows,
+    row = {"split": split, "overlap": overlap, "seed": seed, "guest_rows": guest_rows, "host_rows": host_rows,
            "ftl_plaintext_auc": roc_auc_score(truth[unseen], scores)}
     measured = plain
     if encrypted:
@@ -172,23 +173,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guest-rows", type=int, default=5000)
     parser.add_argument("--host-rows", type=int, default=3000)
     parser.add_argument("--epochs", type=int, default=TRAIN["epochs"])
-    parser.add_argument("--quick", action="store_true", help="2000 guest rows, 1500 host rows, 4 epochs")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="2000 guest rows, 1500 host rows")
+    parser.add_argument("--seeds", default="0", help="one run per seed (rows drawn and networks initialised anew)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        args.guest_rows, args.host_rows, args.epochs = 2000, 1500, 4
+        args.guest_rows, args.host_rows = 2000, 1500
     encrypted = {int(o) for o in args.encrypted_overlaps.split(",") if o}
     rows = []
     for split in args.splits.split(","):
         for overlap in (int(o) for o in args.overlaps.split(",")):
-            rows.append(one(split, overlap, args.guest_rows, args.host_rows, overlap in encrypted, args.epochs, args.seed))
-            if not args.json:
-                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            for seed in (int(s) for s in args.seeds.split(",")):
+                rows.append(one(split, overlap, args.guest_rows, args.host_rows, overlap in encrypted, args.epochs, seed))
+                if not args.json:
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps({"rows": rows}))
         return
-    print(pd.DataFrame(rows).to_string(index=False))
+    table = pd.DataFrame(rows)
+    table["ftl_beats_baseline"] = table.ftl_plaintext_auc > table.overlap_baseline_auc
+    columns = ["ftl_encrypted_auc", "ftl_plaintext_auc", "overlap_baseline_auc", "upper_bound_auc",
+               "ftl_beats_baseline", "epoch_seconds", "bytes_sent"]
+    print(table.groupby(["split", "overlap"])[columns].mean().round(3).to_string())
 
 
 if __name__ == "__main__":
