@@ -64,7 +64,7 @@ SPLITS = {
     "default_credit": ("UCI_Credit_Card.csv", "ID", "default.payment.next.month", PAY, DEMOGRAPHY_BILLS),
     "give_credit": ("give_credit_homo_test.csv", "id", "y", [f"x{i}" for i in range(5)], [f"x{i}" for i in range(5, 10)]),
 }
-TRAIN = {"representation": 8, "hidden": 16, "gamma": 0.1, "l2": 1e-3, "epochs": 20, "batch_size": 100,
+TRAIN = {"representation": 8, "hidden": 16, "gamma": 0.1, "l2": 1e-3, "epochs": 20, "batch_size": 50,
          "learning_rate": 0.02, "guest_pretrain_epochs": 300, "guest_local_weight": 1.0, "inputs": "rank_gauss",
          "key_bits": 1024, "min_overlap": 50}
 
