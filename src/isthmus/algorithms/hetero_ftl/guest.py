@@ -8,7 +8,8 @@ from isthmus.algorithms.base import Party
 from isthmus.algorithms.hetero_ftl import nets, supervised, terms
 from isthmus.algorithms.hetero_ftl.exchange import Link
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
-from isthmus.algorithms.hetero_ftl.training import LABEL_CHUNK, batches, fit_inputs, joined, parameter_gradient, shared_rows
+from isthmus.algorithms.hetero_ftl.training import (LABEL_CHUNK, batches, fit_inputs, joined, parameter_gradient,
+                                                    shared_rows)
 from isthmus.errors import DataError
 from isthmus.protocols.inspect import Inspect
 
