@@ -103,9 +103,28 @@ def test_local_rounds_trade_exchanges_for_stale_terms_and_still_learn(tmp_path, 
     assert auc > 0.85 and not np.allclose(predictions.score, plain_run[1].score)
 
 
+def test_the_guests_own_term_on_all_its_rows_makes_phi_rank_them_before_any_message(split):
+    """Pretraining on L_local alone: Phi . u_A, the predictor the host will use, learns the guest's labels."""
+    from sklearn.metrics import roc_auc_score
+
+    from isthmus.algorithms.hetero_ftl import nets, supervised
+    from isthmus.ml.scaling import RankGauss
+
+    g = split[0]
+    X, y = torch.from_numpy(RankGauss.fit(g.features).transform(g.features)), torch.from_numpy(2.0 * g.label - 1)
+    net = nets.build(X.shape[1], 8, 4, seed=0)
+    untrained = supervised.local_loss(net, X, y).item()
+    supervised.pretrain(net, torch.optim.Adam(net.parameters(), lr=0.02), X, y, epochs=300, l2=1e-3)
+    u = nets.represent(net, X.numpy())
+    assert supervised.local_loss(net, X, y).item() < untrained - 0.2
+    assert roc_auc_score(g.label, u @ (y.numpy()[:, None] * u).mean(0)) > 0.9
+
+
 def test_options_are_typed_and_bounded_at_load():
     for bad in ({"representation": 0}, {"gamma": -1.0}, {"local_rounds": 0}, {"learning_rate": 0.0},
-                {"epochs": "3"}, {"protection": "paillier"}, {"alpha": 1.0}, {"key_bits": 512}):
+                {"epochs": "3"}, {"protection": "paillier"}, {"alpha": 1.0}, {"key_bits": 512},
+                {"guest_local_weight": -1.0}, {"guest_pretrain_epochs": -1}, {"guest_pretrain_epochs": 1.5},
+                {"inputs": "minmax"}):
         with pytest.raises(ConfigError):
             FTL.Options.parse(bad, where="test")
     with pytest.raises(ConfigError, match="benchmark_only_plaintext"):

@@ -1,4 +1,5 @@
-"""The local standardiser: scikit-learn's statistics, NaN kept, and a state that survives JSON."""
+"""The local standardiser: scikit-learn's statistics, NaN kept, and a state that survives JSON; the rank-gauss
+transform: scikit-learn's quantiles rebuilt from its stored state, outliers tamed."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import json
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
 from isthmus.errors import DataError
-from isthmus.ml.scaling import Standardizer
+from isthmus.ml.scaling import RankGauss, Standardizer
 
 
 def test_matches_scikit_learn_on_real_columns():
@@ -51,3 +52,20 @@ def test_refuses_columns_without_values_and_wrong_widths():
         Standardizer.fit(np.array([[1.0, np.nan], [2.0, np.nan]]))
     with pytest.raises(DataError, match="fitted on 2 columns got 3"):
         Standardizer.fit(np.ones((3, 2))).transform(np.ones((3, 3)))
+
+
+def test_rank_gauss_is_scikit_learns_quantile_transform_rebuilt_from_its_json_state():
+    x = load_breast_cancer().data
+    fitted = RankGauss.fit(x[:400], levels=300)
+    rebuilt = RankGauss(np.array(json.loads(json.dumps(fitted.to_dict()))["quantiles"]))
+    reference = QuantileTransformer(n_quantiles=300, output_distribution="normal", subsample=None).fit(x[:400])
+    np.testing.assert_allclose(rebuilt.transform(x[400:]), reference.transform(x[400:]), atol=1e-12)
+
+
+def test_rank_gauss_keeps_the_order_and_bounds_an_outlier_that_standardising_lets_dominate():
+    x = np.r_[np.random.default_rng(0).normal(size=(999, 1)), [[1000.0]]]
+    out = RankGauss.fit(x).transform(x)[:, 0]
+    assert (np.argsort(out, kind="stable") == np.argsort(x[:, 0], kind="stable")).all()
+    assert out.max() < 6 < Standardizer.fit(x).transform(x).max()
+    with pytest.raises(DataError, match="fitted on 1 columns got 2"):
+        RankGauss.fit(x).transform(np.ones((3, 2)))

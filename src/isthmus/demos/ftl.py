@@ -23,7 +23,7 @@ from isthmus.jobs.launcher import launch
 from isthmus.jobs.local import loopback_parties, write_job
 
 SIZES = {"guest_rows": 1200, "host_rows": 1000, "overlap": 250}
-TRAIN = {"model": "hetero_ftl", "representation": 4, "hidden": 8, "epochs": 5, "batch_size": 125,
+TRAIN = {"model": "hetero_ftl", "representation": 4, "hidden": 8, "epochs": 10, "batch_size": 125,
          "learning_rate": 0.03}
 
 

@@ -4,7 +4,9 @@ A guest with labels and a host without them share few rows and no columns. Each 
 common d-dimensional representation with its own network; over the shared rows they minimise the
 Taylor-approximated logistic loss of ``z = Phi . u_B`` (``Phi`` summarising all the guest's labelled
 rows) plus a gamma-weighted alignment of the two representations, exchanging only terms encrypted
-under the sender's own Paillier key and masked gradients (``exchange.py``, ``terms.py``). The host then
+under the sender's own Paillier key and masked gradients (``exchange.py``, ``terms.py``). The guest adds its
+own logistic loss of the same predictor on all its labelled rows (``supervised.py``, no message), so
+that u_A, the target the host aligns to on the shared rows, carries what all its labels know. The host then
 labels its rows the guest does not have: it writes ``predictions.csv``, and nobody else sees them.
 
 How it fits the contract: unlike a vertical model, FTL's output is not a guest that scores aligned

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from isthmus.algorithms.base import Party
-from isthmus.algorithms.hetero_ftl import nets, terms
+from isthmus.algorithms.hetero_ftl import nets, supervised, terms
 from isthmus.algorithms.hetero_ftl.exchange import Link
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
-from isthmus.algorithms.hetero_ftl.training import LABEL_CHUNK, batches, joined, parameter_gradient, shared_rows
+from isthmus.algorithms.hetero_ftl.training import (LABEL_CHUNK, batches, fit_inputs, joined, parameter_gradient,
+                                                    shared_rows)
 from isthmus.errors import DataError
-from isthmus.ml.scaling import Standardizer
 from isthmus.protocols.inspect import Inspect
 
 COUNT = "ftl/count"
@@ -34,12 +34,13 @@ def fit_guest(party: Party, options: FtlOptions) -> dict:
 
     table, host = party.labelled_rows(), party.roster.one("host")
     overlap, y = shared_rows(party, options), signed_labels(table.label, party.name)
-    scaler = Standardizer.fit(table.features)
+    scaler = fit_inputs(table.features, options)
     X = torch.from_numpy(scaler.transform(table.features))
     net = nets.build(X.shape[1], options.hidden, options.representation, options.seed)
     link = Link(party.channel, host, options.protection == "encrypted", options.key_bits, nets.flat_parameters(net))
     optimizer = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
     y_t, d = torch.from_numpy(y), options.representation
+    supervised.pretrain(net, optimizer, X, y_t, options.guest_pretrain_epochs, options.l2)
     for epoch in range(options.epochs):
         losses = []
         for batch in batches(len(overlap), options, epoch):
@@ -55,7 +56,8 @@ def fit_guest(party: Party, options: FtlOptions) -> dict:
                 mine = {"theta": parameter_gradient(np.vstack([phi_jacobian, u_a_jacobian]),
                                                     joined([grads["phi"], grads["u_a"]])), "loss": grads["loss"]}
                 plain = link.decrypt_both(mine, {"theta": (link.peer_parameters,)})
-                nets.apply_gradient(net, optimizer, plain["theta"], options.l2)
+                local_term = options.guest_local_weight * supervised.local_gradient(net, X, y_t)
+                nets.apply_gradient(net, optimizer, plain["theta"] + local_term, options.l2)
                 if local == 0:
                     losses.append(float(plain["loss"][0]))
         party.progress(epoch=epoch + 1, epochs=options.epochs, loss=round(float(np.mean(losses)), 6))

@@ -11,8 +11,7 @@ from isthmus.algorithms.hetero_ftl import nets, terms
 from isthmus.algorithms.hetero_ftl.exchange import Link, times
 from isthmus.algorithms.hetero_ftl.guest import COUNT
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
-from isthmus.algorithms.hetero_ftl.training import LABEL_CHUNK, batches, parameter_gradient, shared_rows
-from isthmus.ml.scaling import Standardizer
+from isthmus.algorithms.hetero_ftl.training import LABEL_CHUNK, batches, fit_inputs, parameter_gradient, shared_rows
 
 PREDICTIONS = "predictions.csv"
 
@@ -23,7 +22,7 @@ def fit_host(party: Party, options: FtlOptions) -> dict:
 
     table, guest = party.rows(), party.roster.one("guest")
     overlap = shared_rows(party, options)
-    scaler = Standardizer.fit(table.features)
+    scaler = fit_inputs(table.features, options)
     X = scaler.transform(table.features)
     X_t = torch.from_numpy(X)
     net = nets.build(X.shape[1], options.hidden, options.representation, options.seed + 1)

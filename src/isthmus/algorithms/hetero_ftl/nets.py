@@ -12,9 +12,13 @@ def build(inputs: int, hidden: int, representation: int, seed: int) -> Any:
     """A one-hidden-layer MLP with a tanh (a linear map when ``hidden`` is 0).
 
     Initialised from its own numpy generator (PyTorch's default uniform bounds), not torch's global
-    one: parties may run as threads of one process, and runs must repeat exactly.
+    one: parties may run as threads of one process, and runs must repeat exactly. Sets PyTorch to one
+    CPU thread in this process (as ``homo_nn``'s default): these networks have hundreds of weights, and
+    on a loaded machine two threads made the guest's 300 pretraining steps take 94 s instead of 3 s.
     """
     import torch
+
+    torch.set_num_threads(1)
 
     if hidden == 0:
         net = torch.nn.Linear(inputs, representation, dtype=torch.float64)

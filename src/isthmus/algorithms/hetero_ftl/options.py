@@ -12,18 +12,25 @@ from isthmus.options import Options
 
 
 class FtlOptions(Options):
+    #: How each party maps its own columns before its network: ``rank_gauss`` (each column through its
+    #: quantiles onto a normal: robust to the heavy tails of money and count columns) or ``standardise``.
+    inputs: Literal["rank_gauss", "standardise"] = "rank_gauss"
     #: Width d of the common representation u = Net(x) both parties map their rows into.
     representation: Annotated[int, Field(ge=1, le=128)] = 8
     #: Width of each party's one hidden layer (0: the network is linear).
     hidden: Annotated[int, Field(ge=0, le=512)] = 16
     #: Weight gamma of the alignment loss sum ||u_A - u_B||^2 over the shared rows.
     gamma: Annotated[float, Field(ge=0, le=1000)] = 0.1
+    #: Weight of the guest's own logistic loss on all its labelled rows in every step (``supervised.py``).
+    guest_local_weight: Annotated[float, Field(ge=0, le=1000)] = 1.0
+    #: Full-batch steps the guest takes on that loss alone before training together.
+    guest_pretrain_epochs: Annotated[int, Field(ge=0, le=100_000)] = 300
     #: L2 penalty on each party's own network weights.
     l2: Annotated[float, Field(ge=0, le=10)] = 1e-3
-    epochs: Annotated[int, Field(ge=1, le=10_000)] = 10
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 20
     #: Shared rows per step.
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 64
-    learning_rate: Annotated[float, Field(gt=0, le=10)] = 0.01
+    learning_rate: Annotated[float, Field(gt=0, le=10)] = 0.02
     #: Gradient steps each party takes per exchange of the other's encrypted terms (FATE's local_round):
     #: more rounds, fewer encryptions; the other party's terms are stale for the extra rounds.
     local_rounds: Annotated[int, Field(ge=1, le=100)] = 1

@@ -11,9 +11,15 @@ from isthmus.algorithms.base import Party
 from isthmus.algorithms.hetero_ftl.exchange import Encrypted, times
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
 from isthmus.errors import ConfigError, DataError
+from isthmus.ml.scaling import RankGauss, Standardizer
 
 #: Rows the host's labelling sends per masked decryption.
 LABEL_CHUNK = 4096
+
+
+def fit_inputs(features: np.ndarray, options: FtlOptions) -> RankGauss | Standardizer:
+    """This party's own column transform, fitted on all its rows (local statistics, never sent)."""
+    return (RankGauss if options.inputs == "rank_gauss" else Standardizer).fit(features)
 
 
 def shared_rows(party: Party, options: FtlOptions) -> np.ndarray:
