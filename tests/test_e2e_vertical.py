@@ -92,7 +92,9 @@ def test_no_id_feature_or_label_leaves_any_party(parity_run):
             for value in np.concatenate([values[:40, column], standardised[:40, column]]):
                 if value not in (0.0, 1.0):
                     assert np.float64(value).tobytes() not in payloads
-                    assert repr(float(value)).encode() not in payloads
+                    text = repr(float(value)).encode()
+                    if len(text) >= 6:  # shorter texts turn up by chance in megabytes of ciphertext bytes
+                        assert text not in payloads
             assert values[:, column].tobytes() not in payloads
     labels = guest["y"].to_numpy()
     for dtype in (np.float64, np.int64, np.int8):

@@ -37,10 +37,20 @@ def test_the_documented_client_fn_trains_alike_in_simulation_and_in_job_processe
     (tmp_path / "digits_client.py").write_text(code)
     files, pooled_test = make_digits_data(tmp_path / "data", clients=2, alpha=1000.0, held_out=300)
 
-    # `python digits_client.py client-1.npz client-2.npz`, in this process (one PyTorch import fewer)
+    # `python digits_client.py client-1.npz client-2.npz`, in this process (one PyTorch import fewer), on one
+    # thread like the job's processes below: float sums over 1 or 2 threads round differently, and other
+    # tests in this process may have changed torch's thread count
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["digits_client.py", *(str(tr) for tr, _ in files)])
-    runpy.run_path(str(tmp_path / "digits_client.py"), run_name="__main__")
+    try:
+        runpy.run_path(str(tmp_path / "digits_client.py"), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
     assert "round 4: 2 clients" in capsys.readouterr().out
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src")])}

@@ -27,5 +27,10 @@ class SSHEOptions(Options):
     seed: Seed = 0
 
     @property
+    def softmax(self) -> bool:
+        """Binary only: never hetero_lr's multinomial model (the shared linear guest asks when it predicts)."""
+        return False
+
+    @property
     def l2(self) -> float:
         return self.alpha if self.penalty == "l2" else 0.0
