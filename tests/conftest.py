@@ -53,6 +53,12 @@ def paillier_1024():
     return paillier.generate_keypair(1024)
 
 
+def pytest_collection_modifyitems(items):
+    """Tests marked `ray` run last, in their own order: the session's Ray cluster (below) keeps its daemons
+    busy until the session ends, which slowed every test after it."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is not None)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A real local Ray cluster (a head and one worker node, one CPU each, separate `ray start` processes),
