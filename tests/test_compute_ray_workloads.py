@@ -38,6 +38,15 @@ class CountingCompute:
         return pool
 
 
+def as_backend(monkeypatch, compute) -> None:
+    """``compute`` is this process's backend for the test, as :func:`isthmus.compute.use` makes it (without
+    its check and close: the session's cluster outlives the test)."""
+    from isthmus.crypto import parallel
+
+    monkeypatch.setattr(select, "_current", compute)
+    monkeypatch.setattr(parallel, "_cluster", compute if compute.remote else None)
+
+
 @pytest.fixture
 def on_ray(ray_compute, monkeypatch):
     """This process's backend is the cluster, and work of test size is spread (thresholds at 1 or 0)."""
@@ -46,7 +55,7 @@ def on_ray(ray_compute, monkeypatch):
 
     counting = CountingCompute(ray_compute)
     monkeypatch.setattr(blocks, "CLUSTER_MIN_VALUES", 0)
-    monkeypatch.setattr(select, "_current", counting)
+    as_backend(monkeypatch, counting)
     monkeypatch.setattr(keys, "PARALLEL_MIN_ENCRYPTIONS", 1)
     monkeypatch.setattr(multiexp, "PARALLEL_MIN_PRODUCTS", 1)
     monkeypatch.setattr(multiexp, "PARALLEL_MIN_POWERS", 1)
@@ -111,7 +120,7 @@ def test_vertical_logistic_regression_on_ray_learns_the_local_model(on_ray, monk
     config = LinearOptions(epochs=2, batch_size=100, key_bits=1024, seed=3, batch_rows_per_feature=SMALL_BATCHES)
     scores_ray, guest_ray, hosts_ray = train_jointly(config, X[:, :10], y, [X[:, 10:]])
     assert on_ray.tasks > 0
-    monkeypatch.setattr(select, "_current", LocalCompute())
+    as_backend(monkeypatch, LocalCompute())
     scores_local, guest_local, hosts_local = train_jointly(config, X[:, :10], y, [X[:, 10:]])
     np.testing.assert_allclose(hosts_ray["host-1"].coef_, hosts_local["host-1"].coef_, rtol=0, atol=1e-9)
     np.testing.assert_allclose(guest_ray.coef_, guest_local.coef_, rtol=0, atol=1e-9)
@@ -129,7 +138,7 @@ def test_binning_on_ray_gives_the_local_split_points_and_bins(on_ray, monkeypatc
     on_cluster = QuantileBinner(16).fit(X)
     binned = on_cluster.transform(X)
     assert on_ray.tasks >= 4  # column blocks for the fit, row blocks for the bins
-    monkeypatch.setattr(select, "_current", LocalCompute())
+    as_backend(monkeypatch, LocalCompute())
     local = QuantileBinner(16).fit(X)
     assert len(on_cluster.split_points_) == len(local.split_points_) == 5
     for mine, theirs in zip(on_cluster.split_points_, local.split_points_):

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from isthmus.compute.base import Compute
 from isthmus.compute.local import LocalCompute
+from isthmus.crypto import parallel
 from isthmus.errors import ConfigError
 
 ENV_VAR = "ISTHMUS_COMPUTE"
@@ -43,6 +44,7 @@ def current() -> Compute:
     with _lock:
         if _current is None:
             _current = from_environment()
+            parallel.use_cluster(_current)
         return _current
 
 
@@ -53,9 +55,11 @@ def use(compute: Compute) -> Iterator[Compute]:
     compute.check()
     with _lock:
         before, _current = _current, compute
+        parallel.use_cluster(compute)
     try:
         yield compute
     finally:
         with _lock:
             _current = before
+            parallel.use_cluster(before)
         compute.close()

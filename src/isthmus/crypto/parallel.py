@@ -13,7 +13,9 @@ to repay the hand-over (thresholds at the callers).
 When the party's compute backend is a cluster (:mod:`isthmus.compute`, ``ray://``), the same tasks run
 as the cluster's tasks instead, cut into as many pieces as the cluster has CPUs: Paillier's random
 factors and ``X.T @ [[d]]`` are then spread over its nodes. The task functions are pure functions of
-their bytes, so the results are the same integers as from the local workers.
+their bytes, so the results are the same integers as from the local workers. The compute package
+builds on this module, so it registers the cluster here (:func:`use_cluster`) rather than this module
+asking it: crypto stays below compute.
 """
 
 from __future__ import annotations
@@ -22,18 +24,33 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar
 
 from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
-if TYPE_CHECKING:
-    from isthmus.compute import Compute
-
 T = TypeVar("T")
+
+
+class Submitter(Protocol):
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future: ...
+
+
+class Cluster(Protocol):
+    """What this module needs of a cluster backend (:class:`isthmus.compute.Compute` with ``remote``)."""
+
+    remote: bool
+
+    def parallelism(self) -> int: ...
+
+    def pool(self, records: int) -> AbstractContextManager[Submitter]: ...
+
 
 _lock = threading.Lock()
 _workers = int(os.environ.get("ISTHMUS_CRYPTO_WORKERS", "0")) or os.cpu_count() or 1
 _processes: ProcessPoolExecutor | None = None
+_cluster: Cluster | None = None
 
 
 def configure(workers: int) -> None:
@@ -63,13 +80,20 @@ def workers() -> int:
     return _workers
 
 
-def cluster(compute: Compute | None = None) -> Compute | None:
-    """``compute`` (default: the party's backend) when it is a cluster (work for processes then runs there),
-    else None."""
-    from isthmus.compute import current  # the compute package builds on crypto's batch pool: imported late
+def use_cluster(backend: Cluster | None) -> None:
+    """Run work for processes on ``backend`` from now on when it is a cluster (None or a local backend:
+    this machine's worker processes). Called by :mod:`isthmus.compute` whenever the party's backend changes."""
+    global _cluster
+    with _lock:
+        _cluster = backend if backend is not None and backend.remote else None
 
-    backend = compute or current()
-    return backend if backend.remote else None
+
+def cluster(compute: Cluster | None = None) -> Cluster | None:
+    """``compute`` (default: the registered backend) when it is a cluster (work for processes then runs
+    there), else None."""
+    if compute is not None:
+        return compute if compute.remote else None
+    return _cluster
 
 
 def processes() -> int:
@@ -86,7 +110,7 @@ def chunks(count: int, parts: int) -> list[range]:
 
 
 def in_processes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]],
-                 compute: Compute | None = None) -> list[T]:
+                 compute: Cluster | None = None) -> list[T]:
     """``[function(*task) for task in tasks]`` in worker processes, or as tasks of the cluster when ``compute``
     (default: the party's backend) is one; ``function`` must be module-level."""
     if len(tasks) <= 1:
