@@ -96,7 +96,8 @@ def test_reported_loss_is_the_taylor_loss_of_the_batch(breast):
     log 2 - y'z/2 + z^2/8 at w1 = -lr * grad(0), computed here on the pooled data."""
     X, y = breast
     lr = 0.5
-    config = LinearOptions(epochs=2, batch_size=0, learning_rate=lr, penalty=None, tol=0.0, encrypt=False)
+    config = LinearOptions(epochs=2, batch_size=0, learning_rate=lr, penalty=None, tol=0.0, encrypt=False,
+                           residual="taylor")
     _, guest, _ = train_jointly(config, X[:, :10], y, [X[:, 10:]])
     pooled = np.hstack([X[:, :10], np.ones((len(y), 1)), X[:, 10:]])
     w1 = -lr * pooled.T @ (0.5 - y) / len(y)

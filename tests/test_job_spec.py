@@ -133,3 +133,14 @@ def test_a_launched_job_is_recorded_unless_it_says_record_false(line, records):
 
     spec = parse_job(yaml.safe_load(line + JOB), base_dir=Path("."))
     assert records_on_ledger(spec) is records
+
+
+def test_a_party_that_died_before_opening_its_log_is_named_in_the_launch_report(tmp_path: Path):
+    """A party process that dies while starting leaves no events and no log: the report names it and the missing
+    log, instead of failing itself on the absent file (and hiding which party died)."""
+    from isthmus.jobs.launcher import _failure_report
+
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB)
+    report = _failure_report(load_job(path), tmp_path / "run", {"guest": 0, "host-1": 1})
+    assert "party 'host-1' exited with 1" in report and "writing its log" in report

@@ -278,7 +278,7 @@ def test_a_curious_host_cannot_link_the_residual_to_its_own_partials(monkeypatch
 
     monkeypatch.setattr(cipher, "encrypt", recording_encrypt)
     monkeypatch.setattr(Inspect, "cipher", recording_cipher)
-    config = LinearOptions(epochs=2, batch_size=SAFE_ROWS, key_bits=1024)
+    config = LinearOptions(epochs=2, batch_size=SAFE_ROWS, key_bits=1024, residual="taylor")
     train_three_parties(config, X_guest, y, X_host)
 
     import gmpy2

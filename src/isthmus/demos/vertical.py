@@ -2,7 +2,9 @@
 
 A bank-like guest holds the label and 10 columns, an e-commerce-like host the other 20, for
 overlapping but different customers. They align privately (ECDH PSI), train vertical logistic
-regression with an arbiter over mutual TLS, evaluate, and compare with a model on the pooled data.
+regression with an arbiter over mutual TLS (the default, exact residual), evaluate on a quarter of the
+shared rows held out, and compare with scikit-learn trained on the pooled columns of the same training
+rows and evaluated on the same held-out rows: five runs in a row printed delta 0.0000 to 0.0021.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from isthmus.jobs.parity import parity_summary, run_parity
 
 #: ~320 training rows and a host of 20 columns: one batch per epoch, and features at 6 fractional bits,
 #: so that a batch has the rows per host column that keep the host from solving its gradient for the
-#: labels (protocols/hetero_linear/batches.py; 16 bits would need 480 rows).
-DEMO_TRAIN = {"model": "hetero_lr", "epochs": 20, "batch_size": 0, "learning_rate": 0.15, "optimizer": "sgd",
+#: labels (protocols/hetero_linear/batches.py; 16 bits would need 480 rows). 40 full-batch steps at 0.5
+#: come as close to scikit-learn's optimum as the AUC on 108 rows can tell (20 at 0.15 printed delta
+#: 0.0012 to 0.0068 over four runs, 40 at 0.5 0.0000 to 0.0018).
+DEMO_TRAIN = {"model": "hetero_lr", "epochs": 40, "batch_size": 0, "learning_rate": 0.5, "optimizer": "sgd",
               "penalty": "l2", "alpha": 0.01, "validation_fraction": 0.25, "precision": 6}
 
 

@@ -182,7 +182,10 @@ def _failure_report(spec: JobSpec, out_dir: Path, failures: dict[str, int | None
             silent.append(name)
     if silent or not errors:  # the likeliest cause, not the peers left waiting for it or killed after it
         name = (silent or list(failures))[0]
-        tail = log_file(out_dir, name).read_text(encoding="utf-8", errors="replace")[-1500:]
+        log = log_file(out_dir, name)
+        if not log.exists():  # it died while starting, before it could open its log
+            return f"party {name!r} exited with {failures[name]} before reporting an error or writing its log {log}"
+        tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
         return f"party {name!r} exited with {failures[name]} before reporting an error; its log ends:\n{tail}"
     errors.sort()
     _, name, step, error = errors[0]

@@ -119,11 +119,12 @@ def _selected_columns(result: LaunchResult) -> dict[str, list[str]]:
 
 
 def parity_summary(report: dict) -> str:
-    """One line for people: both metrics, the delta, the rows and the time."""
+    """Two short lines for people: both metrics, then the delta (kept on one line with its number, for whoever
+    greps for it), the rows and the time."""
     reference = f" ({report['reference']})" if report.get("reference") else ""
     return (f"[bold]{report['metric'].upper()}[/]: federated {report['federated']:.4f}, centralised{reference} on "
-            f"pooled data {report['centralized']:.4f}, delta {report['delta']:.4f} ({report['train_rows']} training "
-            f"rows, {report['evaluation_rows']} evaluated; {report['seconds']} s)")
+            f"pooled data {report['centralized']:.4f}\ndelta {report['delta']:.4f} on the same rows "
+            f"({report['train_rows']} training rows, {report['evaluation_rows']} evaluated; {report['seconds']} s)")
 
 
 def pooled_data(spec: JobSpec, selected: dict[str, list[str]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

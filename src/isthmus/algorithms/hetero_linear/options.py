@@ -35,14 +35,23 @@ class LinearOptions(Options):
     scale: bool = True  # standardise each party's columns over the aligned rows
     key_bits: KeyBits = 2048
     precision: int = Field(16, ge=4, le=32)  # fractional bits of plaintext features in ciphertext products
-    #: logistic: the white paper's (one-vs-rest for multiclass), or exact: the sigmoid (sigmoid.py), or for
-    #: multiclass the softmax of one multinomial model (softmax.py)
-    residual: Literal["taylor", "sigmoid"] = "taylor"
+    #: logistic: exact, the sigmoid (sigmoid.py), for multiclass the softmax of one multinomial model
+    #: (softmax.py); or the white paper's Taylor approximation (one-vs-rest for multiclass). Default: the
+    #: exact one, except with ckks (whose gradients have no packed sigmoid exchange): see _default_residual
+    residual: Literal["taylor", "sigmoid"] = "sigmoid"
     encrypt: bool = True  # False only in benchmarks, to measure the cost of encryption
     #: paillier (key_bits), or ckks: lattice-based, 128-bit-secure fixed parameters, ~25x less CPU for
     #: X.T @ [[d]] (benchmarks/lattice.py); needs the extra isthmus[lattice] (crypto/ckks.py, docs/security.md)
     cipher: Literal["paillier", "ckks"] = "paillier"
     seed: Seed = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_residual(cls, data: object) -> object:
+        """Unless the job names one: the exact residual, or with ckks the only one it has."""
+        if isinstance(data, dict) and "residual" not in data and data.get("cipher") == "ckks":
+            return {**data, "residual": "taylor"}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
