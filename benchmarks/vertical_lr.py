@@ -9,6 +9,11 @@ Cases (issue 3 targets), synthetic ``make_classification`` data of the peers' sh
            at 1024 bits on 16 cores; the target is <= 139 s here on 2 cores (8x FATE per core).
   narrow-* 100,000 rows, 10 guest + 20 host features at 2048 bits. SecretFlow's MPC logistic
            regression takes about 40 s per epoch on this machine; the target is <= 40 s.
+Logistic jobs use the job default, the exact residual (``residual: sigmoid``: the arbiter also decrypts the
+batch's shuffled scores and encrypts their sigmoid); ``*-taylor`` is the white paper's protocol (no such round).
+``*-sshe`` is ``hetero_lr_sshe``: guest and host only, no arbiter, the sigmoid on secret shares (issue 16;
+FATE 2.x's SSHE-LR takes 294 s per epoch on the wide shape with 16 cores per party). Its cost per row is
+fixed (96 encryptions per row for the sigmoid), so benchmarks/sshe_epoch.py measures it on a sample faster.
 ``*-ckks`` is the identical job with ``cipher: ckks`` (128-bit-secure CKKS, isthmus.crypto.ckks; needs
 the extra ``isthmus[lattice]``); its key column shows the Paillier size it stands in for. The issue 17
 targets are <= 20 s (narrow) and <= 40 s (wide) per epoch. ``*-plain`` is the identical job with ``encrypt: false`` (benchmark-only): the encryption overhead
@@ -57,6 +62,8 @@ class Case:
     key_bits: int
     encrypt: bool = True
     cipher: str = "paillier"  # "ckks": key_bits is then the Paillier size of the same target, for the table
+    residual: str | None = None  # None: the job default (sigmoid; taylor with ckks)
+    model: str = "hetero_lr"  # or hetero_lr_sshe (no arbiter)
     peer: str | None = None
     peer_seconds: float | None = None  # the peer's published seconds per epoch
     target_seconds: float | None = None
@@ -68,6 +75,11 @@ CASES = {case.name: case for case in [
     Case("wide-2048", 30, 300, 2048, peer="FATE 2.x at 1024 bits, 16 cores", peer_seconds=139.0),
     Case("narrow-2048", 10, 20, 2048, peer="SecretFlow MPC LR, this machine", peer_seconds=40.0, target_seconds=40.0),
     Case("narrow-2048-plain", 10, 20, 2048, encrypt=False),
+    Case("narrow-2048-taylor", 10, 20, 2048, residual="taylor"),
+    Case("wide-1024-taylor", 30, 300, 1024, residual="taylor"),
+    Case("narrow-2048-sshe", 10, 20, 2048, model="hetero_lr_sshe", peer="SecretFlow MPC LR, this machine",
+         peer_seconds=40.0),
+    Case("wide-1024-sshe", 30, 300, 1024, model="hetero_lr_sshe", peer="FATE 2.x SSHE-LR, 16 cores", peer_seconds=294.0),
     Case("narrow-ckks", 10, 20, 2048, cipher="ckks", peer="SecretFlow MPC LR, this machine", peer_seconds=40.0,
          target_seconds=20.0),
     Case("wide-ckks", 30, 300, 1024, cipher="ckks", peer="FATE 2.x, 16 cores", peer_seconds=139.0, target_seconds=40.0),
@@ -107,14 +119,16 @@ def run_case(case: Case, args: argparse.Namespace, console: Console) -> dict:
 
     guest_path, host_path = synthetic_tables(args.data_dir, args.rows, case.guest_features, case.host_features)
     out = Path(args.out) / case.name
-    train = {"model": "hetero_lr", "epochs": args.epochs, "batch_size": args.batch_size,
-             "learning_rate": 0.15, "optimizer": "sgd", "penalty": "l2", "alpha": 0.01, "tol": 0.0,
-             "key_bits": case.key_bits, "encrypt": case.encrypt, "cipher": case.cipher}
+    train = {"model": case.model, "epochs": args.epochs, "batch_size": args.batch_size, "penalty": "l2", "alpha": 0.01,
+             "key_bits": case.key_bits}
+    if case.model == "hetero_lr":
+        train |= {"learning_rate": 0.15, "optimizer": "sgd", "tol": 0.0, "encrypt": case.encrypt, "cipher": case.cipher}
+        train |= {"residual": case.residual} if case.residual else {}
+    parties = {"guest": {"data": {"path": str(guest_path), "id": "id", "label": "y"}},
+               "host": {"data": {"path": str(host_path), "id": "id"}}} | ({"arbiter": {}} if case.model == "hetero_lr" else {})
     job = {"job": f"bench-{case.name}",
            **({} if case.encrypt else {"benchmark_only_plaintext": True}),  # jobs refuse encrypt: false otherwise
-           "parties": loopback_parties({"guest": {"data": {"path": str(guest_path), "id": "id", "label": "y"}},
-                                        "host": {"data": {"path": str(host_path), "id": "id"}},
-                                        "arbiter": {}}),
+           "parties": loopback_parties(parties),
            "steps": [{"train": train}]}  # the files are aligned row by row: no intersect step
     load_before = os.getloadavg()[0]
     cpu_before = _children_cpu()
@@ -128,6 +142,7 @@ def run_case(case: Case, args: argparse.Namespace, console: Console) -> dict:
     record = {
         "case": case.name, "rows": args.rows, "guest_features": case.guest_features,
         "host_features": case.host_features, "key_bits": case.key_bits, "encrypt": case.encrypt, "cipher": case.cipher,
+        "model": case.model, "residual": _residual(case),
         "batch_size": args.batch_size, "epoch_seconds": [round(float(s), 2) for s in epochs],
         "steady_epoch_seconds": round(steady, 2), "job_wall_seconds": round(result.seconds, 1),
         "job_cpu_seconds": round(job_cpu, 1), "load_before": round(load_before, 2),
@@ -139,6 +154,13 @@ def run_case(case: Case, args: argparse.Namespace, console: Console) -> dict:
     if case.target_seconds:
         record.update(target_seconds=case.target_seconds, meets_target=steady <= case.target_seconds)
     return record
+
+
+def _residual(case: Case) -> str:
+    """The residual the job trains with (the job default unless the case names one); "-" without an arbiter."""
+    if case.model != "hetero_lr":
+        return "-"
+    return case.residual or ("taylor" if case.cipher == "ckks" else "sigmoid")
 
 
 def _children_cpu() -> float:
@@ -155,7 +177,7 @@ def encryption_overheads(records: list[dict]) -> dict[str, float]:
 
 
 def print_table(records: list[dict], overheads: dict[str, float], console: Console) -> None:
-    table = Table(title=f"vertical LR, seconds per epoch ({os.cpu_count()} cores, 3 party processes)")
+    table = Table(title=f"vertical LR, seconds per epoch ({os.cpu_count()} cores, one process per party)")
     for column in ("case", "rows", "features g+h", "key", "batch", "epochs (s)", "steady s/epoch",
                    "job CPU s / wall s", "load", "peer s/epoch", "peer / ours", "target"):
         table.add_column(column)
