@@ -102,7 +102,7 @@ SPLITS = {
     "default_credit": ("UCI_Credit_Card.csv", "ID", "default.payment.next.month", PAY, DEMOGRAPHY_BILLS),
     "give_credit": ("give_credit_homo_test.csv", "id", "y", [f"x{i}" for i in range(5)], [f"x{i}" for i in range(5, 10)]),
 }
-TRAIN = {"representation": 8, "hidden": 16, "gamma": 0.2, "l2": 1e-3, "epochs": 20, "batch_size": 50,
+TRAIN = {"representation": 8, "hidden": 16, "gamma": 0.2, "l2": 0.01, "epochs": 20, "batch_size": 50,
          "learning_rate": 0.02, "guest_pretrain_epochs": 300, "guest_local_weight": 1.0, "inputs": "rank_gauss",
          "key_bits": 1024, "min_overlap": 50}
 
@@ -229,11 +229,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps({"rows": rows}))
         return
-    table = pd.DataFrame(rows)
-    table["ftl_beats_baseline"] = table.ftl_plaintext_auc > table.overlap_baseline_auc
-    columns = ["ftl_encrypted_auc", "ftl_plaintext_auc", "overlap_baseline_auc", "upper_bound_auc",
-               "ftl_beats_baseline", "epoch_seconds", "bytes_sent"]
-    print(table.groupby(["split", "overlap"])[columns].mean().round(3).to_string())
+    print(summary(pd.DataFrame(rows)).to_string())
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per split and overlap: mean AUCs, and FTL's gain over the baseline per seed (paired: both are
+    scored on the same rows), its mean, standard deviation over seeds and the count of seeds won."""
+    table = table.assign(gain=table.ftl_plaintext_auc - table.overlap_baseline_auc)
+    grouped = table.groupby(["split", "overlap"])
+    out = grouped[["ftl_encrypted_auc", "ftl_plaintext_auc", "overlap_baseline_auc", "upper_bound_auc"]].mean()
+    out["ftl_sd"] = grouped.ftl_plaintext_auc.std()
+    out["gain"], out["gain_sd"] = grouped.gain.mean(), grouped.gain.std()
+    out["seeds_won"] = grouped.gain.apply(lambda gain: f"{int((gain > 0).sum())}/{len(gain)}")
+    out[["epoch_seconds", "bytes_sent"]] = grouped[["epoch_seconds", "bytes_sent"]].mean()
+    return out.round(3)
 
 
 if __name__ == "__main__":
