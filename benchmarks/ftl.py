@@ -44,6 +44,8 @@ overfits them. On the development seeds, the mean gain at default_credit 100 / 3
       linear networks (hidden 0)     -0.012 / -0.003 / -0.021 / +0.000
     l2 0.01                          +0.005 / +0.004 / +0.012 / +0.011   (chosen)
     l2 0.03 / 0.1                    +0.001 / -0.001 / +0.021 / +0.007;  -0.006 / -0.016 / +0.005 / -0.013
+    l2 0.01, the host labelling with the mean of its representations over the last 10 epochs
+      (local, no message)            -0.004 / +0.004 / -0.008 / +0.019   (not kept: worse on three)
 
 So the previous setting's wins on seeds 0-4 were partly luck of the draw: on other draws it lost on
 give_credit. Why gains stay small: the host learns from two signals on the shared rows, the labels

@@ -103,14 +103,6 @@ def test_local_rounds_trade_exchanges_for_stale_terms_and_still_learn(tmp_path, 
     assert auc > 0.85 and not np.allclose(predictions.score, plain_run[1].score)
 
 
-def test_the_host_can_label_with_the_mean_of_its_last_epochs_representations(tmp_path, split, plain_run):
-    """average_epochs 1 is the last network itself; 2 averages two snapshots: other scores, still good."""
-    _, last_only, _ = run_ftl(tmp_path / "one", {"protection": "plain", "average_epochs": 1}, split)
-    np.testing.assert_array_equal(last_only.score, plain_run[1].score)
-    _, averaged, auc = run_ftl(tmp_path / "two", {"protection": "plain", "average_epochs": 2}, split)
-    assert auc > 0.85 and not np.allclose(averaged.score, plain_run[1].score)
-
-
 def test_the_guests_own_term_on_all_its_rows_makes_phi_rank_them_before_any_message(split):
     """Pretraining on L_local alone: Phi . u_A, the predictor the host will use, learns the guest's labels."""
     from sklearn.metrics import roc_auc_score
@@ -132,7 +124,7 @@ def test_options_are_typed_and_bounded_at_load():
     for bad in ({"representation": 0}, {"gamma": -1.0}, {"local_rounds": 0}, {"learning_rate": 0.0},
                 {"epochs": "3"}, {"protection": "paillier"}, {"alpha": 1.0}, {"key_bits": 512},
                 {"guest_local_weight": -1.0}, {"guest_pretrain_epochs": -1}, {"guest_pretrain_epochs": 1.5},
-                {"inputs": "minmax"}, {"average_epochs": -1}, {"epochs": 3, "average_epochs": 4}):
+                {"inputs": "minmax"}):
         with pytest.raises(ConfigError):
             FTL.Options.parse(bad, where="test")
     with pytest.raises(ConfigError, match="benchmark_only_plaintext"):

@@ -29,8 +29,6 @@ def fit_host(party: Party, options: FtlOptions) -> dict:
     link = Link(party.channel, guest, options.protection == "encrypted", options.key_bits, nets.flat_parameters(net))
     optimizer = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
     d = options.representation
-    new_rows = np.setdiff1d(np.arange(table.n_rows), overlap)
-    averaged, first_averaged = np.zeros((len(new_rows), d)), options.epochs - max(options.average_epochs, 1)
     for epoch in range(options.epochs):
         for batch in batches(len(overlap), options, epoch):
             rows, n = overlap[batch], len(batch)
@@ -42,10 +40,9 @@ def fit_host(party: Party, options: FtlOptions) -> dict:
                 mine = {"theta": parameter_gradient(jacobian, terms.host_gradient(theirs, u_b, options.gamma))}
                 plain = link.decrypt_both(mine, {"theta": (link.peer_parameters,), "loss": (1,)})
                 nets.apply_gradient(net, optimizer, plain["theta"], options.l2)
-        if epoch >= first_averaged:
-            averaged += nets.represent(net, X[new_rows]) / (options.epochs - first_averaged)
         party.progress(epoch=epoch + 1, epochs=options.epochs)
-    scores = _label(link, averaged, d)
+    new_rows = np.setdiff1d(np.arange(table.n_rows), overlap)
+    scores = _label(link, nets.represent(net, X[new_rows]), d)
     pd.DataFrame({"id": table.ids[new_rows], "score": scores, "label": (scores >= options.threshold).astype(int)}
                  ).to_csv(party.workdir / PREDICTIONS, index=False)
     return {"weights": nets.weights(net), "scaler": scaler.to_dict(), "feature_names": table.feature_names,

@@ -3,9 +3,9 @@ regularisation, epochs, batch, learning rate and the communication-saving local 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from isthmus.algorithms.base import KeyBits, Seed
 from isthmus.options import Options
@@ -37,18 +37,8 @@ class FtlOptions(Options):
     #: ``encrypted``: each party's own Paillier key and masked terms; ``plain``: benchmark_only_plaintext only.
     protection: Literal["encrypted", "plain"] = "encrypted"
     key_bits: KeyBits = 2048
-    #: The host labels its new rows with the mean of its representations after each of the last
-    #: this many epochs (0: the last network's alone): an average of snapshots varies less than the
-    #: last of a network fitted on few shared rows. Local to the host: no message changes.
-    average_epochs: Annotated[int, Field(ge=0, le=10_000)] = 0
     #: Fewer shared rows than this stop the job before training.
     min_overlap: Annotated[int, Field(ge=1)] = 20
     #: A host row is labelled positive when its score is at least this.
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     seed: Seed = 0
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if self.average_epochs > self.epochs:
-            raise ValueError(f"average_epochs ({self.average_epochs}) exceeds epochs ({self.epochs})")
-        return self
