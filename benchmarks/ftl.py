@@ -26,7 +26,7 @@ processes over gRPC). Timings depend on machine load.
 How choices are made: settings are compared on development seeds 10-14 (other row draws and
 initial weights) and reported on seeds 0-4, so nothing is tuned on the rows the table scores.
 FTL and the baseline are scored on the same rows, so their per-seed difference (``gain``) is the
-quantity to judge; ``gain_sd`` is its spread over seeds (the evaluated rows hold ~90 positives on
+quantity to judge; ``gain_sd`` is its spread over seeds (the evaluated rows hold 80-95 positives on
 give_credit, 6.7% of rows, so a single seed's AUC moves by a few hundredths).
 
 What makes FTL beat the overlap-only model: (1) the guest's own logistic term on all its labelled
@@ -98,15 +98,15 @@ bytes sent by both parties in the whole run:
 
 The difference is 0.0 in every run, as it was at 100 shared rows (20 epochs, l2 1e-3:
 default_credit 0.597 / 0.597, give_credit 0.750 / 0.750; 10.5 and 4.8 s per epoch at load 3-8,
-24.6 and 21.4 MB). The AUCs of 2-epoch runs are below the 20-epoch ones of the tables above.
+24.6 and 21.4 MB). The AUCs of these 2-epoch runs are not those of the 20-epoch tables above.
 
 The paper (Liu, Kang, Xing, Chen, Yang, arXiv 1812.03337): its reported figures could not be
 retrieved here (the stored copies of the paper reach only its abstract and introduction), so no
-number of it is compared with ours. Its abstract claims accuracy equal to the non-private
-approach; here encrypted equals plaintext exactly. Settings differ in any case: its own overlap
-baselines and networks, image/text data among its sets, and no guest-side term on all the guest's
-labels (``supervised.py``), which is what lets this implementation's host learn from more than the
-shared rows' labels.
+number of it is compared with ours. Its abstract claims the accuracy of the non-private approach;
+here encrypted equals plaintext exactly. Whatever its figures, the settings would differ: this
+implementation adds the guest's term on all its labels (``supervised.py``), rank-gauss inputs and
+an l2 chosen on development draws, and its baseline is the better of two logistic regressions,
+picked on the evaluated rows.
 """
 
 from __future__ import annotations
