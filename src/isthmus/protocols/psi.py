@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +117,8 @@ class _Pairing:
 class PsiResult:
     positions: np.ndarray  # indices into this party's id array, in the agreed order
     size: int
+    #: With ids read per partition: each partition's rows as read (to find a position's partition again).
+    partition_rows: list[int] | None = None
 
 
 def intersect(
@@ -138,27 +140,47 @@ def intersect(
     ``ids`` are canonicalised by :func:`isthmus.data.ids.canonical_ids` (``dedupe`` as there).
     Every party must pass the same ``guest``, ``hosts`` and ``method`` (a mismatch stops the job).
     ``progress(stage, fraction)`` is called as stages advance.
-    ``ids`` may also be a host's :class:`TablePartitions` (ECDH only): its backend's tasks then read the
-    ids from the file per partition, and the party's process never holds them.
+    ``ids`` may also be a :class:`TablePartitions` (guest or host, any method): its backend's tasks then
+    read and canonicalise the ids per partition of the file, and ``positions`` are rows of the whole file.
+    With ECDH the tasks also hash and blind them, so this process holds 32 bytes per row, never the ids;
+    KKRT and RSA need the ids themselves here (see :func:`_read_partitioned_ids`).
     ``compute``: where hashing and curve operations on ids run (default: this process's backend,
     :func:`isthmus.compute.current`); ``workers`` overrides the local pool's size (by default all
     cores, or none for small sets). Neither is visible to the peers.
     """
     hosts = list(hosts)
     _check_setup(channel, role, method, guest, hosts, salt_bytes, dedupe)
-    if isinstance(ids, TablePartitions):
-        if role != "host" or method != "ecdh":
-            raise ConfigError(f"reading ids per partition is for an ECDH host, not a {method} {role}")
-        return _PartitionedHost(channel, method, guest, hosts, workers, compute or current(),
-                                progress or _ignore_progress, table=ids, dedupe=dedupe).run(
-            CanonicalIds([], np.empty(0, dtype=np.int64)), None, salt_bytes)
+    compute, progress = compute or current(), progress or _ignore_progress
+    setup = (channel, method, guest, hosts, workers, compute, progress)
+    if isinstance(ids, TablePartitions) and method == "ecdh":
+        blinding = _PartitionedGuest if role == "guest" else _PartitionedHost
+        return blinding(*setup, table=ids, dedupe=dedupe).run(_NO_IDS, None, salt_bytes)
+    partition_rows = None
     try:
+        if isinstance(ids, TablePartitions):
+            ids, partition_rows = _read_partitioned_ids(compute, workers, ids, progress)
         canon, problem = canonical_ids(ids, party=channel.party, dedupe=dedupe), None
     except DataError as exc:
-        canon, problem = CanonicalIds([], np.empty(0, dtype=np.int64)), exc
-    party = _Guest if role == "guest" else _Host
-    work = party(channel, method, guest, hosts, workers, compute or current(), progress or _ignore_progress)
-    return work.run(canon, problem, salt_bytes)
+        canon, problem = _NO_IDS, exc
+    result = (_Guest if role == "guest" else _Host)(*setup).run(canon, problem, salt_bytes)
+    result.partition_rows = partition_rows
+    return result
+
+
+_NO_IDS = CanonicalIds([], np.empty(0, dtype=np.int64))
+
+
+def _read_partitioned_ids(compute: Compute, workers: int | None, table: TablePartitions,
+                          progress: Progress) -> tuple[list[str], list[int]]:
+    """The file's ids, read and canonicalised by the backend's tasks per partition, and each partition's count.
+
+    For KKRT and RSA, whose work on the ids does not run per partition: KKRT's cuckoo table and OPRF run
+    in this process over the whole set, and an RSA client hashes its ids twice, before blinding and after
+    unblinding, in its own shuffled order. So this process holds the ids (not the table's other columns)."""
+    with compute.pool(table.size_hint, workers) as pool:
+        pieces = [future.result() for future in map_partitions(pool, read_ids, (table.id_column,), table.parts)]
+    progress("read own set", 1.0)
+    return [value for piece in pieces for value in piece], [len(piece) for piece in pieces]
 
 
 class _Party:
@@ -246,14 +268,19 @@ class _Guest(_Party):
                     pairings = self._ecdh(pool, salt, shuffled, counts)
                 else:
                     pairings = {host: self._rsa(pool, salt, shuffled, host, counts[host]) for host in self.hosts}
+        return self._finish(pairings, canon.rows[order])
+
+    def _finish(self, pairings: dict[str, _Pairing], shuffled_rows: np.ndarray) -> PsiResult:
+        """Tell each host its rows of the final set in the agreed order; our own rows in it (``shuffled_rows``:
+        our row of each position we sent)."""
         shared = functools.reduce(np.intersect1d, (pairing.positions for pairing in pairings.values()))
         agreed = shared[np.argsort(pairings[self.hosts[0]].order_keys[shared], kind="stable")]
         for host in self.hosts:
-            refs = np.full(len(shuffled), -1, dtype=np.int64)
+            refs = np.full(len(shuffled_rows), -1, dtype=np.int64)
             refs[pairings[host].positions] = pairings[host].refs
             self.channel.send(host, TAG_RESULT, encode_indices(refs[agreed]))
         self.progress("done", 1.0)
-        positions = canon.rows[order[agreed]]
+        positions = shuffled_rows[agreed]
         return PsiResult(positions=positions, size=len(positions))
 
     def _handshake(self, count: int, problem: DataError | None, salt: bytes) -> dict[str, int]:
@@ -279,9 +306,13 @@ class _Guest(_Party):
         key, unblinding = ecdh.new_key_with_inverse()
         own = self._submit_ids(pool, ecdh.blind_ids, (key, salt), shuffled)
         self._send_batches(self.hosts, TAG_GUEST_POINTS, self._own(own, TAG_GUEST_POINTS), len(own), "blind own set")
+        return self._ecdh_pairs(pool, key, unblinding, counts, len(shuffled))
+
+    def _ecdh_pairs(self, pool: Pool, key: bytes, unblinding: bytes, counts: dict[str, int],
+                    own_count: int) -> dict[str, _Pairing]:
         pairings = {}
         for done, host in enumerate(self.hosts, 1):
-            pairings[host] = self._ecdh_pair(pool, key, unblinding, host, counts[host], len(shuffled))
+            pairings[host] = self._ecdh_pair(pool, key, unblinding, host, counts[host], own_count)
             self.progress("match", done / len(self.hosts))
         return pairings
 
@@ -414,39 +445,66 @@ class _Host(_Party):
         return order
 
 
-class _PartitionedHost(_Host):
-    """An ECDH host whose ids the backend's tasks read, canonicalise, hash and blind per partition of its file
-    (:mod:`isthmus.data.partitions`): the driver holds 32 bytes per row, never the ids. The guest sees the
-    same messages as from :class:`_Host`: the same points (ECDH is a function of the key, the salt and the
-    id), as many, in a secret random order."""
+class _BlindsPartitions(_Party):
+    """ECDH with this party's ids read, canonicalised, hashed and blinded by the backend's tasks per partition of
+    its file (:mod:`isthmus.data.partitions`): the driver holds 32 bytes per row, never the ids. The peers see
+    the same messages as from an in-memory party: the same points (ECDH is a function of the key, the salt and
+    the id), as many, in a secret random order."""
 
     def __init__(self, *args: Any, table: TablePartitions, dedupe: str):
         super().__init__(*args)
         self.table, self.dedupe = table, dedupe
 
+    def _read_and_blind(self, pool: Pool, key: bytes, salt: bytes) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Every row's blinded point (``S32``, file order), the rows of the first of each id, the partitions' rows."""
+        futures = map_partitions(pool, blind_partition, (key, salt, self.table.id_column), self.table.parts)
+        pieces = [future.result() for future in futures]
+        self.progress("read and blind own set", 1.0)
+        points = np.frombuffer(b"".join(pieces), dtype=f"S{ecdh.POINT_BYTES}")
+        rows = unique_rows(points, party=self.channel.party, dedupe=self.dedupe)
+        return points, rows, [len(piece) // ecdh.POINT_BYTES for piece in pieces]
+
+    def _batches(self, pool: Pool, shuffled: np.ndarray) -> tuple[int, Iterator[bytes]]:
+        """Our shuffled points cut as an in-memory party cuts them: how many batches, and the batches."""
+        cuts = split_evenly(len(shuffled), BATCHES_PER_WORKER * pool.workers, MAX_CHUNK_RECORDS)
+        return len(cuts), (shuffled[start:stop].tobytes() for start, stop in cuts)
+
+
+class _PartitionedHost(_BlindsPartitions, _Host):
     def run(self, canon: CanonicalIds, problem: DataError | None, salt_bytes: int) -> PsiResult:
         guest_count, salt = self._hello()  # the salt is the guest's: blinding starts once it is here
         key = ecdh.new_key()
         with self._pool(self.table.size_hint + guest_count) as pool:
             try:
-                points = self._read_and_blind(pool, key, salt)
-                rows = unique_rows(points, party=self.channel.party, dedupe=self.dedupe)
+                points, rows, partition_rows = self._read_and_blind(pool, key, salt)
             except DataError as exc:
                 self._start(0, exc)  # tells the guest to stop, and raises exc
             self._start(len(rows), None)
             order = _secret_permutation(len(rows))
-            shuffled = points[rows[order]]
-            batches = split_evenly(len(shuffled), BATCHES_PER_WORKER * pool.workers, MAX_CHUNK_RECORDS)
-            own = (shuffled[start:stop].tobytes() for start, stop in batches)
-            self._ecdh_exchange(pool, key, own, len(batches), guest_count)
-        return self._result(rows, order, guest_count)
+            batches, own = self._batches(pool, points[rows[order]])
+            self._ecdh_exchange(pool, key, own, batches, guest_count)
+        result = self._result(rows, order, guest_count)
+        result.partition_rows = partition_rows
+        return result
 
-    def _read_and_blind(self, pool: Pool, key: bytes, salt: bytes) -> np.ndarray:
-        """Every row's blinded point (``S32``), in file order: one task per partition."""
-        futures = map_partitions(pool, blind_partition, (key, salt, self.table.id_column), self.table.parts)
-        data = b"".join(future.result() for future in futures)
-        self.progress("read and blind own set", 1.0)
-        return np.frombuffer(data, dtype=f"S{ecdh.POINT_BYTES}")
+
+class _PartitionedGuest(_BlindsPartitions, _Guest):
+    def run(self, canon: CanonicalIds, problem: DataError | None, salt_bytes: int) -> PsiResult:
+        salt = secrets.token_bytes(salt_bytes)  # ours: blinding can start before the hosts answer
+        key, unblinding = ecdh.new_key_with_inverse()
+        with self._pool(self.table.size_hint) as pool:
+            try:
+                points, rows, partition_rows = self._read_and_blind(pool, key, salt)
+            except DataError as exc:
+                self._handshake(0, exc, salt)  # tells the hosts to stop, and raises exc
+            counts = self._handshake(len(rows), None, salt)
+            order = _secret_permutation(len(rows))
+            batches, own = self._batches(pool, points[rows[order]])
+            self._send_batches(self.hosts, TAG_GUEST_POINTS, own, batches, "blind own set")
+            pairings = self._ecdh_pairs(pool, key, unblinding, counts, len(rows))
+        result = self._finish(pairings, rows[order])
+        result.partition_rows = partition_rows
+        return result
 
 
 def blind_partition(key: bytes, salt: bytes, id_column: str, partition: Partition) -> bytes:
