@@ -105,7 +105,7 @@ def _line_bounds(path: Path, chunk_bytes: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def read_ids(partition: Partition, id_column: str) -> list[str]:
+def read_ids(id_column: str, partition: Partition) -> list[str]:
     """Task entry point: the partition's ids in canonical form (:mod:`isthmus.data.ids`), in file order."""
     raw = _raw_ids(partition, id_column)
     try:

@@ -509,7 +509,7 @@ class _PartitionedGuest(_BlindsPartitions, _Guest):
 
 def blind_partition(key: bytes, salt: bytes, id_column: str, partition: Partition) -> bytes:
     """Task entry point: one partition's ids read, canonicalised and blinded, in file order."""
-    return ecdh.blind_ids(key, salt, read_ids(partition, id_column))
+    return ecdh.blind_ids(key, salt, read_ids(id_column, partition))
 
 
 def unique_rows(points: np.ndarray, *, party: str, dedupe: str) -> np.ndarray:
