@@ -18,6 +18,12 @@ separate ``ray start`` processes), so Ray gets the same two cores the local pool
 * Binning: quantile split points and bin indices of 10 features (32 bins), on the cluster at every size
   (``isthmus.compute.blocks.CLUSTER_MIN_VALUES`` set to 0 here; by default binning stays in the driver).
 
+* Driver memory (``--memory ROWS``): a host's side of an ``intersect`` step, PSI then its aligned table, on a
+  Parquet file of ROWS rows x 10 float features (16 row groups), guest with a tenth of the ids in the same
+  process; each backend in a fresh process, reporting its peak RSS (``ru_maxrss``) above what it held after
+  its imports and connecting. Locally the driver reads the whole table (as ``read_table`` in a job); on the
+  cluster the tasks read the ids and then only the shared rows (``isthmus.data.partitions.load_rows``).
+
 ``ray_overhead`` is Ray's PSI time over the local pool's at the largest size, minus one (0.10: Ray
 10% slower); ``ray_overhead_<work>`` the same for the other work. Connecting to the cluster is a
 one-time cost per party process, reported apart.
@@ -25,6 +31,7 @@ one-time cost per party process, reported apart.
     python benchmarks/scale_out.py --json --quick   # host 25k, 50k, 100k rows
     python benchmarks/scale_out.py                  # host 250k, 500k, 1M, 2M rows (tens of minutes)
     python benchmarks/scale_out.py --sizes 1000000 --work psi histogram
+    python benchmarks/scale_out.py --memory 2000000  # the driver's peak memory, local pool vs cluster
 
 The machine has 2 cores shared with other people's work: times move by tens of percent from run to
 run; the load average is printed with them.
@@ -35,6 +42,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -46,6 +55,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from isthmus.compute import LocalCompute, blocks, select
 from isthmus.compute.ray_backend import RayCompute
@@ -66,7 +76,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (about two minutes)")
     parser.add_argument("--sizes", type=int, nargs="+", help="host rows to measure, instead of the preset sizes")
     parser.add_argument("--work", nargs="+", choices=list(WORK), default=list(WORK), help="what to measure")
+    parser.add_argument("--memory", type=int, metavar="ROWS", help="measure the driver's peak memory instead")
+    parser.add_argument("--memory-child", nargs=2, metavar=("FILE", "COMPUTE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        print(json.dumps(_driver_memory(*args.memory_child)))
+        return
+    if args.memory:
+        print(json.dumps(_memory_report(args.memory)))
+        return
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
 
     with LocalRayCluster(nodes=2, cpus_per_node=1) as cluster, tempfile.TemporaryDirectory() as folder:
@@ -204,6 +222,66 @@ def _backend(compute: Any) -> Iterator[None]:
         yield
     finally:
         select._current = before
+
+
+def _memory_report(rows: int) -> dict:
+    """The host driver's peak memory on each backend, each in a fresh process (a peak only ever grows)."""
+    with LocalRayCluster(nodes=2, cpus_per_node=1) as cluster, tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "host.parquet"
+        rng = np.random.default_rng(3)
+        frame = pd.DataFrame({"id": [f"id{i}" for i in rng.permutation(rows)],
+                              **{f"x{j}": rng.normal(size=rows) for j in range(HIST_FEATURES)}})
+        frame.to_parquet(path, row_group_size=-(-rows // 16))
+        table_mb = (frame.memory_usage(deep=True).sum()) / 2**20
+        del frame
+        report: dict[str, Any] = {"rows": rows, "features": HIST_FEATURES, "table_in_pandas_mb": round(table_mb, 1)}
+        for name, compute in (("local", "local"), ("ray", cluster.address)):
+            child = subprocess.run([sys.executable, __file__, "--memory-child", str(path), compute],
+                                   capture_output=True, text=True, check=True)
+            report[name] = json.loads(child.stdout.splitlines()[-1])
+            print(f"memory {name} {report[name]} load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    report["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return report
+
+
+def _driver_memory(path: str, compute_address: str) -> dict:
+    """One host driver: the intersect step's work on ``path`` (as in a job), its memory above the start's."""
+    from isthmus.compute import connect
+    from isthmus.data.partitions import load_rows, row_selection
+    from isthmus.data.table import read_table
+
+    compute = connect(compute_address)
+    compute.check()
+    guest_ids = [f"id{i}" for i in range(0, pq.ParquetFile(path).metadata.num_rows, 10)]
+    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    if compute.remote:
+        partitions = table_partitions(path, party="host", id_column="id")
+        selection = row_selection(partitions, label_column=None, feature_columns=None, exclude=[], missing="error")
+        result = _psi_pair(guest_ids, partitions, compute)
+        table = load_rows(compute, partitions, selection, result.partition_rows, result.positions)
+    else:
+        whole = read_table(path, party="host", id_column="id")
+        table = whole.take(_psi_pair(guest_ids, whole.ids, compute).positions)
+        del whole
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    compute.close()
+    return {"peak_above_start_mb": round(peak_mb - before_mb, 1), "start_mb": round(before_mb, 1),
+            "aligned_rows": table.n_rows, "aligned_table_mb": round((table.features.nbytes + 8 * table.n_rows) / 2**20, 1),
+            "seconds": round(seconds, 1)}
+
+
+def _psi_pair(guest_ids: list[str], host_ids: Any, host_compute: Any) -> Any:
+    """The host's PSI result; the guest (on one local worker) runs in a thread of this process."""
+    hub = LocalHub(["guest", "host"])
+    guest = threading.Thread(target=intersect, args=(hub.channel("guest", "mem"), "guest", guest_ids),
+                             kwargs={"compute": LocalCompute(1)})
+    guest.start()
+    result = intersect(hub.channel("host", "mem"), "host", host_ids, compute=host_compute)
+    guest.join()
+    assert result.size == len(guest_ids), "the intersection is wrong"
+    return result
 
 
 WORK = {
