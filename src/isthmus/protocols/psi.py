@@ -77,6 +77,8 @@ from isthmus.transport.channel import Channel
 
 PROTOCOL_VERSION = 1
 METHODS = ("ecdh", "rsa", "kkrt")
+#: Methods whose work on a party's ids starts per partition, where they are read (see ``_ReadsPartitions``).
+PARTITIONED_METHODS = ("ecdh", "kkrt")
 MAX_IDS = 500_000_000  # any larger announced set is refused; positions travel as uint32
 BATCHES_PER_WORKER = 8
 
@@ -142,8 +144,8 @@ def intersect(
     ``progress(stage, fraction)`` is called as stages advance.
     ``ids`` may also be a :class:`TablePartitions` (guest or host, any method): its backend's tasks then
     read and canonicalise the ids per partition of the file, and ``positions`` are rows of the whole file.
-    With ECDH the tasks also hash and blind them, so this process holds 32 bytes per row, never the ids;
-    KKRT and RSA need the ids themselves here (see :func:`_read_partitioned_ids`).
+    With ECDH (KKRT) the tasks also blind (digest) them, so this process holds 32 (15) bytes per row, never
+    the ids; RSA needs the ids themselves here (see :func:`_read_partitioned_ids`).
     ``compute``: where hashing and curve operations on ids run (default: this process's backend,
     :func:`isthmus.compute.current`); ``workers`` overrides the local pool's size (by default all
     cores, or none for small sets). Neither is visible to the peers.
@@ -152,9 +154,9 @@ def intersect(
     _check_setup(channel, role, method, guest, hosts, salt_bytes, dedupe)
     compute, progress = compute or current(), progress or _ignore_progress
     setup = (channel, method, guest, hosts, workers, compute, progress)
-    if isinstance(ids, TablePartitions) and method == "ecdh":
-        blinding = _PartitionedGuest if role == "guest" else _PartitionedHost
-        return blinding(*setup, table=ids, dedupe=dedupe).run(_NO_IDS, None, salt_bytes)
+    if isinstance(ids, TablePartitions) and method in PARTITIONED_METHODS:
+        reading = _PartitionedGuest if role == "guest" else _PartitionedHost
+        return reading(*setup, table=ids, dedupe=dedupe).run(_NO_IDS, None, salt_bytes)
     partition_rows = None
     try:
         if isinstance(ids, TablePartitions):
@@ -174,9 +176,10 @@ def _read_partitioned_ids(compute: Compute, workers: int | None, table: TablePar
                           progress: Progress) -> tuple[list[str], list[int]]:
     """The file's ids, read and canonicalised by the backend's tasks per partition, and each partition's count.
 
-    For KKRT and RSA, whose work on the ids does not run per partition: KKRT's cuckoo table and OPRF run
-    in this process over the whole set, and an RSA client hashes its ids twice, before blinding and after
-    unblinding, in its own shuffled order. So this process holds the ids (not the table's other columns)."""
+    For RSA, whose work on the ids cannot start where they are read: which side signs (and so what is computed
+    from the ids) is known only after the handshake's counts, and the client hashes its ids twice, before
+    blinding and after unblinding, in its own shuffled order. So this process holds the ids (not the table's
+    other columns)."""
     with compute.pool(table.size_hint, workers) as pool:
         pieces = [future.result() for future in map_partitions(pool, read_ids, (table.id_column,), table.parts)]
     progress("read own set", 1.0)
@@ -343,7 +346,9 @@ class _Guest(_Party):
 
     def _kkrt(self, salt: bytes, shuffled: list[str], counts: dict[str, int]) -> dict[str, _Pairing]:
         """One cuckoo table for the job, then one OPRF run per host (see :mod:`isthmus.protocols.kkrt.psi`)."""
-        table = kkrt.GuestTable(salt, shuffled)
+        return self._kkrt_pairs(kkrt.GuestTable(salt, kkrt.digests(salt, shuffled)), counts)
+
+    def _kkrt_pairs(self, table: kkrt.GuestTable, counts: dict[str, int]) -> dict[str, _Pairing]:
         self.progress("hash own set", 1.0)
         pairings = {}
         for done, host in enumerate(self.hosts, 1):
@@ -371,7 +376,7 @@ class _Host(_Party):
         order = _secret_permutation(len(canon))
         shuffled = [canon.values[i] for i in order]
         if self.method == "kkrt":
-            kkrt.host_pair(self.channel, self.guest, salt, shuffled, guest_count)
+            kkrt.host_pair(self.channel, self.guest, salt, kkrt.digests(salt, shuffled), guest_count)
             refs = order
         else:
             with self._pool(len(canon) + guest_count) as pool:
@@ -445,24 +450,31 @@ class _Host(_Party):
         return order
 
 
-class _BlindsPartitions(_Party):
-    """ECDH with this party's ids read, canonicalised, hashed and blinded by the backend's tasks per partition of
-    its file (:mod:`isthmus.data.partitions`): the driver holds 32 bytes per row, never the ids. The peers see
-    the same messages as from an in-memory party: the same points (ECDH is a function of the key, the salt and
-    the id), as many, in a secret random order."""
+class _ReadsPartitions(_Party):
+    """ECDH or KKRT with this party's ids read, canonicalised and turned into fixed-width values by the backend's
+    tasks per partition of its file (:mod:`isthmus.data.partitions`): ECDH's blinded points (32 bytes) or KKRT's
+    salted digests (15 bytes). The driver holds those bytes per row, never the ids. The peers see the same
+    messages as from an in-memory party: the values are functions of the key, the salt and the id, as many,
+    in a secret random order."""
 
     def __init__(self, *args: Any, table: TablePartitions, dedupe: str):
         super().__init__(*args)
         self.table, self.dedupe = table, dedupe
 
-    def _read_and_blind(self, pool: Pool, key: bytes, salt: bytes) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """Every row's blinded point (``S32``, file order), the rows of the first of each id, the partitions' rows."""
-        futures = map_partitions(pool, blind_partition, (key, salt, self.table.id_column), self.table.parts)
+    def _read(self, pool: Pool, salt: bytes, key: bytes) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Every row's value (file order), the rows of the first of each id, and the partitions' row counts.
+        Equal values are equal canonical ids (neither hash collides in practice), so dropping repeated values
+        is :func:`canonical_ids`' duplicate rule."""
+        if self.method == "ecdh":
+            task, args, width, stage = blind_partition, (key, salt), ecdh.POINT_BYTES, "read and blind own set"
+        else:
+            task, args, width, stage = digest_partition, (salt,), kkrt.DIGEST_BYTES, "read and hash own set"
+        futures = map_partitions(pool, task, (*args, self.table.id_column), self.table.parts)
         pieces = [future.result() for future in futures]
-        self.progress("read and blind own set", 1.0)
-        points = np.frombuffer(b"".join(pieces), dtype=f"S{ecdh.POINT_BYTES}")
-        rows = unique_rows(points, party=self.channel.party, dedupe=self.dedupe)
-        return points, rows, [len(piece) // ecdh.POINT_BYTES for piece in pieces]
+        self.progress(stage, 1.0)
+        values = np.frombuffer(b"".join(pieces), dtype=f"S{width}")
+        rows = unique_rows(values, party=self.channel.party, dedupe=self.dedupe)
+        return values, rows, [len(piece) // width for piece in pieces]
 
     def _batches(self, pool: Pool, shuffled: np.ndarray) -> tuple[int, Iterator[bytes]]:
         """Our shuffled points cut as an in-memory party cuts them: how many batches, and the batches."""
@@ -470,38 +482,51 @@ class _BlindsPartitions(_Party):
         return len(cuts), (shuffled[start:stop].tobytes() for start, stop in cuts)
 
 
-class _PartitionedHost(_BlindsPartitions, _Host):
+def _digest_matrix(values: np.ndarray) -> np.ndarray:
+    """KKRT's digests as :func:`isthmus.protocols.kkrt.psi.digests` gives them: (n, 15) bytes."""
+    return np.frombuffer(values.tobytes(), dtype=np.uint8).reshape(len(values), kkrt.DIGEST_BYTES)
+
+
+class _PartitionedHost(_ReadsPartitions, _Host):
     def run(self, canon: CanonicalIds, problem: DataError | None, salt_bytes: int) -> PsiResult:
-        guest_count, salt = self._hello()  # the salt is the guest's: blinding starts once it is here
+        guest_count, salt = self._hello()  # the salt is the guest's: reading starts once it is here
         key = ecdh.new_key()
         with self._pool(self.table.size_hint + guest_count) as pool:
             try:
-                points, rows, partition_rows = self._read_and_blind(pool, key, salt)
+                values, rows, partition_rows = self._read(pool, salt, key)
             except DataError as exc:
                 self._start(0, exc)  # tells the guest to stop, and raises exc
             self._start(len(rows), None)
             order = _secret_permutation(len(rows))
-            batches, own = self._batches(pool, points[rows[order]])
-            self._ecdh_exchange(pool, key, own, batches, guest_count)
+            shuffled = values[rows[order]]
+            if self.method == "ecdh":
+                batches, own = self._batches(pool, shuffled)
+                self._ecdh_exchange(pool, key, own, batches, guest_count)
+        if self.method == "kkrt":
+            kkrt.host_pair(self.channel, self.guest, salt, _digest_matrix(shuffled), guest_count)
         result = self._result(rows, order, guest_count)
         result.partition_rows = partition_rows
         return result
 
 
-class _PartitionedGuest(_BlindsPartitions, _Guest):
+class _PartitionedGuest(_ReadsPartitions, _Guest):
     def run(self, canon: CanonicalIds, problem: DataError | None, salt_bytes: int) -> PsiResult:
-        salt = secrets.token_bytes(salt_bytes)  # ours: blinding can start before the hosts answer
+        salt = secrets.token_bytes(salt_bytes)  # ours: reading can start before the hosts answer
         key, unblinding = ecdh.new_key_with_inverse()
         with self._pool(self.table.size_hint) as pool:
             try:
-                points, rows, partition_rows = self._read_and_blind(pool, key, salt)
+                values, rows, partition_rows = self._read(pool, salt, key)
             except DataError as exc:
                 self._handshake(0, exc, salt)  # tells the hosts to stop, and raises exc
             counts = self._handshake(len(rows), None, salt)
             order = _secret_permutation(len(rows))
-            batches, own = self._batches(pool, points[rows[order]])
-            self._send_batches(self.hosts, TAG_GUEST_POINTS, own, batches, "blind own set")
-            pairings = self._ecdh_pairs(pool, key, unblinding, counts, len(rows))
+            shuffled = values[rows[order]]
+            if self.method == "ecdh":
+                batches, own = self._batches(pool, shuffled)
+                self._send_batches(self.hosts, TAG_GUEST_POINTS, own, batches, "blind own set")
+                pairings = self._ecdh_pairs(pool, key, unblinding, counts, len(rows))
+        if self.method == "kkrt":
+            pairings = self._kkrt_pairs(kkrt.GuestTable(salt, _digest_matrix(shuffled)), counts)
         result = self._finish(pairings, rows[order])
         result.partition_rows = partition_rows
         return result
@@ -510,6 +535,11 @@ class _PartitionedGuest(_BlindsPartitions, _Guest):
 def blind_partition(key: bytes, salt: bytes, id_column: str, partition: Partition) -> bytes:
     """Task entry point: one partition's ids read, canonicalised and blinded, in file order."""
     return ecdh.blind_ids(key, salt, read_ids(id_column, partition))
+
+
+def digest_partition(salt: bytes, id_column: str, partition: Partition) -> bytes:
+    """Task entry point: one partition's ids read, canonicalised and digested for KKRT, in file order."""
+    return kkrt.digests(salt, read_ids(id_column, partition)).tobytes()
 
 
 def unique_rows(points: np.ndarray, *, party: str, dedupe: str) -> np.ndarray:
