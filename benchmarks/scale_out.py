@@ -20,7 +20,7 @@ separate ``ray start`` processes), so Ray gets the same two cores the local pool
 
 * Driver memory (``--memory ROWS``): a host's side of an ``intersect`` step, PSI then its aligned table, on a
   Parquet file of ROWS rows x 10 float features (16 row groups), guest with a tenth of the ids in the same
-  process; each backend in a fresh process, reporting its peak RSS (``ru_maxrss``) above what it held after
+  process; each backend in a fresh process, reporting its peak RSS (``VmHWM``) above what it held after
   its imports and connecting. Locally the driver reads the whole table (as ``read_table`` in a job); on the
   cluster the tasks read the ids and then only the shared rows (``isthmus.data.partitions.load_rows``).
 
@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -253,7 +252,7 @@ def _driver_memory(path: str, compute_address: str) -> dict:
     compute = connect(compute_address)
     compute.check()
     guest_ids = [f"id{i}" for i in range(0, pq.ParquetFile(path).metadata.num_rows, 10)]
-    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before_mb = _reset_peak_rss()
     started = time.perf_counter()
     if compute.remote:
         partitions = table_partitions(path, party="host", id_column="id")
@@ -265,11 +264,25 @@ def _driver_memory(path: str, compute_address: str) -> dict:
         table = whole.take(_psi_pair(guest_ids, whole.ids, compute).positions)
         del whole
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _status_mb("VmHWM")
     compute.close()
     return {"peak_above_start_mb": round(peak_mb - before_mb, 1), "start_mb": round(before_mb, 1),
-            "aligned_rows": table.n_rows, "aligned_table_mb": round((table.features.nbytes + 8 * table.n_rows) / 2**20, 1),
+            "aligned_rows": table.n_rows, "aligned_features_mb": round(table.features.nbytes / 2**20, 1),
             "seconds": round(seconds, 1)}
+
+
+def _reset_peak_rss() -> float:
+    """This process's RSS now, from which its peak (``VmHWM``) counts again. Not ``ru_maxrss``: Linux keeps in
+    it the peak of the process before ``exec``, i.e. of the benchmark that started this one."""
+    with open("/proc/self/clear_refs", "w") as file:
+        file.write("5")
+    return _status_mb("VmRSS")
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as file:
+        line = next(line for line in file if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
 
 
 def _psi_pair(guest_ids: list[str], host_ids: Any, host_compute: Any) -> Any:
