@@ -2,7 +2,9 @@
 
 Why: at 100M rows a party's ids as Python strings take 6-8 GB, and canonicalising them is a serial
 loop in the party's process. Read per partition by the cluster's tasks, each id is canonicalised
-(and, for PSI, hashed and blinded) where it is read, and only fixed-width results come back.
+(and, for PSI, hashed and blinded) where it is read, and only fixed-width results come back. After PSI,
+each partition's task reads its rows again and returns only the shared ones (:func:`load_rows`), so the
+party's process holds the shared rows, never the whole table.
 
 The driver only describes the partitions, from the file's metadata (Parquet) or from line ends
 found by seeking (CSV: chunks of about :data:`CSV_CHUNK_BYTES`, cut after a newline, so a CSV whose
@@ -107,16 +109,12 @@ def _line_bounds(path: Path, chunk_bytes: int) -> list[tuple[int, int]]:
 
 def read_ids(id_column: str, partition: Partition) -> list[str]:
     """Task entry point: the partition's ids in canonical form (:mod:`isthmus.data.ids`), in file order."""
-    raw = _raw_ids(partition, id_column)
+    raw = _read_frame(partition, [id_column], id_column)[id_column].tolist()
     try:
         return [canonical_id(value, party=partition.party, row=row) for row, value in enumerate(raw)]
     except DataError as exc:
         detail = str(exc).removeprefix(f"party {partition.party!r}: ")
         raise partition.fail(f"{detail} (rows counted from the start of this partition)") from None
-
-
-def _raw_ids(partition: Partition, id_column: str) -> list:
-    return _read_frame(partition, [id_column], id_column)[id_column].tolist()
 
 
 def _read_frame(partition: Partition, columns: list[str], id_column: str) -> pd.DataFrame:
