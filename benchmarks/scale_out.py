@@ -18,11 +18,11 @@ separate ``ray start`` processes), so Ray gets the same two cores the local pool
 * Binning: quantile split points and bin indices of 10 features (32 bins), on the cluster at every size
   (``isthmus.compute.blocks.CLUSTER_MIN_VALUES`` set to 0 here; by default binning stays in the driver).
 
-* Driver memory (``--memory ROWS``): a host's side of an ``intersect`` step, PSI then its aligned table, on a
-  Parquet file of ROWS rows x 10 float features (16 row groups), guest with a tenth of the ids in the same
-  process; each backend in a fresh process, reporting its peak RSS (``VmHWM``) above what it held after
-  its imports and connecting. Locally the driver reads the whole table (as ``read_table`` in a job); on the
-  cluster the tasks read the ids and then only the shared rows (``isthmus.data.partitions.load_rows``).
+* Driver memory (``--memory ROWS``): an intersect-only job launched as real party processes (``isthmus
+  launch``), the host with a Parquet file of ROWS rows x 10 float features (16 row groups), the guest with a
+  tenth of its ids; the host's process peak RSS (``VmHWM``), its host on the local pool, then on the cluster.
+  Locally the host reads its whole table (``read_table``); on the cluster its tasks read the ids for PSI and
+  then only the shared rows (``isthmus.data.partitions.load_rows``).
 
 ``ray_overhead`` is Ray's PSI time over the local pool's at the largest size, minus one (0.10: Ray
 10% slower); ``ray_overhead_<work>`` the same for the other work. Connecting to the cluster is a
@@ -54,7 +54,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from isthmus.compute import LocalCompute, blocks, select
 from isthmus.compute.ray_backend import RayCompute
@@ -76,11 +75,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", help="host rows to measure, instead of the preset sizes")
     parser.add_argument("--work", nargs="+", choices=list(WORK), default=list(WORK), help="what to measure")
     parser.add_argument("--memory", type=int, metavar="ROWS", help="measure the driver's peak memory instead")
-    parser.add_argument("--memory-child", nargs=2, metavar=("FILE", "COMPUTE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory_child:
-        print(json.dumps(_driver_memory(*args.memory_child)))
-        return
     if args.memory:
         print(json.dumps(_memory_report(args.memory)))
         return
@@ -224,77 +219,68 @@ def _backend(compute: Any) -> Iterator[None]:
 
 
 def _memory_report(rows: int) -> dict:
-    """The host driver's peak memory on each backend, each in a fresh process (a peak only ever grows)."""
-    with LocalRayCluster(nodes=2, cpus_per_node=1) as cluster, tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "host.parquet"
+    """The host party process's peak memory in an intersect-only job, host on the local pool, then on the cluster."""
+    from isthmus.jobs.local import loopback_parties, write_job
+
+    with LocalRayCluster(nodes=2, cpus_per_node=1) as cluster, tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
         rng = np.random.default_rng(3)
-        frame = pd.DataFrame({"id": [f"id{i}" for i in rng.permutation(rows)],
-                              **{f"x{j}": rng.normal(size=rows) for j in range(HIST_FEATURES)}})
-        frame.to_parquet(path, row_group_size=-(-rows // 16))
-        table_mb = (frame.memory_usage(deep=True).sum()) / 2**20
-        del frame
+        host = pd.DataFrame({"id": [f"id{i}" for i in rng.permutation(rows)],
+                             **{f"x{j}": rng.normal(size=rows) for j in range(HIST_FEATURES)}})
+        host.to_parquet(folder / "host.parquet", row_group_size=-(-rows // 16))
+        table_mb = host.memory_usage(deep=True).sum() / 2**20
+        del host
+        pd.DataFrame({"id": [f"id{i}" for i in range(0, rows, 10)], "g": 1.0}).to_csv(folder / "guest.csv", index=False)
+        parties = {party: {"data": {"path": str(folder / file), "id": "id"}}
+                   for party, file in (("guest", "guest.csv"), ("host", "host.parquet"))}
+        job = write_job(folder / "job.yaml", {"job": "memory", "record": False, "parties": loopback_parties(parties),
+                                              "steps": [{"intersect": {}}]})
         report: dict[str, Any] = {"rows": rows, "features": HIST_FEATURES, "table_in_pandas_mb": round(table_mb, 1)}
-        for name, compute in (("local", "local"), ("ray", cluster.address)):
-            child = subprocess.run([sys.executable, __file__, "--memory-child", str(path), compute],
-                                   capture_output=True, text=True, check=True)
-            report[name] = json.loads(child.stdout.splitlines()[-1])
-            print(f"memory {name} {report[name]} load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+        for backend, extra in (("local", []), ("ray", ["--compute", f"host={cluster.address}"])):
+            report[backend] = _host_peak(job, folder / backend, extra)
+            print(f"memory {backend} {report[backend]} load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
     report["load_average"] = [round(x, 2) for x in os.getloadavg()]
     return report
 
 
-def _driver_memory(path: str, compute_address: str) -> dict:
-    """One host driver: the intersect step's work on ``path`` (as in a job), its memory above the start's."""
-    from isthmus.compute import connect
-    from isthmus.data.partitions import load_rows, row_selection
-    from isthmus.data.table import read_table
-
-    compute = connect(compute_address)
-    compute.check()
-    guest_ids = [f"id{i}" for i in range(0, pq.ParquetFile(path).metadata.num_rows, 10)]
-    before_mb = _reset_peak_rss()
+def _host_peak(job: Path, out: Path, extra: list[str]) -> dict:
+    """Launch the job; watch the host's process (the launcher's child whose output goes to the host's log) and
+    report its peak RSS (``VmHWM``, read every 0.1 s until it ends) and its RSS when first seen (imports)."""
     started = time.perf_counter()
-    if compute.remote:
-        partitions = table_partitions(path, party="host", id_column="id")
-        selection = row_selection(partitions, label_column=None, feature_columns=None, exclude=[], missing="error")
-        result = _psi_pair(guest_ids, partitions, compute)
-        table = load_rows(compute, partitions, selection, result.partition_rows, result.positions)
-    else:
-        whole = read_table(path, party="host", id_column="id")
-        table = whole.take(_psi_pair(guest_ids, whole.ids, compute).positions)
-        del whole
-    seconds = time.perf_counter() - started
-    peak_mb = _status_mb("VmHWM")
-    compute.close()
-    return {"peak_above_start_mb": round(peak_mb - before_mb, 1), "start_mb": round(before_mb, 1),
-            "aligned_rows": table.n_rows, "aligned_features_mb": round(table.features.nbytes / 2**20, 1),
-            "seconds": round(seconds, 1)}
+    launcher = subprocess.Popen([sys.executable, "-m", "isthmus", "launch", str(job), "--out", str(out), *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_mb = peak_mb = 0.0
+    while launcher.poll() is None:
+        for pid in _host_processes(launcher.pid, out / "logs" / "host.log"):
+            try:
+                peak_mb = max(peak_mb, _status_mb(pid, "VmHWM"))
+                first_mb = first_mb or _status_mb(pid, "VmRSS")
+            except (OSError, StopIteration):  # it ended between the listing and the reading
+                pass
+        time.sleep(0.1)
+    assert launcher.returncode == 0, f"the job failed: see {out}"
+    events = [json.loads(line) for line in (out / "host" / "events.jsonl").read_text().splitlines()]
+    shared = next(event["shared_rows"] for event in events if "shared_rows" in event)
+    return {"peak_mb": round(peak_mb, 1), "first_seen_mb": round(first_mb, 1), "shared_rows": shared,
+            "job_s": round(time.perf_counter() - started, 1)}
 
 
-def _reset_peak_rss() -> float:
-    """This process's RSS now, from which its peak (``VmHWM``) counts again. Not ``ru_maxrss``: Linux keeps in
-    it the peak of the process before ``exec``, i.e. of the benchmark that started this one."""
-    with open("/proc/self/clear_refs", "w") as file:
-        file.write("5")
-    return _status_mb("VmRSS")
+def _host_processes(launcher: int, log: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and os.readlink(entry / "fd" / "1") == str(log)
+                    and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == launcher):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as file:
+def _status_mb(pid: int, field: str) -> float:
+    with open(f"/proc/{pid}/status") as file:
         line = next(line for line in file if line.startswith(field + ":"))
     return int(line.split()[1]) / 1024
-
-
-def _psi_pair(guest_ids: list[str], host_ids: Any, host_compute: Any) -> Any:
-    """The host's PSI result; the guest (on one local worker) runs in a thread of this process."""
-    hub = LocalHub(["guest", "host"])
-    guest = threading.Thread(target=intersect, args=(hub.channel("guest", "mem"), "guest", guest_ids),
-                             kwargs={"compute": LocalCompute(1)})
-    guest.start()
-    result = intersect(hub.channel("host", "mem"), "host", host_ids, compute=host_compute)
-    guest.join()
-    assert result.size == len(guest_ids), "the intersection is wrong"
-    return result
 
 
 WORK = {
