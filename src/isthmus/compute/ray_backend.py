@@ -14,7 +14,6 @@ point) comes back as that exception, exactly as from the local pool, and is not 
 
 from __future__ import annotations
 
-import itertools
 import socket
 import threading
 import time
@@ -154,17 +153,12 @@ class RayPool:
         self._ray = ray
         self.workers = workers
         self._label = label
-        #: Unfinished tasks only: a finished one's result stays with its caller, who may drop it while later
-        #: tasks of the run still go (a party's points, partition by partition, would otherwise be held twice).
-        self._pending: dict[int, Any] = {}
-        self._submitted = itertools.count()
+        self._pending: list[tuple[Any, Future]] = []
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         ref = self._task.remote(fn, *args)
-        key = next(self._submitted)
-        self._pending[key] = ref
         future = self._translated(ref.future())
-        future.add_done_callback(lambda _: self._pending.pop(key, None))
+        self._pending.append((ref, future))
         return future
 
     def _translated(self, ray_future: Future) -> Future:
@@ -188,11 +182,12 @@ class RayPool:
         return out
 
     def close(self) -> None:
-        for ref in list(self._pending.values()):
-            try:
-                self._ray.cancel(ref)
-            except Exception:  # noqa: BLE001 - finished meanwhile or already gone: nothing to cancel
-                pass
+        for ref, future in self._pending:
+            if not future.done():
+                try:
+                    self._ray.cancel(ref)
+                except Exception:  # noqa: BLE001 - finished meanwhile or already gone: nothing to cancel
+                    pass
         self._pending.clear()
 
     def __enter__(self) -> Self:

@@ -471,12 +471,10 @@ class _ReadsPartitions(_Party):
             task, args, width, stage = digest_partition, (salt,), kkrt.DIGEST_BYTES, "read and hash own set"
         futures = map_partitions(pool, task, (*args, self.table.id_column), self.table.parts)
         pieces = [future.result() for future in futures]
-        del futures  # they hold the pieces too: one copy of the values at a time (at 100M rows, GBs)
         self.progress(stage, 1.0)
-        partition_rows = [len(piece) // width for piece in pieces]
         values = np.frombuffer(b"".join(pieces), dtype=f"S{width}")
-        del pieces
-        return values, unique_rows(values, party=self.channel.party, dedupe=self.dedupe), partition_rows
+        rows = unique_rows(values, party=self.channel.party, dedupe=self.dedupe)
+        return values, rows, [len(piece) // width for piece in pieces]
 
     def _batches(self, pool: Pool, shuffled: np.ndarray) -> tuple[int, Iterator[bytes]]:
         """Our shuffled points cut as an in-memory party cuts them: how many batches, and the batches."""
@@ -501,7 +499,6 @@ class _PartitionedHost(_ReadsPartitions, _Host):
             self._start(len(rows), None)
             order = _secret_permutation(len(rows))
             shuffled = values[rows[order]]
-            del values
             if self.method == "ecdh":
                 batches, own = self._batches(pool, shuffled)
                 self._ecdh_exchange(pool, key, own, batches, guest_count)
@@ -524,7 +521,6 @@ class _PartitionedGuest(_ReadsPartitions, _Guest):
             counts = self._handshake(len(rows), None, salt)
             order = _secret_permutation(len(rows))
             shuffled = values[rows[order]]
-            del values
             if self.method == "ecdh":
                 batches, own = self._batches(pool, shuffled)
                 self._send_batches(self.hosts, TAG_GUEST_POINTS, own, batches, "blind own set")
