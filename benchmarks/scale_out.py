@@ -18,6 +18,12 @@ separate ``ray start`` processes), so Ray gets the same two cores the local pool
 * Binning: quantile split points and bin indices of 10 features (32 bins), on the cluster at every size
   (``isthmus.compute.blocks.CLUSTER_MIN_VALUES`` set to 0 here; by default binning stays in the driver).
 
+* Driver memory (``--memory ROWS``): an intersect-only job launched as real party processes (``isthmus
+  launch``), the host with a Parquet file of ROWS rows x 10 float features (16 row groups), the guest with a
+  tenth of its ids; the host's process peak RSS (``VmHWM``), its host on the local pool, then on the cluster.
+  Locally the host reads its whole table (``read_table``); on the cluster its tasks read the ids for PSI and
+  then only the shared rows (``isthmus.data.partitions.load_rows``).
+
 ``ray_overhead`` is Ray's PSI time over the local pool's at the largest size, minus one (0.10: Ray
 10% slower); ``ray_overhead_<work>`` the same for the other work. Connecting to the cluster is a
 one-time cost per party process, reported apart.
@@ -25,6 +31,7 @@ one-time cost per party process, reported apart.
     python benchmarks/scale_out.py --json --quick   # host 25k, 50k, 100k rows
     python benchmarks/scale_out.py                  # host 250k, 500k, 1M, 2M rows (tens of minutes)
     python benchmarks/scale_out.py --sizes 1000000 --work psi histogram
+    python benchmarks/scale_out.py --memory 2000000  # the driver's peak memory, local pool vs cluster
 
 The machine has 2 cores shared with other people's work: times move by tens of percent from run to
 run; the load average is printed with them.
@@ -35,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -66,7 +74,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (about two minutes)")
     parser.add_argument("--sizes", type=int, nargs="+", help="host rows to measure, instead of the preset sizes")
     parser.add_argument("--work", nargs="+", choices=list(WORK), default=list(WORK), help="what to measure")
+    parser.add_argument("--memory", type=int, metavar="ROWS", help="measure the driver's peak memory instead")
     args = parser.parse_args()
+    if args.memory:
+        print(json.dumps(_memory_report(args.memory)))
+        return
     sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
 
     with LocalRayCluster(nodes=2, cpus_per_node=1) as cluster, tempfile.TemporaryDirectory() as folder:
@@ -204,6 +216,71 @@ def _backend(compute: Any) -> Iterator[None]:
         yield
     finally:
         select._current = before
+
+
+def _memory_report(rows: int) -> dict:
+    """The host party process's peak memory in an intersect-only job, host on the local pool, then on the cluster."""
+    from isthmus.jobs.local import loopback_parties, write_job
+
+    with LocalRayCluster(nodes=2, cpus_per_node=1) as cluster, tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        rng = np.random.default_rng(3)
+        host = pd.DataFrame({"id": [f"id{i}" for i in rng.permutation(rows)],
+                             **{f"x{j}": rng.normal(size=rows) for j in range(HIST_FEATURES)}})
+        host.to_parquet(folder / "host.parquet", row_group_size=-(-rows // 16))
+        table_mb = host.memory_usage(deep=True).sum() / 2**20
+        del host
+        pd.DataFrame({"id": [f"id{i}" for i in range(0, rows, 10)], "g": 1.0}).to_csv(folder / "guest.csv", index=False)
+        parties = {party: {"data": {"path": str(folder / file), "id": "id"}}
+                   for party, file in (("guest", "guest.csv"), ("host", "host.parquet"))}
+        job = write_job(folder / "job.yaml", {"job": "memory", "record": False, "parties": loopback_parties(parties),
+                                              "steps": [{"intersect": {}}]})
+        report: dict[str, Any] = {"rows": rows, "features": HIST_FEATURES, "table_in_pandas_mb": round(table_mb, 1)}
+        for backend, extra in (("local", []), ("ray", ["--compute", f"host={cluster.address}"])):
+            report[backend] = _host_peak(job, folder / backend, extra)
+            print(f"memory {backend} {report[backend]} load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    report["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return report
+
+
+def _host_peak(job: Path, out: Path, extra: list[str]) -> dict:
+    """Launch the job; watch the host's process (the launcher's child whose output goes to the host's log) and
+    report its peak RSS (``VmHWM``, read every 0.1 s until it ends) and its RSS when first seen (imports)."""
+    started = time.perf_counter()
+    launcher = subprocess.Popen([sys.executable, "-m", "isthmus", "launch", str(job), "--out", str(out), *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_mb = peak_mb = 0.0
+    while launcher.poll() is None:
+        for pid in _host_processes(launcher.pid, out / "logs" / "host.log"):
+            try:
+                peak_mb = max(peak_mb, _status_mb(pid, "VmHWM"))
+                first_mb = first_mb or _status_mb(pid, "VmRSS")
+            except (OSError, StopIteration):  # it ended between the listing and the reading
+                pass
+        time.sleep(0.1)
+    assert launcher.returncode == 0, f"the job failed: see {out}"
+    events = [json.loads(line) for line in (out / "host" / "events.jsonl").read_text().splitlines()]
+    shared = next(event["shared_rows"] for event in events if "shared_rows" in event)
+    return {"peak_mb": round(peak_mb, 1), "first_seen_mb": round(first_mb, 1), "shared_rows": shared,
+            "job_s": round(time.perf_counter() - started, 1)}
+
+
+def _host_processes(launcher: int, log: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and os.readlink(entry / "fd" / "1") == str(log)
+                    and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == launcher):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _status_mb(pid: int, field: str) -> float:
+    with open(f"/proc/{pid}/status") as file:
+        line = next(line for line in file if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
 
 
 WORK = {

@@ -1,5 +1,6 @@
 """A party's table described in partitions (Parquet row groups, CSV chunks at line ends) and read back per
-partition: the same ids, in the same order, as reading the whole file; no Ray needed."""
+partition: the same ids, in the same order, as reading the whole file; PSI over partitioned ids (both roles,
+every method) and the shared rows loaded per partition equal the whole file's rows; no Ray needed."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import pytest
 
 from isthmus.compute import LocalCompute
 from isthmus.data.ids import canonical_ids
-from isthmus.data.partitions import read_ids, table_partitions
+from isthmus.data.partitions import load_rows, read_ids, row_selection, table_partitions
 from isthmus.data.table import read_table
 from isthmus.errors import DataError
-from isthmus.protocols.psi import intersect
+from isthmus.protocols.psi import METHODS, intersect
 from isthmus.transport.local import LocalHub
 from test_psi import run_roles, shared_ids
 
@@ -30,7 +31,7 @@ def test_csv_chunks_cover_every_line_once_in_order(tmp_path, trailing_newline):
     assert len(table.parts) > 10
     assert table.parts[0].start == len("id,x\n") and table.parts[-1].stop == path.stat().st_size
     assert all(a.stop == b.start for a, b in zip(table.parts, table.parts[1:]))
-    ids = [value for part in table.parts for value in read_ids(part, "id")]
+    ids = [value for part in table.parts for value in read_ids("id", part)]
     assert ids == _whole_file_ids(path) and ids[7] == "0000007" and ids[-1] == "42x"
 
 
@@ -40,7 +41,7 @@ def test_parquet_row_groups_give_the_whole_files_ids(tmp_path):
     table = table_partitions(path, party="host", id_column="id")
     assert [part.describe() for part in table.parts] == [f"row group {i}" for i in range(5)]
     assert table.size_hint == 2_500
-    assert [value for part in table.parts for value in read_ids(part, "id")] == _whole_file_ids(path)
+    assert [value for part in table.parts for value in read_ids("id", part)] == _whole_file_ids(path)
 
 
 def test_files_that_cannot_be_read_in_partitions_are_named(tmp_path):
@@ -72,3 +73,82 @@ def test_a_partitioned_host_on_the_local_pool_finds_the_in_memory_intersection(t
     rows = shared_ids(results, {"guest": guest, "host": host})
     assert rows["guest"] == rows["host"] and set(rows["host"]) == {f"c{i}" for i in range(300)}
     assert 1_100 not in results["host"].positions  # the duplicate's later row is dropped, as in memory
+
+
+def party_files(folder, *, guest_rows: int = 400, host_rows: int = 1_200, shared: int = 250) -> dict:
+    """A guest CSV (text ids, a label, a missing-free feature set) and a host Parquet file of several row groups
+    (integer ids): canonical ids meet across the two types. Rows are in random order in both files."""
+    rng = np.random.default_rng(7)
+    guest_ids = rng.permutation(np.concatenate([np.arange(shared), np.arange(10_000, 10_000 + guest_rows - shared)]))
+    host_ids = rng.permutation(np.concatenate([np.arange(shared), np.arange(20_000, 20_000 + host_rows - shared)]))
+    guest = pd.DataFrame({"id": [f"{i}" for i in guest_ids], "y": rng.integers(0, 2, guest_rows),
+                          "a": rng.normal(size=guest_rows), "b": rng.integers(0, 5, guest_rows)})
+    host = pd.DataFrame({"id": host_ids, **{f"x{j}": rng.normal(size=host_rows) for j in range(3)}, "note": "n"})
+    guest.to_csv(folder / "guest.csv", index=False)
+    host.to_parquet(folder / "host.parquet", row_group_size=300)
+    return {"guest": dict(path=folder / "guest.csv", label="y", exclude=[]),
+            "host": dict(path=folder / "host.parquet", label=None, exclude=["note"]), "shared": shared}
+
+
+def partitioned_alignment(files: dict, method: str, compute) -> dict:
+    """Both parties intersect with their ids read per partition on ``compute``, then load their shared rows per
+    partition; returns each party's (PSI result, aligned table)."""
+    tables = {party: table_partitions(files[party]["path"], party=party, id_column="id", chunk_bytes=4_000)
+              for party in ("guest", "host")}
+    hub = LocalHub(list(tables))
+    results, errors = run_roles({party: (lambda party=party: intersect(hub.channel(party, "j"), party, tables[party],
+                                                                       method=method, compute=compute))
+                                 for party in tables}, timeout=120)
+    assert not errors, errors
+    aligned = {}
+    for party, table in tables.items():
+        selection = row_selection(table, label_column=files[party]["label"], feature_columns=None,
+                                  exclude=files[party]["exclude"], missing="error")
+        aligned[party] = results[party], load_rows(compute, table, selection, results[party].partition_rows,
+                                                   results[party].positions)
+    return aligned
+
+
+def assert_same_as_the_whole_file(files: dict, aligned: dict) -> None:
+    """Each party's table equals the whole file read in memory, taken at the same positions; the two parties'
+    rows hold the same ids in the same order, and exactly the shared ones."""
+    for party, (result, table) in aligned.items():
+        whole = read_table(files[party]["path"], party=party, id_column="id", label_column=files[party]["label"],
+                           exclude=files[party]["exclude"]).take(result.positions)
+        assert table.feature_names == whole.feature_names and table.ids.dtype == whole.ids.dtype
+        assert np.array_equal(table.ids, whole.ids) and np.array_equal(table.features, whole.features)
+        assert (table.label is None) == (whole.label is None)
+        assert table.label is None or np.array_equal(table.label, whole.label)
+        assert sum(result.partition_rows) == len(pd.read_parquet(files[party]["path"]) if party == "host"
+                                                 else pd.read_csv(files[party]["path"]))
+    guest_ids, host_ids = ([str(i) for i in aligned[party][1].ids] for party in ("guest", "host"))
+    assert guest_ids == host_ids and set(guest_ids) == {str(i) for i in range(files["shared"])}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_both_parties_partitioned_on_the_local_pool_align_the_whole_files_rows(tmp_path, method):
+    files = party_files(tmp_path)
+    assert_same_as_the_whole_file(files, partitioned_alignment(files, method, LocalCompute(2)))
+
+
+def test_a_bad_cell_in_an_unshared_row_fails_naming_the_chunk(tmp_path):
+    """Every row of a partition is checked, as the whole file is by read_table, not only the shared ones."""
+    path = tmp_path / "guest.csv"
+    path.write_text("id,a\n" + "".join(f"{i},{i}\n" for i in range(2_000)) + "9999,oops\n")
+    table = table_partitions(path, party="guest", id_column="id", chunk_bytes=4_000)
+    selection = row_selection(table, label_column=None, feature_columns=None, exclude=[], missing="error")
+    counts = [len(read_ids("id", part)) for part in table.parts]
+    last = len(table.parts) - 1
+    with pytest.raises(DataError, match=rf"party 'guest', file '.*guest.csv', CSV chunk {last} \(bytes \d+-\d+\): "
+                                        r"column 'a' is not numeric: 1 cell\(s\) such as 'oops' \(data row \d+\) "
+                                        r"\(data rows counted from the start of this partition\)"):
+        load_rows(LocalCompute(1), table, selection, counts, np.array([3, 1]))
+
+
+def test_a_file_changed_since_its_ids_were_read_fails_rather_than_misalign(tmp_path):
+    path = tmp_path / "host.parquet"
+    pd.DataFrame({"id": np.arange(100), "x": 1.0}).to_parquet(path, row_group_size=50)
+    table = table_partitions(path, party="host", id_column="id")
+    selection = row_selection(table, label_column=None, feature_columns=None, exclude=[], missing="error")
+    with pytest.raises(DataError, match=r"row group 1: holds 50 rows now but held 49"):
+        load_rows(LocalCompute(1), table, selection, [50, 49], np.array([0, 60]))

@@ -2,7 +2,9 @@
 
 Why: at 100M rows a party's ids as Python strings take 6-8 GB, and canonicalising them is a serial
 loop in the party's process. Read per partition by the cluster's tasks, each id is canonicalised
-(and, for PSI, hashed and blinded) where it is read, and only fixed-width results come back.
+(and, for PSI, hashed and blinded) where it is read, and only fixed-width results come back. After PSI,
+each partition's task reads its rows again and returns only the shared ones (:func:`load_rows`), so the
+party's process holds the shared rows, never the whole table.
 
 The driver only describes the partitions, from the file's metadata (Parquet) or from line ends
 found by seeking (CSV: chunks of about :data:`CSV_CHUNK_BYTES`, cut after a newline, so a CSV whose
@@ -17,10 +19,20 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from isthmus.compute.base import Compute
 from isthmus.data.ids import canonical_id
-from isthmus.data.table import PARQUET_SUFFIXES, open_reader, select_columns
+from isthmus.data.table import (
+    PARQUET_SUFFIXES,
+    PartyTable,
+    check_duplicates,
+    checked_matrix,
+    id_array,
+    open_reader,
+    select_columns,
+)
 from isthmus.errors import DataError
 
 #: Files that can be read in partitions (a gzip stream cannot be cut).
@@ -95,9 +107,9 @@ def _line_bounds(path: Path, chunk_bytes: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def read_ids(partition: Partition, id_column: str) -> list[str]:
+def read_ids(id_column: str, partition: Partition) -> list[str]:
     """Task entry point: the partition's ids in canonical form (:mod:`isthmus.data.ids`), in file order."""
-    raw = _raw_ids(partition, id_column)
+    raw = _read_frame(partition, [id_column], id_column)[id_column].tolist()
     try:
         return [canonical_id(value, party=partition.party, row=row) for row, value in enumerate(raw)]
     except DataError as exc:
@@ -105,17 +117,91 @@ def read_ids(partition: Partition, id_column: str) -> list[str]:
         raise partition.fail(f"{detail} (rows counted from the start of this partition)") from None
 
 
-def _raw_ids(partition: Partition, id_column: str) -> list:
+def _read_frame(partition: Partition, columns: list[str], id_column: str) -> pd.DataFrame:
+    """The partition's ``columns``, read as :func:`isthmus.data.table.read_table` reads the whole file
+    (CSV ids as text, Parquet's stored types)."""
     try:
         if partition.csv_columns is None:
             import pyarrow.parquet as pq
 
-            return pq.ParquetFile(partition.path).read_row_group(partition.start, columns=[id_column]).column(0).to_pylist()
+            return pq.ParquetFile(partition.path).read_row_group(partition.start, columns=columns).to_pandas()
         with open(partition.path, "rb") as file:
             file.seek(partition.start)
             data = file.read(partition.stop - partition.start)
-        frame = pd.read_csv(io.BytesIO(data), header=None, names=list(partition.csv_columns), usecols=[id_column],
-                            dtype={id_column: str})
-        return frame[id_column].tolist()
+        return pd.read_csv(io.BytesIO(data), header=None, names=list(partition.csv_columns), usecols=columns,
+                           dtype={id_column: str})
     except Exception as exc:  # pyarrow, pandas and the OS raise many kinds: name the partition whatever it was
         raise partition.fail(f"cannot be read: {type(exc).__name__}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RowSelection:
+    """What a job takes of each row (its data spec, checked against the file's header once, at the driver)."""
+
+    id_column: str
+    columns: list[str]  # every column to read, in file order
+    features: list[str]
+    label: str | None
+    allow_missing: bool  # empty feature cells kept as NaN (``read_table``'s ``missing="keep"``)
+
+
+def row_selection(table: TablePartitions, *, label_column: str | None, feature_columns: list[str] | None,
+                  exclude: list[str] | tuple[str, ...], missing: str) -> RowSelection:
+    """The columns to read, with :func:`isthmus.data.table.read_table`'s checks and errors (header only)."""
+    reader, fail = open_reader(table.path, table.party)
+    columns = reader.columns()
+    check_duplicates(columns, fail)
+    chosen = select_columns(columns, table.id_column, label_column, feature_columns, list(exclude), fail)
+    return RowSelection(table.id_column, chosen.columns, chosen.features, label_column, missing == "keep")
+
+
+#: What a partition's task returns: its kept rows' ids, features and label (None without a label column).
+Rows = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def read_rows(selection: RowSelection, expected_rows: int, keep: np.ndarray, partition: Partition) -> Rows:
+    """Task entry point: the rows ``keep`` (ascending, counted from the partition's start) of one partition.
+
+    The whole partition is checked as :func:`isthmus.data.table.read_table` checks a whole file (numeric,
+    finite, no missing cell unless allowed), so a table fails on the same cells whichever backend reads it; only
+    the kept rows go back to the driver. ``expected_rows`` is the count seen when the ids were read: a file
+    changed since then would misalign rows, so it fails instead."""
+    frame = _read_frame(partition, selection.columns, selection.id_column)
+    if len(frame) != expected_rows:
+        raise partition.fail(f"holds {len(frame)} rows now but held {expected_rows} when its ids were read "
+                             "for the intersection (did the file change during the job?)")
+
+    def fail(message: str) -> DataError:
+        where = " (data rows counted from the start of this partition)" if "data row" in message else ""
+        return partition.fail(message + where)
+
+    kept = frame.iloc[keep]
+    features = checked_matrix(frame, selection.features, "features", allow_nan=selection.allow_missing, fail=fail)
+    label = None
+    if selection.label is not None:
+        label = checked_matrix(frame, [selection.label], "label", allow_nan=False, fail=fail)[keep, 0]
+    return id_array(kept[selection.id_column], selection.id_column, fail), features[keep], label
+
+
+def load_rows(compute: Compute, table: TablePartitions, selection: RowSelection, rows_per_partition: list[int],
+              positions: np.ndarray) -> PartyTable:
+    """The table's rows at ``positions`` (rows of the whole file, in file order), in that order: each partition's
+    task reads its partition and returns only its rows among them, so the driver holds those rows, never the
+    table. ``rows_per_partition``: the partitions' row counts when their ids were read (from PSI)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(rows_per_partition, dtype=np.int64)])
+    if len(rows_per_partition) != len(table.parts):
+        raise ValueError(f"{len(rows_per_partition)} row counts for {len(table.parts)} partitions")
+    if positions.size and (positions.min() < 0 or positions.max() >= offsets[-1]):
+        raise DataError(f"party {table.party!r}: row positions must lie in [0, {offsets[-1]})")
+    ordered = np.sort(positions)
+    cuts = np.searchsorted(ordered, offsets)
+    with compute.pool(int(offsets[-1])) as pool:
+        futures = [pool.submit(read_rows, selection, int(rows_per_partition[i]),
+                               ordered[cuts[i]:cuts[i + 1]] - offsets[i], part) for i, part in enumerate(table.parts)]
+        pieces = [future.result() for future in futures]
+    label = None if selection.label is None else np.concatenate([piece[2] for piece in pieces])
+    in_file_order = PartyTable(party=table.party, ids=np.concatenate([piece[0] for piece in pieces]),
+                               features=np.concatenate([piece[1] for piece in pieces]),
+                               feature_names=list(selection.features), label=label)
+    return in_file_order.take(np.searchsorted(ordered, positions))

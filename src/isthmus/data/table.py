@@ -112,14 +112,14 @@ def read_table(
         raise ConfigError(f"missing={missing!r} is not one of {MISSING_POLICIES}")
     reader, fail = open_reader(path, party)
     columns = reader.columns()
-    _check_duplicates(columns, fail)
+    check_duplicates(columns, fail)
     selected = select_columns(columns, id_column, label_column, feature_columns, list(exclude), fail)
 
     frame = reader.read(selected)
     if len(frame) == 0:
         raise fail("the table has no rows")
 
-    ids = _id_array(frame[id_column], id_column, fail)
+    ids = id_array(frame[id_column], id_column, fail)
     features = checked_matrix(frame, selected.features, "features", allow_nan=(missing == "keep"), fail=fail)
     label = None
     if label_column is not None:
@@ -275,13 +275,14 @@ def reader_for(path: Path, fail: _Fail) -> _CsvReader | _ParquetReader | _NpzRea
     raise fail(f"unknown table format; the name must end with one of {CSV_SUFFIXES + PARQUET_SUFFIXES + NPZ_SUFFIXES}")
 
 
-def _check_duplicates(columns: list[str], fail: _Fail) -> None:
+def check_duplicates(columns: list[str], fail: _Fail) -> None:
     duplicated = sorted(name for name, count in Counter(columns).items() if count > 1)
     if duplicated:
         raise fail(f"duplicate column name(s) {_quote(duplicated)}")
 
 
-def _id_array(column: pd.Series, name: str, fail: _Fail) -> np.ndarray:
+def id_array(column: pd.Series, name: str, fail: _Fail) -> np.ndarray:
+    """The id column as int64 (integer ids) or an object array (text), refusing empty cells."""
     absent = int(column.isna().sum())
     if absent:
         raise fail(f"id column {name!r} has {absent} empty cell(s)")

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +77,8 @@ from isthmus.transport.channel import Channel
 
 PROTOCOL_VERSION = 1
 METHODS = ("ecdh", "rsa", "kkrt")
+#: Methods whose work on a party's ids starts per partition, where they are read (see ``_ReadsPartitions``).
+PARTITIONED_METHODS = ("ecdh", "kkrt")
 MAX_IDS = 500_000_000  # any larger announced set is refused; positions travel as uint32
 BATCHES_PER_WORKER = 8
 
@@ -117,6 +119,8 @@ class _Pairing:
 class PsiResult:
     positions: np.ndarray  # indices into this party's id array, in the agreed order
     size: int
+    #: With ids read per partition: each partition's rows as read (to find a position's partition again).
+    partition_rows: list[int] | None = None
 
 
 def intersect(
@@ -138,27 +142,48 @@ def intersect(
     ``ids`` are canonicalised by :func:`isthmus.data.ids.canonical_ids` (``dedupe`` as there).
     Every party must pass the same ``guest``, ``hosts`` and ``method`` (a mismatch stops the job).
     ``progress(stage, fraction)`` is called as stages advance.
-    ``ids`` may also be a host's :class:`TablePartitions` (ECDH only): its backend's tasks then read the
-    ids from the file per partition, and the party's process never holds them.
+    ``ids`` may also be a :class:`TablePartitions` (guest or host, any method): its backend's tasks then
+    read and canonicalise the ids per partition of the file, and ``positions`` are rows of the whole file.
+    With ECDH (KKRT) the tasks also blind (digest) them, so this process holds 32 (15) bytes per row, never
+    the ids; RSA needs the ids themselves here (see :func:`_read_partitioned_ids`).
     ``compute``: where hashing and curve operations on ids run (default: this process's backend,
     :func:`isthmus.compute.current`); ``workers`` overrides the local pool's size (by default all
     cores, or none for small sets). Neither is visible to the peers.
     """
     hosts = list(hosts)
     _check_setup(channel, role, method, guest, hosts, salt_bytes, dedupe)
-    if isinstance(ids, TablePartitions):
-        if role != "host" or method != "ecdh":
-            raise ConfigError(f"reading ids per partition is for an ECDH host, not a {method} {role}")
-        return _PartitionedHost(channel, method, guest, hosts, workers, compute or current(),
-                                progress or _ignore_progress, table=ids, dedupe=dedupe).run(
-            CanonicalIds([], np.empty(0, dtype=np.int64)), None, salt_bytes)
+    compute, progress = compute or current(), progress or _ignore_progress
+    setup = (channel, method, guest, hosts, workers, compute, progress)
+    if isinstance(ids, TablePartitions) and method in PARTITIONED_METHODS:
+        reading = _PartitionedGuest if role == "guest" else _PartitionedHost
+        return reading(*setup, table=ids, dedupe=dedupe).run(_NO_IDS, None, salt_bytes)
+    partition_rows = None
     try:
+        if isinstance(ids, TablePartitions):
+            ids, partition_rows = _read_partitioned_ids(compute, workers, ids, progress)
         canon, problem = canonical_ids(ids, party=channel.party, dedupe=dedupe), None
     except DataError as exc:
-        canon, problem = CanonicalIds([], np.empty(0, dtype=np.int64)), exc
-    party = _Guest if role == "guest" else _Host
-    work = party(channel, method, guest, hosts, workers, compute or current(), progress or _ignore_progress)
-    return work.run(canon, problem, salt_bytes)
+        canon, problem = _NO_IDS, exc
+    result = (_Guest if role == "guest" else _Host)(*setup).run(canon, problem, salt_bytes)
+    result.partition_rows = partition_rows
+    return result
+
+
+_NO_IDS = CanonicalIds([], np.empty(0, dtype=np.int64))
+
+
+def _read_partitioned_ids(compute: Compute, workers: int | None, table: TablePartitions,
+                          progress: Progress) -> tuple[list[str], list[int]]:
+    """The file's ids, read and canonicalised by the backend's tasks per partition, and each partition's count.
+
+    For RSA, whose work on the ids cannot start where they are read: which side signs (and so what is computed
+    from the ids) is known only after the handshake's counts, and the client hashes its ids twice, before
+    blinding and after unblinding, in its own shuffled order. So this process holds the ids (not the table's
+    other columns)."""
+    with compute.pool(table.size_hint, workers) as pool:
+        pieces = [future.result() for future in map_partitions(pool, read_ids, (table.id_column,), table.parts)]
+    progress("read own set", 1.0)
+    return [value for piece in pieces for value in piece], [len(piece) for piece in pieces]
 
 
 class _Party:
@@ -246,14 +271,19 @@ class _Guest(_Party):
                     pairings = self._ecdh(pool, salt, shuffled, counts)
                 else:
                     pairings = {host: self._rsa(pool, salt, shuffled, host, counts[host]) for host in self.hosts}
+        return self._finish(pairings, canon.rows[order])
+
+    def _finish(self, pairings: dict[str, _Pairing], shuffled_rows: np.ndarray) -> PsiResult:
+        """Tell each host its rows of the final set in the agreed order; our own rows in it (``shuffled_rows``:
+        our row of each position we sent)."""
         shared = functools.reduce(np.intersect1d, (pairing.positions for pairing in pairings.values()))
         agreed = shared[np.argsort(pairings[self.hosts[0]].order_keys[shared], kind="stable")]
         for host in self.hosts:
-            refs = np.full(len(shuffled), -1, dtype=np.int64)
+            refs = np.full(len(shuffled_rows), -1, dtype=np.int64)
             refs[pairings[host].positions] = pairings[host].refs
             self.channel.send(host, TAG_RESULT, encode_indices(refs[agreed]))
         self.progress("done", 1.0)
-        positions = canon.rows[order[agreed]]
+        positions = shuffled_rows[agreed]
         return PsiResult(positions=positions, size=len(positions))
 
     def _handshake(self, count: int, problem: DataError | None, salt: bytes) -> dict[str, int]:
@@ -279,9 +309,13 @@ class _Guest(_Party):
         key, unblinding = ecdh.new_key_with_inverse()
         own = self._submit_ids(pool, ecdh.blind_ids, (key, salt), shuffled)
         self._send_batches(self.hosts, TAG_GUEST_POINTS, self._own(own, TAG_GUEST_POINTS), len(own), "blind own set")
+        return self._ecdh_pairs(pool, key, unblinding, counts, len(shuffled))
+
+    def _ecdh_pairs(self, pool: Pool, key: bytes, unblinding: bytes, counts: dict[str, int],
+                    own_count: int) -> dict[str, _Pairing]:
         pairings = {}
         for done, host in enumerate(self.hosts, 1):
-            pairings[host] = self._ecdh_pair(pool, key, unblinding, host, counts[host], len(shuffled))
+            pairings[host] = self._ecdh_pair(pool, key, unblinding, host, counts[host], own_count)
             self.progress("match", done / len(self.hosts))
         return pairings
 
@@ -312,7 +346,9 @@ class _Guest(_Party):
 
     def _kkrt(self, salt: bytes, shuffled: list[str], counts: dict[str, int]) -> dict[str, _Pairing]:
         """One cuckoo table for the job, then one OPRF run per host (see :mod:`isthmus.protocols.kkrt.psi`)."""
-        table = kkrt.GuestTable(salt, shuffled)
+        return self._kkrt_pairs(kkrt.GuestTable(salt, kkrt.digests(salt, shuffled)), counts)
+
+    def _kkrt_pairs(self, table: kkrt.GuestTable, counts: dict[str, int]) -> dict[str, _Pairing]:
         self.progress("hash own set", 1.0)
         pairings = {}
         for done, host in enumerate(self.hosts, 1):
@@ -340,7 +376,7 @@ class _Host(_Party):
         order = _secret_permutation(len(canon))
         shuffled = [canon.values[i] for i in order]
         if self.method == "kkrt":
-            kkrt.host_pair(self.channel, self.guest, salt, shuffled, guest_count)
+            kkrt.host_pair(self.channel, self.guest, salt, kkrt.digests(salt, shuffled), guest_count)
             refs = order
         else:
             with self._pool(len(canon) + guest_count) as pool:
@@ -414,44 +450,96 @@ class _Host(_Party):
         return order
 
 
-class _PartitionedHost(_Host):
-    """An ECDH host whose ids the backend's tasks read, canonicalise, hash and blind per partition of its file
-    (:mod:`isthmus.data.partitions`): the driver holds 32 bytes per row, never the ids. The guest sees the
-    same messages as from :class:`_Host`: the same points (ECDH is a function of the key, the salt and the
-    id), as many, in a secret random order."""
+class _ReadsPartitions(_Party):
+    """ECDH or KKRT with this party's ids read, canonicalised and turned into fixed-width values by the backend's
+    tasks per partition of its file (:mod:`isthmus.data.partitions`): ECDH's blinded points (32 bytes) or KKRT's
+    salted digests (15 bytes). The driver holds those bytes per row, never the ids. The peers see the same
+    messages as from an in-memory party: the values are functions of the key, the salt and the id, as many,
+    in a secret random order."""
 
     def __init__(self, *args: Any, table: TablePartitions, dedupe: str):
         super().__init__(*args)
         self.table, self.dedupe = table, dedupe
 
+    def _read(self, pool: Pool, salt: bytes, key: bytes) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Every row's value (file order), the rows of the first of each id, and the partitions' row counts.
+        Equal values are equal canonical ids (neither hash collides in practice), so dropping repeated values
+        is :func:`canonical_ids`' duplicate rule."""
+        if self.method == "ecdh":
+            task, args, width, stage = blind_partition, (key, salt), ecdh.POINT_BYTES, "read and blind own set"
+        else:
+            task, args, width, stage = digest_partition, (salt,), kkrt.DIGEST_BYTES, "read and hash own set"
+        futures = map_partitions(pool, task, (*args, self.table.id_column), self.table.parts)
+        pieces = [future.result() for future in futures]
+        self.progress(stage, 1.0)
+        values = np.frombuffer(b"".join(pieces), dtype=f"S{width}")
+        rows = unique_rows(values, party=self.channel.party, dedupe=self.dedupe)
+        return values, rows, [len(piece) // width for piece in pieces]
+
+    def _batches(self, pool: Pool, shuffled: np.ndarray) -> tuple[int, Iterator[bytes]]:
+        """Our shuffled points cut as an in-memory party cuts them: how many batches, and the batches."""
+        cuts = split_evenly(len(shuffled), BATCHES_PER_WORKER * pool.workers, MAX_CHUNK_RECORDS)
+        return len(cuts), (shuffled[start:stop].tobytes() for start, stop in cuts)
+
+
+def _digest_matrix(values: np.ndarray) -> np.ndarray:
+    """KKRT's digests as :func:`isthmus.protocols.kkrt.psi.digests` gives them: (n, 15) bytes."""
+    return np.frombuffer(values.tobytes(), dtype=np.uint8).reshape(len(values), kkrt.DIGEST_BYTES)
+
+
+class _PartitionedHost(_ReadsPartitions, _Host):
     def run(self, canon: CanonicalIds, problem: DataError | None, salt_bytes: int) -> PsiResult:
-        guest_count, salt = self._hello()  # the salt is the guest's: blinding starts once it is here
+        guest_count, salt = self._hello()  # the salt is the guest's: reading starts once it is here
         key = ecdh.new_key()
         with self._pool(self.table.size_hint + guest_count) as pool:
             try:
-                points = self._read_and_blind(pool, key, salt)
-                rows = unique_rows(points, party=self.channel.party, dedupe=self.dedupe)
+                values, rows, partition_rows = self._read(pool, salt, key)
             except DataError as exc:
                 self._start(0, exc)  # tells the guest to stop, and raises exc
             self._start(len(rows), None)
             order = _secret_permutation(len(rows))
-            shuffled = points[rows[order]]
-            batches = split_evenly(len(shuffled), BATCHES_PER_WORKER * pool.workers, MAX_CHUNK_RECORDS)
-            own = (shuffled[start:stop].tobytes() for start, stop in batches)
-            self._ecdh_exchange(pool, key, own, len(batches), guest_count)
-        return self._result(rows, order, guest_count)
+            shuffled = values[rows[order]]
+            if self.method == "ecdh":
+                batches, own = self._batches(pool, shuffled)
+                self._ecdh_exchange(pool, key, own, batches, guest_count)
+        if self.method == "kkrt":
+            kkrt.host_pair(self.channel, self.guest, salt, _digest_matrix(shuffled), guest_count)
+        result = self._result(rows, order, guest_count)
+        result.partition_rows = partition_rows
+        return result
 
-    def _read_and_blind(self, pool: Pool, key: bytes, salt: bytes) -> np.ndarray:
-        """Every row's blinded point (``S32``), in file order: one task per partition."""
-        futures = map_partitions(pool, blind_partition, (key, salt, self.table.id_column), self.table.parts)
-        data = b"".join(future.result() for future in futures)
-        self.progress("read and blind own set", 1.0)
-        return np.frombuffer(data, dtype=f"S{ecdh.POINT_BYTES}")
+
+class _PartitionedGuest(_ReadsPartitions, _Guest):
+    def run(self, canon: CanonicalIds, problem: DataError | None, salt_bytes: int) -> PsiResult:
+        salt = secrets.token_bytes(salt_bytes)  # ours: reading can start before the hosts answer
+        key, unblinding = ecdh.new_key_with_inverse()
+        with self._pool(self.table.size_hint) as pool:
+            try:
+                values, rows, partition_rows = self._read(pool, salt, key)
+            except DataError as exc:
+                self._handshake(0, exc, salt)  # tells the hosts to stop, and raises exc
+            counts = self._handshake(len(rows), None, salt)
+            order = _secret_permutation(len(rows))
+            shuffled = values[rows[order]]
+            if self.method == "ecdh":
+                batches, own = self._batches(pool, shuffled)
+                self._send_batches(self.hosts, TAG_GUEST_POINTS, own, batches, "blind own set")
+                pairings = self._ecdh_pairs(pool, key, unblinding, counts, len(rows))
+        if self.method == "kkrt":
+            pairings = self._kkrt_pairs(kkrt.GuestTable(salt, _digest_matrix(shuffled)), counts)
+        result = self._finish(pairings, rows[order])
+        result.partition_rows = partition_rows
+        return result
 
 
 def blind_partition(key: bytes, salt: bytes, id_column: str, partition: Partition) -> bytes:
     """Task entry point: one partition's ids read, canonicalised and blinded, in file order."""
-    return ecdh.blind_ids(key, salt, read_ids(partition, id_column))
+    return ecdh.blind_ids(key, salt, read_ids(id_column, partition))
+
+
+def digest_partition(salt: bytes, id_column: str, partition: Partition) -> bytes:
+    """Task entry point: one partition's ids read, canonicalised and digested for KKRT, in file order."""
+    return kkrt.digests(salt, read_ids(id_column, partition)).tobytes()
 
 
 def unique_rows(points: np.ndarray, *, party: str, dedupe: str) -> np.ndarray:

@@ -14,11 +14,17 @@ from pydantic import Field
 
 from isthmus.compute import current
 from isthmus.data.ids import DEDUPE_MODES
-from isthmus.data.partitions import PARTITIONED_SUFFIXES, TablePartitions, table_partitions
-from isthmus.data.table import PartyTable
+from isthmus.data.partitions import (
+    PARTITIONED_SUFFIXES,
+    RowSelection,
+    TablePartitions,
+    load_rows,
+    row_selection,
+    table_partitions,
+)
 from isthmus.errors import DataError
 from isthmus.jobs.context import PartyContext
-from isthmus.jobs.steps.data import own_data, party_table
+from isthmus.jobs.steps.data import missing_policy, own_data, party_table
 from isthmus.jobs.steps.kind import StepKind, parse_with
 from isthmus.options import Options
 from isthmus.protocols.psi import METHODS
@@ -41,8 +47,14 @@ def run(ctx: PartyContext, options: IntersectOptions) -> None:
 
     if ctx.role not in ("guest", "host"):
         return
-    table = party_table(ctx)
-    result = intersect(ctx.channel, ctx.role, _ids(ctx, options, table), method=options.method, dedupe=options.dedupe,
+    partitions = _partitions(ctx, options)
+    if partitions is None:
+        table = party_table(ctx)
+        ids: np.ndarray | TablePartitions = table.ids
+    else:
+        selection = _selection(ctx, partitions)  # the header's checks, before any peer is kept waiting on us
+        ids = partitions
+    result = intersect(ctx.channel, ctx.role, ids, method=options.method, dedupe=options.dedupe,
                        guest=ctx.spec.one("guest"), hosts=ctx.spec.with_role("host"),
                        progress=lambda stage, fraction: ctx.events.emit(step="intersect", stage=stage,
                                                                         progress=round(fraction, 3)))
@@ -51,22 +63,35 @@ def run(ctx: PartyContext, options: IntersectOptions) -> None:
     if result.size < options.min_shared_rows:
         raise DataError(f"party {ctx.party!r}: {result.size} shared rows, fewer than the job's min_shared_rows "
                         f"({options.min_shared_rows}) (step intersect)")
-    if options.keep_all_rows:
+    if partitions is not None:
+        own_rows = sum(result.partition_rows)
+        ctx.table = load_rows(current(), partitions, selection, result.partition_rows, result.positions)
+        ctx.events.emit(step="load", rows=ctx.table.n_rows, features=len(ctx.table.feature_names), shared_only=True)
+    elif options.keep_all_rows:
+        own_rows = table.n_rows
         ctx.state[OVERLAP] = result.positions
     else:
+        own_rows = table.n_rows
         ctx.table = table.take(result.positions)
-    ctx.events.emit(step="intersect", own_rows=table.n_rows, shared_rows=result.size)
+    ctx.events.emit(step="intersect", own_rows=own_rows, shared_rows=result.size)
 
 
-def _ids(ctx: PartyContext, options: IntersectOptions, table: PartyTable) -> np.ndarray | TablePartitions:
-    """A host on a cluster has its ids read, canonicalised and blinded by the cluster's tasks per partition of its
-    file (ECDH; Parquet or CSV), instead of from the table in this process (which the job still loads whole,
-    for the steps after this one)."""
+def _partitions(ctx: PartyContext, options: IntersectOptions) -> TablePartitions | None:
+    """The party's file in partitions when its backend is a cluster: its tasks then read the ids for PSI (per
+    partition, canonicalised, and for ECDH hashed and blinded there) and afterwards only the shared rows, so this
+    process never holds the whole table. None (the whole table read here, as on the local pool) when the backend
+    is local, the table is already loaded, the file cannot be cut (gzip, .npz) or the job keeps every row."""
     path = own_data(ctx).path
-    if (ctx.role != "host" or options.method != "ecdh" or not current().remote
+    if (not current().remote or ctx.table is not None or options.keep_all_rows
             or not str(path).lower().endswith(PARTITIONED_SUFFIXES)):
-        return table.ids
+        return None
     return table_partitions(path, party=ctx.party, id_column=own_data(ctx).id)
+
+
+def _selection(ctx: PartyContext, partitions: TablePartitions) -> RowSelection:
+    data = own_data(ctx)
+    return row_selection(partitions, label_column=data.label, feature_columns=data.features, exclude=data.exclude,
+                         missing=missing_policy(ctx.spec))
 
 
 STEP = StepKind("intersect", parse_with(IntersectOptions), run)

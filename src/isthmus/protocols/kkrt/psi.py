@@ -69,9 +69,10 @@ def _chunks(bins: int) -> Iterator[tuple[int, int]]:
 class GuestTable:
     """The guest's side, built once per job: its ids in cuckoo bins and the codeword of every bin."""
 
-    def __init__(self, salt: bytes, ids: Sequence[str]):
-        own = digests(salt, ids)
-        self.count = len(ids)
+    def __init__(self, salt: bytes, own: np.ndarray):
+        """``own``: the guest's :func:`digests`, in the order it lists its ids (a party reading its ids per
+        partition computes them where it reads them and holds only these 15 bytes per id)."""
+        self.count = len(own)
         self.bins = cuckoo.bin_count(self.count)
         for _ in range(CUCKOO_ATTEMPTS):
             self.key = secrets.token_bytes(CUCKOO_KEY_BYTES)
@@ -135,9 +136,8 @@ def _match(ours: np.ndarray, used: np.ndarray, theirs: np.ndarray, host: str) ->
     return positions_all.astype(np.int64), refs_all
 
 
-def host_pair(channel: Channel, guest: str, salt: bytes, ids: Sequence[str], guest_count: int) -> None:
-    """The host's side of steps 1-3, for its ids in the order it sends them."""
-    own = digests(salt, ids)
+def host_pair(channel: Channel, guest: str, salt: bytes, own: np.ndarray, guest_count: int) -> None:
+    """The host's side of steps 1-3, for its ids' :func:`digests` in the order it sends them."""
     setup = channel.recv(guest, TAG_SETUP)
     if not (isinstance(setup, dict) and set(setup) == {"point", "key"} and isinstance(setup["key"], bytes) and len(setup["key"]) == CUCKOO_KEY_BYTES):
         raise ProtocolError(f"expected a map with keys ['key', 'point'], the key of {CUCKOO_KEY_BYTES} bytes", peer=guest, tag=TAG_SETUP)
@@ -157,8 +157,8 @@ def host_pair(channel: Channel, guest: str, salt: bytes, ids: Sequence[str], gue
         rows[start:stop] = sender.extend(start, columns, stop - start)
     places = cuckoo.candidates(setup["key"], own, bins)
     code = ot_extension.PseudoRandomCode(salt)
-    for start in range(0, len(ids), MAX_CHUNK_RECORDS):
-        stop = min(start + MAX_CHUNK_RECORDS, len(ids))
+    for start in range(0, len(own), MAX_CHUNK_RECORDS):
+        stop = min(start + MAX_CHUNK_RECORDS, len(own))
         values = np.empty((stop - start, cuckoo.HASHES, OUTPUT_BYTES), dtype=np.uint8)
         for function in range(cuckoo.HASHES):
             where = places[start:stop, function]
