@@ -16,7 +16,6 @@ docs/security.md gives the argument and what still leaks.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
