@@ -3,6 +3,7 @@
     python benchmarks/sshe_epoch.py                        # 2,048 rows x (10 + 20) features, 2048-bit keys
     python benchmarks/sshe_epoch.py --rows 4096 --key-bits 1024
     python benchmarks/sshe_epoch.py --hosts 2               # the host's 20 columns split between two hosts
+    python benchmarks/sshe_epoch.py --guest-features 30 --host-features 300 --key-bits 1024   # FATE's wide shape
 
 Every batch's work is proportional to its rows (the feature products both ways, 96 encryptions and
 96 short exponentiations per row for the sigmoid, half at each party), so seconds per row times 100,000 is the epoch
@@ -41,10 +42,13 @@ def main() -> None:
     parser.add_argument("--key-bits", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--hosts", type=int, default=1)
+    parser.add_argument("--guest-features", type=int, default=10)
+    parser.add_argument("--host-features", type=int, default=20)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(args.rows, 30))
-    y = (X @ rng.normal(size=30) + rng.logistic(size=args.rows) > 0).astype(int)
+    width, guest_width = args.guest_features + args.host_features, args.guest_features
+    X = rng.normal(size=(args.rows, width))
+    y = (X @ rng.normal(size=width) / np.sqrt(width / 30) + rng.logistic(size=args.rows) > 0).astype(int)
     options = SSHEOptions(epochs=1, batch_size=args.batch_size, key_bits=args.key_bits)
     started = {}
     real_init = protocol.Side.__init__
@@ -66,16 +70,16 @@ def main() -> None:
     protocol.Side.__init__ = timed_init
     hosts = [f"host-{i}" for i in range(args.hosts)]
     hub = LocalHub(["guest", *hosts])
-    columns = np.array_split(np.arange(10, 30), args.hosts)
+    columns = np.array_split(np.arange(guest_width, width), args.hosts)
     roles = {host: (lambda host=host, cols=cols: fit_host(options, hub.channel(host), X[:, cols], guest="guest"))
              for host, cols in zip(hosts, columns)}
-    roles["guest"] = lambda: fit_guest(options, hub.channel("guest"), X[:, :10], y, hosts=hosts)
+    roles["guest"] = lambda: fit_guest(options, hub.channel("guest"), X[:, :guest_width], y, hosts=hosts)
     run_parties({role: own_cpu(role) for role in roles}, timeout=3600)
     seconds = time.perf_counter() - started["t"]
     parallel.shutdown()  # reaps the workers, so their CPU time is counted
     cpu = _cpu_seconds() - started["cpu"]
     per_row, cpu_per_row = seconds / args.rows, cpu / args.rows
-    print(f"hetero_lr_sshe {args.rows} rows x (10 + 20) over {args.hosts} host(s), {args.key_bits}-bit: {seconds:.1f} s per epoch, "
+    print(f"hetero_lr_sshe {args.rows} rows x ({guest_width} + {width - guest_width}) over {args.hosts} host(s), {args.key_bits}-bit: {seconds:.1f} s per epoch, "
           f"{per_row * 1e3:.2f} ms per row -> {per_row * 100_000:.0f} s per epoch at 100k rows; CPU {cpu:.1f} s, "
           f"{cpu_per_row * 1e3:.2f} ms per row -> {cpu_per_row * 100_000:.0f} CPU s at 100k rows "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
