@@ -1,0 +1,76 @@
+"""hetero_lr_sshe with 3+ classes: one multinomial model whose softmax runs on shares (sshe_lr/softmax.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import softmax as exact_softmax
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from conftest import run_parties
+from isthmus.algorithms.hetero_linear.batches import plan_batches
+from isthmus.algorithms.sshe_lr import softmax
+from isthmus.algorithms.sshe_lr.options import SSHEOptions
+from isthmus.algorithms.sshe_lr.roles import fit_guest, fit_host
+from isthmus.transport.local import LocalHub
+
+#: Three digits that look alike (3, 5, 8): a task the pooled model gets right on most rows, not all.
+DIGITS, ROWS = [3, 5, 8], 120
+OPTIONS = SSHEOptions(epochs=2, batch_size=0, learning_rate=1.0, key_bits=1024)
+
+
+def digits(rows: int = ROWS) -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_digits(return_X_y=True)
+    keep = np.flatnonzero(np.isin(y, DIGITS))[:rows]
+    X = X[keep][:, 16:48]  # the middle rows of pixels, 32 columns
+    X = X[:, X.std(axis=0) > 0]
+    return StandardScaler().fit_transform(X), y[keep]
+
+
+def plaintext_twin(options: SSHEOptions, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The same batches and steps in float64 with softmax.reference: what the shares must add up to
+    ((features + intercept) x K, the intercept last)."""
+    classes = np.unique(y)
+    Y = (y[:, None] == classes[None, :]).astype(np.float64)
+    Xd = np.hstack([X, np.ones((len(X), 1))])
+    rng = np.random.default_rng(options.seed)
+    rng.permutation(len(Xd))  # the guest's hold-out draw (nothing held out here)
+    edges = plan_batches(len(Xd), options.batch_size, 1, why="")
+    W = np.zeros((Xd.shape[1], len(classes)))
+    for _ in range(options.epochs):
+        shuffled = rng.permutation(len(Xd))
+        for start, stop in zip(edges, edges[1:]):
+            rows = np.sort(shuffled[start:stop])
+            gradient = Xd[rows].T @ (softmax.reference(Xd[rows] @ W) - Y[rows]) / len(rows)
+            penalty = options.alpha * W
+            penalty[-1] = 0.0
+            W -= options.learning_rate * (gradient + penalty)
+    return W
+
+
+def test_the_float64_twin_of_the_shared_softmax_follows_scipy_over_its_range():
+    rng = np.random.default_rng(0)
+    for classes in (3, 10):
+        Z = rng.normal(size=(2000, classes)) * 4
+        assert np.abs(softmax.reference(Z) - exact_softmax(Z, axis=1)).max() < 1e-3
+        spread = rng.uniform(-softmax.SPREAD, softmax.SPREAD, size=(2000, classes))
+        assert np.abs(softmax.reference(spread) - exact_softmax(spread, axis=1)).max() < 0.05
+
+
+def test_two_parties_train_one_multinomial_model_equal_to_the_twin_and_the_pooled_accuracy():
+    X, y = digits()
+    split = X.shape[1] // 2
+    hub = LocalHub(["guest", "host"])
+    done = run_parties({"guest": lambda: fit_guest(OPTIONS, hub.channel("guest"), X[:, :split], y, hosts=["host"]),
+                        "host": lambda: fit_host(OPTIONS, hub.channel("host"), X[:, split:], guest="guest")},
+                       timeout=600)
+    guest, host = done["guest"].weights, done["host"]
+    # K columns at each party, its own only: the guest's pixels and the intercept, the host's pixels
+    assert guest.shape == (split + 1, 3) and host.shape == (X.shape[1] - split, 3)
+    twin = plaintext_twin(OPTIONS, X, y)
+    assert np.abs(np.vstack([guest[:-1], host, guest[-1:]]) - twin).max() < 1e-5
+    scores = X[:, :split] @ guest[:-1] + guest[-1] + X[:, split:] @ host
+    pooled = LogisticRegression(C=1.0 / (OPTIONS.alpha * len(y)), max_iter=5000).fit(X, y)
+    accuracy = np.mean(np.array(DIGITS)[scores.argmax(axis=1)] == y)
+    assert abs(accuracy - pooled.score(X, y)) <= 0.01, (accuracy, pooled.score(X, y))
