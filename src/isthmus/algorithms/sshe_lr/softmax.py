@@ -2,7 +2,7 @@
 or a residual; the guest and the lead host each end with a share of every row's K residuals.
 
 Every step is either local (sums, public constants, the guest adding public constants) or a product of
-two shared values (arith.py), followed by local truncation (shares.truncate). At FRACTION_BITS = 40
+two shared values (arith.py), followed by local truncation (shares.truncate). At FRACTION_BITS = 32
 fractional bits and magnitudes below 2^3, a product before truncation is below 2^86, so a truncation
 fails with probability below 2^(87 - 256) (shares.py) and is otherwise off by 2^-40.
 
@@ -33,18 +33,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from isthmus.algorithms.sshe_lr import shares
-from isthmus.algorithms.sshe_lr.arith import multiply, times_rows
+from isthmus.algorithms.sshe_lr import arith, shares
 
-FRACTION_BITS = 40
+FRACTION_BITS = 32
 SQUARINGS = 6
 LIMIT = 1 << SQUARINGS
 #: The stated range of |z_c - mean_j z_j| (see the module docstring).
 SPREAD = 32.0
 MIDDLE_ERROR = 0.05
 FINAL_ERROR = 2.0 ** -30
-#: Fractional bits of the public constants multiplied into shares.
-CONSTANT_BITS = 64
+#: Fractional bits of the public constants multiplied into shares in arith.py's ring, and in shares.py's
+#: (where the first one, 2^(FRACTION_BITS - z_bits) / (K LIMIT), may be as small as 2^-40).
+CONSTANT_BITS, BIG_CONSTANT_BITS = 32, 96
 
 
 def plan(classes: int) -> tuple[float, float, int, int]:
@@ -81,16 +81,19 @@ def reference(Z: np.ndarray) -> np.ndarray:
 
 def residual(side, z: list[int], classes: int, target: np.ndarray | None, z_bits: int, out_bits: int) -> list[int]:
     """My share of softmax(Z) - Y (row-major rows x ``classes``) at 2^out_bits, from my share of Z at
-    2^z_bits; ``target`` (one-hot rows x classes) at the guest, None at the host."""
-    first, bits = side.first, FRACTION_BITS
+    2^z_bits; ``target`` (one-hot rows x classes) at the guest, None at the host. Both in Z_(2^256); the
+    steps between run in arith.py's smaller ring."""
+    first, bits, ring = side.first, FRACTION_BITS, arith.MODULUS
     one = (1 << bits) if first else 0
 
-    def times(values: list[int], constant: float) -> list[int]:
-        factor = round(constant * 2.0 ** CONSTANT_BITS)
-        return shares.truncate([v * factor % shares.RING for v in values], CONSTANT_BITS, first=first)
+    def times(values: list[int], constant: float, modulus: int = ring) -> list[int]:
+        """Times a public constant (CONSTANT_BITS fractional bits; in the big ring BIG_CONSTANT_BITS)."""
+        point = CONSTANT_BITS if modulus == ring else BIG_CONSTANT_BITS
+        factor = round(constant * 2.0 ** point)
+        return shares.truncate([v * factor % modulus for v in values], point, first=first, modulus=modulus)
 
     def product(a: list[int], b: list[int] | None = None) -> list[int]:
-        return shares.truncate(multiply(side, a, b), bits, first=first)
+        return shares.truncate(arith.multiply(side, a, b), bits, first=first, modulus=ring)
 
     rows = len(z) // classes
     spread = []
@@ -98,22 +101,20 @@ def residual(side, z: list[int], classes: int, target: np.ndarray | None, z_bits
         row = z[i * classes:(i + 1) * classes]
         total = sum(row)
         spread.extend((classes * v - total) % shares.RING for v in row)  # K x_c
-    u = times(spread, 2.0 ** (bits - z_bits) / (classes * LIMIT))
+    u = arith.reduce(times(spread, 2.0 ** (bits - z_bits) / (classes * LIMIT), shares.RING))
     u2 = product(u)
     u3 = product(u2, u)
-    g = shares.add(u, times(u2, 0.5), times(u3, 1.0 / 6.0))
-    q = times([(v + one) % shares.RING for v in g], 1.0 / classes)
+    g = shares.add(u, times(u2, 0.5), times(u3, 1.0 / 6.0), modulus=ring)
+    q = times([(v + one) % ring for v in g], 1.0 / classes)
     c1, c2, middle, final = plan(classes)
     for step in range(SQUARINGS):
         q = product(q)
-        total = [sum(q[i * classes:(i + 1) * classes]) % shares.RING for i in range(rows)]
-        r = [(round(c1 * 2.0 ** bits) if first else 0) - v for v in times(total, c2)]
-        r = [v % shares.RING for v in r]
+        total = [sum(q[i * classes:(i + 1) * classes]) % ring for i in range(rows)]
+        r = [((round(c1 * 2.0 ** bits) if first else 0) - v) % ring for v in times(total, c2)]
         for _ in range(final if step == SQUARINGS - 1 else middle):
-            twice = [((2 << bits) if first else 0) - v for v in product(total, r)]
-            r = product(r, [v % shares.RING for v in twice])
-        q = shares.truncate(times_rows(side, q, r, classes), bits, first=first)
-    e = shares.truncate(q, bits - out_bits, first=first)
+            r = product(r, [(((2 << bits) if first else 0) - v) % ring for v in product(total, r)])
+        q = shares.truncate(arith.times_rows(side, q, r, classes), bits, first=first, modulus=ring)
+    e = arith.lift(shares.truncate(q, bits - out_bits, first=first, modulus=ring), first=first)
     if target is not None:
         e = [(v - (int(t) << out_bits)) % shares.RING for v, t in zip(e, np.asarray(target).ravel(), strict=True)]
     return e
