@@ -56,6 +56,9 @@ MODES = ("taylor", "sigmoid", "sshe")
 #: hetero_lr_sshe's options per data set: plain SGD (the only optimiser on shares), tuned on the float64
 #: twin of the protocol (tests/test_sshe_lr.py checks the protocol reproduces it to 1e-5 in the weights).
 SSHE_TRAIN = {"epochs": 10, "batch_size": 256, "learning_rate": 0.5}
+#: hetero_lr_sshe on digits: one softmax model on shares (sshe_lr/softmax.py), ~180 products of shared
+#: values per row and epoch, so few epochs of small batches (on the float64 twin: 0.9766 against 0.9822).
+SSHE_DIGITS_TRAIN = {"epochs": 3, "batch_size": 32, "learning_rate": 0.5}
 TARGETS = {"auc": (0.005, 0.002), "r2": (0.01, 0.01), "accuracy": (0.01, 0.01)}  # metric -> (target, aim)
 #: Multiclass: full batches (the safe floor leaves one per epoch); Adam reaches the pooled optimum in 30.
 DIGITS_TRAIN = {"optimizer": "adam", "learning_rate": 0.1, "batch_size": 0, "epochs": 30, "precision": 8}
@@ -123,7 +126,8 @@ def run_one(dataset: Dataset, mode: str | None, key_bits: int, out: Path, consol
     for number, host in enumerate(hosts, start=1):
         parties["host" if len(hosts) == 1 else f"host-{number}"] = {"data": {"path": str(host), "id": "id"}}
     if mode == "sshe":
-        train = {"model": "hetero_lr_sshe", **SSHE_TRAIN, "penalty": "l2", "alpha": 0.01, "key_bits": key_bits}
+        steps = SSHE_DIGITS_TRAIN if dataset.name in DIGITS_SPLITS else SSHE_TRAIN
+        train = {"model": "hetero_lr_sshe", **steps, "penalty": "l2", "alpha": 0.01, "key_bits": key_bits}
     else:
         train = {"model": dataset.model, **dataset.train, "penalty": "l2", "alpha": 0.01, "tol": 0.0,
                  "key_bits": key_bits}
@@ -171,8 +175,7 @@ def main() -> None:
     records = []
     for name in args.datasets:
         dataset = SETS[name]
-        modes = [m for m in args.modes if not (m == "sshe" and name in DIGITS_SPLITS)]  # sshe: binary only
-        for mode in (modes if dataset.model == "hetero_lr" else [None]):
+        for mode in (args.modes if dataset.model == "hetero_lr" else [None]):
             started = time.monotonic()
             records.append(run_one(dataset, mode, args.key_bits, out, console))
             console.print(f"{name} {mode or ''}: delta {records[-1]['delta']:.5f} ({time.monotonic() - started:.0f} s)")
