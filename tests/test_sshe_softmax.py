@@ -101,3 +101,43 @@ def test_three_parties_share_the_softmax_through_the_lead_and_match_the_twin():
     assert np.abs(np.vstack([guest[:-1], host_a, host_b, guest[-1:]]) - twin).max() < 1e-5
     scores = X[:, :a] @ guest[:-1] + guest[-1] + X[:, a:b] @ host_a + X[:, b:] @ host_b
     assert abs(accuracy(scores, y) - pooled_accuracy(X, y)) <= 0.01
+
+
+def test_what_each_party_sees_of_a_product_is_uniform_whatever_the_secrets(monkeypatch):
+    """The guest decrypts a0 b1 + b0 a1 - r: reduced to the ring it is uniform, for zero secrets as for large
+    ones, and so is each party's share of the product; the host sees only ciphertexts under the guest's key."""
+    from scipy.stats import kstest
+
+    from isthmus.algorithms.sshe_lr import arith, shares
+    from isthmus.algorithms.sshe_lr.protocol import Side
+
+    decrypted = []
+    real_decrypt = shares.Packing.decrypt
+
+    def recording(self, *args):
+        values = real_decrypt(self, *args)
+        decrypted.extend(values)
+        return values
+
+    monkeypatch.setattr(shares.Packing, "decrypt", recording)
+    rng = np.random.default_rng(0)
+    for secret in (0, 3 << 30):
+        a, b = [secret] * 300, [secret + 7] * 300
+        a0, b0 = [int(v) for v in rng.integers(0, 2**62, 300)], [int(v) for v in rng.integers(0, 2**62, 300)]
+        a1 = [(x - s) % arith.MODULUS for x, s in zip(a, a0)]
+        b1 = [(x - s) % arith.MODULUS for x, s in zip(b, b0)]
+        hub = LocalHub(["guest", "host"])
+        options = SSHEOptions(key_bits=1024)
+
+        def party(name, first, mine_a, mine_b):
+            side = Side(options, hub.channel(name), "host" if first else "guest", np.zeros((1, 1)), first=first,
+                        penalized=np.ones(1, dtype=bool))
+            return arith.multiply(side, [v % arith.MODULUS for v in mine_a], [v % arith.MODULUS for v in mine_b])
+
+        done = run_parties({"guest": lambda: party("guest", True, a0, b0), "host": lambda: party("host", False, a1, b1)})
+        product = shares.add(done["guest"], done["host"], modulus=arith.MODULUS)
+        assert product == [x * y % arith.MODULUS for x, y in zip(a, b)]
+        for view in (done["guest"], done["host"]):
+            assert kstest(np.array(view, dtype=float) / arith.MODULUS, "uniform").pvalue > 1e-3
+        assert kstest(np.array(decrypted, dtype=float) / shares.RING, "uniform").pvalue > 1e-3
+        decrypted.clear()
