@@ -24,7 +24,7 @@ own step sizes (``SSHE_TRAIN``): the same objective, so the same centralised ref
 Multiclass (issue 16): scikit-learn's digits (1,797 8x8 images, 10 classes), ``digits`` split 32/32 pixels
 between guest and host, ``digits3`` 22/21/21 between guest and two hosts; the metric is accuracy against
 scikit-learn's default (multinomial) LogisticRegression with the same penalty. ``sigmoid`` trains one
-softmax model, ``taylor`` the white paper's one-vs-rest; ``sshe`` is binary only and skipped there. At
+softmax model, ``taylor`` the white paper's one-vs-rest, ``sshe`` one softmax model on shares. At
 ``precision`` 8 a safe batch (16 rows x 32 pixels x 2.7 for ten classes, batches.py) fits the rows.
 Measured (``--datasets digits digits3 --modes sigmoid`` then ``taylor``, 1024-bit keys, load 10-20 on
 the shared 2 cores): softmax 0.98219 against 0.98219 pooled on both splits (1211 s, 923 s); the
