@@ -16,9 +16,9 @@ from isthmus.algorithms.sshe_lr.roles import fit_guest, fit_host
 from isthmus.transport.local import LocalHub
 
 #: Three digits that look alike (3, 5, 8): a task the pooled model gets right on most rows, not all.
-DIGITS, ROWS = [3, 5, 8], 120
-#: Three batches of 40 per epoch (plain SGD; chosen on the float64 twin, which the protocol reproduces)
-OPTIONS = SSHEOptions(epochs=2, batch_size=40, learning_rate=1.0, key_bits=1024)
+DIGITS, ROWS = [3, 5, 8], 60
+#: Three batches of 20 per epoch (plain SGD; chosen on the float64 twin, which the protocol reproduces)
+OPTIONS = SSHEOptions(epochs=2, batch_size=20, learning_rate=1.0, key_bits=1024)
 
 
 def digits(rows: int = ROWS) -> tuple[np.ndarray, np.ndarray]:
@@ -141,3 +141,13 @@ def test_what_each_party_sees_of_a_product_is_uniform_whatever_the_secrets(monke
             assert kstest(np.array(view, dtype=float) / arith.MODULUS, "uniform").pvalue > 1e-3
         assert kstest(np.array(decrypted, dtype=float) / shares.RING, "uniform").pvalue > 1e-3
         decrypted.clear()
+
+
+def test_a_multiclass_task_with_two_label_values_is_refused():
+    import pytest
+
+    from isthmus.errors import DataError
+
+    with pytest.raises(DataError, match="multiclass task needs 3 or more label values"):
+        fit_guest(SSHEOptions(task="multiclass", key_bits=1024), LocalHub(["guest", "host"]).channel("guest"),
+                  np.zeros((4, 1)), np.array([0, 1, 0, 1]), hosts=["host"])

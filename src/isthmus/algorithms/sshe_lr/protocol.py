@@ -16,6 +16,7 @@ the guest. One batch of rows (the guest picks them):
 4. update: each party steps its two share vectors locally (plain SGD with the L2 penalty is linear).
 
 At the end each party sends the other its share of the other's weights: each learns only its own.
+A softmax model (K >= 3 classes) runs steps 1 and 3 once per weight column and step 2 by softmax.py.
 Scales: features 2^precision, weights and residuals 2^WEIGHT_BITS, trigonometric values 2^TRIG_BITS.
 """
 

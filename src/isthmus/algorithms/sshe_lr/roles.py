@@ -5,7 +5,8 @@ own keys; its own weights are shared with the first host (the lead) only, so bes
 it has no columns. The sigmoid runs once, between the guest and the lead: every other host passes its
 share of z to the lead (FOLD) and gets the lead's share of the residual back (SPREAD), both through
 the guest encrypted under the receiver's key, so the guest sees only ciphertexts and each host only
-values uniform in the ring (docs/security.md).
+values uniform in the ring (docs/security.md). With K >= 3 label values the same runs K columns wide
+(one softmax model; the residual by softmax.py, between the guest and the lead likewise).
 
 All end with the reveal, after which each holds only its own weights. Until then a failure aborts
 the peers (it raises too), so no party returns weights from an unfinished protocol.
@@ -32,8 +33,8 @@ from isthmus.transport.channel import Channel
 
 @dataclass
 class Trained:
-    """The guest's result: its weights (the intercept last), the label values, the epochs, and the rows
-    to evaluate on (those held out, else all)."""
+    """The guest's result: its weights (the intercept last; features x K for a softmax model), the label
+    values, the epochs, and the rows to evaluate on (those held out, else all)."""
 
     weights: np.ndarray
     classes: np.ndarray
@@ -53,6 +54,8 @@ def fit_guest(options: SSHEOptions, channel: Channel, X: np.ndarray, y: np.ndarr
     classes = np.unique(y)
     if len(classes) < 2:
         raise DataError(f"hetero_lr_sshe needs 2 or more label values, the guest has {classes.tolist()}")
+    if options.task == "multiclass" and len(classes) < 3:
+        raise DataError(f"multiclass task needs 3 or more label values, the guest has {classes.tolist()}")
     columns = 1 if len(classes) == 2 else len(classes)
     if columns == 1:
         target = (np.asarray(y) == classes[1]).astype(np.int64)
