@@ -33,7 +33,7 @@ optimum (0.950 computed pooled): the Taylor loss, not one-vs-rest, is what costs
 ``sshe`` on digits (``--datasets digits --modes sshe`` and ``digits3`` in a second process at the same
 time, 1024-bit keys, load 10-24 on the shared 2 cores): digits 0.97607 against 0.98219 (delta 0.0061,
 3334 s; epochs of 1110, 1067 and 1118 s); digits3 0.97885 against 0.98219 (delta 0.0033, 3442 s;
-epochs of 1215, 1113 and 1075 s). The float64 twin of the protocol predicted 0.9766 (same batches).
+epochs of 1215, 1113 and 1075 s). The float64 twin of the protocol predicted 0.9766 (rows in scikit-learn's order).
 About 180 products of shared values per row and epoch at ten classes: ~0.6 s per row and epoch here.
 
 Data: ../shared/datasets/fate (see its README). give_credit_homo_test.csv is split vertically
