@@ -19,9 +19,9 @@ DIGITS, ROWS = [3, 5, 8, 9], 400
 GUEST_PIXELS, HOST_PIXELS = [18, 19, 20, 21, 26, 27, 28, 29], [34, 35, 36, 37, 42, 43, 44, 45]
 
 
-def digits_files(folder):
+def digits_files(folder, rows: int = ROWS):
     X, y = load_digits(return_X_y=True)
-    keep = np.flatnonzero(np.isin(y, DIGITS))[:ROWS]
+    keep = np.flatnonzero(np.isin(y, DIGITS))[:rows]
     ids = [f"img-{i:04d}" for i in keep]
     folder.mkdir(parents=True)
     guest = pd.DataFrame(X[keep][:, GUEST_PIXELS], columns=[f"p{i}" for i in GUEST_PIXELS]).assign(id=ids, y=y[keep])

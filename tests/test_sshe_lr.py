@@ -94,12 +94,12 @@ def test_three_parties_each_pair_with_its_own_keys_match_the_pooled_model():
     assert abs(roc_auc_score(y, scores) - roc_auc_score(y, pooled.decision_function(X))) < 0.002
 
 
-def test_multiclass_labels_are_refused_naming_the_model():
+def test_a_label_with_one_value_is_refused_naming_the_model():
     from isthmus.errors import DataError
 
-    with pytest.raises(DataError, match="binary"):
+    with pytest.raises(DataError, match="hetero_lr_sshe needs 2 or more label values"):
         fit_guest(SSHEOptions(key_bits=1024), LocalHub(["guest", "host"]).channel("guest"), np.zeros((3, 1)),
-                  np.array([0, 1, 2]), hosts=["host"])
+                  np.array([1, 1, 1]), hosts=["host"])
 
 
 def test_registered_without_an_arbiter_and_its_parts_load_back():

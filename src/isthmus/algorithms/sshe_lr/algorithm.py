@@ -22,6 +22,11 @@ from isthmus.algorithms.sshe_lr.roles import fit_guest, fit_host
 from isthmus.ml.scaling import Standardizer
 
 
+def as_columns(weights: np.ndarray) -> np.ndarray:
+    """A party's weights as hetero_lr's (features, models) matrix: one column, or K for a softmax model."""
+    return weights[:, None] if weights.ndim == 1 else weights
+
+
 class HeteroLRSSHE(Algorithm):
     """Logistic regression on secret-shared weights: Paillier under each party's own key (one key pair per
     guest-host pair), the sigmoid on shares by a Fourier series (fourier.py); each party learns only its
@@ -39,12 +44,14 @@ class HeteroLRSSHE(Algorithm):
         X = scaled(scaler, table.features)
         if party.role == "host":
             trained = HeteroLinearHost(options)
-            trained.coef_ = fit_host(options, party.channel, X, guest=guest)[:, None]
+            trained.coef_ = as_columns(fit_host(options, party.channel, X, guest=guest))
             return LinearHostPart(self.name, trained, table.feature_names, scaler, guest)
+        if options.task == "binary" and len(np.unique(table.label)) > 2:
+            options = options.model_copy(update={"task": "multiclass"})
         trained = HeteroLinearGuest(options)
         result = fit_guest(options, party.channel, X, table.label, hosts=hosts,
                            progress=lambda record: party.progress(**record))
-        trained.coef_, trained.classes_, trained.history_ = result.weights[:, None], result.classes, result.history
+        trained.coef_, trained.classes_, trained.history_ = as_columns(result.weights), result.classes, result.history
         return LinearGuestPart(self.name, trained, table.feature_names, scaler, hosts, result.evaluation_rows)
 
     def load(self, role: str, model: dict[str, Any]) -> GuestPart | HostPart:

@@ -13,7 +13,7 @@ from isthmus.options import Options
 
 
 class SSHEOptions(Options):
-    task: Literal["binary"] = "binary"
+    task: Literal["binary", "multiclass"] = "binary"  # binary turns multiclass when the guest's label has 3+ values
     epochs: int = Field(10, ge=1)
     batch_size: int = 256  # 0 or less: the whole training set in one batch
     learning_rate: float = Field(0.5, gt=0)
@@ -28,8 +28,9 @@ class SSHEOptions(Options):
 
     @property
     def softmax(self) -> bool:
-        """Binary only: never hetero_lr's multinomial model (the shared linear guest asks when it predicts)."""
-        return False
+        """Multiclass is always one multinomial model (K weight columns per party; the shared linear guest
+        asks when it predicts)."""
+        return self.task == "multiclass"
 
     @property
     def l2(self) -> float:

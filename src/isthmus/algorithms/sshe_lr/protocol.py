@@ -16,6 +16,7 @@ the guest. One batch of rows (the guest picks them):
 4. update: each party steps its two share vectors locally (plain SGD with the L2 penalty is linear).
 
 At the end each party sends the other its share of the other's weights: each learns only its own.
+A softmax model (K >= 3 classes) runs steps 1 and 3 once per weight column and step 2 by softmax.py.
 Scales: features 2^precision, weights and residuals 2^WEIGHT_BITS, trigonometric values 2^TRIG_BITS.
 """
 
@@ -39,16 +40,20 @@ WEIGHT_BITS = 24
 TRIG_BITS = 24
 #: Fractional bits of the step-size constants in the update (one truncation per step).
 UPDATE_BITS = 64
+#: Most classes of a softmax model a host accepts from the guest's hello.
+MAX_CLASSES = 1000
 #: Shares of z live on a circle of PERIOD * 2^(precision + WEIGHT_BITS) integer steps.
 PERIOD_BITS = fourier.PERIOD.bit_length() - 1
 assert 1 << PERIOD_BITS == fourier.PERIOD
 
 
 class Side:
-    """What guest and host do alike; ``first`` marks the guest (it truncates the other way)."""
+    """What guest and host do alike; ``first`` marks the guest (it truncates the other way). A softmax model
+    has ``columns`` = K weight columns per party: the guest announces K in its hello (hosts learn K and
+    nothing else about the labels), and every weight share vector is row-major (feature, class)."""
 
     def __init__(self, options: SSHEOptions, channel: Channel, peer: str, X: np.ndarray, *, first: bool,
-                 penalized: np.ndarray, peer_penalized_last: bool | None = None):
+                 penalized: np.ndarray, peer_penalized_last: bool | None = None, columns: int = 1):
         self.options, self.channel, self.peer, self.first = options, channel, peer, first
         self.fx = options.precision
         limit = 2.0 ** FEATURE_BITS
@@ -56,18 +61,32 @@ class Side:
             raise DataError(f"party {channel.party!r}: a feature value reaches {limit:g} after scaling; "
                             "hetero_lr_sshe needs |x| < 2^16 (turn on scale, or clip outliers)")
         self.X = np.rint(np.ldexp(X, self.fx)).astype(np.int64)
-        self.penalized = penalized
         self.public_key, self.private_key = generate_keypair(options.key_bits)
-        channel.send(peer, tags.HELLO, {"key": self.public_key, "features": X.shape[1]})
+        hello = {"key": self.public_key, "features": X.shape[1]}
+        if first and columns > 1:
+            hello["columns"] = columns
+        channel.send(peer, tags.HELLO, hello)
         check = Inspect(peer, tags.HELLO)
-        hello = check.mapping(channel.recv(peer, tags.HELLO), {"key", "features"}, exact=True)
+        received = channel.recv(peer, tags.HELLO)
+        announced = not first and isinstance(received, dict) and "columns" in received  # only the guest names K
+        hello = check.mapping(received, {"key", "features", "columns"} if announced else {"key", "features"}, exact=True)
         self.peer_key = checked_key(check, hello["key"], options.key_bits)
         self.peer_features = check.integer(hello["features"], 0, 1_000_000, "feature count")
-        self.mine = [0] * X.shape[1]  # my share of my weights
-        self.theirs = [0] * self.peer_features  # my share of the peer's weights
-        self.peer_penalized = np.ones(self.peer_features, dtype=bool)
+        self.columns = columns if first else self._announced_columns(check, hello)
+        self.penalized = np.repeat(penalized, self.columns)
+        self.mine = [0] * (X.shape[1] * self.columns)  # my share of my weights
+        self.theirs = [0] * (self.peer_features * self.columns)  # my share of the peer's weights
+        peer_penalized = np.ones(self.peer_features, dtype=bool)
         if peer_penalized_last is not None and self.peer_features:
-            self.peer_penalized[-1] = peer_penalized_last
+            peer_penalized[-1] = peer_penalized_last
+        self.peer_penalized = np.repeat(peer_penalized, self.columns)
+
+    @staticmethod
+    def _announced_columns(check: Inspect, hello: dict) -> int:
+        """The guest's K: absent for a binary model, else 3 .. MAX_CLASSES."""
+        if "columns" not in hello:
+            return 1
+        return check.integer(hello["columns"], 3, MAX_CLASSES, "class count")
 
     # -- the symmetric steps ----------------------------------------------------------------------
     def exchange(self, rows: np.ndarray, mine: list[int], send_tag: str, reply_tag: str, *, transpose: bool,
@@ -104,18 +123,30 @@ class Side:
         return kept, received
 
     def scores(self, rows: np.ndarray) -> list[int]:
-        """My share of z for ``rows`` (scale 2^(precision + WEIGHT_BITS))."""
-        kept, received = self.exchange(rows, self.theirs, tags.WEIGHT_SHARE, tags.SCORE_SHARE, transpose=False,
-                                       peer_size=len(self.mine), reply_size=len(rows))
-        return shares.add(shares.dot(self.X[rows], self.mine), kept, received)
+        """My share of z for ``rows`` (scale 2^(precision + WEIGHT_BITS)), row-major (row, class); one exchange
+        per weight column."""
+        x, k = self.X[rows], self.columns
+        columns = []
+        for c in range(k):
+            kept, received = self.exchange(rows, self.theirs[c::k], tags.WEIGHT_SHARE, tags.SCORE_SHARE,
+                                           transpose=False, peer_size=len(self.mine) // k, reply_size=len(rows))
+            columns.append(shares.add(shares.dot(x, self.mine[c::k]), kept, received))
+        return interleave(columns)
 
     def step(self, rows: np.ndarray, residual: list[int], learning_rate: float) -> None:
-        """Share the gradients of both weight vectors and step both of my share vectors."""
-        kept, received = self.exchange(rows, residual, tags.RESIDUAL, tags.GRADIENT_SHARE, transpose=True,
-                                       peer_size=len(rows), reply_size=self.peer_features)
-        mine_gradient = shares.add(shares.dot(self.X[rows].T, residual), kept)
-        self.mine = self._update(self.mine, mine_gradient, self.penalized, learning_rate, len(rows))
-        self.theirs = self._update(self.theirs, received, self.peer_penalized, learning_rate, len(rows))
+        """Share the gradients of both weight matrices (one exchange per column of the row-major residual)
+        and step both of my share vectors."""
+        k = self.columns
+        mine_gradient, theirs_gradient = [], []
+        for c in range(k):
+            e = residual[c::k]
+            kept, received = self.exchange(rows, e, tags.RESIDUAL, tags.GRADIENT_SHARE, transpose=True,
+                                           peer_size=len(rows), reply_size=self.peer_features)
+            mine_gradient.append(shares.add(shares.dot(self.X[rows].T, e), kept))
+            theirs_gradient.append(received)
+        self.mine = self._update(self.mine, interleave(mine_gradient), self.penalized, learning_rate, len(rows))
+        self.theirs = self._update(self.theirs, interleave(theirs_gradient), self.peer_penalized, learning_rate,
+                                   len(rows))
 
     def _update(self, weights: list[int], gradient: list[int], penalized: np.ndarray, learning_rate: float,
                 rows: int) -> list[int]:
@@ -131,18 +162,25 @@ class Side:
         return fourier.angles(z_share, 1 << (PERIOD_BITS + self.fx + WEIGHT_BITS))
 
     def reveal(self) -> np.ndarray:
-        """Swap shares of each other's weights: return my own weights (floats), the peer learns its own."""
+        """Swap shares of each other's weights: return my own weights (floats; features x K for a softmax model),
+        the peer learns its own."""
         self.channel.send(self.peer, tags.REVEAL, self.theirs)
         check = Inspect(self.peer, tags.REVEAL)
         got = check.sequence(self.channel.recv(self.peer, tags.REVEAL), len(self.mine), what="weight shares")
         for value in got:
             check.integer(value, 0, shares.RING - 1, "weight share")
-        weights = [shares.signed(w) for w in shares.add(self.mine, got)]
-        return np.ldexp(np.array(weights, dtype=np.float64), -WEIGHT_BITS)
+        weights = np.ldexp(np.array([shares.signed(w) for w in shares.add(self.mine, got)], dtype=np.float64),
+                           -WEIGHT_BITS)
+        return weights.reshape(-1, self.columns) if self.columns > 1 else weights
 
     def _extra(self, columns: int) -> int:
         """Bits bounding a masked product's |row sums|: ``columns`` features below 2^(precision + FEATURE_BITS)."""
         return max(columns, 1).bit_length() + self.fx + FEATURE_BITS
+
+
+def interleave(columns: list[list[int]]) -> list[int]:
+    """K equally long vectors as one row-major (index, column) vector."""
+    return [value for row in zip(*columns, strict=True) for value in row]
 
 
 def checked_key(check: Inspect, key: object, bits: int) -> PaillierPublicKey:

@@ -5,7 +5,8 @@ own keys; its own weights are shared with the first host (the lead) only, so bes
 it has no columns. The sigmoid runs once, between the guest and the lead: every other host passes its
 share of z to the lead (FOLD) and gets the lead's share of the residual back (SPREAD), both through
 the guest encrypted under the receiver's key, so the guest sees only ciphertexts and each host only
-values uniform in the ring (docs/security.md).
+values uniform in the ring (docs/security.md). With K >= 3 label values the same runs K columns wide
+(one softmax model; the residual by softmax.py, between the guest and the lead likewise).
 
 All end with the reveal, after which each holds only its own weights. Until then a failure aborts
 the peers (it raises too), so no party returns weights from an unfinished protocol.
@@ -21,9 +22,9 @@ import numpy as np
 
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.batches import plan_batches
-from isthmus.algorithms.sshe_lr import shares, tags
+from isthmus.algorithms.sshe_lr import shares, softmax, tags
 from isthmus.algorithms.sshe_lr.options import SSHEOptions
-from isthmus.algorithms.sshe_lr.protocol import Side, checked_key, residual
+from isthmus.algorithms.sshe_lr.protocol import WEIGHT_BITS, Side, checked_key, residual
 from isthmus.errors import DataError
 from isthmus.protocols.commands import STOP, serve_orders
 from isthmus.protocols.inspect import Inspect
@@ -32,8 +33,8 @@ from isthmus.transport.channel import Channel
 
 @dataclass
 class Trained:
-    """The guest's result: its weights (the intercept last), the label values, the epochs, and the rows
-    to evaluate on (those held out, else all)."""
+    """The guest's result: its weights (the intercept last; features x K for a softmax model), the label
+    values, the epochs, and the rows to evaluate on (those held out, else all)."""
 
     weights: np.ndarray
     classes: np.ndarray
@@ -48,11 +49,18 @@ def design(X: np.ndarray, fit_intercept: bool) -> np.ndarray:
 
 def fit_guest(options: SSHEOptions, channel: Channel, X: np.ndarray, y: np.ndarray, *, hosts: list[str],
               progress: Callable[[dict], None] = lambda record: None) -> Trained:
-    """Train with ``hosts`` (the first leads) on all rows but a held-out ``validation_fraction`` of them."""
+    """Train with ``hosts`` (the first leads) on all rows but a held-out ``validation_fraction`` of them: a
+    logistic model for two label values, one multinomial (softmax) model of K columns for K >= 3."""
     classes = np.unique(y)
-    if len(classes) != 2:
-        raise DataError(f"hetero_lr_sshe is binary: the guest's label has values {classes.tolist()[:10]}")
-    target = (np.asarray(y) == classes[1]).astype(np.int64)
+    if len(classes) < 2:
+        raise DataError(f"hetero_lr_sshe needs 2 or more label values, the guest has {classes.tolist()}")
+    if options.task == "multiclass" and len(classes) < 3:
+        raise DataError(f"multiclass task needs 3 or more label values, the guest has {classes.tolist()}")
+    columns = 1 if len(classes) == 2 else len(classes)
+    if columns == 1:
+        target = (np.asarray(y) == classes[1]).astype(np.int64)
+    else:
+        target = (np.asarray(y)[:, None] == classes[None, :]).astype(np.int64)
     Xd = design(X, options.fit_intercept)
     penalized = np.ones(Xd.shape[1], dtype=bool)
     if options.fit_intercept:
@@ -60,10 +68,11 @@ def fit_guest(options: SSHEOptions, channel: Channel, X: np.ndarray, y: np.ndarr
     history = []
     lead, others = hosts[0], list(hosts[1:])
     with aborting_peers(channel, "guest"):
-        sides = {lead: Side(options, channel, lead, Xd, first=True, penalized=penalized, peer_penalized_last=True)}
+        sides = {lead: Side(options, channel, lead, Xd, first=True, penalized=penalized, peer_penalized_last=True,
+                            columns=columns)}
         for host in others:
             sides[host] = Side(options, channel, host, Xd[:, :0], first=True, penalized=penalized[:0],
-                               peer_penalized_last=True)
+                               peer_penalized_last=True, columns=columns)
         channel.send(lead, tags.PLACE, {"lead": True, "keys": {host: sides[host].peer_key for host in others}})
         for host in others:
             channel.send(host, tags.PLACE, {"lead": False, "keys": {lead: sides[lead].peer_key}})
@@ -78,9 +87,9 @@ def fit_guest(options: SSHEOptions, channel: Channel, X: np.ndarray, y: np.ndarr
                 rows = np.sort(shuffled[start:stop])
                 channel.broadcast(hosts, tags.CONTROL, {"op": "batch", "rows": rows})
                 z = shares.add(*(side.scores(rows) for side in sides.values()))
-                _relay_folds(channel, sides, lead, others, len(rows))
-                e = residual(sides[lead], z, target[rows])
-                _relay_spread(channel, sides, lead, others, len(rows))
+                _relay_folds(channel, sides, lead, others, len(rows) * columns)
+                e = shared_residual(sides[lead], z, target[rows])
+                _relay_spread(channel, sides, lead, others, len(rows) * columns)
                 for side in sides.values():
                     side.step(rows, e, options.learning_rate)
             record = {"epoch": epoch + 1, "epochs": options.epochs, "batch_rows": edges[1] - edges[0]}
@@ -89,6 +98,13 @@ def fit_guest(options: SSHEOptions, channel: Channel, X: np.ndarray, y: np.ndarr
         channel.broadcast(hosts, tags.CONTROL, {"op": "reveal"})
         revealed = {host: side.reveal() for host, side in sides.items()}  # beside the others the guest has no columns
         return Trained(revealed[lead], classes, history, held_out if len(held_out) else np.arange(len(Xd)))
+
+
+def shared_residual(side: Side, z: list[int], target: np.ndarray | None = None) -> list[int]:
+    """My share of the residual: sigmoid(z) - y by the sine series, or softmax(Z) - Y on shares (softmax.py)."""
+    if side.columns == 1:
+        return residual(side, z, target)
+    return softmax.residual(side, z, side.columns, target, side.fx + WEIGHT_BITS, WEIGHT_BITS)
 
 
 def _relay_folds(channel: Channel, sides: dict[str, Side], lead: str, others: list[str], rows: int) -> None:
@@ -146,7 +162,7 @@ def _lead_residual(side: Side, keys: dict, z: list[int]) -> list[int]:
         for part in check.sequence(side.channel.recv(guest, tags.FOLD), len(keys), what="folded shares"):
             part = check.cipher(part, side.public_key, size=shares.ring_groups(side.public_key.bits, count))
             z = shares.add(z, shares.decrypt_ring(side.private_key, part, count, check))
-    e = residual(side, z)
+    e = shared_residual(side, z)
     if keys:
         side.channel.send(guest, tags.SPREAD, {host: shares.encrypt_ring(key, e) for host, key in keys.items()})
     return e

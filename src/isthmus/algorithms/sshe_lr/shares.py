@@ -42,8 +42,8 @@ def ring(values) -> list[int]:
     return [int(v) % RING for v in values]
 
 
-def add(*vectors: list[int]) -> list[int]:
-    return [sum(parts) % RING for parts in zip(*vectors, strict=True)]
+def add(*vectors: list[int], modulus: int = RING) -> list[int]:
+    return [sum(parts) % modulus for parts in zip(*vectors, strict=True)]
 
 
 def signed(value: int) -> int:
@@ -61,11 +61,12 @@ def scale(shares: list[int], factors: list[int]) -> list[int]:
     return [s * f % RING for s, f in zip(shares, factors, strict=True)]
 
 
-def truncate(shares: list[int], bits: int, *, first: bool) -> list[int]:
-    """Local truncation by ``bits``: ``first`` for the guest's shares, not for the host's."""
+def truncate(shares: list[int], bits: int, *, first: bool, modulus: int = RING) -> list[int]:
+    """Local truncation by ``bits``: ``first`` for the guest's shares, not for the host's (in the ring of
+    ``modulus``, a power of two)."""
     if first:
         return [s >> bits for s in shares]
-    return [(RING - ((RING - s) >> bits)) % RING for s in shares]
+    return [(modulus - ((modulus - s) >> bits)) % modulus for s in shares]
 
 
 def encrypt(public_key, shares: list[int]):

@@ -12,3 +12,5 @@ REVEAL = "sshe-lr/reveal"  # both ways, once: my share of your weights
 PLACE = "sshe-lr/place"  # guest -> each host, once: lead or not, and the keys it encrypts under for the others
 FOLD = "sshe-lr/fold"  # another host -> guest -> lead host: [[that host's share of z]] under the lead's key
 SPREAD = "sshe-lr/spread"  # lead host -> guest -> each other host: [[the lead's share of e]] under that host's key
+PRODUCT_SHARE = "sshe-lr/product-share"  # guest -> lead host: [[a0]] (and [[b0]]) of a product of two shared values (arith.py)
+PRODUCT = "sshe-lr/product"  # lead host -> guest: [[a0 b1 + b0 a1 - r]] under the guest's key
