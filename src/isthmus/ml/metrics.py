@@ -11,23 +11,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from sklearn import metrics as skm
 
 from isthmus.errors import ConfigError, DataError
 
 MetricValue = float | list[float]
 
 
+def _sklearn():
+    """scikit-learn's metrics, imported when first needed: ~0.8 s that parties which never score need not pay."""
+    from sklearn import metrics
+
+    return metrics
+
+
 def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Area under the ROC curve."""
     _require_both_classes(y_true, "auc")
-    return float(skm.roc_auc_score(y_true, y_score))
+    return float(_sklearn().roc_auc_score(y_true, y_score))
 
 
 def ks_statistic(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Kolmogorov-Smirnov statistic: the largest gap max(TPR - FPR) along the ROC curve."""
     _require_both_classes(y_true, "ks")
-    fpr, tpr, _ = skm.roc_curve(y_true, y_score)
+    fpr, tpr, _ = _sklearn().roc_curve(y_true, y_score)
     return float(np.max(tpr - fpr))
 
 
@@ -62,21 +68,21 @@ _METRICS: dict[str, dict[str, _Metric]] = {
     "binary": {
         "auc": lambda y, s, t: auc(y, s),
         "ks": lambda y, s, t: ks_statistic(y, s),
-        "accuracy": lambda y, s, t: float(skm.accuracy_score(y, _labels_at(s, t))),
-        "precision": lambda y, s, t: float(skm.precision_score(y, _labels_at(s, t), zero_division=0)),
-        "recall": lambda y, s, t: float(skm.recall_score(y, _labels_at(s, t), zero_division=0)),
-        "f1": lambda y, s, t: float(skm.f1_score(y, _labels_at(s, t), zero_division=0)),
+        "accuracy": lambda y, s, t: float(_sklearn().accuracy_score(y, _labels_at(s, t))),
+        "precision": lambda y, s, t: float(_sklearn().precision_score(y, _labels_at(s, t), zero_division=0)),
+        "recall": lambda y, s, t: float(_sklearn().recall_score(y, _labels_at(s, t), zero_division=0)),
+        "f1": lambda y, s, t: float(_sklearn().f1_score(y, _labels_at(s, t), zero_division=0)),
         "gain": lambda y, s, t: gain_lift_by_decile(y, s)["gain"],
         "lift": lambda y, s, t: gain_lift_by_decile(y, s)["lift"],
     },
     "regression": {
-        "rmse": lambda y, s, t: float(skm.root_mean_squared_error(y, s)),
-        "mae": lambda y, s, t: float(skm.mean_absolute_error(y, s)),
-        "r2": lambda y, s, t: float(skm.r2_score(y, s)),
+        "rmse": lambda y, s, t: float(_sklearn().root_mean_squared_error(y, s)),
+        "mae": lambda y, s, t: float(_sklearn().mean_absolute_error(y, s)),
+        "r2": lambda y, s, t: float(_sklearn().r2_score(y, s)),
     },
     "multiclass": {
-        "accuracy": lambda y, s, t: float(skm.accuracy_score(y, s.argmax(axis=1))),
-        "macro_f1": lambda y, s, t: float(skm.f1_score(y, s.argmax(axis=1), average="macro", zero_division=0)),
+        "accuracy": lambda y, s, t: float(_sklearn().accuracy_score(y, s.argmax(axis=1))),
+        "macro_f1": lambda y, s, t: float(_sklearn().f1_score(y, s.argmax(axis=1), average="macro", zero_division=0)),
     },
 }
 
