@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -365,3 +366,16 @@ def test_malformed_deliveries_are_refused_and_nothing_is_filed(chunks, headers, 
     with pytest.raises(_Aborted, match=reason):
         inbox.deliver(iter(chunks), _FakeContext(headers))
     assert inbox.mailbox.backlog("alice") == (0, 0)
+
+
+def test_an_abort_stops_retrying_a_peer_that_aborted_meanwhile(start):
+    """A party failing because one peer aborted tells the others; one of them may have aborted (and exited) just
+    after it looked: its abort arrives while the party retries the dead address, and the retrying stops there
+    instead of holding the failing party for the whole connect timeout (seen as a launch killing it 15 s later)."""
+    from isthmus.transport.mailbox import ABORT_TAG
+
+    alice = start("alice", connect_timeout=20, jobs=["j"])  # nobody listens at bob's address
+    threading.Timer(0.5, lambda: alice.mailbox.put("j", "bob", ABORT_TAG, b"bob: step intersect failed")).start()
+    started = time.monotonic()
+    alice.channel("j", peers=["bob"]).abort("told by carol")
+    assert time.monotonic() - started < 5

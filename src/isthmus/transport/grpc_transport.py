@@ -222,6 +222,8 @@ class GrpcNode:
                 if retry and time.monotonic() + backoff < give_up:
                     if tag != ABORT_TAG:  # telling a peer that is slow to start why the job ends must not stop
                         self.mailbox.raise_if_aborted(job, tag)  # a peer gave up: retrying would only delay us
+                    elif to in self.mailbox.quitters(job):  # it gave up meanwhile and may have exited: it knows
+                        return
                     time.sleep(backoff)
                     backoff = min(2 * backoff, _BACKOFF_MAX)
                     continue
