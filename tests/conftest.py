@@ -120,3 +120,27 @@ def killing_node_1_when_busy(cluster):
     finally:
         done.set()
         watcher.join(5)
+
+
+class CountingCompute:
+    """``backend`` as a cluster (``remote``), counting the tasks handed to it: a test knows the work went there."""
+
+    remote = True
+
+    def __init__(self, backend):
+        self._backend = backend
+        self.tasks = 0
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def pool(self, records, workers=None):
+        pool = self._backend.pool(records, workers)
+        submit = pool.submit
+
+        def counted(fn, *args):
+            self.tasks += 1
+            return submit(fn, *args)
+
+        pool.submit = counted
+        return pool

@@ -83,37 +83,19 @@ def test_launch_gives_one_party_its_own_backend_and_names_it_when_unreachable(tm
         launch(job, tmp_path / "run2", compute={"bank": address})
 
 
-class _FakeCluster(LocalCompute):
-    """A backend that calls itself remote and runs its pool here: enough to see where crypto sends work."""
-
-    label = "fake-cluster"
-    remote = True
-
-    def __init__(self):
-        self.submitted = 0
-
-    def pool(self, records, workers=None):
-        pool = super().pool(records, 1)
-        submit = pool.submit
-
-        def counted(fn, *args):
-            self.submitted += 1
-            return submit(fn, *args)
-
-        pool.submit = counted
-        return pool
-
 
 def test_crypto_work_follows_the_backend_the_party_uses_and_returns_to_local_after():
     """crypto never asks compute which backend is in use: compute.use registers it, and unregisters it."""
     from isthmus.compute import use
     from isthmus.crypto import parallel
 
-    fake = _FakeCluster()
+    from conftest import CountingCompute
+
+    fake = CountingCompute(LocalCompute())  # a "cluster" whose tasks run on this machine's pool
     assert parallel.cluster() is None
     with use(fake):
         assert parallel.cluster() is fake
         assert parallel.in_processes(pow, [(2, 10), (3, 3), (5, 2)]) == [1024, 27, 25]
-        assert fake.submitted == 3
+        assert fake.tasks == 3
     assert parallel.cluster() is None
-    assert parallel.in_processes(pow, [(2, 10), (3, 3)]) == [1024, 27] and fake.submitted == 3
+    assert parallel.in_processes(pow, [(2, 10), (3, 3)]) == [1024, 27] and fake.tasks == 3

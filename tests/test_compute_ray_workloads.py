@@ -8,34 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import CountingCompute
 from isthmus.compute import LocalCompute, select
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
-
-
-class CountingCompute:
-    """The session's Ray backend, counting the tasks handed to it (so a test knows the work did go there)."""
-
-    remote = True
-
-    def __init__(self, backend):
-        self._backend = backend
-        self.tasks = 0
-
-    def __getattr__(self, name):
-        return getattr(self._backend, name)
-
-    def pool(self, records, workers=None):
-        pool = self._backend.pool(records, workers)
-        submit = pool.submit
-
-        def counted(fn, *args):
-            self.tasks += 1
-            return submit(fn, *args)
-
-        pool.submit = counted
-        return pool
 
 
 def as_backend(monkeypatch, compute) -> None:

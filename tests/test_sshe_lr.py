@@ -27,16 +27,22 @@ def train(options: SSHEOptions, X_guest, y, X_host, hub: LocalHub | None = None)
 
 def plaintext_twin(options: SSHEOptions, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The same batches and steps in float64 with the same sine series: what the shares must add up to."""
+    return twin_sgd(options, X, y.astype(np.float64), fourier.sigmoid)
+
+
+def twin_sgd(options: SSHEOptions, X: np.ndarray, target: np.ndarray, link) -> np.ndarray:
+    """The protocol's plain SGD in float64 on ``X`` plus an intercept column (last, unpenalised): the guest's
+    batches, residual ``link(scores) - target``; weights shaped like ``target``'s columns (a vector for a vector)."""
     Xd = np.hstack([X, np.ones((len(X), 1))])
     rng = np.random.default_rng(options.seed)
     rng.permutation(len(Xd))  # the guest's hold-out draw (nothing held out here)
     edges = plan_batches(len(Xd), options.batch_size, 1, why="")
-    w = np.zeros(Xd.shape[1])
+    w = np.zeros((Xd.shape[1], *target.shape[1:]))
     for _ in range(options.epochs):
         shuffled = rng.permutation(len(Xd))
         for start, stop in zip(edges, edges[1:]):
             rows = np.sort(shuffled[start:stop])
-            gradient = Xd[rows].T @ (fourier.sigmoid(Xd[rows] @ w) - y[rows]) / len(rows)
+            gradient = Xd[rows].T @ (link(Xd[rows] @ w) - target[rows]) / len(rows)
             penalty = options.alpha * w
             penalty[-1] = 0.0
             w -= options.learning_rate * (gradient + penalty)

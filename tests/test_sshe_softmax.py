@@ -9,11 +9,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from conftest import run_parties
-from isthmus.algorithms.hetero_linear.batches import plan_batches
 from isthmus.algorithms.sshe_lr import softmax
 from isthmus.algorithms.sshe_lr.options import SSHEOptions
 from isthmus.algorithms.sshe_lr.roles import fit_guest, fit_host
 from isthmus.transport.local import LocalHub
+from test_sshe_lr import twin_sgd
 
 #: Three digits that look alike (3, 5, 8): a task the pooled model gets right on most rows, not all.
 DIGITS, ROWS = [3, 5, 8], 60
@@ -32,22 +32,8 @@ def digits(rows: int = ROWS) -> tuple[np.ndarray, np.ndarray]:
 def plaintext_twin(options: SSHEOptions, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The same batches and steps in float64 with softmax.reference: what the shares must add up to
     ((features + intercept) x K, the intercept last)."""
-    classes = np.unique(y)
-    Y = (y[:, None] == classes[None, :]).astype(np.float64)
-    Xd = np.hstack([X, np.ones((len(X), 1))])
-    rng = np.random.default_rng(options.seed)
-    rng.permutation(len(Xd))  # the guest's hold-out draw (nothing held out here)
-    edges = plan_batches(len(Xd), options.batch_size, 1, why="")
-    W = np.zeros((Xd.shape[1], len(classes)))
-    for _ in range(options.epochs):
-        shuffled = rng.permutation(len(Xd))
-        for start, stop in zip(edges, edges[1:]):
-            rows = np.sort(shuffled[start:stop])
-            gradient = Xd[rows].T @ (softmax.reference(Xd[rows] @ W) - Y[rows]) / len(rows)
-            penalty = options.alpha * W
-            penalty[-1] = 0.0
-            W -= options.learning_rate * (gradient + penalty)
-    return W
+    Y = (y[:, None] == np.unique(y)[None, :]).astype(np.float64)
+    return twin_sgd(options, X, Y, softmax.reference)
 
 
 def test_the_float64_twin_of_the_shared_softmax_follows_scipy_over_its_range():
