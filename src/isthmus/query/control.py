@@ -10,10 +10,12 @@ institution's machine. One JSON request per connection, one JSON reply.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from isthmus.errors import ConfigError, DataError, IsthmusError
 from isthmus.query.asker import Answer, BatchAnswer
 
 SOCKET_NAME = "control.sock"
+_MAX_SOCKET_PATH_BYTES = 100  # the kernel's limit is 107 (sun_path); a little margin
 _MAX_REQUEST_BYTES = 64 << 20
 _ERRORS: dict[str, type[IsthmusError]] = {"DataError": DataError, "ConfigError": ConfigError}
 
@@ -35,8 +38,6 @@ class ControlServer:
         self._server: socketserver.ThreadingUnixStreamServer | None = None
 
     def start(self) -> None:
-        if len(str(self.path).encode()) > 100:
-            raise ConfigError(f"control socket path {self.path} is too long for a Unix socket; use a shorter --state-dir")
         self.path.unlink(missing_ok=True)
         operations = self.operations
 
@@ -44,7 +45,8 @@ class ControlServer:
             def handle(self) -> None:
                 self.wfile.write(json.dumps(_dispatch(operations, self.rfile.readline(_MAX_REQUEST_BYTES))).encode() + b"\n")
 
-        self._server = socketserver.ThreadingUnixStreamServer(str(self.path), Handler)
+        with _reachable(self.path) as address:
+            self._server = socketserver.ThreadingUnixStreamServer(address, Handler)
         self.path.chmod(0o600)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="query-control", daemon=True).start()
@@ -62,7 +64,8 @@ def control_call(state_dir: Path, op: str, *, timeout: float = 600.0, **args: An
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
-            sock.connect(str(path))
+            with _reachable(path) as address:
+                sock.connect(address)
         except OSError as exc:
             raise ConfigError(f"no query service is running with state directory {state_dir} ({exc})") from None
         sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
@@ -92,6 +95,23 @@ def batch_from_json(data: dict[str, Any]) -> BatchAnswer:
         unanswered=data["unanswered"],
         request=data["request"],
     )
+
+
+@contextmanager
+def _reachable(path: Path) -> Iterator[str]:
+    """``path`` as bind and connect take it. A Unix socket's path may hold 107 bytes, which a state directory
+    deep in a home or job folder exceeds; a longer one is reached through a descriptor of its directory
+    (``/proc/self/fd/N/control.sock``, Linux), which the kernel resolves to the same file."""
+    if len(os.fsencode(path)) <= _MAX_SOCKET_PATH_BYTES:
+        yield str(path)
+        return
+    if not Path("/proc/self/fd").is_dir():
+        raise ConfigError(f"control socket path {path} is too long for a Unix socket; use a shorter --state-dir")
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{directory}/{path.name}"
+    finally:
+        os.close(directory)
 
 
 def _dispatch(operations: dict[str, Operation], line: bytes) -> dict[str, Any]:
