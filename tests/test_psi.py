@@ -253,6 +253,7 @@ def _points(n: int) -> bytes:
         (((1 << 255) - 1).to_bytes(32, "little") + _points(1), 2, "not a canonical point"),  # u >= p
         (_points(1) * 2, 2, "repeated records"),
     ],
+    ids=["list of small bytes", "33 bytes", "overrun", "u = 0", "u = 1", "u >= p", "repeated"],  # points are random
 )
 def test_malformed_host_points_are_refused(records, count, message):
     _, errors = _guest_and_fake_host(_fake_host_sending(records, count))
@@ -264,6 +265,7 @@ def test_malformed_host_points_are_refused(records, count, message):
 @pytest.mark.parametrize(
     "records, message",
     [((1).to_bytes(32, "little") + _points(2), "small order"), (_points(2), "non-empty chunk"), (_points(4), "overruns")],
+    ids=["small order", "short chunk", "overrun"],
 )
 def test_malformed_points_sent_back_are_refused(records, message):
     def fake(channel):
