@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,73 +51,28 @@ def paillier_1024():
     return paillier.generate_keypair(1024)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
-    """Tests marked `ray` run last, in their own order: the session's Ray cluster (below) keeps its daemons
-    busy until the session ends, which slowed every test after it."""
-    items.sort(key=lambda item: item.get_closest_marker("ray") is not None)
+    """Each module's tests stay together, on one pytest-xdist worker (``--dist loadgroup``, as ``make test`` runs
+    them), so its module fixtures (certificates, launched jobs) are made once, and the Ray tests share one
+    worker and its one cluster. Modules that start processes run first, the Ray package before them: the longest
+    units start early, and the short ones fill the workers at the end."""
+    def unit(item: pytest.Item) -> str:
+        return "on_ray" if item.nodeid.startswith("tests/on_ray/") else item.nodeid.split("::")[0]
+
+    starts_processes = {unit(item) for item in items if item.get_closest_marker("e2e")}
+    order = {item: index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (unit(item) != "on_ray", unit(item) not in starts_processes, order[item]))
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(unit(item)))
 
 
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A real local Ray cluster (a head and one worker node, one CPU each, separate `ray start` processes),
-    started once for every test marked `ray`: starting one costs seconds."""
-    pytest.importorskip("ray")
-    from isthmus.compute.ray_local import LocalRayCluster
-
-    with LocalRayCluster(nodes=2, cpus_per_node=1) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def ray_compute(ray_cluster):
-    """This process's connection to ``ray_cluster`` (Ray Client allows one per process), once both nodes are in."""
-    from isthmus.compute.ray_backend import RayCompute
-
-    backend = RayCompute(ray_cluster.address)
-    backend.check()
-    wait_for_nodes(backend, 2)
-    yield backend
-    backend.close()
-
-
-def wait_for_nodes(backend, cpus: int, timeout: float = 60.0) -> None:
-    """Until the cluster has ``cpus`` CPUs: a (re)started node registers a little after its ``ray start``."""
-    deadline = time.monotonic() + timeout
-    while backend.parallelism() < cpus:
-        assert time.monotonic() < deadline, f"the cluster never reached {cpus} CPUs"
-        time.sleep(0.5)
-
-
-@pytest.fixture
-def ray_node_1_restarted(ray_cluster, ray_compute):
-    """For a test that kills node 1: it is started again after the test, so the session's cluster is whole for
-    the tests after it."""
-    yield
-    ray_cluster.restart_node(1)
-    wait_for_nodes(ray_compute, 2)
-
-
-@contextmanager
-def killing_node_1_when_busy(cluster):
-    """While the block runs, SIGKILL node 1 as soon as one of its workers runs a task (a machine dying mid-job);
-    yields an event set once it has."""
-    killed, done = threading.Event(), threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            if "ray::_run" in cluster.process_titles(1):
-                cluster.kill_node(1)
-                killed.set()
-                return
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        yield killed
-    finally:
-        done.set()
-        watcher.join(5)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A pytest-xdist worker whose tests lost their group would split modules (and their fixtures) across
+    workers and fail in confusing ways; say why instead (pytest 9.2 does this: pytest-xdist#1386)."""
+    if getattr(session.config.option, "loadgroup", False) and any("@" not in item.nodeid for item in session.items):
+        raise pytest.UsageError("pytest-xdist's --dist loadgroup did not group the tests: use pytest<9.2 "
+                                "(pytest-xdist#1386), as pyproject.toml's test extra does")
 
 
 class CountingCompute:

@@ -2,7 +2,7 @@
 processes, stopped at the end): the same intersection, histogram ciphertexts and trees as the local pool; the
 Ray and isthmus version checks; a hostile peer's point; `isthmus launch --compute`; a node killed mid-job.
 
-The cluster and the connection are the session's (conftest.py). Ray Client allows one connection per process, so
+The cluster and the connection are this package's (conftest.py). Ray Client allows one connection per process, so
 the Ray version test runs before the shared connection opens (this module runs before the other Ray tests)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import killing_node_1_when_busy
+from .conftest import killing_node_1_when_busy
 from isthmus.compute import ComputeError, LocalCompute
 from test_psi import run_roles, shared_ids
 

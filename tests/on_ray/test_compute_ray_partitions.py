@@ -1,4 +1,4 @@
-"""A party's table read per partition on the session's real two-node Ray cluster (conftest.py): PSI over ids read
+"""A party's table read per partition on this package's real two-node Ray cluster (conftest.py): PSI over ids read
 by the cluster's tasks (guest and host, every method) and the shared rows loaded per partition give the rows the
 whole file gives, aligned between the parties; and a launched job whose host is on the cluster, which loads only
 its shared rows there, trains the same model as the same job all on local pools."""

@@ -1,4 +1,4 @@
-"""The rest of a party's heavy work on a real local Ray cluster (the session's, conftest.py): Paillier encryption
+"""The rest of a party's heavy work on a real local Ray cluster (this package's, conftest.py): Paillier encryption
 and X.T @ [[d]] by row blocks (also with a node killed mid-way), with a vertical logistic regression that learns
 the same model and scores as on the local pool; binning by column and row blocks; a PSI host reading its ids per
 Parquet row group or CSV chunk, and the partition that fails named."""
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.ray
 
 def as_backend(monkeypatch, compute) -> None:
     """``compute`` is this process's backend for the test, as :func:`isthmus.compute.use` makes it (without
-    its check and close: the session's cluster outlives the test)."""
+    its check and close: the package's cluster outlives the test)."""
     from isthmus.crypto import parallel
 
     monkeypatch.setattr(select, "_current", compute)
@@ -61,7 +61,7 @@ def test_a_worker_node_killed_during_x_t_d_gives_the_same_ciphertexts_or_a_clear
                                                                                         paillier_1024):
     """Ray re-runs a lost block on the head: the product is the same integers; else a ComputeError, never a
     wrong gradient."""
-    from conftest import killing_node_1_when_busy
+    from .conftest import killing_node_1_when_busy
     from isthmus.compute import ComputeError
     from isthmus.crypto import multiexp
 
@@ -156,7 +156,7 @@ def _psi_with_partitions(tmp_path, kind: str, ids: dict[str, list[str]], compute
 
 @pytest.mark.parametrize("kind", ["parquet", "csv"])
 def test_a_host_reading_its_ids_per_partition_on_ray_finds_the_in_memory_intersection(tmp_path, ray_compute, kind):
-    from test_compute_ray import _ids, _psi
+    from .test_compute_ray import _ids, _psi
     from test_psi import shared_ids
 
     ids = _ids(np.random.default_rng(5), guest=800, host=3_000, shared=500)
