@@ -21,7 +21,7 @@ demo: $(VENV)/.installed-core
 	$(BIN)/isthmus demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup --no-loadscope-reorder
 
 bench: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet -e '.[bench]'
