@@ -144,7 +144,7 @@ SPLITS = {
     "give_credit": ("give_credit_homo_test.csv", "id", "y", [f"x{i}" for i in range(5)], [f"x{i}" for i in range(5, 10)]),
 }
 TRAIN = {"representation": 8, "hidden": 16, "gamma": 0.2, "l2": 0.01, "epochs": 20, "batch_size": 50,
-         "learning_rate": 0.02, "guest_pretrain_epochs": 300, "guest_local_weight": 1.0, "inputs": "rank_gauss",
+         "learning_rate": 0.02, "guest_pretrain_epochs": 300, "guest_local_weight": 2.0, "inputs": "rank_gauss",
          "key_bits": 1024, "min_overlap": 50}
 
 
@@ -194,7 +194,8 @@ def run_ftl(g: PartyTable, h: PartyTable, ov_g: np.ndarray, ov_h: np.ndarray, op
     return {"predictions": predictions, "epoch_seconds": epoch_seconds, "bytes_sent": sent[0]}
 
 
-def one(split: str, overlap: int, guest_rows: int, host_rows: int, encrypted: bool, epochs: int, seed: int) -> dict:
+def one(split: str, overlap: int, guest_rows: int, host_rows: int, encrypted: bool, epochs: int, seed: int,
+        overrides: dict | None = None) -> dict:
     file, id_column, label, guest_columns, host_columns = SPLITS[split]
     frame = pd.read_csv(DATA / file)
     frame[id_column] = frame[id_column].astype(str)
@@ -206,7 +207,7 @@ def one(split: str, overlap: int, guest_rows: int, host_rows: int, encrypted: bo
     ov_g, ov_h = np.arange(overlap), np.arange(overlap)  # the first `overlap` rows of both are the shared ones
     unseen = np.arange(overlap, len(hf))
     truth = hf[label].to_numpy()
-    options = {**TRAIN, "epochs": epochs, "seed": seed}
+    options = {**TRAIN, **(overrides or {}), "epochs": epochs, "seed": seed}
     plain = run_ftl(g, h, ov_g, ov_h, {**options, "protection": "plain"})
     scores = plain["predictions"].set_index("id").loc[h.ids[unseen], "score"].to_numpy()
     row = {"split": split, "overlap": overlap, "seed": seed, "guest_rows": guest_rows, "host_rows": host_rows,
@@ -254,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=TRAIN["epochs"])
     parser.add_argument("--quick", action="store_true", help="2000 guest rows, 1500 host rows")
     parser.add_argument("--seeds", default="0", help="one run per seed (rows drawn and networks initialised anew)")
+    parser.add_argument("--options", type=json.loads, default={},
+                        help='JSON overriding the training settings, e.g. \'{"guest_local_weight": 1.0}\'')
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -264,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         for overlap in (int(o) for o in args.overlaps.split(",")):
             for seed in (int(s) for s in args.seeds.split(",")):
                 rows.append(one(split, overlap, args.guest_rows, args.host_rows, overlap in encrypted, args.epochs,
-                                seed))
+                                seed, args.options))
                 if not args.json:
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     if args.json:
