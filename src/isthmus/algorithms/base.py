@@ -18,16 +18,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
 from isthmus.crypto.keys import MAX_KEY_BITS, MIN_KEY_BITS
-from isthmus.data.table import PartyTable
 from isthmus.errors import ConfigError
 from isthmus.options import Options
 from isthmus.transport.channel import Channel
+
+if TYPE_CHECKING:  # pandas only where tables are read: validating a job file need not import it
+    from isthmus.data.table import PartyTable
 
 #: Vertical (hetero): the parties hold different columns of the same rows; horizontal (homo): the
 #: same columns of different rows. Model names keep FATE's prefixes: hetero_lr is a vertical model.
