@@ -71,7 +71,8 @@ def test_an_operator_approves_in_the_browser_and_watches_the_job_finish(nodes, b
     page.screenshot(path=ARTEFACTS / "job.png")
 
     page.click("#results-link")
-    page.wait_for_selector("#roc-chart")
+    # the canvas is in the HTML at once; Chart.js (deferred) draws on it a little later, later still under load
+    page.wait_for_function("window.Chart && Chart.getChart(document.getElementById('roc-chart'))")
     points = page.evaluate("Chart.getChart(document.getElementById('roc-chart')).data.datasets[0].data")
     assert len(points) >= 3 and points[0] == {"x": 0, "y": 0} and points[-1] == {"x": 1, "y": 1}, points
     assert "ROC" in page.locator("figcaption").first.inner_text()
