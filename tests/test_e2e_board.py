@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -71,9 +72,7 @@ def test_an_operator_approves_in_the_browser_and_watches_the_job_finish(nodes, b
     page.screenshot(path=ARTEFACTS / "job.png")
 
     page.click("#results-link")
-    # the canvas is in the HTML at once; Chart.js (deferred) draws on it a little later, later still under load
-    page.wait_for_function("window.Chart && Chart.getChart(document.getElementById('roc-chart'))")
-    points = page.evaluate("Chart.getChart(document.getElementById('roc-chart')).data.datasets[0].data")
+    points = _chart_points(page, "roc-chart")
     assert len(points) >= 3 and points[0] == {"x": 0, "y": 0} and points[-1] == {"x": 1, "y": 1}, points
     assert "ROC" in page.locator("figcaption").first.inner_text()
     page.screenshot(path=ARTEFACTS / "results.png")
@@ -92,6 +91,18 @@ def test_an_operator_approves_in_the_browser_and_watches_the_job_finish(nodes, b
     assert "404" in page.locator("h1").inner_text()
     assert not [e for e in errors if "404" not in e], errors  # no script error, no CSP violation
     page.close()
+
+
+def _chart_points(page, canvas: str, timeout: float = 30.0) -> list:
+    """The points Chart.js drew on the canvas, once its deferred script has run: the canvas is in the HTML at
+    once, the chart a little later (later still under load). Polled from here because the board's CSP refuses
+    the eval that Playwright's wait_for_function runs its predicate with."""
+    chart = f"Chart.getChart(document.getElementById('{canvas}'))"
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"typeof Chart !== 'undefined' && {chart} !== undefined"):
+        assert time.monotonic() < deadline, f"Chart.js never drew #{canvas}"
+        time.sleep(0.1)
+    return page.evaluate(f"{chart}.data.datasets[0].data")
 
 
 def _reload_until(page, selector: str, attempts: int = 50) -> None:
