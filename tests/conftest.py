@@ -67,10 +67,11 @@ def pytest_collection_modifyitems(items):
         item.add_marker(pytest.mark.xdist_group(unit(item)))
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
     """A pytest-xdist worker whose tests lost their group would split modules (and their fixtures) across
     workers and fail in confusing ways; say why instead (pytest 9.2 does this: pytest-xdist#1386)."""
-    if getattr(session.config.option, "loadgroup", False) and any("@" not in item.nodeid for item in session.items):
+    if node.config.getoption("dist") == "loadgroup" and any("@" not in nodeid for nodeid in ids):
         raise pytest.UsageError("pytest-xdist's --dist loadgroup did not group the tests: use pytest<9.2 "
                                 "(pytest-xdist#1386), as pyproject.toml's test extra does")
 
