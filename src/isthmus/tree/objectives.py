@@ -14,7 +14,7 @@ from isthmus.errors import ConfigError, DataError
 
 def _special():
     """scipy.special, imported when a tree's losses are computed: 0.2 s less for every party process that
-    starts for other work (the tree package is imported by every step that bins)."""
+    starts for other work (the binning step, registered at every party's start, imports the tree package)."""
     from scipy import special
 
     return special
