@@ -20,7 +20,7 @@ from isthmus.errors import ConfigError
 
 ENTRY_POINTS = "isthmus.algorithms"
 PLUGINS_VARIABLE = "ISTHMUS_PLUGINS"
-_BUILTIN = (
+BUILTIN = (
     "isthmus.algorithms.hetero_ftl.algorithm",
     "isthmus.algorithms.hetero_linear.algorithm",
     "isthmus.algorithms.hetero_nn.algorithm",
@@ -66,7 +66,7 @@ def _load() -> None:
     with _loading:
         if _loaded:
             return
-        for module in _BUILTIN:
+        for module in BUILTIN:
             importlib.import_module(module)
         for entry in entry_points(group=ENTRY_POINTS):
             _import_plugin(entry.value, f"entry point {entry.name!r}")

@@ -15,12 +15,13 @@ top-level work under ``if __name__ == "__main__":`` (the fork server imports the
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import pairwise
 from typing import Any, Self
+
+from isthmus.processes import forkserver
 
 _PRELOAD = ["isthmus.crypto.ecdh", "isthmus.crypto.rsa_blind"]
 
@@ -32,9 +33,7 @@ class BatchPool:
         self.workers = max(1, workers if workers is not None else os.cpu_count() or 1)
         self._executor: ProcessPoolExecutor | None = None
         if self.workers > 1:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(_PRELOAD)
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=forkserver(_PRELOAD))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Schedule one batch; ``fn`` must be a module-level function so workers can import it."""

@@ -49,7 +49,7 @@ class Cluster(Protocol):
 
 
 _lock = threading.Lock()
-_workers = int(os.environ.get("ISTHMUS_CRYPTO_WORKERS", "0")) or os.cpu_count() or 1
+_workers: int | None = None  # until configured: ISTHMUS_CRYPTO_WORKERS, read when asked (see isthmus.processes)
 _processes: ProcessPoolExecutor | None = None
 _cluster: Cluster | None = None
 
@@ -78,7 +78,7 @@ def shutdown() -> None:
 
 def workers() -> int:
     """This machine's cores for crypto work (threads and worker processes)."""
-    return _workers
+    return _workers or int(os.environ.get("ISTHMUS_CRYPTO_WORKERS", "0")) or os.cpu_count() or 1
 
 
 def use_cluster(backend: Cluster | None) -> None:
@@ -100,7 +100,7 @@ def cluster(compute: Cluster | None = None) -> Cluster | None:
 def processes() -> int:
     """How many pieces to cut work for :func:`in_processes` into: the cluster's CPUs, else this machine's."""
     backend = cluster()
-    return backend.parallelism() if backend is not None else _workers
+    return backend.parallelism() if backend is not None else workers()
 
 
 def chunks(count: int, parts: int) -> list[range]:
@@ -121,7 +121,7 @@ def in_processes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]],
         with backend.pool(len(tasks)) as pool:
             futures = [pool.submit(function, *task) for task in tasks]
             return [future.result() for future in futures]
-    if _workers == 1:
+    if workers() == 1:
         return [function(*task) for task in tasks]
     futures = [_process_pool().submit(function, *task) for task in tasks]
     return [future.result() for future in futures]
@@ -129,9 +129,9 @@ def in_processes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]],
 
 def in_threads(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]]) -> list[T]:
     """``[function(*task) for task in tasks]`` in threads (for calls that release the GIL)."""
-    if len(tasks) <= 1 or _workers == 1:
+    if len(tasks) <= 1 or workers() == 1:
         return [function(*task) for task in tasks]
-    with ThreadPoolExecutor(min(_workers, len(tasks))) as pool:
+    with ThreadPoolExecutor(min(workers(), len(tasks))) as pool:
         return list(pool.map(lambda task: function(*task), tasks))
 
 
@@ -142,5 +142,5 @@ def _process_pool() -> ProcessPoolExecutor:
             # imported here: a party process that never starts workers saves joblib's 0.14 s
             from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
-            _processes = ProcessPoolExecutor(max_workers=_workers)
+            _processes = ProcessPoolExecutor(max_workers=workers())
         return _processes

@@ -24,10 +24,11 @@ from rich.table import Table
 
 from isthmus.errors import ConfigError, IsthmusError
 from isthmus.jobs.events import read_events
-from isthmus.jobs.party_process import launched_party
+from isthmus.jobs.party_process import PRELOAD, launched_party
 from isthmus.jobs.plan import make_plan
 from isthmus.jobs.rundir import LAUNCH_MARKER, LOCK_FILE, check_owned, clear, contents, locked, recorded
 from isthmus.jobs.spec import JobSpec, load_job
+from isthmus.processes import fresh_process
 from isthmus.transport.certs import (CA_CERT, CA_KEY, FEDERATION_FILE, PARTY_CERT, SIGNING_KEY, create_federation,
                                      tls_files_for)
 
@@ -92,7 +93,7 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
                 create_federation(out_dir / CERTS, parties)
             started = time.monotonic()
             record = records_on_ledger(spec)
-            processes = {name: _spawn(Path(job_path).resolve(), name, out_dir, record=record, compute=compute.get(name))
+            processes = {name: _start(Path(job_path).resolve(), name, out_dir, record=record, compute=compute.get(name))
                          for name in parties}
             try:
                 _watch(spec, processes, out_dir, console, deadline=started + timeout)
@@ -114,13 +115,12 @@ def records_on_ledger(spec: JobSpec) -> bool:
     return spec.options.record if "record" in spec.options.model_fields_set else True
 
 
-def _spawn(job_path: Path, party: str, out_dir: Path, *, record: bool, compute: str | None) -> multiprocessing.Process:
-    """A fresh interpreter (spawn, not fork: no state of this process leaks into the party's)."""
+def _start(job_path: Path, party: str, out_dir: Path, *, record: bool, compute: str | None) -> multiprocessing.Process:
+    """Forked from the fork server, not from this process: no state of this process leaks into the party's."""
     log_path = log_file(out_dir, party)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    process = multiprocessing.get_context("spawn").Process(
-        target=launched_party, name=f"isthmus-{party}",
-        args=(job_path, party, out_dir / CERTS, out_dir / party, record, log_path, compute))
+    process = fresh_process(launched_party, (job_path, party, out_dir / CERTS, out_dir / party, record, log_path,
+                                             compute), name=f"isthmus-{party}", preload=PRELOAD)
     process.start()
     return process
 

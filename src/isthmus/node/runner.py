@@ -18,7 +18,8 @@ from pathlib import Path
 
 from isthmus.jobs.events import read_events
 from isthmus.jobs.local import free_ports, write_job
-from isthmus.jobs.party_process import launched_party
+from isthmus.jobs.party_process import PRELOAD, launched_party
+from isthmus.processes import fresh_process
 
 Done = Callable[[str, str, str | None], None]  # (job id, "finished" | "failed", reason)
 
@@ -45,9 +46,8 @@ class ProcessRunner:
     def start(self, job_id: str, document: dict) -> None:
         folder = job_folder(self.store, job_id)
         job = write_job(folder / "job.yaml", document)
-        process = multiprocessing.get_context("spawn").Process(
-            target=_party_main, name=f"isthmus-{self.party}-{job_id}",
-            args=(job, self.party, self.keys, folder / "run", folder / "process.log", self.compute, os.getpid()))
+        process = fresh_process(_party_main, (job, self.party, self.keys, folder / "run", folder / "process.log",
+                                              self.compute), name=f"isthmus-{self.party}-{job_id}", preload=PRELOAD)
         with self._lock:
             process.start()
             self._processes[job_id] = process
@@ -80,18 +80,19 @@ class ProcessRunner:
         self.on_done(job_id, "failed", reason)
 
 
-def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path, compute: str | None,
-                node: int) -> None:
-    _die_with_parent(node)
+def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path, compute: str | None) -> None:
+    _die_with_node()
     launched_party(job, party, keys, run_dir, None, log_path, compute)
 
 
-def _die_with_parent(node: int) -> None:
-    """Arm the parent-death signal; a node that died while this process was still starting (before the
-    signal was armed, which tests saw as orphaned parties waiting out their job's timeout) ends it here."""
+def _die_with_node() -> None:
+    """Arm the parent-death signal: the parent is the node's fork server, which ends when the node does.
+    A node that died while this process was still starting (before the signal was armed, which tests saw as
+    orphaned parties waiting out their job's timeout) ends it here."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the node's stop() still ends its jobs
         pass
-    if os.getppid() != node:
+    node = multiprocessing.parent_process()
+    if node is None or not node.is_alive():
         os._exit(1)
