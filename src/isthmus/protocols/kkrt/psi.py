@@ -28,7 +28,7 @@ import numpy as np
 from isthmus.errors import ProtocolError
 from isthmus.protocols.kkrt import base_ot, cuckoo, ot_extension
 from isthmus.protocols.kkrt.ot_extension import OUTPUT_BYTES, WIDTH
-from isthmus.protocols.psi_wire import MAX_CHUNK_RECORDS, recv_records
+from isthmus.protocols.psi_wire import MAX_CHUNK_RECORDS, all_distinct, recv_records
 from isthmus.transport.channel import Channel
 
 TAG_SETUP = "psi/kkrt/setup"
@@ -131,7 +131,7 @@ def _match(ours: np.ndarray, used: np.ndarray, theirs: np.ndarray, host: str) ->
         refs.append(order[slot[hit]])
     positions_all = np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
     refs_all = np.concatenate(refs).astype(np.int64) if refs else np.empty(0, dtype=np.int64)
-    if len(np.unique(refs_all)) != len(refs_all):
+    if not all_distinct(refs_all):
         raise ProtocolError("two of our ids matched the same id of the peer", peer=host, tag=TAG_VALUES)
     return positions_all.astype(np.int64), refs_all
 
