@@ -20,6 +20,7 @@ import yaml
 
 from isthmus.demos.secureboost import make_secureboost_data
 from isthmus.jobs.local import loopback_parties, write_job
+from tests.payload_helpers import SentBytes
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +79,7 @@ def test_each_party_keeps_its_part_and_its_binning(parity_run):
 
 
 def test_no_host_threshold_or_split_point_leaves_the_host(parity_run):
-    payloads = b"".join(p.read_bytes() for p in (parity_run / "host" / "audit-payloads").glob("*.bin"))
+    payloads = SentBytes(b"".join(p.read_bytes() for p in (parity_run / "host" / "audit-payloads").glob("*.bin")))
     assert len(payloads) > 50_000
     host = json.loads((parity_run / "host" / "model.json").read_text())
     points = [p for f in json.loads((parity_run / "host" / "iv.json").read_text())["features"].values()

@@ -14,6 +14,7 @@ import pytest
 
 from isthmus.demos.vertical import make_vertical_data
 from isthmus.jobs.local import loopback_parties, write_job
+from tests.payload_helpers import SentBytes
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +79,7 @@ def test_every_party_keeps_its_own_results(parity_run):
 
 def test_no_id_feature_or_label_leaves_any_party(parity_run):
     folder, guest_csv, host_csv = parity_run
-    payloads = b"".join(p.read_bytes() for p in (folder / "run").glob("*/audit-payloads/*.bin"))
+    payloads = SentBytes(b"".join(p.read_bytes() for p in (folder / "run").glob("*/audit-payloads/*.bin")))
     assert len(payloads) > 100_000
     guest, host = pd.read_csv(guest_csv), pd.read_csv(host_csv)
     for customer in pd.concat([guest["id"], host["id"]]).unique()[:300]:

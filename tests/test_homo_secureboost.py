@@ -30,6 +30,7 @@ from isthmus.algorithms.homo_secureboost.client import HomoSecureBoostClient
 from isthmus.algorithms.homo_secureboost.model import HomoTreeModel, Split, replay
 from isthmus.tree.params import BoostParams
 from isthmus.tree.party import LocalParty, LocalRouter
+from tests.payload_helpers import SentBytes
 
 
 class Crash(Exception):
@@ -186,7 +187,7 @@ def test_no_client_value_or_plain_count_leaves_a_client(tmp_path, breast_with_ga
     X, y = breast_with_gaps
     parts = split_rows(X, y, 2)
     federate(parts, BoostParams(n_trees=2, max_depth=2), audit=tmp_path)
-    payloads = b"".join(p.read_bytes() for p in (tmp_path / "client-1").glob("audit-payloads/*.bin"))
+    payloads = SentBytes(b"".join(p.read_bytes() for p in (tmp_path / "client-1").glob("audit-payloads/*.bin")))
     assert len(payloads) > 10_000
     X1, y1 = parts["client-1"]
     for value in X1[:50][~np.isnan(X1[:50])].ravel():
