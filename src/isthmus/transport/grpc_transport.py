@@ -84,8 +84,10 @@ class GrpcNode:
 
     ``peers`` maps each other party's name to its ``host:port``; an entry for ``party`` itself is
     ignored, so one federation-wide table can be passed to every node. ``connect_timeout`` bounds
-    how long a send retries a peer that is not reachable (yet); ``recv_timeout`` replaces
-    :attr:`Channel.default_timeout` for this node's channels.
+    how long a send retries a peer that is not reachable (yet: a peer still starting looks the same as
+    one that is gone); a peer that stayed unreachable that long is not retried in that job, so a
+    horizontal job goes on without a crashed client instead of waiting for it again at every later
+    send. ``recv_timeout`` replaces :attr:`Channel.default_timeout` for this node's channels.
 
     What one peer may make this node hold: ``max_message_bytes`` per message (checked before it is
     buffered; lower per tag prefix with :meth:`open_job`), ``backlog_bytes`` and
@@ -129,6 +131,7 @@ class GrpcNode:
         self._calls: dict[str, grpc.StreamUnaryMultiCallable] = {}
         self._small_calls: dict[str, grpc.UnaryUnaryMultiCallable] = {}
         self._clients_lock = threading.Lock()
+        self._gone: set[tuple[str, str]] = set()  # (job, peer): unreachable for a whole connect timeout
 
     def open_job(self, job: str, accept: Iterable[str] | None = None, limits: Mapping[str, int] | None = None) -> None:
         """Take deliveries for ``job`` under tags starting with one of ``accept`` (default: any tag).
@@ -206,6 +209,9 @@ class GrpcNode:
             (MESSAGE_ID_KEY, secrets.token_hex(16)),  # lets the peer drop a retried duplicate
         )
         address = self.peers[to]
+        if (job, to) in self._gone:
+            raise PeerUnreachableError("unreachable earlier in this job for a whole connect timeout; not retried",
+                                       peer=to, address=address, tag=tag)
         attempt_timeout = self.connect_timeout + len(payload) / _MIN_TRANSFER_RATE
         give_up = time.monotonic() + self.connect_timeout
         backoff = _BACKOFF_FIRST
@@ -227,7 +233,10 @@ class GrpcNode:
                     time.sleep(backoff)
                     backoff = min(2 * backoff, _BACKOFF_MAX)
                     continue
-                raise _send_error(code, details, self.connect_timeout, attempt_timeout, peer=to, address=address, tag=tag) from None
+                error = _send_error(code, details, self.connect_timeout, attempt_timeout, peer=to, address=address, tag=tag)
+                if isinstance(error, PeerUnreachableError):
+                    self._gone.add((job, to))
+                raise error from None
 
     def _call(self, peer: str, small: bool = False) -> grpc.StreamUnaryMultiCallable | grpc.UnaryUnaryMultiCallable:
         """The stream call for ``peer`` (any size), or with ``small`` its one-request call."""

@@ -17,13 +17,13 @@ from isthmus.algorithms.base import Party
 from isthmus.algorithms.homo_linear.client import FEATURES_TAG, check_labels
 from isthmus.algorithms.homo_linear.options import HorizontalOptions, LinearModelOptions
 from isthmus.data.table import PartyTable
-from isthmus.errors import DataError, PeerUnreachableError
+from isthmus.errors import DataError
 from isthmus.horizontal import LinearModel, RoundRecord, TrainingResult, run_aggregator
 from isthmus.horizontal.dp import epsilon
 from isthmus.horizontal.keyring import keyring_from_folder
 from isthmus.horizontal.updates import RoundUpdates
 from isthmus.protocols.inspect import MAX_NAME, Inspect
-from isthmus.transport.channel import Channel, RelayChannel
+from isthmus.transport.channel import Channel
 
 CHECKPOINTS = "checkpoints"
 MAX_FEATURES = 1 << 20
@@ -79,7 +79,7 @@ def run_rounds(party: Party, options: HorizontalOptions, initial_parameters: lis
     keyring = keyring_from_folder(party.keys_dir, party.name, clients) if options.secure_aggregation else None
     rounds: list[RoundUpdates] = []
     result = run_aggregator(
-        _GiveUpOnUnreachable(party.channel), clients, options.make_strategy(evaluate_fn), options.rounds,
+        party.channel, clients, options.make_strategy(evaluate_fn), options.rounds,
         secure=options.secure_aggregation, secagg=options.secagg, keyring=keyring, job=party.channel.job, dp=dp,
         initial_parameters=initial_parameters, min_clients=options.min_clients,
         round_timeout=options.round_timeout, checkpoint_dir=party.workdir / CHECKPOINTS, resume=party.resume,
@@ -102,25 +102,3 @@ def _round_event(rounds: int, record: RoundRecord) -> dict[str, Any]:
         event["left_out"] = sorted(record.left_out)
     event.update({f"aggregator_{name}": value for name, value in record.central_metrics.items()})
     return event
-
-
-class _GiveUpOnUnreachable(RelayChannel):
-    """The aggregator does not retry a client that stayed unreachable for a whole connect timeout.
-
-    The transport retries an unreachable peer for ``connect_timeout`` (it cannot tell a peer that is not
-    up yet from one that is gone); without this, every later request to a crashed client would stall
-    its round that long again.
-    """
-
-    def __init__(self, inner: Channel):
-        super().__init__(inner)
-        self.gone: set[str] = set()
-
-    def send(self, to: str, tag: str, obj: Any) -> None:
-        if to in self.gone:
-            raise PeerUnreachableError("gave up after an earlier connect timeout; not retried", peer=to, tag=tag)
-        try:
-            self.inner.send(to, tag, obj)
-        except PeerUnreachableError:
-            self.gone.add(to)
-            raise
