@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ftl_helpers import QUICK, ROSTER, run_ftl, tables
-from isthmus.algorithms.hetero_ftl import terms
+from isthmus.algorithms.hetero_ftl import selection, terms
 from isthmus.algorithms.hetero_ftl.exchange import times
 from isthmus.algorithms.registry import algorithm
 from isthmus.errors import ConfigError, DataError
@@ -34,13 +34,17 @@ def test_both_parties_gradients_and_the_loss_are_those_of_the_taylor_objective(e
     public, private = paillier_1024
     enc = (lambda v: public.encrypt(v.ravel(), precision=32).reshape(*v.shape)) if encrypted else (lambda v: v)
     dec = (lambda c: np.asarray(private.decrypt(c), dtype=float)) if encrypted else np.asarray
+    host_terms = {k: enc(v) for k, v in terms.host_terms(u_b).items()}
     host = terms.host_gradient({k: enc(v) for k, v in terms.guest_terms(phi, u_a, y).items()}, u_b, gamma)
-    guest = terms.guest_gradients({k: enc(v) for k, v in terms.host_terms(u_b).items()}, phi, u_a, y, gamma)
+    guest = terms.guest_gradients(host_terms, phi, u_a, y, gamma)
     loss, d_phi, d_u_a, d_u_b = autograd_loss_gradients(phi, u_a, u_b, y, gamma)
     np.testing.assert_allclose(dec(host), d_u_b, atol=1e-8)
     np.testing.assert_allclose(dec(guest["phi"]), d_phi, atol=1e-8)
     np.testing.assert_allclose(dec(guest["u_a"]), d_u_a, atol=1e-8)
     np.testing.assert_allclose(dec(guest["loss"]), [loss], atol=1e-8)
+    # held-out rows are scored by the same Taylor loss without the alignment term (gamma 0)
+    held_out_loss = autograd_loss_gradients(phi, u_a, u_b, y, 0.0)[0]
+    np.testing.assert_allclose(dec(terms.validation_loss(host_terms, phi, y)), [held_out_loss], atol=1e-8)
     np.testing.assert_allclose(dec(times(u_b, enc(u_a.T))), u_b @ u_a.T, atol=1e-8)
 
 
@@ -124,7 +128,9 @@ def test_options_are_typed_and_bounded_at_load():
     for bad in ({"representation": 0}, {"gamma": -1.0}, {"local_rounds": 0}, {"learning_rate": 0.0},
                 {"epochs": "3"}, {"protection": "paillier"}, {"alpha": 1.0}, {"key_bits": 512},
                 {"guest_local_weight": -1.0}, {"guest_pretrain_epochs": -1}, {"guest_pretrain_epochs": 1.5},
-                {"inputs": "minmax"}):
+                {"inputs": "minmax"}, {"guest_alignment_weights": []}, {"guest_alignment_weights": [1.5]},
+                {"guest_alignment_weights": [1.0, 1.0]}, {"guest_alignment_weights": [1.0, 0.75, 0.5, 0.25, 0.0]},
+                {"guest_alignment_weights": [1.0, 0.0], "validation_fraction": 0.0}, {"validation_fraction": 0.6}):
         with pytest.raises(ConfigError):
             FTL.Options.parse(bad, where="test")
     with pytest.raises(ConfigError, match="benchmark_only_plaintext"):
@@ -148,3 +154,35 @@ def test_labels_must_be_binary(tmp_path, split):
     with pytest.raises(AssertionError, match="binary labels") as failed:
         run_ftl(tmp_path, {}, (three, h, ov_g, ov_h, truth), roles={"host": lambda: None})
     assert isinstance(failed.value.__cause__, DataError)
+
+
+def test_held_out_rows_are_drawn_from_the_seed_apart_from_the_training_rows_and_never_too_few():
+    choose = FTL.Options(guest_alignment_weights=[1.0, 0.0], validation_fraction=0.3, seed=3)
+    overlap = np.arange(100, 200)
+    fitting, held = selection.split(overlap, choose)
+    assert len(held) == 30 and len(fitting) == 70 and set(fitting) | set(held) == set(overlap)
+    assert not set(fitting) & set(held)
+    np.testing.assert_array_equal(selection.split(overlap, choose)[1], held)  # the same at both parties
+    assert set(selection.split(overlap, choose.model_copy(update={"seed": 4}))[1]) != set(held)
+    assert len(selection.split(overlap, FTL.Options())[1]) == 0  # one candidate: nothing held out
+    with pytest.raises(DataError, match="holds out 18, fewer than 20"):
+        selection.split(np.arange(60), choose)
+
+
+def test_the_guest_keeps_the_candidate_with_the_lowest_held_out_loss_and_encrypted_chooses_as_plaintext(
+        tmp_path, split):
+    """Two candidates (the symmetric loss, a fixed teacher): the guest learns one loss each, both parties
+    keep the lower one's weight, and the final model is that candidate trained on all shared rows."""
+    choose = {"guest_alignment_weights": [1.0, 0.0], "validation_fraction": 0.34, "epochs": 2}
+    parts, predictions, _ = run_ftl(tmp_path / "encrypted", choose, split)
+    plain_parts, plain_predictions, _ = run_ftl(tmp_path / "plain", {**choose, "protection": "plain"}, split)
+    guest, host = parts["guest"].to_dict(), parts["host"].to_dict()
+    losses = guest["validation_losses"]
+    assert guest["held_out_rows"] == 20 and len(losses) == 2 and losses[0] != losses[1]
+    np.testing.assert_allclose(losses, plain_parts["guest"].to_dict()["validation_losses"], atol=1e-6)
+    chosen = choose["guest_alignment_weights"][int(np.argmin(losses))]
+    assert guest["guest_alignment_weight"] == host["guest_alignment_weight"] == chosen
+    np.testing.assert_allclose(predictions.score, plain_predictions.score, atol=1e-6)
+    _, alone, _ = run_ftl(tmp_path / "alone", {"epochs": 2, "protection": "plain", "guest_alignment_weights": [chosen]},
+                          split)
+    np.testing.assert_allclose(plain_predictions.score, alone.score, atol=1e-12)

@@ -3,9 +3,9 @@ regularisation, epochs, batch, learning rate and the communication-saving local 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from isthmus.algorithms.base import KeyBits, Seed
 from isthmus.options import Options
@@ -26,6 +26,14 @@ class FtlOptions(Options):
     #: it anchors u_A to all the guest's labels against the alignment's pull towards the host's
     #: representations of a few shared rows; 2 (chosen on development seeds, benchmarks/ftl.py).
     guest_local_weight: Annotated[float, Field(ge=0, le=1000)] = 2.0
+    #: How far the guest follows the alignment term (the weight of dL/du_A in its gradient): 1 is the paper's
+    #: symmetric loss; 0 makes u_A a fixed teacher the host distils. Several values: one candidate is trained
+    #: per value and the guest keeps the one whose host scores have the lowest loss on held-out shared rows
+    #: (``selection.py``): which teacher helps depends on what the host's columns know.
+    guest_alignment_weights: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1, max_length=4)] = [1.0]
+    #: Fraction of the shared rows held out to choose among several ``guest_alignment_weights`` (at least
+    #: ``selection.MIN_HELD_OUT`` rows); the chosen candidate is then trained again on all shared rows.
+    validation_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.3
     #: Full-batch steps the guest takes on that loss alone before training together.
     guest_pretrain_epochs: Annotated[int, Field(ge=0, le=100_000)] = 300
     #: L2 penalty on each party's own network weights; the host's is fitted on a few shared rows, so 0.01
@@ -46,3 +54,12 @@ class FtlOptions(Options):
     #: A host row is labelled positive when its score is at least this.
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _candidates_can_be_told_apart(self) -> Self:
+        weights = self.guest_alignment_weights
+        if len(set(weights)) != len(weights):
+            raise ValueError(f"guest_alignment_weights must differ from each other, got {weights}")
+        if len(weights) > 1 and self.validation_fraction == 0:
+            raise ValueError("several guest_alignment_weights need validation_fraction > 0 to choose among them")
+        return self
