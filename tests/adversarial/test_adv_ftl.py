@@ -108,14 +108,23 @@ class Played(Exception):
 CHOOSE = {"guest_alignment_weights": [1.0, 0.0], "validation_fraction": 0.34, "epochs": 1, "protection": "plain"}
 
 
-def hostile(fit):
-    """A party's honest run that ends quietly at :class:`Played` (so the failure seen is the peer's)."""
+def error_of_the_honest_party(tmp_path, hostile_role: str) -> Exception:
+    """Runs a job choosing between two candidates in which ``hostile_role`` plays honestly until a patched
+    step of it raises :class:`Played`; returns what stopped the other party."""
+    hub = LocalHub(["guest", "host"])
+    g, h, ov_g, ov_h, _ = tables(guest_rows=300, host_rows=260, overlap=60)
+    table, overlap = {"guest": (g, ov_g), "host": (h, ov_h)}[hostile_role]
+    opts = FTL.Options(**{**QUICK, **CHOOSE})
+
     def play():
         try:
-            return fit()
+            return FTL.fit(party(hostile_role, hub, table, overlap, tmp_path / hostile_role), opts)
         except Played:
             return None
-    return play
+
+    with pytest.raises(AssertionError) as failed:
+        run_ftl(tmp_path, CHOOSE, (g, h, ov_g, ov_h, None), roles={hostile_role: play}, hub=hub)
+    return failed.value.__cause__
 
 
 @pytest.mark.parametrize("choice", [2, -1, True, 1.0, "1", [0]])
@@ -126,13 +135,7 @@ def test_a_choice_the_guest_could_not_have_made_stops_the_host_naming_it(tmp_pat
         raise Played
 
     monkeypatch.setattr(selection, "send_choice", send)
-    hub = LocalHub(["guest", "host"])
-    g, h, ov_g, ov_h, _ = tables(guest_rows=300, host_rows=260, overlap=60)
-    opts = FTL.Options(**{**QUICK, **CHOOSE})
-    guest = hostile(lambda: FTL.fit(party("guest", hub, g, ov_g, tmp_path / "guest"), opts))
-    with pytest.raises(AssertionError) as failed:
-        run_ftl(tmp_path, CHOOSE, (g, h, ov_g, ov_h, None), roles={"guest": guest}, hub=hub)
-    error = failed.value.__cause__
+    error = error_of_the_honest_party(tmp_path, "guest")
     assert isinstance(error, ProtocolError) and "guest" in str(error) and selection.CHOICE in str(error), repr(error)
     assert "candidate must be an integer in [0, 1]" in str(error)
 
@@ -144,11 +147,5 @@ def test_held_out_terms_of_the_wrong_shape_stop_the_guest_before_it_scores_them(
         raise Played
 
     monkeypatch.setattr(selection, "host_loss", replay)
-    hub = LocalHub(["guest", "host"])
-    g, h, ov_g, ov_h, _ = tables(guest_rows=300, host_rows=260, overlap=60)
-    opts = FTL.Options(**{**QUICK, **CHOOSE})
-    host = hostile(lambda: FTL.fit(party("host", hub, h, ov_h, tmp_path / "host"), opts))
-    with pytest.raises(AssertionError) as failed:
-        run_ftl(tmp_path, CHOOSE, (g, h, ov_g, ov_h, None), roles={"host": host}, hub=hub)
-    error = failed.value.__cause__
+    error = error_of_the_honest_party(tmp_path, "host")
     assert isinstance(error, ProtocolError) and "host" in str(error) and TERMS in str(error), repr(error)
