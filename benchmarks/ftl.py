@@ -261,7 +261,7 @@ def run_ftl(g: PartyTable, h: PartyTable, ov_g: np.ndarray, ov_h: np.ndarray, op
     predictions = pd.read_csv(folder / "host" / "predictions.csv", dtype={"id": str})
     epoch_seconds = (epochs[-1] - start) / len(epochs) if epochs else float("nan")
     guest = results["guest"].to_dict()
-    choice = {key: guest[key] for key in ("guest_alignment_weight", "validation_losses") if key in guest}
+    choice = {key: guest[key] for key in ("guest_alignment_weight", "validation_correlations") if key in guest}
     return {"predictions": predictions, "epoch_seconds": epoch_seconds, "bytes_sent": sent[0], "choice": choice}
 
 

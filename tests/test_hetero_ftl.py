@@ -42,9 +42,8 @@ def test_both_parties_gradients_and_the_loss_are_those_of_the_taylor_objective(e
     np.testing.assert_allclose(dec(guest["phi"]), d_phi, atol=1e-8)
     np.testing.assert_allclose(dec(guest["u_a"]), d_u_a, atol=1e-8)
     np.testing.assert_allclose(dec(guest["loss"]), [loss], atol=1e-8)
-    # held-out rows are scored by the same Taylor loss without the alignment term (gamma 0)
-    held_out_loss = autograd_loss_gradients(phi, u_a, u_b, y, 0.0)[0]
-    np.testing.assert_allclose(dec(terms.validation_loss(host_terms, phi, y)), [held_out_loss], atol=1e-8)
+    z = u_b @ phi  # held-out rows are judged by three sums of the host's scores
+    np.testing.assert_allclose(dec(terms.held_out_sums(host_terms, phi, y)), [z.sum(), y @ z, z @ z], atol=1e-8)
     np.testing.assert_allclose(dec(times(u_b, enc(u_a.T))), u_b @ u_a.T, atol=1e-8)
 
 
@@ -158,10 +157,12 @@ def test_labels_must_be_binary(tmp_path, split):
 
 def test_held_out_rows_are_drawn_from_the_seed_apart_from_the_training_rows_and_never_too_few():
     choose = FTL.Options(guest_alignment_weights=[1.0, 0.0], validation_fraction=0.3, seed=3)
-    overlap = np.arange(100, 200)
+    overlap = np.random.default_rng(0).permutation(np.arange(100, 200))  # a party's positions, in the agreed order
     fitting, held = selection.split(overlap, choose)
     assert len(held) == 30 and len(fitting) == 70 and set(fitting) | set(held) == set(overlap)
     assert not set(fitting) & set(held)
+    where = {position: i for i, position in enumerate(overlap)}  # the peer's positions differ, the order not
+    assert [where[p] for p in held] == sorted(where[p] for p in held)
     np.testing.assert_array_equal(selection.split(overlap, choose)[1], held)  # the same at both parties
     assert set(selection.split(overlap, choose.model_copy(update={"seed": 4}))[1]) != set(held)
     assert len(selection.split(overlap, FTL.Options())[1]) == 0  # one candidate: nothing held out
@@ -169,20 +170,39 @@ def test_held_out_rows_are_drawn_from_the_seed_apart_from_the_training_rows_and_
         selection.split(np.arange(60), choose)
 
 
-def test_the_guest_keeps_the_candidate_with_the_lowest_held_out_loss_and_encrypted_chooses_as_plaintext(
+def test_the_guest_keeps_the_candidate_whose_held_out_scores_rank_best_and_encrypted_chooses_as_plaintext(
         tmp_path, split):
-    """Two candidates (the symmetric loss, a fixed teacher): the guest learns one loss each, both parties
-    keep the lower one's weight, and the final model is that candidate trained on all shared rows."""
+    """Two candidates (the symmetric loss, a fixed teacher): the guest learns the correlation of the host's
+    held-out scores with its labels for each, both parties keep the higher one's weight, and the final
+    model is that candidate trained on all shared rows."""
     choose = {"guest_alignment_weights": [1.0, 0.0], "validation_fraction": 0.34, "epochs": 2}
     parts, predictions, _ = run_ftl(tmp_path / "encrypted", choose, split)
     plain_parts, plain_predictions, _ = run_ftl(tmp_path / "plain", {**choose, "protection": "plain"}, split)
     guest, host = parts["guest"].to_dict(), parts["host"].to_dict()
-    losses = guest["validation_losses"]
-    assert guest["held_out_rows"] == 20 and len(losses) == 2 and losses[0] != losses[1]
-    np.testing.assert_allclose(losses, plain_parts["guest"].to_dict()["validation_losses"], atol=1e-6)
-    chosen = choose["guest_alignment_weights"][int(np.argmin(losses))]
+    correlations = guest["validation_correlations"]
+    assert guest["held_out_rows"] == 20 and len(correlations) == 2 and correlations[0] != correlations[1]
+    assert all(0.3 < c <= 1 for c in correlations), correlations  # the scores rank the held-out labels
+    np.testing.assert_allclose(correlations, plain_parts["guest"].to_dict()["validation_correlations"], atol=1e-6)
+    chosen = choose["guest_alignment_weights"][int(np.argmax(correlations))]
     assert guest["guest_alignment_weight"] == host["guest_alignment_weight"] == chosen
     np.testing.assert_allclose(predictions.score, plain_predictions.score, atol=1e-6)
     _, alone, _ = run_ftl(tmp_path / "alone", {"epochs": 2, "protection": "plain", "guest_alignment_weights": [chosen]},
                           split)
     np.testing.assert_allclose(plain_predictions.score, alone.score, atol=1e-12)
+
+
+def test_the_correlation_the_guest_forms_from_the_three_sums_is_pearsons(monkeypatch):
+    """Checked against numpy over a plaintext link whose peer answers with given held-out terms."""
+    rng = np.random.default_rng(5)
+    phi, u_b, y = rng.normal(size=3), rng.normal(size=(25, 3)), rng.choice([-1.0, 1.0], 25)
+
+    class Echo:  # plain mode: the peer's terms as they are, decryptions as echoes
+        def swap_terms(self, own, expected):
+            return terms.host_terms(u_b)
+
+        def decrypt_both(self, mine, theirs):
+            return mine
+
+    expected = np.corrcoef(u_b @ phi, y)[0, 1]
+    assert selection.guest_correlation(Echo(), phi, y) == pytest.approx(expected, abs=1e-12)
+    assert selection.guest_correlation(Echo(), phi, np.ones(25)) == 0.0  # one class held out: no ranking

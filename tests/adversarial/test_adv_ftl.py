@@ -146,6 +146,6 @@ def test_held_out_terms_of_the_wrong_shape_stop_the_guest_before_it_scores_them(
         link.swap_terms(terms.host_terms(np.zeros((40, D))), {})
         raise Played
 
-    monkeypatch.setattr(selection, "host_loss", replay)
+    monkeypatch.setattr(selection, "host_sums", replay)
     error = error_of_the_honest_party(tmp_path, "host")
     assert isinstance(error, ProtocolError) and "host" in str(error) and TERMS in str(error), repr(error)

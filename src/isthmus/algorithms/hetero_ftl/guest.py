@@ -45,13 +45,13 @@ def fit_guest(party: Party, options: FtlOptions) -> dict:
     train = lambda rows, weight: _train(link, net, optimizer, X, y, rows, weight, options, epochs)  # noqa: E731
     chosen, validation = 0, {}
     if len(weights) > 1:
-        start, losses = snapshot(net, optimizer), []
+        start, correlations = snapshot(net, optimizer), []
         for weight in weights:
             restore(net, optimizer, start)
             train(fitting, weight)
-            losses.append(selection.guest_loss(link, _phi(net, X, y), y[held_out]))
-        chosen = selection.send_choice(link, losses)
-        validation = {"validation_losses": losses, "held_out_rows": len(held_out)}
+            correlations.append(selection.guest_correlation(link, _phi(net, X, y), y[held_out]))
+        chosen = selection.send_choice(link, correlations)
+        validation = {"validation_correlations": correlations, "held_out_rows": len(held_out)}
         restore(net, optimizer, start)
     train(overlap, weights[chosen])
     phi = _phi(net, X, y)

@@ -35,7 +35,7 @@ def fit_host(party: Party, options: FtlOptions) -> dict:
         for _ in weights:
             restore(net, optimizer, start)
             _train(link, net, optimizer, X, fitting, options, epochs)
-            selection.host_loss(link, nets.represent(net, X[held_out]))
+            selection.host_sums(link, nets.represent(net, X[held_out]))
         chosen = selection.receive_choice(link, options)
         restore(net, optimizer, start)
     _train(link, net, optimizer, X, overlap, options, epochs)

@@ -42,24 +42,29 @@ def split(overlap: np.ndarray, options: FtlOptions) -> tuple[np.ndarray, np.ndar
                         f"rows holds out {held}, fewer than {MIN_HELD_OUT}: choosing among guest_alignment_weights "
                         f"needs more shared rows or a larger fraction")
     order = np.random.default_rng([options.seed, len(overlap), 1]).permutation(len(overlap))
-    return np.sort(overlap[order[held:]]), np.sort(overlap[order[:held]])
+    return overlap[np.sort(order[held:])], overlap[np.sort(order[:held])]  # kept in the agreed order
 
 
-def guest_loss(link: Link, phi: np.ndarray, y_held: np.ndarray) -> float:
-    """The Taylor loss of the host's scores on the held-out rows (y_held in {-1, +1}), decrypted behind a mask."""
+def guest_correlation(link: Link, phi: np.ndarray, y_held: np.ndarray) -> float:
+    """The correlation of the host's scores with the labels (in {-1, +1}) on the held-out rows, from three
+    sums decrypted behind masks: it judges how the scores rank the rows, whatever their scale and offset."""
     theirs = link.swap_terms({}, terms.host_shapes(len(y_held), len(phi)))
-    loss = link.decrypt_both({"loss": terms.validation_loss(theirs, phi, y_held)}, {})["loss"]
-    return float(loss[0])
+    z_sum, yz_sum, zz_sum = link.decrypt_both({"sums": terms.held_out_sums(theirs, phi, y_held)}, {})["sums"]
+    m = len(y_held)
+    covariance, z_variance = yz_sum / m - y_held.mean() * z_sum / m, zz_sum / m - (z_sum / m) ** 2
+    if y_held.var() == 0 or z_variance <= 0:
+        return 0.0  # one class held out, or constant scores: nothing to rank; ties keep the first candidate
+    return float(covariance / np.sqrt(z_variance * y_held.var()))
 
 
-def host_loss(link: Link, u_held: np.ndarray) -> None:
-    """The host's side of :func:`guest_loss`: its held-out terms under its key; it decrypts one masked value."""
+def host_sums(link: Link, u_held: np.ndarray) -> None:
+    """The host's side of :func:`guest_correlation`: its held-out terms under its key; it decrypts masked sums."""
     link.swap_terms(terms.host_terms(u_held), {})
-    link.decrypt_both({}, {"loss": (1,)})
+    link.decrypt_both({}, {"sums": (3,)})
 
 
-def send_choice(link: Link, losses: list[float]) -> int:
-    best = int(np.argmin(losses))
+def send_choice(link: Link, correlations: list[float]) -> int:
+    best = int(np.argmax(correlations))
     link.channel.send(link.peer, CHOICE, best)
     return best
 

@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from isthmus.algorithms.hetero_ftl.exchange import Encrypted, times
+from isthmus.algorithms.hetero_ftl.training import joined
 
 
 def guest_terms(phi: np.ndarray, u_a: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
@@ -67,11 +68,14 @@ def guest_gradients(host: dict[str, Encrypted], phi: np.ndarray, u_a: np.ndarray
     return {"phi": grad_phi, "u_a": grad_u_a, "loss": loss}
 
 
-def validation_loss(host: dict[str, Encrypted], phi: np.ndarray, y: np.ndarray) -> Encrypted:
-    """[[(1/m) sum_j log 2 - y_j z_j / 2 + z_j^2 / 8]] under the host's key: the Taylor loss of the host's
-    scores on m held-out shared rows (no alignment term: only how well z predicts the labels counts)."""
-    _, _, prediction = _prediction_terms(host, phi, y)
-    return (prediction + len(y) * math.log(2)) * (1.0 / len(y))
+def held_out_sums(host: dict[str, Encrypted], phi: np.ndarray, y: np.ndarray) -> Encrypted:
+    """[[sum_j z_j, sum_j y_j z_j, sum_j z_j^2]] under the host's key, z_j = Phi . u_B,j on held-out rows:
+    what the correlation of the host's scores with the labels needs (``selection.correlation``)."""
+    d = len(phi)
+    u_sum = times(np.ones((1, len(y))), host["u_b"]).reshape(d, 1)
+    y_u_b, m_phi, _ = _prediction_terms(host, phi, y)
+    row = phi[None, :]
+    return joined([times(row, u_sum), times(row, y_u_b.reshape(d, 1)), times(row, m_phi.reshape(d, 1))])
 
 
 def _prediction_terms(host: dict[str, Encrypted], phi: np.ndarray, y: np.ndarray) -> tuple[Encrypted, ...]:
