@@ -28,7 +28,7 @@ class FtlOptions(Options):
     guest_local_weight: Annotated[float, Field(ge=0, le=1000)] = 2.0
     #: How far the guest follows the alignment term (the weight of dL/du_A in its gradient): 1 is the paper's
     #: symmetric loss; 0 makes u_A a fixed teacher the host distils. Several values: one candidate is trained
-    #: per value and the guest keeps the one whose host scores have the lowest loss on held-out shared rows
+    #: per value and the guest keeps the one whose host scores correlate best with its labels on held-out shared rows
     #: (``selection.py``): which teacher helps depends on what the host's columns know.
     guest_alignment_weights: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1, max_length=4)] = [1.0]
     #: Fraction of the shared rows held out to choose among several ``guest_alignment_weights`` (at least

@@ -9,10 +9,16 @@ fixed teacher distils more (benchmarks/ftl.py). Which case holds is a property o
 How, without either party seeing the other's per-row values: both parties draw the same held-out
 rows from the job's seed; for each candidate (one value of ``guest_alignment_weights``) they train on
 the other shared rows, then the host sends its held-out terms [[u_B,j]], [[sum_j u_B,j u_B,j^T]] under
-its own key (the same terms as a training batch), the guest forms the encrypted Taylor loss with its
-labels and Phi (``terms.validation_loss``) and has the host decrypt it behind a mask: the guest learns
-one number per candidate, the host a uniform value. The guest sends the index of the lowest; both
-train that candidate again on all shared rows.
+its own key (the same terms as a training batch), the guest forms [[sum z_j]], [[sum y_j z_j]],
+[[sum z_j^2]] (z_j = Phi . u_B,j) with its labels and Phi (``terms.held_out_sums``) and has the host
+decrypt them behind masks: the guest learns three sums per candidate, the host uniform values. The
+guest keeps the candidate whose scores correlate best with its labels and sends its index; both train
+that candidate again on all shared rows.
+
+Why the correlation and not the held-out Taylor loss (one sum): the loss also judges the scores'
+scale and offset, and on development seeds it preferred the symmetric candidate nearly always, also
+where the fixed teacher ranked the rows better; AUC, what the host's labels are judged by, depends on
+the ranking only.
 """
 
 from __future__ import annotations
