@@ -26,6 +26,8 @@ class FtlOptions(Options):
     #: it anchors u_A to all the guest's labels against the alignment's pull towards the host's
     #: representations of a few shared rows; 2 (chosen on development seeds, benchmarks/ftl.py).
     guest_local_weight: Annotated[float, Field(ge=0, le=1000)] = 2.0
+    #: Full-batch steps the guest takes on that loss alone before training together.
+    guest_pretrain_epochs: Annotated[int, Field(ge=0, le=100_000)] = 300
     #: How far the guest follows the alignment term (the weight of dL/du_A in its gradient): 1 is the paper's
     #: symmetric loss; 0 makes u_A a fixed teacher the host distils. Several values: one candidate is trained
     #: per value and the guest keeps the one whose host scores correlate best with its labels on held-out shared rows
@@ -34,8 +36,6 @@ class FtlOptions(Options):
     #: Fraction of the shared rows held out to choose among several ``guest_alignment_weights`` (at least
     #: ``selection.MIN_HELD_OUT`` rows); the chosen candidate is then trained again on all shared rows.
     validation_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.3
-    #: Full-batch steps the guest takes on that loss alone before training together.
-    guest_pretrain_epochs: Annotated[int, Field(ge=0, le=100_000)] = 300
     #: L2 penalty on each party's own network weights; the host's is fitted on a few shared rows, so 0.01
     #: (chosen on development seeds, benchmarks/ftl.py).
     l2: Annotated[float, Field(ge=0, le=10)] = 1e-2
