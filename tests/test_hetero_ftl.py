@@ -129,7 +129,7 @@ def test_options_are_typed_and_bounded_at_load():
                 {"guest_local_weight": -1.0}, {"guest_pretrain_epochs": -1}, {"guest_pretrain_epochs": 1.5},
                 {"inputs": "minmax"}, {"guest_alignment_weights": []}, {"guest_alignment_weights": [1.5]},
                 {"guest_alignment_weights": [1.0, 1.0]}, {"guest_alignment_weights": [1.0, 0.75, 0.5, 0.25, 0.0]},
-                {"guest_alignment_weights": [1.0, 0.0], "validation_fraction": 0.0}, {"validation_fraction": 0.6}):
+                {"validation_folds": 1}, {"validation_folds": 11}):
         with pytest.raises(ConfigError):
             FTL.Options.parse(bad, where="test")
     with pytest.raises(ConfigError, match="benchmark_only_plaintext"):
@@ -155,19 +155,21 @@ def test_labels_must_be_binary(tmp_path, split):
     assert isinstance(failed.value.__cause__, DataError)
 
 
-def test_held_out_rows_are_drawn_from_the_seed_apart_from_the_training_rows_and_never_too_few():
-    choose = FTL.Options(guest_alignment_weights=[1.0, 0.0], validation_fraction=0.3, seed=3)
+def test_every_shared_row_is_held_out_once_in_folds_drawn_from_the_seed_and_never_from_too_few_rows():
+    choose = FTL.Options(guest_alignment_weights=[1.0, 0.0], validation_folds=3, seed=3)
     overlap = np.random.default_rng(0).permutation(np.arange(100, 200))  # a party's positions, in the agreed order
-    fitting, held = selection.split(overlap, choose)
-    assert len(held) == 30 and len(fitting) == 70 and set(fitting) | set(held) == set(overlap)
-    assert not set(fitting) & set(held)
+    folds = selection.folds(overlap, choose)
+    held = [rows for _, rows in folds]
+    assert [len(rows) for rows in held] == [34, 33, 33] and sorted(np.concatenate(held)) == sorted(overlap)
+    for fitting, rows in folds:
+        assert set(fitting) | set(rows) == set(overlap) and not set(fitting) & set(rows)
     where = {position: i for i, position in enumerate(overlap)}  # the peer's positions differ, the order not
-    assert [where[p] for p in held] == sorted(where[p] for p in held)
-    np.testing.assert_array_equal(selection.split(overlap, choose)[1], held)  # the same at both parties
-    assert set(selection.split(overlap, choose.model_copy(update={"seed": 4}))[1]) != set(held)
-    assert len(selection.split(overlap, FTL.Options())[1]) == 0  # one candidate: nothing held out
-    with pytest.raises(DataError, match="holds out 18, fewer than 20"):
-        selection.split(np.arange(60), choose)
+    assert all([where[p] for p in rows] == sorted(where[p] for p in rows) for rows in held)
+    np.testing.assert_array_equal(selection.folds(overlap, choose)[0][1], held[0])  # the same at both parties
+    assert set(selection.folds(overlap, choose.model_copy(update={"seed": 4}))[0][1]) != set(held[0])
+    assert selection.folds(overlap, FTL.Options()) == []  # one candidate: nothing held out
+    with pytest.raises(DataError, match="at least 20 shared rows, the parties share 19"):
+        selection.folds(np.arange(19), choose)
 
 
 def test_the_guest_keeps_the_candidate_whose_held_out_scores_rank_best_and_encrypted_chooses_as_plaintext(
@@ -175,12 +177,12 @@ def test_the_guest_keeps_the_candidate_whose_held_out_scores_rank_best_and_encry
     """Two candidates (the symmetric loss, a fixed teacher): the guest learns the correlation of the host's
     held-out scores with its labels for each, both parties keep the higher one's weight, and the final
     model is that candidate trained on all shared rows."""
-    choose = {"guest_alignment_weights": [1.0, 0.0], "validation_fraction": 0.34, "epochs": 2}
+    choose = {"guest_alignment_weights": [1.0, 0.0], "epochs": 2}
     parts, predictions, _ = run_ftl(tmp_path / "encrypted", choose, split)
     plain_parts, plain_predictions, _ = run_ftl(tmp_path / "plain", {**choose, "protection": "plain"}, split)
     guest, host = parts["guest"].to_dict(), parts["host"].to_dict()
     correlations = guest["validation_correlations"]
-    assert guest["held_out_rows"] == 20 and len(correlations) == 2 and correlations[0] != correlations[1]
+    assert len(correlations) == 2 and correlations[0] != correlations[1]
     assert all(0.3 < c <= 1 for c in correlations), correlations  # the scores rank the held-out labels
     np.testing.assert_allclose(correlations, plain_parts["guest"].to_dict()["validation_correlations"], atol=1e-6)
     chosen = choose["guest_alignment_weights"][int(np.argmax(correlations))]
@@ -192,17 +194,15 @@ def test_the_guest_keeps_the_candidate_whose_held_out_scores_rank_best_and_encry
 
 
 def test_the_correlation_the_guest_forms_from_the_three_sums_is_pearsons(monkeypatch):
-    """Checked against numpy over a plaintext link whose peer answers with given held-out terms."""
+    """Checked against numpy, over a plaintext link."""
     rng = np.random.default_rng(5)
     phi, u_b, y = rng.normal(size=3), rng.normal(size=(25, 3)), rng.choice([-1.0, 1.0], 25)
 
-    class Echo:  # plain mode: the peer's terms as they are, decryptions as echoes
-        def swap_terms(self, own, expected):
-            return terms.host_terms(u_b)
-
+    class Echo:  # plain mode: decryptions are echoes
         def decrypt_both(self, mine, theirs):
             return mine
 
+    sums = terms.held_out_sums(terms.host_terms(u_b), phi, y)
     expected = np.corrcoef(u_b @ phi, y)[0, 1]
-    assert selection.guest_correlation(Echo(), phi, y) == pytest.approx(expected, abs=1e-12)
-    assert selection.guest_correlation(Echo(), phi, np.ones(25)) == 0.0  # one class held out: no ranking
+    assert selection.guest_correlation(Echo(), sums, y) == pytest.approx(expected, abs=1e-12)
+    assert selection.guest_correlation(Echo(), sums, np.ones(25)) == 0.0  # one class: nothing to rank

@@ -105,7 +105,7 @@ class Played(Exception):
     """Raised by a hostile party once it has sent its one bad message: it plays no further."""
 
 
-CHOOSE = {"guest_alignment_weights": [1.0, 0.0], "validation_fraction": 0.34, "epochs": 1, "protection": "plain"}
+CHOOSE = {"guest_alignment_weights": [1.0, 0.0], "epochs": 1, "protection": "plain"}
 
 
 def error_of_the_honest_party(tmp_path, hostile_role: str) -> Exception:
@@ -141,11 +141,11 @@ def test_a_choice_the_guest_could_not_have_made_stops_the_host_naming_it(tmp_pat
 
 
 def test_held_out_terms_of_the_wrong_shape_stop_the_guest_before_it_scores_them(tmp_path, monkeypatch):
-    """E.g. a host replaying a training batch's terms (40 rows) as the 20 held-out rows' ones."""
+    """Terms for 40 rows where the fold holds out 30."""
     def replay(link, u_held):
         link.swap_terms(terms.host_terms(np.zeros((40, D))), {})
         raise Played
 
-    monkeypatch.setattr(selection, "host_sums", replay)
+    monkeypatch.setattr(selection, "host_terms", replay)
     error = error_of_the_honest_party(tmp_path, "host")
     assert isinstance(error, ProtocolError) and "host" in str(error) and TERMS in str(error), repr(error)

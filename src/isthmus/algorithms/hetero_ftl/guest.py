@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import numpy as np
 
 from isthmus.algorithms.base import Party
@@ -33,7 +36,7 @@ def fit_guest(party: Party, options: FtlOptions) -> dict:
 
     table, host = party.labelled_rows(), party.roster.one("host")
     overlap, y = shared_rows(party, options), signed_labels(table.label, party.name)
-    fitting, held_out = selection.split(overlap, options)
+    selection.folds(overlap, options)  # too few shared rows to choose on stop the job before any message
     scaler = fit_inputs(table.features, options)
     X = torch.from_numpy(scaler.transform(table.features))
     net = nets.build(X.shape[1], options.hidden, options.representation, options.seed)
@@ -45,13 +48,16 @@ def fit_guest(party: Party, options: FtlOptions) -> dict:
     train = lambda rows, weight: _train(link, net, optimizer, X, y, rows, weight, options, epochs)  # noqa: E731
     chosen, validation = 0, {}
     if len(weights) > 1:
-        start, correlations = snapshot(net, optimizer), []
+        start, correlations, parts = snapshot(net, optimizer), [], selection.folds(overlap, options)
         for weight in weights:
-            restore(net, optimizer, start)
-            train(fitting, weight)
-            correlations.append(selection.guest_correlation(link, _phi(net, X, y), y[held_out]))
+            sums = []
+            for fitting, held_out in parts:
+                restore(net, optimizer, start)
+                train(fitting, weight)
+                sums.append(selection.guest_sums(link, _phi(net, X, y), y[held_out]))
+            correlations.append(selection.guest_correlation(link, functools.reduce(operator.add, sums), y[overlap]))
         chosen = selection.send_choice(link, correlations)
-        validation = {"validation_correlations": correlations, "held_out_rows": len(held_out)}
+        validation = {"validation_correlations": correlations}
         restore(net, optimizer, start)
     train(overlap, weights[chosen])
     phi = _phi(net, X, y)

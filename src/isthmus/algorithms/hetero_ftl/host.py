@@ -22,7 +22,7 @@ def fit_host(party: Party, options: FtlOptions) -> dict:
 
     table, guest = party.rows(), party.roster.one("guest")
     overlap = shared_rows(party, options)
-    fitting, held_out = selection.split(overlap, options)
+    selection.folds(overlap, options)  # too few shared rows to choose on stop the job before any message
     scaler = fit_inputs(table.features, options)
     X = scaler.transform(table.features)
     net = nets.build(X.shape[1], options.hidden, options.representation, options.seed + 1)
@@ -33,9 +33,11 @@ def fit_host(party: Party, options: FtlOptions) -> dict:
     if len(weights) > 1:
         start = snapshot(net, optimizer)
         for _ in weights:
-            restore(net, optimizer, start)
-            _train(link, net, optimizer, X, fitting, options, epochs)
-            selection.host_sums(link, nets.represent(net, X[held_out]))
+            for fitting, held_out in selection.folds(overlap, options):
+                restore(net, optimizer, start)
+                _train(link, net, optimizer, X, fitting, options, epochs)
+                selection.host_terms(link, nets.represent(net, X[held_out]))
+            selection.host_decrypts_sums(link)
         chosen = selection.receive_choice(link, options)
         restore(net, optimizer, start)
     _train(link, net, optimizer, X, overlap, options, epochs)

@@ -33,9 +33,9 @@ class FtlOptions(Options):
     #: per value and the guest keeps the one whose host scores correlate best with its labels on held-out shared rows
     #: (``selection.py``): which teacher helps depends on what the host's columns know.
     guest_alignment_weights: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1, max_length=4)] = [1.0]
-    #: Fraction of the shared rows held out to choose among several ``guest_alignment_weights`` (at least
-    #: ``selection.MIN_HELD_OUT`` rows); the chosen candidate is then trained again on all shared rows.
-    validation_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.3
+    #: Folds of the shared rows to choose among several ``guest_alignment_weights``: each candidate is trained
+    #: once per fold without that fold's rows and scored on them; then the chosen one on all shared rows.
+    validation_folds: Annotated[int, Field(ge=2, le=10)] = 2
     #: L2 penalty on each party's own network weights; the host's is fitted on a few shared rows, so 0.01
     #: (chosen on development seeds, benchmarks/ftl.py).
     l2: Annotated[float, Field(ge=0, le=10)] = 1e-2
@@ -60,6 +60,4 @@ class FtlOptions(Options):
         weights = self.guest_alignment_weights
         if len(set(weights)) != len(weights):
             raise ValueError(f"guest_alignment_weights must differ from each other, got {weights}")
-        if len(weights) > 1 and self.validation_fraction == 0:
-            raise ValueError("several guest_alignment_weights need validation_fraction > 0 to choose among them")
         return self

@@ -72,7 +72,8 @@ class Epochs:
     """Progress over every training of the job (one per candidate, then the chosen one on all shared rows)."""
 
     def __init__(self, party: Party, options: FtlOptions):
-        trainings = 1 if len(options.guest_alignment_weights) == 1 else len(options.guest_alignment_weights) + 1
+        candidates = len(options.guest_alignment_weights)
+        trainings = 1 if candidates == 1 else candidates * options.validation_folds + 1
         self.party, self.count, self.total = party, 0, trainings * options.epochs
 
     def done(self, **event) -> None:
