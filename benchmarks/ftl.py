@@ -260,9 +260,7 @@ def run_ftl(g: PartyTable, h: PartyTable, ov_g: np.ndarray, ov_h: np.ndarray, op
         raise errors[0]
     predictions = pd.read_csv(folder / "host" / "predictions.csv", dtype={"id": str})
     epoch_seconds = (epochs[-1] - start) / len(epochs) if epochs else float("nan")
-    guest = results["guest"].to_dict()
-    choice = {key: guest[key] for key in ("guest_alignment_weight", "validation_correlations") if key in guest}
-    return {"predictions": predictions, "epoch_seconds": epoch_seconds, "bytes_sent": sent[0], "choice": choice}
+    return {"predictions": predictions, "epoch_seconds": epoch_seconds, "bytes_sent": sent[0]}
 
 
 def one(split: str, overlap: int, guest_rows: int, host_rows: int, encrypted: bool, epochs: int, seed: int,
@@ -283,7 +281,6 @@ def one(split: str, overlap: int, guest_rows: int, host_rows: int, encrypted: bo
     scores = plain["predictions"].set_index("id").loc[h.ids[unseen], "score"].to_numpy()
     row = {"split": split, "overlap": overlap, "seed": seed, "guest_rows": guest_rows, "host_rows": host_rows,
            "ftl_plaintext_auc": roc_auc_score(truth[unseen], scores)}
-    row.update(plain["choice"])
     measured = plain
     if encrypted:
         measured = run_ftl(g, h, ov_g, ov_h, options)

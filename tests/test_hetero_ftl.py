@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ftl_helpers import QUICK, ROSTER, run_ftl, tables
-from isthmus.algorithms.hetero_ftl import selection, terms
+from isthmus.algorithms.hetero_ftl import terms
 from isthmus.algorithms.hetero_ftl.exchange import times
 from isthmus.algorithms.registry import algorithm
 from isthmus.errors import ConfigError, DataError
@@ -34,16 +34,13 @@ def test_both_parties_gradients_and_the_loss_are_those_of_the_taylor_objective(e
     public, private = paillier_1024
     enc = (lambda v: public.encrypt(v.ravel(), precision=32).reshape(*v.shape)) if encrypted else (lambda v: v)
     dec = (lambda c: np.asarray(private.decrypt(c), dtype=float)) if encrypted else np.asarray
-    host_terms = {k: enc(v) for k, v in terms.host_terms(u_b).items()}
     host = terms.host_gradient({k: enc(v) for k, v in terms.guest_terms(phi, u_a, y).items()}, u_b, gamma)
-    guest = terms.guest_gradients(host_terms, phi, u_a, y, gamma)
+    guest = terms.guest_gradients({k: enc(v) for k, v in terms.host_terms(u_b).items()}, phi, u_a, y, gamma)
     loss, d_phi, d_u_a, d_u_b = autograd_loss_gradients(phi, u_a, u_b, y, gamma)
     np.testing.assert_allclose(dec(host), d_u_b, atol=1e-8)
     np.testing.assert_allclose(dec(guest["phi"]), d_phi, atol=1e-8)
     np.testing.assert_allclose(dec(guest["u_a"]), d_u_a, atol=1e-8)
     np.testing.assert_allclose(dec(guest["loss"]), [loss], atol=1e-8)
-    z = u_b @ phi  # held-out rows are judged by three sums of the host's scores
-    np.testing.assert_allclose(dec(terms.held_out_sums(host_terms, phi, y)), [z.sum(), y @ z, z @ z], atol=1e-8)
     np.testing.assert_allclose(dec(times(u_b, enc(u_a.T))), u_b @ u_a.T, atol=1e-8)
 
 
@@ -127,9 +124,7 @@ def test_options_are_typed_and_bounded_at_load():
     for bad in ({"representation": 0}, {"gamma": -1.0}, {"local_rounds": 0}, {"learning_rate": 0.0},
                 {"epochs": "3"}, {"protection": "paillier"}, {"alpha": 1.0}, {"key_bits": 512},
                 {"guest_local_weight": -1.0}, {"guest_pretrain_epochs": -1}, {"guest_pretrain_epochs": 1.5},
-                {"inputs": "minmax"}, {"guest_alignment_weights": []}, {"guest_alignment_weights": [1.5]},
-                {"guest_alignment_weights": [1.0, 1.0]}, {"guest_alignment_weights": [1.0, 0.75, 0.5, 0.25, 0.0]},
-                {"validation_folds": 1}, {"validation_folds": 11}):
+                {"inputs": "minmax"}):
         with pytest.raises(ConfigError):
             FTL.Options.parse(bad, where="test")
     with pytest.raises(ConfigError, match="benchmark_only_plaintext"):
@@ -153,56 +148,3 @@ def test_labels_must_be_binary(tmp_path, split):
     with pytest.raises(AssertionError, match="binary labels") as failed:
         run_ftl(tmp_path, {}, (three, h, ov_g, ov_h, truth), roles={"host": lambda: None})
     assert isinstance(failed.value.__cause__, DataError)
-
-
-def test_every_shared_row_is_held_out_once_in_folds_drawn_from_the_seed_and_never_from_too_few_rows():
-    choose = FTL.Options(guest_alignment_weights=[1.0, 0.0], validation_folds=3, seed=3)
-    overlap = np.random.default_rng(0).permutation(np.arange(100, 200))  # a party's positions, in the agreed order
-    folds = selection.folds(overlap, choose)
-    held = [rows for _, rows in folds]
-    assert [len(rows) for rows in held] == [34, 33, 33] and sorted(np.concatenate(held)) == sorted(overlap)
-    for fitting, rows in folds:
-        assert set(fitting) | set(rows) == set(overlap) and not set(fitting) & set(rows)
-    where = {position: i for i, position in enumerate(overlap)}  # the peer's positions differ, the order not
-    assert all([where[p] for p in rows] == sorted(where[p] for p in rows) for rows in held)
-    np.testing.assert_array_equal(selection.folds(overlap, choose)[0][1], held[0])  # the same at both parties
-    assert set(selection.folds(overlap, choose.model_copy(update={"seed": 4}))[0][1]) != set(held[0])
-    assert selection.folds(overlap, FTL.Options()) == []  # one candidate: nothing held out
-    with pytest.raises(DataError, match="at least 20 shared rows, the parties share 19"):
-        selection.folds(np.arange(19), choose)
-
-
-def test_the_guest_keeps_the_candidate_whose_held_out_scores_rank_best_and_encrypted_chooses_as_plaintext(
-        tmp_path, split):
-    """Two candidates (the symmetric loss, a fixed teacher): the guest learns the correlation of the host's
-    held-out scores with its labels for each, both parties keep the higher one's weight, and the final
-    model is that candidate trained on all shared rows."""
-    choose = {"guest_alignment_weights": [1.0, 0.0], "epochs": 2}
-    parts, predictions, _ = run_ftl(tmp_path / "encrypted", choose, split)
-    plain_parts, plain_predictions, _ = run_ftl(tmp_path / "plain", {**choose, "protection": "plain"}, split)
-    guest, host = parts["guest"].to_dict(), parts["host"].to_dict()
-    correlations = guest["validation_correlations"]
-    assert len(correlations) == 2 and correlations[0] != correlations[1]
-    assert all(0.3 < c <= 1 for c in correlations), correlations  # the scores rank the held-out labels
-    np.testing.assert_allclose(correlations, plain_parts["guest"].to_dict()["validation_correlations"], atol=1e-6)
-    chosen = choose["guest_alignment_weights"][int(np.argmax(correlations))]
-    assert guest["guest_alignment_weight"] == host["guest_alignment_weight"] == chosen
-    np.testing.assert_allclose(predictions.score, plain_predictions.score, atol=1e-6)
-    _, alone, _ = run_ftl(tmp_path / "alone", {"epochs": 2, "protection": "plain", "guest_alignment_weights": [chosen]},
-                          split)
-    np.testing.assert_allclose(plain_predictions.score, alone.score, atol=1e-12)
-
-
-def test_the_correlation_the_guest_forms_from_the_three_sums_is_pearsons(monkeypatch):
-    """Checked against numpy, over a plaintext link."""
-    rng = np.random.default_rng(5)
-    phi, u_b, y = rng.normal(size=3), rng.normal(size=(25, 3)), rng.choice([-1.0, 1.0], 25)
-
-    class Echo:  # plain mode: decryptions are echoes
-        def decrypt_both(self, mine, theirs):
-            return mine
-
-    sums = terms.held_out_sums(terms.host_terms(u_b), phi, y)
-    expected = np.corrcoef(u_b @ phi, y)[0, 1]
-    assert selection.guest_correlation(Echo(), sums, y) == pytest.approx(expected, abs=1e-12)
-    assert selection.guest_correlation(Echo(), sums, np.ones(25)) == 0.0  # one class: nothing to rank

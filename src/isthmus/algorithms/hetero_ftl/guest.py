@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import operator
-
 import numpy as np
 
 from isthmus.algorithms.base import Party
-from isthmus.algorithms.hetero_ftl import nets, selection, supervised, terms
+from isthmus.algorithms.hetero_ftl import nets, supervised, terms
 from isthmus.algorithms.hetero_ftl.exchange import Link
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
-from isthmus.algorithms.hetero_ftl.training import (LABEL_CHUNK, Epochs, batches, fit_inputs, joined,
-                                                    parameter_gradient, restore, shared_rows, snapshot)
+from isthmus.algorithms.hetero_ftl.training import (LABEL_CHUNK, batches, fit_inputs, joined, parameter_gradient,
+                                                    shared_rows)
 from isthmus.errors import DataError
 from isthmus.protocols.inspect import Inspect
 
@@ -33,47 +30,17 @@ def signed_labels(label: np.ndarray, party: str) -> np.ndarray:
 
 def fit_guest(party: Party, options: FtlOptions) -> dict:
     import torch
+    from torch.func import functional_call
 
     table, host = party.labelled_rows(), party.roster.one("host")
     overlap, y = shared_rows(party, options), signed_labels(table.label, party.name)
-    selection.folds(overlap, options)  # too few shared rows to choose on stop the job before any message
     scaler = fit_inputs(table.features, options)
     X = torch.from_numpy(scaler.transform(table.features))
     net = nets.build(X.shape[1], options.hidden, options.representation, options.seed)
     link = Link(party.channel, host, options.protection == "encrypted", options.key_bits, nets.flat_parameters(net))
     optimizer = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
-    y_t = torch.from_numpy(y)
-    supervised.pretrain(net, optimizer, X, y_t, options.guest_pretrain_epochs, options.l2)
-    weights, epochs = options.guest_alignment_weights, Epochs(party, options)
-    train = lambda rows, weight: _train(link, net, optimizer, X, y, rows, weight, options, epochs)  # noqa: E731
-    chosen, validation = 0, {}
-    if len(weights) > 1:
-        start, correlations, parts = snapshot(net, optimizer), [], selection.folds(overlap, options)
-        for weight in weights:
-            sums = []
-            for fitting, held_out in parts:
-                restore(net, optimizer, start)
-                train(fitting, weight)
-                sums.append(selection.guest_sums(link, _phi(net, X, y), y[held_out]))
-            correlations.append(selection.guest_correlation(link, functools.reduce(operator.add, sums), y[overlap]))
-        chosen = selection.send_choice(link, correlations)
-        validation = {"validation_correlations": correlations}
-        restore(net, optimizer, start)
-    train(overlap, weights[chosen])
-    phi = _phi(net, X, y)
-    _label_host_rows(link, phi)
-    return {"weights": nets.weights(net), "scaler": scaler.to_dict(), "phi": phi.tolist(),
-            "feature_names": table.feature_names, "inputs": X.shape[1],
-            "guest_alignment_weight": weights[chosen], **validation}
-
-
-def _train(link: Link, net, optimizer, X, y: np.ndarray, overlap: np.ndarray, alignment_weight: float,
-           options: FtlOptions, epochs: Epochs) -> None:
-    """The federated epochs over the shared rows ``overlap``, the guest following the alignment at ``alignment_weight``."""
-    import torch
-    from torch.func import functional_call
-
     y_t, d = torch.from_numpy(y), options.representation
+    supervised.pretrain(net, optimizer, X, y_t, options.guest_pretrain_epochs, options.l2)
     for epoch in range(options.epochs):
         losses = []
         for batch in batches(len(overlap), options, epoch):
@@ -86,19 +53,18 @@ def _train(link: Link, net, optimizer, X, y: np.ndarray, overlap: np.ndarray, al
                 if local == 0:
                     theirs = link.swap_terms(terms.guest_terms(phi, u_a, y[rows]), terms.host_shapes(n, d))
                 grads = terms.guest_gradients(theirs, phi, u_a, y[rows], options.gamma)
-                follow = grads["u_a"] if alignment_weight == 1 else grads["u_a"] * alignment_weight
                 mine = {"theta": parameter_gradient(np.vstack([phi_jacobian, u_a_jacobian]),
-                                                    joined([grads["phi"], follow])), "loss": grads["loss"]}
+                                                    joined([grads["phi"], grads["u_a"]])), "loss": grads["loss"]}
                 plain = link.decrypt_both(mine, {"theta": (link.peer_parameters,)})
                 local_term = options.guest_local_weight * supervised.local_gradient(net, X, y_t)
                 nets.apply_gradient(net, optimizer, plain["theta"] + local_term, options.l2)
                 if local == 0:
                     losses.append(float(plain["loss"][0]))
-        epochs.done(loss=round(float(np.mean(losses)), 6))
-
-
-def _phi(net, X, y: np.ndarray) -> np.ndarray:
-    return (y[:, None] * nets.represent(net, X.numpy())).mean(0)
+        party.progress(epoch=epoch + 1, epochs=options.epochs, loss=round(float(np.mean(losses)), 6))
+    phi = (y[:, None] * nets.represent(net, X.numpy())).mean(0)
+    _label_host_rows(link, phi)
+    return {"weights": nets.weights(net), "scaler": scaler.to_dict(), "phi": phi.tolist(),
+            "feature_names": table.feature_names, "inputs": X.shape[1]}
 
 
 def _label_host_rows(link: Link, phi: np.ndarray) -> None:

@@ -7,55 +7,28 @@ import numpy as np
 import pandas as pd
 
 from isthmus.algorithms.base import Party
-from isthmus.algorithms.hetero_ftl import nets, selection, terms
+from isthmus.algorithms.hetero_ftl import nets, terms
 from isthmus.algorithms.hetero_ftl.exchange import Link, times
 from isthmus.algorithms.hetero_ftl.guest import COUNT
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
-from isthmus.algorithms.hetero_ftl.training import (LABEL_CHUNK, Epochs, batches, fit_inputs, parameter_gradient,
-                                                    restore, shared_rows, snapshot)
+from isthmus.algorithms.hetero_ftl.training import LABEL_CHUNK, batches, fit_inputs, parameter_gradient, shared_rows
 
 PREDICTIONS = "predictions.csv"
 
 
 def fit_host(party: Party, options: FtlOptions) -> dict:
     import torch
+    from torch.func import functional_call
 
     table, guest = party.rows(), party.roster.one("guest")
     overlap = shared_rows(party, options)
-    selection.folds(overlap, options)  # too few shared rows to choose on stop the job before any message
     scaler = fit_inputs(table.features, options)
     X = scaler.transform(table.features)
+    X_t = torch.from_numpy(X)
     net = nets.build(X.shape[1], options.hidden, options.representation, options.seed + 1)
     link = Link(party.channel, guest, options.protection == "encrypted", options.key_bits, nets.flat_parameters(net))
     optimizer = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
-    weights, epochs = options.guest_alignment_weights, Epochs(party, options)
-    chosen = 0
-    if len(weights) > 1:
-        start = snapshot(net, optimizer)
-        for _ in weights:
-            for fitting, held_out in selection.folds(overlap, options):
-                restore(net, optimizer, start)
-                _train(link, net, optimizer, X, fitting, options, epochs)
-                selection.host_terms(link, nets.represent(net, X[held_out]))
-            selection.host_decrypts_sums(link)
-        chosen = selection.receive_choice(link, options)
-        restore(net, optimizer, start)
-    _train(link, net, optimizer, X, overlap, options, epochs)
-    new_rows = np.setdiff1d(np.arange(table.n_rows), overlap)
-    scores = _label(link, nets.represent(net, X[new_rows]), options.representation)
-    pd.DataFrame({"id": table.ids[new_rows], "score": scores, "label": (scores >= options.threshold).astype(int)}
-                 ).to_csv(party.workdir / PREDICTIONS, index=False)
-    return {"weights": nets.weights(net), "scaler": scaler.to_dict(), "feature_names": table.feature_names,
-            "inputs": X.shape[1], "labelled_rows": int(len(new_rows)), "predictions": PREDICTIONS,
-            "guest_alignment_weight": weights[chosen]}
-
-
-def _train(link: Link, net, optimizer, X: np.ndarray, overlap: np.ndarray, options: FtlOptions, epochs: Epochs) -> None:
-    """The federated epochs over the shared rows ``overlap`` (the host's side does not depend on the candidate)."""
-    import torch
-    from torch.func import functional_call
-
-    X_t, d = torch.from_numpy(X), options.representation
+    d = options.representation
     for epoch in range(options.epochs):
         for batch in batches(len(overlap), options, epoch):
             rows, n = overlap[batch], len(batch)
@@ -67,7 +40,13 @@ def _train(link: Link, net, optimizer, X: np.ndarray, overlap: np.ndarray, optio
                 mine = {"theta": parameter_gradient(jacobian, terms.host_gradient(theirs, u_b, options.gamma))}
                 plain = link.decrypt_both(mine, {"theta": (link.peer_parameters,), "loss": (1,)})
                 nets.apply_gradient(net, optimizer, plain["theta"], options.l2)
-        epochs.done()
+        party.progress(epoch=epoch + 1, epochs=options.epochs)
+    new_rows = np.setdiff1d(np.arange(table.n_rows), overlap)
+    scores = _label(link, nets.represent(net, X[new_rows]), d)
+    pd.DataFrame({"id": table.ids[new_rows], "score": scores, "label": (scores >= options.threshold).astype(int)}
+                 ).to_csv(party.workdir / PREDICTIONS, index=False)
+    return {"weights": nets.weights(net), "scaler": scaler.to_dict(), "feature_names": table.feature_names,
+            "inputs": X.shape[1], "labelled_rows": int(len(new_rows)), "predictions": PREDICTIONS}
 
 
 def _label(link: Link, u_new: np.ndarray, d: int) -> np.ndarray:

@@ -3,9 +3,9 @@ regularisation, epochs, batch, learning rate and the communication-saving local 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from isthmus.algorithms.base import KeyBits, Seed
 from isthmus.options import Options
@@ -28,14 +28,6 @@ class FtlOptions(Options):
     guest_local_weight: Annotated[float, Field(ge=0, le=1000)] = 2.0
     #: Full-batch steps the guest takes on that loss alone before training together.
     guest_pretrain_epochs: Annotated[int, Field(ge=0, le=100_000)] = 300
-    #: How far the guest follows the alignment term (the weight of dL/du_A in its gradient): 1 is the paper's
-    #: symmetric loss; 0 makes u_A a fixed teacher the host distils. Several values: one candidate is trained
-    #: per value and the guest keeps the one whose host scores correlate best with its labels on held-out shared rows
-    #: (``selection.py``): which teacher helps depends on what the host's columns know.
-    guest_alignment_weights: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1, max_length=4)] = [1.0]
-    #: Folds of the shared rows to choose among several ``guest_alignment_weights``: each candidate is trained
-    #: once per fold without that fold's rows and scored on them; then the chosen one on all shared rows.
-    validation_folds: Annotated[int, Field(ge=2, le=10)] = 2
     #: L2 penalty on each party's own network weights; the host's is fitted on a few shared rows, so 0.01
     #: (chosen on development seeds, benchmarks/ftl.py).
     l2: Annotated[float, Field(ge=0, le=10)] = 1e-2
@@ -54,10 +46,3 @@ class FtlOptions(Options):
     #: A host row is labelled positive when its score is at least this.
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
     seed: Seed = 0
-
-    @model_validator(mode="after")
-    def _candidates_can_be_told_apart(self) -> Self:
-        weights = self.guest_alignment_weights
-        if len(set(weights)) != len(weights):
-            raise ValueError(f"guest_alignment_weights must differ from each other, got {weights}")
-        return self

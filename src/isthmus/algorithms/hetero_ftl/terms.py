@@ -26,7 +26,6 @@ import math
 import numpy as np
 
 from isthmus.algorithms.hetero_ftl.exchange import Encrypted, times
-from isthmus.algorithms.hetero_ftl.training import joined
 
 
 def guest_terms(phi: np.ndarray, u_a: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
@@ -58,30 +57,13 @@ def guest_gradients(host: dict[str, Encrypted], phi: np.ndarray, u_a: np.ndarray
     """[[dL/dPhi]], [[dL/du_A]] and the batch loss [[L]] under the host's key."""
     n, d = u_a.shape
     u_b, m = host["u_b"], host["m"]
-    y_u_b, m_phi, prediction = _prediction_terms(host, phi, y)
+    y_u_b = times(y[None, :], u_b).reshape(d)  # sum_i y_i u_B,i
+    m_phi = times(phi[None, :], m).reshape(d)  # (M Phi)^T = Phi^T M, M symmetric
     grad_phi = y_u_b * (-0.5 / n) + m_phi * (0.25 / n)
     grad_u_a = u_b * (-2 * gamma / n) + u_a * (2 * gamma / n)
+    prediction = times(phi[None, :], y_u_b.reshape(d, 1)) * (-0.5) + times(phi[None, :], m_phi.reshape(d, 1)) * 0.125
     trace_m = m.reshape(d * d)[np.arange(d) * (d + 1)].sum()
     cross = (u_b * u_a).sum()
     alignment = (trace_m + cross * -2.0 + float((u_a * u_a).sum())) * gamma
-    loss = (prediction + alignment.reshape(1) + n * math.log(2)) * (1.0 / n)
+    loss = (prediction.reshape(1) + alignment.reshape(1) + n * math.log(2)) * (1.0 / n)
     return {"phi": grad_phi, "u_a": grad_u_a, "loss": loss}
-
-
-def held_out_sums(host: dict[str, Encrypted], phi: np.ndarray, y: np.ndarray) -> Encrypted:
-    """[[sum_j z_j, sum_j y_j z_j, sum_j z_j^2]] under the host's key, z_j = Phi . u_B,j on held-out rows:
-    what the correlation of the host's scores with the labels needs (``selection.correlation``)."""
-    d = len(phi)
-    u_sum = times(np.ones((1, len(y))), host["u_b"]).reshape(d, 1)
-    y_u_b, m_phi, _ = _prediction_terms(host, phi, y)
-    row = phi[None, :]
-    return joined([times(row, u_sum), times(row, y_u_b.reshape(d, 1)), times(row, m_phi.reshape(d, 1))])
-
-
-def _prediction_terms(host: dict[str, Encrypted], phi: np.ndarray, y: np.ndarray) -> tuple[Encrypted, ...]:
-    """[[sum_i y_i u_B,i]], [[M Phi]] and [[sum_i -y_i z_i / 2 + z_i^2 / 8]] (shape (1,)) from the host's terms."""
-    d = len(phi)
-    y_u_b = times(y[None, :], host["u_b"]).reshape(d)  # sum_i y_i u_B,i
-    m_phi = times(phi[None, :], host["m"]).reshape(d)  # (M Phi)^T = Phi^T M, M symmetric
-    prediction = times(phi[None, :], y_u_b.reshape(d, 1)) * (-0.5) + times(phi[None, :], m_phi.reshape(d, 1)) * 0.125
-    return y_u_b, m_phi, prediction.reshape(1)

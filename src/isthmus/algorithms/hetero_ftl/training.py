@@ -3,14 +3,11 @@ encrypted gradient of their own weights."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
 from isthmus.algorithms.base import Party
-from isthmus.algorithms.hetero_ftl import nets
 from isthmus.algorithms.hetero_ftl.exchange import Encrypted, times
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
 from isthmus.errors import ConfigError, DataError
@@ -56,26 +53,3 @@ def joined(parts: list[Encrypted]) -> Encrypted:
     from isthmus.crypto.paillier import CipherArray
 
     return CipherArray.concatenate(flat)
-
-
-def snapshot(net: Any, optimizer: Any) -> tuple[list, dict]:
-    """A network's weights and its optimiser's state, to train several candidates from the same start."""
-    return nets.weights(net), copy.deepcopy(optimizer.state_dict())
-
-
-def restore(net: Any, optimizer: Any, start: tuple[list, dict]) -> None:
-    nets.restore(net, start[0])
-    optimizer.load_state_dict(copy.deepcopy(start[1]))
-
-
-class Epochs:
-    """Progress over every training of the job (one per candidate, then the chosen one on all shared rows)."""
-
-    def __init__(self, party: Party, options: FtlOptions):
-        candidates = len(options.guest_alignment_weights)
-        trainings = 1 if candidates == 1 else candidates * options.validation_folds + 1
-        self.party, self.count, self.total = party, 0, trainings * options.epochs
-
-    def done(self, **event) -> None:
-        self.count += 1
-        self.party.progress(epoch=self.count, epochs=self.total, **event)
