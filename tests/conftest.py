@@ -12,6 +12,16 @@ import pytest
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fate"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Jobs launched in this process and the PSI tests' worker pools share its one fork server: name what a
+    party imports before either starts it (started by a pool first, it would hold only the pool's modules
+    and every launched party would import the rest again)."""
+    from isthmus.jobs.party_process import PRELOAD
+    from isthmus.processes import forkserver
+
+    forkserver(PRELOAD)
+
+
 @pytest.fixture
 def fate_data() -> Path:
     if not (DATASETS / "README.md").exists():

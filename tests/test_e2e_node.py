@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from isthmus.errors import ConfigError
+from isthmus.jobs.rundir import locked
 
 from isthmus.node.client import NodeClient
 from isthmus.node.peers import CONTROL_JOB, TAG
@@ -38,6 +39,19 @@ def wait(client: NodeClient, job_id: str, *statuses: str, timeout: float = 60.0)
             return job
         time.sleep(0.2)
     raise AssertionError(f"{client.url}: job {job_id} is {job}, not {statuses}")
+
+
+def _still_running(run, timeout: float = 10.0) -> bool:
+    """Whether a process still holds the job's run folder (its lock) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with locked(run):
+                return False
+        except ConfigError:
+            if time.monotonic() > deadline:
+                return True
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +157,8 @@ def test_a_node_restarted_during_a_job_marks_it_failed_and_its_peers_stop(nodes)
     wait_ready(api_url(configs["guest"]), processes["guest"], log)
     job = clients["guest"].job(job_id)
     assert job["status"] == "failed" and job["reason"] == RESTARTED
+    run = job_folder(configs["guest"].parent / "store", job_id) / "run"
+    assert not _still_running(run), "the killed node's party process outlived it"
     first = next(j["id"] for j in clients["guest"].jobs() if j["status"] == "finished")
     batch = pd.read_csv(job_folder(configs["guest"].parent / "store", first) / "run" / "predictions.csv")
     again = clients["guest"].predict("credit-v1", [str(batch["id"][0])])  # served again after the restart

@@ -2,16 +2,14 @@
 
 The process is what ``isthmus run`` runs (:func:`isthmus.jobs.party_process.launched_party`), on the
 job written with this party's own paths into the node's store: ``STORE/jobs/ID/job.yaml``, its results
-in ``run/``, its output in ``process.log``. It dies with the node (Linux parent-death signal), so a
-restarted node never finds a job of its own running that it does not know about.
+in ``run/``, its output in ``process.log``. It dies with the node, so a restarted node never finds a job
+of its own running that it does not know about.
 """
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
-import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -86,13 +84,15 @@ def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path
 
 
 def _die_with_node() -> None:
-    """Arm the parent-death signal: the parent is the node's fork server, which ends when the node does.
-    A node that died while this process was still starting (before the signal was armed, which tests saw as
-    orphaned parties waiting out their job's timeout) ends it here."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the node's stop() still ends its jobs
-        pass
+    """End this process as soon as the node that started it ends (killed, or restarted: a restarted node
+    never finds a job of its own running that it does not know about). The node is not this process's
+    parent: the fork server is, and it outlives the node while any of its children lives, so a thread
+    waits on the node's sentinel (already closed if the node died while this process was starting)."""
     node = multiprocessing.parent_process()
-    if node is None or not node.is_alive():
+
+    def exit_when_the_node_ends() -> None:
+        if node is not None:
+            node.join()
         os._exit(1)
+
+    threading.Thread(target=exit_when_the_node_ends, name="node-watch", daemon=True).start()
