@@ -9,6 +9,9 @@ that has only imported modules, from which each child is forked.
 multiprocessing keeps one fork server per process, started on first use with the modules named until
 then; callers name theirs here, so one caller's list does not replace another's. A module that reads
 the environment as it is imported read the environment of the fork server's start, not of the child's.
+A child starts its own processes (a party's worker pools) from the same server, and holds it open: the
+server ends when its starter and all its children have, so a child that must end with its starter
+watches the starter itself (:func:`multiprocessing.parent_process`).
 """
 
 from __future__ import annotations
