@@ -20,7 +20,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-core
 	$(BIN)/isthmus demo
 
+# Compiled here, once: a fresh clone has no compiled modules and, where PYTHONDONTWRITEBYTECODE is set (as on
+# this machine), every party, node and CLI process would compile isthmus from source again: 0.7 CPU s each.
 test: $(VENV)/.installed-test
+	$(BIN)/python -m compileall -q -j 0 src
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup --no-loadscope-reorder
 
 bench: $(VENV)/.installed-test
