@@ -26,10 +26,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from joblib.externals.loky.process_executor import ProcessPoolExecutor
+from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
 T = TypeVar("T")
 
@@ -139,8 +138,5 @@ def _process_pool() -> ProcessPoolExecutor:
     global _processes
     with _lock:
         if _processes is None:
-            # imported here: a party process that never starts workers saves joblib's 0.14 s
-            from joblib.externals.loky.process_executor import ProcessPoolExecutor
-
             _processes = ProcessPoolExecutor(max_workers=workers())
         return _processes

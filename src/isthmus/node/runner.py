@@ -91,8 +91,7 @@ def _die_with_node() -> None:
     node = multiprocessing.parent_process()
 
     def exit_when_the_node_ends() -> None:
-        if node is not None:
-            node.join()
+        node.join()
         os._exit(1)
 
     threading.Thread(target=exit_when_the_node_ends, name="node-watch", daemon=True).start()
