@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -75,6 +79,15 @@ def test_public_key_wire_form_carries_no_secret_key(keys):
     assert received.fingerprint == public_key.fingerprint
     encrypted = ckks.CkksArray.from_wire(received.encrypt(np.ones(5)).to_wire(), public_key, size=5)
     assert len(encrypted) == 5
+
+
+def test_a_party_process_leaves_no_file_behind(tmp_path):
+    """SEAL's binding saves and loads only through paths. A party process ends with os._exit, so a folder left
+    for interpreter exit to remove stayed: every CKKS job left one per party in the temporary folder."""
+    script = ("import os, numpy as np; from isthmus.crypto import ckks; public_key, _ = ckks.generate_keypair(); "
+              "ckks.CkksArray.from_wire(public_key.encrypt(np.ones(5)).to_wire(), public_key, size=5); os._exit(0)")
+    subprocess.run([sys.executable, "-c", script], env={**os.environ, "TMPDIR": str(tmp_path)}, check=True)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_hetero_lr_with_ckks_matches_paillier(paillier_1024):

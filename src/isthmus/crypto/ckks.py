@@ -25,12 +25,12 @@ through a private temporary directory; what is loaded is checked by SEAL against
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
 import os
 import tempfile
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -105,34 +105,33 @@ def _last_prime(level: int) -> int:
 
 
 # ----------------------------------------------------------------------- (de)serialisation
-_files = threading.local()
-
-
-def _scratch() -> str:
-    """A private directory per thread for SEAL's path-only save and load."""
-    if not hasattr(_files, "folder"):
-        _files.folder = tempfile.TemporaryDirectory(prefix="isthmus-ckks-")
-    return _files.folder.name
+@contextlib.contextmanager
+def _scratch_path():
+    """A path for SEAL's binding, which saves and loads only through files, in a private directory removed
+    as soon as the call is done: a party process ends with os._exit, so nothing left for interpreter exit
+    would ever be cleaned up (each CKKS job left a directory per party in the temporary folder)."""
+    with tempfile.TemporaryDirectory(prefix="isthmus-ckks-") as folder:
+        yield os.path.join(folder, "object")
 
 
 def _save(obj) -> bytes:
-    path = os.path.join(_scratch(), "object")
-    obj.save(path)
-    with open(path, "rb") as file:
-        return file.read()
+    with _scratch_path() as path:
+        obj.save(path)
+        with open(path, "rb") as file:
+            return file.read()
 
 
 def _load(obj, data: Any, limit: int, what: str):
     """Load a peer's bytes into ``obj``; SEAL checks them against the fixed parameters."""
     if not isinstance(data, bytes) or not 0 < len(data) <= limit:
         raise ValueError(f"{what}: expected at most {limit} bytes")
-    path = os.path.join(_scratch(), "object")
-    with open(path, "wb") as file:
-        file.write(data)
-    try:
-        obj.load(context(), path)
-    except (RuntimeError, ValueError) as exc:
-        raise ValueError(f"{what}: not a valid SEAL object for isthmus' CKKS parameters ({exc})") from None
+    with _scratch_path() as path:
+        with open(path, "wb") as file:
+            file.write(data)
+        try:
+            obj.load(context(), path)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"{what}: not a valid SEAL object for isthmus' CKKS parameters ({exc})") from None
     return obj
 
 
