@@ -18,7 +18,8 @@ from isthmus.node.client import NodeClient
 from isthmus.node.peers import CONTROL_JOB, TAG
 from isthmus.node.local import api_url, start_node, wait_ready
 from isthmus.node.runner import job_folder
-from isthmus.node.service import RESTARTED
+from isthmus.node.service import RESTARTED, STOPPED
+from isthmus.node.store import Store
 from isthmus.transport.certs import tls_files_for
 from isthmus.transport.grpc_transport import GrpcNode
 from tests.node_helpers import federation, proposal
@@ -166,6 +167,23 @@ def test_a_node_restarted_during_a_job_marks_it_failed_and_its_peers_stop(nodes)
     for party in ("host", "arbiter"):
         stopped = wait(clients[party], job_id, "failed", timeout=30)
         assert stopped["reason"] in (f"guest: {RESTARTED}",) or "guest" in stopped["reason"], stopped
+
+
+def test_sigterm_stops_a_node_cleanly_failing_its_job_for_its_peers(nodes):
+    """uvicorn raises SIGTERM again after its own shutdown: the default action used to end the node there,
+    before it stopped its jobs and ports, so its peers waited out their timeouts. Now it exits 0, its job
+    is failed with the reason, the job's process is gone and the peers stop the job naming the node."""
+    configs, processes, clients = nodes
+    job_id = clients["host"].submit(proposal(epochs=200))
+    wait(clients["guest"], job_id, "pending", timeout=15)
+    clients["guest"].approve(job_id)
+    wait(clients["arbiter"], job_id, "running", timeout=15)
+    processes["arbiter"].terminate()
+    assert processes["arbiter"].wait(timeout=30) == 0
+    assert Store(configs["arbiter"].parent / "store" / "node.sqlite").job(job_id)["reason"] == STOPPED
+    assert not _still_running(job_folder(configs["arbiter"].parent / "store", job_id) / "run")
+    for party in ("guest", "host"):
+        assert wait(clients[party], job_id, "failed", timeout=15)["reason"] == f"arbiter: {STOPPED}"
 
 
 def test_with_a_host_down_a_prediction_fails_naming_it(nodes):

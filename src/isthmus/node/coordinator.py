@@ -94,7 +94,7 @@ class Coordinator:
             self._tell(job, "cancel", reason)
 
     def tell_failed(self, job_id: str, reason: str) -> None:
-        """After a restart: the job failed here, so its other parties stop too."""
+        """After a restart or on a clean stop: the job failed here, so its other parties stop too."""
         with self._lock:
             self._tell(self._known(job_id), "failed", reason)
 

@@ -1,13 +1,15 @@
 """One node as a process: its store, its mutual-TLS port to the other nodes, its runner, its HTTP API, and
 the query service when node.yaml has a ``query:`` section.
 
-On start, a job this node was running when it stopped is marked failed with the reason (its process
-died with the node) and its peers are told, so no party waits for it; nothing else changes state.
+A node stopped cleanly (SIGINT, SIGTERM) marks the jobs it was running failed and tells their peers, so no
+party waits for it. On start, a job this node was running when it died is marked failed with that
+reason (its process died with the node) and its peers are told; nothing else changes state.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 from contextlib import contextmanager
 from collections.abc import Iterator
 
@@ -25,6 +27,7 @@ from isthmus.transport.grpc_transport import GrpcNode
 from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
 
 RESTARTED = "the node restarted while this job ran; its side of the job ended with it"
+STOPPED = "the node was stopped while this job ran; its side of the job ended with it"
 _log = logging.getLogger(__name__)
 
 
@@ -61,6 +64,9 @@ def running_node(config: NodeConfig) -> Iterator[Coordinator]:
         with query_service(config):
             yield coordinator
     finally:
+        for job in store.with_status("running"):
+            store.set_status(job["id"], "failed", STOPPED)
+            coordinator.tell_failed(job["id"], STOPPED)
         runner.stop()
         link.stop()
         coordinator.serving.close()
@@ -80,17 +86,35 @@ def read_token(config: NodeConfig) -> str | None:
     return token
 
 
+class _Stop(BaseException):
+    """SIGINT or SIGTERM: leave the node's block, so its jobs, ports and store are closed."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stop
+
+
 def serve(config: NodeConfig) -> None:
-    """Run the node until interrupted (SIGINT/SIGTERM)."""
+    """Run the node until interrupted (SIGINT/SIGTERM); both stop it cleanly, exit code 0.
+
+    uvicorn shuts its server down on either signal and then raises the signal again, to whatever handler
+    was there before it: with the default one, SIGTERM ended the process then and there, and the node's
+    finally blocks (stopping the runner, the gRPC port, the store) and the interpreter's exit handlers never
+    ran. This handler turns that second raise into leaving the block."""
     import uvicorn
 
     from isthmus.node.api import create_app
 
     token = read_token(config)
     host, _, port = config.options.api.listen.rpartition(":")
-    with running_node(config) as coordinator:
-        _log.info("node %s: API on %s, peers on %s", config.party, config.options.api.listen,
-                  config.members[config.party])
-        uvicorn.Server(uvicorn.Config(create_app(coordinator, token, coordinator.serving), host=host.strip("[]"), port=int(port),
-                                      log_level="warning", access_log=False,
-                                      timeout_graceful_shutdown=2)).run()  # open board streams end too
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop)
+    try:
+        with running_node(config) as coordinator:
+            _log.info("node %s: API on %s, peers on %s", config.party, config.options.api.listen,
+                      config.members[config.party])
+            uvicorn.Server(uvicorn.Config(create_app(coordinator, token, coordinator.serving), host=host.strip("[]"),
+                                          port=int(port), log_level="warning", access_log=False,
+                                          timeout_graceful_shutdown=2)).run()  # open board streams end too
+    except _Stop:
+        _log.info("node %s: stopped", config.party)
