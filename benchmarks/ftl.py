@@ -276,11 +276,15 @@ def split_rows(n: int, overlap: int, guest_rows: int, host_rows: int, seed: int)
 
 
 def run_ftl(g: PartyTable, h: PartyTable, ov_g: np.ndarray, ov_h: np.ndarray, options: dict) -> dict:
+    with tempfile.TemporaryDirectory(prefix="ftl-bench-") as folder:
+        return _run_ftl(g, h, ov_g, ov_h, options, Path(folder))
+
+
+def _run_ftl(g: PartyTable, h: PartyTable, ov_g: np.ndarray, ov_h: np.ndarray, options: dict, folder: Path) -> dict:
     ftl = algorithm("hetero_ftl")
     opts = ftl.Options(**options)
     hub, sent, results, errors = LocalHub(["guest", "host"]), [0], {}, []
     roster = Roster({"guest": "guest", "host": "host"})
-    folder = Path(tempfile.mkdtemp(prefix="ftl-bench-"))
     epochs: list[float] = []
 
     def party(name, table, overlap):

@@ -149,8 +149,8 @@ def main() -> None:
         if not args.json:
             print(json.dumps(summary["speed"], indent=1))
     if not args.skip_parity:
-        summary["parity"] = parity(args.parity_rows, args.epochs, args.key_bits,
-                                   Path(tempfile.mkdtemp(prefix="isthmus-hetero-nn-")), args.modes)
+        with tempfile.TemporaryDirectory(prefix="isthmus-hetero-nn-") as folder:
+            summary["parity"] = parity(args.parity_rows, args.epochs, args.key_bits, Path(folder), args.modes)
         if not args.json:
             print(json.dumps(summary["parity"], indent=1))
     if args.json:
