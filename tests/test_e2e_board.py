@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from isthmus.node.client import NodeClient
-from isthmus.node.local import api_url, start_node, wait_ready
+from isthmus.node.local import api_url, running_nodes
 from isthmus.node.runner import job_folder
 from tests.node_helpers import federation, proposal
 
@@ -34,15 +34,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
     configs = federation(tmp_path_factory.mktemp("board-nodes"))
-    processes = {party: start_node(path, path.parent / "node.log") for party, path in configs.items()}
-    try:
-        for party, path in configs.items():
-            wait_ready(api_url(path), processes[party], path.parent / "node.log")
+    with running_nodes(configs):
         yield configs
-    finally:
-        for process in processes.values():
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from isthmus.jobs.rundir import locked
 
 from isthmus.node.client import NodeClient
 from isthmus.node.peers import CONTROL_JOB, TAG
-from isthmus.node.local import api_url, start_node, wait_ready
+from isthmus.node.local import api_url, running_nodes, start_node, wait_ready
 from isthmus.node.runner import job_folder
 from isthmus.node.service import RESTARTED, STOPPED
 from isthmus.node.store import Store
@@ -58,17 +58,8 @@ def _still_running(run, timeout: float = 10.0) -> bool:
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
     configs = federation(tmp_path_factory.mktemp("nodes"))
-    processes = {party: start_node(path, path.parent / "node.log") for party, path in configs.items()}
-    try:
-        clients = {}
-        for party, path in configs.items():
-            wait_ready(api_url(path), processes[party], path.parent / "node.log")
-            clients[party] = NodeClient(api_url(path))
-        yield configs, processes, clients
-    finally:
-        for process in processes.values():
-            process.kill()
-            process.wait()
+    with running_nodes(configs) as processes:  # the tests replace and kill some of them
+        yield configs, processes, {party: NodeClient(api_url(path)) for party, path in configs.items()}
 
 
 def test_a_job_proposed_by_the_host_runs_after_the_guests_approval(nodes):
