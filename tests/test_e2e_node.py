@@ -4,6 +4,8 @@ vertical LR run by each node's runner, the result in the guest's store; a restar
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -161,7 +163,7 @@ def test_a_node_restarted_during_a_job_marks_it_failed_and_its_peers_stop(nodes)
 
 
 def test_sigterm_stops_a_node_cleanly_failing_its_job_for_its_peers(nodes):
-    """uvicorn raises SIGTERM again after its own shutdown: the default action used to end the node there,
+    """A second start on the node's store is refused without touching it. uvicorn raises SIGTERM again after its own shutdown: the default action used to end the node there,
     before it stopped its jobs and ports, so its peers waited out their timeouts. Now it exits 0, its job
     is failed with the reason, the job's process is gone and the peers stop the job naming the node."""
     configs, processes, clients = nodes
@@ -169,6 +171,10 @@ def test_sigterm_stops_a_node_cleanly_failing_its_job_for_its_peers(nodes):
     wait(clients["guest"], job_id, "pending", timeout=15)
     clients["guest"].approve(job_id)
     wait(clients["arbiter"], job_id, "running", timeout=15)
+    second = subprocess.run([sys.executable, "-m", "isthmus", "node", "start", "--config", str(configs["arbiter"])],
+                            capture_output=True, text=True, timeout=60)  # started twice by mistake
+    assert second.returncode == 1 and "is that node running already?" in second.stderr, second.stderr
+    assert clients["arbiter"].job(job_id)["status"] == "running"  # it used to mark it failed, as after a crash
     processes["arbiter"].terminate()
     assert processes["arbiter"].wait(timeout=30) == 0
     assert Store(configs["arbiter"].parent / "store" / "node.sqlite").job(job_id)["reason"] == STOPPED

@@ -33,8 +33,9 @@ _CHECKPOINTS = "checkpoints"
 
 
 @contextmanager
-def locked(folder: Path) -> Iterator[Path]:
-    """Hold ``folder`` (created if missing) for this process until the block ends.
+def locked(folder: Path, remedy: str = "wait for it to finish or choose another --out") -> Iterator[Path]:
+    """Hold ``folder`` (created if missing) for this process until the block ends; ``remedy`` is what the
+    error says to do when another process holds it.
 
     An advisory ``flock`` on ``folder/.lock``: the kernel drops it when the process dies, so a crashed
     run never leaves a folder locked.
@@ -49,8 +50,7 @@ def locked(folder: Path) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise ConfigError(f"{folder} is in use by another isthmus process (pid {holder}); wait for it to "
-                              "finish or choose another --out") from None
+            raise ConfigError(f"{folder} is in use by another isthmus process (pid {holder}); {remedy}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield folder

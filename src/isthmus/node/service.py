@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from collections.abc import Iterator
 
 from isthmus.errors import ConfigError
+from isthmus.jobs.rundir import locked
 from isthmus.node.config import NodeConfig
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.query import query_service
@@ -33,9 +34,19 @@ _log = logging.getLogger(__name__)
 
 @contextmanager
 def running_node(config: NodeConfig) -> Iterator[Coordinator]:
-    """Everything but the HTTP API, started; stopped (jobs killed) when the block ends."""
+    """Everything but the HTTP API, started; stopped (jobs killed) when the block ends.
+
+    The store is this process's alone while it runs: a second node started on it by mistake would have
+    marked the first one's running jobs failed before finding its ports taken."""
+    config.store.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with locked(config.store, "is that node running already? Stop it first, or give this one its own store"), \
+            _started(config) as coordinator:
+        yield coordinator
+
+
+@contextmanager
+def _started(config: NodeConfig) -> Iterator[Coordinator]:
     store_dir = config.store
-    store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = Store(store_dir / "node.sqlite")
     signing_key = load_signing_key(config.keys, config.party)
     pinned = load_pinned_keys(federation_file(config.keys))
