@@ -44,6 +44,11 @@ def test_serve_ask_refresh_and_offline_over_mutual_tls(tmp_path):
         assert [(a["institutions"], a["exposure"]) for a in answer["answers"]] == truth(tables, "bank1", ids)
         assert sorted(answer["answered"]) == ["bank2", "bank3"] and answer["unanswered"] == {}
 
+        twice = cli(consortium, "serve", "--config", str(consortium.config_path), "--party", "bank2", "--table",
+                    str(paths["bank2"]), "--state-dir", str(consortium.state_dir("bank2")), "--listen", "127.0.0.1:0")
+        assert twice.returncode == 1 and "query service running already?" in twice.stderr, twice.stderr  # it took
+        # over the running service's control socket, which `refresh` below uses
+
         changed = tables["bank2"].copy()
         changed.loc[changed["customer_id"] == shared[0], ["status", "amount"]] = ["active", 123.45]
         staging = paths["bank2"].with_suffix(".tmp")

@@ -19,6 +19,7 @@ from typing import Any
 
 from isthmus.crypto.oprf import OprfKey
 from isthmus.errors import ConfigError, IsthmusError
+from isthmus.jobs.rundir import locked
 from isthmus.query import protocol
 from isthmus.query.config import QueryConfig
 from isthmus.query.control import SOCKET_NAME, ControlServer, batch_to_json
@@ -55,44 +56,47 @@ def serve(
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o700)
-    log = QueryLog(state_dir / "queries.jsonl", on_record=on_record)
-    node = GrpcNode(
-        party,
-        listen or config.addresses[party],
-        config.addresses,
-        tls_files_for(config.cert_dir, party),
-        audit=AuditLog(state_dir / "audit.jsonl", party),
-        connect_timeout=config.connect_timeout,
-    )
-    with node:
-        channel = node.channel(protocol.JOB)
-        if is_aggregator:
-            aggregator = AggregatorParty(channel, config, log)
-            operations = {"status": lambda _: _aggregator_status(aggregator)}
-            parts: list[Any] = [aggregator]
-        else:
-            assert table is not None
-            institution = InstitutionParty(channel, config, load_or_create_key(state_dir / KEY_FILE), log, workers=workers)
-            watcher = TableWatcher(institution, table, refresh_seconds)
-            operations = {
-                "ask": lambda request: batch_to_json(institution.ask(request.get("ids") or [])),
-                "refresh": lambda _: watcher.reload(wait=PUBLISH_TIMEOUT),
-                "status": lambda _: _institution_status(institution),
-            }
-            parts = [institution, watcher]
-        control = ControlServer(state_dir / SOCKET_NAME, operations)
-        started: list[Any] = []
-        try:
-            control.start()  # first, so that `status` answers during a long setup
-            for part in parts:
-                part.start()
-                started.append(part)
-            _log.info("query service of %s running (%s)", party, "aggregator" if is_aggregator else "institution")
-            stop.wait()
-        finally:
-            control.stop()
-            for part in reversed(started):
-                part.stop()
+    # A second service on this state (with another --listen) would take over the first one's control socket.
+    with locked(state_dir, "is this member's query service running already? Stop it first, or use another --state-dir"):
+        log = QueryLog(state_dir / "queries.jsonl", on_record=on_record)
+        node = GrpcNode(
+            party,
+            listen or config.addresses[party],
+            config.addresses,
+            tls_files_for(config.cert_dir, party),
+            audit=AuditLog(state_dir / "audit.jsonl", party),
+            connect_timeout=config.connect_timeout,
+        )
+        with node:
+            channel = node.channel(protocol.JOB)
+            if is_aggregator:
+                aggregator = AggregatorParty(channel, config, log)
+                operations = {"status": lambda _: _aggregator_status(aggregator)}
+                parts: list[Any] = [aggregator]
+            else:
+                assert table is not None
+                institution = InstitutionParty(channel, config, load_or_create_key(state_dir / KEY_FILE), log,
+                                               workers=workers)
+                watcher = TableWatcher(institution, table, refresh_seconds)
+                operations = {
+                    "ask": lambda request: batch_to_json(institution.ask(request.get("ids") or [])),
+                    "refresh": lambda _: watcher.reload(wait=PUBLISH_TIMEOUT),
+                    "status": lambda _: _institution_status(institution),
+                }
+                parts = [institution, watcher]
+            control = ControlServer(state_dir / SOCKET_NAME, operations)
+            started: list[Any] = []
+            try:
+                control.start()  # first, so that `status` answers during a long setup
+                for part in parts:
+                    part.start()
+                    started.append(part)
+                _log.info("query service of %s running (%s)", party, "aggregator" if is_aggregator else "institution")
+                stop.wait()
+            finally:
+                control.stop()
+                for part in reversed(started):
+                    part.stop()
 
 
 def load_or_create_key(path: Path) -> OprfKey:
