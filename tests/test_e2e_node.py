@@ -183,7 +183,7 @@ def test_sigterm_stops_a_node_cleanly_failing_its_job_for_its_peers(nodes):
         assert wait(clients[party], job_id, "failed", timeout=15)["reason"] == f"arbiter: {STOPPED}"
 
 
-def test_with_a_host_down_a_prediction_fails_naming_it(nodes):
+def test_with_a_host_down_a_prediction_fails_naming_it_and_works_once_it_is_back(nodes):
     configs, processes, clients = nodes
     processes["host"].kill()
     processes["host"].wait()
@@ -192,3 +192,7 @@ def test_with_a_host_down_a_prediction_fails_naming_it(nodes):
     with pytest.raises(ConfigError, match="host 'host'"):
         clients["guest"].predict("credit-v1", ids)
     assert time.monotonic() - started < 30
+    log = configs["host"].parent / "node.log"
+    processes["host"] = start_node(configs["host"], log)
+    wait_ready(api_url(configs["host"]), processes["host"], log)
+    assert len(clients["guest"].predict("credit-v1", ids)) == 1  # the guest's node did not give up on it for good

@@ -194,6 +194,23 @@ def test_unreachable_peer_is_reported_after_the_connect_timeout(start, addresses
     assert "0.5 s" in str(unreachable.value)
 
 
+@pytest.mark.parametrize("give_up", [True, False])
+def test_a_peer_unreachable_once_is_given_up_only_by_a_job_process(start, give_up):
+    """A party process gives up on a crashed peer for the rest of its job, so later steps do not wait for
+    it again; a node's and a query service's channels live as long as the process, and once gave up on a
+    member for good: nothing reached it after it came back."""
+    alice = start("alice", connect_timeout=0.5, give_up_on_unreachable=give_up)
+    with pytest.raises(PeerUnreachableError):
+        alice.channel("j").send("bob", "hello", 1)
+    bob = start("bob", jobs=["j"])
+    if give_up:
+        with pytest.raises(PeerUnreachableError, match="not retried"):
+            alice.channel("j").send("bob", "again", 2)
+    else:
+        alice.channel("j").send("bob", "again", 2)
+        assert bob.channel("j").recv("alice", "again", timeout=5) == 2
+
+
 def test_oversize_message_is_refused_at_the_receiver_and_reported_to_the_sender(start):
     alice, bob = start("alice"), start("bob", jobs=["j"], max_message_bytes=10_000)
     with pytest.raises(PeerRefusedError, match="exceeds the limit of 10000 bytes"):

@@ -59,7 +59,7 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
         connect_timeout = spec.options.connect_timeout
         node = GrpcNode(party, listen or me.address, {name: p.address for name, p in spec.parties.items()},
                         tls, audit=audit, connect_timeout=connect_timeout,
-                        recv_timeout=spec.options.timeout)
+                        recv_timeout=spec.options.timeout, give_up_on_unreachable=True)
         node.open_job(spec.name, accept=plan.tag_prefixes())  # before serving: no early peer is turned away
         node.start()
         try:

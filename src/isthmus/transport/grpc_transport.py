@@ -85,9 +85,11 @@ class GrpcNode:
     ``peers`` maps each other party's name to its ``host:port``; an entry for ``party`` itself is
     ignored, so one federation-wide table can be passed to every node. ``connect_timeout`` bounds
     how long a send retries a peer that is not reachable (yet: a peer still starting looks the same as
-    one that is gone); a peer that stayed unreachable that long is not retried in that job, so a
-    horizontal job goes on without a crashed client instead of waiting for it again at every later
-    send. ``recv_timeout`` replaces :attr:`Channel.default_timeout` for this node's channels.
+    one that is gone). With ``give_up_on_unreachable`` (a party process, whose jobs end), a peer that
+    stayed unreachable that long is not retried in that job, so a horizontal job goes on without a
+    crashed client instead of waiting for it again at every later send; a node's or query service's
+    channels last as long as the process and must reach a member again once it is back.
+    ``recv_timeout`` replaces :attr:`Channel.default_timeout` for this node's channels.
 
     What one peer may make this node hold: ``max_message_bytes`` per message (checked before it is
     buffered; lower per tag prefix with :meth:`open_job`), ``backlog_bytes`` and
@@ -111,6 +113,7 @@ class GrpcNode:
         min_transfer_rate: float = DEFAULT_MIN_TRANSFER_RATE,
         connect_timeout: float = 30.0,
         recv_timeout: float | None = None,
+        give_up_on_unreachable: bool = False,
     ):
         if audit is not None and audit.party != party:
             raise ConfigError(f"the audit log of party {audit.party!r} cannot record the node of party {party!r}")
@@ -131,6 +134,7 @@ class GrpcNode:
         self._calls: dict[str, grpc.StreamUnaryMultiCallable] = {}
         self._small_calls: dict[str, grpc.UnaryUnaryMultiCallable] = {}
         self._clients_lock = threading.Lock()
+        self.give_up_on_unreachable = give_up_on_unreachable
         self._gone: set[tuple[str, str]] = set()  # (job, peer): unreachable for a whole connect timeout
 
     def open_job(self, job: str, accept: Iterable[str] | None = None, limits: Mapping[str, int] | None = None) -> None:
@@ -234,7 +238,7 @@ class GrpcNode:
                     backoff = min(2 * backoff, _BACKOFF_MAX)
                     continue
                 error = _send_error(code, details, self.connect_timeout, attempt_timeout, peer=to, address=address, tag=tag)
-                if isinstance(error, PeerUnreachableError):
+                if isinstance(error, PeerUnreachableError) and self.give_up_on_unreachable:
                     self._gone.add((job, to))
                 raise error from None
 
