@@ -162,10 +162,12 @@ def test_a_node_restarted_during_a_job_marks_it_failed_and_its_peers_stop(nodes)
         assert stopped["reason"] in (f"guest: {RESTARTED}",) or "guest" in stopped["reason"], stopped
 
 
-def test_sigterm_stops_a_node_cleanly_failing_its_job_for_its_peers(nodes):
-    """A second start on the node's store is refused without touching it. uvicorn raises SIGTERM again after its own shutdown: the default action used to end the node there,
-    before it stopped its jobs and ports, so its peers waited out their timeouts. Now it exits 0, its job
-    is failed with the reason, the job's process is gone and the peers stop the job naming the node."""
+def test_a_second_start_is_refused_sigterm_stops_cleanly_and_a_job_proposed_meanwhile_fails(nodes):
+    """A second start on the node's store is refused without touching it. On SIGTERM, uvicorn raises the
+    signal again after its own shutdown: the default action used to end the node there, before it stopped
+    its jobs and ports, so its peers waited out their timeouts. Now it exits 0, its job is failed with the
+    reason, the job's process is gone and the peers stop the job naming the node. A job proposed while it
+    is down fails naming it (it used to stay pending)."""
     configs, processes, clients = nodes
     job_id = clients["host"].submit(proposal(epochs=200))
     wait(clients["guest"], job_id, "pending", timeout=15)
@@ -181,6 +183,10 @@ def test_sigterm_stops_a_node_cleanly_failing_its_job_for_its_peers(nodes):
     assert not _still_running(job_folder(configs["arbiter"].parent / "store", job_id) / "run")
     for party in ("guest", "host"):
         assert wait(clients[party], job_id, "failed", timeout=15)["reason"] == f"arbiter: {STOPPED}"
+    job_id = clients["guest"].submit(proposal())
+    for party in ("guest", "host"):
+        failed = wait(clients[party], job_id, "failed", timeout=30)
+        assert "the node of arbiter could not be reached" in failed["reason"], failed
 
 
 def test_with_a_host_down_a_prediction_fails_naming_it_and_works_once_it_is_back(nodes):

@@ -98,6 +98,20 @@ class Coordinator:
         with self._lock:
             self._tell(self._known(job_id), "failed", reason)
 
+    def undelivered(self, peer: str, message: dict, error: Exception) -> None:
+        """``message`` did not reach ``peer``'s node. Without a proposal, a vote or a start the job cannot go
+        on, so it fails here naming the peer and its other parties are told, rather than all of them
+        waiting for it for ever; a notice that a job ended needs nothing more (the peer's side ends too)."""
+        if message.get("kind") not in ("propose", "vote", "start"):
+            return
+        with self._lock:
+            job = self.store.job(message["job"])
+            if job is None or job["status"] in FINAL:
+                return
+            reason = f"the node of {peer} could not be reached: {error}"[:MAX_REASON]
+            self._stop_here(job, "failed", reason)
+            self._tell(job, "failed", reason)
+
     def _tell(self, job: dict, kind: str, reason: str) -> None:
         proposal = proposal_of(job)
         for party in {*proposal.parties, proposal.proposer} - {self.me}:
