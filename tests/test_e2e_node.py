@@ -4,6 +4,7 @@ vertical LR run by each node's runner, the result in the guest's store; a restar
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -202,3 +203,15 @@ def test_with_a_host_down_a_prediction_fails_naming_it_and_works_once_it_is_back
     processes["host"] = start_node(configs["host"], log)
     wait_ready(api_url(configs["host"]), processes["host"], log)
     assert len(clients["guest"].predict("credit-v1", ids)) == 1  # the guest's node did not give up on it for good
+
+
+def test_a_taken_api_port_stops_the_node_before_it_touches_its_store(tmp_path):
+    configs = federation(tmp_path)
+    host, _, port = yaml.safe_load(configs["guest"].read_text())["api"]["listen"].rpartition(":")
+    with socket.socket() as taken:
+        taken.bind((host, int(port)))
+        started = subprocess.run([sys.executable, "-m", "isthmus", "node", "start", "--config", str(configs["guest"])],
+                                 capture_output=True, text=True, timeout=60)
+    assert started.returncode == 1, started.stderr  # uvicorn exited with its own message and status 3
+    assert f"error: node 'guest' cannot serve its API on {host}:{port}: Address already in use" in started.stderr
+    assert not (configs["guest"].parent / "store" / "node.sqlite").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from contextlib import contextmanager
 from collections.abc import Iterator
 
@@ -34,14 +35,32 @@ _log = logging.getLogger(__name__)
 
 @contextmanager
 def running_node(config: NodeConfig) -> Iterator[Coordinator]:
-    """Everything but the HTTP API, started; stopped (jobs killed) when the block ends.
+    """Everything but the HTTP API, started; stopped (jobs killed) when the block ends."""
+    with _holding_store(config), _started(config) as coordinator:
+        yield coordinator
 
-    The store is this process's alone while it runs: a second node started on it by mistake would have
+
+def _holding_store(config: NodeConfig):
+    """The store is this process's alone while it runs: a second node started on it by mistake would have
     marked the first one's running jobs failed before finding its ports taken."""
     config.store.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with locked(config.store, "is that node running already? Stop it first, or give this one its own store"), \
-            _started(config) as coordinator:
-        yield coordinator
+    return locked(config.store, "is that node running already? Stop it first, or give this one its own store")
+
+
+@contextmanager
+def _api_socket(config: NodeConfig) -> Iterator[socket.socket]:
+    """The API's port, bound before anything starts, so that a taken one is reported like the peers' port
+    before the node touches its jobs (uvicorn, binding it, exited with its own message and status 3)."""
+    listen = config.options.api.listen
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as api:
+        api.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait
+        try:
+            api.bind((host, int(port)))
+        except OSError as exc:
+            raise ConfigError(f"node {config.party!r} cannot serve its API on {listen}: {exc.strerror}") from None
+        yield api
 
 
 @contextmanager
@@ -117,15 +136,14 @@ def serve(config: NodeConfig) -> None:
     from isthmus.node.api import create_app
 
     token = read_token(config)
-    host, _, port = config.options.api.listen.rpartition(":")
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _stop)
     try:
-        with running_node(config) as coordinator:
+        with _holding_store(config), _api_socket(config) as api, _started(config) as coordinator:
             _log.info("node %s: API on %s, peers on %s", config.party, config.options.api.listen,
                       config.members[config.party])
-            uvicorn.Server(uvicorn.Config(create_app(coordinator, token, coordinator.serving), host=host.strip("[]"),
-                                          port=int(port), log_level="warning", access_log=False,
-                                          timeout_graceful_shutdown=2)).run()  # open board streams end too
+            uvicorn.Server(uvicorn.Config(create_app(coordinator, token, coordinator.serving), log_level="warning",
+                                          access_log=False, timeout_graceful_shutdown=2)  # board streams end too
+                           ).run(sockets=[api])
     except _Stop:
         _log.info("node %s: stopped", config.party)
