@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from collections.abc import Iterator
+from pathlib import Path
 
 from isthmus.errors import ConfigError
 from isthmus.jobs.rundir import locked
@@ -40,7 +41,7 @@ def running_node(config: NodeConfig) -> Iterator[Coordinator]:
         yield coordinator
 
 
-def _holding_store(config: NodeConfig):
+def _holding_store(config: NodeConfig) -> AbstractContextManager[Path]:
     """The store is this process's alone while it runs: a second node started on it by mistake would have
     marked the first one's running jobs failed before finding its ports taken."""
     config.store.mkdir(parents=True, exist_ok=True, mode=0o700)
