@@ -1,5 +1,5 @@
 """Hostile proposals and node messages: a non-member, a path instead of an alias, an oversize body, a forged
-vote or start, an API without its token. Each is refused with the rule it broke, and nothing runs."""
+vote or start, a flood of proposals, an API without its token. Each is refused with the rule it broke, and nothing runs."""
 
 from __future__ import annotations
 
@@ -118,6 +118,21 @@ def test_forged_votes_and_starts_are_refused_and_nothing_runs(configs):
             arbiter.handle("host", signed)
         assert all(not runner.started for runner in nodes.runners.values())
         assert nodes.status("guest", job)["status"] == "pending"
+    finally:
+        nodes.stop()
+
+
+def test_a_member_flooding_proposals_is_refused_past_the_hourly_limit_and_nothing_is_stored(tmp_path):
+    nodes = local_nodes(federation(tmp_path, host={"max_proposals_per_hour": 2}))
+    try:
+        guest = nodes.coordinators["guest"]
+        jobs = [guest.submit(proposal()) for _ in range(3)]
+        for job in jobs[:2]:
+            nodes.wait("host", job, "accepted")
+        refused = nodes.wait("guest", jobs[2], "refused")
+        assert "more than 2 proposals from guest in an hour" in refused["reason"]
+        assert nodes.status("host", jobs[2]) is None and len(nodes.coordinators["host"].store.jobs()) == 2
+        assert nodes.wait("arbiter", jobs[2], "refused")["reason"] == refused["reason"]  # told by the proposer
     finally:
         nodes.stop()
 

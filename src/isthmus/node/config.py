@@ -49,6 +49,9 @@ class Policy(Options):
     max_rows: int | None = Field(None, ge=1)  # the most rows of any one catalogue table a job may use
     allow_weakening: list[Literal[WEAKENING]] = []  # type: ignore[valid-type]
     approval: Literal["auto", "manual"] = "manual"
+    #: proposals one member may make to this node in an hour; more are refused and not stored, so a member
+    #: cannot fill the store or the operator's list
+    max_proposals_per_hour: int = Field(60, ge=1)
 
 
 class ApiSettings(Options):

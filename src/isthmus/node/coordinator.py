@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -141,6 +142,12 @@ class Coordinator:
         check.mapping(message, {"kind", "job", "proposal"}, exact=True)
         if self.store.job(message["job"]) is not None:
             check.fail(f"job {message['job']} is known here already")
+        limit = self.config.policy.max_proposals_per_hour
+        if self.store.proposed_since(sender, time.time() - 3600) >= limit:
+            self.send(sender, {"kind": "vote", "job": message["job"], "decision": "refuse",
+                               "reason": f"{self.me} refuses: rate: more than {limit} proposals from {sender} in "
+                                         "an hour (policy.max_proposals_per_hour)"})
+            return
         try:
             proposal = parse_proposal(message["proposal"], job_id=message["job"], proposer=sender,
                                       members=set(self.config.members))

@@ -83,6 +83,10 @@ class Store:
     def jobs(self) -> list[dict]:
         return [_job(row) for row in self._run("SELECT * FROM jobs ORDER BY created")]
 
+    def proposed_since(self, proposer: str, since: float) -> int:
+        """How many jobs ``proposer`` proposed here since the time ``since``."""
+        return self._run("SELECT COUNT(*) FROM jobs WHERE proposer = ? AND created >= ?", proposer, since)[0][0]
+
     def with_status(self, *statuses: str) -> list[dict]:
         marks = ",".join("?" * len(statuses))
         return [_job(row) for row in self._run(f"SELECT * FROM jobs WHERE status IN ({marks})", *statuses)]
