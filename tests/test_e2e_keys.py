@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,40 @@ def test_a_job_runs_across_the_folders_and_every_ledger_records_it(federation):
     record = json.loads((folder / "out" / "host" / "ledger_record.json").read_text())
     assert sorted(record["signatures"]) == PARTIES and record["body"]["job"] == "keys-e2e"
     test_each_folder_only_ever_holds_its_own_private_keys(federation)
+
+
+def test_sigterm_on_a_party_ends_the_job_everywhere_at_once(federation):
+    """kill, systemd and schedulers stop with SIGTERM, which ended `isthmus run` at once: its peers waited out
+    their connect timeout (60 s, then 119 s for the host). It now ends as Ctrl-C does, telling them."""
+    folder = federation.parent / "sigterm"
+    guest_csv, host_csv = make_vertical_data(folder / "data")
+    job = write_job(folder / "job.yaml", {
+        "job": "sigterm",
+        "parties": loopback_parties({"guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
+                                     "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
+        "steps": [{"intersect": {}},
+                  {"train": {"model": "hetero_lr", "epochs": 500, "batch_size": 0, "learning_rate": 0.5,
+                             "key_bits": 1024, "precision": 6}}],
+    })
+    processes = {party: subprocess.Popen(
+        [sys.executable, "-m", "isthmus", "run", str(job), "--party", party, "--certs", str(federation / party / "certs"),
+         "--out", str(folder / "out")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for party in PARTIES}
+    try:
+        events = folder / "out" / "guest" / "events.jsonl"
+        deadline = time.monotonic() + 120
+        while '"step": "train", "status": "running"' not in (events.read_text() if events.exists() else ""):
+            assert time.monotonic() < deadline and processes["guest"].poll() is None, "training never started"
+            time.sleep(0.2)
+        processes["guest"].terminate()
+        started = time.monotonic()
+        outputs = {party: process.communicate(timeout=60)[0] for party, process in processes.items()}
+    finally:
+        for process in processes.values():
+            process.kill()
+    assert time.monotonic() - started < 20
+    assert processes["guest"].returncode == 130 and "party guest interrupted" in outputs["guest"], outputs["guest"]
+    for party in ("host", "arbiter"):  # each told by the guest, or by the other one that heard first
+        assert processes[party].returncode == 1 and "peer aborted the job" in outputs[party], outputs[party]
+    assert any("step train was interrupted at guest" in outputs[party] for party in ("host", "arbiter")), outputs
+    assert json.loads((folder / "out" / "guest" / "run.json").read_text())["status"] == "interrupted"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +82,16 @@ def run(job: JobArg,
     run_dir = (out or Path("runs") / spec.name) / party
     from isthmus.jobs.party_process import run_party_process
 
-    guard(lambda: run_party_process(spec, party, certs_dir=certs, run_dir=run_dir, listen=listen, resume=resume,
-                                    record=record, replace=force, data=data, test=test,
-                                    compute=compute))
+    # kill, systemd, docker and batch schedulers stop a process with SIGTERM, which ended it at once: its peers
+    # then waited out their timeouts. Ending as Ctrl-C does tells them and marks the run interrupted.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        guard(lambda: run_party_process(spec, party, certs_dir=certs, run_dir=run_dir, listen=listen, resume=resume,
+                                        record=record, replace=force, data=data, test=test,
+                                        compute=compute))
+    except KeyboardInterrupt:
+        console.print(f"party {party} interrupted; its run in {run_dir} is marked so", soft_wrap=True, markup=False)
+        raise typer.Exit(130) from None
     console.print(f"party {party} finished; results in {run_dir}", soft_wrap=True, markup=False)
 
 

@@ -23,6 +23,8 @@ def abort_reason(party: str, step: str, exc: BaseException) -> str:
     An error's text may quote this party's data (a duplicate id, a cell's value, column names, file
     paths); the peers need only to know who failed and where, the operator reads the rest locally.
     """
+    if isinstance(exc, KeyboardInterrupt):
+        return f"step {step} was interrupted at {party} (Ctrl-C or SIGTERM there)"
     return f"step {step} failed at {party} ({type(exc).__name__}; the details are in {party}'s own log)"
 
 
