@@ -44,10 +44,11 @@ def test_serve_ask_refresh_and_offline_over_mutual_tls(tmp_path):
         assert [(a["institutions"], a["exposure"]) for a in answer["answers"]] == truth(tables, "bank1", ids)
         assert sorted(answer["answered"]) == ["bank2", "bank3"] and answer["unanswered"] == {}
 
+        # A second service on bank2's state folder used to take over the running one's control socket,
+        # which `refresh` below uses.
         twice = cli(consortium, "serve", "--config", str(consortium.config_path), "--party", "bank2", "--table",
                     str(paths["bank2"]), "--state-dir", str(consortium.state_dir("bank2")), "--listen", "127.0.0.1:0")
-        assert twice.returncode == 1 and "query service running already?" in twice.stderr, twice.stderr  # it took
-        # over the running service's control socket, which `refresh` below uses
+        assert twice.returncode == 1 and "query service running already?" in twice.stderr, twice.stderr
 
         changed = tables["bank2"].copy()
         changed.loc[changed["customer_id"] == shared[0], ["status", "amount"]] = ["active", 123.45]

@@ -1,5 +1,6 @@
 """Hostile proposals and node messages: a non-member, a path instead of an alias, an oversize body, a forged
-vote or start, a flood of proposals, an API without its token. Each is refused with the rule it broke, and nothing runs."""
+vote or start, a flood of proposals, an API without its token. Each is refused with the rule it broke,
+and nothing runs."""
 
 from __future__ import annotations
 
