@@ -47,7 +47,7 @@ def node_start(config: Annotated[Path, typer.Option(help="node.yaml", exists=Tru
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     loaded = guard(lambda: load_node_config(config))
-    console.print(f"node {loaded.party}: API http://{loaded.options.api.listen}, peers on "
+    console.print(f"node {loaded.party} starting: API http://{loaded.options.api.listen}, peers on "
                   f"{loaded.members[loaded.party]}", markup=False)
     guard(lambda: serve(loaded))
 
