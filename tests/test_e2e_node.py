@@ -4,6 +4,8 @@ vertical LR run by each node's runner, the result in the guest's store; a restar
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -161,6 +163,25 @@ def test_a_node_restarted_during_a_job_marks_it_failed_and_its_peers_stop(nodes)
     for party in ("host", "arbiter"):
         stopped = wait(clients[party], job_id, "failed", timeout=30)
         assert stopped["reason"] in (f"guest: {RESTARTED}",) or "guest" in stopped["reason"], stopped
+
+
+def test_a_party_process_killed_mid_job_is_told_to_its_peers_at_once(nodes):
+    """Its node saw the process end at once, but only marked the job: the guest then failed after its 60 s
+    connect timeout, the arbiter after 118 s."""
+    configs, _, clients = nodes
+    job_id = clients["host"].submit(proposal(epochs=200))
+    wait(clients["guest"], job_id, "pending", timeout=15)
+    clients["guest"].approve(job_id)
+    wait(clients["host"], job_id, "running", timeout=15)
+    marker = job_folder(configs["host"].parent / "store", job_id) / "run" / "run.json"
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(json.loads(marker.read_text())["pid"], signal.SIGKILL)  # as the kernel's out-of-memory killer does
+    assert wait(clients["host"], job_id, "failed", timeout=15)["reason"].startswith("its process ended with status")
+    for party in ("guest", "arbiter"):
+        assert wait(clients[party], job_id, "failed", timeout=15)["reason"] == \
+            "host: its side of the job failed; the details are in its own log"
 
 
 def test_a_second_start_is_refused_sigterm_stops_cleanly_and_a_job_proposed_meanwhile_fails(nodes):

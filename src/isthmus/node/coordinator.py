@@ -119,11 +119,15 @@ class Coordinator:
             self.send(party, {"kind": kind, "job": job["id"], "reason": f"{self.me}: {reason}"[:MAX_REASON]})
 
     def job_done(self, job_id: str, status: str, reason: str | None) -> None:
-        """The runner's report: this party's side finished or failed."""
+        """The runner's report: this party's side finished or failed. A failure is told to the job's other
+        parties at once: the process may have died without a word (killed, out of memory), and they would
+        wait out their timeouts for it. They learn only that it failed here: ``reason`` may quote data."""
         with self._lock:
             job = self.store.job(job_id)
             if job is not None and job["status"] == "running":
                 self.store.set_status(job_id, status, reason)
+                if status == "failed":
+                    self._tell(job, "failed", "its side of the job failed; the details are in its own log")
 
     # -- messages from the other nodes ----------------------------------------------------------------
 
