@@ -144,3 +144,14 @@ def test_a_party_that_died_before_opening_its_log_is_named_in_the_launch_report(
     path.write_text(JOB)
     report = _failure_report(load_job(path), tmp_path / "run", {"guest": 0, "host-1": 1})
     assert "party 'host-1' exited with 1" in report and "writing its log" in report
+
+
+def test_a_party_killed_mid_job_is_named_in_the_launch_report_not_a_peer_still_waiting(tmp_path: Path):
+    """A party killed by a signal (-9: the OOM killer) leaves no failed event; the report named the first party
+    in the job ('arbiter ... exited with None'), which was only waiting for it."""
+    from isthmus.jobs.launcher import _failure_report
+
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB)
+    report = _failure_report(load_job(path), tmp_path / "run", {"guest": None, "host-1": -9})
+    assert "party 'host-1' was killed by SIGKILL" in report

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import multiprocessing
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -172,21 +173,25 @@ def _watch(spec: JobSpec, processes: dict[str, multiprocessing.Process], out_dir
 
 
 def _failure_report(spec: JobSpec, out_dir: Path, failures: dict[str, int | None]) -> str:
-    """Name the party that failed first with its own error, not the peers that were told to stop."""
+    """Name the party that failed first with its own error, not the peers that were told to stop or were
+    still waiting for it (exit code None: the launch stops them after this report)."""
     errors, silent = [], []
-    for name in failures:
+    for name, code in failures.items():
         failed = [e for e in read_events(out_dir / name / "events.jsonl") if e.get("status") == "failed"]
         if failed:
             errors.append((failed[0]["time"], name, failed[0].get("step"), failed[0].get("error")))
-        elif (failures[name] or 0) > 0:  # it exited on its own before it could report: a check before its start
+        elif code is not None:  # it ended before it could report: a check before its start, or killed (-9: OOM)
             silent.append(name)
-    if silent or not errors:  # the likeliest cause, not the peers left waiting for it or killed after it
+    if silent or not errors:  # the likeliest cause, not the peers left waiting for it
         name = (silent or list(failures))[0]
+        code = failures[name]
+        how = ("was still running when the launch stopped waiting" if code is None else
+               f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}")
         log = log_file(out_dir, name)
         if not log.exists():  # it died while starting, before it could open its log
-            return f"party {name!r} exited with {failures[name]} before reporting an error or writing its log {log}"
+            return f"party {name!r} {how} before reporting an error or writing its log {log}"
         tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
-        return f"party {name!r} exited with {failures[name]} before reporting an error; its log ends:\n{tail}"
+        return f"party {name!r} {how} before reporting an error; its log ends:\n{tail}"
     errors.sort()
     _, name, step, error = errors[0]
     return f"job {spec.name!r} failed: party {name!r} at step {step!r}: {error} (logs in {out_dir / name})"
