@@ -180,7 +180,7 @@ def _failure_report(spec: JobSpec, out_dir: Path, failures: dict[str, int | None
         failed = [e for e in read_events(out_dir / name / "events.jsonl") if e.get("status") == "failed"]
         if failed:
             errors.append((failed[0]["time"], name, failed[0].get("step"), failed[0].get("error")))
-        elif code is not None:  # it ended before it could report: a check before its start, or killed (-9: OOM)
+        elif code:  # it ended before it could report: a check before its start, or killed (-9: OOM)
             silent.append(name)
     if silent or not errors:  # the likeliest cause, not the peers left waiting for it
         name = (silent or list(failures))[0]
