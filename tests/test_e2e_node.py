@@ -47,6 +47,15 @@ def wait(client: NodeClient, job_id: str, *statuses: str, timeout: float = 60.0)
     raise AssertionError(f"{client.url}: job {job_id} is {job}, not {statuses}")
 
 
+def long_job_running(clients: dict[str, NodeClient], at: str) -> str:
+    """A job proposed by the host that the guest approved, running at ``at`` (and for a while after)."""
+    job_id = clients["host"].submit(proposal(epochs=200))
+    wait(clients["guest"], job_id, "pending", timeout=15)
+    clients["guest"].approve(job_id)
+    wait(clients[at], job_id, "running", timeout=15)
+    return job_id
+
+
 def _still_running(run, timeout: float = 10.0) -> bool:
     """Whether a process still holds the job's run folder (its lock) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -143,10 +152,7 @@ def impostor_asks(configs, host: str, ids: list[str]) -> None:
 
 def test_a_node_restarted_during_a_job_marks_it_failed_and_its_peers_stop(nodes):
     configs, processes, clients = nodes
-    job_id = clients["host"].submit(proposal(epochs=200))
-    wait(clients["guest"], job_id, "pending", timeout=15)
-    clients["guest"].approve(job_id)
-    wait(clients["guest"], job_id, "running", timeout=15)
+    job_id = long_job_running(clients, at="guest")
     processes["guest"].kill()
     processes["guest"].wait()
     log = configs["guest"].parent / "node.log"
@@ -169,10 +175,7 @@ def test_a_party_process_killed_mid_job_is_told_to_its_peers_at_once(nodes):
     """Its node saw the process end at once, but only marked the job: the guest then failed after its 60 s
     connect timeout, the arbiter after 118 s."""
     configs, _, clients = nodes
-    job_id = clients["host"].submit(proposal(epochs=200))
-    wait(clients["guest"], job_id, "pending", timeout=15)
-    clients["guest"].approve(job_id)
-    wait(clients["host"], job_id, "running", timeout=15)
+    job_id = long_job_running(clients, at="host")
     marker = job_folder(configs["host"].parent / "store", job_id) / "run" / "run.json"
     deadline = time.monotonic() + 30
     while not marker.exists() and time.monotonic() < deadline:
@@ -191,10 +194,7 @@ def test_a_second_start_is_refused_sigterm_stops_cleanly_and_a_job_proposed_mean
     reason, the job's process is gone and the peers stop the job naming the node. A job proposed while it
     is down fails naming it (it used to stay pending)."""
     configs, processes, clients = nodes
-    job_id = clients["host"].submit(proposal(epochs=200))
-    wait(clients["guest"], job_id, "pending", timeout=15)
-    clients["guest"].approve(job_id)
-    wait(clients["arbiter"], job_id, "running", timeout=15)
+    job_id = long_job_running(clients, at="arbiter")
     second = subprocess.run([sys.executable, "-m", "isthmus", "node", "start", "--config", str(configs["arbiter"])],
                             capture_output=True, text=True, timeout=60)  # started twice by mistake
     assert second.returncode == 1 and "is that node running already?" in second.stderr, second.stderr
