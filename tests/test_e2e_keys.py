@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -78,10 +79,7 @@ def test_a_job_runs_across_the_folders_and_every_ledger_records_it(federation):
                              "validation_fraction": 0.25, "key_bits": 1024, "precision": 6}},
                   {"evaluate": {}}],
     })
-    processes = {party: subprocess.Popen(
-        [sys.executable, "-m", "isthmus", "run", str(job), "--party", party, "--certs", str(federation / party / "certs"),
-         "--out", str(folder / "out")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for party in PARTIES}
+    processes = start_runs(job, PARTIES, federation, folder / "out")
     try:
         outputs = {party: process.communicate(timeout=240)[0] for party, process in processes.items()}
     finally:
@@ -102,6 +100,14 @@ def test_a_job_runs_across_the_folders_and_every_ledger_records_it(federation):
     test_each_folder_only_ever_holds_its_own_private_keys(federation)
 
 
+def start_runs(job: Path, parties: list[str], federation: Path, out: Path) -> dict[str, subprocess.Popen]:
+    """`isthmus run` for each of ``parties``, each with its own keys, as its own process."""
+    return {party: subprocess.Popen(
+        [sys.executable, "-m", "isthmus", "run", str(job), "--party", party, "--certs", str(federation / party / "certs"),
+         "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for party in parties}
+
+
 def test_sigterm_on_a_party_ends_the_job_everywhere_at_once(federation):
     """kill, systemd and schedulers stop with SIGTERM, which ended `isthmus run` at once: its peers waited out
     their connect timeout (60 s, then 119 s for the host). It now ends as Ctrl-C does, telling them."""
@@ -115,10 +121,7 @@ def test_sigterm_on_a_party_ends_the_job_everywhere_at_once(federation):
                   {"train": {"model": "hetero_lr", "epochs": 500, "batch_size": 0, "learning_rate": 0.5,
                              "key_bits": 1024, "precision": 6}}],
     })
-    processes = {party: subprocess.Popen(
-        [sys.executable, "-m", "isthmus", "run", str(job), "--party", party, "--certs", str(federation / party / "certs"),
-         "--out", str(folder / "out")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for party in PARTIES}
+    processes = start_runs(job, PARTIES, federation, folder / "out")
     try:
         events = folder / "out" / "guest" / "events.jsonl"
         deadline = time.monotonic() + 120
@@ -137,3 +140,40 @@ def test_sigterm_on_a_party_ends_the_job_everywhere_at_once(federation):
         assert processes[party].returncode == 1 and "peer aborted the job" in outputs[party], outputs[party]
     assert any("step train was interrupted at guest" in outputs[party] for party in ("host", "arbiter")), outputs
     assert json.loads((folder / "out" / "guest" / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_sigterm_while_waiting_for_a_peer_tells_the_peers_already_there(federation):
+    """Stopped while its peers were still starting, a party told nobody: the host, which had started, waited
+    out the whole connect timeout for the arbiter and then blamed it. It now hears why at once; the party
+    that is not listening yet is not tried (that would hold the stopped party for a connect timeout)."""
+    folder = federation.parent / "sigterm-connect"
+    guest_csv, host_csv = make_vertical_data(folder / "data")
+    parties = loopback_parties({"guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
+                                "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}})
+    job = write_job(folder / "job.yaml", {"job": "sigterm-connect", "parties": parties, "connect_timeout": 120,
+                                          "steps": [{"intersect": {}}, {"train": {"model": "hetero_lr", "epochs": 1}}]})
+    processes = start_runs(job, ["guest", "host"], federation, folder / "out")  # the arbiter never comes
+    try:
+        deadline = time.monotonic() + 60
+        while not all(listening(parties[party]["address"]) for party in ("guest", "host")):
+            assert time.monotonic() < deadline, "the parties never listened"
+            time.sleep(0.2)
+        processes["guest"].terminate()
+        started = time.monotonic()
+        outputs = {party: process.communicate(timeout=150)[0] for party, process in processes.items()}
+    finally:
+        for process in processes.values():
+            process.kill()
+    assert time.monotonic() - started < 20, outputs
+    assert processes["guest"].returncode == 130 and "party guest interrupted" in outputs["guest"], outputs["guest"]
+    assert processes["host"].returncode == 1, outputs["host"]
+    assert "step connect was interrupted at guest" in outputs["host"], outputs["host"]
+
+
+def listening(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        return True
+    except OSError:
+        return False

@@ -18,10 +18,10 @@ from isthmus.crypto import parallel
 from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
-from isthmus.jobs.peers import wait_for_peers
+from isthmus.jobs.peers import listening_peers, wait_for_peers
 from isthmus.jobs.plan import make_plan
 from isthmus.jobs.rundir import party_folder
-from isthmus.jobs.runner import run_party
+from isthmus.jobs.runner import EXPENDABLE_ROLES, abort_reason, run_party
 from isthmus.jobs.spec import JobSpec, load_job
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.certs import tls_files_for
@@ -69,6 +69,11 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
                                heard_from=lambda: node.mailbox.senders(spec.name))
             except PeerError as exc:
                 EventLog(run_dir, party).emit(step="connect", status="failed", error=str(exc))
+                raise
+            except KeyboardInterrupt as exc:
+                EventLog(run_dir, party).emit(step="connect", status="failed", error="interrupted")
+                if me.role not in EXPENDABLE_ROLES:
+                    node.channel(spec.name, listening_peers(spec, party)).abort(abort_reason(party, "connect", exc))
                 raise
             return run_party(spec, party, node.channel(spec.name), run_dir, certs_dir=certs_dir, plan=plan)
         finally:

@@ -53,6 +53,13 @@ def wait_for_peers(spec: JobSpec, party: str, *, timeout: float, check_abort: Ca
         peer=missing[0], address=spec.parties[missing[0]].address)
 
 
+def listening_peers(spec: JobSpec, party: str, *, wait: float = 0.5) -> list[str]:
+    """The peers listening now: those a party interrupted while connecting can tell at once. Telling one
+    that has not started would retry for a whole connect timeout after the operator pressed Ctrl-C."""
+    deadline = time.monotonic() + wait
+    return [name for name in sorted(spec.parties) if name != party and _listening(spec.parties[name].address, deadline)]
+
+
 def _listening(address: str, deadline: float) -> bool:
     host, _, port = address.rpartition(":")
     wait = min(1.0, max(deadline - time.monotonic(), 0.05))
