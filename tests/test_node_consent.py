@@ -3,6 +3,9 @@ nothing runs anywhere, a manual approval is waited for, and every start carries 
 
 from __future__ import annotations
 
+import time
+from contextlib import ExitStack
+
 import pytest
 import yaml
 
@@ -10,6 +13,7 @@ from isthmus.errors import ConfigError
 from isthmus.node.config import load_node_config
 from isthmus.node.policy import Refusal, review
 from isthmus.node.proposal import Proposal, parse_proposal
+from isthmus.node.service import running_node
 from tests.node_helpers import federation, local_nodes, proposal
 
 
@@ -164,3 +168,35 @@ def test_digest_binds_the_whole_proposal():
     a = Proposal("0123456789abcdef", "host", proposal())
     assert a.digest != Proposal("0123456789abcdef", "guest", proposal()).digest
     assert a.digest != Proposal("0123456789abcdef", "host", proposal(epochs=3)).digest
+
+
+def test_a_proposal_left_unanswered_past_the_limit_is_refused_as_expired(tmp_path):
+    nodes = local_nodes(federation(tmp_path, guest={"answer_within_hours": 2}))
+    try:
+        guest, job = nodes.coordinators["guest"], nodes.coordinators["host"].submit(proposal())
+        created = nodes.wait("guest", job, "pending")["created"]
+        guest.expire_unanswered(now=created + 2 * 3600 - 1)
+        assert nodes.status("guest", job)["status"] == "pending"
+        guest.expire_unanswered(now=created + 2 * 3600 + 1)
+        reason = "guest refuses: answer_within_hours: its operator did not answer within 2 h"
+        assert nodes.wait("host", job, "refused")["reason"] == reason
+        assert nodes.wait("arbiter", job, "refused")["reason"] == reason
+        with pytest.raises(ConfigError, match="is refused, not waiting for approval"):
+            guest.approve(job)
+        assert all(not runner.started for runner in nodes.runners.values())
+    finally:
+        nodes.stop()
+
+
+def test_a_running_node_expires_unanswered_proposals_by_itself(tmp_path):
+    """Before, a proposal nobody approved waited for ever at every party: its proposer had no answer."""
+    configs = federation(tmp_path, guest={"answer_within_hours": 0.0005})  # 1.8 s
+    with ExitStack() as stack:
+        coordinators = {party: stack.enter_context(running_node(load_node_config(path)))
+                        for party, path in configs.items()}
+        job = coordinators["host"].submit(proposal())
+        deadline = time.monotonic() + 20
+        while coordinators["host"].store.job(job)["status"] != "refused":
+            assert time.monotonic() < deadline, coordinators["host"].store.job(job)
+            time.sleep(0.1)
+        assert "did not answer within 0.0005 h" in coordinators["host"].store.job(job)["reason"]

@@ -86,6 +86,17 @@ class Coordinator:
             job = self._pending(job_id)
             self._vote(proposal_of(job), "refuse", reason=f"refused by {self.me}'s operator: {reason}"[:MAX_REASON])
 
+    def expire_unanswered(self, now: float | None = None) -> None:
+        """Refuse every proposal that has waited longer than ``policy.answer_within_hours`` for this node's
+        operator, so that its proposer and other parties are not left waiting for an answer for ever."""
+        hours = self.config.policy.answer_within_hours
+        cutoff = (time.time() if now is None else now) - hours * 3600
+        with self._lock:
+            for job in self.store.with_status("pending"):
+                if job["created"] < cutoff:
+                    self._vote(proposal_of(job), "refuse", reason=f"{self.me} refuses: answer_within_hours: its "
+                                                                  f"operator did not answer within {hours:g} h")
+
     def cancel(self, job_id: str, reason: str = "cancelled by the operator") -> None:
         with self._lock:
             job = self._known(job_id)

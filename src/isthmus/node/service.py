@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import threading
 from contextlib import AbstractContextManager, contextmanager
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,7 +93,7 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
     try:
         for job in interrupted:  # the peers' sides wait for ours: tell them
             coordinator.tell_failed(job["id"], RESTARTED)
-        with query_service(config):
+        with query_service(config), _expiring(coordinator):
             yield coordinator
     finally:
         for job in store.with_status("running"):
@@ -103,6 +104,31 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
         coordinator.serving.close()
         grpc.stop()
         store.close()
+
+
+@contextmanager
+def _expiring(coordinator: Coordinator) -> Iterator[None]:
+    """Refuses proposals left unanswered too long, at once (the node may have been down for days) and then
+    every minute, or more often when the limit is shorter."""
+    stop = threading.Event()
+    period = min(60.0, coordinator.config.policy.answer_within_hours * 3600 / 4)
+
+    def sweep() -> None:
+        while True:
+            try:
+                coordinator.expire_unanswered()
+            except Exception:  # a store or link failure must not end the sweeping for the node's life
+                _log.exception("node %s: expiring unanswered proposals failed", coordinator.me)
+            if stop.wait(period):
+                return
+
+    thread = threading.Thread(target=sweep, name="expire-proposals", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def read_token(config: NodeConfig) -> str | None:
