@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -171,6 +172,38 @@ def test_a_failing_host_stops_the_others_instead_of_hanging(breast):
                                                                          hosts=["host-1"])}, timeout=30)
     assert "still running" not in str(failure.value)
     assert isinstance(failure.value.__cause__, (RuntimeError, PeerAbortedError))
+
+
+def test_every_party_hears_of_the_failing_guest_not_of_a_party_that_failed_because_of_it(breast):
+    """The arbiter, ending on the guest's abort, aborted too, naming itself: the host heard that first and
+    the job's proposer read "vertical linear arbiter failed: PeerAbortedError" for a guest with too few rows."""
+    X, y = breast
+    hub = LocalHub(["guest", "host-1", "arbiter"])
+    config = LinearOptions(epochs=2, encrypt=False)  # the batch floor: 400 rows are too few for 20 host columns
+    errors: dict[str, BaseException] = {}
+
+    def party(name, fit):
+        def target():
+            try:
+                fit(hub.channel(name))
+            except Exception as exc:
+                errors[name] = exc
+        return threading.Thread(target=target, daemon=True)
+
+    threads = [party("guest", lambda c: HeteroLinearGuest(config).fit(c, X[:400, :10], y[:400], hosts=["host-1"],
+                                                                      arbiter="arbiter")),
+               party("host-1", lambda c: HeteroLinearHost(config).fit(c, X[:400, 10:], guest="guest", arbiter="arbiter")),
+               party("arbiter", lambda c: HeteroLinearArbiter(config).fit(c, guest="guest", hosts=["host-1"]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert "fewer than the" in str(errors["guest"]), errors
+    for name in ("host-1", "arbiter"):
+        assert isinstance(errors[name], PeerAbortedError), errors
+        assert "guest: vertical linear guest failed: DataError" in str(errors[name]), errors
+    for name in ("host-1", "arbiter"):  # over gRPC, which one a party hears first is a race: only the guest speaks
+        assert hub.mailboxes[name].quitters("job") == {"guest"}
 
 
 def test_sigmoid_residual_matches_true_logistic_regression(breast):

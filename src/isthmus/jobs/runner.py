@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from isthmus.errors import IsthmusError
+from isthmus.errors import IsthmusError, PeerAbortedError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
 from isthmus.jobs.plan import Plan, make_plan
@@ -57,7 +57,7 @@ def run_party(spec: JobSpec, party: str, channel: Channel, run_dir: Path, *, cer
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, IsthmusError) else str(exc)
         ctx.events.emit(step=current, status="failed", error=message)
         logging.getLogger(f"isthmus.{party}").error("step %s failed: %s", current, message)
-        if ctx.role not in EXPENDABLE_ROLES:
+        if ctx.role not in EXPENDABLE_ROLES and not isinstance(exc, PeerAbortedError):  # see Channel.abort_after
             channel.abort(abort_reason(party, current, exc))
         raise
     ctx.events.emit(status="finished")

@@ -101,6 +101,18 @@ class Channel(ABC):
             except IsthmusError:
                 pass
 
+    def abort_after(self, exc: BaseException, doing: str) -> None:
+        """Tell every peer that ``doing`` failed here, naming only the kind of error (:func:`for_peer`).
+
+        Not when ``exc`` is a peer's own abort: every peer had that peer's word already, and one of ours,
+        arriving first, named this party instead (a proposer read "vertical linear arbiter failed:
+        PeerAbortedError" when the guest had too few rows).
+        """
+        from isthmus.errors import PeerAbortedError, for_peer
+
+        if not isinstance(exc, PeerAbortedError):
+            self.abort(f"{doing} failed: {for_peer(exc)}")
+
     def _quitters(self) -> set[str]:
         """Peers that aborted this job; channels that can tell override this."""
         return set()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from isthmus.errors import for_peer
 from isthmus.transport.channel import Channel
 
 
@@ -14,5 +13,5 @@ def aborting_peers(channel: Channel, role: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        channel.abort(f"vertical linear {role} failed: {for_peer(exc)}")
+        channel.abort_after(exc, f"vertical linear {role}")
         raise

@@ -23,7 +23,7 @@ from isthmus.algorithms.hetero_nn.layers import load_state, seeded, sequential, 
 from isthmus.algorithms.hetero_nn.network import encode_labels, guest_network, outputs
 from isthmus.algorithms.hetero_nn.options import MAX_WIDTH, NNOptions, check_layers
 from isthmus.algorithms.registry import register
-from isthmus.errors import ConfigError, DataError, for_peer
+from isthmus.errors import ConfigError, DataError
 from isthmus.ml.scaling import Standardizer
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
@@ -96,7 +96,7 @@ class HeteroNN(Algorithm):
         try:
             return self._guest(party, options) if party.role == "guest" else self._host(party, options)
         except Exception as exc:
-            party.channel.abort(f"hetero_nn {party.role} failed: {for_peer(exc)}")
+            party.channel.abort_after(exc, f"hetero_nn {party.role}")
             raise
 
     def _guest(self, party: Party, options: NNOptions) -> NNGuestPart:

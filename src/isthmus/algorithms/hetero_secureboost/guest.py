@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.errors import ConfigError, PeerTimeoutError, ProtocolError, for_peer
+from isthmus.errors import ConfigError, PeerTimeoutError, ProtocolError
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
 from isthmus.algorithms.hetero_secureboost import tags
@@ -83,7 +83,7 @@ class HeteroSecureBoostGuest:
                 remote.receive_hello()
             self.ensemble_ = train(self.params, y, [local, *remotes], min_node_rows=self.min_node_rows)
         except Exception as exc:
-            channel.abort(f"vertical SecureBoost training failed: {for_peer(exc)}")
+            channel.abort_after(exc, "vertical SecureBoost training")
             raise
         self.model_id_ = model_id
         self.hosts_ = list(hosts)
@@ -106,7 +106,7 @@ class HeteroSecureBoostGuest:
             for remote in remotes:
                 remote.receive_ready()  # a host asked for no directions answers its start here
         except Exception as exc:
-            channel.abort(f"vertical SecureBoost prediction failed: {for_peer(exc)}")
+            channel.abort_after(exc, "vertical SecureBoost prediction")
             raise
         for remote in remotes:
             remote.send_done()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.errors import ConfigError, for_peer
+from isthmus.errors import ConfigError
 from isthmus.ml.binning import QuantileBinner
 from isthmus.protocols.commands import STOP, serve_orders, stop
 from isthmus.protocols.inspect import Inspect
@@ -51,7 +51,7 @@ class HeteroSecureBoostHost:
         try:
             local = self._train(channel, X, guest)
         except Exception as exc:
-            channel.abort(f"vertical SecureBoost host failed: {for_peer(exc)}")
+            channel.abort_after(exc, "vertical SecureBoost host")
             raise
         self.feature_names_ = feature_names
         self.splits_ = local.splits
@@ -80,7 +80,7 @@ class HeteroSecureBoostHost:
             self._accept_prediction(channel, X, guest)
             self._answer_queries(channel, X, guest)
         except Exception as exc:
-            channel.abort(f"vertical SecureBoost host failed to predict: {for_peer(exc)}")
+            channel.abort_after(exc, "vertical SecureBoost host's prediction")
             raise
 
     def _accept_prediction(self, channel: Channel, X: np.ndarray, guest: str) -> None:
