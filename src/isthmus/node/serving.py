@@ -117,7 +117,8 @@ class Serving:
             version = self.store.next_version(name)
             served = self._load(name, version, job_id)
             if not isinstance(served.part, GuestPart):
-                raise ConfigError(f"job {job_id} left no guest's part of a vertical model at {self.config.party!r}")
+                raise ConfigError(f"job {job_id} left no guest's part of a vertical model at {self.config.party!r}"
+                                  + _where_to_publish(served))
             key = (name, version)
             self._confirmed[key] = set()
             for host in served.peers:
@@ -190,8 +191,10 @@ class Serving:
             raise ConfigError(f"no published model {name!r} version {version!r} at this guest")
         ids = _ids(ids)
         rows = served.rows(ids)
-        if rows is None:
-            raise UnknownId("unknown id: the guest's table lacks one of the ids")
+        if rows is None:  # the guest's own ids, asked by its own operator: naming them tells no one else anything
+            lacking = [i for i in ids if i not in served.index]
+            raise UnknownId(f"unknown id: the guest's table has no row for {', '.join(map(repr, lacking[:5]))}"
+                            + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""))
         rid = secrets.token_hex(8)
         with served.lock:  # a part scores one request at a time
             link = PipelinedChannel(self.channel, self._queues, served.peers)
@@ -320,6 +323,13 @@ class Serving:
             else [p for p, role in roles.items() if role == "guest"]
         index = {str(i): row for row, i in enumerate(table.ids)}
         return Served(name, version, job_id, part, table, index, peers, threading.Lock())
+
+
+def _where_to_publish(served: Served) -> str:
+    """A hint for an operator who published at a host's node: the guest's node publishes."""
+    if not isinstance(served.part, HostPart):
+        return ""
+    return f" (it holds the host's part): publish it at the node of its guest, {served.peers[0]!r}"
 
 
 def _table(spec: JobSpec, party: str) -> PartyTable:
