@@ -72,6 +72,7 @@ CASES = {
     "no ledger in a folder": (ERROR, ["ledger", "show", "mine"]),
     "a file that is no ledger": (ERROR, ["ledger", "export", "notes.txt"]),
     "no query service": (ERROR, ["query", "status", "--party", "bank1", "--state-dir", "mine"]),
+    "no node there (its address as node.yaml writes it)": (ERROR, ["job", "list", "--node", "127.0.0.1:1"]),
 }
 
 
@@ -109,3 +110,5 @@ def test_what_the_user_must_do_is_said(place, results):
     assert "choose another folder" in results["certificates made twice"].stderr
     assert "did not write (thesis.tex)" in results["someone's folder (demo)"].stderr
     assert (place / "mine" / "vertical" / "thesis.tex").read_text() == "years of work"
+    assert "cannot reach the node at http://127.0.0.1:1: [Errno 111] Connection refused" in \
+        results["no node there (its address as node.yaml writes it)"].stderr

@@ -16,6 +16,8 @@ DEFAULT_URL = "http://127.0.0.1:8700"
 class NodeClient:
     def __init__(self, url: str | None = None, *, token_file: Path | None = None, timeout: float = 30.0):
         self.url = (url or os.environ.get("ISTHMUS_NODE") or DEFAULT_URL).rstrip("/")
+        if "://" not in self.url:  # `--node 127.0.0.1:8700`, as node.yaml's api.listen is written
+            self.url = f"http://{self.url}"
         headers = {}
         if token_file is not None:
             headers["Authorization"] = f"Bearer {Path(token_file).read_text(encoding='utf-8').strip()}"
