@@ -141,103 +141,125 @@ class DemoSettings:
     key_bits: int | None  # None: each demo's own
 
 
+_OUT_HELP = "Where the demos write; each owns OUT/<demo>/ and starts it afresh on every run."
+_KEY_BITS_HELP = "Paillier key size of the vertical, secureboost, ftl, nn, ledger, federation and board demos " \
+                 "(1024 is quicker, for a try only)."
+#: the same options after the demo's name (`isthmus demo federation --key-bits 1024`, as people type it), where
+#: they win over those given before it
+DemoOut = Annotated[Optional[Path], typer.Option("--out", help=_OUT_HELP, show_default="runs/demo")]
+DemoKeyBits = Annotated[Optional[int], typer.Option("--key-bits", help=_KEY_BITS_HELP, min=1024,
+                                                    show_default="2048; nn, ledger and board 1024")]
+
+
 @demo_app.callback()
 def demo(ctx: typer.Context,
-         out: Annotated[Path, typer.Option(help="Where the demos write; each owns OUT/<demo>/ and starts it afresh "
-                                                "on every run.")] = Path("runs/demo"),
-         key_bits: Annotated[Optional[int], typer.Option(help="Paillier key size of the vertical, secureboost, ftl, "
-                                                              "ledger and board demos (1024 is quicker, for a try "
-                                                              "only).",
-                                                         show_default="2048; ledger and board 1024", min=1024)] = None) -> None:
+         out: Annotated[Path, typer.Option(help=_OUT_HELP)] = Path("runs/demo"),
+         key_bits: Annotated[Optional[int], typer.Option(help=_KEY_BITS_HELP,
+                                                         show_default="2048; nn, ledger and board 1024", min=1024)] = None) -> None:
     """Without a sub-command: the vertical demo."""
     ctx.obj = DemoSettings(out, key_bits)
     if ctx.invoked_subcommand is None:
         vertical(ctx)
 
 
+def _settings(ctx: typer.Context, out: Path | None, key_bits: int | None = None) -> DemoSettings:
+    return DemoSettings(out or ctx.obj.out, key_bits or ctx.obj.key_bits)
+
+
 @demo_app.command()
-def vertical(ctx: typer.Context) -> None:
+def vertical(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits = None) -> None:
     """Breast-cancer data split between a bank-like guest and a host: PSI, vertical LR, evaluation, parity."""
     from isthmus.demos.vertical import run_vertical_demo
 
-    guard(lambda: run_vertical_demo(ctx.obj.out / "vertical", console=console, **_key_bits(ctx)))
+    settings = _settings(ctx, out, key_bits)
+    guard(lambda: run_vertical_demo(settings.out / "vertical", console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
-def horizontal(ctx: typer.Context) -> None:
+def horizontal(ctx: typer.Context, out: DemoOut = None) -> None:
     """Breast-cancer rows over four client processes: secure FedAvg, one client crashing mid-run, parity."""
     from isthmus.demos.horizontal import run_horizontal_demo
 
-    guard(lambda: run_horizontal_demo(ctx.obj.out / "horizontal", console=console))
+    settings = _settings(ctx, out)
+    guard(lambda: run_horizontal_demo(settings.out / "horizontal", console=console))
 
 
 @demo_app.command("nn-horizontal")
-def nn_horizontal(ctx: typer.Context) -> None:
+def nn_horizontal(ctx: typer.Context, out: DemoOut = None) -> None:
     """Digit images over five client processes with skewed labels: a small CNN, secure FedAvg, parity."""
     from isthmus.demos.nn_horizontal import run_nn_horizontal_demo
 
-    guard(lambda: run_nn_horizontal_demo(ctx.obj.out / "nn-horizontal", console=console))
+    settings = _settings(ctx, out)
+    guard(lambda: run_nn_horizontal_demo(settings.out / "nn-horizontal", console=console))
 
 
 @demo_app.command()
-def secureboost(ctx: typer.Context) -> None:
+def secureboost(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits = None) -> None:
     """The vertical demo's split with empty cells: PSI, vertical SecureBoost (Paillier), evaluation, parity."""
     from isthmus.demos.secureboost import run_secureboost_demo
 
-    guard(lambda: run_secureboost_demo(ctx.obj.out / "secureboost", console=console, **_key_bits(ctx)))
+    settings = _settings(ctx, out, key_bits)
+    guard(lambda: run_secureboost_demo(settings.out / "secureboost", console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
-def nn(ctx: typer.Context) -> None:
+def nn(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits = None) -> None:
     """default_credit over a guest and two host processes: PSI, a split neural network with a Paillier-protected
     interactive layer, evaluation, parity with PyTorch on pooled columns (1024-bit keys unless --key-bits)."""
     from isthmus.demos.nn import run_nn_demo
 
-    guard(lambda: run_nn_demo(ctx.obj.out / "nn", console=console, **_key_bits(ctx)))
+    settings = _settings(ctx, out, key_bits)
+    guard(lambda: run_nn_demo(settings.out / "nn", console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
-def ftl(ctx: typer.Context) -> None:
+def ftl(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits = None) -> None:
     """Transfer learning: a guest with labels, a host with other columns and mostly other customers, which it labels."""
     from isthmus.demos.ftl import run_ftl_demo
 
-    guard(lambda: run_ftl_demo(ctx.obj.out / "ftl", console=console, **_key_bits(ctx)))
+    settings = _settings(ctx, out, key_bits)
+    guard(lambda: run_ftl_demo(settings.out / "ftl", console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
-def ledger(ctx: typer.Context) -> None:
+def ledger(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits = None) -> None:
     """A guest and three hosts (one holding only noise): contributions, the ledger, verify, a tampered copy caught."""
     from isthmus.demos.ledger import run_ledger_demo
 
-    guard(lambda: run_ledger_demo(ctx.obj.out / "ledger", console=console, **_key_bits(ctx)))
+    settings = _settings(ctx, out, key_bits)
+    guard(lambda: run_ledger_demo(settings.out / "ledger", console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
-def federation(ctx: typer.Context) -> None:
+def federation(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits = None) -> None:
     """Three nodes as processes: the host proposes PSI + vertical LR, the guest approves, publishes and predicts
     online; one proposal refused."""
     from isthmus.demos.federation import run_federation_demo
 
-    guard(lambda: run_federation_demo(ctx.obj.out / "federation", console=console, **_key_bits(ctx)))
+    settings = _settings(ctx, out, key_bits)
+    guard(lambda: run_federation_demo(settings.out / "federation", console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
 def board(ctx: typer.Context,
           port: Annotated[int, typer.Option(help="The guest node's API and board port on 127.0.0.1.",
-                                            min=1, max=65535)] = 8700) -> None:
+                                            min=1, max=65535)] = 8700,
+          out: DemoOut = None, key_bits: DemoKeyBits = None) -> None:
     """Three nodes as processes, one finished job (metrics, audit, ledger record) and one proposal waiting:
     the guest's web board on http://127.0.0.1:PORT/ until Ctrl-C (1024-bit keys unless --key-bits)."""
     from isthmus.demos.board import run_board_demo
 
-    guard(lambda: run_board_demo(ctx.obj.out / "board", port, console=console, **_key_bits(ctx)))
+    settings = _settings(ctx, out, key_bits)
+    guard(lambda: run_board_demo(settings.out / "board", port, console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
-def query(ctx: typer.Context) -> None:
+def query(ctx: typer.Context, out: DemoOut = None) -> None:
     """Five lenders' loans tables, their query services as processes; asks with known answers."""
     from isthmus.query.demo import run_demo
 
-    code = guard(lambda: run_demo(ctx.obj.out / "query", console=console))
+    settings = _settings(ctx, out)
+    code = guard(lambda: run_demo(settings.out / "query", console=console))
     if code:
         raise typer.Exit(code)
 
@@ -249,8 +271,8 @@ def _party_value(item: str) -> tuple[str, str]:
     return party, value
 
 
-def _key_bits(ctx: typer.Context) -> dict:
-    return {} if ctx.obj.key_bits is None else {"key_bits": ctx.obj.key_bits}
+def _key_bits(settings: DemoSettings) -> dict:
+    return {} if settings.key_bits is None else {"key_bits": settings.key_bits}
 
 
 def _check_job(job: Path) -> None:
