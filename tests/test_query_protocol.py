@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from isthmus.crypto.oprf import OprfKey
@@ -251,3 +252,27 @@ def test_a_responder_never_sees_the_same_element_twice_for_one_id(consortium):
     elements = [m["elements"] for m in sent if isinstance(m, dict) and "elements" in m]
     assert len(elements) == 2 * len(BANKS[1:])
     assert len(set(elements)) == 2  # one blinded element per ask, the same for every responder
+
+
+def test_a_member_asking_past_the_daily_limit_is_refused_everywhere(tmp_path, tables, private_key):
+    """Each answer says whether someone in the consortium lends to that person: with no limit a member could
+    ask about every possible id and list the consortium's borrowers. The institutions and the aggregator
+    each count a member's ids over 24 hours, so leaving any one of them out does not get round it."""
+    running = Consortium(tmp_path, tables, private_key, make_config(max_batch=50, max_ids_per_day=100))
+    try:
+        ids = sample_ids(tables, 60)[:50]
+        assert running.ask(ids).complete and running.ask(ids).complete
+        with pytest.raises(NoAnswerError, match=r"policy\.max_ids_per_day"):
+            running.ask(ids[:1])
+        assert running.ask(ids[:1], asker="bank2").complete  # every member has its own budget
+        channel = running.hub.channel(ASKER, protocol.JOB)  # straight to the aggregator, past the asker's code
+        request = protocol.new_request(running.config.policy.digest(), width=3, tags=b"\x01" * 16 * 3,
+                                       unpads=private_key.public_key.encrypt(np.zeros((1, 3), dtype=object), precision=0))
+        assert "policy.max_ids_per_day" in _raw_call(channel, "agg", protocol.LOOKUP, request)["error"]
+    finally:
+        running.stop()
+
+
+def test_a_daily_limit_below_one_batch_is_a_configuration_error():
+    with pytest.raises(ConfigError, match=r"max_ids_per_day \(10\) is below policy.max_batch \(50\)"):
+        make_config(max_batch=50, max_ids_per_day=10)

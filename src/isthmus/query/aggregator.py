@@ -67,6 +67,7 @@ class Aggregator:
         self.party = config.aggregator
         self._log = log
         self._digest = config.policy.digest()
+        self._limits = protocol.BatchLimits(config.policy)
         self._tables: dict[str, PublishedTable] = {}
         self._lock = threading.Lock()
 
@@ -100,12 +101,11 @@ class Aggregator:
         if not 1 <= width < len(self.config.institutions) or len(request["tags"]) % (TAG_BYTES * width):
             raise ProtocolError(f"width {width} does not fit {len(request['tags'])} bytes of tags", peer=sender, tag=tag)
         ids = len(request["tags"]) // (TAG_BYTES * width)
-        if not 1 <= ids <= policy.max_batch:
-            raise protocol.Refusal(f"a batch must hold 1 to {policy.max_batch} ids (policy.max_batch), not {ids}")
         if unpads.shape != (ids, width) or unpads.exponent != 0:
             raise ProtocolError(f"expected encrypted pads of shape {(ids, width)} at exponent 0", peer=sender, tag=tag)
         if unpads.public_key.bits < policy.paillier_bits:
             raise protocol.Refusal(f"the consortium requires Paillier keys of at least {policy.paillier_bits} bits")
+        self._limits.check(sender, ids)
         asked = np.frombuffer(request["tags"], dtype=f"S{TAG_BYTES}").reshape(ids, width)
         tables = {name: table for name, table in self.tables().items() if name != sender}
         matched = np.zeros(asked.shape, dtype=bool)

@@ -31,6 +31,10 @@ class Policy:
     amount_decimals: int = 2
     id_max_length: int = 64
     id_pattern: str | None = None
+    #: ids one member may ask about in 24 hours, counted by every institution and the aggregator: each
+    #: answer says whether someone in the consortium lends to that person, and enough of them would list
+    #: every borrower of the consortium
+    max_ids_per_day: int = 100_000
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -39,6 +43,10 @@ class Policy:
         _require_int("policy.paillier_bits", self.paillier_bits, 1024, 8192)
         _require_int("policy.amount_decimals", self.amount_decimals, 0, 8)
         _require_int("policy.id_max_length", self.id_max_length, 1, 1024)
+        _require_int("policy.max_ids_per_day", self.max_ids_per_day, 1, 10**9)
+        if self.max_ids_per_day < self.max_batch:
+            raise ConfigError(f"policy.max_ids_per_day ({self.max_ids_per_day}) is below policy.max_batch "
+                              f"({self.max_batch}): a full batch could never be answered")
         if self.id_pattern is not None:
             try:
                 re.compile(self.id_pattern)

@@ -11,7 +11,9 @@ import re
 import secrets
 from typing import Any
 
+from isthmus.budget import IdBudget
 from isthmus.errors import PeerRefusedError, ProtocolError
+from isthmus.query.config import Policy
 from isthmus.transport.channel import Channel
 
 #: The transport job under which the query service runs (long-lived, unlike training jobs).
@@ -61,6 +63,24 @@ def fields(message: Any, expected: dict[str, type | tuple[type, ...]], *, peer: 
 def check_policy(request: dict[str, Any], policy_digest: str) -> None:
     if request["policy"] != policy_digest:
         raise Refusal("the request was made under a different consortium policy; compare the query configurations")
+
+
+class BatchLimits:
+    """What a service answers one member at most: ``policy.max_batch`` ids at a time, ``policy.max_ids_per_day``
+    in any 24 hours (counted where the ids are answered, so a member cannot go round it)."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+        self._daily = IdBudget(policy.max_ids_per_day, 24 * 3600)
+
+    def check(self, sender: str, ids: int) -> None:
+        limit = self.policy.max_batch
+        if not 1 <= ids <= limit:
+            raise Refusal(f"a batch must hold 1 to {limit} ids (policy.max_batch), not {ids}")
+        if not self._daily.take(sender, ids):
+            raise Refusal(f"{sender} may ask about {self.policy.max_ids_per_day} ids in any 24 hours "
+                          f"(policy.max_ids_per_day) and has asked about {self._daily.spent(sender)}: "
+                          f"this batch of {ids} is not answered")
 
 
 def call(channel: Channel, peer: str, tag: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class Responder:
         self._log = log
         self._workers = workers
         self._digest = config.policy.digest()
+        self._limits = protocol.BatchLimits(config.policy)
         self._lock = threading.Lock()
         self._exposures: dict[str, int] = {}
         self._records: dict[str, bytes] = {}
@@ -62,8 +63,7 @@ class Responder:
         request = protocol.fields(message, {"rid": str, "policy": str, "elements": bytes}, peer=sender, tag=protocol.EVALUATE)
         protocol.check_policy(request, self._digest)
         count = len(request["elements"]) // ELEMENT_BYTES
-        if not 1 <= count <= self.config.policy.max_batch:
-            raise protocol.Refusal(f"a batch must hold 1 to {self.config.policy.max_batch} ids (policy.max_batch), not {count}")
+        self._limits.check(sender, count)
         try:
             evaluated = self._key.evaluate_blinded(request["elements"], workers=self._workers)
         except ValueError as exc:
