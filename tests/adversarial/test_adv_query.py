@@ -1,6 +1,7 @@
-"""A deviating asker in the private query's `aggregate` mode.
+"""Deviating askers in the private query: one asking about every id it can think of (closed by
+policy.max_ids_per_day) and one offsetting its unpads in `aggregate` mode (a limit, documented).
 
-This test documents a limit, stated in docs/security.md ("Private query", limits) and docs/query.md:
+The second documents a limit, stated in docs/security.md ("Private query", limits) and docs/query.md:
 `aggregate` mode assumes a semi-honest asker. An asker that offsets each institution's encrypted
 unpad reads, from the count field of one ordinary answer, WHICH institutions hold a loan. The
 aggregator cannot tell: it only sees ciphertexts under the asker's key. If this test starts failing,
@@ -11,45 +12,23 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 
-from isthmus.crypto.oprf import OprfKey
-from isthmus.crypto.paillier import generate_keypair
 from isthmus.query import asker, protocol
-from isthmus.query.config import Policy, QueryConfig
-from isthmus.query.loans import load_exposures
-from isthmus.query.parties import AggregatorParty, InstitutionParty
-from isthmus.query.querylog import QueryLog
 from isthmus.query.records import PAD_BITS, tag_and_pad
-from isthmus.query.synthetic import ACTIVE, generate_loans, truth
-from isthmus.transport.local import LocalHub
+from isthmus.query.synthetic import ACTIVE, truth
+from tests.test_query_protocol import (  # noqa: F401 (private_key and tables are fixtures)
+    ASKER, BANKS, Consortium, make_config, private_key, raw_call, sample_ids, tables)
 
-BANKS = ["bank1", "bank2", "bank3", "bank4"]
-ASKER = "bank1"
 OTHERS = BANKS[1:]  # the asker's column order: every other institution, in configuration order
 
 
 @pytest.fixture
-def consortium(tmp_path):
-    config = QueryConfig("adv-lenders", "agg", {name: "in-process" for name in [*BANKS, "agg"]},
-                         Policy(paillier_bits=1024), answer_timeout=5.0)
-    hub = LocalHub([*BANKS, "agg"])
-    aggregator = AggregatorParty(hub.channel("agg", protocol.JOB), config, QueryLog(tmp_path / "agg.jsonl"))
-    aggregator.start()
-    tables = generate_loans(BANKS, 60, seed=5)
-    private_key = generate_keypair(1024)[1]
-    parties = []
-    for name in BANKS:
-        party = InstitutionParty(hub.channel(name, protocol.JOB), config, OprfKey.generate(),
-                                 QueryLog(tmp_path / f"{name}.jsonl"), private_key=private_key, workers=1)
-        party.start()
-        tables[name].to_csv(tmp_path / f"{name}.csv", index=False)
-        party.load(load_exposures(tmp_path / f"{name}.csv", config.table, config.policy, party=name), wait=30)
-        parties.append(party)
-    yield tables, parties[0]
-    for party in parties:
-        party.stop()
-    aggregator.stop()
+def consortium(tmp_path, tables, private_key):
+    running = Consortium(tmp_path, tables, private_key, make_config())
+    yield tables, running.institutions[ASKER]
+    running.stop()
 
 
 def test_an_asker_offsetting_its_unpads_reads_which_institutions_matched(consortium, monkeypatch):
@@ -71,3 +50,23 @@ def test_an_asker_offsetting_its_unpads_reads_which_institutions_matched(consort
     assert learned == {i: {name for name in OTHERS if i in holders[name]} for i in ids}
     assert any(0 < len(found) < len(OTHERS) for found in learned.values())  # not all-or-nothing
     assert [a.exposure for a in answers] == [total for _, total in truth(tables, ASKER, ids)]  # amounts still right
+
+
+def test_a_member_asking_past_the_daily_limit_is_refused_everywhere(tmp_path, tables, private_key):
+    """Each answer says whether someone in the consortium lends to that person: with no limit a member could
+    ask about every possible id and list the consortium's borrowers. The institutions and the aggregator
+    each count a member's ids over 24 hours, so leaving any one of them out does not get round it."""
+    running = Consortium(tmp_path, tables, private_key, make_config(max_batch=50, max_ids_per_day=100))
+    try:
+        ids = sample_ids(tables, 60)[:50]
+        assert running.ask(ids).complete and running.ask(ids).complete
+        with pytest.raises(asker.NoAnswerError, match=r"policy\.max_ids_per_day"):
+            running.ask(ids[:1])
+        assert running.ask(ids[:1], asker="bank2").complete  # every member has its own budget
+        channel = running.hub.channel(ASKER, protocol.JOB)  # straight to the aggregator, past the asker's code
+        request = protocol.new_request(running.config.policy.digest(), width=3, tags=b"\x01" * 16 * 3,
+                                       unpads=private_key.public_key.encrypt(np.zeros((1, 3), dtype=object), precision=0))
+        assert "policy.max_ids_per_day" in raw_call(channel, "agg", protocol.LOOKUP, request)["error"]
+    finally:
+        running.stop()
+
