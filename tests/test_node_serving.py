@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,15 @@ def finished_job(nodes, job_id: str, coef: dict[str, list[float]]) -> None:
 
 @pytest.fixture
 def served(tmp_path):
-    configs = federation(tmp_path)
+    with serving_federation(tmp_path) as running:
+        yield running
+
+
+@contextmanager
+def serving_federation(tmp_path, **host_policy):
+    """Two finished jobs at a guest and a host serving them (``host_policy``: settings of the host's policy);
+    yields the servings, ids both hold, the expected scores of each job and the nodes."""
+    configs = federation(tmp_path, host=host_policy)
     nodes = local_nodes(configs)
     servings = {party: Serving(nodes.coordinators[party], nodes.hub.channel(party, CONTROL_JOB))
                 for party in ("guest", "host")}
@@ -59,10 +68,12 @@ def served(tmp_path):
         guest, host = (np.asarray(weights[job_id][p]) for p in ("guest", "host"))
         return expit(rows[GUEST_COLUMNS].to_numpy() @ guest[:-1] + guest[-1] + rows[HOST_COLUMNS].to_numpy() @ host)
 
-    yield servings, ids, expected, nodes
-    for serving in servings.values():
-        serving.close()
-    nodes.stop()
+    try:
+        yield servings, ids, expected, nodes
+    finally:
+        for serving in servings.values():
+            serving.close()
+        nodes.stop()
 
 
 def test_publishing_again_adds_a_version_and_the_guest_chooses_which_one_scores(served):

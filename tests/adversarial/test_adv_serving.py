@@ -1,15 +1,18 @@
-"""Hostile nodes against model versions: only a model's guest may withdraw a host's version, and a version
-that is not a whole number the host holds is "unknown model", nothing more."""
+"""Hostile nodes against serving: only a model's guest may withdraw a host's version, a version that is not a
+whole number the host holds is "unknown model", nothing more; a guest can neither test ids past the host's
+hourly limit nor grow its queue without bound."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
+import pytest
 
 from isthmus.node.peers import CONTROL_JOB, TAG
-from isthmus.node.serving import SERVE_SCOPE
-from tests.test_node_serving import served  # noqa: F401 (the fixture)
+from isthmus.node.serving import MAX_HELD, SERVE_SCOPE, ServingError
+from tests.test_node_serving import served, serving_federation  # noqa: F401 (served is a fixture)
 
 
 def test_only_the_models_guest_can_unpublish_a_hosts_version(served):  # noqa: F811
@@ -32,3 +35,47 @@ def test_a_version_the_host_does_not_hold_as_given_is_an_unknown_model(served): 
                                  "rid": rid, "ids": ids})
         assert guest.scoped(f"{SERVE_SCOPE}{rid}").recv("host", "ready", timeout=5) == {
             "ok": False, "error": "unknown model"}
+
+
+def test_a_guest_testing_ids_one_by_one_is_stopped_at_the_hosts_hourly_limit(tmp_path):
+    """Each answer tells the guest whether the host holds an id ("unknown id" or not): with no limit a guest
+    could test every id it can think of and list the host's customers."""
+    with serving_federation(tmp_path, max_prediction_ids_per_hour=12) as (servings, ids, _, nodes):
+        servings["guest"].publish("a" * 16, "credit")
+        guest = nodes.hub.channel("guest", CONTROL_JOB)
+        answers = []
+        for i in range(15):
+            rid = f"{i:016d}"
+            guest.send("host", TAG, {"kind": "predict", "job": "a" * 16, "name": "credit", "version": 1,
+                                     "rid": rid, "ids": [f"probe-{i}"]})
+            answers.append(guest.scoped(f"{SERVE_SCOPE}{rid}").recv("host", "ready", timeout=5)["error"])
+        assert answers[:12] == ["unknown id"] * 12
+        assert all(a.startswith("rate limit: more than 12 ids in an hour") for a in answers[12:]), answers
+        with pytest.raises(ServingError, match=r"rate limit"):  # known ids too, through the guest's own node
+            servings["guest"].predict("credit", ids[:1])
+        outcomes = [json.loads(line)["outcome"] for line in (nodes.coordinators["host"].config.store
+                                                             / "serving.jsonl").read_text().splitlines()]
+        assert outcomes == ["unknown id"] * 12 + ["rate limit"] * 4
+
+
+def test_a_guest_flooding_requests_it_never_follows_up_gets_busy_not_an_endless_queue(served):  # noqa: F811
+    servings, ids, expected, nodes = served
+    servings["guest"].publish("a" * 16, "credit")
+    guest = nodes.hub.channel("guest", CONTROL_JOB)
+    rids = [f"{i:016d}" for i in range(MAX_HELD + 5)]
+    for rid in rids:  # each holds a place until its guest sends the scoring's orders, which never come
+        guest.send("host", TAG, {"kind": "predict", "job": "a" * 16, "name": "credit", "version": 1, "rid": rid,
+                                 "ids": ids})
+    for rid in rids[MAX_HELD:]:
+        assert guest.scoped(f"{SERVE_SCOPE}{rid}").recv("host", "ready", timeout=5)["error"].startswith("busy:")
+    part = servings["guest"].models["credit", 1].part
+    for rid in rids[:MAX_HELD]:  # release them: the places come back
+        part.finish(guest.scoped(f"{SERVE_SCOPE}{rid}"))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            np.testing.assert_allclose(servings["guest"].predict("credit", ids), expected("a" * 16), atol=1e-12)
+            break
+        except ServingError:
+            assert time.monotonic() < deadline, "the host's places never came back"
+            time.sleep(0.1)

@@ -55,6 +55,9 @@ class Policy(Options):
     #: a proposal waiting this long for this node's operator is refused as expired: its proposer and the
     #: other parties stop waiting for an answer that may never come
     answer_within_hours: float = Field(72.0, gt=0)
+    #: ids the guest of a model this node serves may have it look up in an hour: each answer tells the guest
+    #: whether this node holds the id, so without a limit a guest could test every id it can think of
+    max_prediction_ids_per_hour: int = Field(100_000, ge=1)
 
 
 class ApiSettings(Options):

@@ -31,6 +31,7 @@ import numpy as np
 
 from isthmus.algorithms.base import MODEL_FILE, GuestPart, HostPart, Part
 from isthmus.algorithms.registry import algorithm
+from isthmus.budget import IdBudget
 from isthmus.data.table import PartyTable, read_table
 from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.spec import JobSpec
@@ -51,6 +52,9 @@ _ID_LENGTH = 128
 MAX_VERSION = 1_000_000
 #: Predictions a host's node serves at once (each waits for its guest's orders); more wait their turn.
 SERVING_WORKERS = 8
+#: Predictions a host's node holds, served or waiting; more are answered "busy", so that a guest sending
+#: requests faster than they are served cannot grow the host's queue without bound.
+MAX_HELD = 4 * SERVING_WORKERS
 
 
 class ServingError(IsthmusError):
@@ -93,6 +97,8 @@ class Serving:
         #: a request to two hosts costs one round trip, not two (docs/node.md "Online serving").
         self._queues = SendQueues(f"serve-{self.config.party}")
         self._workers = ThreadPoolExecutor(SERVING_WORKERS, thread_name_prefix=f"serve-{self.config.party}")
+        self._held_requests = threading.BoundedSemaphore(MAX_HELD)
+        self._ids_per_hour = IdBudget(self.config.policy.max_prediction_ids_per_hour, 3600)
         coordinator.handlers.update({"publish": self._on_publish, "published": self._on_published,
                                      "predict": self._on_predict, "unpublish": self._on_unpublish})
         for row in self.store.models():
@@ -275,13 +281,27 @@ class Serving:
             ids = _ids(message["ids"])
         except ConfigError:
             check.fail("ids must be a list of at most 10,000 short strings")
-        rows = served.rows(ids)
-        self._log(message, sender, "unknown id" if rows is None else "served")
-        if rows is None:
-            channel.send(sender, "ready", {"ok": False, "error": "unknown id"})
+        refusal = None  # the serving log's outcome; the guest reads it with what to do
+        if not self._ids_per_hour.take(sender, len(ids)):  # before the lookup: an unknown id counts too
+            refusal = "rate limit"
+        elif (rows := served.rows(ids)) is None:
+            refusal = "unknown id"
+        elif not self._held_requests.acquire(blocking=False):  # released when served
+            refusal = "busy"
+        self._log(message, sender, refusal or "served")
+        if refusal is not None:
+            channel.send(sender, "ready", {"ok": False, "error": self._explained(refusal)})
             link.detach()
             return
         self._workers.submit(self._serve, served, link, channel, sender, rows)
+
+    def _explained(self, refusal: str) -> str:
+        if refusal == "rate limit":
+            return (f"rate limit: more than {self.config.policy.max_prediction_ids_per_hour} ids in an hour "
+                    "(the host's policy.max_prediction_ids_per_hour)")
+        if refusal == "busy":
+            return f"busy: {MAX_HELD} predictions are being served or waiting; ask again later"
+        return refusal
 
     def _serve(self, served: Served, link: PipelinedChannel, channel: Channel, guest: str, rows: np.ndarray) -> None:
         try:
@@ -291,6 +311,7 @@ class Serving:
             self._log({"name": served.name, "version": served.version}, guest, f"failed: {type(exc).__name__}")
         finally:
             link.detach()
+            self._held_requests.release()
 
     def _log(self, message: dict, sender: str, outcome: str) -> None:
         ids = message.get("ids") if isinstance(message.get("ids"), list) else []
