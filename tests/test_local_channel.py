@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import run_parties
 
-from isthmus.errors import ConfigError, PeerRefusedError, PeerTimeoutError, ProtocolError
+from isthmus.errors import ConfigError, PeerAbortedError, PeerRefusedError, PeerTimeoutError, ProtocolError
 from isthmus.transport import codec
 from isthmus.transport.local import LocalHub
 from isthmus.transport.mailbox import Mailbox, Refused
@@ -147,3 +147,19 @@ def test_an_abort_is_not_sent_back_to_peers_that_aborted_themselves(tmp_path):
     hub.channel("a").abort("step train failed at a (PeerAbortedError)")
     told = [(e["peer"], e["tag"]) for e in hub.audits["a"].entries() if e["direction"] == "send"]
     assert told == [("c", "isthmus/abort")]
+
+
+def test_a_job_kept_open_drops_abort_notices_and_keeps_its_messages():
+    hub = LocalHub(["a", "b"])
+    service, peer = hub.channel("a", "svc"), hub.channel("b", "svc")
+    peer.send("a", "ask", 1)
+    peer.abort("stop")  # before keep_open: forgotten then
+    service.keep_open()
+    peer.abort("stop again")
+    peer.send("a", "ask", 2)
+    assert [service.recv("b", "ask", timeout=1) for _ in range(2)] == [1, 2]
+    assert service._quitters() == set()
+    training = hub.channel("a", "train")  # any other job still ends on an abort
+    hub.channel("b", "train").abort("stop")
+    with pytest.raises(PeerAbortedError, match="stop"):
+        training.recv("b", "x", timeout=1)

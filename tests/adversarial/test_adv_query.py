@@ -70,3 +70,18 @@ def test_a_member_asking_past_the_daily_limit_is_refused_everywhere(tmp_path, ta
     finally:
         running.stop()
 
+
+
+def test_a_members_abort_notice_silences_no_service(tmp_path, tables, private_key):
+    """The query job lives as long as the services: an abort notice, which ends a training job at every
+    party, failed every later receive of the service it reached until that service restarted."""
+    running = Consortium(tmp_path, tables, private_key, make_config())
+    try:
+        rogue = running.hub.channel("bank4", protocol.JOB)
+        rogue.abort("nothing is wrong, stop answering")  # to every other member and the aggregator
+        ids = sample_ids(tables, 20)
+        for member in ("bank1", "bank2"):
+            batch = running.ask(ids, asker=member)
+            assert batch.complete and [(a.institutions, a.exposure) for a in batch.answers] == truth(tables, member, ids)
+    finally:
+        running.stop()

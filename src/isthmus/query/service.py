@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from isthmus.errors import PeerAbortedError, PeerError, PeerTimeoutError, ProtocolError
+from isthmus.errors import PeerError, PeerTimeoutError, ProtocolError
 from isthmus.query.protocol import Refusal, is_request_id, reply_tag
 from isthmus.transport.channel import Channel
 
@@ -28,6 +27,7 @@ _log = logging.getLogger(__name__)
 class Service:
     def __init__(self, channel: Channel, *, workers: int = 4):
         self.channel = channel
+        channel.keep_open()  # a member's abort notice must not silence the service for everyone
         self._routes: list[tuple[str, list[str], Handler]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -59,10 +59,6 @@ class Service:
                 continue
             except ProtocolError as exc:
                 _log.warning("dropped an undecodable request: %s", exc)
-                continue
-            except PeerAbortedError as exc:  # a member aborted the whole query job: keep serving the others
-                _log.error("%s; the transport now fails every receive of this job", exc)
-                time.sleep(_POLL_SECONDS)
                 continue
             self._pool.submit(self._answer, tag, sender, message, handler)
 

@@ -113,6 +113,11 @@ class Channel(ABC):
         if not isinstance(exc, PeerAbortedError):
             self.abort(f"{doing} failed: {for_peer(exc)}")
 
+    def keep_open(self) -> None:
+        """Make this channel's job a long-lived service's: a peer's abort notice ends nothing
+        (:meth:`isthmus.transport.mailbox.Mailbox.keep_open`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep a job open")
+
     def _quitters(self) -> set[str]:
         """Peers that aborted this job; channels that can tell override this."""
         return set()
@@ -148,6 +153,9 @@ class RelayChannel(Channel):
 
     def abort(self, reason: str) -> None:
         self.inner.abort(reason)  # unscoped: an abort ends the whole job
+
+    def keep_open(self) -> None:
+        self.inner.keep_open()
 
     def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
         self.inner._send_raw(to, tag, payload)

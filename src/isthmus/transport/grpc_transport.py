@@ -283,6 +283,9 @@ class GrpcChannel(Channel):
     def _quitters(self) -> set[str]:
         return self.node.mailbox.quitters(self.job)
 
+    def keep_open(self) -> None:
+        self.node.mailbox.keep_open(self.job)
+
     def _address_of(self, senders: list[str]) -> str:
         return ", ".join(self.node.peers[s] for s in senders)
 

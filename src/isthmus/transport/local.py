@@ -57,5 +57,8 @@ class LocalChannel(Channel):
     def _quitters(self) -> set[str]:
         return self.hub.mailboxes[self.party].quitters(self.job)
 
+    def keep_open(self) -> None:
+        self.hub.mailboxes[self.party].keep_open(self.job)
+
     def _address_of(self, senders: list[str]) -> str:
         return "in-process"

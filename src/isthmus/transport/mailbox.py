@@ -56,6 +56,7 @@ class _Job:
     quitters: set[str] = field(default_factory=set)  # every sender that aborted the job
     refusals: dict[str, str] = field(default_factory=dict)  # sender -> why a delivery was refused, until received
     senders: set[str] = field(default_factory=set)  # every sender whose delivery was admitted
+    service: bool = False  # a long-lived service's job: abort notices are dropped (see Mailbox.keep_open)
 
 
 @dataclass
@@ -182,7 +183,7 @@ class Mailbox:
         with self._cond:
             state = self._jobs.get(job)
             if tag == ABORT_TAG:
-                if state is not None:
+                if state is not None and not state.service:
                     state.quitters.add(sender)
                     if state.aborted is None:
                         state.aborted = (sender, payload[:MAX_ABORT_BYTES].decode("utf-8", "replace"))
@@ -262,6 +263,15 @@ class Mailbox:
             del self._queues[key]
         self._release(key[1], len(payload))
         return payload
+
+    def keep_open(self, job: str) -> None:
+        """Make ``job`` a long-lived service's (a query service's): peers' abort notices for it are dropped,
+        since nobody may end it. Otherwise one member's abort would fail every later receive of the job
+        and silence the service for every other member until it restarted."""
+        with self._cond:
+            state = self._jobs.setdefault(job, _Job(None, {}))
+            state.service, state.aborted = True, None
+            state.quitters.clear()
 
     def clear_notes(self, job: str) -> None:
         """Forget the aborts and cut deliveries noted for ``job``, keeping what is queued.
