@@ -188,6 +188,23 @@ def test_a_proposal_left_unanswered_past_the_limit_is_refused_as_expired(tmp_pat
         nodes.stop()
 
 
+def test_a_proposal_still_lacking_a_vote_past_the_proposers_limit_is_cancelled_everywhere(tmp_path):
+    """The guest's operator never answers and its own limit is far off (or its node is gone for good): the
+    proposer stops waiting at its own limit and tells every party."""
+    nodes = local_nodes(federation(tmp_path, guest={"answer_within_hours": 1000}, host={"answer_within_hours": 1}))
+    try:
+        host, job = nodes.coordinators["host"], nodes.coordinators["host"].submit(proposal())
+        created = nodes.wait("guest", job, "pending")["created"]
+        nodes.wait("host", job, "accepted")  # its own vote and the arbiter's
+        host.expire_unanswered(now=created + 3600 + 1)
+        reason = "host: expired: no answer from guest within 1 h (answer_within_hours)"
+        for party in ("host", "guest", "arbiter"):
+            assert nodes.wait(party, job, "cancelled")["reason"] == reason
+        assert all(not runner.started for runner in nodes.runners.values())
+    finally:
+        nodes.stop()
+
+
 def test_a_running_node_expires_unanswered_proposals_by_itself(tmp_path):
     """Before, a proposal nobody approved waited for ever at every party: its proposer had no answer."""
     configs = federation(tmp_path, guest={"answer_within_hours": 0.0005})  # 1.8 s

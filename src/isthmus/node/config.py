@@ -52,8 +52,8 @@ class Policy(Options):
     #: proposals one member may make to this node in an hour; more are refused and not stored, so a member
     #: cannot fill the store or the operator's list
     max_proposals_per_hour: int = Field(60, ge=1)
-    #: a proposal waiting this long for this node's operator is refused as expired: its proposer and the
-    #: other parties stop waiting for an answer that may never come
+    #: a proposal waiting this long for this node's operator is refused as expired, and one this node proposed
+    #: still lacking a vote after this long is cancelled: nobody waits for an answer that may never come
     answer_within_hours: float = Field(72.0, gt=0)
     #: ids the guest of a model this node serves may have it look up in an hour: each answer tells the guest
     #: whether this node holds the id, so without a limit a guest could test every id it can think of

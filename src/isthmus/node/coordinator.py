@@ -87,8 +87,9 @@ class Coordinator:
             self._vote(proposal_of(job), "refuse", reason=f"refused by {self.me}'s operator: {reason}"[:MAX_REASON])
 
     def expire_unanswered(self, now: float | None = None) -> None:
-        """Refuse every proposal that has waited longer than ``policy.answer_within_hours`` for this node's
-        operator, so that its proposer and other parties are not left waiting for an answer for ever."""
+        """End what has waited longer than ``policy.answer_within_hours`` for an answer, so that nobody waits
+        for ever: a proposal waiting for this node's operator is refused; one this node proposed that still
+        lacks a party's vote (its operator silent, its node gone for good) is cancelled everywhere."""
         hours = self.config.policy.answer_within_hours
         cutoff = (time.time() if now is None else now) - hours * 3600
         with self._lock:
@@ -96,6 +97,12 @@ class Coordinator:
                 if job["created"] < cutoff:
                     self._vote(proposal_of(job), "refuse", reason=f"{self.me} refuses: answer_within_hours: its "
                                                                   f"operator did not answer within {hours:g} h")
+            for job in self.store.with_status("proposed", "accepted"):
+                if job["proposer"] == self.me and job["created"] < cutoff:
+                    silent = sorted(set(proposal_of(job).parties) - set(self.store.votes(job["id"])) - {self.me})
+                    reason = f"expired: no answer from {', '.join(silent)} within {hours:g} h (answer_within_hours)"
+                    self._stop_here(job, "cancelled", f"{self.me}: {reason}")
+                    self._tell(job, "cancel", reason)
 
     def cancel(self, job_id: str, reason: str = "cancelled by the operator") -> None:
         with self._lock:
