@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -142,7 +143,7 @@ def test_a_client_certificate_from_another_ca_is_refused(start):
 def test_a_node_does_not_talk_to_a_server_of_another_ca(start):
     alice = start("alice", connect_timeout=0.5)
     impostor = start("bob", federation="rogue")  # would accept alice, but alice does not trust it
-    with pytest.raises(PeerUnreachableError, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(PeerUnreachableError, match="CERTIFICATE_VERIFY_FAILED.*not signed by this party's CA"):
         alice.channel("j").send("bob", "x", 1)
     assert impostor.audit.entries() == []
 
@@ -396,3 +397,27 @@ def test_an_abort_stops_retrying_a_peer_that_aborted_meanwhile(start):
     started = time.monotonic()
     alice.channel("j", peers=["bob"]).abort("told by carol")
     assert time.monotonic() - started < 5
+
+
+def test_a_failing_handshake_is_reported_once_not_logged_by_grpc_on_every_retry(tmp_path):
+    """gRPC's core wrote an INFO line to stderr per failed TLS handshake, a dozen while it retried a peer of
+    another CA; the PeerUnreachableError already names the cause."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from grpc_helpers import free_port, make_certs, node_starter
+from isthmus.errors import PeerUnreachableError
+certs = make_certs(Path({str(tmp_path)!r}))
+addresses = {{"alice": f"127.0.0.1:{{free_port()}}", "bob": f"127.0.0.1:{{free_port()}}"}}
+with node_starter(certs, addresses, Path({str(tmp_path)!r})) as start:
+    alice, _ = start("alice", connect_timeout=2), start("bob", federation="rogue")
+    try:
+        alice.channel("j").send("bob", "x", 1)
+    except PeerUnreachableError as exc:
+        print("raised", "CERTIFICATE_VERIFY_FAILED" in str(exc))
+"""
+    environment = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=environment)
+    assert result.stdout.strip() == "raised True", result.stdout + result.stderr
+    assert "Handshake failed" not in result.stderr, result.stderr

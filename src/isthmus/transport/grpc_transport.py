@@ -297,11 +297,20 @@ def _chunks(payload: bytes) -> Iterator[memoryview]:
         yield view[start : start + CHUNK_BYTES]
 
 
+def _tls_hint(details: str) -> str:
+    """What a failed handshake most likely means, in the operator's terms rather than OpenSSL's."""
+    if "CERTIFICATE_VERIFY_FAILED" in details:
+        return (" (the peer's certificate is not signed by this party's CA: do both parties' key folders hold "
+                "the same federation's ca.pem?)")
+    return ""
+
+
 def _send_error(
     code: grpc.StatusCode, details: str, connect_timeout: float, attempt_timeout: float, *, peer: str, address: str, tag: str
 ) -> PeerError:
     if code == grpc.StatusCode.UNAVAILABLE:
-        return PeerUnreachableError(f"no connection within {connect_timeout:g} s; last error: {details}", peer=peer, address=address, tag=tag)
+        return PeerUnreachableError(f"no connection within {connect_timeout:g} s; last error: {details}{_tls_hint(details)}",
+                                    peer=peer, address=address, tag=tag)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:  # never connected, or hung while receiving
         return PeerUnreachableError(f"no acknowledgement within {attempt_timeout:g} s", peer=peer, address=address, tag=tag)
     if code in _REFUSALS:
