@@ -228,7 +228,8 @@ class GrpcNode:
                 return
             except grpc.RpcError as err:
                 code, details = err.code(), (err.details() or "")[:500]
-                retry = code in _RETRIED or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and details == _GRPC_BUSY)
+                retry = (code in _RETRIED and not _untrusted(details)) or (
+                    code == grpc.StatusCode.RESOURCE_EXHAUSTED and details == _GRPC_BUSY)
                 if retry and time.monotonic() + backoff < give_up:
                     if tag != ABORT_TAG:  # telling a peer that is slow to start why the job ends must not stop
                         self.mailbox.raise_if_aborted(job, tag)  # a peer gave up: retrying would only delay us
@@ -297,20 +298,20 @@ def _chunks(payload: bytes) -> Iterator[memoryview]:
         yield view[start : start + CHUNK_BYTES]
 
 
-def _tls_hint(details: str) -> str:
-    """What a failed handshake most likely means, in the operator's terms rather than OpenSSL's."""
-    if "CERTIFICATE_VERIFY_FAILED" in details:
-        return (" (the peer's certificate is not signed by this party's CA: do both parties' key folders hold "
-                "the same federation's ca.pem?)")
-    return ""
+def _untrusted(details: str) -> bool:
+    """The peer answered with a certificate this party's CA did not sign: a setup mistake (or an impostor)
+    that retrying for a whole connect timeout will not mend."""
+    return "CERTIFICATE_VERIFY_FAILED" in details
 
 
 def _send_error(
     code: grpc.StatusCode, details: str, connect_timeout: float, attempt_timeout: float, *, peer: str, address: str, tag: str
 ) -> PeerError:
+    if code == grpc.StatusCode.UNAVAILABLE and _untrusted(details):
+        return PeerUnreachableError("the peer's certificate is not signed by this party's CA: do both parties' key "
+                                    f"folders hold the same federation's ca.pem? ({details})", peer=peer, address=address, tag=tag)
     if code == grpc.StatusCode.UNAVAILABLE:
-        return PeerUnreachableError(f"no connection within {connect_timeout:g} s; last error: {details}{_tls_hint(details)}",
-                                    peer=peer, address=address, tag=tag)
+        return PeerUnreachableError(f"no connection within {connect_timeout:g} s; last error: {details}", peer=peer, address=address, tag=tag)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:  # never connected, or hung while receiving
         return PeerUnreachableError(f"no acknowledgement within {attempt_timeout:g} s", peer=peer, address=address, tag=tag)
     if code in _REFUSALS:
