@@ -108,8 +108,8 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
 
 @contextmanager
 def _expiring(coordinator: Coordinator) -> Iterator[None]:
-    """Refuses proposals left unanswered too long, at once (the node may have been down for days) and then
-    every minute, or more often when the limit is shorter."""
+    """Ends proposals left unanswered too long (:meth:`Coordinator.expire_unanswered`), at once (the node may
+    have been down for days) and then every minute, or more often when the limit is shorter."""
     stop = threading.Event()
     period = min(60.0, coordinator.config.policy.answer_within_hours * 3600 / 4)
 
