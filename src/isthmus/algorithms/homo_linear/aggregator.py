@@ -7,6 +7,7 @@ aggregation off) it keeps each round's start model and every client's update for
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -17,34 +18,69 @@ from isthmus.algorithms.base import Party
 from isthmus.algorithms.homo_linear.client import FEATURES_TAG, check_labels
 from isthmus.algorithms.homo_linear.options import HorizontalOptions, LinearModelOptions
 from isthmus.data.table import PartyTable
-from isthmus.errors import DataError
+from isthmus.errors import DataError, PeerTimeoutError
 from isthmus.horizontal import LinearModel, RoundRecord, TrainingResult, run_aggregator
 from isthmus.horizontal.dp import epsilon
 from isthmus.horizontal.keyring import keyring_from_folder
 from isthmus.horizontal.updates import RoundUpdates
 from isthmus.protocols.inspect import MAX_NAME, Inspect
-from isthmus.transport.channel import Channel
 
 CHECKPOINTS = "checkpoints"
 MAX_FEATURES = 1 << 20
 
 
-def agreed_features(channel: Channel, clients: list[str]) -> list[str]:
-    """The clients' column names, which must agree in order too: the order gives each weight its meaning."""
-    agreed, first = None, None
-    for client in clients:
-        check = Inspect(client, FEATURES_TAG)
-        names = check.sequence(channel.recv(client, FEATURES_TAG), what="column names")
-        if not 0 < len(names) <= MAX_FEATURES or not all(isinstance(n, str) and 0 < len(n) <= MAX_NAME for n in names):
-            check.fail("expected a non-empty list of column names")
-        if agreed is None:
-            agreed, first = names, client
-        elif names != agreed:
+def agreed_features(party: Party, options: HorizontalOptions) -> tuple[list[str], list[str]]:
+    """The clients' column names, which must agree in order too (the order gives each weight its meaning), and
+    the clients that sent theirs within the job's round_timeout, in roster order. A client that never started
+    is left out of the job, as one that drops out of a round is, while min_clients remain: waiting for it
+    with the job's message timeout held every other party for ten minutes, then failed."""
+    channel, clients, timeout = party.channel, party.roster.with_role("client"), options.round_timeout
+    sent: dict[str, list[str]] = {}
+    waiting, deadline = set(clients), time.monotonic() + timeout
+    while waiting and (left := deadline - time.monotonic()) > 0:
+        try:
+            client, names = channel.recv_any(sorted(waiting), FEATURES_TAG, timeout=left)
+        except PeerTimeoutError:
+            break
+        waiting.discard(client)
+        sent[client] = _column_names(client, names)
+    fewest = fewest_clients(options, len(clients))
+    if len(sent) < fewest:
+        raise DataError(f"{len(sent)} of the {len(clients)} clients sent their columns within {timeout:g} s "
+                        f"(round_timeout), and every sum needs {fewest} (min_clients {options.min_clients}"
+                        + (f"; under secure aggregation each client's update goes only into sums of {fewest} of "
+                           f"the job's {len(clients)}: dropout_tolerance {options.secagg.dropout_tolerance}"
+                           if options.secure_aggregation else "")
+                        + f"); not heard from: {', '.join(sorted(waiting))}")
+    present = [client for client in clients if client in sent]
+    first = present[0]
+    for client in present[1:]:
+        names, agreed = sent[client], sent[first]
+        if names != agreed:
             where = next((i for i, (a, b) in enumerate(zip(names, agreed, strict=False)) if a != b),
                          min(len(names), len(agreed)))
             raise DataError(f"client {client!r} has other columns than {first!r}: {len(names)} vs {len(agreed)}, "
                             f"first difference at position {where}")
-    return agreed
+    if waiting:
+        party.progress(left_out=sorted(waiting), why=f"no columns within {timeout:g} s (round_timeout)")
+    return sent[first], present
+
+
+def fewest_clients(options: HorizontalOptions, clients: int) -> int:
+    """The fewest clients a round can go on with: min_clients, and under secure aggregation the quorum each
+    client insists on, which it works out from the job's number of clients, not from the aggregator's word."""
+    if not options.secure_aggregation:
+        return options.min_clients
+    committee = options.make_strategy(None).sample_size(clients)
+    return options.secagg.quorum(committee, options.min_clients).minimum
+
+
+def _column_names(client: str, names: object) -> list[str]:
+    check = Inspect(client, FEATURES_TAG)
+    names = check.sequence(names, what="column names")
+    if not 0 < len(names) <= MAX_FEATURES or not all(isinstance(n, str) and 0 < len(n) <= MAX_NAME for n in names):
+        check.fail("expected a non-empty list of column names")
+    return list(names)
 
 
 def evaluation_rows(party: Party, features: list[str], task: str) -> PartyTable | None:
@@ -59,23 +95,23 @@ def evaluation_rows(party: Party, features: list[str], task: str) -> PartyTable 
 def train_aggregator(party: Party, options: LinearModelOptions, task: str
                      ) -> tuple[LinearModel, list[str], TrainingResult, list[RoundUpdates]]:
     """Run the rounds; returns the model, the agreed columns, the result and (if kept) each round's updates."""
-    features = agreed_features(party.channel, party.roster.with_role("client"))
+    features, clients = agreed_features(party, options)
     model = LinearModel(len(features), task=task, learning_rate=options.learning_rate, batch_size=options.batch_size,
                         epochs=options.local_epochs, l2=options.alpha)
     held_out = evaluation_rows(party, features, task)
     evaluate_fn = (lambda p: model.metrics(p, held_out.features, held_out.label)) if held_out is not None else None
-    result, rounds = run_rounds(party, options, model.initial_parameters(), evaluate_fn)
+    result, rounds = run_rounds(party, options, clients, model.initial_parameters(), evaluate_fn)
     return model, features, result, rounds
 
 
-def run_rounds(party: Party, options: HorizontalOptions, initial_parameters: list[np.ndarray],
+def run_rounds(party: Party, options: HorizontalOptions, clients: list[str], initial_parameters: list[np.ndarray],
                evaluate_fn: Callable[[list[np.ndarray]], dict[str, float]] | None
                ) -> tuple[TrainingResult, list[RoundUpdates]]:
-    """Any horizontal model's rounds as the job's options say; returns the result and (if kept) each round's updates."""
+    """Any horizontal model's rounds with ``clients`` as the job's options say; returns the result and (if kept)
+    each round's updates."""
     dp = options.dp.config() if options.dp else None
     if dp:  # without the accountant this fails now, not after training
         epsilon(dp, 0, contributors=1, dimension=1, fractional_bits=options.secagg.fractional_bits)
-    clients = party.roster.with_role("client")
     keyring = keyring_from_folder(party.keys_dir, party.name, clients) if options.secure_aggregation else None
     rounds: list[RoundUpdates] = []
     result = run_aggregator(

@@ -45,13 +45,12 @@ def agreed_shapes(channel: Any, clients: list[str], own: list[list[int]]) -> Non
 def train_aggregator(party: Party, options: NNOptions
                      ) -> tuple[tuple[int, ...], list[str], TrainingResult]:
     """Run the rounds; returns the input shape, the agreed columns and the result."""
-    clients = party.roster.with_role("client")
-    features = agreed_features(party.channel, clients)
+    features, clients = agreed_features(party, options)
     shape = network.input_shape(options.network, len(features), party.name)
     module = network.build(options, shape)
     initial = network.initial_parameters(module)
     agreed_shapes(party.channel, clients, network.describe_shapes(initial))
-    result, _ = run_rounds(party, options, initial, _evaluator(party, options, features, shape, module))
+    result, _ = run_rounds(party, options, clients, initial, _evaluator(party, options, features, shape, module))
     return shape, features, result
 
 

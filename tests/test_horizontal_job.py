@@ -1,0 +1,64 @@
+"""A horizontal job whose client never starts, every other party a thread over the in-process hub.
+
+The aggregator waited for that client's columns with the job's message timeout (ten minutes by default)
+and then failed the whole job, though secure aggregation and min_clients let the rounds go on without it.
+It now waits round_timeout, leaves the client out while the quorum every client insists on remains, and
+otherwise says which clients it did not hear from and how many every sum needs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from isthmus.demos.horizontal import make_horizontal_data
+from isthmus.jobs.runner import run_party
+from isthmus.jobs.spec import parse_job
+from isthmus.transport.certs import create_federation
+from isthmus.transport.local import LocalHub
+
+
+def run_without_the_last_client(folder, clients: int) -> dict[str, BaseException]:
+    """Run the job's parties but its last client; returns each failed party's error."""
+    names = [f"client-{n}" for n in range(1, clients + 1)]
+    files = make_horizontal_data(folder / "data", clients=clients)
+    parties = {name: {"address": f"127.0.0.1:{n}", "data": {"path": str(train), "id": "id", "label": "y"}}
+               for n, (name, (train, _)) in enumerate(zip(names, files), start=1)}
+    parties["aggregator"] = {"address": "127.0.0.1:9"}
+    spec = parse_job({"job": "absent-client", "parties": parties,
+                      "steps": [{"train": {"model": "homo_lr", "rounds": 2, "round_timeout": 2}}]}, base_dir=folder)
+    create_federation(folder / "certs", ["aggregator", *names])
+    hub = LocalHub(["aggregator", *names])
+    errors: dict[str, BaseException] = {}
+
+    def party(name: str) -> None:
+        try:
+            run_party(spec, name, hub.channel(name, spec.name), folder / "run" / name, certs_dir=folder / "certs")
+        except Exception as exc:  # each party's outcome is the test's to judge
+            errors[name] = exc
+
+    threads = [threading.Thread(target=party, args=(name,), daemon=True) for name in ["aggregator", *names[:-1]]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    return errors
+
+
+def test_a_client_that_never_starts_is_left_out_while_the_quorum_remains(tmp_path):
+    assert run_without_the_last_client(tmp_path, clients=4) == {}  # 3 of 4: dropout_tolerance 0.3 lets one go
+    events = [json.loads(line) for line in (tmp_path / "run" / "aggregator" / "events.jsonl").read_text().splitlines()]
+    assert {"left_out": ["client-4"], "why": "no columns within 2 s (round_timeout)"}.items() <= next(
+        e for e in events if "left_out" in e and "epoch" not in e).items()
+    assert [e["clients"] for e in events if "epoch" in e] == [3, 3]
+    assert json.loads((tmp_path / "run" / "aggregator" / "model.json").read_text())["secure_aggregation"] is True
+
+
+def test_too_few_clients_for_the_quorum_is_one_clear_error(tmp_path):
+    errors = run_without_the_last_client(tmp_path, clients=3)  # 2 of 3: every secure sum needs all 3
+    assert "step train failed at aggregator (DataError" in str(errors["client-1"])
+    assert str(errors["aggregator"]) == (
+        "2 of the 3 clients sent their columns within 2 s (round_timeout), and every sum needs 3 (min_clients 2; "
+        "under secure aggregation each client's update goes only into sums of 3 of the job's 3: dropout_tolerance "
+        "0.3); not heard from: client-3")
