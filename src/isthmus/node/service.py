@@ -56,7 +56,9 @@ def _api_socket(config: NodeConfig) -> Iterator[socket.socket]:
     listen = config.options.api.listen
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as api:
+    # IPPROTO_TCP named, as getaddrinfo would: asyncio sets TCP_NODELAY only on sockets that say so, and
+    # without it every API answer waited ~40 ms for a delayed ACK (a prediction's p50 went from 13 to 56 ms)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as api:
         api.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait
         try:
             api.bind((host, int(port)))
