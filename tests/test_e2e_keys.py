@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 from isthmus.cli import app
 from isthmus.demos.vertical import make_vertical_data
 from isthmus.jobs.local import loopback_parties, write_job
+from isthmus.jobs.peers import listening_peers
+from isthmus.jobs.spec import load_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PARTIES = ["arbiter", "guest", "host"]
@@ -108,6 +110,24 @@ def start_runs(job: Path, parties: list[str], federation: Path, out: Path) -> di
         for party in parties}
 
 
+def terminate_guest_once(processes: dict[str, subprocess.Popen], ready: Callable[[], bool], *, within: float,
+                         then: float) -> tuple[dict[str, str], float]:
+    """SIGTERM the guest once ``ready()`` holds (at most ``within`` seconds from now), then wait up to ``then``
+    seconds for every party to end; returns their outputs and how long they took to end after the signal."""
+    try:
+        deadline = time.monotonic() + within
+        while not ready():
+            assert time.monotonic() < deadline and processes["guest"].poll() is None, "the moment never came"
+            time.sleep(0.2)
+        processes["guest"].terminate()
+        signalled = time.monotonic()
+        outputs = {party: process.communicate(timeout=then)[0] for party, process in processes.items()}
+        return outputs, time.monotonic() - signalled
+    finally:
+        for process in processes.values():
+            process.kill()
+
+
 def test_sigterm_on_a_party_ends_the_job_everywhere_at_once(federation):
     """kill, systemd and schedulers stop with SIGTERM, which ended `isthmus run` at once: its peers waited out
     their connect timeout (60 s, then 119 s for the host). It now ends as Ctrl-C does, telling them."""
@@ -122,19 +142,11 @@ def test_sigterm_on_a_party_ends_the_job_everywhere_at_once(federation):
                              "key_bits": 1024, "precision": 6}}],
     })
     processes = start_runs(job, PARTIES, federation, folder / "out")
-    try:
-        events = folder / "out" / "guest" / "events.jsonl"
-        deadline = time.monotonic() + 120
-        while '"step": "train", "status": "running"' not in (events.read_text() if events.exists() else ""):
-            assert time.monotonic() < deadline and processes["guest"].poll() is None, "training never started"
-            time.sleep(0.2)
-        processes["guest"].terminate()
-        started = time.monotonic()
-        outputs = {party: process.communicate(timeout=60)[0] for party, process in processes.items()}
-    finally:
-        for process in processes.values():
-            process.kill()
-    assert time.monotonic() - started < 20
+    events = folder / "out" / "guest" / "events.jsonl"
+    outputs, ended = terminate_guest_once(
+        processes, lambda: '"step": "train", "status": "running"' in (events.read_text() if events.exists() else ""),
+        within=120, then=60)
+    assert ended < 20
     assert processes["guest"].returncode == 130 and "party guest interrupted" in outputs["guest"], outputs["guest"]
     for party in ("host", "arbiter"):  # each told by the guest, or by the other one that heard first
         assert processes[party].returncode == 1 and "peer aborted the job" in outputs[party], outputs[party]
@@ -153,27 +165,11 @@ def test_sigterm_while_waiting_for_a_peer_tells_the_peers_already_there(federati
     job = write_job(folder / "job.yaml", {"job": "sigterm-connect", "parties": parties, "connect_timeout": 120,
                                           "steps": [{"intersect": {}}, {"train": {"model": "hetero_lr", "epochs": 1}}]})
     processes = start_runs(job, ["guest", "host"], federation, folder / "out")  # the arbiter never comes
-    try:
-        deadline = time.monotonic() + 60
-        while not all(listening(parties[party]["address"]) for party in ("guest", "host")):
-            assert time.monotonic() < deadline, "the parties never listened"
-            time.sleep(0.2)
-        processes["guest"].terminate()
-        started = time.monotonic()
-        outputs = {party: process.communicate(timeout=150)[0] for party, process in processes.items()}
-    finally:
-        for process in processes.values():
-            process.kill()
-    assert time.monotonic() - started < 20, outputs
+    spec = load_job(job)
+    outputs, ended = terminate_guest_once(processes, lambda: listening_peers(spec, "arbiter") == ["guest", "host"],
+                                          within=60, then=150)
+    assert ended < 20, outputs
     assert processes["guest"].returncode == 130 and "party guest interrupted" in outputs["guest"], outputs["guest"]
     assert processes["host"].returncode == 1, outputs["host"]
     assert "step connect was interrupted at guest" in outputs["host"], outputs["host"]
 
-
-def listening(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-        return True
-    except OSError:
-        return False
