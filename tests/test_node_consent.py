@@ -208,6 +208,25 @@ def test_a_proposal_still_lacking_a_vote_past_the_proposers_limit_is_cancelled_e
         nodes.stop()
 
 
+def test_a_member_that_accepted_stops_waiting_for_the_start_at_its_own_limit(tmp_path):
+    """The arbiter accepted at once; the start never comes (here the guest is silent and the proposer's limit
+    far off; its node may as well be gone for good). Before, the arbiter's job stayed accepted for ever."""
+    nodes = local_nodes(federation(tmp_path, host={"answer_within_hours": 1000}, arbiter={"answer_within_hours": 1}))
+    try:
+        arbiter, job = nodes.coordinators["arbiter"], nodes.coordinators["host"].submit(proposal())
+        created = nodes.wait("arbiter", job, "accepted")["created"]
+        nodes.wait("guest", job, "pending")
+        arbiter.expire_unanswered(now=created + 3600 - 1)
+        assert nodes.status("arbiter", job)["status"] == "accepted"
+        arbiter.expire_unanswered(now=created + 3600 + 1)
+        reason = "arbiter: expired: host (the proposer) did not start it within 1 h (answer_within_hours)"
+        for party in ("arbiter", "host", "guest"):
+            assert nodes.wait(party, job, "cancelled")["reason"] == reason
+        assert all(not runner.started for runner in nodes.runners.values())
+    finally:
+        nodes.stop()
+
+
 def test_a_running_node_expires_unanswered_proposals_by_itself(tmp_path):
     """Before, a proposal nobody approved waited for ever at every party: its proposer had no answer."""
     configs = federation(tmp_path, guest={"answer_within_hours": 0.0005})  # 1.8 s

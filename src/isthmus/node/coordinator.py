@@ -88,8 +88,9 @@ class Coordinator:
 
     def expire_unanswered(self, now: float | None = None) -> None:
         """End what has waited longer than ``policy.answer_within_hours`` for an answer, so that nobody waits
-        for ever: a proposal waiting for this node's operator is refused; one this node proposed that still
-        lacks a party's vote (its operator silent, its node gone for good) is cancelled everywhere."""
+        for ever: a proposal waiting for this node's operator is refused; one still waiting for a vote (at its
+        proposer) or for its start (at a member: the proposer's node may be gone for good) is cancelled
+        everywhere, naming whom it waited for."""
         hours = self.config.policy.answer_within_hours
         cutoff = (time.time() if now is None else now) - hours * 3600
         with self._lock:
@@ -98,11 +99,17 @@ class Coordinator:
                     self._vote(proposal_of(job), "refuse", reason=f"{self.me} refuses: answer_within_hours: its "
                                                                   f"operator did not answer within {hours:g} h")
             for job in self.store.with_status("proposed", "accepted"):
-                if job["proposer"] == self.me and job["created"] < cutoff:
-                    silent = sorted(set(proposal_of(job).parties) - set(self.store.votes(job["id"])) - {self.me})
-                    reason = f"expired: no answer from {', '.join(silent)} within {hours:g} h (answer_within_hours)"
+                if job["created"] < cutoff:
+                    reason = f"expired: {self._waiting_for(job)} within {hours:g} h (answer_within_hours)"
                     self._stop_here(job, "cancelled", f"{self.me}: {reason}")
                     self._tell(job, "cancel", reason)
+
+    def _waiting_for(self, job: dict) -> str:
+        """Whom this node waited for: the proposer counts the votes; a member sees only that no start came."""
+        if job["proposer"] != self.me:
+            return f"{job['proposer']} (the proposer) did not start it"
+        silent = sorted(set(proposal_of(job).parties) - set(self.store.votes(job["id"])) - {self.me})
+        return f"no answer from {', '.join(silent)}"
 
     def cancel(self, job_id: str, reason: str = "cancelled by the operator") -> None:
         with self._lock:
