@@ -44,7 +44,7 @@ def parity_run(tmp_path_factory):
     # (the PSI order changes which rows are held out), too noisy for a parity check.
     # precision 6: the ~320 training rows then make a batch safe from the 20-column host (see the demo);
     # the floor leaves one batch per epoch, so the optimiser needs more epochs to get as far as sklearn
-    train = {"model": "hetero_lr", "epochs": 40, "batch_size": 0, "learning_rate": 0.5, "validation_fraction": 0.25,
+    train = {"model": "hetero_lr", "epochs": 20, "batch_size": 0, "learning_rate": 1.0, "validation_fraction": 0.25,
              "key_bits": 1024, "residual": "sigmoid", "precision": 6}
     job = vertical_job(folder, guest_data={"path": str(guest_csv), "id": "id", "label": "y"},
                        host_data={"path": str(host_csv), "id": "id"}, train=train, audit_payloads=True)
