@@ -155,3 +155,20 @@ def test_a_party_killed_mid_job_is_named_in_the_launch_report_not_a_peer_still_w
     path.write_text(JOB)
     report = _failure_report(load_job(path), tmp_path / "run", {"guest": None, "host-1": -9})
     assert "party 'host-1' was killed by SIGKILL" in report
+
+
+def test_a_plan_names_the_heavy_modules_its_training_imports():
+    """A launch's fork server imports them once for all its parties (PyTorch: ~2 CPU s a party otherwise)."""
+    import yaml
+
+    neural = parse_job(yaml.safe_load("""
+job: nn
+parties:
+  guest: {address: 127.0.0.1:7001, data: {path: guest.csv, id: id, label: y}}
+  host: {address: 127.0.0.1:7002, data: {path: host.csv, id: id}}
+steps: [intersect, {train: {model: hetero_nn}}, evaluate]
+"""), base_dir=Path("."))
+    assert {party: make_plan(neural, party).imports() for party in neural.parties} == {"guest": {"torch"},
+                                                                                       "host": {"torch"}}
+    linear = parse_job(yaml.safe_load(JOB), base_dir=Path("."))
+    assert all(make_plan(linear, party).imports() == set() for party in linear.parties)

@@ -200,6 +200,9 @@ class Algorithm(ABC):
     Options: ClassVar[type[Options]]
     #: Whether rows may hold empty cells (the model routes them), else they are refused when loaded.
     accepts_missing: ClassVar[bool] = False
+    #: Heavy modules its parties import to train (PyTorch): a launch's fork server imports them once, so its
+    #: parties do not import them one by one (about 2 CPU s each for PyTorch).
+    imports: ClassVar[tuple[str, ...]] = ()
     #: How `contribution` can value each party: "coalitions" (vertical: retrain on each coalition's
     #: columns), "rounds" (horizontal: from each round's updates), or None.
     contribution: ClassVar[Literal["coalitions", "rounds"] | None] = None

@@ -73,8 +73,8 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
     are for the same parties (so the parties' ledgers go on). Anything else in it is refused.
     """
     spec = load_job(job_path)
-    for party in spec.parties:  # every party's plan is checked before any process starts
-        make_plan(spec, party)
+    plans = [make_plan(spec, party) for party in spec.parties]  # every party's plan is checked before any starts
+    preload = (*PRELOAD, *sorted(set().union(*(plan.imports() for plan in plans))))
     compute = compute or {}
     unknown = sorted(set(compute) - set(spec.parties))
     if unknown:
@@ -94,8 +94,8 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
                 create_federation(out_dir / CERTS, parties)
             started = time.monotonic()
             record = records_on_ledger(spec)
-            processes = {name: _start(Path(job_path).resolve(), name, out_dir, record=record, compute=compute.get(name))
-                         for name in parties}
+            processes = {name: _start(Path(job_path).resolve(), name, out_dir, record=record, compute=compute.get(name),
+                                      preload=preload) for name in parties}
             try:
                 _watch(spec, processes, out_dir, console, deadline=started + timeout)
             finally:
@@ -116,12 +116,13 @@ def records_on_ledger(spec: JobSpec) -> bool:
     return spec.options.record if "record" in spec.options.model_fields_set else True
 
 
-def _start(job_path: Path, party: str, out_dir: Path, *, record: bool, compute: str | None) -> multiprocessing.Process:
+def _start(job_path: Path, party: str, out_dir: Path, *, record: bool, compute: str | None,
+           preload: tuple[str, ...]) -> multiprocessing.Process:
     """Forked from the fork server, not from this process: no state of this process leaks into the party's."""
     log_path = log_file(out_dir, party)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     process = fresh_process(launched_party, (job_path, party, out_dir / CERTS, out_dir / party, record, log_path,
-                                             compute), name=f"isthmus-{party}", preload=PRELOAD)
+                                             compute), name=f"isthmus-{party}", preload=preload)
     process.start()
     return process
 

@@ -46,6 +46,11 @@ class Plan:
     def first(self, name: str) -> PlannedStep | None:
         return next((step for step in self.steps if step.name == name), None)
 
+    def imports(self) -> set[str]:
+        """The heavy modules this party's trainings import (:attr:`Algorithm.imports`)."""
+        return {module for step in self.steps if isinstance(step.options, TrainChoice)
+                for module in step.options.algorithm.imports}
+
     def tag_prefixes(self) -> list[str]:
         """What this party accepts from its peers: the tags of its steps, nothing else."""
         return [f"{step.scope}/" for step in self.steps]

@@ -46,6 +46,7 @@ class FtlPart(Part):
 class HeteroFtl(Algorithm):
     name = "hetero_ftl"
     family = "vertical"
+    imports = ("torch",)
     roles = {"guest": (1, 1), "host": (1, 1)}
     Options = FtlOptions
 

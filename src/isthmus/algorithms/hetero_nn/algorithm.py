@@ -79,6 +79,7 @@ class HeteroNN(Algorithm):
 
     name = "hetero_nn"
     family = "vertical"
+    imports = ("torch",)
     roles = {"guest": (1, 1), "host": (1, None)}
     Options = NNOptions
 

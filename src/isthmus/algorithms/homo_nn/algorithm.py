@@ -56,6 +56,7 @@ class NNLocalPart(LocalPart):
 class HomoNN(Algorithm):
     name = "homo_nn"
     family = "horizontal"
+    imports = ("torch",)
     roles = {"client": (2, None), "aggregator": (0, 1), "arbiter": (0, 1)}
     Options = NNOptions
 
