@@ -3,23 +3,47 @@
 The aggregator waited for that client's columns with the job's message timeout (ten minutes by default)
 and then failed the whole job, though secure aggregation and min_clients let the rounds go on without it.
 It now waits round_timeout, leaves the client out while the quorum every client insists on remains, and
-otherwise says which clients it did not hear from and how many every sum needs.
+otherwise says which clients it did not hear from and how many every sum needs; a client left out that
+starts after all is told so once its columns come.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 
+from isthmus.algorithms.homo_linear.client import FEATURES_TAG
 from isthmus.demos.horizontal import make_horizontal_data
+from isthmus.jobs.plan import make_plan
 from isthmus.jobs.runner import run_party
 from isthmus.jobs.spec import parse_job
 from isthmus.transport.certs import create_federation
+from isthmus.transport.channel import RelayChannel
 from isthmus.transport.local import LocalHub
 
 
-def run_without_the_last_client(folder, clients: int) -> dict[str, BaseException]:
-    """Run the job's parties but its last client; returns each failed party's error."""
+class _Gated(RelayChannel):
+    """Sends (but the columns) only once ``gate`` is set; with ``opens``, sets it after sending the columns."""
+
+    def __init__(self, inner, gate: threading.Event, *, opens: bool = False):
+        super().__init__(inner)
+        self.gate, self.opens = gate, opens
+
+    def send(self, to, tag, obj):
+        columns = tag.endswith(FEATURES_TAG)
+        if not columns and not self.opens:
+            assert self.gate.wait(10)
+        super().send(to, tag, obj)
+        if columns and self.opens:
+            self.gate.set()
+
+
+def run_without_the_last_client(folder, clients: int, *, late: bool = False,
+                                late_columns: bytes | None = None) -> dict[str, BaseException]:
+    """Run the job's parties but its last client (``late``: that one starts once the aggregator has left it
+    out, and the first client's round-1 replies wait for its columns; ``late_columns``: then it sends only
+    these bytes as its columns); returns each failed party's error."""
     names = [f"client-{n}" for n in range(1, clients + 1)]
     files = make_horizontal_data(folder / "data", clients=clients)
     parties = {name: {"address": f"127.0.0.1:{n}", "data": {"path": str(train), "id": "id", "label": "y"}}
@@ -30,16 +54,34 @@ def run_without_the_last_client(folder, clients: int) -> dict[str, BaseException
     create_federation(folder / "certs", ["aggregator", *names])
     hub = LocalHub(["aggregator", *names])
     errors: dict[str, BaseException] = {}
+    columns_in, channels = threading.Event(), {}
+    if late or late_columns is not None:
+        channels = {names[0]: _Gated(hub.channel(names[0], spec.name), columns_in),
+                    names[-1]: _Gated(hub.channel(names[-1], spec.name), columns_in, opens=True)}
 
     def party(name: str) -> None:
         try:
-            run_party(spec, name, hub.channel(name, spec.name), folder / "run" / name, certs_dir=folder / "certs")
+            channel = channels.get(name) or hub.channel(name, spec.name)
+            if name == names[-1] and late_columns is not None:
+                scope = make_plan(spec, name).first("train").scope
+                channel.inner._send_raw("aggregator", f"{scope}/{FEATURES_TAG}", late_columns)
+                columns_in.set()
+                return
+            run_party(spec, name, channel, folder / "run" / name, certs_dir=folder / "certs")
         except Exception as exc:  # each party's outcome is the test's to judge
             errors[name] = exc
 
     threads = [threading.Thread(target=party, args=(name,), daemon=True) for name in ["aggregator", *names[:-1]]]
     for thread in threads:
         thread.start()
+    if late or late_columns is not None:
+        events = folder / "run" / "aggregator" / "events.jsonl"
+        deadline = time.monotonic() + 30
+        while not (events.exists() and "left_out" in events.read_text()):
+            assert time.monotonic() < deadline, "the aggregator never left the last client out"
+            time.sleep(0.05)
+        threads.append(threading.Thread(target=party, args=(names[-1],), daemon=True))
+        threads[-1].start()
     for thread in threads:
         thread.join(60)
     assert not any(thread.is_alive() for thread in threads)
@@ -53,6 +95,16 @@ def test_a_client_that_never_starts_is_left_out_while_the_quorum_remains(tmp_pat
         e for e in events if "left_out" in e and "epoch" not in e).items()
     assert [e["clients"] for e in events if "epoch" in e] == [3, 3]
     assert json.loads((tmp_path / "run" / "aggregator" / "model.json").read_text())["secure_aggregation"] is True
+
+
+def test_a_client_left_out_that_starts_after_all_is_told_at_once(tmp_path):
+    """Before, it sent its columns and waited for rounds that never came: its message timeout, ten minutes."""
+    errors = run_without_the_last_client(tmp_path, clients=4, late=True)
+    assert set(errors) == {"client-4"}, errors
+    assert "ended the job without a model: left out: no columns within 2 s (round_timeout)" in str(errors["client-4"])
+    events = [json.loads(line) for line in (tmp_path / "run" / "aggregator" / "events.jsonl").read_text().splitlines()]
+    assert any(e.get("told_left_out") == "client-4" for e in events)
+    assert [e["clients"] for e in events if "epoch" in e] == [3, 3]
 
 
 def test_too_few_clients_for_the_quorum_is_one_clear_error(tmp_path):

@@ -18,9 +18,10 @@ from isthmus.algorithms.base import Party
 from isthmus.algorithms.homo_linear.client import FEATURES_TAG, check_labels
 from isthmus.algorithms.homo_linear.options import HorizontalOptions, LinearModelOptions
 from isthmus.data.table import PartyTable
-from isthmus.errors import DataError, PeerTimeoutError
+from isthmus.errors import DataError, PeerTimeoutError, ProtocolError
 from isthmus.horizontal import LinearModel, RoundRecord, TrainingResult, run_aggregator
 from isthmus.horizontal.dp import epsilon
+from isthmus.horizontal.fleet import ChannelFleet
 from isthmus.horizontal.keyring import keyring_from_folder
 from isthmus.horizontal.updates import RoundUpdates
 from isthmus.protocols.inspect import MAX_NAME, Inspect
@@ -114,16 +115,47 @@ def run_rounds(party: Party, options: HorizontalOptions, clients: list[str], ini
         epsilon(dp, 0, contributors=1, dimension=1, fractional_bits=options.secagg.fractional_bits)
     keyring = keyring_from_folder(party.keys_dir, party.name, clients) if options.secure_aggregation else None
     rounds: list[RoundUpdates] = []
+    latecomers = Latecomers(party, options, clients)
+
+    def after_round(record: RoundRecord) -> None:
+        party.progress(**_round_event(options.rounds, record))
+        latecomers.tell()
+
     result = run_aggregator(
         party.channel, clients, options.make_strategy(evaluate_fn), options.rounds,
         secure=options.secure_aggregation, secagg=options.secagg, keyring=keyring, job=party.channel.job, dp=dp,
         initial_parameters=initial_parameters, min_clients=options.min_clients,
         round_timeout=options.round_timeout, checkpoint_dir=party.workdir / CHECKPOINTS, resume=party.resume,
-        progress=lambda record: party.progress(**_round_event(options.rounds, record)),
+        progress=after_round,
         observe=rounds.append if options.keep_round_updates else None,
         robust=options.robust, trim_fraction=options.trim_fraction, update_clip=options.update_clip,
     )
+    latecomers.tell()
     return result, rounds
+
+
+class Latecomers:
+    """Clients left out for sending no columns within round_timeout, told so once their columns come after
+    all: they would wait for rounds that never come, for their message timeout (ten minutes by default).
+    One that has not started is not told: reaching it would cost the job a connect timeout."""
+
+    def __init__(self, party: Party, options: HorizontalOptions, present: list[str]):
+        self.party = party
+        self.waiting = [client for client in party.roster.with_role("client") if client not in present]
+        self.reason = f"left out: no columns within {options.round_timeout:g} s (round_timeout)"
+
+    def tell(self) -> None:
+        for client in list(self.waiting):
+            try:
+                self.party.channel.recv(client, FEATURES_TAG, timeout=0)
+            except PeerTimeoutError:
+                continue
+            except ProtocolError:
+                pass  # not column names, but it is up all the same
+            self.waiting.remove(client)
+            ChannelFleet(self.party.channel).notify([client], {"op": "stop", "round": 0, "parameters": None,
+                                                               "reason": self.reason})
+            self.party.progress(told_left_out=client)
 
 
 def history(result: TrainingResult) -> list[dict[str, Any]]:
