@@ -54,8 +54,9 @@ def run_without_the_last_client(folder, clients: int, *, late: bool = False,
     create_federation(folder / "certs", ["aggregator", *names])
     hub = LocalHub(["aggregator", *names])
     errors: dict[str, BaseException] = {}
+    starts_late = late or late_columns is not None
     columns_in, channels = threading.Event(), {}
-    if late or late_columns is not None:
+    if starts_late:
         channels = {names[0]: _Gated(hub.channel(names[0], spec.name), columns_in),
                     names[-1]: _Gated(hub.channel(names[-1], spec.name), columns_in, opens=True)}
 
@@ -74,7 +75,7 @@ def run_without_the_last_client(folder, clients: int, *, late: bool = False,
     threads = [threading.Thread(target=party, args=(name,), daemon=True) for name in ["aggregator", *names[:-1]]]
     for thread in threads:
         thread.start()
-    if late or late_columns is not None:
+    if starts_late:
         events = folder / "run" / "aggregator" / "events.jsonl"
         deadline = time.monotonic() + 30
         while not (events.exists() and "left_out" in events.read_text()):
@@ -88,9 +89,13 @@ def run_without_the_last_client(folder, clients: int, *, late: bool = False,
     return errors
 
 
+def aggregator_events(folder) -> list[dict]:
+    return [json.loads(line) for line in (folder / "run" / "aggregator" / "events.jsonl").read_text().splitlines()]
+
+
 def test_a_client_that_never_starts_is_left_out_while_the_quorum_remains(tmp_path):
     assert run_without_the_last_client(tmp_path, clients=4) == {}  # 3 of 4: dropout_tolerance 0.3 lets one go
-    events = [json.loads(line) for line in (tmp_path / "run" / "aggregator" / "events.jsonl").read_text().splitlines()]
+    events = aggregator_events(tmp_path)
     assert {"left_out": ["client-4"], "why": "no columns within 2 s (round_timeout)"}.items() <= next(
         e for e in events if "left_out" in e and "epoch" not in e).items()
     assert [e["clients"] for e in events if "epoch" in e] == [3, 3]
@@ -102,7 +107,7 @@ def test_a_client_left_out_that_starts_after_all_is_told_at_once(tmp_path):
     errors = run_without_the_last_client(tmp_path, clients=4, late=True)
     assert set(errors) == {"client-4"}, errors
     assert "ended the job without a model: left out: no columns within 2 s (round_timeout)" in str(errors["client-4"])
-    events = [json.loads(line) for line in (tmp_path / "run" / "aggregator" / "events.jsonl").read_text().splitlines()]
+    events = aggregator_events(tmp_path)
     assert any(e.get("told_left_out") == "client-4" for e in events)
     assert [e["clients"] for e in events if "epoch" in e] == [3, 3]
 

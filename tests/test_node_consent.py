@@ -188,6 +188,12 @@ def test_a_proposal_left_unanswered_past_the_limit_is_refused_as_expired(tmp_pat
         nodes.stop()
 
 
+def assert_cancelled_everywhere(nodes, job: str, reason: str) -> None:
+    for party in nodes.coordinators:
+        assert nodes.wait(party, job, "cancelled")["reason"] == reason
+    assert all(not runner.started for runner in nodes.runners.values())
+
+
 def test_a_proposal_still_lacking_a_vote_past_the_proposers_limit_is_cancelled_everywhere(tmp_path):
     """The guest's operator never answers and its own limit is far off (or its node is gone for good): the
     proposer stops waiting at its own limit and tells every party."""
@@ -200,10 +206,7 @@ def test_a_proposal_still_lacking_a_vote_past_the_proposers_limit_is_cancelled_e
             assert time.monotonic() < deadline, host.store.votes(job)
             time.sleep(0.02)
         host.expire_unanswered(now=created + 3600 + 1)
-        reason = "host: expired: no answer from guest within 1 h (answer_within_hours)"
-        for party in ("host", "guest", "arbiter"):
-            assert nodes.wait(party, job, "cancelled")["reason"] == reason
-        assert all(not runner.started for runner in nodes.runners.values())
+        assert_cancelled_everywhere(nodes, job, "host: expired: no answer from guest within 1 h (answer_within_hours)")
     finally:
         nodes.stop()
 
@@ -219,10 +222,8 @@ def test_a_member_that_accepted_stops_waiting_for_the_start_at_its_own_limit(tmp
         arbiter.expire_unanswered(now=created + 3600 - 1)
         assert nodes.status("arbiter", job)["status"] == "accepted"
         arbiter.expire_unanswered(now=created + 3600 + 1)
-        reason = "arbiter: expired: host (the proposer) did not start it within 1 h (answer_within_hours)"
-        for party in ("arbiter", "host", "guest"):
-            assert nodes.wait(party, job, "cancelled")["reason"] == reason
-        assert all(not runner.started for runner in nodes.runners.values())
+        assert_cancelled_everywhere(nodes, job, "arbiter: expired: host (the proposer) did not start it within 1 h "
+                                                "(answer_within_hours)")
     finally:
         nodes.stop()
 

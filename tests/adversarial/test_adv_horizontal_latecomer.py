@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 
-from tests.test_horizontal_job import run_without_the_last_client
+from tests.test_horizontal_job import aggregator_events, run_without_the_last_client
 
 
 def test_undecodable_late_columns_are_answered_and_the_rounds_go_on(tmp_path):
     errors = run_without_the_last_client(tmp_path, clients=4, late_columns=b"\xff" * 64)
     assert errors == {}, errors
-    events = [json.loads(line) for line in (tmp_path / "run" / "aggregator" / "events.jsonl").read_text().splitlines()]
+    events = aggregator_events(tmp_path)
     assert any(e.get("told_left_out") == "client-4" for e in events)
     assert [e["clients"] for e in events if "epoch" in e] == [3, 3]
     assert json.loads((tmp_path / "run" / "aggregator" / "model.json").read_text())["secure_aggregation"] is True

@@ -63,7 +63,7 @@ def agreed_features(party: Party, options: HorizontalOptions) -> tuple[list[str]
             raise DataError(f"client {client!r} has other columns than {first!r}: {len(names)} vs {len(agreed)}, "
                             f"first difference at position {where}")
     if waiting:
-        party.progress(left_out=sorted(waiting), why=f"no columns within {timeout:g} s (round_timeout)")
+        party.progress(left_out=sorted(waiting), why=_no_columns_in_time(options))
     return sent[first], present
 
 
@@ -74,6 +74,10 @@ def fewest_clients(options: HorizontalOptions, clients: int) -> int:
         return options.min_clients
     committee = options.make_strategy(None).sample_size(clients)
     return options.secagg.quorum(committee, options.min_clients).minimum
+
+
+def _no_columns_in_time(options: HorizontalOptions) -> str:
+    return f"no columns within {options.round_timeout:g} s (round_timeout)"
 
 
 def _column_names(client: str, names: object) -> list[str]:
@@ -142,7 +146,7 @@ class Latecomers:
     def __init__(self, party: Party, options: HorizontalOptions, present: list[str]):
         self.party = party
         self.waiting = [client for client in party.roster.with_role("client") if client not in present]
-        self.reason = f"left out: no columns within {options.round_timeout:g} s (round_timeout)"
+        self.reason = f"left out: {_no_columns_in_time(options)}"
 
     def tell(self) -> None:
         for client in list(self.waiting):
