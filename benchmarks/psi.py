@@ -24,7 +24,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -141,11 +140,13 @@ def _party(party: str, method: str, id_range: tuple[int, int], connect: dict[str
 
 def _run_grpc(method: str, guest_ids: tuple[int, int], host_ids: tuple[int, int]) -> tuple[float, dict[str, int], dict[str, float]]:
     from isthmus.transport.certs import create_federation
+    from isthmus.transport.ports import free_ports
 
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as cert_dir:
         create_federation(Path(cert_dir), ["guest", "host"])
-        connect = {"transport": "grpc", "cert_dir": cert_dir, "addresses": {"guest": f"127.0.0.1:{_free_port()}", "host": f"127.0.0.1:{_free_port()}"}}
+        guest_port, host_port = free_ports(2)
+        connect = {"transport": "grpc", "cert_dir": cert_dir, "addresses": {"guest": f"127.0.0.1:{guest_port}", "host": f"127.0.0.1:{host_port}"}}
         go, results = context.Event(), context.Queue()
         processes = {
             party: context.Process(target=_party, args=(party, method, id_range, connect, go, results))
@@ -266,12 +267,6 @@ def _rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def openmined_seconds(guest_n: int, host_n: int) -> float:

@@ -29,6 +29,7 @@ from isthmus.transport.audit import AuditLog
 from isthmus.transport.certs import create_federation
 from isthmus.transport.grpc_transport import GrpcNode
 from isthmus.transport.local import LocalHub
+from isthmus.transport.ports import free_ports
 
 TARGET_MB_PER_S = 100.0
 
@@ -73,7 +74,7 @@ class _grpc_pair:
 
     def __init__(self, tmp: Path):
         tls = create_federation(tmp / "certs", ["alice", "bob"])
-        addresses = {party: f"127.0.0.1:{_free_port()}" for party in tls}
+        addresses = {party: f"127.0.0.1:{port}" for party, port in zip(tls, free_ports(len(tls)))}
         self.nodes = [
             GrpcNode(p, addresses[p], addresses, tls[p], audit=AuditLog(tmp / p / "audit.jsonl", p), recv_timeout=300)
             for p in ("alice", "bob")
@@ -87,12 +88,6 @@ class _grpc_pair:
     def __exit__(self, *exc_info: object) -> None:
         for node in self.nodes:
             node.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _throughput(array: np.ndarray, repeats: int, sender, receiver) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,12 +11,6 @@ from isthmus.transport.certs import TlsFiles, create_federation
 from isthmus.transport.grpc_transport import GrpcNode
 
 PARTIES = ["alice", "bob", "carol", "dave"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def make_certs(out: Path) -> Path:

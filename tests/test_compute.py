@@ -3,7 +3,6 @@ fails before the job starts (no Ray cluster needed for these)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
@@ -14,12 +13,7 @@ from isthmus.errors import ConfigError
 from isthmus.jobs.launcher import launch
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.transport.certs import create_federation
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from isthmus.transport.ports import free_port
 
 
 def test_default_is_the_local_pool(monkeypatch):
@@ -39,7 +33,7 @@ def test_unknown_backend_or_bad_address_is_a_config_error(address):
 
 def test_unreachable_ray_cluster_is_named_at_once():
     pytest.importorskip("ray")
-    address = f"ray://127.0.0.1:{_closed_port()}"
+    address = f"ray://127.0.0.1:{free_port()}"
     with pytest.raises(ComputeError, match=f"cluster at {address} is unreachable"):
         connect(address).check()
 
@@ -54,7 +48,7 @@ def test_run_with_an_unreachable_cluster_fails_before_the_job_starts(tmp_path):
         "parties": loopback_parties({"guest": {"data": {"path": str(tmp_path / "host.csv"), "id": "id"}},
                                      "host": {"data": {"path": str(tmp_path / "host.csv"), "id": "id"}}}),
         "steps": [{"intersect": {}}]})
-    address = f"ray://127.0.0.1:{_closed_port()}"
+    address = f"ray://127.0.0.1:{free_port()}"
     result = subprocess.run([sys.executable, "-m", "isthmus", "run", str(job), "--party", "host",
                              "--certs", str(tmp_path / "certs"), "--out", str(tmp_path / "run"),
                              "--compute", address], capture_output=True, text=True, timeout=60)
@@ -74,7 +68,7 @@ def test_launch_gives_one_party_its_own_backend_and_names_it_when_unreachable(tm
                                             "parties": loopback_parties({"guest": {"data": dict(data)},
                                                                          "host": {"data": dict(data)}}),
                                             "steps": [{"intersect": {}}]})
-    address = f"ray://127.0.0.1:{_closed_port()}"
+    address = f"ray://127.0.0.1:{free_port()}"
     result = subprocess.run([sys.executable, "-m", "isthmus", "launch", str(job), "--out", str(tmp_path / "run"),
                              "--compute", f"host={address}"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from isthmus.demos.board import run_board_demo
-from isthmus.jobs.local import free_ports
+from isthmus.transport.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -22,7 +22,7 @@ def test_the_board_demo_serves_a_finished_job_and_a_waiting_proposal(tmp_path):
             assert response.status_code == 200, (page, response.text[-2000:])
             seen[page] = response.text
 
-    port = free_ports(1)[0]
+    port = free_port()
     result = run_board_demo(tmp_path / "demo", port, serve=look)
     assert result["url"] == f"http://127.0.0.1:{port}"
     assert f'href="/jobs/{result["job"]}"' in seen["/jobs"] and "finished" in seen["/jobs"]

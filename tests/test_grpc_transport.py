@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from grpc_helpers import PARTIES, free_port, make_certs, node_starter, tls
+from grpc_helpers import PARTIES, make_certs, node_starter, tls
 
 from isthmus.errors import (
     ConfigError,
@@ -29,6 +29,7 @@ from isthmus.transport import grpc_inbox as inbox_module
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.grpc_transport import GrpcNode
 from isthmus.transport.mailbox import Mailbox
+from isthmus.transport.ports import free_ports
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def addresses() -> dict[str, str]:
-    return {party: f"127.0.0.1:{free_port()}" for party in PARTIES}
+    return {party: f"127.0.0.1:{port}" for party, port in zip(PARTIES, free_ports(len(PARTIES)))}
 
 
 @pytest.fixture
@@ -409,10 +410,11 @@ def test_a_failing_handshake_is_reported_once_not_logged_by_grpc_on_every_retry(
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from pathlib import Path
-from grpc_helpers import free_port, make_certs, node_starter
+from grpc_helpers import make_certs, node_starter
 from isthmus.errors import PeerUnreachableError
+from isthmus.transport.ports import free_ports
 certs = make_certs(Path({str(tmp_path)!r}))
-addresses = {{"alice": f"127.0.0.1:{{free_port()}}", "bob": f"127.0.0.1:{{free_port()}}"}}
+addresses = {{party: f"127.0.0.1:{{port}}" for party, port in zip(["alice", "bob"], free_ports(2))}}
 with node_starter(certs, addresses, Path({str(tmp_path)!r})) as start:
     alice, _ = start("alice", connect_timeout=2), start("bob", federation="rogue")
     try:

@@ -15,13 +15,14 @@ import pytest
 
 from isthmus.errors import ConfigError, PeerAbortedError, PeerUnreachableError
 from isthmus.jobs.launcher import _certs_fit
-from isthmus.jobs.local import free_ports, loopback_parties, write_job
+from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.party_process import with_own_data
 from isthmus.jobs.peers import needed_peers, wait_for_peers
 from isthmus.jobs.rundir import RUN_MARKER, contents, locked, owned_folder, party_folder
 from isthmus.jobs.spec import load_job, parse_job
 from isthmus.transport.certs import create_federation
 from isthmus.transport.mailbox import ABORT_TAG, Mailbox
+from isthmus.transport.ports import free_port
 
 
 def isthmus(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -158,7 +159,7 @@ def test_a_peer_that_never_listens_is_named_after_the_connect_timeout(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as listening:
         raw = spec.to_dict()
         raw["parties"]["arbiter"]["address"] = f"127.0.0.1:{listening.getsockname()[1]}"
-        raw["parties"]["host"]["address"] = f"127.0.0.1:{free_ports(1)[0]}"
+        raw["parties"]["host"]["address"] = f"127.0.0.1:{free_port()}"
         spec = parse_job(raw, base_dir=tmp_path)
         with pytest.raises(PeerUnreachableError, match=r"waited 0.5 s .* nothing listens where 'host' \(127") as caught:
             wait_for_peers(spec, "guest", timeout=0.5)
@@ -172,7 +173,7 @@ def test_a_peer_that_delivered_and_left_counts_as_reached(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as listening:
         raw = spec.to_dict()
         raw["parties"]["arbiter"]["address"] = f"127.0.0.1:{listening.getsockname()[1]}"
-        raw["parties"]["host"]["address"] = f"127.0.0.1:{free_ports(1)[0]}"  # gone
+        raw["parties"]["host"]["address"] = f"127.0.0.1:{free_port()}"  # gone
         spec = parse_job(raw, base_dir=tmp_path)
         mailbox = Mailbox()
         mailbox.open_job(spec.name)
@@ -184,7 +185,7 @@ def test_waiting_for_peers_stops_when_a_peer_aborts_the_job(tmp_path):
     """A peer may fail and exit before this party sees it listening: its abort must end the wait."""
     spec = load_job(two_party_job(tmp_path))
     raw = spec.to_dict()
-    raw["parties"]["host"]["address"] = f"127.0.0.1:{free_ports(1)[0]}"
+    raw["parties"]["host"]["address"] = f"127.0.0.1:{free_port()}"
     mailbox = Mailbox()
     mailbox.open_job(spec.name)
     mailbox.put(spec.name, "host", ABORT_TAG, b"step intersect failed at host (DataError)")

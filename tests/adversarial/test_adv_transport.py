@@ -15,10 +15,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_helpers import PARTIES, free_port, make_certs, node_starter
+from grpc_helpers import PARTIES, make_certs, node_starter
 
 from isthmus.errors import ProtocolError
 from isthmus.transport.grpc_inbox import JOB_KEY, MESSAGE_ID_KEY, SENDER_KEY, SIZE_KEY, TAG_KEY
+from isthmus.transport.ports import free_ports
 
 HOSTILE = Path(__file__).with_name("hostile_peer.py")
 
@@ -30,7 +31,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def addresses() -> dict[str, str]:
-    return {party: f"127.0.0.1:{free_port()}" for party in PARTIES}
+    return {party: f"127.0.0.1:{port}" for party, port in zip(PARTIES, free_ports(len(PARTIES)))}
 
 
 @pytest.fixture

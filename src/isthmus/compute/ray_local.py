@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import isthmus
 from isthmus.compute.select import ENV_VAR
+from isthmus.transport.ports import free_port, free_ports
 
 START_TIMEOUT_S = 60.0
 
@@ -31,7 +31,7 @@ class LocalRayCluster:
         self.nodes = nodes
         self.cpus_per_node = cpus_per_node
         self.temp_dir = Path(tempfile.mkdtemp(prefix="isray", dir="/tmp"))  # Ray's socket paths must stay short
-        self.gcs_port, self.client_port = _free_port(), _free_port()
+        self.gcs_port, self.client_port = free_ports(2)
         self._processes: list[subprocess.Popen] = []
 
     @property
@@ -113,16 +113,10 @@ class LocalRayCluster:
         env.pop(ENV_VAR, None)  # a task runs its work where it is, never as a client of another cluster
         ray = str(Path(sys.executable).with_name("ray"))
         command = [ray, "start", "--block", "--num-cpus", str(self.cpus_per_node), "--node-ip-address", "127.0.0.1",
-                   "--dashboard-agent-listen-port", str(_free_port()), "--object-store-memory", str(100 * 2**20),
+                   "--dashboard-agent-listen-port", str(free_port()), "--object-store-memory", str(100 * 2**20),
                    "--disable-usage-stats", *args]
         with open(self._log(index), "ab") as log:
             return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _kill_tree(process: subprocess.Popen) -> None:

@@ -1,25 +1,12 @@
-"""Helpers for jobs that run on this machine: free loopback ports and writing a job file."""
+"""Helpers for jobs that run on this machine: loopback parties and writing a job file."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import yaml
 
-
-def free_ports(count: int) -> list[int]:
-    """Ports that are free on loopback right now (held open together so they are distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+from isthmus.transport.ports import free_ports
 
 
 def write_job(path: Path, job: dict) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from isthmus.errors import IsthmusError
-from isthmus.jobs.local import free_ports
+from isthmus.transport.ports import free_ports
 from isthmus.transport.certs import create_federation
 from isthmus.transport.keyfiles import CA_CERT, FEDERATION_FILE
 

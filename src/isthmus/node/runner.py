@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from isthmus.jobs.events import read_events
-from isthmus.jobs.local import free_ports, write_job
+from isthmus.jobs.local import write_job
 from isthmus.jobs.party_process import PRELOAD, launched_party
 from isthmus.processes import fresh_process
+from isthmus.transport.ports import free_port
 
 Done = Callable[[str, str, str | None], None]  # (job id, "finished" | "failed", reason)
 
@@ -39,7 +40,7 @@ class ProcessRunner:
 
     def address(self) -> str:
         """Where this party's side of a job will listen (chosen when the node consents)."""
-        return f"{self.job_host}:{free_ports(1)[0]}"
+        return f"{self.job_host}:{free_port()}"
 
     def start(self, job_id: str, document: dict) -> None:
         folder = job_folder(self.store, job_id)

@@ -6,7 +6,6 @@ as its own process, talking to the others over mutual-TLS gRPC on loopback.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -15,10 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from isthmus.errors import ConfigError, IsthmusError
+from isthmus.errors import IsthmusError
 from isthmus.query.config import Policy, QueryConfig, config_document, load_config
 from isthmus.query.control import control_call
 from isthmus.transport.certs import create_federation
+from isthmus.transport.ports import free_ports
 
 AGGREGATOR = "aggregator"
 
@@ -103,23 +103,9 @@ def prepare_local_consortium(root: Path, tables: dict[str, Path], *, consortium:
     members = [AGGREGATOR, *sorted(tables)]
     create_federation(root / "certs", members)
     config = QueryConfig(consortium=consortium, aggregator=AGGREGATOR,
-                         addresses={name: f"127.0.0.1:{port}" for name, port in zip(members, _free_ports(len(members)))},
+                         addresses={name: f"127.0.0.1:{port}" for name, port in zip(members, free_ports(len(members)))},
                          policy=policy or Policy(), cert_dir=Path("certs"))
     config_path = root / "query.yaml"
     config_path.write_text(yaml.safe_dump(config_document(config), sort_keys=False), encoding="utf-8")
     return LocalConsortium(root, load_config(config_path), config_path, dict(tables))
 
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    except OSError as exc:
-        raise ConfigError(f"no free loopback port: {exc}") from None
-    finally:
-        for sock in sockets:
-            sock.close()
