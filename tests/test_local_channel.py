@@ -87,7 +87,7 @@ def test_unknown_peers_are_a_config_error():
 def test_bad_bytes_from_a_peer_fail_at_recv_naming_peer_and_tag():
     hub = LocalHub(["a", "b"])
     receiver = hub.channel("b")
-    hub.mailboxes["b"].put("job", "a", "weights", codec.MAGIC + b"\xc1")
+    hub.mailboxes["b"].put("job", "a", "weights", codec.frame(b"\xc1"))
     with pytest.raises(ProtocolError) as bad:
         receiver.recv("a", "weights", timeout=1)
     assert (bad.value.peer, bad.value.tag) == ("a", "weights")

