@@ -89,7 +89,7 @@ def local_nodes(configs: dict[str, Path]) -> LocalNodes:
         coordinators[party] = Coordinator(config, Store(config.store / "node.sqlite"),
                                           load_signing_key(config.keys, party),
                                           load_pinned_keys(federation_file(config.keys)), runners[party])
-        link = PeerLink(hub.channel(party, CONTROL_JOB), hub.mailboxes[party], list(configs), coordinators[party].handle)
+        link = PeerLink(hub.channel(party, CONTROL_JOB), list(configs), coordinators[party].handle)
         coordinators[party].send = link.send
         link.start()
         links.append(link)

@@ -11,7 +11,7 @@ from conftest import run_parties
 from isthmus.errors import ConfigError, PeerAbortedError, PeerRefusedError, PeerTimeoutError, ProtocolError
 from isthmus.transport import codec
 from isthmus.transport.local import LocalHub
-from isthmus.transport.mailbox import Mailbox, Refused
+from isthmus.transport.mailbox import MAX_SCOPE_ABORTS, Mailbox, Refused
 
 
 def test_parties_in_threads_exchange_messages():
@@ -163,3 +163,40 @@ def test_a_job_kept_open_drops_abort_notices_and_keeps_its_messages():
     hub.channel("b", "train").abort("stop")
     with pytest.raises(PeerAbortedError, match="stop"):
         training.recv("b", "x", timeout=1)
+
+
+def test_in_a_job_kept_open_a_scopes_abort_ends_only_that_senders_receives_in_that_scope():
+    """One request of a service failing at one member (a prediction at a host) ends that request, not the
+    requests of others nor the member's next one."""
+    hub = LocalHub(["a", "b", "c"])
+    service = hub.channel("a", "svc")
+    service.keep_open()
+    b, c = hub.channel("b", "svc"), hub.channel("c", "svc")
+    b.scoped("serve/1").scoped("step").abort("scoring failed")
+    with pytest.raises(PeerAbortedError, match="b: scoring failed"):
+        service.scoped("serve/1").recv("b", "step/ready", timeout=1)
+    with pytest.raises(PeerAbortedError):  # also to a receive from several, one of them b
+        service.scoped("serve/1/step").recv_any(["c", "b"], "ready", timeout=1)
+    c.scoped("serve/1/step").send("a", "ready", "c's")
+    b.scoped("serve/2").send("a", "ready", "b's next")
+    b.send("a", "ask", "b's own")
+    assert service.scoped("serve/1/step").recv("c", "ready", timeout=1) == "c's"
+    assert service.scoped("serve/2").recv("b", "ready", timeout=1) == "b's next"
+    assert service.recv("b", "ask", timeout=1) == "b's own"
+
+
+def test_a_member_cannot_pile_up_scope_aborts_in_a_job_kept_open():
+    hub = LocalHub(["a", "b"])
+    service = hub.channel("a", "svc")
+    service.keep_open()
+    peer = hub.channel("b", "svc")
+    for i in range(MAX_SCOPE_ABORTS + 10):
+        peer.scoped(f"serve/{i}").abort("x")
+    assert list(hub.mailboxes["a"]._jobs["svc"].scope_aborts["b"]) == [f"serve/{i}" for i in range(10, MAX_SCOPE_ABORTS + 10)]
+
+
+def test_a_scopes_abort_ends_the_whole_job_in_any_other_job():
+    hub = LocalHub(["a", "b"])
+    hub.channel("b", "train").scoped("step").abort("step failed")
+    with pytest.raises(PeerAbortedError, match="step failed"):
+        hub.channel("a", "train").recv("b", "other/x", timeout=1)

@@ -5,6 +5,7 @@ hourly limit nor grow its queue without bound."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import numpy as np
@@ -79,3 +80,28 @@ def test_a_guest_flooding_requests_it_never_follows_up_gets_busy_not_an_endless_
         except ServingError:
             assert time.monotonic() < deadline, "the host's places never came back"
             time.sleep(0.1)
+
+
+def test_a_member_sending_abort_notices_cannot_fail_anyone_elses_predictions(served):  # noqa: F811
+    """The nodes' job is never over, so a member's abort notice ends nothing in it. Before, any member's
+    notice failed every receive of the job until the node's listener cleared it: a member outside a model
+    could fail its predictions by sending notices over and over."""
+    servings, ids, expected, nodes = served
+    servings["guest"].publish("a" * 16, "credit")
+    hostile = nodes.hub.channel("arbiter", CONTROL_JOB)
+    stop = threading.Event()
+
+    def keep_aborting() -> None:
+        while not stop.is_set():
+            hostile.abort("nothing in particular")
+            hostile.scoped(SERVE_SCOPE.rstrip("/")).abort("nor in a prediction's scope")
+            time.sleep(0.001)
+
+    flood = threading.Thread(target=keep_aborting)
+    flood.start()
+    try:
+        for _ in range(30):
+            np.testing.assert_allclose(servings["guest"].predict("credit", ids), expected("a" * 16), atol=1e-12)
+    finally:
+        stop.set()
+        flood.join()

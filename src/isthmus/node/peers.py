@@ -16,7 +16,6 @@ from typing import Any
 
 from isthmus.errors import PeerAbortedError, PeerError, PeerTimeoutError, ProtocolError
 from isthmus.transport.channel import Channel
-from isthmus.transport.mailbox import Mailbox
 
 TAG = "node"
 #: The node-to-node job the control messages travel under, and the largest such message (a prediction
@@ -29,10 +28,10 @@ Handler = Callable[[str, Any], None]
 
 
 class PeerLink:
-    def __init__(self, channel: Channel, mailbox: Mailbox, members: list[str], handler: Handler,
+    def __init__(self, channel: Channel, members: list[str], handler: Handler,
                  on_failure: Callable[[str, dict, Exception], None] = lambda peer, message, exc: None):
         self.channel = channel
-        self.mailbox = mailbox  # this node's, to forget a peer's abort notice: it ends nothing here
+        channel.keep_open()  # the nodes' job never ends: a peer's abort ends one request (a prediction's scope)
         self.members = sorted(set(members) - {channel.party})
         self.handler = handler
         self.on_failure = on_failure
@@ -66,7 +65,6 @@ class PeerLink:
                 continue
             except (ProtocolError, PeerAbortedError) as exc:
                 _log.warning("dropped a node message: %s", exc)
-                self.mailbox.clear_notes(self.channel.job)
                 continue
             try:
                 self.handler(sender, message)

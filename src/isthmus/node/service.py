@@ -88,7 +88,7 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
     grpc.open_job(CONTROL_JOB, accept=[TAG, SERVE_SCOPE])
     grpc.start()
     channel = grpc.channel(CONTROL_JOB)
-    link = PeerLink(channel, grpc.mailbox, list(config.members), coordinator.handle, coordinator.undelivered)
+    link = PeerLink(channel, list(config.members), coordinator.handle, coordinator.undelivered)
     coordinator.send = link.send
     coordinator.serving = Serving(coordinator, channel)  # published models are served again
     link.start()

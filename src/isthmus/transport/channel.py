@@ -83,7 +83,8 @@ class Channel(ABC):
 
     def scoped(self, scope: str, peers: Iterable[str] | None = None) -> Channel:
         """This channel with every tag under ``scope/`` (and only ``peers``, when given): one step of a job,
-        or one run inside a step, kept apart from every other (aborts still end the whole job)."""
+        or one run inside a step, kept apart from every other. Its abort ends the whole job, except in a
+        service's job (:meth:`keep_open`), where it ends only this scope at its peers: one request."""
         return ScopedChannel(self, scope, peers)
 
     def abort(self, reason: str) -> None:
@@ -92,12 +93,17 @@ class Channel(ABC):
         Best effort: a peer that cannot be reached is skipped, since the party is failing anyway, and a
         peer that aborted the job itself is not told (it may have exited: retrying it would only delay).
         """
-        from isthmus.errors import IsthmusError
-        from isthmus.transport.mailbox import ABORT_TAG, MAX_ABORT_BYTES
+        from isthmus.transport.mailbox import ABORT_TAG
 
-        for peer in sorted(set(self.peers) - self._quitters()):
+        self._send_abort(ABORT_TAG, reason, self.peers)
+
+    def _send_abort(self, tag: str, reason: str, peers: Iterable[str]) -> None:
+        from isthmus.errors import IsthmusError
+        from isthmus.transport.mailbox import MAX_ABORT_BYTES
+
+        for peer in sorted(set(peers) - self._quitters()):
             try:
-                self._send_raw(peer, ABORT_TAG, f"{self.party}: {reason}".encode()[:MAX_ABORT_BYTES])
+                self._send_raw(peer, tag, f"{self.party}: {reason}".encode()[:MAX_ABORT_BYTES])
             except IsthmusError:
                 pass
 
@@ -152,7 +158,10 @@ class RelayChannel(Channel):
         return self.inner.recv_any(senders, tag, timeout)
 
     def abort(self, reason: str) -> None:
-        self.inner.abort(reason)  # unscoped: an abort ends the whole job
+        self.inner.abort(reason)
+
+    def _send_abort(self, tag: str, reason: str, peers: Iterable[str]) -> None:
+        self.inner._send_abort(tag, reason, peers)
 
     def keep_open(self) -> None:
         self.inner.keep_open()
@@ -182,3 +191,11 @@ class ScopedChannel(RelayChannel):
 
     def recv_any(self, frm: Iterable[str], tag: str, timeout: float | None = None) -> tuple[str, Any]:
         return super().recv_any(frm, f"{self.scope}/{tag}", timeout)
+
+    def abort(self, reason: str) -> None:
+        from isthmus.transport.mailbox import ABORT_TAG
+
+        self._send_abort(ABORT_TAG, reason, self.peers)
+
+    def _send_abort(self, tag: str, reason: str, peers: Iterable[str]) -> None:
+        super()._send_abort(f"{self.scope}/{tag}", reason, peers)

@@ -60,7 +60,7 @@ from isthmus.transport.grpc_inbox import (
     TAG_KEY,
     Inbox,
 )
-from isthmus.transport.mailbox import ABORT_TAG, DEFAULT_BACKLOG_BYTES, DEFAULT_BACKLOG_MESSAGES, Mailbox
+from isthmus.transport.mailbox import DEFAULT_BACKLOG_BYTES, DEFAULT_BACKLOG_MESSAGES, Mailbox, is_abort
 
 _FRAME_SLACK = 64 << 10  # gRPC's limits count the whole frame, not just our chunk
 _ACK_LIMIT = 64 << 10
@@ -231,8 +231,8 @@ class GrpcNode:
                 retry = (code in _RETRIED and not _untrusted(details)) or (
                     code == grpc.StatusCode.RESOURCE_EXHAUSTED and details == _GRPC_BUSY)
                 if retry and time.monotonic() + backoff < give_up:
-                    if tag != ABORT_TAG:  # telling a peer that is slow to start why the job ends must not stop
-                        self.mailbox.raise_if_aborted(job, tag)  # a peer gave up: retrying would only delay us
+                    if not is_abort(tag):  # telling a peer that is slow to start why the job ends must not stop
+                        self.mailbox.raise_if_aborted(job, tag, to)  # a peer gave up: retrying would only delay us
                     elif to in self.mailbox.quitters(job):  # it gave up meanwhile and may have exited: it knows
                         return
                     time.sleep(backoff)

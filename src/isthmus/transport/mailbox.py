@@ -29,9 +29,12 @@ from typing import Literal
 from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError
 from isthmus.transport import codec
 
-#: Tag under which a party tells its peers that it abandoned a job (payload: the reason, as text).
+#: Tag under which a party tells its peers that it abandoned a job (payload: the reason, as text); under
+#: ``SCOPE/isthmus/abort``, that it abandoned one scope of it (:meth:`Channel.scoped`).
 ABORT_TAG = "isthmus/abort"
 MAX_ABORT_BYTES = 2000
+#: Per sender and service job, the scopes whose aborts are kept; older ones are forgotten first.
+MAX_SCOPE_ABORTS = 32
 
 #: Per sender, over all jobs: what may wait in the mailbox or be in transit to it.
 DEFAULT_BACKLOG_BYTES = 2 * codec.DEFAULT_MAX_BYTES
@@ -56,7 +59,8 @@ class _Job:
     quitters: set[str] = field(default_factory=set)  # every sender that aborted the job
     refusals: dict[str, str] = field(default_factory=dict)  # sender -> why a delivery was refused, until received
     senders: set[str] = field(default_factory=set)  # every sender whose delivery was admitted
-    service: bool = False  # a long-lived service's job: abort notices are dropped (see Mailbox.keep_open)
+    service: bool = False  # a long-lived service's job: an abort ends one scope, never the job (Mailbox.keep_open)
+    scope_aborts: dict[str, dict[str, str]] = field(default_factory=dict)  # sender -> scope -> reason
 
 
 @dataclass
@@ -138,7 +142,7 @@ class Mailbox:
                 state.refusals.setdefault(sender, str(refused))
                 raise
             state.senders.add(sender)
-            if tag != ABORT_TAG:
+            if not is_abort(tag):
                 backlog = self._backlogs.setdefault(sender, _Backlog())
                 backlog.bytes += size
                 backlog.messages += 1
@@ -156,7 +160,7 @@ class Mailbox:
                 state.refusals.setdefault(sender, reason)
 
     def _admit(self, state: _Job, job: str, sender: str, tag: str, size: int) -> None:
-        if tag == ABORT_TAG:
+        if is_abort(tag):
             if size > MAX_ABORT_BYTES:
                 raise Refused(f"abort notice of {size} bytes in job {job!r} exceeds {MAX_ABORT_BYTES} bytes", "size")
             return
@@ -182,16 +186,27 @@ class Mailbox:
         job, sender, tag = reservation.job, reservation.sender, reservation.tag
         with self._cond:
             state = self._jobs.get(job)
-            if tag == ABORT_TAG:
-                if state is not None and not state.service:
-                    state.quitters.add(sender)
-                    if state.aborted is None:
-                        state.aborted = (sender, payload[:MAX_ABORT_BYTES].decode("utf-8", "replace"))
+            if is_abort(tag):
+                if state is not None:
+                    self._note_abort(state, sender, _aborted_scope(tag), payload[:MAX_ABORT_BYTES].decode("utf-8", "replace"))
             elif state is None:  # the job was dropped while the message was in transit
                 self._release(sender, reservation.size)
             else:
                 self._queues.setdefault((job, sender, tag), deque()).append((next(self._arrivals), payload))
             self._cond.notify_all()
+
+    @staticmethod
+    def _note_abort(state: _Job, sender: str, scope: str, reason: str) -> None:
+        """In a service's job, an abort ends the sender's part of one scope; in any other job, the job."""
+        if not state.service:
+            state.quitters.add(sender)
+            if state.aborted is None:
+                state.aborted = (sender, reason)
+        elif scope:
+            scopes = state.scope_aborts.setdefault(sender, {})
+            scopes[scope] = reason
+            if len(scopes) > MAX_SCOPE_ABORTS:
+                del scopes[next(iter(scopes))]
 
     def _release(self, sender: str, size: int) -> None:
         backlog = self._backlogs[sender]
@@ -210,21 +225,22 @@ class Mailbox:
     def get_any(self, job: str, senders: list[str], tag: str, timeout: float | None) -> tuple[str, bytes] | None:
         """The next payload under ``tag`` from whichever of ``senders`` delivered first, with its sender.
 
-        Raises :class:`PeerAbortedError` as soon as any peer has aborted the job, and
-        :class:`ProtocolError` once for each refused delivery from one of ``senders``.
+        Raises :class:`PeerAbortedError` as soon as any peer has aborted the job (in a service's job: one
+        of ``senders`` the scope of ``tag``), and :class:`ProtocolError` once for each refused delivery
+        from one of ``senders``.
         """
         keys = [(job, sender, tag) for sender in senders]
 
         def ready() -> bool:
             state = self._jobs.get(job)
-            if state is not None and (state.aborted or any(s in state.refusals for s in senders)):
+            if state is not None and (self._abort_of(state, senders, tag) or any(s in state.refusals for s in senders)):
                 return True
             return any(k in self._queues for k in keys)
 
         with self._cond:
             if not self._cond.wait_for(ready, timeout=timeout):
                 return None
-            self._raise_if_aborted(job, tag)
+            self._raise_if_aborted(job, senders, tag)
             state = self._jobs.get(job)
             refused = next((s for s in senders if state is not None and s in state.refusals), None)
             if refused is not None:
@@ -233,10 +249,11 @@ class Mailbox:
             key = min((k for k in keys if k in self._queues), key=lambda k: self._queues[k][0][0])
             return key[1], self._pop(key)
 
-    def raise_if_aborted(self, job: str, tag: str) -> None:
-        """For senders: stop retrying a delivery once a peer has given up on the job."""
+    def raise_if_aborted(self, job: str, tag: str, peer: str | None = None) -> None:
+        """For senders: stop retrying a delivery (to ``peer``) once a peer has given up on the job (``peer``
+        on the scope of ``tag``, in a service's job)."""
         with self._cond:
-            self._raise_if_aborted(job, tag)
+            self._raise_if_aborted(job, [] if peer is None else [peer], tag)
 
     def quitters(self, job: str) -> set[str]:
         """The senders that aborted ``job``: telling them it ends is needless (they may have exited)."""
@@ -250,11 +267,23 @@ class Mailbox:
             state = self._jobs.get(job)
             return set(state.senders) if state is not None else set()
 
-    def _raise_if_aborted(self, job: str, tag: str) -> None:
+    def _raise_if_aborted(self, job: str, senders: list[str], tag: str) -> None:
         state = self._jobs.get(job)
-        if state is not None and state.aborted is not None:
-            sender, reason = state.aborted
+        aborted = None if state is None else self._abort_of(state, senders, tag)
+        if aborted is not None:
+            sender, reason = aborted
             raise PeerAbortedError(f"peer aborted the job: {reason}", peer=sender, tag=tag)
+
+    @staticmethod
+    def _abort_of(state: _Job, senders: list[str], tag: str) -> tuple[str, str] | None:
+        """(sender, reason) of the abort that ends a receive from ``senders`` under ``tag``, if any."""
+        if state.aborted is not None:
+            return state.aborted
+        for sender in senders:
+            for scope, reason in state.scope_aborts.get(sender, {}).items():
+                if tag.startswith(f"{scope}/"):
+                    return sender, reason
+        return None
 
     def _pop(self, key: tuple[str, str, str]) -> bytes:
         queue = self._queues[key]
@@ -265,26 +294,14 @@ class Mailbox:
         return payload
 
     def keep_open(self, job: str) -> None:
-        """Make ``job`` a long-lived service's (a query service's): peers' abort notices for it are dropped,
-        since nobody may end it. Otherwise one member's abort would fail every later receive of the job
-        and silence the service for every other member until it restarted."""
+        """Make ``job`` a long-lived service's (a query service's, the nodes' own): nobody may end it, so a
+        peer's abort notice for the whole job is dropped, and one for a scope (a request) ends only the
+        receives from that peer in that scope. Otherwise one member's abort would fail every receive of the
+        job, every other member's requests too, and silence the service until it restarted."""
         with self._cond:
             state = self._jobs.setdefault(job, _Job(None, {}))
             state.service, state.aborted = True, None
             state.quitters.clear()
-
-    def clear_notes(self, job: str) -> None:
-        """Forget the aborts and cut deliveries noted for ``job``, keeping what is queued.
-
-        For a long-lived service job (the nodes' messages), where a peer's abort or a cut delivery ends
-        nothing: without this, one member's abort notice would fail every later receive of the job.
-        """
-        with self._cond:
-            state = self._jobs.get(job)
-            if state is not None:
-                state.aborted = None
-                state.quitters.clear()
-                state.refusals.clear()
 
     def drop_job(self, job: str) -> None:
         """Forget ``job``: its queued messages, notes and abort; later deliveries for it are refused."""
@@ -293,6 +310,18 @@ class Mailbox:
             for key in [k for k in self._queues if k[0] == job]:
                 for _, payload in self._queues.pop(key):
                     self._release(key[1], len(payload))
+
+
+def is_abort(tag: str) -> bool:
+    """Whether ``tag`` carries an abort notice, for the whole job or for one scope of it."""
+    return _aborted_scope(tag) is not None
+
+
+def _aborted_scope(tag: str) -> str | None:
+    """The scope an abort notice under ``tag`` ends ("" for the whole job), or None for any other tag."""
+    if tag == ABORT_TAG:
+        return ""
+    return tag[: -len(ABORT_TAG) - 1] if tag.endswith(f"/{ABORT_TAG}") else None
 
 
 class Reservation:
