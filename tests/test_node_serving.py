@@ -15,7 +15,7 @@ import pytest
 from scipy.special import expit
 
 from isthmus.algorithms.base import MODEL_FILE
-from isthmus.errors import ConfigError
+from isthmus.errors import ConfigError, DataError
 from isthmus.node.peers import CONTROL_JOB
 from isthmus.node.proposal import parse_proposal
 from isthmus.node.runner import job_folder
@@ -159,3 +159,22 @@ def test_a_store_from_before_versions_serves_each_published_name_as_its_version_
                                "created": 1.0, "current": True}]
     assert store.next_version("credit-v1") == 2
     store.close()
+
+
+def test_a_prediction_failing_at_the_host_fails_at_the_guest_at_once_naming_the_host(served):
+    """The host tells the guest in the prediction's scope; before, the guest waited for its timeout (the
+    node's, 20 s by default; here the in-process hub's, 600 s), holding the model's other predictions."""
+    servings, ids, expected, _ = served
+    servings["guest"].publish("a" * 16, "credit")
+    part = servings["host"].models["credit", 1].part
+
+    def failing(channel, X):
+        raise DataError("the host's table changed under the model")
+
+    part.serve, started = failing, time.monotonic()
+    with pytest.raises(ServingError, match="host 'host' failed the prediction for model 'credit': .*host: serving "
+                                           "failed: DataError"):
+        servings["guest"].predict("credit", ids)
+    assert time.monotonic() - started < 5
+    del part.serve  # the next prediction is served as usual
+    np.testing.assert_allclose(servings["guest"].predict("credit", ids), expected("a" * 16), atol=1e-12)

@@ -222,6 +222,8 @@ class Serving:
                         kind = UnknownId if set(refusals.values()) == {"unknown id"} else ServingError
                         raise kind(f"hosts refused the prediction: {refusals}")
                     scores = served.part.predict(channel, served.table.features[rows], np.arange(len(rows)))
+                except PeerError as exc:
+                    raise ServingError(f"host {exc.peer!r} failed the prediction for model {name!r}: {exc}") from None
                 finally:
                     served.part.finish(channel)  # queued: the answer need not wait for the hosts' release
             finally:
@@ -309,6 +311,7 @@ class Serving:
             served.part.serve(channel, served.table.features[rows])
         except IsthmusError as exc:
             self._log({"name": served.name, "version": served.version}, guest, f"failed: {type(exc).__name__}")
+            channel.abort_after(exc, "serving")  # in this prediction's scope: the guest stops waiting for it
         finally:
             link.detach()
             self._held_requests.release()
