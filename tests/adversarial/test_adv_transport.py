@@ -19,6 +19,7 @@ from grpc_helpers import PARTIES, make_certs, node_starter
 
 from isthmus.errors import ProtocolError
 from isthmus.transport.grpc_inbox import JOB_KEY, MESSAGE_ID_KEY, SENDER_KEY, SIZE_KEY, TAG_KEY
+from isthmus.transport.mailbox import Mailbox
 from isthmus.transport.ports import free_ports
 
 HOSTILE = Path(__file__).with_name("hostile_peer.py")
@@ -163,3 +164,14 @@ def test_a_one_request_delivery_is_checked_as_a_stream_is(start, declared, size,
         with pytest.raises(ProtocolError, match=noted):
             bob.channel("job").recv("alice", "small", timeout=5)
     assert bob.mailbox.get("job", "alice", "small", 0) is None
+
+
+@pytest.mark.parametrize("tag", ["isthmus/abort", "serve/1/isthmus/abort"])
+def test_an_abort_notice_cut_in_transit_gives_back_no_room_it_did_not_hold(tag):
+    """An abort notice is not counted against its sender's quota, so cutting one must not count it off: a peer
+    cutting scoped notices would otherwise have lowered its own count below what it holds, past its quota."""
+    mailbox = Mailbox()
+    mailbox.open_job("job")
+    mailbox.put("job", "b", "x", b"held")
+    mailbox.reserve("job", "b", tag, 10).release()
+    assert mailbox.backlog("b") == (4, 1)

@@ -343,7 +343,7 @@ class Reservation:
         """Give the room back: the transfer failed or was cut."""
         if self._open:
             self._open = False
-            if self.tag != ABORT_TAG:
+            if not is_abort(self.tag):  # an abort notice holds no room
                 with self.mailbox._cond:
                     self.mailbox._release(self.sender, self.size)
 
