@@ -46,7 +46,7 @@ def _ext(code: int, payload: bytes) -> bytes:
 
 def _header(message: bytes) -> bytes:
     """What follows the magic bytes and the header's length (a message without arrays has nothing else)."""
-    return message[len(codec.MAGIC) + 4 :]
+    return message[len(codec.MAGIC) + codec._HEADER_LENGTH_BYTES :]
 
 
 def _record(code: int, payload: bytes) -> bytes:
