@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from isthmus.errors import PeerRefusedError
+from isthmus.errors import PeerAbortedError, PeerRefusedError
 from isthmus.transport.local import LocalHub
 from isthmus.transport.pipeline import PipelinedChannel, SendQueues
 
@@ -71,3 +71,16 @@ def test_detached_sends_complete_after_their_sender_moved_on(queues):
     reader.start()
     reader.join()
     assert received == ["bye"]
+
+
+def test_an_abort_does_not_overtake_what_was_queued_before_it(queues):
+    """A host that answers "ready" and then fails: the guest reads the answer first, then the failure."""
+    hub = SlowAcks(["guest", "host"])
+    guest = hub.channel("guest")
+    guest.keep_open()
+    host = PipelinedChannel(hub.channel("host"), queues).scoped("serve/1")
+    host.send("guest", "ready", {"ok": True})
+    host.abort("serving failed")
+    assert guest.scoped("serve/1").recv("host", "ready", timeout=2) == {"ok": True}
+    with pytest.raises(PeerAbortedError, match="serving failed"):
+        guest.scoped("serve/1").recv("host", "scores", timeout=2)

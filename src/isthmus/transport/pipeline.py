@@ -63,6 +63,12 @@ class PipelinedChannel(RelayChannel):
         self.flush(senders)
         return super().recv_any(senders, tag, timeout)
 
+    def _send_abort(self, tag: str, reason: str, peers: Iterable[str]) -> None:
+        """In each peer's queue too: an abort sent past the queue overtook the message queued before it (a
+        host's "ready" ahead of its failure), and the peer read the abort in its place."""
+        for peer in peers:
+            self._pending.setdefault(peer, []).append(self.queues.submit(peer, self.inner._send_abort, tag, reason, [peer]))
+
     def flush(self, peers: Iterable[str] | None = None) -> None:
         """Wait until ``peers`` (default: all) hold what was sent to them; raise the first failed delivery."""
         for peer in list(self._pending if peers is None else peers):
