@@ -34,8 +34,9 @@ def test_sshe_softmax_parity_between_processes(tmp_path):
     report = json.loads((tmp_path / "run" / "parity.json").read_text())
     assert report["model"] == "hetero_lr_sshe" and report["metric"] == "accuracy" and report["evaluation_rows"] == 40
     # 40 held-out rows drawn by the PSI's random order, one row 0.025: on the float64 twin over 8 row orders
-    # the gap was 0 on 6 and one row on 2 (tests/test_sshe_softmax.py holds the 0.01 target on fixed rows)
-    assert report["delta"] <= 0.05, report
+    # the gap was 0 on 6 and one row on 2 (tests/test_sshe_softmax.py holds the 0.01 target on fixed rows).
+    # At most two rows (0.05), counted as rows: as floats, 1.0 - 0.95 is above 0.05
+    assert round(report["delta"] * report["evaluation_rows"]) <= 2, report
     guest = json.loads((tmp_path / "run" / "guest" / "model.json").read_text())
     host = json.loads((tmp_path / "run" / "host" / "model.json").read_text())
     assert guest["task"] == "multiclass" and guest["classes"] == DIGITS
