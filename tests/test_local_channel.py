@@ -11,7 +11,7 @@ from conftest import run_parties
 from isthmus.errors import ConfigError, PeerAbortedError, PeerRefusedError, PeerTimeoutError, ProtocolError
 from isthmus.transport import codec
 from isthmus.transport.local import LocalHub
-from isthmus.transport.mailbox import MAX_SCOPE_ABORTS, Mailbox, Refused
+from isthmus.transport.mailbox import MAX_CLOSED_SCOPES, MAX_SCOPE_ABORTS, Mailbox, Refused
 
 
 def test_parties_in_threads_exchange_messages():
@@ -183,6 +183,49 @@ def test_in_a_job_kept_open_a_scopes_abort_ends_only_that_senders_receives_in_th
     assert service.scoped("serve/1/step").recv("c", "ready", timeout=1) == "c's"
     assert service.scoped("serve/2").recv("b", "ready", timeout=1) == "b's next"
     assert service.recv("b", "ask", timeout=1) == "b's own"
+
+
+def test_in_a_job_kept_open_what_a_member_sent_before_its_scopes_abort_is_read_before_the_abort():
+    """A host that answered "ready" and then failed: the guest reads the "ready", then the failure. Read
+    the other way round, the failure came in place of the answer and the "ready" waited for ever."""
+    hub = LocalHub(["a", "b"])
+    service = hub.channel("a", "svc")
+    service.keep_open()
+    request = hub.channel("b", "svc").scoped("serve/1")
+    request.send("a", "ready", {"ok": True})
+    request.abort("serving failed")
+    assert service.scoped("serve/1").recv("b", "ready", timeout=1) == {"ok": True}
+    with pytest.raises(PeerAbortedError, match="b: serving failed"):
+        service.scoped("serve/1").recv("b", "ready", timeout=1)
+    training = hub.channel("a", "train")  # in any other job, an abort still ends every receive at once
+    hub.channel("b", "train").send("a", "x", 1)
+    hub.channel("b", "train").abort("stop")
+    with pytest.raises(PeerAbortedError, match="stop"):
+        training.recv("b", "x", timeout=1)
+
+
+def test_a_closed_scope_drops_what_waits_in_it_and_what_arrives_in_it_later():
+    """What a party no longer reads must not wait for ever in a job that never ends, held against its
+    sender's quota (the guest's release of a prediction the host refused; a late answer)."""
+    hub = LocalHub(["a", "b"])
+    service = hub.channel("a", "svc")
+    service.keep_open()
+    peer = hub.channel("b", "svc")
+    peer.scoped("serve/1").send("a", "scores", np.arange(3))
+    peer.scoped("serve/1").scoped("step").send("a", "x", 1)
+    peer.scoped("serve/2").send("a", "scores", "kept")
+    service.scoped("serve/1").close()
+    peer.scoped("serve/1").send("a", "finish", 2)  # after the close: discarded on arrival
+    peer.scoped("serve/1").abort("late")
+    assert hub.mailboxes["a"].backlog("b") == (len(codec.encode("kept")), 1)
+    assert service.scoped("serve/2").recv("b", "scores", timeout=1) == "kept"
+    assert hub.mailboxes["a"].backlog("b") == (0, 0)
+    assert hub.mailboxes["a"]._jobs["svc"].scope_aborts.get("b", {}) == {}
+    with pytest.raises(PeerTimeoutError):
+        service.scoped("serve/1").recv("b", "finish", timeout=0.1)
+    for i in range(MAX_CLOSED_SCOPES + 10):  # the latest closed scopes are remembered, no more
+        service.scoped(f"serve/x{i}").close()
+    assert len(hub.mailboxes["a"]._jobs["svc"].closed_scopes) == MAX_CLOSED_SCOPES
 
 
 def test_a_member_cannot_pile_up_scope_aborts_in_a_job_kept_open():

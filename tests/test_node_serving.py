@@ -19,7 +19,7 @@ from isthmus.errors import ConfigError, DataError
 from isthmus.node.peers import CONTROL_JOB
 from isthmus.node.proposal import parse_proposal
 from isthmus.node.runner import job_folder
-from isthmus.node.serving import Serving, ServingError
+from isthmus.node.serving import Serving, ServingError, UnknownId
 from isthmus.node.store import Store
 from tests.node_helpers import federation, local_nodes, proposal
 
@@ -178,3 +178,34 @@ def test_a_prediction_failing_at_the_host_fails_at_the_guest_at_once_naming_the_
     assert time.monotonic() - started < 5
     del part.serve  # the next prediction is served as usual
     np.testing.assert_allclose(servings["guest"].predict("credit", ids), expected("a" * 16), atol=1e-12)
+
+
+def test_refused_and_failed_predictions_leave_nothing_waiting_at_either_node(served):
+    """The nodes' link never ends, so a message nobody reads would wait there for ever, held against its
+    sender's quota: the guest's release of every prediction a host refused (an id it lacks) piled up at
+    the host, and after 4,096 of them the guest could deliver that host nothing, proposals included."""
+    servings, ids, expected, nodes = served
+    servings["guest"].publish("a" * 16, "credit")
+    host = servings["host"].models["credit", 1]
+    del host.index[ids[0]]
+    for _ in range(5):
+        with pytest.raises(UnknownId, match="hosts refused the prediction: {'host': 'unknown id'}"):
+            servings["guest"].predict("credit", ids[:2])
+
+    def failing(channel, X):
+        raise DataError("the host's table changed under the model")
+
+    host.part.serve = failing
+    for _ in range(3):
+        with pytest.raises(ServingError, match="host 'host' failed the prediction"):
+            servings["guest"].predict("credit", ids[1:])
+    del host.part.serve
+    np.testing.assert_allclose(servings["guest"].predict("credit", ids[1:]), expected("a" * 16)[1:], atol=1e-12)
+    waiting = {}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the last sends are on their way
+        waiting = {party: nodes.hub.mailboxes[party].backlog(peer) for party, peer in (("host", "guest"), ("guest", "host"))}
+        if waiting == {"host": (0, 0), "guest": (0, 0)}:
+            break
+        time.sleep(0.05)
+    assert waiting == {"host": (0, 0), "guest": (0, 0)}

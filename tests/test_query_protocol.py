@@ -10,7 +10,7 @@ import pytest
 
 from isthmus.crypto.oprf import OprfKey
 from isthmus.crypto.paillier import generate_keypair
-from isthmus.errors import ConfigError, DataError
+from isthmus.errors import ConfigError, DataError, PeerTimeoutError
 from isthmus.query import protocol
 from isthmus.query.asker import NoAnswerError, QueryClient
 from isthmus.query.config import Policy, QueryConfig
@@ -256,3 +256,16 @@ def test_a_responder_never_sees_the_same_element_twice_for_one_id(consortium):
 def test_a_daily_limit_below_one_batch_is_a_configuration_error():
     with pytest.raises(ConfigError, match=r"max_ids_per_day \(10\) is below policy.max_batch \(50\)"):
         make_config(max_batch=50, max_ids_per_day=10)
+
+
+def test_a_reply_that_comes_after_its_asker_stopped_waiting_is_dropped():
+    """A member's channel never ends, so a late reply would wait there for ever, held against the
+    replier's quota."""
+    hub = LocalHub(["asker", "institution"])
+    asker = hub.channel("asker", "query")
+    asker.keep_open()
+    request = protocol.new_request("digest")
+    with pytest.raises(PeerTimeoutError):
+        protocol.call(asker, "institution", protocol.HELLO, request, timeout=0.05)
+    hub.channel("institution", "query").send("asker", protocol.reply_tag(protocol.HELLO, request["rid"]), {"ok": True})
+    assert hub.mailboxes["asker"].backlog("institution") == (0, 0)

@@ -203,7 +203,7 @@ class Serving:
                             + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""))
         rid = secrets.token_hex(8)
         with served.lock:  # a part scores one request at a time
-            link = PipelinedChannel(self.channel, self._queues, served.peers)
+            link = self._link(served.peers)
             channel = link.scoped(f"{SERVE_SCOPE}{rid}")
             try:
                 for host in served.peers:  # to every host at once; each host's failure is raised by its recv
@@ -212,7 +212,7 @@ class Serving:
                 refusals: dict[str, str] = {}
                 for host in served.peers:
                     try:
-                        ready = channel.recv(host, "ready", timeout=self.config.options.timeout)
+                        ready = channel.recv(host, "ready")
                     except PeerError as exc:
                         raise ServingError(f"host {host!r} did not answer for model {name!r}: {exc}") from None
                     if Inspect(host, "ready").mapping(ready, {"ok"}).get("ok") is not True:
@@ -227,6 +227,7 @@ class Serving:
                 finally:
                     served.part.finish(channel)  # queued: the answer need not wait for the hosts' release
             finally:
+                channel.close()  # a late answer (or a failed host's "ready") must not wait here for ever
                 link.detach()
         return np.asarray(scores).tolist()
 
@@ -272,12 +273,11 @@ class Serving:
         check.mapping(message, {"kind", "job", "name", "version", "rid", "ids"}, exact=True)
         rid = check.text(message["rid"], "request id", 16)
         served = self._held(message)
-        link = PipelinedChannel(self.channel, self._queues, [sender])
+        link = self._link([sender])
         channel = link.scoped(f"{SERVE_SCOPE}{rid}")
         if served is None or not isinstance(served.part, HostPart) or served.peers != [sender]:
             self._log(message, sender, "unknown model")
-            channel.send(sender, "ready", {"ok": False, "error": "unknown model"})
-            link.detach()
+            self._refuse(link, channel, sender, "unknown model")
             return
         try:
             ids = _ids(message["ids"])
@@ -292,10 +292,15 @@ class Serving:
             refusal = "busy"
         self._log(message, sender, refusal or "served")
         if refusal is not None:
-            channel.send(sender, "ready", {"ok": False, "error": self._explained(refusal)})
-            link.detach()
+            self._refuse(link, channel, sender, self._explained(refusal))
             return
         self._workers.submit(self._serve, served, link, channel, sender, rows)
+
+    @staticmethod
+    def _refuse(link: PipelinedChannel, channel: Channel, guest: str, error: str) -> None:
+        channel.send(guest, "ready", {"ok": False, "error": error})
+        channel.close()  # the guest's release of a refused prediction is dropped on arrival
+        link.detach()
 
     def _explained(self, refusal: str) -> str:
         if refusal == "rate limit":
@@ -313,6 +318,7 @@ class Serving:
             self._log({"name": served.name, "version": served.version}, guest, f"failed: {type(exc).__name__}")
             channel.abort_after(exc, "serving")  # in this prediction's scope: the guest stops waiting for it
         finally:
+            channel.close()
             link.detach()
             self._held_requests.release()
 
@@ -326,6 +332,13 @@ class Serving:
             log.write(json.dumps(entry) + "\n")
 
     # -- both ------------------------------------------------------------------------------------------
+
+    def _link(self, peers: list[str]) -> PipelinedChannel:
+        """One prediction's link to ``peers``: each receive waits at most the node's timeout, over gRPC and in
+        process alike (a host whose guest went away stops serving it then)."""
+        link = PipelinedChannel(self.channel, self._queues, peers)
+        link.default_timeout = self.config.options.timeout
+        return link
 
     def _load(self, name: str, version: int, job_id: str) -> Served:
         job = self.store.job(job_id)

@@ -12,7 +12,7 @@ import secrets
 from typing import Any
 
 from isthmus.budget import IdBudget
-from isthmus.errors import PeerRefusedError, ProtocolError
+from isthmus.errors import PeerRefusedError, PeerTimeoutError, ProtocolError
 from isthmus.query.config import Policy
 from isthmus.transport.channel import Channel
 
@@ -87,7 +87,11 @@ def call(channel: Channel, peer: str, tag: str, request: dict[str, Any], timeout
     """Send ``request`` to ``peer`` and wait for its reply; a refusal is a :class:`PeerRefusedError`."""
     channel.send(peer, tag, request)
     answer_tag = reply_tag(tag, request["rid"])
-    reply = channel.recv(peer, answer_tag, timeout=timeout)
+    try:
+        reply = channel.recv(peer, answer_tag, timeout=timeout)
+    except PeerTimeoutError:
+        channel.close_scope(answer_tag)  # the service's job never ends: a late reply must not wait in it for ever
+        raise
     if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
         raise ProtocolError("a reply must be a map with a boolean 'ok'", peer=peer, tag=answer_tag)
     if not reply["ok"]:

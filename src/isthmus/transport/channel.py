@@ -124,6 +124,11 @@ class Channel(ABC):
         (:meth:`isthmus.transport.mailbox.Mailbox.keep_open`)."""
         raise NotImplementedError(f"{type(self).__name__} cannot keep a job open")
 
+    def close_scope(self, scope: str) -> None:
+        """This party is done with ``scope``: what waits in it, or arrives in it later, is dropped
+        (:meth:`isthmus.transport.mailbox.Mailbox.close_scope`). For a service's requests, whose job never ends."""
+        raise NotImplementedError(f"{type(self).__name__} cannot close a scope")
+
     def _quitters(self) -> set[str]:
         """Peers that aborted this job; channels that can tell override this."""
         return set()
@@ -166,6 +171,9 @@ class RelayChannel(Channel):
     def keep_open(self) -> None:
         self.inner.keep_open()
 
+    def close_scope(self, scope: str) -> None:
+        self.inner.close_scope(scope)
+
     def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
         self.inner._send_raw(to, tag, payload)
 
@@ -199,3 +207,10 @@ class ScopedChannel(RelayChannel):
 
     def _send_abort(self, tag: str, reason: str, peers: Iterable[str]) -> None:
         super()._send_abort(f"{self.scope}/{tag}", reason, peers)
+
+    def close_scope(self, scope: str) -> None:
+        super().close_scope(f"{self.scope}/{scope}")
+
+    def close(self) -> None:
+        """Close this channel's scope (:meth:`Channel.close_scope`): one request of a service has ended here."""
+        self.inner.close_scope(self.scope)

@@ -287,6 +287,9 @@ class GrpcChannel(Channel):
     def keep_open(self) -> None:
         self.node.mailbox.keep_open(self.job)
 
+    def close_scope(self, scope: str) -> None:
+        self.node.mailbox.close_scope(self.job, scope)
+
     def _address_of(self, senders: list[str]) -> str:
         return ", ".join(self.node.peers[s] for s in senders)
 

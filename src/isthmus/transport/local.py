@@ -60,5 +60,8 @@ class LocalChannel(Channel):
     def keep_open(self) -> None:
         self.hub.mailboxes[self.party].keep_open(self.job)
 
+    def close_scope(self, scope: str) -> None:
+        self.hub.mailboxes[self.party].close_scope(self.job, scope)
+
     def _address_of(self, senders: list[str]) -> str:
         return "in-process"

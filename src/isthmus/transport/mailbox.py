@@ -35,6 +35,8 @@ ABORT_TAG = "isthmus/abort"
 MAX_ABORT_BYTES = 2000
 #: Per sender and service job, the scopes whose aborts are kept; older ones are forgotten first.
 MAX_SCOPE_ABORTS = 32
+#: Per job, the scopes closed most recently (:meth:`Mailbox.close_scope`): what arrives in them is discarded.
+MAX_CLOSED_SCOPES = 4096
 
 #: Per sender, over all jobs: what may wait in the mailbox or be in transit to it.
 DEFAULT_BACKLOG_BYTES = 2 * codec.DEFAULT_MAX_BYTES
@@ -61,6 +63,12 @@ class _Job:
     senders: set[str] = field(default_factory=set)  # every sender whose delivery was admitted
     service: bool = False  # a long-lived service's job: an abort ends one scope, never the job (Mailbox.keep_open)
     scope_aborts: dict[str, dict[str, str]] = field(default_factory=dict)  # sender -> scope -> reason
+    closed_scopes: dict[str, None] = field(default_factory=dict)  # oldest first
+
+    def closed(self, tag: str) -> bool:
+        """Whether ``tag`` is, or lies in, a closed scope (each "/" of it ends a candidate scope)."""
+        return bool(self.closed_scopes) and (tag in self.closed_scopes or any(
+            tag[:i] in self.closed_scopes for i, char in enumerate(tag) if char == "/"))
 
 
 @dataclass
@@ -187,9 +195,9 @@ class Mailbox:
         with self._cond:
             state = self._jobs.get(job)
             if is_abort(tag):
-                if state is not None:
+                if state is not None and not state.closed(tag):
                     self._note_abort(state, sender, _aborted_scope(tag), payload[:MAX_ABORT_BYTES].decode("utf-8", "replace"))
-            elif state is None:  # the job was dropped while the message was in transit
+            elif state is None or state.closed(tag):  # its job was dropped, or its scope closed, in transit
                 self._release(sender, reservation.size)
             else:
                 self._queues.setdefault((job, sender, tag), deque()).append((next(self._arrivals), payload))
@@ -225,9 +233,10 @@ class Mailbox:
     def get_any(self, job: str, senders: list[str], tag: str, timeout: float | None) -> tuple[str, bytes] | None:
         """The next payload under ``tag`` from whichever of ``senders`` delivered first, with its sender.
 
-        Raises :class:`PeerAbortedError` as soon as any peer has aborted the job (in a service's job: one
-        of ``senders`` the scope of ``tag``), and :class:`ProtocolError` once for each refused delivery
-        from one of ``senders``.
+        Raises :class:`PeerAbortedError` as soon as any peer has aborted the job, and :class:`ProtocolError`
+        once for each refused delivery from one of ``senders``. In a service's job, an abort of the scope of
+        ``tag`` by one of ``senders`` is raised once what they sent before it has been read: a host's "ready"
+        is read before its failure, not lost behind it.
         """
         keys = [(job, sender, tag) for sender in senders]
 
@@ -240,13 +249,17 @@ class Mailbox:
         with self._cond:
             if not self._cond.wait_for(ready, timeout=timeout):
                 return None
-            self._raise_if_aborted(job, senders, tag)
             state = self._jobs.get(job)
+            if state is not None and state.aborted is not None:  # a job's abort ends every receive at once
+                self._raise_if_aborted(job, senders, tag)
             refused = next((s for s in senders if state is not None and s in state.refusals), None)
             if refused is not None:
                 reason = state.refusals.pop(refused)
                 raise ProtocolError(f"a message was refused on arrival: {reason}", peer=refused, tag=tag)
-            key = min((k for k in keys if k in self._queues), key=lambda k: self._queues[k][0][0])
+            queued = [k for k in keys if k in self._queues]
+            if not queued:
+                self._raise_if_aborted(job, senders, tag)
+            key = min(queued, key=lambda k: self._queues[k][0][0])
             return key[1], self._pop(key)
 
     def raise_if_aborted(self, job: str, tag: str, peer: str | None = None) -> None:
@@ -302,6 +315,25 @@ class Mailbox:
             state = self._jobs.setdefault(job, _Job(None, {}))
             state.service, state.aborted = True, None
             state.quitters.clear()
+
+    def close_scope(self, job: str, scope: str) -> None:
+        """This party is done with ``scope`` of ``job`` (one request of a service; the tag ``scope`` and every
+        tag under ``scope/``): drop what waits in it and discard what arrives in it later, so that nothing of
+        an ended request waits here for ever, held against its sender's quota (the guest's release of a
+        prediction a host refused; an answer that came after its asker stopped waiting). Only the
+        :data:`MAX_CLOSED_SCOPES` latest closed scopes are kept."""
+        with self._cond:
+            state = self._jobs.get(job)
+            if state is None:
+                return
+            state.closed_scopes[scope] = None
+            if len(state.closed_scopes) > MAX_CLOSED_SCOPES:
+                del state.closed_scopes[next(iter(state.closed_scopes))]
+            for scopes in state.scope_aborts.values():
+                scopes.pop(scope, None)
+            for key in [k for k in self._queues if k[0] == job and (k[2] == scope or k[2].startswith(f"{scope}/"))]:
+                for _, payload in self._queues.pop(key):
+                    self._release(key[1], len(payload))
 
     def drop_job(self, job: str) -> None:
         """Forget ``job``: its queued messages, notes and abort; later deliveries for it are refused."""
