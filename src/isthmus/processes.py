@@ -17,6 +17,7 @@ watches the starter itself (:func:`multiprocessing.parent_process`).
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -34,6 +35,13 @@ def forkserver(preload: Iterable[str] = ()) -> ForkServerContext:
         _preload.update(preload)
         context.set_forkserver_preload(sorted(_preload))
     return context
+
+
+def start_forkserver(preload: Iterable[str] = ()) -> None:
+    """Start the fork server now, without waiting for it: it imports ``preload`` in the background, so the
+    first process asked of it later (a node's first job) does not wait for those imports."""
+    forkserver(preload)
+    multiprocessing.forkserver.ensure_running()
 
 
 def fresh_process(target: Callable[..., Any], args: tuple, *, name: str,

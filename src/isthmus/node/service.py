@@ -78,6 +78,7 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
                            on_done=lambda job, status, reason: coordinator.job_done(job, status, reason),
                            compute=config.options.compute)
     coordinator = Coordinator(config, store, signing_key, pinned, runner)
+    runner.warm()
     interrupted = store.with_status("running")
     for job in interrupted:
         store.set_status(job["id"], "failed", RESTARTED)
