@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from isthmus.node.peers import CONTROL_JOB, TAG
-from isthmus.node.serving import MAX_HELD, SERVE_SCOPE, ServingError
+from isthmus.node.serving import MAX_HELD, REFUSED, SERVE_SCOPE, ServingError
 from tests.test_node_serving import served, serving_federation  # noqa: F401 (served is a fixture)
 
 
@@ -34,8 +34,7 @@ def test_a_version_the_host_does_not_hold_as_given_is_an_unknown_model(served): 
         rid = f"{i:016d}"
         guest.send("host", TAG, {"kind": "predict", "job": "a" * 16, "name": "credit", "version": version,
                                  "rid": rid, "ids": ids})
-        assert guest.scoped(f"{SERVE_SCOPE}{rid}").recv("host", "ready", timeout=5) == {
-            "ok": False, "error": "unknown model"}
+        assert guest.scoped(f"{SERVE_SCOPE}{rid}").recv("host", REFUSED, timeout=5) == {"error": "unknown model"}
 
 
 def test_a_guest_testing_ids_one_by_one_is_stopped_at_the_hosts_hourly_limit(tmp_path):
@@ -49,7 +48,7 @@ def test_a_guest_testing_ids_one_by_one_is_stopped_at_the_hosts_hourly_limit(tmp
             rid = f"{i:016d}"
             guest.send("host", TAG, {"kind": "predict", "job": "a" * 16, "name": "credit", "version": 1,
                                      "rid": rid, "ids": [f"probe-{i}"]})
-            answers.append(guest.scoped(f"{SERVE_SCOPE}{rid}").recv("host", "ready", timeout=5)["error"])
+            answers.append(guest.scoped(f"{SERVE_SCOPE}{rid}").recv("host", REFUSED, timeout=5)["error"])
         assert answers[:12] == ["unknown id"] * 12
         assert all(a.startswith("rate limit: more than 12 ids in an hour") for a in answers[12:]), answers
         with pytest.raises(ServingError, match=r"rate limit"):  # known ids too, through the guest's own node
@@ -68,7 +67,7 @@ def test_a_guest_flooding_requests_it_never_follows_up_gets_busy_not_an_endless_
         guest.send("host", TAG, {"kind": "predict", "job": "a" * 16, "name": "credit", "version": 1, "rid": rid,
                                  "ids": ids})
     for rid in rids[MAX_HELD:]:
-        assert guest.scoped(f"{SERVE_SCOPE}{rid}").recv("host", "ready", timeout=5)["error"].startswith("busy:")
+        assert guest.scoped(f"{SERVE_SCOPE}{rid}").recv("host", REFUSED, timeout=5)["error"].startswith("busy:")
     part = servings["guest"].models["credit", 1].part
     for rid in rids[:MAX_HELD]:  # release them: the places come back
         part.finish(guest.scoped(f"{SERVE_SCOPE}{rid}"))

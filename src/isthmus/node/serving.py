@@ -33,7 +33,7 @@ from isthmus.algorithms.base import MODEL_FILE, GuestPart, HostPart, Part
 from isthmus.algorithms.registry import algorithm
 from isthmus.budget import IdBudget
 from isthmus.data.table import PartyTable, read_table
-from isthmus.errors import ConfigError, IsthmusError, PeerError
+from isthmus.errors import ConfigError, IsthmusError, PeerAbortedError, PeerError
 from isthmus.jobs.spec import JobSpec
 from isthmus.jobs.steps.data import missing_policy
 from isthmus.node.coordinator import Coordinator, proposal_of
@@ -45,6 +45,8 @@ from isthmus.transport.channel import Channel
 from isthmus.transport.pipeline import PipelinedChannel, SendQueues
 
 SERVE_SCOPE = "serve/"  # every prediction's messages: serve/<request id>/...
+#: A host's word that it will not serve a prediction, and why (the guest's operator reads it).
+REFUSED = "refused"
 _log = logging.getLogger(__name__)
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9.\-]{0,62}")
 MAX_IDS = 10_000
@@ -206,28 +208,15 @@ class Serving:
             link = self._link(served.peers)
             channel = link.scoped(f"{SERVE_SCOPE}{rid}")
             try:
-                for host in served.peers:  # to every host at once; each host's failure is raised by its recv
+                for host in served.peers:  # to every host at once, the algorithm's first orders right behind
                     link.send(host, TAG, {"kind": "predict", "job": served.job, "name": name, "version": version,
                                           "rid": rid, "ids": ids})
-                refusals: dict[str, str] = {}
-                for host in served.peers:
-                    try:
-                        ready = channel.recv(host, "ready")
-                    except PeerError as exc:
-                        raise ServingError(f"host {host!r} did not answer for model {name!r}: {exc}") from None
-                    if Inspect(host, "ready").mapping(ready, {"ok"}).get("ok") is not True:
-                        refusals[host] = str(ready.get("error"))[:200]
-                try:
-                    if refusals:
-                        kind = UnknownId if set(refusals.values()) == {"unknown id"} else ServingError
-                        raise kind(f"hosts refused the prediction: {refusals}")
-                    scores = served.part.predict(channel, served.table.features[rows], np.arange(len(rows)))
-                except PeerError as exc:
-                    raise ServingError(f"host {exc.peer!r} failed the prediction for model {name!r}: {exc}") from None
-                finally:
-                    served.part.finish(channel)  # queued: the answer need not wait for the hosts' release
+                scores = served.part.predict(channel, served.table.features[rows], np.arange(len(rows)))
+            except PeerError as exc:
+                raise _failure(channel, served.peers, name, exc) from None
             finally:
-                channel.close()  # a late answer (or a failed host's "ready") must not wait here for ever
+                served.part.finish(channel)  # queued: the answer need not wait for the hosts' release
+                channel.close()  # a late answer must not wait here for ever
                 link.detach()
         return np.asarray(scores).tolist()
 
@@ -298,8 +287,10 @@ class Serving:
 
     @staticmethod
     def _refuse(link: PipelinedChannel, channel: Channel, guest: str, error: str) -> None:
-        channel.send(guest, "ready", {"ok": False, "error": error})
-        channel.close()  # the guest's release of a refused prediction is dropped on arrival
+        """Say why, then end the prediction: the guest is already waiting for the algorithm's answer."""
+        channel.send(guest, REFUSED, {"error": error})
+        channel.abort("refused the prediction")
+        channel.close()  # the guest's orders and release of a refused prediction are dropped on arrival
         link.detach()
 
     def _explained(self, refusal: str) -> str:
@@ -312,7 +303,6 @@ class Serving:
 
     def _serve(self, served: Served, link: PipelinedChannel, channel: Channel, guest: str, rows: np.ndarray) -> None:
         try:
-            channel.send(guest, "ready", {"ok": True})
             served.part.serve(channel, served.table.features[rows])
         except IsthmusError as exc:
             self._log({"name": served.name, "version": served.version}, guest, f"failed: {type(exc).__name__}")
@@ -360,6 +350,23 @@ class Serving:
             else [p for p, role in roles.items() if role == "guest"]
         index = {str(i): row for row, i in enumerate(table.ids)}
         return Served(name, version, job_id, part, table, index, peers, threading.Lock())
+
+
+def _failure(channel: Channel, hosts: list[str], name: str, exc: PeerError) -> ServingError:
+    """Why a prediction ended at ``exc``: the refusals hosts sent before ending it (ids they lack, their
+    limits), else the host whose failure or silence it was."""
+    refusals = {}
+    for host in hosts:
+        try:  # a refusal is read before its host's notice, which came after it (Mailbox.get_any)
+            refusal = Inspect(host, REFUSED).mapping(channel.recv(host, REFUSED, timeout=0), {"error"}, exact=True)
+        except PeerError:  # none: the host is serving, failed or silent
+            continue
+        refusals[host] = str(refusal["error"])[:200]
+    if refusals:
+        kind = UnknownId if set(refusals.values()) == {"unknown id"} else ServingError
+        return kind(f"hosts refused the prediction: {refusals}")
+    ended = "failed" if isinstance(exc, PeerAbortedError) else "did not answer"
+    return ServingError(f"host {exc.peer!r} {ended} the prediction for model {name!r}: {exc}")
 
 
 def _where_to_publish(served: Served) -> str:
