@@ -11,6 +11,9 @@ A peer's deliveries are hostile input for memory too, so a message is admitted o
 - its sender's backlog stays within the quota: bytes and messages waiting here or still in
   transit, over all jobs, so unread tags or a burst cannot grow without bound.
 
+A message in a scope the receiver has closed (:meth:`Mailbox.close_scope`: a service's request it is
+done with) is admitted and then discarded, so it holds none of its sender's quota.
+
 A refused delivery raises :class:`Refused` at the delivering end and leaves a note for the
 receiver: the next receive from that sender in that job raises it as a :class:`ProtocolError`, so
 nobody waits for a message that will never come. A note is raised once (a long-running service can
