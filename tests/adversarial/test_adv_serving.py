@@ -1,6 +1,6 @@
 """Hostile nodes against serving: only a model's guest may withdraw a host's version, a version that is not a
 whole number the host holds is "unknown model", nothing more; a guest can neither test ids past the host's
-hourly limit nor grow its queue without bound."""
+hourly limit nor grow its queue without bound; a host's malformed refusal is its failure."""
 
 from __future__ import annotations
 
@@ -104,3 +104,23 @@ def test_a_member_sending_abort_notices_cannot_fail_anyone_elses_predictions(ser
     finally:
         stop.set()
         flood.join()
+
+
+@pytest.mark.parametrize("refusal", [["not", "a", "map"], {"error": "unknown id", "more": 1}, "x" * 100],
+                         ids=["list", "extra key", "text"])
+def test_a_host_sending_a_malformed_refusal_fails_the_prediction_naming_it(served, refusal):  # noqa: F811
+    """A host's refusal is read from hostile bytes like anything else: a malformed one is the host's failure,
+    not an unexplained protocol error at the guest's API."""
+    servings, ids, _, _ = served
+    servings["guest"].publish("a" * 16, "credit")
+    host = servings["host"]
+    del host.models["credit", 1].index[ids[0]]  # the host refuses: an id it lacks
+
+    def malformed_refusal(link, channel, guest, error):
+        channel.send(guest, REFUSED, refusal)
+        channel.abort("refused")
+        link.detach()
+
+    host._refuse = malformed_refusal
+    with pytest.raises(ServingError, match="host 'host' failed the prediction for model 'credit'"):
+        servings["guest"].predict("credit", ids[:1])

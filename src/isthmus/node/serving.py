@@ -33,7 +33,7 @@ from isthmus.algorithms.base import MODEL_FILE, GuestPart, HostPart, Part
 from isthmus.algorithms.registry import algorithm
 from isthmus.budget import IdBudget
 from isthmus.data.table import PartyTable, read_table
-from isthmus.errors import ConfigError, IsthmusError, PeerAbortedError, PeerError
+from isthmus.errors import ConfigError, IsthmusError, PeerAbortedError, PeerError, ProtocolError
 from isthmus.jobs.spec import JobSpec
 from isthmus.jobs.steps.data import missing_policy
 from isthmus.node.coordinator import Coordinator, proposal_of
@@ -359,7 +359,7 @@ def _failure(channel: Channel, hosts: list[str], name: str, exc: PeerError) -> S
     for host in hosts:
         try:  # a refusal is read before its host's notice, which came after it (Mailbox.get_any)
             refusal = Inspect(host, REFUSED).mapping(channel.recv(host, REFUSED, timeout=0), {"error"}, exact=True)
-        except PeerError:  # none: the host is serving, failed or silent
+        except (PeerError, ProtocolError):  # none (or a malformed one): the host is serving, failed or silent
             continue
         refusals[host] = str(refusal["error"])[:200]
     if refusals:
