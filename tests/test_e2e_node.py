@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -247,3 +248,30 @@ def test_the_api_socket_the_node_binds_gets_tcp_nodelay(tmp_path):
 
     with _api_socket(load_node_config(federation(tmp_path)["guest"])) as api:
         assert (api.family, api.type, api.proto) == (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+
+
+def test_a_node_starts_its_fork_server_before_any_job(tmp_path):
+    """So that its first job's processes need not wait for the party stack's imports (2-4 s on 2 cores with
+    every node of a federation importing at once; benchmarks/serving.py)."""
+    config = federation(tmp_path)["guest"]
+    log = config.parent / "node.log"
+    node = start_node(config, log)
+    try:
+        wait_ready(api_url(config), node, log)
+        assert any("multiprocessing.forkserver" in command for command in _children(node.pid)), _children(node.pid)
+    finally:
+        node.terminate()
+        node.wait()
+
+
+def _children(pid: int) -> list[str]:
+    """The command lines of the processes whose parent is ``pid`` (Linux /proc)."""
+    commands = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid:
+                commands.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError, IndexError):  # the process ended meanwhile
+            continue
+    return commands
