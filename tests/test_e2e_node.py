@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from isthmus.compute.ray_local import _descendants
 from isthmus.errors import ConfigError
 from isthmus.jobs.rundir import locked
 
@@ -258,20 +259,15 @@ def test_a_node_starts_its_fork_server_before_any_job(tmp_path):
     node = start_node(config, log)
     try:
         wait_ready(api_url(config), node, log)
-        assert any("multiprocessing.forkserver" in command for command in _children(node.pid)), _children(node.pid)
+        commands = [_command_line(pid) for pid in _descendants(node.pid)]
+        assert any("multiprocessing.forkserver" in command for command in commands), commands
     finally:
         node.terminate()
         node.wait()
 
 
-def _children(pid: int) -> list[str]:
-    """The command lines of the processes whose parent is ``pid`` (Linux /proc)."""
-    commands = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if parent == pid:
-                commands.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except (OSError, ValueError, IndexError):  # the process ended meanwhile
-            continue
-    return commands
+def _command_line(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:  # it ended meanwhile
+        return ""

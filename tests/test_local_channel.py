@@ -186,17 +186,17 @@ def test_in_a_job_kept_open_a_scopes_abort_ends_only_that_senders_receives_in_th
 
 
 def test_in_a_job_kept_open_what_a_member_sent_before_its_scopes_abort_is_read_before_the_abort():
-    """A host that answered "ready" and then failed: the guest reads the "ready", then the failure. Read
-    the other way round, the failure came in place of the answer and the "ready" waited for ever."""
+    """A host that says why it refuses a prediction and then ends it: the guest reads the reason, then the
+    notice. Read the other way round, the notice came in place of the reason, which waited for ever."""
     hub = LocalHub(["a", "b"])
     service = hub.channel("a", "svc")
     service.keep_open()
     request = hub.channel("b", "svc").scoped("serve/1")
-    request.send("a", "ready", {"ok": True})
-    request.abort("serving failed")
-    assert service.scoped("serve/1").recv("b", "ready", timeout=1) == {"ok": True}
-    with pytest.raises(PeerAbortedError, match="b: serving failed"):
-        service.scoped("serve/1").recv("b", "ready", timeout=1)
+    request.send("a", "refused", {"error": "unknown id"})
+    request.abort("refused the prediction")
+    assert service.scoped("serve/1").recv("b", "refused", timeout=1) == {"error": "unknown id"}
+    with pytest.raises(PeerAbortedError, match="b: refused the prediction"):
+        service.scoped("serve/1").recv("b", "refused", timeout=1)
     training = hub.channel("a", "train")  # in any other job, an abort still ends every receive at once
     hub.channel("b", "train").send("a", "x", 1)
     hub.channel("b", "train").abort("stop")

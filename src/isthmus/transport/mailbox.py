@@ -69,9 +69,9 @@ class _Job:
     closed_scopes: dict[str, None] = field(default_factory=dict)  # oldest first
 
     def closed(self, tag: str) -> bool:
-        """Whether ``tag`` is, or lies in, a closed scope (each "/" of it ends a candidate scope)."""
-        return bool(self.closed_scopes) and (tag in self.closed_scopes or any(
-            tag[:i] in self.closed_scopes for i, char in enumerate(tag) if char == "/"))
+        """Whether ``tag`` is, or lies in, a closed scope: ``a/b/c`` lies in ``a/b`` and in ``a``."""
+        return bool(self.closed_scopes) and any(
+            scope in self.closed_scopes for scope in itertools.accumulate(tag.split("/"), lambda a, b: f"{a}/{b}"))
 
 
 @dataclass
@@ -238,8 +238,8 @@ class Mailbox:
 
         Raises :class:`PeerAbortedError` as soon as any peer has aborted the job, and :class:`ProtocolError`
         once for each refused delivery from one of ``senders``. In a service's job, an abort of the scope of
-        ``tag`` by one of ``senders`` is raised once what they sent before it has been read: a host's "ready"
-        is read before its failure, not lost behind it.
+        ``tag`` by one of ``senders`` is raised once what they sent before it has been read: a host's reason
+        for refusing a prediction is read before the notice that ends it, not lost behind it.
         """
         keys = [(job, sender, tag) for sender in senders]
 
@@ -334,7 +334,7 @@ class Mailbox:
                 del state.closed_scopes[next(iter(state.closed_scopes))]
             for scopes in state.scope_aborts.values():
                 scopes.pop(scope, None)
-            for key in [k for k in self._queues if k[0] == job and (k[2] == scope or k[2].startswith(f"{scope}/"))]:
+            for key in [k for k in self._queues if k[0] == job and state.closed(k[2])]:
                 for _, payload in self._queues.pop(key):
                     self._release(key[1], len(payload))
 
