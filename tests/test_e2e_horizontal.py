@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +149,39 @@ def test_the_aggregator_resumes_from_its_checkpoint(tmp_path):
 
 
 # --- the job plumbing, in one process -----------------------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_clients_stop_soon_when_the_aggregators_machine_vanishes(tmp_path):
+    """A client waits for the aggregator's next request and sends nothing meanwhile, so when the aggregator's
+    machine drops off the network (no abort, no closed connection: a stopped process stands in for it), only
+    the wait can tell. It waited out the job's timeout, ten minutes; it now ends once the aggregator has
+    answered no ping for the job's connect timeout, naming it."""
+    files = make_horizontal_data(tmp_path / "data")[:2]
+    job = horizontal_job(tmp_path, files, connect_timeout=3, timeout=600, train={"rounds": 20_000})
+    certs = tmp_path / "certs"
+    assert isthmus("certs", str(certs), "aggregator", "client-1", "client-2").returncode == 0
+    processes = {party: subprocess.Popen(
+        [sys.executable, "-m", "isthmus", "run", str(job), "--party", party, "--certs", str(certs),
+         "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for party in ("aggregator", "client-1", "client-2")}
+    events = tmp_path / "run" / "aggregator" / "events.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while '"epoch": 3,' not in (events.read_text() if events.exists() else ""):
+            assert time.monotonic() < deadline and processes["aggregator"].poll() is None, "round 3 never came"
+            time.sleep(0.1)
+        processes["aggregator"].send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        outputs = {party: processes[party].communicate(timeout=120)[0] for party in ("client-1", "client-2")}
+        assert time.monotonic() - stopped < 60, outputs
+    finally:
+        for process in processes.values():
+            process.kill()
+    for party, output in outputs.items():
+        assert processes[party].returncode == 1 and "'aggregator'" in output, output
+    assert any("no answer to pings" in output for output in outputs.values()), outputs  # a client may be mid-reply
 
 
 def test_homo_linr_job_in_process_matches_central_training(tmp_path):

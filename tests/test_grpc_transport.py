@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from grpc_helpers import PARTIES, make_certs, node_starter, tls
 from isthmus.errors import (
     ConfigError,
     PeerAbortedError,
+    PeerGoneError,
     PeerRefusedError,
     PeerTimeoutError,
     PeerUnreachableError,
@@ -214,6 +216,93 @@ def test_a_peer_unreachable_once_is_given_up_only_by_a_job_process(start, give_u
     else:
         alice.channel("j").send("bob", "again", 2)
         assert bob.channel("j").recv("alice", "again", timeout=5) == 2
+
+
+def test_a_receive_in_a_job_fails_soon_after_its_sender_is_gone(start, addresses):
+    """A peer whose node or machine died sends nothing more, and nobody else will say so: the receive waited
+    out the job's timeout (ten minutes by default). Now it fails once the peer has answered no ping for a
+    connect timeout, and later sends to that peer fail at once instead of retrying it."""
+    alice = start("alice", connect_timeout=1.0, give_up_on_unreachable=True)
+    bob = start("bob", jobs=["j"])
+    channel = alice.channel("j", peers=["bob"])
+    bob.channel("j").send("alice", "first", 1)
+    assert channel.recv("bob", "first", timeout=5) == 1
+    bob.stop(grace=0)
+    started = time.monotonic()
+    with pytest.raises(PeerGoneError, match="no answer to pings") as gone:
+        channel.recv("bob", "second", timeout=60)
+    assert time.monotonic() - started < 10
+    assert (gone.value.peer, gone.value.address, gone.value.tag) == ("bob", addresses["bob"], "second")
+    started = time.monotonic()
+    with pytest.raises(PeerUnreachableError, match="not retried"):
+        channel.send("bob", "late", 2)
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_silent_sender_that_answers_pings_is_waited_for(start):
+    """Silence alone is not death: a peer computing for longer than the connect timeout is waited for, and
+    a receive from it ends with its own timeout."""
+    alice = start("alice", connect_timeout=0.4, give_up_on_unreachable=True)
+    bob = start("bob", jobs=["j"])
+    channel = alice.channel("j", peers=["bob"])
+    with pytest.raises(PeerTimeoutError) as waited:
+        channel.recv("bob", "result", timeout=1.5)
+    assert not isinstance(waited.value, PeerGoneError)
+    sender = threading.Timer(2.0, lambda: bob.channel("j").send("alice", "result", 42))
+    sender.start()
+    assert channel.recv("bob", "result", timeout=30) == 42
+    sender.join()
+
+
+def test_one_live_sender_keeps_a_receive_from_several_waiting(start):
+    """An aggregator waits a round out for its live clients while one of them is gone."""
+    alice = start("alice", connect_timeout=0.4, give_up_on_unreachable=True)
+    bob, carol = start("bob", jobs=["j"]), start("carol", jobs=["j"])
+    bob.stop(grace=0)
+    sender = threading.Timer(2.0, lambda: carol.channel("j").send("alice", "update", 7))
+    sender.start()
+    assert alice.channel("j", peers=["bob", "carol"]).recv_any(["bob", "carol"], "update", timeout=30) == ("carol", 7)
+    sender.join()
+
+
+def test_a_node_channel_waits_out_its_timeout_for_a_member_that_is_down(start):
+    """A node's channels outlive a member's absence (it may come back): no pings, no giving up."""
+    alice = start("alice", connect_timeout=0.2)
+    with pytest.raises(PeerTimeoutError) as waited:
+        alice.channel("j", peers=["bob"]).recv("bob", "proposal", timeout=1.5)
+    assert not isinstance(waited.value, PeerGoneError)
+
+
+def test_a_frozen_peer_process_is_gone_for_a_job(start, certs, addresses):
+    """A stopped process (as a machine that vanished from the network) keeps its connection open but answers
+    nothing: its pings time out, and after a connect timeout of that the receive fails naming it."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from isthmus.transport.certs import tls_files_for
+        from isthmus.transport.grpc_transport import GrpcNode
+        cert_dir, listen, alice = sys.argv[1:4]
+        node = GrpcNode("bob", listen, {"alice": alice}, tls_files_for(cert_dir, "bob"), connect_timeout=30)
+        node.open_job("j")
+        with node:
+            node.channel("j").send("alice", "ready", 1)
+            sys.stdin.read()
+        """
+    )
+    bob = subprocess.Popen([sys.executable, "-c", script, str(certs / "fed"), addresses["bob"], addresses["alice"]],
+                           stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        alice = start("alice", connect_timeout=1.0, give_up_on_unreachable=True)
+        channel = alice.channel("j", peers=["bob"])
+        assert channel.recv("bob", "ready", timeout=60) == 1
+        bob.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(PeerGoneError) as gone:
+            channel.recv("bob", "next", timeout=60)
+        assert time.monotonic() - started < 15 and gone.value.peer == "bob"
+    finally:
+        bob.kill()
+        print(bob.communicate()[1])
 
 
 def test_oversize_message_is_refused_at_the_receiver_and_reported_to_the_sender(start):

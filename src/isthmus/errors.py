@@ -44,6 +44,12 @@ class PeerTimeoutError(PeerError):
     """Nothing arrived from a peer under a tag within the timeout."""
 
 
+class PeerGoneError(PeerTimeoutError):
+    """A peer this party waited for answered no ping for a whole connect timeout: nothing more will come.
+
+    A timeout, so that whoever already copes with a silent peer (an aggregator's round) copes with this one."""
+
+
 class PeerUnreachableError(PeerError):
     """A peer refused or dropped every connection attempt until the deadline."""
 

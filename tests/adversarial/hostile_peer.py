@@ -77,7 +77,7 @@ def _stall(node: GrpcNode, victim: str, job: str, streams: int) -> None:
     for i in range(streams):
         metadata = ((SENDER_KEY, node.party.encode()), (JOB_KEY, job.encode()), (TAG_KEY, f"stall/{i}".encode()),
                     (SIZE_KEY, str(STALL_DECLARED)), (MESSAGE_ID_KEY, f"stall-{i}"))
-        calls.append(node._call(victim).future(trickle(STALL_SENT * (i % 2)), metadata=metadata, timeout=STALL_HOLD))
+        calls.append(node._calls_to(victim).stream.future(trickle(STALL_SENT * (i % 2)), metadata=metadata, timeout=STALL_HOLD))
     time.sleep(0.5)
     print("holding", flush=True)
     for i, call in enumerate(calls):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from grpc_helpers import PARTIES, make_certs, node_starter
 
 from isthmus.errors import ProtocolError
-from isthmus.transport.grpc_inbox import JOB_KEY, MESSAGE_ID_KEY, SENDER_KEY, SIZE_KEY, TAG_KEY
+from isthmus.transport.grpc_inbox import JOB_KEY, MESSAGE_ID_KEY, PING, SENDER_KEY, SERVICE, SIZE_KEY, TAG_KEY
 from isthmus.transport.mailbox import Mailbox
 from isthmus.transport.ports import free_ports
 
@@ -139,6 +140,25 @@ def test_stalled_streams_are_cut_and_do_not_block_other_peers(start, certs, addr
     assert refused.value.peer == "alice"
 
 
+def test_pings_whose_request_never_ends_hold_no_worker(start):
+    """A ping is answered before its request is read: served as a unary call, each ping holding back its
+    request would hold one of the node's workers, and a member sending more than the node has would shut out the
+    others' deliveries (the attack DeliverSmall is served as a stream against)."""
+    bob = start("bob", jobs=["job"], streams_per_peer=2)
+    alice, carol = start("alice"), start("carol")
+    alice._calls_to("bob")
+    ping = alice._clients["bob"].stream_unary(f"/{SERVICE}/{PING}", request_serializer=bytes)
+
+    def stall() -> Iterator[bytes]:
+        time.sleep(30)
+        yield b""
+
+    calls = [ping.future(stall(), timeout=20) for _ in range(3 * bob.inbox.max_streams)]
+    assert [call.result(timeout=10) for call in calls] == [b""] * len(calls)
+    carol.channel("job").send("bob", "hello", 1)
+    assert bob.channel("job").recv("carol", "hello", timeout=5) == 1
+
+
 def test_deliveries_for_a_job_the_node_has_not_opened_are_refused(start, certs, addresses):
     bob = start("bob", jobs=["job"])
     out = outcome(attack(certs, addresses["bob"], "send", 10, job="not-a-job"))
@@ -156,7 +176,7 @@ def test_a_one_request_delivery_is_checked_as_a_stream_is(start, declared, size,
     metadata = ((SENDER_KEY, b"alice"), (JOB_KEY, b"job"), (TAG_KEY, b"small"), (SIZE_KEY, str(declared)),
                 (MESSAGE_ID_KEY, "1"))
     with pytest.raises(grpc.RpcError) as refused:
-        alice._call("bob", small=True)(b"x" * size, metadata=metadata, timeout=5)
+        alice._calls_to("bob").small(b"x" * size, metadata=metadata, timeout=5)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "declared" in refused.value.details()
     assert bob.mailbox.backlog("alice") == (0, 0)

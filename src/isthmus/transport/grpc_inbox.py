@@ -41,6 +41,9 @@ DELIVER = "Deliver"
 #: check of :meth:`Inbox.deliver`: a unary handler would hold a worker while a peer stalls its request.
 DELIVER_SMALL = "DeliverSmall"
 SMALL_BYTES = 64 << 10
+#: A sender's check that this node still answers, while it waits for a message from it: an empty
+#: request, an empty reply. It carries no data, so it is not audited.
+PING = "Ping"
 
 # Call metadata; "-bin" values are raw bytes, so job ids and tags may be any UTF-8 text.
 SENDER_KEY = "isthmus-sender-bin"
@@ -117,7 +120,8 @@ class Inbox:
         """The generic handler to register on a gRPC server (raw bytes in and out, no codegen)."""
         return grpc.method_handlers_generic_handler(SERVICE, {
             DELIVER: grpc.stream_unary_rpc_method_handler(self.deliver),
-            DELIVER_SMALL: grpc.stream_unary_rpc_method_handler(self.deliver)})  # see DELIVER_SMALL
+            DELIVER_SMALL: grpc.stream_unary_rpc_method_handler(self.deliver),  # see DELIVER_SMALL
+            PING: grpc.stream_unary_rpc_method_handler(_pong)})  # see _pong
 
     def deliver(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         """Receive one message; the empty reply is the acknowledgement that it is in the mailbox."""
@@ -242,3 +246,10 @@ def _text(value: object, what: str, context: grpc.ServicerContext) -> str:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what} is not UTF-8")
+
+
+def _pong(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+    """The answer to :data:`PING`, given before reading any request: a unary handler would first wait for the
+    request's bytes, and a member trickling them would hold a worker (as :data:`DELIVER_SMALL` explains).
+    The mutual-TLS handshake before it already said that the caller belongs to the federation."""
+    return b""

@@ -30,13 +30,14 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent import futures
-from typing import Self
+from typing import NamedTuple, Self
 
 import grpc
 
 from isthmus.errors import (
     ConfigError,
     PeerError,
+    PeerGoneError,
     PeerRefusedError,
     PeerUnreachableError,
 )
@@ -53,6 +54,7 @@ from isthmus.transport.grpc_inbox import (
     DELIVER_SMALL,
     JOB_KEY,
     MESSAGE_ID_KEY,
+    PING,
     SENDER_KEY,
     SERVICE,
     SIZE_KEY,
@@ -69,6 +71,8 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0  # seconds between connection attempts
 _MIN_TRANSFER_RATE = 1 << 20
 # Worth retrying until the connect timeout: not listening (yet), busy, or the job not open (yet).
 _RETRIED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION}
+_SILENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}  # a ping's answer from a peer that is gone
+_PROBE_EVERY_MAX = 5.0  # seconds a receive in a job waits before it pings its senders again
 _GRPC_BUSY = "Concurrent RPC limit exceeded!"  # what gRPC itself answers when every call slot is taken
 _REFUSALS = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -79,6 +83,12 @@ _REFUSALS = {
 }
 
 
+class _PeerCalls(NamedTuple):
+    stream: grpc.StreamUnaryMultiCallable  # a message of any size, in chunks
+    small: grpc.UnaryUnaryMultiCallable  # a message of at most SMALL_BYTES, in one request
+    ping: grpc.UnaryUnaryMultiCallable  # is the peer still there?
+
+
 class GrpcNode:
     """One party's endpoint: receives for its open jobs into one mailbox, sends to peers over mTLS.
 
@@ -86,9 +96,12 @@ class GrpcNode:
     ignored, so one federation-wide table can be passed to every node. ``connect_timeout`` bounds
     how long a send retries a peer that is not reachable (yet: a peer still starting looks the same as
     one that is gone). With ``give_up_on_unreachable`` (a party process, whose jobs end), a peer that
-    stayed unreachable that long is not retried in that job, so a horizontal job goes on without a
-    crashed client instead of waiting for it again at every later send; a node's or query service's
-    channels last as long as the process and must reach a member again once it is back.
+    stayed unreachable that long is gone for that job: a send to it is not retried, so a horizontal job
+    goes on without a crashed client instead of waiting for it again at every later send, and a receive
+    from it fails with :class:`~isthmus.errors.PeerGoneError` once it has answered no ping for that long
+    (see :meth:`GrpcChannel._next_payload`), where it waited out the receive timeout (ten minutes by
+    default) for a peer whose machine or node had died. A node's or query service's channels last as long
+    as the process and must reach a member again once it is back.
     ``recv_timeout`` replaces :attr:`Channel.default_timeout` for this node's channels.
 
     What one peer may make this node hold: ``max_message_bytes`` per message (checked before it is
@@ -131,8 +144,7 @@ class GrpcNode:
         self._ca, self._cert, self._key = tls.load()
         self._server: grpc.Server | None = None
         self._clients: dict[str, grpc.Channel] = {}
-        self._calls: dict[str, grpc.StreamUnaryMultiCallable] = {}
-        self._small_calls: dict[str, grpc.UnaryUnaryMultiCallable] = {}
+        self._calls: dict[str, _PeerCalls] = {}
         self._clients_lock = threading.Lock()
         self.give_up_on_unreachable = give_up_on_unreachable
         self._gone: set[tuple[str, str]] = set()  # (job, peer): unreachable for a whole connect timeout
@@ -181,7 +193,6 @@ class GrpcNode:
                 client.close()
             self._clients.clear()
             self._calls.clear()
-            self._small_calls.clear()
 
     def __enter__(self) -> Self:
         self.start()
@@ -222,9 +233,9 @@ class GrpcNode:
         while True:
             try:
                 if len(payload) <= SMALL_BYTES:
-                    self._call(to, small=True)(payload, metadata=metadata, timeout=attempt_timeout)
+                    self._calls_to(to).small(payload, metadata=metadata, timeout=attempt_timeout)
                 else:
-                    self._call(to)(_chunks(payload), metadata=metadata, timeout=attempt_timeout)
+                    self._calls_to(to).stream(_chunks(payload), metadata=metadata, timeout=attempt_timeout)
                 return
             except grpc.RpcError as err:
                 code, details = err.code(), (err.details() or "")[:500]
@@ -240,11 +251,24 @@ class GrpcNode:
                     continue
                 error = _send_error(code, details, self.connect_timeout, attempt_timeout, peer=to, address=address, tag=tag)
                 if isinstance(error, PeerUnreachableError) and self.give_up_on_unreachable:
-                    self._gone.add((job, to))
+                    self.mark_gone(job, [to])
                 raise error from None
 
-    def _call(self, peer: str, small: bool = False) -> grpc.StreamUnaryMultiCallable | grpc.UnaryUnaryMultiCallable:
-        """The stream call for ``peer`` (any size), or with ``small`` its one-request call."""
+    def mark_gone(self, job: str, peers: Iterable[str]) -> None:
+        """``peers`` stayed unreachable for a whole connect timeout: no send of ``job`` retries them again."""
+        self._gone.update((job, peer) for peer in peers)
+
+    def answers(self, peer: str, timeout: float) -> bool:
+        """Whether ``peer``'s node answers a ping within ``timeout`` seconds (a peer too old to know pings
+        counts as answering)."""
+        try:
+            self._calls_to(peer).ping(b"", timeout=timeout)
+        except grpc.RpcError as err:
+            return err.code() not in _SILENT
+        return True
+
+    def _calls_to(self, peer: str) -> _PeerCalls:
+        """The calls to ``peer``'s node, over one connection made for it alone."""
         with self._clients_lock:
             if peer not in self._calls:
                 credentials = grpc.ssl_channel_credentials(self._ca, self._key, self._cert)
@@ -261,9 +285,11 @@ class GrpcNode:
                     ],
                 )
                 self._clients[peer] = client
-                self._calls[peer] = client.stream_unary(f"/{SERVICE}/{DELIVER}", request_serializer=bytes)
-                self._small_calls[peer] = client.unary_unary(f"/{SERVICE}/{DELIVER_SMALL}", request_serializer=bytes)
-            return self._small_calls[peer] if small else self._calls[peer]
+                self._calls[peer] = _PeerCalls(
+                    stream=client.stream_unary(f"/{SERVICE}/{DELIVER}", request_serializer=bytes),
+                    small=client.unary_unary(f"/{SERVICE}/{DELIVER_SMALL}", request_serializer=bytes),
+                    ping=client.unary_unary(f"/{SERVICE}/{PING}", request_serializer=bytes))
+            return self._calls[peer]
 
 
 class GrpcChannel(Channel):
@@ -279,7 +305,29 @@ class GrpcChannel(Channel):
         self.node.deliver(to, self.job, tag, payload)
 
     def _next_payload(self, senders: list[str], tag: str, wait: float) -> tuple[str, bytes] | None:
-        return self.node.mailbox.get_any(self.job, senders, tag, wait)
+        """In a job (``give_up_on_unreachable``), a receive that waits pings its senders every few seconds
+        and fails once none has answered for a whole connect timeout: a peer whose process, node or machine
+        died sends nothing more, and nobody else will say so. One sender answering is enough to go on
+        waiting, so an aggregator still waits a round out for its live clients."""
+        get = self.node.mailbox.get_any
+        if not self.node.give_up_on_unreachable:
+            return get(self.job, senders, tag, wait)
+        every = min(_PROBE_EVERY_MAX, self.node.connect_timeout / 4)
+        deadline, silent_since = time.monotonic() + wait, None
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            got = get(self.job, senders, tag, min(left, every))
+            if got is not None or left <= every:
+                return got
+            if any(self.node.answers(sender, timeout=every) for sender in senders):
+                silent_since = None
+                continue
+            now = time.monotonic()
+            silent_since = now if silent_since is None else silent_since
+            if now - silent_since >= self.node.connect_timeout:
+                self.node.mark_gone(self.job, senders)
+                raise PeerGoneError(f"no answer to pings for {now - silent_since:.0f} s: its process, node or "
+                                    "machine stopped", peer=" or ".join(senders), address=self._address_of(senders), tag=tag)
 
     def _quitters(self) -> set[str]:
         return self.node.mailbox.quitters(self.job)
