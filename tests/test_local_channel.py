@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from conftest import run_parties
 
-from isthmus.errors import ConfigError, PeerAbortedError, PeerRefusedError, PeerTimeoutError, ProtocolError
+from isthmus.errors import (
+    ConfigError,
+    DataError,
+    PeerAbortedError,
+    PeerGoneError,
+    PeerRefusedError,
+    PeerTimeoutError,
+    ProtocolError,
+    for_peer,
+)
 from isthmus.transport import codec
 from isthmus.transport.local import LocalHub
 from isthmus.transport.mailbox import MAX_CLOSED_SCOPES, MAX_SCOPE_ABORTS, Mailbox, Refused
@@ -138,6 +147,18 @@ def test_audit_rows_name_their_party(tmp_path):
     hub.channel("b").recv("a", "t")
     assert [(e["party"], e["direction"]) for e in hub.audits["a"].entries()] == [("a", "send")]
     assert [(e["party"], e["direction"]) for e in hub.audits["b"].entries()] == [("b", "recv")]
+
+
+def test_an_abort_after_an_error_names_the_member_that_went_silent_but_quotes_no_data():
+    """The host of a job whose arbiter vanished read only "guest failed: PeerGoneError": not whom to look for."""
+    hub = LocalHub(["guest", "host", "arbiter"])
+    guest, host = hub.channel("guest"), hub.channel("host")
+    guest.abort_after(PeerGoneError("no answer to pings for 60 s", peer="arbiter", address="10.0.0.7:7003", tag="t"), "train")
+    with pytest.raises(PeerAbortedError) as told:
+        host.recv("guest", "anything", timeout=5)
+    assert "train failed: PeerGoneError from 'arbiter'" in str(told.value)
+    assert "10.0.0.7" not in str(told.value) and "60 s" not in str(told.value)
+    assert "alice-1234" not in for_peer(DataError("duplicate id 'alice-1234' in customers.csv"))
 
 
 def test_an_abort_is_not_sent_back_to_peers_that_aborted_themselves(tmp_path):

@@ -73,10 +73,13 @@ class EncodingOverflowError(IsthmusError, OverflowError):
 def for_peer(exc: BaseException) -> str:
     """What a peer may be told of an error here: its class, and its text only if it is about the peer.
 
-    A :class:`ProtocolError` describes what the peer itself sent, so its text may go back to it. Any
+    A :class:`ProtocolError` describes what the peer itself sent, so its text may go back to it; a
+    :class:`PeerError` is named with the member it concerns (not its address or gRPC's words). Any
     other error's text may quote this party's data (a duplicate id, a cell's value, column names,
     file paths): only its class leaves the party, the operator reads the rest in the local log.
     """
     if isinstance(exc, ProtocolError):
         return f"ProtocolError: {exc}"[:2000]
+    if isinstance(exc, PeerError):  # which member failed to answer: every member knows the roster
+        return f"{type(exc).__name__} from {exc.peer!r} (details in the party's own log)"
     return f"{type(exc).__name__} (details in the party's own log)"
