@@ -26,6 +26,8 @@ from isthmus.errors import (
     PeerUnreachableError,
     ProtocolError,
 )
+from isthmus.horizontal.fleet import ChannelFleet
+from isthmus.horizontal.participant import REQUEST_TAG, reply_tag
 from isthmus.transport import codec
 from isthmus.transport import grpc_inbox as inbox_module
 from isthmus.transport.audit import AuditLog
@@ -263,6 +265,29 @@ def test_one_live_sender_keeps_a_receive_from_several_waiting(start):
     sender.start()
     assert alice.channel("j", peers=["bob", "carol"]).recv_any(["bob", "carol"], "update", timeout=30) == ("carol", 7)
     sender.join()
+
+
+def test_an_aggregator_leaves_out_a_client_that_died_before_replying(start):
+    """The round goes on with the live client, and the dead one's reason says it is unreachable (it read "no
+    reply within 30 s" when it had been found gone after a second)."""
+    aggregator = start("alice", connect_timeout=0.4, give_up_on_unreachable=True)
+    bob, carol = start("bob", jobs=["j"]), start("carol", jobs=["j"])
+
+    def serve(node: GrpcNode, reply: bool) -> None:
+        request = node.channel("j").recv("alice", REQUEST_TAG, timeout=10)
+        if reply:
+            node.channel("j").send("alice", reply_tag(request["op"], request["round"]), {"n": node.party})
+        else:
+            node.stop(grace=0)
+
+    servers = [threading.Thread(target=serve, args=args) for args in ((bob, False), (carol, True))]
+    for server in servers:
+        server.start()
+    replies, failures = ChannelFleet(aggregator.channel("j")).request("fit", 1, {"bob": {}, "carol": {}}, timeout=30)
+    for server in servers:
+        server.join()
+    assert replies == {"carol": {"n": "carol"}}
+    assert failures["bob"].startswith("unreachable: no answer to pings"), failures
 
 
 def test_a_node_channel_waits_out_its_timeout_for_a_member_that_is_down(start):

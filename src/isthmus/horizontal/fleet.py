@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from isthmus.errors import IsthmusError, PeerTimeoutError, ProtocolError
+from isthmus.errors import IsthmusError, PeerGoneError, PeerTimeoutError, ProtocolError
 from isthmus.horizontal.participant import REQUEST_TAG, reply_tag
 from isthmus.transport.channel import Channel
 
@@ -51,6 +51,9 @@ class ChannelFleet(Fleet):
         while waiting and (left := deadline - time.monotonic()) > 0:
             try:
                 sender, reply = self.channel.recv_any(sorted(waiting), reply_tag(op, server_round), timeout=left)
+            except PeerGoneError as exc:  # every client still waited for stopped answering pings
+                failures.update({name: f"unreachable: {exc}" for name in waiting})
+                return replies, failures
             except PeerTimeoutError:
                 break
             except ProtocolError as exc:  # undecodable bytes: that sender is out of this stage
