@@ -96,9 +96,12 @@ def test_publishing_again_adds_a_version_and_the_guest_chooses_which_one_scores(
 
 def test_publishing_at_a_host_or_asking_for_ids_the_guest_lacks_says_what_to_do(served):
     servings, ids, _, _ = served
-    with pytest.raises(ConfigError, match="it holds the host's part.*publish it at the node of its guest, 'guest'"):
+    with pytest.raises(ConfigError, match="holds the host's part.*publish it at the node of its guest, 'guest'"):
         servings["host"].publish("a" * 16, "credit")
     servings["guest"].publish("a" * 16, "credit")
+    for version in (None, 1):  # the host holds its part of version 1 now, and had read "at this guest" alone
+        with pytest.raises(ConfigError, match="holds the host's part.*ask for predictions at the node of its guest"):
+            servings["host"].predict("credit", ids[:1], version=version)
     with pytest.raises(ServingError, match=r"has no row for 'nobody', 'x1', 'x2', 'x3', 'x4' and 2 more$"):
         servings["guest"].predict("credit", [ids[0], "nobody", *[f"x{i}" for i in range(1, 7)]])
 

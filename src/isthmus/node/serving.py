@@ -126,7 +126,7 @@ class Serving:
             served = self._load(name, version, job_id)
             if not isinstance(served.part, GuestPart):
                 raise ConfigError(f"job {job_id} left no guest's part of a vertical model at {self.config.party!r}"
-                                  + _where_to_publish(served))
+                                  + _at_its_guest(served, "publish it"))
             key = (name, version)
             self._confirmed[key] = set()
             for host in served.peers:
@@ -184,7 +184,7 @@ class Serving:
         current = self.store.current(name)
         served = self.models.get((name, current)) if current is not None else None
         if served is None or not isinstance(served.part, GuestPart):
-            raise ConfigError(f"no published model {name!r} at this guest")
+            raise ConfigError(f"no published model {name!r} at this guest{_at_its_guest(served, 'ask for predictions')}")
         return current
 
     def version_of(self, name: str, version: int | None = None) -> int:
@@ -196,7 +196,7 @@ class Serving:
         version = self.version_of(name, version)
         served = self.models.get((name, version))
         if served is None or not isinstance(served.part, GuestPart):
-            raise ConfigError(f"no published model {name!r} version {version!r} at this guest")
+            raise ConfigError(f"no published model {name!r} version {version!r} at this guest{_at_its_guest(served, 'ask for predictions')}")
         ids = _ids(ids)
         rows = served.rows(ids)
         if rows is None:  # the guest's own ids, asked by its own operator: naming them tells no one else anything
@@ -369,11 +369,11 @@ def _failure(channel: Channel, hosts: list[str], name: str, exc: PeerError) -> S
     return ServingError(f"host {exc.peer!r} {ended} the prediction for model {name!r}: {exc}")
 
 
-def _where_to_publish(served: Served) -> str:
-    """A hint for an operator who published at a host's node: the guest's node publishes."""
-    if not isinstance(served.part, HostPart):
+def _at_its_guest(served: Served | None, what: str) -> str:
+    """A hint for an operator who asked a host's node: a model is published and asked at its guest's node."""
+    if served is None or not isinstance(served.part, HostPart):
         return ""
-    return f" (it holds the host's part): publish it at the node of its guest, {served.peers[0]!r}"
+    return f" (this node holds the host's part): {what} at the node of its guest, {served.peers[0]!r}"
 
 
 def _table(spec: JobSpec, party: str) -> PartyTable:
