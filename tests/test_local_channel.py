@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import numpy as np
 import pytest
@@ -83,6 +84,18 @@ def test_timeout_names_peer_and_tag():
     with pytest.raises(PeerTimeoutError, match="'a'.*'gradients'") as waited:
         hub.channel("b").recv("a", "gradients", timeout=0.05)
     assert (waited.value.peer, waited.value.tag) == ("a", "gradients")
+
+
+def test_a_relays_default_timeout_applies_to_its_receives():
+    """A node's prediction sets the node's timeout on its link; over the in-process hub a receive through it
+    still waited the hub's 600 s."""
+    hub = LocalHub(["a", "b"])
+    relay = hub.channel("a").scoped("request-1")
+    relay.default_timeout = 0.2
+    started = time.monotonic()
+    with pytest.raises(PeerTimeoutError, match="within 0.2 s"):
+        relay.recv("b", "answer")
+    assert time.monotonic() - started < 5
 
 
 def test_unknown_peers_are_a_config_error():

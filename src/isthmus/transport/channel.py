@@ -144,7 +144,10 @@ class Channel(ABC):
 
 
 class RelayChannel(Channel):
-    """Passes everything to another channel; subclasses change what passes (tag scopes, taps, faults)."""
+    """Passes everything to another channel; subclasses change what passes (tag scopes, taps, faults).
+
+    It starts with the inner channel's :attr:`default_timeout`; set on the relay, that applies to receives
+    through it (a node's prediction waits the node's timeout even over the in-process hub's channel)."""
 
     def __init__(self, inner: Channel, peers: Iterable[str] | None = None):
         super().__init__(inner.party, inner.job, inner.peers if peers is None else peers)
@@ -160,7 +163,7 @@ class RelayChannel(Channel):
         senders = list(frm)
         for sender in senders:
             self._check_peer(sender)
-        return self.inner.recv_any(senders, tag, timeout)
+        return self.inner.recv_any(senders, tag, self.default_timeout if timeout is None else timeout)
 
     def abort(self, reason: str) -> None:
         self.inner.abort(reason)
