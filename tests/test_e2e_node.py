@@ -10,8 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -222,6 +224,15 @@ def test_with_a_host_down_a_prediction_fails_naming_it_and_works_once_it_is_back
     with pytest.raises(ConfigError, match="host 'host'"):
         clients["guest"].predict("credit-v1", ids)
     assert time.monotonic() - started < 30
+    with ThreadPoolExecutor(60) as pool:  # sixty predictions at once had left the guest's API unable to answer
+        answers = [pool.submit(httpx.post, f"{clients['guest'].url}/v1/models/credit-v1/predict", json={"ids": ids},
+                               timeout=60) for _ in range(60)]
+        time.sleep(1)
+        asked = time.monotonic()
+        clients["guest"].jobs()
+        assert time.monotonic() - asked < 2
+        statuses = sorted({answer.result().status_code for answer in answers})
+    assert statuses == [502, 503]  # the host named, or busy
     log = configs["host"].parent / "node.log"
     processes["host"] = start_node(configs["host"], log)
     wait_ready(api_url(configs["host"]), processes["host"], log)

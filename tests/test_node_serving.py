@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 
@@ -19,7 +20,7 @@ from isthmus.errors import ConfigError, DataError
 from isthmus.node.peers import CONTROL_JOB
 from isthmus.node.proposal import parse_proposal
 from isthmus.node.runner import job_folder
-from isthmus.node.serving import Serving, ServingError, UnknownId
+from isthmus.node.serving import MAX_PREDICTIONS, Serving, ServingBusy, ServingError, UnknownId
 from isthmus.node.store import Store
 from tests.node_helpers import federation, local_nodes, proposal
 
@@ -212,3 +213,31 @@ def test_refused_and_failed_predictions_leave_nothing_waiting_at_either_node(ser
             break
         time.sleep(0.05)
     assert waiting == {"host": (0, 0), "guest": (0, 0)}
+
+
+def test_predictions_stuck_on_a_silent_host_are_bounded_in_number_and_in_time(served):
+    """A host that answers nothing held each prediction of its model for the node's timeout in turn, and
+    they piled up without bound. Now the node takes MAX_PREDICTIONS at once (more are busy at once), and
+    one waits for its model at most the node's timeout (5 s here)."""
+    servings, ids, expected, _ = served
+    guest = servings["guest"]
+    guest.publish("a" * 16, "credit")
+    answer = threading.Event()
+    servings["host"].models["credit", 1].part.serve = lambda channel, X: answer.wait(30)
+    try:
+        started = time.monotonic()
+        taken = [guest.submit("credit", ids) for _ in range(MAX_PREDICTIONS)]
+        with pytest.raises(ServingBusy, match=f"{MAX_PREDICTIONS} predictions are in progress"):
+            guest.submit("credit", ids)
+        assert time.monotonic() - started < 1
+        outcomes = [future.exception(timeout=30) for future in taken]
+        ended = time.monotonic() - started
+    finally:
+        answer.set()
+    assert ended < 15  # one waited 5 s for the host, the others 5 s for the model (one more may have got it)
+    busy = [e for e in outcomes if isinstance(e, ServingBusy)]
+    silent = [e for e in outcomes if isinstance(e, ServingError) and "did not answer" in str(e)]
+    assert len(busy) + len(silent) == MAX_PREDICTIONS and len(silent) in (1, 2), outcomes
+    assert "was still answering an earlier prediction after 5 s" in str(busy[0])
+    del servings["host"].models["credit", 1].part.serve
+    np.testing.assert_allclose(guest.submit("credit", ids).result(timeout=10), expected("a" * 16), atol=1e-12)

@@ -8,6 +8,7 @@ with the same token.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -27,7 +28,7 @@ from isthmus.node.coordinator import Coordinator
 from isthmus.node.event_stream import job_events, stream
 from isthmus.node.proposal import MAX_PROPOSAL_BYTES
 from isthmus.node.runner import job_folder
-from isthmus.node.serving import MAX_IDS, MAX_VERSION, Serving, ServingError, UnknownId
+from isthmus.node.serving import MAX_IDS, MAX_VERSION, Serving, ServingBusy, ServingError, UnknownId
 
 MAX_BODY_BYTES = MAX_PROPOSAL_BYTES + 1024
 MAX_PREDICT_BYTES = MAX_IDS * 140  # 10,000 ids of up to 128 characters, quoted
@@ -45,8 +46,8 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
 
     @app.exception_handler(IsthmusError)
     async def refused(request: Request, exc: IsthmusError):
-        status = 404 if isinstance(exc, UnknownId) else 502 if isinstance(exc, ServingError) else \
-            409 if isinstance(exc, ConfigError) else 400
+        status = 404 if isinstance(exc, UnknownId) else 503 if isinstance(exc, ServingBusy) else \
+            502 if isinstance(exc, ServingError) else 409 if isinstance(exc, ConfigError) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
@@ -144,7 +145,7 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
         started, outcome = time.perf_counter(), "failed"
         try:
             version = _serving().version_of(name, version)  # logged as the version that answered
-            scores = await run_in_threadpool(_serving().predict, name, body["ids"], version)
+            scores = await asyncio.wrap_future(_serving().submit(name, body["ids"], version))  # not the API's threads
             outcome = "served"
             return {"scores": scores}
         finally:

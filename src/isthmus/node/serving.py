@@ -22,7 +22,7 @@ import re
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,10 +57,19 @@ SERVING_WORKERS = 8
 #: Predictions a host's node holds, served or waiting; more are answered "busy", so that a guest sending
 #: requests faster than they are served cannot grow the host's queue without bound.
 MAX_HELD = 4 * SERVING_WORKERS
+#: Predictions a guest's node takes at once, on threads of their own, scoring or waiting for their model;
+#: more are answered "busy" at once. With a host down, each waited out the node's timeout in turn on the
+#: threads the node's API answers everything with: sixty predictions left it unable to list its jobs.
+MAX_PREDICTIONS = 32
 
 
 class ServingError(IsthmusError):
     """A prediction that cannot be answered; the message names the host when one is at fault."""
+
+
+class ServingBusy(ServingError):
+    """The guest's node has more predictions in progress than it takes, or the model could not start this one
+    within the node's timeout (an earlier one still waits for a host): ask again later."""
 
 
 class UnknownId(ServingError):
@@ -100,6 +109,8 @@ class Serving:
         self._queues = SendQueues(f"serve-{self.config.party}")
         self._workers = ThreadPoolExecutor(SERVING_WORKERS, thread_name_prefix=f"serve-{self.config.party}")
         self._held_requests = threading.BoundedSemaphore(MAX_HELD)
+        self._predictions = ThreadPoolExecutor(MAX_PREDICTIONS, thread_name_prefix=f"predict-{self.config.party}")
+        self._taken = threading.BoundedSemaphore(MAX_PREDICTIONS)
         self._ids_per_hour = IdBudget(self.config.policy.max_prediction_ids_per_hour, 3600)
         coordinator.handlers.update({"publish": self._on_publish, "published": self._on_published,
                                      "predict": self._on_predict, "unpublish": self._on_unpublish})
@@ -112,6 +123,7 @@ class Serving:
 
     def close(self) -> None:
         self._workers.shutdown(wait=False, cancel_futures=True)
+        self._predictions.shutdown(wait=False, cancel_futures=True)
         self._queues.close()
 
     # -- the guest's side ------------------------------------------------------------------------------
@@ -184,19 +196,33 @@ class Serving:
         current = self.store.current(name)
         served = self.models.get((name, current)) if current is not None else None
         if served is None or not isinstance(served.part, GuestPart):
-            raise ConfigError(f"no published model {name!r} at this guest{_at_its_guest(served, 'ask for predictions')}")
+            raise ConfigError(f"no published model {name!r} at this guest" + _at_its_guest(served, "ask for predictions"))
         return current
 
     def version_of(self, name: str, version: int | None = None) -> int:
         """The version a prediction of ``name`` uses: ``version``, else the current one."""
         return self._guest_current(name) if version is None else version
 
+    def submit(self, name: str, ids: Any, version: int | None = None) -> Future:
+        """:meth:`predict` on the node's prediction threads; beyond :data:`MAX_PREDICTIONS` in progress, a
+        :class:`ServingBusy` at once."""
+        if not self._taken.acquire(blocking=False):
+            raise ServingBusy(f"busy: {MAX_PREDICTIONS} predictions are in progress at this node; ask again later")
+        try:
+            future = self._predictions.submit(self.predict, name, ids, version)
+        except BaseException:
+            self._taken.release()
+            raise
+        future.add_done_callback(lambda _: self._taken.release())
+        return future
+
     def predict(self, name: str, ids: Any, version: int | None = None) -> list:
         """Scores of ``ids`` by ``version`` of ``name`` (default: its current version)."""
         version = self.version_of(name, version)
         served = self.models.get((name, version))
         if served is None or not isinstance(served.part, GuestPart):
-            raise ConfigError(f"no published model {name!r} version {version!r} at this guest{_at_its_guest(served, 'ask for predictions')}")
+            raise ConfigError(f"no published model {name!r} version {version!r} at this guest"
+                              + _at_its_guest(served, "ask for predictions"))
         ids = _ids(ids)
         rows = served.rows(ids)
         if rows is None:  # the guest's own ids, asked by its own operator: naming them tells no one else anything
@@ -204,7 +230,11 @@ class Serving:
             raise UnknownId(f"unknown id: the guest's table has no row for {', '.join(map(repr, lacking[:5]))}"
                             + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""))
         rid = secrets.token_hex(8)
-        with served.lock:  # a part scores one request at a time
+        timeout = self.config.options.timeout
+        if not served.lock.acquire(timeout=timeout):  # a part scores one request at a time
+            raise ServingBusy(f"busy: model {name!r} version {version} was still answering an earlier prediction "
+                              f"after {timeout:g} s (is every host of it up?); ask again later")
+        try:
             link = self._link(served.peers)
             channel = link.scoped(f"{SERVE_SCOPE}{rid}")
             try:
@@ -218,6 +248,8 @@ class Serving:
                 served.part.finish(channel)  # queued: the answer need not wait for the hosts' release
                 channel.close()  # a late answer must not wait here for ever
                 link.detach()
+        finally:
+            served.lock.release()
         return np.asarray(scores).tolist()
 
     def _on_published(self, sender: str, message: dict, check: Inspect) -> None:
