@@ -179,9 +179,8 @@ def test_clients_stop_soon_when_the_aggregators_machine_vanishes(tmp_path):
     finally:
         for process in processes.values():
             process.kill()
-    for party, output in outputs.items():
+    for party, output in outputs.items():  # "no answer to pings", or a reply left unacknowledged if it was mid-send
         assert processes[party].returncode == 1 and "'aggregator'" in output, output
-    assert any("no answer to pings" in output for output in outputs.values()), outputs  # a client may be mid-reply
 
 
 def test_homo_linr_job_in_process_matches_central_training(tmp_path):
