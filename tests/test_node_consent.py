@@ -101,13 +101,26 @@ def test_max_rows_node_wide_and_per_table(tmp_path):
     reviewed(configs["host"], proposal(), "guest")  # a node without the rule is not affected
 
 
-def test_max_rows_refusal_never_names_the_path(tmp_path):
-    configs = federation(tmp_path, guest={"max_rows": 10})
-    secret = tmp_path / "data" / "guest.csv"
-    secret.unlink()
+@pytest.mark.parametrize("break_it, problem", [
+    (lambda catalogue, data: (data / "guest.csv").unlink(), "no such file"),
+    (lambda catalogue, data: catalogue.update(label="outcome"), "'outcome'"),
+    (lambda catalogue, data: catalogue.update(test=str(data / "gone.csv")), "no such file"),
+])
+def test_a_table_the_node_cannot_read_is_refused_naming_the_table_not_its_file(tmp_path, caplog, break_it, problem):
+    """Accepted, such a job failed only once every party had started it. The proposer learns which table,
+    this node's operator (its log, also at the node's start) what is wrong with which file."""
+    configs = federation(tmp_path)
+    node = yaml.safe_load(configs["guest"].read_text())
+    break_it(node["catalogue"]["customers"], tmp_path / "data")
+    configs["guest"].write_text(yaml.safe_dump(node))
     with pytest.raises(Refusal) as refused:
         reviewed(configs["guest"], proposal())
-    assert refused.value.rule == "max_rows" and str(tmp_path) not in str(refused.value)
+    assert refused.value.rule == "alias" and "cannot read its table 'customers'" in str(refused.value)
+    assert str(tmp_path) not in str(refused.value)
+    assert problem in caplog.text and str(tmp_path) in caplog.text
+    caplog.clear()
+    with running_node(load_node_config(configs["guest"])):
+        assert "catalogue table 'customers' cannot be read now" in caplog.text and problem in caplog.text
 
 
 def test_a_misspelt_compute_backend_stops_the_node_at_load(tmp_path):

@@ -6,15 +6,18 @@ options are type-checked exactly as a run would check them; the policy then look
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
-from isthmus.data.table import count_rows
+from isthmus.data.table import check_duplicates, count_rows, open_reader, select_columns
 from isthmus.errors import ConfigError, DataError, IsthmusError
 from isthmus.jobs.plan import Plan, make_plan
 from isthmus.jobs.steps.train import TrainChoice
 from isthmus.node.config import NodeConfig
 from isthmus.node.proposal import Proposal, ProposalError, job_for
+
+_log = logging.getLogger(__name__)
 
 
 class Refusal(IsthmusError):
@@ -57,12 +60,36 @@ def review(config: NodeConfig, proposal: Proposal) -> Plan:
             and plan.job.with_role("guest"):
         raise Refusal("min_intersection", "a vertical job must intersect, with min_shared_rows of at least "
                                           f"{policy.min_intersection}")
+    _check_readable(config, proposal.alias_of(me))
     _check_max_rows(config, proposal.alias_of(me))
     for weakening in weakenings(plan):
         if weakening not in policy.allow_weakening:
             raise Refusal("allow_weakening", f"the job uses {weakening}, which weakens privacy; this node never "
                                              "accepts it (policy.allow_weakening)")
     return plan
+
+
+def table_problem(config: NodeConfig, alias: str) -> str | None:
+    """Why this node cannot read its catalogue table ``alias`` now (missing file, a column the catalogue
+    names that the header lacks), naming the file: for this node's operator only. Reads headers only."""
+    entry = config.options.catalogue[alias]
+    try:
+        for path in (p for p in (entry.path, entry.test) if p is not None):
+            reader, fail = open_reader(config.path(path), config.party)
+            columns = reader.columns()
+            check_duplicates(columns, fail)
+            select_columns(columns, entry.id, entry.label, entry.features, entry.exclude, fail)
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def _check_readable(config: NodeConfig, alias: str | None) -> None:
+    """Refuse a job on a table this node cannot read: accepted, it failed only once every party had started."""
+    problem = None if alias is None else table_problem(config, alias)
+    if problem is not None:  # the reason reaches the proposer: it names the table, never the file
+        _log.warning("node %s refuses a job on table %r: %s", config.party, alias, problem)
+        raise Refusal("alias", f"this node cannot read its table {alias!r} now (its operator's log says why)")
 
 
 def _check_max_rows(config: NodeConfig, alias: str | None) -> None:

@@ -22,6 +22,7 @@ from isthmus.node.config import NodeConfig
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.query import query_service
 from isthmus.node.peers import CONTROL_JOB, MAX_MESSAGE_BYTES, TAG, PeerLink
+from isthmus.node.policy import table_problem
 from isthmus.node.runner import ProcessRunner
 from isthmus.node.serving import SERVE_SCOPE, Serving
 from isthmus.node.store import Store
@@ -79,6 +80,10 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
                            compute=config.options.compute)
     coordinator = Coordinator(config, store, signing_key, pinned, runner)
     runner.warm()
+    for alias in config.options.catalogue:  # a file may be mounted later: a warning, not a stop
+        if (problem := table_problem(config, alias)) is not None:
+            _log.warning("node %s: catalogue table %r cannot be read now, so jobs on it are refused: %s",
+                         config.party, alias, problem)
     interrupted = store.with_status("running")
     for job in interrupted:
         store.set_status(job["id"], "failed", RESTARTED)
