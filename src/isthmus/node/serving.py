@@ -61,6 +61,9 @@ MAX_HELD = 4 * SERVING_WORKERS
 #: more are answered "busy" at once. With a host down, each waited out the node's timeout in turn on the
 #: threads the node's API answers everything with: sixty predictions left it unable to list its jobs.
 MAX_PREDICTIONS = 32
+#: Seconds a prediction waits for the ping of a host that did not answer the last one: more than the
+#: transport's 2 s between attempts to reconnect, so that a host that is back is found.
+PING_S = 2.5
 
 
 class ServingError(IsthmusError):
@@ -111,6 +114,7 @@ class Serving:
         self._held_requests = threading.BoundedSemaphore(MAX_HELD)
         self._predictions = ThreadPoolExecutor(MAX_PREDICTIONS, thread_name_prefix=f"predict-{self.config.party}")
         self._taken = threading.BoundedSemaphore(MAX_PREDICTIONS)
+        self._silent: dict[str, float] = {}  # host -> when a prediction last found it silent
         self._ids_per_hour = IdBudget(self.config.policy.max_prediction_ids_per_hour, 3600)
         coordinator.handlers.update({"publish": self._on_publish, "published": self._on_published,
                                      "predict": self._on_predict, "unpublish": self._on_unpublish})
@@ -229,6 +233,7 @@ class Serving:
             lacking = [i for i in ids if i not in served.index]
             raise UnknownId(f"unknown id: the guest's table has no row for {', '.join(map(repr, lacking[:5]))}"
                             + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""))
+        self._check_silent_hosts(served)
         rid = secrets.token_hex(8)
         timeout = self.config.options.timeout
         if not served.lock.acquire(timeout=timeout):  # a part scores one request at a time
@@ -243,6 +248,8 @@ class Serving:
                                           "rid": rid, "ids": ids})
                 scores = served.part.predict(channel, served.table.features[rows], np.arange(len(rows)))
             except PeerError as exc:
+                if not isinstance(exc, PeerAbortedError) and exc.peer in served.peers:
+                    self._silent[exc.peer] = time.monotonic()
                 raise _failure(channel, served.peers, name, exc) from None
             finally:
                 served.part.finish(channel)  # queued: the answer need not wait for the hosts' release
@@ -250,7 +257,18 @@ class Serving:
                 link.detach()
         finally:
             served.lock.release()
+        for host in served.peers:
+            self._silent.pop(host, None)
         return np.asarray(scores).tolist()
+
+    def _check_silent_hosts(self, served: Served) -> None:
+        """Fail at once if a host that did not answer an earlier prediction does not answer a ping either:
+        with a host's node down, every prediction waited out the node's timeout for it."""
+        for host, since in list(self._silent.items()):
+            if host in served.peers and not self.channel.answers(host, timeout=PING_S):
+                raise ServingError(f"host {host!r} did not answer the prediction for model {served.name!r}: it is "
+                                   f"down (no answer to a ping; silent since a prediction {time.monotonic() - since:.0f} "
+                                   "s ago)")
 
     def _on_published(self, sender: str, message: dict, check: Inspect) -> None:
         check.mapping(message, {"kind", "job", "name", "version"}, exact=True)

@@ -133,6 +133,10 @@ class Channel(ABC):
         """Peers that aborted this job; channels that can tell override this."""
         return set()
 
+    def answers(self, peer: str, timeout: float) -> bool:
+        """Whether ``peer``'s node answers a ping within ``timeout`` seconds; channels that cannot tell say so."""
+        return True
+
     def close(self) -> None:
         """Release what the channel holds; the default holds nothing."""
 
@@ -188,6 +192,9 @@ class RelayChannel(Channel):
 
     def _quitters(self) -> set[str]:
         return self.inner._quitters()
+
+    def answers(self, peer: str, timeout: float) -> bool:
+        return self.inner.answers(peer, timeout)
 
 
 class ScopedChannel(RelayChannel):

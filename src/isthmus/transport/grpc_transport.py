@@ -259,10 +259,11 @@ class GrpcNode:
         self._gone.update((job, peer) for peer in peers)
 
     def answers(self, peer: str, timeout: float) -> bool:
-        """Whether ``peer``'s node answers a ping within ``timeout`` seconds (a peer too old to know pings
-        counts as answering)."""
+        """Whether ``peer``'s node answers a ping within ``timeout`` seconds, connecting again if need be (a
+        peer too old to know pings counts as answering). Without waiting for the connection, a peer that was
+        back already failed the ping while the connection waited out its reconnection backoff."""
         try:
-            self._calls_to(peer).ping(b"", timeout=timeout)
+            self._calls_to(peer).ping(b"", timeout=timeout, wait_for_ready=True)
         except grpc.RpcError as err:
             return err.code() not in _SILENT
         return True
@@ -331,6 +332,9 @@ class GrpcChannel(Channel):
 
     def _quitters(self) -> set[str]:
         return self.node.mailbox.quitters(self.job)
+
+    def answers(self, peer: str, timeout: float) -> bool:
+        return self.node.answers(peer, timeout)
 
     def keep_open(self) -> None:
         self.node.mailbox.keep_open(self.job)
