@@ -51,7 +51,7 @@ class ChannelFleet(Fleet):
         while waiting and (left := deadline - time.monotonic()) > 0:
             try:
                 sender, reply = self.channel.recv_any(sorted(waiting), reply_tag(op, server_round), timeout=left)
-            except PeerGoneError as exc:  # every client still waited for stopped answering pings
+            except PeerGoneError as exc:  # every client it still waits for stopped answering pings
                 failures.update({name: f"unreachable: {exc}" for name in waiting})
                 return replies, failures
             except PeerTimeoutError:

@@ -134,7 +134,8 @@ class Channel(ABC):
         return set()
 
     def answers(self, peer: str, timeout: float) -> bool:
-        """Whether ``peer``'s node answers a ping within ``timeout`` seconds; channels that cannot tell say so."""
+        """Whether ``peer``'s node answers a ping within ``timeout`` seconds; channels that cannot tell (in
+        process, where no peer dies alone) say it does."""
         return True
 
     def close(self) -> None:

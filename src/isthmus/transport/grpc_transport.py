@@ -25,6 +25,7 @@ timeout, as it does for a peer that is not listening yet; then it fails with
 
 from __future__ import annotations
 
+import queue
 import secrets
 import threading
 import time
@@ -71,8 +72,10 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0  # seconds between connection attempts
 _MIN_TRANSFER_RATE = 1 << 20
 # Worth retrying until the connect timeout: not listening (yet), busy, or the job not open (yet).
 _RETRIED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION}
-_SILENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}  # a ping's answer from a peer that is gone
+# How a ping ends when its peer is gone (or when this node cancelled it, having heard from another).
+_NOT_ANSWERED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 _PROBE_EVERY_MAX = 5.0  # seconds a receive in a job waits before it pings its senders again
+_PING_MIN_S = 1.0  # the least a ping waits for its answer: a live peer on a loaded machine may take a moment
 _GRPC_BUSY = "Concurrent RPC limit exceeded!"  # what gRPC itself answers when every call slot is taken
 _REFUSALS = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -258,15 +261,19 @@ class GrpcNode:
         """``peers`` stayed unreachable for a whole connect timeout: no send of ``job`` retries them again."""
         self._gone.update((job, peer) for peer in peers)
 
-    def answers(self, peer: str, timeout: float) -> bool:
-        """Whether ``peer``'s node answers a ping within ``timeout`` seconds, connecting again if need be (a
-        peer too old to know pings counts as answering). Without waiting for the connection, a peer that was
-        back already failed the ping while the connection waited out its reconnection backoff."""
+    def any_answers(self, peers: Iterable[str], timeout: float) -> bool:
+        """Whether one of ``peers``' nodes answers a ping within ``timeout`` seconds, all pinged at once and
+        connected again if need be (a peer too old to know pings counts as answering). Without waiting for
+        the connection, a peer that was back already failed the ping during the reconnection backoff."""
+        answered: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        pings = [self._calls_to(peer).ping.future(b"", timeout=timeout, wait_for_ready=True) for peer in peers]
+        for ping in pings:
+            ping.add_done_callback(lambda done: answered.put(done.code() not in _NOT_ANSWERED))
         try:
-            self._calls_to(peer).ping(b"", timeout=timeout, wait_for_ready=True)
-        except grpc.RpcError as err:
-            return err.code() not in _SILENT
-        return True
+            return any(answered.get() for _ in pings)  # the first answer will do
+        finally:
+            for ping in pings:
+                ping.cancel()
 
     def _calls_to(self, peer: str) -> _PeerCalls:
         """The calls to ``peer``'s node, over one connection made for it alone."""
@@ -320,7 +327,7 @@ class GrpcChannel(Channel):
             got = get(self.job, senders, tag, min(left, every))
             if got is not None or left <= every:
                 return got
-            if any(self.node.answers(sender, timeout=every) for sender in senders):
+            if self.node.any_answers(senders, timeout=max(every, _PING_MIN_S)):
                 silent_since = None
                 continue
             now = time.monotonic()
@@ -334,7 +341,7 @@ class GrpcChannel(Channel):
         return self.node.mailbox.quitters(self.job)
 
     def answers(self, peer: str, timeout: float) -> bool:
-        return self.node.answers(peer, timeout)
+        return self.node.any_answers([peer], timeout)
 
     def keep_open(self) -> None:
         self.node.mailbox.keep_open(self.job)
