@@ -288,11 +288,15 @@ def test_an_aggregator_leaves_out_a_client_that_died_before_replying(start):
     aggregator = start("alice", connect_timeout=1.0, give_up_on_unreachable=True)
     bob, carol = start("bob", jobs=["j"]), start("carol", jobs=["j"])
 
+    carol_asked = threading.Event()  # the aggregator asks bob first: by then it holds bob's acknowledgement
+
     def serve(node: GrpcNode, reply: bool) -> None:
         request = node.channel("j").recv("alice", REQUEST_TAG, timeout=10)
         if reply:
+            carol_asked.set()
             node.channel("j").send("alice", reply_tag(request["op"], request["round"]), {"n": node.party})
-        else:
+        else:  # dies after taking the request, before replying (not before acknowledging it)
+            carol_asked.wait(10)
             node.stop(grace=0)
 
     servers = [threading.Thread(target=serve, args=args) for args in ((bob, False), (carol, True))]
