@@ -44,6 +44,7 @@ def proposal(*, key_bits: int = 1024, min_shared_rows: int = 100, epochs: int = 
 @dataclass
 class FakeRunner:
     started: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # job -> what its process recorded as its failure
 
     def address(self) -> str:
         return "127.0.0.1:1"
@@ -53,6 +54,9 @@ class FakeRunner:
 
     def cancel(self, job_id: str) -> None:
         pass
+
+    def failure(self, job_id: str) -> str | None:
+        return self.failures.get(job_id)
 
 
 @dataclass

@@ -253,3 +253,24 @@ def test_a_running_node_expires_unanswered_proposals_by_itself(tmp_path):
             assert time.monotonic() < deadline, coordinators["host"].store.job(job)
             time.sleep(0.1)
         assert "did not answer within 0.0005 h" in coordinators["host"].store.job(job)["reason"]
+
+
+@pytest.mark.parametrize("failed_here_first", [True, False])
+def test_a_peers_failure_notice_does_not_hide_why_this_side_failed_first(tmp_path, failed_here_first):
+    """The guest whose arbiter died failed first, and its abort made the host fail; the host's node told the
+    guest's, whose job then read "host: its side of the job failed" instead of the arbiter's silence."""
+    nodes = local_nodes(federation(tmp_path))
+    try:
+        job = nodes.coordinators["host"].submit(proposal())
+        nodes.wait("guest", job, "pending")
+        nodes.coordinators["guest"].approve(job)
+        for party in ("guest", "host"):
+            nodes.wait(party, job, "running")
+        own = "step train: no answer to pings for 60 s: its process, node or machine stopped (peer='arbiter')"
+        if failed_here_first:
+            nodes.runners["guest"].failures[job] = own
+        nodes.coordinators["host"].job_done(job, "failed", "step train: peer aborted the job: guest: ...")
+        told = "host: its side of the job failed; the details are in its own log"
+        assert nodes.wait("guest", job, "failed")["reason"] == (own if failed_here_first else told)
+    finally:
+        nodes.stop()

@@ -37,6 +37,7 @@ class Runner(Protocol):
     def address(self) -> str: ...
     def start(self, job_id: str, document: dict) -> None: ...
     def cancel(self, job_id: str) -> None: ...
+    def failure(self, job_id: str) -> str | None: ...
 
 
 class Coordinator:
@@ -305,6 +306,10 @@ class Coordinator:
             self._stop_here(job, status, check.text(message["reason"], "reason", MAX_REASON))
 
     def _stop_here(self, job: dict, status: str, reason: str) -> None:
+        """A peer's word ends the job here, unless this party's side failed first: its own reason is the
+        cause then (the guest whose arbiter died read that the host had failed, which its abort had caused)."""
+        own = self.runner.failure(job["id"]) if job["status"] == "running" else None
+        status, reason = (status, reason) if own is None else ("failed", own)
         self.store.set_status(job["id"], status, reason)  # first: the runner's report must not overwrite it
         if job["status"] == "running":
             self.runner.cancel(job["id"])

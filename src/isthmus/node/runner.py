@@ -77,11 +77,14 @@ class ProcessRunner:
         if process.exitcode == 0:
             self.on_done(job_id, "finished", None)
             return
-        run = job_folder(self.store, job_id) / "run"
-        failed = [e for e in read_events(run / "events.jsonl") if e.get("status") == "failed"]
-        reason = (f"step {failed[0].get('step')}: {failed[0].get('error')}" if failed
-                  else f"its process ended with status {process.exitcode}; see process.log")
-        self.on_done(job_id, "failed", reason)
+        self.on_done(job_id, "failed", self.failure(job_id) or f"its process ended with status {process.exitcode}; "
+                                                              "see process.log")
+
+    def failure(self, job_id: str) -> str | None:
+        """Why this party's side of ``job_id`` failed, if its process has recorded a failure."""
+        events = read_events(job_folder(self.store, job_id) / "run" / "events.jsonl")
+        failed = next((e for e in events if e.get("status") == "failed"), None)
+        return None if failed is None else f"step {failed.get('step')}: {failed.get('error')}"
 
 
 def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path, compute: str | None) -> None:
