@@ -227,7 +227,7 @@ def test_with_a_host_down_a_prediction_fails_naming_it_and_works_once_it_is_back
     assert time.monotonic() - started < 30
     started = time.monotonic()
     with pytest.raises(ConfigError, match="host 'host' did not answer .* it is down \\(no answer to a ping"):
-        clients["guest"].predict("credit-v1", ids)  # it waited the node's timeout again
+        clients["guest"].predict("credit-v1", ids)  # the second one too waited out the node's timeout before
     assert time.monotonic() - started < 2 * PING_S
     with ThreadPoolExecutor(60) as pool:  # sixty predictions at once had left the guest's API unable to answer
         answers = [pool.submit(httpx.post, f"{clients['guest'].url}/v1/models/credit-v1/predict", json={"ids": ids},
