@@ -27,9 +27,9 @@ from isthmus.data.ids import canonical_id
 from isthmus.data.table import (
     PARQUET_SUFFIXES,
     PartyTable,
-    check_duplicates,
     checked_matrix,
     id_array,
+    open_columns,
     open_reader,
     select_columns,
 )
@@ -148,10 +148,8 @@ class RowSelection:
 def row_selection(table: TablePartitions, *, label_column: str | None, feature_columns: list[str] | None,
                   exclude: list[str] | tuple[str, ...], missing: str) -> RowSelection:
     """The columns to read, with :func:`isthmus.data.table.read_table`'s checks and errors (header only)."""
-    reader, fail = open_reader(table.path, table.party)
-    columns = reader.columns()
-    check_duplicates(columns, fail)
-    chosen = select_columns(columns, table.id_column, label_column, feature_columns, list(exclude), fail)
+    _, chosen, _ = open_columns(table.path, party=table.party, id_column=table.id_column, label_column=label_column,
+                                feature_columns=feature_columns, exclude=exclude)
     return RowSelection(table.id_column, chosen.columns, chosen.features, label_column, missing == "keep")
 
 

@@ -110,11 +110,8 @@ def read_table(
     """
     if missing not in MISSING_POLICIES:
         raise ConfigError(f"missing={missing!r} is not one of {MISSING_POLICIES}")
-    reader, fail = open_reader(path, party)
-    columns = reader.columns()
-    check_duplicates(columns, fail)
-    selected = select_columns(columns, id_column, label_column, feature_columns, list(exclude), fail)
-
+    reader, selected, fail = open_columns(path, party=party, id_column=id_column, label_column=label_column,
+                                          feature_columns=feature_columns, exclude=exclude)
     frame = reader.read(selected)
     if len(frame) == 0:
         raise fail("the table has no rows")
@@ -132,6 +129,16 @@ def count_rows(path: str | Path, *, party: str, id_column: str) -> int:
     reader, fail = open_reader(path, party)
     selected = select_columns(reader.columns(), id_column, None, [], [], fail)
     return len(reader.read(selected))
+
+
+def open_columns(path: str | Path, *, party: str, id_column: str, label_column: str | None = None,
+                 feature_columns: list[str] | None = None, exclude: list[str] | tuple[str, ...] = ()):
+    """The reader of ``path``, the columns a table takes from it and the error maker; from the header only,
+    with :func:`read_table`'s checks (no duplicate header cell, every named column present)."""
+    reader, fail = open_reader(path, party)
+    columns = reader.columns()
+    check_duplicates(columns, fail)
+    return reader, select_columns(columns, id_column, label_column, feature_columns, list(exclude), fail), fail
 
 
 def open_reader(path: str | Path, party: str):

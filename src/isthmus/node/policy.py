@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from isthmus.data.table import check_duplicates, count_rows, open_reader, select_columns
+from isthmus.data.table import count_rows, open_columns
 from isthmus.errors import ConfigError, DataError, IsthmusError
 from isthmus.jobs.plan import Plan, make_plan
 from isthmus.jobs.steps.train import TrainChoice
@@ -75,10 +75,8 @@ def table_problem(config: NodeConfig, alias: str) -> str | None:
     entry = config.options.catalogue[alias]
     try:
         for path in (p for p in (entry.path, entry.test) if p is not None):
-            reader, fail = open_reader(config.path(path), config.party)
-            columns = reader.columns()
-            check_duplicates(columns, fail)
-            select_columns(columns, entry.id, entry.label, entry.features, entry.exclude, fail)
+            open_columns(config.path(path), party=config.party, id_column=entry.id, label_column=entry.label,
+                         feature_columns=entry.features, exclude=entry.exclude)
     except DataError as exc:
         return str(exc)
     return None

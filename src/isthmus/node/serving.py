@@ -22,7 +22,9 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,11 +237,7 @@ class Serving:
                             + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""))
         self._check_silent_hosts(served)
         rid = secrets.token_hex(8)
-        timeout = self.config.options.timeout
-        if not served.lock.acquire(timeout=timeout):  # a part scores one request at a time
-            raise ServingBusy(f"busy: model {name!r} version {version} was still answering an earlier prediction "
-                              f"after {timeout:g} s (is every host of it up?); ask again later")
-        try:
+        with self._turn_of(served):  # a part scores one request at a time
             link = self._link(served.peers)
             channel = link.scoped(f"{SERVE_SCOPE}{rid}")
             try:
@@ -255,11 +253,21 @@ class Serving:
                 served.part.finish(channel)  # queued: the answer need not wait for the hosts' release
                 channel.close()  # a late answer must not wait here for ever
                 link.detach()
-        finally:
-            served.lock.release()
         for host in served.peers:
             self._silent.pop(host, None)
         return np.asarray(scores).tolist()
+
+    @contextmanager
+    def _turn_of(self, served: Served) -> Iterator[None]:
+        """Hold ``served`` for one prediction; busy if an earlier one still holds it after the node's timeout."""
+        timeout = self.config.options.timeout
+        if not served.lock.acquire(timeout=timeout):
+            raise ServingBusy(f"busy: model {served.name!r} version {served.version} was still answering an earlier "
+                              f"prediction after {timeout:g} s (is every host of it up?); ask again later")
+        try:
+            yield
+        finally:
+            served.lock.release()
 
     def _check_silent_hosts(self, served: Served) -> None:
         """Fail at once if a host that did not answer an earlier prediction does not answer a ping either:
