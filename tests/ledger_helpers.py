@@ -45,6 +45,19 @@ def record_job(certs: Path, job: str, roles: dict[str, str], *, proposer: str = 
     return run_parties({party: side(party) for party in roles})
 
 
+def record_at_nodes(node_keys: dict[str, Path], merged: Path, job: str, roles: dict[str, str],
+                    holders: tuple[str, ...]) -> dict[str, str]:
+    """A job endorsed with the nodes' own signing keys (each node's key folder in ``node_keys``; copies are
+    gathered in ``merged``); the replicas of ``holders``' nodes then hold it, and the jobs recorded before it."""
+    for party, keys in node_keys.items():
+        shutil.copytree(keys, merged, dirs_exist_ok=True, ignore=lambda folder, names: [
+            n for n in names if (keys / n).is_dir() and n != party])
+    hashes = record_job(merged, job, roles)
+    for party in holders:
+        shutil.copy(ledger_path(merged, party), ledger_path(node_keys[party], party))
+    return hashes
+
+
 def copy_ledger(certs: Path, party: str, folder: Path) -> Path:
     """A copy of a party's ledger, to tamper with (the original stays intact)."""
     target = folder / party / "ledger.sqlite"

@@ -78,6 +78,10 @@ class LocalNodes:
             time.sleep(0.02)
         raise AssertionError(f"{party}: job {job_id} is {self.status(party, job_id)}, not {statuses}")
 
+    def keys(self) -> dict[str, Path]:
+        """Each node's key folder."""
+        return {party: coordinator.config.keys for party, coordinator in self.coordinators.items()}
+
     def stop(self) -> None:
         for link in self.links:
             link.stop()

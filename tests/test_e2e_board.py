@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from isthmus.node.client import NodeClient
+from isthmus.node.config import load_node_config
 from isthmus.node.local import api_url, running_nodes
 from isthmus.node.runner import job_folder
+from tests.ledger_helpers import ROLES, record_at_nodes
 from tests.node_helpers import federation, proposal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.browser]
@@ -84,6 +88,30 @@ def test_an_operator_approves_in_the_browser_and_watches_the_job_finish(nodes, b
     assert "404" in page.locator("h1").inner_text()
     assert not [e for e in errors if "404" not in e], errors  # no script error, no CSP violation
     page.close()
+
+
+def test_the_ledger_page_shows_what_the_peers_node_processes_say_of_their_replicas(nodes, browser, tmp_path):
+    """Each node process answers over its mutual-TLS link about its own replica. The guest's ledger page loads
+    the answers after it is shown; the arbiter's node, whose replica lacks the job's record, differs."""
+    keys = {party: load_node_config(path).keys for party, path in nodes.items()}
+    record_at_nodes(keys, tmp_path / "merged", "credit", ROLES, holders=("guest", "host"))
+    guest_url = api_url(nodes["guest"])
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(f"{guest_url}/ledger")
+    assert "Verified" in page.locator("#verified").inner_text()
+    page.wait_for_selector("#replica-arbiter", timeout=30_000)
+    host, arbiter = page.locator("#replica-host").inner_text(), page.locator("#replica-arbiter").inner_text()
+    assert "agrees" in host and "holds the same 1 record(s) naming both nodes" in host, host
+    assert "differs" in arbiter and "lacks 1 of this replica's records naming it: record 1 (job credit)" in arbiter
+    page.screenshot(path=ARTEFACTS / "ledger.png", full_page=True)
+    assert not errors, errors
+    page.close()
+
+    verify = subprocess.run([sys.executable, "-m", "isthmus", "ledger", "verify", "--node", guest_url],
+                            capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 1 and "arbiter      differs" in verify.stdout, verify.stdout + verify.stderr
 
 
 def _chart_points(page, canvas: str, timeout: float = 30.0) -> list:

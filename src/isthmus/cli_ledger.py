@@ -6,14 +6,15 @@ the federation file given with ``--federation``; without it, only when every led
 certificate folder is that folder's federation file taken. Exit code of ``verify``: 0 every replica
 is sound and they agree, 1 otherwise (each finding is printed). With ``--node URL``, ``show`` and
 ``verify`` are thin clients of that node's ``GET /v1/ledger``: the node reads its own replica and
-verifies it against the keys pinned in its key folder.
+verifies it against the keys pinned in its key folder; ``verify`` then has the node ask its peers'
+nodes about their replicas (``GET /v1/ledger/peers``), and exits 3 when a peer did not answer.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +23,9 @@ from rich.table import Table
 
 from isthmus.cli_errors import guard
 from isthmus.errors import ConfigError
+
+if TYPE_CHECKING:
+    from isthmus.node.client import NodeClient
 
 ledger_app = typer.Typer(help="The tamper-evident ledger of jobs and contributions every party keeps.",
                          no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -35,7 +39,8 @@ LedgersOptArg = Annotated[list[Path] | None, typer.Argument(
     exists=True, show_default=False)]
 NodeOpt = Annotated[str | None, typer.Option(
     "--node", help="Ask this node's API (URL) for its own ledger instead of reading files: the node reads its replica "
-                   "and verifies it against the keys pinned in its key folder.")]
+                   "and verifies it against the keys pinned in its key folder (verify: and compares it with its "
+                   "peers' replicas through their nodes).")]
 TokenOpt = Annotated[Path | None, typer.Option(help="A file holding the node's API token (with --node).")]
 FederationOpt = Annotated[Path | None, typer.Option(
     help="The federation file pinning the parties' signing keys, as the federation distributed it. Without it, "
@@ -47,7 +52,7 @@ FederationOpt = Annotated[Path | None, typer.Option(
 def show(ledger: LedgerOptArg = None, node: NodeOpt = None, token_file: TokenOpt = None) -> None:
     """The records of one party's ledger, and the contributions each holds (nothing is verified: see verify)."""
     if node is not None:
-        guard(lambda: print_records(_node_ledger(node, token_file, ledger), console))
+        guard(lambda: print_records(_node(node, token_file, ledger).ledger(), console))
     else:
         guard(lambda: print_ledger(_one(_required(ledger)), console))
 
@@ -56,13 +61,15 @@ def show(ledger: LedgerOptArg = None, node: NodeOpt = None, token_file: TokenOpt
 def verify(ledgers: LedgersOptArg = None, federation: FederationOpt = None, node: NodeOpt = None,
            token_file: TokenOpt = None) -> None:
     """Check every replica's chain and signatures against the pinned keys, and that the replicas agree."""
-    if node is not None:
-        ok = guard(lambda: print_node_verification(_node_ledger(node, token_file, ledgers or federation), node,
-                                                   console))
-    else:
-        ok = guard(lambda: print_verification(resolve_ledgers(_required(ledgers)), federation, console))
-    if not ok:
-        raise typer.Exit(1)
+    if node is None:
+        if not guard(lambda: print_verification(resolve_ledgers(_required(ledgers)), federation, console)):
+            raise typer.Exit(1)
+        return
+    client = guard(lambda: _node(node, token_file, ledgers or federation))
+    sound = guard(lambda: print_node_verification(client.ledger(), node, console))
+    peers = guard(lambda: print_peer_replicas(client.ledger_peers(), console))
+    if not sound or peers:
+        raise typer.Exit(1 if not sound else peers)
 
 
 @ledger_app.command()
@@ -186,6 +193,22 @@ def print_node_verification(ledger: dict, node: str, out: Console) -> bool:
     return ledger["verified"] is not False
 
 
+def print_peer_replicas(answer: dict, out: Console) -> int:
+    """Each peer's replica against the node's (``GET /v1/ledger/peers``); the exit code: 0 every peer agrees,
+    1 one differs, 3 one did not answer or could not be compared (and none differs)."""
+    peers = answer["peers"]
+    if not peers:
+        out.print(f"node {answer['party']} has no peers to compare its replica with")
+        return 0
+    out.print(f"the peers' replicas, as node {answer['party']} asked them (records naming both must be in both):")
+    colour = {"agrees": "green", "differs": "bold red"}
+    for peer, report in sorted(peers.items()):
+        out.print(f"  {escape(peer):<12} [{colour.get(report['status'], 'yellow')}]{report['status']}[/]: "
+                  f"{escape(report['detail'])}", soft_wrap=True)
+    statuses = {report["status"] for report in peers.values()}
+    return 1 if "differs" in statuses else 0 if statuses == {"agrees"} else 3
+
+
 def contribution_table(report: dict, *, title: str) -> Table:
     table = Table(title=title)
     for column in ("party", "value", "share", "reward", "leave-one-out"):
@@ -199,13 +222,13 @@ def contribution_table(report: dict, *, title: str) -> Table:
     return table
 
 
-def _node_ledger(node: str, token_file: Path | None, files: object) -> dict:
-    """The node's replica as :func:`isthmus.incentive.summary.summarise` gives it; ``files``: what else was given."""
+def _node(node: str, token_file: Path | None, files: object) -> NodeClient:
+    """The node's API client; ``files``: what else was given."""
     from isthmus.node.client import NodeClient
 
     if files:
         raise ConfigError("give ledger files or --node URL, not both")
-    return NodeClient(node, token_file=token_file).ledger()
+    return NodeClient(node, token_file=token_file)
 
 
 def _required(paths):

@@ -125,6 +125,11 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
         """This node's ledger replica and whether its chain verifies against the keys pinned in its key folder."""
         return {"party": coordinator.me, **summarise(ledger_path(config.keys, coordinator.me), coordinator.pinned)}
 
+    @app.get("/v1/ledger/peers")
+    def ledger_peers() -> dict:
+        """Each peer's replica against this one: the records naming both must be in both (asks every peer)."""
+        return {"party": coordinator.me, "peers": coordinator.replicas.check()}
+
     @app.get("/v1/models")
     def models() -> list[dict]:
         return store.models()

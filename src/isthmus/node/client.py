@@ -79,5 +79,8 @@ class NodeClient:
     def ledger(self) -> dict:
         return self.call("GET", "/v1/ledger")
 
+    def ledger_peers(self) -> dict:
+        return self.call("GET", "/v1/ledger/peers")
+
     def status(self) -> dict:
         return self.call("GET", "/v1/status")

@@ -20,12 +20,14 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from isthmus.errors import ConfigError, IsthmusError
+from isthmus.incentive.ledger import ledger_path
 from isthmus.jobs.spec import ADDRESS
 from isthmus.node.config import NodeConfig
 from isthmus.node.consent import consent_valid, sign_consent
 from isthmus.node.peers import TAG
 from isthmus.node.policy import Refusal, review
 from isthmus.node.proposal import Proposal, ProposalError, job_document, parse_proposal
+from isthmus.node.replicas import LedgerReplicas
 from isthmus.node.store import FINAL, Store
 from isthmus.protocols.inspect import Inspect
 
@@ -48,13 +50,16 @@ class Coordinator:
         self.signing_key = signing_key
         self.pinned = pinned
         self.runner = runner
-        self.send: Callable[[str, dict], None] = lambda peer, message: None  # set by the node once its link is up
+        self.send: Callable[[str, dict], object] = lambda peer, message: None  # set by the node once its link is up
         self.serving: Any = None  # the node's Serving, once started
         self._lock = threading.RLock()  # one decision at a time: votes may arrive together
         #: message kind -> handler(sender, message, check); serving adds its own
         self.handlers: dict[str, Callable[[str, dict, Inspect], None]] = {
             "propose": self._on_propose, "vote": self._on_vote, "start": self._on_start, "refused": self._on_refused,
             "cancel": self._on_stop, "failed": self._on_stop}
+        self.replicas = LedgerReplicas(config.party, list(config.members), ledger_path(config.keys, config.party),
+                                       pinned, lambda peer, message: self.send(peer, message))
+        self.handlers.update(self.replicas.handlers)
 
     @property
     def me(self) -> str:

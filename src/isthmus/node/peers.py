@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from isthmus.errors import PeerAbortedError, PeerError, PeerTimeoutError, ProtocolError
@@ -47,8 +47,9 @@ class PeerLink:
         self._thread.join()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def send(self, peer: str, message: dict) -> None:
-        self._pool.submit(self._send, peer, message)
+    def send(self, peer: str, message: dict) -> Future:
+        """Deliver ``message`` on a worker thread; the future is done once it is delivered, or given up."""
+        return self._pool.submit(self._send, peer, message)
 
     def _send(self, peer: str, message: dict) -> None:
         try:

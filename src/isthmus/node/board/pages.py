@@ -222,6 +222,12 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
         path = ledger_path(config.keys, coordinator.me)
         return page("ledger.html", ledger=summarise(path, coordinator.pinned), path=path)
 
+    @app.get("/ledger/peers", response_class=HTMLResponse)
+    def ledger_peers() -> HTMLResponse:
+        """The peers' replicas against this one: a fragment the ledger page loads, so a peer that is down
+        holds only this part of the page (for up to the wait of the check)."""
+        return page("_replicas.html", peers=coordinator.replicas.check())
+
     @app.get("/serving", response_class=HTMLResponse)
     def serving() -> HTMLResponse:
         rows = reads.serving(store.models(), read_events(config.store / "serving.jsonl"),
