@@ -61,9 +61,11 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
                         tls, audit=audit, connect_timeout=connect_timeout,
                         recv_timeout=spec.options.timeout, give_up_on_unreachable=True)
         node.open_job(spec.name, accept=plan.tag_prefixes())  # before serving: no early peer is turned away
-        node.start()
         try:
             try:
+                # Started inside: its port listens before start() returns, so a peer may already count on
+                # this party when a SIGTERM lands here, and must hear that it stopped.
+                node.start()
                 wait_for_peers(spec, party, timeout=connect_timeout,
                                check_abort=lambda: node.mailbox.raise_if_aborted(spec.name, "connect"),
                                heard_from=lambda: node.mailbox.senders(spec.name))
@@ -72,7 +74,7 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
                 raise
             except KeyboardInterrupt as exc:
                 EventLog(run_dir, party).emit(step="connect", status="failed", error="interrupted")
-                if me.role not in EXPENDABLE_ROLES:
+                if me.role not in EXPENDABLE_ROLES and node.port is not None:
                     node.channel(spec.name, listening_peers(spec, party)).abort(abort_reason(party, "connect", exc))
                 raise
             return run_party(spec, party, node.channel(spec.name), run_dir, certs_dir=certs_dir, plan=plan)

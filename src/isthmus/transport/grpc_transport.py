@@ -183,8 +183,8 @@ class GrpcNode:
         if not port:
             server.stop(None)
             raise ConfigError(f"party {self.party!r} cannot listen on {self.listen}: address in use or invalid")
+        self._server, self.port = server, port  # before it starts: a stop interrupting the start still stops it
         server.start()
-        self._server, self.port = server, port
 
     def stop(self, grace: float = 1.0) -> None:
         """Finish deliveries in flight for up to ``grace`` seconds, then close everything."""
