@@ -244,12 +244,13 @@ class GrpcNode:
                 code, details = err.code(), (err.details() or "")[:500]
                 retry = (code in _RETRIED and not _untrusted(details)) or (
                     code == grpc.StatusCode.RESOURCE_EXHAUSTED and details == _GRPC_BUSY)
-                if retry and time.monotonic() + backoff < give_up:
+                left = give_up - time.monotonic()
+                if retry and left > 0:
                     if not is_abort(tag):  # telling a peer that is slow to start why the job ends must not stop
                         self.mailbox.raise_if_aborted(job, tag, to)  # a peer gave up: retrying would only delay us
                     elif to in self.mailbox.quitters(job):  # it gave up meanwhile and may have exited: it knows
                         return
-                    time.sleep(backoff)
+                    time.sleep(min(backoff, left))  # the last try at the deadline: a whole connect timeout
                     backoff = min(2 * backoff, _BACKOFF_MAX)
                     continue
                 error = _send_error(code, details, self.connect_timeout, attempt_timeout, peer=to, address=address, tag=tag)
