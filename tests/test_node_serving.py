@@ -8,6 +8,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -241,3 +242,49 @@ def test_predictions_stuck_on_a_silent_host_are_bounded_in_number_and_in_time(se
     assert "was still answering an earlier prediction after 5 s" in str(busy[0])
     del servings["host"].models["credit", 1].part.serve
     np.testing.assert_allclose(guest.submit("credit", ids).result(timeout=10), expected("a" * 16), atol=1e-12)
+
+
+@contextmanager
+def held_load(host: Serving, version: int) -> Iterator[threading.Event]:
+    """The host's loading of ``version`` of a model waits until the block ends (a table of millions of rows);
+    yields the event set once that loading has started."""
+    started, release, load = threading.Event(), threading.Event(), host._load
+
+    def slow(name: str, v: int, job: str):
+        if v == version:
+            started.set()
+            release.wait(30)
+        return load(name, v, job)
+
+    host._load = slow
+    try:
+        yield started
+    finally:
+        release.set()
+
+
+def test_a_host_loading_a_publication_goes_on_serving_its_guest(served):
+    """A host loaded a publication on its node's link: while it read its table (seconds for millions of rows),
+    nothing else reached it, so every prediction of its other models waited, and consent messages too."""
+    servings, ids, expected, _ = served
+    guest, host = servings["guest"], servings["host"]
+    guest.publish("a" * 16, "credit")
+    with held_load(host, 2) as started:
+        publishing = threading.Thread(target=guest.publish, args=("b" * 16, "credit", 30))
+        publishing.start()
+        assert started.wait(5)
+        np.testing.assert_allclose(guest.predict("credit", ids, version=1), expected("a" * 16), rtol=0, atol=1e-12)
+    publishing.join()
+    np.testing.assert_allclose(guest.predict("credit", ids), expected("b" * 16), rtol=0, atol=1e-12)
+
+
+def test_a_version_the_guest_gave_up_on_is_dropped_by_a_host_that_loaded_it_late(served):
+    servings, _, _, _ = served
+    guest, host = servings["guest"], servings["host"]
+    with held_load(host, 1) as started:
+        with pytest.raises(ServingError, match=r"hosts \['host'\] did not confirm publishing 'credit' version 1"):
+            guest.publish("a" * 16, "credit", timeout=0.5)
+        assert started.is_set()
+    assert guest.publish("a" * 16, "credit")["version"] == 2  # loaded after version 1 was: version 1 is spent
+    assert list(host.models) == [("credit", 2)]  # version 1 dropped as it loaded, or unpublished just after
+    assert [m["version"] for m in host.store.models() if m["status"] == "published"] == [2]

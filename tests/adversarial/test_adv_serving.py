@@ -1,6 +1,7 @@
 """Hostile nodes against serving: only a model's guest may withdraw a host's version, a version that is not a
 whole number the host holds is "unknown model", nothing more; a guest can neither test ids past the host's
-hourly limit nor grow its queue without bound; a host's malformed refusal is its failure."""
+hourly limit, nor grow its queue without bound, nor have it hold versions (each with its table) without
+bound; a host's malformed refusal is its failure."""
 
 from __future__ import annotations
 
@@ -56,6 +57,24 @@ def test_a_guest_testing_ids_one_by_one_is_stopped_at_the_hosts_hourly_limit(tmp
         outcomes = [json.loads(line)["outcome"] for line in (nodes.coordinators["host"].config.store
                                                              / "serving.jsonl").read_text().splitlines()]
         assert outcomes == ["unknown id"] * 12 + ["rate limit"] * 4
+
+
+def test_a_guest_publishing_name_after_name_cannot_make_a_host_hold_its_table_without_bound(tmp_path):
+    """Each version a host holds keeps a copy of its table in memory, and a guest could publish any number of
+    names: past the host's policy.max_published_versions, it refuses until one is unpublished."""
+    with serving_federation(tmp_path, max_published_versions=2) as (servings, ids, expected, _):
+        guest, host = servings["guest"], servings["host"]
+        guest.publish("a" * 16, "first")
+        guest.publish("a" * 16, "second")
+        with pytest.raises(ServingError, match=r"hosts \['host'\] did not confirm publishing 'third'"):
+            guest.publish("a" * 16, "third", timeout=1)
+        assert sorted(host.models) == [("first", 1), ("second", 1)]
+        guest.unpublish("first")
+        deadline = time.monotonic() + 5
+        while ("first", 1) in host.models and time.monotonic() < deadline:
+            time.sleep(0.02)
+        guest.publish("a" * 16, "third")
+        np.testing.assert_allclose(guest.predict("third", ids), expected("a" * 16), rtol=0, atol=1e-12)
 
 
 def test_a_guest_flooding_requests_it_never_follows_up_gets_busy_not_an_endless_queue(served):  # noqa: F811

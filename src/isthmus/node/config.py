@@ -58,6 +58,9 @@ class Policy(Options):
     #: ids the guest of a model this node serves may have it look up in an hour: each answer tells the guest
     #: whether this node holds the id, so without a limit a guest could test every id it can think of
     max_prediction_ids_per_hour: int = Field(100_000, ge=1)
+    #: model versions one guest may have this node hold published for it at once: each holds a copy of this
+    #: node's table in memory, so without a limit a guest publishing name after name could exhaust it
+    max_published_versions: int = Field(16, ge=1)
 
 
 class ApiSettings(Options):

@@ -117,6 +117,12 @@ class Serving:
         self._predictions = ThreadPoolExecutor(MAX_PREDICTIONS, thread_name_prefix=f"predict-{self.config.party}")
         self._taken = threading.BoundedSemaphore(MAX_PREDICTIONS)
         self._silent: dict[str, float] = {}  # host -> when a prediction last found it silent
+        #: A host's publications, loaded one at a time off the node link: (name, version) -> its guest, and
+        #: those its guest gave up on while they loaded.
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix=f"publish-{self.config.party}")
+        self._loading: dict[tuple[str, int], str] = {}
+        self._withdrawn: set[tuple[str, int]] = set()
+        self._loading_lock = threading.Lock()
         self._ids_per_hour = IdBudget(self.config.policy.max_prediction_ids_per_hour, 3600)
         coordinator.handlers.update({"publish": self._on_publish, "published": self._on_published,
                                      "predict": self._on_predict, "unpublish": self._on_unpublish})
@@ -128,6 +134,7 @@ class Serving:
                     _log.error("published model %s v%d cannot be served again: %s", row["name"], row["version"], exc)
 
     def close(self) -> None:
+        self._loader.shutdown(wait=False, cancel_futures=True)
         self._workers.shutdown(wait=False, cancel_futures=True)
         self._predictions.shutdown(wait=False, cancel_futures=True)
         self._queues.close()
@@ -154,9 +161,9 @@ class Serving:
                 time.sleep(0.05)
             confirmed = self._confirmed.pop(key)
             missing = sorted(set(served.peers) - confirmed)
-            if missing:  # the version number is spent: the hosts that took it drop it again
+            if missing:  # the version number is spent: every host drops it again, the late ones as they load it
                 self.store.add_version(name, version, job_id, "unpublished")
-                for host in confirmed:
+                for host in served.peers:
                     self.coordinator.send(host, {"kind": "unpublish", "job": job_id, "name": name, "version": version})
                 raise ServingError(f"hosts {missing} did not confirm publishing {name!r} version {version} "
                                    "(their node logs say why)")
@@ -281,7 +288,7 @@ class Serving:
     def _on_published(self, sender: str, message: dict, check: Inspect) -> None:
         check.mapping(message, {"kind", "job", "name", "version"}, exact=True)
         served = (message["name"], message["version"])
-        if isinstance(served[0], str) and type(served[1]) is int and served in self._confirmed:
+        if _is_version(*served) and served in self._confirmed:
             self._confirmed[served].add(sender)
 
     # -- a host's side ---------------------------------------------------------------------------------
@@ -296,15 +303,43 @@ class Serving:
         if job["status"] != "finished" or not MODEL_NAME.fullmatch(name) or self.store.next_version(name) > version:
             check.fail(f"cannot publish {name!r} version {version} of a job that is {job['status']} here "
                        "(or a version this node has had already)")
-        served = self._load(name, version, job["id"])
-        if not isinstance(served.part, HostPart) or served.peers != [sender]:
-            check.fail("this node keeps no host's part of that model for this guest")
-        self.store.add_version(name, version, job["id"])
-        self.models[name, version] = served
-        self.coordinator.send(sender, {"kind": "published", "job": job["id"], "name": name, "version": version})
+        limit = self.config.policy.max_published_versions
+        with self._loading_lock:
+            held = sum(isinstance(s.part, HostPart) and s.peers == [sender] for s in list(self.models.values()))
+            if held + list(self._loading.values()).count(sender) >= limit:
+                check.fail(f"this node holds {limit} published versions for {sender} already, each with a copy of "
+                           "its table in memory (policy.max_published_versions): unpublish one first")
+            if (name, version) in self._loading:
+                check.fail(f"{name!r} version {version} is being published here already")
+            self._loading[name, version] = sender
+        self._loader.submit(self._publish_here, sender, job["id"], name, version)
+
+    def _publish_here(self, guest: str, job_id: str, name: str, version: int) -> None:
+        """Load and hold a host's part for its guest, off the node link: reading a table of millions of rows
+        takes seconds, in which the link delivered nothing else to this node (consent, other predictions)."""
+        try:
+            served: Served | None = self._load(name, version, job_id)
+            if not isinstance(served.part, HostPart) or served.peers != [guest]:
+                raise ConfigError("this node keeps no host's part of that model for this guest")
+        except Exception as exc:  # the guest, unconfirmed, gives up; the reason stays in this node's log
+            _log.error("cannot publish %s version %d for %s: %s", name, version, guest, exc)
+            served = None
+        with self._loading_lock:
+            del self._loading[name, version]
+            if served is None or (name, version) in self._withdrawn:
+                self._withdrawn.discard((name, version))
+                return
+            self.store.add_version(name, version, job_id)
+            self.models[name, version] = served
+        self.coordinator.send(guest, {"kind": "published", "job": job_id, "name": name, "version": version})
 
     def _on_unpublish(self, sender: str, message: dict, check: Inspect) -> None:
         check.mapping(message, {"kind", "job", "name", "version"}, exact=True)
+        with self._loading_lock:
+            key = (message["name"], message["version"])
+            if _is_version(*key) and self._loading.get(key) == sender:  # given up by the guest while loading
+                self._withdrawn.add(key)
+                return
         served = self._held(message)
         if served is None or not isinstance(served.part, HostPart) or served.peers != [sender]:
             check.fail("only a model's guest may unpublish a version this host serves it")
@@ -314,7 +349,7 @@ class Serving:
     def _held(self, message: dict) -> Served | None:
         """The version a peer's message names, if this node holds it published."""
         name, version = message["name"], message["version"]
-        return self.models.get((name, version)) if isinstance(name, str) and type(version) is int else None
+        return self.models.get((name, version)) if _is_version(name, version) else None
 
     def _on_predict(self, sender: str, message: dict, check: Inspect) -> None:
         check.mapping(message, {"kind", "job", "name", "version", "rid", "ids"}, exact=True)
@@ -408,6 +443,11 @@ class Serving:
             else [p for p, role in roles.items() if role == "guest"]
         index = {str(i): row for row, i in enumerate(table.ids)}
         return Served(name, version, job_id, part, table, index, peers, threading.Lock())
+
+
+def _is_version(name: Any, version: Any) -> bool:
+    """Whether a peer's message names a model version as this node keys them (bool is not a version)."""
+    return isinstance(name, str) and type(version) is int
 
 
 def _failure(channel: Channel, hosts: list[str], name: str, exc: PeerError) -> ServingError:
