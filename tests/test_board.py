@@ -105,6 +105,20 @@ def test_ledger_and_serving_pages_read_this_nodes_files(nodes):
         for ms in range(1, 101)))
     page = web.get("/serving").text
     assert "credit-v1" in page and "<td>100</td>" in page and "50.5 ms" in page and "99.0 ms" in page
+    assert "the last 4.0 MiB of each serving log" in page
+
+
+def test_the_serving_page_reads_only_the_end_of_logs_that_grow_without_end(nodes, monkeypatch):
+    """A million logged predictions took the page 5 s and the node 1.2 GB: it reads the logs' last 4 MiB."""
+    guest = nodes.coordinators["guest"]
+    guest.store.add_version("credit-v1", 1, "0123456789abcdef")
+    line = json.dumps({"time": 1.0, "model": "credit-v1", "rows": 1, "outcome": "served", "ms": 1000}) + "\n"
+    recent = "".join(json.dumps({"time": 2.0, "model": "credit-v1", "rows": 1, "outcome": "served", "ms": ms}) + "\n"
+                     for ms in (5, 7, 9))
+    (guest.config.store / "predictions.jsonl").write_text(line * 1000 + recent)
+    monkeypatch.setattr("isthmus.node.board.pages.RECENT_LOG_BYTES", len(recent) + 10)
+    page = board(guest).get("/serving").text
+    assert "<td>3</td>" in page and "7.0 ms" in page and "1000.0 ms" not in page
 
 
 def test_a_failed_job_names_the_step_and_party_that_failed(nodes):

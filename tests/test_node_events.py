@@ -9,7 +9,7 @@ import time
 
 from fastapi.testclient import TestClient
 
-from isthmus.jobs.events import EventLog
+from isthmus.jobs.events import EventLog, read_recent_events
 from isthmus.node.api import create_app
 from isthmus.node.runner import job_folder
 from tests.node_helpers import federation, local_nodes, proposal
@@ -64,3 +64,17 @@ def test_a_jobs_events_stream_live_until_it_ends_and_resume_after_the_last_id_se
         assert api.get(f"/v1/jobs/{job}/events", params={"after": 1}).json() == [e["data"] for e in numbered[1:]]
     finally:
         nodes.stop()
+
+
+def test_recent_events_are_the_whole_lines_at_the_end_of_a_log(tmp_path):
+    """What a page reads of a log that grows for as long as the node runs: its end, from the first whole line."""
+    log = tmp_path / "predictions.jsonl"
+    lines = [json.dumps({"n": i}) + "\n" for i in range(100)]  # 10 or 11 bytes each
+    log.write_text("".join(lines))
+    assert read_recent_events(log, 10 << 20) == [{"n": i} for i in range(100)]
+    assert read_recent_events(log, len(lines[-1]) + len(lines[-2]) - 1) == [{"n": 99}]  # a cut line is dropped
+    assert read_recent_events(log, len(lines[-1]) + len(lines[-2])) == [{"n": 98}, {"n": 99}]
+    assert read_recent_events(tmp_path / "none.jsonl", 100) == []
+    with log.open("a") as writing:
+        writing.write('{"n": 10')  # a line being written right now
+    assert read_recent_events(log, 50)[-1] == {"n": 99}

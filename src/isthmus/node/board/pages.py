@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from isthmus.errors import ConfigError
 from isthmus.incentive.ledger import ledger_path
 from isthmus.incentive.summary import summarise
-from isthmus.jobs.events import read_events
+from isthmus.jobs.events import read_events, read_recent_events
 from isthmus.node.board import reads
 from isthmus.node.board.guard import SESSION_COOKIE, SESSION_SECONDS, Guard
 from isthmus.node.board.rules import policy_rows
@@ -43,6 +43,9 @@ NOTES = {"approved": "You approved this job: its proposer starts it when every p
          "refused": "You refused this job; its proposer and the other parties are told your reason.",
          "twice": "This form had been submitted already: it was acted on once."}
 _FORM_BYTES = 4096
+#: How much of each serving log the serving page reads: the last ~40,000 requests. The logs grow by a line
+#: per request for as long as the node runs.
+RECENT_LOG_BYTES = 4 << 20
 _LIVE_SECONDS = 120.0  # a live stream ends after this; the browser reconnects (so a node can always shut down)
 _LIVE_TICK = 0.5
 
@@ -230,9 +233,9 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
 
     @app.get("/serving", response_class=HTMLResponse)
     def serving() -> HTMLResponse:
-        rows = reads.serving(store.models(), read_events(config.store / "serving.jsonl"),
-                             read_events(config.store / "predictions.jsonl"))
-        return page("serving.html", models=rows)
+        rows = reads.serving(store.models(), read_recent_events(config.store / "serving.jsonl", RECENT_LOG_BYTES),
+                             read_recent_events(config.store / "predictions.jsonl", RECENT_LOG_BYTES))
+        return page("serving.html", models=rows, window=RECENT_LOG_BYTES)
 
     app.state.board_page = page  # the 404 page (api.create_app's handler) uses the same layout
 
