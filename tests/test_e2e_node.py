@@ -229,6 +229,11 @@ def test_with_a_host_down_a_prediction_fails_naming_it_and_works_once_it_is_back
     with pytest.raises(ConfigError, match="host 'host' did not answer .* it is down \\(no answer to a ping"):
         clients["guest"].predict("credit-v1", ids)  # the second one too waited out the node's timeout before
     assert time.monotonic() - started < 2 * PING_S
+    published = clients["guest"].models()
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="host 'host' does not answer a ping: .* nothing was published"):
+        clients["guest"].publish(published[0]["job"], "credit-v1")  # it took the node's timeout, naming nobody
+    assert time.monotonic() - started < 2 * PING_S and clients["guest"].models() == published  # no version spent
     with ThreadPoolExecutor(60) as pool:  # sixty predictions at once had left the guest's API unable to answer
         answers = [pool.submit(httpx.post, f"{clients['guest'].url}/v1/models/credit-v1/predict", json={"ids": ids},
                                timeout=60) for _ in range(60)]

@@ -152,6 +152,10 @@ class Serving:
             if not isinstance(served.part, GuestPart):
                 raise ConfigError(f"job {job_id} left no guest's part of a vertical model at {self.config.party!r}"
                                   + _at_its_guest(served, "publish it"))
+            for host in served.peers:  # before the version is spent: a host that is down took the node's timeout
+                if not self.channel.answers(host, timeout=PING_S):  # and was blamed on its node's log
+                    raise ServingError(f"host {host!r} does not answer a ping: its node is down or unreachable; "
+                                       f"nothing was published")
             key = (name, version)
             self._confirmed[key] = set()
             for host in served.peers:
