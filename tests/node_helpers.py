@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,22 @@ def federation(root: Path, *, guest: dict | None = None, host: dict | None = Non
     })
 
 
+def free_port_range(size: int, start: int = 23_000) -> range:
+    """``size`` consecutive ports free on loopback now, for a node's ``job_ports``."""
+    for first in range(start, start + 2000, size):
+        sockets = [socket.socket() for _ in range(size)]
+        try:
+            for offset, sock in enumerate(sockets):
+                sock.bind(("127.0.0.1", first + offset))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return range(first, first + size)
+    raise AssertionError(f"no {size} free consecutive ports")
+
+
 def proposal(*, key_bits: int = 1024, min_shared_rows: int = 100, epochs: int = 2, **job: object) -> dict:
     return {"job": "credit", **job,
             "parties": {"guest": {"role": "guest", "data": "customers"}, "host": {"role": "host", "data": "accounts"},
@@ -46,7 +63,7 @@ class FakeRunner:
     started: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # job -> what its process recorded as its failure
 
-    def address(self) -> str:
+    def address(self, held: set[int]) -> str:
         return "127.0.0.1:1"
 
     def start(self, job_id: str, document: dict) -> None:

@@ -32,9 +32,10 @@ from isthmus.node.serving import PING_S
 from isthmus.node.store import Store
 from isthmus.transport.certs import tls_files_for
 from isthmus.transport.grpc_transport import GrpcNode
-from tests.node_helpers import federation, proposal
+from tests.node_helpers import federation, free_port_range, proposal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+HOST_JOB_PORTS = free_port_range(5, start=24_000)
 
 
 def wait(client: NodeClient, job_id: str, *statuses: str, timeout: float = 60.0) -> dict:
@@ -77,6 +78,8 @@ def _still_running(run, timeout: float = 10.0) -> bool:
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
     configs = federation(tmp_path_factory.mktemp("nodes"))
+    with configs["host"].open("a", encoding="utf-8") as host_config:  # the host's firewall opens a few ports
+        host_config.write(f"job_ports: '{HOST_JOB_PORTS.start}-{HOST_JOB_PORTS.stop - 1}'\n")
     with running_nodes(configs) as processes:  # the tests replace and kill some of them
         yield configs, processes, {party: NodeClient(api_url(path)) for party, path in configs.items()}
 
@@ -96,6 +99,8 @@ def test_a_job_proposed_by_the_host_runs_after_the_guests_approval(nodes):
     job = clients["guest"].job(job_id)
     assert job["votes"] == {"guest": {"decision": "accept", "reason": None}} and job["proposer"] == "host"
     assert set(clients["host"].job(job_id)["votes"]) == {"guest", "host", "arbiter"}
+    document = yaml.safe_load((job_folder(configs["host"].parent / "store", job_id) / "job.yaml").read_text())
+    assert int(document["parties"]["host"]["address"].rpartition(":")[2]) in HOST_JOB_PORTS
 
 
 def test_the_published_model_predicts_online_as_in_batch(nodes):

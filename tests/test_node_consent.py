@@ -13,8 +13,9 @@ from isthmus.errors import ConfigError
 from isthmus.node.config import load_node_config
 from isthmus.node.policy import Refusal, review
 from isthmus.node.proposal import Proposal, parse_proposal
+from isthmus.node.runner import ProcessRunner
 from isthmus.node.service import running_node
-from tests.node_helpers import federation, local_nodes, proposal
+from tests.node_helpers import federation, free_port_range, local_nodes, proposal
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +275,37 @@ def test_a_peers_failure_notice_does_not_hide_why_this_side_failed_first(tmp_pat
         assert nodes.wait("guest", job, "failed")["reason"] == (own if failed_here_first else told)
     finally:
         nodes.stop()
+
+
+def test_a_node_takes_its_jobs_ports_from_its_range_and_refuses_when_every_one_is_held(tmp_path):
+    """A bank's firewall opens a few ports, not every one: with job_ports, each job agreed or running holds one
+    of them, and a proposal finding none free is refused saying so (nothing binds before the job starts)."""
+    nodes = local_nodes(federation(tmp_path))
+    arbiter = nodes.coordinators["arbiter"]
+    ports = free_port_range(2)
+    arbiter.runner = ProcessRunner("arbiter", arbiter.config.store, arbiter.config.keys, "127.0.0.1",
+                                   on_done=lambda *done: None, ports=ports)
+    try:
+        jobs = [nodes.coordinators["host"].submit(proposal()) for _ in range(3)]
+        for job in jobs:
+            nodes.wait("guest", job, "pending", "refused")  # the guest waits for its operator
+        chosen = [arbiter.store.votes(job)["arbiter"]["address"] for job in jobs[:2]]
+        assert sorted(chosen) == [f"127.0.0.1:{port}" for port in ports]
+        refused = nodes.wait("host", jobs[2], "refused")
+        assert refused["reason"].startswith(f"arbiter refuses: ports: every port of job_ports {ports.start}-"
+                                            f"{ports.stop - 1} is held"), refused["reason"]
+        nodes.coordinators["guest"].refuse(jobs[0], "not now")  # its port is free again
+        nodes.wait("arbiter", jobs[0], "refused")
+        again = nodes.coordinators["host"].submit(proposal())
+        nodes.wait("guest", again, "pending")
+        assert arbiter.store.votes(again)["arbiter"]["address"] == chosen[0]
+    finally:
+        nodes.stop()
+
+
+@pytest.mark.parametrize("ports", ["9100-9000", "80-90", "9100-70000", "9100"])
+def test_job_ports_outside_1024_65535_or_misspelt_stop_the_node_at_load(tmp_path, ports):
+    configs = federation(tmp_path)
+    configs["host"].write_text(configs["host"].read_text() + f"job_ports: '{ports}'\n")
+    with pytest.raises(ConfigError, match="job_ports"):
+        load_node_config(configs["host"])

@@ -84,6 +84,9 @@ class NodeOptions(Options):
     store: str = "node-store"
     listen: str | None = None  # where the node's mutual-TLS port binds (default: its federation address)
     job_host: str = "127.0.0.1"  # the host a job's data port binds and is announced on
+    #: "FIRST-LAST": the ports a job's side may listen on, one per job running or agreed (so a firewall can
+    #: open just these); None: any free port
+    job_ports: str | None = Field(None, pattern=r"^\d{1,5}-\d{1,5}$")
     catalogue: dict[str, TableEntry] = {}
     policy: Policy = Policy()
     api: ApiSettings = ApiSettings()
@@ -124,6 +127,13 @@ class NodeConfig:
         return self.store / "query"
 
     @property
+    def job_ports(self) -> range | None:
+        if self.options.job_ports is None:
+            return None
+        first, last = map(int, self.options.job_ports.split("-"))
+        return range(first, last + 1)
+
+    @property
     def token_file(self) -> Path | None:
         return self.path(self.options.api.token_file) if self.options.api.token_file else None
 
@@ -157,6 +167,10 @@ def _check(config: NodeConfig, path: Path) -> dict[str, str]:
     if unknown:
         raise ConfigError(f"node configuration {path}: policy.proposers names non-members {unknown}")
     connect(options.compute)  # a misspelt backend fails when the node starts, not in its first job
+    ports = config.job_ports
+    if ports is not None and not (1024 <= ports.start and ports and ports.stop <= 65536):
+        raise ConfigError(f"node configuration {path}: job_ports {options.job_ports!r} must be FIRST-LAST with "
+                          "1024 <= FIRST <= LAST <= 65535")
     if options.query is not None:
         _check_query(config, path)
     if options.api.token_file is None and not _loopback(options.api.listen):

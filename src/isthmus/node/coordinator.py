@@ -36,7 +36,7 @@ MAX_REASON = 1000
 
 
 class Runner(Protocol):
-    def address(self) -> str: ...
+    def address(self, held: set[int]) -> str: ...
     def start(self, job_id: str, document: dict) -> None: ...
     def cancel(self, job_id: str) -> None: ...
     def failure(self, job_id: str) -> str | None: ...
@@ -207,8 +207,12 @@ class Coordinator:
             self.store.set_status(proposal.id, "pending", "waiting for the operator: isthmus job approve/refuse")
 
     def _accept(self, proposal: Proposal) -> None:
-        self._vote(proposal, "accept", signature=sign_consent(self.signing_key, proposal.digest),
-                   address=self.runner.address())
+        try:
+            address = self.runner.address(self.store.ports_held(self.me))
+        except ConfigError as exc:
+            self._vote(proposal, "refuse", reason=f"{self.me} refuses: ports: {exc}"[:MAX_REASON])
+            return
+        self._vote(proposal, "accept", signature=sign_consent(self.signing_key, proposal.digest), address=address)
 
     def _vote(self, proposal: Proposal, decision: str, *, reason: str | None = None, signature: bytes | None = None,
               address: str | None = None) -> None:

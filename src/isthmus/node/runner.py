@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from isthmus.errors import ConfigError
 from isthmus.jobs.events import read_events
 from isthmus.jobs.local import write_job
 from isthmus.jobs.party_process import PRELOAD, launched_party
@@ -28,12 +30,14 @@ def job_folder(store: Path, job_id: str) -> Path:
 
 
 class ProcessRunner:
-    def __init__(self, party: str, store: Path, keys: Path, job_host: str, on_done: Done, compute: str | None = None):
+    def __init__(self, party: str, store: Path, keys: Path, job_host: str, on_done: Done, compute: str | None = None,
+                 ports: range | None = None):
         self.party = party
         self.compute = compute
         self.store = store
         self.keys = keys
         self.job_host = job_host
+        self.ports = ports
         self.on_done = on_done
         self._processes: dict[str, multiprocessing.Process] = {}
         self._lock = threading.Lock()
@@ -43,9 +47,16 @@ class ProcessRunner:
         waiting 2-4 s for those imports (every node of a federation at the same time)."""
         start_forkserver(PRELOAD)
 
-    def address(self) -> str:
-        """Where this party's side of a job will listen (chosen when the node consents)."""
-        return f"{self.job_host}:{free_port()}"
+    def address(self, held: set[int]) -> str:
+        """Where this party's side of a job will listen (chosen when the node consents): a free port of the
+        node's ``job_ports`` that no job of this node ``held`` already, else any free port."""
+        if self.ports is None:
+            return f"{self.job_host}:{free_port()}"
+        for port in self.ports:
+            if port not in held and _bindable(self.job_host, port):
+                return f"{self.job_host}:{port}"
+        raise ConfigError(f"every port of job_ports {self.ports.start}-{self.ports.stop - 1} is held, by {len(held)} "
+                          "jobs running or agreed here or by other programs")
 
     def start(self, job_id: str, document: dict) -> None:
         folder = job_folder(self.store, job_id)
@@ -85,6 +96,17 @@ class ProcessRunner:
         events = read_events(job_folder(self.store, job_id) / "run" / "events.jsonl")
         failed = next((e for e in events if e.get("status") == "failed"), None)
         return None if failed is None else f"step {failed.get('step')}: {failed.get('error')}"
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Whether ``port`` is free on ``host`` now (the job binds it as gRPC does, reusing an address in TIME_WAIT)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError:
+            return False
+    return True
 
 
 def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path, compute: str | None) -> None:

@@ -77,7 +77,7 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
     coordinator: Coordinator
     runner = ProcessRunner(config.party, store_dir, config.keys, config.options.job_host,
                            on_done=lambda job, status, reason: coordinator.job_done(job, status, reason),
-                           compute=config.options.compute)
+                           compute=config.options.compute, ports=config.job_ports)
     coordinator = Coordinator(config, store, signing_key, pinned, runner)
     runner.warm()
     for alias in config.options.catalogue:  # a file may be mounted later: a warning, not a stop

@@ -97,6 +97,12 @@ class Store:
                   address)
         self.event(job_id, party=party, vote=decision, **({"reason": reason} if reason else {}))
 
+    def ports_held(self, party: str) -> set[int]:
+        """The ports ``party`` chose for its side of jobs agreed or running: no other job may take them."""
+        rows = self._run("SELECT votes.address FROM votes JOIN jobs ON jobs.id = votes.job WHERE votes.party = ? "
+                         "AND votes.address IS NOT NULL AND jobs.status IN ('accepted', 'running')", party)
+        return {int(row["address"].rpartition(":")[2]) for row in rows}
+
     def votes(self, job_id: str) -> dict[str, dict]:
         return {row["party"]: dict(row) for row in self._run("SELECT * FROM votes WHERE job = ?", job_id)}
 
