@@ -55,8 +55,9 @@ class ProcessRunner:
         for port in self.ports:
             if port not in held and _bindable(self.job_host, port):
                 return f"{self.job_host}:{port}"
-        raise ConfigError(f"every port of job_ports {self.ports.start}-{self.ports.stop - 1} is held, by {len(held)} "
-                          "jobs running or agreed here or by other programs")
+        mine = len(held & set(self.ports))
+        raise ConfigError(f"every port of job_ports {self.ports.start}-{self.ports.stop - 1} is held: {mine} by "
+                          "this node's jobs agreed or running, the others by other programs")
 
     def start(self, job_id: str, document: dict) -> None:
         folder = job_folder(self.store, job_id)
