@@ -1,8 +1,9 @@
 """Node-to-node messages over the federation's mutual-TLS transport: one tag, one small message each.
 
 A message is a map ``{"kind": ..., "job": ID, ...}``; the sender is who the TLS certificate says it is
-(the transport checks), never a field of the message. Sends happen on worker threads, so a member
-that is down never holds up this node's API or its other peers; a failed send is logged and reported
+(the transport checks), never a field of the message. Sends happen on four worker threads, so a member
+that is down never holds up this node's API; each send to it holds a thread for the node's timeout,
+though, and four at once delay the messages to every other peer. A failed send is logged and reported
 to ``on_failure``.
 """
 
