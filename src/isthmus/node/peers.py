@@ -1,22 +1,25 @@
 """Node-to-node messages over the federation's mutual-TLS transport: one tag, one small message each.
 
 A message is a map ``{"kind": ..., "job": ID, ...}``; the sender is who the TLS certificate says it is
-(the transport checks), never a field of the message. Sends happen on four worker threads, so a member
-that is down never holds up this node's API; each send to it holds a thread for the node's timeout,
-though, and four at once delay the messages to every other peer. A failed send is logged and reported
-to ``on_failure``.
+(the transport checks), never a field of the message. Each member's messages go out in order on a
+thread of its own, so a member that is down, whose every send waits out the node's timeout, holds up
+neither this node's API nor its messages to the others (on four shared threads, four sends to it had
+delayed everyone's); the messages queued for it meanwhile are given up at once. A failed send is logged
+and reported to ``on_failure``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
-from isthmus.errors import PeerAbortedError, PeerError, PeerTimeoutError, ProtocolError
+from isthmus.errors import PeerAbortedError, PeerError, PeerTimeoutError, PeerUnreachableError, ProtocolError
 from isthmus.transport.channel import Channel
+from isthmus.transport.pipeline import SendQueues
 
 TAG = "node"
 #: The node-to-node job the control messages travel under, and the largest such message (a prediction
@@ -37,7 +40,8 @@ class PeerLink:
         self.handler = handler
         self.on_failure = on_failure
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(4, thread_name_prefix=f"node-send-{channel.party}")
+        self._queues = SendQueues(f"node-{channel.party}")
+        self._given_up: dict[str, float] = {}  # peer -> when a send to it last failed, unreachable
         self._thread = threading.Thread(target=self._listen, name=f"node-recv-{channel.party}", daemon=True)
 
     def start(self) -> None:
@@ -46,16 +50,24 @@ class PeerLink:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._queues.close(wait=True)  # the notices of a stopping node's jobs go out first
 
     def send(self, peer: str, message: dict) -> Future:
-        """Deliver ``message`` on a worker thread; the future is done once it is delivered, or given up."""
-        return self._pool.submit(self._send, peer, message)
+        """Deliver ``message`` after those sent to ``peer`` before it; the future is done once it is delivered,
+        or given up."""
+        return self._queues.submit(peer, self._send, peer, message, time.monotonic())
 
-    def _send(self, peer: str, message: dict) -> None:
+    def _send(self, peer: str, message: dict, queued: float) -> None:
+        """A message that waited behind a send found the peer unreachable is given up at once: the peer did
+        not answer for a whole timeout meanwhile, and each try would cost another (a stopping node's too)."""
         try:
+            if self._given_up.get(peer, float("-inf")) > queued:
+                raise PeerUnreachableError("unreachable for the node's whole timeout while this message waited "
+                                           "to be sent; not tried again", peer=peer, tag=TAG)
             self.channel.send(peer, TAG, message)
         except PeerError as exc:
+            if isinstance(exc, PeerUnreachableError):
+                self._given_up[peer] = time.monotonic()
             _log.warning("could not deliver %s of job %s to %s: %s", message.get("kind"), message.get("job"), peer, exc)
             self.on_failure(peer, message, exc)
 

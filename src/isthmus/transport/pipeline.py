@@ -38,11 +38,15 @@ class SendQueues:
                 queue = self._queues[peer] = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-send-{peer}")
         return queue.submit(send, *args)
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Drop the sends not yet made (a stopping node need not wait for a host that is down), or, when
+        ``wait``, make them all first."""
         with self._lock:
             queues, self._queues = list(self._queues.values()), {}
         for queue in queues:
-            queue.shutdown(wait=False, cancel_futures=True)  # a stopping node need not wait for a host that is down
+            queue.shutdown(wait=False, cancel_futures=not wait)
+        for queue in queues if wait else ():
+            queue.shutdown(wait=True)  # after every queue was told, so that they drain in parallel
 
 
 class PipelinedChannel(RelayChannel):
