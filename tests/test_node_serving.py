@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy.special import expit
 
 from isthmus.algorithms.base import MODEL_FILE
@@ -51,10 +52,13 @@ def served(tmp_path):
 
 
 @contextmanager
-def serving_federation(tmp_path, **host_policy):
-    """Two finished jobs at a guest and a host serving them (``host_policy``: settings of the host's policy);
-    yields the servings, ids both hold, the expected scores of each job and the nodes."""
+def serving_federation(tmp_path, guest_node: dict | None = None, **host_policy):
+    """Two finished jobs at a guest and a host serving them (``guest_node``: settings of the guest's node.yaml,
+    ``host_policy``: of the host's policy); yields the servings, ids both hold, the expected scores of each
+    job and the nodes."""
     configs = federation(tmp_path, host=host_policy)
+    with configs["guest"].open("a", encoding="utf-8") as guest_config:
+        guest_config.write(yaml.safe_dump(guest_node) if guest_node else "")
     nodes = local_nodes(configs)
     servings = {party: Serving(nodes.coordinators[party], nodes.hub.channel(party, CONTROL_JOB))
                 for party in ("guest", "host")}
@@ -242,6 +246,25 @@ def test_predictions_stuck_on_a_silent_host_are_bounded_in_number_and_in_time(se
     assert "was still answering an earlier prediction after 5 s" in str(busy[0])
     del servings["host"].models["credit", 1].part.serve
     np.testing.assert_allclose(guest.submit("credit", ids).result(timeout=10), expected("a" * 16), atol=1e-12)
+
+
+def test_a_prediction_waits_for_a_host_that_does_not_answer_only_its_own_deadline(tmp_path):
+    """A host that answers pings but never a prediction held each one for the node's timeout (20 s by
+    default), which consent needs: a guest's node.yaml sets a tighter prediction_timeout."""
+    with serving_federation(tmp_path, guest_node={"prediction_timeout": 0.5}) as (servings, ids, expected, _):
+        guest = servings["guest"]
+        guest.publish("a" * 16, "credit")
+        answer = threading.Event()
+        servings["host"].models["credit", 1].part.serve = lambda channel, X: answer.wait(30)
+        try:
+            started = time.monotonic()
+            with pytest.raises(ServingError, match="host 'host' did not answer the prediction .* within 0.5 s"):
+                guest.predict("credit", ids)
+            assert time.monotonic() - started < 2  # the node's timeout is 5 s here
+        finally:
+            answer.set()
+        del servings["host"].models["credit", 1].part.serve
+        np.testing.assert_allclose(guest.predict("credit", ids), expected("a" * 16), rtol=0, atol=1e-12)
 
 
 @contextmanager

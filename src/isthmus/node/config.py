@@ -91,6 +91,9 @@ class NodeOptions(Options):
     policy: Policy = Policy()
     api: ApiSettings = ApiSettings()
     timeout: float = Field(20.0, gt=0)  # seconds a node-to-node message may take to be delivered
+    #: seconds a prediction waits for its hosts' answers, and for its turn at the model (default: timeout):
+    #: a serving deadline tighter than consent needs
+    prediction_timeout: float | None = Field(None, gt=0)
     compute: str | None = None  # this party's backend for its jobs: "local" (default) or "ray://HOST:PORT"
     query: QuerySettings | None = None  # run the query service with the node (started and stopped with it)
 

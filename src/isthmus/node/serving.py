@@ -268,10 +268,15 @@ class Serving:
             self._silent.pop(host, None)
         return np.asarray(scores).tolist()
 
+    @property
+    def prediction_timeout(self) -> float:
+        return self.config.options.prediction_timeout or self.config.options.timeout
+
     @contextmanager
     def _turn_of(self, served: Served) -> Iterator[None]:
-        """Hold ``served`` for one prediction; busy if an earlier one still holds it after the node's timeout."""
-        timeout = self.config.options.timeout
+        """Hold ``served`` for one prediction; busy if an earlier one still holds it after the prediction
+        timeout."""
+        timeout = self.prediction_timeout
         if not served.lock.acquire(timeout=timeout):
             raise ServingBusy(f"busy: model {served.name!r} version {served.version} was still answering an earlier "
                               f"prediction after {timeout:g} s (is every host of it up?); ask again later")
@@ -421,10 +426,10 @@ class Serving:
     # -- both ------------------------------------------------------------------------------------------
 
     def _link(self, peers: list[str]) -> PipelinedChannel:
-        """One prediction's link to ``peers``: each receive waits at most the node's timeout, over gRPC and in
-        process alike (a host whose guest went away stops serving it then)."""
+        """One prediction's link to ``peers``: each receive waits at most the prediction timeout, over gRPC and
+        in process alike (a host whose guest went away stops serving it then)."""
         link = PipelinedChannel(self.channel, self._queues, peers)
-        link.default_timeout = self.config.options.timeout
+        link.default_timeout = self.prediction_timeout
         return link
 
     def _load(self, name: str, version: int, job_id: str) -> Served:
