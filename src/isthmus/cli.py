@@ -91,6 +91,8 @@ def run(job: JobArg,
                                         compute=compute))
     except KeyboardInterrupt:
         console.print(f"party {party} interrupted; its run in {run_dir} is marked so", soft_wrap=True, markup=False)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # stopped, its peers told: what comes now is the exit
+            signal.signal(signum, signal.SIG_IGN)
         raise typer.Exit(130) from None
     console.print(f"party {party} finished; results in {run_dir}", soft_wrap=True, markup=False)
 
