@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from isthmus.node.peers import CONTROL_JOB, PeerLink
 from isthmus.node.store import Store
 from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
 from isthmus.transport.local import LocalHub
+from isthmus.transport.ports import port_is_free
 
 POLICY = {"min_key_bits": 1024, "min_intersection": 100, "models": ["hetero_lr"]}
 
@@ -35,16 +35,8 @@ def federation(root: Path, *, guest: dict | None = None, host: dict | None = Non
 def free_port_range(size: int, start: int = 23_000) -> range:
     """``size`` consecutive ports free on loopback now, for a node's ``job_ports``."""
     for first in range(start, start + 2000, size):
-        sockets = [socket.socket() for _ in range(size)]
-        try:
-            for offset, sock in enumerate(sockets):
-                sock.bind(("127.0.0.1", first + offset))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return range(first, first + size)
+        if all(port_is_free("127.0.0.1", port) for port in range(first, first + size)):
+            return range(first, first + size)
     raise AssertionError(f"no {size} free consecutive ports")
 
 

@@ -220,6 +220,18 @@ def test_refused_and_failed_predictions_leave_nothing_waiting_at_either_node(ser
     assert waiting == {"host": (0, 0), "guest": (0, 0)}
 
 
+@contextmanager
+def silent_host(servings) -> Iterator[None]:
+    """In the block, the host takes every prediction of version 1 of 'credit' and answers none of them."""
+    answer, part = threading.Event(), servings["host"].models["credit", 1].part
+    part.serve = lambda channel, X: answer.wait(30)
+    try:
+        yield
+    finally:
+        answer.set()
+        del part.serve
+
+
 def test_predictions_stuck_on_a_silent_host_are_bounded_in_number_and_in_time(served):
     """A host that answers nothing held each prediction of its model for the node's timeout in turn, and
     they piled up without bound. Now the node takes MAX_PREDICTIONS at once (more are busy at once), and
@@ -227,9 +239,7 @@ def test_predictions_stuck_on_a_silent_host_are_bounded_in_number_and_in_time(se
     servings, ids, expected, _ = served
     guest = servings["guest"]
     guest.publish("a" * 16, "credit")
-    answer = threading.Event()
-    servings["host"].models["credit", 1].part.serve = lambda channel, X: answer.wait(30)
-    try:
+    with silent_host(servings):
         started = time.monotonic()
         taken = [guest.submit("credit", ids) for _ in range(MAX_PREDICTIONS)]
         with pytest.raises(ServingBusy, match=f"{MAX_PREDICTIONS} predictions are in progress"):
@@ -237,14 +247,11 @@ def test_predictions_stuck_on_a_silent_host_are_bounded_in_number_and_in_time(se
         assert time.monotonic() - started < 1
         outcomes = [future.exception(timeout=30) for future in taken]
         ended = time.monotonic() - started
-    finally:
-        answer.set()
     assert ended < 15  # one waited 5 s for the host, the others 5 s for the model (one more may have got it)
     busy = [e for e in outcomes if isinstance(e, ServingBusy)]
     silent = [e for e in outcomes if isinstance(e, ServingError) and "did not answer" in str(e)]
     assert len(busy) + len(silent) == MAX_PREDICTIONS and len(silent) in (1, 2), outcomes
     assert "was still answering an earlier prediction after 5 s" in str(busy[0])
-    del servings["host"].models["credit", 1].part.serve
     np.testing.assert_allclose(guest.submit("credit", ids).result(timeout=10), expected("a" * 16), atol=1e-12)
 
 
@@ -254,16 +261,11 @@ def test_a_prediction_waits_for_a_host_that_does_not_answer_only_its_own_deadlin
     with serving_federation(tmp_path, guest_node={"prediction_timeout": 0.5}) as (servings, ids, expected, _):
         guest = servings["guest"]
         guest.publish("a" * 16, "credit")
-        answer = threading.Event()
-        servings["host"].models["credit", 1].part.serve = lambda channel, X: answer.wait(30)
-        try:
+        with silent_host(servings):
             started = time.monotonic()
             with pytest.raises(ServingError, match="host 'host' did not answer the prediction .* within 0.5 s"):
                 guest.predict("credit", ids)
             assert time.monotonic() - started < 2  # the node's timeout is 5 s here
-        finally:
-            answer.set()
-        del servings["host"].models["credit", 1].part.serve
         np.testing.assert_allclose(guest.predict("credit", ids), expected("a" * 16), rtol=0, atol=1e-12)
 
 

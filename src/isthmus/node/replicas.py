@@ -106,9 +106,8 @@ class LedgerReplicas:
                 for rid in asked:
                     self._questions.pop(rid, None)
         compared = {q.peer: compare(mine.naming(q.peer), q.answer, self.wait) for q in asked.values()}
-        not_asked = _uncompared("not asked again: an earlier question is still being delivered to it (its node is "
-                                "down or unreachable)")
-        return {**compared, **{peer: dict(not_asked) for peer in stuck}}
+        return {**compared, **{peer: _uncompared("not asked again: an earlier question is still being delivered to "
+                                                 "it (its node is down or unreachable)") for peer in stuck}}
 
     def replica(self) -> Replica:
         """This node's replica, read again only when its file changed (each answer would re-verify it)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from isthmus.jobs.events import read_events
 from isthmus.jobs.local import write_job
 from isthmus.jobs.party_process import PRELOAD, launched_party
 from isthmus.processes import fresh_process, start_forkserver
-from isthmus.transport.ports import free_port
+from isthmus.transport.ports import free_port, port_is_free
 
 Done = Callable[[str, str, str | None], None]  # (job id, "finished" | "failed", reason)
 
@@ -53,7 +52,7 @@ class ProcessRunner:
         if self.ports is None:
             return f"{self.job_host}:{free_port()}"
         for port in self.ports:
-            if port not in held and _bindable(self.job_host, port):
+            if port not in held and port_is_free(self.job_host, port):
                 return f"{self.job_host}:{port}"
         mine = len(held & set(self.ports))
         raise ConfigError(f"every port of job_ports {self.ports.start}-{self.ports.stop - 1} is held: {mine} by "
@@ -97,17 +96,6 @@ class ProcessRunner:
         events = read_events(job_folder(self.store, job_id) / "run" / "events.jsonl")
         failed = next((e for e in events if e.get("status") == "failed"), None)
         return None if failed is None else f"step {failed.get('step')}: {failed.get('error')}"
-
-
-def _bindable(host: str, port: int) -> bool:
-    """Whether ``port`` is free on ``host`` now (the job binds it as gRPC does, reusing an address in TIME_WAIT)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host.strip("[]"), port))
-        except OSError:
-            return False
-    return True
 
 
 def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path, compute: str | None) -> None:

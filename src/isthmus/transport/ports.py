@@ -1,4 +1,5 @@
-"""Free loopback ports, for parties, nodes and clusters that this machine starts for itself."""
+"""Free ports: on loopback, for parties, nodes and clusters that this machine starts for itself; on any host, for
+a node choosing its jobs' ports from a range."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def free_ports(count: int) -> list[int]:
 def free_port() -> int:
     """One free loopback port."""
     return free_ports(1)[0]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether ``port`` can be bound on ``host`` now (as gRPC binds: an address in TIME_WAIT is reusable)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError:
+            return False
+    return True
