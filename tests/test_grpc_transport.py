@@ -96,6 +96,19 @@ def test_abort_reaches_a_waiting_peer(start):
         bob.channel("j").recv("alice", "anything", timeout=5)
 
 
+def test_a_peer_told_once_is_not_told_again_after_it_has_gone(start):
+    """A failing guest's algorithm told its peers, which exited; the runner's own notice then retried
+    them for a whole connect timeout (the launch killed the guest first, its run left "running")."""
+    alice, bob = start("alice", connect_timeout=3.0), start("bob", jobs=["j"])
+    job = alice.channel("j", peers=["bob"])
+    job.scoped("1-train").abort("vertical linear guest failed: DataError")
+    bob.stop(grace=0)
+    started = time.monotonic()
+    job.abort("step train failed at alice (DataError)")
+    assert time.monotonic() - started < 1.0
+    assert [e["tag"] for e in alice.audit.entries() if e["direction"] == "send"] == ["1-train/isthmus/abort"]
+
+
 def test_send_waits_for_a_peer_that_starts_late(start):
     alice, late = start("alice"), []
     starter = threading.Timer(0.5, lambda: late.append(start("bob", jobs=["j"])))

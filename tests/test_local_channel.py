@@ -192,7 +192,7 @@ def test_a_job_kept_open_drops_abort_notices_and_keeps_its_messages():
     peer.abort("stop again")
     peer.send("a", "ask", 2)
     assert [service.recv("b", "ask", timeout=1) for _ in range(2)] == [1, 2]
-    assert service._quitters() == set()
+    assert service._mailbox().quitters("svc") == set()
     training = hub.channel("a", "train")  # any other job still ends on an abort
     hub.channel("b", "train").abort("stop")
     with pytest.raises(PeerAbortedError, match="stop"):

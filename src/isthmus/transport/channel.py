@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from isthmus.errors import PeerTimeoutError
 from isthmus.transport import codec
+
+if TYPE_CHECKING:
+    from isthmus.transport.mailbox import Mailbox
 
 
 class Channel(ABC):
@@ -91,7 +94,9 @@ class Channel(ABC):
         """Tell every peer that this party abandoned the job, so their receives fail at once.
 
         Best effort: a peer that cannot be reached is skipped, since the party is failing anyway, and a
-        peer that aborted the job itself is not told (it may have exited: retrying it would only delay).
+        peer that aborted the job itself is not told, nor one told already in a scope (the algorithm's own
+        notice, which ended the job there): it may have exited, and retrying it would only delay this
+        party's end by a whole connect timeout.
         """
         from isthmus.transport.mailbox import ABORT_TAG
 
@@ -99,13 +104,19 @@ class Channel(ABC):
 
     def _send_abort(self, tag: str, reason: str, peers: Iterable[str]) -> None:
         from isthmus.errors import IsthmusError
-        from isthmus.transport.mailbox import MAX_ABORT_BYTES
+        from isthmus.transport.mailbox import ABORT_TAG, MAX_ABORT_BYTES
 
-        for peer in sorted(set(peers) - self._quitters()):
+        mailbox = self._mailbox()
+        spared = set() if mailbox is None else mailbox.quitters(self.job) | (
+            mailbox.told(self.job) if tag == ABORT_TAG else set())  # a scope's abort is one request's, in a service
+        told = sorted(set(peers) - spared)
+        for peer in told:
             try:
                 self._send_raw(peer, tag, f"{self.party}: {reason}".encode()[:MAX_ABORT_BYTES])
             except IsthmusError:
                 pass
+        if mailbox:
+            mailbox.note_told(self.job, told)
 
     def abort_after(self, exc: BaseException, doing: str) -> None:
         """Tell every peer that ``doing`` failed here, naming only the kind of error (:func:`for_peer`).
@@ -129,9 +140,9 @@ class Channel(ABC):
         (:meth:`isthmus.transport.mailbox.Mailbox.close_scope`). For a service's requests, whose job never ends."""
         raise NotImplementedError(f"{type(self).__name__} cannot close a scope")
 
-    def _quitters(self) -> set[str]:
-        """Peers that aborted this job; channels that can tell override this."""
-        return set()
+    def _mailbox(self) -> Mailbox | None:
+        """This party's mailbox, which knows who aborted the job and whom this party told; None where there is none."""
+        return None
 
     def answers(self, peer: str, timeout: float) -> bool:
         """Whether ``peer``'s node answers a ping within ``timeout`` seconds; channels that cannot tell (in
@@ -191,8 +202,8 @@ class RelayChannel(Channel):
     def _address_of(self, senders: list[str]) -> str:
         return self.inner._address_of(senders)
 
-    def _quitters(self) -> set[str]:
-        return self.inner._quitters()
+    def _mailbox(self) -> Mailbox | None:
+        return self.inner._mailbox()
 
     def answers(self, peer: str, timeout: float) -> bool:
         return self.inner.answers(peer, timeout)

@@ -338,8 +338,8 @@ class GrpcChannel(Channel):
                 raise PeerGoneError(f"no answer to pings for {now - silent_since:.0f} s: its process, node or "
                                     "machine stopped", peer=" or ".join(senders), address=self._address_of(senders), tag=tag)
 
-    def _quitters(self) -> set[str]:
-        return self.node.mailbox.quitters(self.job)
+    def _mailbox(self) -> Mailbox:
+        return self.node.mailbox
 
     def answers(self, peer: str, timeout: float) -> bool:
         return self.node.any_answers([peer], timeout)

@@ -54,8 +54,8 @@ class LocalChannel(Channel):
             self.audit.record("recv", self.job, got[0], tag, got[1])
         return got
 
-    def _quitters(self) -> set[str]:
-        return self.hub.mailboxes[self.party].quitters(self.job)
+    def _mailbox(self) -> Mailbox:
+        return self.hub.mailboxes[self.party]
 
     def keep_open(self) -> None:
         self.hub.mailboxes[self.party].keep_open(self.job)

@@ -62,6 +62,7 @@ class _Job:
     limits: dict[str, int]  # tag prefix -> largest message in bytes
     aborted: tuple[str, str] | None = None  # (sender, reason) of the first abort
     quitters: set[str] = field(default_factory=set)  # every sender that aborted the job
+    told: set[str] = field(default_factory=set)  # every peer this party told that it abandoned the job or a scope
     refusals: dict[str, str] = field(default_factory=dict)  # sender -> why a delivery was refused, until received
     senders: set[str] = field(default_factory=set)  # every sender whose delivery was admitted
     service: bool = False  # a long-lived service's job: an abort ends one scope, never the job (Mailbox.keep_open)
@@ -276,6 +277,17 @@ class Mailbox:
         with self._cond:
             state = self._jobs.get(job)
             return set(state.quitters) if state is not None else set()
+
+    def note_told(self, job: str, peers: Iterable[str]) -> None:
+        """This party told ``peers`` that it abandoned ``job`` or one of its scopes."""
+        with self._cond:
+            self._jobs.setdefault(job, _Job(None, {})).told.update(peers)
+
+    def told(self, job: str) -> set[str]:
+        """The peers this party told that it abandoned ``job`` or one of its scopes."""
+        with self._cond:
+            state = self._jobs.get(job)
+            return set(state.told) if state is not None else set()
 
     def senders(self, job: str) -> set[str]:
         """The peers (authenticated by the transport) that have delivered to ``job``: they were up, even if gone since."""
