@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from isthmus.errors import ConfigError
+from isthmus.errors import ConfigError, PeerAbortedError
 from isthmus.jobs.plan import make_plan
 from isthmus.jobs.spec import load_job, parse_job
 
@@ -155,6 +155,27 @@ def test_a_party_killed_mid_job_is_named_in_the_launch_report_not_a_peer_still_w
     path.write_text(JOB)
     report = _failure_report(load_job(path), tmp_path / "run", {"guest": None, "host-1": -9})
     assert "party 'host-1' was killed by SIGKILL" in report
+
+
+def test_the_launch_report_names_the_party_that_failed_not_the_peer_it_told_first(tmp_path: Path):
+    """A failing guest tells its peers before it writes its own failure, so the arbiter's "peer aborted the
+    job" was the earliest event, and the report named the arbiter for the guest's label error."""
+    from isthmus.jobs.events import EventLog
+    from isthmus.jobs.launcher import _failure_report
+    from isthmus.jobs.runner import run_party
+    from isthmus.transport.local import LocalHub
+
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB)
+    spec = load_job(path)
+    hub = LocalHub(list(spec.parties))
+    hub.channel("host-1", spec.name).abort("step train failed at host-1 (DataError)")
+    with pytest.raises(PeerAbortedError):
+        run_party(spec, "arbiter", hub.channel("arbiter", spec.name), tmp_path / "run" / "arbiter")
+    (tmp_path / "run" / "host-1").mkdir()
+    EventLog(tmp_path / "run" / "host-1", "host-1").emit(step="train", status="failed", error="label 'x0' is not binary")
+    report = _failure_report(spec, tmp_path / "run", {"arbiter": 1, "guest": None, "host-1": 1})
+    assert report.startswith("job 'credit-risk' failed: party 'host-1' at step 'train': label 'x0' is not binary")
 
 
 def test_a_plan_names_the_heavy_modules_its_training_imports():

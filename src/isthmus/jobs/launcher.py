@@ -175,12 +175,14 @@ def _watch(spec: JobSpec, processes: dict[str, multiprocessing.Process], out_dir
 
 def _failure_report(spec: JobSpec, out_dir: Path, failures: dict[str, int | None]) -> str:
     """Name the party that failed first with its own error, not the peers that were told to stop or were
-    still waiting for it (exit code None: the launch stops them after this report)."""
+    still waiting for it (exit code None: the launch stops them after this report). A peer told to stop
+    may write its failure before the party that told it (which tells first), so those come last."""
     errors, silent = [], []
     for name, code in failures.items():
         failed = [e for e in read_events(out_dir / name / "events.jsonl") if e.get("status") == "failed"]
         if failed:
-            errors.append((failed[0]["time"], name, failed[0].get("step"), failed[0].get("error")))
+            first = failed[0]
+            errors.append(("aborted_by" in first, first["time"], name, first.get("step"), first.get("error")))
         elif code:  # it ended before it could report: a check before its start, or killed (-9: OOM)
             silent.append(name)
     if silent or not errors:  # the likeliest cause, not the peers left waiting for it
@@ -194,7 +196,7 @@ def _failure_report(spec: JobSpec, out_dir: Path, failures: dict[str, int | None
         tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
         return f"party {name!r} {how} before reporting an error; its log ends:\n{tail}"
     errors.sort()
-    _, name, step, error = errors[0]
+    _, _, name, step, error = errors[0]
     return f"job {spec.name!r} failed: party {name!r} at step {step!r}: {error} (logs in {out_dir / name})"
 
 

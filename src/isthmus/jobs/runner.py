@@ -55,7 +55,8 @@ def run_party(spec: JobSpec, party: str, channel: Channel, run_dir: Path, *, cer
             ctx.events.emit(step=step.name, status="done")
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, IsthmusError) else str(exc)
-        ctx.events.emit(step=current, status="failed", error=message)
+        told = {"aborted_by": exc.peer} if isinstance(exc, PeerAbortedError) else {}  # the cause is elsewhere
+        ctx.events.emit(step=current, status="failed", error=message, **told)
         logging.getLogger(f"isthmus.{party}").error("step %s failed: %s", current, message)
         if ctx.role not in EXPENDABLE_ROLES and not isinstance(exc, PeerAbortedError):  # see Channel.abort_after
             channel.abort(abort_reason(party, current, exc))
