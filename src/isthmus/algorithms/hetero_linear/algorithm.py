@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from isthmus.algorithms.base import Algorithm, GuestPart, HostPart, Party, RecordPart, Reference, Roster, Task
+from isthmus.algorithms.base import (Algorithm, GuestPart, HostPart, Party, RecordPart, Reference, Roster, Task,
+                                     classifier_task)
 from isthmus.algorithms.hetero_linear.arbiter import HeteroLinearArbiter
 from isthmus.algorithms.hetero_linear.batches import safe_rows_per_feature
 from isthmus.algorithms.hetero_linear.guest import HeteroLinearGuest
@@ -120,8 +121,7 @@ class _HeteroLinear(Algorithm):
         if party.role == "host":
             trained = HeteroLinearHost(options).fit(channel, X, guest=guest, arbiter=arbiter)
             return LinearHostPart(self.name, trained, table.feature_names, scaler, guest)
-        if options.task == "binary" and len(np.unique(table.label)) > 2:
-            options = options.model_copy(update={"task": "multiclass"})
+        options = options.model_copy(update={"task": classifier_task(options.task, table.label, self.name)})
         trained = HeteroLinearGuest(options).fit(channel, X, table.label, hosts=hosts, arbiter=arbiter,
                                                  progress=lambda record: party.progress(**record))
         held_out = trained.validation_rows_

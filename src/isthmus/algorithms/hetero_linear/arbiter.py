@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from isthmus.errors import ProtocolError
+from isthmus.algorithms.base import MAX_CLASSES
 from isthmus.algorithms.hetero_linear import batches, cipher, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.options import LinearOptions
@@ -77,7 +78,7 @@ class HeteroLinearArbiter:
         check = Inspect(guest, tags.ARBITER_CONTROL)
         order = check.mapping(channel.recv(guest, tags.ARBITER_CONTROL), {"op", "features", "columns"})
         features = batches.feature_counts(order["features"], check)
-        columns = check.integer(order["columns"], 1, batches.MAX_CLASSES, "weight columns per model")
+        columns = check.integer(order["columns"], 1, MAX_CLASSES, "weight columns per model")
         if order["op"] != "start" or set(features) != set(parties):
             raise ProtocolError(f"expected a start order with the feature counts of {parties}", peer=guest,
                                 tag=tags.ARBITER_CONTROL)

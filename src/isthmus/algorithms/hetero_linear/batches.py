@@ -29,8 +29,6 @@ from isthmus.protocols.inspect import Inspect
 SAFETY_BITS = 8
 #: Most features a party may declare; a larger claim is a peer's mistake or an attack.
 MAX_FEATURES = 1_000_000
-#: Most classes (weight columns) of a softmax model, and most one-vs-rest models.
-MAX_CLASSES = 1000
 
 
 def safe_rows_per_feature(precision: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from isthmus.algorithms.base import MAX_CLASSES
 from isthmus.compute.blocks import map_blocks
 from isthmus.errors import ProtocolError
 from isthmus.ml.optim import apply_penalty, make_optimizer
@@ -56,8 +57,8 @@ class HeteroLinearHost:
         serve_orders(channel, guest, tags.CONTROL, handlers)
 
     def _start(self, order: dict, check: Inspect) -> None:
-        models = check.integer(order.get("models"), 1, batches.MAX_CLASSES, "number of models")
-        columns = check.integer(order.get("columns"), 1, batches.MAX_CLASSES // models, "weight columns per model")
+        models = check.integer(order.get("models"), 1, MAX_CLASSES, "number of models")
+        columns = check.integer(order.get("columns"), 1, MAX_CLASSES // models, "weight columns per model")
         self._trainer.start(models, columns, batches.feature_counts(order.get("features"), check))
 
     def _batch(self, order: dict, check: Inspect) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.algorithms.base import Algorithm, GuestPart, HostPart, Party, Reference, Roster, Task
+from isthmus.algorithms.base import Algorithm, GuestPart, HostPart, Party, Reference, Roster, Task, classifier_task
 from isthmus.algorithms.hetero_nn import tags
 from isthmus.algorithms.hetero_nn.guest import NNGuest
 from isthmus.algorithms.hetero_nn.host import NNHost
@@ -104,9 +104,7 @@ class HeteroNN(Algorithm):
         table, channel = party.labelled_rows(), party.channel
         scaler = _scaler(options, table.features)
         X = _scaled(scaler, table.features)
-        task = options.task
-        if task == "binary" and len(np.unique(table.label)) > 2:
-            task = "multiclass"
+        task = classifier_task(options.task, table.label, self.name)
         target, classes = encode_labels(task, table.label)
         if classes is not None and len(classes) < 2:
             raise DataError(f"a {task} task needs at least 2 label values, the guest has {classes.tolist()}")

@@ -13,7 +13,8 @@ from typing import Any, Literal, Self
 import numpy as np
 from pydantic import Field, model_validator
 
-from isthmus.algorithms.base import Algorithm, GuestPart, HostPart, KeyBits, Party, RecordPart, Reference, Roster, Task
+from isthmus.algorithms.base import (Algorithm, GuestPart, HostPart, KeyBits, Party, RecordPart, Reference, Roster,
+                                     Task, classifier_task)
 from isthmus.algorithms.hetero_secureboost import tags
 from isthmus.algorithms.hetero_secureboost.guest import HeteroSecureBoostGuest
 from isthmus.algorithms.hetero_secureboost.host import HeteroSecureBoostHost
@@ -116,10 +117,8 @@ class HeteroSecureBoost(Algorithm):
             trained.fit(party.channel, table.features, guest=guest, feature_names=table.feature_names)
             return BoostHostPart(trained, guest)
         table = party.labelled_rows()
-        objective = options.objective
+        objective = classifier_task(options.objective, table.label, self.name)
         classes = np.unique(table.label) if objective != "regression" else None
-        if objective == "binary" and len(classes) > 2:
-            objective = "multiclass"
         y = np.searchsorted(classes, table.label) if objective == "multiclass" else table.label
         params = options.params(objective=objective, n_classes=len(classes) if objective == "multiclass" else None)
         trained = HeteroSecureBoostGuest(params.n_trees, params.max_depth, params.learning_rate, options.bins,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.algorithms.base import Algorithm, GuestPart, HostPart, Party, Reference, Task
+from isthmus.algorithms.base import Algorithm, GuestPart, HostPart, Party, Reference, Task, classifier_task
 from isthmus.algorithms.hetero_linear.algorithm import (LinearGuestPart, LinearHostPart, load_part,
                                                         logistic_reference, scaled)
 from isthmus.algorithms.hetero_linear.guest import HeteroLinearGuest
@@ -46,8 +46,7 @@ class HeteroLRSSHE(Algorithm):
             trained = HeteroLinearHost(options)
             trained.coef_ = as_columns(fit_host(options, party.channel, X, guest=guest))
             return LinearHostPart(self.name, trained, table.feature_names, scaler, guest)
-        if options.task == "binary" and len(np.unique(table.label)) > 2:
-            options = options.model_copy(update={"task": "multiclass"})
+        options = options.model_copy(update={"task": classifier_task(options.task, table.label, self.name)})
         trained = HeteroLinearGuest(options)
         result = fit_guest(options, party.channel, X, table.label, hosts=hosts,
                            progress=lambda record: party.progress(**record))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from gmpy2 import mpz
 
+from isthmus.algorithms.base import MAX_CLASSES
 from isthmus.algorithms.sshe_lr import fourier, shares, tags
 from isthmus.algorithms.sshe_lr.options import SSHEOptions
 from isthmus.crypto.multiexp import row_products_of_powers
@@ -40,8 +41,6 @@ WEIGHT_BITS = 24
 TRIG_BITS = 24
 #: Fractional bits of the step-size constants in the update (one truncation per step).
 UPDATE_BITS = 64
-#: Most classes of a softmax model a host accepts from the guest's hello.
-MAX_CLASSES = 1000
 #: Shares of z live on a circle of PERIOD * 2^(precision + WEIGHT_BITS) integer steps.
 PERIOD_BITS = fourier.PERIOD.bit_length() - 1
 assert 1 << PERIOD_BITS == fourier.PERIOD
