@@ -48,6 +48,8 @@ def test_parses_roles_paths_and_steps(tmp_path: Path):
     (lambda j: j.replace("arbiter: {", "wizard: {"), "role 'wizard'"),
     (lambda j: j.replace("{path: guest.csv, id: id, label: y}", "{path: guest.csv}"), "'path' and 'id'"),
     (lambda j: j.replace("steps:", "stepz:"), "lacks"),
+    (lambda j: j.replace("127.0.0.1:7004", "127.0.0.1:7002"), "parties 'host-1' and 'arbiter' both have address"),
+    (lambda j: j.replace("  arbiter:", "  host-2: {address: 127.0.0.1:7009}\n  arbiter:"), "'host-2' is named twice"),
 ])
 def test_bad_job_files_are_refused_clearly(mutation, message):
     import yaml

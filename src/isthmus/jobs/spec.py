@@ -130,12 +130,25 @@ def _parse_parties(raw: Any, base_dir: Path) -> dict[str, PartySpec]:
         raise ConfigError("'parties' must map party names to their settings")
     parties: dict[str, PartySpec] = {}
     for name, entry in raw.items():
-        if isinstance(entry, list):  # `host: [{...}, {...}]` is host-1, host-2, ...
-            for i, item in enumerate(entry, start=1):
-                parties[f"{name}-{i}"] = _parse_party(f"{name}-{i}", item, base_dir, default_role=name)
-        else:
-            parties[name] = _parse_party(str(name), entry, base_dir, default_role=str(name).split("-")[0])
+        listed = isinstance(entry, list)  # `host: [{...}, {...}]` is host-1, host-2, ...
+        for number, item in enumerate(entry if listed else [entry], start=1):
+            party = f"{name}-{number}" if listed else str(name)
+            if party in parties or (listed and party in raw):
+                raise ConfigError(f"party {party!r} is named twice: once by the list {name!r}, once by itself")
+            role = str(name) if listed else party.split("-")[0]
+            parties[party] = _parse_party(party, item, base_dir, default_role=role)
+    _refuse_shared_addresses(parties)
     return parties
+
+
+def _refuse_shared_addresses(parties: dict[str, PartySpec]) -> None:
+    """Each party listens at its own address; two at one would fail only once both start, with "address in use"."""
+    seen: dict[str, str] = {}
+    for party in parties.values():
+        first = seen.setdefault(party.address.lower(), party.name)
+        if first != party.name:
+            raise ConfigError(f"parties {first!r} and {party.name!r} both have address {party.address}: each party "
+                              "listens at its own host:port")
 
 
 def _parse_party(name: str, entry: Any, base_dir: Path, default_role: str) -> PartySpec:
