@@ -49,6 +49,18 @@ def test_every_party_recorded_the_job_and_each_ledger_verifies(launched):
     assert together.returncode == 0 and "3 replica(s)" in together.stdout and "replicas agree" in together.stdout
 
 
+def test_the_launch_folder_and_a_party_run_folder_lead_to_the_ledgers(launched):
+    """What a user holds after the launch: its folder, and each party's folder in it (it said "no ledger")."""
+    together = isthmus("ledger", "verify", str(launched))
+    assert together.returncode == 0 and "3 replica(s)" in together.stdout, together.stdout + together.stderr
+    shown = isthmus("ledger", "show", str(launched / "guest"))
+    assert shown.returncode == 0 and "e2e-ledger" in shown.stdout, shown.stdout + shown.stderr
+    unrecorded = launched.parent / "no-record"
+    unrecorded.mkdir()
+    refused = isthmus("ledger", "show", str(unrecorded))
+    assert refused.returncode == 1 and "a party's run folder after its record step" in refused.stderr
+
+
 def test_the_record_holds_the_contributions_every_party_was_sent(launched):
     exported = isthmus("ledger", "export", str(launched / "certs" / "host"))
     assert exported.returncode == 0, exported.stderr

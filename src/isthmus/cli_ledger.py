@@ -1,7 +1,8 @@
 """``isthmus ledger``: show, verify and export the ledgers the parties keep (see docs/incentives.md).
 
-A LEDGER argument may be a ledger file, a party's certificate folder holding one, or a federation's
-certificate folder (every party's ledger in it). ``verify`` trusts only the signing keys pinned in
+A LEDGER argument may be a ledger file, a party's certificate folder holding one, a federation's
+certificate folder (every party's ledger in it), a launch folder (its certificate folder) or a party's
+run folder (the ledger its record step appended to). ``verify`` trusts only the signing keys pinned in
 the federation file given with ``--federation``; without it, only when every ledger lies in one
 certificate folder is that folder's federation file taken. Exit code of ``verify``: 0 every replica
 is sound and they agree, 1 otherwise (each finding is printed). With ``--node URL``, ``show`` and
@@ -31,11 +32,14 @@ ledger_app = typer.Typer(help="The tamper-evident ledger of jobs and contributio
                          no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 console = Console()
 
-LedgerArg = Annotated[Path, typer.Argument(help="A ledger file or the party folder holding it.", exists=True)]
-LedgerOptArg = Annotated[Path | None, typer.Argument(help="A ledger file or the party folder holding it (or --node).",
-                                                     exists=True, show_default=False)]
+LedgerArg = Annotated[Path, typer.Argument(help="A ledger file, the key folder holding it or a party's run folder.",
+                                           exists=True)]
+LedgerOptArg = Annotated[Path | None, typer.Argument(
+    help="A ledger file, the key folder holding it or a party's run folder (or --node).", exists=True,
+    show_default=False)]
 LedgersOptArg = Annotated[list[Path] | None, typer.Argument(
-    help="Ledger files, party folders holding one, or a certificate folder (every party's ledger in it); or --node.",
+    help="Ledger files, key folders holding one, parties' run folders, a certificate folder or a launch folder (every "
+         "party's ledger in it); or --node.",
     exists=True, show_default=False)]
 NodeOpt = Annotated[str | None, typer.Option(
     "--node", help="Ask this node's API (URL) for its own ledger instead of reading files: the node reads its replica "
@@ -95,7 +99,12 @@ def export(ledger: LedgerArg,
 
 
 def resolve_ledgers(paths: list[Path]) -> list[Path]:
+    """The ledger files that ``paths`` name: ledger files, key folders, certificate folders, and what a user
+    holds after ``isthmus launch`` or ``run``: the launch folder (its certificates) or a party's run folder
+    (the ledger its record step names)."""
     from isthmus.incentive.ledger import LEDGER_FILE
+    from isthmus.jobs.launcher import CERTS
+    from isthmus.jobs.steps.record import RECORD_FILE
     from isthmus.transport.certs import FEDERATION_FILE
 
     found = []
@@ -106,11 +115,27 @@ def resolve_ledgers(paths: list[Path]) -> list[Path]:
             found.append(path / LEDGER_FILE)
         elif (path / FEDERATION_FILE).is_file():
             found += sorted(path.glob(f"*/{LEDGER_FILE}"))
+        elif (path / CERTS / FEDERATION_FILE).is_file():
+            found += sorted(path.glob(f"{CERTS}/*/{LEDGER_FILE}"))
+        elif (path / RECORD_FILE).is_file():
+            found.append(_recorded_ledger(path / RECORD_FILE))
         else:
-            raise ConfigError(f"no ledger at {path}: give a ledger file, a party folder or a certificate folder")
+            raise ConfigError(f"no ledger at {path}: give a ledger file, a party's key folder, a certificate folder, "
+                              "a launch folder or a party's run folder after its record step")
     if not found:
         raise ConfigError(f"no ledger in {', '.join(map(str, paths))}")
     return found
+
+
+def _recorded_ledger(record: Path) -> Path:
+    """The ledger a run's record step appended to, as its record file names it."""
+    try:
+        ledger = json.loads(record.read_text(encoding="utf-8"))["ledger"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{record} does not name its ledger ({exc})") from None
+    if not isinstance(ledger, str) or not Path(ledger).is_file():
+        raise ConfigError(f"{record} names the ledger {ledger!r:.200}, which is not a file (moved since the run?)")
+    return Path(ledger)
 
 
 def print_verification(ledgers: list[Path], federation: Path | None, out: Console) -> bool:

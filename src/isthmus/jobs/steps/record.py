@@ -27,6 +27,7 @@ from isthmus.jobs.steps.kind import StepKind, parse_with
 from isthmus.options import Options
 
 COMMITMENT_OPENING = "input_commitment.json"  # the salt: stays with the party, opens the commitment later
+RECORD_FILE = "ledger_record.json"  # in the run folder: the record and the ledger it was appended to
 
 
 def job_digest(spec: JobSpec) -> str:
@@ -56,7 +57,7 @@ def run(ctx: PartyContext, options: RecordOptions) -> None:
         record = endorse(ctx.channel, proposer=ctx.spec.roster.coordinator, facts=facts, statement=statement,
                          signing_key=signing_key, pinned=pinned)
         entry = ledger.append(record, pinned)
-    ctx.write_json("ledger_record.json", {"ledger": str(path), "entry": entry, **record.to_dict()})
+    ctx.write_json(RECORD_FILE, {"ledger": str(path), "entry": entry, **record.to_dict()})
     ctx.events.emit(step="record", record=record.hash[:16], entry=entry, signed_by=len(record.signatures),
                     absent=sorted(record.content["absent"]))
 
