@@ -303,6 +303,29 @@ def test_a_node_takes_its_jobs_ports_from_its_range_and_refuses_when_every_one_i
         nodes.stop()
 
 
+def test_two_nodes_choosing_one_job_address_fail_the_job_at_the_proposer_saying_why(tmp_path):
+    """Nodes on one machine given the same job_ports both took its first port: each party's job then failed,
+    the guest's board saying only "arbiter: its side of the job failed"."""
+    nodes = local_nodes(federation(tmp_path))
+    ports = free_port_range(2)
+    for party in ("guest", "arbiter"):
+        coordinator = nodes.coordinators[party]
+        coordinator.runner = ProcessRunner(party, coordinator.config.store, coordinator.config.keys, "127.0.0.1",
+                                           on_done=lambda *done: None, ports=ports)
+    try:
+        job = nodes.coordinators["host"].submit(proposal())
+        nodes.wait("guest", job, "pending")
+        nodes.coordinators["guest"].approve(job)
+        failed = nodes.wait("host", job, "failed")
+        assert failed["reason"] == (f"guest and arbiter chose the same job address 127.0.0.1:{ports.start}: nodes on "
+                                    "one machine need job_ports ranges of their own")
+        for party in ("guest", "arbiter"):
+            assert nodes.wait(party, job, "failed")["reason"] == f"host: {failed['reason']}"
+        assert not nodes.runners["host"].started
+    finally:
+        nodes.stop()
+
+
 @pytest.mark.parametrize("ports", ["9100-9000", "80-90", "9100-70000", "9100"])
 def test_job_ports_outside_1024_65535_or_misspelt_stop_the_node_at_load(tmp_path, ports):
     configs = federation(tmp_path)

@@ -6,6 +6,7 @@ Every party reads the same file; each runs its own side. See docs/jobs.md for th
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,18 +138,22 @@ def _parse_parties(raw: Any, base_dir: Path) -> dict[str, PartySpec]:
                 raise ConfigError(f"party {party!r} is named twice: once by the list {name!r}, once by itself")
             role = str(name) if listed else party.split("-")[0]
             parties[party] = _parse_party(party, item, base_dir, default_role=role)
-    _refuse_shared_addresses(parties)
+    shared = shared_address({name: party.address for name, party in parties.items()})
+    if shared:
+        raise ConfigError(f"parties {shared[0]!r} and {shared[1]!r} both have address {shared[2]}: each party "
+                          "listens at its own host:port")
     return parties
 
 
-def _refuse_shared_addresses(parties: dict[str, PartySpec]) -> None:
-    """Each party listens at its own address; two at one would fail only once both start, with "address in use"."""
+def shared_address(addresses: Mapping[str, str]) -> tuple[str, str, str] | None:
+    """Two parties and the address they both have, if any: each party listens at its own, and two at one
+    would fail only once both start, with "address in use"."""
     seen: dict[str, str] = {}
-    for party in parties.values():
-        first = seen.setdefault(party.address.lower(), party.name)
-        if first != party.name:
-            raise ConfigError(f"parties {first!r} and {party.name!r} both have address {party.address}: each party "
-                              "listens at its own host:port")
+    for party, address in addresses.items():
+        first = seen.setdefault(address.lower(), party)
+        if first != party:
+            return first, party, address
+    return None
 
 
 def _parse_party(name: str, entry: Any, base_dir: Path, default_role: str) -> PartySpec:

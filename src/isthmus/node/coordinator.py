@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from isthmus.errors import ConfigError, IsthmusError
 from isthmus.incentive.ledger import ledger_path
-from isthmus.jobs.spec import ADDRESS
+from isthmus.jobs.spec import ADDRESS, shared_address
 from isthmus.node.config import NodeConfig
 from isthmus.node.consent import consent_valid, sign_consent
 from isthmus.node.peers import TAG
@@ -261,6 +261,13 @@ class Coordinator:
         votes = self.store.votes(proposal.id)
         if set(proposal.parties) <= {p for p, v in votes.items() if v["decision"] == "accept"}:
             addresses = {p: votes[p]["address"] for p in proposal.parties}
+            shared = shared_address(addresses)
+            if shared:  # every party would fail to read the job; say why once, here
+                reason = (f"{shared[0]} and {shared[1]} chose the same job address {shared[2]}: nodes on one machine "
+                          "need job_ports ranges of their own")
+                self.store.set_status(proposal.id, "failed", reason)
+                self._tell(job, "failed", reason)
+                return
             signatures = {p: votes[p]["signature"] for p in proposal.parties}
             for peer in others:
                 self.send(peer, {"kind": "start", "job": proposal.id, "addresses": addresses, "signatures": signatures})
