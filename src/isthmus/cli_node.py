@@ -24,6 +24,7 @@ job_app = typer.Typer(help="Jobs through a node: propose, approve or refuse, fol
 model_app = typer.Typer(help="Online serving: publish a trained vertical model at its guest's node, predict.",
                         no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 NodeOpt = Annotated[Optional[str], typer.Option("--node", help="The node's API URL (default: $ISTHMUS_NODE or "
                                                                "http://127.0.0.1:8700).")]
@@ -79,15 +80,41 @@ def job_list(node: NodeOpt = None, token_file: TokenOpt = None) -> None:
 def job_status(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None,
                wait: Annotated[bool, typer.Option(help="Wait until the job is finished, failed, refused or "
                                                        "cancelled here.")] = False) -> None:
-    """The job's status, its votes and its proposal, as JSON."""
+    """The job's status, its votes and its proposal, as JSON; with --wait, what it waits for meanwhile (stderr)."""
     from isthmus.node.store import FINAL
 
     client = _client(node, token_file)
     job = guard(lambda: client.job(job_id))
-    while wait and job["status"] not in FINAL:
-        time.sleep(0.5)
-        job = guard(lambda: client.job(job_id))
+    if wait and job["status"] not in FINAL:
+        here, events, said, started = guard(client.status)["party"], [], None, time.monotonic()
+        while job["status"] not in FINAL:
+            events += guard(lambda: client.events(job_id, after=len(events)))
+            line = waiting_for(job, here, events)
+            if line != said:
+                errors.print(f"[{time.monotonic() - started:.0f} s] {line}", markup=False)
+                said = line
+            time.sleep(0.5)
+            job = guard(lambda: client.job(job_id))
     console.print_json(json.dumps(job))
+
+
+def waiting_for(job: dict, here: str, events: list[dict]) -> str:
+    """What a job waits for, as node ``here`` knows it: only the proposer's node holds every party's vote."""
+    status, proposer = job["status"], job["proposer"]
+    if status == "running":
+        steps = [event for event in events if event.get("step") and event.get("source") == "run"]
+        if not steps:
+            return "running: starting"
+        last = steps[-1]
+        progress = f", epoch {last['epoch']}/{last.get('epochs', '?')}" if "epoch" in last else ""
+        return f"running: step {last['step']}{progress}"
+    if here != proposer:
+        if status == "accepted":
+            return f"accepted here; {proposer}, the proposer, starts the job once every party has consented"
+        return f"{status} here: {job['reason'] or 'no reason given'}"
+    missing = sorted(set(job["parties"]) - set(job["votes"]))
+    line = f"{status}: {job['reason']}" if job["reason"] else status
+    return line + (f"; no answer yet from {', '.join(missing)}" if missing else "; every party consented")
 
 
 @job_app.command("logs")
