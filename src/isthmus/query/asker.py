@@ -23,7 +23,7 @@ import numpy as np
 
 from isthmus.crypto.oprf import Blinding
 from isthmus.crypto.paillier import CipherArray, PaillierPrivateKey, generate_keypair
-from isthmus.errors import DataError, IsthmusError, PeerError, ProtocolError
+from isthmus.errors import DataError, IsthmusError, PeerError, PeerUnreachableError, ProtocolError
 from isthmus.query import protocol
 from isthmus.query.config import QueryConfig
 from isthmus.query.ids import validated_ids
@@ -31,6 +31,13 @@ from isthmus.query.querylog import QueryLog, QueryRecord
 from isthmus.query.records import tag_and_pad, total_of
 from isthmus.query.sums import encrypt_unpads, open_sums, packed_count
 from isthmus.transport.channel import Channel
+
+
+#: Seconds a query waits for a ping from an institution whose node an earlier query could not reach, before
+#: asking it: otherwise every query waits the whole connect timeout (5 s) for it again. A node that is back
+#: answers the ping and is asked, at the latest from the query after the one that finds it back (that
+#: query's ping may end before the connection is made again, gRPC waiting up to 2 s between attempts).
+DOWN_PING_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class QueryClient:
         self._private_key = private_key
         self._workers = workers
         self._digest = config.policy.digest()
+        self._unreachable: dict[str, str] = {}  # institution -> why the last query could not reach its node
 
     @property
     def private_key(self) -> PaillierPrivateKey:
@@ -133,10 +141,17 @@ class QueryClient:
         request = {"rid": request_id, "policy": self._digest, "elements": blinding.blinded}
 
         def evaluate(institution: str) -> list[bytes] | str:
+            down = self._unreachable.get(institution)
+            if down is not None and not self.channel.answers(institution, DOWN_PING_S):
+                return f"{down} (an earlier query; no answer to a ping since)"
             try:
                 reply = protocol.call(self.channel, institution, protocol.EVALUATE, request, self.config.answer_timeout)
+                self._unreachable.pop(institution, None)
                 reply = protocol.fields(reply, {"ok": bool, "elements": bytes}, peer=institution, tag=protocol.EVALUATE)
                 return blinding.finalize(reply["elements"])
+            except PeerUnreachableError as exc:
+                self._unreachable[institution] = str(exc)
+                return str(exc)
             except (PeerError, ProtocolError) as exc:
                 return str(exc)
             except ValueError as exc:  # an answer of the wrong length or with invalid elements
