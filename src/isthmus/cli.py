@@ -285,12 +285,32 @@ def _check_job(job: Path) -> None:
 
 
 def _print_results(out_dir: Path, spec, seconds: float) -> None:
+    """Where each party's results are, and the headline metrics of every party that evaluated (a horizontal
+    job's clients too, not only a guest), one row each; the curves stay in their metrics.json."""
     console.print(f"job {spec.name!r} finished in {seconds:.1f} s")
     for party in sorted(spec.parties):
         console.print(f"  {party:<10} {out_dir / party}")
-    metrics = out_dir / spec.one("guest") / "metrics.json" if spec.with_role("guest") else None
-    if metrics and metrics.exists():
-        console.print_json(metrics.read_text())
+    evaluated = {}
+    for party in sorted(spec.parties):
+        path = out_dir / party / "metrics.json"
+        report = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if isinstance(report.get("metrics"), dict):
+            evaluated[party] = report
+    if evaluated:
+        console.print(_metrics_table(evaluated))
+
+
+def _metrics_table(evaluated: dict[str, dict]):
+    from rich.table import Table
+
+    names = list(dict.fromkeys(name for report in evaluated.values() for name, value in report["metrics"].items()
+                               if isinstance(value, (int, float))))
+    table = Table("party", "rows", *names, title="evaluation", caption="curves and the rest: each metrics.json")
+    for party, report in evaluated.items():
+        values = report["metrics"]
+        table.add_row(party, str(report.get("rows", "")),
+                      *(f"{values[name]:.4f}" if isinstance(values.get(name), (int, float)) else "" for name in names))
+    return table
 
 
 def main() -> None:
