@@ -85,6 +85,7 @@ def run(job: JobArg,
     # kill, systemd, docker and batch schedulers stop a process with SIGTERM, which ended it at once: its peers
     # then waited out their timeouts. Ending as Ctrl-C does tells them and marks the run interrupted.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _show_progress()
     try:
         guard(lambda: run_party_process(spec, party, certs_dir=certs, run_dir=run_dir, listen=listen, resume=resume,
                                         record=record, replace=force, data=data, test=test,
@@ -95,6 +96,21 @@ def run(job: JobArg,
             signal.signal(signum, signal.SIG_IGN)
         raise typer.Exit(130) from None
     console.print(f"party {party} finished; results in {run_dir}", soft_wrap=True, markup=False)
+    _print_metrics({party: run_dir})
+
+
+def _show_progress() -> None:
+    """This party's progress on stdout as it runs, the lines of its party.log (steps, PSI stages, epochs and
+    losses): a job of an hour said nothing until it ended. A failure is left to the one "error:" line on stderr."""
+    import logging
+
+    def progress(record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR and getattr(record, "event", {}).get("status") != "failed"
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(progress)
+    logging.getLogger("isthmus").addHandler(handler)
 
 
 @app.command()
@@ -290,9 +306,13 @@ def _print_results(out_dir: Path, spec, seconds: float) -> None:
     console.print(f"job {spec.name!r} finished in {seconds:.1f} s")
     for party in sorted(spec.parties):
         console.print(f"  {party:<10} {out_dir / party}")
+    _print_metrics({party: out_dir / party for party in sorted(spec.parties)})
+
+
+def _print_metrics(run_dirs: dict[str, Path]) -> None:
     evaluated = {}
-    for party in sorted(spec.parties):
-        path = out_dir / party / "metrics.json"
+    for party, run_dir in run_dirs.items():
+        path = run_dir / "metrics.json"
         report = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         if isinstance(report.get("metrics"), dict):
             evaluated[party] = report

@@ -19,7 +19,8 @@ class EventLog:
         event = {"time": time.time(), "party": self.party, **event}
         with self.path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(event, default=float) + "\n")
-        self.logger.info(" ".join(f"{k}={v}" for k, v in event.items() if k not in ("time", "party")))
+        self.logger.info(" ".join(f"{k}={v}" for k, v in event.items() if k not in ("time", "party")),
+                         extra={"event": event})
 
 
 def read_events(path: Path) -> list[dict]:
