@@ -52,11 +52,12 @@ def proposal(*, key_bits: int = 1024, min_shared_rows: int = 100, epochs: int = 
 
 @dataclass
 class FakeRunner:
+    port: int = 1  # each party's own: one address for two is an error (a clash, as two nodes on one range)
     started: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # job -> what its process recorded as its failure
 
     def address(self, held: set[int]) -> str:
-        return "127.0.0.1:1"
+        return f"127.0.0.1:{self.port}"
 
     def start(self, job_id: str, document: dict) -> None:
         self.started.append(job_id)
@@ -100,9 +101,9 @@ def local_nodes(configs: dict[str, Path]) -> LocalNodes:
     """Every node's coordinator, talking through the in-process hub; runs are only recorded."""
     hub = LocalHub(configs)
     coordinators, runners, links = {}, {}, []
-    for party, path in configs.items():
+    for port, (party, path) in enumerate(configs.items(), start=1):
         config = load_node_config(path)
-        runners[party] = FakeRunner()
+        runners[party] = FakeRunner(port)
         coordinators[party] = Coordinator(config, Store(config.store / "node.sqlite"),
                                           load_signing_key(config.keys, party),
                                           load_pinned_keys(federation_file(config.keys)), runners[party])
