@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -164,6 +165,28 @@ def test_a_peer_that_never_listens_is_named_after_the_connect_timeout(tmp_path):
         with pytest.raises(PeerUnreachableError, match=r"waited 0.5 s .* nothing listens where 'host' \(127") as caught:
             wait_for_peers(spec, "guest", timeout=0.5)
     assert caught.value.peer == "host" and "'arbiter'" not in str(caught.value)
+
+
+def test_a_wait_for_a_late_peer_is_told_then_its_end(tmp_path, caplog):
+    """`isthmus run` said nothing for the connect timeout (a minute by default) while a peer had not started."""
+    spec = load_job(two_party_job(tmp_path))
+    late = socket.socket()
+    late.bind(("127.0.0.1", 0))
+    raw = spec.to_dict()
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        raw["parties"]["arbiter"]["address"] = f"127.0.0.1:{listening.getsockname()[1]}"
+        raw["parties"]["host"]["address"] = f"127.0.0.1:{late.getsockname()[1]}"
+        starts = threading.Timer(1.6, late.listen)
+        starts.start()
+        with caplog.at_level("INFO", logger="isthmus.guest"):
+            wait_for_peers(parse_job(raw, base_dir=tmp_path), "guest", timeout=10)
+    starts.join()
+    late.close()
+    said = [record.getMessage() for record in caplog.records]
+    assert len(said) == 2, said
+    assert said[0] == (f"step=connect waiting for 'host' ({raw['parties']['host']['address']}), for at most 10 s "
+                       "(connect_timeout)")
+    assert said[1].startswith("step=connect every peer listens, after ")
 
 
 def test_a_peer_that_delivered_and_left_counts_as_reached(tmp_path):

@@ -8,6 +8,7 @@ TLS on the first real message.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from isthmus.jobs.runner import EXPENDABLE_ROLES
 from isthmus.jobs.spec import JobSpec
 
 _RETRY_S = 0.2
+#: Peers that listen within this many seconds (parties started together) are waited for without a word.
+_QUIET_S = 1.0
 
 
 def needed_peers(spec: JobSpec, party: str) -> list[str]:
@@ -34,23 +37,33 @@ def wait_for_peers(spec: JobSpec, party: str, *, timeout: float, check_abort: Ca
     have already delivered to this job: they count as reached, since a quick peer may send everything
     it has to send and exit before a slow party first looks for it.
     """
-    deadline = time.monotonic() + timeout
-    missing = needed_peers(spec, party)
+    started = time.monotonic()
+    deadline, missing = started + timeout, needed_peers(spec, party)
+    log, said = logging.getLogger(f"isthmus.{party}"), None
     while True:
         check_abort()
         missing = [name for name in missing
                    if name not in heard_from() and not _listening(spec.parties[name].address, deadline)]
         if not missing:
+            if said:
+                log.info("step=connect every peer listens, after %.0f s", time.monotonic() - started)
             return
+        if missing != said and time.monotonic() - started >= _QUIET_S:  # a wait worth telling the operator of
+            log.info("step=connect waiting for %s, for at most %g s (connect_timeout)", _where(spec, missing), timeout)
+            said = missing
         if time.monotonic() >= deadline:
             break
         time.sleep(_RETRY_S)
-    where = " and ".join(f"{name!r} ({spec.parties[name].address})" for name in missing)
+    where = _where(spec, missing)
     them = "it" if len(missing) == 1 else "them"
     raise PeerUnreachableError(
         f"party {party!r} of job {spec.name!r} waited {timeout:g} s (the job's connect_timeout) for its peers; "
         f"nothing listens where {where} should: start {them}, or check the job's addresses",
         peer=missing[0], address=spec.parties[missing[0]].address)
+
+
+def _where(spec: JobSpec, parties: list[str]) -> str:
+    return " and ".join(f"{name!r} ({spec.parties[name].address})" for name in parties)
 
 
 def listening_peers(spec: JobSpec, party: str, *, wait: float = 0.5) -> list[str]:
