@@ -18,6 +18,7 @@ from isthmus.algorithms.homo_nn.client import SHAPES_TAG
 from isthmus.algorithms.homo_nn.options import NNOptions
 from isthmus.errors import DataError
 from isthmus.horizontal import TrainingResult
+from isthmus.horizontal.updates import RoundUpdates
 from isthmus.ml.metrics import PRIMARY_METRIC, evaluate
 from isthmus.protocols.inspect import Inspect
 
@@ -43,15 +44,15 @@ def agreed_shapes(channel: Any, clients: list[str], own: list[list[int]]) -> Non
 
 
 def train_aggregator(party: Party, options: NNOptions
-                     ) -> tuple[tuple[int, ...], list[str], TrainingResult]:
-    """Run the rounds; returns the input shape, the agreed columns and the result."""
+                     ) -> tuple[tuple[int, ...], list[str], TrainingResult, list[RoundUpdates]]:
+    """Run the rounds; returns the input shape, the agreed columns, the result and (if kept) each round's updates."""
     features, clients = agreed_features(party, options)
     shape = network.input_shape(options.network, len(features), party.name)
     module = network.build(options, shape)
     initial = network.initial_parameters(module)
     agreed_shapes(party.channel, clients, network.describe_shapes(initial))
-    result, _ = run_rounds(party, options, clients, initial, _evaluator(party, options, features, shape, module))
-    return shape, features, result
+    result, rounds = run_rounds(party, options, clients, initial, _evaluator(party, options, features, shape, module))
+    return shape, features, result, rounds
 
 
 def _evaluator(party: Party, options: NNOptions, features: list[str], shape: tuple[int, ...], module: Any):

@@ -18,6 +18,7 @@ from isthmus.algorithms.base import Algorithm, LocalPart, Party, Reference, Rost
 from isthmus.algorithms.homo_nn.options import NNOptions
 from isthmus.algorithms.registry import register
 from isthmus.errors import ConfigError
+from isthmus.horizontal.updates import RoundUpdates
 
 PREDICT_BATCH = 4096
 
@@ -30,6 +31,8 @@ class NNLocalPart(LocalPart):
     parameters: list[np.ndarray]
     feature_names: list[str]
     facts: dict[str, Any] = field(default_factory=dict)  # what the role adds to model.json (history, epsilon)
+    #: At the aggregator, with ``keep_round_updates``: each round's start model and the clients' updates.
+    rounds: list[RoundUpdates] = field(default_factory=list)
     _module: Any = field(default=None, repr=False)
 
     @property
@@ -37,11 +40,16 @@ class NNLocalPart(LocalPart):
         return self.options.task
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.predict_with(self.parameters, X)
+
+    def predict_with(self, parameters: list[np.ndarray], X: np.ndarray) -> np.ndarray:
+        """Scores of the network with other parameters (contribution values each coalition's model)."""
         from isthmus.algorithms.homo_nn import data, network
 
         if self._module is None:
-            self._module = network.with_parameters(network.build(self.options, self.input_shape), self.parameters)
-        chunks = [network.scores(self._module, self.task, data.inputs(X[start:start + PREDICT_BATCH], self.input_shape))
+            self._module = network.build(self.options, self.input_shape)
+        module = network.with_parameters(self._module, parameters)
+        chunks = [network.scores(module, self.task, data.inputs(X[start:start + PREDICT_BATCH], self.input_shape))
                   for start in range(0, len(X), PREDICT_BATCH)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.options.outputs) if self.task == "multiclass"
                                                                 else 0)
@@ -58,6 +66,7 @@ class HomoNN(Algorithm):
     family = "horizontal"
     imports = ("torch",)
     roles = {"client": (2, None), "aggregator": (0, 1), "arbiter": (0, 1)}
+    contribution = "rounds"
     Options = NNOptions
 
     def check(self, roster: Roster, options: NNOptions, *, allow_plaintext: bool) -> None:
@@ -73,10 +82,10 @@ class HomoNN(Algorithm):
             shape, parameters, fitted = train_client(party, options)
             return NNLocalPart(party.role, options, shape, parameters, party.rows().feature_names,
                                {"rounds_fitted": fitted})
-        shape, features, result = train_aggregator(party, options)
+        shape, features, result, rounds = train_aggregator(party, options)
         facts = {"strategy": options.strategy, "secure_aggregation": options.secure_aggregation,
                  "epsilon": result.epsilon, "history": [asdict(record) for record in result.history]}
-        return NNLocalPart(party.role, options, shape, result.parameters, features, facts)
+        return NNLocalPart(party.role, options, shape, result.parameters, features, facts, rounds)
 
     def load(self, role: str, model: dict[str, Any]) -> NNLocalPart:
         from isthmus.algorithms.homo_nn import network
