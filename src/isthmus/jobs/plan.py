@@ -65,8 +65,31 @@ def make_plan(spec: JobSpec, party: str) -> Plan:
     if spec.options.record and not any(step.name == "record" for step in steps):
         steps.append(Step("record", {}))
         notes.append("record: true appends a `record` step: the outcome is endorsed on every party's ledger")
+    unaligned = _first_unaligned(steps)
+    if unaligned is not None:
+        steps.insert(unaligned, Step("aligned", {}))
+        notes.append("no intersect step aligns the rows: an `aligned` step first checks that every party's table "
+                     "lists the same ids in the same order")
     planned = tuple(_parse(spec, party, index, step) for index, step in enumerate(steps))
     return _measurable(Plan(spec, party, planned, tuple(notes)))
+
+
+def _first_unaligned(steps: list[Step]) -> int | None:
+    """Where the first step that needs the parties' rows aligned (vertical) stands, if no intersect step or
+    `aligned` check comes before it."""
+    for position, step in enumerate(steps):
+        if step.name in ("intersect", "aligned"):
+            return None
+        if step.name in ("binning", "select") or (step.name == "train" and _vertical(step)):
+            return position
+    return None
+
+
+def _vertical(train: Step) -> bool:
+    try:
+        return algorithm_of(train.options.get("model")).family == "vertical"
+    except ConfigError:  # an unknown model: the train step's own parse says so
+        return False
 
 
 def _measurable(plan: Plan) -> Plan:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from isthmus.jobs.steps import binning, contribution, evaluate, intersect, record, selftest, train
+from isthmus.jobs.steps import aligned, binning, contribution, evaluate, intersect, record, selftest, train
 from isthmus.jobs.steps.kind import StepKind
 
 STEPS: dict[str, StepKind] = {kind.name: kind for kind in (
-    intersect.STEP, binning.BINNING, binning.SELECT, train.STEP, evaluate.STEP, selftest.STEP, contribution.STEP,
+    intersect.STEP, aligned.STEP, binning.BINNING, binning.SELECT, train.STEP, evaluate.STEP, selftest.STEP, contribution.STEP,
     record.STEP,
 )}
 
