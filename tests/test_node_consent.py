@@ -64,6 +64,7 @@ def with_alias(alias: str) -> dict:
     ("guest", with_option(epoch=3), "host", "options"),
     ("host", {**proposal(), "steps": [{"intersect": {"min_shared_rows": 100}},
                                       {"train": {"model": "hetero_secureboost", "key_bits": 1024}}]}, "guest", "models"),
+    ("guest", {**proposal(), "steps": proposal()["steps"][1:]}, "host", "min_intersection"),  # no pre-aligned files
 ])
 def test_policy_matrix(configs, party, body, proposer, rule):
     if rule is None:

@@ -23,6 +23,11 @@ from isthmus.jobs.steps import STEPS, StepKind
 from isthmus.jobs.steps.train import TrainChoice
 
 
+#: Steps a plan adds by itself, which a node's policy need not list: the ledger record (``record: true``) and
+#: the alignment check of vertical steps that no intersect step precedes.
+ADDED_STEPS = frozenset({"record", "aligned"})
+
+
 @dataclass(frozen=True)
 class PlannedStep:
     index: int

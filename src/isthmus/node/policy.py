@@ -12,7 +12,7 @@ from typing import Any
 
 from isthmus.data.table import count_rows, open_columns
 from isthmus.errors import ConfigError, DataError, IsthmusError
-from isthmus.jobs.plan import Plan, make_plan
+from isthmus.jobs.plan import ADDED_STEPS, Plan, make_plan
 from isthmus.jobs.steps.train import TrainChoice
 from isthmus.node.config import NodeConfig
 from isthmus.node.proposal import Proposal, ProposalError, job_for
@@ -42,7 +42,7 @@ def review(config: NodeConfig, proposal: Proposal) -> Plan:
     except ConfigError as exc:
         raise Refusal("options", str(exc)) from None
     for step in plan.steps:
-        if step.name not in policy.steps and step.name != "record":
+        if step.name not in policy.steps and step.name not in ADDED_STEPS:
             raise Refusal("steps", f"step {step.name!r} is not accepted here (accepted: {', '.join(policy.steps)})")
         options = step.options.options if isinstance(step.options, TrainChoice) else step.options
         if isinstance(step.options, TrainChoice) and policy.models is not None \
