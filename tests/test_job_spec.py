@@ -58,6 +58,26 @@ def test_bad_job_files_are_refused_clearly(mutation, message):
         parse_job(yaml.safe_load(mutation(JOB)), base_dir=Path("."))
 
 
+@pytest.mark.parametrize("mutation, message", [
+    (lambda j: j.replace("  - evaluate", "  - select: {top_k: 3}\n  - evaluate"), "step 2 'select': needs a 'binning' step"),
+    (lambda j: j.replace("  - intersect: {method: ecdh}", "  - evaluate\n  - intersect: {method: ecdh}"),
+     "step 0 'evaluate': needs a 'train' step before it"),
+    (lambda j: j.replace("  - evaluate", "  - contribution: {}"), None),
+    (lambda j: j.replace("  - intersect: {method: ecdh}", "  - contribution: {}\n  - intersect: {method: ecdh}"),
+     "step 0 'contribution': needs a 'train' step before it"),
+])
+def test_a_step_that_needs_an_earlier_one_is_refused_before_anything_runs(mutation, message):
+    """evaluate before train failed only after the processes had started and intersected."""
+    import yaml
+
+    spec = parse_job(yaml.safe_load(mutation(JOB)), base_dir=Path("."))
+    if message is None:
+        make_plan(spec, "guest")
+        return
+    with pytest.raises(ConfigError, match=message):
+        make_plan(spec, "guest")
+
+
 def test_unknown_step_names_the_known_ones():
     import yaml
 

@@ -76,6 +76,10 @@ def make_plan(spec: JobSpec, party: str) -> Plan:
         notes.append("no intersect step aligns the rows: an `aligned` step first checks that every party's table "
                      "lists the same ids in the same order")
     planned = tuple(_parse(spec, party, index, step) for index, step in enumerate(steps))
+    for step in planned:
+        if step.kind.after and not any(earlier.name == step.kind.after for earlier in planned[:step.index]):
+            raise ConfigError(f"party {party!r}, step {step.index} {step.name!r}: needs a {step.kind.after!r} step "
+                              "before it")
     return _measurable(Plan(spec, party, planned, tuple(notes)))
 
 

@@ -77,8 +77,6 @@ def run_select(ctx: PartyContext, options: SelectOptions) -> None:
     table = party_table(ctx)
     guest = ctx.spec.one("guest")
     if ctx.role == "guest":
-        if "iv" not in ctx.state:
-            raise ConfigError("select needs a binning step before it")
         masks = select_features_guest(ctx.channel, ctx.state["iv"], threshold=options.iv_threshold,
                                       top_k=options.top_k)
         keep = masks[ctx.party]
@@ -96,4 +94,4 @@ def run_select(ctx: PartyContext, options: SelectOptions) -> None:
 
 
 BINNING = StepKind("binning", parse_with(BinningOptions), run_binning)
-SELECT = StepKind("select", parse_with(SelectOptions), run_select)
+SELECT = StepKind("select", parse_with(SelectOptions), run_select, after="binning")

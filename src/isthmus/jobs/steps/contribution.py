@@ -62,8 +62,6 @@ class ContributionOptions(Options):
 
 def parse(raw: Mapping[str, Any], *, spec: JobSpec, where: str) -> ContributionOptions:
     options = ContributionOptions.parse(raw, where=where)
-    if spec.step("train") is None:
-        raise ConfigError(f"{where}: contribution needs a train step")
     if options.reveal_updates and spec.roster.with_role("client") and spec.party(spec.roster.aggregator).data is None:
         raise ConfigError(f"{where}: the aggregator {spec.roster.aggregator!r} needs held-out rows ('data') to value "
                           "the clients' updates on")
@@ -71,7 +69,7 @@ def parse(raw: Mapping[str, Any], *, spec: JobSpec, where: str) -> ContributionO
 
 
 def run(ctx: PartyContext, options: ContributionOptions) -> None:
-    trained = _trained(ctx)
+    trained = ctx.trained  # the plan put a train step before this one
     lead = ctx.spec.roster.coordinator
     method = trained.algorithm.contribution
     if ctx.party == lead:
@@ -93,12 +91,6 @@ def run(ctx: PartyContext, options: ContributionOptions) -> None:
     ctx.write_json("contribution.json", report.to_dict())
     ctx.events.emit(step="contribution", method=report.method, metric=report.metric,
                     shares=" ".join(f"{party}:{share:.3f}" for party, share in sorted(report.shares.items())))
-
-
-def _trained(ctx: PartyContext) -> Trained:
-    if ctx.trained is None:
-        raise ConfigError("contribution needs a train step before it")
-    return ctx.trained
 
 
 def _game(ctx: PartyContext, trained: Trained) -> Game:
@@ -144,4 +136,4 @@ def _measure_rounds(ctx: PartyContext, trained: Trained, options: ContributionOp
                       players=ctx.spec.with_role("client"), **options.shapley_options("rounds"))
 
 
-STEP = StepKind("contribution", parse, run)
+STEP = StepKind("contribution", parse, run, after="train")

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from isthmus.algorithms.base import GuestPart, HostPart, LocalPart
 from isthmus.data.table import PartyTable
-from isthmus.errors import ConfigError, DataError
+from isthmus.errors import DataError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import party_table, test_table
 from isthmus.jobs.steps.kind import StepKind, parse_with
@@ -36,8 +36,6 @@ def prepare(ctx: PartyContext, options: EvaluateOptions) -> None:
 
 
 def run(ctx: PartyContext, options: EvaluateOptions) -> None:
-    if ctx.trained is None:
-        raise ConfigError("evaluate needs a train step before it")
     part = ctx.trained.part
     if isinstance(part, GuestPart):
         _jointly(ctx, part, options)
@@ -91,4 +89,4 @@ def _report(ctx: PartyContext, task: str, ids: np.ndarray, labels: np.ndarray, y
     ctx.events.emit(step="evaluate", rows=len(ids), **{k: round(v, 6) for k, v in result.items() if isinstance(v, float)})
 
 
-STEP = StepKind("evaluate", parse_with(EvaluateOptions), run, prepare=prepare)
+STEP = StepKind("evaluate", parse_with(EvaluateOptions), run, prepare=prepare, after="train")

@@ -24,6 +24,8 @@ class StepKind:
     #: ``prepare(ctx, options)`` before any step runs: checks that need the party's files (keys, tables),
     #: so that no job trains for an hour to fail at its last step.
     prepare: Callable[[PartyContext, Any], None] | None = None
+    #: A step of this name must come earlier in the job (checked when the plan is made, before anything runs).
+    after: str | None = None
 
 
 def parse_with(options: type[Options]) -> Parse:
