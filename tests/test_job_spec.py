@@ -65,6 +65,8 @@ def test_bad_job_files_are_refused_clearly(mutation, message):
     (lambda j: j.replace("  - evaluate", "  - contribution: {}"), None),
     (lambda j: j.replace("  - intersect: {method: ecdh}", "  - contribution: {}\n  - intersect: {method: ecdh}"),
      "step 0 'contribution': needs a 'train' step before it"),
+    (lambda j: j.replace("  - evaluate", "  - train: {model: hetero_secureboost}\n  - evaluate"),  # it replaced model.json
+     "steps 1 and 2 both train; a job trains one model"),
 ])
 def test_a_step_that_needs_an_earlier_one_is_refused_before_anything_runs(mutation, message):
     """evaluate before train failed only after the processes had started and intersected."""

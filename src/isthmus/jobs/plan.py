@@ -5,8 +5,9 @@ minimum or a model the job's roles cannot run is an error naming the party, the 
 before the intersection starts. Changes that one step makes to another (the `record` step appended
 when the job says ``record: true``; secure aggregation switched off when a horizontal job consents
 to measuring contributions) are explicit transforms here, listed in :attr:`Plan.notes` and written to
-the run log. Each step runs under its own tag scope (``2-train/...``), so two intersections or two
-trainings in one job never mix, and a party accepts only the tags of its plan's steps.
+the run log. Each step runs under its own tag scope (``2-train/...``), so two intersections in one job
+never mix, and a party accepts only the tags of its plan's steps. A job trains one model: each party
+keeps one part of it (``model.json``), which its evaluation, contribution, record and serving all use.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ def make_plan(spec: JobSpec, party: str) -> Plan:
         steps.insert(unaligned, Step("aligned", {}))
         notes.append("no intersect step aligns the rows: an `aligned` step first checks that every party's table "
                      "lists the same ids in the same order")
+    trainings = [index for index, step in enumerate(spec.steps) if step.name == "train"]
+    if len(trainings) > 1:
+        raise ConfigError(f"job {spec.name!r}: steps {trainings[0]} and {trainings[1]} both train; a job trains one "
+                          "model (each party keeps it as model.json, and a second would replace the first): run "
+                          "another job for another model")
     planned = tuple(_parse(spec, party, index, step) for index, step in enumerate(steps))
     for step in planned:
         if step.kind.after and not any(earlier.name == step.kind.after for earlier in planned[:step.index]):
