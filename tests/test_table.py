@@ -139,6 +139,13 @@ def test_missing_label_column_lists_the_columns_the_file_has(tmp_path):
         read(path, label_column="label")
 
 
+def test_a_file_separated_by_semicolons_is_named_as_such(tmp_path):
+    """Spreadsheets in many locales export ';'-separated CSV: one column, which the error now points at."""
+    path = write_csv(tmp_path, "id;y;a\n1;0;2\n")
+    with pytest.raises(DataError, match=r"the file has columns 'id;y;a' \(one column: is the file separated by ';'"):
+        read(path)
+
+
 def test_missing_feature_or_excluded_column(tmp_path):
     path = write_csv(tmp_path, "id,a\n1,2\n")
     with pytest.raises(DataError, match=r"feature column\(s\) 'b', 'c' not found"):

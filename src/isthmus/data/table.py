@@ -171,7 +171,9 @@ def select_columns(
     def require(names: list[str], role: str) -> None:
         absent = [name for name in names if name not in columns]
         if absent:
-            raise fail(f"{role} {_quote(absent)} not found; the file has columns {_quote(columns)}")
+            separator = next((mark for mark in (";", "\t", "|") if len(columns) == 1 and mark in columns[0]), None)
+            hint = f" (one column: is the file separated by {separator!r}? isthmus reads commas)" if separator else ""
+            raise fail(f"{role} {_quote(absent)} not found; the file has columns {_quote(columns)}{hint}")
 
     require([id_column], "id column")
     if label_column is not None:
