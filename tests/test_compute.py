@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
 from isthmus.compute import ENV_VAR, ComputeError, LocalCompute, connect, from_environment
 from isthmus.errors import ConfigError
-from isthmus.jobs.launcher import launch
+from isthmus.jobs.launcher import FAILURE_GRACE_S, launch
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.transport.certs import create_federation
 from isthmus.transport.ports import free_port
@@ -64,17 +65,23 @@ def test_launch_gives_one_party_its_own_backend_and_names_it_when_unreachable(tm
     pytest.importorskip("ray")
     (tmp_path / "ids.csv").write_text("id,x\n1,0.5\n")
     data = {"path": str(tmp_path / "ids.csv"), "id": "id"}  # copied below: the job file allows no YAML aliases
-    job = write_job(tmp_path / "job.yaml", {"job": "compute-launch", "connect_timeout": 2,
+    job = write_job(tmp_path / "job.yaml", {"job": "compute-launch", "connect_timeout": 60,
                                             "parties": loopback_parties({"guest": {"data": dict(data)},
                                                                          "host": {"data": dict(data)}}),
                                             "steps": [{"intersect": {}}]})
     address = f"ray://127.0.0.1:{free_port()}"
+    started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "isthmus", "launch", str(job), "--out", str(tmp_path / "run"),
                              "--compute", f"host={address}"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "host" in result.stderr and f"Ray cluster at {address} is unreachable" in result.stderr, result.stderr
+    # The guest cannot hear of a host that never started: it is stopped at once, not after the 15 s grace
+    assert time.monotonic() - started < FAILURE_GRACE_S
     with pytest.raises(ConfigError, match=r"does not have: \['bank'\]"):
         launch(job, tmp_path / "run2", compute={"bank": address})
+    with pytest.raises(ConfigError, match=r"--compute host=rey://x: compute backend must be"):
+        launch(job, tmp_path / "run3", compute={"host": "rey://x"})
+    assert not (tmp_path / "run3").exists()
 
 
 

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from isthmus.compute import connect
 from isthmus.errors import ConfigError, IsthmusError
 from isthmus.jobs.events import read_events
 from isthmus.jobs.party_process import PRELOAD, launched_party
@@ -79,6 +80,11 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
     unknown = sorted(set(compute) - set(spec.parties))
     if unknown:
         raise ConfigError(f"--compute names parties that job {spec.name!r} does not have: {unknown}")
+    for party, address in compute.items():  # its form only: each party connects to its own cluster
+        try:
+            connect(address)
+        except ConfigError as exc:
+            raise ConfigError(f"--compute {party}={address}: {exc}") from None
     out_dir = Path(out_dir).resolve()
     console = console or Console(stderr=True)
     parties = sorted(spec.parties)
@@ -159,8 +165,11 @@ def _watch(spec: JobSpec, processes: dict[str, multiprocessing.Process], out_dir
               transient=not console.is_terminal) as live:
         while any(p.is_alive() for p in processes.values()):
             now = time.monotonic()
-            if failed_at is None and any(p.exitcode not in (None, 0) for p in processes.values()):
+            failed = [name for name, p in processes.items() if p.exitcode not in (None, 0)]
+            if failed_at is None and failed:
                 failed_at = now
+            if any(not (out_dir / name / "events.jsonl").exists() for name in failed):
+                break  # it ended before its run began (its compute cluster, its keys): nobody could hear of it
             if (failed_at is not None and now - failed_at > FAILURE_GRACE_S) or now > deadline:
                 break
             live.update(_status_table(spec, out_dir, processes))
