@@ -3,7 +3,14 @@ operator took to approve (hours), at a node that cannot see the other votes."""
 
 from __future__ import annotations
 
-from isthmus.cli_node import waiting_for
+import json
+import threading
+
+from typer.testing import CliRunner
+
+from isthmus.cli_node import job_app, waiting_for
+from tests.board_helpers import board
+from tests.node_helpers import federation, local_nodes, proposal
 
 PARTIES = {"guest": "guest", "host": "host", "arbiter": "arbiter"}
 
@@ -34,3 +41,24 @@ def test_a_running_job_shows_its_step_and_epoch():
     assert waiting_for(job("running"), "guest", events[:1]) == "running: starting"
     assert waiting_for(job("running"), "guest", events[:2]) == "running: step intersect"
     assert waiting_for(job("running"), "guest", events) == "running: step train, epoch 3/5"
+
+
+def test_the_cli_says_what_a_pending_job_waits_for_and_that_it_has_no_log_yet(tmp_path, monkeypatch):
+    """Through a node's API (in process): `job logs` printed nothing at all for a job that had not run."""
+    nodes = local_nodes(federation(tmp_path))
+    try:
+        job_id = nodes.coordinators["host"].submit(proposal())
+        nodes.wait("guest", job_id, "pending")
+        monkeypatch.setattr("isthmus.node.client.httpx.Client",
+                            lambda base_url, headers, timeout: board(nodes.coordinators["guest"]))
+        logs = CliRunner().invoke(job_app, ["logs", job_id, "--node", "http://127.0.0.1:1"])
+        assert logs.exit_code == 0 and logs.stdout == ""
+        assert logs.stderr == f"job {job_id} has no log here (it is pending; its side writes one once it runs)\n"
+        operator = threading.Timer(1.0, nodes.coordinators["guest"].refuse, (job_id, "not this quarter"))
+        operator.start()
+        waited = CliRunner().invoke(job_app, ["status", job_id, "--wait", "--node", "http://127.0.0.1:1"])
+        operator.join()
+        assert waited.exit_code == 0 and json.loads(waited.stdout)["status"] == "refused", waited.output
+        assert waited.stderr == "[0 s] pending here: waiting for the operator: isthmus job approve/refuse\n"
+    finally:
+        nodes.stop()

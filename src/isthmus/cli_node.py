@@ -127,7 +127,11 @@ def job_logs(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None,
         for event in guard(lambda: client.events(job_id)):
             console.print(json.dumps(event), markup=False)
     else:
-        console.print(guard(lambda: client.logs(job_id)), markup=False, end="")
+        log = guard(lambda: client.logs(job_id))
+        console.print(log, markup=False, end="")
+        if not log:  # an empty answer said nothing, and looked like a failure to read
+            status = guard(lambda: client.job(job_id))["status"]
+            errors.print(f"job {job_id} has no log here (it is {status}; its side writes one once it runs)", markup=False)
 
 
 @job_app.command("approve")
