@@ -109,6 +109,18 @@ def test_a_peer_told_once_is_not_told_again_after_it_has_gone(start):
     assert [e["tag"] for e in alice.audit.entries() if e["direction"] == "send"] == ["1-train/isthmus/abort"]
 
 
+def test_an_abort_is_not_retried_to_a_peer_that_was_up_and_has_gone(start):
+    """The arbiter's part ends with training, and its process exits; a guest failing later (in evaluate,
+    in record) retried its notice to the arbiter for the whole connect timeout (a minute by default)."""
+    alice, bob = start("alice", connect_timeout=3.0, jobs=["j"]), start("bob", jobs=["j"])
+    bob.channel("j").send("alice", "result", "done")
+    assert alice.channel("j").recv("bob", "result", timeout=5) == "done"
+    bob.stop(grace=0)
+    started = time.monotonic()
+    alice.channel("j", peers=["bob"]).abort("step evaluate failed at alice (DataError)")
+    assert time.monotonic() - started < 1.0
+
+
 def test_send_waits_for_a_peer_that_starts_late(start):
     alice, late = start("alice"), []
     starter = threading.Timer(0.5, lambda: late.append(start("bob", jobs=["j"])))

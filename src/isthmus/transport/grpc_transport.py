@@ -248,8 +248,8 @@ class GrpcNode:
                 if retry and left > 0:
                     if not is_abort(tag):  # telling a peer that is slow to start why the job ends must not stop
                         self.mailbox.raise_if_aborted(job, tag, to)  # a peer gave up: retrying would only delay us
-                    elif to in self.mailbox.quitters(job):  # it gave up meanwhile and may have exited: it knows
-                        return
+                    elif to in self.mailbox.quitters(job) | self.mailbox.senders(job):
+                        return  # it gave up (it knows), or it was up in this job and is gone (its part done)
                     time.sleep(min(backoff, left))  # the last try at the deadline: a whole connect timeout
                     backoff = min(2 * backoff, _BACKOFF_MAX)
                     continue
