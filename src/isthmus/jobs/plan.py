@@ -3,11 +3,12 @@
 Every party makes the same plan from the same job file, so a misspelt option, a key size below the
 minimum or a model the job's roles cannot run is an error naming the party, the step and the option
 before the intersection starts. Changes that one step makes to another (the `record` step appended
-when the job says ``record: true``; secure aggregation switched off when a horizontal job consents
-to measuring contributions) are explicit transforms here, listed in :attr:`Plan.notes` and written to
-the run log. Each step runs under its own tag scope (``2-train/...``), so two intersections in one job
-never mix, and a party accepts only the tags of its plan's steps. A job trains one model: each party
-keeps one part of it (``model.json``), which its evaluation, contribution, record and serving all use.
+when the job says ``record: true``; the `aligned` check before vertical steps that no intersection
+precedes; secure aggregation switched off when a horizontal job consents to measuring contributions)
+are explicit transforms here, listed in :attr:`Plan.notes` and written to the run log. Each step runs
+under its own tag scope (``2-train/...``), so two intersections in one job never mix, and a party
+accepts only the tags of its plan's steps. A job trains one model: each party keeps one part of it
+(``model.json``), which its evaluation, contribution, record and serving all use.
 """
 
 from __future__ import annotations
@@ -66,8 +67,27 @@ def make_plan(spec: JobSpec, party: str) -> Plan:
     """Parse every step's options for ``party`` and apply the transforms; every mistake is a ConfigError
     naming the party, the step and the option."""
     spec.party(party)
-    steps = list(spec.steps)
-    notes = []
+    _one_training(spec)
+    steps, notes = _with_added_steps(spec)
+    planned = tuple(_parse(spec, party, index, step) for index, step in enumerate(steps))
+    for step in planned:
+        if step.kind.after and not any(earlier.name == step.kind.after for earlier in planned[:step.index]):
+            raise ConfigError(f"party {party!r}, step {step.index} {step.name!r}: needs a {step.kind.after!r} step "
+                              "before it")
+    return _measurable(Plan(spec, party, planned, tuple(notes)))
+
+
+def _one_training(spec: JobSpec) -> None:
+    trainings = [index for index, step in enumerate(spec.steps) if step.name == "train"]
+    if len(trainings) > 1:
+        raise ConfigError(f"job {spec.name!r}: steps {trainings[0]} and {trainings[1]} both train; a job trains one "
+                          "model (each party keeps it as model.json, and a second would replace the first): run "
+                          "another job for another model")
+
+
+def _with_added_steps(spec: JobSpec) -> tuple[list[Step], list[str]]:
+    """The job's steps with the plan's own (:data:`ADDED_STEPS`), and why each was added."""
+    steps, notes = list(spec.steps), []
     if spec.options.record and not any(step.name == "record" for step in steps):
         steps.append(Step("record", {}))
         notes.append("record: true appends a `record` step: the outcome is endorsed on every party's ledger")
@@ -76,17 +96,7 @@ def make_plan(spec: JobSpec, party: str) -> Plan:
         steps.insert(unaligned, Step("aligned", {}))
         notes.append("no intersect step aligns the rows: an `aligned` step first checks that every party's table "
                      "lists the same ids in the same order")
-    trainings = [index for index, step in enumerate(spec.steps) if step.name == "train"]
-    if len(trainings) > 1:
-        raise ConfigError(f"job {spec.name!r}: steps {trainings[0]} and {trainings[1]} both train; a job trains one "
-                          "model (each party keeps it as model.json, and a second would replace the first): run "
-                          "another job for another model")
-    planned = tuple(_parse(spec, party, index, step) for index, step in enumerate(steps))
-    for step in planned:
-        if step.kind.after and not any(earlier.name == step.kind.after for earlier in planned[:step.index]):
-            raise ConfigError(f"party {party!r}, step {step.index} {step.name!r}: needs a {step.kind.after!r} step "
-                              "before it")
-    return _measurable(Plan(spec, party, planned, tuple(notes)))
+    return steps, notes
 
 
 def _first_unaligned(steps: list[Step]) -> int | None:
