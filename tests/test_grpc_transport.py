@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import re
 import textwrap
 import threading
 import time
@@ -457,8 +458,19 @@ def test_garbage_bytes_fail_at_recv_naming_peer_and_tag(start):
 def test_a_taken_port_is_a_clear_error(start, certs, addresses):
     start("alice")
     second = GrpcNode("alice", addresses["alice"], addresses, tls(certs, "alice"))
-    with pytest.raises(ConfigError, match="cannot listen"):
+    port = addresses["alice"].rpartition(":")[2]
+    with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}: port {port} is in use"):
         second.start()
+
+
+@pytest.mark.parametrize("listen, why", [
+    ("bank.invalid:7001", "the name 'bank.invalid' does not resolve on this machine"),
+    ("192.0.2.1:7001", "'192.0.2.1' is not an address of this machine"),  # TEST-NET-1: never this machine's
+])
+def test_an_address_that_is_not_this_machines_is_named_as_such(certs, addresses, listen, why):
+    """It said "address in use or invalid" for a job address naming another machine or a typo'd name."""
+    with pytest.raises(ConfigError, match=f"cannot listen on {re.escape(listen)}: {re.escape(why)}"):
+        GrpcNode("alice", listen, addresses, tls(certs, "alice")).start()
 
 
 def test_channels_need_a_started_node_and_known_peers(start, certs, addresses):

@@ -64,6 +64,7 @@ from isthmus.transport.grpc_inbox import (
     Inbox,
 )
 from isthmus.transport.mailbox import DEFAULT_BACKLOG_BYTES, DEFAULT_BACKLOG_MESSAGES, Mailbox, is_abort
+from isthmus.transport.ports import why_unbindable
 
 _FRAME_SLACK = 64 << 10  # gRPC's limits count the whole frame, not just our chunk
 _ACK_LIMIT = 64 << 10
@@ -182,7 +183,9 @@ class GrpcNode:
             port = 0
         if not port:
             server.stop(None)
-            raise ConfigError(f"party {self.party!r} cannot listen on {self.listen}: address in use or invalid")
+            host, _, number = self.listen.rpartition(":")
+            why = why_unbindable(host, int(number)) if number.isdigit() else "not host:port"
+            raise ConfigError(f"party {self.party!r} cannot listen on {self.listen}: {why or 'gRPC refused it'}")
         self._server, self.port = server, port  # before it starts: a stop interrupting the start still stops it
         server.start()
 

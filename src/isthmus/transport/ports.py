@@ -3,6 +3,7 @@ a node choosing its jobs' ports from a range."""
 
 from __future__ import annotations
 
+import errno
 import socket
 
 from isthmus.errors import ConfigError
@@ -31,10 +32,24 @@ def free_port() -> int:
 
 def port_is_free(host: str, port: int) -> bool:
     """Whether ``port`` can be bound on ``host`` now (as gRPC binds: an address in TIME_WAIT is reusable)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+    return not why_unbindable(host, port)
+
+
+def why_unbindable(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be bound here, in words; empty if it can (as gRPC binds: an address in TIME_WAIT
+    is reusable)."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        return f"the name {host!r} does not resolve on this machine"
+    with socket.socket(family) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host.strip("[]"), port))
-        except OSError:
-            return False
-    return True
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} is in use (another party, node or program listens there)"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"{host!r} is not an address of this machine"
+            return exc.strerror or str(exc)
+    return ""
