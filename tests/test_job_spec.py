@@ -67,6 +67,12 @@ def test_bad_job_files_are_refused_clearly(mutation, message):
      "step 0 'contribution': needs a 'train' step before it"),
     (lambda j: j.replace("  - evaluate", "  - train: {model: hetero_secureboost}\n  - evaluate"),  # it replaced model.json
      "steps 1 and 2 both train; a job trains one model"),
+    # a metric of another task failed only after the training
+    (lambda j: j.replace("  - evaluate", "  - evaluate: {metrics: [auc, rmse]}"),
+     "step 2 'evaluate': 'rmse' does not apply to hetero_lr \\(a binary or multiclass model\\)"),
+    (lambda j: j.replace("hetero_lr", "hetero_linr").replace("  - evaluate", "  - evaluate: {metrics: [r2, ks]}"),
+     "'ks' does not apply to hetero_linr \\(a regression model\\); its metrics: mae, r2, rmse"),
+    (lambda j: j.replace("  - evaluate", "  - evaluate: {metrics: [auc, macro_f1]}"), None),
 ])
 def test_a_step_that_needs_an_earlier_one_is_refused_before_anything_runs(mutation, message):
     """evaluate before train failed only after the processes had started and intersected."""

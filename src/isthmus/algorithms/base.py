@@ -240,6 +240,15 @@ class Algorithm(ABC):
     def check_contribution(self, options: Options) -> None:
         """Refuse, at load, options under which this model's contributions cannot be measured."""
 
+    def tasks(self, options: Options) -> frozenset[Task]:
+        """What a model trained with ``options`` may turn out to be, for checking evaluation metrics at load:
+        from its options' ``task`` (or ``objective``), else its own ``task`` attribute; a binary classifier
+        turns multiclass with three or more label values. Every task when neither says."""
+        task = getattr(options, "task", None) or getattr(options, "objective", None) or getattr(self, "task", None)
+        if task not in ("binary", "multiclass", "regression"):
+            return frozenset(("binary", "multiclass", "regression"))
+        return frozenset(("binary", "multiclass")) if task == "binary" else frozenset((task,))
+
     @abstractmethod
     def fit(self, party: Party, options: Options) -> Part:
         """Train this party's side with the others; returns its part (the caller saves it)."""

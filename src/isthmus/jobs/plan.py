@@ -23,6 +23,7 @@ from isthmus.errors import ConfigError
 from isthmus.jobs.spec import JobSpec, Step
 from isthmus.jobs.steps import STEPS, StepKind
 from isthmus.jobs.steps.train import TrainChoice
+from isthmus.ml.metrics import METRICS
 
 
 #: Steps a plan adds by itself, which a node's policy need not list: the ledger record (``record: true``) and
@@ -74,7 +75,26 @@ def make_plan(spec: JobSpec, party: str) -> Plan:
         if step.kind.after and not any(earlier.name == step.kind.after for earlier in planned[:step.index]):
             raise ConfigError(f"party {party!r}, step {step.index} {step.name!r}: needs a {step.kind.after!r} step "
                               "before it")
+    _metrics_apply(planned, party)
     return _measurable(Plan(spec, party, planned, tuple(notes)))
+
+
+def _metrics_apply(planned: tuple[PlannedStep, ...], party: str) -> None:
+    """The metrics an evaluate step names must apply to the model the job trains: 'rmse' for a classifier
+    failed only after the training, which may take hours."""
+    train = next((step for step in planned if step.name == "train"), None)
+    for step in planned:
+        named = getattr(step.options, "metrics", None) if step.name == "evaluate" else None
+        if train is None or not named:
+            continue
+        choice: TrainChoice = train.options
+        tasks = sorted(choice.algorithm.tasks(choice.options))
+        valid = {name for task in tasks for name in METRICS[task]}
+        wrong = [name for name in named if name not in valid]
+        if wrong:
+            raise ConfigError(f"party {party!r}, step {step.index} 'evaluate': {', '.join(map(repr, wrong))} does not "
+                              f"apply to {choice.algorithm.name} (a {' or '.join(tasks)} model); its metrics: "
+                              f"{', '.join(sorted(valid))}")
 
 
 def _one_training(spec: JobSpec) -> None:
