@@ -73,6 +73,8 @@ def test_bad_job_files_are_refused_clearly(mutation, message):
     (lambda j: j.replace("hetero_lr", "hetero_linr").replace("  - evaluate", "  - evaluate: {metrics: [r2, ks]}"),
      "'ks' does not apply to hetero_linr \\(a regression model\\); its metrics: mae, r2, rmse"),
     (lambda j: j.replace("  - evaluate", "  - evaluate: {metrics: [auc, macro_f1]}"), None),
+    (lambda j: j.replace("  - evaluate", "  - contribution: {metric: r2}"),
+     "step 2 'contribution': 'r2' does not apply to hetero_lr"),
 ])
 def test_a_step_that_needs_an_earlier_one_is_refused_before_anything_runs(mutation, message):
     """evaluate before train failed only after the processes had started and intersected."""

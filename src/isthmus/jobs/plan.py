@@ -80,11 +80,11 @@ def make_plan(spec: JobSpec, party: str) -> Plan:
 
 
 def _metrics_apply(planned: tuple[PlannedStep, ...], party: str) -> None:
-    """The metrics an evaluate step names must apply to the model the job trains: 'rmse' for a classifier
-    failed only after the training, which may take hours."""
+    """The metrics that evaluate and contribution steps name must apply to the model the job trains: 'rmse'
+    for a classifier failed only after the training, which may take hours."""
     train = next((step for step in planned if step.name == "train"), None)
     for step in planned:
-        named = getattr(step.options, "metrics", None) if step.name == "evaluate" else None
+        named = _named_metrics(step)
         if train is None or not named:
             continue
         choice: TrainChoice = train.options
@@ -92,9 +92,18 @@ def _metrics_apply(planned: tuple[PlannedStep, ...], party: str) -> None:
         valid = {name for task in tasks for name in METRICS[task]}
         wrong = [name for name in named if name not in valid]
         if wrong:
-            raise ConfigError(f"party {party!r}, step {step.index} 'evaluate': {', '.join(map(repr, wrong))} does not "
+            raise ConfigError(f"party {party!r}, step {step.index} {step.name!r}: {', '.join(map(repr, wrong))} does not "
                               f"apply to {choice.algorithm.name} (a {' or '.join(tasks)} model); its metrics: "
                               f"{', '.join(sorted(valid))}")
+
+
+def _named_metrics(step: PlannedStep) -> list[str]:
+    """The metrics a step names (none: it takes its task's own)."""
+    if step.name == "evaluate":
+        return list(step.options.metrics or [])
+    if step.name == "contribution" and step.options.metric:
+        return [step.options.metric]
+    return []
 
 
 def _one_training(spec: JobSpec) -> None:
