@@ -225,3 +225,23 @@ steps: [intersect, {train: {model: hetero_nn}}, evaluate]
                                                                                        "host": {"torch"}}
     linear = parse_job(yaml.safe_load(JOB), base_dir=Path("."))
     assert all(make_plan(linear, party).imports() == set() for party in linear.parties)
+
+
+def test_a_guest_without_a_label_fails_before_the_intersection(tmp_path: Path):
+    """It failed in the train step, after the intersection had run (minutes on large tables)."""
+    import dataclasses
+
+    from isthmus.jobs.events import read_events
+    from isthmus.jobs.runner import run_party
+    from isthmus.transport.local import LocalHub
+    from test_aligned import vertical
+
+    spec = vertical(tmp_path, ["intersect", {"train": {"model": "hetero_lr"}}])
+    guest = spec.party("guest")
+    spec = dataclasses.replace(spec, parties={**spec.parties, "guest": dataclasses.replace(
+        guest, data=dataclasses.replace(guest.data, label=None))})
+    channel = LocalHub(["guest", "host", "arbiter"]).channel("guest", spec.name)
+    channel.default_timeout = 5  # the host never answers: without the check, the intersection waits for it
+    with pytest.raises(ConfigError, match=r"party 'guest' \(guest\) needs a 'label' in its data for hetero_lr"):
+        run_party(spec, "guest", channel, tmp_path / "g")
+    assert not [e for e in read_events(tmp_path / "g" / "events.jsonl") if e.get("step") == "intersect"]

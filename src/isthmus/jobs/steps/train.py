@@ -46,6 +46,15 @@ def parse(raw: Mapping[str, Any], *, spec: JobSpec, where: str) -> TrainChoice:
     return TrainChoice(chosen, options)
 
 
+def prepare(ctx: PartyContext, choice: TrainChoice) -> None:
+    """A party that trains on its labels (a vertical guest, a horizontal client) but whose data names none
+    fails before the intersection, not after it."""
+    learner = "guest" if choice.algorithm.family == "vertical" else "client"
+    data = ctx.spec.party(ctx.party).data
+    if ctx.role == learner and (data is None or data.label is None):
+        raise ConfigError(f"party {ctx.party!r} ({learner}) needs a 'label' in its data for {choice.algorithm.name}")
+
+
 def run(ctx: PartyContext, choice: TrainChoice) -> None:
     table = party_table(ctx) if ctx.spec.party(ctx.party).data else None
     party = Party(name=ctx.party, roster=ctx.spec.roster, channel=ctx.channel, table=table, workdir=ctx.run_dir,
@@ -57,4 +66,4 @@ def run(ctx: PartyContext, choice: TrainChoice) -> None:
     ctx.events.emit(step="train", status="model saved", path=str(path))
 
 
-STEP = StepKind("train", parse, run)
+STEP = StepKind("train", parse, run, prepare=prepare)
