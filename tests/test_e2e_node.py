@@ -192,6 +192,8 @@ def test_a_party_process_killed_mid_job_is_told_to_its_peers_at_once(nodes):
         time.sleep(0.1)
     os.kill(json.loads(marker.read_text())["pid"], signal.SIGKILL)  # as the kernel's out-of-memory killer does
     assert wait(clients["host"], job_id, "failed", timeout=15)["reason"].startswith("its process ended with status")
+    ended = json.loads(marker.read_text())  # it said "running" for ever: the killed process could not mark it
+    assert (ended["status"], ended["error"]) == ("failed", "its process was killed (SIGKILL)"), ended
     for party in ("guest", "arbiter"):
         assert wait(clients[party], job_id, "failed", timeout=15)["reason"] == \
             "host: its side of the job failed; the details are in its own log"

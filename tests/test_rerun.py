@@ -19,7 +19,8 @@ from isthmus.jobs.launcher import _certs_fit
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.party_process import with_own_data
 from isthmus.jobs.peers import needed_peers, wait_for_peers
-from isthmus.jobs.rundir import RUN_MARKER, contents, locked, owned_folder, party_folder
+from isthmus.jobs.rundir import (RUN_MARKER, contents, locked, mark_killed, owned_folder, party_folder, read_marker,
+                                 recorded)
 from isthmus.jobs.spec import load_job, parse_job
 from isthmus.transport.certs import create_federation
 from isthmus.transport.mailbox import ABORT_TAG, Mailbox
@@ -338,3 +339,15 @@ def test_a_run_folder_still_written_is_not_pulled_away(tmp_path):
                 pass
     with owned_folder(tmp_path / "demo", marker="demo.json", owner="the demo", identity={"command": "d"}):
         assert contents(tmp_path / "demo") == ["demo.json"]
+
+
+def test_a_killed_run_is_marked_failed_by_its_killer_and_an_ended_one_is_left_alone(tmp_path):
+    """A party killed by the launch (still busy after a peer failed) or by its node kept "running" for ever."""
+    marker = tmp_path / RUN_MARKER
+    with recorded(marker, job="j", party="guest"):
+        mark_killed(marker, "stopped by `isthmus launch`")  # as the launch does once the process is gone
+        killed = read_marker(marker)
+        assert (killed["status"], killed["error"]) == ("failed", "stopped by `isthmus launch`")
+    finished = read_marker(marker)
+    mark_killed(marker, "too late")
+    assert read_marker(marker) == finished and finished["status"] == "finished"

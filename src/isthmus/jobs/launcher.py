@@ -28,7 +28,8 @@ from isthmus.errors import ConfigError, IsthmusError
 from isthmus.jobs.events import read_events
 from isthmus.jobs.party_process import PRELOAD, launched_party
 from isthmus.jobs.plan import make_plan
-from isthmus.jobs.rundir import LAUNCH_MARKER, LOCK_FILE, check_owned, clear, contents, locked, recorded
+from isthmus.jobs.rundir import (LAUNCH_MARKER, LOCK_FILE, RUN_MARKER, check_owned, clear, contents, locked,
+                                 mark_killed, recorded)
 from isthmus.jobs.spec import JobSpec, load_job
 from isthmus.processes import fresh_process
 from isthmus.transport.certs import (CA_CERT, CA_KEY, FEDERATION_FILE, PARTY_CERT, SIGNING_KEY, create_federation,
@@ -105,10 +106,14 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
             try:
                 _watch(spec, processes, out_dir, console, deadline=started + timeout)
             finally:
-                for process in processes.values():
-                    if process.is_alive():
+                for name, process in processes.items():
+                    killed = process.is_alive()
+                    if killed:
                         process.kill()
                     process.join()
+                    if killed:
+                        mark_killed(out_dir / name / RUN_MARKER, "stopped by `isthmus launch`: it had not ended "
+                                    f"within {FAILURE_GRACE_S:g} s of another party's failure, or the launch timed out")
             yield LaunchResult(spec=spec, out_dir=out_dir, seconds=time.monotonic() - started)
 
 

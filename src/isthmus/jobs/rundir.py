@@ -119,6 +119,14 @@ def recorded(marker: Path, **fields: Any) -> Iterator[None]:
     write_json(marker, {**fields, "status": "finished", "ended": _now()})
 
 
+def mark_killed(marker: Path, why: str) -> None:
+    """A run whose process was killed could not mark itself: ``failed`` with ``why``, rather than a ``running``
+    that no process runs. A marker that says how its run ended is left alone."""
+    fields = read_marker(marker)
+    if fields and fields.get("status") == "running":
+        write_json(marker, {**fields, "status": "failed", "ended": _now(), "error": why})
+
+
 def describe(marker: dict[str, Any] | None) -> str:
     """An earlier run as people read it: whose, which job, how it ended."""
     if not marker:

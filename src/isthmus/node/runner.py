@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from isthmus.errors import ConfigError
 from isthmus.jobs.events import read_events
 from isthmus.jobs.local import write_job
 from isthmus.jobs.party_process import PRELOAD, launched_party
+from isthmus.jobs.rundir import RUN_MARKER, mark_killed
 from isthmus.processes import fresh_process, start_forkserver
 from isthmus.transport.ports import free_port, port_is_free
 
@@ -85,6 +87,9 @@ class ProcessRunner:
         process.join()
         with self._lock:
             self._processes.pop(job_id, None)
+        if process.exitcode is not None and process.exitcode < 0:  # cancelled, the node stopping, the OOM killer
+            mark_killed(job_folder(self.store, job_id) / "run" / RUN_MARKER,
+                        f"its process was killed ({signal.Signals(-process.exitcode).name})")
         if process.exitcode == 0:
             self.on_done(job_id, "finished", None)
             return
