@@ -6,8 +6,8 @@ from isthmus.jobs.steps import aligned, binning, contribution, evaluate, interse
 from isthmus.jobs.steps.kind import StepKind
 
 STEPS: dict[str, StepKind] = {kind.name: kind for kind in (
-    intersect.STEP, aligned.STEP, binning.BINNING, binning.SELECT, train.STEP, evaluate.STEP, selftest.STEP, contribution.STEP,
-    record.STEP,
+    intersect.STEP, aligned.STEP, binning.BINNING, binning.SELECT, train.STEP, evaluate.STEP, selftest.STEP,
+    contribution.STEP, record.STEP,
 )}
 
 __all__ = ["STEPS", "StepKind"]
