@@ -88,6 +88,20 @@ def test_a_step_that_needs_an_earlier_one_is_refused_before_anything_runs(mutati
         make_plan(spec, "guest")
 
 
+def test_an_evaluate_step_for_a_model_with_nothing_to_evaluate_is_refused_at_load():
+    """hetero_ftl's output is the host's predictions: its evaluate step used to pass silently, writing nothing."""
+    import yaml
+
+    job = yaml.safe_load(JOB.replace("hetero_lr", "hetero_ftl").replace("{method: ecdh}", "{keep_all_rows: true}"))
+    job["parties"] = {"guest": job["parties"]["guest"], "host": job["parties"]["host"][0]}
+    spec = parse_job(job, base_dir=Path("."))
+    with pytest.raises(ConfigError, match="step 2 'evaluate': hetero_ftl has nothing to evaluate jointly: its output "
+                                          "is the host's predictions.csv"):
+        make_plan(spec, "host")
+    del job["steps"][2]
+    make_plan(parse_job(job, base_dir=Path(".")), "host")
+
+
 def test_unknown_step_names_the_known_ones():
     import yaml
 

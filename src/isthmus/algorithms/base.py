@@ -223,6 +223,8 @@ class Algorithm(ABC):
     #: How `contribution` can value each party: "coalitions" (vertical: retrain on each coalition's
     #: columns), "rounds" (horizontal: from each round's updates), or None.
     contribution: ClassVar[Literal["coalitions", "rounds"] | None] = None
+    #: Why an `evaluate` step has nothing to score for this model (refused at load), or None: it can be evaluated.
+    unevaluable: ClassVar[str | None] = None
 
     def check(self, roster: Roster, options: Options, *, allow_plaintext: bool) -> None:
         """Refuse, at load, a job this algorithm cannot run: role counts here; subclasses add their own

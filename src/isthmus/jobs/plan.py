@@ -80,14 +80,20 @@ def make_plan(spec: JobSpec, party: str) -> Plan:
 
 
 def _metrics_apply(planned: tuple[PlannedStep, ...], party: str) -> None:
-    """The metrics that evaluate and contribution steps name must apply to the model the job trains: 'rmse'
-    for a classifier failed only after the training, which may take hours."""
+    """The model the job trains must be one that can be evaluated, and the metrics that evaluate and
+    contribution steps name must apply to it: 'rmse' for a classifier failed only after the training,
+    which may take hours."""
     train = next((step for step in planned if step.name == "train"), None)
+    if train is None:
+        return
+    choice: TrainChoice = train.options
     for step in planned:
+        if step.name == "evaluate" and choice.algorithm.unevaluable:
+            raise ConfigError(f"party {party!r}, step {step.index} 'evaluate': {choice.algorithm.name} has nothing "
+                              f"to evaluate jointly: {choice.algorithm.unevaluable}; leave the step out")
         named = _named_metrics(step)
-        if train is None or not named:
+        if not named:
             continue
-        choice: TrainChoice = train.options
         tasks = sorted(choice.algorithm.tasks(choice.options))
         valid = {name for task in tasks for name in METRICS[task]}
         wrong = [name for name in named if name not in valid]

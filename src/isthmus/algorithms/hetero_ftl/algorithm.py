@@ -49,6 +49,8 @@ class HeteroFtl(Algorithm):
     imports = ("torch",)
     roles = {"guest": (1, 1), "host": (1, 1)}
     Options = FtlOptions
+    unevaluable = ("its output is the host's predictions.csv, scores for the host's rows the guest never had; "
+                   "compare them with held-back truth where that is kept")
 
     def check(self, roster: Roster, options: FtlOptions, *, allow_plaintext: bool) -> None:
         super().check(roster, options, allow_plaintext=allow_plaintext)
