@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from isthmus.errors import ConfigError, PeerAbortedError
-from isthmus.jobs.plan import make_plan
+from isthmus.jobs.plan import check_someone_evaluates, make_plan
 from isthmus.jobs.spec import load_job, parse_job
 
 JOB = """
@@ -100,6 +100,33 @@ def test_an_evaluate_step_for_a_model_with_nothing_to_evaluate_is_refused_at_loa
         make_plan(spec, "host")
     del job["steps"][2]
     make_plan(parse_job(job, base_dir=Path(".")), "host")
+
+
+def test_a_launched_horizontal_job_whose_evaluate_step_finds_no_rows_is_refused_before_it_starts(tmp_path: Path):
+    """Without a test file at any client (or data at the aggregator) the launch finished with no metric and
+    no word; one test file is enough."""
+    from isthmus.jobs.launcher import launch
+
+    for name in ("a.csv", "b.csv", "held_out.csv"):
+        (tmp_path / name).write_text("id,y,x\n1,0,0.5\n2,1,1.5\n")
+    job = tmp_path / "job.yaml"
+    job.write_text("""
+job: no-test-rows
+parties:
+  aggregator: {address: 127.0.0.1:7301}
+  client:
+    - {address: 127.0.0.1:7302, data: {path: a.csv, id: id, label: y}}
+    - {address: 127.0.0.1:7303, data: {path: b.csv, id: id, label: y}}
+steps:
+  - train: {model: homo_lr, rounds: 1}
+  - evaluate
+""")
+    with pytest.raises(ConfigError, match="step 1 'evaluate': no party has rows to score; give clients held-out rows"):
+        launch(job, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    make_plan(load_job(job), "client-1")  # `run` cannot know another party's --test file: only the launch checks
+    job.write_text(job.read_text().replace("b.csv, id: id", "b.csv, test: held_out.csv, id: id"))
+    check_someone_evaluates(make_plan(load_job(job), "aggregator"))
 
 
 def test_unknown_step_names_the_known_ones():

@@ -27,7 +27,7 @@ from isthmus.compute import connect
 from isthmus.errors import ConfigError, IsthmusError
 from isthmus.jobs.events import read_events
 from isthmus.jobs.party_process import PRELOAD, launched_party
-from isthmus.jobs.plan import make_plan
+from isthmus.jobs.plan import check_someone_evaluates, make_plan
 from isthmus.jobs.rundir import (LAUNCH_MARKER, LOCK_FILE, RUN_MARKER, check_owned, clear, contents, locked,
                                  mark_killed, recorded)
 from isthmus.jobs.spec import JobSpec, load_job
@@ -76,6 +76,7 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
     """
     spec = load_job(job_path)
     plans = [make_plan(spec, party) for party in spec.parties]  # every party's plan is checked before any starts
+    check_someone_evaluates(plans[0])
     preload = (*PRELOAD, *sorted(set().union(*(plan.imports() for plan in plans))))
     compute = compute or {}
     unknown = sorted(set(compute) - set(spec.parties))

@@ -22,6 +22,7 @@ from isthmus.algorithms.registry import names
 from isthmus.errors import ConfigError
 from isthmus.jobs.spec import JobSpec, Step
 from isthmus.jobs.steps import STEPS, StepKind
+from isthmus.jobs.steps.evaluate import evaluates_alone
 from isthmus.jobs.steps.train import TrainChoice
 from isthmus.ml.metrics import METRICS
 
@@ -77,6 +78,19 @@ def make_plan(spec: JobSpec, party: str) -> Plan:
                               "before it")
     _metrics_apply(planned, party)
     return _measurable(Plan(spec, party, planned, tuple(notes)))
+
+
+def check_someone_evaluates(plan: Plan) -> None:
+    """Where one job file names every party's files (a launch), a horizontal job's evaluate step must find
+    rows at someone: without, it finished with no metric and no word. (A party given `run --test` has a
+    test file the shared job file does not show, so `run` cannot check this.)"""
+    spec, evaluate, train = plan.job, plan.first("evaluate"), plan.first("train")
+    if evaluate is None or train is None or train.options.algorithm.family != "horizontal":
+        return
+    if not any(evaluates_alone(spec, party) for party in spec.parties):
+        raise ConfigError(f"job {spec.name!r}, step {evaluate.index} 'evaluate': no party has rows to score; give "
+                          "clients held-out rows (`data: {..., test: PATH}`, same columns) or the aggregator `data`, "
+                          "or leave the step out")
 
 
 def _metrics_apply(planned: tuple[PlannedStep, ...], party: str) -> None:

@@ -17,6 +17,7 @@ from isthmus.algorithms.base import GuestPart, HostPart, LocalPart
 from isthmus.data.table import PartyTable
 from isthmus.errors import DataError
 from isthmus.jobs.context import PartyContext
+from isthmus.jobs.spec import JobSpec
 from isthmus.jobs.steps.data import party_table, test_table
 from isthmus.jobs.steps.kind import StepKind, parse_with
 from isthmus.ml.metrics import METRICS, write_report
@@ -67,12 +68,17 @@ def _alone(ctx: PartyContext, part: LocalPart, options: EvaluateOptions) -> None
     _report(ctx, part.task, rows.ids, rows.label, rows.label, part.predict(rows.features), options)
 
 
+def evaluates_alone(spec: JobSpec, party: str) -> bool:
+    """Whether ``party`` of a horizontal job has rows to score: a test file, or (the aggregator) data."""
+    data = spec.party(party).data
+    return data is not None and (data.test is not None or spec.role_of(party) != "client")
+
+
 def _own_evaluation_rows(ctx: PartyContext) -> PartyTable | None:
     """A party's test rows; the aggregator's own data is its evaluation set."""
-    data = ctx.spec.party(ctx.party).data
-    if data is None:
+    if not evaluates_alone(ctx.spec, ctx.party):
         return None
-    return test_table(ctx) if data.test else party_table(ctx) if ctx.role != "client" else None
+    return test_table(ctx) if ctx.spec.party(ctx.party).data.test else party_table(ctx)
 
 
 def _report(ctx: PartyContext, task: str, ids: np.ndarray, labels: np.ndarray, y_true: np.ndarray,
