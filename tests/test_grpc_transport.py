@@ -455,12 +455,14 @@ def test_garbage_bytes_fail_at_recv_naming_peer_and_tag(start):
     assert (bad.value.peer, bad.value.tag) == ("alice", "weights")
 
 
-def test_a_taken_port_is_a_clear_error(start, certs, addresses):
+def test_a_taken_port_is_a_clear_error(start, certs, addresses, capfd):
+    """...and the only one: gRPC's own failure line (`E... add_port.cc: Failed to add port`) came first."""
     start("alice")
     second = GrpcNode("alice", addresses["alice"], addresses, tls(certs, "alice"))
     port = addresses["alice"].rpartition(":")[2]
     with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}: port {port} is in use"):
         second.start()
+    assert "add_port" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("listen, why", [

@@ -177,17 +177,22 @@ class GrpcNode:
             ],
         )
         credentials = grpc.ssl_server_credentials([(self._key, self._cert)], root_certificates=self._ca, require_client_auth=True)
-        try:
-            port = server.add_secure_port(self.listen, credentials)
-        except RuntimeError:  # recent grpcio raises, older ones return 0
-            port = 0
-        if not port:
+        why, port = self._why_unbindable(), 0
+        if not why:  # probed first: gRPC logs a line of its own on failing to bind, noise before our reason
+            try:
+                port = server.add_secure_port(self.listen, credentials)
+            except RuntimeError:  # recent grpcio raises, older ones return 0
+                port = 0
+            why = "" if port else self._why_unbindable() or "gRPC refused it"  # taken in between
+        if why:
             server.stop(None)
-            host, _, number = self.listen.rpartition(":")
-            why = why_unbindable(host, int(number)) if number.isdigit() else "not host:port"
-            raise ConfigError(f"party {self.party!r} cannot listen on {self.listen}: {why or 'gRPC refused it'}")
+            raise ConfigError(f"party {self.party!r} cannot listen on {self.listen}: {why}")
         self._server, self.port = server, port  # before it starts: a stop interrupting the start still stops it
         server.start()
+
+    def _why_unbindable(self) -> str:
+        host, _, number = self.listen.rpartition(":")
+        return why_unbindable(host, int(number)) if number.isdigit() else "not host:port"
 
     def stop(self, grace: float = 1.0) -> None:
         """Finish deliveries in flight for up to ``grace`` seconds, then close everything."""
