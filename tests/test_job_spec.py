@@ -219,6 +219,20 @@ def test_a_party_that_died_before_opening_its_log_is_named_in_the_launch_report(
     assert "party 'host-1' exited with 1" in report and "writing its log" in report
 
 
+def test_a_party_that_refused_to_start_is_reported_by_its_own_error(tmp_path: Path):
+    """Its log's last line said why (a port in use); the report called that "before reporting an error"
+    and showed the whole tail of the log."""
+    from isthmus.jobs.launcher import _failure_report, log_file
+
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB)
+    log = log_file(tmp_path / "run", "host-1")
+    log.parent.mkdir(parents=True)
+    log.write_text("starting\nerror: party 'host-1' cannot listen on 127.0.0.1:7002: port 7002 is in use\n")
+    report = _failure_report(load_job(path), tmp_path / "run", {"guest": None, "host-1": 1})
+    assert report == "party 'host-1' exited with 1: party 'host-1' cannot listen on 127.0.0.1:7002: port 7002 is in use"
+
+
 def test_a_party_killed_mid_job_is_named_in_the_launch_report_not_a_peer_still_waiting(tmp_path: Path):
     """A party killed by a signal (-9: the OOM killer) leaves no failed event; the report named the first party
     in the job ('arbiter ... exited with None'), which was only waiting for it."""

@@ -209,6 +209,9 @@ def _failure_report(spec: JobSpec, out_dir: Path, failures: dict[str, int | None
         if not log.exists():  # it died while starting, before it could open its log
             return f"party {name!r} {how} before reporting an error or writing its log {log}"
         tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
+        last = tail.rstrip().rpartition("\n")[2]
+        if last.startswith("error: "):  # its own check refused to start it (a port in use, a missing file)
+            return f"party {name!r} {how}: {last.removeprefix('error: ')}"
         return f"party {name!r} {how} before reporting an error; its log ends:\n{tail}"
     errors.sort()
     _, _, name, step, error = errors[0]
