@@ -19,7 +19,7 @@ from isthmus.jobs.launcher import _certs_fit
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.party_process import with_own_data
 from isthmus.jobs.peers import needed_peers, wait_for_peers
-from isthmus.jobs.rundir import (RUN_MARKER, contents, locked, mark_killed, owned_folder, party_folder, read_marker,
+from isthmus.jobs.rundir import (RUN_MARKER, contents, locked, mark_stopped, owned_folder, party_folder, read_marker,
                                  recorded)
 from isthmus.jobs.spec import load_job, parse_job
 from isthmus.transport.certs import create_federation
@@ -341,13 +341,20 @@ def test_a_run_folder_still_written_is_not_pulled_away(tmp_path):
         assert contents(tmp_path / "demo") == ["demo.json"]
 
 
-def test_a_killed_run_is_marked_failed_by_its_killer_and_an_ended_one_is_left_alone(tmp_path):
-    """A party killed by the launch (still busy after a peer failed) or by its node kept "running" for ever."""
+def test_a_stopped_run_says_why_its_killer_stopped_it_and_an_ended_one_is_left_alone(tmp_path):
+    """A party killed by the launch (still busy after a peer failed) or by its node kept "running" for ever; one
+    that marked itself interrupted on the launch's SIGTERM gets the launch's reason."""
     marker = tmp_path / RUN_MARKER
     with recorded(marker, job="j", party="guest"):
-        mark_killed(marker, "stopped by `isthmus launch`")  # as the launch does once the process is gone
+        mark_stopped(marker, "stopped by `isthmus launch`")  # as the launch does once the process is gone
         killed = read_marker(marker)
         assert (killed["status"], killed["error"]) == ("failed", "stopped by `isthmus launch`")
     finished = read_marker(marker)
-    mark_killed(marker, "too late")
+    mark_stopped(marker, "too late")
     assert read_marker(marker) == finished and finished["status"] == "finished"
+    with pytest.raises(KeyboardInterrupt), recorded(marker, job="j", party="guest"):
+        raise KeyboardInterrupt  # the party's own SIGTERM handling
+    mark_stopped(marker, "stopped by `isthmus launch`, itself interrupted (SIGTERM)")
+    interrupted = read_marker(marker)
+    assert (interrupted["status"], interrupted["error"]) == ("interrupted", "stopped by `isthmus launch`, itself "
+                                                                            "interrupted (SIGTERM)")

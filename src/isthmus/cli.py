@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +17,7 @@ from isthmus.cli_keys import ca_app, keys_app
 from isthmus.cli_ledger import ledger_app
 from isthmus.cli_node import job_app, model_app, node_app
 from isthmus.cli_query import query_app
+from isthmus.processes import interrupt_once
 
 app = typer.Typer(help="isthmus: federated learning for data islands.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -30,6 +31,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(job_app, name="job")
 app.add_typer(model_app, name="model")
 console = Console()
+T = TypeVar("T")
 
 JobArg = Annotated[Path, typer.Argument(help="The job's YAML file.", exists=True, dir_okay=False)]
 
@@ -82,9 +84,6 @@ def run(job: JobArg,
     run_dir = (out or Path("runs") / spec.name) / party
     from isthmus.jobs.party_process import run_party_process
 
-    # kill, systemd, docker and batch schedulers stop a process with SIGTERM, which ended it at once: its peers
-    # then waited out their timeouts. Ending as Ctrl-C does tells them and marks the run interrupted.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     _show_progress()
     try:
         guard(lambda: run_party_process(spec, party, certs_dir=certs, run_dir=run_dir, listen=listen, resume=resume,
@@ -92,8 +91,6 @@ def run(job: JobArg,
                                         compute=compute))
     except KeyboardInterrupt:
         console.print(f"party {party} interrupted; its run in {run_dir} is marked so", soft_wrap=True, markup=False)
-        for signum in (signal.SIGINT, signal.SIGTERM):  # stopped, its peers told: what comes now is the exit
-            signal.signal(signum, signal.SIG_IGN)
         raise typer.Exit(130) from None
     console.print(f"party {party} finished; results in {run_dir}", soft_wrap=True, markup=False)
     _print_metrics({party: run_dir})
@@ -125,7 +122,7 @@ def launch(job: JobArg,
     from isthmus.jobs.launcher import launch as launch_job
 
     backends = dict(_party_value(item) for item in compute or [])
-    result = guard(lambda: launch_job(job, out, console=console, compute=backends))
+    result = _stoppable(out, lambda: launch_job(job, out, console=console, compute=backends))
     _print_results(result.out_dir, result.spec, result.seconds)
 
 
@@ -140,8 +137,18 @@ def parity(job: JobArg,
     _check_job(job)
     from isthmus.jobs.parity import run_parity
 
-    report = guard(lambda: run_parity(job, out, console=console))
+    report = _stoppable(out, lambda: run_parity(job, out, console=console))
     console.print_json(json.dumps(report))
+
+
+def _stoppable(out: Path, launching: Callable[[], T]) -> T:
+    """A launch that Ctrl-C or SIGTERM stops says so (it ended with no word), having stopped its parties."""
+    try:
+        return guard(launching)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: every party was stopped; each run in {out}/<party> says so", soft_wrap=True,
+                      markup=False)
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -334,6 +341,9 @@ def _metrics_table(evaluated: dict[str, dict]):
 
 
 def main() -> None:
+    # Every command stops on SIGTERM (kill, systemd, docker, schedulers) as on Ctrl-C: a party tells its peers
+    # and marks its run, a launch stops its parties; commands that serve (node, query, board) set their own.
+    interrupt_once()
     app(prog_name="isthmus")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterable
 from multiprocessing.context import ForkServerContext, ForkServerProcess
@@ -55,3 +56,31 @@ def _in_environment(environment: dict[str, str], target: Callable[..., Any], arg
     os.environ.clear()
     os.environ.update(environment)
     target(*args)
+
+
+def interrupt_once() -> None:
+    """SIGINT or SIGTERM raise KeyboardInterrupt once, and are ignored after it: a process stopped as Ctrl-C
+    stops it tells its peers and marks its run, and a second signal (the launcher's SIGTERM on top of the
+    terminal's SIGINT, a second Ctrl-C) must not cut that short. kill, systemd, docker and batch schedulers
+    stop a process with SIGTERM, which by default ended it at once, its peers left to wait out their timeouts."""
+    def interrupt(signum: int, frame: Any) -> None:
+        for stopping in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stopping, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
+
+
+def when_starter_ends(then: Callable[[], None]) -> None:
+    """Call ``then``, in a thread, as soon as the process that started this one ends (killed, say). The
+    starter is not this process's parent: the fork server is, and it outlives the starter while any of its
+    children lives, so the thread waits on the starter's sentinel (already closed if the starter died while
+    this process was starting)."""
+    starter = multiprocessing.parent_process()
+
+    def wait() -> None:
+        starter.join()
+        then()
+
+    threading.Thread(target=wait, name="starter-watch", daemon=True).start()

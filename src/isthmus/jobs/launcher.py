@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from rich.console import Console
@@ -29,15 +31,17 @@ from isthmus.jobs.events import read_events
 from isthmus.jobs.party_process import PRELOAD, launched_party
 from isthmus.jobs.plan import check_someone_evaluates, make_plan
 from isthmus.jobs.rundir import (LAUNCH_MARKER, LOCK_FILE, RUN_MARKER, check_owned, clear, contents, locked,
-                                 mark_killed, recorded)
+                                 mark_stopped, recorded)
 from isthmus.jobs.spec import JobSpec, load_job
-from isthmus.processes import fresh_process
+from isthmus.processes import fresh_process, when_starter_ends
 from isthmus.transport.certs import (CA_CERT, CA_KEY, FEDERATION_FILE, PARTY_CERT, SIGNING_KEY, create_federation,
                                      tls_files_for)
 
-#: After one party fails, how long the others get to notice (they are told) before they are killed; generous,
+#: After one party fails, how long the others get to notice (they are told) before they are stopped; generous,
 #: since on a loaded machine a party may still be starting when the first one fails.
 FAILURE_GRACE_S = 15.0
+#: How long a party has to stop on SIGTERM (telling its peers, marking its run) before the launch kills it.
+STOP_GRACE_S = 5.0
 CERTS, LOGS = "certs", "logs"
 #: Certificates that expire sooner than this are made anew rather than reused.
 _CERTS_MARGIN = dt.timedelta(days=1)
@@ -104,18 +108,39 @@ def launched(job_path: str | Path, out_dir: str | Path, *, console: Console | No
             record = records_on_ledger(spec)
             processes = {name: _start(Path(job_path).resolve(), name, out_dir, record=record, compute=compute.get(name),
                                       preload=preload) for name in parties}
+            why = (f"stopped by `isthmus launch`: it had not ended within {FAILURE_GRACE_S:g} s of another party's "
+                   "failure, or the launch timed out")
             try:
                 _watch(spec, processes, out_dir, console, deadline=started + timeout)
+            except KeyboardInterrupt as exc:
+                why = f"stopped by `isthmus launch`, itself interrupted ({exc or 'SIGINT'})"
+                raise
             finally:
-                for name, process in processes.items():
-                    killed = process.is_alive()
-                    if killed:
-                        process.kill()
-                    process.join()
-                    if killed:
-                        mark_killed(out_dir / name / RUN_MARKER, "stopped by `isthmus launch`: it had not ended "
-                                    f"within {FAILURE_GRACE_S:g} s of another party's failure, or the launch timed out")
+                _stop(processes, out_dir, why)
             yield LaunchResult(spec=spec, out_dir=out_dir, seconds=time.monotonic() - started)
+
+
+def _stop(processes: dict[str, multiprocessing.Process], out_dir: Path, why: str) -> None:
+    """Stop the parties still running as `isthmus run` stops on SIGTERM (each tells its peers and marks its
+    run interrupted); one still running :data:`STOP_GRACE_S` later is killed. Each run then says ``why``,
+    which its party did not know. (They were killed at once, their peers left to wait out their timeouts.)"""
+    running = {name: process for name, process in processes.items() if process.is_alive()}
+    for process in running.values():
+        process.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for name, process in running.items():
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+        mark_stopped(out_dir / name / RUN_MARKER, why)
+
+
+def _party_main(*args: Any) -> None:
+    """A launched party. Should its launcher die (killed, the OOM killer) it stops as on SIGTERM, rather than
+    run on unwatched for as long as the job takes."""
+    when_starter_ends(lambda: os.kill(os.getpid(), signal.SIGTERM))
+    launched_party(*args)
 
 
 def log_file(out_dir: Path, party: str) -> Path:
@@ -133,7 +158,7 @@ def _start(job_path: Path, party: str, out_dir: Path, *, record: bool, compute: 
     """Forked from the fork server, not from this process: no state of this process leaks into the party's."""
     log_path = log_file(out_dir, party)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    process = fresh_process(launched_party, (job_path, party, out_dir / CERTS, out_dir / party, record, log_path,
+    process = fresh_process(_party_main, (job_path, party, out_dir / CERTS, out_dir / party, record, log_path,
                                              compute), name=f"isthmus-{party}", preload=preload)
     process.start()
     return process

@@ -23,6 +23,7 @@ from isthmus.jobs.plan import make_plan
 from isthmus.jobs.rundir import party_folder
 from isthmus.jobs.runner import EXPENDABLE_ROLES, abort_reason, run_party
 from isthmus.jobs.spec import JobSpec, load_job
+from isthmus.processes import interrupt_once
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.certs import tls_files_for
 from isthmus.transport.grpc_transport import GrpcNode
@@ -87,14 +88,16 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
     """What `isthmus launch` starts in each party's process: the party's side, its output in ``log_path``.
 
     An isthmus error ends the process with status 1 after one line in the log (the events say more);
-    anything else leaves its traceback there. The process stops its crypto workers itself and ends with
-    ``os._exit``: left to the interpreter's exit, a spawned child joining its worker pools (loky, the PSI
-    fork server) was seen to hang for minutes after a 10,000-row job had finished.
+    SIGINT or SIGTERM end it as Ctrl-C ends `isthmus run` (status 130); anything else leaves its traceback
+    there. The process stops its crypto workers itself and ends with ``os._exit``: left to the interpreter's
+    exit, a spawned child joining its worker pools (loky, the PSI fork server) was seen to hang for minutes
+    after a 10,000-row job had finished.
     """
     with open(log_path, "a", encoding="utf-8") as log:
         os.dup2(log.fileno(), sys.stdout.fileno())
         os.dup2(log.fileno(), sys.stderr.fileno())
     sys.stdout.reconfigure(line_buffering=True)
+    interrupt_once()
     code = 1
     try:
         run_party_process(load_job(job_path), party, certs_dir=certs_dir, run_dir=run_dir, record=record,
@@ -103,6 +106,9 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
         code = 0
     except IsthmusError as exc:
         print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"party {party} interrupted ({exc or 'SIGINT'}); its run in {run_dir} is marked so", file=sys.stderr)
+        code = 130
     except BaseException:
         traceback.print_exc()
     finally:

@@ -119,12 +119,14 @@ def recorded(marker: Path, **fields: Any) -> Iterator[None]:
     write_json(marker, {**fields, "status": "finished", "ended": _now()})
 
 
-def mark_killed(marker: Path, why: str) -> None:
-    """A run whose process was killed could not mark itself: ``failed`` with ``why``, rather than a ``running``
-    that no process runs. A marker that says how its run ended is left alone."""
+def mark_stopped(marker: Path, why: str) -> None:
+    """A run its launcher or node stopped says ``why``, which its process did not know: one still ``running``
+    (killed: it could not mark itself) turns ``failed``; one ``interrupted`` (it marked itself on the signal)
+    stays so. A run that ended otherwise is left alone."""
     fields = read_marker(marker)
-    if fields and fields.get("status") == "running":
-        write_json(marker, {**fields, "status": "failed", "ended": _now(), "error": why})
+    if fields and fields.get("status") in ("running", "interrupted"):
+        status = "failed" if fields["status"] == "running" else "interrupted"
+        write_json(marker, {**fields, "status": status, "ended": fields.get("ended") or _now(), "error": why})
 
 
 def describe(marker: dict[str, Any] | None) -> str:

@@ -19,8 +19,8 @@ from isthmus.errors import ConfigError
 from isthmus.jobs.events import read_events
 from isthmus.jobs.local import write_job
 from isthmus.jobs.party_process import PRELOAD, launched_party
-from isthmus.jobs.rundir import RUN_MARKER, mark_killed
-from isthmus.processes import fresh_process, start_forkserver
+from isthmus.jobs.rundir import RUN_MARKER, mark_stopped
+from isthmus.processes import fresh_process, start_forkserver, when_starter_ends
 from isthmus.transport.ports import free_port, port_is_free
 
 Done = Callable[[str, str, str | None], None]  # (job id, "finished" | "failed", reason)
@@ -88,8 +88,8 @@ class ProcessRunner:
         with self._lock:
             self._processes.pop(job_id, None)
         if process.exitcode is not None and process.exitcode < 0:  # cancelled, the node stopping, the OOM killer
-            mark_killed(job_folder(self.store, job_id) / "run" / RUN_MARKER,
-                        f"its process was killed ({signal.Signals(-process.exitcode).name})")
+            mark_stopped(job_folder(self.store, job_id) / "run" / RUN_MARKER,
+                         f"its process was killed ({signal.Signals(-process.exitcode).name})")
         if process.exitcode == 0:
             self.on_done(job_id, "finished", None)
             return
@@ -104,19 +104,7 @@ class ProcessRunner:
 
 
 def _party_main(job: Path, party: str, keys: Path, run_dir: Path, log_path: Path, compute: str | None) -> None:
-    _die_with_node()
+    # Ends as soon as its node ends (killed, or restarted: a restarted node never finds a job of its own
+    # running that it does not know about).
+    when_starter_ends(lambda: os._exit(1))
     launched_party(job, party, keys, run_dir, None, log_path, compute)
-
-
-def _die_with_node() -> None:
-    """End this process as soon as the node that started it ends (killed, or restarted: a restarted node
-    never finds a job of its own running that it does not know about). The node is not this process's
-    parent: the fork server is, and it outlives the node while any of its children lives, so a thread
-    waits on the node's sentinel (already closed if the node died while this process was starting)."""
-    node = multiprocessing.parent_process()
-
-    def exit_when_the_node_ends() -> None:
-        node.join()
-        os._exit(1)
-
-    threading.Thread(target=exit_when_the_node_ends, name="node-watch", daemon=True).start()

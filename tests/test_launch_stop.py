@@ -1,0 +1,105 @@
+"""`isthmus launch` stopped from outside (Ctrl-C, SIGTERM from kill or a scheduler, SIGKILL) stops its parties.
+
+SIGTERM ended the launch alone: its three party processes trained on, unwatched, for as long as the job took,
+and every run.json (the launch's too) said "running". Ctrl-C killed them at once, their runs marked "failed"
+for a reason that was not the one ("had not ended within 15 s of another party's failure").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from isthmus.demos.vertical import make_vertical_data
+from isthmus.jobs.local import loopback_parties, write_job
+
+PARTIES = ("arbiter", "guest", "host")
+
+
+@pytest.fixture
+def training(tmp_path: Path):
+    """A launch of a long vertical training, returned once every party is training."""
+    guest_csv, host_csv = make_vertical_data(tmp_path / "data")
+    job = write_job(tmp_path / "job.yaml", {
+        "job": "stopped",
+        "parties": loopback_parties({"guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
+                                     "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
+        "steps": [{"intersect": {}},
+                  {"train": {"model": "hetero_lr", "epochs": 500, "batch_size": 0, "key_bits": 1024, "precision": 6}}]})
+    out = tmp_path / "out"
+    launch = subprocess.Popen([sys.executable, "-m", "isthmus", "launch", str(job), "--out", str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not all(_training(out / party) for party in PARTIES):
+            assert time.monotonic() < deadline and launch.poll() is None, "the parties never all trained"
+            time.sleep(0.2)
+        yield launch, out
+    finally:
+        launch.kill()
+        for party in PARTIES:
+            pid = _marker(out / party).get("pid")
+            if pid and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _training(run_dir: Path) -> bool:
+    events = run_dir / "events.jsonl"
+    return events.exists() and '"step": "train", "status": "running"' in events.read_text()
+
+
+def _marker(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _all_ended(out: Path, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while any(_alive(_marker(out / party)["pid"]) for party in PARTIES):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_launch_stopped_by_a_signal_stops_its_parties_and_says_why(training, signum):
+    launch, out = training
+    launch.send_signal(signum)
+    output = launch.communicate(timeout=60)[0]
+    assert launch.returncode == 130 and "interrupted: every party was stopped" in output, output
+    assert _all_ended(out, within=5)
+    name = signal.Signals(signum).name
+    for party in PARTIES:  # a party told by a peer that stopped first ends as told
+        marker = _marker(out / party)
+        assert (marker["status"], marker["error"]) == (
+            "interrupted", f"stopped by `isthmus launch`, itself interrupted ({name})") or (
+            marker["status"] == "failed" and "was interrupted at" in marker["error"]), marker
+    launched = json.loads((out / "launch.json").read_text())
+    assert (launched["status"], launched["error"]) == ("interrupted", name)
+
+
+def test_the_parties_of_a_killed_launch_stop_themselves(training):
+    """SIGKILL (the OOM killer) leaves the launch no time: each party notices its launcher is gone."""
+    launch, out = training
+    launch.kill()
+    launch.wait(timeout=10)
+    assert _all_ended(out, within=30)
+    for party in PARTIES:
+        marker = _marker(out / party)
+        assert marker["status"] == "interrupted" or "was interrupted at" in marker["error"], marker
