@@ -55,6 +55,8 @@ def test_the_launch_folder_and_a_party_run_folder_lead_to_the_ledgers(launched):
     assert together.returncode == 0 and "3 replica(s)" in together.stdout, together.stdout + together.stderr
     shown = isthmus("ledger", "show", str(launched / "guest"))
     assert shown.returncode == 0 and "e2e-ledger" in shown.stdout, shown.stdout + shown.stderr
+    several = isthmus("ledger", "show", str(launched))  # which of them: it said "name one party's folder"
+    assert several.returncode == 1 and str(launched / "certs" / "host" / "ledger.sqlite") in several.stderr
     unrecorded = launched.parent / "no-record"
     unrecorded.mkdir()
     refused = isthmus("ledger", "show", str(unrecorded))

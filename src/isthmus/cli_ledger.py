@@ -265,7 +265,8 @@ def _required(paths):
 def _one(path: Path) -> Path:
     (found, *others) = resolve_ledgers([path])
     if others:
-        raise ConfigError(f"{path} holds several ledgers; name one party's folder or file")
+        raise ConfigError(f"{path} holds several ledgers; name one of them: "
+                          f"{', '.join(str(ledger) for ledger in (found, *others))}")
     return found
 
 
