@@ -50,6 +50,8 @@ def test_parses_roles_paths_and_steps(tmp_path: Path):
     (lambda j: j.replace("steps:", "stepz:"), "lacks"),
     (lambda j: j.replace("127.0.0.1:7004", "127.0.0.1:7002"), "parties 'host-1' and 'arbiter' both have address"),
     (lambda j: j.replace("  arbiter:", "  host-2: {address: 127.0.0.1:7009}\n  arbiter:"), "'host-2' is named twice"),
+    (lambda j: j.replace("intersect: {method: ecdh}", "intersect: ecdh"),
+     "step 'intersect': options must be a mapping, like 'intersect: {option: value}', got 'ecdh'"),
 ])
 def test_bad_job_files_are_refused_clearly(mutation, message):
     import yaml

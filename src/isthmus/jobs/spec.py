@@ -200,6 +200,7 @@ def _parse_steps(raw: Any) -> list[Step]:
             raise ConfigError(f"each step is a one-key mapping like 'train: {{...}}', got {item!r}")
         (name, options), = item.items()
         if options is not None and not isinstance(options, dict):
-            raise ConfigError(f"step {name!r}: options must be a mapping")
+            raise ConfigError(f"step {name!r}: options must be a mapping, like '{name}: {{option: value}}', "
+                              f"got {options!r}")
         steps.append(Step(name=str(name), options=dict(options or {})))
     return steps
