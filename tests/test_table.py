@@ -139,6 +139,17 @@ def test_missing_label_column_lists_the_columns_the_file_has(tmp_path):
         read(path, label_column="label")
 
 
+def test_a_misspelt_column_is_named_with_the_one_it_likely_meant(tmp_path):
+    """'Y' for 'y' listed every column and left the user to spot the case."""
+    path = write_csv(tmp_path, "id,y,income,age\n1,0,5,30\n")
+    with pytest.raises(DataError, match=r"label column 'Y' not found \(did you mean 'y'\?\); the file has columns"):
+        read(path, label_column="Y")
+    with pytest.raises(DataError, match=r"\(did you mean 'income' for 'incme', 'age' for 'Age'\?\)"):
+        read(path, feature_columns=["incme", "Age"])
+    with pytest.raises(DataError, match=r"label column 'target' not found; the file"):
+        read(path, label_column="target")
+
+
 def test_a_file_separated_by_semicolons_is_named_as_such(tmp_path):
     """Spreadsheets in many locales export ';'-separated CSV: one column, which the error now points at."""
     path = write_csv(tmp_path, "id;y;a\n1;0;2\n")

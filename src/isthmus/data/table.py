@@ -7,6 +7,7 @@ in a federated job the operator reading it may be at another organisation.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 from collections import Counter
 from collections.abc import Callable
@@ -173,7 +174,10 @@ def select_columns(
         if absent:
             separator = next((mark for mark in (";", "\t", "|") if len(columns) == 1 and mark in columns[0]), None)
             hint = f" (one column: is the file separated by {separator!r}? isthmus reads commas)" if separator else ""
-            raise fail(f"{role} {_quote(absent)} not found; the file has columns {_quote(columns)}{hint}")
+            close = {name: match for name in absent if (match := _close_column(name, columns))}
+            meant = ", ".join(f"{match!r}" + (f" for {name!r}" if len(absent) > 1 else "") for name, match in close.items())
+            meant = f" (did you mean {meant}?)" if meant else ""
+            raise fail(f"{role} {_quote(absent)} not found{meant}; the file has columns {_quote(columns)}{hint}")
 
     require([id_column], "id column")
     if label_column is not None:
@@ -337,6 +341,12 @@ def _check_finite(values: np.ndarray, names: list[str], what: str, *, allow_nan:
         if counts.any():
             listed = [f"{names[j]!r} ({int(counts[j])} cell(s))" for j in np.flatnonzero(counts)]
             raise fail(f"{kind} values in {what}: {_join(listed)}{hint}")
+
+
+def _close_column(name: str, columns: list[str]) -> str | None:
+    """The column a misspelt name likely meant: the same but for case, else a near spelling."""
+    same = [column for column in columns if column.casefold() == name.casefold()]
+    return (same or difflib.get_close_matches(name, columns, n=1, cutoff=0.8) or [None])[0]
 
 
 def _quote(names: list[str]) -> str:
