@@ -175,7 +175,8 @@ def select_columns(
             separator = next((mark for mark in (";", "\t", "|") if len(columns) == 1 and mark in columns[0]), None)
             hint = f" (one column: is the file separated by {separator!r}? isthmus reads commas)" if separator else ""
             close = {name: match for name in absent if (match := _close_column(name, columns))}
-            meant = ", ".join(f"{match!r}" + (f" for {name!r}" if len(absent) > 1 else "") for name, match in close.items())
+            meant = ", ".join(f"{match!r}" + (f" for {name!r}" if len(absent) > 1 else "")
+                              for name, match in close.items())
             meant = f" (did you mean {meant}?)" if meant else ""
             raise fail(f"{role} {_quote(absent)} not found{meant}; the file has columns {_quote(columns)}{hint}")
 
