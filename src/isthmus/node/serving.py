@@ -471,7 +471,9 @@ def _failure(channel: Channel, hosts: list[str], name: str, exc: PeerError) -> S
         refusals[host] = str(refusal["error"])[:200]
     if refusals:
         kind = UnknownId if set(refusals.values()) == {"unknown id"} else ServingError
-        return kind(f"hosts refused the prediction: {refusals}")
+        said = "; ".join(f"{host!r}: " + ("its table lacks one of the ids (a host does not say which)"
+                                          if why == "unknown id" else why) for host, why in refusals.items())
+        return kind(f"hosts refused the prediction: {said}")
     ended = "failed" if isinstance(exc, PeerAbortedError) else "did not answer"
     return ServingError(f"host {exc.peer!r} {ended} the prediction for model {name!r}: {exc}")
 
