@@ -5,6 +5,7 @@ unpublish, and a host serves only versions it holds itself. Scores are checked e
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -98,6 +99,27 @@ def test_publishing_again_adds_a_version_and_the_guest_chooses_which_one_scores(
     with pytest.raises(ConfigError, match="no published version before version 1"):
         guest.rollback("credit")
     assert guest.rollback("credit", 2)["version"] == 2
+
+
+def test_model_list_shows_a_table_of_versions(served, monkeypatch):
+    """It printed the API's JSON, publication times as seconds since 1970."""
+    from typer.testing import CliRunner
+
+    from isthmus.cli_node import model_app
+    from tests.board_helpers import board
+
+    servings, _, _, nodes = served
+    monkeypatch.setattr("isthmus.node.client.httpx.Client",
+                        lambda base_url, headers, timeout: board(nodes.coordinators["guest"]))
+    listed = CliRunner().invoke(model_app, ["list", "--node", "http://127.0.0.1:1"])
+    assert listed.exit_code == 0 and listed.stdout == "no model published at this node\n", listed.output
+    servings["guest"].publish("a" * 16, "credit")
+    servings["guest"].publish("b" * 16, "credit")
+    shown = CliRunner().invoke(model_app, ["list", "--node", "http://127.0.0.1:1"]).stdout
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in shown.splitlines() if "credit" in line]
+    assert [row[:4] + row[5:] for row in rows] == [["credit", "1", "a" * 16, "published", ""],
+                                                  ["credit", "2", "b" * 16, "published", "yes"]], shown
+    assert all(re.match(r"20\d\d-\d\d-\d\d", row[4]) for row in rows) and "UTC" in shown, shown
 
 
 def test_publishing_at_a_host_or_asking_for_ids_the_guest_lacks_says_what_to_do(served):

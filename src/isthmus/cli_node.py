@@ -6,6 +6,7 @@ http://127.0.0.1:8700); see docs/node.md.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -169,7 +170,12 @@ VersionOpt = Annotated[int | None, typer.Option(help="A version of the model (de
 @model_app.command("list")
 def model_list(node: NodeOpt = None, token_file: TokenOpt = None) -> None:
     """Every version of every model this node has published, and which one each name serves by default."""
-    console.print_json(json.dumps(guard(lambda: _client(node, token_file).models())))
+    table = Table("name", "version", "job", "status", "published", "current")
+    for model in guard(lambda: _client(node, token_file).models()):
+        published = dt.datetime.fromtimestamp(model["created"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        table.add_row(model["name"], str(model["version"]), model["job"], model["status"], published,
+                      "yes" if model["current"] else "")
+    console.print(table if table.rows else "no model published at this node")
 
 
 @model_app.command("rollback")
