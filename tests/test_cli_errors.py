@@ -58,6 +58,7 @@ CASES = {
     "a step typo": (ERROR, ["launch", "typo-step.yaml", "--out", "out-typo"]),
     "an unknown party": (ERROR, ["run", "job.yaml", "--party", "gust", "--certs", "certs"]),
     "missing certificates": (ERROR, ["run", "job.yaml", "--party", "guest", "--certs", "nocerts"]),
+    "the party's own folder as --certs": (ERROR, ["run", "job.yaml", "--party", "guest", "--certs", "certs/guest"]),
     "a party's earlier run": (ERROR, ["run", "job.yaml", "--party", "guest", "--certs", "certs", "--out", "used"]),
     "--data for a party without data": (ERROR, ["run", "job.yaml", "--party", "guest", "--certs", "certs",
                                                 "--data", "notes.txt", "--out", "fresh"]),
@@ -104,7 +105,9 @@ def test_a_user_error_is_one_clear_line(results, case):
 def test_what_the_user_must_do_is_said(place, results):
     assert "pass --force to replace it, or choose another --out" in results["a party's earlier run"].stderr
     assert "line 4, column 1" in results["bad YAML (launch)"].stderr
-    assert "has no party 'gust'" in results["an unknown party"].stderr
+    assert "has no party 'gust' (did you mean 'guest'?)" in results["an unknown party"].stderr
+    assert "certs/guest is the folder of party 'guest' itself; give the one that holds it and ca.pem: certs" in \
+        results["the party's own folder as --certs"].stderr
     assert "unknown step 'trian' (did you mean 'train'?)" in results["a step typo"].stderr
     assert "in use by another isthmus process" in results["a folder in use"].stderr
     assert "choose another folder" in results["certificates made twice"].stderr

@@ -5,6 +5,7 @@ Every party reads the same file; each runs its own side. See docs/jobs.md for th
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,7 +79,9 @@ class JobSpec:
 
     def party(self, name: str) -> PartySpec:
         if name not in self.parties:
-            raise ConfigError(f"job {self.name!r} has no party {name!r}; parties: {sorted(self.parties)}")
+            close = difflib.get_close_matches(name, self.parties, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"job {self.name!r} has no party {name!r}{hint}; parties: {sorted(self.parties)}")
         return self.parties[name]
 
     def with_role(self, role: str) -> list[str]:

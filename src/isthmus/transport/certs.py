@@ -75,6 +75,9 @@ def tls_files_for(cert_dir: Path, party: str) -> TlsFiles:
     cert_dir = Path(cert_dir)
     files = TlsFiles(cert_dir / CA_CERT, cert_dir / party / PARTY_CERT, cert_dir / party / PARTY_KEY)
     missing = [str(p) for p in (files.ca_cert, files.cert, files.key) if not p.is_file()]
+    if missing and cert_dir.name == party and (cert_dir.parent / CA_CERT).is_file():
+        raise ConfigError(f"{cert_dir} is the folder of party {party!r} itself; give the one that holds it and "
+                          f"{CA_CERT}: {cert_dir.parent}")
     if missing:
         raise ConfigError(f"TLS files for party {party!r} are missing: {', '.join(missing)} (make them with "
                           "`isthmus keys init` and install the CA's answer with `isthmus keys install`, or on one "
