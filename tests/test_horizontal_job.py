@@ -13,6 +13,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from isthmus.algorithms.homo_linear.client import FEATURES_TAG
 from isthmus.demos.horizontal import make_horizontal_data
 from isthmus.jobs.plan import make_plan
@@ -119,3 +121,29 @@ def test_too_few_clients_for_the_quorum_is_one_clear_error(tmp_path):
         "2 of the 3 clients sent their columns within 2 s (round_timeout), and every sum needs 3 (min_clients 2; "
         "under secure aggregation each client's update goes only into sums of 3 of the job's 3: dropout_tolerance "
         "0.3); not heard from: client-3")
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_an_aggregator_waiting_for_columns_says_for_whom_and_why_it_may_be(tmp_path, monkeypatch, resume):
+    """A resumed aggregator waited its whole round_timeout in silence for clients still running from before
+    it stopped, which had sent their columns once, to the aggregator that stopped, and never would again."""
+    from isthmus.algorithms.base import Party, Roster
+    from isthmus.algorithms.homo_linear import aggregator
+    from isthmus.algorithms.homo_linear.options import LinearModelOptions
+    from isthmus.errors import DataError
+
+    monkeypatch.setattr(aggregator, "SLOW_COLUMNS_S", 0.2)
+    events = []
+    hub = LocalHub(["aggregator", "client-1", "client-2"])
+    party = Party("aggregator", Roster({"aggregator": "aggregator", "client-1": "client", "client-2": "client"}),
+                  hub.channel("aggregator", "j"), None, tmp_path, progress=lambda **event: events.append(event),
+                  resume=resume)
+    hub.channel("client-1", "j").send("aggregator", FEATURES_TAG, ["x0", "x1"])
+    with pytest.raises(DataError, match="not heard from: client-2") as failed:
+        aggregator.agreed_features(party, LinearModelOptions(round_timeout=1))
+    restart = ("; a client still running from before this aggregator stopped does not send them again: stop it "
+               "and start it again (isthmus run ... --force)")
+    why = "waiting up to round_timeout (1 s) for their columns" + (
+        restart if resume else " (a client sends them once it has read its table)")
+    assert events == [{"waiting_for": ["client-2"], "why": why}]
+    assert str(failed.value).endswith("not heard from: client-2" + (restart if resume else ""))

@@ -25,8 +25,13 @@ from isthmus.horizontal.fleet import ChannelFleet
 from isthmus.horizontal.keyring import keyring_from_folder
 from isthmus.horizontal.updates import RoundUpdates
 from isthmus.protocols.inspect import MAX_NAME, Inspect
+from isthmus.transport.channel import Channel
 
 CHECKPOINTS = "checkpoints"
+#: After this long without a client's columns, the aggregator says whom it waits for, and why it may be.
+SLOW_COLUMNS_S = 10.0
+RESUMED_WITHOUT_CLIENTS = ("a client still running from before this aggregator stopped does not send them again: "
+                           "stop it and start it again (isthmus run ... --force)")
 MAX_FEATURES = 1 << 20
 
 
@@ -35,16 +40,13 @@ def agreed_features(party: Party, options: HorizontalOptions) -> tuple[list[str]
     the clients that sent theirs within the job's round_timeout, in roster order. A client that never started
     is left out of the job, as one that drops out of a round is, while min_clients remain: waiting for it
     with the job's message timeout held every other party for ten minutes, then failed."""
-    channel, clients, timeout = party.channel, party.roster.with_role("client"), options.round_timeout
+    clients, timeout = party.roster.with_role("client"), options.round_timeout
     sent: dict[str, list[str]] = {}
-    waiting, deadline = set(clients), time.monotonic() + timeout
-    while waiting and (left := deadline - time.monotonic()) > 0:
-        try:
-            client, names = channel.recv_any(sorted(waiting), FEATURES_TAG, timeout=left)
-        except PeerTimeoutError:
-            break
-        waiting.discard(client)
-        sent[client] = _column_names(client, names)
+    waiting, started = set(clients), time.monotonic()
+    _collect_columns(party.channel, waiting, sent, min(SLOW_COLUMNS_S, timeout))
+    if waiting:
+        party.progress(waiting_for=sorted(waiting), why=_columns_not_sent(party, options))
+        _collect_columns(party.channel, waiting, sent, timeout - (time.monotonic() - started))
     fewest = fewest_clients(options, len(clients))
     if len(sent) < fewest:
         raise DataError(f"{len(sent)} of the {len(clients)} clients sent their columns within {timeout:g} s "
@@ -52,7 +54,8 @@ def agreed_features(party: Party, options: HorizontalOptions) -> tuple[list[str]
                         + (f"; under secure aggregation each client's update goes only into sums of {fewest} of "
                            f"the job's {len(clients)}: dropout_tolerance {options.secagg.dropout_tolerance}"
                            if options.secure_aggregation else "")
-                        + f"); not heard from: {', '.join(sorted(waiting))}")
+                        + f"); not heard from: {', '.join(sorted(waiting))}"
+                        + (f"; {RESUMED_WITHOUT_CLIENTS}" if party.resume else ""))
     present = [client for client in clients if client in sent]
     first = present[0]
     for client in present[1:]:
@@ -65,6 +68,26 @@ def agreed_features(party: Party, options: HorizontalOptions) -> tuple[list[str]
     if waiting:
         party.progress(left_out=sorted(waiting), why=_no_columns_in_time(options))
     return sent[first], present
+
+
+def _collect_columns(channel: Channel, waiting: set[str], sent: dict[str, list[str]], seconds: float) -> None:
+    """The column names of the clients in ``waiting`` that send them within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while waiting and (left := deadline - time.monotonic()) > 0:
+        try:
+            client, names = channel.recv_any(sorted(waiting), FEATURES_TAG, timeout=left)
+        except PeerTimeoutError:
+            return
+        waiting.discard(client)
+        sent[client] = _column_names(client, names)
+
+
+def _columns_not_sent(party: Party, options: HorizontalOptions) -> str:
+    """Why a client may not have sent its columns yet: a resumed aggregator's still-running clients never will
+    (each sent them once, to the aggregator that stopped), and nothing else told its operator so."""
+    wait = f"waiting up to round_timeout ({options.round_timeout:g} s) for their columns"
+    return wait + (f"; {RESUMED_WITHOUT_CLIENTS}" if party.resume else " (a client sends them once it has read its "
+                                                                       "table)")
 
 
 def fewest_clients(options: HorizontalOptions, clients: int) -> int:
