@@ -381,6 +381,10 @@ def _send_error(
     if code == grpc.StatusCode.UNAVAILABLE and _untrusted(details):
         return PeerUnreachableError("the peer's certificate is not signed by this party's CA: do both parties' key "
                                     f"folders hold the same federation's ca.pem? ({details})", peer=peer, address=address, tag=tag)
+    if code == grpc.StatusCode.UNAVAILABLE and "Connection refused" in details:  # its machine answers, no process
+        return PeerUnreachableError(f"no connection within {connect_timeout:g} s: nothing listens at its address "
+                                    "(connection refused), its process has stopped or not started", peer=peer,
+                                    address=address, tag=tag)
     if code == grpc.StatusCode.UNAVAILABLE:
         return PeerUnreachableError(f"no connection within {connect_timeout:g} s; last error: {details}", peer=peer, address=address, tag=tag)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:  # never connected, or hung while receiving
