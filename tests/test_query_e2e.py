@@ -17,7 +17,7 @@ BANKS = ["bank1", "bank2", "bank3"]
 
 
 def cli(consortium, *args):
-    command = [sys.executable, "-m", "isthmus.query", *args]
+    command = [sys.executable, "-m", "isthmus", "query", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=consortium.root)
 
 
@@ -96,6 +96,6 @@ def test_serve_ask_refresh_and_offline_over_mutual_tls(tmp_path):
 
 
 def test_demo_matches_the_plaintext_truth(tmp_path):
-    from isthmus.query.demo import run_demo
+    from isthmus.demos.query import run_demo
 
     assert run_demo(tmp_path / "demo") == 0

@@ -281,7 +281,7 @@ def board(ctx: typer.Context,
 @demo_app.command()
 def query(ctx: typer.Context, out: DemoOut = None) -> None:
     """Five lenders' loans tables, their query services as processes; asks with known answers."""
-    from isthmus.query.demo import run_demo
+    from isthmus.demos.query import run_demo
 
     settings = _settings(ctx, out)
     code = guard(lambda: run_demo(settings.out / "query", console=console))

@@ -38,7 +38,7 @@ class LocalConsortium:
         return self.root / "logs" / f"{party}.log"
 
     def start(self, party: str) -> None:
-        command = [sys.executable, "-m", "isthmus.query", "serve", "--config", str(self.config_path),
+        command = [sys.executable, "-m", "isthmus", "query", "serve", "--config", str(self.config_path),
                    "--party", party, "--state-dir", str(self.state_dir(party)), "--refresh-seconds", "1"]
         if party in self.tables:
             command += ["--table", str(self.tables[party])]
