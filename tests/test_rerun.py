@@ -205,6 +205,24 @@ def test_a_peer_that_delivered_and_left_counts_as_reached(tmp_path):
         wait_for_peers(spec, "guest", timeout=5, heard_from=lambda: mailbox.senders(spec.name))
 
 
+@pytest.mark.parametrize("model, waits_for_the_arbiter", [("hetero_secureboost", False), ("hetero_lr", True)])
+def test_a_party_the_model_leaves_idle_is_not_waited_for(tmp_path, model, waits_for_the_arbiter):
+    """SecureBoost's arbiter (a job may list one) does nothing and ends as soon as its peers listen: the last
+    of them to start then looked for it, found it gone and waited 60 s before failing with "start it"."""
+    raw = load_job(two_party_job(tmp_path)).to_dict()
+    raw["steps"] = [{"intersect": {}}, {"train": {"model": model}}]
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        raw["parties"]["host"]["address"] = f"127.0.0.1:{listening.getsockname()[1]}"
+        raw["parties"]["arbiter"]["address"] = f"127.0.0.1:{free_port()}"  # done, and gone
+        spec = parse_job(raw, base_dir=tmp_path)
+        assert ("arbiter" in needed_peers(spec, "guest")) is waits_for_the_arbiter
+        if waits_for_the_arbiter:
+            with pytest.raises(PeerUnreachableError, match="nothing listens where 'arbiter'"):
+                wait_for_peers(spec, "guest", timeout=0.5)
+        else:
+            wait_for_peers(spec, "guest", timeout=0.5)
+
+
 def test_waiting_for_peers_stops_when_a_peer_aborts_the_job(tmp_path):
     """A peer may fail and exit before this party sees it listening: its abort must end the wait."""
     spec = load_job(two_party_job(tmp_path))
@@ -223,7 +241,8 @@ def test_waiting_for_peers_stops_when_a_peer_aborts_the_job(tmp_path):
 def test_clients_are_not_waited_for_as_the_job_survives_their_absence():
     raw = {"job": "h", "parties": {"client-1": {"address": "127.0.0.1:1", "data": {"path": "a", "id": "id"}},
                                    "client-2": {"address": "127.0.0.1:2", "data": {"path": "b", "id": "id"}},
-                                   "aggregator": {"address": "127.0.0.1:3"}}, "steps": ["train"]}
+                                   "aggregator": {"address": "127.0.0.1:3"}},
+           "steps": [{"train": {"model": "homo_lr"}}]}
     spec = parse_job(raw, base_dir=Path("."))
     assert needed_peers(spec, "aggregator") == []
     assert needed_peers(spec, "client-1") == ["aggregator"]

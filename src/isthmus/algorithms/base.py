@@ -223,6 +223,8 @@ class Algorithm(ABC):
     #: How `contribution` can value each party: "coalitions" (vertical: retrain on each coalition's
     #: columns), "rounds" (horizontal: from each round's updates), or None.
     contribution: ClassVar[Literal["coalitions", "rounds"] | None] = None
+    #: Roles a job may list that take no part in this model (they finish at once), so no peer waits for them.
+    idle_roles: ClassVar[frozenset[str]] = frozenset()
     #: Why an `evaluate` step has nothing to score for this model (refused at load), or None: it can be evaluated.
     unevaluable: ClassVar[str | None] = None
 

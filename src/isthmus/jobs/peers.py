@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from isthmus.algorithms.registry import algorithm as algorithm_of
 from isthmus.errors import PeerUnreachableError
 from isthmus.jobs.runner import EXPENDABLE_ROLES
 from isthmus.jobs.spec import JobSpec
@@ -23,9 +24,14 @@ _QUIET_S = 1.0
 
 
 def needed_peers(spec: JobSpec, party: str) -> list[str]:
-    """Every other party, but those whose absence the job survives (horizontal clients)."""
+    """Every other party, but those whose absence the job survives (horizontal clients) and those its model
+    leaves idle (SecureBoost's arbiter): an idle party finishes at once, often before a slower peer first looked
+    for it, which then waited its whole connect timeout and blamed it. (Where a `record` step needs it, that
+    step's messages wait for it.)"""
+    train = spec.step("train")
+    idle = algorithm_of(train.options.get("model")).idle_roles if train else frozenset()
     return [name for name, peer in sorted(spec.parties.items())
-            if name != party and peer.role not in EXPENDABLE_ROLES]
+            if name != party and peer.role not in EXPENDABLE_ROLES | idle]
 
 
 def wait_for_peers(spec: JobSpec, party: str, *, timeout: float, check_abort: Callable[[], None] = lambda: None,

@@ -91,6 +91,7 @@ class HeteroSecureBoost(Algorithm):
     name = "hetero_secureboost"
     family = "vertical"
     roles = {"guest": (1, 1), "host": (1, None), "arbiter": (0, 1)}  # an arbiter may be listed; it idles
+    idle_roles = frozenset({"arbiter"})
     Options = HeteroBoostOptions
     accepts_missing = True
 
