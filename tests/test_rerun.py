@@ -18,6 +18,7 @@ from isthmus.errors import ConfigError, PeerAbortedError, PeerUnreachableError
 from isthmus.jobs.launcher import _certs_fit
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.party_process import with_own_data
+from isthmus.jobs.plan import make_plan
 from isthmus.jobs.peers import needed_peers, wait_for_peers
 from isthmus.jobs.rundir import (RUN_MARKER, contents, locked, mark_stopped, owned_folder, party_folder, read_marker,
                                  recorded)
@@ -164,7 +165,7 @@ def test_a_peer_that_never_listens_is_named_after_the_connect_timeout(tmp_path):
         raw["parties"]["host"]["address"] = f"127.0.0.1:{free_port()}"
         spec = parse_job(raw, base_dir=tmp_path)
         with pytest.raises(PeerUnreachableError, match=r"waited 0.5 s .* nothing listens where 'host' \(127") as caught:
-            wait_for_peers(spec, "guest", timeout=0.5)
+            wait_for_peers(make_plan(spec, "guest"), timeout=0.5)
     assert caught.value.peer == "host" and "'arbiter'" not in str(caught.value)
 
 
@@ -180,7 +181,7 @@ def test_a_wait_for_a_late_peer_is_told_then_its_end(tmp_path, caplog):
         starts = threading.Timer(1.6, late.listen)
         starts.start()
         with caplog.at_level("INFO", logger="isthmus.guest"):
-            wait_for_peers(parse_job(raw, base_dir=tmp_path), "guest", timeout=10)
+            wait_for_peers(make_plan(parse_job(raw, base_dir=tmp_path), "guest"), timeout=10)
     starts.join()
     late.close()
     said = [record.getMessage() for record in caplog.records]
@@ -202,25 +203,31 @@ def test_a_peer_that_delivered_and_left_counts_as_reached(tmp_path):
         mailbox = Mailbox()
         mailbox.open_job(spec.name)
         mailbox.put(spec.name, "host", "psi/hello", b"x")
-        wait_for_peers(spec, "guest", timeout=5, heard_from=lambda: mailbox.senders(spec.name))
+        wait_for_peers(make_plan(spec, "guest"), timeout=5, heard_from=lambda: mailbox.senders(spec.name))
 
 
-@pytest.mark.parametrize("model, waits_for_the_arbiter", [("hetero_secureboost", False), ("hetero_lr", True)])
-def test_a_party_the_model_leaves_idle_is_not_waited_for(tmp_path, model, waits_for_the_arbiter):
-    """SecureBoost's arbiter (a job may list one) does nothing and ends as soon as its peers listen: the last
-    of them to start then looked for it, found it gone and waited 60 s before failing with "start it"."""
+@pytest.mark.parametrize("steps, waited_for", [
+    (["intersect"], False),  # a PSI-only job: the arbiter meets nobody
+    (["intersect", {"train": {"model": "hetero_secureboost"}}], False),  # it idles (a job may list one)
+    (["intersect", {"train": {"model": "hetero_lr"}}], True),
+    (["intersect", {"train": {"model": "hetero_secureboost"}}, "record"], True),  # it signs the record
+])
+def test_a_party_that_meets_nobody_is_not_waited_for(tmp_path, steps, waited_for):
+    """An arbiter with nothing to do ends as soon as its peers listen: the last of them to start then looked for
+    it, found it gone and waited its connect timeout (60 s) before failing with "start it"."""
     raw = load_job(two_party_job(tmp_path)).to_dict()
-    raw["steps"] = [{"intersect": {}}, {"train": {"model": model}}]
+    raw["steps"] = steps
     with socket.create_server(("127.0.0.1", 0)) as listening:
         raw["parties"]["host"]["address"] = f"127.0.0.1:{listening.getsockname()[1]}"
         raw["parties"]["arbiter"]["address"] = f"127.0.0.1:{free_port()}"  # done, and gone
         spec = parse_job(raw, base_dir=tmp_path)
-        assert ("arbiter" in needed_peers(spec, "guest")) is waits_for_the_arbiter
-        if waits_for_the_arbiter:
+        assert needed_peers(make_plan(spec, "guest")) == (["arbiter", "host"] if waited_for else ["host"])
+        assert needed_peers(make_plan(spec, "arbiter")) == (["guest", "host"] if waited_for else [])
+        if waited_for:
             with pytest.raises(PeerUnreachableError, match="nothing listens where 'arbiter'"):
-                wait_for_peers(spec, "guest", timeout=0.5)
+                wait_for_peers(make_plan(spec, "guest"), timeout=0.5)
         else:
-            wait_for_peers(spec, "guest", timeout=0.5)
+            wait_for_peers(make_plan(spec, "guest"), timeout=0.5)
 
 
 def test_waiting_for_peers_stops_when_a_peer_aborts_the_job(tmp_path):
@@ -233,7 +240,7 @@ def test_waiting_for_peers_stops_when_a_peer_aborts_the_job(tmp_path):
     mailbox.put(spec.name, "host", ABORT_TAG, b"step intersect failed at host (DataError)")
     started = time.monotonic()
     with pytest.raises(PeerAbortedError, match="failed at host"):
-        wait_for_peers(parse_job(raw, base_dir=tmp_path), "guest", timeout=30,
+        wait_for_peers(make_plan(parse_job(raw, base_dir=tmp_path), "guest"), timeout=30,
                        check_abort=lambda: mailbox.raise_if_aborted(spec.name, "connect"))
     assert time.monotonic() - started < 5
 
@@ -244,8 +251,8 @@ def test_clients_are_not_waited_for_as_the_job_survives_their_absence():
                                    "aggregator": {"address": "127.0.0.1:3"}},
            "steps": [{"train": {"model": "homo_lr"}}]}
     spec = parse_job(raw, base_dir=Path("."))
-    assert needed_peers(spec, "aggregator") == []
-    assert needed_peers(spec, "client-1") == ["aggregator"]
+    assert needed_peers(make_plan(spec, "aggregator")) == []
+    assert needed_peers(make_plan(spec, "client-1")) == ["aggregator"]
 
 
 # --- real processes -------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
                 # Started inside: its port listens before start() returns, so a peer may already count on
                 # this party when a SIGTERM lands here, and must hear that it stopped.
                 node.start()
-                wait_for_peers(spec, party, timeout=connect_timeout,
+                wait_for_peers(plan, timeout=connect_timeout,
                                check_abort=lambda: node.mailbox.raise_if_aborted(spec.name, "connect"),
                                heard_from=lambda: node.mailbox.senders(spec.name))
             except PeerError as exc:

@@ -13,8 +13,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from isthmus.algorithms.registry import algorithm as algorithm_of
 from isthmus.errors import PeerUnreachableError
+from isthmus.jobs.plan import Plan
 from isthmus.jobs.runner import EXPENDABLE_ROLES
 from isthmus.jobs.spec import JobSpec
 
@@ -23,18 +23,23 @@ _RETRY_S = 0.2
 _QUIET_S = 1.0
 
 
-def needed_peers(spec: JobSpec, party: str) -> list[str]:
-    """Every other party, but those whose absence the job survives (horizontal clients) and those its model
-    leaves idle (SecureBoost's arbiter): an idle party finishes at once, often before a slower peer first looked
-    for it, which then waited its whole connect timeout and blamed it. (Where a `record` step needs it, that
-    step's messages wait for it.)"""
-    train = spec.step("train")
-    idle = algorithm_of(train.options.get("model")).idle_roles if train else frozenset()
-    return [name for name, peer in sorted(spec.parties.items())
-            if name != party and peer.role not in EXPENDABLE_ROLES | idle]
+def needed_peers(plan: Plan) -> list[str]:
+    """The peers this party meets in some step of its plan, but those whose absence the job survives (horizontal
+    clients). A party that meets nobody (an arbiter listed in a PSI-only job, or in SecureBoost's, where it
+    idles) finishes at once, often before a slower peer first looked for it, which then waited its whole
+    connect timeout for it and failed saying "start it"."""
+    roster, me = plan.job.roster, plan.job.role_of(plan.party)
+    met: set[str] = set()
+    for step in plan.steps:
+        roles = step.kind.roles(step.options)
+        roles = set(roster.roles.values()) if roles is None else roles
+        if me in roles:
+            met |= roles
+    return [name for name, role in sorted(roster.roles.items())
+            if name != plan.party and role in met and role not in EXPENDABLE_ROLES]
 
 
-def wait_for_peers(spec: JobSpec, party: str, *, timeout: float, check_abort: Callable[[], None] = lambda: None,
+def wait_for_peers(plan: Plan, *, timeout: float, check_abort: Callable[[], None] = lambda: None,
                    heard_from: Callable[[], set[str]] = set) -> None:
     """Return once every needed peer accepts a connection; after ``timeout`` raise naming every one that did not.
 
@@ -43,8 +48,8 @@ def wait_for_peers(spec: JobSpec, party: str, *, timeout: float, check_abort: Ca
     have already delivered to this job: they count as reached, since a quick peer may send everything
     it has to send and exit before a slow party first looks for it.
     """
-    started = time.monotonic()
-    deadline, missing = started + timeout, needed_peers(spec, party)
+    spec, party, started = plan.job, plan.party, time.monotonic()
+    deadline, missing = started + timeout, needed_peers(plan)
     log, said = logging.getLogger(f"isthmus.{party}"), None
     while True:
         check_abort()

@@ -18,12 +18,10 @@ from isthmus.data.ids import canonical_id
 from isthmus.errors import DataError, ProtocolError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import party_table
-from isthmus.jobs.steps.kind import StepKind, parse_with
+from isthmus.jobs.steps.kind import DATA_ROLES, StepKind, data_roles, parse_with
 from isthmus.options import Options
 
 TAG = "ids-digest"
-#: The roles whose rows must line up: the arbiter holds none.
-ROLES = ("guest", "host")
 
 
 class AlignedOptions(Options):
@@ -40,7 +38,7 @@ def ids_digest(job: str, party: str, ids: Iterable[object]) -> bytes:
 
 
 def run(ctx: PartyContext, options: AlignedOptions) -> None:
-    if ctx.role not in ROLES:
+    if ctx.role not in DATA_ROLES:
         return
     table = party_table(ctx)
     mine, guest = ids_digest(ctx.spec.name, ctx.party, table.ids), ctx.spec.one("guest")
@@ -57,4 +55,4 @@ def run(ctx: PartyContext, options: AlignedOptions) -> None:
     ctx.events.emit(step="aligned", rows=table.n_rows, hosts=len(ctx.spec.with_role("host")))
 
 
-STEP = StepKind("aligned", parse_with(AlignedOptions), run)
+STEP = StepKind("aligned", parse_with(AlignedOptions), run, roles=data_roles)

@@ -21,7 +21,7 @@ from isthmus.algorithms.base import KeyBits
 from isthmus.errors import ConfigError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import party_table
-from isthmus.jobs.steps.kind import StepKind, parse_with
+from isthmus.jobs.steps.kind import DATA_ROLES, StepKind, data_roles, parse_with
 from isthmus.ml.binning import QuantileBinner, WoeIv, woe_iv
 from isthmus.options import Options
 from isthmus.protocols.binning import (
@@ -43,7 +43,7 @@ class SelectOptions(Options):
 
 def run_binning(ctx: PartyContext, options: BinningOptions) -> None:
     bins, key_bits = options.bins, options.key_bits
-    if ctx.role not in ("guest", "host"):
+    if ctx.role not in DATA_ROLES:
         return
     table = party_table(ctx)
     guest = ctx.spec.one("guest")
@@ -72,7 +72,7 @@ def _per_feature(result: WoeIv, names: list[str]) -> dict[str, dict]:
 
 
 def run_select(ctx: PartyContext, options: SelectOptions) -> None:
-    if ctx.role not in ("guest", "host"):
+    if ctx.role not in DATA_ROLES:
         return
     table = party_table(ctx)
     guest = ctx.spec.one("guest")
@@ -93,5 +93,5 @@ def run_select(ctx: PartyContext, options: SelectOptions) -> None:
     ctx.events.emit(step="select", kept=int(keep.sum()), dropped=int((~keep).sum()))
 
 
-BINNING = StepKind("binning", parse_with(BinningOptions), run_binning)
-SELECT = StepKind("select", parse_with(SelectOptions), run_select, after="binning")
+BINNING = StepKind("binning", parse_with(BinningOptions), run_binning, roles=data_roles)
+SELECT = StepKind("select", parse_with(SelectOptions), run_select, after="binning", roles=data_roles)

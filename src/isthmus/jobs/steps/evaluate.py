@@ -19,7 +19,7 @@ from isthmus.errors import DataError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.spec import JobSpec
 from isthmus.jobs.steps.data import party_table, test_table
-from isthmus.jobs.steps.kind import StepKind, parse_with
+from isthmus.jobs.steps.kind import StepKind, data_roles, parse_with
 from isthmus.ml.metrics import METRICS, write_report
 from isthmus.options import Options
 
@@ -95,4 +95,4 @@ def _report(ctx: PartyContext, task: str, ids: np.ndarray, labels: np.ndarray, y
     ctx.events.emit(step="evaluate", rows=len(ids), **{k: round(v, 6) for k, v in result.items() if isinstance(v, float)})
 
 
-STEP = StepKind("evaluate", parse_with(EvaluateOptions), run, prepare=prepare, after="train")
+STEP = StepKind("evaluate", parse_with(EvaluateOptions), run, prepare=prepare, after="train", roles=data_roles)

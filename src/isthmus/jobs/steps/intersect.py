@@ -25,7 +25,7 @@ from isthmus.data.partitions import (
 from isthmus.errors import DataError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import missing_policy, own_data, party_table
-from isthmus.jobs.steps.kind import StepKind, parse_with
+from isthmus.jobs.steps.kind import DATA_ROLES, StepKind, data_roles, parse_with
 from isthmus.options import Options
 from isthmus.protocols.psi import METHODS
 
@@ -45,7 +45,7 @@ OVERLAP = "overlap"
 def run(ctx: PartyContext, options: IntersectOptions) -> None:
     from isthmus.protocols.psi import intersect
 
-    if ctx.role not in ("guest", "host"):
+    if ctx.role not in DATA_ROLES:
         return
     partitions = _partitions(ctx, options)
     if partitions is None:
@@ -94,4 +94,4 @@ def _selection(ctx: PartyContext, partitions: TablePartitions) -> RowSelection:
                          missing=missing_policy(ctx.spec))
 
 
-STEP = StepKind("intersect", parse_with(IntersectOptions), run)
+STEP = StepKind("intersect", parse_with(IntersectOptions), run, roles=data_roles)

@@ -12,6 +12,18 @@ from isthmus.options import Options
 
 #: Raw options of the job file -> the step's typed options; ``where`` names party and step in errors.
 Parse = Callable[..., Any]
+#: The roles of a vertical job that hold rows: the steps on rows (PSI, the alignment check, binning, joint
+#: scoring) are between them; the arbiter holds none.
+DATA_ROLES = frozenset({"guest", "host"})
+
+
+def every_role(options: Any) -> None:
+    """A step that every party takes part in."""
+
+
+def data_roles(options: Any) -> frozenset[str]:
+    """A step between the parties that hold rows (a horizontal job's evaluation sends nothing at all)."""
+    return DATA_ROLES
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,9 @@ class StepKind:
     prepare: Callable[[PartyContext, Any], None] | None = None
     #: A step of this name must come earlier in the job (checked when the plan is made, before anything runs).
     after: str | None = None
+    #: ``roles(options)``: the roles that exchange messages in this step; None: every party's. A party waits
+    #: before its first step only for the peers it meets in some step.
+    roles: Callable[[Any], frozenset[str] | None] = every_role
 
 
 def parse_with(options: type[Options]) -> Parse:

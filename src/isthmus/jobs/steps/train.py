@@ -66,4 +66,8 @@ def run(ctx: PartyContext, choice: TrainChoice) -> None:
     ctx.events.emit(step="train", status="model saved", path=str(path))
 
 
-STEP = StepKind("train", parse, run, prepare=prepare)
+def _roles(choice: TrainChoice) -> frozenset[str]:
+    return frozenset(choice.algorithm.roles) - choice.algorithm.idle_roles
+
+
+STEP = StepKind("train", parse, run, prepare=prepare, roles=_roles)
