@@ -18,7 +18,9 @@ from isthmus.crypto import parallel
 from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
-from isthmus.jobs.peers import listening_peers, wait_for_peers
+from isthmus.jobs.agreement import TAG as AGREEMENT_TAG
+from isthmus.jobs.agreement import JobMismatchError, check_same_job
+from isthmus.jobs.peers import listening_peers, needed_peers, wait_for_peers
 from isthmus.jobs.plan import make_plan
 from isthmus.jobs.rundir import party_folder
 from isthmus.jobs.runner import EXPENDABLE_ROLES, abort_reason, run_party
@@ -61,7 +63,8 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
         node = GrpcNode(party, listen or me.address, {name: p.address for name, p in spec.parties.items()},
                         tls, audit=audit, connect_timeout=connect_timeout,
                         recv_timeout=spec.options.timeout, give_up_on_unreachable=True)
-        node.open_job(spec.name, accept=plan.tag_prefixes())  # before serving: no early peer is turned away
+        node.open_job(spec.name, accept=[*plan.tag_prefixes(), AGREEMENT_TAG])  # before serving: no early peer
+        # is turned away
         try:
             try:
                 # Started inside: its port listens before start() returns, so a peer may already count on
@@ -70,7 +73,9 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
                 wait_for_peers(plan, timeout=connect_timeout,
                                check_abort=lambda: node.mailbox.raise_if_aborted(spec.name, "connect"),
                                heard_from=lambda: node.mailbox.senders(spec.name))
-            except PeerError as exc:
+                if me.role not in EXPENDABLE_ROLES:  # a horizontal client's aggregator does not wait for it
+                    check_same_job(node.channel(spec.name), plan, needed_peers(plan))
+            except (PeerError, JobMismatchError) as exc:
                 EventLog(run_dir, party).emit(step="connect", status="failed", error=str(exc))
                 raise
             except KeyboardInterrupt as exc:

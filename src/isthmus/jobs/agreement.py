@@ -1,0 +1,97 @@
+"""Before its first step, a party checks that the peers it meets run the same job as it does.
+
+Each party runs its side from its own copy of the job file, and with its own `--record`: copies that
+differed in a step, an option, a party or an address ran until one party waited for a message its peer's
+job never sends (a `record` step that only the guest had failed after 60 s, its peers long gone; one
+more epoch at one party than at the other, the same). Each party sends the peers it meets the job as it
+reads it, only its shared parts (never a data path: each party's `--data` is its own), and compares
+theirs with its own: a difference stops the job before anything else is sent, naming the peer and
+the first difference on both sides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from isthmus.errors import ConfigError
+from isthmus.jobs.plan import Plan
+from isthmus.jobs.steps.train import TrainChoice
+from isthmus.protocols.inspect import Inspect
+from isthmus.transport.channel import Channel
+
+TAG = "plan/agreement"
+#: Job-level options each party may set for itself: `--resume` (an aggregator's) and `--record`, which shows
+#: as a `record` step where it matters.
+OWN_OPTIONS = {"resume", "record"}
+_SHOWN = 80  # characters of a peer's value quoted in an error
+
+
+def job_summary(plan: Plan) -> dict[str, Any]:
+    """The job as this party runs it, as every party must: parties, job options, steps and their options."""
+    spec = plan.job
+    return {"job": spec.name,
+            "parties": {name: [party.role, party.address] for name, party in sorted(spec.parties.items())},
+            "options": spec.options.model_dump(mode="json", exclude=OWN_OPTIONS),
+            "steps": [[step.name, _options(step.options)] for step in plan.steps]}
+
+
+def _options(options: Any) -> Any:
+    if isinstance(options, TrainChoice):
+        return {"model": options.algorithm.name, **options.options.model_dump(mode="json")}
+    return options.model_dump(mode="json") if isinstance(options, BaseModel) else options
+
+
+class JobMismatchError(ConfigError):
+    """A peer runs the job otherwise than this party."""
+
+
+def check_same_job(channel: Channel, plan: Plan, peers: list[str]) -> None:
+    """Send ``peers`` this party's :func:`job_summary`, then compare theirs with it. Every summary is in before
+    any comparison, so a party that stops on a difference has had every peer's (and none is left sending to a
+    party gone; each party finds the difference itself)."""
+    mine = job_summary(plan)
+    for peer in peers:
+        channel.send(peer, TAG, mine)
+    summaries = {peer: Inspect(peer, TAG).mapping(channel.recv(peer, TAG), set(mine), exact=True) for peer in peers}
+    for peer, theirs in summaries.items():
+        difference = first_difference(mine, theirs)
+        if difference:
+            raise JobMismatchError(f"party {peer!r} runs another job than this one: {difference}; every party needs "
+                                   "the same job file (and the same --record)")
+
+
+def first_difference(mine: dict[str, Any], theirs: dict[str, Any]) -> str | None:
+    """Where two summaries first differ, in words: here, then at the peer."""
+    for key in ("job", "parties", "options"):
+        if mine[key] != theirs[key]:
+            return _differ(key, mine[key], theirs[key])
+    steps, their_steps = mine["steps"], theirs["steps"]
+    names = [step[0] for step in steps]
+    their_names = [step[0] for step in their_steps] if _steps(their_steps) else their_steps
+    if names != their_names:
+        return _differ("steps", ", ".join(names), ", ".join(map(str, their_names)) if _steps(their_steps)
+                       else their_steps)
+    for index, ((name, options), (_, their_options)) in enumerate(zip(steps, their_steps, strict=True)):
+        if options != their_options:
+            keys = sorted(set(options) | set(their_options)) if isinstance(their_options, dict) else []
+            key = next((k for k in keys if options.get(k) != their_options.get(k)), None)
+            if key is None:
+                return _differ(f"step {index} {name!r}", options, their_options)
+            return _differ(f"step {index} {name!r}, option {key!r}", options.get(key, "(unset)"),
+                           their_options.get(key, "(unset)"))
+    return None
+
+
+def _steps(steps: Any) -> bool:
+    return isinstance(steps, list) and all(isinstance(step, list) and len(step) == 2 for step in steps)
+
+
+def _differ(what: str, mine: Any, theirs: Any) -> str:
+    return f"{what}: {_shown(mine)} here, {_shown(theirs)} there"
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."

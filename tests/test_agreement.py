@@ -1,0 +1,110 @@
+"""Parties check that they run the same job before their first step: each runs its own copy of the job file
+(and its own --record), and copies that differed ran until a party waited for a message its peer's job never
+sends: a `record` step only the guest had failed after 60 s, its peers long gone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from isthmus.demos.vertical import make_vertical_data
+from isthmus.jobs.agreement import JobMismatchError, check_same_job, first_difference, job_summary
+from isthmus.jobs.local import loopback_parties, write_job
+from isthmus.jobs.plan import make_plan
+from isthmus.jobs.spec import parse_job
+from isthmus.transport.certs import create_federation
+from isthmus.transport.local import LocalHub
+
+JOB = {"job": "same", "parties": {"guest": {"address": "127.0.0.1:7001", "data": {"path": "g.csv", "id": "id", "label": "y"}},
+                                  "host": {"address": "127.0.0.1:7002", "data": {"path": "h.csv", "id": "id"}},
+                                  "arbiter": {"address": "127.0.0.1:7003"}},
+       "steps": ["intersect", {"train": {"model": "hetero_lr", "epochs": 2}}]}
+
+
+def plan(party: str = "guest", **changes) -> object:
+    job = yaml.safe_load(yaml.safe_dump(JOB))
+    for path, value in changes.items():
+        *where, last = path.split("__")
+        node = job
+        for key in where:
+            node = node[int(key)] if key.isdigit() else node[key]
+        node[last] = value
+    return make_plan(parse_job(job, base_dir=Path(".")), party)
+
+
+def test_the_summary_holds_what_every_party_shares_and_no_path():
+    summary = job_summary(plan(record=True))
+    assert [step[0] for step in summary["steps"]] == ["intersect", "train", "record"]
+    assert summary["steps"][1][1]["model"] == "hetero_lr" and summary["steps"][1][1]["epochs"] == 2
+    assert summary["parties"]["host"] == ["host", "127.0.0.1:7002"]
+    assert "g.csv" not in repr(summary) and "resume" not in summary["options"] and "record" not in summary["options"]
+    assert job_summary(plan()) == job_summary(plan(parties__host__data__path="/elsewhere/mine.csv"))  # its own
+
+
+@pytest.mark.parametrize("changes, difference", [
+    ({"record": True}, "steps: intersect, train here, intersect, train, record there"),
+    ({"steps__1__train__epochs": 3}, "step 1 'train', option 'epochs': 2 here, 3 there"),
+    ({"parties__arbiter__address": "127.0.0.1:7009"}, "parties: "),
+    ({"timeout": 30}, "options: "),
+    ({"steps__1__train__model": "hetero_linr"}, "step 1 'train', option 'model': hetero_lr here, hetero_linr there"),
+])
+def test_the_first_difference_is_named_on_both_sides(changes, difference):
+    assert first_difference(job_summary(plan()), job_summary(plan(**changes))).startswith(difference)
+    assert first_difference(job_summary(plan()), job_summary(plan())) is None
+
+
+def test_both_parties_stop_over_the_in_process_channel():
+    hub = LocalHub(["guest", "host", "arbiter"])
+    errors: dict[str, BaseException] = {}
+    guest = threading.Thread(target=lambda: _check(hub, "guest", plan("guest"), "host", errors))
+    host = threading.Thread(target=lambda: _check(hub, "host", plan("host", record=True), "guest", errors))
+    for thread in (guest, host):
+        thread.start()
+    for thread in (guest, host):
+        thread.join(10)
+    assert str(errors["guest"]).startswith("party 'host' runs another job than this one: steps: intersect, train here")
+    assert str(errors["host"]).startswith("party 'guest' runs another job than this one: steps: intersect, train, "
+                                          "record here")
+
+
+def _check(hub: LocalHub, name: str, own_plan, peer: str, errors: dict) -> None:
+    try:
+        check_same_job(hub.channel(name, "same"), own_plan, [peer])
+    except JobMismatchError as exc:
+        errors[name] = exc
+
+
+def test_parties_with_other_job_files_stop_at_once_naming_the_difference(tmp_path):
+    """Three `isthmus run` processes, the guest alone with --record: every one ends within seconds."""
+    guest_csv, host_csv = make_vertical_data(tmp_path / "data")
+    job = write_job(tmp_path / "job.yaml", {
+        "job": "copies",
+        "parties": loopback_parties({"guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
+                                     "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
+        "steps": [{"intersect": {}}, {"train": {"model": "hetero_lr", "epochs": 1, "batch_size": 0,
+                                                 "key_bits": 1024, "precision": 6}}]})
+    create_federation(tmp_path / "certs", ["arbiter", "guest", "host"])
+    started = time.monotonic()
+    processes = {party: subprocess.Popen(
+        [sys.executable, "-m", "isthmus", "run", str(job), "--party", party, "--certs", str(tmp_path / "certs"),
+         "--out", str(tmp_path / "out"), *(["--record"] if party == "guest" else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for party in ("guest", "host", "arbiter")}
+    try:
+        outputs = {party: process.communicate(timeout=50)[0] for party, process in processes.items()}
+    finally:
+        for process in processes.values():
+            process.kill()
+    assert time.monotonic() - started < 45, outputs  # the host waited 60 s to deliver to a peer gone
+    assert all(process.returncode == 1 for process in processes.values()), outputs
+    assert "runs another job than this one: steps: intersect, train, record here, intersect, train there" in \
+        outputs["guest"], outputs["guest"]
+    for party in ("host", "arbiter"):  # each finds the difference itself
+        assert "party 'guest' runs another job than this one: steps: intersect, train here, intersect, train, " \
+            "record there" in outputs[party], outputs[party]
+    assert not (tmp_path / "out" / "guest" / "model.json").exists()
