@@ -17,7 +17,8 @@ def _against(summary) -> None:
     check_same_job(hub.channel("guest", "same"), plan("guest"), ["host"])
 
 
-@pytest.mark.parametrize("summary", [b"not a mapping", [1, 2], {"job": "same"}, {**job_summary(plan()), "extra": 1}])
+@pytest.mark.parametrize("summary", [b"not a mapping", [1, 2], {"job": "same"}, {**job_summary(plan()), "extra": 1},
+                                     {**job_summary(plan()), "steps": [["train", {"epochs": 2, 1: 2}]]}])
 def test_a_malformed_summary_is_refused_naming_the_peer(summary):
     with pytest.raises(ProtocolError) as caught:
         _against(summary)

@@ -69,13 +69,14 @@ def first_difference(mine: dict[str, Any], theirs: dict[str, Any]) -> str | None
             return _differ(key, mine[key], theirs[key])
     steps, their_steps = mine["steps"], theirs["steps"]
     names = [step[0] for step in steps]
-    their_names = [step[0] for step in their_steps] if _steps(their_steps) else their_steps
+    their_names = [step[0] for step in their_steps] if _steps(their_steps) else None
     if names != their_names:
-        return _differ("steps", ", ".join(names), ", ".join(map(str, their_names)) if _steps(their_steps)
-                       else their_steps)
+        return _differ("steps", ", ".join(names),
+                       their_steps if their_names is None else ", ".join(map(str, their_names)))
     for index, ((name, options), (_, their_options)) in enumerate(zip(steps, their_steps, strict=True)):
         if options != their_options:
-            keys = sorted(set(options) | set(their_options)) if isinstance(their_options, dict) else []
+            keys = [*options, *(k for k in their_options if k not in options)] if isinstance(their_options, dict) \
+                else []  # in order, unsorted: a peer's keys need not be text
             key = next((k for k in keys if options.get(k) != their_options.get(k)), None)
             if key is None:
                 return _differ(f"step {index} {name!r}", options, their_options)
