@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from isthmus.jobs.agreement import TAG as AGREEMENT_TAG
+
 pytestmark = pytest.mark.e2e
 
 
@@ -21,6 +23,7 @@ def test_selftest_passes_and_audits_every_message(tmp_path):
     # every message one party sent is one the other received, byte for byte
     sends = sorted((e["tag"], e["bytes"], e["sha256"]) for log in sent.values() for e in log if e["direction"] == "send")
     recvs = sorted((e["tag"], e["bytes"], e["sha256"]) for log in sent.values() for e in log if e["direction"] == "recv")
-    assert sends == recvs and len(sends) == 6
+    assert sends == recvs and len(sends) == 12
+    assert sum(tag == AGREEMENT_TAG for tag, _, _ in sends) == 6  # each party told the others the job it runs
     assert str(tmp_path / "run" / "arbiter" / "audit.jsonl") in result.stdout.replace("\n", "")
     assert result.stdout.splitlines()[-1] == f"results: {tmp_path}"
