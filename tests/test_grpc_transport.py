@@ -432,6 +432,16 @@ def test_a_delivery_waits_for_its_job_to_be_opened(start):
     assert bob.channel("late").recv("alice", "x", timeout=5) == "hi"
 
 
+def test_a_job_process_does_not_wait_for_a_peer_process_running_another_job(start):
+    """A job process opens its job before it listens, so "not open" from one is final: copies of a job file
+    naming the job otherwise were retried for the whole connect timeout (60 s) before failing."""
+    alice, bob = start("alice", connect_timeout=30, give_up_on_unreachable=True), start("bob", jobs=["dc2"])
+    started = time.monotonic()
+    with pytest.raises(PeerRefusedError, match="job 'dc' is not open there: it runs another job"):
+        alice.channel("dc").send("bob", "x", "hi")
+    assert time.monotonic() - started < 5
+
+
 def test_a_busy_receiver_makes_the_sender_retry_not_fail(start):
     alice, bob = start("alice"), start("bob", jobs=["j"], streams_per_peer=1)
     channel = alice.channel("j")

@@ -39,7 +39,8 @@ def training(tmp_path: Path):
     try:
         deadline = time.monotonic() + 120
         while not all(_training(out / party) for party in PARTIES):
-            assert time.monotonic() < deadline and launch.poll() is None, "the parties never all trained"
+            assert time.monotonic() < deadline and launch.poll() is None, \
+                f"the parties never all trained: {launch.stdout.read() if launch.poll() is not None else ''}"
             time.sleep(0.2)
         yield launch, out
     finally:

@@ -21,7 +21,7 @@ from isthmus.jobs.events import EventLog
 from isthmus.jobs.agreement import TAG as AGREEMENT_TAG
 from isthmus.jobs.agreement import JobMismatchError, check_same_job
 from isthmus.jobs.peers import listening_peers, needed_peers, wait_for_peers
-from isthmus.jobs.plan import make_plan
+from isthmus.jobs.plan import Plan, make_plan
 from isthmus.jobs.rundir import party_folder
 from isthmus.jobs.runner import EXPENDABLE_ROLES, abort_reason, run_party
 from isthmus.jobs.spec import JobSpec, load_job
@@ -74,7 +74,7 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
                                check_abort=lambda: node.mailbox.raise_if_aborted(spec.name, "connect"),
                                heard_from=lambda: node.mailbox.senders(spec.name))
                 if me.role not in EXPENDABLE_ROLES:  # a horizontal client's aggregator does not wait for it
-                    check_same_job(node.channel(spec.name), plan, needed_peers(plan))
+                    _agree(node, plan)
             except (PeerError, JobMismatchError) as exc:
                 EventLog(run_dir, party).emit(step="connect", status="failed", error=str(exc))
                 raise
@@ -86,6 +86,18 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
             return run_party(spec, party, node.channel(spec.name), run_dir, certs_dir=certs_dir, plan=plan)
         finally:
             node.stop(grace=2.0)
+
+
+def _agree(node: GrpcNode, plan: Plan) -> None:
+    """:func:`check_same_job` with the peers this party meets. One that cannot give them its summary (a peer
+    refusing it: that process runs a job of another name) tells them, or they would go on sending theirs to
+    this party gone for a whole connect timeout."""
+    peers = needed_peers(plan)
+    try:
+        check_same_job(node.channel(plan.job.name), plan, peers)
+    except PeerError as exc:
+        node.channel(plan.job.name, peers).abort(abort_reason(plan.party, "agreement", exc))
+        raise
 
 
 def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, record: bool, log_path: Path,

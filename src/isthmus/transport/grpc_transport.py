@@ -250,7 +250,7 @@ class GrpcNode:
                 return
             except grpc.RpcError as err:
                 code, details = err.code(), (err.details() or "")[:500]
-                retry = (code in _RETRIED and not _untrusted(details)) or (
+                retry = (code in _RETRIED and not _untrusted(details) and not self._runs_another_job(code)) or (
                     code == grpc.StatusCode.RESOURCE_EXHAUSTED and details == _GRPC_BUSY)
                 left = give_up - time.monotonic()
                 if retry and left > 0:
@@ -265,6 +265,12 @@ class GrpcNode:
                 if isinstance(error, PeerUnreachableError) and self.give_up_on_unreachable:
                     self.mark_gone(job, [to])
                 raise error from None
+
+    def _runs_another_job(self, code: grpc.StatusCode) -> bool:
+        """Whether a refusal as "not open" is final: a job process opens its one job before it listens, so a
+        peer's job process that listens without it runs another job (copies of the job file that name it
+        otherwise) or has ended this one; retrying for a whole connect timeout would change neither."""
+        return code == grpc.StatusCode.FAILED_PRECONDITION and self.give_up_on_unreachable
 
     def mark_gone(self, job: str, peers: Iterable[str]) -> None:
         """``peers`` stayed unreachable for a whole connect timeout: no send of ``job`` retries them again."""
@@ -389,6 +395,9 @@ def _send_error(
         return PeerUnreachableError(f"no connection within {connect_timeout:g} s; last error: {details}", peer=peer, address=address, tag=tag)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:  # never connected, or hung while receiving
         return PeerUnreachableError(f"no acknowledgement within {attempt_timeout:g} s", peer=peer, address=address, tag=tag)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return PeerRefusedError(f"peer refused the message: {details} there: it runs another job (do the job files "
+                                "name the same job?) or has ended this one", peer=peer, address=address, tag=tag)
     if code in _REFUSALS:
         return PeerRefusedError(f"peer refused the message: {details}", peer=peer, address=address, tag=tag)
     return PeerError(f"delivery failed: {code.name}: {details}", peer=peer, address=address, tag=tag)
