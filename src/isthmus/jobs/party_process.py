@@ -63,8 +63,8 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
         node = GrpcNode(party, listen or me.address, {name: p.address for name, p in spec.parties.items()},
                         tls, audit=audit, connect_timeout=connect_timeout,
                         recv_timeout=spec.options.timeout, give_up_on_unreachable=True)
-        node.open_job(spec.name, accept=[*plan.tag_prefixes(), AGREEMENT_TAG])  # before serving: no early peer
-        # is turned away
+        # Opened before serving: no early peer is turned away.
+        node.open_job(spec.name, accept=[*plan.tag_prefixes(), AGREEMENT_TAG])
         try:
             try:
                 # Started inside: its port listens before start() returns, so a peer may already count on
