@@ -16,7 +16,7 @@ import yaml
 from isthmus.demos.vertical import make_vertical_data
 from isthmus.jobs.agreement import JobMismatchError, check_same_job, first_difference, job_summary
 from isthmus.jobs.local import loopback_parties, write_job
-from isthmus.jobs.plan import make_plan
+from isthmus.jobs.plan import Plan, make_plan
 from isthmus.jobs.spec import parse_job
 from isthmus.transport.certs import create_federation
 from isthmus.transport.local import LocalHub
@@ -27,7 +27,8 @@ JOB = {"job": "same", "parties": {"guest": {"address": "127.0.0.1:7001", "data":
        "steps": ["intersect", {"train": {"model": "hetero_lr", "epochs": 2}}]}
 
 
-def plan(party: str = "guest", **changes) -> object:
+def plan(party: str = "guest", **changes) -> Plan:
+    """``party``'s plan of JOB with ``changes``: ``steps__1__train__epochs=3`` sets that nested value."""
     job = yaml.safe_load(yaml.safe_dump(JOB))
     for path, value in changes.items():
         *where, last = path.split("__")
