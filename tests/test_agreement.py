@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from isthmus.demos.vertical import make_vertical_data
 from isthmus.jobs.agreement import JobMismatchError, check_same_job, first_difference, job_summary
-from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.plan import Plan, make_plan
 from isthmus.jobs.spec import parse_job
 from isthmus.transport.certs import create_federation
 from isthmus.transport.local import LocalHub
+from tests.vertical_job import LONG_TRAINING, vertical_job
 
 JOB = {"job": "same", "parties": {"guest": {"address": "127.0.0.1:7001", "data": {"path": "g.csv", "id": "id", "label": "y"}},
                                   "host": {"address": "127.0.0.1:7002", "data": {"path": "h.csv", "id": "id"}},
@@ -83,13 +82,7 @@ def _check(hub: LocalHub, name: str, own_plan, peer: str, errors: dict) -> None:
 
 def test_parties_with_other_job_files_stop_at_once_naming_the_difference(tmp_path):
     """Three `isthmus run` processes, the guest alone with --record: every one ends within seconds."""
-    guest_csv, host_csv = make_vertical_data(tmp_path / "data")
-    job = write_job(tmp_path / "job.yaml", {
-        "job": "copies",
-        "parties": loopback_parties({"guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
-                                     "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
-        "steps": [{"intersect": {}}, {"train": {"model": "hetero_lr", "epochs": 1, "batch_size": 0,
-                                                 "key_bits": 1024, "precision": 6}}]})
+    job = vertical_job(tmp_path, "copies", [{"intersect": {}}, {"train": {**LONG_TRAINING, "epochs": 1}}])
     create_federation(tmp_path / "certs", ["arbiter", "guest", "host"])
     started = time.monotonic()
     processes = {party: subprocess.Popen(

@@ -16,10 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from isthmus.cli import app
-from isthmus.demos.vertical import make_vertical_data
-from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.peers import listening_peers
 from isthmus.jobs.spec import load_job
+from tests.vertical_job import LONG_TRAINING, vertical_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PARTIES = ["arbiter", "guest", "host"]
@@ -70,17 +69,11 @@ def test_each_folder_only_ever_holds_its_own_private_keys(federation):
 
 def test_a_job_runs_across_the_folders_and_every_ledger_records_it(federation):
     folder = federation.parent / "job"
-    guest_csv, host_csv = make_vertical_data(folder / "data")
-    job = write_job(folder / "job.yaml", {
-        "job": "keys-e2e",
-        "record": True,
-        "parties": loopback_parties({"guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
-                                     "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
-        "steps": [{"intersect": {}},
-                  {"train": {"model": "hetero_lr", "epochs": 2, "batch_size": 0, "learning_rate": 0.5,
-                             "validation_fraction": 0.25, "key_bits": 1024, "precision": 6}},
-                  {"evaluate": {}}],
-    })
+    job = vertical_job(folder, "keys-e2e", [
+        {"intersect": {}},
+        {"train": {"model": "hetero_lr", "epochs": 2, "batch_size": 0, "learning_rate": 0.5,
+                   "validation_fraction": 0.25, "key_bits": 1024, "precision": 6}},
+        {"evaluate": {}}], record=True)
     processes = start_runs(job, PARTIES, federation, folder / "out")
     try:
         outputs = {party: process.communicate(timeout=240)[0] for party, process in processes.items()}
@@ -136,15 +129,7 @@ def test_sigterm_on_a_party_ends_the_job_everywhere_at_once(federation):
     """kill, systemd and schedulers stop with SIGTERM, which ended `isthmus run` at once: its peers waited out
     their connect timeout (60 s, then 119 s for the host). It now ends as Ctrl-C does, telling them."""
     folder = federation.parent / "sigterm"
-    guest_csv, host_csv = make_vertical_data(folder / "data")
-    job = write_job(folder / "job.yaml", {
-        "job": "sigterm",
-        "parties": loopback_parties({"guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
-                                     "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
-        "steps": [{"intersect": {}},
-                  {"train": {"model": "hetero_lr", "epochs": 500, "batch_size": 0, "learning_rate": 0.5,
-                             "key_bits": 1024, "precision": 6}}],
-    })
+    job = vertical_job(folder, "sigterm", [{"intersect": {}}, {"train": {**LONG_TRAINING, "learning_rate": 0.5}}])
     processes = start_runs(job, PARTIES, federation, folder / "out")
     events = folder / "out" / "guest" / "events.jsonl"
     outputs, ended = terminate_guest_once(
@@ -163,11 +148,8 @@ def test_sigterm_while_waiting_for_a_peer_tells_the_peers_already_there(federati
     out the whole connect timeout for the arbiter and then blamed it. It now hears why at once; the party
     that is not listening yet is not tried (that would hold the stopped party for a connect timeout)."""
     folder = federation.parent / "sigterm-connect"
-    guest_csv, host_csv = make_vertical_data(folder / "data")
-    parties = loopback_parties({"guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
-                                "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}})
-    job = write_job(folder / "job.yaml", {"job": "sigterm-connect", "parties": parties, "connect_timeout": 120,
-                                          "steps": [{"intersect": {}}, {"train": {"model": "hetero_lr", "epochs": 1}}]})
+    job = vertical_job(folder, "sigterm-connect", [{"intersect": {}}, {"train": {"model": "hetero_lr", "epochs": 1}}],
+                       connect_timeout=120)
     processes = start_runs(job, ["guest", "host"], federation, folder / "out")  # the arbiter never comes
     spec = load_job(job)
     outputs, ended = terminate_guest_once(processes, lambda: listening_peers(spec, "arbiter") == ["guest", "host"],

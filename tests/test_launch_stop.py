@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from isthmus.demos.vertical import make_vertical_data
-from isthmus.jobs.local import loopback_parties, write_job
+from tests.vertical_job import LONG_TRAINING, vertical_job
 
 PARTIES = ("arbiter", "guest", "host")
 
@@ -26,13 +25,7 @@ PARTIES = ("arbiter", "guest", "host")
 @pytest.fixture
 def training(tmp_path: Path):
     """A launch of a long vertical training, returned once every party is training."""
-    guest_csv, host_csv = make_vertical_data(tmp_path / "data")
-    job = write_job(tmp_path / "job.yaml", {
-        "job": "stopped",
-        "parties": loopback_parties({"guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
-                                     "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
-        "steps": [{"intersect": {}},
-                  {"train": {"model": "hetero_lr", "epochs": 500, "batch_size": 0, "key_bits": 1024, "precision": 6}}]})
+    job = vertical_job(tmp_path, "stopped", [{"intersect": {}}, {"train": LONG_TRAINING}])
     out = tmp_path / "out"
     launch = subprocess.Popen([sys.executable, "-m", "isthmus", "launch", str(job), "--out", str(out)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
