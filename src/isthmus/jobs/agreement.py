@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from isthmus.errors import ConfigError
 from isthmus.jobs.plan import Plan
 from isthmus.jobs.steps.train import TrainChoice
+from isthmus.options import Options
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
 
@@ -37,10 +36,10 @@ def job_summary(plan: Plan) -> dict[str, Any]:
             "steps": [[step.name, _options(step.options)] for step in plan.steps]}
 
 
-def _options(options: Any) -> Any:
+def _options(options: Options | TrainChoice) -> dict[str, Any]:
     if isinstance(options, TrainChoice):
         return {"model": options.algorithm.name, **options.options.model_dump(mode="json")}
-    return options.model_dump(mode="json") if isinstance(options, BaseModel) else options
+    return options.model_dump(mode="json")
 
 
 class JobMismatchError(ConfigError):
