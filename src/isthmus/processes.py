@@ -19,8 +19,10 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import select
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 from typing import Any
@@ -84,3 +86,28 @@ def when_starter_ends(then: Callable[[], None]) -> None:
         then()
 
     threading.Thread(target=wait, name="starter-watch", daemon=True).start()
+
+
+def end_with(pid: int) -> None:
+    """Exit this process as soon as process ``pid`` ends: the initializer of worker pools. Their workers wait
+    on a task queue whose ends they hold themselves, so a party killed outright (a node cancelling its job,
+    the OOM killer) never told them, and they stayed, idle, for hours."""
+    def wait() -> None:
+        try:
+            select.select([os.pidfd_open(pid)], [], [])  # readable once ``pid`` has ended
+        except ProcessLookupError:  # it ended before this process started watching
+            pass
+        except AttributeError:  # no pidfd (not Linux): ask every second
+            while _alive(pid):
+                time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=wait, name="owner-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import pairwise
 from typing import Any, Self
 
-from isthmus.processes import forkserver
+from isthmus.processes import end_with, forkserver
 
 _PRELOAD = ["isthmus.crypto.ecdh", "isthmus.crypto.rsa_blind"]
 
@@ -33,7 +33,8 @@ class BatchPool:
         self.workers = max(1, workers if workers is not None else os.cpu_count() or 1)
         self._executor: ProcessPoolExecutor | None = None
         if self.workers > 1:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=forkserver(_PRELOAD))
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=forkserver(_PRELOAD), initializer=end_with,
+                                                 initargs=(os.getpid(),))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Schedule one batch; ``fn`` must be a module-level function so workers can import it."""

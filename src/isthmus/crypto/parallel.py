@@ -30,6 +30,8 @@ from typing import Any, Protocol, TypeVar
 
 from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
+from isthmus.processes import end_with
+
 T = TypeVar("T")
 
 
@@ -138,5 +140,5 @@ def _process_pool() -> ProcessPoolExecutor:
     global _processes
     with _lock:
         if _processes is None:
-            _processes = ProcessPoolExecutor(max_workers=workers())
+            _processes = ProcessPoolExecutor(max_workers=workers(), initializer=end_with, initargs=(os.getpid(),))
         return _processes
