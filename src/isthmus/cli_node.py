@@ -30,13 +30,20 @@ errors = Console(stderr=True, soft_wrap=True)
 NodeOpt = Annotated[Optional[str], typer.Option("--node", help="The node's API URL (default: $ISTHMUS_NODE or "
                                                                "http://127.0.0.1:8700).")]
 TokenOpt = Annotated[Optional[Path], typer.Option(help="A file holding the API token (when the node asks for one).")]
-IdArg = Annotated[str, typer.Argument(help="The job's id (from `isthmus job list`).")]
+IdArg = Annotated[str, typer.Argument(help="The job's id (from `isthmus job list`), or its first characters "
+                                             "(at least 4) when they name one job.")]
 
 
 def _client(node: str | None, token_file: Path | None):
     from isthmus.node.client import NodeClient
 
     return NodeClient(node, token_file=token_file)
+
+
+def _for_job(job_id: str, node: str | None, token_file: Path | None):
+    """The node's client and the whole id of the job ``job_id`` names there."""
+    client = _client(node, token_file)
+    return client, guard(lambda: client.job_id(job_id))
 
 
 @node_app.command("start")
@@ -84,7 +91,7 @@ def job_status(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None,
     """The job's status, its votes and its proposal, as JSON; with --wait, what it waits for meanwhile (stderr)."""
     from isthmus.node.store import FINAL
 
-    client = _client(node, token_file)
+    client, job_id = _for_job(job_id, node, token_file)
     job = guard(lambda: client.job(job_id))
     if wait and job["status"] not in FINAL:
         here, events, said, started = guard(client.status)["party"], [], None, time.monotonic()
@@ -123,7 +130,7 @@ def job_logs(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None,
              events: Annotated[bool, typer.Option(help="The events (consent, steps, progress) instead of the "
                                                        "run's log.")] = False) -> None:
     """This party's log of the job (its last 64 KiB), or its events."""
-    client = _client(node, token_file)
+    client, job_id = _for_job(job_id, node, token_file)
     if events:
         for event in guard(lambda: client.events(job_id)):
             console.print(json.dumps(event), markup=False)
@@ -138,20 +145,23 @@ def job_logs(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None,
 @job_app.command("approve")
 def job_approve(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None) -> None:
     """Consent to a job waiting for this node's operator (this node signs its digest)."""
-    console.print(guard(lambda: _client(node, token_file).approve(job_id))["status"])
+    client, job_id = _for_job(job_id, node, token_file)
+    console.print(guard(lambda: client.approve(job_id))["status"])
 
 
 @job_app.command("refuse")
 def job_refuse(job_id: IdArg, reason: Annotated[str, typer.Option(help="Why: the proposer is told.")],
                node: NodeOpt = None, token_file: TokenOpt = None) -> None:
     """Refuse a job waiting for this node's operator; the reason reaches the proposer and the parties."""
-    console.print(guard(lambda: _client(node, token_file).refuse(job_id, reason))["status"])
+    client, job_id = _for_job(job_id, node, token_file)
+    console.print(guard(lambda: client.refuse(job_id, reason))["status"])
 
 
 @job_app.command("cancel")
 def job_cancel(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None) -> None:
     """Stop a job here and tell its other parties."""
-    console.print(guard(lambda: _client(node, token_file).cancel(job_id))["status"])
+    client, job_id = _for_job(job_id, node, token_file)
+    console.print(guard(lambda: client.cancel(job_id))["status"])
 
 
 @model_app.command("publish")
@@ -160,7 +170,8 @@ def model_publish(job_id: IdArg, name: Annotated[str, typer.Option(help="The mod
     """At the guest's node: serve the model job JOB trained, every host serving its part to this guest.
 
     Publishing a name again adds its next version (served from then on) and keeps the earlier ones."""
-    console.print_json(json.dumps(guard(lambda: _client(node, token_file).publish(job_id, name))))
+    client, job_id = _for_job(job_id, node, token_file)
+    console.print_json(json.dumps(guard(lambda: client.publish(job_id, name))))
 
 
 ModelArg = Annotated[str, typer.Argument(help="The published model.")]

@@ -11,6 +11,8 @@ import httpx
 from isthmus.errors import ConfigError, IsthmusError
 
 DEFAULT_URL = "http://127.0.0.1:8700"
+#: The fewest first characters of a job's id that name it (as git takes a short commit id).
+MIN_ID_PREFIX = 4
 
 
 class NodeClient:
@@ -41,6 +43,18 @@ class NodeClient:
 
     def jobs(self) -> list[dict]:
         return self.call("GET", "/v1/jobs")
+
+    def job_id(self, given: str) -> str:
+        """The id of this node's job that ``given`` names: its whole id, or its first characters (at least
+        :data:`MIN_ID_PREFIX`) when no other job's id starts with them. Anything else is returned as given,
+        for the node to say it has no such job."""
+        if len(given) < MIN_ID_PREFIX:
+            return given
+        starting = [job["id"] for job in self.jobs() if job["id"].startswith(given)]
+        if len(starting) > 1 and given not in starting:
+            raise ConfigError(f"{given!r} begins the ids of {len(starting)} jobs on the node at {self.url} "
+                              f"({', '.join(starting[:3])}{', ...' if len(starting) > 3 else ''}): give more of it")
+        return starting[0] if len(starting) == 1 else given
 
     def job(self, job_id: str) -> dict:
         return self.call("GET", f"/v1/jobs/{job_id}")

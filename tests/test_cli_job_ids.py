@@ -1,0 +1,49 @@
+"""A job is named by its id or, as git takes a short commit id, by its first characters: the 16 hex digits
+of `job list` had to be copied whole, and `job approve 165c` answered only that no such job existed."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from isthmus.cli_node import job_app
+from isthmus.errors import ConfigError
+from isthmus.node.client import NodeClient
+from tests.board_helpers import board
+from tests.node_helpers import federation, local_nodes, proposal
+
+
+def client_of(*ids: str) -> NodeClient:
+    client = NodeClient("http://127.0.0.1:1")
+    client.jobs = lambda: [{"id": job_id} for job_id in ids]
+    return client
+
+
+def test_the_first_characters_of_one_jobs_id_name_it():
+    client = client_of("abcd1111aaaa0000", "abcd2222bbbb0000", "ffff0000cccc0000")
+    assert client.job_id("abcd1") == "abcd1111aaaa0000"
+    assert client.job_id("ffff0000cccc0000") == "ffff0000cccc0000"
+    assert client.job_id("ffff0000cccc00001") == "ffff0000cccc00001"  # the node says it has no such job
+    assert client.job_id("fff") == "fff"  # too short to stand for an id
+
+
+def test_characters_that_begin_several_ids_are_refused_naming_them():
+    with pytest.raises(ConfigError, match=r"'abcd' begins the ids of 2 jobs .* \(abcd1111aaaa0000, "
+                                          r"abcd2222bbbb0000\): give more of it"):
+        client_of("abcd1111aaaa0000", "abcd2222bbbb0000").job_id("abcd")
+
+
+def test_an_operator_approves_a_job_by_the_start_of_its_id(tmp_path, monkeypatch):
+    nodes = local_nodes(federation(tmp_path))
+    try:
+        job_id = nodes.coordinators["host"].submit(proposal())
+        nodes.wait("guest", job_id, "pending")
+        monkeypatch.setattr("isthmus.node.client.httpx.Client",
+                            lambda base_url, headers, timeout: board(nodes.coordinators["guest"]))
+        short = CliRunner().invoke(job_app, ["approve", job_id[:3], "--node", "http://127.0.0.1:1"])
+        assert short.exit_code == 1 and f"no job '{job_id[:3]}' on node 'guest'" in short.stderr
+        approved = CliRunner().invoke(job_app, ["approve", job_id[:6], "--node", "http://127.0.0.1:1"])
+        assert approved.exit_code == 0 and approved.stdout == "accepted\n", approved.output
+        nodes.wait("guest", job_id, "accepted", "running")
+    finally:
+        nodes.stop()
