@@ -97,3 +97,22 @@ def test_the_parties_of_a_killed_launch_stop_themselves(training):
     for party in PARTIES:
         marker = _marker(out / party)
         assert marker["status"] == "interrupted" or "was interrupted at" in marker["error"], marker
+
+
+def test_a_demo_stopped_by_sigterm_says_so(tmp_path):
+    """A demo stopped its parties, as a launch does, but ended without a word."""
+    demo = subprocess.Popen([sys.executable, "-m", "isthmus", "demo", "--out", str(tmp_path), "--key-bits", "1024"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out = tmp_path / "vertical" / "run"
+        deadline = time.monotonic() + 60
+        while not (out / "launch.json").exists():
+            assert time.monotonic() < deadline and demo.poll() is None, "the demo never launched its parties"
+            time.sleep(0.1)
+        demo.send_signal(signal.SIGTERM)
+        output = demo.communicate(timeout=60)[0]
+    finally:
+        demo.kill()
+    assert demo.returncode == 130, output
+    assert f"interrupted: every party was stopped, and each of its runs in {tmp_path / 'vertical'} says so" in output
+    assert json.loads((out / "launch.json").read_text())["status"] == "interrupted"

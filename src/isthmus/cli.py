@@ -142,12 +142,12 @@ def parity(job: JobArg,
 
 
 def _stoppable(out: Path, launching: Callable[[], T]) -> T:
-    """A launch that Ctrl-C or SIGTERM stops says so (it ended with no word), having stopped its parties."""
+    """A launch or demo that Ctrl-C or SIGTERM stops says so (it ended with no word), having stopped its parties."""
     try:
         return guard(launching)
     except KeyboardInterrupt:
-        console.print(f"interrupted: every party was stopped; each run in {out}/<party> says so", soft_wrap=True,
-                      markup=False)
+        console.print(f"interrupted: every party was stopped, and each of its runs in {out} says so",
+                      soft_wrap=True, markup=False)
         raise typer.Exit(130) from None
 
 
@@ -197,7 +197,8 @@ def vertical(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits = No
     from isthmus.demos.vertical import run_vertical_demo
 
     settings = _settings(ctx, out, key_bits)
-    guard(lambda: run_vertical_demo(settings.out / "vertical", console=console, **_key_bits(settings)))
+    folder = settings.out / "vertical"
+    _stoppable(folder, lambda: run_vertical_demo(folder, console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
@@ -206,7 +207,8 @@ def horizontal(ctx: typer.Context, out: DemoOut = None) -> None:
     from isthmus.demos.horizontal import run_horizontal_demo
 
     settings = _settings(ctx, out)
-    guard(lambda: run_horizontal_demo(settings.out / "horizontal", console=console))
+    folder = settings.out / "horizontal"
+    _stoppable(folder, lambda: run_horizontal_demo(folder, console=console))
 
 
 @demo_app.command("nn-horizontal")
@@ -215,7 +217,8 @@ def nn_horizontal(ctx: typer.Context, out: DemoOut = None) -> None:
     from isthmus.demos.nn_horizontal import run_nn_horizontal_demo
 
     settings = _settings(ctx, out)
-    guard(lambda: run_nn_horizontal_demo(settings.out / "nn-horizontal", console=console))
+    folder = settings.out / "nn-horizontal"
+    _stoppable(folder, lambda: run_nn_horizontal_demo(folder, console=console))
 
 
 @demo_app.command()
@@ -224,7 +227,8 @@ def secureboost(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits =
     from isthmus.demos.secureboost import run_secureboost_demo
 
     settings = _settings(ctx, out, key_bits)
-    guard(lambda: run_secureboost_demo(settings.out / "secureboost", console=console, **_key_bits(settings)))
+    folder = settings.out / "secureboost"
+    _stoppable(folder, lambda: run_secureboost_demo(folder, console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
@@ -234,7 +238,8 @@ def nn(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits = None) ->
     from isthmus.demos.nn import run_nn_demo
 
     settings = _settings(ctx, out, key_bits)
-    guard(lambda: run_nn_demo(settings.out / "nn", console=console, **_key_bits(settings)))
+    folder = settings.out / "nn"
+    _stoppable(folder, lambda: run_nn_demo(folder, console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
@@ -243,7 +248,8 @@ def ftl(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits = None) -
     from isthmus.demos.ftl import run_ftl_demo
 
     settings = _settings(ctx, out, key_bits)
-    guard(lambda: run_ftl_demo(settings.out / "ftl", console=console, **_key_bits(settings)))
+    folder = settings.out / "ftl"
+    _stoppable(folder, lambda: run_ftl_demo(folder, console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
@@ -252,7 +258,8 @@ def ledger(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits = None
     from isthmus.demos.ledger import run_ledger_demo
 
     settings = _settings(ctx, out, key_bits)
-    guard(lambda: run_ledger_demo(settings.out / "ledger", console=console, **_key_bits(settings)))
+    folder = settings.out / "ledger"
+    _stoppable(folder, lambda: run_ledger_demo(folder, console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
@@ -262,7 +269,8 @@ def federation(ctx: typer.Context, out: DemoOut = None, key_bits: DemoKeyBits = 
     from isthmus.demos.federation import run_federation_demo
 
     settings = _settings(ctx, out, key_bits)
-    guard(lambda: run_federation_demo(settings.out / "federation", console=console, **_key_bits(settings)))
+    folder = settings.out / "federation"
+    _stoppable(folder, lambda: run_federation_demo(folder, console=console, **_key_bits(settings)))
 
 
 @demo_app.command()
@@ -284,7 +292,8 @@ def query(ctx: typer.Context, out: DemoOut = None) -> None:
     from isthmus.demos.query import run_demo
 
     settings = _settings(ctx, out)
-    code = guard(lambda: run_demo(settings.out / "query", console=console))
+    folder = settings.out / "query"
+    code = _stoppable(folder, lambda: run_demo(folder, console=console))
     if code:
         raise typer.Exit(code)
 
