@@ -67,8 +67,13 @@ class BatchAnswer:
         total = len(self.answered) + len(self.unanswered)
         text = f"{len(self.answered)} of {total} institutions answered"
         if self.unanswered:
-            text += "; missing: " + "; ".join(f"{name} ({why})" for name, why in sorted(self.unanswered.items()))
+            text += "; missing: " + _reasons(self.unanswered)
         return text
+
+
+def _reasons(unanswered: dict[str, str]) -> str:
+    """E.g. ``bank2 (unreachable ...); bank5 (...)``."""
+    return "; ".join(f"{name} ({why})" for name, why in sorted(unanswered.items()))
 
 
 class NoAnswerError(IsthmusError):
@@ -115,7 +120,7 @@ class QueryClient:
         randomness.join()
         if not outputs:
             self._record(request_id, len(canonical), "failed: no institution answered")
-            raise NoAnswerError(f"no other institution answered: {unanswered}")
+            raise NoAnswerError(f"no other institution answered: {_reasons(unanswered)}")
         try:
             totals, held, matched = self._aggregate(outputs, len(distinct), request_id)
         except IsthmusError as exc:
