@@ -14,6 +14,7 @@ from rich.console import Console
 
 from isthmus.cli_errors import fail, guard
 from isthmus.cli_keys import ca_app, keys_app
+from isthmus.cli_metrics import metrics_table
 from isthmus.cli_ledger import ledger_app
 from isthmus.cli_node import job_app, model_app, node_app
 from isthmus.cli_query import query_app
@@ -333,20 +334,7 @@ def _print_metrics(run_dirs: dict[str, Path]) -> None:
         if isinstance(report.get("metrics"), dict):
             evaluated[party] = report
     if evaluated:
-        console.print(_metrics_table(evaluated))
-
-
-def _metrics_table(evaluated: dict[str, dict]):
-    from rich.table import Table
-
-    names = list(dict.fromkeys(name for report in evaluated.values() for name, value in report["metrics"].items()
-                               if isinstance(value, (int, float))))
-    table = Table("party", "rows", *names, title="evaluation", caption="curves and the rest: each metrics.json")
-    for party, report in evaluated.items():
-        values = report["metrics"]
-        table.add_row(party, str(report.get("rows", "")),
-                      *(f"{values[name]:.4f}" if isinstance(values.get(name), (int, float)) else "" for name in names))
-    return table
+        console.print(metrics_table(evaluated))
 
 
 def main() -> None:

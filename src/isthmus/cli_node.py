@@ -142,6 +142,22 @@ def job_logs(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None,
             errors.print(f"job {job_id} has no log here (it is {status}; its side writes one once it runs)", markup=False)
 
 
+@job_app.command("results")
+def job_results(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None,
+                as_json: Annotated[bool, typer.Option("--json", help="This party's metrics.json as it is, curves "
+                                                                     "included.")] = False) -> None:
+    """This party's evaluation of a job: its headline metrics (the board also draws its curves)."""
+    from isthmus.cli_metrics import metrics_table
+
+    client, job_id = _for_job(job_id, node, token_file)
+    report = guard(lambda: client.metrics(job_id))
+    if as_json:
+        console.print_json(json.dumps(report))
+        return
+    here = guard(client.status)["party"]
+    console.print(metrics_table({here: report}, caption="curves: --json, or the job's page on the board"))
+
+
 @job_app.command("approve")
 def job_approve(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None) -> None:
     """Consent to a job waiting for this node's operator (this node signs its digest)."""

@@ -101,6 +101,16 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
             log.seek(max(path.stat().st_size - _LOG_TAIL, 0))
             return log.read().decode("utf-8", errors="replace")
 
+    @app.get("/v1/jobs/{job_id}/metrics")
+    def metrics(job_id: str) -> dict:
+        """This party's evaluation of the job (its metrics.json), when it evaluated."""
+        found = _job(job_id)
+        path = job_folder(config.store, job_id) / "run" / "metrics.json"
+        if not path.is_file():
+            raise HTTPException(404, f"job {job_id} has no evaluation at {coordinator.me!r} (it is {found['status']}; "
+                                     "a party writes one when it evaluates: the guest, or a horizontal client)")
+        return json.loads(path.read_text(encoding="utf-8"))
+
     @app.post("/v1/jobs/{job_id}/approve")
     def approve(job_id: str) -> dict:
         coordinator.approve(job_id)

@@ -65,6 +65,9 @@ class NodeClient:
     def logs(self, job_id: str) -> str:
         return self.call("GET", f"/v1/jobs/{job_id}/logs")
 
+    def metrics(self, job_id: str) -> dict:
+        return self.call("GET", f"/v1/jobs/{job_id}/metrics")
+
     def approve(self, job_id: str) -> dict:
         return self.call("POST", f"/v1/jobs/{job_id}/approve")
 

@@ -1,7 +1,11 @@
-"""A job is named by its id or, as git takes a short commit id, by its first characters: the 16 hex digits
+"""`isthmus job` commands against a node's API (in process).
+
+A job is named by its id or, as git takes a short commit id, by its first characters: the 16 hex digits
 of `job list` had to be copied whole, and `job approve 165c` answered only that no such job existed."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from typer.testing import CliRunner
@@ -9,7 +13,7 @@ from typer.testing import CliRunner
 from isthmus.cli_node import job_app
 from isthmus.errors import ConfigError
 from isthmus.node.client import NodeClient
-from tests.board_helpers import board
+from tests.board_helpers import board, write_run
 from tests.node_helpers import federation, local_nodes, proposal
 
 
@@ -45,5 +49,26 @@ def test_an_operator_approves_a_job_by_the_start_of_its_id(tmp_path, monkeypatch
         approved = CliRunner().invoke(job_app, ["approve", job_id[:6], "--node", "http://127.0.0.1:1"])
         assert approved.exit_code == 0 and approved.stdout == "accepted\n", approved.output
         nodes.wait("guest", job_id, "accepted", "running")
+    finally:
+        nodes.stop()
+
+
+def test_an_operator_reads_the_evaluation_of_a_job_at_its_node(tmp_path, monkeypatch):
+    """The CLI had no way to the metrics: a job run through nodes left them in the node's store, for the board."""
+    nodes = local_nodes(federation(tmp_path))
+    try:
+        job_id = nodes.coordinators["host"].submit(proposal())
+        nodes.wait("guest", job_id, "pending")
+        monkeypatch.setattr("isthmus.node.client.httpx.Client",
+                            lambda base_url, headers, timeout: board(nodes.coordinators["guest"]))
+        cli = ["--node", "http://127.0.0.1:1"]
+        before = CliRunner().invoke(job_app, ["results", job_id, *cli])
+        assert before.exit_code == 1 and f"job {job_id} has no evaluation at 'guest' (it is pending" in before.stderr
+        write_run(nodes.coordinators["guest"], job_id)
+        table = CliRunner().invoke(job_app, ["results", job_id[:5], *cli])
+        assert table.exit_code == 0, table.output
+        assert "auc" in table.stdout and "0.9000" in table.stdout and "guest" in table.stdout
+        whole = CliRunner().invoke(job_app, ["results", job_id, "--json", *cli])
+        assert json.loads(whole.stdout)["metrics"]["gain"] == [0.5, 1.0]
     finally:
         nodes.stop()
