@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from isthmus.jobs.agreement import JobMismatchError, check_same_job, first_difference, job_summary
+from isthmus.jobs.agreement import TAG as AGREEMENT
+from isthmus.jobs.agreement import (JobMismatchError, check_same_job, first_difference, job_summary,
+                                    raise_if_peer_runs_another)
 from isthmus.jobs.plan import Plan, make_plan
 from isthmus.jobs.spec import parse_job
 from isthmus.transport.certs import create_federation
 from isthmus.transport.local import LocalHub
+from isthmus.transport.mailbox import ABORT_TAG
 from tests.vertical_job import LONG_TRAINING, vertical_job
 
 JOB = {"job": "same", "parties": {"guest": {"address": "127.0.0.1:7001", "data": {"path": "g.csv", "id": "id", "label": "y"}},
@@ -80,6 +83,16 @@ def _check(hub: LocalHub, name: str, own_plan, peer: str, errors: dict) -> None:
         errors[name] = exc
 
 
+def test_a_peer_that_sent_the_summary_of_another_job_runs_that_job():
+    with pytest.raises(JobMismatchError, match="^party 'host' runs another job than this one: job: same here, "
+                                               "other there; every party needs the same job file$"):
+        raise_if_peer_runs_another(plan("guest"), {"host": [("older", "1-train/x"), ("other", AGREEMENT)]})
+    with pytest.raises(JobMismatchError, match="party 'arbiter' runs another job"):  # it gave up on that one
+        raise_if_peer_runs_another(plan("guest"), {"arbiter": [("other", ABORT_TAG)]})
+    raise_if_peer_runs_another(plan("guest"), {"host": [("other", "1-train/x"), ("same", AGREEMENT)],
+                                               "stranger": [("other", AGREEMENT)]})  # not a sign, or no peer
+
+
 def test_parties_with_other_job_files_stop_at_once_naming_the_difference(tmp_path):
     """Three `isthmus run` processes, the guest alone with --record: every one ends within seconds."""
     job = vertical_job(tmp_path, "copies", [{"intersect": {}}, {"train": {**LONG_TRAINING, "epochs": 1}}])
@@ -102,3 +115,33 @@ def test_parties_with_other_job_files_stop_at_once_naming_the_difference(tmp_pat
         assert "party 'guest' runs another job than this one: steps: intersect, train here, intersect, train, " \
             "record there" in outputs[party], outputs[party]
     assert not (tmp_path / "out" / "guest" / "model.json").exists()
+
+
+def test_a_party_whose_job_file_names_another_job_stops_every_party_within_seconds(tmp_path):
+    """The host's copy names another job and it starts last: its first summary refused, it ended, and the
+    guest waited for it 60 s, then said nothing listened where the host should."""
+    steps = [{"intersect": {}}, {"train": {**LONG_TRAINING, "epochs": 1}}]
+    job = vertical_job(tmp_path, "copies", steps)
+    other = yaml.safe_load(job.read_text())
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump({**other, "job": "other"}))
+    create_federation(tmp_path / "certs", ["arbiter", "guest", "host"])
+
+    def run(party: str, job_file: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "isthmus", "run", str(job_file), "--party", party, "--certs",
+                                 str(tmp_path / "certs"), "--out", str(tmp_path / "out")],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    started = time.monotonic()
+    processes = {party: run(party, job) for party in ("guest", "arbiter")}
+    time.sleep(2)
+    processes["host"] = run("host", tmp_path / "other.yaml")
+    try:
+        outputs = {party: process.communicate(timeout=70)[0] for party, process in processes.items()}
+    finally:
+        for process in processes.values():
+            process.kill()
+    assert time.monotonic() - started < 30, outputs
+    assert all(process.returncode == 1 for process in processes.values()), outputs
+    assert not any("nothing listens" in output for output in outputs.values()), outputs
+    assert any("party 'host' runs another job than this one: job: copies here, other there" in outputs[party]
+               for party in ("guest", "arbiter")), outputs

@@ -21,7 +21,8 @@ from isthmus.errors import (
 )
 from isthmus.transport import codec
 from isthmus.transport.local import LocalHub
-from isthmus.transport.mailbox import MAX_CLOSED_SCOPES, MAX_SCOPE_ABORTS, Mailbox, Refused
+from isthmus.transport.mailbox import (MAX_CLOSED_SCOPES, MAX_SCOPE_ABORTS, MAX_UNOPENED_PER_SENDER,
+                                       MAX_UNOPENED_SENDERS, Mailbox, Refused)
 
 
 def test_parties_in_threads_exchange_messages():
@@ -152,6 +153,21 @@ def test_deliveries_for_a_job_nobody_opened_are_refused():
     with pytest.raises(Refused, match="job 'nobody' is not open"):
         mailbox.put("nobody", "a", "t", b"x")
     assert mailbox.backlog("a") == (0, 0)
+
+
+def test_deliveries_for_a_job_not_open_are_remembered_per_sender_within_bounds():
+    """What a job process knows of a peer that runs another job: the job and tag of its refused deliveries."""
+    mailbox = Mailbox()
+    mailbox.open_job("mine")
+    for index in range(MAX_UNOPENED_PER_SENDER + 2):
+        with pytest.raises(Refused):
+            mailbox.put("theirs", "peer", f"tag-{index}", b"x")
+    for index in range(MAX_UNOPENED_SENDERS + 5):
+        with pytest.raises(Refused):
+            mailbox.put("theirs", f"member-{index}", "t", b"x")
+    remembered = mailbox.unopened()
+    assert remembered["peer"] == [("theirs", f"tag-{i}") for i in range(2, MAX_UNOPENED_PER_SENDER + 2)]
+    assert len(remembered) == MAX_UNOPENED_SENDERS
 
 
 def test_audit_rows_name_their_party(tmp_path):

@@ -14,17 +14,20 @@ from __future__ import annotations
 from typing import Any
 
 from isthmus.errors import ConfigError
+from isthmus.jobs.peers import needed_peers
 from isthmus.jobs.plan import Plan
 from isthmus.jobs.steps.train import TrainChoice
 from isthmus.options import Options
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
+from isthmus.transport.mailbox import ABORT_TAG
 
 TAG = "plan/agreement"
 #: Job-level options each party may set for itself: `--resume` (an aggregator's) and `--record`, which shows
 #: as a `record` step where it matters.
 OWN_OPTIONS = {"resume", "record"}
 _SHOWN = 80  # characters of a peer's value quoted in an error
+_RUNNING_SIGNS = {TAG, ABORT_TAG}  # deliveries that show a peer runs its job now: its summary, its giving up
 
 
 def job_summary(plan: Plan) -> dict[str, Any]:
@@ -59,6 +62,18 @@ def check_same_job(channel: Channel, plan: Plan, peers: list[str]) -> None:
         if difference:
             raise JobMismatchError(f"party {peer!r} runs another job than this one: {difference}; every party needs "
                                    "the same job file (and the same --record)")
+
+
+def raise_if_peer_runs_another(plan: Plan, unopened: dict[str, list[tuple[str, str]]]) -> None:
+    """Stop if a peer this party meets sent it the summary of a job of another name, or gave up on one
+    (``unopened``: the deliveries refused because their job is not open here). That peer started the other
+    job with this party's address; having failed to hand its summary over, it ended, and this party waited
+    for it a whole connect timeout, then said nothing listened there."""
+    for peer in needed_peers(plan):
+        other = next((job for job, tag in unopened.get(peer, []) if tag in _RUNNING_SIGNS and job != plan.job.name), None)
+        if other is not None:
+            raise JobMismatchError(f"party {peer!r} runs another job than this one: "
+                                   f"{_differ('job', plan.job.name, other)}; every party needs the same job file")
 
 
 def first_difference(mine: dict[str, Any], theirs: dict[str, Any]) -> str | None:

@@ -19,7 +19,7 @@ from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
 from isthmus.jobs.agreement import TAG as AGREEMENT_TAG
-from isthmus.jobs.agreement import JobMismatchError, check_same_job
+from isthmus.jobs.agreement import JobMismatchError, check_same_job, raise_if_peer_runs_another
 from isthmus.jobs.peers import listening_peers, needed_peers, wait_for_peers
 from isthmus.jobs.plan import Plan, make_plan
 from isthmus.jobs.rundir import party_folder
@@ -70,8 +70,7 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
                 # Started inside: its port listens before start() returns, so a peer may already count on
                 # this party when a SIGTERM lands here, and must hear that it stopped.
                 node.start()
-                wait_for_peers(plan, timeout=connect_timeout,
-                               check_abort=lambda: node.mailbox.raise_if_aborted(spec.name, "connect"),
+                wait_for_peers(plan, timeout=connect_timeout, check_abort=lambda: _check_peers(node, plan),
                                heard_from=lambda: node.mailbox.senders(spec.name))
                 if me.role not in EXPENDABLE_ROLES:  # a horizontal client's aggregator does not wait for it
                     _agree(node, plan)
@@ -88,16 +87,37 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
             node.stop(grace=2.0)
 
 
+def _check_peers(node: GrpcNode, plan: Plan) -> None:
+    """While this party waits for its peers: stop if one gave up on the job, or runs a job of another name.
+    The other peers listening are told of the latter: that one may have told only this party (its first
+    delivery refused, it ended), and they would wait for it, or retry sending to it, a whole connect timeout."""
+    node.mailbox.raise_if_aborted(plan.job.name, "connect")
+    try:
+        raise_if_peer_runs_another(plan, node.mailbox.unopened())
+    except JobMismatchError as exc:
+        listening = _in_this_job(node, listening_peers(plan.job, plan.party))
+        node.channel(plan.job.name, listening).abort(abort_reason(plan.party, "connect", exc))
+        raise
+
+
 def _agree(node: GrpcNode, plan: Plan) -> None:
     """:func:`check_same_job` with the peers this party meets. One that cannot give them its summary (a peer
     refusing it: that process runs a job of another name) tells them, or they would go on sending theirs to
-    this party gone for a whole connect timeout."""
+    this party gone for a whole connect timeout; the peer it failed with is not told (it refused, or is gone)."""
     peers = needed_peers(plan)
     try:
         check_same_job(node.channel(plan.job.name), plan, peers)
     except PeerError as exc:
-        node.channel(plan.job.name, peers).abort(abort_reason(plan.party, "agreement", exc))
+        told = [peer for peer in _in_this_job(node, peers) if peer != exc.peer]
+        node.channel(plan.job.name, told).abort(abort_reason(plan.party, "agreement", exc))
         raise
+
+
+def _in_this_job(node: GrpcNode, peers: list[str]) -> list[str]:
+    """``peers`` but those that sent this party messages for a job of another name: they refuse this job's,
+    or end as one goes out to them, and this party would retry it for a whole connect timeout."""
+    unopened = node.mailbox.unopened()
+    return [peer for peer in peers if peer not in unopened]
 
 
 def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, record: bool, log_path: Path,

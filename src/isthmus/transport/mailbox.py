@@ -40,6 +40,9 @@ MAX_ABORT_BYTES = 2000
 MAX_SCOPE_ABORTS = 32
 #: Per job, the scopes closed most recently (:meth:`Mailbox.close_scope`): what arrives in them is discarded.
 MAX_CLOSED_SCOPES = 4096
+#: Deliveries refused because their job is not open here, remembered per sender (:meth:`Mailbox.unopened`).
+MAX_UNOPENED_SENDERS = 256
+MAX_UNOPENED_PER_SENDER = 8
 
 #: Per sender, over all jobs: what may wait in the mailbox or be in transit to it.
 DEFAULT_BACKLOG_BYTES = 2 * codec.DEFAULT_MAX_BYTES
@@ -101,6 +104,7 @@ class Mailbox:
         self._jobs: dict[str, _Job] = {}
         self._queues: dict[tuple[str, str, str], deque[tuple[int, bytes]]] = {}
         self._backlogs: dict[str, _Backlog] = {}
+        self._unopened: dict[str, deque[tuple[str, str]]] = {}  # sender -> (job, tag) of its last deliveries to no open job
         self._arrivals = itertools.count()  # so recv_any serves senders in arrival order
         self._cond = threading.Condition()
 
@@ -147,6 +151,8 @@ class Mailbox:
         with self._cond:
             state = self._jobs.get(job)
             if state is None:
+                if sender in self._unopened or len(self._unopened) < MAX_UNOPENED_SENDERS:
+                    self._unopened.setdefault(sender, deque(maxlen=MAX_UNOPENED_PER_SENDER)).append((job, tag))
                 raise Refused(f"job {job!r} is not open", "job")
             try:
                 self._admit(state, job, sender, tag, size)
@@ -288,6 +294,12 @@ class Mailbox:
         with self._cond:
             state = self._jobs.get(job)
             return set(state.told) if state is not None else set()
+
+    def unopened(self) -> dict[str, list[tuple[str, str]]]:
+        """Per sender, the job and tag of its last deliveries refused because their job is not open here: a
+        peer that asks for another job than the one this process runs."""
+        with self._cond:
+            return {sender: list(refused) for sender, refused in self._unopened.items()}
 
     def senders(self, job: str) -> set[str]:
         """The peers (authenticated by the transport) that have delivered to ``job``: they were up, even if gone since."""
