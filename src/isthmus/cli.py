@@ -14,8 +14,8 @@ from rich.console import Console
 
 from isthmus.cli_errors import fail, guard
 from isthmus.cli_keys import ca_app, keys_app
-from isthmus.cli_metrics import metrics_table
 from isthmus.cli_ledger import ledger_app
+from isthmus.cli_metrics import metrics_table
 from isthmus.cli_node import job_app, model_app, node_app
 from isthmus.cli_query import query_app
 from isthmus.processes import interrupt_once

@@ -70,7 +70,8 @@ def raise_if_peer_runs_another(plan: Plan, unopened: dict[str, list[tuple[str, s
     job with this party's address; having failed to hand its summary over, it ended, and this party waited
     for it a whole connect timeout, then said nothing listened there."""
     for peer in needed_peers(plan):
-        other = next((job for job, tag in unopened.get(peer, []) if tag in _RUNNING_SIGNS and job != plan.job.name), None)
+        other = next((job for job, tag in unopened.get(peer, [])
+                      if tag in _RUNNING_SIGNS and job != plan.job.name), None)
         if other is not None:
             raise JobMismatchError(f"party {peer!r} runs another job than this one: "
                                    f"{_differ('job', plan.job.name, other)}; every party needs the same job file")

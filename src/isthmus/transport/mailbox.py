@@ -104,7 +104,7 @@ class Mailbox:
         self._jobs: dict[str, _Job] = {}
         self._queues: dict[tuple[str, str, str], deque[tuple[int, bytes]]] = {}
         self._backlogs: dict[str, _Backlog] = {}
-        self._unopened: dict[str, deque[tuple[str, str]]] = {}  # sender -> (job, tag) of its last deliveries to no open job
+        self._unopened: dict[str, deque[tuple[str, str]]] = {}  # sender -> (job, tag) of deliveries to no open job
         self._arrivals = itertools.count()  # so recv_any serves senders in arrival order
         self._cond = threading.Condition()
 
