@@ -104,6 +104,13 @@ def test_a_client_that_never_starts_is_left_out_while_the_quorum_remains(tmp_pat
     assert json.loads((tmp_path / "run" / "aggregator" / "model.json").read_text())["secure_aggregation"] is True
 
 
+def test_a_client_shows_each_round_it_trained_in(tmp_path):
+    """Its operator saw nothing between "serving" and the model saved, for however many rounds it took."""
+    assert not run_without_the_last_client(tmp_path, 4)
+    events = [json.loads(line) for line in (tmp_path / "run" / "client-1" / "events.jsonl").read_text().splitlines()]
+    assert [(e["epoch"], e["epochs"]) for e in events if "epoch" in e] == [(1, 2), (2, 2)]
+
+
 def test_a_client_left_out_that_starts_after_all_is_told_at_once(tmp_path):
     """Before, it sent its columns and waited for rounds that never came: its message timeout, ten minutes."""
     errors = run_without_the_last_client(tmp_path, clients=4, late=True)

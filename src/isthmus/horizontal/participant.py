@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -254,17 +255,20 @@ class ClientOutcome:
 
 
 def run_client(
-    channel: Channel, aggregator: str, client: Client, *, terms: ClientTerms, idle_timeout: float | None = None
+    channel: Channel, aggregator: str, client: Client, *, terms: ClientTerms, idle_timeout: float | None = None,
+    on_fit: Callable[[int], None] = lambda server_round: None,
 ) -> ClientOutcome:
     """Serve ``client`` to ``aggregator`` on ``terms`` until it says stop; returns this party's copy of the final model.
 
     A failure while handling one request (the model raised, a request did not validate) is logged and
     reported to the aggregator, which leaves this client out of that round; the client keeps serving.
-    ``idle_timeout`` bounds the wait for the next request (default: the channel's).
+    ``idle_timeout`` bounds the wait for the next request (default: the channel's); ``on_fit`` is told each
+    round this client trained in.
     """
     protocol = ClientProtocol(channel.party, client, terms, aggregator)
     while not protocol.stopped:
         request = channel.recv(aggregator, REQUEST_TAG, timeout=idle_timeout)
+        fitted = protocol.rounds_fitted
         try:
             reply = protocol.handle(request)
         except Exception as exc:  # one bad round must not end the client; the aggregator learns why
@@ -274,6 +278,8 @@ def run_client(
                 raise
             log.warning("%s: %s in round %s failed: %s", channel.party, request["op"], request["round"], exc)
             reply = {"error": for_peer(exc)}
+        if protocol.rounds_fitted > fitted:
+            on_fit(request["round"])
         if reply is not None:
             channel.send(aggregator, reply_tag(request["op"], request["round"]), reply)
     return ClientOutcome(protocol.final_parameters, protocol.rounds_fitted, protocol.stop_reason or "")

@@ -46,7 +46,8 @@ def serve(party: Party, options: HorizontalOptions, client: Client, table: Party
     if party.name in options.fail_after_round:
         channel = _crash_injector(party, options)
     party.progress(status="serving", aggregator=aggregator, rows=table.n_rows)
-    outcome = run_client(channel, aggregator, client, terms=terms)
+    outcome = run_client(channel, aggregator, client, terms=terms,
+                         on_fit=lambda server_round: party.progress(epoch=server_round, epochs=options.rounds))
     if outcome.parameters is None:
         raise IsthmusError(f"aggregator {aggregator!r} ended the job without a model: {outcome.reason}")
     return outcome.parameters, outcome.rounds_fitted
