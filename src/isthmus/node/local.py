@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from isthmus.errors import IsthmusError
-from isthmus.transport.ports import free_ports
+from isthmus.errors import ConfigError, IsthmusError
+from isthmus.transport.ports import free_ports, why_unbindable
 from isthmus.transport.certs import create_federation
 from isthmus.transport.keyfiles import CA_CERT, FEDERATION_FILE
 
@@ -80,7 +80,14 @@ def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 
 @contextmanager
 def running_nodes(configs: dict[str, Path], timeout: float = 60.0) -> Iterator[dict[str, subprocess.Popen]]:
     """Every node of ``configs`` as its own process (log beside its node.yaml), answering when the block
-    starts; terminated (killed after 10 s) when it ends."""
+    starts; terminated (killed after 10 s) when it ends. An API address already taken is refused first:
+    the program there answered the readiness check, and the demo sent its jobs to it."""
+    for party, config in configs.items():  # else another program there answers as if it were the node
+        listen = api_url(config).removeprefix("http://")
+        host, _, port = listen.rpartition(":")
+        why = why_unbindable(host, int(port))
+        if why:
+            raise ConfigError(f"node {party!r} cannot serve its API on {listen}: {why}")
     processes: dict[str, subprocess.Popen] = {}
     try:
         for party, config in configs.items():
