@@ -16,6 +16,8 @@ import yaml
 from isthmus.jobs.agreement import TAG as AGREEMENT
 from isthmus.jobs.agreement import (JobMismatchError, check_same_job, first_difference, job_summary,
                                     raise_if_peer_runs_another)
+from isthmus.demos.horizontal import make_horizontal_data
+from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.plan import Plan, make_plan
 from isthmus.jobs.spec import parse_job
 from isthmus.transport.certs import create_federation
@@ -145,3 +147,33 @@ def test_a_party_whose_job_file_names_another_job_stops_every_party_within_secon
     assert not any("nothing listens" in output for output in outputs.values()), outputs
     assert any("party 'host' runs another job than this one: job: copies here, other there" in outputs[party]
                for party in ("guest", "arbiter")), outputs
+
+
+def test_a_horizontal_client_with_another_copy_stops_and_the_rounds_go_on_without_it(tmp_path):
+    """Its aggregator waits for no client, so it answers each client's summary as it comes. A client under
+    another model (or other local epochs) trained unheard, and the aggregator failed saying it never sent
+    its columns."""
+    names = ["client-1", "client-2"]
+    files = make_horizontal_data(tmp_path / "data", clients=2)
+    parties = loopback_parties({**{name: {"data": {"path": str(train), "id": "id", "label": "y"}}
+                                       for name, (train, _) in zip(names, files)}, "aggregator": {}})
+    train = {"model": "homo_lr", "rounds": 2, "local_epochs": 1, "secure_aggregation": False, "min_clients": 1,
+             "round_timeout": 5}
+    job = write_job(tmp_path / "job.yaml", {"job": "rows", "parties": parties, "steps": [{"train": train}]})
+    other = write_job(tmp_path / "other.yaml", {"job": "rows", "parties": parties,
+                                                "steps": [{"train": {**train, "local_epochs": 3}}]})
+    create_federation(tmp_path / "certs", ["aggregator", *names])
+    processes = {party: subprocess.Popen(
+        [sys.executable, "-m", "isthmus", "run", str(other if party == "client-2" else job), "--party", party,
+         "--certs", str(tmp_path / "certs"), "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for party in ("aggregator", *names)}
+    try:
+        outputs = {party: process.communicate(timeout=60)[0] for party, process in processes.items()}
+    finally:
+        for process in processes.values():
+            process.kill()
+    codes = {party: process.returncode for party, process in processes.items()}
+    assert codes == {"aggregator": 0, "client-1": 0, "client-2": 1}, outputs
+    assert "party 'aggregator' runs another job than this one: step 0 'train', option 'local_epochs': 3 here, 1 " \
+        "there" in outputs["client-2"], outputs["client-2"]
+    assert "client 'client-2' is left out: party 'client-2' runs another job than this one" in outputs["aggregator"]

@@ -3,11 +3,15 @@ differs in odd ways (wrong types, huge values) is a mismatch with a bounded mess
 
 from __future__ import annotations
 
+import logging
+import threading
+from pathlib import Path
+
 import pytest
 from test_agreement import plan
 
 from isthmus.errors import ProtocolError
-from isthmus.jobs.agreement import TAG, JobMismatchError, check_same_job, job_summary
+from isthmus.jobs.agreement import TAG, JobMismatchError, answer_summaries, check_same_job, job_summary
 from isthmus.transport.local import LocalHub
 
 
@@ -34,3 +38,34 @@ def test_a_summary_of_odd_shape_is_a_mismatch_with_a_bounded_message(field, valu
     with pytest.raises(JobMismatchError) as caught:
         _against({**job_summary(plan()), field: value})
     assert len(str(caught.value)) < 400 and "party 'host' runs another job" in str(caught.value)
+
+
+HORIZONTAL = {"job": "rows", "steps": [{"train": {"model": "homo_lr", "rounds": 2}}],
+              "parties": {"aggregator": {"address": "127.0.0.1:7000"},
+                          **{f"client-{n}": {"address": f"127.0.0.1:700{n}", "data": {"path": f"{n}.csv", "id": "id",
+                                                                                        "label": "y"}}
+                             for n in (1, 2)}}}
+
+
+def test_a_client_that_sends_garbage_as_its_summary_leaves_the_aggregator_answering_the_others(caplog):
+    """The aggregator answers summaries for the whole job, in a thread: one client's bytes must not end it."""
+    from isthmus.jobs.plan import make_plan
+    from isthmus.jobs.spec import parse_job
+
+    spec = parse_job(HORIZONTAL, base_dir=Path("."))
+    hub = LocalHub(["aggregator", "client-1", "client-2"])
+    stop = threading.Event()
+    answering = threading.Thread(target=answer_summaries, args=(
+        hub.channel("aggregator", "rows"), make_plan(spec, "aggregator"), ["client-1", "client-2"], stop,
+        logging.getLogger("test")))
+    answering.start()
+    try:
+        hub.channel("client-1", "rows").send("aggregator", TAG, {"job": ["x" * 10_000]})
+        for _ in range(3):  # asking again is answered again
+            check_same_job(hub.channel("client-2", "rows"), make_plan(spec, "client-2"), ["aggregator"])
+        check_same_job(hub.channel("client-1", "rows"), make_plan(spec, "client-1"), ["aggregator"])  # mended
+    finally:
+        stop.set()
+        answering.join(5)
+    assert not answering.is_alive()
+    assert "client 'client-1' is left out" in caplog.text and len(caplog.text) < 2000

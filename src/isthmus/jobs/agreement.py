@@ -11,9 +11,11 @@ the first difference on both sides.
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
-from isthmus.errors import ConfigError
+from isthmus.errors import ConfigError, PeerAbortedError, PeerError, PeerTimeoutError, ProtocolError
 from isthmus.jobs.peers import needed_peers
 from isthmus.jobs.plan import Plan
 from isthmus.jobs.steps.train import TrainChoice
@@ -27,6 +29,7 @@ TAG = "plan/agreement"
 #: as a `record` step where it matters.
 OWN_OPTIONS = {"resume", "record"}
 _SHOWN = 80  # characters of a peer's value quoted in an error
+_ANSWER_POLL_S = 1.0  # how soon an aggregator's answering of summaries notices that the job ended
 _RUNNING_SIGNS = {TAG, ABORT_TAG}  # deliveries that show a peer runs its job now: its summary, its giving up
 
 
@@ -56,12 +59,37 @@ def check_same_job(channel: Channel, plan: Plan, peers: list[str]) -> None:
     mine = job_summary(plan)
     for peer in peers:
         channel.send(peer, TAG, mine)
-    summaries = {peer: Inspect(peer, TAG).mapping(channel.recv(peer, TAG), set(mine), exact=True) for peer in peers}
+    summaries = {peer: channel.recv(peer, TAG) for peer in peers}
     for peer, theirs in summaries.items():
-        difference = first_difference(mine, theirs)
-        if difference:
-            raise JobMismatchError(f"party {peer!r} runs another job than this one: {difference}; every party needs "
-                                   "the same job file (and the same --record)")
+        _check(mine, peer, theirs)
+
+
+def answer_summaries(channel: Channel, plan: Plan, clients: list[str], stop: threading.Event,
+                     log: logging.Logger) -> None:
+    """A horizontal aggregator's side, until ``stop`` is set: answer each client's summary with its own, when
+    it comes (the aggregator waits for no client, and clients may start late), and log a client that runs
+    another job. That client finds the difference too and stops; the rounds go on without it. It had trained
+    under another model's protocol, unheard, and the aggregator failed saying it never sent its columns."""
+    mine = job_summary(plan)
+    while not stop.is_set():
+        try:
+            client, theirs = channel.recv_any(clients, TAG, timeout=_ANSWER_POLL_S)
+        except PeerTimeoutError:
+            continue
+        except PeerAbortedError:
+            return
+        try:
+            channel.send(client, TAG, mine)
+            _check(mine, client, theirs)
+        except (PeerError, ProtocolError, JobMismatchError) as exc:
+            log.warning("step=connect client %r is left out: %s", client, exc)
+
+
+def _check(mine: dict[str, Any], peer: str, theirs: Any) -> None:
+    difference = first_difference(mine, Inspect(peer, TAG).mapping(theirs, set(mine), exact=True))
+    if difference:
+        raise JobMismatchError(f"party {peer!r} runs another job than this one: {difference}; every party needs "
+                               "the same job file (and the same --record)")
 
 
 def raise_if_peer_runs_another(plan: Plan, unopened: dict[str, list[tuple[str, str]]]) -> None:

@@ -9,7 +9,10 @@ import dataclasses
 import logging
 import os
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from isthmus.algorithms.registry import BUILTIN
@@ -19,8 +22,8 @@ from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
 from isthmus.jobs.agreement import TAG as AGREEMENT_TAG
-from isthmus.jobs.agreement import JobMismatchError, check_same_job, raise_if_peer_runs_another
-from isthmus.jobs.peers import listening_peers, needed_peers, wait_for_peers
+from isthmus.jobs.agreement import JobMismatchError, answer_summaries, check_same_job, raise_if_peer_runs_another
+from isthmus.jobs.peers import expendable_peers, listening_peers, needed_peers, wait_for_peers
 from isthmus.jobs.plan import Plan, make_plan
 from isthmus.jobs.rundir import party_folder
 from isthmus.jobs.runner import EXPENDABLE_ROLES, abort_reason, run_party
@@ -72,7 +75,9 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
                 node.start()
                 wait_for_peers(plan, timeout=connect_timeout, check_abort=lambda: _check_peers(node, plan),
                                heard_from=lambda: node.mailbox.senders(spec.name))
-                if me.role not in EXPENDABLE_ROLES:  # a horizontal client's aggregator does not wait for it
+                if me.role in EXPENDABLE_ROLES:  # its aggregator answers (answering_clients); it tells no one
+                    check_same_job(node.channel(spec.name), plan, needed_peers(plan))
+                else:
                     _agree(node, plan)
             except (PeerError, JobMismatchError) as exc:
                 EventLog(run_dir, party).emit(step="connect", status="failed", error=str(exc))
@@ -82,9 +87,30 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
                 if me.role not in EXPENDABLE_ROLES and node.port is not None:
                     node.channel(spec.name, listening_peers(spec, party)).abort(abort_reason(party, "connect", exc))
                 raise
-            return run_party(spec, party, node.channel(spec.name), run_dir, certs_dir=certs_dir, plan=plan)
+            with answering_clients(node, plan):
+                return run_party(spec, party, node.channel(spec.name), run_dir, certs_dir=certs_dir, plan=plan)
         finally:
             node.stop(grace=2.0)
+
+
+@contextmanager
+def answering_clients(node: GrpcNode, plan: Plan) -> Iterator[None]:
+    """For the block, a horizontal aggregator answers its clients' job summaries (:func:`answer_summaries`)."""
+    clients = expendable_peers(plan)
+    if not clients:
+        yield
+        return
+    stop = threading.Event()
+    log = logging.getLogger(f"isthmus.{plan.party}")
+    channel = node.channel(plan.job.name)
+    answering = threading.Thread(target=answer_summaries, args=(channel, plan, clients, stop, log),
+                                 name="job-summaries", daemon=True)
+    answering.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        answering.join()
 
 
 def _check_peers(node: GrpcNode, plan: Plan) -> None:

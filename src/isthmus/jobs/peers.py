@@ -28,6 +28,16 @@ def needed_peers(plan: Plan) -> list[str]:
     clients). A party that meets nobody (an arbiter listed in a PSI-only job, or in SecureBoost's, where it
     idles) finishes at once, often before a slower peer first looked for it, which then waited its whole
     connect timeout for it and failed saying "start it"."""
+    return [name for name, role in _met(plan) if role not in EXPENDABLE_ROLES]
+
+
+def expendable_peers(plan: Plan) -> list[str]:
+    """The peers this party meets whose absence the job survives: a horizontal aggregator's clients."""
+    return [name for name, role in _met(plan) if role in EXPENDABLE_ROLES]
+
+
+def _met(plan: Plan) -> list[tuple[str, str]]:
+    """(name, role) of every peer this party meets in some step of its plan."""
     roster, me = plan.job.roster, plan.job.role_of(plan.party)
     met: set[str] = set()
     for step in plan.steps:
@@ -35,8 +45,7 @@ def needed_peers(plan: Plan) -> list[str]:
         roles = set(roster.roles.values()) if roles is None else roles
         if me in roles:
             met |= roles
-    return [name for name, role in sorted(roster.roles.items())
-            if name != plan.party and role in met and role not in EXPENDABLE_ROLES]
+    return [(name, role) for name, role in sorted(roster.roles.items()) if name != plan.party and role in met]
 
 
 def wait_for_peers(plan: Plan, *, timeout: float, check_abort: Callable[[], None] = lambda: None,
