@@ -110,7 +110,9 @@ def answering_clients(node: GrpcNode, plan: Plan) -> Iterator[None]:
         yield
     finally:
         stop.set()
-        answering.join()
+        # It takes longer only while it retries answering a client that asked and went (up to the connect
+        # timeout); the job is done, so it is left to end with the process.
+        answering.join(timeout=5.0)
 
 
 def _check_peers(node: GrpcNode, plan: Plan) -> None:
