@@ -6,7 +6,8 @@ job never sends (a `record` step that only the guest had failed after 60 s, its 
 more epoch at one party than at the other, the same). Each party sends the peers it meets the job as it
 reads it, only its shared parts (never a data path: each party's `--data` is its own), and compares
 theirs with its own: a difference stops the job before anything else is sent, naming the peer and
-the first difference on both sides.
+the first difference on both sides. A horizontal aggregator, which waits for no client, answers each
+client's summary whenever it comes, and the client that differs stops alone.
 """
 
 from __future__ import annotations
