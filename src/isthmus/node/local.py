@@ -81,8 +81,8 @@ def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 
 def running_nodes(configs: dict[str, Path], timeout: float = 60.0) -> Iterator[dict[str, subprocess.Popen]]:
     """Every node of ``configs`` as its own process (log beside its node.yaml), answering when the block
     starts; terminated (killed after 10 s) when it ends. An API address already taken is refused first:
-    the program there answered the readiness check, and the demo sent its jobs to it."""
-    for party, config in configs.items():  # else another program there answers as if it were the node
+    the program there (another node) would answer the readiness check as if it were this node."""
+    for party, config in configs.items():
         listen = api_url(config).removeprefix("http://")
         host, _, port = listen.rpartition(":")
         why = why_unbindable(host, int(port))
