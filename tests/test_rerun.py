@@ -77,6 +77,18 @@ def test_resume_continues_in_the_earlier_run(tmp_path):
             pass
 
 
+def test_resume_with_nothing_to_resume_is_refused(tmp_path):
+    """A vertical guest, or a client, given --resume ran the job again from scratch over its earlier run."""
+    folder = tmp_path / "guest"
+    for _ in range(2):  # an empty folder, then one holding a finished run without checkpoints
+        with pytest.raises(ConfigError, match=f"nothing to resume in {folder}: it holds no checkpoints"):
+            with party_folder(folder, job="j", party="guest", role="guest", resume=True):
+                pass
+        with party_folder(folder, job="j", party="guest", role="guest", replace=True):
+            (folder / "model.json").write_text("{}")
+    assert (folder / "model.json").exists()
+
+
 def test_a_party_never_writes_into_another_partys_run(tmp_path):
     folder = tmp_path / "shared"
     with party_folder(folder, job="j", party="host", role="host"):

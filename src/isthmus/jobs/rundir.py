@@ -145,8 +145,8 @@ def party_folder(folder: Path, *, job: str, party: str, role: str, replace: bool
     """One party's run folder, for ``isthmus run``: the party's own, and never two runs mixed in it.
 
     A folder holding an earlier run of this party is refused unless ``replace`` (its files are removed
-    first) or ``resume`` (they stay: checkpoints continue); another party's run, or files isthmus did
-    not write, are refused either way.
+    first) or ``resume`` (they stay: checkpoints continue; a folder without checkpoints is refused); another
+    party's run, or files isthmus did not write, are refused either way.
     """
     folder = Path(folder)
     with locked(folder):
@@ -168,6 +168,9 @@ def party_folder(folder: Path, *, job: str, party: str, role: str, replace: bool
                     raise ConfigError(f"{folder} holds {describe(marker)}; pass {resumable}--force to replace "
                                       "it, or choose another --out")
                 clear(folder)
+        if resume and not (folder / _CHECKPOINTS).is_dir():  # it ran again from scratch over the earlier run
+            raise ConfigError(f"nothing to resume in {folder}: it holds no checkpoints (a horizontal aggregator "
+                              "keeps them after each round); run without --resume (--force replaces an earlier run)")
         with recorded(folder / RUN_MARKER, job=job, party=party, role=role):
             yield folder
 
