@@ -479,6 +479,7 @@ def test_a_taken_port_is_a_clear_error(start, certs, addresses, capfd):
 @pytest.mark.parametrize("listen, why", [
     ("bank.invalid:7001", "the name 'bank.invalid' does not resolve on this machine"),
     ("192.0.2.1:7001", "'192.0.2.1' is not an address of this machine"),  # TEST-NET-1: never this machine's
+    ("127.0.0.1:99999", "99999 is not a port (1 to 65535)"),  # `run --listen`: it listened on 34463
 ])
 def test_an_address_that_is_not_this_machines_is_named_as_such(certs, addresses, listen, why):
     """It said "address in use or invalid" for a job address naming another machine or a typo'd name."""

@@ -38,6 +38,8 @@ def port_is_free(host: str, port: int) -> bool:
 def why_unbindable(host: str, port: int) -> str:
     """Why ``host:port`` cannot be bound here, in words; empty if it can (as gRPC binds: an address in TIME_WAIT
     is reusable)."""
+    if not 0 <= port <= 65535:  # getaddrinfo takes 99999 as 34463, and gRPC listened there
+        return f"{port} is not a port (1 to 65535)"
     try:
         family, _, _, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError):
