@@ -123,6 +123,23 @@ def test_forged_votes_and_starts_are_refused_and_nothing_runs(configs):
         nodes.stop()
 
 
+def test_a_consent_announcing_a_port_over_65535_is_refused(configs):
+    """The pattern took 99999, which gRPC would have dialled, and listened on, as 34463."""
+    nodes = local_nodes(configs)
+    try:
+        host = nodes.coordinators["host"]
+        job = host.submit(proposal())
+        nodes.wait("guest", job, "pending")
+        key = load_signing_key(load_node_config(configs["guest"]).keys, "guest")
+        vote = {"kind": "vote", "job": job, "decision": "accept", "address": "127.0.0.1:99999",
+                "signature": sign_consent(key, host.store.job(job)["digest"])}
+        with pytest.raises(ProtocolError, match="a port from 1 to 65535, got '127.0.0.1:99999'"):
+            host.handle("guest", vote)
+        assert "guest" not in host.store.votes(job)
+    finally:
+        nodes.stop()
+
+
 def test_a_member_flooding_proposals_is_refused_past_the_hourly_limit_and_nothing_is_stored(tmp_path):
     nodes = local_nodes(federation(tmp_path, host={"max_proposals_per_hour": 2}))
     try:

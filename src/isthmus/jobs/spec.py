@@ -22,6 +22,13 @@ from isthmus.yaml_files import load_yaml
 ROLES = ("guest", "host", "arbiter", "client", "aggregator")
 # Whole-string patterns (always used with fullmatch: `$` would also match before a trailing newline).
 ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]+:(?P<port>[0-9]{1,5})")
+
+
+def is_address(address: object) -> bool:
+    """Whether ``address`` is host:port with a port from 1 to 65535 (a port of five digits such as 99999
+    passes the pattern, and gRPC listened on it modulo 65536)."""
+    match = ADDRESS.fullmatch(address) if isinstance(address, str) else None
+    return match is not None and 0 < int(match["port"]) < 65536
 _NAME = re.compile(r"[a-z][a-z0-9\-]{0,62}")
 _JOB_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
@@ -168,8 +175,7 @@ def _parse_party(name: str, entry: Any, base_dir: Path, default_role: str) -> Pa
     if role not in ROLES:
         raise ConfigError(f"party {name!r}: role {role!r} is not one of {ROLES} (set 'role:' explicitly)")
     address = entry.get("address")
-    match = ADDRESS.fullmatch(address) if isinstance(address, str) else None
-    if match is None or not 0 < int(match["port"]) < 65536:
+    if not is_address(address):
         raise ConfigError(f"party {name!r}: 'address' must be host:port with a port from 1 to 65535, got {address!r}")
     data = entry.get("data")
     return PartySpec(name=name, role=role, address=address, data=_parse_data(name, data, base_dir) if data else None)

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from isthmus.compute import connect
 from isthmus.errors import ConfigError
-from isthmus.jobs.spec import ADDRESS
+from isthmus.jobs.spec import is_address
 from isthmus.options import Options
 from isthmus.transport.keyfiles import check_party_name, federation_file, load_pinned_keys
 from isthmus.yaml_files import load_yaml
@@ -176,6 +176,12 @@ def _check(config: NodeConfig, path: Path) -> dict[str, str]:
                           "1024 <= FIRST <= LAST <= 65535")
     if options.query is not None:
         _check_query(config, path)
+    listens = {"api.listen": options.api.listen, "listen": options.listen,
+               "query.listen": options.query.listen if options.query else None}
+    for key, listen in listens.items():
+        if listen is not None and not is_address(listen):
+            raise ConfigError(f"node configuration {path}: {key} must be host:port with a port from 1 to 65535, "
+                              f"got {listen!r}")
     if options.api.token_file is None and not _loopback(options.api.listen):
         raise ConfigError(f"node configuration {path}: the API listens on {options.api.listen}, beyond this machine; "
                           "set api.token_file (a file holding the token clients must send)")
@@ -207,8 +213,9 @@ def load_members(path: Path) -> dict[str, str]:
         raise ConfigError(f"federation file {path}: 'members' must map member names to node addresses (host:port)")
     for name, address in members.items():
         check_party_name(name)
-        if not isinstance(address, str) or not ADDRESS.fullmatch(address):
-            raise ConfigError(f"federation file {path}: member {name!r}: address must be host:port, got {address!r}")
+        if not is_address(address):
+            raise ConfigError(f"federation file {path}: member {name!r}: address must be host:port with a port from 1 "
+                              f"to 65535, got {address!r}")
     return dict(members)
 
 

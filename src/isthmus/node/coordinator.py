@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from isthmus.errors import ConfigError, IsthmusError
 from isthmus.incentive.ledger import ledger_path
-from isthmus.jobs.spec import ADDRESS, shared_address
+from isthmus.jobs.spec import is_address, shared_address
 from isthmus.node.config import NodeConfig
 from isthmus.node.consent import consent_valid, sign_consent
 from isthmus.node.peers import TAG
@@ -357,6 +357,6 @@ def proposal_of(job: dict) -> Proposal:
 
 
 def _check_address(check: Inspect, address: Any) -> None:
-    if not isinstance(address, str) or not ADDRESS.fullmatch(address):
-        check.fail(f"job address must be host:port, got {address!r:.40}")
+    if not is_address(address):
+        check.fail(f"job address must be host:port with a port from 1 to 65535, got {address!r:.40}")
 
