@@ -90,6 +90,8 @@ def test_policy_digest_differs_per_mode():
     ({"policy": {"max_batch": 0}}, "policy.max_batch must be an integer"),
     ({"institutions": {}}, "at least one member"),
     ({"surprise": 1}, "unknown key"),
+    ({"institutions": {"bank1": "h-2"}}, "the address of 'bank1' must be host:port with a port from 1 to 65535"),
+    ({"aggregator": {"name": "agg", "address": "h:99999"}}, "the address of 'agg' must be host:port"),
 ])
 def test_config_mistakes_are_named(tmp_path, change, message):
     doc = {"consortium": "c", "aggregator": {"name": "agg", "address": "h:1"}, "institutions": {"bank1": "h:2"}}

@@ -17,18 +17,11 @@ from pydantic import Field
 from isthmus.algorithms.base import Roster
 from isthmus.errors import ConfigError
 from isthmus.options import Options
+from isthmus.transport.ports import is_address
 from isthmus.yaml_files import load_yaml
 
 ROLES = ("guest", "host", "arbiter", "client", "aggregator")
 # Whole-string patterns (always used with fullmatch: `$` would also match before a trailing newline).
-ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]+:(?P<port>[0-9]{1,5})")
-
-
-def is_address(address: object) -> bool:
-    """Whether ``address`` is host:port with a port from 1 to 65535 (a port of five digits such as 99999
-    passes the pattern, and gRPC listened on it modulo 65536)."""
-    match = ADDRESS.fullmatch(address) if isinstance(address, str) else None
-    return match is not None and 0 < int(match["port"]) < 65536
 _NAME = re.compile(r"[a-z][a-z0-9\-]{0,62}")
 _JOB_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 

@@ -16,9 +16,9 @@ from pydantic import Field
 
 from isthmus.compute import connect
 from isthmus.errors import ConfigError
-from isthmus.jobs.spec import is_address
 from isthmus.options import Options
 from isthmus.transport.keyfiles import check_party_name, federation_file, load_pinned_keys
+from isthmus.transport.ports import is_address
 from isthmus.yaml_files import load_yaml
 
 ALIAS = re.compile(r"[a-z][a-z0-9_\-]{0,62}")

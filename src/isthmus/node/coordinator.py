@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from isthmus.errors import ConfigError, IsthmusError
 from isthmus.incentive.ledger import ledger_path
-from isthmus.jobs.spec import is_address, shared_address
+from isthmus.jobs.spec import shared_address
 from isthmus.node.config import NodeConfig
 from isthmus.node.consent import consent_valid, sign_consent
 from isthmus.node.peers import TAG
@@ -30,6 +30,7 @@ from isthmus.node.proposal import Proposal, ProposalError, job_document, parse_p
 from isthmus.node.replicas import LedgerReplicas
 from isthmus.node.store import FINAL, Store
 from isthmus.protocols.inspect import Inspect
+from isthmus.transport.ports import is_address
 
 _log = logging.getLogger(__name__)
 MAX_REASON = 1000

@@ -4,9 +4,20 @@ a node choosing its jobs' ports from a range."""
 from __future__ import annotations
 
 import errno
+import re
 import socket
 
 from isthmus.errors import ConfigError
+
+
+_ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]+:(?P<port>[0-9]{1,5})")
+
+
+def is_address(address: object) -> bool:
+    """Whether ``address`` is host:port with a port from 1 to 65535 (a port of five digits such as 99999
+    passes a pattern, and gRPC listened on it modulo 65536)."""
+    match = _ADDRESS.fullmatch(address) if isinstance(address, str) else None
+    return match is not None and 0 < int(match["port"]) < 65536
 
 
 def free_ports(count: int) -> list[int]:
