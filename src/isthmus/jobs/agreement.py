@@ -79,6 +79,9 @@ def answer_summaries(channel: Channel, plan: Plan, clients: list[str], stop: thr
             continue
         except PeerAbortedError:
             return
+        except ProtocolError as exc:  # bytes that do not decode
+            log.warning("step=connect client %r is left out: %s", exc.peer, exc)
+            continue
         try:
             channel.send(client, TAG, mine)
             _check(mine, client, theirs)
