@@ -154,3 +154,32 @@ def test_an_aggregator_waiting_for_columns_says_for_whom_and_why_it_may_be(tmp_p
         restart if resume else " (a client sends them once it has read its table)")
     assert events == [{"waiting_for": ["client-2"], "why": why}]
     assert str(failed.value).endswith("not heard from: client-2" + (restart if resume else ""))
+
+
+def test_a_client_left_out_for_running_another_job_ends_the_wait_for_its_columns(tmp_path):
+    """The client whose copy named another model stopped after 2 s; the aggregator waited round_timeout for
+    its columns, then said it had not heard from it."""
+    from isthmus.algorithms.base import Party, Roster
+    from isthmus.algorithms.homo_linear import aggregator
+    from isthmus.algorithms.homo_linear.options import LinearModelOptions
+    from isthmus.errors import DataError
+
+    why = "party 'client-2' runs another job than this one: step 0 'train', option 'model': homo_lr here, ..."
+    events = []
+    hub = LocalHub(["aggregator", "client-1", "client-2"])
+    party = Party("aggregator", Roster({"aggregator": "aggregator", "client-1": "client", "client-2": "client"}),
+                  hub.channel("aggregator", "j"), None, tmp_path, progress=lambda **event: events.append(event))
+    hub.mailboxes["aggregator"].refuse("j", "client-2", why)  # as the answering of job summaries does
+    started = time.monotonic()
+    with pytest.raises(DataError) as failed:
+        aggregator.agreed_features(party, LinearModelOptions(round_timeout=60))
+    assert time.monotonic() - started < 5
+    assert str(failed.value).startswith("with client-2 left out, 1 of the 2 clients remain, and every sum needs 2")
+    assert f"; client-2 left out: a message was refused on arrival: {why}" in str(failed.value)
+
+    hub.mailboxes["aggregator"].refuse("j", "client-2", why)
+    hub.channel("client-1", "j").send("aggregator", FEATURES_TAG, ["x0", "x1"])
+    features, present = aggregator.agreed_features(party, LinearModelOptions(round_timeout=60, min_clients=1,
+                                                                             secure_aggregation=False))
+    assert (features, present) == (["x0", "x1"], ["client-1"]) and time.monotonic() - started < 10
+    assert events[-1]["left_out"] == ["client-2"] and why in events[-1]["why"]

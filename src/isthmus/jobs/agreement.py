@@ -12,8 +12,8 @@ client's summary whenever it comes, and the client that differs stops alone.
 
 from __future__ import annotations
 
-import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from isthmus.errors import ConfigError, PeerAbortedError, PeerError, PeerTimeoutError, ProtocolError
@@ -66,27 +66,30 @@ def check_same_job(channel: Channel, plan: Plan, peers: list[str]) -> None:
 
 
 def answer_summaries(channel: Channel, plan: Plan, clients: list[str], stop: threading.Event,
-                     log: logging.Logger) -> None:
+                     leave_out: Callable[[str, str], None]) -> None:
     """A horizontal aggregator's side, until ``stop`` is set: answer each client's summary with its own, when
-    it comes (the aggregator waits for no client, and clients may start late), and log a client that runs
-    another job. That client finds the difference too and stops; the rounds go on without it. It had trained
-    under another model's protocol, unheard, and the aggregator failed saying it never sent its columns."""
-    mine = job_summary(plan)
-    while not stop.is_set():
+    it comes (the aggregator waits for no client, and clients may start late), and ``leave_out(client, why)``
+    one that runs another job, or sends garbage. That client finds the difference too and stops; the rounds go
+    on without it. It had trained under another model's protocol, unheard, and the aggregator failed after
+    round_timeout saying it never sent its columns."""
+    mine, asking = job_summary(plan), list(clients)
+    while asking and not stop.is_set():
         try:
-            client, theirs = channel.recv_any(clients, TAG, timeout=_ANSWER_POLL_S)
+            client, theirs = channel.recv_any(asking, TAG, timeout=_ANSWER_POLL_S)
         except PeerTimeoutError:
             continue
         except PeerAbortedError:
             return
         except ProtocolError as exc:  # bytes that do not decode
-            log.warning("step=connect client %r is left out: %s", exc.peer, exc)
+            asking.remove(exc.peer)
+            leave_out(exc.peer, str(exc))
             continue
         try:
             channel.send(client, TAG, mine)
             _check(mine, client, theirs)
         except (PeerError, ProtocolError, JobMismatchError) as exc:
-            log.warning("step=connect client %r is left out: %s", client, exc)
+            asking.remove(client)
+            leave_out(client, str(exc))
 
 
 def _check(mine: dict[str, Any], peer: str, theirs: Any) -> None:

@@ -95,16 +95,20 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
 
 @contextmanager
 def answering_clients(node: GrpcNode, plan: Plan) -> Iterator[None]:
-    """For the block, a horizontal aggregator answers its clients' job summaries (:func:`answer_summaries`)."""
+    """For the block, a horizontal aggregator answers its clients' job summaries (:func:`answer_summaries`); a
+    client left out there is refused by this party's mailbox, so the wait for its columns ends at once."""
     clients = expendable_peers(plan)
     if not clients:
         yield
         return
-    stop = threading.Event()
-    log = logging.getLogger(f"isthmus.{plan.party}")
-    channel = node.channel(plan.job.name)
-    answering = threading.Thread(target=answer_summaries, args=(channel, plan, clients, stop, log),
-                                 name="job-summaries", daemon=True)
+    stop, log = threading.Event(), logging.getLogger(f"isthmus.{plan.party}")
+
+    def leave_out(client: str, why: str) -> None:  # its columns, or its next message, are refused at once
+        log.warning("step=connect client %r is left out: %s", client, why)
+        node.mailbox.refuse(plan.job.name, client, why)
+
+    answering = threading.Thread(target=answer_summaries, args=(node.channel(plan.job.name), plan, clients, stop,
+                                                                leave_out), name="job-summaries", daemon=True)
     answering.start()
     try:
         yield

@@ -41,20 +41,27 @@ def agreed_features(party: Party, options: HorizontalOptions) -> tuple[list[str]
     is left out of the job, as one that drops out of a round is, while min_clients remain: waiting for it
     with the job's message timeout held every other party for ten minutes, then failed."""
     clients, timeout = party.roster.with_role("client"), options.round_timeout
-    sent: dict[str, list[str]] = {}
-    waiting, started = set(clients), time.monotonic()
-    _collect_columns(party.channel, waiting, sent, min(SLOW_COLUMNS_S, timeout))
-    if waiting:
-        party.progress(waiting_for=sorted(waiting), why=_columns_not_sent(party, options))
-        _collect_columns(party.channel, waiting, sent, timeout - (time.monotonic() - started))
     fewest = fewest_clients(options, len(clients))
+    sent: dict[str, list[str]] = {}
+    refused: dict[str, str] = {}  # client -> why its message was refused (it runs another job, say)
+    waiting, started = set(clients), time.monotonic()
+    _collect_columns(party.channel, waiting, sent, refused, min(SLOW_COLUMNS_S, timeout), fewest)
+    if waiting and len(sent) + len(waiting) >= fewest:
+        party.progress(waiting_for=sorted(waiting), why=_columns_not_sent(party, options))
+        _collect_columns(party.channel, waiting, sent, refused, timeout - (time.monotonic() - started), fewest)
     if len(sent) < fewest:
-        raise DataError(f"{len(sent)} of the {len(clients)} clients sent their columns within {timeout:g} s "
-                        f"(round_timeout), and every sum needs {fewest} (min_clients {options.min_clients}"
-                        + (f"; under secure aggregation each client's update goes only into sums of {fewest} of "
-                           f"the job's {len(clients)}: dropout_tolerance {options.secagg.dropout_tolerance}"
-                           if options.secure_aggregation else "")
-                        + f"); not heard from: {', '.join(sorted(waiting))}"
+        needs = (f"every sum needs {fewest} (min_clients {options.min_clients}"
+                 + (f"; under secure aggregation each client's update goes only into sums of {fewest} of the job's "
+                    f"{len(clients)}: dropout_tolerance {options.secagg.dropout_tolerance}"
+                    if options.secure_aggregation else "") + ")")
+        if len(clients) - len(refused) < fewest:  # no reason to wait any longer
+            heard, missing = (f"with {', '.join(sorted(refused))} left out, {len(clients) - len(refused)} of the "
+                              f"{len(clients)} clients remain"), ""
+        else:
+            heard = f"{len(sent)} of the {len(clients)} clients sent their columns within {timeout:g} s (round_timeout)"
+            missing = f"; not heard from: {', '.join(sorted(waiting))}" if waiting else ""
+        raise DataError(f"{heard}, and {needs}{missing}"
+                        + "".join(f"; {client} left out: {why}" for client, why in sorted(refused.items()))
                         + (f"; {RESUMED_WITHOUT_CLIENTS}" if party.resume else ""))
     present = [client for client in clients if client in sent]
     first = present[0]
@@ -67,17 +74,28 @@ def agreed_features(party: Party, options: HorizontalOptions) -> tuple[list[str]
                             f"first difference at position {where}")
     if waiting:
         party.progress(left_out=sorted(waiting), why=_no_columns_in_time(options))
+    for client, why in sorted(refused.items()):
+        party.progress(left_out=[client], why=why)
     return sent[first], present
 
 
-def _collect_columns(channel: Channel, waiting: set[str], sent: dict[str, list[str]], seconds: float) -> None:
-    """The column names of the clients in ``waiting`` that send them within ``seconds``."""
+def _collect_columns(channel: Channel, waiting: set[str], sent: dict[str, list[str]], refused: dict[str, str],
+                     seconds: float, fewest: int) -> None:
+    """The column names of the clients in ``waiting`` that send them within ``seconds``; a client whose message
+    was refused (one running another job) is left out at once, and once ``fewest`` can no longer be reached,
+    nothing more is waited for."""
     deadline = time.monotonic() + seconds
-    while waiting and (left := deadline - time.monotonic()) > 0:
+    while waiting and len(sent) + len(waiting) >= fewest and (left := deadline - time.monotonic()) > 0:
         try:
             client, names = channel.recv_any(sorted(waiting), FEATURES_TAG, timeout=left)
         except PeerTimeoutError:
             return
+        except ProtocolError as exc:
+            if exc.peer not in waiting:
+                raise
+            waiting.discard(exc.peer)
+            refused[exc.peer] = str(exc)
+            continue
         waiting.discard(client)
         sent[client] = _column_names(client, names)
 
