@@ -6,6 +6,7 @@ of `job list` had to be copied whole, and `job approve 165c` answered only that 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -70,5 +71,22 @@ def test_an_operator_reads_the_evaluation_of_a_job_at_its_node(tmp_path, monkeyp
         assert "auc" in table.stdout and "0.9000" in table.stdout and "guest" in table.stdout
         whole = CliRunner().invoke(job_app, ["results", job_id, "--json", *cli])
         assert json.loads(whole.stdout)["metrics"]["gain"] == [0.5, 1.0]
+    finally:
+        nodes.stop()
+
+
+def test_a_proposers_misspelt_alias_of_its_own_is_named_with_the_one_it_likely_meant(tmp_path):
+    """`job submit` said only that the proposer's own catalogue had no such table."""
+    from isthmus.node.policy import Refusal
+
+    nodes = local_nodes(federation(tmp_path))
+    try:
+        host = nodes.coordinators["host"]
+        for alias, hint in (("acounts", "did you mean 'accounts'?"), ("zzz", "its tables: accounts")):
+            job = proposal()
+            job["parties"]["host"]["data"] = alias
+            with pytest.raises(Refusal, match=re.escape(f"this node's catalogue has no table {alias!r} ({hint})")):
+                host.submit(job)
+        assert host.store.jobs() == []
     finally:
         nodes.stop()

@@ -10,6 +10,7 @@ and the proposer tells everyone: nothing runs anywhere.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import secrets
 import threading
@@ -74,6 +75,7 @@ class Coordinator:
                                   members=set(self.config.members))
         with self._lock:
             if self.me in proposal.parties:
+                self._check_own_alias(proposal)
                 review(self.config, proposal)  # a proposer's own policy mistakes are reported at once
             self.store.add_job(proposal.id, proposal.name, self.me, proposal.digest, proposal.to_wire(), "proposed")
             for party in proposal.parties:
@@ -82,6 +84,15 @@ class Coordinator:
             if self.me in proposal.parties:
                 self._decide(proposal)
         return proposal.id
+
+    def _check_own_alias(self, proposal: Proposal) -> None:
+        """The proposer's own alias, with the name it likely meant: its operator may see its catalogue. (A node
+        refusing another member's proposal names no alias of its own.)"""
+        own, catalogue = proposal.parties[self.me].get("data"), sorted(self.config.options.catalogue)
+        if own is not None and own not in catalogue:
+            close = difflib.get_close_matches(own, catalogue, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"its tables: {', '.join(catalogue) or 'none'}"
+            raise Refusal("alias", f"this node's catalogue has no table {own!r} ({hint})")
 
     def approve(self, job_id: str) -> None:
         with self._lock:
