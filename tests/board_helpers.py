@@ -1,14 +1,18 @@
-"""The board over in-process nodes: a guest's app under TestClient, and a run folder as a finished job leaves it."""
+"""The board over in-process nodes: a guest's app under TestClient, `isthmus job` against it, and a run folder as a
+finished job leaves it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner, Result
 
+from isthmus.cli_node import job_app
 from isthmus.node.api import create_app
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.runner import job_folder
@@ -21,6 +25,13 @@ def board(coordinator: Coordinator, token: str | None = None) -> TestClient:
     """The node's app as a browser on its loopback address would reach it."""
     listen = coordinator.config.options.api.listen
     return TestClient(create_app(coordinator, token), base_url=f"http://{listen}", follow_redirects=False)
+
+
+def job_cli(nodes, party: str, monkeypatch) -> Callable[..., Result]:
+    """`isthmus job ARGS...` run against ``party``'s node API (in process): its result."""
+    monkeypatch.setattr("isthmus.node.client.httpx.Client",
+                        lambda base_url, headers, timeout: board(nodes.coordinators[party]))
+    return lambda *args: CliRunner().invoke(job_app, [*args, "--node", "http://127.0.0.1:1"])
 
 
 def csrf_of(html: str, index: int = 0) -> str:

@@ -9,12 +9,10 @@ import json
 import re
 
 import pytest
-from typer.testing import CliRunner
 
-from isthmus.cli_node import job_app
 from isthmus.errors import ConfigError
 from isthmus.node.client import NodeClient
-from tests.board_helpers import board, write_run
+from tests.board_helpers import job_cli, pending_job, write_run
 from tests.node_helpers import federation, local_nodes, proposal
 
 
@@ -41,13 +39,10 @@ def test_characters_that_begin_several_ids_are_refused_naming_them():
 def test_an_operator_approves_a_job_by_the_start_of_its_id(tmp_path, monkeypatch):
     nodes = local_nodes(federation(tmp_path))
     try:
-        job_id = nodes.coordinators["host"].submit(proposal())
-        nodes.wait("guest", job_id, "pending")
-        monkeypatch.setattr("isthmus.node.client.httpx.Client",
-                            lambda base_url, headers, timeout: board(nodes.coordinators["guest"]))
-        short = CliRunner().invoke(job_app, ["approve", job_id[:3], "--node", "http://127.0.0.1:1"])
+        job_id, cli = pending_job(nodes), job_cli(nodes, "guest", monkeypatch)
+        short = cli("approve", job_id[:3])
         assert short.exit_code == 1 and f"no job '{job_id[:3]}' on node 'guest'" in short.stderr
-        approved = CliRunner().invoke(job_app, ["approve", job_id[:6], "--node", "http://127.0.0.1:1"])
+        approved = cli("approve", job_id[:6])
         assert approved.exit_code == 0 and approved.stdout == "accepted\n", approved.output
         nodes.wait("guest", job_id, "accepted", "running")
     finally:
@@ -58,19 +53,14 @@ def test_an_operator_reads_the_evaluation_of_a_job_at_its_node(tmp_path, monkeyp
     """The CLI had no way to the metrics: a job run through nodes left them in the node's store, for the board."""
     nodes = local_nodes(federation(tmp_path))
     try:
-        job_id = nodes.coordinators["host"].submit(proposal())
-        nodes.wait("guest", job_id, "pending")
-        monkeypatch.setattr("isthmus.node.client.httpx.Client",
-                            lambda base_url, headers, timeout: board(nodes.coordinators["guest"]))
-        cli = ["--node", "http://127.0.0.1:1"]
-        before = CliRunner().invoke(job_app, ["results", job_id, *cli])
+        job_id, cli = pending_job(nodes), job_cli(nodes, "guest", monkeypatch)
+        before = cli("results", job_id)
         assert before.exit_code == 1 and f"job {job_id} has no evaluation at 'guest' (it is pending" in before.stderr
         write_run(nodes.coordinators["guest"], job_id)
-        table = CliRunner().invoke(job_app, ["results", job_id[:5], *cli])
+        table = cli("results", job_id[:5])
         assert table.exit_code == 0, table.output
         assert "auc" in table.stdout and "0.9000" in table.stdout and "guest" in table.stdout
-        whole = CliRunner().invoke(job_app, ["results", job_id, "--json", *cli])
-        assert json.loads(whole.stdout)["metrics"]["gain"] == [0.5, 1.0]
+        assert json.loads(cli("results", job_id, "--json").stdout)["metrics"]["gain"] == [0.5, 1.0]
     finally:
         nodes.stop()
 

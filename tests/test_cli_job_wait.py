@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import threading
 
-from typer.testing import CliRunner
-
-from isthmus.cli_node import job_app, waiting_for
-from tests.board_helpers import board
-from tests.node_helpers import federation, local_nodes, proposal
+from isthmus.cli_node import waiting_for
+from tests.board_helpers import job_cli, pending_job
+from tests.node_helpers import federation, local_nodes
 
 PARTIES = {"guest": "guest", "host": "host", "arbiter": "arbiter"}
 
@@ -47,16 +45,13 @@ def test_the_cli_says_what_a_pending_job_waits_for_and_that_it_has_no_log_yet(tm
     """Through a node's API (in process): `job logs` printed nothing at all for a job that had not run."""
     nodes = local_nodes(federation(tmp_path))
     try:
-        job_id = nodes.coordinators["host"].submit(proposal())
-        nodes.wait("guest", job_id, "pending")
-        monkeypatch.setattr("isthmus.node.client.httpx.Client",
-                            lambda base_url, headers, timeout: board(nodes.coordinators["guest"]))
-        logs = CliRunner().invoke(job_app, ["logs", job_id, "--node", "http://127.0.0.1:1"])
+        job_id, cli = pending_job(nodes), job_cli(nodes, "guest", monkeypatch)
+        logs = cli("logs", job_id)
         assert logs.exit_code == 0 and logs.stdout == ""
         assert logs.stderr == f"job {job_id} has no log here (it is pending; its side writes one once it runs)\n"
         operator = threading.Timer(1.0, nodes.coordinators["guest"].refuse, (job_id, "not this quarter"))
         operator.start()
-        waited = CliRunner().invoke(job_app, ["status", job_id, "--wait", "--node", "http://127.0.0.1:1"])
+        waited = cli("status", job_id, "--wait")
         operator.join()
         assert waited.exit_code == 0 and json.loads(waited.stdout)["status"] == "refused", waited.output
         assert waited.stderr == "[0 s] pending here: waiting for the operator: isthmus job approve/refuse\n"

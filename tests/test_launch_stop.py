@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from isthmus.processes import alive
 from tests.vertical_job import LONG_TRAINING, vertical_job
 
 PARTIES = ("arbiter", "guest", "host")
@@ -40,7 +41,7 @@ def training(tmp_path: Path):
         launch.kill()
         for party in PARTIES:
             pid = _marker(out / party).get("pid")
-            if pid and _alive(pid):
+            if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -54,17 +55,9 @@ def _marker(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _all_ended(out: Path, within: float) -> bool:
     deadline = time.monotonic() + within
-    while any(_alive(_marker(out / party)["pid"]) for party in PARTIES):
+    while any(alive(_marker(out / party)["pid"]) for party in PARTIES):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)

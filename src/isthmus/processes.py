@@ -98,14 +98,15 @@ def end_with(pid: int) -> None:
         except ProcessLookupError:  # it ended before this process started watching
             pass
         except AttributeError:  # no pidfd (not Linux): ask every second
-            while _alive(pid):
+            while alive(pid):
                 time.sleep(1)
         os._exit(1)
 
     threading.Thread(target=wait, name="owner-watch", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie not yet reaped counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -17,7 +17,7 @@ from pydantic import Field
 from isthmus.algorithms.base import Roster
 from isthmus.errors import ConfigError
 from isthmus.options import Options
-from isthmus.transport.ports import is_address
+from isthmus.transport.ports import ADDRESS_RULE, is_address
 from isthmus.yaml_files import load_yaml
 
 ROLES = ("guest", "host", "arbiter", "client", "aggregator")
@@ -169,7 +169,7 @@ def _parse_party(name: str, entry: Any, base_dir: Path, default_role: str) -> Pa
         raise ConfigError(f"party {name!r}: role {role!r} is not one of {ROLES} (set 'role:' explicitly)")
     address = entry.get("address")
     if not is_address(address):
-        raise ConfigError(f"party {name!r}: 'address' must be host:port with a port from 1 to 65535, got {address!r}")
+        raise ConfigError(f"party {name!r}: 'address' must be {ADDRESS_RULE}, got {address!r}")
     data = entry.get("data")
     return PartySpec(name=name, role=role, address=address, data=_parse_data(name, data, base_dir) if data else None)
 

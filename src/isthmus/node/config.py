@@ -18,7 +18,7 @@ from isthmus.compute import connect
 from isthmus.errors import ConfigError
 from isthmus.options import Options
 from isthmus.transport.keyfiles import check_party_name, federation_file, load_pinned_keys
-from isthmus.transport.ports import is_address
+from isthmus.transport.ports import ADDRESS_RULE, is_address
 from isthmus.yaml_files import load_yaml
 
 ALIAS = re.compile(r"[a-z][a-z0-9_\-]{0,62}")
@@ -180,8 +180,7 @@ def _check(config: NodeConfig, path: Path) -> dict[str, str]:
                "query.listen": options.query.listen if options.query else None}
     for key, listen in listens.items():
         if listen is not None and not is_address(listen):
-            raise ConfigError(f"node configuration {path}: {key} must be host:port with a port from 1 to 65535, "
-                              f"got {listen!r}")
+            raise ConfigError(f"node configuration {path}: {key} must be {ADDRESS_RULE}, got {listen!r}")
     if options.api.token_file is None and not _loopback(options.api.listen):
         raise ConfigError(f"node configuration {path}: the API listens on {options.api.listen}, beyond this machine; "
                           "set api.token_file (a file holding the token clients must send)")
@@ -214,8 +213,8 @@ def load_members(path: Path) -> dict[str, str]:
     for name, address in members.items():
         check_party_name(name)
         if not is_address(address):
-            raise ConfigError(f"federation file {path}: member {name!r}: address must be host:port with a port from 1 "
-                              f"to 65535, got {address!r}")
+            raise ConfigError(f"federation file {path}: member {name!r}: address must be {ADDRESS_RULE}, "
+                              f"got {address!r}")
     return dict(members)
 
 

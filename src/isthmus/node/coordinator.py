@@ -31,7 +31,7 @@ from isthmus.node.proposal import Proposal, ProposalError, job_document, parse_p
 from isthmus.node.replicas import LedgerReplicas
 from isthmus.node.store import FINAL, Store
 from isthmus.protocols.inspect import Inspect
-from isthmus.transport.ports import is_address
+from isthmus.transport.ports import ADDRESS_RULE, is_address
 
 _log = logging.getLogger(__name__)
 MAX_REASON = 1000
@@ -370,5 +370,5 @@ def proposal_of(job: dict) -> Proposal:
 
 def _check_address(check: Inspect, address: Any) -> None:
     if not is_address(address):
-        check.fail(f"job address must be host:port with a port from 1 to 65535, got {address!r:.40}")
+        check.fail(f"job address must be {ADDRESS_RULE}, got {address!r:.40}")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from isthmus.errors import ConfigError
-from isthmus.transport.ports import is_address
+from isthmus.transport.ports import ADDRESS_RULE, is_address
 from isthmus.yaml_files import load_yaml
 
 #: ``aggregate``: the asker learns per id only how many other institutions hold an active loan and
@@ -116,8 +116,7 @@ def load_config(path: str | Path) -> QueryConfig:
         addresses[_text(member, "institution name")] = _text(address, f"institutions.{member}")
     for member, address in addresses.items():
         if not is_address(address):
-            raise ConfigError(f"{path}: the address of {member!r} must be host:port with a port from 1 to 65535, got "
-                              f"{address!r}")
+            raise ConfigError(f"{path}: the address of {member!r} must be {ADDRESS_RULE}, got {address!r}")
     timeouts = _section(doc.get("timeouts", {}), "timeouts", {"answer_seconds", "connect_seconds"})
     table = _section(doc.get("table", {}), "table", set(TableFormat.__dataclass_fields__))
     if "active_statuses" in table:

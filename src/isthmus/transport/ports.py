@@ -13,6 +13,10 @@ from isthmus.errors import ConfigError
 _ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]+:(?P<port>[0-9]{1,5})")
 
 
+#: What :func:`is_address` accepts, as error messages say it.
+ADDRESS_RULE = "host:port with a port from 1 to 65535"
+
+
 def is_address(address: object) -> bool:
     """Whether ``address`` is host:port with a port from 1 to 65535 (a port of five digits such as 99999
     passes a pattern, and gRPC listened on it modulo 65536)."""
