@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.certs import TlsFiles, create_federation
 from isthmus.transport.grpc_transport import GrpcNode
+from isthmus.transport.keyfiles import load_private_key
 
 PARTIES = ["alice", "bob", "carol", "dave"]
 
@@ -18,6 +23,23 @@ def make_certs(out: Path) -> Path:
     create_federation(out / "fed", PARTIES)
     create_federation(out / "rogue", ["bob"])  # same name, another CA
     return out
+
+
+def redate(folder: Path, party: str, *, starts_in_days: float, ends_in_days: float) -> None:
+    """Re-sign ``party``'s certificate in a one-machine federation folder with other dates (an expired one, one
+    not valid yet): what a year's wait or a wrong clock would give."""
+    path = folder / party / "cert.pem"
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    ca = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(ca.subject).public_key(cert.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now + dt.timedelta(days=starts_in_days))
+               .not_valid_after(now + dt.timedelta(days=ends_in_days)))
+    for extension in cert.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    signed = builder.sign(load_private_key(folder / "ca.key", "CA key"), hashes.SHA256())
+    path.write_bytes(signed.public_bytes(serialization.Encoding.PEM))
 
 
 def tls(certs: Path, party: str, federation: str = "fed") -> TlsFiles:

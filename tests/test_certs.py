@@ -6,13 +6,17 @@ with a real job in tests/test_e2e_keys.py.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
+import re
 import stat
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from grpc_helpers import redate
 
 from isthmus.errors import ConfigError
 from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
@@ -174,3 +178,66 @@ def test_a_key_readable_by_others_is_refused(tmp_path):
     tls.key.chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         tls.load()
+
+
+def test_a_ca_outlives_the_certificates_it_signs(tmp_path):
+    """A member's certificate is renewed each year; the CA, which cannot be, lasts ten by default."""
+    init_ca(tmp_path / "ca")
+    made = init_party_keys(tmp_path / "guest-machine", "guest")
+    issued = sign_request(tmp_path / "ca", made.request, made.signing_pub, valid_days=100_000)
+    ca_end = _cert(tmp_path / "ca" / "ca.pem").not_valid_after_utc
+    assert (ca_end - dt.datetime.now(dt.UTC)).days >= 3649
+    assert issued.valid_until == _cert(issued.cert).not_valid_after_utc == ca_end  # never beyond the CA
+
+
+def test_a_member_renews_its_certificate_and_nothing_else_changes(tmp_path):
+    init_ca(tmp_path / "ca")
+    made = init_party_keys(tmp_path / "guest-machine", "guest")
+    first = sign_request(tmp_path / "ca", made.request, made.signing_pub, valid_days=10)
+    install_party_files(tmp_path / "guest-machine", "guest", cert=first.cert, ca=tmp_path / "ca" / "ca.pem",
+                        federation=tmp_path / "ca" / "federation.json")
+    pins = (tmp_path / "ca" / "federation.json").read_bytes()
+    with pytest.raises(ConfigError, match="add --renew"):
+        sign_request(tmp_path / "ca", made.request, made.signing_pub)
+    earlier = _cert(first.cert)
+
+    renewed = sign_request(tmp_path / "ca", made.request, made.signing_pub, renew=True)
+    assert renewed.cert == first.cert and (renewed.valid_until - earlier.not_valid_after_utc).days >= 354
+    kept = tmp_path / "ca" / "issued" / f"guest.{earlier.serial_number:x}.pem"
+    assert _cert(kept) == earlier  # what was issued stays on record
+    assert (tmp_path / "ca" / "federation.json").read_bytes() == pins
+    install_party_files(tmp_path / "guest-machine", "guest", cert=renewed.cert)
+    assert tls_files_for(tmp_path / "guest-machine", "guest").load()[1] == renewed.cert.read_bytes()
+
+
+def test_only_a_member_is_renewed(tmp_path):
+    init_ca(tmp_path / "ca")
+    made = init_party_keys(tmp_path / "host-machine", "host")
+    with pytest.raises(ConfigError, match="'host' is not a member.*without --renew"):
+        sign_request(tmp_path / "ca", made.request, made.signing_pub, renew=True)
+    assert not (tmp_path / "ca" / "issued").exists()
+
+
+def test_an_expired_certificate_is_refused_before_anything_starts(tmp_path):
+    """TLS would refuse it too, but the peers would see only a failed handshake, and this party a silent wait."""
+    create_federation(tmp_path, ["guest"])
+    redate(tmp_path, "guest", starts_in_days=-400, ends_in_days=-1)
+    with pytest.raises(ConfigError, match=r"guest's certificate .*cert\.pem expired on .*ca sign --renew"):
+        tls_files_for(tmp_path, "guest")
+
+
+def test_a_certificate_not_valid_yet_names_the_clock(tmp_path):
+    create_federation(tmp_path, ["guest"])
+    redate(tmp_path, "guest", starts_in_days=2, ends_in_days=300)
+    with pytest.raises(ConfigError, match="valid only from .* set the clock right"):
+        tls_files_for(tmp_path, "guest")
+
+
+def test_a_certificate_about_to_expire_is_warned_of(tmp_path, caplog):
+    create_federation(tmp_path, ["guest", "host"])
+    redate(tmp_path, "guest", starts_in_days=-350, ends_in_days=12.5)
+    with caplog.at_level(logging.WARNING, logger="isthmus.transport.certs"):
+        tls_files_for(tmp_path, "host")
+        assert caplog.messages == []
+        tls_files_for(tmp_path, "guest")
+    assert len(caplog.messages) == 1 and re.search(r"guest's certificate .* expires in 12 days; .*--renew", caplog.messages[0])

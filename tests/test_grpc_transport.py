@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from grpc_helpers import PARTIES, make_certs, node_starter, tls
+from grpc_helpers import PARTIES, make_certs, node_starter, redate, tls
 
 from isthmus.errors import (
     ConfigError,
@@ -180,6 +180,23 @@ def test_a_node_does_not_talk_to_a_server_of_another_ca(start):
         alice.channel("j").send("bob", "x", 1)
     assert time.monotonic() - started < 10
     assert impostor.audit.entries() == []
+
+
+@pytest.mark.parametrize(("starts", "ends", "reason"), [
+    (-400, -1, "the peer's certificate has expired: the CA operator renews it .*certificate has expired"),
+    (2, 300, "the peer's certificate is not valid yet: this machine's clock is behind.*not yet valid"),
+])
+def test_a_peer_whose_certificate_is_out_of_date_is_named_at_once(tmp_path, addresses, starts, ends, reason):
+    """(Its own node refuses to start with it; one running while it expires is met this way.)"""
+    certs = make_certs(tmp_path / "certs")
+    redate(certs / "fed", "bob", starts_in_days=starts, ends_in_days=ends)
+    with node_starter(certs, addresses, tmp_path) as start:
+        alice = start("alice", connect_timeout=30)
+        start("bob")
+        started = time.monotonic()
+        with pytest.raises(PeerUnreachableError, match=reason):
+            alice.channel("j").send("bob", "x", 1)
+        assert time.monotonic() - started < 10
 
 
 def test_a_party_claiming_another_name_is_refused(start):

@@ -52,11 +52,14 @@ def keys_install(party: PartyOpt, folder: DirOpt = Path("certs"),
 
 
 @ca_app.command("init")
-def ca_init(folder: Annotated[Path, typer.Argument(help="The CA operator's folder (keep ca.key offline).")]) -> None:
+def ca_init(folder: Annotated[Path, typer.Argument(help="The CA operator's folder (keep ca.key offline).")],
+            days: Annotated[Optional[int], typer.Option(min=1, help="How long the CA is valid, in days (default: 10 "
+                                                                    "years); every certificate it signs ends with it "
+                                                                    "at the latest.")] = None) -> None:
     """Create the federation CA (ca.key 0600, ca.pem) and an empty federation file."""
-    from isthmus.transport.ca import init_ca
+    from isthmus.transport.ca import CA_DAYS, init_ca
 
-    ca_pem = guard(lambda: init_ca(folder))
+    ca_pem = guard(lambda: init_ca(folder, valid_days=days or CA_DAYS))
     console.print(f"CA: {ca_pem} (give it to every party); keep {folder / 'ca.key'} offline")
 
 
@@ -65,11 +68,20 @@ def ca_sign(request: Annotated[Path, typer.Argument(help="A party's certificate 
             ca: Annotated[Path, typer.Option(help="The CA operator's folder (made by `isthmus ca init`).")],
             signing_key: Annotated[Path, typer.Option(help="The party's public signing key file (signing.pub).")],
             out: Annotated[Optional[Path], typer.Option(help="Where to write the certificate "
-                                                             "(default: CA/issued/<party>.pem).")] = None) -> None:
+                                                             "(default: CA/issued/<party>.pem).")] = None,
+            days: Annotated[Optional[int], typer.Option(min=1, help="How long the certificate is valid, in days "
+                                                                    "(default: 365; at most as long as the CA).")] = None,
+            renew: Annotated[bool, typer.Option(help="A member's next certificate, before or after its last one "
+                                                     "expires: its signing key must be the pinned one.")] = False,
+            ) -> None:
     """Check a party's request, issue its certificate and pin its public signing key in federation.json."""
-    from isthmus.transport.ca import sign_request
+    from isthmus.transport.ca import PARTY_DAYS, sign_request
 
-    issued = guard(lambda: sign_request(ca, request, signing_key, out=out))
-    console.print(f"issued {issued.party}'s certificate: {issued.cert}")
+    issued = guard(lambda: sign_request(ca, request, signing_key, out=out, valid_days=days or PARTY_DAYS, renew=renew))
+    console.print(f"issued {issued.party}'s certificate, valid until {issued.valid_until:%Y-%m-%d}: {issued.cert}")
+    if renew:
+        console.print(f"send it to {issued.party} (`isthmus keys install --cert`, then restart its node); the other "
+                      "members need nothing new")
+        return
     console.print(f"send to {issued.party}: {issued.cert} and {ca / 'ca.pem'}; send the updated "
                   f"{ca / 'federation.json'} to every member")

@@ -73,6 +73,16 @@ def test_an_impostor_request_for_a_pinned_party_is_refused(ca, tmp_path):
     assert unchanged(ca) == before and not (tmp_path / "mallory.pem").exists()
 
 
+def test_an_impostor_cannot_renew_a_members_certificate(ca, tmp_path):
+    """A renewal issues a member's identity again: only the holder of its pinned signing key gets one."""
+    before, issued = unchanged(ca), (ca / "issued" / "guest.pem").read_bytes()
+    impostor = init_party_keys(tmp_path / "mallory-machine", "guest")
+    code, _, err = cli("ca", "sign", impostor.request, "--ca", ca, "--signing-key", impostor.signing_pub, "--renew")
+    assert code == 1
+    assert "is not the one ca/federation.json pins for 'guest'" in one_error_line(err).replace(str(tmp_path) + "/", "")
+    assert unchanged(ca) == before and (ca / "issued" / "guest.pem").read_bytes() == issued
+
+
 @pytest.mark.parametrize("name", ["Guest", "host_1", "-host", "../x", "a..b", "*.bank"])
 def test_a_request_with_a_bad_name_is_refused(ca, tmp_path, name):
     before = unchanged(ca)

@@ -34,8 +34,8 @@ from isthmus.jobs.rundir import (LAUNCH_MARKER, LOCK_FILE, RUN_MARKER, check_own
                                  mark_stopped, recorded)
 from isthmus.jobs.spec import JobSpec, load_job
 from isthmus.processes import fresh_process, when_starter_ends
-from isthmus.transport.certs import (CA_CERT, CA_KEY, FEDERATION_FILE, PARTY_CERT, SIGNING_KEY, create_federation,
-                                     tls_files_for)
+from isthmus.transport.certs import (CA_CERT, CA_KEY, FEDERATION_FILE, PARTY_CERT, SIGNING_KEY, WARN_DAYS,
+                                     create_federation, tls_files_for)
 
 #: After one party fails, how long the others get to notice (they are told) before they are stopped; generous,
 #: since on a loaded machine a party may still be starting when the first one fails.
@@ -43,8 +43,8 @@ FAILURE_GRACE_S = 15.0
 #: How long a party has to stop on SIGTERM (telling its peers, marking its run) before the launch kills it.
 STOP_GRACE_S = 5.0
 CERTS, LOGS = "certs", "logs"
-#: Certificates that expire sooner than this are made anew rather than reused.
-_CERTS_MARGIN = dt.timedelta(days=1)
+#: Certificates that expire sooner than this are made anew rather than reused (or warned about).
+_CERTS_MARGIN = dt.timedelta(days=WARN_DAYS)
 
 
 class LaunchError(IsthmusError):
@@ -171,10 +171,10 @@ def _certs_fit(certs: Path, parties: list[str]) -> bool:
         if sorted(pinned) != parties or not (certs / CA_KEY).is_file():
             return False
         for party in parties:
-            tls_files_for(certs, party)
             cert = x509.load_pem_x509_certificate((certs / party / PARTY_CERT).read_bytes())
             if cert.not_valid_after_utc - dt.datetime.now(dt.UTC) < _CERTS_MARGIN:
                 return False
+            tls_files_for(certs, party)
         return all((certs / party / SIGNING_KEY).is_file() for party in parties)
     except (OSError, ValueError, KeyError, TypeError, IsthmusError):
         return False

@@ -4,8 +4,9 @@ The CA operator never sees a party's private key: each party makes its keys on i
 (:mod:`isthmus.transport.party_keys`) and sends a certificate signing request plus its public
 signing key. A request is hostile input until checked: its signature must verify (it was made by
 the holder of its key and not altered since), its only name must be a valid party name, its key
-must be EC P-256, and the name must not be a member already. The certificate copies nothing from
-the request but that name and that public key; everything else is the CA's choice.
+must be EC P-256, and the name must not be a member already (unless the request renews a member's
+certificate, proven by the signing key pinned for it). The certificate copies nothing from the
+request but that name and that public key; everything else is the CA's choice.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from isthmus.transport.keyfiles import (
     FEDERATION_FILE,
     ISSUED,
     check_party_name,
+    days_left,
     load_certificate,
     load_private_key,
     pin_signing_key,
@@ -41,15 +43,19 @@ from isthmus.transport.keyfiles import (
 )
 
 _CLOCK_SKEW = dt.timedelta(minutes=5)
+#: A CA outlives its members' certificates, which it can renew: every certificate ends with the CA's.
+CA_DAYS = 3650
+PARTY_DAYS = 365
 
 
 @dataclass(frozen=True)
 class Issued:
     party: str
     cert: Path
+    valid_until: dt.datetime
 
 
-def init_ca(ca_dir: Path, *, valid_days: int = 365) -> Path:
+def init_ca(ca_dir: Path, *, valid_days: int = CA_DAYS) -> Path:
     """Create the CA key (0600), its certificate ``ca.pem`` and an empty ``federation.json``.
 
     Refuses to replace an existing CA: that would silently cut every member issued by it out of
@@ -83,37 +89,67 @@ def init_ca(ca_dir: Path, *, valid_days: int = 365) -> Path:
 
 
 def sign_request(ca_dir: Path, request: Path, signing_pub: Path, *, out: Path | None = None,
-                 valid_days: int = 365) -> Issued:
+                 valid_days: int = PARTY_DAYS, renew: bool = False) -> Issued:
     """Check a party's request and public signing key, issue its certificate, pin its signing key.
 
     Writes the certificate to ``out`` (default ``<ca_dir>/issued/<party>.pem``) and adds the key to
-    ``<ca_dir>/federation.json``, which every member then needs a copy of.
+    ``<ca_dir>/federation.json``, which every member then needs a copy of. ``renew`` issues a member's
+    next certificate instead: its signing key must be the one pinned (so nothing else changes for the
+    other members), and the certificate it replaces is kept beside it, named by its serial number.
     """
     ca_dir = Path(ca_dir)
     ca_cert = load_certificate(ca_dir / CA_CERT, "federation CA certificate")
     ca_key = load_private_key(ca_dir / CA_KEY, "CA private key")
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ConfigError(f"{ca_dir / CA_KEY} is not the EC key `isthmus ca init` makes")
+    days_left(ca_cert, ca_dir / CA_CERT, "the federation CA's certificate",
+              "it can sign nothing more; the federation needs a new CA")
     csr = load_request(request)
     party = requested_name(csr, request)
     signing_hex = _checked_signing_key(signing_pub, party, csr.public_key())
     federation = ca_dir / FEDERATION_FILE
     pinned = read_federation(federation)["signing_keys"] if federation.exists() else {}
-    if party in pinned:
-        raise ConfigError(f"party {party!r} already has a pinned signing key in {federation}; a pinned key is never "
-                          "replaced, so a second request for one name is refused")
     out = Path(out) if out else ca_dir / ISSUED / f"{party}.pem"
-    if out.exists():
-        raise ConfigError(f"{out} exists already: a certificate for {party!r} was issued before")
+    if renew:
+        _check_renewal(party, signing_hex, pinned, federation)
+        _keep_earlier(out)
+    else:
+        _check_new_member(party, pinned, federation, out)
     cert = _certificate(ca_cert, ca_key, party, csr.public_key(), valid_days)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_public(out, cert.public_bytes(serialization.Encoding.PEM))
-    try:
-        pin_signing_key(federation, party, signing_hex)
-    except ConfigError:
-        out.unlink()  # no certificate without its pinned key
-        raise
-    return Issued(party, out)
+    if not renew:
+        try:
+            pin_signing_key(federation, party, signing_hex)
+        except ConfigError:
+            out.unlink()  # no certificate without its pinned key
+            raise
+    return Issued(party, out, cert.not_valid_after_utc)
+
+
+def _check_new_member(party: str, pinned: dict, federation: Path, out: Path) -> None:
+    if party in pinned:
+        raise ConfigError(f"party {party!r} already has a pinned signing key in {federation}; a pinned key is never "
+                          "replaced, so a second request for one name is refused (to renew its certificate, add "
+                          "--renew)")
+    if out.exists():
+        raise ConfigError(f"{out} exists already: a certificate for {party!r} was issued before")
+
+
+def _check_renewal(party: str, signing_hex: str, pinned: dict, federation: Path) -> None:
+    if party not in pinned:
+        raise ConfigError(f"party {party!r} is not a member ({federation} pins no key for it): there is nothing to "
+                          "renew; sign its request without --renew")
+    if pinned[party] != signing_hex:
+        raise ConfigError(f"the signing key in this request's signing.pub is not the one {federation} pins for "
+                          f"{party!r}: a renewal keeps the member's signing key (a pinned key is never replaced)")
+
+
+def _keep_earlier(out: Path) -> None:
+    """Move the certificate a renewal replaces aside, named by its serial number: what was issued stays on record."""
+    if out.exists():
+        serial = load_certificate(out, "earlier certificate").serial_number
+        out.rename(out.with_name(f"{out.stem}.{serial:x}{out.suffix}"))
 
 
 def load_request(path: Path) -> x509.CertificateSigningRequest:

@@ -15,6 +15,7 @@ where whoever holds the folder holds every key. The folder layout is in
 
 from __future__ import annotations
 
+import logging
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +28,21 @@ from isthmus.transport.keyfiles import (
     FEDERATION_FILE,
     PARTY_CERT,
     PARTY_KEY,
+    RENEW_PARTY_CERT,
     SIGNING_KEY,
     check_party_name,
+    days_left,
+    load_certificate,
 )
 from isthmus.transport.party_keys import init_party_keys
 
 __all__ = ["CA_CERT", "CA_KEY", "FEDERATION_FILE", "PARTY_CERT", "PARTY_KEY", "SIGNING_KEY", "TlsFiles",
            "create_federation", "tls_files_for"]
+
+WARN_DAYS = 30
+_NEW_CA = ("every party's certificate ends with it; the federation needs a new CA (`isthmus ca init`), and each "
+           "member its certificate from it")
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,4 +91,14 @@ def tls_files_for(cert_dir: Path, party: str) -> TlsFiles:
         raise ConfigError(f"TLS files for party {party!r} are missing: {', '.join(missing)} (make them with "
                           "`isthmus keys init` and install the CA's answer with `isthmus keys install`, or on one "
                           "machine with `isthmus certs`)")
+    _check_dates(files, party)
     return files
+
+
+def _check_dates(files: TlsFiles, party: str) -> None:
+    """Refuse certificates TLS would refuse, naming the file and the remedy, and warn a month ahead."""
+    for path, what, remedy in ((files.ca_cert, "the federation CA's certificate", _NEW_CA),
+                               (files.cert, f"{party}'s certificate", RENEW_PARTY_CERT)):
+        left = days_left(load_certificate(path, what), path, what, remedy)
+        if left < WARN_DAYS:
+            _log.warning("%s %s expires in %d days; %s", what, path, left, remedy)

@@ -381,12 +381,21 @@ def _untrusted(details: str) -> bool:
     return "CERTIFICATE_VERIFY_FAILED" in details
 
 
+def _why_untrusted(details: str) -> str:
+    """What the TLS verification error means for the operator reading it."""
+    if "certificate has expired" in details:
+        return "the peer's certificate has expired: the CA operator renews it (`isthmus ca sign --renew`)"
+    if "certificate is not yet valid" in details:
+        return "the peer's certificate is not valid yet: this machine's clock is behind, or the CA's was ahead"
+    return ("the peer's certificate is not signed by this party's CA: do both parties' key folders hold the same "
+            "federation's ca.pem?")
+
+
 def _send_error(
     code: grpc.StatusCode, details: str, connect_timeout: float, attempt_timeout: float, *, peer: str, address: str, tag: str
 ) -> PeerError:
     if code == grpc.StatusCode.UNAVAILABLE and _untrusted(details):
-        return PeerUnreachableError("the peer's certificate is not signed by this party's CA: do both parties' key "
-                                    f"folders hold the same federation's ca.pem? ({details})", peer=peer, address=address, tag=tag)
+        return PeerUnreachableError(f"{_why_untrusted(details)} ({details})", peer=peer, address=address, tag=tag)
     if code == grpc.StatusCode.UNAVAILABLE and "Connection refused" in details:  # its machine answers, no process
         return PeerUnreachableError(f"no connection within {connect_timeout:g} s: nothing listens at its address "
                                     "(connection refused), its process has stopped or not started", peer=peer,

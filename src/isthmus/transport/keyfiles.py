@@ -18,6 +18,7 @@ limit: they are hostile input.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -77,6 +78,22 @@ def load_certificate(path: Path, what: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate(read_limited(path, what))
     except ValueError as exc:
         raise ConfigError(f"{what} {path} is not a PEM certificate: {exc}") from None
+
+
+RENEW_PARTY_CERT = ("the CA operator renews it from the party's request.csr and signing.pub (`isthmus ca sign "
+                    "--renew`), and `isthmus keys install --cert` puts it in place")
+
+
+def days_left(cert: x509.Certificate, path: Path, what: str, remedy: str = RENEW_PARTY_CERT) -> int:
+    """Whole days until the certificate expires; refused when it has expired or is not valid yet (this
+    machine's clock behind), since TLS would then fail with only a handshake error on the peer's side."""
+    now = dt.datetime.now(dt.UTC)
+    if cert.not_valid_after_utc <= now:
+        raise ConfigError(f"{what} {path} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: {remedy}")
+    if cert.not_valid_before_utc > now:
+        raise ConfigError(f"{what} {path} is valid only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC, and "
+                          f"this machine's clock says {now:%Y-%m-%d %H:%M} UTC: set the clock right")
+    return (cert.not_valid_after_utc - now).days
 
 
 def write_private_key(path: Path, key: PrivateKey) -> None:

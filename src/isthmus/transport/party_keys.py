@@ -10,7 +10,6 @@ so that :func:`isthmus.transport.certs.tls_files_for` and the ledger find everyt
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from isthmus.transport.keyfiles import (
     SIGNING_KEY,
     SIGNING_PUB,
     check_party_name,
+    days_left,
     load_certificate,
     load_private_key,
     possession_message,
@@ -144,8 +144,7 @@ def _checked_certificate(path: Path, party: str, tls_key: ec.EllipticCurvePrivat
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
         raise ConfigError(f"certificate {path} is not signed by the federation CA") from None
-    if cert.not_valid_after_utc <= dt.datetime.now(dt.UTC):
-        raise ConfigError(f"certificate {path} expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+    days_left(cert, path, "certificate", "ask the CA operator for a new one (`isthmus ca sign --renew`)")
     return pem
 
 
