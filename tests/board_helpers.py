@@ -16,15 +16,16 @@ from isthmus.cli_node import job_app
 from isthmus.node.api import create_app
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.runner import job_folder
+from isthmus.node.serving import Serving
 from tests.node_helpers import proposal
 
 CSRF = 'name="csrf" value="'
 
 
-def board(coordinator: Coordinator, token: str | None = None) -> TestClient:
+def board(coordinator: Coordinator, token: str | None = None, serving: Serving | None = None) -> TestClient:
     """The node's app as a browser on its loopback address would reach it."""
     listen = coordinator.config.options.api.listen
-    return TestClient(create_app(coordinator, token), base_url=f"http://{listen}", follow_redirects=False)
+    return TestClient(create_app(coordinator, token, serving), base_url=f"http://{listen}", follow_redirects=False)
 
 
 def job_cli(nodes, party: str, monkeypatch) -> Callable[..., Result]:

@@ -4,6 +4,7 @@ unpublish, and a host serves only versions it holds itself. Scores are checked e
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sqlite3
@@ -120,6 +121,36 @@ def test_model_list_shows_a_table_of_versions(served, monkeypatch):
     assert [row[:4] + row[5:] for row in rows] == [["credit", "1", "a" * 16, "published", ""],
                                                   ["credit", "2", "b" * 16, "published", "yes"]], shown
     assert all(re.match(r"20\d\d-\d\d-\d\d", row[4]) for row in rows) and "UTC" in shown, shown
+
+
+def test_predict_scores_a_file_of_ids_in_batches_and_keeps_what_was_scored(served, monkeypatch, tmp_path):
+    """A list beyond the node's limit per request was refused whole; ids could only be typed as arguments."""
+    from typer.testing import CliRunner
+
+    from isthmus.cli_node import model_app
+    from tests.board_helpers import board
+
+    servings, ids, expected, nodes = served
+    servings["guest"].publish("a" * 16, "credit")
+    monkeypatch.setattr("isthmus.node.client.httpx.Client",
+                        lambda base_url, headers, timeout: board(nodes.coordinators["guest"], serving=servings["guest"]))
+    monkeypatch.setattr("isthmus.node.serving.MAX_IDS", 2)
+    listed = tmp_path / "ids.txt"
+    listed.write_text("\n".join(ids[1:]) + "\n\n", encoding="utf-8")
+    predict = ["predict", "credit", ids[0], "--ids-file", listed, "--node", "http://127.0.0.1:1"]
+    done = CliRunner().invoke(model_app, [*predict, "--csv"])
+    assert done.exit_code == 0, done.output
+    assert done.stderr.splitlines() == ["scored 2 of 5 ids", "scored 4 of 5 ids", "scored 5 of 5 ids"]
+    table = pd.read_csv(io.StringIO(done.stdout), dtype={"id": str})
+    assert table.id.tolist() == ids
+    np.testing.assert_allclose(table.score, expected("a" * 16), rtol=0, atol=1e-15)
+
+    listed.write_text("\n".join([*ids[1:3], "nobody", ids[3]]), encoding="utf-8")
+    failed = CliRunner().invoke(model_app, [*predict, "--csv"])
+    assert failed.exit_code == 1 and failed.stdout.splitlines()[1:] == done.stdout.splitlines()[1:3]
+    assert "no row for 'nobody' (after the first 2 of 5 ids were scored, printed above)" in failed.stderr
+    as_json = CliRunner().invoke(model_app, predict[:3] + predict[5:])
+    assert json.loads(as_json.stdout) == {ids[0]: pytest.approx(expected("a" * 16)[0], abs=1e-15)}
 
 
 def test_publishing_at_a_host_or_asking_for_ids_the_guest_lacks_says_what_to_do(served):

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from isthmus.cli_errors import guard
+from isthmus.cli_errors import fail, guard
 
 node_app = typer.Typer(help="This party's node: its keys, catalogue, policy and consent to jobs.",
                        no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -222,8 +222,48 @@ def model_unpublish(name: ModelArg, version: Annotated[int | None, typer.Option(
 
 
 @model_app.command("predict")
-def model_predict(name: ModelArg, ids: Annotated[list[str], typer.Argument(help="The ids to score.")],
+def model_predict(name: ModelArg,
+                  ids: Annotated[Optional[list[str]], typer.Argument(help="The ids to score.", show_default=False)] = None,
+                  ids_file: Annotated[Optional[Path], typer.Option(
+                      help="A file of ids to score, one per line ('-': standard input); asked in batches of the "
+                           "node's limit.", dir_okay=False, allow_dash=True)] = None,
+                  as_csv: Annotated[bool, typer.Option("--csv", help="Print 'id,score' lines instead of JSON.")] = False,
                   version: VersionOpt = None, node: NodeOpt = None, token_file: TokenOpt = None) -> None:
     """Score ids with a published model (at the guest's node), jointly with its hosts."""
-    scores = guard(lambda: _client(node, token_file).predict(name, ids, version))
-    console.print_json(json.dumps(dict(zip(ids, scores))))
+    import csv
+    import sys
+
+    from isthmus.errors import IsthmusError
+    from isthmus.node.serving import MAX_IDS
+
+    wanted = [*(ids or []), *(_read_ids(ids_file) if ids_file else [])]
+    if not wanted:
+        fail("no ids to score: name them, or give a file of them (--ids-file)")
+    client, scores = _client(node, token_file), []
+    rows = csv.writer(sys.stdout, lineterminator="\n") if as_csv else None
+    if rows:
+        rows.writerow(("id", "score"))
+    for start in range(0, len(wanted), MAX_IDS):
+        batch = wanted[start:start + MAX_IDS]
+        try:
+            scored = client.predict(name, batch, version)
+        except IsthmusError as exc:
+            fail(f"{exc} (after the first {start} of {len(wanted)} ids were scored{', printed above' if rows else ''})"
+                 if start else str(exc))
+        if rows:  # as they come: a later batch's failure loses none of them
+            rows.writerows(zip(batch, scored))
+            sys.stdout.flush()
+        scores += scored
+        if len(wanted) > MAX_IDS:
+            errors.print(f"scored {len(scores)} of {len(wanted)} ids")
+    if not rows:
+        console.print_json(json.dumps(dict(zip(wanted, scores))))
+
+
+def _read_ids(path: Path) -> list[str]:
+    """One id per line, blank lines skipped (a CSV would need its id column cut out first)."""
+    import sys
+
+    lines = sys.stdin if str(path) == "-" else guard(lambda: path.open(encoding="utf-8"))
+    with lines:
+        return [line.strip() for line in lines if line.strip()]
