@@ -197,3 +197,16 @@ def test_verify_asks_for_the_federation_file_when_the_ledgers_come_from_several_
     assert "--federation" in result.output and "ledger verified" not in result.output, result.output
     trusted = verify(str(handed_over / "host-1"), str(certs / "guest"), "--federation", str(federation_file(certs)))
     assert trusted.exit_code == 0, trusted.output
+
+
+def test_a_ledger_whose_tables_were_dropped_is_a_finding_not_a_crash(certs, replicas):
+    """Its owner (or a disk fault) can drop a table: verify, show and export said so with a traceback."""
+    db = sqlite3.connect(replicas["host-1"])
+    db.execute("DROP TABLE signatures")
+    db.close()
+    result = verify(str(replicas["host-1"]), str(replicas["guest"]), "--federation", str(federation_file(certs)))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "host-1/ledger.sqlite is a damaged isthmus ledger: no such table: signatures" in result.output
+    for command in ("show", "export"):
+        shown = CliRunner().invoke(ledger_app, [command, str(replicas["host-1"])])
+        assert isinstance(shown.exception, SystemExit) and "is a damaged isthmus ledger" in shown.stderr, shown.output

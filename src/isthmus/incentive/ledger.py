@@ -98,16 +98,23 @@ class Ledger:
         self._db.close()
 
     def entries(self) -> list[Entry]:
-        rows = self._db.execute("SELECT seq, hash, body FROM records ORDER BY seq").fetchall()
+        rows = self._read("SELECT seq, hash, body FROM records ORDER BY seq")
         signatures: dict[str, dict[str, bytes]] = {}
-        for record, party, signature in self._db.execute("SELECT record, party, signature FROM signatures"):
+        for record, party, signature in self._read("SELECT record, party, signature FROM signatures"):
             signatures.setdefault(str(record), {})[str(party)] = _blob(signature)
         return [Entry(seq, str(stored), Record(_blob(body), signatures.get(str(stored), {}))) for seq, stored, body in rows]
 
     def head(self) -> str:
         """The hash of the last record, which the next one must name as this party's previous."""
-        row = self._db.execute("SELECT hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
-        return row[0] if row else GENESIS
+        rows = self._read("SELECT hash FROM records ORDER BY seq DESC LIMIT 1")
+        return rows[0][0] if rows else GENESIS
+
+    def _read(self, query: str) -> list[tuple]:
+        """Rows of ``query``; a file whose tables were dropped or altered is a damaged ledger, said in one line."""
+        try:
+            return self._db.execute(query).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{self.path} is a damaged isthmus ledger: {exc}") from None
 
     def append(self, record: Record, pinned: dict[str, Ed25519PublicKey]) -> int:
         """Store a final record that continues this ledger's chain; returns its sequence number.
