@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,7 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from isthmus.cli_node import node_app
 from isthmus.compute.ray_local import _descendants
 from isthmus.errors import ConfigError
 from isthmus.jobs.rundir import locked
@@ -29,6 +32,7 @@ from isthmus.node.local import api_url, running_nodes, start_node, wait_ready
 from isthmus.node.runner import job_folder
 from isthmus.node.service import RESTARTED, STOPPED
 from isthmus.node.serving import PING_S
+from isthmus.node.status import PING_S as STATUS_PING_S
 from isthmus.node.store import Store
 from isthmus.transport.certs import tls_files_for
 from isthmus.transport.grpc_transport import GrpcNode
@@ -228,6 +232,12 @@ def test_with_a_host_down_a_prediction_fails_naming_it_and_works_once_it_is_back
     configs, processes, clients = nodes
     processes["host"].kill()
     processes["host"].wait()
+    started = time.monotonic()
+    status = CliRunner().invoke(node_app, ["status", "--node", clients["guest"].url])
+    assert time.monotonic() - started < 2 * STATUS_PING_S and status.exit_code == 3, status.output
+    assert re.search(r"^  host +\S+ +no answer to a ping$", status.stdout, re.M), status.stdout  # (the arbiter's
+    # node is down since the test before)
+    assert re.search(r"^certificate valid until 20\d\d-\d\d-\d\d \(36\d days\)$", status.stdout, re.M), status.stdout
     ids = [str(i) for i in pd.read_csv(configs["guest"].parent.parent / "data" / "guest.csv")["id"][:1]]
     started = time.monotonic()
     with pytest.raises(ConfigError, match="host 'host'"):
@@ -254,6 +264,8 @@ def test_with_a_host_down_a_prediction_fails_naming_it_and_works_once_it_is_back
     processes["host"] = start_node(configs["host"], log)
     wait_ready(api_url(configs["host"]), processes["host"], log)
     assert len(clients["guest"].predict("credit-v1", ids)) == 1  # the guest's node did not give up on it for good
+    assert {name: peer["answers"] for name, peer in clients["guest"].status(peers=True)["peers"].items()} == {
+        "arbiter": False, "host": True}
 
 
 def test_a_taken_api_port_stops_the_node_before_it_touches_its_store(tmp_path):

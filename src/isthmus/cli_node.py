@@ -61,6 +61,27 @@ def node_start(config: Annotated[Path, typer.Option(help="node.yaml", exists=Tru
     guard(lambda: serve(loaded))
 
 
+@node_app.command("status")
+def node_status(node: NodeOpt = None, token_file: TokenOpt = None,
+                peers: Annotated[bool, typer.Option(help="Ping every member's node (all at once); exit 3 if one "
+                                                         "does not answer.")] = True) -> None:
+    """This node's identity, certificate and jobs, and which members' nodes answer now."""
+    status = guard(lambda: _client(node, token_file).status(peers=peers))
+    cert = status["certificate"]
+    console.print(f"node {status['party']}: approval {status['approval']}; catalogue: "
+                  f"{', '.join(status['catalogue']) or 'empty'}", markup=False)
+    console.print(f"certificate valid until {cert['valid_until'][:10]} ({cert['days_left']} days)"
+                  + (": renew it (`isthmus ca sign --renew`)" if cert["days_left"] < 30 else ""), markup=False)
+    console.print("jobs: " + (", ".join(f"{count} {state}" for state, count in sorted(status["jobs"].items()))
+                              or "none"), markup=False)
+    silent = [name for name, peer in status.get("peers", {}).items() if not peer["answers"]]
+    for name, peer in status.get("peers", {}).items():
+        console.print(f"  {name:<16} {peer['address']:<24} {'answers' if peer['answers'] else 'no answer to a ping'}",
+                      markup=False)
+    if silent:
+        raise typer.Exit(3)
+
+
 @job_app.command("submit")
 def job_submit(job: Annotated[Path, typer.Argument(help="The proposal: a job file whose parties name table aliases.",
                                                    exists=True, dir_okay=False)],

@@ -29,6 +29,7 @@ from isthmus.node.event_stream import job_events, stream
 from isthmus.node.proposal import MAX_PROPOSAL_BYTES
 from isthmus.node.runner import job_folder
 from isthmus.node.serving import MAX_IDS, MAX_VERSION, Serving, ServingBusy, ServingError, UnknownId
+from isthmus.node.status import node_status
 
 MAX_BODY_BYTES = MAX_PROPOSAL_BYTES + 1024
 MAX_PREDICT_BYTES = MAX_IDS * 140  # 10,000 ids of up to 128 characters, quoted
@@ -58,9 +59,9 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
         return app.state.board_page("error.html", http_status=exc.status_code, code=exc.status_code, detail=exc.detail)
 
     @app.get("/v1/status")
-    def status() -> dict:
-        return {"party": coordinator.me, "members": sorted(config.members), "approval": config.policy.approval,
-                "catalogue": sorted(config.options.catalogue)}
+    def status(peers: bool = False) -> dict:
+        """This node's identity, certificate and jobs; with ``peers``, which members' nodes answer a ping now."""
+        return node_status(coordinator, ping=peers)
 
     @app.post("/v1/jobs", status_code=201)
     async def submit(request: Request) -> dict:

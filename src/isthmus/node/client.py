@@ -99,5 +99,5 @@ class NodeClient:
     def ledger_peers(self) -> dict:
         return self.call("GET", "/v1/ledger/peers")
 
-    def status(self) -> dict:
-        return self.call("GET", "/v1/status")
+    def status(self, peers: bool = False) -> dict:
+        return self.call("GET", "/v1/status", params={"peers": "true"} if peers else None)

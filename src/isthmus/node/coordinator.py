@@ -53,6 +53,8 @@ class Coordinator:
         self.pinned = pinned
         self.runner = runner
         self.send: Callable[[str, dict], object] = lambda peer, message: None  # set by the node once its link is up
+        #: whether a member's node answers a ping within the seconds given; set by the node with its link
+        self.answers: Callable[[str, float], bool] = lambda peer, timeout: True
         self.serving: Any = None  # the node's Serving, once started
         self._lock = threading.RLock()  # one decision at a time: votes may arrive together
         #: message kind -> handler(sender, message, check); serving adds its own

@@ -1,0 +1,34 @@
+"""What a node says of itself (``isthmus node status``): who it is, how long its certificate lasts, its jobs,
+and, when asked, which members' nodes answer now: what an operator checks before proposing a job, or after a
+member's node went quiet."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from isthmus.node.coordinator import Coordinator
+from isthmus.transport.keyfiles import PARTY_CERT, load_certificate
+
+#: How long a member's node has to answer the status's ping.
+PING_S = 2.0
+
+
+def node_status(coordinator: Coordinator, *, ping: bool = False) -> dict:
+    config = coordinator.config
+    cert = load_certificate(config.keys / config.party / PARTY_CERT, "this node's certificate")
+    ends = cert.not_valid_after_utc
+    status = {
+        "party": coordinator.me, "members": sorted(config.members), "approval": config.policy.approval,
+        "catalogue": sorted(config.options.catalogue),
+        "certificate": {"valid_until": ends.isoformat(), "days_left": (ends - dt.datetime.now(dt.UTC)).days},
+        "jobs": dict(Counter(job["status"] for job in coordinator.store.jobs())),
+    }
+    if ping:
+        others = sorted(set(config.members) - {coordinator.me})
+        with ThreadPoolExecutor(max(len(others), 1)) as pool:  # all at once: a node down costs PING_S, not each
+            answered = list(pool.map(lambda member: coordinator.answers(member, PING_S), others))
+        status["peers"] = {member: {"address": config.members[member], "answers": answers}
+                           for member, answers in zip(others, answered)}
+    return status
