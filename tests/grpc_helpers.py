@@ -25,9 +25,10 @@ def make_certs(out: Path) -> Path:
     return out
 
 
-def redate(folder: Path, party: str, *, starts_in_days: float, ends_in_days: float) -> None:
+def redate(folder: Path, party: str, *, starts_in_days: float, ends_in_days: float, signer=None) -> None:
     """Re-sign ``party``'s certificate in a one-machine federation folder with other dates (an expired one, one
-    not valid yet): what a year's wait or a wrong clock would give."""
+    not valid yet): what a year's wait or a wrong clock would give. ``signer``: another key than the folder's
+    ``ca.key`` (for a folder without it, where only the dates matter)."""
     path = folder / party / "cert.pem"
     cert = x509.load_pem_x509_certificate(path.read_bytes())
     ca = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
@@ -38,7 +39,7 @@ def redate(folder: Path, party: str, *, starts_in_days: float, ends_in_days: flo
                .not_valid_after(now + dt.timedelta(days=ends_in_days)))
     for extension in cert.extensions:
         builder = builder.add_extension(extension.value, extension.critical)
-    signed = builder.sign(load_private_key(folder / "ca.key", "CA key"), hashes.SHA256())
+    signed = builder.sign(signer or load_private_key(folder / "ca.key", "CA key"), hashes.SHA256())
     path.write_bytes(signed.public_bytes(serialization.Encoding.PEM))
 
 

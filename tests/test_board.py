@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from grpc_helpers import redate
 
 from tests.board_helpers import board, csrf_of, pending_job, write_run
 from tests.node_helpers import federation, local_nodes
@@ -106,6 +109,25 @@ def test_ledger_and_serving_pages_read_this_nodes_files(nodes):
     page = web.get("/serving").text
     assert "credit-v1" in page and "<td>100</td>" in page and "50.5 ms" in page and "99.0 ms" in page
     assert "the last 4.0 MiB of each serving log" in page
+
+
+def test_the_federation_page_shows_the_certificate_and_which_members_answer(nodes, monkeypatch):
+    """An operator saw a member's node was down only by proposing a job and waiting for it to fail."""
+    guest = nodes.coordinators["guest"]
+    web = board(guest)
+    page = web.get("/federation").text
+    assert 'href="/federation"' in page and 'hx-get="/federation/peers"' in page
+    assert re.search(r'id="certificate" class="ok">This node.s certificate is valid until 20\d\d-\d\d-\d\d \(36\d days\)\.',
+                     page), page
+    monkeypatch.setattr(guest, "answers", lambda member, timeout: member == "host")
+    peers = web.get("/federation/peers").text
+    row = {member: re.search(f'id="peer-{member}">(.*?)</tr>', peers).group(1) for member in ("host", "arbiter")}
+    assert ">answers<" in row["host"] and ">no answer<" in row["arbiter"], peers
+    assert "guest" not in peers.split("<tbody>")[1]  # the node does not ping itself
+
+    redate(guest.config.keys, "guest", starts_in_days=-350, ends_in_days=12.5, signer=ec.generate_private_key(ec.SECP256R1()))
+    late = web.get("/federation").text
+    assert re.search(r'id="certificate" class="error">.*\(12 days\): ask .*>isthmus ca sign --renew<', late), late
 
 
 def test_the_serving_page_reads_only_the_end_of_logs_that_grow_without_end(nodes, monkeypatch):

@@ -114,6 +114,22 @@ def test_the_ledger_page_shows_what_the_peers_node_processes_say_of_their_replic
     assert verify.returncode == 1 and "arbiter      differs" in verify.stdout, verify.stdout + verify.stderr
 
 
+def test_the_federation_page_pings_the_members_node_processes(nodes, browser):
+    """Loaded after the page is shown, over each node's mutual-TLS link: the host's and the arbiter's nodes."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(f"{api_url(nodes['guest'])}/federation")
+    assert "(36" in page.locator("#certificate").inner_text()
+    page.wait_for_selector("#peer-arbiter", timeout=30_000)
+    for member in ("host", "arbiter"):
+        assert page.locator(f"#peer-{member} .status").inner_text() == "answers"
+    page.screenshot(path=ARTEFACTS / "federation.png")
+    assert not errors, errors
+    page.close()
+
+
 def _chart_points(page, canvas: str, timeout: float = 30.0) -> list:
     """The points Chart.js drew on the canvas, once its deferred script has run: the canvas is in the HTML at
     once, the chart a little later (later still under load). Polled from here because the board's CSP refuses

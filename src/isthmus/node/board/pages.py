@@ -1,4 +1,5 @@
-"""The board's pages on the node's FastAPI app: jobs, a job (live), approvals, results, audit, ledger, serving.
+"""The board's pages on the node's FastAPI app: jobs, a job (live), approvals, results, audit, ledger, serving,
+federation.
 
 Every page is rendered on the server from this node's own store and files (:mod:`.reads`); the
 browser gets HTML with autoescaping, the vendored htmx and Chart.js, and no inline script, so the
@@ -31,7 +32,9 @@ from isthmus.node.board.guard import SESSION_COOKIE, SESSION_SECONDS, Guard
 from isthmus.node.board.rules import policy_rows
 from isthmus.node.coordinator import Coordinator, proposal_of
 from isthmus.node.runner import job_folder
+from isthmus.node.status import PING_S, node_status
 from isthmus.node.store import FINAL
+from isthmus.transport.certs import WARN_DAYS
 
 HERE = Path(__file__).parent
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -230,6 +233,18 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
         """The peers' replicas against this one: a fragment the ledger page loads, so a peer that is down
         holds only this part of the page (for up to the wait of the check)."""
         return page("_replicas.html", peers=coordinator.replicas.check())
+
+    @app.get("/federation", response_class=HTMLResponse)
+    def federation() -> HTMLResponse:
+        status = node_status(coordinator)
+        return page("federation.html", status=status, renew=status["certificate"]["days_left"] < WARN_DAYS,
+                    addresses=config.members)
+
+    @app.get("/federation/peers", response_class=HTMLResponse)
+    def federation_peers() -> HTMLResponse:
+        """The members' nodes pinged: a fragment the federation page loads, so a node that is down holds only
+        this part of the page (for the ping's wait)."""
+        return page("_peers.html", peers=node_status(coordinator, ping=True)["peers"], wait=PING_S)
 
     @app.get("/serving", response_class=HTMLResponse)
     def serving() -> HTMLResponse:
