@@ -67,6 +67,9 @@ def test_bad_job_files_are_refused_clearly(mutation, message):
     (lambda j: j.replace("  - evaluate", "  - contribution: {}"), None),
     (lambda j: j.replace("  - intersect: {method: ecdh}", "  - contribution: {}\n  - intersect: {method: ecdh}"),
      "step 0 'contribution': needs a 'train' step before it"),
+    # it trained on the `aligned` check (or failed it), then intersected for nothing
+    (lambda j: j.replace("  - intersect: {method: ecdh}\n", "").replace("  - evaluate", "  - intersect\n  - evaluate"),
+     "step 1 'intersect' comes after step 0 'train', which read the rows before they were aligned: put intersect first"),
     (lambda j: j.replace("  - evaluate", "  - train: {model: hetero_secureboost}\n  - evaluate"),  # it replaced model.json
      "steps 1 and 2 both train; a job trains one model"),
     # a metric of another task failed only after the training

@@ -30,6 +30,8 @@ from isthmus.ml.metrics import METRICS
 #: Steps a plan adds by itself, which a node's policy need not list: the ledger record (``record: true``) and
 #: the alignment check of vertical steps that no intersect step precedes.
 ADDED_STEPS = frozenset({"record", "aligned"})
+#: Steps that read the parties' rows: an intersect step must come before every one of them.
+_ROW_READERS = frozenset({"binning", "select", "train", "evaluate", "contribution"})
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ def make_plan(spec: JobSpec, party: str) -> Plan:
         if step.kind.after and not any(earlier.name == step.kind.after for earlier in planned[:step.index]):
             raise ConfigError(f"party {party!r}, step {step.index} {step.name!r}: needs a {step.kind.after!r} step "
                               "before it")
+    _intersect_first(spec)
     _metrics_apply(planned, party)
     return _measurable(Plan(spec, party, planned, tuple(notes)))
 
@@ -132,6 +135,19 @@ def _one_training(spec: JobSpec) -> None:
         raise ConfigError(f"job {spec.name!r}: steps {trainings[0]} and {trainings[1]} both train; a job trains one "
                           "model (each party keeps it as model.json, and a second would replace the first): run "
                           "another job for another model")
+
+
+def _intersect_first(spec: JobSpec) -> None:
+    """An intersect step aligns the rows of the steps after it; one placed after a step that read the rows
+    aligned nothing for it (a vertical train there ran on the `aligned` check, or failed it)."""
+    names = [step.name for step in spec.steps]
+    if "intersect" not in names:
+        return
+    at = names.index("intersect")
+    reader = next((index for index, name in enumerate(names[:at]) if name in _ROW_READERS), None)
+    if reader is not None:
+        raise ConfigError(f"job {spec.name!r}: step {at} 'intersect' comes after step {reader} {names[reader]!r}, "
+                          "which read the rows before they were aligned: put intersect first")
 
 
 def _with_added_steps(spec: JobSpec) -> tuple[list[Step], list[str]]:
