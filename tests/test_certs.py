@@ -187,7 +187,8 @@ def test_a_ca_outlives_the_certificates_it_signs(tmp_path):
     issued = sign_request(tmp_path / "ca", made.request, made.signing_pub, valid_days=100_000)
     ca_end = _cert(tmp_path / "ca" / "ca.pem").not_valid_after_utc
     assert (ca_end - dt.datetime.now(dt.UTC)).days >= 3649
-    assert issued.valid_until == _cert(issued.cert).not_valid_after_utc == ca_end  # never beyond the CA
+    assert issued.valid_until == _cert(issued.cert).not_valid_after_utc == ca_end and issued.ends_with_ca  # never beyond
+    assert not sign_request(tmp_path / "ca", made.request, made.signing_pub, renew=True).ends_with_ca
 
 
 def test_a_member_renews_its_certificate_and_nothing_else_changes(tmp_path):

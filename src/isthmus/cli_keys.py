@@ -78,7 +78,8 @@ def ca_sign(request: Annotated[Path, typer.Argument(help="A party's certificate 
     from isthmus.transport.ca import PARTY_DAYS, sign_request
 
     issued = guard(lambda: sign_request(ca, request, signing_key, out=out, valid_days=days or PARTY_DAYS, renew=renew))
-    console.print(f"issued {issued.party}'s certificate, valid until {issued.valid_until:%Y-%m-%d}: {issued.cert}")
+    console.print(f"issued {issued.party}'s certificate, valid until {issued.valid_until:%Y-%m-%d}"
+                  + (" (when the CA's own certificate ends)" if issued.ends_with_ca else "") + f": {issued.cert}")
     if renew:
         console.print(f"send it to {issued.party} (`isthmus keys install --cert`, then restart its node); the other "
                       "members need nothing new")

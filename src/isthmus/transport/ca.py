@@ -53,6 +53,7 @@ class Issued:
     party: str
     cert: Path
     valid_until: dt.datetime
+    ends_with_ca: bool  # shorter than asked: no certificate outlives the CA that signed it
 
 
 def init_ca(ca_dir: Path, *, valid_days: int = CA_DAYS) -> Path:
@@ -124,7 +125,8 @@ def sign_request(ca_dir: Path, request: Path, signing_pub: Path, *, out: Path | 
         except ConfigError:
             out.unlink()  # no certificate without its pinned key
             raise
-    return Issued(party, out, cert.not_valid_after_utc)
+    ends = cert.not_valid_after_utc
+    return Issued(party, out, ends, ends == ca_cert.not_valid_after_utc)
 
 
 def _check_new_member(party: str, pinned: dict, federation: Path, out: Path) -> None:
