@@ -54,9 +54,7 @@ def test_an_operator_approves_in_the_browser_and_watches_the_job_finish(nodes, b
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     guest_url = api_url(nodes["guest"])
     job_id = NodeClient(api_url(nodes["host"])).submit(proposal())
-    page = browser.new_page(viewport={"width": 1100, "height": 760})
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page, errors = _page(browser)
 
     page.goto(f"{guest_url}/approvals")
     _reload_until(page, f"#job-{job_id}")
@@ -96,9 +94,7 @@ def test_the_ledger_page_shows_what_the_peers_node_processes_say_of_their_replic
     keys = {party: load_node_config(path).keys for party, path in nodes.items()}
     record_at_nodes(keys, tmp_path / "merged", "credit", ROLES, holders=("guest", "host"))
     guest_url = api_url(nodes["guest"])
-    page = browser.new_page(viewport={"width": 1100, "height": 760})
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page, errors = _page(browser)
     page.goto(f"{guest_url}/ledger")
     assert "Verified" in page.locator("#verified").inner_text()
     page.wait_for_selector("#replica-arbiter", timeout=30_000)
@@ -117,9 +113,7 @@ def test_the_ledger_page_shows_what_the_peers_node_processes_say_of_their_replic
 def test_the_federation_page_pings_the_members_node_processes(nodes, browser):
     """Loaded after the page is shown, over each node's mutual-TLS link: the host's and the arbiter's nodes."""
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1100, "height": 760})
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page, errors = _page(browser)
     page.goto(f"{api_url(nodes['guest'])}/federation")
     assert "(36" in page.locator("#certificate").inner_text()
     page.wait_for_selector("#peer-arbiter", timeout=30_000)
@@ -128,6 +122,14 @@ def test_the_federation_page_pings_the_members_node_processes(nodes, browser):
     page.screenshot(path=ARTEFACTS / "federation.png")
     assert not errors, errors
     page.close()
+
+
+def _page(browser):
+    """A new page, and the list its console errors (script errors, CSP violations) are collected in."""
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    return page, errors
 
 
 def _chart_points(page, canvas: str, timeout: float = 30.0) -> list:

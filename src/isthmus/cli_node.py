@@ -66,14 +66,12 @@ def node_status(node: NodeOpt = None, token_file: TokenOpt = None,
                 peers: Annotated[bool, typer.Option(help="Ping every member's node (all at once); exit 3 if one "
                                                          "does not answer.")] = True) -> None:
     """This node's identity, certificate and jobs, and which members' nodes answer now."""
-    from isthmus.transport.certs import WARN_DAYS
-
     status = guard(lambda: _client(node, token_file).status(peers=peers))
     cert = status["certificate"]
     console.print(f"node {status['party']}: approval {status['approval']}; catalogue: "
                   f"{', '.join(status['catalogue']) or 'empty'}", markup=False)
     console.print(f"certificate valid until {cert['valid_until'][:10]} ({cert['days_left']} days)"
-                  + (": renew it (`isthmus ca sign --renew`)" if cert["days_left"] < WARN_DAYS else ""), markup=False)
+                  + (": renew it (`isthmus ca sign --renew`)" if cert["renew"] else ""), markup=False)
     console.print("jobs: " + (", ".join(f"{count} {state}" for state, count in sorted(status["jobs"].items()))
                               or "none"), markup=False)
     silent = [name for name, peer in status.get("peers", {}).items() if not peer["answers"]]

@@ -9,6 +9,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from isthmus.node.coordinator import Coordinator
+from isthmus.transport.certs import WARN_DAYS
 from isthmus.transport.keyfiles import PARTY_CERT, load_certificate
 
 #: How long a member's node has to answer the status's ping.
@@ -19,10 +20,11 @@ def node_status(coordinator: Coordinator, *, ping: bool = False) -> dict:
     config = coordinator.config
     cert = load_certificate(config.keys / config.party / PARTY_CERT, "this node's certificate")
     ends = cert.not_valid_after_utc
+    days_left = (ends - dt.datetime.now(dt.UTC)).days  # not keyfiles.days_left: a node may run past the end
     status = {
         "party": coordinator.me, "members": sorted(config.members), "approval": config.policy.approval,
         "catalogue": sorted(config.options.catalogue),
-        "certificate": {"valid_until": ends.isoformat(), "days_left": (ends - dt.datetime.now(dt.UTC)).days},
+        "certificate": {"valid_until": ends.isoformat(), "days_left": days_left, "renew": days_left < WARN_DAYS},
         "jobs": dict(Counter(job["status"] for job in coordinator.store.jobs())),
     }
     if ping:

@@ -34,7 +34,6 @@ from isthmus.node.coordinator import Coordinator, proposal_of
 from isthmus.node.runner import job_folder
 from isthmus.node.status import PING_S, node_status
 from isthmus.node.store import FINAL
-from isthmus.transport.certs import WARN_DAYS
 
 HERE = Path(__file__).parent
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -236,9 +235,7 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
 
     @app.get("/federation", response_class=HTMLResponse)
     def federation() -> HTMLResponse:
-        status = node_status(coordinator)
-        return page("federation.html", status=status, renew=status["certificate"]["days_left"] < WARN_DAYS,
-                    addresses=config.members)
+        return page("federation.html", status=node_status(coordinator), addresses=config.members)
 
     @app.get("/federation/peers", response_class=HTMLResponse)
     def federation_peers() -> HTMLResponse:
