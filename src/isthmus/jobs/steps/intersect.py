@@ -3,17 +3,22 @@
 With ``keep_all_rows: true`` the tables keep every row and the step only records the shared rows'
 positions, in the agreed order, for the train step (``Party.overlap``): transfer learning trains on
 rows only one party has. PSI runs, and reveals, exactly the same either way.
+
+PSI hands every party the shared rows in an order drawn afresh by each run's keys; the step puts them in
+an order fixed by the ids alone (:func:`agreed_order`), so the same job on the same data holds out the
+same rows, draws the same batches and trains the same model twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from isthmus.compute import current
-from isthmus.data.ids import DEDUPE_MODES
+from isthmus.data.ids import DEDUPE_MODES, canonical_id
 from isthmus.data.partitions import (
     PARTITIONED_SUFFIXES,
     RowSelection,
@@ -65,15 +70,27 @@ def run(ctx: PartyContext, options: IntersectOptions) -> None:
                         f"({options.min_shared_rows}) (step intersect)")
     if partitions is not None:
         own_rows = sum(result.partition_rows)
-        ctx.table = load_rows(current(), partitions, selection, result.partition_rows, result.positions)
+        shared = load_rows(current(), partitions, selection, result.partition_rows, result.positions)
+        ctx.table = shared.take(agreed_order(shared.ids, party=ctx.party))
         ctx.events.emit(step="load", rows=ctx.table.n_rows, features=len(ctx.table.feature_names), shared_only=True)
-    elif options.keep_all_rows:
-        own_rows = table.n_rows
-        ctx.state[OVERLAP] = result.positions
     else:
         own_rows = table.n_rows
-        ctx.table = table.take(result.positions)
+        positions = result.positions[agreed_order(table.ids[result.positions], party=ctx.party)]
+        if options.keep_all_rows:
+            ctx.state[OVERLAP] = positions
+        else:
+            ctx.table = table.take(positions)
     ctx.events.emit(step="intersect", own_rows=own_rows, shared_rows=result.size)
+
+
+def agreed_order(shared_ids: np.ndarray, *, party: str) -> np.ndarray:
+    """The permutation that sorts the shared rows by a hash of their canonical ids: the same at every party,
+    since each holds the same ids, and reproducible, unlike PSI's order. A hash rather than the ids' own
+    order, because ids often follow account age or branch, and trainers cut held-out rows and batches from
+    this order. It tells a party nothing new: every party already knows the shared ids."""
+    digests = np.array([hashlib.sha256(b"isthmus/shared-rows\0" + canonical_id(raw, party=party, row=row).encode()).digest()
+                        for row, raw in enumerate(shared_ids)], dtype="S32")
+    return np.argsort(digests, kind="stable")
 
 
 def _partitions(ctx: PartyContext, options: IntersectOptions) -> TablePartitions | None:
