@@ -199,6 +199,24 @@ def test_a_peer_whose_certificate_is_out_of_date_is_named_at_once(tmp_path, addr
         assert time.monotonic() - started < 10
 
 
+@pytest.mark.parametrize(("starts", "ends", "reason"), [
+    (-400, -1, "this party's certificate .* expired on .*every peer refuses it.*--renew.*started again"),
+    (2, 300, "this party's certificate .* is valid only from .*set the clock right"),
+])
+def test_a_party_whose_own_certificate_is_out_of_date_is_told_so_at_once(tmp_path, addresses, starts, ends, reason):
+    """A node running while its certificate expires: every peer closes the handshake, and the send saw only
+    "Socket closed" for its whole connect timeout, blaming the peer."""
+    certs = make_certs(tmp_path / "certs")
+    redate(certs / "fed", "bob", starts_in_days=starts, ends_in_days=ends)
+    with node_starter(certs, addresses, tmp_path) as start:
+        start("alice")
+        bob = start("bob", connect_timeout=30)
+        started = time.monotonic()
+        with pytest.raises(PeerUnreachableError, match=reason):
+            bob.channel("j").send("alice", "x", 1)
+        assert time.monotonic() - started < 10
+
+
 def test_a_party_claiming_another_name_is_refused(start):
     carol = start("carol")
     mallory = start("bob", cert_of="alice")  # alice's valid certificate, claiming to be bob

@@ -34,6 +34,7 @@ from concurrent import futures
 from typing import NamedTuple, Self
 
 import grpc
+from cryptography import x509
 
 from isthmus.errors import (
     ConfigError,
@@ -46,6 +47,7 @@ from isthmus.transport import codec
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.certs import TlsFiles
 from isthmus.transport.channel import Channel
+from isthmus.transport.keyfiles import RENEW_PARTY_CERT, days_left
 from isthmus.transport.grpc_inbox import (
     CHUNK_BYTES,
     DEFAULT_MIN_TRANSFER_RATE,
@@ -146,6 +148,8 @@ class GrpcNode:
                            stall_timeout=stall_timeout, min_transfer_rate=min_transfer_rate)
         self.port: int | None = None  # the bound port once started (useful with "host:0")
         self._ca, self._cert, self._key = tls.load()
+        #: the certificate this node presents, loaded once: a renewed one installed meanwhile waits for a restart
+        self.certificate, self._cert_path = x509.load_pem_x509_certificate(self._cert), tls.cert
         self._server: grpc.Server | None = None
         self._clients: dict[str, grpc.Channel] = {}
         self._calls: dict[str, _PeerCalls] = {}
@@ -250,6 +254,8 @@ class GrpcNode:
                 return
             except grpc.RpcError as err:
                 code, details = err.code(), (err.details() or "")[:500]
+                if code == grpc.StatusCode.UNAVAILABLE and (refused := self._own_certificate_refused()):
+                    raise PeerUnreachableError(refused, peer=to, address=address, tag=tag) from None
                 retry = (code in _RETRIED and not _untrusted(details) and not self._runs_another_job(code)) or (
                     code == grpc.StatusCode.RESOURCE_EXHAUSTED and details == _GRPC_BUSY)
                 left = give_up - time.monotonic()
@@ -265,6 +271,16 @@ class GrpcNode:
                 if isinstance(error, PeerUnreachableError) and self.give_up_on_unreachable:
                     self.mark_gone(job, [to])
                 raise error from None
+
+    def _own_certificate_refused(self) -> str | None:
+        """Why peers refuse this party, if its certificate has expired (or is not valid yet) since the node
+        started: each then closes the handshake, and a send saw only "Socket closed" for a whole connect timeout."""
+        try:
+            days_left(self.certificate, self._cert_path, "this party's certificate",
+                      f"every peer refuses it; {RENEW_PARTY_CERT}, and this process is started again")
+        except ConfigError as exc:
+            return str(exc)
+        return None
 
     def _runs_another_job(self, code: grpc.StatusCode) -> bool:
         """Whether a refusal as "not open" is final: a job process opens its one job before it listens, so a
