@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_helpers import redate
+from typer.testing import CliRunner
 
+from isthmus.cli_node import node_app
+from isthmus.transport.keyfiles import load_certificate
 from tests.board_helpers import board, csrf_of, pending_job, write_run
 from tests.node_helpers import federation, local_nodes
 
@@ -128,6 +131,17 @@ def test_the_federation_page_shows_the_certificate_and_which_members_answer(node
     redate(guest.config.keys, "guest", starts_in_days=-350, ends_in_days=12.5, signer=ec.generate_private_key(ec.SECP256R1()))
     late = web.get("/federation").text
     assert re.search(r'id="certificate" class="error">.*\(12 days\): ask .*>isthmus ca sign --renew<', late), late
+
+    # renewed and installed, but the node presents the certificate it read at start until it restarts
+    monkeypatch.setattr(guest, "certificate", load_certificate(guest.config.keys / "guest" / "cert.pem", "served"))
+    redate(guest.config.keys, "guest", starts_in_days=-1, ends_in_days=400.5, signer=ec.generate_private_key(ec.SECP256R1()))
+    renewed = web.get("/federation").text
+    assert re.search(r'id="certificate" class="error">.*\(12 days\); a renewed certificate, valid until '
+                     r'20\d\d-\d\d-\d\d, is installed: restart this node to present it\.', renewed), renewed
+    monkeypatch.setattr("isthmus.node.client.httpx.Client", lambda base_url, headers, timeout: web)
+    status = CliRunner().invoke(node_app, ["status", "--no-peers", "--node", "http://127.0.0.1:1"])
+    assert status.exit_code == 0 and re.search(r"\(12 days\)\na renewed certificate \(valid until 20\d\d-\d\d-\d\d\) "
+                                               r"is installed: restart the node to present it", status.stdout), status.stdout
 
 
 def test_the_serving_page_reads_only_the_end_of_logs_that_grow_without_end(nodes, monkeypatch):

@@ -72,6 +72,9 @@ def node_status(node: NodeOpt = None, token_file: TokenOpt = None,
                   f"{', '.join(status['catalogue']) or 'empty'}", markup=False)
     console.print(f"certificate valid until {cert['valid_until'][:10]} ({cert['days_left']} days)"
                   + (": renew it (`isthmus ca sign --renew`)" if cert["renew"] else ""), markup=False)
+    if cert["installed_until"]:
+        console.print(f"a renewed certificate (valid until {cert['installed_until'][:10]}) is installed: restart "
+                      "the node to present it", markup=False)
     console.print("jobs: " + (", ".join(f"{count} {state}" for state, count in sorted(status["jobs"].items()))
                               or "none"), markup=False)
     silent = [name for name, peer in status.get("peers", {}).items() if not peer["answers"]]

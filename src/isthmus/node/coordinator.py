@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from isthmus.errors import ConfigError, IsthmusError
@@ -56,6 +57,8 @@ class Coordinator:
         #: whether a member's node answers a ping within the seconds given; set by the node with its link
         self.answers: Callable[[str, float], bool] = lambda peer, timeout: True
         self.serving: Any = None  # the node's Serving, once started
+        #: the certificate the node's link presents (None: the one installed, for a coordinator without a link)
+        self.certificate: x509.Certificate | None = None
         self._lock = threading.RLock()  # one decision at a time: votes may arrive together
         #: message kind -> handler(sender, message, check); serving adds its own
         self.handlers: dict[str, Callable[[str, dict, Inspect], None]] = {

@@ -95,7 +95,7 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
     grpc.start()
     channel = grpc.channel(CONTROL_JOB)
     link = PeerLink(channel, list(config.members), coordinator.handle, coordinator.undelivered)
-    coordinator.send, coordinator.answers = link.send, channel.answers
+    coordinator.send, coordinator.answers, coordinator.certificate = link.send, channel.answers, grpc.certificate
     coordinator.serving = Serving(coordinator, channel)  # published models are served again
     link.start()
     try:

@@ -18,13 +18,9 @@ PING_S = 2.0
 
 def node_status(coordinator: Coordinator, *, ping: bool = False) -> dict:
     config = coordinator.config
-    cert = load_certificate(config.keys / config.party / PARTY_CERT, "this node's certificate")
-    ends = cert.not_valid_after_utc
-    days_left = (ends - dt.datetime.now(dt.UTC)).days  # not keyfiles.days_left: a node may run past the end
     status = {
         "party": coordinator.me, "members": sorted(config.members), "approval": config.policy.approval,
-        "catalogue": sorted(config.options.catalogue),
-        "certificate": {"valid_until": ends.isoformat(), "days_left": days_left, "renew": days_left < WARN_DAYS},
+        "catalogue": sorted(config.options.catalogue), "certificate": _certificate(coordinator),
         "jobs": dict(Counter(job["status"] for job in coordinator.store.jobs())),
     }
     if ping:
@@ -34,3 +30,16 @@ def node_status(coordinator: Coordinator, *, ping: bool = False) -> dict:
         status["peers"] = {member: {"address": config.members[member], "answers": answers}
                            for member, answers in zip(others, answered)}
     return status
+
+
+def _certificate(coordinator: Coordinator) -> dict:
+    """The certificate the node presents (it reads its files once, at start) and, when another is installed
+    since (renewed), that one's end: the node must restart to present it, or its peers refuse it at the old end."""
+    config = coordinator.config
+    installed = load_certificate(config.keys / config.party / PARTY_CERT, "this node's certificate")
+    served = coordinator.certificate or installed
+    ends = served.not_valid_after_utc
+    days_left = (ends - dt.datetime.now(dt.UTC)).days  # not keyfiles.days_left: a node may run past the end
+    renewed = installed.serial_number != served.serial_number
+    return {"valid_until": ends.isoformat(), "days_left": days_left, "renew": days_left < WARN_DAYS and not renewed,
+            "installed_until": installed.not_valid_after_utc.isoformat() if renewed else None}
