@@ -50,13 +50,14 @@ def _vertical(result: LaunchResult, choice: TrainChoice) -> dict:
     task = json.loads((guest_dir / "model.json").read_text())["task"]
     predictions = pd.read_csv(guest_dir / "predictions.csv", dtype={"id": str})
     ids, X, y, owners = pooled_columns(spec, selected=_selected_columns(result))
+    if task != "regression":  # class indices, as the guest's part holds them (two labels 1 and 2 are 0 and 1)
+        y = np.searchsorted(np.unique(y), y)
     evaluation = np.isin(ids, predictions["id"].to_numpy())
     training = ~evaluation if not evaluation.all() else evaluation  # the rows the training did not hold out
     reference = choice.algorithm.reference_by_party(choice.options, task, X[training], y[training], X[evaluation],
                                                     owners, spec.roster)
     metric = PRIMARY_METRIC[task]
-    y_eval = np.searchsorted(np.unique(y), y[evaluation]) if task == "multiclass" else y[evaluation]
-    centralized = evaluate(task, y_eval, reference.scores, metrics=[metric])[metric]
+    centralized = evaluate(task, y[evaluation], reference.scores, metrics=[metric])[metric]
     federated = json.loads((guest_dir / "metrics.json").read_text())["metrics"][metric]
     return {"metric": metric, "federated": federated, "centralized": centralized,
             "delta": abs(federated - centralized), "reference": reference.name,

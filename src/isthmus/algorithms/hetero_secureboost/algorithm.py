@@ -120,7 +120,7 @@ class HeteroSecureBoost(Algorithm):
         table = party.labelled_rows()
         objective = classifier_task(options.objective, table.label, self.name)
         classes = np.unique(table.label) if objective != "regression" else None
-        y = np.searchsorted(classes, table.label) if objective == "multiclass" else table.label
+        y = table.label if classes is None else np.searchsorted(classes, table.label)  # any two labels: 0 and 1
         params = options.params(objective=objective, n_classes=len(classes) if objective == "multiclass" else None)
         trained = HeteroSecureBoostGuest(params.n_trees, params.max_depth, params.learning_rate, options.bins,
                                          encryption=options.encryption, key_bits=options.key_bits,
