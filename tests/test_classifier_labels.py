@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,8 +51,9 @@ def test_the_labels_make_the_task():
         classifier_task("multiclass", np.arange(MAX_CLASSES + 1.0), "m")
 
 
-def job_with_labels(folder, model: str, train: dict, labels: tuple[int, int]):
-    """Aligned files of 300 rows (no intersect step) whose binary label takes the values ``labels``."""
+def job_with_labels(folder: Path, model: str | None, train: dict, labels: tuple[int, int]):
+    """Aligned files of 300 rows (no intersect step) whose binary label takes the values ``labels``; the job
+    trains ``model`` and evaluates it, or (no model) bins the columns against the label."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 4))
     positive = X[:, 0] + X[:, 2] + rng.normal(scale=0.5, size=300) > 0
@@ -63,28 +65,38 @@ def job_with_labels(folder, model: str, train: dict, labels: tuple[int, int]):
                "host": {"address": "127.0.0.1:2", "data": {"path": "host.csv", "id": "id"}}}
     if model in ("hetero_lr", "hetero_secureboost"):
         parties["arbiter"] = {"address": "127.0.0.1:3"}
-    return parse_job({"job": "labels", "parties": parties, "steps": [{"train": {"model": model, **train}}, "evaluate"]},
-                     base_dir=folder)
+    steps = [{"train": {"model": model, **train}}, "evaluate"] if model else [{"binning": {"key_bits": 1024}}]
+    return parse_job({"job": "labels", "parties": parties, "steps": steps}, base_dir=folder)
+
+
+def run_with_labels(folder: Path, model: str | None, train: dict, labels: tuple[int, int]) -> Path:
+    """The guest's run folder of :func:`job_with_labels`' job, its parties in threads over an in-process hub."""
+    folder.mkdir()
+    spec = job_with_labels(folder, model, train, labels)
+    hub = LocalHub(list(spec.parties))
+    run_parties({p: (lambda p=p: run_party(spec, p, hub.channel(p, spec.name), folder / "run" / p))
+                 for p in spec.parties}, timeout=120)
+    return folder / "run" / "guest"
 
 
 @pytest.mark.parametrize("model, train", [
     ("hetero_lr", {"epochs": 3, "key_bits": 1024, "validation_fraction": 0.3}),
     ("hetero_lr_sshe", {"epochs": 3, "validation_fraction": 0.3}),
     ("hetero_secureboost", {"trees": 2, "key_bits": 1024, "validation_fraction": 0.3}),
-    ("hetero_nn", {"epochs": 2, "key_bits": 1024, "validation_fraction": 0.3}),
+    ("hetero_nn", {"epochs": 5, "key_bits": 1024, "validation_fraction": 0.3}),
 ])
 def test_a_binary_label_of_any_two_values_trains_and_evaluates_as_0_and_1(model, train, tmp_path):
     """hetero_lr and hetero_nn trained on labels 1 and 2, then failed at `evaluate` ("binary y_true must hold only
     0 and 1"); hetero_secureboost refused them. The second value is the positive class, as in scikit-learn."""
-    auc = {}
-    for labels in ((0, 1), (1, 2)):
-        folder = tmp_path / f"{labels[0]}{labels[1]}"
-        folder.mkdir()
-        spec = job_with_labels(folder, model, train, labels)
-        hub = LocalHub(list(spec.parties))
-        run_parties({p: (lambda p=p: run_party(spec, p, hub.channel(p, spec.name), folder / "run" / p))
-                     for p in spec.parties}, timeout=120)
-        auc[labels] = json.loads((folder / "run" / "guest" / "metrics.json").read_text())["metrics"]["auc"]
-    assert auc[(1, 2)] > 0.75
+    auc = {labels: json.loads((run_with_labels(tmp_path / str(labels), model, train, labels) / "metrics.json")
+                              .read_text())["metrics"]["auc"] for labels in ((0, 1), (1, 2))}
+    assert auc[(1, 2)] > 0.7, auc  # hetero_nn: 0.82-0.92 over 8 runs
     if model != "hetero_nn":  # its interactive layer starts from the host's fresh noise in every run
         assert auc[(1, 2)] == pytest.approx(auc[(0, 1)], abs=1e-3)
+
+
+def test_binning_takes_any_two_label_values_as_events_and_non_events(tmp_path):
+    """It refused them ("WOE/IV needs a 0/1 label") while the classifiers after it took them."""
+    iv = {labels: (run_with_labels(tmp_path / str(labels), None, {}, labels) / "iv.json").read_bytes()
+          for labels in ((0, 1), (1, 2))}
+    assert iv[(1, 2)] == iv[(0, 1)] and b'"iv"' in iv[(0, 1)]

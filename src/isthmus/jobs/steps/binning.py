@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from isthmus.algorithms.base import KeyBits
-from isthmus.errors import ConfigError
+from isthmus.errors import ConfigError, DataError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.steps.data import party_table
 from isthmus.jobs.steps.kind import DATA_ROLES, StepKind, data_roles, parse_with
@@ -54,15 +54,24 @@ def run_binning(ctx: PartyContext, options: BinningOptions) -> None:
         return
     if table.label is None:
         raise ConfigError(f"guest {ctx.party!r} needs a 'label' column for WOE/IV")
+    events = _events(table.label)
     binner = QuantileBinner(bins).fit(table.features)
-    own = woe_iv(binner.transform(table.features), table.label, binner.bins + 1)
-    hosts = hetero_woe_iv_guest(ctx.channel, table.label, ctx.spec.with_role("host"), key_bits=key_bits)
+    own = woe_iv(binner.transform(table.features), events, binner.bins + 1)
+    hosts = hetero_woe_iv_guest(ctx.channel, events, ctx.spec.with_role("host"), key_bits=key_bits)
     ctx.state["iv"] = {ctx.party: own.iv, **{host: result.iv for host, result in hosts.items()}}
     report = {ctx.party: _per_feature(own, table.feature_names)}
     report.update({host: _per_feature(result, [str(i) for i in range(len(result.iv))]) for host, result in hosts.items()})
     ctx.write_json("iv.json", {"party": ctx.party, "bins": bins, "missing_bin": "last", "parties": report})
     ctx.events.emit(step="binning", features=sum(len(iv) for iv in ctx.state["iv"].values()),
                     best_iv=round(float(max((iv.max(initial=0) for iv in ctx.state["iv"].values()), default=0)), 4))
+
+
+def _events(label: np.ndarray) -> np.ndarray:
+    """The label as 0/1 events: of two values, the larger is the event, as the classifiers take it."""
+    values = np.unique(label)
+    if len(values) > 2:
+        raise DataError(f"WOE/IV needs a binary label; the guest's has {len(values)} values")
+    return (label == values[-1]).astype(np.float64) if len(values) == 2 else label
 
 
 def _per_feature(result: WoeIv, names: list[str]) -> dict[str, dict]:
