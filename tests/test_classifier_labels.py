@@ -24,6 +24,7 @@ from isthmus.jobs.spec import parse_job
 from isthmus.transport.local import LocalHub
 
 ROLES = {"guest": "guest", "host": "host", "arbiter": "arbiter"}
+MEASURED = ("hetero_lr",)  # of the classifiers below, those whose contributions the `contribution` step measures
 
 
 @pytest.mark.parametrize("model", ["hetero_lr", "hetero_lr_sshe", "hetero_secureboost", "hetero_nn"])
@@ -53,7 +54,7 @@ def test_the_labels_make_the_task():
 
 def job_with_labels(folder: Path, model: str | None, train: dict, labels: tuple[int, int]):
     """Aligned files of 300 rows (no intersect step) whose binary label takes the values ``labels``; the job
-    trains ``model`` and evaluates it, or (no model) bins the columns against the label."""
+    trains ``model`` and evaluates it (and measures the parties' contributions when it can), or (no model) bins the columns against the label."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 4))
     positive = X[:, 0] + X[:, 2] + rng.normal(scale=0.5, size=300) > 0
@@ -66,6 +67,8 @@ def job_with_labels(folder: Path, model: str | None, train: dict, labels: tuple[
     if model in ("hetero_lr", "hetero_secureboost"):
         parties["arbiter"] = {"address": "127.0.0.1:3"}
     steps = [{"train": {"model": model, **train}}, "evaluate"] if model else [{"binning": {"key_bits": 1024}}]
+    if model in MEASURED:
+        steps.append("contribution")
     return parse_job({"job": "labels", "parties": parties, "steps": steps}, base_dir=folder)
 
 
@@ -88,9 +91,11 @@ def run_with_labels(folder: Path, model: str | None, train: dict, labels: tuple[
 def test_a_binary_label_of_any_two_values_trains_and_evaluates_as_0_and_1(model, train, tmp_path):
     """hetero_lr and hetero_nn trained on labels 1 and 2, then failed at `evaluate` ("binary y_true must hold only
     0 and 1"); hetero_secureboost refused them. The second value is the positive class, as in scikit-learn."""
-    auc = {labels: json.loads((run_with_labels(tmp_path / str(labels), model, train, labels) / "metrics.json")
-                              .read_text())["metrics"]["auc"] for labels in ((0, 1), (1, 2))}
+    runs = {labels: run_with_labels(tmp_path / str(labels), model, train, labels) for labels in ((0, 1), (1, 2))}
+    auc = {labels: json.loads((run / "metrics.json").read_text())["metrics"]["auc"] for labels, run in runs.items()}
     assert auc[(1, 2)] > 0.7, auc  # hetero_nn: 0.82-0.92 over 8 runs
+    if model in MEASURED:  # the contribution step scores alike
+        assert json.loads((runs[(1, 2)] / "contribution.json").read_text())["grand_value"] == pytest.approx(auc[(1, 2)])
     if model != "hetero_nn":  # its interactive layer starts from the host's fresh noise in every run
         assert auc[(1, 2)] == pytest.approx(auc[(0, 1)], abs=1e-3)
 

@@ -152,7 +152,7 @@ class GuestPart(Part):
 
     role = "guest"
     task: Task
-    classes: np.ndarray | None  # label values of a classifier, in class-index order
+    classes: np.ndarray | None  # label values of a classifier, in class-index order (the larger of two positive)
     evaluation_rows: np.ndarray  # rows the training held out (or all of them): where `evaluate` scores
 
     @abstractmethod
@@ -163,6 +163,11 @@ class GuestPart(Part):
     @abstractmethod
     def finish(self, channel: Channel) -> None:
         """Tell the hosts that serving ends."""
+
+    def targets(self, labels: np.ndarray) -> np.ndarray:
+        """``labels`` as the scores index them: a classifier's class indices (of two values, the larger is 1),
+        a regression's values."""
+        return labels if self.classes is None else np.searchsorted(self.classes, labels)
 
 
 class HostPart(Part):

@@ -103,8 +103,7 @@ def _measure_coalitions(ctx: PartyContext, trained: Trained, options: Contributi
         raise ConfigError(f"contribution is measured by the guest, which holds the labels; {ctx.party!r} has none")
     table, rows = party_table(ctx), part.evaluation_rows
     metric = options.metric_for(part.task)
-    labels = table.label[rows]
-    y_true = np.searchsorted(part.classes, labels) if part.task == "multiclass" else labels
+    y_true = part.targets(table.label[rows])
 
     def grand_scores(channel) -> np.ndarray:
         scores = part.predict(channel, table.features, rows)

@@ -52,8 +52,7 @@ def _jointly(ctx: PartyContext, part: GuestPart, options: EvaluateOptions) -> No
     scores = part.predict(ctx.channel, table.features, rows)
     part.finish(ctx.channel)
     labels = table.label[rows]
-    y_true = labels if part.classes is None else np.searchsorted(part.classes, labels)  # 0/1 of two labels, say 1/2
-    _report(ctx, part.task, table.ids[rows], labels, y_true, scores, options)
+    _report(ctx, part.task, table.ids[rows], labels, part.targets(labels), scores, options)
 
 
 def _alone(ctx: PartyContext, part: LocalPart, options: EvaluateOptions) -> None:
