@@ -52,6 +52,20 @@ def test_parses_roles_paths_and_steps(tmp_path: Path):
     (lambda j: j.replace("  arbiter:", "  host-2: {address: 127.0.0.1:7009}\n  arbiter:"), "'host-2' is named twice"),
     (lambda j: j.replace("intersect: {method: ecdh}", "intersect: ecdh"),
      "step 'intersect': options must be a mapping, like 'intersect: {option: value}', got 'ecdh'"),
+    # data settings: a lone name was read letter by letter, numbers crashed the party, a contradiction was
+    # settled silently (the column used), each only at the intersection
+    (lambda j: j.replace("exclude: [phone]", "exclude: phone"),
+     "party 'host-2': data 'exclude' must be a list of column names, like \\[phone\\], got 'phone'"),
+    (lambda j: j.replace("exclude: [phone]", "features: [phone, 7, {a: 1}]"),
+     "party 'host-2': data 'features' must be a column name, got \\{'a': 1\\}"),
+    (lambda j: j.replace("exclude: [phone]", "features: [phone, age], exclude: [phone]"),
+     "party 'host-2': data column\\(s\\) \\['phone'\\] are in both 'features' and 'exclude'"),
+    (lambda j: j.replace("{path: guest.csv, id: id, label: y}", "{path: guest.csv, id: id, label: y, features: [a, y]}"),
+     "party 'guest': data 'features' names \\['y'\\], its id or label column"),
+    (lambda j: j.replace("{path: guest.csv, id: id, label: y}", "{path: [guest.csv], id: id}"),
+     "party 'guest': data 'path' must be a file path, got \\['guest.csv'\\]"),
+    (lambda j: j.replace("{path: guest.csv, id: id, label: y}", "{path: guest.csv, id: id, label: true}"),
+     "party 'guest': data 'label' must be a column name, got True"),
 ])
 def test_bad_job_files_are_refused_clearly(mutation, message):
     import yaml
@@ -132,6 +146,15 @@ steps:
     make_plan(load_job(job), "client-1")  # `run` cannot know another party's --test file: only the launch checks
     job.write_text(job.read_text().replace("b.csv, id: id", "b.csv, test: held_out.csv, id: id"))
     check_someone_evaluates(make_plan(load_job(job), "aggregator"))
+
+
+def test_numeric_column_names_in_a_job_file_are_the_headers_text():
+    """A header of years (2019, 2020) is written unquoted in YAML, which makes numbers of them."""
+    import yaml
+
+    job = JOB.replace("exclude: [phone]", "features: [2019, 2020.5], label: 7")
+    data = parse_job(yaml.safe_load(job), base_dir=Path(".")).party("host-2").data
+    assert (data.features, data.label, data.exclude) == (["2019", "2020.5"], "7", [])
 
 
 def test_unknown_step_names_the_known_ones():

@@ -225,7 +225,7 @@ def test_argument_mistakes_are_config_errors(tmp_path):
     path = write_csv(tmp_path, "id,y,a\n1,0,2\n")
     with pytest.raises(ConfigError, match="missing='drop'"):
         read(path, missing="drop")
-    with pytest.raises(ConfigError, match="'y' is also the id or label column"):
+    with pytest.raises(ConfigError, match="'y' also named as the id or label column"):
         read(path, label_column="y", feature_columns=["a", "y"])
 
 

@@ -191,7 +191,7 @@ def select_columns(
         require(feature_columns, "feature column(s)")
         clash = [c for c in feature_columns if c in reserved]
         if clash:
-            raise ConfigError(f"feature_columns {_quote(clash)} is also the id or label column")
+            raise ConfigError(f"feature column(s) {_quote(clash)} also named as the id or label column")
         features = list(feature_columns)
     wanted = set(features) | {c for c in reserved if c is not None}
     return _Selection(id_column=id_column, columns=[c for c in columns if c in wanted], features=features)

@@ -6,6 +6,7 @@ Every party reads the same file; each runs its own side. See docs/jobs.md for th
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -180,13 +181,39 @@ def _parse_data(party: str, raw: Any, base_dir: Path) -> DataSpec:
     unknown = set(raw) - {"path", "id", "label", "features", "exclude", "test"}
     if unknown:
         raise ConfigError(f"party {party!r}: unknown data settings {sorted(unknown)}")
-    return DataSpec(path=_resolve(raw["path"], base_dir), id=str(raw["id"]), label=raw.get("label"),
-                    features=raw.get("features"), exclude=list(raw.get("exclude") or []),
-                    test=_resolve(raw["test"], base_dir) if raw.get("test") else None)
+    id_column = _column_name(party, "id", raw["id"])
+    label = None if raw.get("label") is None else _column_name(party, "label", raw["label"])
+    features = None if raw.get("features") is None else _column_names(party, "features", raw["features"])
+    exclude = _column_names(party, "exclude", raw.get("exclude") or [])
+    named = set(features or ())
+    if both := sorted(named & set(exclude)):
+        raise ConfigError(f"party {party!r}: data column(s) {both} are in both 'features' and 'exclude': keep each "
+                          "in one of them")
+    if reserved := [name for name in (id_column, label) if name in named]:
+        raise ConfigError(f"party {party!r}: data 'features' names {reserved}, its id or label column")
+    return DataSpec(path=_resolve(party, "path", raw["path"], base_dir), id=id_column, label=label,
+                    features=features, exclude=exclude,
+                    test=_resolve(party, "test", raw["test"], base_dir) if raw.get("test") else None)
 
 
-def _resolve(value: Any, base_dir: Path) -> Path:
+def _column_name(party: str, key: str, value: Any) -> str:
+    """A column's name as a file's header holds it: text (a YAML number, such as a year, is its text)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
+        raise ConfigError(f"party {party!r}: data '{key}' must be a column name, got {value!r}")
+    return str(value)
+
+
+def _column_names(party: str, key: str, value: Any) -> list[str]:
+    if not isinstance(value, list):  # a lone name would be read letter by letter
+        raise ConfigError(f"party {party!r}: data '{key}' must be a list of column names, like [{value}], "
+                          f"got {value!r}")
+    return [_column_name(party, key, item) for item in value]
+
+
+def _resolve(party: str, key: str, value: Any, base_dir: Path) -> Path:
     """Relative data paths are relative to the job file's folder, not to where the party runs."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ConfigError(f"party {party!r}: data '{key}' must be a file path, got {value!r}")
     path = Path(value)
     return path if path.is_absolute() else base_dir / path
 
