@@ -269,6 +269,15 @@ def test_unreachable_peer_is_reported_after_the_connect_timeout(start, addresses
         "stopped or not started" in str(unreachable.value)  # gRPC's "failed to connect to all addresses; ..."
 
 
+def test_a_channel_may_wait_less_for_a_connection_than_its_node(start):
+    """A node's predictions cannot wait for a host as its jobs do (a node's channel, its whole timeout)."""
+    alice = start("alice", connect_timeout=30)  # nobody listens at bob's address
+    started = time.monotonic()
+    with pytest.raises(PeerUnreachableError, match="no connection within 0.5 s: nothing listens"):
+        alice.channel("j", connect_timeout=0.5).scoped("request-1").send("bob", "hello", 1)
+    assert 0.5 <= time.monotonic() - started < 5
+
+
 @pytest.mark.parametrize("give_up", [True, False])
 def test_a_peer_unreachable_once_is_given_up_only_by_a_job_process(start, give_up):
     """A party process gives up on a crashed peer for the rest of its job, so later steps do not wait for

@@ -24,7 +24,7 @@ from isthmus.node.query import query_service
 from isthmus.node.peers import CONTROL_JOB, MAX_MESSAGE_BYTES, TAG, PeerLink
 from isthmus.node.policy import table_problem
 from isthmus.node.runner import ProcessRunner
-from isthmus.node.serving import SERVE_SCOPE, Serving
+from isthmus.node.serving import PING_S, SERVE_SCOPE, Serving
 from isthmus.node.store import Store
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.certs import tls_files_for
@@ -96,7 +96,9 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
     channel = grpc.channel(CONTROL_JOB)
     link = PeerLink(channel, list(config.members), coordinator.handle, coordinator.undelivered)
     coordinator.send, coordinator.answers, coordinator.certificate = link.send, channel.answers, grpc.certificate
-    coordinator.serving = Serving(coordinator, channel)  # published models are served again
+    # published models are served again; a prediction's sends give up on a host's node after PING_S, not the
+    # node's timeout: with a host down, every prediction made in the next 20 s waited that long
+    coordinator.serving = Serving(coordinator, grpc.channel(CONTROL_JOB, connect_timeout=PING_S))
     link.start()
     try:
         for job in interrupted:  # the peers' sides wait for ours: tell them

@@ -63,8 +63,9 @@ MAX_HELD = 4 * SERVING_WORKERS
 #: more are answered "busy" at once. With a host down, each waited out the node's timeout in turn on the
 #: threads the node's API answers everything with: sixty predictions left it unable to list its jobs.
 MAX_PREDICTIONS = 32
-#: Seconds a prediction waits for the ping of a host that did not answer the last one: more than the
-#: transport's 2 s between attempts to reconnect, so that a host that is back is found.
+#: Seconds a prediction waits for the ping of a host that did not answer the last one, and for a host's node to
+#: take a connection at all: more than the transport's 2 s between attempts to reconnect, so that a host
+#: that is back is found.
 PING_S = 2.5
 
 

@@ -216,8 +216,9 @@ class GrpcNode:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def channel(self, job: str, peers: Iterable[str] | None = None) -> Channel:
-        """The messages of ``job``, with ``peers`` (default: every peer of this node); opens the job if need be."""
+    def channel(self, job: str, peers: Iterable[str] | None = None, *, connect_timeout: float | None = None) -> Channel:
+        """The messages of ``job``, with ``peers`` (default: every peer of this node); opens the job if need be.
+        ``connect_timeout`` replaces the node's for this channel's sends (a prediction cannot wait as a job does)."""
         if self._server is None:
             raise ConfigError(f"start the node of party {self.party!r} before opening channels")
         chosen = set(self.peers if peers is None else peers) - {self.party}
@@ -225,10 +226,11 @@ class GrpcNode:
         if unknown:
             raise ConfigError(f"party {self.party!r} has no address for {sorted(unknown)} (job {job!r})")
         self.mailbox.ensure_job(job)
-        return GrpcChannel(self, job, chosen)
+        return GrpcChannel(self, job, chosen, connect_timeout)
 
-    def deliver(self, to: str, job: str, tag: str, payload: bytes) -> None:
-        """Stream ``payload`` to ``to`` and wait for its acknowledgement, retrying while it is unavailable."""
+    def deliver(self, to: str, job: str, tag: str, payload: bytes, *, connect_timeout: float | None = None) -> None:
+        """Stream ``payload`` to ``to`` and wait for its acknowledgement, retrying while it is unavailable for
+        at most ``connect_timeout`` seconds (default: the node's)."""
         if self.audit:
             self.audit.record("send", job, to, tag, payload)
         metadata = (
@@ -242,8 +244,9 @@ class GrpcNode:
         if (job, to) in self._gone:
             raise PeerUnreachableError("unreachable earlier in this job for a whole connect timeout; not retried",
                                        peer=to, address=address, tag=tag)
-        attempt_timeout = self.connect_timeout + len(payload) / _MIN_TRANSFER_RATE
-        give_up = time.monotonic() + self.connect_timeout
+        connect_timeout = self.connect_timeout if connect_timeout is None else connect_timeout
+        attempt_timeout = connect_timeout + len(payload) / _MIN_TRANSFER_RATE
+        give_up = time.monotonic() + connect_timeout
         backoff = _BACKOFF_FIRST
         while True:
             try:
@@ -267,7 +270,7 @@ class GrpcNode:
                     time.sleep(min(backoff, left))  # the last try at the deadline: a whole connect timeout
                     backoff = min(2 * backoff, _BACKOFF_MAX)
                     continue
-                error = _send_error(code, details, self.connect_timeout, attempt_timeout, peer=to, address=address, tag=tag)
+                error = _send_error(code, details, connect_timeout, attempt_timeout, peer=to, address=address, tag=tag)
                 if isinstance(error, PeerUnreachableError) and self.give_up_on_unreachable:
                     self.mark_gone(job, [to])
                 raise error from None
@@ -334,14 +337,15 @@ class GrpcNode:
 class GrpcChannel(Channel):
     """One job's view of a :class:`GrpcNode`; decoding happens here, where the caller can name peer and tag."""
 
-    def __init__(self, node: GrpcNode, job: str, peers: Iterable[str]):
+    def __init__(self, node: GrpcNode, job: str, peers: Iterable[str], connect_timeout: float | None = None):
         super().__init__(node.party, job, peers)
         self.node = node
         self.default_timeout = node.recv_timeout
         self.max_message_bytes = node.max_message_bytes
+        self.connect_timeout = connect_timeout
 
     def _send_raw(self, to: str, tag: str, payload: bytes) -> None:
-        self.node.deliver(to, self.job, tag, payload)
+        self.node.deliver(to, self.job, tag, payload, connect_timeout=self.connect_timeout)
 
     def _next_payload(self, senders: list[str], tag: str, wait: float) -> tuple[str, bytes] | None:
         """In a job (``give_up_on_unreachable``), a receive that waits pings its senders every few seconds
