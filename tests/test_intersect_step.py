@@ -1,4 +1,5 @@
-"""The `intersect` step leaves the shared rows in one order that every party holds and every run repeats.
+"""The `intersect` step leaves the shared rows in one order that every party holds and every run of a job
+repeats, and that another job does not.
 
 PSI's own order follows each run's random keys, so the same job on the same data held out other rows,
 drew other batches and trained another model each time (the demo's delta moved between 0.0000 and 0.0036)."""
@@ -21,7 +22,7 @@ from isthmus.transport.local import LocalHub
 PARTIES = ["guest", "host"]
 
 
-def job(folder: Path, keep_all_rows: bool):
+def job(folder: Path, keep_all_rows: bool, name: str = "order"):
     rng = np.random.default_rng(0)
     guest_ids = rng.permutation(400)  # integers; the host's are text with spaces: the same ids, canonically
     host_ids = [f" {i} " for i in rng.permutation(np.arange(200, 700))]
@@ -30,7 +31,7 @@ def job(folder: Path, keep_all_rows: bool):
     pd.DataFrame({"id": host_ids, "b": rng.normal(size=500)}).to_csv(folder / "host.csv", index=False)
     parties = {"guest": {"address": "127.0.0.1:1", "data": {"path": "guest.csv", "id": "id", "label": "y"}},
                "host": {"address": "127.0.0.1:2", "data": {"path": "host.csv", "id": "id"}}}
-    return parse_job({"job": "order", "parties": parties, "steps": [{"intersect": {"keep_all_rows": keep_all_rows}}]},
+    return parse_job({"job": name, "parties": parties, "steps": [{"intersect": {"keep_all_rows": keep_all_rows}}]},
                      base_dir=folder)
 
 
@@ -54,3 +55,7 @@ def test_every_party_and_every_run_hold_the_shared_rows_in_the_same_order(tmp_pa
     assert first["guest"] == first["host"]
     assert second == first
     assert first["guest"] != sorted(first["guest"]) and first["guest"] != sorted(first["guest"], key=int)
+
+    other_job = shared_ids(job(tmp_path, keep_all_rows, name="another"), tmp_path / "run3")
+    assert other_job["guest"] == other_job["host"] and sorted(other_job["guest"]) == sorted(first["guest"])
+    assert other_job["guest"] != first["guest"]  # an arbiter cannot line up one job's rows with another's

@@ -5,8 +5,8 @@ positions, in the agreed order, for the train step (``Party.overlap``): transfer
 rows only one party has. PSI runs, and reveals, exactly the same either way.
 
 PSI hands every party the shared rows in an order drawn afresh by each run's keys; the step puts them in
-an order fixed by the ids alone (:func:`agreed_order`), so the same job on the same data holds out the
-same rows, draws the same batches and trains the same model twice.
+an order fixed by the job's name and the ids (:func:`agreed_order`), so the same job on the same data holds
+out the same rows, draws the same batches and trains the same model twice.
 """
 
 from __future__ import annotations
@@ -71,11 +71,11 @@ def run(ctx: PartyContext, options: IntersectOptions) -> None:
     if partitions is not None:
         own_rows = sum(result.partition_rows)
         shared = load_rows(current(), partitions, selection, result.partition_rows, result.positions)
-        ctx.table = shared.take(agreed_order(shared.ids, party=ctx.party))
+        ctx.table = shared.take(agreed_order(shared.ids, job=ctx.spec.name, party=ctx.party))
         ctx.events.emit(step="load", rows=ctx.table.n_rows, features=len(ctx.table.feature_names), shared_only=True)
     else:
         own_rows = table.n_rows
-        positions = result.positions[agreed_order(table.ids[result.positions], party=ctx.party)]
+        positions = result.positions[agreed_order(table.ids[result.positions], job=ctx.spec.name, party=ctx.party)]
         if options.keep_all_rows:
             ctx.state[OVERLAP] = positions
         else:
@@ -83,14 +83,20 @@ def run(ctx: PartyContext, options: IntersectOptions) -> None:
     ctx.events.emit(step="intersect", own_rows=own_rows, shared_rows=result.size)
 
 
-def agreed_order(shared_ids: np.ndarray, *, party: str) -> np.ndarray:
-    """The permutation that sorts the shared rows by a hash of their canonical ids: the same at every party,
-    since each holds the same ids, and reproducible, unlike PSI's order. A hash rather than the ids' own
-    order, because ids often follow account age or branch, and trainers cut held-out rows and batches from
-    this order. It tells a party nothing new: every party already knows the shared ids."""
-    digests = np.array([hashlib.sha256(b"isthmus/shared-rows\0" + canonical_id(raw, party=party, row=row).encode()).digest()
-                        for row, raw in enumerate(shared_ids)], dtype="S32")
-    return np.argsort(digests, kind="stable")
+def agreed_order(shared_ids: np.ndarray, *, job: str, party: str) -> np.ndarray:
+    """The permutation that sorts the shared rows by a hash of the job's name and their canonical ids: the
+    same at every party, since each holds the same ids, and the same in every run of the job, unlike PSI's
+    order. A hash rather than the ids' own order, because ids often follow account age or branch, and
+    trainers cut held-out rows and batches from this order; salted with the job's name, so that a party
+    without the ids (an arbiter) cannot link a row of one job with the same customer's row in another.
+    It tells a party with the ids nothing new: it knows the shared ids already."""
+    salted = hashlib.sha256(f"isthmus shared rows\0{job}\0".encode())  # job names hold no NUL
+    digests = []
+    for row, raw in enumerate(shared_ids):
+        digest = salted.copy()
+        digest.update(canonical_id(raw, party=party, row=row).encode())
+        digests.append(digest.digest())
+    return np.argsort(np.array(digests, dtype="S32"), kind="stable")
 
 
 def _partitions(ctx: PartyContext, options: IntersectOptions) -> TablePartitions | None:
