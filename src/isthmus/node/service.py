@@ -97,7 +97,7 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
     link = PeerLink(channel, list(config.members), coordinator.handle, coordinator.undelivered)
     coordinator.send, coordinator.answers, coordinator.certificate = link.send, channel.answers, grpc.certificate
     # published models are served again; a prediction's sends give up on a host's node after PING_S, not the
-    # node's timeout: with a host down, every prediction made in the next 20 s waited that long
+    # node's timeout: with a host's node down, every prediction made meanwhile waited that whole timeout
     coordinator.serving = Serving(coordinator, grpc.channel(CONTROL_JOB, connect_timeout=PING_S))
     link.start()
     try:
