@@ -17,7 +17,8 @@ from conftest import run_parties
 from sklearn.datasets import make_regression
 
 from isthmus.demos.horizontal import make_horizontal_data
-from isthmus.errors import ConfigError
+from isthmus.errors import ConfigError, DataError
+from isthmus.horizontal.columns import check_same_columns
 from isthmus.jobs.launcher import LaunchResult
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.parity import _horizontal
@@ -205,16 +206,36 @@ def test_homo_linr_job_in_process_matches_central_training(tmp_path):
     assert not (tmp_path / "run" / "aggregator" / "metrics.json").exists()  # no data, nothing to evaluate
 
 
-def test_clients_whose_columns_differ_in_order_stop_the_job_before_training(tmp_path):
+def test_clients_whose_columns_differ_in_order_stop_the_job_before_training_saying_how_to_align_them(tmp_path):
+    """It said only "other columns ... first difference at position 0", though the client's `features` list
+    reorders its columns without touching its file."""
     files = make_horizontal_data(tmp_path / "data", clients=2)
     swapped = pd.read_csv(files[1][0])
     columns = list(swapped.columns)
     columns[2], columns[3] = columns[3], columns[2]
     swapped[columns].to_csv(files[1][0], index=False)
-    spec = load_job(horizontal_job(tmp_path, files, train={"rounds": 2}, name="mismatch"))
-    with pytest.raises(AssertionError, match="client 'client-2' has other columns than 'client-1'.*position 0"):
-        run_in_process(spec, tmp_path / "run")
+    job = horizontal_job(tmp_path, files, train={"rounds": 2}, name="mismatch")
+    with pytest.raises(AssertionError, match=f"client 'client-2' has the columns of 'client-1' in another order "
+                                             f"\\(at position 0: '{columns[2]}' where 'client-1' has '{columns[3]}'\\); "
+                                             "list them in the order of 'client-1' in the data 'features' of 'client-2'"):
+        run_in_process(load_job(job), tmp_path / "run")
     assert not any((tmp_path / "run").glob("*/model.json"))
+
+    raw = yaml.safe_load(job.read_text())
+    raw["parties"]["client-2"]["data"]["features"] = list(pd.read_csv(files[0][0], nrows=0).columns.drop(["id", "y"]))
+    run_in_process(parse_job(raw, base_dir=tmp_path), tmp_path / "run2")
+    assert model(tmp_path / "run2", "client-2")["features"] == model(tmp_path / "run2", "client-1")["features"]
+
+
+def test_other_columns_are_named():
+    with pytest.raises(DataError, match=r"client 'b' has other columns than 'a' \(3 against 3\); it lacks 1 of those "
+                                        r"of 'a' \('x2'\); it has others \('z'\)"):
+        check_same_columns("a", ["x0", "x1", "x2"], "b", ["x0", "x1", "z"])
+    with pytest.raises(DataError, match=r"client 'b' has other columns than 'a' \(2 against 3\); it lacks 1"):
+        check_same_columns("a", ["x0", "x1", "x2"], "b", ["x0", "x1"])
+    with pytest.raises(DataError, match=r"\(3 against 3\)$"):  # a hostile client repeating a name
+        check_same_columns("a", ["x0", "x1", "x1"], "b", ["x0", "x0", "x1"])
+    check_same_columns("a", ["x0", "x1"], "b", ["x0", "x1"])
 
 
 def test_client_data_may_name_a_test_file_relative_to_the_job(tmp_path):

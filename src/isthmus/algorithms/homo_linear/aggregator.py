@@ -20,6 +20,7 @@ from isthmus.algorithms.homo_linear.options import HorizontalOptions, LinearMode
 from isthmus.data.table import PartyTable
 from isthmus.errors import DataError, PeerTimeoutError, ProtocolError
 from isthmus.horizontal import LinearModel, RoundRecord, TrainingResult, run_aggregator
+from isthmus.horizontal.columns import check_same_columns
 from isthmus.horizontal.dp import epsilon
 from isthmus.horizontal.fleet import ChannelFleet
 from isthmus.horizontal.keyring import keyring_from_folder
@@ -66,12 +67,7 @@ def agreed_features(party: Party, options: HorizontalOptions) -> tuple[list[str]
     present = [client for client in clients if client in sent]
     first = present[0]
     for client in present[1:]:
-        names, agreed = sent[client], sent[first]
-        if names != agreed:
-            where = next((i for i, (a, b) in enumerate(zip(names, agreed, strict=False)) if a != b),
-                         min(len(names), len(agreed)))
-            raise DataError(f"client {client!r} has other columns than {first!r}: {len(names)} vs {len(agreed)}, "
-                            f"first difference at position {where}")
+        check_same_columns(first, sent[first], client, sent[client])
     if waiting:
         party.progress(left_out=sorted(waiting), why=_no_columns_in_time(options))
     for client, why in sorted(refused.items()):

@@ -29,6 +29,7 @@ import numpy as np
 
 from isthmus.crypto.secagg import decode_fixed
 from isthmus.errors import ConfigError, DataError, ProtocolError, for_peer
+from isthmus.horizontal.columns import check_same_columns
 from isthmus.horizontal.fleet import ChannelFleet
 from isthmus.horizontal.secure_sum import Keyring, SecAggConfig, SecAggTerms
 from isthmus.protocols.inspect import MAX_NAME, Inspect
@@ -129,8 +130,8 @@ class HomoSecureBoostAggregator:
                 check.fail("expected a non-empty list of column names")
             if agreed is None:
                 agreed, first = names, client
-            elif names != agreed:
-                raise DataError(f"client {client!r} has other columns than {first!r} (or another order)")
+            else:
+                check_same_columns(first, agreed, client, names)
         return agreed
 
     def _agree_on_bins(self, rounds: AggregatorRounds, setup: dict, n_features: int):
