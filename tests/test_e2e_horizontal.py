@@ -17,7 +17,7 @@ from conftest import run_parties
 from sklearn.datasets import make_regression
 
 from isthmus.demos.horizontal import make_horizontal_data
-from isthmus.errors import ConfigError, DataError
+from isthmus.errors import ConfigError, DataError, PeerTimeoutError
 from isthmus.horizontal.columns import check_same_columns
 from isthmus.jobs.launcher import LaunchResult
 from isthmus.jobs.local import loopback_parties, write_job
@@ -225,6 +225,20 @@ def test_clients_whose_columns_differ_in_order_stop_the_job_before_training_sayi
     raw["parties"]["client-2"]["data"]["features"] = list(pd.read_csv(files[0][0], nrows=0).columns.drop(["id", "y"]))
     run_in_process(parse_job(raw, base_dir=tmp_path), tmp_path / "run2")
     assert model(tmp_path / "run2", "client-2")["features"] == model(tmp_path / "run2", "client-1")["features"]
+
+
+def test_a_test_file_lacking_a_training_column_fails_before_the_client_trains(tmp_path):
+    """It trained through every round and failed at `evaluate` ("the table lacks the model's columns")."""
+    files = make_horizontal_data(tmp_path / "data", clients=2)
+    test_file = pd.read_csv(files[0][1])
+    test_file.drop(columns=[test_file.columns[3]]).to_csv(files[0][1], index=False)
+    spec = load_job(horizontal_job(tmp_path, files, train={"rounds": 2}, name="short-test"))
+    hub = LocalHub(spec.parties)
+    with pytest.raises(DataError, match=f"party 'client-1': its test file .* lacks 1 of the columns it trains on: "
+                                        f"'{test_file.columns[3]}'"):
+        run_party(spec, "client-1", hub.channel("client-1", spec.name), tmp_path / "run" / "client-1")
+    with pytest.raises(PeerTimeoutError):  # it never told the aggregator its columns
+        hub.channel("aggregator", spec.name).recv("client-1", "homo-linear/features", timeout=0.1)
 
 
 def test_other_columns_are_named():

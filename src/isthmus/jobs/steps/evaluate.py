@@ -14,11 +14,11 @@ import pandas as pd
 from pydantic import Field
 
 from isthmus.algorithms.base import GuestPart, HostPart, LocalPart
-from isthmus.data.table import PartyTable
+from isthmus.data.table import PartyTable, open_columns
 from isthmus.errors import DataError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.spec import JobSpec
-from isthmus.jobs.steps.data import party_table, test_table
+from isthmus.jobs.steps.data import own_data, party_table, test_table
 from isthmus.jobs.steps.kind import StepKind, data_roles, parse_with
 from isthmus.ml.metrics import METRICS, write_report
 from isthmus.options import Options
@@ -32,8 +32,17 @@ class EvaluateOptions(Options):
 
 
 def prepare(ctx: PartyContext, options: EvaluateOptions) -> None:
-    """A missing or malformed test file fails before training, not after it."""
-    test_table(ctx)
+    """A missing or malformed test file, or one lacking a column the party trains on, fails before training,
+    not after it."""
+    test = test_table(ctx)
+    if test is None:
+        return
+    data = own_data(ctx)
+    _, trained_on, _ = open_columns(data.path, party=ctx.party, id_column=data.id, label_column=data.label,
+                                    feature_columns=data.features, exclude=data.exclude)  # the header only
+    if lacking := [column for column in trained_on.features if column not in test.feature_names]:
+        raise DataError(f"party {ctx.party!r}: its test file {str(data.test)!r} lacks {len(lacking)} of the columns it "
+                        f"trains on: {', '.join(map(repr, lacking[:5]))}{', ...' if len(lacking) > 5 else ''}")
 
 
 def run(ctx: PartyContext, options: EvaluateOptions) -> None:
