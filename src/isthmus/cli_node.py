@@ -204,6 +204,16 @@ def job_cancel(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None)
     console.print(guard(lambda: client.cancel(job_id))["status"])
 
 
+@job_app.command("clean")
+def job_clean(job_id: IdArg, node: NodeOpt = None, token_file: TokenOpt = None) -> None:
+    """Remove an ended job's per-row outputs here (its predictions and payload copies, which name customers);
+    its model part, metrics, logs, audit and ledger record stay."""
+    client, job_id = _for_job(job_id, node, token_file)
+    removed = guard(lambda: client.clean(job_id))["removed"]
+    console.print(f"removed {', '.join(removed)}" if removed else "nothing to remove: the job left no per-row output "
+                  "here", markup=False)
+
+
 @model_app.command("publish")
 def model_publish(job_id: IdArg, name: Annotated[str, typer.Option(help="The model's name, e.g. credit-v1.")],
                   node: NodeOpt = None, token_file: TokenOpt = None) -> None:

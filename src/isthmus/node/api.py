@@ -27,6 +27,7 @@ from isthmus.node.board import Guard, mount_board
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.event_stream import job_events, stream
 from isthmus.node.proposal import MAX_PROPOSAL_BYTES
+from isthmus.node.retention import clean
 from isthmus.node.runner import job_folder
 from isthmus.node.serving import MAX_IDS, MAX_VERSION, Serving, ServingBusy, ServingError, UnknownId
 from isthmus.node.status import node_status
@@ -130,6 +131,12 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
     def cancel(job_id: str) -> dict:
         coordinator.cancel(job_id)
         return _summary(_job(job_id))
+
+    @app.post("/v1/jobs/{job_id}/clean")
+    def clean_job(job_id: str) -> dict:
+        _job(job_id)
+        removed = clean(store, config.store, job_id, "cleaned by this node's operator")
+        return {**_summary(_job(job_id)), "removed": removed}
 
     @app.get("/v1/ledger")
     def ledger() -> dict:
@@ -249,7 +256,7 @@ def _port(listen: str) -> int | None:
 
 
 def _summary(job: dict) -> dict:
-    keys = ("id", "name", "proposer", "status", "reason", "created", "updated")
+    keys = ("id", "name", "proposer", "status", "reason", "created", "updated", "cleaned", "cleaned_reason")
     return {**{k: job[k] for k in keys}, "parties": {name: entry["role"]
                                                      for name, entry in job["proposal"]["job"]["parties"].items()}}
 

@@ -77,6 +77,9 @@ class NodeClient:
     def cancel(self, job_id: str) -> dict:
         return self.call("POST", f"/v1/jobs/{job_id}/cancel")
 
+    def clean(self, job_id: str) -> dict:
+        return self.call("POST", f"/v1/jobs/{job_id}/clean")
+
     def publish(self, job_id: str, name: str) -> dict:
         return self.call("POST", "/v1/models", json={"job": job_id, "name": name})
 

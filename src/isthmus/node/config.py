@@ -95,6 +95,9 @@ class NodeOptions(Options):
     #: a serving deadline tighter than consent needs
     prediction_timeout: float | None = Field(None, gt=0)
     compute: str | None = None  # this party's backend for its jobs: "local" (default) or "ray://HOST:PORT"
+    #: days after a job ended that its per-row outputs (predictions, payload copies) are removed here, as
+    #: `isthmus job clean` does (None: kept until cleaned by hand); see isthmus.node.retention
+    clean_after_days: float | None = Field(None, gt=0)
     query: QuerySettings | None = None  # run the query service with the node (started and stopped with it)
 
 

@@ -23,6 +23,7 @@ from isthmus.node.coordinator import Coordinator
 from isthmus.node.query import query_service
 from isthmus.node.peers import CONTROL_JOB, MAX_MESSAGE_BYTES, TAG, PeerLink
 from isthmus.node.policy import table_problem
+from isthmus.node.retention import clean_expired
 from isthmus.node.runner import ProcessRunner
 from isthmus.node.serving import PING_S, SERVE_SCOPE, Serving
 from isthmus.node.store import Store
@@ -103,7 +104,7 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
     try:
         for job in interrupted:  # the peers' sides wait for ours: tell them
             coordinator.tell_failed(job["id"], RESTARTED)
-        with query_service(config), _expiring(coordinator):
+        with query_service(config), _sweeping(coordinator):
             yield coordinator
     finally:
         for job in store.with_status("running"):
@@ -117,11 +118,13 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
 
 
 @contextmanager
-def _expiring(coordinator: Coordinator) -> Iterator[None]:
-    """Ends proposals left unanswered too long (:meth:`Coordinator.expire_unanswered`), at once (the node may
-    have been down for days) and then every minute, or more often when the limit is shorter."""
+def _sweeping(coordinator: Coordinator) -> Iterator[None]:
+    """Ends proposals left unanswered too long (:meth:`Coordinator.expire_unanswered`) and removes the per-row
+    outputs of jobs that ended more than ``clean_after_days`` ago (:mod:`isthmus.node.retention`), at once (the
+    node may have been down for days) and then every minute, or more often when the answer limit is shorter."""
     stop = threading.Event()
-    period = min(60.0, coordinator.config.policy.answer_within_hours * 3600 / 4)
+    config = coordinator.config
+    period = min(60.0, config.policy.answer_within_hours * 3600 / 4)
 
     def sweep() -> None:
         while True:
@@ -129,10 +132,15 @@ def _expiring(coordinator: Coordinator) -> Iterator[None]:
                 coordinator.expire_unanswered()
             except Exception:  # a store or link failure must not end the sweeping for the node's life
                 _log.exception("node %s: expiring unanswered proposals failed", coordinator.me)
+            try:
+                if config.options.clean_after_days:
+                    clean_expired(coordinator.store, config.store, config.options.clean_after_days)
+            except Exception:  # a file that cannot be removed now may be next time
+                _log.exception("node %s: removing the per-row outputs of old jobs failed", coordinator.me)
             if stop.wait(period):
                 return
 
-    thread = threading.Thread(target=sweep, name="expire-proposals", daemon=True)
+    thread = threading.Thread(target=sweep, name="sweep", daemon=True)
     thread.start()
     try:
         yield

@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS model_versions (name TEXT, version INTEGER, job TEXT,
     PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS model_current (name TEXT PRIMARY KEY, version INTEGER);
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT, time REAL, event TEXT);
+CREATE TABLE IF NOT EXISTS cleaned (job TEXT PRIMARY KEY, time REAL, reason TEXT);
 """
 
 
@@ -77,11 +78,11 @@ class Store:
         self._run("UPDATE jobs SET addresses = ? WHERE id = ?", json.dumps(addresses), job_id)
 
     def job(self, job_id: str) -> dict | None:
-        rows = self._run("SELECT * FROM jobs WHERE id = ?", job_id)
+        rows = self._run(f"{_JOBS} WHERE id = ?", job_id)
         return _job(rows[0]) if rows else None
 
     def jobs(self) -> list[dict]:
-        return [_job(row) for row in self._run("SELECT * FROM jobs ORDER BY created")]
+        return [_job(row) for row in self._run(f"{_JOBS} ORDER BY created")]
 
     def proposed_since(self, proposer: str, since: float) -> int:
         """How many jobs ``proposer`` proposed here since the time ``since``."""
@@ -89,7 +90,11 @@ class Store:
 
     def with_status(self, *statuses: str) -> list[dict]:
         marks = ",".join("?" * len(statuses))
-        return [_job(row) for row in self._run(f"SELECT * FROM jobs WHERE status IN ({marks})", *statuses)]
+        return [_job(row) for row in self._run(f"{_JOBS} WHERE status IN ({marks})", *statuses)]
+
+    def mark_cleaned(self, job_id: str, reason: str) -> None:
+        """The job's per-row outputs are gone from this node (:mod:`isthmus.node.retention`)."""
+        self._run("INSERT OR REPLACE INTO cleaned (job, time, reason) VALUES (?, ?, ?)", job_id, time.time(), reason)
 
     def vote(self, job_id: str, party: str, decision: str, reason: str | None = None, signature: bytes | None = None,
              address: str | None = None) -> None:
@@ -147,6 +152,11 @@ class Store:
     def events(self, job_id: str) -> list[dict]:
         return [{"time": row["time"], **json.loads(row["event"])}
                 for row in self._run("SELECT * FROM events WHERE job = ? ORDER BY seq", job_id)]
+
+
+#: A job with when and why its per-row outputs were removed here (both null while they are kept).
+_JOBS = ("SELECT jobs.*, cleaned.time AS cleaned, cleaned.reason AS cleaned_reason FROM jobs "
+         "LEFT JOIN cleaned ON cleaned.job = jobs.id")
 
 
 def _job(row: sqlite3.Row) -> dict:

@@ -258,6 +258,7 @@ def _summary(job: dict) -> dict:
               if isinstance(step, dict) and isinstance(step.get("train"), dict)]
     return {"id": job["id"], "name": job["name"], "proposer": job["proposer"], "status": job["status"],
             "reason": job["reason"], "created": job["created"], "updated": job["updated"],
+            "cleaned": job["cleaned"], "cleaned_reason": job["cleaned_reason"],
             "parties": {name: entry.get("role") for name, entry in body["parties"].items()},
             "model": ", ".join(str(m) for m in models if m) or "-"}
 
