@@ -181,7 +181,8 @@ def test_non_numeric_label(tmp_path):
 def test_missing_feature_cells_name_column_and_count(tmp_path):
     path = write_csv(tmp_path, "id,a,b,c\n1,,2,3\n2,1,NaN,3\n3,,2,3\n")
     with pytest.raises(DataError, match=r"missing \(empty or NaN\) values in features: 'a' \(2 cell\(s\)\), "
-                                         r"'b' \(1 cell\(s\)\); fill them or read with missing='keep'"):
+                                         r"'b' \(1 cell\(s\)\); fill them, or train a model that routes missing "
+                                         r"values itself \(SecureBoost; in Python, read with missing='keep'\)"):
         read(path)
 
 

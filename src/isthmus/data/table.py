@@ -335,7 +335,8 @@ def _check_finite(values: np.ndarray, names: list[str], what: str, *, allow_nan:
     """Refuse infinite cells always, and missing (NaN) cells unless ``allow_nan``; count them per column."""
     checks = [("infinite", np.isinf, "")]
     if not allow_nan:
-        hint = "; fill them or read with missing='keep'" if what == "features" else ""
+        hint = ("; fill them, or train a model that routes missing values itself (SecureBoost; in Python, read "
+                "with missing='keep')") if what == "features" else ""
         checks.append(("missing (empty or NaN)", np.isnan, hint))
     for kind, test, hint in checks:
         counts = test(values).sum(axis=0)
