@@ -4,7 +4,6 @@ them but by hand in its store folder."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
@@ -12,7 +11,6 @@ import pytest
 from isthmus.errors import ConfigError
 from isthmus.node.config import load_node_config
 from isthmus.node.retention import clean_expired
-from isthmus.node.service import _sweeping
 from tests.board_helpers import board, job_cli, pending_job, write_run
 from tests.node_helpers import federation, local_nodes
 
@@ -73,20 +71,6 @@ def test_jobs_ended_longer_ago_than_clean_after_days_are_cleaned_and_no_other(no
     assert not (old_run / "predictions.csv").exists() and (running_run / "predictions.csv").exists()
     assert store.job(old)["cleaned_reason"] == "ended more than 1 days ago (clean_after_days)"
     assert clean_expired(store, store_dir, days=1, now=time.time() + 2 * 86400) == []  # once
-
-
-def test_a_node_with_clean_after_days_cleans_as_it_starts_sweeping(nodes, monkeypatch):
-    job_id, run = ended_job(nodes)
-    guest = nodes.coordinators["guest"]
-    guest.job_done(job_id, "finished", None)
-    options = guest.config.options.model_copy(update={"clean_after_days": 1e-6})  # 0.09 s
-    monkeypatch.setattr(guest, "config", dataclasses.replace(guest.config, options=options))
-    time.sleep(0.2)
-    with _sweeping(guest):
-        deadline = time.monotonic() + 10
-        while (run / "predictions.csv").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    assert not (run / "predictions.csv").exists() and guest.store.job(job_id)["cleaned"]
 
 
 def test_clean_after_days_must_be_positive(tmp_path):

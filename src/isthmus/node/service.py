@@ -12,6 +12,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from contextlib import AbstractContextManager, contextmanager
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +27,12 @@ from isthmus.node.policy import table_problem
 from isthmus.node.retention import clean_expired
 from isthmus.node.runner import ProcessRunner
 from isthmus.node.serving import PING_S, SERVE_SCOPE, Serving
+from isthmus.node.status import certificate_status
 from isthmus.node.store import Store
 from isthmus.transport.audit import AuditLog
-from isthmus.transport.certs import tls_files_for
+from isthmus.transport.certs import WARN_DAYS, tls_files_for
 from isthmus.transport.grpc_transport import GrpcNode
-from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
+from isthmus.transport.keyfiles import RENEW_PARTY_CERT, federation_file, load_pinned_keys, load_signing_key
 
 RESTARTED = "the node restarted while this job ran; its side of the job ended with it"
 STOPPED = "the node was stopped while this job ran; its side of the job ended with it"
@@ -119,15 +121,21 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
 
 @contextmanager
 def _sweeping(coordinator: Coordinator) -> Iterator[None]:
-    """Ends proposals left unanswered too long (:meth:`Coordinator.expire_unanswered`) and removes the per-row
-    outputs of jobs that ended more than ``clean_after_days`` ago (:mod:`isthmus.node.retention`), at once (the
-    node may have been down for days) and then every minute, or more often when the answer limit is shorter."""
+    """Ends proposals left unanswered too long (:meth:`Coordinator.expire_unanswered`), removes the per-row
+    outputs of jobs that ended more than ``clean_after_days`` ago (:mod:`isthmus.node.retention`) and warns
+    in the log, once a day, of a certificate due for renewal, at once (the node may have been down for days)
+    and then every minute, or more often when the answer limit is shorter."""
     stop = threading.Event()
     config = coordinator.config
     period = min(60.0, config.policy.answer_within_hours * 3600 / 4)
+    warned_on: list[str] = []  # the day the certificate's warning was last logged
 
     def sweep() -> None:
         while True:
+            try:
+                _warn_of_certificate(coordinator, warned_on)
+            except Exception:
+                _log.exception("node %s: checking its certificate failed", coordinator.me)
             try:
                 coordinator.expire_unanswered()
             except Exception:  # a store or link failure must not end the sweeping for the node's life
@@ -192,3 +200,20 @@ def serve(config: NodeConfig) -> None:
                            ).run(sockets=[api])
     except _Stop:
         _log.info("node %s: stopped", config.party)
+
+
+def _warn_of_certificate(coordinator: Coordinator, warned_on: list[str]) -> None:
+    """Log, once a day, that the certificate this node presents ends within WARN_DAYS (or has ended): a node
+    runs for months, and its start was the only time it said so."""
+    cert, today = certificate_status(coordinator), time.strftime("%Y-%m-%d", time.gmtime())
+    if cert["days_left"] >= WARN_DAYS or today in warned_on:
+        return
+    warned_on[:] = [today]
+    remedy = ("restart it to present the renewed one already installed" if cert["installed_until"] else
+              f"{RENEW_PARTY_CERT}, then restart it")
+    if cert["days_left"] < 0:
+        _log.error("node %s: its certificate expired on %s: every peer refuses this node; %s", coordinator.me,
+                   cert["valid_until"][:10], remedy)
+    else:
+        _log.warning("node %s: its certificate ends on %s (%d days left); %s", coordinator.me,
+                     cert["valid_until"][:10], cert["days_left"], remedy)

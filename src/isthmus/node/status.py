@@ -20,7 +20,7 @@ def node_status(coordinator: Coordinator, *, ping: bool = False) -> dict:
     config = coordinator.config
     status = {
         "party": coordinator.me, "members": sorted(config.members), "approval": config.policy.approval,
-        "catalogue": sorted(config.options.catalogue), "certificate": _certificate(coordinator),
+        "catalogue": sorted(config.options.catalogue), "certificate": certificate_status(coordinator),
         "jobs": dict(Counter(job["status"] for job in coordinator.store.jobs())),
     }
     if ping:
@@ -32,7 +32,7 @@ def node_status(coordinator: Coordinator, *, ping: bool = False) -> dict:
     return status
 
 
-def _certificate(coordinator: Coordinator) -> dict:
+def certificate_status(coordinator: Coordinator) -> dict:
     """The certificate the node presents (it reads its files once, at start) and, when another is installed
     since (renewed), that one's end: the node must restart to present it, or its peers refuse it at the old end."""
     config = coordinator.config
