@@ -45,6 +45,8 @@ def test_the_operator_cleans_an_ended_job_and_only_its_per_row_outputs_go(nodes,
     assert (run / "predictions.csv").exists()
 
     guest.job_done(job_id, "finished", None)
+    assert web.post(f"/v1/jobs/{job_id}/clean", headers={"origin": "https://evil.example"}).status_code == 403
+    assert (run / "predictions.csv").exists()  # a web page's blind post removes nothing
     clean = job_cli(nodes, "guest", monkeypatch)
     done = clean("clean", job_id)
     assert done.exit_code == 0 and done.stdout.strip() == "removed predictions.csv, audit-payloads", done.output
