@@ -23,7 +23,7 @@ from isthmus.transport.local import LocalHub
 SMALL_BATCHES = 1
 
 
-def train_jointly(config: LinearOptions, X_guest, y, X_hosts, *, hub: LocalHub | None = None):
+def train_jointly(config: LinearOptions, X_guest, y, X_hosts, *, hub: LocalHub | None = None, progress=None):
     """Train guest + hosts + arbiter as threads; return the guest's scores on all rows and the parts."""
     hosts = [f"host-{i}" for i in range(1, len(X_hosts) + 1)]
     hub = hub or LocalHub(["guest", *hosts, "arbiter"])
@@ -32,7 +32,7 @@ def train_jointly(config: LinearOptions, X_guest, y, X_hosts, *, hub: LocalHub |
 
     def run_guest():
         channel = hub.channel("guest")
-        guest.fit(channel, X_guest, y, hosts=hosts, arbiter="arbiter")
+        guest.fit(channel, X_guest, y, hosts=hosts, arbiter="arbiter", progress=progress)
         scores = guest.predict_proba(channel, X_guest, hosts=hosts)
         guest.finish(channel, hosts=hosts)
         return scores
@@ -90,6 +90,18 @@ def test_encrypted_and_plaintext_modes_agree(breast, paillier_1024):
     np.testing.assert_allclose(hosts_secret["host-1"].coef_, hosts_plain["host-1"].coef_, atol=1e-4)
     for a, b in zip(guest_secret.history_, guest_plain.history_):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-4)
+
+
+def test_a_batch_size_under_the_floor_is_raised_and_said_so(breast):
+    """The guest raised it silently: a job asking for batches of 16 trained on batches of 500 (its log's
+    batch_rows said so, its progress did not)."""
+    X, y = breast
+    records = []
+    train_jointly(LinearOptions(epochs=1, encrypt=False, batch_size=16), X[:, :10], y, [X[:, 10:]],
+                  progress=records.append)
+    assert records[0]["note"].startswith("batch_size 16 raised to ")
+    assert "rows per feature x 20 features of 'host-1'" in records[0]["note"]
+    assert records[1]["batch_rows"] > 400 and "note" not in records[1]
 
 
 def test_reported_loss_is_the_taylor_loss_of_the_batch(breast):

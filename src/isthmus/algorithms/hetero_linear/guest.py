@@ -60,7 +60,7 @@ class HeteroLinearGuest:
         if len(self.train_rows_) == 0:
             raise DataError("the guest has no training rows left after the validation split")
         self.features_ = {channel.party: self._X.shape[1], **self._host_features()}
-        edges = self._plan_batches(np.column_stack(targets))  # refuse too few rows before training
+        edges = self._plan_batches(np.column_stack(targets), progress)  # refuse too few rows before training
 
         self._columns = targets[0].shape[1]
         self.coef_ = np.zeros((self._X.shape[1], len(targets) * self._columns))
@@ -88,7 +88,7 @@ class HeteroLinearGuest:
                 raise ProtocolError(f"bad feature count {counts[host]!r}", peer=host, tag=tags.FEATURES)
         return counts
 
-    def _plan_batches(self, targets: np.ndarray) -> list[int]:
+    def _plan_batches(self, targets: np.ndarray, progress: Progress | None) -> list[int]:
         """Batch boundaries over the shuffled training rows; no batch is small enough for a party to solve
         its decrypted gradients for the labels (batches.py). Rare labels carry less than a bit each, and
         K classes give K - 1 equations per feature, so the guest, which alone knows them, asks for
@@ -101,7 +101,11 @@ class HeteroLinearGuest:
         why = f"{cfg.rows_per_feature} rows per feature x {counts[widest]} features of {widest!r}"
         if growth > 1.005:
             why += f", times {growth:.2f} for what the labels reveal per row"
-        return batches.plan_batches(len(self.train_rows_), cfg.batch_size, need, why=why)
+        edges = batches.plan_batches(len(self.train_rows_), cfg.batch_size, need, why=why)
+        if progress and 0 < cfg.batch_size < edges[1] - edges[0]:  # else the operator sees it only in the log
+            progress({"note": f"batch_size {cfg.batch_size} raised to {edges[1] - edges[0]} rows, the floor that keeps "
+                              f"a batch's decrypted gradient from revealing rows ({why})"})
+        return edges
 
     def _fit_model(self, model: int, target: np.ndarray, edges: list[int], rng: np.random.Generator,
                    progress: Progress | None) -> None:
