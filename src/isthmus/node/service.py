@@ -129,22 +129,19 @@ def _sweeping(coordinator: Coordinator) -> Iterator[None]:
     config = coordinator.config
     period = min(60.0, config.policy.answer_within_hours * 3600 / 4)
     warned_on: list[str] = []  # the day the certificate's warning was last logged
+    duties = [("checking its certificate", lambda: _warn_of_certificate(coordinator, warned_on)),
+              ("expiring unanswered proposals", coordinator.expire_unanswered)]
+    if days := config.options.clean_after_days:
+        duties.append(("removing the per-row outputs of old jobs",
+                       lambda: clean_expired(coordinator.store, config.store, days)))
 
     def sweep() -> None:
         while True:
-            try:
-                _warn_of_certificate(coordinator, warned_on)
-            except Exception:
-                _log.exception("node %s: checking its certificate failed", coordinator.me)
-            try:
-                coordinator.expire_unanswered()
-            except Exception:  # a store or link failure must not end the sweeping for the node's life
-                _log.exception("node %s: expiring unanswered proposals failed", coordinator.me)
-            try:
-                if config.options.clean_after_days:
-                    clean_expired(coordinator.store, config.store, config.options.clean_after_days)
-            except Exception:  # a file that cannot be removed now may be next time
-                _log.exception("node %s: removing the per-row outputs of old jobs failed", coordinator.me)
+            for doing, duty in duties:
+                try:
+                    duty()
+                except Exception:  # a store, link or file failure must not end the sweeping for the node's life
+                    _log.exception("node %s: %s failed", coordinator.me, doing)
             if stop.wait(period):
                 return
 
