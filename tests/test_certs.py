@@ -126,6 +126,9 @@ def test_a_party_makes_its_keys_and_the_ca_signs_its_request(tmp_path):
     assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == ["host"]
     assert json.loads((tmp_path / "ca" / "federation.json").read_text()) == {"signing_keys": {"host": made.signing_key}}
 
+    with pytest.raises(ConfigError, match=r"holds no federation CA certificate yet: install it with host's certificate "
+                                          r"\(add `--ca ca.pem`"):  # it said neither the option nor the file
+        install_party_files(tmp_path / "host-machine", "host", cert=issued.cert)
     written = install_party_files(tmp_path / "host-machine", "host", cert=issued.cert, ca=tmp_path / "ca" / "ca.pem",
                                   federation=tmp_path / "ca" / "federation.json")
     assert sorted(p.name for p in written) == ["ca.pem", "cert.pem", "federation.json"]

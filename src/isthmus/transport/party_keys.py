@@ -100,7 +100,9 @@ def install_party_files(cert_dir: Path, party: str, *, cert: Path | None = None,
     ca_cert = _installed_ca(cert_dir, ca, writes)
     if cert is not None:
         if ca_cert is None:
-            raise ConfigError(f"install the federation's CA certificate ({CA_CERT}) with {party}'s certificate")
+            raise ConfigError(f"{cert_dir} holds no federation CA certificate yet: install it with {party}'s "
+                              f"certificate (add `--ca {CA_CERT}`, the file the CA operator sent), which is checked "
+                              "against it")
         writes[folder / PARTY_CERT] = _checked_certificate(cert, party, tls_key, ca_cert)
     if federation is not None:
         writes[cert_dir / FEDERATION_FILE] = _checked_federation(federation, party, signing_key, cert_dir / FEDERATION_FILE)
