@@ -40,6 +40,8 @@ from isthmus.transport.certs import (CA_CERT, CA_KEY, FEDERATION_FILE, PARTY_CER
 #: After one party fails, how long the others get to notice (they are told) before they are stopped; generous,
 #: since on a loaded machine a party may still be starting when the first one fails.
 FAILURE_GRACE_S = 15.0
+#: Seconds between two progress lines of one party in the same step, when the output is not a terminal.
+PROGRESS_EVERY_S = 10.0
 #: How long a party has to stop on SIGTERM (telling its peers, marking its run) before the launch kills it.
 STOP_GRACE_S = 5.0
 CERTS, LOGS = "certs", "logs"
@@ -192,8 +194,9 @@ def _launched_before(out_dir: Path) -> bool:
 def _watch(spec: JobSpec, processes: dict[str, multiprocessing.Process], out_dir: Path, console: Console,
            deadline: float) -> None:
     failed_at: float | None = None
-    with Live(_status_table(spec, out_dir, processes), console=console, refresh_per_second=4,
-              transient=not console.is_terminal) as live:
+    lines = None if console.is_terminal else _ProgressLines(console)  # a log or a pipe: no live table to redraw
+    with Live(_status_table(spec, _status_rows(spec, out_dir, processes)), console=console, refresh_per_second=4,
+              transient=lines is not None) as live:
         while any(p.is_alive() for p in processes.values()):
             now = time.monotonic()
             failed = [name for name, p in processes.items() if p.exitcode not in (None, 0)]
@@ -203,11 +206,14 @@ def _watch(spec: JobSpec, processes: dict[str, multiprocessing.Process], out_dir
                 break  # it ended before its run began (its compute cluster, its keys): nobody could hear of it
             if (failed_at is not None and now - failed_at > FAILURE_GRACE_S) or now > deadline:
                 break
-            live.update(_status_table(spec, out_dir, processes))
+            rows = _status_rows(spec, out_dir, processes)
+            live.update(_status_table(spec, rows))
+            if lines:
+                lines.show(rows)
             time.sleep(0.25)
-        live.update(_status_table(spec, out_dir, processes))
-    if not console.is_terminal:
-        console.print(_status_table(spec, out_dir, processes))
+        live.update(_status_table(spec, _status_rows(spec, out_dir, processes)))
+    if lines:
+        console.print(_status_table(spec, _status_rows(spec, out_dir, processes)))
     failures = {name: p.exitcode for name, p in processes.items() if p.exitcode != 0}
     if failures:
         raise LaunchError(_failure_report(spec, out_dir, failures))
@@ -243,17 +249,47 @@ def _failure_report(spec: JobSpec, out_dir: Path, failures: dict[str, int | None
     return f"job {spec.name!r} failed: party {name!r} at step {step!r}: {error} (logs in {out_dir / name})"
 
 
-def _status_table(spec: JobSpec, out_dir: Path, processes: dict[str, multiprocessing.Process]) -> Table:
-    table = Table(title=f"job {spec.name}", expand=False)
-    for column in ("party", "role", "step", "status", "detail"):
-        table.add_column(column)
+def _status_rows(spec: JobSpec, out_dir: Path, processes: dict[str, multiprocessing.Process]) -> list[tuple[str, ...]]:
+    """Each party's (name, role, step, status, detail), from its latest step event and its process."""
+    rows = []
     for name in sorted(spec.parties):
         events = [e for e in read_events(out_dir / name / "events.jsonl") if "step" in e]
         last = events[-1] if events else {}
         code = processes[name].exitcode
         status = "running" if code is None else ("finished" if code == 0 else f"failed ({code})")
-        table.add_row(name, spec.role_of(name), str(last.get("step", "-")), status, _detail(last))
+        rows.append((name, spec.role_of(name), str(last.get("step", "-")), status, _detail(last)))
+    return rows
+
+
+def _status_table(spec: JobSpec, rows: list[tuple[str, ...]]) -> Table:
+    table = Table(title=f"job {spec.name}", expand=False)
+    for column in ("party", "role", "step", "status", "detail"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+class _ProgressLines:
+    """The live table's news as lines, for a launch whose output is a log or a pipe (a CI job's): a line when a
+    party's step or status changes, and its progress (epochs, stages) at most every PROGRESS_EVERY_S. A long
+    job printed nothing until it ended."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.said: dict[str, tuple[tuple[str, ...], float]] = {}  # party -> (its row, when) as last printed
+
+    def show(self, rows: list[tuple[str, ...]]) -> None:
+        now = time.monotonic()
+        for row in rows:
+            name, _, step, status, _ = row
+            said, when = self.said.get(name, ((), 0.0))
+            if row == said or (said[2:4] == (step, status) and now - when < PROGRESS_EVERY_S) or (
+                    (step, status) == ("-", "running")):  # started, nothing to say yet
+                continue
+            self.said[name] = (row, now)
+            self.console.print(f"{time.strftime('%H:%M:%S')} {name} {step} {status}" + (f" {row[4]}" if row[4] else ""),
+                               markup=False, highlight=False, soft_wrap=True)
 
 
 def _detail(event: dict) -> str:
