@@ -25,6 +25,10 @@ def place(tmp_path_factory) -> Path:
                                   "steps": [{"selftest": {"key_bits": 1024}}]})
     write_job(root / "typo-step.yaml", {"job": "j", "parties": {"guest": {"address": "127.0.0.1:7001"}},
                                         "steps": ["trian"]})
+    write_job(root / "no-evaluate.yaml", {
+        "job": "j", "parties": loopback_parties({"guest": {"data": {"path": "g.csv", "id": "id", "label": "y"}},
+                                                 "host": {"data": {"path": "h.csv", "id": "id"}}, "arbiter": {}}),
+        "steps": ["intersect", {"train": {"model": "hetero_lr"}}]})
     (root / "bad.yaml").write_text("job: j\nparties:\n  guest: {address: 127.0.0.1:1\n")
     (root / "binary.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     (root / "notes.txt").write_text("not a folder")
@@ -52,6 +56,7 @@ CASES = {
     # one line
     "bad YAML (launch)": (ERROR, ["launch", "bad.yaml"]),
     "bad YAML (parity)": (ERROR, ["parity", "bad.yaml"]),
+    "parity without an evaluate step": (ERROR, ["parity", "no-evaluate.yaml", "--out", "out-parity"]),
     "bad YAML (run)": (ERROR, ["run", "bad.yaml", "--party", "guest", "--certs", "certs"]),
     "a binary job file": (ERROR, ["launch", "binary.yaml"]),
     "bad YAML (query)": (ERROR, ["query", "ask", "--config", "bad.yaml", "--party", "bank1", "x"]),
@@ -109,6 +114,9 @@ def test_what_the_user_must_do_is_said(place, results):
     assert "certs/guest is the folder of party 'guest' itself; give the one that holds it and ca.pem: certs" in \
         results["the party's own folder as --certs"].stderr
     assert "unknown step 'trian' (did you mean 'train'?)" in results["a step typo"].stderr
+    # it ran the whole job and then failed on a missing predictions.csv
+    assert "parity needs a job with a train step and an evaluate step" in results["parity without an evaluate step"].stderr
+    assert not (place / "out-parity").exists()
     assert "in use by another isthmus process" in results["a folder in use"].stderr
     assert "choose another folder" in results["certificates made twice"].stderr
     assert "did not write (thesis.tex)" in results["someone's folder (demo)"].stderr

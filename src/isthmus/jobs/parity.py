@@ -33,8 +33,9 @@ def run_parity(job_path: str | Path, out_dir: str | Path, *, console: Console | 
     """Launch the job into ``out_dir`` and write ``parity.json`` beside its results (an earlier run is replaced)."""
     spec = load_job(job_path)
     train = make_plan(spec, min(spec.parties)).first("train")
-    if train is None:
-        raise ConfigError("parity needs a job with a train step")
+    if train is None or not any(step.name == "evaluate" for step in spec.steps):  # else found after the job ran
+        raise ConfigError("parity needs a job with a train step and an evaluate step after it: it compares the "
+                          "federated model's evaluation with the pooled one's")
     choice: TrainChoice = train.options
     with launched(job_path, out_dir, console=console) as result:
         compare = _vertical if choice.algorithm.family == "vertical" else _horizontal
