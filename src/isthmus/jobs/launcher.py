@@ -282,13 +282,13 @@ class _ProgressLines:
     def show(self, rows: list[tuple[str, ...]]) -> None:
         now = time.monotonic()
         for row in rows:
-            name, _, step, status, _ = row
+            name, _, step, status, detail = row
             said, when = self.said.get(name, ((), 0.0))
             if row == said or (said[2:4] == (step, status) and now - when < PROGRESS_EVERY_S) or (
                     (step, status) == ("-", "running")):  # started, nothing to say yet
                 continue
             self.said[name] = (row, now)
-            self.console.print(f"{time.strftime('%H:%M:%S')} {name} {step} {status}" + (f" {row[4]}" if row[4] else ""),
+            self.console.print(f"{time.strftime('%H:%M:%S')} {name} {step} {status}" + (f" {detail}" if detail else ""),
                                markup=False, highlight=False, soft_wrap=True)
 
 
