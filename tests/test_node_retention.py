@@ -4,6 +4,7 @@ them but by hand in its store folder."""
 
 from __future__ import annotations
 
+import html
 import time
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from isthmus.errors import ConfigError
 from isthmus.node.config import load_node_config
 from isthmus.node.retention import clean_expired
-from tests.board_helpers import board, job_cli, pending_job, write_run
+from tests.board_helpers import board, csrf_of, job_cli, pending_job, write_run
 from tests.node_helpers import federation, local_nodes
 
 KEPT = ("metrics.json", "model.json", "audit.jsonl", "events.jsonl", "party.log")
@@ -60,6 +61,24 @@ def test_the_operator_cleans_an_ended_job_and_only_its_per_row_outputs_go(nodes,
     assert 'id="cleaned"' in results and 'id="roc-chart"' not in results and "<td>auc</td><td>0.9000</td>" in results
     assert clean("clean", job_id).stdout.strip() == "nothing to remove: the job left no per-row output here"
     assert clean("clean", "0123456789abcdef").exit_code == 1
+
+
+def test_the_board_offers_cleaning_an_ended_job_behind_its_csrf_token(nodes):
+    job_id, run = ended_job(nodes)
+    guest = nodes.coordinators["guest"]
+    web = board(guest)
+    assert 'id="clean-form"' not in web.get(f"/jobs/{job_id}").text  # still running
+    guest.job_done(job_id, "finished", None)
+    page = web.get(f"/jobs/{job_id}").text
+    assert f'action="/jobs/{job_id}/clean" id="clean-form"' in page
+    assert web.post(f"/jobs/{job_id}/clean", data={"csrf": "forged"}).status_code == 403
+    assert (run / "predictions.csv").exists()
+    done = web.post(f"/jobs/{job_id}/clean", data={"csrf": csrf_of(page)})
+    assert done.status_code == 303 and done.headers["location"].endswith("note=cleaned")
+    assert not (run / "predictions.csv").exists() and not (run / "audit-payloads").exists()
+    page = html.unescape(web.get(f"/jobs/{job_id}?note=cleaned").text)
+    assert "You removed this job's per-row outputs here" in page and 'id="clean-form"' not in page
+    assert "cleaned by this node's operator" in page
 
 
 def test_jobs_ended_longer_ago_than_clean_after_days_are_cleaned_and_no_other(nodes):

@@ -27,7 +27,7 @@ from isthmus.node.board import Guard, mount_board
 from isthmus.node.coordinator import Coordinator
 from isthmus.node.event_stream import job_events, stream
 from isthmus.node.proposal import MAX_PROPOSAL_BYTES
-from isthmus.node.retention import clean
+from isthmus.node.retention import CLEANED_BY_OPERATOR, clean
 from isthmus.node.runner import job_folder
 from isthmus.node.serving import MAX_IDS, MAX_VERSION, Serving, ServingBusy, ServingError, UnknownId
 from isthmus.node.status import node_status
@@ -135,7 +135,7 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
     @app.post("/v1/jobs/{job_id}/clean")
     def clean_job(job_id: str) -> dict:
         _job(job_id)
-        removed = clean(store, config.store, job_id, "cleaned by this node's operator")
+        removed = clean(store, config.store, job_id, CLEANED_BY_OPERATOR)
         return {**_summary(_job(job_id)), "removed": removed}
 
     @app.get("/v1/ledger")

@@ -24,6 +24,8 @@ _log = logging.getLogger(__name__)
 
 #: The per-row outputs of a party's run folder.
 ROW_OUTPUTS = ("predictions.csv", "audit-payloads")
+#: Why a job was cleaned when its operator asked (through the API, the CLI or the board).
+CLEANED_BY_OPERATOR = "cleaned by this node's operator"
 
 
 def clean(store: Store, store_dir: Path, job_id: str, reason: str) -> list[str]:

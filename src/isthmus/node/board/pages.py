@@ -31,6 +31,7 @@ from isthmus.node.board import reads
 from isthmus.node.board.guard import SESSION_COOKIE, SESSION_SECONDS, Guard
 from isthmus.node.board.rules import policy_rows
 from isthmus.node.coordinator import Coordinator, proposal_of
+from isthmus.node.retention import CLEANED_BY_OPERATOR, ROW_OUTPUTS, clean
 from isthmus.node.runner import job_folder
 from isthmus.node.status import PING_S, node_status
 from isthmus.node.store import FINAL
@@ -43,6 +44,7 @@ _HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "X-Conten
 #: The only messages a redirect may ask a page to show (no text from the URL is ever shown).
 NOTES = {"approved": "You approved this job: its proposer starts it when every party has signed.",
          "refused": "You refused this job; its proposer and the other parties are told your reason.",
+         "cleaned": "You removed this job's per-row outputs here; its model part, metrics, logs and audit stay.",
          "twice": "This form had been submitted already: it was acted on once."}
 _FORM_BYTES = 4096
 #: How much of each serving log the serving page reads: the last ~40,000 requests. The logs grow by a line
@@ -106,7 +108,8 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
         rows = reads.steps(reads.step_names(job["proposal"]["job"]), events)
         failed = next((row for row in rows if row["state"] == "failed"), None)
         return {"job": job, "steps": rows, "failed": failed, "log": reads.log_tail(run / "party.log"),
-                "has_results": (run / "metrics.json").exists(), "has_audit": (run / "audit.jsonl").exists()}
+                "has_results": (run / "metrics.json").exists(), "has_audit": (run / "audit.jsonl").exists(),
+                "has_row_outputs": any((run / name).exists() for name in ROW_OUTPUTS)}
 
     app.add_middleware(_Gate, guard=guard)
 
@@ -189,6 +192,11 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
                 raise ConfigError("a refusal needs a reason")
             coordinator.refuse(job_id, reason)
         return await _decide(job_id, request, act, "refused")
+
+    @app.post("/jobs/{job_id}/clean")
+    async def clean_job(job_id: str, request: Request) -> Response:
+        return await _decide(job_id, request, lambda form: clean(store, config.store, job_id, CLEANED_BY_OPERATOR),
+                             "cleaned")
 
     async def _decide(job_id: str, request: Request, act, note: str) -> Response:
         job_or_404(job_id)
