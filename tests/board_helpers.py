@@ -75,3 +75,15 @@ def pending_job(nodes) -> str:
     job_id = nodes.coordinators["host"].submit(proposal())
     nodes.wait("guest", job_id, "pending")
     return job_id
+
+
+def ended_job(nodes) -> tuple[str, Path]:
+    """A job the guest ran to its end: its run folder as a finished job leaves it, with payload copies."""
+    job_id = pending_job(nodes)
+    guest = nodes.coordinators["guest"]
+    guest.approve(job_id)
+    nodes.wait("guest", job_id, "running")
+    run = write_run(guest, job_id)
+    (run / "audit-payloads").mkdir()
+    (run / "audit-payloads" / "0001-host.bin").write_bytes(b"\x00" * 64)
+    return job_id, run

@@ -12,7 +12,7 @@ import pytest
 from isthmus.errors import ConfigError
 from isthmus.node.config import load_node_config
 from isthmus.node.retention import clean_expired
-from tests.board_helpers import board, csrf_of, job_cli, pending_job, write_run
+from tests.board_helpers import board, csrf_of, ended_job, job_cli
 from tests.node_helpers import federation, local_nodes
 
 KEPT = ("metrics.json", "model.json", "audit.jsonl", "events.jsonl", "party.log")
@@ -23,18 +23,6 @@ def nodes(tmp_path):
     nodes = local_nodes(federation(tmp_path))
     yield nodes
     nodes.stop()
-
-
-def ended_job(nodes) -> tuple[str, object]:
-    """A job the guest ran to its end: its run folder as a finished job leaves it, with payload copies."""
-    job_id = pending_job(nodes)
-    guest = nodes.coordinators["guest"]
-    guest.approve(job_id)
-    nodes.wait("guest", job_id, "running")
-    run = write_run(guest, job_id)
-    (run / "audit-payloads").mkdir()
-    (run / "audit-payloads" / "0001-host.bin").write_bytes(b"\x00" * 64)
-    return job_id, run
 
 
 def test_the_operator_cleans_an_ended_job_and_only_its_per_row_outputs_go(nodes, monkeypatch):

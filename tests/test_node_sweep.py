@@ -14,7 +14,7 @@ from grpc_helpers import redate
 
 from isthmus.node.service import _sweeping, _warn_of_certificate
 from isthmus.transport.keyfiles import load_certificate
-from tests.test_node_retention import ended_job
+from tests.board_helpers import ended_job
 from tests.node_helpers import federation, local_nodes
 
 

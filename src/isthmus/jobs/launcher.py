@@ -211,9 +211,10 @@ def _watch(spec: JobSpec, processes: dict[str, multiprocessing.Process], out_dir
             if lines:
                 lines.show(rows)
             time.sleep(0.25)
-        live.update(_status_table(spec, _status_rows(spec, out_dir, processes)))
+        final = _status_table(spec, _status_rows(spec, out_dir, processes))
+        live.update(final)
     if lines:
-        console.print(_status_table(spec, _status_rows(spec, out_dir, processes)))
+        console.print(final)
     failures = {name: p.exitcode for name, p in processes.items() if p.exitcode != 0}
     if failures:
         raise LaunchError(_failure_report(spec, out_dir, failures))
