@@ -1,9 +1,10 @@
-"""Shared fixtures: where the shared data sets are, and running protocol roles as threads."""
+"""Shared fixtures: where the shared data sets are, running protocol roles as threads, a port that refuses."""
 
 from __future__ import annotations
 
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,15 @@ def run_parties(roles: dict[str, Callable[[], Any]], timeout: float = 120.0) -> 
     if hung:
         raise AssertionError(f"parties still running after {timeout} s: {hung}")
     return results
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test: bound, never listening. A port that was
+    merely free when chosen may be taken meanwhile by a party of a test running beside this one."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,13 @@
 """Choosing a party's compute backend: the default is the local pool, and a Ray address that cannot work
-fails before the job starts (no Ray cluster needed for these)."""
+fails before the job starts, named to the party and its peers (no Ray cluster needed for these)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -14,7 +16,6 @@ from isthmus.errors import ConfigError
 from isthmus.jobs.launcher import FAILURE_GRACE_S, launch
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.transport.certs import create_federation
-from isthmus.transport.ports import free_port
 
 
 def test_default_is_the_local_pool(monkeypatch):
@@ -32,34 +33,45 @@ def test_unknown_backend_or_bad_address_is_a_config_error(address):
         connect(address)
 
 
-def test_unreachable_ray_cluster_is_named_at_once():
+def test_unreachable_ray_cluster_is_named_at_once(refused_port):
     pytest.importorskip("ray")
-    address = f"ray://127.0.0.1:{free_port()}"
+    address = f"ray://127.0.0.1:{refused_port}"
     with pytest.raises(ComputeError, match=f"cluster at {address} is unreachable"):
         connect(address).check()
 
 
-def test_run_with_an_unreachable_cluster_fails_before_the_job_starts(tmp_path):
-    """`isthmus run --compute` checks the backend before opening a port or writing the run folder."""
+@pytest.mark.e2e
+def test_a_party_whose_cluster_is_unreachable_tells_its_peers_at_once(tmp_path, refused_port):
+    """`isthmus run --compute` checks the backend once the party listens, and tells its peers why it stops, each
+    as it comes up: checked before, the guest waited its whole connect timeout and then blamed the host's
+    address ("nothing listens where 'host' should")."""
     pytest.importorskip("ray")
     create_federation(tmp_path / "certs", ["guest", "host"])
-    (tmp_path / "host.csv").write_text("id,x\n1,0.5\n")
-    job = write_job(tmp_path / "job.yaml", {
-        "job": "compute-check",
-        "parties": loopback_parties({"guest": {"data": {"path": str(tmp_path / "host.csv"), "id": "id"}},
-                                     "host": {"data": {"path": str(tmp_path / "host.csv"), "id": "id"}}}),
-        "steps": [{"intersect": {}}]})
-    address = f"ray://127.0.0.1:{free_port()}"
-    result = subprocess.run([sys.executable, "-m", "isthmus", "run", str(job), "--party", "host",
-                             "--certs", str(tmp_path / "certs"), "--out", str(tmp_path / "run"),
-                             "--compute", address], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    assert f"Ray cluster at {address} is unreachable" in result.stderr
-    assert not (tmp_path / "run" / "host").exists()
+    (tmp_path / "ids.csv").write_text("id,x\n1,0.5\n")
+    data = {"path": str(tmp_path / "ids.csv"), "id": "id"}  # copied below: the job file allows no YAML aliases
+    job = write_job(tmp_path / "job.yaml", {"job": "compute-check", "connect_timeout": 60,
+                                            "parties": loopback_parties({"guest": {"data": dict(data)},
+                                                                         "host": {"data": dict(data)}}),
+                                            "steps": [{"intersect": {}}]})
+    address = f"ray://127.0.0.1:{refused_port}"
+
+    def run(party: str, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "isthmus", "run", str(job), "--party", party, "--certs",
+                                 str(tmp_path / "certs"), "--out", str(tmp_path / "run"), *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    started = time.monotonic()
+    host = run("host", "--compute", address)
+    guest = run("guest")  # up after the host's check, most often: told as it comes
+    host_out, guest_out = host.communicate(timeout=60)[1], guest.communicate(timeout=60)[1]
+    assert time.monotonic() - started < 30, (host_out, guest_out)
+    assert host.returncode == 1 and f"Ray cluster at {address} is unreachable" in host_out
+    assert guest.returncode == 1 and "step connect failed at host (ComputeError" in guest_out, guest_out
+    assert f"Ray cluster at {address} is unreachable" in (tmp_path / "run" / "host" / "events.jsonl").read_text()
 
 
 @pytest.mark.e2e
-def test_launch_gives_one_party_its_own_backend_and_names_it_when_unreachable(tmp_path):
+def test_launch_gives_one_party_its_own_backend_and_names_it_when_unreachable(tmp_path, refused_port):
     """`isthmus launch --compute host=...`: the host's check fails before its start, and the launch names it
     (not the guest, which then waits in vain for it)."""
     pytest.importorskip("ray")
@@ -69,7 +81,7 @@ def test_launch_gives_one_party_its_own_backend_and_names_it_when_unreachable(tm
                                             "parties": loopback_parties({"guest": {"data": dict(data)},
                                                                          "host": {"data": dict(data)}}),
                                             "steps": [{"intersect": {}}]})
-    address = f"ray://127.0.0.1:{free_port()}"
+    address = f"ray://127.0.0.1:{refused_port}"
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "isthmus", "launch", str(job), "--out", str(tmp_path / "run"),
                              "--compute", f"host={address}"], capture_output=True, text=True, timeout=120)
@@ -100,3 +112,29 @@ def test_crypto_work_follows_the_backend_the_party_uses_and_returns_to_local_aft
         assert fake.tasks == 3
     assert parallel.cluster() is None
     assert parallel.in_processes(pow, [(2, 10), (3, 3)]) == [1024, 27] and fake.tasks == 3
+
+
+def test_a_cluster_that_runs_no_task_fails_the_check_within_its_deadline(monkeypatch):
+    """Ray's client can block submitting a task, with no timeout of its own (seen for over a minute under load):
+    the check gives up after VERIFY_S, naming the cluster, instead of hanging the party before its job."""
+    from isthmus.compute import ray_backend
+
+    released = threading.Event()
+
+    class StuckRay:
+        """A Ray client whose task submission blocks until the test ends."""
+
+        def remote(self, fn):
+            return SimpleNamespace(remote=lambda: released.wait())
+
+        def get(self, ref, timeout):
+            raise AssertionError("never reached: submitting blocks")
+
+    monkeypatch.setattr(ray_backend, "VERIFY_S", 0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ComputeError, match=r"the Ray cluster at ray://head:10001 ran no task within 0.3 s"):
+            ray_backend.RayCompute("ray://head:10001")._verify(StuckRay())
+        assert time.monotonic() - started < 5
+    finally:
+        released.set()

@@ -10,6 +10,7 @@ from isthmus.demos.vertical import make_vertical_data
 from isthmus.errors import PeerAbortedError
 from isthmus.jobs.local import loopback_parties, write_job
 from isthmus.jobs.party_process import run_party_process
+from isthmus.jobs.runner import abort_reason
 from isthmus.jobs.spec import load_job
 from isthmus.transport.certs import create_federation, tls_files_for
 from isthmus.transport.grpc_transport import GrpcNode
@@ -42,3 +43,11 @@ def test_a_stop_as_the_node_starts_still_tells_the_peers_listening(tmp_path, mon
             host.mailbox.raise_if_aborted(spec.name, "connect")
     finally:
         host.stop()
+
+
+def test_a_party_stopped_by_a_peer_passes_the_peers_notice_on():
+    """Not "failed at arbiter (PeerAbortedError)": the arbiter did not fail, and a peer that the one giving up
+    could not tell must hear who did."""
+    notice = "host: step connect failed at host (ComputeError; the details are in host's own log)"
+    told = abort_reason("arbiter", "agreement", PeerAbortedError(notice, peer="host", tag="plan/agreement"))
+    assert told == f"step agreement stopped at arbiter, passing on {notice}"

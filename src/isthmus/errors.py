@@ -59,7 +59,11 @@ class PeerRefusedError(PeerError):
 
 
 class PeerAbortedError(PeerError):
-    """A peer gave up on the job and told the others, so they stop instead of waiting."""
+    """A peer gave up on the job and told the others, so they stop instead of waiting; ``reason`` is its notice."""
+
+    def __init__(self, reason: str, *, peer: str, tag: str | None = None):
+        super().__init__(f"peer aborted the job: {reason}", peer=peer, tag=tag)
+        self.reason = reason
 
 
 class KeyMismatchError(IsthmusError):

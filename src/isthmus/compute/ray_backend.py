@@ -28,6 +28,7 @@ from isthmus.errors import ConfigError
 MAX_RETRIES = 3
 CONNECT_PROBE_S = 5.0  # a TCP probe first: Ray's own connect retries for a long time before failing
 CONNECT_ATTEMPTS = 3
+VERIFY_S = 120.0  # for the first task to run on the cluster (its workers may have to start)
 
 
 def _run(fn: Callable[..., Any], *args: Any) -> Any:
@@ -75,9 +76,23 @@ class RayCompute(Compute):
             self._task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_run)
 
     def _verify(self, ray: Any) -> None:
-        """One task must run on the cluster, with the party's own isthmus and Ray versions."""
+        """One task must run on the cluster, with the party's own isthmus and Ray versions, within
+        :data:`VERIFY_S`. Submitting it has no timeout of its own in Ray's client (seen blocked for over a
+        minute in its PutObject), so it runs in a thread that is abandoned if it does not finish."""
+        answer: Future = Future()
+
+        def ask() -> None:
+            try:
+                answer.set_result(tuple(ray.get(ray.remote(_versions).remote(), timeout=VERIFY_S)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                answer.set_exception(exc)
+
+        threading.Thread(target=ask, name="ray-verify", daemon=True).start()
         try:
-            theirs = tuple(ray.get(ray.remote(_versions).remote(), timeout=120))
+            theirs = answer.result(timeout=VERIFY_S)
+        except TimeoutError:
+            raise ComputeError(f"the Ray cluster at {self.label} ran no task within {VERIFY_S:g} s (are its nodes "
+                               "up, with free CPUs?)") from None
         except Exception as exc:  # a cluster whose workers cannot import isthmus is no use to this party
             raise ComputeError(f"the Ray cluster at {self.label} cannot run isthmus tasks (is isthmus installed "
                                f"on its nodes?): {type(exc).__name__}: {_first_line(exc)}") from None

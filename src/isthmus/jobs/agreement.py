@@ -50,7 +50,11 @@ def _options(options: Options | TrainChoice) -> dict[str, Any]:
 
 
 class JobMismatchError(ConfigError):
-    """A peer runs the job otherwise than this party."""
+    """``peer`` runs the job otherwise than this party."""
+
+    def __init__(self, message: str, *, peer: str):
+        super().__init__(message)
+        self.peer = peer
 
 
 def check_same_job(channel: Channel, plan: Plan, peers: list[str]) -> None:
@@ -96,20 +100,22 @@ def _check(mine: dict[str, Any], peer: str, theirs: Any) -> None:
     difference = first_difference(mine, Inspect(peer, TAG).mapping(theirs, set(mine), exact=True))
     if difference:
         raise JobMismatchError(f"party {peer!r} runs another job than this one: {difference}; every party needs "
-                               "the same job file (and the same --record)")
+                               "the same job file (and the same --record)", peer=peer)
 
 
-def raise_if_peer_runs_another(plan: Plan, unopened: dict[str, list[tuple[str, str]]]) -> None:
-    """Stop if a peer this party meets sent it the summary of a job of another name, or gave up on one
-    (``unopened``: the deliveries refused because their job is not open here). That peer started the other
-    job with this party's address; having failed to hand its summary over, it ended, and this party waited
-    for it a whole connect timeout, then said nothing listened there."""
+def peer_running_another(plan: Plan, unopened: dict[str, list[tuple[str, str]]]) -> JobMismatchError | None:
+    """Whether a peer this party meets sent it the summary of a job of another name, or gave up on one
+    (``unopened``: the deliveries refused because their job is not open here), as the error to stop with. That
+    peer started the other job with this party's address; having failed to hand its summary over, it ended,
+    and this party waited for it a whole connect timeout, then said nothing listened there."""
     for peer in needed_peers(plan):
         other = next((job for job, tag in unopened.get(peer, [])
                       if tag in _RUNNING_SIGNS and job != plan.job.name), None)
         if other is not None:
-            raise JobMismatchError(f"party {peer!r} runs another job than this one: "
-                                   f"{_differ('job', plan.job.name, other)}; every party needs the same job file")
+            return JobMismatchError(f"party {peer!r} runs another job than this one: "
+                                    f"{_differ('job', plan.job.name, other)}; every party needs the same job file",
+                                    peer=peer)
+    return None
 
 
 def first_difference(mine: dict[str, Any], theirs: dict[str, Any]) -> str | None:

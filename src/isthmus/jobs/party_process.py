@@ -10,19 +10,20 @@ import logging
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from isthmus.algorithms.registry import BUILTIN
-from isthmus.compute import connect, from_environment, use
+from isthmus.compute import ComputeError, connect, from_environment, use
 from isthmus.crypto import parallel
 from isthmus.errors import ConfigError, IsthmusError, PeerError
 from isthmus.jobs.context import PartyContext
 from isthmus.jobs.events import EventLog
 from isthmus.jobs.agreement import TAG as AGREEMENT_TAG
-from isthmus.jobs.agreement import JobMismatchError, answer_summaries, check_same_job, raise_if_peer_runs_another
+from isthmus.jobs.agreement import JobMismatchError, answer_summaries, check_same_job, peer_running_another
 from isthmus.jobs.peers import expendable_peers, listening_peers, needed_peers, wait_for_peers
 from isthmus.jobs.plan import Plan, make_plan
 from isthmus.jobs.rundir import party_folder
@@ -38,6 +39,11 @@ from isthmus.transport.grpc_transport import GrpcNode
 #: bring scikit-learn's metrics and matplotlib, 2-3 s that every evaluating party would pay.
 PRELOAD = (__name__, *BUILTIN, "isthmus.ml.plots")
 
+#: How long a party whose job summary a peer refused waits for that peer's own, to name the difference.
+MISMATCH_SIGN_S = 2.0
+#: How long telling a peer listening a moment ago that this party stops may take (:func:`_tell`).
+TELL_S = 5.0
+
 
 def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Path,
                       listen: str | None = None, resume: bool = False, record: bool | None = None,
@@ -48,7 +54,7 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
     ``run_dir`` is this party's own: an earlier run in it is refused unless ``replace`` or ``resume``.
     ``data`` and ``test`` replace the paths the job gives for this party's tables.
     ``compute`` is this party's own backend (``ray://HOST:PORT``; default ``ISTHMUS_COMPUTE``, else the
-    local pool): it is connected to and checked before the node starts, so a wrong address fails at once."""
+    local pool): its address is read first, and it is connected to and checked once this party listens."""
     changes = {"resume": True} if resume else {}
     if record is not None:
         changes["record"] = record
@@ -58,9 +64,8 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
     me = spec.party(party)
     tls = tls_files_for(certs_dir, party)
     backend = connect(compute) if compute else from_environment()
-    with use(backend), party_folder(run_dir, job=spec.name, party=party, role=me.role, replace=replace, resume=resume):
+    with party_folder(run_dir, job=spec.name, party=party, role=me.role, replace=replace, resume=resume):
         _log_to(run_dir / "party.log", party)
-        logging.getLogger("isthmus").info("compute backend: %s", backend.label)
         audit = AuditLog(run_dir / "audit.jsonl", party, keep_payloads=spec.options.audit_payloads)
         connect_timeout = spec.options.connect_timeout
         node = GrpcNode(party, listen or me.address, {name: p.address for name, p in spec.parties.items()},
@@ -73,6 +78,10 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
                 # Started inside: its port listens before start() returns, so a peer may already count on
                 # this party when a SIGTERM lands here, and must hear that it stopped.
                 node.start()
+                # Checked once this party listens: checked before, a wrong or slow Ray cluster kept the port
+                # closed, and the peers waited their whole connect timeout to blame the party's address.
+                backend.check()
+                logging.getLogger("isthmus").info("compute backend: %s", backend.label)
                 wait_for_peers(plan, timeout=connect_timeout, check_abort=lambda: _check_peers(node, plan),
                                heard_from=lambda: node.mailbox.senders(spec.name))
                 if me.role in EXPENDABLE_ROLES:  # its aggregator answers (answering_clients); it tells no one
@@ -82,15 +91,17 @@ def run_party_process(spec: JobSpec, party: str, *, certs_dir: Path, run_dir: Pa
             except (PeerError, JobMismatchError) as exc:
                 EventLog(run_dir, party).emit(step="connect", status="failed", error=str(exc))
                 raise
-            except KeyboardInterrupt as exc:
-                EventLog(run_dir, party).emit(step="connect", status="failed", error="interrupted")
+            except (ComputeError, KeyboardInterrupt) as exc:  # this party's own failure: its peers are told
+                error = str(exc) if isinstance(exc, ComputeError) else "interrupted"
+                EventLog(run_dir, party).emit(step="connect", status="failed", error=error)
                 if me.role not in EXPENDABLE_ROLES and node.port is not None:
-                    node.channel(spec.name, listening_peers(spec, party)).abort(abort_reason(party, "connect", exc))
+                    _tell_peers(node, plan, exc)
                 raise
-            with answering_clients(node, plan):
+            with use(backend), answering_clients(node, plan):
                 return run_party(spec, party, node.channel(spec.name), run_dir, certs_dir=certs_dir, plan=plan)
         finally:
             node.stop(grace=2.0)
+            backend.close()
 
 
 @contextmanager
@@ -124,12 +135,31 @@ def _check_peers(node: GrpcNode, plan: Plan) -> None:
     The other peers listening are told of the latter: that one may have told only this party (its first
     delivery refused, it ended), and they would wait for it, or retry sending to it, a whole connect timeout."""
     node.mailbox.raise_if_aborted(plan.job.name, "connect")
-    try:
-        raise_if_peer_runs_another(plan, node.mailbox.unopened())
-    except JobMismatchError as exc:
+    mismatch = peer_running_another(plan, node.mailbox.unopened())
+    if mismatch is not None:
         listening = _in_this_job(node, listening_peers(plan.job, plan.party))
-        node.channel(plan.job.name, listening).abort(abort_reason(plan.party, "connect", exc))
-        raise
+        _tell(node, plan, listening, abort_reason(plan.party, "connect", mismatch))
+        raise mismatch
+
+
+def _tell_peers(node: GrpcNode, plan: Plan, exc: BaseException) -> None:
+    """Tell the peers that this party stops before its job began. Interrupted, it tells those listening now
+    (the operator asked it to stop). Failing on its own, it tells each peer as it comes up, for at most the
+    connect timeout: a peer started a moment later than this party would otherwise wait its whole connect
+    timeout and then blame this party's address ("nothing listens where 'host' should")."""
+    reason = abort_reason(plan.party, "connect", exc)
+    if isinstance(exc, KeyboardInterrupt):
+        _tell(node, plan, listening_peers(plan.job, plan.party), reason)
+        return
+    timeout = plan.job.options.connect_timeout
+    logging.getLogger(f"isthmus.{plan.party}").warning(
+        "step=connect this party cannot take part (%s); its peers are told first, each as it comes up, for at "
+        "most %g s (connect_timeout; Ctrl-C stops at once)", type(exc).__name__, timeout)
+    try:
+        wait_for_peers(plan, timeout=timeout, heard_from=lambda: node.mailbox.senders(plan.job.name),
+                       on_reached=lambda peers: _tell(node, plan, peers, reason))
+    except PeerError:  # a peer never up cannot be told, and finds nothing listening where this party should
+        pass
 
 
 def _agree(node: GrpcNode, plan: Plan) -> None:
@@ -140,9 +170,27 @@ def _agree(node: GrpcNode, plan: Plan) -> None:
     try:
         check_same_job(node.channel(plan.job.name), plan, peers)
     except PeerError as exc:
-        told = [peer for peer in _in_this_job(node, peers) if peer != exc.peer]
-        node.channel(plan.job.name, told).abort(abort_reason(plan.party, "agreement", exc))
-        raise
+        failure = _mismatch_behind(node, plan) or exc
+        up = _in_this_job(node, listening_peers(plan.job, plan.party))  # one gone by now would be retried at length
+        told = [peer for peer in peers if peer in up and peer != exc.peer]
+        _tell(node, plan, told, abort_reason(plan.party, "agreement", failure))
+        raise failure from None
+
+
+def _tell(node: GrpcNode, plan: Plan, peers: list[str], reason: str) -> None:
+    """Tell ``peers``, found listening a moment ago, that this party gives up on the job before it began. One
+    gone since is not retried for the whole connect timeout, which kept this party from ending for a minute."""
+    node.channel(plan.job.name, peers, connect_timeout=TELL_S).abort(reason)
+
+
+def _mismatch_behind(node: GrpcNode, plan: Plan) -> JobMismatchError | None:
+    """Whether a peer that refused this party's summary runs a job of another name: that is the cause to name.
+    Its own summary or abort (refused here, and noted) may come a moment after its refusal, so it is waited
+    for briefly: without it, the parties said only "job 'copies' is not open there", or blamed each other."""
+    deadline = time.monotonic() + MISMATCH_SIGN_S
+    while (mismatch := peer_running_another(plan, node.mailbox.unopened())) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return mismatch
 
 
 def _in_this_job(node: GrpcNode, peers: list[str]) -> list[str]:

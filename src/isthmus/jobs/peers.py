@@ -49,21 +49,26 @@ def _met(plan: Plan) -> list[tuple[str, str]]:
 
 
 def wait_for_peers(plan: Plan, *, timeout: float, check_abort: Callable[[], None] = lambda: None,
-                   heard_from: Callable[[], set[str]] = set) -> None:
+                   heard_from: Callable[[], set[str]] = set,
+                   on_reached: Callable[[list[str]], None] = lambda peers: None) -> None:
     """Return once every needed peer accepts a connection; after ``timeout`` raise naming every one that did not.
 
     ``check_abort`` raises once a peer has given up on the job (it may fail and exit before this party
     ever sees it listening), so that waiting for it stops at once. ``heard_from`` names the peers that
     have already delivered to this job: they count as reached, since a quick peer may send everything
-    it has to send and exit before a slow party first looks for it.
+    it has to send and exit before a slow party first looks for it. ``on_reached`` is called with the
+    peers reached since its last call, as they come.
     """
     spec, party, started = plan.job, plan.party, time.monotonic()
     deadline, missing = started + timeout, needed_peers(plan)
     log, said = logging.getLogger(f"isthmus.{party}"), None
     while True:
         check_abort()
-        missing = [name for name in missing
-                   if name not in heard_from() and not _listening(spec.parties[name].address, deadline)]
+        reached = [name for name in missing
+                   if name in heard_from() or _listening(spec.parties[name].address, deadline)]
+        if reached:
+            on_reached(reached)
+            missing = [name for name in missing if name not in reached]
         if not missing:
             if said:
                 log.info("step=connect every peer listens, after %.0f s", time.monotonic() - started)

@@ -21,11 +21,17 @@ def abort_reason(party: str, step: str, exc: BaseException) -> str:
     """What the peers are told when a step fails here: where, and the kind of error, never its text.
 
     An error's text may quote this party's data (a duplicate id, a cell's value, column names, file
-    paths); the peers need only to know who failed and where, the operator reads the rest locally.
+    paths); the peers need only to know who failed and where, the operator reads the rest locally. A
+    peer's own notice is passed on as it came: this party did not fail, and a peer that the one giving up
+    could not tell (not listening yet) would otherwise blame it ("failed at arbiter (PeerAbortedError)").
     """
+    if isinstance(exc, PeerAbortedError):
+        return f"step {step} stopped at {party}, passing on {exc.reason}"
     if isinstance(exc, KeyboardInterrupt):
         return f"step {step} was interrupted at {party} (Ctrl-C or SIGTERM there)"
-    return f"step {step} failed at {party} ({type(exc).__name__}; the details are in {party}'s own log)"
+    peer = getattr(exc, "peer", None)  # a peer the error is about (a party's name is no secret in its federation)
+    about = f" about {peer}" if isinstance(peer, str) else ""
+    return f"step {step} failed at {party} ({type(exc).__name__}{about}; the details are in {party}'s own log)"
 
 
 def run_party(spec: JobSpec, party: str, channel: Channel, run_dir: Path, *, certs_dir: Path | None = None,

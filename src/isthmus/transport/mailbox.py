@@ -312,7 +312,7 @@ class Mailbox:
         aborted = None if state is None else self._abort_of(state, senders, tag)
         if aborted is not None:
             sender, reason = aborted
-            raise PeerAbortedError(f"peer aborted the job: {reason}", peer=sender, tag=tag)
+            raise PeerAbortedError(reason, peer=sender, tag=tag)
 
     @staticmethod
     def _abort_of(state: _Job, senders: list[str], tag: str) -> tuple[str, str] | None:
