@@ -74,6 +74,14 @@ class EncodingOverflowError(IsthmusError, OverflowError):
     """A value does not fit the fixed-point or packing range."""
 
 
+def printable(text: str) -> str:
+    """A peer's free text (an abort notice, a refusal's reason) made safe to print, log and store: control and
+    format characters become escapes (``\\x1b``, ``\\u202e``). Shown as they came, a peer could send terminal
+    escapes (clear the operator's screen, retitle it, rewrite the line that says a job failed), forge lines
+    of this party's log with newlines, or reverse text with bidi overrides."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def for_peer(exc: BaseException) -> str:
     """What a peer may be told of an error here: its class, and its text only if it is about the peer.
 

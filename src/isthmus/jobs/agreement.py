@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from isthmus.errors import ConfigError, PeerAbortedError, PeerError, PeerTimeoutError, ProtocolError
+from isthmus.errors import ConfigError, PeerAbortedError, PeerError, PeerTimeoutError, ProtocolError, printable
 from isthmus.jobs.peers import needed_peers
 from isthmus.jobs.plan import Plan
 from isthmus.jobs.steps.train import TrainChoice
@@ -150,5 +150,5 @@ def _differ(what: str, mine: Any, theirs: Any) -> str:
 
 
 def _shown(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    text = printable(value) if isinstance(value, str) else repr(value)
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."

@@ -258,7 +258,7 @@ class Coordinator:
             self._count(proposal, sender, "accept", None, message["signature"], message["address"])
         elif decision == "refuse":
             check.mapping(message, {"kind", "job", "decision", "reason"}, exact=True)
-            self._count(proposal, sender, "refuse", check.text(message["reason"], "reason", MAX_REASON), None, None)
+            self._count(proposal, sender, "refuse", check.prose(message["reason"], "reason", MAX_REASON), None, None)
         else:
             check.fail(f"decision must be accept or refuse, got {decision!r:.20}")
 
@@ -324,7 +324,7 @@ class Coordinator:
         check.mapping(message, {"kind", "job", "reason"}, exact=True)
         job = self._from_proposer(sender, message, check)
         if job["status"] not in FINAL and job["status"] != "running":
-            self.store.set_status(job["id"], "refused", check.text(message["reason"], "reason", MAX_REASON))
+            self.store.set_status(job["id"], "refused", check.prose(message["reason"], "reason", MAX_REASON))
 
     def _on_stop(self, sender: str, message: dict, check: Inspect) -> None:
         check.mapping(message, {"kind", "job", "reason"}, exact=True)
@@ -336,7 +336,7 @@ class Coordinator:
             check.fail("a cancellation from a member that has no part in the job")
         if job["status"] not in FINAL:
             status = "cancelled" if message["kind"] == "cancel" else "failed"
-            self._stop_here(job, status, check.text(message["reason"], "reason", MAX_REASON))
+            self._stop_here(job, status, check.prose(message["reason"], "reason", MAX_REASON))
 
     def _stop_here(self, job: dict, status: str, reason: str) -> None:
         """A peer's word ends the job here, unless this party's side failed first: its own reason is the

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from isthmus.errors import ProtocolError
+from isthmus.errors import ProtocolError, printable
 
 MAX_METRICS = 64
 MAX_NAME = 256
@@ -53,6 +53,10 @@ class Inspect:
         if not isinstance(obj, str) or not 0 < len(obj) <= max_length:
             self.fail(f"{what} must be a non-empty string of at most {max_length} characters")
         return obj
+
+    def prose(self, obj: Any, what: str = "text", max_length: int = MAX_NAME) -> str:
+        """Free text (a reason), escaped to be shown here (:func:`isthmus.errors.printable`)."""
+        return printable(self.text(obj, what, max_length))
 
     def raw(self, obj: Any, *, length: int | None = None, max_length: int = 1 << 16) -> bytes:
         if not isinstance(obj, bytes):

@@ -42,6 +42,7 @@ from isthmus.errors import (
     PeerGoneError,
     PeerRefusedError,
     PeerUnreachableError,
+    printable,
 )
 from isthmus.transport import codec
 from isthmus.transport.audit import AuditLog
@@ -256,7 +257,7 @@ class GrpcNode:
                     self._calls_to(to).stream(_chunks(payload), metadata=metadata, timeout=attempt_timeout)
                 return
             except grpc.RpcError as err:
-                code, details = err.code(), (err.details() or "")[:500]
+                code, details = err.code(), printable((err.details() or "")[:500])  # a peer's server may write it
                 if code == grpc.StatusCode.UNAVAILABLE and (refused := self._own_certificate_refused()):
                     raise PeerUnreachableError(refused, peer=to, address=address, tag=tag) from None
                 retry = (code in _RETRIED and not _untrusted(details) and not self._runs_another_job(code)) or (

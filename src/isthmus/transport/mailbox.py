@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError
+from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError, printable
 from isthmus.transport import codec
 
 #: Tag under which a party tells its peers that it abandoned a job (payload: the reason, as text); under
@@ -206,7 +206,8 @@ class Mailbox:
             state = self._jobs.get(job)
             if is_abort(tag):
                 if state is not None and not state.closed(tag):
-                    self._note_abort(state, sender, _aborted_scope(tag), payload[:MAX_ABORT_BYTES].decode("utf-8", "replace"))
+                    self._note_abort(state, sender, _aborted_scope(tag),
+                                     printable(payload[:MAX_ABORT_BYTES].decode("utf-8", "replace")))
             elif state is None or state.closed(tag):  # its job was dropped, or its scope closed, in transit
                 self._release(sender, reservation.size)
             else:
