@@ -52,7 +52,7 @@ def test_the_labels_make_the_task():
         classifier_task("multiclass", np.arange(MAX_CLASSES + 1.0), "m")
 
 
-def job_with_labels(folder: Path, model: str | None, train: dict, labels: tuple[int, int]):
+def job_with_labels(folder: Path, model: str | None, train: dict, labels: tuple):
     """Aligned files of 300 rows (no intersect step) whose binary label takes the values ``labels``; the job
     trains ``model`` and evaluates it (and measures the parties' contributions when it can), or (no model) bins the columns against the label."""
     rng = np.random.default_rng(0)
@@ -72,7 +72,7 @@ def job_with_labels(folder: Path, model: str | None, train: dict, labels: tuple[
     return parse_job({"job": "labels", "parties": parties, "steps": steps}, base_dir=folder)
 
 
-def run_with_labels(folder: Path, model: str | None, train: dict, labels: tuple[int, int]) -> Path:
+def run_with_labels(folder: Path, model: str | None, train: dict, labels: tuple) -> Path:
     """The guest's run folder of :func:`job_with_labels`' job, its parties in threads over an in-process hub."""
     folder.mkdir()
     spec = job_with_labels(folder, model, train, labels)
@@ -98,6 +98,14 @@ def test_a_binary_label_of_any_two_values_trains_and_evaluates_as_0_and_1(model,
         assert json.loads((runs[(1, 2)] / "contribution.json").read_text())["grand_value"] == pytest.approx(auc[(1, 2)])
     if model != "hetero_nn":  # its interactive layer starts from the host's fresh noise in every run
         assert auc[(1, 2)] == pytest.approx(auc[(0, 1)], abs=1e-3)
+
+
+def test_a_yes_no_label_trains_as_1_and_0(tmp_path):
+    """Y/N was refused at reading ("not numeric"); yes is the positive class."""
+    train = {"epochs": 3, "key_bits": 1024, "validation_fraction": 0.3}
+    metrics = {labels: json.loads((run_with_labels(tmp_path / "".join(map(str, labels)), "hetero_lr", train, labels)
+                                   / "metrics.json").read_text())["metrics"] for labels in ((0, 1), ("N", "Y"))}
+    assert metrics[("N", "Y")] == metrics[(0, 1)]
 
 
 def test_binning_takes_any_two_label_values_as_events_and_non_events(tmp_path):

@@ -172,10 +172,17 @@ def test_non_numeric_feature_names_the_column_and_shows_a_bad_value(tmp_path):
         read(path)
 
 
-def test_non_numeric_label(tmp_path):
-    path = write_csv(tmp_path, "id,y,a\n1,yes,3\n2,0,4\n")
-    with pytest.raises(DataError, match=r"column 'y' is not numeric.*'yes'"):
+def test_non_numeric_label_says_what_a_label_may_be(tmp_path):
+    path = write_csv(tmp_path, "id,y,a\n1,good,3\n2,0,4\n")
+    with pytest.raises(DataError, match=r"column 'y' is not numeric: 1 cell\(s\) such as 'good' \(data row 1\); a "
+                                        r"label is a number, or yes/no in words \(Y/N, yes/no, true/false, T/F\)$"):
         read(path, label_column="y")
+
+
+def test_yes_no_labels_are_read_as_1_and_0(tmp_path):
+    """A bank's default flag is often Y/N: it was refused as "not numeric". Any case, spaces around ignored."""
+    path = write_csv(tmp_path, "id,y,a\n1,Y,3\n2,n,4\n3, yes ,5\n4,NO,6\n5,true,7\n6,F,8\n")
+    assert read(path, label_column="y").label.tolist() == [1, 0, 1, 0, 1, 0]
 
 
 def test_missing_feature_cells_name_column_and_count(tmp_path):

@@ -131,6 +131,16 @@ def test_both_parties_partitioned_on_the_local_pool_align_the_whole_files_rows(t
     assert_same_as_the_whole_file(files, partitioned_alignment(files, method, LocalCompute(2)))
 
 
+def test_yes_no_labels_read_per_partition_as_the_whole_file(tmp_path):
+    """Each cell is read alone, so a chunk holding only "yes" reads as the whole file does."""
+    files = party_files(tmp_path)
+    guest = pd.read_csv(files["guest"]["path"])
+    guest.assign(y=guest["y"].map({0: "No", 1: "yes"})).to_csv(files["guest"]["path"], index=False)
+    aligned = partitioned_alignment(files, METHODS[0], LocalCompute(2))
+    assert_same_as_the_whole_file(files, aligned)
+    assert set(aligned["guest"][1].label) == {0.0, 1.0}
+
+
 def test_a_bad_cell_in_an_unshared_row_fails_naming_the_chunk(tmp_path):
     """Every row of a partition is checked, as the whole file is by read_table, not only the shared ones."""
     path = tmp_path / "guest.csv"

@@ -27,6 +27,7 @@ from isthmus.data.ids import canonical_id
 from isthmus.data.table import (
     PARQUET_SUFFIXES,
     PartyTable,
+    checked_label,
     checked_matrix,
     id_array,
     open_columns,
@@ -177,7 +178,7 @@ def read_rows(selection: RowSelection, expected_rows: int, keep: np.ndarray, par
     features = checked_matrix(frame, selection.features, "features", allow_nan=selection.allow_missing, fail=fail)
     label = None
     if selection.label is not None:
-        label = checked_matrix(frame, [selection.label], "label", allow_nan=False, fail=fail)[keep, 0]
+        label = checked_label(frame, selection.label, fail)[keep]
     return id_array(kept[selection.id_column], selection.id_column, fail), features[keep], label
 
 

@@ -121,7 +121,7 @@ def read_table(
     features = checked_matrix(frame, selected.features, "features", allow_nan=(missing == "keep"), fail=fail)
     label = None
     if label_column is not None:
-        label = checked_matrix(frame, [label_column], "label", allow_nan=False, fail=fail)[:, 0]
+        label = checked_label(frame, label_column, fail)
     return PartyTable(party=party, ids=ids, features=features, feature_names=selected.features, label=label)
 
 
@@ -305,15 +305,32 @@ def id_array(column: pd.Series, name: str, fail: _Fail) -> np.ndarray:
     return column.to_numpy(dtype=object)
 
 
-def checked_matrix(frame: pd.DataFrame, names: list[str], what: str, *, allow_nan: bool, fail: _Fail) -> np.ndarray:
+#: Label words read as numbers (any case, spaces around ignored): a bank's default flag is often written Y/N.
+#: Each is the number the larger-is-positive rule of two labels gives it, so yes is the positive class.
+LABEL_WORDS = {"y": 1, "yes": 1, "true": 1, "t": 1, "n": 0, "no": 0, "false": 0, "f": 0}
+
+
+def checked_label(frame: pd.DataFrame, name: str, fail: _Fail) -> np.ndarray:
+    """Column ``name`` of ``frame`` as float64 labels: numbers, or words of :data:`LABEL_WORDS`, every cell
+    present. Each cell is read alone, so every chunk of a streamed table reads alike."""
+    column = frame[name]
+    if not pd.api.types.is_numeric_dtype(column.dtype):
+        column = column.map(lambda cell: LABEL_WORDS.get(cell.strip().lower(), cell) if isinstance(cell, str) else cell)
+    return checked_matrix(pd.DataFrame({name: column}), [name], "label", allow_nan=False, fail=fail,
+                          not_numeric="; a label is a number, or yes/no in words (Y/N, yes/no, true/false, T/F)")[:, 0]
+
+
+def checked_matrix(frame: pd.DataFrame, names: list[str], what: str, *, allow_nan: bool, fail: _Fail,
+                   not_numeric: str = "") -> np.ndarray:
     """Columns ``names`` of ``frame`` as float64, every cell numeric and finite (NaN only if ``allow_nan``):
-    the checks of :func:`read_table`, also run on each chunk of a streamed table."""
-    values = _numeric_matrix(frame, names, fail)
+    the checks of :func:`read_table`, also run on each chunk of a streamed table. ``not_numeric`` ends the
+    error of a cell that is not a number (what else the columns may hold)."""
+    values = _numeric_matrix(frame, names, fail, not_numeric)
     _check_finite(values, names, what, allow_nan=allow_nan, fail=fail)
     return values
 
 
-def _numeric_matrix(frame: pd.DataFrame, names: list[str], fail: _Fail) -> np.ndarray:
+def _numeric_matrix(frame: pd.DataFrame, names: list[str], fail: _Fail, not_numeric: str) -> np.ndarray:
     """Columns ``names`` as one C-contiguous float64 matrix; a non-numeric cell is named with an example."""
     out = np.empty((len(frame), len(names)), dtype=np.float64)
     for j, name in enumerate(names):
@@ -324,7 +341,7 @@ def _numeric_matrix(frame: pd.DataFrame, names: list[str], fail: _Fail) -> np.nd
             if bad.any():
                 raise fail(
                     f"column {name!r} is not numeric: {int(bad.sum())} cell(s) such as "
-                    f"{column[bad].iloc[0]!r} (data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1})"
+                    f"{column[bad].iloc[0]!r} (data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1}){not_numeric}"
                 )
             column = parsed
         out[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.data.table import CSV_SUFFIXES, NPZ_SUFFIXES, checked_matrix, reader_for, select_columns
+from isthmus.data.table import CSV_SUFFIXES, NPZ_SUFFIXES, checked_label, checked_matrix, reader_for, select_columns
 from isthmus.errors import ConfigError, DataError
 
 try:
@@ -101,7 +101,7 @@ class TableStream(IterableDataset):
         self._passes += 1
         for frame in self._frames(rng):
             features = checked_matrix(frame, self.selection.features, "features", allow_nan=False, fail=self._fail)
-            label = checked_matrix(frame, [self.label_column], "label", allow_nan=False, fail=self._fail)[:, 0]
+            label = checked_label(frame, self.label_column, self._fail)
             order = rng.permutation(len(frame))
             inputs = torch.as_tensor(features[order].astype(np.float32).reshape(len(frame), *self.input_shape))
             yield from zip(inputs, _targets(label[order], self.task))
