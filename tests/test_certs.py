@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_helpers import redate
 
 from isthmus.errors import ConfigError
-from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key
+from isthmus.transport.keyfiles import federation_file, load_pinned_keys, load_signing_key, tls_key_digest
 from isthmus.incentive.signing import same_key
 from isthmus.transport.ca import init_ca, sign_request
 from isthmus.transport.certs import TlsFiles, create_federation, tls_files_for
@@ -124,7 +124,9 @@ def test_a_party_makes_its_keys_and_the_ca_signs_its_request(tmp_path):
     cert = _cert(issued.cert)
     cert.verify_directly_issued_by(_cert(tmp_path / "ca" / "ca.pem"))
     assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == ["host"]
-    assert json.loads((tmp_path / "ca" / "federation.json").read_text()) == {"signing_keys": {"host": made.signing_key}}
+    pinned_tls_key = tls_key_digest(cert.public_key())  # the request's key, which the certificate carries
+    assert json.loads((tmp_path / "ca" / "federation.json").read_text()) == {"signing_keys": {"host": made.signing_key},
+                                                                           "tls_keys": {"host": pinned_tls_key}}
 
     with pytest.raises(ConfigError, match=r"holds no federation CA certificate yet: install it with host's certificate "
                                           r"\(add `--ca ca.pem`"):  # it said neither the option nor the file

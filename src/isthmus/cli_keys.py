@@ -80,6 +80,11 @@ def ca_sign(request: Annotated[Path, typer.Argument(help="A party's certificate 
     issued = guard(lambda: sign_request(ca, request, signing_key, out=out, valid_days=days or PARTY_DAYS, renew=renew))
     console.print(f"issued {issued.party}'s certificate, valid until {issued.valid_until:%Y-%m-%d}"
                   + (" (when the CA's own certificate ends)" if issued.ends_with_ca else "") + f": {issued.cert}")
+    if renew and issued.rekeyed:
+        console.print(f"{issued.party} has a new TLS key: send the updated {ca / 'federation.json'} to every member "
+                      f"(`isthmus keys install --federation`), then the certificate to {issued.party} (`isthmus keys "
+                      "install --cert`, then restart its node): until they install it, the members refuse it")
+        return
     if renew:
         console.print(f"send it to {issued.party} (`isthmus keys install --cert`, then restart its node); the other "
                       "members need nothing new")

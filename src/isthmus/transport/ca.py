@@ -34,9 +34,11 @@ from isthmus.transport.keyfiles import (
     load_certificate,
     load_private_key,
     pin_signing_key,
+    pin_tls_key,
     possession_message,
     read_federation,
     read_limited,
+    tls_key_digest,
     write_federation,
     write_private_key,
     write_public,
@@ -54,6 +56,7 @@ class Issued:
     cert: Path
     valid_until: dt.datetime
     ends_with_ca: bool  # shorter than asked: no certificate outlives the CA that signed it
+    rekeyed: bool = False  # a renewal with another TLS key: every member needs the updated federation.json
 
 
 def init_ca(ca_dir: Path, *, valid_days: int = CA_DAYS) -> Path:
@@ -93,10 +96,12 @@ def sign_request(ca_dir: Path, request: Path, signing_pub: Path, *, out: Path | 
                  valid_days: int = PARTY_DAYS, renew: bool = False) -> Issued:
     """Check a party's request and public signing key, issue its certificate, pin its signing key.
 
-    Writes the certificate to ``out`` (default ``<ca_dir>/issued/<party>.pem``) and adds the key to
-    ``<ca_dir>/federation.json``, which every member then needs a copy of. ``renew`` issues a member's
-    next certificate instead: its signing key must be the one pinned (so nothing else changes for the
-    other members), and the certificate it replaces is kept beside it, named by its serial number.
+    Writes the certificate to ``out`` (default ``<ca_dir>/issued/<party>.pem``) and adds the key, and a
+    digest of the request's TLS key, to ``<ca_dir>/federation.json``, which every member then needs a copy
+    of: a node refuses a certificate under a member's name with another TLS key (one the CA issued by hand,
+    or a key replaced since). ``renew`` issues a member's next certificate instead: its signing key must be
+    the one pinned; with the same TLS key nothing changes for the other members, with a new one (a re-key)
+    the pin is replaced. The certificate it replaces is kept beside it, named by its serial number.
     """
     ca_dir = Path(ca_dir)
     ca_cert = load_certificate(ca_dir / CA_CERT, "federation CA certificate")
@@ -125,8 +130,9 @@ def sign_request(ca_dir: Path, request: Path, signing_pub: Path, *, out: Path | 
         except ConfigError:
             out.unlink()  # no certificate without its pinned key
             raise
+    replaced = pin_tls_key(federation, party, tls_key_digest(csr.public_key()))
     ends = cert.not_valid_after_utc
-    return Issued(party, out, ends, ends == ca_cert.not_valid_after_utc)
+    return Issued(party, out, ends, ends == ca_cert.not_valid_after_utc, rekeyed=replaced is not None)
 
 
 def _check_new_member(party: str, pinned: dict, federation: Path, out: Path) -> None:

@@ -33,6 +33,7 @@ from isthmus.transport.keyfiles import (
     check_party_name,
     days_left,
     load_certificate,
+    load_pinned_tls_keys,
 )
 from isthmus.transport.party_keys import init_party_keys
 
@@ -47,11 +48,17 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """Where one party's TLS material lives: the federation CA, its certificate and its private key."""
+    """Where one party's TLS material lives: the federation CA, its certificate and its private key, and the
+    federation file that pins each member's TLS key (none: any certificate of the CA naming a member will do)."""
 
     ca_cert: Path
     cert: Path
     key: Path
+    federation: Path | None = None
+
+    def pinned_tls_keys(self) -> dict[str, str]:
+        """Each member's pinned TLS key digest, from the federation file (:func:`load_pinned_tls_keys`)."""
+        return load_pinned_tls_keys(self.federation) if self.federation is not None else {}
 
     def load(self) -> tuple[bytes, bytes, bytes]:
         """The PEM bytes ``(ca, cert, key)``; refuses a private key that others may read."""
@@ -82,7 +89,8 @@ def create_federation(out_dir: Path, parties: list[str], *, valid_days: int = 36
 def tls_files_for(cert_dir: Path, party: str) -> TlsFiles:
     """The TLS files of ``party`` in its certificate folder (layout in :mod:`isthmus.transport.keyfiles`)."""
     cert_dir = Path(cert_dir)
-    files = TlsFiles(cert_dir / CA_CERT, cert_dir / party / PARTY_CERT, cert_dir / party / PARTY_KEY)
+    files = TlsFiles(cert_dir / CA_CERT, cert_dir / party / PARTY_CERT, cert_dir / party / PARTY_KEY,
+                     cert_dir / FEDERATION_FILE)
     missing = [str(p) for p in (files.ca_cert, files.cert, files.key) if not p.is_file()]
     if missing and cert_dir.name == party and (cert_dir.parent / CA_CERT).is_file():
         raise ConfigError(f"{cert_dir} is the folder of party {party!r} itself; give the one that holds it and "

@@ -24,14 +24,17 @@ import queue
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import grpc
+from cryptography import x509
 
 from isthmus.transport.audit import AuditLog
+from isthmus.transport.keyfiles import tls_key_digest
 from isthmus.transport.mailbox import Mailbox, Refused
 
 SERVICE = "isthmus.transport.Transport"
@@ -96,8 +99,11 @@ class Inbox:
         streams_per_peer: int = DEFAULT_STREAMS_PER_PEER,
         stall_timeout: float = DEFAULT_STALL_TIMEOUT,
         min_transfer_rate: float = DEFAULT_MIN_TRANSFER_RATE,
+        pinned_tls_keys: Mapping[str, str] | None = None,
     ):
         self.party = party
+        #: member -> the digest of the TLS key its certificate must carry (the federation file's pins)
+        self.pinned_tls_keys = dict(pinned_tls_keys or {})
         self.peers = frozenset(peers)
         self.mailbox = mailbox
         self.audit = audit
@@ -149,6 +155,12 @@ class Inbox:
         if certified != [sender.encode()]:
             names = [name.decode(errors="replace") for name in certified]
             context.abort(grpc.StatusCode.UNAUTHENTICATED, f"sender claims to be {sender!r} but its certificate names {names}")
+        pinned = self.pinned_tls_keys.get(sender)
+        if pinned is not None and _tls_key_digest(context.auth_context().get("x509_pem_cert", [b""])[0]) != pinned:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          f"{sender!r} presented a certificate whose TLS key {self.party!r}'s federation.json does "
+                          "not pin for it (a certificate issued outside the federation file, or a key replaced "
+                          "since): each side needs the federation's current federation.json")
         if sender not in self.peers:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{sender!r} is not a peer of party {self.party!r}")
         size = metadata.get(SIZE_KEY)
@@ -253,3 +265,12 @@ def _pong(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
     request's bytes, and a member trickling them would hold a worker (as :data:`DELIVER_SMALL` explains).
     The mutual-TLS handshake before it already said that the caller belongs to the federation."""
     return b""
+
+
+@lru_cache(maxsize=64)
+def _tls_key_digest(pem: bytes) -> str:
+    """The pinned form of the TLS key in a peer's certificate (as gRPC verified it); each peer's is parsed once."""
+    try:
+        return tls_key_digest(x509.load_pem_x509_certificate(pem).public_key())
+    except ValueError:
+        return ""

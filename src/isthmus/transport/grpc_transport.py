@@ -146,7 +146,8 @@ class GrpcNode:
         self.recv_timeout = Channel.default_timeout if recv_timeout is None else recv_timeout
         self.mailbox = Mailbox(max_message_bytes=max_message_bytes, backlog_bytes=backlog_bytes, backlog_messages=backlog_messages)
         self.inbox = Inbox(party, self.peers, self.mailbox, audit, streams_per_peer=streams_per_peer,
-                           stall_timeout=stall_timeout, min_transfer_rate=min_transfer_rate)
+                           stall_timeout=stall_timeout, min_transfer_rate=min_transfer_rate,
+                           pinned_tls_keys=tls.pinned_tls_keys())
         self.port: int | None = None  # the bound port once started (useful with "host:0")
         self._ca, self._cert, self._key = tls.load()
         #: the certificate this node presents, loaded once: a renewed one installed meanwhile waits for a restart

@@ -48,6 +48,8 @@ ISSUED = "issued"
 # host name checks ignore case, so mixed case would let two spellings name one party.
 _PARTY_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
+#: The federation file's map of each member's pinned TLS key (:func:`tls_key_digest`).
+TLS_KEYS = "tls_keys"
 _PROOF_CONTEXT = b"isthmus signing key of a federation member v1\x00"
 MAX_PEM_BYTES = 64 * 1024
 MAX_FEDERATION_BYTES = 1024 * 1024
@@ -155,13 +157,37 @@ def read_federation(path: Path) -> dict:
         doc = json.loads(read_limited(path, "federation file", MAX_FEDERATION_BYTES))
     except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than any real file's
         raise ConfigError(f"federation file {path} is not JSON: {type(exc).__name__}") from None
-    pinned = doc.get("signing_keys") if isinstance(doc, dict) else None
-    if not isinstance(pinned, dict) or not all(
-        isinstance(name, str) and _PARTY_NAME.fullmatch(name) and isinstance(key, str) and _HEX_KEY.fullmatch(key)
-        for name, key in pinned.items()
-    ):
+    if not isinstance(doc, dict) or not _names_to_hex(doc.get("signing_keys")):
         raise ConfigError(f"federation file {path}: 'signing_keys' must map party names to 32-byte public keys in hex")
+    if not _names_to_hex(doc.get(TLS_KEYS, {})):
+        raise ConfigError(f"federation file {path}: '{TLS_KEYS}' must map party names to SHA-256 digests in hex")
     return doc
+
+
+def _names_to_hex(pinned: object) -> bool:
+    return isinstance(pinned, dict) and all(
+        isinstance(name, str) and _PARTY_NAME.fullmatch(name) and isinstance(key, str) and _HEX_KEY.fullmatch(key)
+        for name, key in pinned.items())
+
+
+def tls_key_digest(key: ec.EllipticCurvePublicKey) -> str:
+    """What the federation file pins of a member's TLS key: the SHA-256 of its DER SubjectPublicKeyInfo."""
+    return hashlib.sha256(key.public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
+def pin_tls_key(path: Path, party: str, digest: str) -> str | None:
+    """Pin ``party``'s TLS key (:func:`tls_key_digest`) in the federation file; returns the digest it replaces
+    (a re-key), if any. Unlike a signing key's, it may change: a member whose TLS key leaked makes a new one."""
+    doc = read_federation(path)
+    pinned = doc.get(TLS_KEYS, {})
+    write_federation(path, {**doc, TLS_KEYS: {**pinned, party: digest}})
+    return pinned.get(party) if pinned.get(party) != digest else None
+
+
+def load_pinned_tls_keys(federation_file: Path) -> dict[str, str]:
+    """Each member's pinned TLS key digest; none from a file without them (made before they were pinned)."""
+    return dict(read_federation(federation_file).get(TLS_KEYS, {})) if Path(federation_file).is_file() else {}
 
 
 def write_federation(path: Path, doc: dict) -> None:

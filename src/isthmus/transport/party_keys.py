@@ -11,6 +11,7 @@ so that :func:`isthmus.transport.certs.tls_files_for` and the ledger find everyt
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from isthmus.transport.keyfiles import (
     REQUEST,
     SIGNING_KEY,
     SIGNING_PUB,
+    TLS_KEYS,
     check_party_name,
     days_left,
     load_certificate,
@@ -38,9 +40,12 @@ from isthmus.transport.keyfiles import (
     raw_public_key,
     read_federation,
     read_limited,
+    tls_key_digest,
     write_private_key,
     write_public,
 )
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,8 @@ def install_party_files(cert_dir: Path, party: str, *, cert: Path | None = None,
                               "against it")
         writes[folder / PARTY_CERT] = _checked_certificate(cert, party, tls_key, ca_cert)
     if federation is not None:
-        writes[cert_dir / FEDERATION_FILE] = _checked_federation(federation, party, signing_key, cert_dir / FEDERATION_FILE)
+        writes[cert_dir / FEDERATION_FILE] = _checked_federation(federation, party, signing_key,
+                                                                 cert_dir / FEDERATION_FILE, tls_key)
     for path, data in writes.items():
         write_public(path, data, replace=True)
     return list(writes)
@@ -150,16 +156,25 @@ def _checked_certificate(path: Path, party: str, tls_key: ec.EllipticCurvePrivat
     return pem
 
 
-def _checked_federation(path: Path, party: str, signing_key: ed25519.Ed25519PrivateKey, installed: Path) -> bytes:
+def _checked_federation(path: Path, party: str, signing_key: ed25519.Ed25519PrivateKey, installed: Path,
+                        tls_key: ec.EllipticCurvePrivateKey) -> bytes:
     doc = read_federation(path)
     pinned = doc["signing_keys"]
     if pinned.get(party) != raw_public_key(signing_key):
         raise ConfigError(f"federation file {path} does not pin {party}'s own signing key "
                           f"({'it pins another' if party in pinned else 'it has no key for ' + party})")
+    if doc.get(TLS_KEYS, {}).get(party, tls_key_digest(tls_key.public_key())) != tls_key_digest(tls_key.public_key()):
+        raise ConfigError(f"federation file {path} pins another TLS key for {party} than its key.pem: every member "
+                          f"installing it would refuse {party}'s certificate (a file older than a re-key, or another "
+                          "party's folder?)")
     if installed.exists():
-        before = read_federation(installed)["signing_keys"]
-        changed = sorted(name for name, key in before.items() if pinned.get(name) != key)
+        earlier = read_federation(installed)
+        changed = sorted(name for name, key in earlier["signing_keys"].items() if pinned.get(name) != key)
         if changed:
             raise ConfigError(f"federation file {path} would replace or drop the pinned signing keys of {changed}; "
                               "a pinned key is never replaced")
+        rekeyed = sorted(name for name, key in earlier.get(TLS_KEYS, {}).items() if doc.get(TLS_KEYS, {}).get(name) != key)
+        if rekeyed:
+            _log.warning("federation file %s pins new TLS keys for %s (a re-key): compare them with those members "
+                         "out of band; this party's node refuses their old keys once it starts again", path, rekeyed)
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
