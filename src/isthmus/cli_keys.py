@@ -3,7 +3,8 @@
 The multi-machine way to join a federation, step by step in README.md: each party makes its own
 keys and a certificate request (``keys init``), the CA operator signs the requests and pins each
 party's public signing key (``ca init``, ``ca sign``), and each party installs what comes back
-(``keys install``). Private keys never leave the machine they were made on.
+(``keys install``); a member whose TLS key may have leaked makes a new one (``keys rekey``). Private
+keys never leave the machine they were made on.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ def keys_init(party: PartyOpt, folder: DirOpt = Path("certs")) -> None:
     console.print(f"{party}: private keys in {made.request.parent} (key.pem, signing.key) — they never leave this machine")
     console.print(f"send to the CA operator: {made.request} and {made.signing_pub}")
     console.print(f"public signing key (compare with the federation file): {made.signing_key}")
+
+
+@keys_app.command("rekey")
+def keys_rekey(party: PartyOpt, folder: DirOpt = Path("certs")) -> None:
+    """Make a new TLS key (key.next.pem, 0600) and its certificate request, when key.pem may have leaked."""
+    from isthmus.transport.party_keys import rekey_party_keys
+
+    made = guard(lambda: rekey_party_keys(folder, party))
+    console.print(f"{party}: new TLS key in {made.request.parent / 'key.next.pem'}; key.pem serves until its "
+                  "certificate is installed")
+    console.print(f"send to the CA operator: {made.request} and {made.signing_pub} (`isthmus ca sign --renew`); "
+                  "every member then installs the new federation.json, and this party the certificate "
+                  "(`isthmus keys install --cert`), which puts the new key in place: the old one is refused from "
+                  "then on")
 
 
 @keys_app.command("install")

@@ -11,19 +11,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from isthmus.errors import ConfigError, PeerRefusedError
 from isthmus.transport import codec
 from isthmus.transport.ca import _certificate, sign_request
 from isthmus.transport.certs import TlsFiles, create_federation, tls_files_for
 from isthmus.transport.grpc_transport import GrpcNode
-from isthmus.transport.keyfiles import (load_certificate, load_private_key, load_signing_key, possession_message,
-                                        raw_public_key, write_private_key, write_public)
-from isthmus.transport.party_keys import install_party_files
+from isthmus.transport.keyfiles import load_certificate, load_private_key, write_private_key, write_public
+from isthmus.transport.party_keys import install_party_files, rekey_party_keys
 from isthmus.transport.ports import free_ports
 
 REFUSED = "presented a certificate whose TLS key 'bob''s federation.json does not pin for it"
@@ -64,43 +61,29 @@ def test_a_certificate_the_ca_issued_by_hand_for_a_member_cannot_send_as_it(fede
         assert bob.channel("job").recv("alice", "x", timeout=5) == "from alice"
 
 
-def rekey_request(certs: Path, party: str, out: Path) -> tuple[Path, Path, ec.EllipticCurvePrivateKey]:
-    """A member's request for its next certificate over a new TLS key, proven with its pinned signing key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    request = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)]))
-               .add_extension(x509.SubjectAlternativeName([x509.DNSName(party)]), critical=False)
-               .sign(key, hashes.SHA256()))
-    signing = load_signing_key(certs, party)
-    out.mkdir()
-    (out / "request.csr").write_bytes(request.public_bytes(serialization.Encoding.PEM))
-    (out / "signing.pub").write_text(json.dumps({"party": party, "signing_key": raw_public_key(signing),
-                                                 "proof": signing.sign(possession_message(party, key.public_key())).hex()}))
-    return out / "request.csr", out / "signing.pub", key
-
-
 def test_a_members_replaced_key_is_refused_once_the_new_pin_is_installed(federation, tmp_path, caplog):
-    """A re-key: the renewal replaces the pin, and members installing the new federation file refuse the old key."""
+    """A re-key (`keys rekey`, `ca sign --renew`, `keys install`): the renewal replaces the pin, members installing
+    the new federation file refuse the old key, and the member's folder holds only the new one."""
     certs = federation["certs"]
     old = tmp_path / "old-alice"
-    shutil.copytree(certs, old)  # alice's folder as it was: its old key and certificate
-    request, signing_pub, key = rekey_request(certs, "alice", tmp_path / "rekey")
-    new = tmp_path / "new-alice"
-    (new / "alice").mkdir(parents=True)
-    issued = sign_request(certs, request, signing_pub, out=new / "alice" / "cert.pem", renew=True)
+    shutil.copytree(certs, old)  # alice's folder as it was, as a thief who copied its key holds it
+    made = rekey_party_keys(certs, "alice")
+    with pytest.raises(ConfigError, match="a re-key is under way"):
+        rekey_party_keys(certs, "alice")
+    issued = sign_request(certs, made.request, made.signing_pub, out=tmp_path / "alice.pem", renew=True)
     assert issued.rekeyed
     with caplog.at_level(logging.WARNING, logger="isthmus.transport.party_keys"):  # bob installs the new file
         install_party_files(old, "bob", federation=certs / "federation.json")
     assert "pins new TLS keys for ['alice'] (a re-key): compare them with those members out of band" in caplog.text
-    write_private_key(new / "alice" / "key.pem", key)
-    shutil.copy(certs / "ca.pem", new / "ca.pem")
+    new_key = (certs / "alice" / "key.next.pem").read_bytes()
+    install_party_files(certs, "alice", cert=tmp_path / "alice.pem")
+    assert (certs / "alice" / "key.pem").read_bytes() == new_key and not (certs / "alice" / "key.next.pem").exists()
     bob = node(federation, "bob", tls_files_for(certs, "bob"))  # started with the updated federation.json
     bob.open_job("job")
     with bob:
         with pytest.raises(PeerRefusedError, match=REFUSED):
             node(federation, "alice", tls_files_for(old, "alice")).deliver("bob", "job", "x", codec.encode("old"))
-        node(federation, "alice", TlsFiles(new / "ca.pem", new / "alice" / "cert.pem", new / "alice" / "key.pem")
-             ).deliver("bob", "job", "x", codec.encode("new"))
+        node(federation, "alice", tls_files_for(certs, "alice")).deliver("bob", "job", "x", codec.encode("new"))
         assert bob.channel("job").recv("alice", "x", timeout=5) == "new"
 
 
@@ -112,3 +95,16 @@ def test_a_federation_file_pinning_another_tls_key_for_the_party_is_not_installe
     (tmp_path / "altered.json").write_text(json.dumps(doc))
     with pytest.raises(ConfigError, match="pins another TLS key for alice than its key.pem"):
         install_party_files(certs, "alice", federation=tmp_path / "altered.json")
+
+
+def test_keys_rekey_says_what_to_send_and_refuses_a_second_one_under_way(federation):
+    from typer.testing import CliRunner
+
+    from isthmus.cli import app
+
+    def rekey():
+        return CliRunner().invoke(app, ["keys", "rekey", "--party", "alice", "--dir", str(federation["certs"])])
+
+    first, second = rekey(), rekey()
+    assert first.exit_code == 0 and "send to the CA operator" in first.stdout and "ca sign --renew" in first.stdout
+    assert second.exit_code == 1 and "a re-key is under way" in second.stderr

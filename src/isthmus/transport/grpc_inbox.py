@@ -157,10 +157,12 @@ class Inbox:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, f"sender claims to be {sender!r} but its certificate names {names}")
         pinned = self.pinned_tls_keys.get(sender)
         if pinned is not None and _tls_key_digest(context.auth_context().get("x509_pem_cert", [b""])[0]) != pinned:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                          f"{sender!r} presented a certificate whose TLS key {self.party!r}'s federation.json does "
-                          "not pin for it (a certificate issued outside the federation file, or a key replaced "
-                          "since): each side needs the federation's current federation.json")
+            reason = (f"{sender!r} presented a certificate whose TLS key {self.party!r}'s federation.json does not "
+                      "pin for it (a certificate issued outside the federation file, or a key replaced since): each "
+                      "side needs the federation's current federation.json")
+            # Logged, not noted in the mailbox: whoever holds such a certificate must not fail the member's receives
+            log.warning("refused a delivery: %s", reason)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
         if sender not in self.peers:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{sender!r} is not a peer of party {self.party!r}")
         size = metadata.get(SIZE_KEY)

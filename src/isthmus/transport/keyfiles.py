@@ -38,6 +38,7 @@ CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 PARTY_CERT = "cert.pem"
 PARTY_KEY = "key.pem"
+NEXT_KEY = "key.next.pem"  # a re-key's new TLS key, until its certificate is installed
 SIGNING_KEY = "signing.key"
 SIGNING_PUB = "signing.pub"
 REQUEST = "request.csr"

@@ -6,6 +6,7 @@ party, and its public signing key with a proof that the holder of that key made 
 and this request. ``install_party_files`` takes back what the CA operator returns (the party's
 certificate, ``ca.pem``, ``federation.json``) after checking that each fits the keys in the folder,
 so that :func:`isthmus.transport.certs.tls_files_for` and the ledger find everything.
+``rekey_party_keys`` makes a member's next TLS key and its request, for a key that may have leaked.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from isthmus.errors import ConfigError
 from isthmus.transport.keyfiles import (
     CA_CERT,
     FEDERATION_FILE,
+    NEXT_KEY,
     PARTY_CERT,
     PARTY_KEY,
     REQUEST,
@@ -71,6 +74,27 @@ def init_party_keys(cert_dir: Path, party: str) -> PartyRequest:
     signing_key = ed25519.Ed25519PrivateKey.generate()
     write_private_key(folder / PARTY_KEY, tls_key)
     write_private_key(folder / SIGNING_KEY, signing_key)
+    return _request(folder, party, tls_key, signing_key)
+
+
+def rekey_party_keys(cert_dir: Path, party: str) -> PartyRequest:
+    """A new TLS key for a member whose key may have leaked: ``key.next.pem`` (0600) and its request, proven
+    with the member's pinned signing key. ``key.pem`` serves until the certificate for the new key is
+    installed (:func:`install_party_files`), which puts the new key in its place."""
+    party = check_party_name(party)
+    folder = Path(cert_dir) / party
+    signing_key = load_private_key(folder / SIGNING_KEY, f"{party}'s signing key (made by `isthmus keys init`)")
+    if (folder / NEXT_KEY).exists():
+        raise ConfigError(f"{folder / NEXT_KEY} exists already: a re-key is under way; send its request.csr and "
+                          "signing.pub to the CA operator (`ca sign --renew`) and install the certificate it returns")
+    tls_key = ec.generate_private_key(ec.SECP256R1())
+    write_private_key(folder / NEXT_KEY, tls_key)
+    return _request(folder, party, tls_key, signing_key)
+
+
+def _request(folder: Path, party: str, tls_key: ec.EllipticCurvePrivateKey,
+             signing_key: ed25519.Ed25519PrivateKey) -> PartyRequest:
+    """Write ``request.csr`` for ``tls_key`` and ``signing.pub``, whose proof binds the signing key to it."""
     request = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)]))
@@ -89,31 +113,37 @@ def install_party_files(cert_dir: Path, party: str, *, cert: Path | None = None,
                         federation: Path | None = None) -> list[Path]:
     """Check and copy what the CA operator sent into the party's folder; returns the files written.
 
-    The certificate must name the party, hold the public half of ``key.pem`` and be signed by the
-    CA; a folder's CA is never replaced by another; the federation file must pin this party's own
-    signing key and keep every key pinned in the copy installed before (a new member may be added,
-    a pinned key never changes).
+    The certificate must name the party, hold the public half of ``key.pem`` (or of a re-key's
+    ``key.next.pem``, which then replaces it) and be signed by the CA; a folder's CA is never replaced by
+    another; the federation file must pin this party's own signing key (and TLS key, if it pins one) and
+    keep every signing key pinned in the copy installed before (a new member may be added, a pinned
+    signing key never changes).
     """
     party = check_party_name(party)
     cert_dir = Path(cert_dir)
     folder = cert_dir / party
     if cert is None and ca is None and federation is None:
         raise ConfigError("nothing to install: give the party's certificate, the CA certificate or the federation file")
-    tls_key = load_private_key(folder / PARTY_KEY, f"{party}'s private key")
+    tls_keys = {name: load_private_key(folder / name, f"{party}'s private key")
+                for name in (PARTY_KEY, NEXT_KEY) if name == PARTY_KEY or (folder / name).exists()}
     signing_key = load_private_key(folder / SIGNING_KEY, f"{party}'s signing key")
     writes: dict[Path, bytes] = {}
     ca_cert = _installed_ca(cert_dir, ca, writes)
+    rekeyed = False
     if cert is not None:
         if ca_cert is None:
             raise ConfigError(f"{cert_dir} holds no federation CA certificate yet: install it with {party}'s "
                               f"certificate (add `--ca {CA_CERT}`, the file the CA operator sent), which is checked "
                               "against it")
-        writes[folder / PARTY_CERT] = _checked_certificate(cert, party, tls_key, ca_cert)
+        writes[folder / PARTY_CERT], key_file = _checked_certificate(cert, party, tls_keys, ca_cert)
+        rekeyed = key_file == NEXT_KEY
     if federation is not None:
         writes[cert_dir / FEDERATION_FILE] = _checked_federation(federation, party, signing_key,
-                                                                 cert_dir / FEDERATION_FILE, tls_key)
+                                                                 cert_dir / FEDERATION_FILE, tls_keys.values())
     for path, data in writes.items():
         write_public(path, data, replace=True)
+    if rekeyed:  # the certificate is for the new key: it takes the old one's place, which is gone
+        os.replace(folder / NEXT_KEY, folder / PARTY_KEY)
     return list(writes)
 
 
@@ -135,8 +165,9 @@ def _installed_ca(cert_dir: Path, ca: Path | None, writes: dict[Path, bytes]) ->
     return ca_cert
 
 
-def _checked_certificate(path: Path, party: str, tls_key: ec.EllipticCurvePrivateKey,
-                         ca_cert: x509.Certificate) -> bytes:
+def _checked_certificate(path: Path, party: str, tls_keys: dict[str, ec.EllipticCurvePrivateKey],
+                         ca_cert: x509.Certificate) -> tuple[bytes, str]:
+    """The certificate's PEM, and the name of the key file whose public half it holds."""
     pem = read_limited(path, "certificate")
     cert = load_certificate(path, "certificate")
     try:
@@ -145,25 +176,27 @@ def _checked_certificate(path: Path, party: str, tls_key: ec.EllipticCurvePrivat
         names = []
     if names != [party]:
         raise ConfigError(f"certificate {path} names {names}, not party {party!r}")
-    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    if cert.public_key().public_bytes(*spki) != tls_key.public_key().public_bytes(*spki):
+    key_file = next((name for name, key in tls_keys.items()
+                     if tls_key_digest(key.public_key()) == tls_key_digest(cert.public_key())), None)
+    if key_file is None:
         raise ConfigError(f"certificate {path} is not for {party}'s private key (made from another request?)")
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
         raise ConfigError(f"certificate {path} is not signed by the federation CA") from None
     days_left(cert, path, "certificate", "ask the CA operator for a new one (`isthmus ca sign --renew`)")
-    return pem
+    return pem, key_file
 
 
 def _checked_federation(path: Path, party: str, signing_key: ed25519.Ed25519PrivateKey, installed: Path,
-                        tls_key: ec.EllipticCurvePrivateKey) -> bytes:
+                        tls_keys: Iterable[ec.EllipticCurvePrivateKey]) -> bytes:
     doc = read_federation(path)
     pinned = doc["signing_keys"]
     if pinned.get(party) != raw_public_key(signing_key):
         raise ConfigError(f"federation file {path} does not pin {party}'s own signing key "
                           f"({'it pins another' if party in pinned else 'it has no key for ' + party})")
-    if doc.get(TLS_KEYS, {}).get(party, tls_key_digest(tls_key.public_key())) != tls_key_digest(tls_key.public_key()):
+    own = {tls_key_digest(key.public_key()) for key in tls_keys}  # key.pem, and a re-key's new key
+    if doc.get(TLS_KEYS, {}).get(party, next(iter(own))) not in own:
         raise ConfigError(f"federation file {path} pins another TLS key for {party} than its key.pem: every member "
                           f"installing it would refuse {party}'s certificate (a file older than a re-key, or another "
                           "party's folder?)")
@@ -173,7 +206,8 @@ def _checked_federation(path: Path, party: str, signing_key: ed25519.Ed25519Priv
         if changed:
             raise ConfigError(f"federation file {path} would replace or drop the pinned signing keys of {changed}; "
                               "a pinned key is never replaced")
-        rekeyed = sorted(name for name, key in earlier.get(TLS_KEYS, {}).items() if doc.get(TLS_KEYS, {}).get(name) != key)
+        rekeyed = sorted(name for name, key in earlier.get(TLS_KEYS, {}).items()
+                         if name != party and doc.get(TLS_KEYS, {}).get(name) != key)
         if rekeyed:
             _log.warning("federation file %s pins new TLS keys for %s (a re-key): compare them with those members "
                          "out of band; this party's node refuses their old keys once it starts again", path, rekeyed)
