@@ -151,12 +151,13 @@ class Inbox:
     def _read_header(self, context: grpc.ServicerContext) -> _Header:
         metadata = dict(context.invocation_metadata())
         sender = _text(metadata.get(SENDER_KEY), "sender", context)
-        certified = context.auth_context().get("x509_subject_alternative_name", [])
+        auth = context.auth_context()
+        certified = auth.get("x509_subject_alternative_name", [])
         if certified != [sender.encode()]:
             names = [name.decode(errors="replace") for name in certified]
             context.abort(grpc.StatusCode.UNAUTHENTICATED, f"sender claims to be {sender!r} but its certificate names {names}")
         pinned = self.pinned_tls_keys.get(sender)
-        if pinned is not None and _tls_key_digest(context.auth_context().get("x509_pem_cert", [b""])[0]) != pinned:
+        if pinned is not None and _tls_key_digest(auth.get("x509_pem_cert", [b""])[0]) != pinned:
             reason = (f"{sender!r} presented a certificate whose TLS key {self.party!r}'s federation.json does not "
                       "pin for it (a certificate issued outside the federation file, or a key replaced since): each "
                       "side needs the federation's current federation.json")
