@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from isthmus.cli_node import node_app
 from isthmus.transport.keyfiles import load_certificate
+from isthmus.transport.party_keys import rekey_party_keys
 from tests.board_helpers import board, csrf_of, pending_job, write_run
 from tests.node_helpers import federation, local_nodes
 
@@ -203,3 +204,22 @@ def test_a_tree_models_part_shows_the_split_gain_of_this_partys_own_features_onl
     table = board(nodes.coordinators["guest"]).get(f"/jobs/{job_id}/results").text.split('id="model-part">')[1]
     assert table.index("<td>age</td><td>+7.5000</td>") < table.index("<td>income</td><td>+1.2500</td>")
     assert "99" not in table.split("</table>")[0]
+
+
+def test_the_federation_page_and_status_name_unpinned_members_and_a_re_key_under_way(nodes, monkeypatch):
+    """A federation file from before the TLS pins protects no one, and a re-key half done is easily forgotten."""
+    guest = nodes.coordinators["guest"]
+    web = board(guest)
+    assert 'id="pins"' not in web.get("/federation").text  # every member's key pinned
+    federation = guest.config.keys / "federation.json"
+    doc = json.loads(federation.read_text())
+    del doc["tls_keys"]["host"]
+    federation.write_text(json.dumps(doc))
+    rekey_party_keys(guest.config.keys, "guest")
+    page = web.get("/federation").text
+    assert re.search(r'id="pins" class="error">federation.json pins no TLS key for host: ', page), page
+    assert 'id="rekey" class="error">A re-key waits for its certificate' in page
+    monkeypatch.setattr("isthmus.node.client.httpx.Client", lambda base_url, headers, timeout: web)
+    status = CliRunner().invoke(node_app, ["status", "--no-peers", "--node", "http://127.0.0.1:1"])
+    assert status.exit_code == 0 and "federation.json pins no TLS key for host: " in status.stdout, status.stdout
+    assert "a re-key waits for its certificate" in status.stdout

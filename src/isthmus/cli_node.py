@@ -75,6 +75,13 @@ def node_status(node: NodeOpt = None, token_file: TokenOpt = None,
     if cert["installed_until"]:
         console.print(f"a renewed certificate (valid until {cert['installed_until'][:10]}) is installed: restart "
                       "the node to present it", markup=False)
+    keys = status["tls_keys"]
+    if keys["unpinned"]:
+        console.print(f"federation.json pins no TLS key for {', '.join(keys['unpinned'])}: a certificate the CA signs "
+                      "under that name is accepted (each member's next `ca sign --renew` pins its key)", markup=False)
+    if keys["rekey_pending"]:
+        console.print("a re-key waits for its certificate: install it (`isthmus keys install --cert`), then restart "
+                      "the node", markup=False)
     console.print("jobs: " + (", ".join(f"{count} {state}" for state, count in sorted(status["jobs"].items()))
                               or "none"), markup=False)
     silent = [name for name, peer in status.get("peers", {}).items() if not peer["answers"]]

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from isthmus.node.coordinator import Coordinator
 from isthmus.transport.certs import WARN_DAYS
-from isthmus.transport.keyfiles import PARTY_CERT, load_certificate
+from isthmus.transport.keyfiles import FEDERATION_FILE, NEXT_KEY, PARTY_CERT, load_certificate, load_pinned_tls_keys
 
 #: How long a member's node has to answer the status's ping.
 PING_S = 2.0
@@ -21,6 +21,7 @@ def node_status(coordinator: Coordinator, *, ping: bool = False) -> dict:
     status = {
         "party": coordinator.me, "members": sorted(config.members), "approval": config.policy.approval,
         "catalogue": sorted(config.options.catalogue), "certificate": certificate_status(coordinator),
+        "tls_keys": tls_key_status(coordinator),
         "jobs": dict(Counter(job["status"] for job in coordinator.store.jobs())),
     }
     if ping:
@@ -43,3 +44,13 @@ def certificate_status(coordinator: Coordinator) -> dict:
     renewed = installed.serial_number != served.serial_number
     return {"valid_until": ends.isoformat(), "days_left": days_left, "renew": days_left < WARN_DAYS and not renewed,
             "installed_until": installed.not_valid_after_utc.isoformat() if renewed else None}
+
+
+def tls_key_status(coordinator: Coordinator) -> dict:
+    """Whose TLS keys the installed federation file pins (a member without a pin can be impersonated by a
+    certificate the CA signs by hand: each member's next `ca sign --renew` pins its key), and whether this
+    party's re-key waits for its certificate (`keys rekey`)."""
+    config = coordinator.config
+    pinned = load_pinned_tls_keys(config.keys / FEDERATION_FILE)
+    return {"unpinned": sorted(set(config.members) - set(pinned)),
+            "rekey_pending": (config.keys / config.party / NEXT_KEY).exists()}
