@@ -154,7 +154,11 @@ def test_pings_whose_request_never_ends_hold_no_worker(start):
         yield b""
 
     calls = [ping.future(stall(), timeout=20) for _ in range(3 * bob.inbox.max_streams)]
-    assert [call.result(timeout=10) for call in calls] == [b""] * len(calls)
+    # Each answered within 10 s, none held for its request. On a loaded machine some arrive before earlier pongs
+    # have returned and get gRPC's own "every call slot is taken", which the node counts as an answer too (a busy
+    # peer is alive); pings that held workers would time out instead.
+    codes = [call.exception(timeout=10) and call.code() for call in calls]
+    assert set(codes) <= {None, grpc.StatusCode.RESOURCE_EXHAUSTED} and None in codes, codes
     carol.channel("job").send("bob", "hello", 1)
     assert bob.channel("job").recv("carol", "hello", timeout=5) == 1
 
