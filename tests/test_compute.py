@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -40,6 +41,16 @@ def test_unreachable_ray_cluster_is_named_at_once(refused_port):
         connect(address).check()
 
 
+def psi_job(folder: Path, name: str) -> Path:
+    """A guest and a host intersecting one id each, over loopback (a minute to connect)."""
+    (folder / "ids.csv").write_text("id,x\n1,0.5\n")
+    data = {"path": str(folder / "ids.csv"), "id": "id"}  # copied below: the job file allows no YAML aliases
+    return write_job(folder / "job.yaml", {"job": name, "connect_timeout": 60,
+                                           "parties": loopback_parties({"guest": {"data": dict(data)},
+                                                                        "host": {"data": dict(data)}}),
+                                           "steps": [{"intersect": {}}]})
+
+
 @pytest.mark.e2e
 def test_a_party_whose_cluster_is_unreachable_tells_its_peers_at_once(tmp_path, refused_port):
     """`isthmus run --compute` checks the backend once the party listens, and tells its peers why it stops, each
@@ -47,12 +58,7 @@ def test_a_party_whose_cluster_is_unreachable_tells_its_peers_at_once(tmp_path, 
     address ("nothing listens where 'host' should")."""
     pytest.importorskip("ray")
     create_federation(tmp_path / "certs", ["guest", "host"])
-    (tmp_path / "ids.csv").write_text("id,x\n1,0.5\n")
-    data = {"path": str(tmp_path / "ids.csv"), "id": "id"}  # copied below: the job file allows no YAML aliases
-    job = write_job(tmp_path / "job.yaml", {"job": "compute-check", "connect_timeout": 60,
-                                            "parties": loopback_parties({"guest": {"data": dict(data)},
-                                                                         "host": {"data": dict(data)}}),
-                                            "steps": [{"intersect": {}}]})
+    job = psi_job(tmp_path, "compute-check")
     address = f"ray://127.0.0.1:{refused_port}"
 
     def run(party: str, *extra: str) -> subprocess.Popen:
@@ -72,22 +78,17 @@ def test_a_party_whose_cluster_is_unreachable_tells_its_peers_at_once(tmp_path, 
 
 @pytest.mark.e2e
 def test_launch_gives_one_party_its_own_backend_and_names_it_when_unreachable(tmp_path, refused_port):
-    """`isthmus launch --compute host=...`: the host's check fails before its start, and the launch names it
-    (not the guest, which then waits in vain for it)."""
+    """`isthmus launch --compute host=...`: the host's check fails, and the launch names the host (not the guest,
+    which stops on the host's word)."""
     pytest.importorskip("ray")
-    (tmp_path / "ids.csv").write_text("id,x\n1,0.5\n")
-    data = {"path": str(tmp_path / "ids.csv"), "id": "id"}  # copied below: the job file allows no YAML aliases
-    job = write_job(tmp_path / "job.yaml", {"job": "compute-launch", "connect_timeout": 60,
-                                            "parties": loopback_parties({"guest": {"data": dict(data)},
-                                                                         "host": {"data": dict(data)}}),
-                                            "steps": [{"intersect": {}}]})
+    job = psi_job(tmp_path, "compute-launch")
     address = f"ray://127.0.0.1:{refused_port}"
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "isthmus", "launch", str(job), "--out", str(tmp_path / "run"),
                              "--compute", f"host={address}"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "host" in result.stderr and f"Ray cluster at {address} is unreachable" in result.stderr, result.stderr
-    # The guest cannot hear of a host that never started: it is stopped at once, not after the 15 s grace
+    # The guest stops at once (told by the host, or stopped by the launch), not after the 15 s grace
     assert time.monotonic() - started < FAILURE_GRACE_S
     with pytest.raises(ConfigError, match=r"does not have: \['bank'\]"):
         launch(job, tmp_path / "run2", compute={"bank": address})
