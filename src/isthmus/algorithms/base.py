@@ -13,7 +13,6 @@ for adding an algorithm.
 from __future__ import annotations
 
 import json
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pydantic import Field
 
 from isthmus.crypto.keys import MAX_KEY_BITS, MIN_KEY_BITS
 from isthmus.errors import ConfigError, DataError
+from isthmus.files import write_whole
 from isthmus.options import Options
 from isthmus.transport.channel import Channel
 
@@ -141,9 +141,7 @@ class Part(ABC):
     def save(self, folder: Path) -> Path:
         """Write ``model.json`` atomically, so a crash never leaves a part that looks complete."""
         path = Path(folder) / MODEL_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, default=jsonable), encoding="utf-8")
-        os.replace(tmp, path)
+        write_whole(path, json.dumps(self.to_dict(), indent=1, default=jsonable).encode())
         return path
 
 

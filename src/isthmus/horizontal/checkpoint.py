@@ -8,8 +8,8 @@ arrays file is refused on resume.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from isthmus.errors import ConfigError
+from isthmus.files import write_whole
 
 INDEX = "checkpoint.json"
 FORMAT = 1
@@ -36,21 +37,18 @@ def save_checkpoint(directory: str | Path, strategy: str, checkpoint: Checkpoint
     arrays_name = f"round-{checkpoint.round:06d}.npz"
     arrays = {f"p{i:04d}": p for i, p in enumerate(checkpoint.parameters)}
     arrays.update({f"s_{key}": value for key, value in checkpoint.strategy_state.items()})
-    tmp = directory / f".{arrays_name}.tmp"
-    with tmp.open("wb") as out:
-        np.savez(out, **arrays)
-    os.replace(tmp, directory / arrays_name)
+    packed = io.BytesIO()
+    np.savez(packed, **arrays)
+    write_whole(directory / arrays_name, packed.getvalue())
     index = {
         "format": FORMAT,
         "round": checkpoint.round,
         "strategy": strategy,
         "arrays": arrays_name,
-        "sha256": hashlib.sha256((directory / arrays_name).read_bytes()).hexdigest(),
+        "sha256": hashlib.sha256(packed.getvalue()).hexdigest(),
         "history": checkpoint.history,
     }
-    tmp = directory / f".{INDEX}.tmp"
-    tmp.write_text(json.dumps(index, indent=1), encoding="utf-8")
-    os.replace(tmp, directory / INDEX)
+    write_whole(directory / INDEX, json.dumps(index, indent=1).encode())
     for old in directory.glob("round-*.npz"):
         if old.name != arrays_name:
             old.unlink()

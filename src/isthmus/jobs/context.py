@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from isthmus.algorithms.base import Algorithm, Part, jsonable
 from isthmus.data.table import PartyTable
+from isthmus.files import write_whole
 from isthmus.jobs.events import EventLog
 from isthmus.jobs.spec import JobSpec
 from isthmus.options import Options
@@ -45,7 +45,5 @@ class PartyContext:
     def write_json(self, name: str, data: Any) -> Path:
         """Write atomically, so a crash never leaves a half-written report that looks complete."""
         path = self.run_dir / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=jsonable), encoding="utf-8")
-        os.replace(tmp, path)
+        write_whole(path, json.dumps(data, indent=2, default=jsonable).encode())
         return path

@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+from isthmus.files import append_line
+
 
 class EventLog:
     def __init__(self, run_dir: Path, party: str):
@@ -17,8 +19,7 @@ class EventLog:
 
     def emit(self, **event) -> None:
         event = {"time": time.time(), "party": self.party, **event}
-        with self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(event, default=float) + "\n")
+        append_line(self.path, (json.dumps(event, default=float) + "\n").encode())
         self.logger.info(" ".join(f"{k}={v}" for k, v in event.items() if k not in ("time", "party")),
                          extra={"event": event})
 
@@ -47,6 +48,6 @@ def _parsed(data: bytes) -> list[dict]:
     for line in data.decode("utf-8", errors="replace").splitlines():
         try:
             events.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written right now
-            break
+        except json.JSONDecodeError:  # a line being written right now, or one a crash cut short: the lines
+            continue  # after it are whole (append_line), and an auditor must see them
     return events

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from isthmus.errors import ConfigError
+from isthmus.files import write_whole
 
 LOCK_FILE = ".lock"
 RUN_MARKER = "run.json"
@@ -98,10 +99,7 @@ def read_marker(path: Path) -> dict[str, Any] | None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomically, so a reader never sees half a marker or report."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_whole(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 @contextmanager

@@ -4,6 +4,9 @@ The log holds sizes and hashes, never payloads, so it can be shown to an auditor
 party that wrote it, so rows copied out of their folder still say whose they are. For tests that
 must prove what did *not* leave a party, ``keep_payloads`` also stores each sent payload beside the
 log; production runs leave it off.
+
+A message that cannot be recorded is neither sent nor taken (:class:`AuditError`): the log is the party's
+account of every byte it exchanged, and a full disk must not leave it short of one.
 """
 
 from __future__ import annotations
@@ -13,6 +16,13 @@ import json
 import threading
 import time
 from pathlib import Path
+
+from isthmus.errors import IsthmusError
+from isthmus.files import append_line, write_whole
+
+
+class AuditError(IsthmusError):
+    """The audit log cannot be written (a full disk): the message it was to record is not sent, or not taken."""
 
 
 class AuditLog:
@@ -39,11 +49,17 @@ class AuditLog:
             "sha256": digest,
         }
         with self._lock:
+            copy = self.payload_dir / f"{self._seq + 1:08d}-{digest[:16]}.bin" if self.payload_dir and direction == "send" else None
+            try:
+                if copy:
+                    write_whole(copy, payload)
+                append_line(self.path, (json.dumps(entry) + "\n").encode())
+            except OSError as exc:
+                if copy:
+                    copy.unlink(missing_ok=True)  # the copy of a message that is not sent
+                raise AuditError(f"party {self.party!r} cannot write its audit log: {exc.strerror or exc}: "
+                                 f"{exc.filename}; a message it cannot record is neither sent nor taken") from None
             self._seq += 1
-            with self.path.open("a", encoding="utf-8") as log:
-                log.write(json.dumps(entry) + "\n")
-            if self.payload_dir and direction == "send":
-                (self.payload_dir / f"{self._seq:08d}-{digest[:16]}.bin").write_bytes(payload)
 
     def entries(self) -> list[dict]:
         if not self.path.exists():

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from isthmus.errors import ConfigError
+from isthmus.files import write_whole
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
@@ -131,9 +132,7 @@ def write_public(path: Path, data: bytes, *, replace: bool = False) -> None:
     path = Path(path)
     if path.exists() and not replace:
         raise ConfigError(f"{path} exists already; remove it first to write a new one")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_whole(path, data)
 
 
 def raw_public_key(key: ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey) -> str:

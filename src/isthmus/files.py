@@ -1,0 +1,58 @@
+"""Writing files so that a write cut short (a full disk, a file-size limit) leaves nothing half-written.
+
+A report, model or key written in place and cut short looks whole to the next reader. A log line cut
+short runs into the next line written after it, and a reader skipping lines it cannot parse then loses
+that entry too. So a file is replaced whole, a line is appended whole or not at all, and the error names
+the file: the operating system's write errors do not (``[Errno 28] No space left on device``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from pathlib import Path
+
+#: Held while a line is appended: undoing a cut write must not cut another thread's line.
+_APPENDING = threading.Lock()
+
+
+def write_whole(path: str | Path, data: bytes) -> None:
+    """Put ``data`` in ``path`` through a temporary file beside it: ``path`` holds its old content or the
+    new one, never a part, and a failed write leaves no temporary file behind."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _naming(exc, path) from None
+
+
+def append_line(path: str | Path, line: bytes) -> None:
+    """Append ``line`` (ending in a newline) to ``path`` whole, or leave the file as it was and raise."""
+    path = Path(path)
+    with _APPENDING:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(line)
+                while view:  # a full disk may take part of a write before it refuses the rest
+                    written = os.write(fd, view)
+                    if not written:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    view = view[written:]
+            except OSError as exc:
+                with contextlib.suppress(OSError):  # not a regular file (a device): nothing to undo
+                    os.ftruncate(fd, size)  # shrinking needs no free space
+                raise _naming(exc, path) from None
+        finally:
+            os.close(fd)
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` with ``path`` as its file name, so ``str(exc)`` says which file (the write calls give none)."""
+    return exc if exc.filename else type(exc)(exc.errno, exc.strerror, str(path))
