@@ -560,7 +560,10 @@ class _FakeContext:
     def __init__(self, metadata: dict[str, object], certified: str = "alice"):
         self.metadata = metadata
         self.certified = certified
-        self.code = None
+        self.status = None
+
+    def code(self):
+        return self.status
 
     def invocation_metadata(self):
         return tuple(self.metadata.items())
@@ -569,7 +572,7 @@ class _FakeContext:
         return {"x509_subject_alternative_name": [self.certified.encode()]}
 
     def abort(self, code, details):
-        self.code = code
+        self.status = code
         raise _Aborted(details)
 
 

@@ -66,6 +66,10 @@ class PeerAbortedError(PeerError):
         self.reason = reason
 
 
+class ReceiveError(IsthmusError):
+    """This party failed to take a message a peer delivered (its disk is full: the audit log cannot record it)."""
+
+
 class KeyMismatchError(IsthmusError):
     """Ciphertexts under different public keys were combined."""
 

@@ -14,7 +14,8 @@ The sender's identity comes from its verified client certificate, never from wha
   or trickles frees its worker instead of holding it forever.
 
 Every refusal reaches the sender with its reason (in the gRPC status) and, when the job is open,
-the receiver, whose next receive from that sender fails at once.
+the receiver, whose next receive from that sender fails at once. A message this party fails to take
+(its audit log cannot record it) fails the receiver's job, and reaches the sender as "not taken".
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from functools import lru_cache
 import grpc
 from cryptography import x509
 
+from isthmus.errors import IsthmusError
 from isthmus.transport.audit import AuditLog
 from isthmus.transport.keyfiles import tls_key_digest
 from isthmus.transport.mailbox import Mailbox, Refused
@@ -132,6 +134,14 @@ class Inbox:
     def deliver(self, chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         """Receive one message; the empty reply is the acknowledgement that it is in the mailbox."""
         header = self._read_header(context)
+        try:
+            return self._deliver(chunks, header, context)
+        except Exception as exc:
+            if context.code() is not None:  # a refusal of ours, with its reason already set
+                raise
+            self._failed_here(header, context, exc)  # raises, as gRPC's abort does
+
+    def _deliver(self, chunks: Iterator[bytes], header: _Header, context: grpc.ServicerContext) -> bytes:
         if self._seen(header, remember=False):
             return b""  # a retry of a delivery whose acknowledgement was lost
         with self._stream_of(header, context):
@@ -230,6 +240,18 @@ class Inbox:
         if note:  # the mailbox notes its own refusals
             self.mailbox.refuse(header.job, header.sender, reason)
         context.abort(code, reason)
+
+    def _failed_here(self, header: _Header, context: grpc.ServicerContext, exc: Exception) -> None:
+        """This party could not take a message (its disk is full, so the audit log cannot record it): its own
+        failure, not the sender's. Its receives in that job fail now, naming the cause, instead of waiting for
+        a message that will not come; the sender hears only that the message was not taken and the kind of
+        error. gRPC would have sent it the error's own text, which may quote this party's paths or data."""
+        log.error("could not take a message from %r (job %r, tag %r): %s", header.sender, header.job, header.tag, exc,
+                  exc_info=None if isinstance(exc, IsthmusError) else exc)  # a bug's traceback, not a full disk's
+        self.mailbox.fail(header.job, f"this party could not take a message from {header.sender!r} under tag "
+                                      f"{header.tag!r}: {exc}")
+        context.abort(grpc.StatusCode.INTERNAL, f"party {self.party!r} could not take the message: it failed on its "
+                                                f"side ({type(exc).__name__}; its own log says why)")
 
     def _seen(self, header: _Header, *, remember: bool) -> bool:
         """Whether this message id was delivered before; with ``remember``, records it if not."""

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError, printable
+from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError, ReceiveError, printable
 from isthmus.transport import codec
 
 #: Tag under which a party tells its peers that it abandoned a job (payload: the reason, as text); under
@@ -67,6 +67,7 @@ class _Job:
     quitters: set[str] = field(default_factory=set)  # every sender that aborted the job
     told: set[str] = field(default_factory=set)  # every peer this party told that it abandoned the job or a scope
     refusals: dict[str, str] = field(default_factory=dict)  # sender -> why a delivery was refused, until received
+    failure: str | None = None  # why this party failed to take a message of the job (Mailbox.fail)
     senders: set[str] = field(default_factory=set)  # every sender whose delivery was admitted
     service: bool = False  # a long-lived service's job: an abort ends one scope, never the job (Mailbox.keep_open)
     scope_aborts: dict[str, dict[str, str]] = field(default_factory=dict)  # sender -> scope -> reason
@@ -177,6 +178,16 @@ class Mailbox:
             if state is not None:
                 state.refusals.setdefault(sender, reason)
 
+    def fail(self, job: str, reason: str) -> None:
+        """This party failed to take a message of ``job`` (it could not record it): every receive of the job
+        raises :class:`ReceiveError` from now on, as nothing can replace that message. A service's job goes on:
+        only the request that message belonged to fails, at its sender."""
+        with self._cond:
+            state = self._jobs.get(job)
+            if state is not None and not state.service and state.failure is None:
+                state.failure = reason
+                self._cond.notify_all()
+
     def _admit(self, state: _Job, job: str, sender: str, tag: str, size: int) -> None:
         if is_abort(tag):
             if size > MAX_ABORT_BYTES:
@@ -244,7 +255,8 @@ class Mailbox:
     def get_any(self, job: str, senders: list[str], tag: str, timeout: float | None) -> tuple[str, bytes] | None:
         """The next payload under ``tag`` from whichever of ``senders`` delivered first, with its sender.
 
-        Raises :class:`PeerAbortedError` as soon as any peer has aborted the job, and :class:`ProtocolError`
+        Raises :class:`ReceiveError` once this party failed to take a message of the job (:meth:`fail`),
+        :class:`PeerAbortedError` as soon as any peer has aborted the job, and :class:`ProtocolError`
         once for each refused delivery from one of ``senders``. In a service's job, an abort of the scope of
         ``tag`` by one of ``senders`` is raised once what they sent before it has been read: a host's reason
         for refusing a prediction is read before the notice that ends it, not lost behind it.
@@ -253,7 +265,8 @@ class Mailbox:
 
         def ready() -> bool:
             state = self._jobs.get(job)
-            if state is not None and (self._abort_of(state, senders, tag) or any(s in state.refusals for s in senders)):
+            if state is not None and (self._abort_of(state, senders, tag) or state.failure
+                                      or any(s in state.refusals for s in senders)):
                 return True
             return any(k in self._queues for k in keys)
 
@@ -261,6 +274,8 @@ class Mailbox:
             if not self._cond.wait_for(ready, timeout=timeout):
                 return None
             state = self._jobs.get(job)
+            if state is not None and state.failure is not None:
+                raise ReceiveError(state.failure)
             if state is not None and state.aborted is not None:  # a job's abort ends every receive at once
                 self._raise_if_aborted(job, senders, tag)
             refused = next((s for s in senders if state is not None and s in state.refusals), None)
