@@ -300,11 +300,8 @@ def test_a_receive_in_a_job_fails_soon_after_its_sender_is_gone(start, addresses
     out the job's timeout (ten minutes by default). Now it fails once the peer has answered no ping for a
     connect timeout, and later sends to that peer fail at once instead of retrying it."""
     alice = start("alice", connect_timeout=1.0, give_up_on_unreachable=True)
-    bob = start("bob", jobs=["j"])
+    start("bob", jobs=["j"]).stop(grace=0)  # never delivered to alice: it may still be starting, as far as she knows
     channel = alice.channel("j", peers=["bob"])
-    bob.channel("j").send("alice", "first", 1)
-    assert channel.recv("bob", "first", timeout=5) == 1
-    bob.stop(grace=0)
     started = time.monotonic()
     with pytest.raises(PeerGoneError, match="no answer to pings") as gone:
         channel.recv("bob", "second", timeout=60)
@@ -314,6 +311,38 @@ def test_a_receive_in_a_job_fails_soon_after_its_sender_is_gone(start, addresses
     with pytest.raises(PeerUnreachableError, match="not retried"):
         channel.send("bob", "late", 2)
     assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize("waiting_by", ["send", "recv"])
+def test_a_peer_whose_process_ended_in_the_job_is_named_at_once(start, addresses, waiting_by):
+    """A peer that delivered in this job, and where nothing listens now, has ended its process (a crash, the
+    OOM killer, a full disk): a job's process does not come back. A send retried it for the whole connect
+    timeout, and a receive pinged it as long, before blaming its address (a minute by default)."""
+    alice = start("alice", connect_timeout=30.0, give_up_on_unreachable=True)
+    bob = start("bob", jobs=["j"])
+    channel = alice.channel("j", peers=["bob"])
+    bob.channel("j").send("alice", "first", 1)
+    assert channel.recv("bob", "first", timeout=5) == 1
+    bob.stop(grace=0)
+    started = time.monotonic()
+    expected = PeerUnreachableError if waiting_by == "send" else PeerGoneError
+    with pytest.raises(expected, match="its process has ended: it took part in this job") as gone:
+        channel.send("bob", "next", 2) if waiting_by == "send" else channel.recv("bob", "next", timeout=60)
+    assert time.monotonic() - started < 8  # the send at once, the receive after its first wait (5 s)
+    assert (gone.value.peer, gone.value.address) == ("bob", addresses["bob"])
+
+
+def test_a_node_channel_retries_a_member_that_was_up_until_it_is_back(start):
+    """A node's channels outlive a member's restart: one that delivered and went down is retried, not given up."""
+    alice = start("alice", connect_timeout=5.0, jobs=["j"])
+    bob = start("bob", jobs=["j"])
+    bob.channel("j").send("alice", "hello", 1)
+    assert alice.channel("j").recv("bob", "hello", timeout=5) == 1
+    bob.stop(grace=0)
+    later = threading.Timer(1.0, lambda: start("bob", jobs=["j"]))
+    later.start()
+    alice.channel("j").send("bob", "again", 2)  # retried until bob is back
+    later.join()
 
 
 def test_pings_go_to_every_sender_at_once(start):
