@@ -82,6 +82,7 @@ _PROBE_EVERY_MAX = 5.0  # seconds a receive in a job waits before it pings its s
 _PING_MIN_S = 1.0  # the least a ping waits for its answer: a live peer on a loaded machine may take a moment
 _GRPC_BUSY = "Concurrent RPC limit exceeded!"  # what gRPC itself answers when every call slot is taken
 _REFUSED = "Connection refused"  # in gRPC's words when the peer's machine answers and no process listens
+_ENDED_AFTER_S = 2.5 * _BACKOFF_MAX  # refused this long (two connection attempts at least): the peer has ended
 _ENDED = ("its process has ended: it took part in this job, and now nothing listens at its address (its own "
           "log says why)")
 _REFUSALS = {
@@ -266,13 +267,13 @@ class GrpcNode:
                     raise PeerUnreachableError(refused, peer=to, address=address, tag=tag) from None
                 retry = (code in _RETRIED and not _untrusted(details) and not self._runs_another_job(code)) or (
                     code == grpc.StatusCode.RESOURCE_EXHAUSTED and details == _GRPC_BUSY)
-                if retry and self._ended(job, to, code, details):
-                    self.mark_gone(job, [to])
-                    raise PeerUnreachableError(_ENDED, peer=to, address=address, tag=tag) from None
                 left = give_up - time.monotonic()
                 if retry and left > 0:
                     if not is_abort(tag):  # telling a peer that is slow to start why the job ends must not stop
                         self.mailbox.raise_if_aborted(job, tag, to)  # a peer gave up: retrying would only delay us
+                        if _refused(code, details) and self.ended(job, to):
+                            self.mark_gone(job, [to])
+                            raise PeerUnreachableError(_ENDED, peer=to, address=address, tag=tag) from None
                     elif to in self.mailbox.quitters(job) | self.mailbox.senders(job):
                         return  # it gave up (it knows), or it was up in this job and is gone (its part done)
                     time.sleep(min(backoff, left))  # the last try at the deadline: a whole connect timeout
@@ -283,26 +284,26 @@ class GrpcNode:
                     self.mark_gone(job, [to])
                 raise error from None
 
-    def _ended(self, job: str, peer: str, code: grpc.StatusCode, details: str) -> bool:
-        """Whether ``peer``'s process for ``job`` has ended: it delivered to this party in the job, and now
-        nothing listens at its address (a crash, the OOM killer, a full disk). A job's process does not come
-        back, so retrying it for a whole connect timeout (a peer still starting looks the same, but has not
-        delivered yet) only kept this party waiting a minute to blame its address."""
-        return self._was_up(job, peer) and code == grpc.StatusCode.UNAVAILABLE and _REFUSED in details
-
     def ended(self, job: str, peer: str) -> bool:
-        """:meth:`_ended`, asked of ``peer``'s address now with a ping that fails at once if nothing listens."""
-        if not self._was_up(job, peer):  # no ping needed
+        """Whether ``peer``'s process for ``job`` has ended: it delivered to this party in the job, and nothing
+        has listened at its address for :data:`_ENDED_AFTER_S` (a crash, the OOM killer, a full disk). A job's
+        process does not come back, so retrying it for a whole connect timeout (a peer still starting looks the
+        same, but has not delivered yet) only kept this party waiting a minute to blame its address. One refusal
+        is not enough: gRPC answers with its connection's last error until its next attempt, which may predate
+        the peer's start."""
+        if not (self.give_up_on_unreachable and peer in self.mailbox.senders(job)):
             return False
-        try:
-            self._calls_to(peer).ping(b"", timeout=_PING_MIN_S)
-        except grpc.RpcError as err:
-            return self._ended(job, peer, err.code(), err.details() or "")
-        return False
-
-    def _was_up(self, job: str, peer: str) -> bool:
-        """In a job's process, whether ``peer`` has delivered to this party in ``job`` (so it is not starting)."""
-        return self.give_up_on_unreachable and peer in self.mailbox.senders(job)
+        deadline = time.monotonic() + _ENDED_AFTER_S
+        while True:
+            try:  # without waiting for a connection: refused at once while nothing listens
+                self._calls_to(peer).ping(b"", timeout=_PING_MIN_S)
+                return False
+            except grpc.RpcError as err:
+                if not _refused(err.code(), err.details() or ""):
+                    return False
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(_BACKOFF_MAX / 4)
 
     def _own_certificate_refused(self) -> str | None:
         """Why peers refuse this party, if its certificate has expired (or is not valid yet) since the node
@@ -391,9 +392,9 @@ class GrpcChannel(Channel):
             got = get(self.job, senders, tag, min(left, every))
             if got is not None or left <= every:
                 return got
-            if all(self.node.ended(self.job, sender) for sender in senders):
+            if len(senders) == 1 and self.node.ended(self.job, senders[0]):  # an aggregator's many: pinged below
                 self.node.mark_gone(self.job, senders)
-                raise PeerGoneError(_ENDED, peer=" or ".join(senders), address=self._address_of(senders), tag=tag)
+                raise PeerGoneError(_ENDED, peer=senders[0], address=self._address_of(senders), tag=tag)
             if self.node.any_answers(senders, timeout=max(every, _PING_MIN_S)):
                 silent_since = None
                 continue
@@ -427,6 +428,11 @@ def _chunks(payload: bytes) -> Iterator[memoryview]:
         yield view[start : start + CHUNK_BYTES]
 
 
+def _refused(code: grpc.StatusCode, details: str) -> bool:
+    """Whether a call failed because nothing listens at the peer's address (its machine answered)."""
+    return code == grpc.StatusCode.UNAVAILABLE and _REFUSED in details
+
+
 def _untrusted(details: str) -> bool:
     """The peer answered with a certificate this party's CA did not sign: a setup mistake (or an impostor)
     that retrying for a whole connect timeout will not mend."""
@@ -448,7 +454,7 @@ def _send_error(
 ) -> PeerError:
     if code == grpc.StatusCode.UNAVAILABLE and _untrusted(details):
         return PeerUnreachableError(f"{_why_untrusted(details)} ({details})", peer=peer, address=address, tag=tag)
-    if code == grpc.StatusCode.UNAVAILABLE and _REFUSED in details:  # its machine answers, no process
+    if _refused(code, details):  # its machine answers, no process
         return PeerUnreachableError(f"no connection within {connect_timeout:g} s: nothing listens at its address "
                                     "(connection refused), its process has stopped or not started", peer=peer,
                                     address=address, tag=tag)
