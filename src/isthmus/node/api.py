@@ -31,6 +31,7 @@ from isthmus.node.retention import CLEANED_BY_OPERATOR, clean
 from isthmus.node.runner import job_folder
 from isthmus.node.serving import MAX_IDS, MAX_VERSION, Serving, ServingBusy, ServingError, UnknownId
 from isthmus.node.status import node_status
+from isthmus.node.store import StoreError
 
 MAX_BODY_BYTES = MAX_PROPOSAL_BYTES + 1024
 MAX_PREDICT_BYTES = MAX_IDS * 140  # 10,000 ids of up to 128 characters, quoted
@@ -49,7 +50,8 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
     @app.exception_handler(IsthmusError)
     async def refused(request: Request, exc: IsthmusError):
         status = 404 if isinstance(exc, UnknownId) else 503 if isinstance(exc, ServingBusy) else \
-            502 if isinstance(exc, ServingError) else 409 if isinstance(exc, ConfigError) else 400
+            502 if isinstance(exc, ServingError) else 409 if isinstance(exc, ConfigError) else \
+            507 if isinstance(exc, StoreError) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)

@@ -8,10 +8,12 @@ of its own running that it does not know about.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,10 +22,14 @@ from isthmus.jobs.events import read_events
 from isthmus.jobs.local import write_job
 from isthmus.jobs.party_process import PRELOAD, launched_party
 from isthmus.jobs.rundir import RUN_MARKER, mark_stopped
+from isthmus.node.store import StoreError
 from isthmus.processes import fresh_process, start_forkserver, when_starter_ends
 from isthmus.transport.ports import free_port, port_is_free
 
 Done = Callable[[str, str, str | None], None]  # (job id, "finished" | "failed", reason)
+#: Seconds between attempts to record a job's end in a store that cannot take it (a full disk).
+REPORT_RETRY_S = 10.0
+_log = logging.getLogger(__name__)
 
 
 def job_folder(store: Path, job_id: str) -> Path:
@@ -91,10 +97,28 @@ class ProcessRunner:
             mark_stopped(job_folder(self.store, job_id) / "run" / RUN_MARKER,
                          f"its process was killed ({signal.Signals(-process.exitcode).name})")
         if process.exitcode == 0:
-            self.on_done(job_id, "finished", None)
+            self._report(job_id, "finished", None)
             return
-        self.on_done(job_id, "failed", self.failure(job_id) or f"its process ended with status {process.exitcode}; "
-                                                              "see process.log")
+        self._report(job_id, "failed", self.failure(job_id) or f"its process ended with status {process.exitcode}; "
+                                                               "see process.log")
+
+    def _report(self, job_id: str, status: str, reason: str | None) -> None:
+        """Tell the node how its side of the job ended, until its store takes it: with the disk full, the job
+        stayed "running" for the node's life (its thread ended with the store's error), and its peers were
+        never told that it failed here."""
+        waited = False
+        while True:
+            try:
+                self.on_done(job_id, status, reason)
+                if waited:
+                    _log.info("node %s: job %s %s, recorded at last", self.party, job_id, status)
+                return
+            except StoreError as exc:
+                if not waited:
+                    _log.error("node %s: job %s %s, and the node cannot record it yet (%s); it tries again every "
+                               "%g s", self.party, job_id, status, exc, REPORT_RETRY_S)
+                waited = True
+            time.sleep(REPORT_RETRY_S)
 
     def failure(self, job_id: str) -> str | None:
         """Why this party's side of ``job_id`` failed, if its process has recorded a failure."""

@@ -88,8 +88,8 @@ def _started(config: NodeConfig) -> Iterator[Coordinator]:
             _log.warning("node %s: catalogue table %r cannot be read now, so jobs on it are refused: %s",
                          config.party, alias, problem)
     interrupted = store.with_status("running")
-    for job in interrupted:
-        store.set_status(job["id"], "failed", RESTARTED)
+    for job in interrupted:  # its own failure, if its process wrote one (the store may have been full then)
+        store.set_status(job["id"], "failed", runner.failure(job["id"]) or RESTARTED)
     me = config.members[config.party]
     grpc = GrpcNode(config.party, config.options.listen or me, config.members, tls_files_for(config.keys, config.party),
                     audit=AuditLog(store_dir / "audit.jsonl", config.party), connect_timeout=config.options.timeout,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from isthmus.errors import ConfigError
+from isthmus.errors import ConfigError, IsthmusError
 
 FINAL = ("finished", "failed", "refused", "cancelled")
 
@@ -34,9 +34,14 @@ CREATE TABLE IF NOT EXISTS cleaned (job TEXT PRIMARY KEY, time REAL, reason TEXT
 """
 
 
+class StoreError(IsthmusError):
+    """The node's store cannot be read or written now (its disk is full): what it was to record is not recorded."""
+
+
 class Store:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -58,7 +63,10 @@ class Store:
 
     def _run(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:  # "database or disk is full", "database is locked"
+                raise StoreError(f"node store {self.path}: {exc}") from None
 
     def add_job(self, job_id: str, name: str, proposer: str, digest: str, proposal: dict, status: str) -> None:
         now = time.time()
