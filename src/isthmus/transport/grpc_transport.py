@@ -111,7 +111,8 @@ class GrpcNode:
     goes on without a crashed client instead of waiting for it again at every later send, and a receive
     from it fails with :class:`~isthmus.errors.PeerGoneError` once it has answered no ping for that long
     (see :meth:`GrpcChannel._next_payload`), where it waited out the receive timeout (ten minutes by
-    default) for a peer whose machine or node had died. A node's or query service's channels last as long
+    default) for a peer whose machine or node had died; a peer that delivered in the job and where nothing
+    listens any more is given up after a few seconds (:meth:`ended`). A node's or query service's channels last as long
     as the process and must reach a member again once it is back.
     ``recv_timeout`` replaces :attr:`Channel.default_timeout` for this node's channels.
 
