@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from isthmus.errors import ConfigError, IsthmusError
+from isthmus.files import append_line
 from isthmus.incentive.ledger import ledger_path
 from isthmus.incentive.summary import summarise
 from isthmus.node.board import Guard, mount_board
@@ -181,8 +182,7 @@ def create_app(coordinator: Coordinator, token: str | None = None, serving: Serv
         """The guest's own record of its predictions (no ids): what the board's latency percentiles read."""
         entry = {"time": time.time(), "model": name[:63], "version": version, "rows": rows, "outcome": outcome,
                  "ms": round(ms, 3)}
-        with open(config.store / "predictions.jsonl", "a", encoding="utf-8") as log:
-            log.write(json.dumps(entry) + "\n")
+        append_line(config.store / "predictions.jsonl", (json.dumps(entry) + "\n").encode())
 
     @app.post("/v1/models/{name}/rollback")
     async def rollback(name: str, request: Request) -> dict:

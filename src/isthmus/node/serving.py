@@ -36,6 +36,7 @@ from isthmus.algorithms.registry import algorithm
 from isthmus.budget import IdBudget
 from isthmus.data.table import PartyTable, read_table
 from isthmus.errors import ConfigError, IsthmusError, PeerAbortedError, PeerError, ProtocolError
+from isthmus.files import append_line
 from isthmus.jobs.spec import JobSpec
 from isthmus.jobs.steps.data import missing_policy
 from isthmus.node.coordinator import Coordinator, proposal_of
@@ -109,7 +110,6 @@ class Serving:
         self.models: dict[tuple[str, int], Served] = {}
         self._confirmed: dict[tuple[str, int], set[str]] = {}
         self._publishing = threading.Lock()  # one publication at a time: each takes the next version
-        self._log_lock = threading.Lock()
         #: Each peer's sends in order, peers in parallel, no acknowledgement awaited until an answer is:
         #: a request to two hosts costs one round trip, not two (docs/node.md "Online serving").
         self._queues = SendQueues(f"serve-{self.config.party}")
@@ -421,8 +421,7 @@ class Serving:
                  "version": message.get("version") if type(message.get("version")) is int else None,
                  "guest": sender, "rows": len(ids),
                  "ids_sha256": hashlib.sha256(json.dumps(ids, default=str).encode()).hexdigest(), "outcome": outcome}
-        with self._log_lock, open(self.config.store / "serving.jsonl", "a", encoding="utf-8") as log:
-            log.write(json.dumps(entry) + "\n")
+        append_line(self.config.store / "serving.jsonl", (json.dumps(entry) + "\n").encode())
 
     # -- both ------------------------------------------------------------------------------------------
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from isthmus.files import append_line
 
 _log = logging.getLogger(__name__)
 
@@ -34,11 +35,9 @@ class QueryLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.on_record = on_record
-        self._lock = threading.Lock()
 
     def record(self, entry: QueryRecord) -> None:
-        with self._lock, self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(asdict(entry)) + "\n")
+        append_line(self.path, (json.dumps(asdict(entry)) + "\n").encode())
         if self.on_record:
             try:
                 self.on_record(entry)
