@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from isthmus.errors import ConfigError, IsthmusError
+from isthmus.errors import ConfigError, IsthmusError, PeerError, for_peer
 from isthmus.incentive.ledger import ledger_path
 from isthmus.jobs.spec import shared_address
 from isthmus.node.config import NodeConfig
@@ -157,9 +157,13 @@ class Coordinator:
             job = self.store.job(message["job"])
             if job is None or job["status"] in FINAL:
                 return
-            reason = f"the node of {peer} could not be reached: {error}"[:MAX_REASON]
-            self._stop_here(job, "failed", reason)
-            self._tell(job, "failed", reason)
+            if isinstance(error, PeerError):
+                reason = told = f"the node of {peer} could not be reached: {error}"
+            else:  # this node's own failure (its audit log cannot be written): the others learn only its kind
+                reason = f"this node could not send its {message['kind']} to {peer}: {error}"
+                told = f"this node could not send its {message['kind']} to {peer}: {for_peer(error)}"
+            self._stop_here(job, "failed", reason[:MAX_REASON])
+            self._tell(job, "failed", told[:MAX_REASON])
 
     def _tell(self, job: dict, kind: str, reason: str) -> None:
         proposal = proposal_of(job)

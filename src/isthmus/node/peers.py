@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from isthmus.errors import PeerAbortedError, PeerError, PeerTimeoutError, PeerUnreachableError, ProtocolError
+from isthmus.transport.audit import AuditError
 from isthmus.transport.channel import Channel
 from isthmus.transport.pipeline import SendQueues
 
@@ -65,7 +66,7 @@ class PeerLink:
                 raise PeerUnreachableError("unreachable for the node's whole timeout while this message waited "
                                            "to be sent; not tried again", peer=peer, tag=TAG)
             self.channel.send(peer, TAG, message)
-        except PeerError as exc:
+        except (PeerError, AuditError) as exc:  # the latter: this node's disk is full, so nothing was sent
             if isinstance(exc, PeerUnreachableError):
                 self._given_up[peer] = time.monotonic()
             _log.warning("could not deliver %s of job %s to %s: %s", message.get("kind"), message.get("job"), peer, exc)
