@@ -269,3 +269,36 @@ def test_a_reply_that_comes_after_its_asker_stopped_waiting_is_dropped():
         protocol.call(asker, "institution", protocol.HELLO, request, timeout=0.05)
     hub.channel("institution", "query").send("asker", protocol.reply_tag(protocol.HELLO, request["rid"]), {"ok": True})
     assert hub.mailboxes["asker"].backlog("institution") == (0, 0)
+
+
+
+def test_a_service_that_cannot_record_its_reply_says_so_and_goes_on(tmp_path, caplog):
+    """Its disk full, a responder's reply cannot be audited, so it is not sent: the error vanished in its worker's
+    future, without a line in its log. Once there is room, the next request is answered."""
+    from isthmus.query.service import Service
+
+    hub = LocalHub(["asker", "lender"], audit_dir=tmp_path)
+    audit = hub.audits["lender"].path
+    service = Service(hub.channel("lender", protocol.JOB))
+
+    def answer(sender: str, message: dict) -> dict:
+        if message["n"] == 1:  # the request was recorded; the disk fills before the reply
+            audit.rename(audit.with_suffix(".full"))
+            audit.mkdir()
+        return {"n": message["n"]}
+
+    service.route("ask", ["asker"], answer)
+    service.start()
+    asker = hub.channel("asker", protocol.JOB)
+    try:
+        with caplog.at_level("WARNING", logger="isthmus.query.service"):
+            asker.send("lender", "ask", {"rid": "a" * 32, "n": 1})
+            with pytest.raises(PeerTimeoutError):
+                asker.recv("lender", protocol.reply_tag("ask", "a" * 32), timeout=1.0)
+        assert any("could not deliver the reply to asker: party 'lender' cannot write its audit log" in r.getMessage()
+                   for r in caplog.records), [r.getMessage() for r in caplog.records]
+        audit.rmdir()  # room again
+        asker.send("lender", "ask", {"rid": "b" * 32, "n": 2})
+        assert asker.recv("lender", protocol.reply_tag("ask", "b" * 32), timeout=5) == {"ok": True, "n": 2}
+    finally:
+        service.stop()

@@ -16,6 +16,7 @@ from typing import Any
 
 from isthmus.errors import PeerError, PeerTimeoutError, ProtocolError
 from isthmus.query.protocol import Refusal, is_request_id, reply_tag
+from isthmus.transport.audit import AuditError
 from isthmus.transport.channel import Channel
 
 Handler = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -76,5 +77,5 @@ class Service:
             reply = {"ok": False, "error": "internal error"}
         try:
             self.channel.send(sender, reply_tag(tag, rid), reply)
-        except PeerError as exc:
+        except (PeerError, AuditError) as exc:  # the latter: this party's disk is full, so the reply was not sent
             _log.warning("could not deliver the reply to %s: %s", sender, exc)
