@@ -39,13 +39,14 @@ def save_checkpoint(directory: str | Path, strategy: str, checkpoint: Checkpoint
     arrays.update({f"s_{key}": value for key, value in checkpoint.strategy_state.items()})
     packed = io.BytesIO()
     np.savez(packed, **arrays)
-    write_whole(directory / arrays_name, packed.getvalue())
+    arrays_bytes = packed.getvalue()  # one copy, written and hashed
+    write_whole(directory / arrays_name, arrays_bytes)
     index = {
         "format": FORMAT,
         "round": checkpoint.round,
         "strategy": strategy,
         "arrays": arrays_name,
-        "sha256": hashlib.sha256(packed.getvalue()).hexdigest(),
+        "sha256": hashlib.sha256(arrays_bytes).hexdigest(),
         "history": checkpoint.history,
     }
     write_whole(directory / INDEX, json.dumps(index, indent=1).encode())

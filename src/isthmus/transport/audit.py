@@ -49,7 +49,8 @@ class AuditLog:
             "sha256": digest,
         }
         with self._lock:
-            copy = self.payload_dir / f"{self._seq + 1:08d}-{digest[:16]}.bin" if self.payload_dir and direction == "send" else None
+            kept = self.payload_dir is not None and direction == "send"
+            copy = self.payload_dir / f"{self._seq + 1:08d}-{digest[:16]}.bin" if kept else None
             try:
                 if copy:
                     write_whole(copy, payload)
