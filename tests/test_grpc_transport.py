@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import re
@@ -370,6 +372,49 @@ def test_pings_go_to_every_sender_at_once(start):
     started = time.monotonic()
     assert alice.any_answers(["carol", "bob"], timeout=10.0)
     assert time.monotonic() - started < 5
+
+
+def test_a_peer_back_after_a_long_absence_answers_the_first_short_ping(start, addresses):
+    """gRPC waits up to 2 s between attempts on a connection that kept failing: a query asker's half-second ping
+    of a lender that was back failed up to four times (four queries reporting it missing), a board showed its
+    node down. A peer that went unanswered is pinged over a new connection, which then carries the sends."""
+    alice = start("alice", jobs=["j"])
+    host, port = addresses["bob"].rsplit(":", 1)
+    attempts = _dropping_listener(host, int(port))  # where bob was: each connection attempt, seen and dropped
+    while len(attempts) < 6:  # gRPC now waits over a second before its next attempt
+        assert not alice.any_answers(["bob"], timeout=0.1)
+    attempts.close()
+    bob = start("bob", jobs=["j"])
+    assert alice.any_answers(["bob"], timeout=0.25)
+    started = time.monotonic()
+    alice.channel("j").send("bob", "hello", 1)
+    assert time.monotonic() - started < 0.5  # over the new connection, not after the old one's next attempt
+    assert bob.channel("j").recv("alice", "hello", timeout=5) == 1
+
+
+class _dropping_listener(list):
+    """A port where each connection is accepted, its time noted, and reset at once (no TLS handshake)."""
+
+    def __init__(self, host: str, port: int):
+        super().__init__()
+        self._socket = socket.create_server((host, port))
+        self._thread = threading.Thread(target=self._drop, daemon=True)
+        self._thread.start()
+
+    def _drop(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # closed
+                return
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # no TIME_WAIT
+            connection.close()
+            self.append(time.monotonic())
+
+    def close(self) -> None:
+        self._socket.shutdown(socket.SHUT_RDWR)  # wakes the accept: a socket closed under it would listen on
+        self._thread.join()
+        self._socket.close()
 
 
 def test_a_silent_sender_that_answers_pings_is_waited_for(start):

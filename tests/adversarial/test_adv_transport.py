@@ -146,8 +146,7 @@ def test_pings_whose_request_never_ends_hold_no_worker(start):
     others' deliveries (the attack DeliverSmall is served as a stream against)."""
     bob = start("bob", jobs=["job"], streams_per_peer=2)
     alice, carol = start("alice"), start("carol")
-    alice._calls_to("bob")
-    ping = alice._clients["bob"].stream_unary(f"/{SERVICE}/{PING}", request_serializer=bytes)
+    ping = alice._connect("bob").channel.stream_unary(f"/{SERVICE}/{PING}", request_serializer=bytes)
 
     def stall() -> Iterator[bytes]:
         time.sleep(30)

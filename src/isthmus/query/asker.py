@@ -35,8 +35,7 @@ from isthmus.transport.channel import Channel
 
 #: Seconds a query waits for a ping from an institution whose node an earlier query could not reach, before
 #: asking it: otherwise every query waits the whole connect timeout (5 s) for it again. A node that is back
-#: answers the ping and is asked, at the latest from the query after the one that finds it back (that
-#: query's ping may end before the connection is made again, gRPC waiting up to 2 s between attempts).
+#: answers the ping (made over a new connection) and is asked by the same query.
 DOWN_PING_S = 0.5
 
 

@@ -100,6 +100,11 @@ class _PeerCalls(NamedTuple):
     ping: grpc.UnaryUnaryMultiCallable  # is the peer still there?
 
 
+class _Connection(NamedTuple):
+    channel: grpc.Channel
+    calls: _PeerCalls
+
+
 class GrpcNode:
     """One party's endpoint: receives for its open jobs into one mailbox, sends to peers over mTLS.
 
@@ -158,9 +163,9 @@ class GrpcNode:
         #: the certificate this node presents, loaded once: a renewed one installed meanwhile waits for a restart
         self.certificate, self._cert_path = x509.load_pem_x509_certificate(self._cert), tls.cert
         self._server: grpc.Server | None = None
-        self._clients: dict[str, grpc.Channel] = {}
-        self._calls: dict[str, _PeerCalls] = {}
-        self._clients_lock = threading.Lock()
+        self._connections: dict[str, _Connection] = {}
+        self._unanswered: set[str] = set()  # peers whose last ping went unanswered, or whose last send gave up
+        self._connections_lock = threading.Lock()
         self.give_up_on_unreachable = give_up_on_unreachable
         self._gone: set[tuple[str, str]] = set()  # (job, peer): unreachable for a whole connect timeout
 
@@ -210,11 +215,10 @@ class GrpcNode:
         if self._server is not None:
             self._server.stop(grace).wait()
             self._server = None
-        with self._clients_lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
-            self._calls.clear()
+        with self._connections_lock:
+            for connection in self._connections.values():
+                connection.channel.close()
+            self._connections.clear()
 
     def __enter__(self) -> Self:
         self.start()
@@ -281,8 +285,11 @@ class GrpcNode:
                     backoff = min(2 * backoff, _BACKOFF_MAX)
                     continue
                 error = _send_error(code, details, connect_timeout, attempt_timeout, peer=to, address=address, tag=tag)
-                if isinstance(error, PeerUnreachableError) and self.give_up_on_unreachable:
-                    self.mark_gone(job, [to])
+                if isinstance(error, PeerUnreachableError):
+                    with self._connections_lock:
+                        self._unanswered.add(to)
+                    if self.give_up_on_unreachable:
+                        self.mark_gone(job, [to])
                 raise error from None
 
     def ended(self, job: str, peer: str) -> bool:
@@ -331,38 +338,65 @@ class GrpcNode:
         connected again if need be (a peer too old to know pings counts as answering). Without waiting for
         the connection, a peer that was back already failed the ping during the reconnection backoff."""
         answered: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        pings = [self._calls_to(peer).ping.future(b"", timeout=timeout, wait_for_ready=True) for peer in peers]
-        for ping in pings:
+        pings = {peer: self._ping(peer, timeout) for peer in peers}
+        for ping, _ in pings.values():
             ping.add_done_callback(lambda done: answered.put(done.code() not in _NOT_ANSWERED))
         try:
             return any(answered.get() for _ in pings)  # the first answer will do
         finally:
-            for ping in pings:
+            for peer, (ping, fresh) in pings.items():
                 ping.cancel()
+                self._settle(peer, ping.code(), fresh)
+
+    def _ping(self, peer: str, timeout: float) -> tuple[grpc.Future, _Connection | None]:
+        """A ping of ``peer``'s node, over a new connection if it did not answer last time: gRPC waits up to
+        :data:`_BACKOFF_MAX` between attempts on the old one, so a node that was back already went on failing
+        short pings (a query asker reported a lender missing for a few more queries; a board showed it down)."""
+        with self._connections_lock:
+            suspect = peer in self._unanswered
+        fresh = self._connect(peer) if suspect else None
+        calls = fresh.calls if fresh else self._calls_to(peer)
+        return calls.ping.future(b"", timeout=timeout, wait_for_ready=True), fresh
+
+    def _settle(self, peer: str, code: grpc.StatusCode, fresh: _Connection | None) -> None:
+        """Remember whether ``peer`` answered; a new connection that reached it replaces the old one."""
+        answered = code not in _NOT_ANSWERED
+        with self._connections_lock:
+            if answered:
+                self._unanswered.discard(peer)
+            elif code != grpc.StatusCode.CANCELLED:  # cancelled by this node: another peer answered first
+                self._unanswered.add(peer)
+            if fresh and answered:
+                # The old channel is dropped, not closed: a send still on it ends as it would have.
+                self._connections[peer] = fresh
+        if fresh and not answered:
+            fresh.channel.close()
 
     def _calls_to(self, peer: str) -> _PeerCalls:
         """The calls to ``peer``'s node, over one connection made for it alone."""
-        with self._clients_lock:
-            if peer not in self._calls:
-                credentials = grpc.ssl_channel_credentials(self._ca, self._key, self._cert)
-                client = grpc.secure_channel(
-                    self.peers[peer],
-                    credentials,
-                    options=[
-                        ("grpc.ssl_target_name_override", peer),  # the server's certificate must name this party
-                        ("grpc.use_local_subchannel_pool", 1),  # never share a connection made for another identity
-                        ("grpc.max_send_message_length", CHUNK_BYTES + _FRAME_SLACK),
-                        ("grpc.max_receive_message_length", _ACK_LIMIT),
-                        ("grpc.initial_reconnect_backoff_ms", int(_BACKOFF_FIRST * 1000)),
-                        ("grpc.max_reconnect_backoff_ms", int(_BACKOFF_MAX * 1000)),
-                    ],
-                )
-                self._clients[peer] = client
-                self._calls[peer] = _PeerCalls(
-                    stream=client.stream_unary(f"/{SERVICE}/{DELIVER}", request_serializer=bytes),
-                    small=client.unary_unary(f"/{SERVICE}/{DELIVER_SMALL}", request_serializer=bytes),
-                    ping=client.unary_unary(f"/{SERVICE}/{PING}", request_serializer=bytes))
-            return self._calls[peer]
+        with self._connections_lock:
+            if peer not in self._connections:
+                self._connections[peer] = self._connect(peer)
+            return self._connections[peer].calls
+
+    def _connect(self, peer: str) -> _Connection:
+        credentials = grpc.ssl_channel_credentials(self._ca, self._key, self._cert)
+        channel = grpc.secure_channel(
+            self.peers[peer],
+            credentials,
+            options=[
+                ("grpc.ssl_target_name_override", peer),  # the server's certificate must name this party
+                ("grpc.use_local_subchannel_pool", 1),  # never share a connection made for another identity
+                ("grpc.max_send_message_length", CHUNK_BYTES + _FRAME_SLACK),
+                ("grpc.max_receive_message_length", _ACK_LIMIT),
+                ("grpc.initial_reconnect_backoff_ms", int(_BACKOFF_FIRST * 1000)),
+                ("grpc.max_reconnect_backoff_ms", int(_BACKOFF_MAX * 1000)),
+            ],
+        )
+        return _Connection(channel, _PeerCalls(
+            stream=channel.stream_unary(f"/{SERVICE}/{DELIVER}", request_serializer=bytes),
+            small=channel.unary_unary(f"/{SERVICE}/{DELIVER_SMALL}", request_serializer=bytes),
+            ping=channel.unary_unary(f"/{SERVICE}/{PING}", request_serializer=bytes)))
 
 
 class GrpcChannel(Channel):
