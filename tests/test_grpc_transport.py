@@ -124,6 +124,24 @@ def test_an_abort_is_not_retried_to_a_peer_that_was_up_and_has_gone(start):
     assert time.monotonic() - started < 1.0
 
 
+def test_an_abort_reaches_a_sender_that_started_after_a_failed_attempt(start, addresses):
+    """gRPC answers with its connection's last error until its next attempt: a party whose pings of a peer still
+    starting had failed, and which failed itself just after that peer's first message, took the stale error for
+    the peer's end and dropped its notice; the peer waited out its timeout without a word."""
+    alice = start("alice", jobs=["j"], give_up_on_unreachable=True)
+    host, port = addresses["bob"].rsplit(":", 1)
+    attempts = _dropping_listener(host, int(port))  # where bob is not up yet
+    while len(attempts) < 6:  # gRPC now waits over a second before its next attempt
+        alice.any_answers(["bob"], timeout=0.1)
+    attempts.close()
+    bob = start("bob", jobs=["j"])
+    bob.channel("j").send("alice", "hello", 1)
+    assert alice.channel("j").recv("bob", "hello", timeout=5) == 1
+    alice.channel("j").abort("step train failed at alice (DataError)")
+    with pytest.raises(PeerAbortedError, match="step train failed at alice"):
+        bob.channel("j").recv("alice", "anything", timeout=5)
+
+
 def test_send_waits_for_a_peer_that_starts_late(start):
     alice, late = start("alice"), []
     starter = threading.Timer(0.5, lambda: late.append(start("bob", jobs=["j"])))

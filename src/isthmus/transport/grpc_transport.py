@@ -258,7 +258,7 @@ class GrpcNode:
         connect_timeout = self.connect_timeout if connect_timeout is None else connect_timeout
         attempt_timeout = connect_timeout + len(payload) / _MIN_TRANSFER_RATE
         give_up = time.monotonic() + connect_timeout
-        backoff = _BACKOFF_FIRST
+        backoff, renewed = _BACKOFF_FIRST, False
         while True:
             try:
                 if len(payload) <= SMALL_BYTES:
@@ -279,8 +279,16 @@ class GrpcNode:
                         if _refused(code, details) and self.ended(job, to):
                             self.mark_gone(job, [to])
                             raise PeerUnreachableError(_ENDED, peer=to, address=address, tag=tag) from None
-                    elif to in self.mailbox.quitters(job) | self.mailbox.senders(job):
-                        return  # it gave up (it knows), or it was up in this job and is gone (its part done)
+                    elif to in self.mailbox.quitters(job):
+                        return  # it gave up: it knows
+                    elif to in self.mailbox.senders(job):
+                        if renewed:
+                            return  # it was up in this job and is gone (its part done)
+                        # Once more, over a new connection: gRPC answers with the old one's last error until its
+                        # next attempt, which may predate the peer's start, and a live peer would never be told.
+                        self._renew(to)
+                        renewed, attempt_timeout = True, min(attempt_timeout, _BACKOFF_MAX)
+                        continue
                     time.sleep(min(backoff, left))  # the last try at the deadline: a whole connect timeout
                     backoff = min(2 * backoff, _BACKOFF_MAX)
                     continue
@@ -367,10 +375,15 @@ class GrpcNode:
             elif code != grpc.StatusCode.CANCELLED:  # cancelled by this node: another peer answered first
                 self._unanswered.add(peer)
             if fresh and answered:
-                # The old channel is dropped, not closed: a send still on it ends as it would have.
-                self._connections[peer] = fresh
+                self._connections[peer] = fresh  # the old one dropped, as in _renew
         if fresh and not answered:
             fresh.channel.close()
+
+    def _renew(self, peer: str) -> None:
+        """Calls to ``peer`` go over a new connection from now on."""
+        fresh = self._connect(peer)
+        with self._connections_lock:  # the old one is dropped, not closed: a send still on it ends as it would have
+            self._connections[peer] = fresh
 
     def _calls_to(self, peer: str) -> _PeerCalls:
         """The calls to ``peer``'s node, over one connection made for it alone."""
