@@ -82,7 +82,6 @@ _PROBE_EVERY_MAX = 5.0  # seconds a receive in a job waits before it pings its s
 _PING_MIN_S = 1.0  # the least a ping waits for its answer: a live peer on a loaded machine may take a moment
 _GRPC_BUSY = "Concurrent RPC limit exceeded!"  # what gRPC itself answers when every call slot is taken
 _REFUSED = "Connection refused"  # in gRPC's words when the peer's machine answers and no process listens
-_ENDED_AFTER_S = 2.5 * _BACKOFF_MAX  # refused this long (two connection attempts at least): the peer has ended
 _ENDED = ("its process has ended: it took part in this job, and now nothing listens at its address (its own "
           "log says why)")
 _REFUSALS = {
@@ -302,24 +301,21 @@ class GrpcNode:
 
     def ended(self, job: str, peer: str) -> bool:
         """Whether ``peer``'s process for ``job`` has ended: it delivered to this party in the job, and nothing
-        has listened at its address for :data:`_ENDED_AFTER_S` (a crash, the OOM killer, a full disk). A job's
-        process does not come back, so retrying it for a whole connect timeout (a peer still starting looks the
-        same, but has not delivered yet) only kept this party waiting a minute to blame its address. One refusal
-        is not enough: gRPC answers with its connection's last error until its next attempt, which may predate
-        the peer's start."""
+        listens at its address now (a crash, the OOM killer, a full disk). A job's process does not come back, so
+        retrying it for a whole connect timeout (a peer still starting looks the same, but has not delivered yet)
+        only kept this party waiting a minute to blame its address. Asked over a new connection: the old one
+        answers with its last error until its next attempt, which may predate the peer's start (so it was asked
+        again for 5 s before)."""
         if not (self.give_up_on_unreachable and peer in self.mailbox.senders(job)):
             return False
-        deadline = time.monotonic() + _ENDED_AFTER_S
-        while True:
-            try:  # without waiting for a connection: refused at once while nothing listens
-                self._calls_to(peer).ping(b"", timeout=_PING_MIN_S)
-                return False
-            except grpc.RpcError as err:
-                if not _refused(err.code(), err.details() or ""):
-                    return False
-            if time.monotonic() >= deadline:
-                return True
-            time.sleep(_BACKOFF_MAX / 4)
+        fresh = self._connect(peer)
+        try:  # without waiting for a connection: refused at once while nothing listens
+            fresh.calls.ping(b"", timeout=_PING_MIN_S)
+            return False
+        except grpc.RpcError as err:
+            return _refused(err.code(), err.details() or "")
+        finally:
+            fresh.channel.close()
 
     def _own_certificate_refused(self) -> str | None:
         """Why peers refuse this party, if its certificate has expired (or is not valid yet) since the node
