@@ -77,6 +77,23 @@ def test_both_parties_stop_over_the_in_process_channel():
                                           "record here")
 
 
+@pytest.mark.parametrize("release, shown", [("0.2.0", "0.1.0 here, 0.2.0 there"),
+                                            (None, "0.1.0 here, an earlier release (one that does not say) there")])
+def test_a_peer_on_another_release_is_named_before_anything_else(monkeypatch, release, shown):
+    """An upgraded party and one that was not: the same job file, messages that may differ. They trained until a
+    message did not decode, or worse, decoded into something else."""
+    monkeypatch.setattr("isthmus.jobs.agreement.__version__", "0.1.0")
+    theirs = {**job_summary(plan("host")), "isthmus": release}
+    if release is None:
+        del theirs["isthmus"]
+    hub = LocalHub(["guest", "host"])
+    hub.channel("host", "same").send("guest", AGREEMENT, theirs)
+    with pytest.raises(JobMismatchError) as caught:
+        check_same_job(hub.channel("guest", "same"), plan("guest"), ["host"])
+    assert str(caught.value) == (f"party 'host' runs another isthmus release: isthmus: {shown}; every party of a job "
+                                 "needs the same release") and caught.value.peer == "host"
+
+
 def _check(hub: LocalHub, name: str, own_plan, peer: str, errors: dict) -> None:
     try:
         check_same_job(hub.channel(name, "same"), own_plan, [peer])

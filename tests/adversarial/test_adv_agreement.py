@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from test_agreement import plan
 
+from isthmus import __version__
 from isthmus.errors import ProtocolError
 from isthmus.jobs.agreement import TAG, JobMismatchError, answer_summaries, check_same_job, job_summary
 from isthmus.transport.local import LocalHub
@@ -21,7 +22,8 @@ def _against(summary) -> None:
     check_same_job(hub.channel("guest", "same"), plan("guest"), ["host"])
 
 
-@pytest.mark.parametrize("summary", [b"not a mapping", [1, 2], {"job": "same"}, {**job_summary(plan()), "extra": 1},
+@pytest.mark.parametrize("summary", [b"not a mapping", [1, 2], {"isthmus": __version__, "job": "same"},
+                                     {**job_summary(plan()), "extra": 1},
                                      {**job_summary(plan()), "steps": [["train", {"epochs": 2, 1: 2}]]}])
 def test_a_malformed_summary_is_refused_naming_the_peer(summary):
     with pytest.raises(ProtocolError) as caught:
@@ -38,6 +40,13 @@ def test_a_summary_of_odd_shape_is_a_mismatch_with_a_bounded_message(field, valu
     with pytest.raises(JobMismatchError) as caught:
         _against({**job_summary(plan()), field: value})
     assert len(str(caught.value)) < 400 and "party 'host' runs another job" in str(caught.value)
+
+
+@pytest.mark.parametrize("release", ["9" * 10_000, None, ["0.1.0"]])
+def test_a_release_of_odd_shape_is_a_mismatch_with_a_bounded_message(release):
+    with pytest.raises(JobMismatchError) as caught:
+        _against({**job_summary(plan()), "isthmus": release})
+    assert len(str(caught.value)) < 400 and "party 'host' runs another isthmus release" in str(caught.value)
 
 
 HORIZONTAL = {"job": "rows", "steps": [{"train": {"model": "homo_lr", "rounds": 2}}],

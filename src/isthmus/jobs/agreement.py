@@ -6,7 +6,8 @@ job never sends (a `record` step that only the guest had failed after 60 s, its 
 more epoch at one party than at the other, the same). Each party sends the peers it meets the job as it
 reads it, only its shared parts (never a data path: each party's `--data` is its own), and compares
 theirs with its own: a difference stops the job before anything else is sent, naming the peer and
-the first difference on both sides. A horizontal aggregator, which waits for no client, answers each
+the first difference on both sides. So does a peer running another isthmus release, whose messages may
+differ where its job does not. A horizontal aggregator, which waits for no client, answers each
 client's summary whenever it comes, and the client that differs stops alone.
 """
 
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from isthmus import __version__
 from isthmus.errors import ConfigError, PeerAbortedError, PeerError, PeerTimeoutError, ProtocolError, printable
 from isthmus.jobs.peers import needed_peers
 from isthmus.jobs.plan import Plan
@@ -37,7 +39,8 @@ _RUNNING_SIGNS = {TAG, ABORT_TAG}  # deliveries that show a peer runs its job no
 def job_summary(plan: Plan) -> dict[str, Any]:
     """The job as this party runs it, as every party must: parties, job options, steps and their options."""
     spec = plan.job
-    return {"job": spec.name,
+    return {"isthmus": __version__,
+            "job": spec.name,
             "parties": {name: [party.role, party.address] for name, party in sorted(spec.parties.items())},
             "options": spec.options.model_dump(mode="json", exclude=OWN_OPTIONS),
             "steps": [[step.name, _options(step.options)] for step in plan.steps]}
@@ -97,6 +100,11 @@ def answer_summaries(channel: Channel, plan: Plan, clients: list[str], stop: thr
 
 
 def _check(mine: dict[str, Any], peer: str, theirs: Any) -> None:
+    if isinstance(theirs, dict) and theirs.get("isthmus") != mine["isthmus"]:  # before its shape: it may differ
+        release = theirs.get("isthmus", "an earlier release (one that does not say)")
+        raise JobMismatchError(f"party {peer!r} runs another isthmus release: "
+                               f"{_differ('isthmus', mine['isthmus'], release)}; every party of a job needs the same "
+                               "release", peer=peer)
     difference = first_difference(mine, Inspect(peer, TAG).mapping(theirs, set(mine), exact=True))
     if difference:
         raise JobMismatchError(f"party {peer!r} runs another job than this one: {difference}; every party needs "
