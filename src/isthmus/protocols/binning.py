@@ -1,10 +1,12 @@
 """WOE/IV of host features without showing hosts the labels, and IV-based feature selection.
 
-The guest encrypts each row's (event, non-event) pair, i.e. (y, 1 - y), as one Paillier plaintext,
-with the same packing as SecureBoost's (g, h); each host bins its columns locally, multiplies the
-ciphertexts per (feature, bin) and returns them packed; the guest decrypts per-bin event counts and
-computes WOE and IV. Hosts learn nothing about the labels; the guest learns the counts per host bin
-(what WOE is made of) but not the split points. ``select`` then keeps features by IV threshold or
+The guest encrypts each row's label y as one Paillier plaintext, in the slot layout of SecureBoost's
+(g, h); each host bins its columns locally, multiplies the ciphertexts per (feature, bin), makes every
+bit of the sums random but those a count of the bin's rows needs, and returns them packed with the
+rows per bin; the guest decrypts per-bin event counts (non-events: the bin's other rows) and computes
+WOE and IV. Hosts learn nothing about the labels; the guest learns the counts per host bin (what WOE
+is made of) but not the split points, and a guest that encrypts other values than its labels reads
+no more bits per bin than a count holds. ``select`` then keeps features by IV threshold or
 top-k over all parties and tells each host which of its columns stay.
 """
 
@@ -34,18 +36,26 @@ def hetero_woe_iv_guest(channel: Channel, y: np.ndarray, hosts: Sequence[str], *
         raise DataError("WOE/IV needs a 0/1 label")
     cipher = guest_cipher(encryption, key_bits)
     events = y.astype(np.int64)
-    labels = cipher.encrypt(QuantizedGH(grad=events, hess=1 - events))
+    labels = cipher.encrypt(QuantizedGH(grad=events, hess=np.zeros_like(events)))
     for host in hosts:
         channel.send(host, SETUP, {"cipher": cipher.setup(), "n_rows": len(y), "labels": labels})
     results = {}
     for host in hosts:
         check = Inspect(host, HISTOGRAM)
-        reply = check.mapping(channel.recv(host, HISTOGRAM, timeout), {"value_bins", "histogram"}, exact=True)
+        reply = check.mapping(channel.recv(host, HISTOGRAM, timeout), {"value_bins", "rows", "histogram"}, exact=True)
         value_bins = check.integers(reply["value_bins"], 1, 255, what="value bins")
-        event_counts, non_event_counts = cipher.decode(reply["histogram"], value_bins + 1, peer=host, tag=HISTOGRAM)
+        n_bins = value_bins + 1
+        rows = check.integers(reply["rows"], 0, len(y), size=int(n_bins.sum()), what="rows per bin")
+        columns = np.cumsum(n_bins) - n_bins  # where each column's bins start
+        if (np.add.reduceat(rows, columns) != len(y)).any():
+            check.fail(f"the rows of a column's bins must add up to the {len(y)} rows")
+        event_counts = cipher.decode_counts(reply["histogram"], n_bins, _bit_lengths(rows), peer=host, tag=HISTOGRAM)
+        if (event_counts > rows).any() or (np.add.reduceat(event_counts, columns) != events.sum()).any():
+            check.fail(f"the events of a column's bins must add up to the {events.sum()} events, at most a bin's "
+                       "rows each")
         n_columns = int(value_bins.max(initial=0)) + 1
         results[host] = woe_iv_from_counts(dense_histogram(event_counts, value_bins, n_columns),
-                                           dense_histogram(non_event_counts, value_bins, n_columns))
+                                           dense_histogram(rows - event_counts, value_bins, n_columns))
     return results
 
 
@@ -61,9 +71,17 @@ def hetero_woe_iv_host(channel: Channel, X: np.ndarray, guest: str = "guest", *,
     cipher = host_cipher(encryption, setup["cipher"], peer=guest, tag=SETUP)
     cipher.load(setup["labels"], len(binned), peer=guest, tag=SETUP)
     compact = np.where(binned == binner.missing_bin, value_bins[None, :], binned).astype(np.uint8)
-    histogram = cipher.histograms([(np.arange(len(binned)), compact)], value_bins + 1)[0]
-    channel.send(guest, HISTOGRAM, {"value_bins": value_bins, "histogram": histogram})
+    n_bins = value_bins + 1
+    histogram = cipher.histograms([(np.arange(len(binned)), compact)], n_bins)[0]
+    rows = np.concatenate([np.bincount(column, minlength=bins) for column, bins in zip(compact.T, n_bins.tolist())])
+    histogram = cipher.mask_counts(histogram, n_bins, _bit_lengths(rows))
+    channel.send(guest, HISTOGRAM, {"value_bins": value_bins, "rows": rows, "histogram": histogram})
     return binner
+
+
+def _bit_lengths(counts: np.ndarray) -> np.ndarray:
+    """The bits of each count: what an honest count of events among that many rows can need."""
+    return np.array([int(count).bit_length() for count in counts.tolist()], dtype=np.int64)
 
 
 def select_features_guest(channel: Channel, iv: dict[str, np.ndarray], *, threshold: float | None = None,

@@ -15,6 +15,7 @@ missing-value bin (``n_bins[f] = value_bins[f] + 1`` entries).
 
 from __future__ import annotations
 
+import secrets
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -25,6 +26,7 @@ from isthmus.errors import ConfigError, EncodingOverflowError, ProtocolError
 from isthmus.ml.binning import bin_sums
 from isthmus.tree.gh import (
     SLOT_BITS,
+    SUM_BITS,
     QuantizedGH,
     pack_pairs,
     slots_per_plaintext,
@@ -60,6 +62,11 @@ class GuestCipher(ABC):
     def decode(self, payload: Any, n_bins: np.ndarray, *, peer: str, tag: str) -> tuple[np.ndarray, np.ndarray]:
         """Flat int64 (G, H) sums of a histogram a host sent; anything malformed is a ProtocolError."""
 
+    @abstractmethod
+    def decode_counts(self, payload: Any, n_bins: np.ndarray, kept_bits: np.ndarray, *, peer: str,
+                      tag: str) -> np.ndarray:
+        """Per bin, the lowest ``kept_bits`` bits of its G sum: all that :meth:`HostCipher.mask_counts` leaves."""
+
 
 class HostCipher(ABC):
     @abstractmethod
@@ -69,6 +76,12 @@ class HostCipher(ABC):
     @abstractmethod
     def histograms(self, nodes: list[tuple[np.ndarray, np.ndarray]], n_bins: np.ndarray) -> list[Any]:
         """Per node ``(gradient positions, bins (rows, features))``, the wire form of its histogram."""
+
+    @abstractmethod
+    def mask_counts(self, histogram: Any, n_bins: np.ndarray, kept_bits: np.ndarray) -> Any:
+        """One histogram of counts (G sums below ``2**kept_bits`` per bin, H sums 0) with every other bit
+        random: a guest that encrypted something else than 0/1 per row (row i as ``2**i``) read in the sums
+        which rows each bin holds, and now reads no more bits per bin than an honest count has."""
 
 
 def guest_cipher(mode: str, key_bits: int) -> GuestCipher:
@@ -105,6 +118,10 @@ class PlaintextGuestCipher(GuestCipher):
     def decode(self, payload: Any, n_bins: np.ndarray, *, peer: str, tag: str) -> tuple[np.ndarray, np.ndarray]:
         return _plain_pairs(payload, int(n_bins.sum()), "histogram", peer=peer, tag=tag)
 
+    def decode_counts(self, payload: Any, n_bins: np.ndarray, kept_bits: np.ndarray, *, peer: str,
+                      tag: str) -> np.ndarray:
+        return self.decode(payload, n_bins, peer=peer, tag=tag)[0] & ((1 << kept_bits) - 1)
+
 
 class PlaintextHostCipher(HostCipher):
     def load(self, payload: Any, size: int, *, peer: str, tag: str) -> None:
@@ -118,6 +135,9 @@ class PlaintextHostCipher(HostCipher):
                     for values in (self._grad, self._hess)]
             out.append({"grad": sums[0], "hess": sums[1]})
         return out
+
+    def mask_counts(self, histogram: Any, n_bins: np.ndarray, kept_bits: np.ndarray) -> Any:
+        return {"grad": histogram["grad"] & ((1 << kept_bits) - 1), "hess": np.zeros_like(histogram["hess"])}
 
 
 def dense_histogram(compact: np.ndarray, value_bins: np.ndarray, n_columns: int) -> np.ndarray:
@@ -167,11 +187,8 @@ class PaillierGuestCipher(GuestCipher):
         return CipherArray.from_ciphertexts(self.public_key, ciphertexts, (len(ciphertexts),), 0, fresh=True)
 
     def decode(self, payload: Any, n_bins: np.ndarray, *, peer: str, tag: str) -> tuple[np.ndarray, np.ndarray]:
-        expected = packed_count(n_bins, self.slots)
-        if not isinstance(payload, CipherArray) or payload.public_key != self.public_key or payload.shape != (expected,):
-            raise ProtocolError(f"histogram must be {expected} ciphertexts under this job's key", peer=peer, tag=tag)
         n = int(self.public_key.n)
-        plaintexts = iter(m - n if m > n // 2 else m for m in self._private_key.decrypt_raw(payload))
+        plaintexts = iter(m - n if m > n // 2 else m for m in self._decrypt(payload, n_bins, peer=peer, tag=tag))
         values = []
         try:
             for bins in n_bins.tolist():
@@ -181,11 +198,29 @@ class PaillierGuestCipher(GuestCipher):
             raise ProtocolError(f"histogram does not decode: {exc}", peer=peer, tag=tag) from None
         return unpack_pairs(values)
 
+    def decode_counts(self, payload: Any, n_bins: np.ndarray, kept_bits: np.ndarray, *, peer: str,
+                      tag: str) -> np.ndarray:
+        plaintexts, kept = iter(self._decrypt(payload, n_bins, peer=peer, tag=tag)), iter(kept_bits.tolist())
+        counts = []
+        for bins in n_bins.tolist():
+            for start in range(0, bins, self.slots):
+                packed = next(plaintexts)
+                counts += [packed >> (SLOT_BITS * j + SUM_BITS) & ((1 << next(kept)) - 1)
+                           for j in range(min(self.slots, bins - start))]
+        return np.array(counts, dtype=np.int64)
+
+    def _decrypt(self, payload: Any, n_bins: np.ndarray, *, peer: str, tag: str) -> list[int]:
+        expected = packed_count(n_bins, self.slots)
+        if not isinstance(payload, CipherArray) or payload.public_key != self.public_key or payload.shape != (expected,):
+            raise ProtocolError(f"histogram must be {expected} ciphertexts under this job's key", peer=peer, tag=tag)
+        return self._private_key.decrypt_raw(payload)
+
 
 class PaillierHostCipher(HostCipher):
     def __init__(self, public_key: PaillierPublicKey):
         self.public_key = public_key
-        self.kernel = HistogramKernel(public_key.nsquare, slots_per_plaintext(public_key.bits))
+        self.slots = slots_per_plaintext(public_key.bits)
+        self.kernel = HistogramKernel(public_key.nsquare, self.slots)
 
     def load(self, payload: Any, size: int, *, peer: str, tag: str) -> None:
         if not isinstance(payload, CipherArray) or payload.public_key != self.public_key or payload.shape != (size,):
@@ -196,3 +231,18 @@ class PaillierHostCipher(HostCipher):
         built = self.kernel.build(self._ciphertexts, nodes, n_bins)
         # not fresh: to_wire re-randomises them, so the guest cannot tell which of its ciphertexts went in
         return [CipherArray.from_ciphertexts(self.public_key, packed, (len(packed),), 0) for packed in built]
+
+    def mask_counts(self, histogram: Any, n_bins: np.ndarray, kept_bits: np.ndarray) -> Any:
+        # Below 2**(key bits - 2) < n / 2 for an honest histogram, so it decrypts without wrapping around n.
+        room, kept, masks = self.public_key.bits - 2, iter(kept_bits.tolist()), []
+        for bins in n_bins.tolist():
+            for start in range(0, bins, self.slots):
+                count = min(self.slots, bins - start)
+                mask = secrets.randbits(room - SLOT_BITS * count) << (SLOT_BITS * count)  # above the slots
+                for j in range(count):
+                    bits = next(kept)
+                    above_count = secrets.randbits(SUM_BITS - bits) << bits
+                    mask += ((above_count << SUM_BITS) + secrets.randbits(SUM_BITS)) << (SLOT_BITS * j)
+                masks.append(mask)
+        encrypted = self.public_key.encrypt_integers(masks)
+        return histogram + CipherArray.from_ciphertexts(self.public_key, encrypted, histogram.shape, 0, fresh=True)
