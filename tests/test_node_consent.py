@@ -45,6 +45,12 @@ def with_option(**options) -> dict:
     return body
 
 
+def with_ratio(ratio) -> dict:
+    body = proposal()
+    body["steps"][0]["intersect"]["max_peer_ratio"] = ratio
+    return body
+
+
 def with_alias(alias: str) -> dict:
     body = proposal()
     body["parties"]["guest"]["data"] = alias
@@ -58,6 +64,9 @@ def with_alias(alias: str) -> dict:
     ("guest", proposal(key_bits=512), "host", "options"),  # below the algorithm's own floor: typed check
     ("host", with_option(key_bits=1024), "guest", None),
     ("guest", proposal(min_shared_rows=10), "host", "min_intersection"),
+    ("guest", with_ratio(100), "host", None),  # the default, at the default policy's limit
+    ("guest", with_ratio(101), "host", "max_peer_ratio"),
+    ("guest", with_ratio(None), "host", "max_peer_ratio"),  # no limit at all
     ("guest", plaintext(), "host", "allow_weakening"),
     ("guest", with_step({"binning": {"key_bits": 1024}}), "host", "steps"),
     ("guest", with_alias("loans"), "host", "alias"),
@@ -81,6 +90,17 @@ def test_min_key_bits_and_weakening_consent(tmp_path):
         reviewed(strict["guest"], proposal())
     lenient = federation(tmp_path / "lenient", guest={"allow_weakening": ["benchmark_only_plaintext"]})
     reviewed(lenient["guest"], plaintext())
+
+
+def test_a_node_may_lift_or_tighten_the_peer_ratio(tmp_path):
+    tight = federation(tmp_path / "tight", guest={"max_peer_ratio": 5})
+    with pytest.raises(Refusal, match=r"max_peer_ratio: the intersect step's max_peer_ratio \(100\) is above this "
+                                      "node's limit of 5"):
+        reviewed(tight["guest"], proposal())
+    reviewed(tight["guest"], with_ratio(5))
+    with pytest.raises(Refusal, match="max_peer_ratio: the intersect step sets no max_peer_ratio; this node's limit is 5"):
+        reviewed(tight["guest"], with_ratio(None))
+    reviewed(federation(tmp_path / "any", guest={"max_peer_ratio": None})["guest"], with_ratio(None))
 
 
 def test_max_rows_node_wide_and_per_table(tmp_path):

@@ -412,3 +412,21 @@ def test_wrong_rsa_signatures_are_detected():
 
     _, errors = _guest_and_fake_host(_fake_rsa_server(lambda key: key.public.to_wire(), sign_garbage), method="rsa")
     assert isinstance(errors["guest"], ProtocolError) and "does not verify" in str(errors["guest"])
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("larger", ["guest", "host"])
+def test_one_side_with_far_more_ids_stops_both_before_any_id_is_blinded(method, larger):
+    """What PSI reveals is a membership test: a side with made-up ids (every phone number) learns which the
+    other holds. More than max_peer_ratio times the other's ids stops the pair at the handshake."""
+    many, few = [f"id-{i}" for i in range(51)], ["id-1", "id-2"]
+    ids = {"guest": many, "host": few} if larger == "guest" else {"guest": few, "host": many}
+    results, errors = run_psi(ids, method=method, max_peer_ratio=25)
+    assert not results and set(errors) == {"guest", "host"}
+    for error in errors.values():
+        assert isinstance(error, DataError) and str(error).startswith(
+            f"intersection of job 'job' refused: '{larger}' brings 51 ids against 2 at "
+            f"'{'host' if larger == 'guest' else 'guest'}', more than the job's max_peer_ratio (25) times as many")
+    results, errors = run_psi(ids, method=method, max_peer_ratio=25.5)  # 51 = 25.5 x 2: allowed
+    assert not errors and results["guest"].size == 2
+

@@ -46,6 +46,9 @@ class Policy(Options):
     steps: list[str] = ["intersect", "train", "evaluate"]
     min_key_bits: int = Field(2048, ge=1024)
     min_intersection: int = Field(100, ge=1)  # the intersect step's min_shared_rows must be at least this
+    #: the intersect step's max_peer_ratio must be set and at most this (None: any, or none): a member bringing
+    #: far more ids than this node's table could be trying ids to learn which are this node's customers
+    max_peer_ratio: float | None = Field(100.0, gt=0)
     max_rows: int | None = Field(None, ge=1)  # the most rows of any one catalogue table a job may use
     allow_weakening: list[Literal[WEAKENING]] = []  # type: ignore[valid-type]
     approval: Literal["auto", "manual"] = "manual"

@@ -56,6 +56,12 @@ def review(config: NodeConfig, proposal: Proposal) -> Plan:
         if step.name == "intersect" and step.options.min_shared_rows < policy.min_intersection:
             raise Refusal("min_intersection", f"the intersect step's min_shared_rows ({step.options.min_shared_rows}) "
                                               f"is below this node's minimum of {policy.min_intersection}")
+        if step.name == "intersect" and policy.max_peer_ratio is not None and (
+                step.options.max_peer_ratio is None or step.options.max_peer_ratio > policy.max_peer_ratio):
+            ratio, limit = step.options.max_peer_ratio, policy.max_peer_ratio
+            raise Refusal("max_peer_ratio", f"the intersect step sets no max_peer_ratio; this node's limit is {limit:g}"
+                          if ratio is None else
+                          f"the intersect step's max_peer_ratio ({ratio:g}) is above this node's limit of {limit:g}")
     if plan.first("intersect") is None and any(entry.get("data") for entry in proposal.parties.values()) \
             and plan.job.with_role("guest"):
         raise Refusal("min_intersection", "a vertical job must intersect, with min_shared_rows of at least "

@@ -10,7 +10,9 @@ Method ``"ecdh"`` (default), per job:
 1. Handshake. The guest draws a salt with :mod:`secrets` and sends ``{version, method, salt, count}``;
    each host answers with its count; the guest says go. A party whose own ids are unusable
    (duplicates, missing values) answers "abort" instead, so every party stops at once with a
-   :class:`DataError` rather than waiting out a timeout. An abort carries no detail and no id.
+   :class:`DataError` rather than waiting out a timeout. An abort carries no detail and no id. Where
+   one side holds more than ``max_peer_ratio`` times the other's ids, the guest says no, and the host
+   stops whatever the guest says.
 2. The guest hashes its ids to curve points (salted, see :mod:`isthmus.crypto.ecdh`), blinds them
    with a fresh key ``a``, shuffles them with OS randomness and sends the same list ``H(x)^a`` to
    every host (blinding the guest's set once per job, however many hosts). Host ``i`` sends its own
@@ -31,6 +33,10 @@ never sees a double-blinded value, so it cannot test guesses against the guest's
 nothing of other hosts. Salts and keys are fresh per job, so blinded values of two jobs cannot be
 linked. Empty sets and disjoint sets are not errors here: the result has size 0 and the job layer
 decides what that means.
+
+What PSI reveals is itself a test: a party whose ids are made up (every phone number of a country,
+say) learns which of them the other side holds. ``max_peer_ratio`` bounds how many ids one side may
+bring against the other's.
 
 Method ``"kkrt"`` (KKRT16's OT-extension OPRF, :mod:`isthmus.protocols.kkrt`): the guest is the OPRF
 receiver with every host; each host sends the OPRF values of its ids in its shuffled order, and the
@@ -136,6 +142,7 @@ def intersect(
     dedupe: str = "error",
     workers: int | None = None,
     compute: Compute | None = None,
+    max_peer_ratio: float | None = None,
 ) -> PsiResult:
     """Run this party's side of the intersection (see the module docstring).
 
@@ -148,12 +155,13 @@ def intersect(
     the ids; RSA needs the ids themselves here (see :func:`_read_partitioned_ids`).
     ``compute``: where hashing and curve operations on ids run (default: this process's backend,
     :func:`isthmus.compute.current`); ``workers`` overrides the local pool's size (by default all
-    cores, or none for small sets). Neither is visible to the peers.
+    cores, or none for small sets). Neither is visible to the peers. A peer announcing more than
+    ``max_peer_ratio`` times this party's ids is refused before any id is blinded (default: no limit).
     """
     hosts = list(hosts)
     _check_setup(channel, role, method, guest, hosts, salt_bytes, dedupe)
     compute, progress = compute or current(), progress or _ignore_progress
-    setup = (channel, method, guest, hosts, workers, compute, progress)
+    setup = (channel, method, guest, hosts, workers, compute, progress, max_peer_ratio)
     if isinstance(ids, TablePartitions) and method in PARTITIONED_METHODS:
         reading = _PartitionedGuest if role == "guest" else _PartitionedHost
         return reading(*setup, table=ids, dedupe=dedupe).run(_NO_IDS, None, salt_bytes)
@@ -188,7 +196,7 @@ def _read_partitioned_ids(compute: Compute, workers: int | None, table: TablePar
 
 class _Party:
     def __init__(self, channel: Channel, method: str, guest: str, hosts: list[str], workers: int | None,
-                 compute: Compute, progress: Progress):
+                 compute: Compute, progress: Progress, max_peer_ratio: float | None):
         self.channel = channel
         self.method = method
         self.guest = guest
@@ -196,6 +204,19 @@ class _Party:
         self.workers = workers
         self.compute = compute
         self.progress = progress
+        self.max_peer_ratio = max_peer_ratio
+
+    def _unbalanced(self, peer: str, peer_count: int, own_count: int) -> DataError | None:
+        """Why this pair stops, if one side holds more than ``max_peer_ratio`` times the other's ids: each side
+        learns which of its own ids the other holds, so a side trying every id it can think of would learn
+        which are the other's customers."""
+        sides = sorted([(peer, peer_count), (self.channel.party, own_count)], key=lambda side: side[1])
+        (small, fewer), (large, more) = sides
+        if self.max_peer_ratio is None or more <= self.max_peer_ratio * max(fewer, 1):
+            return None
+        return DataError(f"intersection of job {self.channel.job!r} refused: {large!r} brings {more:,} ids against "
+                         f"{fewer:,} at {small!r}, more than the job's max_peer_ratio ({self.max_peer_ratio:g}) times "
+                         "as many; a party with far more ids than its peer may be trying ids to learn which it holds")
 
     def _max_ids(self) -> int:
         """The largest set a peer may announce: KKRT holds the whole peer set in memory at once."""
@@ -293,9 +314,13 @@ class _Guest(_Party):
             raise problem
         counts = {host: self._reply(host) for host in self.hosts}
         refused = [host for host, host_count in counts.items() if host_count is None]
-        self.channel.broadcast(self.hosts, TAG_START, {"go": not refused})
+        unbalanced = [why for host, host_count in counts.items()
+                      if host_count is not None and (why := self._unbalanced(host, host_count, count))]
+        self.channel.broadcast(self.hosts, TAG_START, {"go": not refused and not unbalanced})
         if refused:
             raise DataError(f"intersection of job {self.channel.job!r} stopped: host(s) {refused} could not take part (see their logs)")
+        if unbalanced:
+            raise unbalanced[0]
         self.progress("handshake", 1.0)
         return counts
 
@@ -372,7 +397,7 @@ class _Guest(_Party):
 class _Host(_Party):
     def run(self, canon: CanonicalIds, problem: DataError | None, salt_bytes: int) -> PsiResult:
         guest_count, salt = self._hello()
-        self._start(len(canon), problem)
+        self._start(len(canon), problem, guest_count)
         order = _secret_permutation(len(canon))
         shuffled = [canon.values[i] for i in order]
         if self.method == "kkrt":
@@ -401,12 +426,14 @@ class _Host(_Party):
             self.channel.send(self.guest, TAG_REPLY, {"abort": True})
             raise
 
-    def _start(self, count: int, problem: DataError | None) -> None:
+    def _start(self, count: int, problem: DataError | None, guest_count: int) -> None:
         """Answer the hello with our count (or an abort, raising ``problem``) and wait for the guest's go."""
         self.channel.send(self.guest, TAG_REPLY, {"abort": True} if problem else {"count": count})
         if problem:
             raise problem
         start = expect_map(self.channel.recv(self.guest, TAG_START), {"go"}, peer=self.guest, tag=TAG_START)
+        if unbalanced := self._unbalanced(self.guest, guest_count, count):
+            raise unbalanced  # whatever the guest says: it may not check
         if start["go"] is not True:
             raise DataError(f"intersection of job {self.channel.job!r} stopped by {self.guest!r}: another host could not take part")
         self.progress("handshake", 1.0)
@@ -495,8 +522,8 @@ class _PartitionedHost(_ReadsPartitions, _Host):
             try:
                 values, rows, partition_rows = self._read(pool, salt, key)
             except DataError as exc:
-                self._start(0, exc)  # tells the guest to stop, and raises exc
-            self._start(len(rows), None)
+                self._start(0, exc, guest_count)  # tells the guest to stop, and raises exc
+            self._start(len(rows), None, guest_count)
             order = _secret_permutation(len(rows))
             shuffled = values[rows[order]]
             if self.method == "ecdh":

@@ -41,6 +41,10 @@ class IntersectOptions(Options):
     keep_all_rows: bool = False
     #: Fewer shared rows than this and the job stops before any model sees them (a node's policy sets a floor).
     min_shared_rows: int = Field(1, ge=1)
+    #: One side holding more than this many times the other's ids stops the step before any id is blinded: each
+    #: side learns which of its ids the other holds, so made-up ids (every phone number) would test membership.
+    #: None: no limit (a node's policy may refuse that).
+    max_peer_ratio: float | None = Field(100.0, gt=0)
 
 
 #: Where `intersect` leaves the shared rows' positions when it keeps all rows (``ctx.state``).
@@ -61,6 +65,7 @@ def run(ctx: PartyContext, options: IntersectOptions) -> None:
         ids = partitions
     result = intersect(ctx.channel, ctx.role, ids, method=options.method, dedupe=options.dedupe,
                        guest=ctx.spec.one("guest"), hosts=ctx.spec.with_role("host"),
+                       max_peer_ratio=options.max_peer_ratio,
                        progress=lambda stage, fraction: ctx.events.emit(step="intersect", stage=stage,
                                                                         progress=round(fraction, 3)))
     if result.size == 0:

@@ -20,14 +20,14 @@ def policy_rows(config: NodeConfig, proposal: Proposal) -> list[dict]:
         plan = review(config, proposal)
     except IsthmusError as exc:  # the policy changed since the proposal arrived
         return [{"rule": "review", "setting": "-", "asked": str(exc), "met": False}]
-    models, bits, rows_min = [], [], None
+    models, bits, rows_min, ratio = [], [], None, "no intersect step"
     for step in plan.steps:
         options = step.options.options if isinstance(step.options, TrainChoice) else step.options
         if isinstance(step.options, TrainChoice):
             models.append(step.options.algorithm.name)
         bits += [b for _, b in key_sizes(options)]
         if step.name == "intersect":
-            rows_min = step.options.min_shared_rows
+            rows_min, ratio = step.options.min_shared_rows, _number(step.options.max_peer_ratio)
     weak = weakenings(plan)
     return [
         {"rule": "proposers", "setting": _listed(policy.proposers, "every member"), "asked": proposal.proposer,
@@ -40,6 +40,7 @@ def policy_rows(config: NodeConfig, proposal: Proposal) -> list[dict]:
          "met": True},
         {"rule": "min_intersection", "setting": str(policy.min_intersection),
          "asked": str(rows_min) if rows_min is not None else "no intersect step", "met": True},
+        {"rule": "max_peer_ratio", "setting": _number(policy.max_peer_ratio), "asked": ratio, "met": True},
         {"rule": "max_rows", "setting": _max_rows(config, proposal.alias_of(config.party)),
          "asked": f"table {proposal.alias_of(config.party)}" if proposal.alias_of(config.party) else "no table",
          "met": True},
@@ -52,6 +53,10 @@ def _max_rows(config: NodeConfig, alias: str | None) -> str:
     entry = config.options.catalogue.get(alias) if alias else None
     limits = [n for n in (entry.max_rows if entry else None, config.policy.max_rows) if n is not None]
     return str(min(limits)) if limits else "none"
+
+
+def _number(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}"
 
 
 def _listed(values: list[str] | None, default: str) -> str:
