@@ -304,8 +304,7 @@ class GrpcNode:
         listens at its address now (a crash, the OOM killer, a full disk). A job's process does not come back, so
         retrying it for a whole connect timeout (a peer still starting looks the same, but has not delivered yet)
         only kept this party waiting a minute to blame its address. Asked over a new connection: the old one
-        answers with its last error until its next attempt, which may predate the peer's start (so it was asked
-        again for 5 s before)."""
+        answers with its last error until its next attempt, which may predate the peer's start."""
         if not (self.give_up_on_unreachable and peer in self.mailbox.senders(job)):
             return False
         fresh = self._connect(peer)
