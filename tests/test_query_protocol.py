@@ -302,3 +302,30 @@ def test_a_service_that_cannot_record_its_reply_says_so_and_goes_on(tmp_path, ca
         assert asker.recv("lender", protocol.reply_tag("ask", "b" * 32), timeout=5) == {"ok": True, "n": 2}
     finally:
         service.stop()
+
+
+def test_a_service_that_cannot_record_a_request_drops_it_and_goes_on_listening(tmp_path, caplog):
+    """In process, a request is recorded as it is taken: with the disk full, the error ended the route's listening
+    thread, and the service answered nothing under that tag again, room or not."""
+    from isthmus.query.service import Service
+
+    hub = LocalHub(["asker", "lender"], audit_dir=tmp_path)
+    audit = hub.audits["lender"].path
+    service = Service(hub.channel("lender", protocol.JOB))
+    service.route("ask", ["asker"], lambda sender, message: {"n": message["n"]})
+    service.start()
+    asker = hub.channel("asker", protocol.JOB)
+    try:
+        audit.parent.mkdir(parents=True, exist_ok=True)
+        audit.mkdir()  # the disk is full: nothing can be written there
+        with caplog.at_level("WARNING", logger="isthmus.query.service"):
+            asker.send("lender", "ask", {"rid": "a" * 32, "n": 1})
+            with pytest.raises(PeerTimeoutError):
+                asker.recv("lender", protocol.reply_tag("ask", "a" * 32), timeout=1.0)
+        assert any("dropped a request it could not record" in r.getMessage() for r in caplog.records), \
+            [r.getMessage() for r in caplog.records]
+        audit.rmdir()  # room again
+        asker.send("lender", "ask", {"rid": "b" * 32, "n": 2})
+        assert asker.recv("lender", protocol.reply_tag("ask", "b" * 32), timeout=5) == {"ok": True, "n": 2}
+    finally:
+        service.stop()

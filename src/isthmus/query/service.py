@@ -61,6 +61,9 @@ class Service:
             except ProtocolError as exc:
                 _log.warning("dropped an undecodable request: %s", exc)
                 continue
+            except AuditError as exc:  # in process, a request is recorded as it is taken: this party's disk is full
+                _log.warning("dropped a request it could not record: %s", exc)
+                continue
             self._pool.submit(self._answer, tag, sender, message, handler)
 
     def _answer(self, tag: str, sender: str, message: Any, handler: Handler) -> None:
