@@ -137,7 +137,7 @@ def test_an_abort_reaches_a_sender_that_started_after_a_failed_attempt(start, ad
     bob = start("bob", jobs=["j"])
     bob.channel("j").send("alice", "hello", 1)
     assert alice.channel("j").recv("bob", "hello", timeout=5) == 1
-    alice.channel("j").abort("step train failed at alice (DataError)")
+    alice.channel("j", peers=["bob"]).abort("step train failed at alice (DataError)")
     with pytest.raises(PeerAbortedError, match="step train failed at alice"):
         bob.channel("j").recv("alice", "anything", timeout=5)
 
