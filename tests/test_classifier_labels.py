@@ -84,7 +84,7 @@ def run_with_labels(folder: Path, model: str | None, train: dict, labels: tuple)
 
 @pytest.mark.parametrize("model, train", [
     ("hetero_lr", {"epochs": 3, "key_bits": 1024, "validation_fraction": 0.3}),
-    ("hetero_lr_sshe", {"epochs": 3, "validation_fraction": 0.3}),
+    ("hetero_lr_sshe", {"epochs": 3, "key_bits": 1024, "validation_fraction": 0.3}),
     ("hetero_secureboost", {"trees": 2, "key_bits": 1024, "validation_fraction": 0.3}),
     ("hetero_nn", {"epochs": 5, "key_bits": 1024, "validation_fraction": 0.3}),
 ])
