@@ -162,3 +162,18 @@ def test_a_file_changed_since_its_ids_were_read_fails_rather_than_misalign(tmp_p
     selection = row_selection(table, label_column=None, feature_columns=None, exclude=[], missing="error")
     with pytest.raises(DataError, match=r"row group 1: holds 50 rows now but held 49"):
         load_rows(LocalCompute(1), table, selection, [50, 49], np.array([0, 60]))
+
+
+@pytest.mark.parametrize("partitioned", ["guest", "host"])
+def test_a_partitioned_side_stops_a_pair_with_far_more_ids_at_the_handshake(tmp_path, partitioned):
+    many, few = [f"c{i}" for i in range(500)], ["c1", "c2", "c3"]
+    path = tmp_path / "ids.csv"
+    path.write_text("id\n" + "".join(f"{value}\n" for value in (many if partitioned == "guest" else few)))
+    table = table_partitions(path, party=partitioned, id_column="id", chunk_bytes=500)
+    ids = {"guest": table if partitioned == "guest" else many, "host": table if partitioned == "host" else few}
+    hub = LocalHub(["guest", "host"])
+    results, errors = run_roles({party: (lambda party=party: intersect(
+        hub.channel(party, "j"), party, ids[party], max_peer_ratio=100, compute=LocalCompute(2)))
+        for party in ("guest", "host")})
+    assert not results and set(errors) == {"guest", "host"}
+    assert all("'guest' brings 500 ids against 3 at 'host'" in str(error) for error in errors.values()), errors
