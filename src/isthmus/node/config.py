@@ -49,6 +49,10 @@ class Policy(Options):
     #: the intersect step's max_peer_ratio must be set and at most this (None: any, or none): a member bringing
     #: far more ids than this node's table could be trying ids to learn which are this node's customers
     max_peer_ratio: float | None = Field(100.0, gt=0)
+    #: ids each other member may test against this node's tables in any 24 hours through the intersect steps of
+    #: the jobs this node accepts, each counted as its max_peer_ratio times the table's rows (None: no budget).
+    #: max_peer_ratio bounds one job; a member proposing job after job could test that many ids each time.
+    max_peer_ids_per_day: int | None = Field(None, ge=1)
     max_rows: int | None = Field(None, ge=1)  # the most rows of any one catalogue table a job may use
     allow_weakening: list[Literal[WEAKENING]] = []  # type: ignore[valid-type]
     approval: Literal["auto", "manual"] = "manual"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import secrets
 import threading
 import time
@@ -21,13 +22,14 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from isthmus.budget import IdBudget
 from isthmus.errors import ConfigError, IsthmusError, PeerError, for_peer
 from isthmus.incentive.ledger import ledger_path
 from isthmus.jobs.spec import shared_address
 from isthmus.node.config import NodeConfig
 from isthmus.node.consent import consent_valid, sign_consent
 from isthmus.node.peers import TAG
-from isthmus.node.policy import Refusal, review
+from isthmus.node.policy import Refusal, review, testable_ids
 from isthmus.node.proposal import Proposal, ProposalError, job_document, parse_proposal
 from isthmus.node.replicas import LedgerReplicas
 from isthmus.node.store import FINAL, Store
@@ -60,6 +62,9 @@ class Coordinator:
         #: the certificate the node's link presents (None: the one installed, for a coordinator without a link)
         self.certificate: x509.Certificate | None = None
         self._lock = threading.RLock()  # one decision at a time: votes may arrive together
+        limit = config.policy.max_peer_ids_per_day
+        #: per member, the ids it may still test against this node's tables today (policy.max_peer_ids_per_day)
+        self._testable = None if limit is None else IdBudget(limit, 24 * 3600)
         #: message kind -> handler(sender, message, check); serving adds its own
         self.handlers: dict[str, Callable[[str, dict, Inspect], None]] = {
             "propose": self._on_propose, "vote": self._on_vote, "start": self._on_start, "refused": self._on_refused,
@@ -229,11 +234,33 @@ class Coordinator:
 
     def _accept(self, proposal: Proposal) -> None:
         try:
+            self._spend_testable_ids(proposal)
             address = self.runner.address(self.store.ports_held(self.me))
+        except Refusal as refusal:
+            self._vote(proposal, "refuse", reason=f"{self.me} refuses: {refusal}"[:MAX_REASON])
+            return
         except ConfigError as exc:
             self._vote(proposal, "refuse", reason=f"{self.me} refuses: ports: {exc}"[:MAX_REASON])
             return
         self._vote(proposal, "accept", signature=sign_consent(self.signing_key, proposal.digest), address=address)
+
+    def _spend_testable_ids(self, proposal: Proposal) -> None:
+        """Charge each other data party of ``proposal`` the ids it may test against this node's table, or refuse
+        the job if one has too few left today (policy.max_peer_ids_per_day). The reason names no number: the
+        charge is the job's max_peer_ratio times this node's rows, which the proposer must not learn."""
+        if self._testable is None:
+            return
+        cost = testable_ids(self.config, review(self.config, proposal), proposal.alias_of(self.me))
+        members = [party for party, entry in proposal.parties.items() if party != self.me and entry.get("data")]
+        if cost == math.inf:
+            raise Refusal("max_peer_ids_per_day", "the intersect step sets no max_peer_ratio, so the ids the other "
+                                                  "parties could test against this node's table are not bounded")
+        over = [member for member in members if self._testable.spent(member) + cost > self._testable.limit]
+        if over:
+            raise Refusal("max_peer_ids_per_day", f"{', '.join(over)} may test no more ids against this node's "
+                                                  "tables today (the job's max_peer_ratio times this node's rows)")
+        for member in members:
+            self._testable.take(member, cost)
 
     def _vote(self, proposal: Proposal, decision: str, *, reason: str | None = None, signature: bytes | None = None,
               address: str | None = None) -> None:

@@ -7,6 +7,7 @@ options are type-checked exactly as a run would check them; the policy then look
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -115,6 +116,23 @@ def _check_max_rows(config: NodeConfig, alias: str | None) -> None:
     if rows > min(limits):  # the reason reaches the proposer: it says the table is larger, not how large
         raise Refusal("max_rows", f"table {alias!r} holds more rows than the {min(limits)} this node lets one job "
                                   "use (max_rows)")
+
+
+def testable_ids(config: NodeConfig, plan: Plan, alias: str | None) -> float:
+    """How many ids each other data party of ``plan`` may test against this node's table ``alias`` through the
+    plan's intersect step: its max_peer_ratio times the table's rows (unbounded without a ratio; none without an
+    intersect step or a table here)."""
+    step = plan.first("intersect")
+    if step is None or alias is None:
+        return 0
+    if step.options.max_peer_ratio is None:
+        return math.inf
+    entry = config.options.catalogue[alias]
+    try:
+        rows = count_rows(config.path(entry.path), party=config.party, id_column=entry.id)
+    except DataError:  # its message names the file, which must not reach the proposer
+        raise Refusal("max_peer_ids_per_day", f"this node cannot count the rows of its table {alias!r}") from None
+    return math.ceil(step.options.max_peer_ratio * rows)
 
 
 def weakenings(plan: Plan) -> list[str]:
