@@ -10,6 +10,8 @@ from node_helpers import federation, local_nodes, proposal
 from test_psi import _hello, _host_and_fake_guest
 
 from isthmus.errors import DataError, PeerTimeoutError
+from isthmus.node.coordinator import Coordinator, proposal_of
+from isthmus.node.policy import Refusal
 from isthmus.protocols import psi
 
 
@@ -45,5 +47,9 @@ def test_a_member_may_test_only_so_many_ids_a_day_against_a_node(tmp_path):
                           "today (the job's max_peer_ratio times this node's rows)"), reason
         third = nodes.coordinators["guest"].submit(_with_ratio(1))  # 500 more: 1,500 of 1,500
         nodes.wait("host", third, "accepted")
+        host = nodes.coordinators["host"]
+        restarted = Coordinator(host.config, host.store, host.signing_key, host.pinned, host.runner)
+        with pytest.raises(Refusal, match="guest may test no more ids"):  # a restart does not renew the budget
+            restarted._spend_testable_ids(proposal_of(host.store.job(third)))
     finally:
         nodes.stop()

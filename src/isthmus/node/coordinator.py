@@ -65,6 +65,7 @@ class Coordinator:
         limit = config.policy.max_peer_ids_per_day
         #: per member, the ids it may still test against this node's tables today (policy.max_peer_ids_per_day)
         self._testable = None if limit is None else IdBudget(limit, 24 * 3600)
+        self._charge_accepted_again()
         #: message kind -> handler(sender, message, check); serving adds its own
         self.handlers: dict[str, Callable[[str, dict, Inspect], None]] = {
             "propose": self._on_propose, "vote": self._on_vote, "start": self._on_start, "refused": self._on_refused,
@@ -244,10 +245,11 @@ class Coordinator:
             return
         self._vote(proposal, "accept", signature=sign_consent(self.signing_key, proposal.digest), address=address)
 
-    def _spend_testable_ids(self, proposal: Proposal) -> None:
+    def _spend_testable_ids(self, proposal: Proposal, *, accepted_at: float | None = None) -> None:
         """Charge each other data party of ``proposal`` the ids it may test against this node's table, or refuse
         the job if one has too few left today (policy.max_peer_ids_per_day). The reason names no number: the
-        charge is the job's max_peer_ratio times this node's rows, which the proposer must not learn."""
+        charge is the job's max_peer_ratio times this node's rows, which the proposer must not learn.
+        ``accepted_at`` (a monotonic time): a job accepted before, charged again without a check."""
         if self._testable is None:
             return
         cost = testable_ids(self.config, review(self.config, proposal), proposal.alias_of(self.me))
@@ -256,11 +258,23 @@ class Coordinator:
             raise Refusal("max_peer_ids_per_day", "the intersect step sets no max_peer_ratio, so the ids the other "
                                                   "parties could test against this node's table are not bounded")
         over = [member for member in members if self._testable.spent(member) + cost > self._testable.limit]
-        if over:
+        if over and accepted_at is None:
             raise Refusal("max_peer_ids_per_day", f"{', '.join(over)} may test no more ids against this node's "
                                                   "tables today (the job's max_peer_ratio times this node's rows)")
         for member in members:
-            self._testable.take(member, cost)
+            self._testable.take(member, cost, now=accepted_at)
+
+    def _charge_accepted_again(self) -> None:
+        """Charge the jobs this node accepted in the last 24 hours again: a restart must not renew the budget."""
+        if self._testable is None:
+            return
+        now, monotonic = time.time(), time.monotonic()
+        for job in self.store.jobs():  # oldest first, as the budget keeps them
+            if job["status"] in _ACCEPTED_HERE and job["created"] > now - 24 * 3600:
+                try:
+                    self._spend_testable_ids(proposal_of(job), accepted_at=monotonic - (now - job["created"]))
+                except IsthmusError:  # its table or this node's policy changed since: nothing to charge it by
+                    continue
 
     def _vote(self, proposal: Proposal, decision: str, *, reason: str | None = None, signature: bytes | None = None,
               address: str | None = None) -> None:
@@ -397,6 +411,10 @@ class Coordinator:
         if job is None or job["proposer"] != sender:
             check.fail("only the job's proposer may send this")
         return job
+
+
+#: a job in one of these states was accepted by this node (a failed one, perhaps not: it is charged anyway)
+_ACCEPTED_HERE = ("accepted", "running", "finished", "failed")
 
 
 def proposal_of(job: dict) -> Proposal:
