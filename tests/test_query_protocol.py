@@ -329,3 +329,16 @@ def test_a_service_that_cannot_record_a_request_drops_it_and_goes_on_listening(t
         assert asker.recv("lender", protocol.reply_tag("ask", "b" * 32), timeout=5) == {"ok": True, "n": 2}
     finally:
         service.stop()
+
+
+def test_a_query_log_gives_back_the_recent_answers_and_skips_a_cut_line(tmp_path):
+    from isthmus.query.querylog import QueryRecord
+
+    log = QueryLog(tmp_path / "queries.jsonl")
+    log.record(QueryRecord("bank2", "responder", "bank1", "a" * 32, 10, "answered", time=1_000.0))
+    log.record(QueryRecord("bank2", "responder", "bank1", "b" * 32, 20, "answered", time=2_000.0))
+    log.record(QueryRecord("bank2", "responder", "bank3", "c" * 32, 30, "refused: policy", time=2_000.0))
+    log.record(QueryRecord("bank2", "asker", "bank2", "d" * 32, 40, "complete", time=2_000.0))
+    with open(log.path, "a") as cut:
+        cut.write('{"party": "bank2", "role": "resp')  # a write cut by a crash
+    assert [entry.request for entry in log.answered_since(1_500.0)] == ["b" * 32]

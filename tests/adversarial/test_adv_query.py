@@ -69,6 +69,15 @@ def test_a_member_asking_past_the_daily_limit_is_refused_everywhere(tmp_path, ta
         assert "policy.max_ids_per_day" in raw_call(channel, "agg", protocol.LOOKUP, request)["error"]
     finally:
         running.stop()
+    # Restarted, the services count again what their query logs say they answered today: a member that could get
+    # any of them restarted (or waited for an upgrade) no longer starts from nothing.
+    restarted = Consortium(tmp_path, tables, private_key, make_config(max_batch=50, max_ids_per_day=100))
+    try:
+        with pytest.raises(asker.NoAnswerError, match=r"policy\.max_ids_per_day"):
+            restarted.ask(ids[:1])
+        assert restarted.ask(ids[:1], asker="bank2").complete
+    finally:
+        restarted.stop()
 
 
 

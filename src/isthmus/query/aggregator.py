@@ -67,7 +67,7 @@ class Aggregator:
         self.party = config.aggregator
         self._log = log
         self._digest = config.policy.digest()
-        self._limits = protocol.BatchLimits(config.policy)
+        self._limits = protocol.BatchLimits(config.policy, log.answered_since(time.time() - protocol.DAY_SECONDS))
         self._tables: dict[str, PublishedTable] = {}
         self._lock = threading.Lock()
 

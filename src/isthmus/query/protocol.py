@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from isthmus.budget import IdBudget
 from isthmus.errors import PeerRefusedError, PeerTimeoutError, ProtocolError
 from isthmus.query.config import Policy
+from isthmus.query.querylog import QueryRecord
 from isthmus.transport.channel import Channel
 
 #: The transport job under which the query service runs (long-lived, unlike training jobs).
@@ -65,13 +68,22 @@ def check_policy(request: dict[str, Any], policy_digest: str) -> None:
         raise Refusal("the request was made under a different consortium policy; compare the query configurations")
 
 
+#: the window of ``policy.max_ids_per_day``
+DAY_SECONDS = 24 * 3600
+
+
 class BatchLimits:
     """What a service answers one member at most: ``policy.max_batch`` ids at a time, ``policy.max_ids_per_day``
-    in any 24 hours (counted where the ids are answered, so a member cannot go round it)."""
+    in any 24 hours (counted where the ids are answered, so a member cannot go round it). ``answered``: the
+    batches answered in the last 24 hours before this service started (its query log), counted again, so that
+    a restart does not renew a member's limit."""
 
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: Policy, answered: Iterable[QueryRecord] = ()):
         self.policy = policy
-        self._daily = IdBudget(policy.max_ids_per_day, 24 * 3600)
+        self._daily = IdBudget(policy.max_ids_per_day, DAY_SECONDS)
+        now, monotonic = time.time(), time.monotonic()
+        for entry in answered:
+            self._daily.take(entry.asker, entry.ids, now=monotonic - (now - entry.time))
 
     def check(self, sender: str, ids: int) -> None:
         limit = self.policy.max_batch

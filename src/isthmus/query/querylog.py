@@ -49,3 +49,18 @@ class QueryLog:
             return []
         lines = self.path.read_text(encoding="utf-8").splitlines()
         return [QueryRecord(**json.loads(line)) for line in lines if line]
+
+    def answered_since(self, since: float) -> list[QueryRecord]:
+        """The batches this party answered (as responder or aggregator) from the time ``since`` on, oldest first:
+        what its daily limits counted before a restart. A line that does not parse is skipped."""
+        if not self.path.exists():
+            return []
+        answered = []
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = QueryRecord(**json.loads(line))
+            except (ValueError, TypeError):  # a line cut by a crash, or written by another release
+                continue
+            if entry.outcome == "answered" and entry.role != "asker" and entry.time >= since:
+                answered.append(entry)
+        return answered

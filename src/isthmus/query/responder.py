@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from isthmus.crypto.oprf import ELEMENT_BYTES, OprfKey
@@ -34,7 +35,7 @@ class Responder:
         self._log = log
         self._workers = workers
         self._digest = config.policy.digest()
-        self._limits = protocol.BatchLimits(config.policy)
+        self._limits = protocol.BatchLimits(config.policy, log.answered_since(time.time() - protocol.DAY_SECONDS))
         self._lock = threading.Lock()
         self._exposures: dict[str, int] = {}
         self._records: dict[str, bytes] = {}
