@@ -340,5 +340,7 @@ def test_a_query_log_gives_back_the_recent_answers_and_skips_a_cut_line(tmp_path
     log.record(QueryRecord("bank2", "responder", "bank3", "c" * 32, 30, "refused: policy", time=2_000.0))
     log.record(QueryRecord("bank2", "asker", "bank2", "d" * 32, 40, "complete", time=2_000.0))
     with open(log.path, "a") as cut:
+        cut.write('{"party": "bank2", "role": "responder", "asker": "bank1", "request": "e", "ids": "10", '
+                  '"outcome": "answered", "time": "now"}\n')  # not this release's types
         cut.write('{"party": "bank2", "role": "resp')  # a write cut by a crash
     assert [entry.request for entry in log.answered_since(1_500.0)] == ["b" * 32]

@@ -61,6 +61,7 @@ class QueryLog:
                 entry = QueryRecord(**json.loads(line))
             except (ValueError, TypeError):  # a line cut by a crash, or written by another release
                 continue
-            if entry.outcome == "answered" and entry.role != "asker" and entry.time >= since:
+            if (entry.outcome == "answered" and entry.role != "asker" and type(entry.ids) is int
+                    and isinstance(entry.time, float | int) and entry.time >= since):
                 answered.append(entry)
         return answered
