@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from isthmus.files import append_line, write_whole
+from isthmus.files import append_line, lines_from_the_end, write_whole
 from isthmus.jobs.events import EventLog, read_events
 from isthmus.transport.audit import AuditError, AuditLog
 
@@ -88,3 +88,11 @@ def test_a_file_size_limit_is_met_with_whole_lines(tmp_path):
     assert "cannot write its audit log: File too large" in done.stdout, done.stderr
     lines = log.read_bytes().split(b"\n")
     assert lines[-1] == b"" and all(json.loads(line)["party"] == "host" for line in lines[:-1])
+
+
+@pytest.mark.parametrize("block_bytes", [1, 3, 7, 1 << 16])
+@pytest.mark.parametrize("text", [b"", b"\n", b"one\n", b"one", b"one\n\ntwo\nthree-is-long\n", b"a\nbb\nccc"])
+def test_lines_from_the_end_are_the_files_lines_last_first_whatever_the_block(tmp_path, text, block_bytes):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(text)
+    assert list(lines_from_the_end(path, block_bytes)) == [line for line in text.split(b"\n") if line][::-1]

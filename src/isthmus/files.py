@@ -3,7 +3,8 @@
 A report, model or key written in place and cut short looks whole to the next reader. A log line cut
 short runs into the next line written after it, and a reader skipping lines it cannot parse then loses
 that entry too. So a file is replaced whole, a line is appended whole or not at all, and the error names
-the file: the operating system's write errors do not (``[Errno 28] No space left on device``).
+the file: the operating system's write errors do not (``[Errno 28] No space left on device``). A log
+appended to for years is read from its end, as far back as a reader needs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import errno
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 #: Held while a line is appended: undoing a cut write must not cut another thread's line.
@@ -51,6 +53,21 @@ def append_line(path: str | Path, line: bytes) -> None:
                 raise _naming(exc, path) from None
         finally:
             os.close(fd)
+
+
+def lines_from_the_end(path: str | Path, block_bytes: int = 1 << 16) -> Iterator[bytes]:
+    """The non-empty lines of ``path``, last first, read a block at a time from its end: a reader wanting the
+    last day of a log kept for years stops there instead of reading it all."""
+    with open(path, "rb") as file:
+        end, rest = file.seek(0, os.SEEK_END), b""
+        while end > 0:
+            start = max(0, end - block_bytes)
+            file.seek(start)
+            lines = (file.read(end - start) + rest).split(b"\n")
+            end, rest = start, lines[0]  # the first may begin in the block before
+            yield from (line for line in reversed(lines[1:]) if line)
+        if rest:
+            yield rest
 
 
 def _naming(exc: OSError, path: Path) -> OSError:

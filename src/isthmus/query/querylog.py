@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from isthmus.files import append_line
+from isthmus.files import append_line, lines_from_the_end
 
 _log = logging.getLogger(__name__)
 
@@ -52,16 +52,20 @@ class QueryLog:
 
     def answered_since(self, since: float) -> list[QueryRecord]:
         """The batches this party answered (as responder or aggregator) from the time ``since`` on, oldest first:
-        what its daily limits counted before a restart. A line that does not parse is skipped."""
+        what its daily limits counted before a restart. Read from the log's end, which is the latest; a line
+        that does not parse is skipped."""
         if not self.path.exists():
             return []
         answered = []
-        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in lines_from_the_end(self.path):
             try:
                 entry = QueryRecord(**json.loads(line))
             except (ValueError, TypeError):  # a line cut by a crash, or written by another release
                 continue
-            if (entry.outcome == "answered" and entry.role != "asker" and type(entry.ids) is int
-                    and isinstance(entry.time, float | int) and entry.time >= since):
+            if not isinstance(entry.time, float | int):
+                continue
+            if entry.time < since:
+                break  # the lines before are older still
+            if entry.outcome == "answered" and entry.role != "asker" and type(entry.ids) is int:
                 answered.append(entry)
-        return answered
+        return answered[::-1]
