@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from isthmus.node.peers import CONTROL_JOB, TAG
-from isthmus.node.serving import MAX_HELD, REFUSED, SERVE_SCOPE, ServingError
+from isthmus.node.serving import MAX_HELD, REFUSED, SERVE_SCOPE, Serving, ServingError
 from tests.test_node_serving import served, serving_federation  # noqa: F401 (served is a fixture)
 
 
@@ -57,6 +57,14 @@ def test_a_guest_testing_ids_one_by_one_is_stopped_at_the_hosts_hourly_limit(tmp
         outcomes = [json.loads(line)["outcome"] for line in (nodes.coordinators["host"].config.store
                                                              / "serving.jsonl").read_text().splitlines()]
         assert outcomes == ["unknown id"] * 12 + ["rate limit"] * 4
+        restarted = Serving(nodes.coordinators["host"], nodes.hub.channel("host", CONTROL_JOB))
+        try:  # the host's node restarted: its serving log still counts the guest's hour
+            guest.send("host", TAG, {"kind": "predict", "job": "a" * 16, "name": "credit", "version": 1,
+                                     "rid": "f" * 16, "ids": ["probe-after-restart"]})
+            answer = guest.scoped(f"{SERVE_SCOPE}{'f' * 16}").recv("host", REFUSED, timeout=5)["error"]
+            assert answer.startswith("rate limit: more than 12 ids in an hour"), answer
+        finally:
+            restarted.close()
 
 
 def test_a_guest_publishing_name_after_name_cannot_make_a_host_hold_its_table_without_bound(tmp_path):

@@ -36,7 +36,7 @@ from isthmus.algorithms.registry import algorithm
 from isthmus.budget import IdBudget
 from isthmus.data.table import PartyTable, read_table
 from isthmus.errors import ConfigError, IsthmusError, PeerAbortedError, PeerError, ProtocolError
-from isthmus.files import append_line
+from isthmus.files import append_line, lines_from_the_end
 from isthmus.jobs.spec import JobSpec
 from isthmus.jobs.steps.data import missing_policy
 from isthmus.node.coordinator import Coordinator, proposal_of
@@ -68,6 +68,10 @@ MAX_PREDICTIONS = 32
 #: take a connection at all: more than the transport's 2 s between attempts to reconnect, so that a host
 #: that is back is found.
 PING_S = 2.5
+
+
+#: serving-log outcomes of requests whose ids counted against the guest's hourly limit
+_LOOKED_UP = ("served", "unknown id", "busy")
 
 
 class ServingError(IsthmusError):
@@ -125,6 +129,7 @@ class Serving:
         self._withdrawn: set[tuple[str, int]] = set()
         self._loading_lock = threading.Lock()
         self._ids_per_hour = IdBudget(self.config.policy.max_prediction_ids_per_hour, 3600)
+        self._count_logged_lookups()
         coordinator.handlers.update({"publish": self._on_publish, "published": self._on_published,
                                      "predict": self._on_predict, "unpublish": self._on_unpublish})
         for row in self.store.models():
@@ -414,6 +419,28 @@ class Serving:
             channel.close()
             link.detach()
             self._held_requests.release()
+
+    def _count_logged_lookups(self) -> None:
+        """Count again the ids each guest had this host look up in the last hour (its serving log, read from the
+        end): a restart must not renew a guest's max_prediction_ids_per_hour."""
+        path = self.config.store / "serving.jsonl"
+        if not path.exists():
+            return
+        now, monotonic, lookups = time.time(), time.monotonic(), []
+        for line in lines_from_the_end(path):
+            try:
+                entry = json.loads(line)
+                when, guest, rows, outcome = entry["time"], entry["guest"], entry["rows"], entry["outcome"]
+            except (ValueError, TypeError, KeyError):  # a line cut by a crash, or of another release
+                continue
+            if not isinstance(when, float | int):
+                continue
+            if when < now - 3600:
+                break  # the lines before are older still
+            if outcome in _LOOKED_UP and isinstance(guest, str) and type(rows) is int:
+                lookups.append((when, guest, rows))
+        for when, guest, rows in reversed(lookups):
+            self._ids_per_hour.take(guest, rows, now=monotonic - (now - when))
 
     def _log(self, message: dict, sender: str, outcome: str) -> None:
         ids = message.get("ids") if isinstance(message.get("ids"), list) else []
