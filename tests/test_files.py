@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from isthmus.files import append_line, lines_from_the_end, write_whole
+from isthmus.files import append_line, json_lines_since, lines_from_the_end, write_whole
 from isthmus.jobs.events import EventLog, read_events
 from isthmus.transport.audit import AuditError, AuditLog
 
@@ -96,3 +96,13 @@ def test_lines_from_the_end_are_the_files_lines_last_first_whatever_the_block(tm
     path = tmp_path / "log.jsonl"
     path.write_bytes(text)
     assert list(lines_from_the_end(path, block_bytes)) == [line for line in text.split(b"\n") if line][::-1]
+
+
+def test_json_lines_since_reads_a_log_back_to_a_time_and_skips_what_does_not_parse(tmp_path):
+    path = tmp_path / "log.jsonl"
+    lines = [{"time": 1.0, "n": 1}, {"time": 5, "n": 2}, "not json", [1, 2], {"time": "now", "n": 3}, {"n": 4},
+             {"time": 6.5, "n": 5}]
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+                    + '{"time": 7.0, "n"')  # cut by a crash
+    assert json_lines_since(path, 5) == [{"time": 5, "n": 2}, {"time": 6.5, "n": 5}]
+    assert json_lines_since(path, 100) == [] and json_lines_since(tmp_path / "none.jsonl", 0) == []

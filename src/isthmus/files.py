@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -68,6 +69,27 @@ def lines_from_the_end(path: str | Path, block_bytes: int = 1 << 16) -> Iterator
             yield from (line for line in reversed(lines[1:]) if line)
         if rest:
             yield rest
+
+
+def json_lines_since(path: str | Path, since: float) -> list[dict]:
+    """The JSON objects of the log ``path`` whose "time" is ``since`` or later, oldest first. Read from the end,
+    and only that far: the log is in time order. A line that does not parse, or has no numeric "time", is
+    skipped (one cut by a crash, or written by another release)."""
+    found: list[dict] = []
+    if not Path(path).exists():
+        return found
+    for line in lines_from_the_end(path):
+        try:
+            entry = json.loads(line)
+            when = entry["time"]
+        except (ValueError, TypeError, KeyError):
+            continue
+        if not isinstance(when, float | int):
+            continue
+        if when < since:
+            break
+        found.append(entry)
+    return found[::-1]
 
 
 def _naming(exc: OSError, path: Path) -> OSError:

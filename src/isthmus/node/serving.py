@@ -36,7 +36,7 @@ from isthmus.algorithms.registry import algorithm
 from isthmus.budget import IdBudget
 from isthmus.data.table import PartyTable, read_table
 from isthmus.errors import ConfigError, IsthmusError, PeerAbortedError, PeerError, ProtocolError
-from isthmus.files import append_line, lines_from_the_end
+from isthmus.files import append_line, json_lines_since
 from isthmus.jobs.spec import JobSpec
 from isthmus.jobs.steps.data import missing_policy
 from isthmus.node.coordinator import Coordinator, proposal_of
@@ -423,24 +423,11 @@ class Serving:
     def _count_logged_lookups(self) -> None:
         """Count again the ids each guest had this host look up in the last hour (its serving log, read from the
         end): a restart must not renew a guest's max_prediction_ids_per_hour."""
-        path = self.config.store / "serving.jsonl"
-        if not path.exists():
-            return
-        now, monotonic, lookups = time.time(), time.monotonic(), []
-        for line in lines_from_the_end(path):
-            try:
-                entry = json.loads(line)
-                when, guest, rows, outcome = entry["time"], entry["guest"], entry["rows"], entry["outcome"]
-            except (ValueError, TypeError, KeyError):  # a line cut by a crash, or of another release
-                continue
-            if not isinstance(when, float | int):
-                continue
-            if when < now - 3600:
-                break  # the lines before are older still
-            if outcome in _LOOKED_UP and isinstance(guest, str) and type(rows) is int:
-                lookups.append((when, guest, rows))
-        for when, guest, rows in reversed(lookups):
-            self._ids_per_hour.take(guest, rows, now=monotonic - (now - when))
+        now, monotonic = time.time(), time.monotonic()
+        for entry in json_lines_since(self.config.store / "serving.jsonl", now - 3600):
+            guest, rows = entry.get("guest"), entry.get("rows")
+            if entry.get("outcome") in _LOOKED_UP and isinstance(guest, str) and type(rows) is int:
+                self._ids_per_hour.take(guest, rows, now=monotonic - (now - entry["time"]))
 
     def _log(self, message: dict, sender: str, outcome: str) -> None:
         ids = message.get("ids") if isinstance(message.get("ids"), list) else []

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from isthmus.files import append_line, lines_from_the_end
+from isthmus.files import append_line, json_lines_since
 
 _log = logging.getLogger(__name__)
 
@@ -52,20 +52,13 @@ class QueryLog:
 
     def answered_since(self, since: float) -> list[QueryRecord]:
         """The batches this party answered (as responder or aggregator) from the time ``since`` on, oldest first:
-        what its daily limits counted before a restart. Read from the log's end, which is the latest; a line
-        that does not parse is skipped."""
-        if not self.path.exists():
-            return []
+        what its daily limits counted before a restart."""
         answered = []
-        for line in lines_from_the_end(self.path):
+        for fields in json_lines_since(self.path, since):
             try:
-                entry = QueryRecord(**json.loads(line))
-            except (ValueError, TypeError):  # a line cut by a crash, or written by another release
+                entry = QueryRecord(**fields)
+            except TypeError:  # a line of another release
                 continue
-            if not isinstance(entry.time, float | int):
-                continue
-            if entry.time < since:
-                break  # the lines before are older still
             if entry.outcome == "answered" and entry.role != "asker" and type(entry.ids) is int:
                 answered.append(entry)
-        return answered[::-1]
+        return answered
