@@ -130,7 +130,7 @@ def test_an_abort_reaches_a_sender_that_started_after_a_failed_attempt(start, ad
     the peer's end and dropped its notice; the peer waited out its timeout without a word."""
     alice = start("alice", jobs=["j"], give_up_on_unreachable=True)
     host, port = addresses["bob"].rsplit(":", 1)
-    attempts = _dropping_listener(host, int(port))  # where bob is not up yet
+    attempts = _DroppingListener(host, int(port))  # where bob is not up yet
     while len(attempts) < 6:  # gRPC now waits over a second before its next attempt
         alice.any_answers(["bob"], timeout=0.1)
     attempts.close()
@@ -348,7 +348,7 @@ def test_a_peer_whose_process_ended_in_the_job_is_named_at_once(start, addresses
     expected = PeerUnreachableError if waiting_by == "send" else PeerGoneError
     with pytest.raises(expected, match="its process has ended: it took part in this job") as gone:
         channel.send("bob", "next", 2) if waiting_by == "send" else channel.recv("bob", "next", timeout=60)
-    # Refused over a new connection at once (it was asked again for 5 s); the receive asks after its first wait (5 s)
+    # Refused over a new connection at once; the receive asks after its first wait (5 s)
     assert time.monotonic() - started < (2 if waiting_by == "send" else 8)
     assert (gone.value.peer, gone.value.address) == ("bob", addresses["bob"])
 
@@ -399,7 +399,7 @@ def test_a_peer_back_after_a_long_absence_answers_the_first_short_ping(start, ad
     node down. A peer that went unanswered is pinged over a new connection, which then carries the sends."""
     alice = start("alice", jobs=["j"])
     host, port = addresses["bob"].rsplit(":", 1)
-    attempts = _dropping_listener(host, int(port))  # where bob was: each connection attempt, seen and dropped
+    attempts = _DroppingListener(host, int(port))  # where bob was: each connection attempt, seen and dropped
     while len(attempts) < 6:  # gRPC now waits over a second before its next attempt
         assert not alice.any_answers(["bob"], timeout=0.1)
     attempts.close()
@@ -411,7 +411,7 @@ def test_a_peer_back_after_a_long_absence_answers_the_first_short_ping(start, ad
     assert bob.channel("j").recv("alice", "hello", timeout=5) == 1
 
 
-class _dropping_listener(list):
+class _DroppingListener(list):
     """A port where each connection is accepted, its time noted, and reset at once (no TLS handshake)."""
 
     def __init__(self, host: str, port: int):

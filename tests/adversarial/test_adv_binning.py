@@ -2,7 +2,7 @@
 
 The host sums the guest's ciphertexts per (column, bin) and cannot see what they encrypt. A guest that
 encrypts row i as 2**i instead of its label reads, in each bin's sum, which of those rows the bin holds:
-the host's bin of 105 rows in every column from one run. The host leaves only a count's bits readable.
+the bins of 105 rows in every host column from one run. The host leaves only a count's bits readable.
 """
 
 from __future__ import annotations
@@ -34,21 +34,20 @@ def rows_read(bit_of_row, rows: int = 300) -> tuple[int, int]:
     host = threading.Thread(
         target=lambda: fitted.update(binner=hetero_woe_iv_host(hub.channel("host"), X_host, bins=BINS)))
     host.start()
-    labels = CipherArray.from_ciphertexts(public_key, public_key.encrypt_integers(
-        [0 if bit_of_row(i) is None else 1 << bit_of_row(i) for i in range(rows)]),
-                                          (rows,), 0, fresh=True)
+    plaintexts = [0 if bit_of_row(i) is None else 1 << bit_of_row(i) for i in range(rows)]
+    labels = CipherArray.from_ciphertexts(public_key, public_key.encrypt_integers(plaintexts), (rows,), 0, fresh=True)
     guest = hub.channel("guest")
     guest.send("host", SETUP, {"cipher": {"mode": "paillier", "slot_bits": SLOT_BITS, "public_key": public_key},
                                "n_rows": rows, "labels": labels})
     reply = guest.recv("host", HISTOGRAM, timeout=60)
     host.join(60)
     slots = slots_per_plaintext(public_key.bits)
-    plaintexts = iter(private_key.decrypt_raw(reply["histogram"]))
+    decrypted = iter(private_key.decrypt_raw(reply["histogram"]))
     sums = []  # per column, per bin (value bins, then the missing-value bin): the slot's bits
     for bins in (reply["value_bins"] + 1).tolist():
         column = []
         for start in range(0, bins, slots):
-            packed = next(plaintexts)
+            packed = next(decrypted)
             column += [(packed >> (SLOT_BITS * j)) % (1 << SLOT_BITS) for j in range(min(slots, bins - start))]
         sums.append(column)
     binned = fitted["binner"].transform(X_host)
