@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from isthmus.budget import IdBudget
 from isthmus.errors import ConfigError, IsthmusError, PeerError, for_peer
 from isthmus.incentive.ledger import ledger_path
+from isthmus.jobs.plan import Plan
 from isthmus.jobs.spec import shared_address
 from isthmus.node.config import NodeConfig
 from isthmus.node.consent import consent_valid, sign_consent
@@ -224,18 +225,19 @@ class Coordinator:
 
     def _decide(self, proposal: Proposal) -> None:
         try:
-            review(self.config, proposal)
+            plan = review(self.config, proposal)
         except Refusal as refusal:
             self._vote(proposal, "refuse", reason=f"{self.me} refuses: {refusal}"[:MAX_REASON])
             return
         if self.config.policy.approval == "auto":
-            self._accept(proposal)
+            self._accept(proposal, plan)
         else:
             self.store.set_status(proposal.id, "pending", "waiting for the operator: isthmus job approve/refuse")
 
-    def _accept(self, proposal: Proposal) -> None:
+    def _accept(self, proposal: Proposal, plan: Plan | None = None) -> None:
+        """``plan``: this node's review of the proposal, if just made (an operator's approval comes later)."""
         try:
-            self._spend_testable_ids(proposal)
+            self._spend_testable_ids(proposal, plan)
             address = self.runner.address(self.store.ports_held(self.me))
         except Refusal as refusal:
             self._vote(proposal, "refuse", reason=f"{self.me} refuses: {refusal}"[:MAX_REASON])
@@ -245,14 +247,15 @@ class Coordinator:
             return
         self._vote(proposal, "accept", signature=sign_consent(self.signing_key, proposal.digest), address=address)
 
-    def _spend_testable_ids(self, proposal: Proposal, *, accepted_at: float | None = None) -> None:
+    def _spend_testable_ids(self, proposal: Proposal, plan: Plan | None = None, *,
+                            accepted_at: float | None = None) -> None:
         """Charge each other data party of ``proposal`` the ids it may test against this node's table, or refuse
         the job if one has too few left today (policy.max_peer_ids_per_day). The reason names no number: the
         charge is the job's max_peer_ratio times this node's rows, which the proposer must not learn.
         ``accepted_at`` (a monotonic time): a job accepted before, charged again without a check."""
         if self._testable is None:
             return
-        cost = testable_ids(self.config, review(self.config, proposal), proposal.alias_of(self.me))
+        cost = testable_ids(self.config, plan or review(self.config, proposal), proposal.alias_of(self.me))
         members = [party for party, entry in proposal.parties.items() if party != self.me and entry.get("data")]
         if cost == math.inf:
             raise Refusal("max_peer_ids_per_day", "the intersect step sets no max_peer_ratio, so the ids the other "

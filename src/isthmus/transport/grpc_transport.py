@@ -303,16 +303,16 @@ class GrpcNode:
         """Whether ``peer``'s process for ``job`` has ended: it delivered to this party in the job, and nothing
         listens at its address now (a crash, the OOM killer, a full disk). A job's process does not come back, so
         retrying it for a whole connect timeout (a peer still starting looks the same, but has not delivered yet)
-        only kept this party waiting a minute to blame its address. Asked over a new connection: the old one
-        answers with its last error until its next attempt, which may predate the peer's start."""
+        only kept this party waiting a minute to blame its address. A refusal on the connection in use is
+        confirmed over a new one: the old one answers with its last error until its next attempt, which may
+        predate the peer's start. (A receive asks every few seconds: a live peer answers on the old one.)"""
         if not (self.give_up_on_unreachable and peer in self.mailbox.senders(job)):
             return False
-        fresh = self._connect(peer)
-        try:  # without waiting for a connection: refused at once while nothing listens
-            fresh.calls.ping(b"", timeout=_PING_MIN_S)
+        if not _refuses(self._calls_to(peer)):
             return False
-        except grpc.RpcError as err:
-            return _refused(err.code(), err.details() or "")
+        fresh = self._connect(peer)
+        try:
+            return _refuses(fresh.calls)
         finally:
             fresh.channel.close()
 
@@ -469,6 +469,15 @@ def _chunks(payload: bytes) -> Iterator[memoryview]:
     view = memoryview(payload)
     for start in range(0, len(view), CHUNK_BYTES):
         yield view[start : start + CHUNK_BYTES]
+
+
+def _refuses(calls: _PeerCalls) -> bool:
+    """Whether a ping without waiting for a connection is refused: at once, while nothing listens."""
+    try:
+        calls.ping(b"", timeout=_PING_MIN_S)
+        return False
+    except grpc.RpcError as err:
+        return _refused(err.code(), err.details() or "")
 
 
 def _refused(code: grpc.StatusCode, details: str) -> bool:
