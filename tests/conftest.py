@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from isthmus.errors import PeerAbortedError
+
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fate"
 
 
@@ -31,7 +33,9 @@ def fate_data() -> Path:
 
 
 def run_parties(roles: dict[str, Callable[[], Any]], timeout: float = 120.0) -> dict[str, Any]:
-    """Run each party's role function in its own thread; re-raise the first failure."""
+    """Run each party's role function in its own thread; re-raise the failure that started it all: a party's own
+    error, not a peer's abort notice about it (the notice may be recorded first, before the failing party has
+    finished telling everyone)."""
     results: dict[str, Any] = {}
     errors: dict[str, BaseException] = {}
 
@@ -48,7 +52,7 @@ def run_parties(roles: dict[str, Callable[[], Any]], timeout: float = 120.0) -> 
         t.join(timeout)
     hung = [t.name for t in threads if t.is_alive()]
     if errors:
-        name, exc = next(iter(errors.items()))
+        name, exc = min(errors.items(), key=lambda item: isinstance(item[1], PeerAbortedError))
         raise AssertionError(f"party {name} failed: {exc!r}") from exc
     if hung:
         raise AssertionError(f"parties still running after {timeout} s: {hung}")
