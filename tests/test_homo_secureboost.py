@@ -1,5 +1,5 @@
 """Horizontal SecureBoost over the in-process hub: bins agreed from secure sums, the trees a booster
-grows on the pooled rows, every client with the whole model, and a client dropping out mid-tree."""
+grows on the pooled rows, every client with the whole model, and clients dropping out."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from isthmus.crypto.secagg import SecAggError
 from isthmus.errors import IsthmusError, ProtocolError
 from isthmus.horizontal.participant import REQUEST_TAG
-from isthmus.horizontal.secure_sum import Keyring, SecAggConfig, SecAggTerms
+from isthmus.horizontal.secure_sum import Keyring, SecAggConfig, SecAggServer, SecAggTerms
 from isthmus.transport.local import LocalChannel, LocalHub
 from isthmus.tree.booster import train
 from isthmus.algorithms.homo_secureboost.aggregator import HomoSecureBoostAggregator
@@ -62,25 +62,35 @@ def client_terms(names, secagg=None, min_clients=2):
     return terms, keyrings[names[0]].public()
 
 
-def federate(parts, params, *, bins=16, secagg=None, min_clients=2, crash=None, round_timeout=20.0, audit=None):
-    """Train over ``parts`` ({client: (X, y)}); ``crash=(client, op, n)`` kills that client at its n-th ``op``."""
+def federate(parts, params, *, bins=16, secagg=None, min_clients=2, crash=None, round_timeout=20.0, audit=None,
+             settle=False):
+    """Train over ``parts`` ({client: (X, y)}); ``crash=(client, op, n)`` kills that client at its n-th ``op``.
+    Returns the aggregator and each party's model; with ``settle``, the isthmus error a party ended with instead
+    of raising the first one."""
     names = list(parts)
     hub = LocalHub([*names, "aggregator"], audit_dir=audit, keep_payloads=audit is not None)
     terms, keyring = client_terms(names, secagg, min_clients)
     aggregator = HomoSecureBoostAggregator(params, bins=bins, secagg=secagg, min_clients=min_clients,
                                            round_timeout=round_timeout, keyring=keyring)
-    roles = {"aggregator": lambda: aggregator.fit(hub.channel("aggregator"), names)}
+
+    def outcome(role):
+        try:
+            return role()
+        except Crash as exc:
+            return str(exc)
+        except IsthmusError as exc:
+            if settle:
+                return exc
+            raise
 
     def client_role(name):
         X, y = parts[name]
         channel = CrashingChannel(hub, name, *crash[1:]) if crash and crash[0] == name else hub.channel(name)
-        try:
-            return HomoSecureBoostClient(X, y, terms=terms[name], timeout=60).serve(channel, "aggregator")
-        except Crash as exc:
-            return str(exc)
+        return HomoSecureBoostClient(X, y, terms=terms[name], timeout=60).serve(channel, "aggregator")
 
+    roles = {"aggregator": lambda: outcome(lambda: aggregator.fit(hub.channel("aggregator"), names))}
     for name in names:
-        roles[name] = lambda name=name: client_role(name)
+        roles[name] = lambda name=name: outcome(lambda: client_role(name))
     return aggregator, run_parties(roles)
 
 
@@ -138,45 +148,50 @@ def test_multiclass_and_regression_match_the_pooled_booster():
     assert np.abs(models["aggregator"].decision_function(X_all) - raw).max() < 1e-6
 
 
-def test_a_client_dropping_out_mid_tree_is_recovered_by_secure_aggregation(breast_with_gaps):
+def test_a_client_dropping_out_of_the_first_sum_is_left_out_and_the_others_finish(breast_with_gaps):
     X, y = breast_with_gaps
     parts = split_rows(X, y, 4)
-    params = BoostParams(n_trees=3, max_depth=3)
-    # secure sums: init, 3 refinements, gradients, root level; the 7th masked input is the first
-    # children's level, after client-2 has handed out its key shares
-    aggregator, models = federate(parts, params, crash=("client-2", "masked_input", 7), round_timeout=2.0)
-    assert models["client-2"].startswith("client-2 crashed at masked_input")
+    aggregator, models = federate(parts, BoostParams(n_trees=2, max_depth=3), crash=("client-2", "init", 1),
+                                  round_timeout=2.0)
+    assert models["client-2"].startswith("client-2 crashed at init")
     assert set(aggregator.history_["left"]) == {"client-2"}
     assert aggregator.history_["finished_with"] == ["client-1", "client-3", "client-4"]
     model = models["aggregator"]
     for client in ("client-1", "client-3", "client-4"):
         assert models[client].to_dict() == model.to_dict()
-    # the level was rebuilt from the survivors: derived from the parents (which count client-2's rows)
-    # the children's totals would disagree with the split and the aggregator would have stopped
-    assert len(model.trees) == 3 and model.trees[0].depth() == 3
-    assert roc_auc_score(y, model.scores(X)) > 0.97
+    others = {name: part for name, part in parts.items() if name != "client-2"}
+    X_others, _, raw, _ = pooled_reference(others, BoostParams(n_trees=2, max_depth=3), model.binner)
+    assert np.array_equal(model.decision_function(X_others), raw)  # the others' pooled rows, nothing of client-2's
+
+
+def test_a_client_dropping_out_after_the_first_sum_ends_the_job_naming_it(breast_with_gaps, monkeypatch):
+    """The level was summed again without it, and the parents' sums (with its rows) minus the children's
+    (without) gave the aggregator the dropped client's histograms: with every sum over the same clients
+    it never holds two sums that differ by one of them."""
+    recovered = []
+    finish = SecAggServer.finish
+
+    def recording(server, replies):
+        recovered.append(server.survivors)
+        return finish(server, replies)
+
+    monkeypatch.setattr(SecAggServer, "finish", recording)
+    # secure sums: init, 3 refinements, gradients, root level; the 7th masked input is the first
+    # children's level, after client-2 has handed out its key shares
+    aggregator, outcomes = federate(split_rows(*breast_with_gaps, 4), BoostParams(n_trees=3, max_depth=3),
+                                    crash=("client-2", "masked_input", 7), round_timeout=2.0, settle=True)
+    assert outcomes["client-2"].startswith("client-2 crashed at masked_input")
+    error = outcomes["aggregator"]
+    assert isinstance(error, SecAggError) and "level (round 8): client-2 left the job" in str(error), error
+    for client in ("client-1", "client-3", "client-4"):  # told, not left waiting
+        assert "ended the job without a model" in str(outcomes[client])
+    assert len(recovered) == 6 and all(s == ["client-1", "client-2", "client-3", "client-4"] for s in recovered)
 
 
 def test_too_many_dropouts_end_the_job_with_a_clear_error(breast_with_gaps):
-    parts = split_rows(*breast_with_gaps, 3)
-    outcomes = {}
-
-    def outcome(name, role):
-        try:
-            outcomes[name] = role()
-        except (IsthmusError, AssertionError) as exc:
-            outcomes[name] = exc
-
-    hub = LocalHub([*parts, "aggregator"])
-    terms, keyring = client_terms(list(parts), min_clients=3)
-    aggregator = HomoSecureBoostAggregator(BoostParams(n_trees=2), min_clients=3, round_timeout=1.0, keyring=keyring)
-    roles = {"aggregator": lambda: outcome("aggregator", lambda: aggregator.fit(hub.channel("aggregator"), list(parts)))}
-    for name, (X, y) in parts.items():
-        channel = CrashingChannel(hub, name, "gradients", 1) if name == "client-3" else hub.channel(name)
-        roles[name] = lambda name=name, X=X, y=y, channel=channel: outcome(
-            name, lambda: HomoSecureBoostClient(X, y, terms=terms[name], timeout=30).serve(channel, "aggregator"))
-    with pytest.raises(AssertionError, match="client-3 crashed"):
-        run_parties(roles)
+    _, outcomes = federate(split_rows(*breast_with_gaps, 3), BoostParams(n_trees=2), min_clients=3,
+                           crash=("client-3", "init", 1), round_timeout=1.0, settle=True)
+    assert outcomes["client-3"].startswith("client-3 crashed")
     assert isinstance(outcomes["aggregator"], SecAggError)
     assert "only 2 clients" in str(outcomes["aggregator"]) and "3 needed" in str(outcomes["aggregator"])
     for survivor in ("client-1", "client-2"):  # told, not left waiting

@@ -33,6 +33,7 @@ from isthmus.horizontal.simulation import in_memory_terms
 from isthmus.transport.local import LocalHub
 from isthmus.algorithms.homo_secureboost.aggregator import HomoSecureBoostAggregator
 from isthmus.algorithms.homo_secureboost.client import HomoSecureBoostClient
+from isthmus.algorithms.homo_secureboost.rounds import AggregatorRounds
 from isthmus.tree.params import BoostParams
 
 NAMES = [f"c{i}" for i in range(6)]
@@ -291,6 +292,52 @@ def test_horizontal_secureboost_clients_abort_a_sum_whose_shares_are_withheld(mo
     assert aggregator.history_["finished_with"] == names[1:]
     assert outcomes["client-2"].to_dict() == outcomes["aggregator"].to_dict()
     assert "ended the job without a model: left the job" in str(outcomes["client-1"])  # told, not left waiting
+
+
+def test_horizontal_secureboost_clients_sign_no_sum_over_other_clients_than_the_first(monkeypatch, caplog):
+    """The aggregator leaves client-2's masked counts out of the first refinement, a live client made to
+    look dropped: the parts' counts over the other three, less their cells' counts over all four (the
+    init sum), would be client-2's counts in those cells. Its clients sign no survivor list but the first
+    sum's, so that sum is never unmasked; the aggregator recovers only sums over all four."""
+    X, y = load_breast_cancer(return_X_y=True)
+    names = [f"client-{i}" for i in range(1, 5)]
+    parts = dict(zip(names, np.array_split(np.arange(len(y)), 4)))
+    honest_collect, honest_finish = SecAggServer.collect_masked, SecAggServer.finish
+    recovered = []
+
+    def collect_masked(server, replies):
+        if server.label.startswith("hfl/refine/"):
+            replies = {name: reply for name, reply in replies.items() if name != "client-2"}
+        return honest_collect(server, replies)
+
+    def finish(server, replies):
+        recovered.append(server.survivors)
+        return honest_finish(server, replies)
+
+    monkeypatch.setattr(SecAggServer, "collect_masked", collect_masked)
+    monkeypatch.setattr(SecAggServer, "finish", finish)
+    monkeypatch.setattr(AggregatorRounds, "_all_members_in", lambda *args: None)  # it does not stop itself
+    terms, keyring = in_memory_terms(names, len(names))
+    hub = LocalHub([*names, "aggregator"])
+    aggregator = HomoSecureBoostAggregator(BoostParams(n_trees=1, max_depth=2), bins=8, keyring=keyring,
+                                           round_timeout=10.0)
+
+    def settled(role):
+        try:
+            return role()
+        except IsthmusError as exc:
+            return exc
+
+    roles = {"aggregator": lambda: settled(lambda: aggregator.fit(hub.channel("aggregator"), names))}
+    roles |= {name: lambda name=name: settled(lambda: HomoSecureBoostClient(
+        X[parts[name]], y[parts[name]], terms=terms[name].secagg, timeout=30).serve(hub.channel(name)))
+        for name in names}
+    with caplog.at_level("WARNING", logger="isthmus.tree.homo"):
+        outcomes = run_parties(roles)
+    assert recovered == [names]  # the init sum only
+    assert "only 0 clients signed the survivor list" in str(outcomes["aggregator"])
+    refusals = [r.getMessage() for r in caplog.records if "consistency" in r.getMessage()]
+    assert len(refusals) == 3 and all("not over the clients of every earlier sum" in r for r in refusals), refusals
 
 
 def test_a_client_masks_once_and_never_after_aborting():

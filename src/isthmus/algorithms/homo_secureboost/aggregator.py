@@ -15,9 +15,8 @@ Clients hold rows with the same columns. In order:
 5. ``stop`` hands every client the whole model.
 
 Integers make the sums exact, so with the same bins and clients the trees are those the plaintext
-booster grows on the pooled rows. If a client drops out of a sum, the sum is still recovered over the
-others; the level's histograms are then rebuilt from them (a parent's histogram no longer matches
-its children's rows), and the job goes on without that client.
+booster grows on the pooled rows. A client that drops out of the first sum is left out of the job; one
+that drops out later ends it, named (see :mod:`~isthmus.algorithms.homo_secureboost.rounds` for why).
 """
 
 from __future__ import annotations
@@ -106,11 +105,7 @@ class HomoSecureBoostAggregator:
         features = self._agree_on_columns(rounds)
         objective = objective_from_dict({"name": self.params.objective, "n_outputs": self.params.n_classes or 1})
         setup = {"objective": objective.to_dict(), "seed": self.params.seed, "subsample": self.params.subsample}
-        while True:  # a client leaving mid-way makes the counts of earlier rounds stale: count again
-            members = list(rounds.members)
-            rows, label_sum, binner = self._agree_on_bins(rounds, setup, len(features))
-            if rounds.members == members:
-                break
+        rows, label_sum, binner = self._agree_on_bins(rounds, setup, len(features))
         if rows == 0:
             raise DataError("the clients hold no rows")
         # every objective's starting score depends on the labels only through their mean
@@ -223,12 +218,9 @@ class _TreeGrowth:
 
     def _children_histograms(self, children: list[_Child], parents: dict[int, Histogram]) -> dict[int, Histogram]:
         """The new level's histograms: the smaller child of each split built, its sibling derived."""
-        members = list(self.rounds.members)
         smaller = [child.left if child.left_totals[1] <= self.totals[child.split.node][1] - child.left_totals[1]
                    else child.right for child in children]
         built = self._histograms([c.split.to_wire() for c in children], smaller)
-        if self.rounds.members != members:  # someone left: the parents count rows the children now lack
-            return self._histograms([], [node for child in children for node in (child.left, child.right)])
         histograms = {}
         for child, small in zip(children, smaller):
             parent, sibling = child.split.node, child.right if small == child.left else child.left
@@ -236,7 +228,7 @@ class _TreeGrowth:
                 (self.totals[parent][0] - child.left_totals[0], self.totals[parent][1] - child.left_totals[1])
             if self.totals[small] != chosen:
                 raise ProtocolError(f"the clients' rows of node {small} disagree with the split chosen for them",
-                                    peer=",".join(members), tag="level")
+                                    peer=",".join(self.rounds.members), tag="level")
             histograms[small] = built[small]
             histograms[sibling] = parents[parent] - built[small]
             self.totals[sibling] = (self.totals[parent][0] - chosen[0], self.totals[parent][1] - chosen[1])
