@@ -5,14 +5,17 @@ from __future__ import annotations
 import errno
 import json
 import os
+import resource
 import subprocess
 import sys
 
 import pytest
 
-from isthmus.files import append_line, json_lines_since, lines_from_the_end, write_whole
+from isthmus.files import append_line, create_private, json_lines_since, lines_from_the_end, write_whole
 from isthmus.jobs.events import EventLog, read_events
 from isthmus.transport.audit import AuditError, AuditLog
+from isthmus.transport.ca import init_ca
+from isthmus.transport.party_keys import init_party_keys
 
 
 @pytest.fixture
@@ -106,3 +109,50 @@ def test_json_lines_since_reads_a_log_back_to_a_time_and_skips_what_does_not_par
                     + '{"time": 7.0, "n"')  # cut by a crash
     assert json_lines_since(path, 5) == [{"time": 5, "n": 2}, {"time": 6.5, "n": 5}]
     assert json_lines_since(path, 100) == [] and json_lines_since(tmp_path / "none.jsonl", 0) == []
+
+
+def test_a_file_replaced_whole_is_synced_before_its_new_name_and_the_name_after(tmp_path, monkeypatch):
+    """Unsynced, a power cut soon after the rename can leave the new name on an empty file."""
+    steps = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr("isthmus.files.os.fsync",
+                        lambda fd: (steps.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))), fsync(fd))[1])
+    monkeypatch.setattr("isthmus.files.os.replace", lambda a, b: (steps.append(("rename", str(b))), replace(a, b))[1])
+    model = tmp_path / "model.json"
+    write_whole(model, b"{}")
+    assert steps == [("sync", f"{model}.tmp"), ("rename", str(model)), ("sync", str(tmp_path))]
+    steps.clear()
+    create_private(tmp_path / "key.pem", b"secret")
+    assert steps == [("sync", str(tmp_path / "key.pem")), ("sync", str(tmp_path))]
+
+
+@pytest.mark.parametrize("make, keys", [
+    (lambda folder: init_party_keys(folder, "bank"), ["bank/key.pem", "bank/signing.key"]),
+    (lambda folder: init_ca(folder / "ca"), ["ca/ca.key"]),
+])
+def test_keys_cut_short_by_a_full_disk_are_not_left_to_block_the_next_try(tmp_path, monkeypatch, disk_fills_after,
+                                                                           make, keys):
+    """An empty key.pem was left behind, unnamed ("[Errno 28]"), and every later `keys init` refused to
+    overwrite it. Now the error names the file, the keys made are removed, and the next try works."""
+    disk_fills_after(300)  # the first key (about 240 bytes) is written whole, the next one is cut
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        make(tmp_path)
+    assert raised.value.filename.startswith(str(tmp_path))
+    assert not [key for key in keys if (tmp_path / key).exists()]
+    monkeypatch.undo()  # room again
+    make(tmp_path)
+    assert all((tmp_path / key).stat().st_mode & 0o777 == 0o600 for key in keys)
+
+
+def test_keys_init_on_a_full_disk_says_which_file_and_runs_again_once_there_is_room(tmp_path):
+    """A real limit (RLIMIT_FSIZE) on the real command: it said "[Errno 27] File too large" and left an empty
+    key.pem, and every `keys init` after it refused to overwrite that."""
+    command = [sys.executable, "-m", "isthmus", "keys", "init", "--party", "bank", "--dir", str(tmp_path)]
+    full = subprocess.run(command, capture_output=True, text=True,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)))
+    assert full.returncode == 1 and f"error: File too large: {tmp_path / 'bank' / 'key.pem'}" in full.stderr, full
+    assert not list((tmp_path / "bank").iterdir())
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (tmp_path / "bank").iterdir()) == ["key.pem", "request.csr", "signing.key",
+                                                                    "signing.pub"]

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from isthmus.cli_errors import guard
 from isthmus.errors import ConfigError
+from isthmus.files import write_whole
 
 if TYPE_CHECKING:
     from isthmus.node.client import NodeClient
@@ -89,7 +90,7 @@ def export(ledger: LedgerArg,
 
     text = guard(dump)
     if out:
-        out.write_text(text + "\n", encoding="utf-8")
+        guard(lambda: write_whole(out, (text + "\n").encode()))
         console.print(f"wrote {out}")
     else:
         typer.echo(text)

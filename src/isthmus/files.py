@@ -5,6 +5,11 @@ short runs into the next line written after it, and a reader skipping lines it c
 that entry too. So a file is replaced whole, a line is appended whole or not at all, and the error names
 the file: the operating system's write errors do not (``[Errno 28] No space left on device``). A log
 appended to for years is read from its end, as far back as a reader needs.
+
+A file replaced whole, or a key created, is on disk before its name is: the written data is synced,
+then the rename, then the folder. Otherwise a power cut soon after can leave the new name on an
+empty file (ext4's delayed allocation and xfs do): a model, a checkpoint or a key gone while the
+ledger, whose database syncs itself, says the job produced it.
 """
 
 from __future__ import annotations
@@ -21,17 +26,44 @@ from pathlib import Path
 _APPENDING = threading.Lock()
 
 
-def write_whole(path: str | Path, data: bytes) -> None:
+def write_whole(path: str | Path, data: bytes, *, sync: bool = True) -> None:
     """Put ``data`` in ``path`` through a temporary file beside it: ``path`` holds its old content or the
-    new one, never a part, and a failed write leaves no temporary file behind."""
+    new one, never a part, and a failed write leaves no temporary file behind. ``sync=False`` for a file
+    whose loss in a power cut costs nothing a log line would not (a message's copy kept beside the
+    audit log, one per message)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_bytes(data)
+        _write_and_close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), data, sync)
         os.replace(tmp, path)
+        if sync:
+            sync_folder(path.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise _naming(exc, path) from None
+
+
+def create_private(path: str | Path, data: bytes) -> None:
+    """Create ``path`` (mode 0600 from the start: no moment where others may read it) holding ``data`` whole
+    and synced, or not at all: a key cut short by a full disk blocked making it again, keys being never
+    overwritten. Raises FileExistsError if ``path`` exists."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        _write_and_close(fd, data, sync=True)
+        sync_folder(path.parent)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise _naming(exc, path) from None
+
+
+def sync_folder(folder: str | Path) -> None:
+    """Put the names in ``folder`` on disk (a file's own sync does not cover the name that leads to it)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def append_line(path: str | Path, line: bytes) -> None:
@@ -42,12 +74,7 @@ def append_line(path: str | Path, line: bytes) -> None:
         try:
             size = os.fstat(fd).st_size
             try:
-                view = memoryview(line)
-                while view:  # a full disk may take part of a write before it refuses the rest
-                    written = os.write(fd, view)
-                    if not written:
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                    view = view[written:]
+                _write_all(fd, line)
             except OSError as exc:
                 with contextlib.suppress(OSError):  # not a regular file (a device): nothing to undo
                     os.ftruncate(fd, size)  # shrinking needs no free space
@@ -90,6 +117,24 @@ def json_lines_since(path: str | Path, since: float) -> list[dict]:
             break
         found.append(entry)
     return found[::-1]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # a full disk may take part of a write before it refuses the rest
+        written = os.write(fd, view)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _write_and_close(fd: int, data: bytes, sync: bool) -> None:
+    try:
+        _write_all(fd, data)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _naming(exc: OSError, path: Path) -> OSError:

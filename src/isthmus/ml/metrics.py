@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from isthmus.errors import ConfigError, DataError
+from isthmus.files import write_whole
 
 MetricValue = float | list[float]
 
@@ -134,7 +135,7 @@ def write_report(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     report = {"task": task, "rows": len(y_true), "threshold": threshold, "metrics": result}
-    (run_dir / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_whole(run_dir / "metrics.json", (json.dumps(report, indent=2, allow_nan=False) + "\n").encode())
     if task == "binary":
         y_true, y_score = _checked(task, y_true, y_score)
         plot_roc(y_true, y_score, run_dir / "roc.png")

@@ -10,7 +10,6 @@ so a refresh needs no downtime: queries keep being answered from the previous ve
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import Any
 
 from isthmus.crypto.oprf import OprfKey
 from isthmus.errors import ConfigError, IsthmusError
+from isthmus.files import create_private
 from isthmus.jobs.rundir import locked
 from isthmus.query import protocol
 from isthmus.query.config import QueryConfig
@@ -109,9 +109,7 @@ def load_or_create_key(path: Path) -> OprfKey:
         except ValueError as exc:
             raise ConfigError(f"OPRF key {path} is damaged: {exc}") from None
     key = OprfKey.generate()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(key.to_bytes())
+    create_private(path, key.to_bytes())  # whole and synced: every table published is blinded with it
     return key
 
 

@@ -53,7 +53,7 @@ class AuditLog:
             copy = self.payload_dir / f"{self._seq + 1:08d}-{digest[:16]}.bin" if kept else None
             try:
                 if copy:
-                    write_whole(copy, payload)
+                    write_whole(copy, payload, sync=False)  # as unsynced as the log line it goes with
                 append_line(self.path, (json.dumps(entry) + "\n").encode())
             except OSError as exc:
                 if copy:

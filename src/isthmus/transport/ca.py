@@ -38,6 +38,7 @@ from isthmus.transport.keyfiles import (
     possession_message,
     read_federation,
     read_limited,
+    removed_on_failure,
     tls_key_digest,
     write_federation,
     write_private_key,
@@ -85,8 +86,9 @@ def init_ca(ca_dir: Path, *, valid_days: int = CA_DAYS) -> Path:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    write_private_key(ca_dir / CA_KEY, key)
-    write_public(ca_dir / CA_CERT, cert.public_bytes(serialization.Encoding.PEM), replace=True)
+    with removed_on_failure(ca_dir / CA_KEY):
+        write_private_key(ca_dir / CA_KEY, key)
+        write_public(ca_dir / CA_CERT, cert.public_bytes(serialization.Encoding.PEM), replace=True)
     if not (ca_dir / FEDERATION_FILE).exists():
         write_federation(ca_dir / FEDERATION_FILE, {"signing_keys": {}})
     return ca_dir / CA_CERT

@@ -21,10 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography import x509
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from isthmus.errors import ConfigError
-from isthmus.files import write_whole
+from isthmus.files import create_private, write_whole
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
@@ -101,14 +101,24 @@ def days_left(cert: x509.Certificate, path: Path, what: str, remedy: str = RENEW
 
 
 def write_private_key(path: Path, key: PrivateKey) -> None:
-    """Create the file with mode 0600 from the start (no window where others may read it); never overwrite."""
+    """Create the file with mode 0600, whole or not at all; never overwrite."""
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_private(path, pem)
     except FileExistsError:
         raise ConfigError(f"{path} exists already; a private key is never overwritten") from None
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
+
+
+@contextmanager
+def removed_on_failure(*keys: Path) -> Iterator[None]:
+    """Remove the private keys ``keys``, made in the block, if the block fails: left without the request or
+    certificate made with them, they would block the command's next try (a key is never overwritten)."""
+    try:
+        yield
+    except BaseException:
+        for key in keys:
+            key.unlink(missing_ok=True)
+        raise
 
 
 def load_private_key(path: Path, what: str) -> PrivateKey:

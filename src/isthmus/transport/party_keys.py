@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from isthmus.errors import ConfigError
+from isthmus.files import sync_folder
 from isthmus.transport.keyfiles import (
     CA_CERT,
     FEDERATION_FILE,
@@ -43,6 +44,7 @@ from isthmus.transport.keyfiles import (
     raw_public_key,
     read_federation,
     read_limited,
+    removed_on_failure,
     tls_key_digest,
     write_private_key,
     write_public,
@@ -72,9 +74,10 @@ def init_party_keys(cert_dir: Path, party: str) -> PartyRequest:
     os.chmod(folder, 0o700)
     tls_key = ec.generate_private_key(ec.SECP256R1())
     signing_key = ed25519.Ed25519PrivateKey.generate()
-    write_private_key(folder / PARTY_KEY, tls_key)
-    write_private_key(folder / SIGNING_KEY, signing_key)
-    return _request(folder, party, tls_key, signing_key)
+    with removed_on_failure(folder / PARTY_KEY, folder / SIGNING_KEY):
+        write_private_key(folder / PARTY_KEY, tls_key)
+        write_private_key(folder / SIGNING_KEY, signing_key)
+        return _request(folder, party, tls_key, signing_key)
 
 
 def rekey_party_keys(cert_dir: Path, party: str) -> PartyRequest:
@@ -88,8 +91,9 @@ def rekey_party_keys(cert_dir: Path, party: str) -> PartyRequest:
         raise ConfigError(f"{folder / NEXT_KEY} exists already: a re-key is under way; send its request.csr and "
                           "signing.pub to the CA operator (`ca sign --renew`) and install the certificate it returns")
     tls_key = ec.generate_private_key(ec.SECP256R1())
-    write_private_key(folder / NEXT_KEY, tls_key)
-    return _request(folder, party, tls_key, signing_key)
+    with removed_on_failure(folder / NEXT_KEY):
+        write_private_key(folder / NEXT_KEY, tls_key)
+        return _request(folder, party, tls_key, signing_key)
 
 
 def _request(folder: Path, party: str, tls_key: ec.EllipticCurvePrivateKey,
@@ -144,6 +148,7 @@ def install_party_files(cert_dir: Path, party: str, *, cert: Path | None = None,
         write_public(path, data, replace=True)
     if rekeyed:  # the certificate is for the new key: it takes the old one's place, which is gone
         os.replace(folder / NEXT_KEY, folder / PARTY_KEY)
+        sync_folder(folder)
     return list(writes)
 
 
