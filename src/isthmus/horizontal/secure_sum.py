@@ -447,6 +447,7 @@ class SecAggServer:
     _sharers: list[str] = field(default_factory=list)
     _total: np.ndarray | None = None
     _survivors: list[str] = field(default_factory=list)
+    _silent: list[str] = field(default_factory=list)  # survivors whose shares did not come
 
     @property
     def minimum(self) -> int:
@@ -474,7 +475,7 @@ class SecAggServer:
             seen |= {c_pk, s_pk}
             self._peers[name] = _Peer(len(self._peers) + 1, c_pk, s_pk, signature)
         names = list(self._peers)
-        self._require(len(names), "advertised keys")
+        self._require(names, "advertised keys")
         self._graph = neighbourhoods(names, self.terms.config.neighbours)
         requests = {}
         for name in names:
@@ -515,7 +516,7 @@ class SecAggServer:
             self._sharers.append(name)
             for to, blob in sealed.items():
                 inbox[to][name] = blob
-        self._require(len(self._sharers), "shared their keys")
+        self._require(self._sharers, "shared their keys", of=self._peers)
         return {name: {"shares": inbox[name]} for name in self._sharers}
 
     def collect_masked(self, replies: dict[str, Any]) -> dict[str, dict]:
@@ -533,7 +534,7 @@ class SecAggServer:
                 self.rejected[name] = str(exc)
                 continue
             self._survivors.append(name)
-        self._require(len(self._survivors), "sent masked input")
+        self._require(self._survivors, "sent masked input", of=self._sharers)
         self._total = total
         return {name: {"survivors": list(self._survivors)} for name in self._survivors}
 
@@ -554,7 +555,7 @@ class SecAggServer:
                 self.rejected[name] = str(exc)  # its input still counts: the others reveal its seed
                 continue
             signatures[name] = signature
-        self._require(len(signatures), "signed the survivor list")
+        self._require(list(signatures), "signed the survivor list", of=self._survivors)
         if self.terms.config.neighbours is None:
             return {name: {"signatures": signatures} for name in signatures}
         return {  # a client counts only its neighbours' signatures: O(k) each, as the rest of SecAgg+
@@ -588,6 +589,7 @@ class SecAggServer:
                 seed_shares[owner][x] = value
             for owner, value in keys.items():
                 key_shares[owner][x] = value
+        self._silent = [name for name in self._survivors if name not in replies or name in self.rejected]
         total = self._total.copy()
         expander = MaskExpander(self.length)
         for owner, shares in seed_shares.items():
@@ -630,6 +632,7 @@ class SecAggServer:
             raise SecAggError(
                 f"cannot recover the {what} of {owner!r}: {len(shares)} shares arrived, {needed} needed; "
                 f"too many clients dropped out (tolerance {self.terms.config.dropout_tolerance:.0%})"
+                + (f"; none came from {', '.join(self._silent)}" if self._silent else "")
             )
         return shamir_combine(shares, needed)
 
@@ -645,10 +648,12 @@ class SecAggServer:
             else:
                 total += pair
 
-    def _require(self, have: int, stage: str) -> None:
-        if have < self.minimum:
-            raise SecAggError(f"only {have} clients {stage}, {self.minimum} needed to keep the round secure and "
-                              "recoverable")
+    def _require(self, have: list[str], stage: str, of: Iterable[str] = ()) -> None:
+        """At least the quorum in ``have``; else an error naming who of ``of`` (the stage's callees) is not."""
+        if len(have) < self.minimum:
+            missing = [name for name in of if name not in have]
+            raise SecAggError(f"only {len(have)} clients {stage}, {self.minimum} needed to keep the round secure and "
+                              "recoverable" + (f"; not {', '.join(missing)}" if missing else ""))
 
 
 def mask_together(jobs: Mapping[str, tuple[SecAggClient, dict, np.ndarray]]) -> tuple[dict[str, dict], dict[str, str]]:
