@@ -2,8 +2,9 @@
 
 Every answer about an id tells the asker something: whether a host serving a model holds that customer,
 whether anyone in a lending consortium does. Enough of them enumerate a table. A budget per peer keeps
-what the real use needs (scoring applicants, checking them) and stops the enumeration; it lives in
-memory, so a restart gives every peer a fresh window. Written here, not taken from a library: the rate
+what the real use needs (scoring applicants, checking them) and stops the enumeration. It lives in
+memory: its owner charges it again at start from what it logged (a query log, the serving log, a node's
+job store), so a restart does not give every peer a fresh window. Written here, not taken from a library: the rate
 limiters on PyPI meter requests for web frameworks, and these are counted in ids per peer inside one
 process, which a deque does in a few lines.
 """
