@@ -65,6 +65,27 @@ def test_approving_through_the_form_acts_once_and_refusing_needs_a_reason(nodes)
     assert "not this quarter" in nodes.wait("host", other, "refused")["reason"]
 
 
+def test_the_approvals_page_shows_what_a_job_charges_each_members_daily_ids_and_what_is_left(tmp_path):
+    """An approver saw the ids budget nowhere: approving a job over it was refused, with no hint beforehand."""
+    nodes = local_nodes(federation(tmp_path, guest={"max_peer_ids_per_day": 75_000}))
+    try:
+        assert len(pd.read_csv(tmp_path / "data" / "guest.csv")) == 500  # the job charges 100 x 500 ids
+        web = board(nodes.coordinators["guest"])
+        first = pending_job(nodes)
+        assert budget_row(web.get("/approvals").text) == (
+            "75000", "50,000 ids from each of host; left today: host 75,000", "yes")
+        nodes.coordinators["guest"].approve(first)
+        pending_job(nodes)
+        assert budget_row(web.get("/approvals").text) == (
+            "75000", "50,000 ids from each of host; left today: host 25,000", "NO")
+    finally:
+        nodes.stop()
+
+
+def budget_row(page: str) -> tuple[str, ...]:
+    return re.search(r"<tr><td>max_peer_ids_per_day</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", page).groups()
+
+
 def test_a_finished_jobs_pages_show_its_steps_results_and_audit(nodes):
     job_id = pending_job(nodes)
     guest = nodes.coordinators["guest"]

@@ -30,7 +30,7 @@ from isthmus.jobs.spec import shared_address
 from isthmus.node.config import NodeConfig
 from isthmus.node.consent import consent_valid, sign_consent
 from isthmus.node.peers import TAG
-from isthmus.node.policy import Refusal, review, testable_ids
+from isthmus.node.policy import Refusal, charged_members, review, testable_ids
 from isthmus.node.proposal import Proposal, ProposalError, job_document, parse_proposal
 from isthmus.node.replicas import LedgerReplicas
 from isthmus.node.store import FINAL, Store
@@ -64,8 +64,8 @@ class Coordinator:
         self.certificate: x509.Certificate | None = None
         self._lock = threading.RLock()  # one decision at a time: votes may arrive together
         limit = config.policy.max_peer_ids_per_day
-        #: per member, the ids it may still test against this node's tables today (policy.max_peer_ids_per_day)
-        self._testable = None if limit is None else IdBudget(limit, 24 * 3600)
+        #: per member, the ids it tested against this node's tables today (policy.max_peer_ids_per_day)
+        self.testable = None if limit is None else IdBudget(limit, 24 * 3600)
         self._charge_accepted_again()
         #: message kind -> handler(sender, message, check); serving adds its own
         self.handlers: dict[str, Callable[[str, dict, Inspect], None]] = {
@@ -253,23 +253,23 @@ class Coordinator:
         the job if one has too few left today (policy.max_peer_ids_per_day). The reason names no number: the
         charge is the job's max_peer_ratio times this node's rows, which the proposer must not learn.
         ``accepted_at`` (a monotonic time): a job accepted before, charged again without a check."""
-        if self._testable is None:
+        if self.testable is None:
             return
         cost = testable_ids(self.config, plan or review(self.config, proposal), proposal.alias_of(self.me))
-        members = [party for party, entry in proposal.parties.items() if party != self.me and entry.get("data")]
+        members = charged_members(proposal, self.me)
         if cost == math.inf:
             raise Refusal("max_peer_ids_per_day", "the intersect step sets no max_peer_ratio, so the ids the other "
                                                   "parties could test against this node's table are not bounded")
-        over = [member for member in members if self._testable.spent(member) + cost > self._testable.limit]
+        over = [member for member in members if self.testable.spent(member) + cost > self.testable.limit]
         if over and accepted_at is None:
             raise Refusal("max_peer_ids_per_day", f"{', '.join(over)} may test no more ids against this node's "
                                                   "tables today (the job's max_peer_ratio times this node's rows)")
         for member in members:
-            self._testable.take(member, cost, now=accepted_at)
+            self.testable.take(member, cost, now=accepted_at)
 
     def _charge_accepted_again(self) -> None:
         """Charge the jobs this node accepted in the last 24 hours again: a restart must not renew the budget."""
-        if self._testable is None:
+        if self.testable is None:
             return
         now, monotonic = time.time(), time.monotonic()
         for job in self.store.jobs():  # oldest first, as the budget keeps them

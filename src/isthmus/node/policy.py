@@ -118,6 +118,11 @@ def _check_max_rows(config: NodeConfig, alias: str | None) -> None:
                                   "use (max_rows)")
 
 
+def charged_members(proposal: Proposal, me: str) -> list[str]:
+    """The members ``proposal`` lets test ids against ``me``'s table: its other parties that bring data."""
+    return [party for party, entry in proposal.parties.items() if party != me and entry.get("data")]
+
+
 def testable_ids(config: NodeConfig, plan: Plan, alias: str | None) -> float:
     """How many ids each other data party of ``plan`` may test against this node's table ``alias`` through the
     plan's intersect step: its max_peer_ratio times the table's rows (unbounded without a ratio; none without an

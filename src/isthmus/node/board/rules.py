@@ -6,15 +6,20 @@ beside the values the proposal asks for, so an approver sees why the proposal re
 
 from __future__ import annotations
 
+import math
+
+from isthmus.budget import IdBudget
 from isthmus.errors import IsthmusError
+from isthmus.jobs.plan import Plan
 from isthmus.jobs.steps.train import TrainChoice
 from isthmus.node.config import NodeConfig
-from isthmus.node.policy import key_sizes, review, weakenings
+from isthmus.node.policy import charged_members, key_sizes, review, testable_ids, weakenings
 from isthmus.node.proposal import Proposal
 
 
-def policy_rows(config: NodeConfig, proposal: Proposal) -> list[dict]:
-    """One row per rule: its name, this node's setting, what the proposal asks, and whether it is met."""
+def policy_rows(config: NodeConfig, proposal: Proposal, testable: IdBudget | None = None) -> list[dict]:
+    """One row per rule: its name, this node's setting, what the proposal asks, and whether it is met.
+    ``testable``: the ids each member tested against this node today (its coordinator's budget)."""
     policy = config.policy
     try:
         plan = review(config, proposal)
@@ -46,7 +51,26 @@ def policy_rows(config: NodeConfig, proposal: Proposal) -> list[dict]:
          "met": True},
         {"rule": "allow_weakening", "setting": _listed(policy.allow_weakening, "none"),
          "asked": ", ".join(weak) or "none", "met": True},
+        _ids_left_today(config, plan, proposal, testable),
     ]
+
+
+def _ids_left_today(config: NodeConfig, plan: Plan, proposal: Proposal, testable: IdBudget | None) -> dict:
+    """What the job charges each member's max_peer_ids_per_day, beside what each has left: an approval over
+    it is refused. Only this node's operator sees the charge (it tells this node's row count)."""
+    row = {"rule": "max_peer_ids_per_day", "setting": _number(config.policy.max_peer_ids_per_day), "met": True}
+    if testable is None:
+        return {**row, "asked": "-"}
+    try:
+        charge = testable_ids(config, plan, proposal.alias_of(config.party))
+    except IsthmusError as exc:
+        return {**row, "asked": str(exc), "met": False}
+    if charge == math.inf:
+        return {**row, "asked": "no max_peer_ratio: any number of ids", "met": False}
+    left = {member: testable.limit - testable.spent(member) for member in charged_members(proposal, config.party)}
+    return {**row, "asked": f"{charge:,.0f} ids from each of {', '.join(left) or 'no one'}; left today: "
+                            + (", ".join(f"{member} {ids:,.0f}" for member, ids in left.items()) or "-"),
+            "met": all(ids >= charge for ids in left.values())}
 
 
 def _max_rows(config: NodeConfig, alias: str | None) -> str:
