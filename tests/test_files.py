@@ -156,3 +156,12 @@ def test_keys_init_on_a_full_disk_says_which_file_and_runs_again_once_there_is_r
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in (tmp_path / "bank").iterdir()) == ["key.pem", "request.csr", "signing.key",
                                                                     "signing.pub"]
+
+
+def test_a_write_that_cannot_start_names_the_file_asked_for_not_its_temporary(tmp_path):
+    with pytest.raises(FileNotFoundError) as missing:
+        write_whole(tmp_path / "no-folder" / "report.json", b"{}")
+    assert missing.value.filename == str(tmp_path / "no-folder" / "report.json")
+    with pytest.raises(IsADirectoryError) as folder:
+        write_whole(tmp_path, b"{}")
+    assert folder.value.filename == str(tmp_path) and not list(tmp_path.parent.glob("*.tmp"))

@@ -138,5 +138,6 @@ def _write_and_close(fd: int, data: bytes, sync: bool) -> None:
 
 
 def _naming(exc: OSError, path: Path) -> OSError:
-    """``exc`` with ``path`` as its file name, so ``str(exc)`` says which file (the write calls give none)."""
-    return exc if exc.filename else type(exc)(exc.errno, exc.strerror, str(path))
+    """``exc`` with ``path`` as its file name, so ``str(exc)`` says which file: the write calls give none, and the
+    temporary file beside it is not one the user named."""
+    return exc if exc.filename == str(path) else type(exc)(exc.errno, exc.strerror, str(path))
