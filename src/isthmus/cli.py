@@ -83,7 +83,7 @@ def run(job: JobArg,
     spec = guard(lambda: load_job(job))  # before the heavy imports, so a mistake is reported at once
     guard(lambda: spec.party(party))
     run_dir = (out or Path("runs") / spec.name) / party
-    from isthmus.jobs.party_process import run_party_process
+    from isthmus.jobs.party_process import end_process, run_party_process
 
     _show_progress()
     try:
@@ -92,7 +92,7 @@ def run(job: JobArg,
                                         compute=compute))
     except KeyboardInterrupt:
         console.print(f"party {party} interrupted; its run in {run_dir} is marked so", soft_wrap=True, markup=False)
-        raise typer.Exit(130) from None
+        end_process(130)
     console.print(f"party {party} finished; results in {run_dir}", soft_wrap=True, markup=False)
     _print_metrics({party: run_dir})
 

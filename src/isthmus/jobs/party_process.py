@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 from isthmus.algorithms.registry import BUILTIN
 from isthmus.compute import ComputeError, connect, from_environment, use
@@ -206,9 +207,7 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
 
     An isthmus error ends the process with status 1 after one line in the log (the events say more);
     SIGINT or SIGTERM end it as Ctrl-C ends `isthmus run` (status 130); anything else leaves its traceback
-    there. The process stops its crypto workers itself and ends with ``os._exit``: left to the interpreter's
-    exit, a spawned child joining its worker pools (loky, the PSI fork server) was seen to hang for minutes
-    after a 10,000-row job had finished.
+    there. It ends through :func:`end_process`.
     """
     with open(log_path, "a", encoding="utf-8") as log:
         os.dup2(log.fileno(), sys.stdout.fileno())
@@ -229,10 +228,18 @@ def launched_party(job_path: Path, party: str, certs_dir: Path, run_dir: Path, r
     except BaseException:
         traceback.print_exc()
     finally:
-        parallel.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        end_process(code)
+
+
+def end_process(code: int) -> NoReturn:
+    """Stop this process's crypto workers, flush its output and end it with ``code`` at once, skipping the
+    interpreter's own exit: left to it, a spawned party joining its worker pools (loky, the PSI fork server)
+    was seen to hang for minutes after a 10,000-row job had finished, and `isthmus run`, its run marked
+    interrupted and its peers told, ended now and then (under load) by SIGINT instead of with status 130."""
+    parallel.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def with_own_data(spec: JobSpec, party: str, *, data: Path | None = None, test: Path | None = None) -> JobSpec:
