@@ -105,9 +105,11 @@ class Aggregator:
             raise ProtocolError(f"expected encrypted pads of shape {(ids, width)} at exponent 0", peer=sender, tag=tag)
         if unpads.public_key.bits < policy.paillier_bits:
             raise protocol.Refusal(f"the consortium requires Paillier keys of at least {policy.paillier_bits} bits")
+        tables = {name: table for name, table in self.tables().items() if name != sender}
+        if not policy.partial_answers:
+            _every_other_institution(self.config.institutions, sender, width, tables)
         self._limits.check(sender, ids)
         asked = np.frombuffer(request["tags"], dtype=f"S{TAG_BYTES}").reshape(ids, width)
-        tables = {name: table for name, table in self.tables().items() if name != sender}
         matched = np.zeros(asked.shape, dtype=bool)
         sealed = np.zeros(asked.shape, dtype=object)
         for table in tables.values():
@@ -131,3 +133,14 @@ class Aggregator:
 
         with ThreadPoolExecutor(len(self.config.institutions), thread_name_prefix="hello") as pool:
             list(pool.map(hello, self.config.institutions))
+
+
+def _every_other_institution(institutions: list[str], asker: str, width: int, tables: dict) -> None:
+    """Refuse a query that leaves an institution out (policy.partial_answers: false): the asker's pseudonyms
+    of fewer institutions than the others, or an institution whose records are not here."""
+    others = len(institutions) - 1
+    missing = sorted(set(institutions) - {asker} - set(tables))
+    if width < others or missing:
+        held = f"; none published here by {', '.join(missing)}" if missing else ""
+        raise protocol.Refusal(f"the consortium answers only queries over every other institution "
+                               f"(policy.partial_answers: false): this one holds {width} of {others}{held}")

@@ -76,7 +76,8 @@ def _reasons(unanswered: dict[str, str]) -> str:
 
 
 class NoAnswerError(IsthmusError):
-    """No other institution answered: there is nothing to report, not even "no loans"."""
+    """No other institution answered, or (policy.partial_answers: false) one did not: there is nothing to
+    report, not even "no loans"."""
 
 
 class QueryClient:
@@ -120,6 +121,10 @@ class QueryClient:
         if not outputs:
             self._record(request_id, len(canonical), "failed: no institution answered")
             raise NoAnswerError(f"no other institution answered: {_reasons(unanswered)}")
+        if unanswered and not self.config.policy.partial_answers:
+            self._record(request_id, len(canonical), "failed: " + ", ".join(sorted(unanswered)) + " did not answer")
+            raise NoAnswerError(f"the consortium answers only queries over every other institution "
+                                f"(policy.partial_answers: false), and these did not answer: {_reasons(unanswered)}")
         try:
             totals, held, matched = self._aggregate(outputs, len(distinct), request_id)
         except IsthmusError as exc:

@@ -36,6 +36,9 @@ class Policy:
     #: answer says whether someone in the consortium lends to that person, and enough of them would list
     #: every borrower of the consortium
     max_ids_per_day: int = 100_000
+    #: false: an id is answered only over every other institution. An answer over the others while one is
+    #: down, beside one once it is back, gives that institution's count and amount for the id by difference
+    partial_answers: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -45,6 +48,8 @@ class Policy:
         _require_int("policy.amount_decimals", self.amount_decimals, 0, 8)
         _require_int("policy.id_max_length", self.id_max_length, 1, 1024)
         _require_int("policy.max_ids_per_day", self.max_ids_per_day, 1, 10**9)
+        if not isinstance(self.partial_answers, bool):
+            raise ConfigError(f"policy.partial_answers must be true or false, got {self.partial_answers!r}")
         if self.max_ids_per_day < self.max_batch:
             raise ConfigError(f"policy.max_ids_per_day ({self.max_ids_per_day}) is below policy.max_batch "
                               f"({self.max_batch}): a full batch could never be answered")
