@@ -10,7 +10,7 @@ import pytest
 
 from isthmus.crypto.oprf import OprfKey
 from isthmus.crypto.paillier import generate_keypair
-from isthmus.errors import ConfigError, DataError, PeerRefusedError, PeerTimeoutError
+from isthmus.errors import ConfigError, DataError, PeerTimeoutError
 from isthmus.query import protocol
 from isthmus.query.asker import NoAnswerError, QueryClient
 from isthmus.query.config import Policy, QueryConfig
@@ -142,24 +142,6 @@ def test_a_responder_offline_gives_a_partial_answer_that_says_so(tmp_path, table
     assert "2 of 3 institutions answered" in batch.coverage() and "bank4" in batch.coverage()
     without = {name: frame for name, frame in tables.items() if name != "bank4"}
     assert [(a.institutions, a.exposure) for a in batch.answers] == truth(without, ASKER, ids)
-
-
-def test_with_partial_answers_off_an_institution_down_leaves_the_query_unanswered(tmp_path, tables, private_key):
-    """The answer above, beside one asked once bank4 is back, gives bank4's count and amount for every id by
-    difference. A consortium can refuse such answers: the asker asks the aggregator nothing, and the
-    aggregator refuses a query of fewer institutions' pseudonyms (an asker that sends it anyway)."""
-    config = make_config(partial_answers=False)
-    running = Consortium(tmp_path, tables, private_key, config, offline=["bank4"])
-    try:
-        with pytest.raises(NoAnswerError, match=r"partial_answers: false\), and these did not answer: bank4"):
-            running.ask(sample_ids(tables, 10))
-        assert not running.log("agg").records()  # the aggregator was not asked
-        running.institutions["bank1"].client.config = replace(config, policy=replace(config.policy,
-                                                                                     partial_answers=True))
-        with pytest.raises(PeerRefusedError, match="only queries over every other institution .* holds 2 of 3"):
-            running.ask(sample_ids(tables, 10))
-    finally:
-        running.stop()
 
 
 def test_with_partial_answers_off_the_aggregator_refuses_while_it_lacks_an_institutions_records():

@@ -1,5 +1,6 @@
 """Deviating askers in the private query: one asking about every id it can think of (closed by
-policy.max_ids_per_day) and one offsetting its unpads in `aggregate` mode (a limit, documented).
+policy.max_ids_per_day), one comparing answers with and without an institution (closed by
+policy.partial_answers: false) and one offsetting its unpads in `aggregate` mode (a limit, documented).
 
 The second documents a limit, stated in docs/security.md ("Private query", limits) and docs/query.md:
 `aggregate` mode assumes a semi-honest asker. An asker that offsets each institution's encrypted
@@ -11,10 +12,12 @@ the attack was prevented: update both documents.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from isthmus.errors import PeerRefusedError
 from isthmus.query import asker, protocol
 from isthmus.query.records import PAD_BITS, tag_and_pad
 from isthmus.query.synthetic import ACTIVE, truth
@@ -92,5 +95,37 @@ def test_a_members_abort_notice_silences_no_service(tmp_path, tables, private_ke
         for member in ("bank1", "bank2"):
             batch = running.ask(ids, asker=member)
             assert batch.complete and [(a.institutions, a.exposure) for a in batch.answers] == truth(tables, member, ids)
+    finally:
+        running.stop()
+
+
+def test_answers_with_and_without_an_institution_tell_its_loans_unless_partial_answers_is_off(
+        tmp_path, tables, private_key):
+    """Asked while bank4 is down and again once it is back, the same ids' answers differ by bank4's count and
+    amount for each (the default, partial_answers: true). With false the asker asks the aggregator nothing
+    while an institution is missing, and the aggregator refuses a query that leaves one out (an asker
+    that sends it anyway)."""
+    ids = sample_ids(tables, 20)
+    answers = {}
+    for state, offline in (("down", ["bank4"]), ("back", [])):
+        running = Consortium(tmp_path / state, tables, private_key, make_config(), offline=offline)
+        try:
+            answers[state] = running.ask(ids).answers
+        finally:
+            running.stop()
+    differences = [(back.institutions - down.institutions, back.exposure - down.exposure)
+                   for back, down in zip(answers["back"], answers["down"])]
+    assert differences == truth({"bank4": tables["bank4"]}, ASKER, ids)
+
+    config = make_config(partial_answers=False)
+    running = Consortium(tmp_path / "refusing", tables, private_key, config, offline=["bank4"])
+    try:
+        with pytest.raises(asker.NoAnswerError, match=r"partial_answers: false\), and these did not answer: bank4"):
+            running.ask(ids)
+        assert not running.log("agg").records()  # the aggregator was not asked
+        client = running.institutions[ASKER].client  # deviating: it asks anyway, under the agreed policy's digest
+        client.config = replace(config, policy=replace(config.policy, partial_answers=True))
+        with pytest.raises(PeerRefusedError, match="only queries over every other institution .* holds 2 of 3"):
+            running.ask(ids)
     finally:
         running.stop()
