@@ -193,7 +193,8 @@ def test_too_many_dropouts_end_the_job_with_a_clear_error(breast_with_gaps):
                            crash=("client-3", "init", 1), round_timeout=1.0, settle=True)
     assert outcomes["client-3"].startswith("client-3 crashed")
     assert isinstance(outcomes["aggregator"], SecAggError)
-    assert "only 2 clients" in str(outcomes["aggregator"]) and "3 needed" in str(outcomes["aggregator"])
+    assert "only 2 clients advertised keys, 3 needed" in str(outcomes["aggregator"])
+    assert str(outcomes["aggregator"]).endswith("; not client-3")  # who, not only how many
     for survivor in ("client-1", "client-2"):  # told, not left waiting
         assert "ended the job without a model" in str(outcomes[survivor])
 

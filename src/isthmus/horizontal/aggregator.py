@@ -245,7 +245,7 @@ class Aggregator:
         keys = self._agreed_metric_keys(server_round, adverts, left_out)
         server = SecAggServer(self.terms, session, reply_tag("fit", server_round), vector_length(parameters, keys))
         try:
-            requests = server.start(adverts)
+            requests = server.start(adverts, asked=chosen)
             replies, failed = self._request("share_keys", server_round, requests)
             left_out.update(failed)
             requests = server.route_shares(replies)

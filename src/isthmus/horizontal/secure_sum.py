@@ -454,8 +454,9 @@ class SecAggServer:
         """Fewest clients the sum may hold: the clients' own quorum, which they enforce too."""
         return self.terms.quorum.minimum
 
-    def start(self, adverts: dict[str, Any]) -> dict[str, dict]:
-        """Stage 1 -> 2: from each client's signed public keys, the share_keys request for each client."""
+    def start(self, adverts: dict[str, Any], asked: Iterable[str] = ()) -> dict[str, dict]:
+        """Stage 1 -> 2: from each client's signed public keys, the share_keys request for each client.
+        ``asked``: the clients asked to advertise, named if too few did."""
         seen: set[bytes] = set()
         for name in sorted(adverts):
             check = Inspect(name, "advertise")
@@ -475,7 +476,7 @@ class SecAggServer:
             seen |= {c_pk, s_pk}
             self._peers[name] = _Peer(len(self._peers) + 1, c_pk, s_pk, signature)
         names = list(self._peers)
-        self._require(names, "advertised keys")
+        self._require(names, "advertised keys", of=asked)
         self._graph = neighbourhoods(names, self.terms.config.neighbours)
         requests = {}
         for name in names:

@@ -68,7 +68,7 @@ class AggregatorRounds:
         adverts, failures = self.fleet.request(op, self._round, {c: request for c in self.members}, self.timeout)
         server = SecAggServer(self.terms, session, reply_tag(op, self._round), length)
         try:
-            requests = server.start(adverts)
+            requests = server.start(adverts, asked=self.members)
             for stage, advance in (("share_keys", server.route_shares), ("masked_input", server.collect_masked),
                                    ("consistency", server.collect_signatures)):
                 replies, failed = self.fleet.request(stage, self._round, requests, self.timeout)
