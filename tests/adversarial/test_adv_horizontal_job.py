@@ -36,8 +36,8 @@ HOSTILE_AGGREGATOR = textwrap.dedent("""
 
     honest_start, honest_route = SecAggServer.start, SecAggServer.route_shares
 
-    def start(server, adverts):  # round 2: client-3 is shown the aggregator's own key as client-2's
-        requests = honest_start(server, adverts)
+    def start(server, adverts, asked=()):  # round 2: client-3 is shown the aggregator's own key as client-2's
+        requests = honest_start(server, adverts, asked)
         if server.label == "hfl/fit/2":
             requests["client-3"]["neighbours"]["client-2"]["s_pk"] = generate_keypair()[1]
         return requests

@@ -175,7 +175,8 @@ def mount_board(app: FastAPI, coordinator: Coordinator, guard: Guard) -> None:
         pending = []
         for job in store.with_status("pending"):
             proposal = proposal_of(job)
-            pending.append({"job": job, "summary": _summary(job), "rules": policy_rows(config, proposal, coordinator.testable),
+            pending.append({"job": job, "summary": _summary(job),
+                            "rules": policy_rows(config, proposal, coordinator.testable),
                             "document": yaml.safe_dump(proposal.body, sort_keys=False),
                             "tables": _my_tables(config, proposal, coordinator.me)})
         return page("approvals.html", pending=pending)
