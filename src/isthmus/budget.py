@@ -39,6 +39,10 @@ class IdBudget:
         with self._lock:
             return self._spent_in_window(peer, time.monotonic() if now is None else now)
 
+    def left(self, peer: str, now: float | None = None) -> int:
+        """How many more ids ``peer`` may have answered within the window."""
+        return self.limit - self.spent(peer, now)
+
     def _spent_in_window(self, peer: str, now: float) -> int:
         taken = self._taken.setdefault(peer, deque())
         while taken and taken[0][0] <= now - self.window_seconds:

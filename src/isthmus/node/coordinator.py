@@ -260,7 +260,7 @@ class Coordinator:
         if cost == math.inf:
             raise Refusal("max_peer_ids_per_day", "the intersect step sets no max_peer_ratio, so the ids the other "
                                                   "parties could test against this node's table are not bounded")
-        over = [member for member in members if self.testable.spent(member) + cost > self.testable.limit]
+        over = [member for member in members if self.testable.left(member) < cost]
         if over and accepted_at is None:
             raise Refusal("max_peer_ids_per_day", f"{', '.join(over)} may test no more ids against this node's "
                                                   "tables today (the job's max_peer_ratio times this node's rows)")

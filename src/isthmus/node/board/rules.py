@@ -67,7 +67,7 @@ def _ids_left_today(config: NodeConfig, plan: Plan, proposal: Proposal, testable
         return {**row, "asked": str(exc), "met": False}
     if charge == math.inf:
         return {**row, "asked": "no max_peer_ratio: any number of ids", "met": False}
-    left = {member: testable.limit - testable.spent(member) for member in charged_members(proposal, config.party)}
+    left = {member: testable.left(member) for member in charged_members(proposal, config.party)}
     return {**row, "asked": f"{charge:,.0f} ids from each of {', '.join(left) or 'no one'}; left today: "
                             + (", ".join(f"{member} {ids:,.0f}" for member, ids in left.items()) or "-"),
             "met": all(ids >= charge for ids in left.values())}
