@@ -12,14 +12,17 @@ import threading
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 from conftest import run_parties
 from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError
 from isthmus.jobs.spec import parse_job
 from isthmus.jobs.plan import make_plan
 from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearOptions
-from isthmus.algorithms.hetero_linear import cipher, sigmoid, tags
+from isthmus.algorithms.hetero_linear import batches, cipher, sigmoid, tags
 from isthmus.algorithms.hetero_linear.host import _HostTrainer
+from isthmus.protocols.inspect import Inspect
 from isthmus.transport.local import LocalHub
 
 GUEST_FEATURES, HOST_FEATURES = 2, 6
@@ -73,6 +76,96 @@ def test_a_curious_host_never_sees_a_batch_it_can_solve_for_the_labels(monkeypat
         recovered = np.mean(pinv_attack(X_host[rows], gradient) == y[rows])
         assert recovered < 0.75, f"the host recovered {recovered:.0%} of a {len(rows)}-row batch's labels"
     assert [len(rows) for rows, _ in seen] == [n]  # one batch: the 3-row tail joined the 1024 rows
+
+
+def stacked_attack(X_host: np.ndarray, seen: list, epochs: int) -> np.ndarray:
+    """The curious host's least squares over every gradient it decrypted: X_bᵀ (p_e - y_b) = g with the
+    labels y and one mean prediction p_e per epoch unknown (d = sigmoid(z) - y). Returns its label scores."""
+    n, k = X_host.shape
+    per_epoch = len(seen) // epochs
+    equations, values = [], []
+    for index, (rows, gradient) in enumerate(seen):
+        block = np.zeros((k, n + epochs))
+        block[:, rows] = -X_host[rows].T
+        block[:, n + index // per_epoch] = X_host[rows].sum(axis=0)
+        equations.append(block)
+        values.append(gradient)
+    return np.linalg.lstsq(np.vstack(equations), np.concatenate(values), rcond=None)[0][:n]
+
+
+def test_a_curious_host_stacking_its_gradients_over_the_epochs_learns_no_more_than_its_columns_tell(monkeypatch):
+    """Each batch is safe alone, but batches drawn afresh every epoch gave the host k new equations over
+    the same labels each time: stacked over 30 epochs, least squares read them at AUC 0.94 here. Every
+    epoch now visits the same batches, and the attack reads no more than a model of the host's own
+    columns fitted to the labels would (its in-sample AUC, 0.74)."""
+    rng = np.random.default_rng(3)
+    n, epochs = 300, 30
+    X_guest, X_host = rng.normal(size=(n, GUEST_FEATURES)), rng.normal(size=(n, HOST_FEATURES))
+    y = (X_guest[:, 0] + X_host[:, 0] + rng.normal(size=n) > 0).astype(float)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    batch_rows = threading.local()
+    train_batch, decrypt = _HostTrainer.train_batch, cipher.decrypt_via_arbiter
+
+    def curious_train_batch(self, rows, model):
+        batch_rows.rows = rows
+        return train_batch(self, rows, model)
+
+    def curious_decrypt(channel, arbiter, value, size):
+        plain = decrypt(channel, arbiter, value, size)
+        if channel.party == "host":
+            seen.append((batch_rows.rows.copy(), plain.copy()))
+        return plain
+
+    monkeypatch.setattr(_HostTrainer, "train_batch", curious_train_batch)
+    monkeypatch.setattr(cipher, "decrypt_via_arbiter", curious_decrypt)
+    train_three_parties(LinearOptions(epochs=epochs, batch_size=SAFE_ROWS, tol=0, encrypt=False), X_guest, y, X_host)
+
+    assert len(seen) == 2 * epochs  # two batches of at least the floor, every epoch
+    attack = roc_auc_score(y, stacked_attack(X_host, seen, epochs))
+    columns_alone = roc_auc_score(y, LogisticRegression().fit(X_host, y).decision_function(X_host))
+    assert attack < columns_alone + 0.04, (attack, columns_alone)
+
+
+def test_the_host_refuses_a_guest_that_mixes_rows_of_earlier_batches(monkeypatch):
+    """A deviating guest drawing batches afresh (to stack a host's equations, or its own over the hosts'
+    partial scores) is refused at its first mixed batch, after the same batches were taken again."""
+    rng = np.random.default_rng(7)
+    n = 3 * SAFE_ROWS  # two batches: the floor is a little above SAFE_ROWS for labels not exactly balanced
+    X_guest, X_host = rng.normal(size=(n, GUEST_FEATURES)), rng.normal(size=(n, HOST_FEATURES))
+    y = (X_guest[:, 0] + X_host[:, 0] > 0).astype(float)
+    sent: list[np.ndarray] = []
+    train_batch = HeteroLinearGuest._train_batch
+
+    def deviating_train_batch(self, model, rows, target, optimizer, penalized):
+        sent.append(rows)
+        if len(sent) == 5:  # epoch 3: one row of the other batch swapped in
+            other = next(earlier for earlier in sent if not np.array_equal(earlier, rows))
+            rows = np.sort(np.concatenate([rows[1:], other[:1]]))
+        return train_batch(self, model, rows, target, optimizer, penalized)
+
+    monkeypatch.setattr(HeteroLinearGuest, "_train_batch", deviating_train_batch)
+    with pytest.raises(AssertionError) as failure:
+        train_three_parties(LinearOptions(epochs=3, batch_size=SAFE_ROWS, tol=0, encrypt=False), X_guest, y, X_host)
+    error = failure.value.__cause__
+    assert isinstance(error, ProtocolError) and error.peer == "guest", repr(error)
+    assert "mixes rows of earlier batches" in str(error) and len(sent) == 5
+
+
+@pytest.mark.parametrize("later, taken", [
+    (np.arange(10), True),  # the same batch again
+    (np.arange(10, 20), True),  # rows never batched
+    (np.arange(5, 15), False),  # a mix
+    (np.arange(5), False),  # part of a batch
+    (np.arange(12), False),  # a batch and more
+])
+def test_a_partition_takes_a_batch_again_or_new_rows_only(later, taken):
+    partition = batches.Partition(30)
+    partition.check(np.arange(10), Inspect("guest", tags.CONTROL))
+    if taken:
+        partition.check(later, Inspect("guest", tags.CONTROL))
+    else:
+        with pytest.raises(ProtocolError, match="mixes rows of earlier batches"):
+            partition.check(later, Inspect("guest", tags.CONTROL))
 
 
 def test_the_attack_works_on_a_batch_no_larger_than_the_host_features():

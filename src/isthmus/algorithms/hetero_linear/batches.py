@@ -11,7 +11,16 @@ knapsacks while the labels carry fewer bits than the equations, m < k b. So a ba
 comfortably more rows than that: at least ``(precision + SAFETY_BITS)`` rows per feature of the
 widest party, and the guest, which knows its labels, multiplies that by ``label_growth``: rare
 positives carry less than one bit each, and K classes give K - 1 equations per feature.
-docs/security.md gives the argument and what still leaks.
+
+The floor bounds one batch. Batches drawn afresh every epoch would give a host k new equations over
+other rows' labels each time, and stacked over the epochs (d = p - y, with p a prediction it models
+as one unknown per epoch) they determine the labels: on 6,000 rows of default_credit, a host of 11
+columns read them at AUC 0.94 after 20 epochs and 0.997 after 50, by least squares. So the guest draws
+the batches once and every epoch visits the same ones (in a new order): a host's equations then
+always bear on the same k sums per batch, and the same attack reads 0.60, what the host's columns
+alone predict of the labels in-sample (0.635). Hosts refuse a batch that mixes rows of earlier ones
+(:class:`Partition`): that also keeps a deviating guest from stacking equations over their partial
+scores. docs/security.md gives the argument and what still leaks.
 """
 
 from __future__ import annotations
@@ -92,6 +101,24 @@ def check_batch(rows: np.ndarray, min_rows: int, check: Inspect) -> None:
     if distinct != len(rows) or distinct < min_rows:
         check.fail(f"refusing a batch of {len(rows)} rows ({distinct} distinct): at least {min_rows} distinct rows "
                    "are needed so that no party can solve its decrypted gradient for single rows")
+
+
+class Partition:
+    """The batches a host has been asked to train on: each row belongs to one batch for the whole fit."""
+
+    def __init__(self, n_rows: int):
+        self._batch_of = np.full(n_rows, -1, dtype=np.int64)  # which batch each row is in; -1: none yet
+        self._sizes: list[int] = []
+
+    def check(self, rows: np.ndarray, check: Inspect) -> None:
+        """Accept ``rows`` (distinct) if they are a batch seen before or rows never batched; refuse a mix."""
+        owners = self._batch_of[rows]
+        if (owners == -1).all():
+            self._batch_of[rows] = len(self._sizes)
+            self._sizes.append(len(rows))
+        elif not (owners[0] >= 0 and (owners == owners[0]).all() and self._sizes[owners[0]] == len(rows)):
+            check.fail(f"refusing a batch of {len(rows)} rows that mixes rows of earlier batches: gradients over "
+                       "batches drawn afresh, stacked over the epochs, solve for the labels and partial scores")
 
 
 def feature_counts(obj, check: Inspect) -> dict[str, int]:

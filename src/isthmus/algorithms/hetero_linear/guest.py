@@ -4,9 +4,10 @@ Per batch (white paper steps 2-4): hosts send encrypted partial predictions [[u_
 the encrypted residual [[d]] = sum [[u_h]] + (its own plaintext part) and sends it to the hosts; every
 party computes its encrypted gradient X.T @ [[d]], masks it and has the arbiter decrypt it. The guest
 also has the encrypted loss decrypted, from which it decides convergence. Batches are never smaller
-than the floor of batches.py: a short tail joins the previous batch. A softmax model (multiclass with
-``residual: sigmoid``, softmax.py) has K weight columns per party, and every value above is K per row
-(flat, row-major); one-vs-rest trains K one-column models one after the other.
+than the floor of batches.py (a short tail joins the previous batch), and are drawn once: every epoch
+visits the same batches in a new order. A softmax model (multiclass with ``residual: sigmoid``,
+softmax.py) has K weight columns per party, and every value above is K per row (flat, row-major);
+one-vs-rest trains K one-column models one after the other, over the same batches.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class HeteroLinearGuest:
             raise DataError("the guest has no training rows left after the validation split")
         self.features_ = {channel.party: self._X.shape[1], **self._host_features()}
         edges = self._plan_batches(np.column_stack(targets), progress)  # refuse too few rows before training
+        shuffled = rng.permutation(self.train_rows_)
+        partition = [np.sort(shuffled[start:stop]) for start, stop in pairwise(edges)]
 
         self._columns = targets[0].shape[1]
         self.coef_ = np.zeros((self._X.shape[1], len(targets) * self._columns))
@@ -70,7 +73,7 @@ class HeteroLinearGuest:
         channel.send(arbiter, tags.ARBITER_CONTROL, {"op": "start", **start})
         try:
             for model, target in enumerate(targets):
-                self._fit_model(model, target, edges, rng, progress)
+                self._fit_model(model, target, partition, rng, progress)
         finally:
             self._randomness.close()
         if cfg.early_stopping_rounds:
@@ -107,22 +110,24 @@ class HeteroLinearGuest:
                               f"a batch's decrypted gradient from revealing rows ({why})"})
         return edges
 
-    def _fit_model(self, model: int, target: np.ndarray, edges: list[int], rng: np.random.Generator,
+    def _fit_model(self, model: int, target: np.ndarray, partition: list[np.ndarray], rng: np.random.Generator,
                    progress: Progress | None) -> None:
+        """Every epoch visits the same batches (``partition``, drawn once for every model), in a new order:
+        batches drawn afresh each epoch gave a host new equations over the same labels every epoch, and its
+        decrypted gradients, stacked, gave them all (batches.py)."""
         cfg = self.config
         optimizer = make_optimizer(cfg.optimizer, learning_rate=cfg.learning_rate, decay=cfg.decay)
         penalized = np.ones((self._X.shape[1], self._columns), dtype=bool)
         penalized[-1] = not cfg.fit_intercept  # the intercept is never penalised
         previous_loss, best_val, stale = np.inf, np.inf, 0
         for epoch in range(cfg.epochs):
-            shuffled = rng.permutation(self.train_rows_)
             loss_sum = 0.0
-            for start, stop in pairwise(edges):
-                rows = np.sort(shuffled[start:stop])
+            for batch in rng.permutation(len(partition)):
+                rows = partition[batch]
                 loss_sum += self._train_batch(model, rows, target[rows], optimizer, penalized) * len(rows)
-            loss = loss_sum / len(shuffled)
+            loss = loss_sum / len(self.train_rows_)
             record = {"model": model, "epoch": epoch + 1, "epochs": cfg.epochs, "loss": loss,
-                      "batch_rows": edges[1] - edges[0]}
+                      "batch_rows": len(partition[0])}
             if len(self.validation_rows_):
                 val_loss = self._validation_loss(model, target)
                 record["validation_loss"] = val_loss

@@ -6,6 +6,8 @@ arbiter and updates its weights. It sends plaintext only for prediction (its par
 is what joint prediction means. It tells the guest its feature count at the start and refuses any
 batch too small for the widest party (batches.py): over such a batch its own decrypted gradient
 would give it the guest's labels, and the guest's gradient would give the guest its partial scores.
+It also refuses a batch mixing rows of earlier ones: over batches drawn afresh, gradients stacked
+over the epochs give the same.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class HeteroLinearHost:
     def _batch(self, order: dict, check: Inspect) -> None:
         rows = check.indices(order.get("rows"), len(self._trainer.X))
         batches.check_batch(rows, self._trainer.min_rows, check)
+        self._trainer.partition.check(rows, check)
         self._trainer.train_batch(rows, self._model(order, check))
 
     def _keep_best(self, order: dict, check: Inspect) -> None:
@@ -95,6 +98,7 @@ class _HostTrainer:
         self.public_key, self.guest, self.arbiter = public_key, guest, arbiter
         self.coef = np.zeros((X.shape[1], 0))
         self.min_rows, self.columns, self.optimizers = 0, 1, []  # set by start()
+        self.partition = batches.Partition(len(X))
         self.randomness = cipher.Randomness(public_key)
 
     def start(self, n_models: int, columns: int, features: dict[str, int]) -> None:
