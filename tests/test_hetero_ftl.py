@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ftl_helpers import QUICK, ROSTER, run_ftl, tables
-from isthmus.algorithms.hetero_ftl import terms
+from isthmus.algorithms.hetero_ftl import terms, training
 from isthmus.algorithms.hetero_ftl.exchange import times
 from isthmus.algorithms.registry import algorithm
 from isthmus.errors import ConfigError, DataError
@@ -98,9 +98,27 @@ def test_transfer_comes_close_to_a_host_model_that_had_every_true_label(plain_ru
     assert plain_run[2] > upper_auc - 0.05, (plain_run[2], upper_auc)
 
 
-def test_local_rounds_trade_exchanges_for_stale_terms_and_still_learn(tmp_path, split, plain_run):
-    _, predictions, auc = run_ftl(tmp_path, {"protection": "plain", "local_rounds": 3}, split)
-    assert auc > 0.85 and not np.allclose(predictions.score, plain_run[1].score)
+def test_local_rounds_trade_exchanges_for_stale_terms_and_still_learn(tmp_path, split):
+    """Linear networks: each local round adds a party's weight count to the sums it decrypts over the same
+    terms, so three rounds of the 8-unit networks would need more than the 60 shared rows (min_batch_rows)."""
+    linear = {"protection": "plain", "hidden": 0}
+    _, once, _ = run_ftl(tmp_path / "once", linear, split)
+    _, predictions, auc = run_ftl(tmp_path / "thrice", {**linear, "local_rounds": 3}, split)
+    assert auc > 0.85 and not np.allclose(predictions.score, once.score)
+
+
+def test_batches_are_drawn_once_never_below_the_floor_and_visited_in_a_new_order():
+    options = FTL.Options(batch_size=10, local_rounds=2, representation=4)
+    floor = training.min_batch_rows(options, 92, 84)
+    assert floor == 2 * 2 * 92 // 4  # MARGIN x local rounds x the larger weight count / representation
+    parts = training.partition(200, options, floor)
+    assert [len(p) for p in parts] == [92, 108]  # batch_size raised to the floor; the short tail merged
+    assert sorted(np.concatenate(parts).tolist()) == list(range(200))
+    epochs = [[p.tolist() for p in training.batches(parts, options, epoch)] for epoch in range(6)]
+    assert all(sorted(e) == sorted(p.tolist() for p in parts) for e in epochs)  # the same batches every epoch
+    assert len({tuple(map(tuple, e)) for e in epochs}) == 2  # in both orders
+    with pytest.raises(DataError, match="share 60 rows, fewer than the 92 a batch needs"):
+        training.partition(60, options, floor)
 
 
 def test_the_guests_own_term_on_all_its_rows_makes_phi_rank_them_before_any_message(split):

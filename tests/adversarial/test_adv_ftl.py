@@ -1,4 +1,5 @@
-"""A hostile FTL peer: every value it sends the guest is checked, and the failure names it and the tag.
+"""A hostile FTL peer: every value it sends the guest is checked, and the failure names it and the tag;
+and a curious host, which must not solve its decrypted weight gradient for the per-row gradients.
 
 The hostile host plays the protocol honestly up to one message, which it replaces: a masked weight
 gradient of the wrong length, one under its own key instead of the guest's, an extra field, a forged
@@ -96,3 +97,25 @@ def test_a_malformed_masked_gradient_from_the_guest_stops_the_host_naming_it(tmp
         run_ftl(tmp_path, {}, roles={"guest": lambda: guest(hub)}, hub=hub)
     error = failed.value.__cause__
     assert isinstance(error, ProtocolError) and "guest" in str(error) and MASKED in str(error), repr(error)
+
+
+def test_a_curious_host_cannot_solve_its_weight_gradient_for_the_per_row_gradients(tmp_path, monkeypatch):
+    """The host decrypts J^T g: its weight gradient, P sums over the batch of the n x d per-row gradients g,
+    which carry the guest's labels (-y_i Phi / 2). Batches of 10 shared rows (n d = 40 < P = 84) gave it g
+    exactly, by least squares; every batch now holds at least twice as many per-row values as sums."""
+    from isthmus.algorithms.hetero_ftl import host
+
+    seen = []
+    parameter_gradient = host.parameter_gradient
+
+    def curious(jacobian, output_gradient):
+        seen.append((jacobian, np.asarray(output_gradient, dtype=float).ravel()))
+        return parameter_gradient(jacobian, output_gradient)
+
+    monkeypatch.setattr(host, "parameter_gradient", curious)
+    run_ftl(tmp_path, {"protection": "plain", "batch_size": 10})
+    assert seen
+    for jacobian, g in seen:
+        solved = np.linalg.lstsq(jacobian.T, jacobian.T @ g, rcond=None)[0]
+        assert np.linalg.norm(solved - g) > 0.2 * np.linalg.norm(g), "the host solved for the per-row gradients"
+        assert jacobian.shape[0] >= 2 * jacobian.shape[1]

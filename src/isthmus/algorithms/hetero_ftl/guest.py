@@ -9,7 +9,7 @@ from isthmus.algorithms.hetero_ftl import nets, supervised, terms
 from isthmus.algorithms.hetero_ftl.exchange import Link
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
 from isthmus.algorithms.hetero_ftl.training import (LABEL_CHUNK, batches, fit_inputs, joined, parameter_gradient,
-                                                    shared_rows)
+                                                    plan_batches, shared_rows)
 from isthmus.errors import DataError
 from isthmus.protocols.inspect import Inspect
 
@@ -38,12 +38,13 @@ def fit_guest(party: Party, options: FtlOptions) -> dict:
     X = torch.from_numpy(scaler.transform(table.features))
     net = nets.build(X.shape[1], options.hidden, options.representation, options.seed)
     link = Link(party.channel, host, options.protection == "encrypted", options.key_bits, nets.flat_parameters(net))
+    parts = plan_batches(party, options, len(overlap), nets.flat_parameters(net), link.peer_parameters)
     optimizer = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
     y_t, d = torch.from_numpy(y), options.representation
     supervised.pretrain(net, optimizer, X, y_t, options.guest_pretrain_epochs, options.l2)
     for epoch in range(options.epochs):
         losses = []
-        for batch in batches(len(overlap), options, epoch):
+        for batch in batches(parts, options, epoch):
             rows, n = overlap[batch], len(batch)
             for local in range(options.local_rounds):
                 phi, phi_jacobian = nets.outputs_and_jacobian(

@@ -11,7 +11,8 @@ from isthmus.algorithms.hetero_ftl import nets, terms
 from isthmus.algorithms.hetero_ftl.exchange import Link, times
 from isthmus.algorithms.hetero_ftl.guest import COUNT
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
-from isthmus.algorithms.hetero_ftl.training import LABEL_CHUNK, batches, fit_inputs, parameter_gradient, shared_rows
+from isthmus.algorithms.hetero_ftl.training import (LABEL_CHUNK, batches, fit_inputs, parameter_gradient,
+                                                    plan_batches, shared_rows)
 
 PREDICTIONS = "predictions.csv"
 
@@ -27,10 +28,11 @@ def fit_host(party: Party, options: FtlOptions) -> dict:
     X_t = torch.from_numpy(X)
     net = nets.build(X.shape[1], options.hidden, options.representation, options.seed + 1)
     link = Link(party.channel, guest, options.protection == "encrypted", options.key_bits, nets.flat_parameters(net))
+    parts = plan_batches(party, options, len(overlap), nets.flat_parameters(net), link.peer_parameters)
     optimizer = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
     d = options.representation
     for epoch in range(options.epochs):
-        for batch in batches(len(overlap), options, epoch):
+        for batch in batches(parts, options, epoch):
             rows, n = overlap[batch], len(batch)
             for local in range(options.local_rounds):
                 u_b, jacobian = nets.outputs_and_jacobian(net, lambda params: functional_call(net, params, (X_t[rows],)))

@@ -1,8 +1,9 @@
-"""What both FTL parties do alike: check the overlap, agree on batches without talking, form the
-encrypted gradient of their own weights."""
+"""What both FTL parties do alike: check the overlap, agree on batches without talking (large enough that
+neither can solve what it decrypts for single rows), form the encrypted gradient of their own weights."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,6 +16,8 @@ from isthmus.ml.scaling import RankGauss, Standardizer
 
 #: Rows the host's labelling sends per masked decryption.
 LABEL_CHUNK = 4096
+#: How many times the sums a party decrypts each batch's per-row values must outnumber (min_batch_rows).
+MARGIN = 2
 
 
 def fit_inputs(features: np.ndarray, options: FtlOptions) -> RankGauss | Standardizer:
@@ -33,11 +36,49 @@ def shared_rows(party: Party, options: FtlOptions) -> np.ndarray:
     return party.overlap
 
 
-def batches(count: int, options: FtlOptions, epoch: int) -> Iterator[np.ndarray]:
-    """The same batches of shared rows at both parties: a permutation drawn from the job's seed."""
-    order = np.random.default_rng([options.seed, epoch]).permutation(count)
-    for start in range(0, count, options.batch_size):
-        yield order[start:start + options.batch_size]
+def min_batch_rows(options: FtlOptions, parameters: int, peer_parameters: int) -> int:
+    """Fewest shared rows in a batch, the same at both parties (each knows both weight counts).
+
+    Each party decrypts the other's weight gradient: P sums over the batch of n x d per-row gradients,
+    which hold the guest's labels (the host's gradient) or the host's representations (the guest's). With
+    n d <= P they are solved for exactly, and the labels read off them (on default_credit, AUC 0.99 from
+    one epoch). Past that the sums still tell: with the same batches every epoch, a host's least squares
+    read the labels at AUC 0.82 at n d = 1.2 P, against 0.71 for its own model on those rows. So every
+    batch holds ``MARGIN`` times the sums its gradients give, per local round (one local round's terms
+    serve all of them, so each adds P equations over the same values)."""
+    widest = max(parameters, peer_parameters)
+    return math.ceil(MARGIN * options.local_rounds * widest / options.representation)
+
+
+def partition(count: int, options: FtlOptions, min_rows: int) -> list[np.ndarray]:
+    """The batches of shared rows, the same at both parties: drawn once from the job's seed, of
+    ``max(batch_size, min_rows)`` rows, the short tail merged into the last. Drawn afresh each epoch, they
+    gave a party new sums over the same labels every epoch: stacked over 20 epochs a host's read them at
+    AUC 0.999 (batches of 50), 0.98 (150)."""
+    if count < min_rows:
+        raise DataError(f"hetero_ftl: the parties share {count} rows, fewer than the {min_rows} a batch needs "
+                        f"({MARGIN} x local_rounds x the larger network's weights / representation: fewer would let "
+                        "a party solve what it decrypts for single rows); share more rows or lower `hidden`")
+    size = max(options.batch_size, min_rows)
+    order = np.random.default_rng(options.seed).permutation(count)
+    edges = [i * size for i in range(max(1, count // size))] + [count]
+    return [order[start:stop] for start, stop in zip(edges, edges[1:])]
+
+
+def plan_batches(party: Party, options: FtlOptions, count: int, parameters: int, peer_parameters: int
+                 ) -> list[np.ndarray]:
+    """:func:`partition` at the floor of :func:`min_batch_rows`, saying so when it raised ``batch_size``."""
+    parts = partition(count, options, min_batch_rows(options, parameters, peer_parameters))
+    if len(parts[0]) > options.batch_size:
+        party.progress(note=f"batch_size {options.batch_size} raised to {len(parts[0])} shared rows, so that "
+                            "neither party can solve what it decrypts for single rows")
+    return parts
+
+
+def batches(parts: list[np.ndarray], options: FtlOptions, epoch: int) -> Iterator[np.ndarray]:
+    """The batches of :func:`partition`, in the same new order at both parties each epoch."""
+    for index in np.random.default_rng([options.seed, epoch]).permutation(len(parts)):
+        yield parts[index]
 
 
 def parameter_gradient(jacobian: np.ndarray, output_gradient: Encrypted) -> Encrypted:
