@@ -32,8 +32,8 @@ class FtlOptions(Options):
     #: (chosen on development seeds, benchmarks/ftl.py).
     l2: Annotated[float, Field(ge=0, le=10)] = 1e-2
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 20
-    #: Shared rows per step (50, as benchmarks/ftl.py measures), raised to the floor that keeps either party
-    #: from solving what it decrypts for single rows (training.min_batch_rows).
+    #: Shared rows per step (50, as benchmarks/ftl.py measures), raised to the floor below which a party
+    #: solves what it decrypts for single rows (training.min_batch_rows).
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 50
     learning_rate: Annotated[float, Field(gt=0, le=10)] = 0.02
     #: Gradient steps each party takes per exchange of the other's encrypted terms (FATE's local_round):

@@ -3,7 +3,6 @@ neither can solve what it decrypts for single rows), form the encrypted gradient
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,8 +15,6 @@ from isthmus.ml.scaling import RankGauss, Standardizer
 
 #: Rows the host's labelling sends per masked decryption.
 LABEL_CHUNK = 4096
-#: How many times the sums a party decrypts each batch's per-row values must outnumber (min_batch_rows).
-MARGIN = 2
 
 
 def fit_inputs(features: np.ndarray, options: FtlOptions) -> RankGauss | Standardizer:
@@ -40,24 +37,24 @@ def min_batch_rows(options: FtlOptions, parameters: int, peer_parameters: int) -
     """Fewest shared rows in a batch, the same at both parties (each knows both weight counts).
 
     Each party decrypts the other's weight gradient: P sums over the batch of n x d per-row gradients,
-    which hold the guest's labels (the host's gradient) or the host's representations (the guest's). With
-    n d <= P they are solved for exactly, and the labels read off them (on default_credit, AUC 0.99 from
-    one epoch). Past that the sums still tell: with the same batches every epoch, a host's least squares
-    read the labels at AUC 0.82 at n d = 1.2 P, against 0.71 for its own model on those rows. So every
-    batch holds ``MARGIN`` times the sums its gradients give, per local round (one local round's terms
-    serve all of them, so each adds P equations over the same values)."""
+    which hold the guest's labels (the host's gradient) or the host's representations (the guest's), with
+    coefficients (its Jacobian) it knows. With n d <= P least squares gives them exactly, and the labels
+    off them in one epoch (default_credit: AUC 0.99). So a batch holds more per-row values than the sums
+    of every local round (one round's terms serve them all, so each adds P sums over the same values).
+    Past that the sums still leak, over the epochs, as benchmarks/label_leakage.py measures and
+    docs/security.md says; a higher floor cost accuracy without stopping that."""
     widest = max(parameters, peer_parameters)
-    return math.ceil(MARGIN * options.local_rounds * widest / options.representation)
+    return options.local_rounds * widest // options.representation + 1
 
 
 def partition(count: int, options: FtlOptions, min_rows: int) -> list[np.ndarray]:
     """The batches of shared rows, the same at both parties: drawn once from the job's seed, of
-    ``max(batch_size, min_rows)`` rows, the short tail merged into the last. Drawn afresh each epoch, they
-    gave a party new sums over the same labels every epoch: stacked over 20 epochs a host's read them at
-    AUC 0.999 (batches of 50), 0.98 (150)."""
+    ``max(batch_size, min_rows)`` rows, the short tail merged into the last. Every epoch visits the same
+    batches: with a linear network (``hidden: 0``), whose Jacobian is its inputs, a host's sums then bear on
+    the same subspace every epoch, as a vertical LR host's do (benchmarks/label_leakage.py)."""
     if count < min_rows:
         raise DataError(f"hetero_ftl: the parties share {count} rows, fewer than the {min_rows} a batch needs "
-                        f"({MARGIN} x local_rounds x the larger network's weights / representation: fewer would let "
+                        "(local_rounds x the larger network's weights / representation, plus one: fewer would let "
                         "a party solve what it decrypts for single rows); share more rows or lower `hidden`")
     size = max(options.batch_size, min_rows)
     order = np.random.default_rng(options.seed).permutation(count)
