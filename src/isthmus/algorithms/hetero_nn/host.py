@@ -1,8 +1,9 @@
 """A host of hetero_nn: keeps its bottom model and its share of the interactive layer, follows orders.
 
-It never learns the labels or the guest's model: for each batch it sends its bottom output (under
-its own Paillier key when protected) and gets back only the gradient of that output, with which it
-trains its bottom model locally.
+It never learns the guest's model: for each batch it sends its bottom output (under its own Paillier
+key when protected) and gets back only the gradient of that output, row by row, with which it trains
+its bottom model locally. Those gradients point one way per class, so they reveal the training rows'
+labels (docs/security.md, benchmarks/label_leakage.py), as in any split learning.
 """
 
 from __future__ import annotations

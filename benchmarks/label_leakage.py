@@ -1,0 +1,211 @@
+"""What a curious host can read of the guest's labels from what it decrypts, by solving equations over it.
+
+    python benchmarks/label_leakage.py lr     # vertical LR: gradients stacked over epochs, batches fixed or drawn afresh
+    python benchmarks/label_leakage.py ftl    # hetero_ftl: weight gradients solved for the per-row ones
+    python benchmarks/label_leakage.py nn     # hetero_nn: the per-row gradient of the host's bottom output
+
+Each attack uses only what the honest protocol gives the host (its own decrypted values, its own rows and
+Jacobians) and scores the shared rows; the figure is the AUC of that score against the guest's labels,
+beside what the host's own columns predict of those labels in-sample (a logistic regression fitted on
+them: the most a model of its columns could tell). Data: default_credit (../shared/datasets/fate), the host
+holding the demographic and bill columns. ``lr`` computes the host's decrypted gradients X_bᵀ(σ(z) − y) in
+numpy, as the protocol does up to fixed-point rounding (tests/adversarial/test_adv_vertical.py runs the
+protocol itself); ``ftl`` and ``nn`` run the algorithms over the in-process channel and read the host's values
+where it computes them.
+
+Measured (2 cores, load 2-4), the AUC of the host's label scores:
+
+    lr  6,000 rows, batches of 312 (the floor), 50 epochs: batches drawn afresh every epoch 0.996, the same
+        batches every epoch 0.604 (the host's 11 columns in-sample: 0.635; the model: 0.728)
+    ftl 300 shared rows, 20 epochs, mean over batches, after one epoch / after 20 (host columns in-sample 0.673):
+        16 hidden units (the default): batches of 50 0.949 / 0.999, 150 0.674 / 0.925, 300 0.567 / 0.835
+        linear (--hidden 0): batches of 50 0.605 / 0.748, 150 0.595 / 0.561
+    nn  3,000 rows, 2 epochs, 94 batches of 64: median 1.000 per batch, lowest 0.935 (host columns in-sample 0.632)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ftl as ftl_bench  # noqa: E402  (its splits and its in-process FTL run)
+
+DATA = ftl_bench.DATA / "UCI_Credit_Card.csv"
+LABEL = "default.payment.next.month"
+HOST = ftl_bench.DEMOGRAPHY_BILLS
+
+
+def standardised(frame: pd.DataFrame) -> np.ndarray:
+    values = frame.to_numpy(float)
+    return (values - values.mean(0)) / values.std(0)
+
+
+def columns_alone(X_host: np.ndarray, y: np.ndarray) -> float:
+    """What the host's columns predict of the labels, in-sample."""
+    return roc_auc_score(y, LogisticRegression(max_iter=1000).fit(X_host, y).decision_function(X_host))
+
+
+def either_side(y: np.ndarray, scores: np.ndarray) -> float:
+    """The AUC of ``scores`` taken either way round: which side is which, the base rate tells."""
+    auc = roc_auc_score(y, scores)
+    return max(auc, 1 - auc)
+
+
+def per_batch(y: np.ndarray, scores: np.ndarray, batches: list[np.ndarray]) -> float:
+    """The mean over batches of :func:`either_side`: a batch's scores are oriented within it only."""
+    return float(np.mean([either_side(y[rows], scores[rows]) for rows in batches]))
+
+
+def principal_scores(per_row: np.ndarray) -> np.ndarray:
+    """Each row's coordinate on the first principal direction of its per-row vectors: the classes' gradients
+    point apart, so this separates them (up to which side is which)."""
+    centred = per_row - per_row.mean(0)
+    return centred @ np.linalg.svd(centred, full_matrices=False)[2][0]
+
+
+def lr(rows: int, epochs: int) -> None:
+    frame = pd.read_csv(DATA).sample(rows, random_state=0)
+    y = frame[LABEL].to_numpy(float)
+    X_host = standardised(frame[HOST])
+    X_guest = standardised(frame.drop(columns=[*HOST, "ID", LABEL]))
+    X = np.column_stack([X_guest, X_host, np.ones(rows)])
+    k, batch = X_host.shape[1], 24 * (X_guest.shape[1] + 1)  # the floor: 24 rows per feature of the widest party
+    for fixed in (False, True):
+        rng = np.random.default_rng(0)
+        weights, partition = np.zeros(X.shape[1]), rng.permutation(rows)
+        equations, values = [], []
+        edges = [i * batch for i in range(rows // batch)] + [rows]
+        for epoch in range(epochs):
+            order = partition if fixed else rng.permutation(rows)
+            for start, stop in zip(edges, edges[1:]):
+                batch_rows = np.sort(order[start:stop])
+                residual = 1 / (1 + np.exp(-X[batch_rows] @ weights)) - y[batch_rows]
+                # what the host decrypts: X_bᵀ d; it models d = p_e - y, p_e one unknown per epoch
+                block = np.zeros((k, rows + epochs))
+                block[:, batch_rows], block[:, rows + epoch] = -X_host[batch_rows].T, X_host[batch_rows].sum(0)
+                equations.append(block)
+                values.append(X_host[batch_rows].T @ residual)
+                weights -= 0.15 * X[batch_rows].T @ residual / len(batch_rows)
+        scores = np.linalg.lstsq(np.vstack(equations), np.concatenate(values), rcond=None)[0][:rows]
+        print(f"lr {rows} rows, batches of {batch}, {epochs} epochs, batches {'fixed' if fixed else 'drawn afresh'}: "
+              f"host reads the labels at AUC {roc_auc_score(y, scores):.3f} (its columns in-sample "
+              f"{columns_alone(X_host, y):.3f}; the model {roc_auc_score(y, X @ weights):.3f})", flush=True)
+
+
+def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int) -> None:
+    from isthmus.algorithms.hetero_ftl import host, training
+
+    seen, plans = [], []
+    parameter_gradient, plan_batches = host.parameter_gradient, host.plan_batches
+
+    def spy_gradient(jacobian, output_gradient):  # the host's decrypted sums are jacobianᵀ output_gradient
+        seen.append((jacobian, jacobian.T @ np.asarray(output_gradient, dtype=float).ravel()))
+        return parameter_gradient(jacobian, output_gradient)
+
+    def spy_plan(*args):
+        plans.append(plan_batches(*args))
+        return plans[-1]
+
+    host.parameter_gradient, host.plan_batches = spy_gradient, spy_plan
+    file, _, label, _, host_columns = ftl_bench.SPLITS["default_credit"]
+    frame = pd.read_csv(ftl_bench.DATA / file)
+    guest_rows, _ = ftl_bench.split_rows(len(frame), overlap, 5000, 3000, 0)
+    y = frame.iloc[guest_rows[:overlap]][label].to_numpy()
+    X_shared = standardised(frame.iloc[guest_rows[:overlap]][host_columns])
+    for batch_size in batch_sizes:
+        seen.clear(), plans.clear()
+        settings = {"batch_size": batch_size, "hidden": hidden}
+        ftl_bench.one("default_credit", overlap, 5000, 3000, False, epochs, 0, settings)
+        options = ftl_bench.algorithm("hetero_ftl").Options(**{**ftl_bench.TRAIN, **settings})
+        d, steps, totals, first = options.representation, iter(seen), np.zeros(overlap), 0.0
+        for epoch in range(epochs):
+            for rows in training.batches(plans[-1], options, epoch):
+                jacobian, sums = next(steps)
+                solved = np.linalg.lstsq(jacobian.T, sums, rcond=None)[0].reshape(len(rows), d)
+                score = principal_scores(solved)
+                score /= score.std() + 1e-12
+                totals[rows] += score if np.corrcoef(score, totals[rows])[0, 1] >= 0 or epoch == 0 else -score
+            if epoch == 0:
+                first = per_batch(y, totals, plans[-1])
+        print(f"ftl {overlap} shared rows, hidden {hidden}, batch_size {batch_size} (batches of {len(plans[-1][0])}, P = "
+              f"{seen[0][0].shape[1]}): host reads each batch's labels at AUC {first:.3f} after one epoch, "
+              f"{per_batch(y, totals, plans[-1]):.3f} after {epochs} (mean over batches; its columns in-sample "
+              f"{columns_alone(X_shared, y):.3f})", flush=True)
+
+
+def nn(rows: int, epochs: int) -> None:
+    from isthmus.algorithms.base import Party, Roster
+    from isthmus.algorithms.hetero_nn import interactive
+    from isthmus.algorithms.hetero_nn.algorithm import HeteroNN
+    from isthmus.algorithms.hetero_nn.options import NNOptions
+    from isthmus.data.table import PartyTable
+    from isthmus.protocols.inspect import Inspect
+    from isthmus.transport.local import LocalHub
+
+    frame = pd.read_csv(DATA).sample(rows, random_state=0)
+    y = frame[LABEL].to_numpy(float)
+    X_host, X_guest = standardised(frame[HOST]), standardised(frame.drop(columns=[*HOST, "ID", LABEL]))
+    ids = np.array([str(i) for i in range(rows)])
+    tables = {"guest": PartyTable("guest", ids, X_guest, [f"g{i}" for i in range(X_guest.shape[1])], y),
+              "host": PartyTable("host", ids, X_host, list(HOST), None)}
+    batches, indices, backward = [], Inspect.indices, interactive.HostLink.backward
+
+    def spy_indices(self, *args, **kwargs):
+        spy_indices.rows = indices(self, *args, **kwargs)
+        return spy_indices.rows
+
+    def spy_backward(self, size):  # the gradient of the host's bottom output, row by row
+        gradient = backward(self, size)
+        batches.append((spy_indices.rows.copy(), np.array(gradient)))
+        return gradient
+
+    Inspect.indices, interactive.HostLink.backward = spy_indices, spy_backward
+    options = NNOptions(epochs=epochs, bottom={"guest": [4], "host": [4]}, interactive_units=4, top=[4, "relu"],
+                        key_bits=1024, batch_size=64, learning_rate=0.02)
+    hub, roster, folder = LocalHub(list(tables)), Roster({"guest": "guest", "host": "host"}), Path(tempfile.mkdtemp())
+
+    def run(name):
+        part = HeteroNN().fit(Party(name, roster, hub.channel(name), tables[name], folder), options)
+        if name == "guest":
+            part.finish(hub.channel(name))
+        else:
+            part.serve(hub.channel(name), tables[name].features)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in tables]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    aucs = [either_side(y[rows], principal_scores(gradient)) for rows, gradient in batches if len(set(y[rows])) == 2]
+    print(f"nn {rows} rows, {epochs} epochs, {len(aucs)} batches of 64: host reads each batch's labels at AUC "
+          f"median {np.median(aucs):.3f}, lowest {min(aucs):.3f} (its columns in-sample "
+          f"{columns_alone(X_host, y):.3f})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=["lr", "ftl", "nn"])
+    parser.add_argument("--rows", type=int, default=None, help="lr: 6000, nn: 3000; ftl: shared rows, 300")
+    parser.add_argument("--epochs", type=int, default=None, help="lr: 50, ftl: 20, nn: 2")
+    parser.add_argument("--batch-sizes", default="50,150", help="ftl: batch_size values (raised to the floor)")
+    parser.add_argument("--hidden", type=int, default=ftl_bench.TRAIN["hidden"], help="ftl: hidden units (0: linear)")
+    args = parser.parse_args()
+    if args.model == "lr":
+        lr(args.rows or 6000, args.epochs or 50)
+    elif args.model == "ftl":
+        ftl(args.rows or 300, [int(b) for b in args.batch_sizes.split(",")], args.epochs or 20, args.hidden)
+    else:
+        nn(args.rows or 3000, args.epochs or 2)
+
+
+if __name__ == "__main__":
+    main()
