@@ -135,3 +135,25 @@ def test_a_recorded_job_without_keys_is_refused_before_training(tmp_path):
     with pytest.raises(ConfigError, match="record needs the party's certificate folder"):
         run_party(spec, "guest", LocalHub(PARTIES).channel("guest"), tmp_path / "guest")
     assert not (tmp_path / "guest" / "model.json").exists()
+
+
+def test_every_coalitions_run_gives_a_host_the_batches_of_the_jobs_own_run(tmp_path, monkeypatch):
+    """A coalition without host-1 (the widest party) has a lower batch floor: it used to cut its batches
+    at other rows, so host-2 got gradients over new sets of the same rows, hence by difference over a few
+    rows. Every coalition's run now uses the job's run's batches."""
+    from isthmus.algorithms.hetero_linear.host import HeteroLinearHost
+
+    seen: dict[str, set[tuple]] = {}
+    batch = HeteroLinearHost._batch
+
+    def spy(self, order, check):
+        seen.setdefault(self._trainer.channel.party, set()).add(tuple(np.asarray(order["rows"]).tolist()))
+        return batch(self, order, check)
+
+    monkeypatch.setattr(HeteroLinearHost, "_batch", spy)
+    steps = [{"train": {**TRAIN, "batch_size": 1, "epochs": 1}}, {"contribution": {"budget": 1000}}]
+    run_all(job(write_tables(tmp_path), steps=steps, record=False), tmp_path / "run")
+    for host in ("host-1", "host-2"):  # ("host" is the guest's own stand-in for coalitions without hosts)
+        batches = seen[host]
+        rows = [row for rows in batches for row in rows]
+        assert len(rows) == len(set(rows)), f"{host} got batches cutting the rows differently: {sorted(map(len, batches))}"

@@ -281,6 +281,11 @@ class Algorithm(ABC):
         encrypting): contribution values coalitions without hosts this way."""
         return options
 
+    def coalition_options(self, options: Options, part: GuestPart) -> Options:
+        """The guest's options for the contribution step's runs on coalitions of the parties that trained
+        ``part``: whatever those runs show a party must add nothing to what the job's own run showed it."""
+        return options
+
 
 def jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):

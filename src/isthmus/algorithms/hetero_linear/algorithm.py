@@ -134,6 +134,12 @@ class _HeteroLinear(Algorithm):
     def local_options(self, options: LinearOptions) -> LinearOptions:
         return options.model_copy(update={"encrypt": False})
 
+    def coalition_options(self, options: LinearOptions, part: LinearGuestPart) -> LinearOptions:
+        """The job's run's batches: a coalition without the widest party has a lower floor, and batches cut
+        at other rows would give a host gradients over new sets of rows, hence the labels of their
+        differences. The same seed, rows and batch size draw the very same batches (guest.py)."""
+        return options.model_copy(update={"batch_size": part.trained.history_[0]["batch_rows"]})
+
 
 class HeteroLR(_HeteroLinear):
     name = "hetero_lr"

@@ -93,8 +93,9 @@ def run(ctx: PartyContext, options: ContributionOptions) -> None:
                     shares=" ".join(f"{party}:{share:.3f}" for party, share in sorted(report.shares.items())))
 
 
-def _game(ctx: PartyContext, trained: Trained) -> Game:
-    return Game(ctx.spec.roster, trained.algorithm, trained.options, ctx.run_dir)
+def _game(ctx: PartyContext, trained: Trained, options: Options | None = None) -> Game:
+    """The coalitions' game, played with the job's options unless ``options`` (the guest's) are given."""
+    return Game(ctx.spec.roster, trained.algorithm, options or trained.options, ctx.run_dir)
 
 
 def _measure_coalitions(ctx: PartyContext, trained: Trained, options: ContributionOptions) -> ContributionReport:
@@ -110,7 +111,8 @@ def _measure_coalitions(ctx: PartyContext, trained: Trained, options: Contributi
         part.finish(channel)
         return scores
 
-    game = GuestGame(_game(ctx, trained), table, rows,
+    options_for_coalitions = trained.algorithm.coalition_options(trained.options, part)
+    game = GuestGame(_game(ctx, trained, options_for_coalitions), table, rows,
                      metric=lambda scores: evaluate(part.task, y_true, scores, metrics=[metric])[metric],
                      grand_scores=grand_scores)
     result = measure(ctx.channel, game, **options.shapley_options("coalitions"),
