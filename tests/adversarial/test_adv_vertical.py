@@ -46,14 +46,10 @@ def train_three_parties(config: LinearOptions, X_guest: np.ndarray, y: np.ndarra
     }, timeout=120)
 
 
-def test_a_curious_host_never_sees_a_batch_it_can_solve_for_the_labels(monkeypatch):
-    """The reproduction of the finding: 1027 rows, batches of 1024, 6 host features. The short last
-    batch (3 rows) used to give the host all its labels; now it is merged into the previous one."""
-    rng = np.random.default_rng(3)
-    n = 1027
-    X_guest, X_host = rng.normal(size=(n, GUEST_FEATURES)), rng.normal(size=(n, HOST_FEATURES))
-    y = (X_guest[:, 0] + X_host[:, 0] + rng.normal(size=n) > 0).astype(float)
-    seen: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, decrypted gradient) per batch, as the host saw them
+@pytest.fixture
+def seen_by_host(monkeypatch) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rows, decrypted gradient) of every batch, as the host saw them: what a curious host keeps."""
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
     batch_rows = threading.local()
     train_batch, decrypt = _HostTrainer.train_batch, cipher.decrypt_via_arbiter
 
@@ -69,13 +65,23 @@ def test_a_curious_host_never_sees_a_batch_it_can_solve_for_the_labels(monkeypat
 
     monkeypatch.setattr(_HostTrainer, "train_batch", curious_train_batch)
     monkeypatch.setattr(cipher, "decrypt_via_arbiter", curious_decrypt)
+    return seen
+
+
+def test_a_curious_host_never_sees_a_batch_it_can_solve_for_the_labels(seen_by_host):
+    """The reproduction of the finding: 1027 rows, batches of 1024, 6 host features. The short last
+    batch (3 rows) used to give the host all its labels; now it is merged into the previous one."""
+    rng = np.random.default_rng(3)
+    n = 1027
+    X_guest, X_host = rng.normal(size=(n, GUEST_FEATURES)), rng.normal(size=(n, HOST_FEATURES))
+    y = (X_guest[:, 0] + X_host[:, 0] + rng.normal(size=n) > 0).astype(float)
     config = LinearOptions(epochs=1, batch_size=1024, key_bits=1024)
     train_three_parties(config, X_guest, y, X_host)
 
-    for rows, gradient in seen:
+    for rows, gradient in seen_by_host:
         recovered = np.mean(pinv_attack(X_host[rows], gradient) == y[rows])
         assert recovered < 0.75, f"the host recovered {recovered:.0%} of a {len(rows)}-row batch's labels"
-    assert [len(rows) for rows, _ in seen] == [n]  # one batch: the 3-row tail joined the 1024 rows
+    assert [len(rows) for rows, _ in seen_by_host] == [n]  # one batch: the 3-row tail joined the 1024 rows
 
 
 def stacked_attack(X_host: np.ndarray, seen: list, epochs: int) -> np.ndarray:
@@ -93,7 +99,7 @@ def stacked_attack(X_host: np.ndarray, seen: list, epochs: int) -> np.ndarray:
     return np.linalg.lstsq(np.vstack(equations), np.concatenate(values), rcond=None)[0][:n]
 
 
-def test_a_curious_host_stacking_its_gradients_over_the_epochs_learns_no_more_than_its_columns_tell(monkeypatch):
+def test_a_curious_host_stacking_its_gradients_over_the_epochs_learns_no_more_than_its_columns_tell(seen_by_host):
     """Each batch is safe alone, but batches drawn afresh every epoch gave the host k new equations over
     the same labels each time: stacked over 30 epochs, least squares read them at AUC 0.94 here. Every
     epoch now visits the same batches, and the attack reads no more than a model of the host's own
@@ -102,26 +108,10 @@ def test_a_curious_host_stacking_its_gradients_over_the_epochs_learns_no_more_th
     n, epochs = 300, 30
     X_guest, X_host = rng.normal(size=(n, GUEST_FEATURES)), rng.normal(size=(n, HOST_FEATURES))
     y = (X_guest[:, 0] + X_host[:, 0] + rng.normal(size=n) > 0).astype(float)
-    seen: list[tuple[np.ndarray, np.ndarray]] = []
-    batch_rows = threading.local()
-    train_batch, decrypt = _HostTrainer.train_batch, cipher.decrypt_via_arbiter
-
-    def curious_train_batch(self, rows, model):
-        batch_rows.rows = rows
-        return train_batch(self, rows, model)
-
-    def curious_decrypt(channel, arbiter, value, size):
-        plain = decrypt(channel, arbiter, value, size)
-        if channel.party == "host":
-            seen.append((batch_rows.rows.copy(), plain.copy()))
-        return plain
-
-    monkeypatch.setattr(_HostTrainer, "train_batch", curious_train_batch)
-    monkeypatch.setattr(cipher, "decrypt_via_arbiter", curious_decrypt)
     train_three_parties(LinearOptions(epochs=epochs, batch_size=SAFE_ROWS, tol=0, encrypt=False), X_guest, y, X_host)
 
-    assert len(seen) == 2 * epochs  # two batches of at least the floor, every epoch
-    attack = roc_auc_score(y, stacked_attack(X_host, seen, epochs))
+    assert len(seen_by_host) == 2 * epochs  # two batches of at least the floor, every epoch
+    attack = roc_auc_score(y, stacked_attack(X_host, seen_by_host, epochs))
     columns_alone = roc_auc_score(y, LogisticRegression().fit(X_host, y).decision_function(X_host))
     assert attack < columns_alone + 0.04, (attack, columns_alone)
 
