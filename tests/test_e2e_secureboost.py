@@ -90,11 +90,14 @@ def test_no_host_threshold_or_split_point_leaves_the_host(parity_run):
               for p in f["split_points"]]
     values = {rule["threshold"] for rule in host["splits"].values()} | set(points)
     assert len(values) > 20
+    values -= {0.0, 1.0}
     for value in values:
-        if value not in (0.0, 1.0):
-            assert np.float64(value).tobytes() not in payloads, value
-            assert np.float32(value).tobytes() not in payloads, value
-            assert repr(float(value)).encode() not in payloads, value
+        assert np.float64(value).tobytes() not in payloads, value
+        assert repr(float(value)).encode() not in payloads, value
+    # Four bytes turn up by chance in ciphertexts (each value's with probability ~ payload size / 2^32, about
+    # 3e-5 here: it happened once in a suite run); a host sending its thresholds as float32 would show them all.
+    as_float32 = [value for value in values if np.float32(value).tobytes() in payloads]
+    assert len(as_float32) <= 2, as_float32
 
 
 def test_plaintext_mode_is_refused_without_the_benchmark_switch(tmp_path):
