@@ -362,3 +362,25 @@ def test_job_ports_outside_1024_65535_or_misspelt_stop_the_node_at_load(tmp_path
     configs["host"].write_text(configs["host"].read_text() + f"job_ports: '{ports}'\n")
     with pytest.raises(ConfigError, match="job_ports"):
         load_node_config(configs["host"])
+
+
+@pytest.mark.parametrize("model, train", [
+    ("hetero_nn", {"epochs": 1, "key_bits": 1024}),
+    ("hetero_ftl", {"epochs": 1, "key_bits": 1024}),
+])
+def test_a_model_that_gives_the_hosts_the_labels_needs_the_guests_consent(tmp_path, model, train):
+    """hetero_nn's and hetero_ftl's hosts learn the guest's labels from their gradients (benchmarks/
+    label_leakage.py): the guest's node refuses them unless its policy allows labels_to_hosts; a host's
+    node, whose labels are not at stake, does not ask."""
+    body = proposal()
+    body["parties"].pop("arbiter")
+    body["steps"] = [{"intersect": {"min_shared_rows": 100, **({"keep_all_rows": True} if model == "hetero_ftl"
+                                                                 else {})}}, {"train": {"model": model, **train}}]
+    models = {"models": [model]}
+    strict = federation(tmp_path / "strict", guest=models, host=models)
+    with pytest.raises(Refusal, match=rf"allow_weakening: the job uses labels_to_hosts \({model}: .*labels") as refused:
+        reviewed(strict["guest"], body)
+    assert refused.value.rule == "allow_weakening"
+    reviewed(strict["host"], body, proposer="guest")
+    consenting = federation(tmp_path / "consenting", guest={**models, "allow_weakening": ["labels_to_hosts"]})
+    reviewed(consenting["guest"], body)

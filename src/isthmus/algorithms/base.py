@@ -230,6 +230,10 @@ class Algorithm(ABC):
     idle_roles: ClassVar[frozenset[str]] = frozenset()
     #: Why an `evaluate` step has nothing to score for this model (refused at load), or None: it can be evaluated.
     unevaluable: ClassVar[str | None] = None
+    #: What the hosts learn of the guest's labels beyond what their own columns tell (measured in
+    #: benchmarks/label_leakage.py), or None: a guest's node accepts such a model only if its policy allows
+    #: the weakening ``labels_to_hosts``.
+    labels_to_hosts: ClassVar[str | None] = None
 
     def check(self, roster: Roster, options: Options, *, allow_plaintext: bool) -> None:
         """Refuse, at load, a job this algorithm cannot run: role counts here; subclasses add their own

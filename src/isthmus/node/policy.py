@@ -71,9 +71,17 @@ def review(config: NodeConfig, proposal: Proposal) -> Plan:
     _check_max_rows(config, proposal.alias_of(me))
     for weakening in weakenings(plan):
         if weakening not in policy.allow_weakening:
-            raise Refusal("allow_weakening", f"the job uses {weakening}, which weakens privacy; this node never "
-                                             "accepts it (policy.allow_weakening)")
+            raise Refusal("allow_weakening", f"the job uses {weakening}{_because(plan, weakening)}, which weakens "
+                                             "privacy; this node never accepts it (policy.allow_weakening)")
     return plan
+
+
+def _because(plan: Plan, weakening: str) -> str:
+    """What a weakening the name alone does not explain means for this job."""
+    if weakening != "labels_to_hosts":
+        return ""
+    algorithm = plan.first("train").options.algorithm
+    return f" ({algorithm.name}: {algorithm.labels_to_hosts})"
 
 
 def table_problem(config: NodeConfig, alias: str) -> str | None:
@@ -141,7 +149,8 @@ def testable_ids(config: NodeConfig, plan: Plan, alias: str | None) -> float:
 
 
 def weakenings(plan: Plan) -> list[str]:
-    """The privacy-weakening choices the plan makes, by the names a policy lists."""
+    """The privacy-weakening choices the plan makes, by the names a policy lists (``labels_to_hosts`` at the
+    guest only: its labels are the ones the hosts learn)."""
     found = []
     if plan.job.options.benchmark_only_plaintext:
         found.append("benchmark_only_plaintext")
@@ -154,6 +163,8 @@ def weakenings(plan: Plan) -> list[str]:
         found.append("secure_aggregation_off")
     if options is not None and "dp" in type(options).model_fields and options.dp is None:
         found.append("dp_off")
+    if train is not None and train.options.algorithm.labels_to_hosts and plan.job.party(plan.party).role == "guest":
+        found.append("labels_to_hosts")
     return found
 
 

@@ -51,6 +51,7 @@ class HeteroFtl(Algorithm):
     Options = FtlOptions
     unevaluable = ("its output is the host's predictions.csv, scores for the host's rows the guest never had; "
                    "compare them with held-back truth where that is kept")
+    labels_to_hosts = "the host's weight gradients, over the epochs, give it the shared rows' labels"
 
     def check(self, roster: Roster, options: FtlOptions, *, allow_plaintext: bool) -> None:
         super().check(roster, options, allow_plaintext=allow_plaintext)

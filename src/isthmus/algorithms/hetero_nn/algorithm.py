@@ -82,6 +82,7 @@ class HeteroNN(Algorithm):
     imports = ("torch",)
     roles = {"guest": (1, 1), "host": (1, None)}
     Options = NNOptions
+    labels_to_hosts = "each host gets its bottom output's gradient row by row, which gives it the training rows' labels"
 
     def check(self, roster: Roster, options: NNOptions, *, allow_plaintext: bool) -> None:
         super().check(roster, options, allow_plaintext=allow_plaintext)
