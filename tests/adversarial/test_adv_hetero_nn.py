@@ -158,3 +158,67 @@ def test_a_guest_gradient_beyond_its_packed_slots_is_named(monkeypatch, tmp_path
     monkeypatch.setattr(CipherArray, "plus_encoded", beyond)
     error = run(options, tmp_path)["host-1"]
     assert isinstance(error, ProtocolError) and error.peer == "guest" and "packed slot overflowed" in str(error), error
+
+
+def curious_host_reading(options: NNOptions, tmp_path, monkeypatch) -> float:
+    """Breast cancer split between guest and host; the host keeps every batch's per-row gradient of its
+    bottom output and scores each row on their first principal direction. The median over batches of that
+    score's AUC against the labels (either way round: the base rate tells which side is which)."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.metrics import roc_auc_score
+
+    from isthmus.protocols.inspect import Inspect
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    ids = np.array([f"r{i}" for i in range(len(y))])
+    tables = {"guest": PartyTable("guest", ids, X[:, :5], [f"g{i}" for i in range(5)], y * 1.0),
+              "host-1": PartyTable("host-1", ids, X[:, 5:], [f"h{i}" for i in range(25)], None)}
+    seen, indices, backward = [], Inspect.indices, interactive.HostLink.backward
+
+    def spy_indices(self, *args, **kwargs):
+        spy_indices.rows = indices(self, *args, **kwargs)
+        return spy_indices.rows
+
+    def spy_backward(self, size):
+        gradient = backward(self, size)
+        seen.append((spy_indices.rows.copy(), np.array(gradient)))
+        return gradient
+
+    monkeypatch.setattr(Inspect, "indices", spy_indices)
+    monkeypatch.setattr(interactive.HostLink, "backward", spy_backward)
+    roster, hub = Roster({"guest": "guest", "host-1": "host"}), LocalHub(list(tables))
+    threads = [threading.Thread(target=lambda name=name: HeteroNN().fit(
+        Party(name, roster, hub.channel(name), tables[name], tmp_path), options)) for name in tables]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    aucs = []
+    for rows, gradient in seen:
+        centred = gradient - gradient.mean(0)
+        score = centred @ np.linalg.svd(centred, full_matrices=False)[2][0]
+        auc = roc_auc_score(y[rows], score)
+        aucs.append(max(auc, 1 - auc))
+    return float(np.median(aucs))
+
+
+def test_label_noise_drowns_the_labels_a_curious_host_reads_off_its_gradients(monkeypatch, tmp_path):
+    """Split learning's leak: the rows of each class get gradients pointing one way. With the guest's
+    label_noise at 10 times the gradient's size, the host's reading falls to what 64 rows of pure noise give."""
+    options = dict(bottom={"guest": [4], "host": [4]}, interactive_units=4, top=[4, "relu"], epochs=2, batch_size=64,
+                   protection="plain")
+    assert curious_host_reading(NNOptions(**options), tmp_path, monkeypatch) > 0.95
+    assert curious_host_reading(NNOptions(**options, label_noise=10), tmp_path, monkeypatch) < 0.7
+
+
+def test_label_noise_is_the_guests_own_and_scaled_to_the_batch():
+    from isthmus.algorithms.hetero_nn.guest import with_label_noise
+
+    delta = np.random.default_rng(0).normal(size=(4000, 8)) * 1e-3
+    assert with_label_noise(delta, 0.0, np.random.default_rng()) is delta
+    noisy = [with_label_noise(delta, 10.0, np.random.default_rng()) - delta for _ in range(2)]
+    size = np.sqrt((delta ** 2).sum(axis=1).mean())
+    for noise in noisy:
+        assert abs(np.sqrt((noise ** 2).sum(axis=1).mean()) / size - 10) < 0.5
+    assert not np.allclose(*noisy)  # drawn from the OS each run: a host knows the job's seed

@@ -9,7 +9,8 @@ eps (its accumulated noise), W_h = W' + eps. Per training batch of B rows, host 
 3. host -> guest: the masked plaintexts plus alpha eps, encoded at the same exponent; the guest removes
    r and has z_h = alpha W' + alpha eps = alpha W_h, which enters its top model like any activation.
 4. guest -> host: [[delta W_h^T]] = delta W'^T + delta [[eps]]^T, the gradient of the host's bottom
-   output (delta = dL/dz_h), and [[alpha^T delta]] masked by r'.
+   output (delta = dL/dz_h, plus the guest's `label_noise` if any: the rows of each class point one way
+   otherwise, so the host reads the labels), and [[alpha^T delta]] masked by r' (delta without noise).
 5. host -> guest: the masked gradient plus B e / lr for fresh noise e; the host sets eps += e, the
    guest W' -= lr (gradient + e / lr): W' + eps moves by exactly -lr * gradient, while the guest sees
    the gradient only under the host's noise.
@@ -128,8 +129,9 @@ class GuestLink(ABC):
         """z_h of the batch, B x k."""
 
     @abstractmethod
-    def begin_backward(self, delta: np.ndarray) -> None:
-        """Send the host its gradient, given delta = dL/dz_h (mean loss) of the batch."""
+    def begin_backward(self, delta: np.ndarray, to_host: np.ndarray) -> None:
+        """Send the host its gradient, formed from ``to_host`` (delta = dL/dz_h of the batch, mean loss, or
+        delta plus the guest's label noise), and step W_h by delta itself."""
 
     @abstractmethod
     def end_backward(self) -> None:
@@ -146,8 +148,8 @@ class PlainGuestLink(GuestLink):
     def end_forward(self) -> np.ndarray:
         return self._alpha @ self.weights
 
-    def begin_backward(self, delta: np.ndarray) -> None:
-        self.channel.send(self.host, tags.BACKWARD, delta @ self.weights.T)
+    def begin_backward(self, delta: np.ndarray, to_host: np.ndarray) -> None:
+        self.channel.send(self.host, tags.BACKWARD, to_host @ self.weights.T)
         self.weights -= self.options.interactive_learning_rate * (self._alpha.T @ delta)
 
     def end_backward(self) -> None:
@@ -185,7 +187,7 @@ class ProtectedGuestLink(GuestLink):
         z = unpacked(check, self.slots.values, self._mask, raw, (self.units, self._size), "interactive projections")
         return z.T
 
-    def begin_backward(self, delta: np.ndarray) -> None:
+    def begin_backward(self, delta: np.ndarray, to_host: np.ndarray) -> None:
         size, precision, (values, gradient) = len(delta), self.options.precision, self.slots
         chunks, row_chunks = values.chunks(self.width), gradient.chunks(self.width)
         check = Inspect(self.host, tags.NOISE_SHARE)
@@ -193,11 +195,12 @@ class ProtectedGuestLink(GuestLink):
                                 exact=True)
         noise = self._host_cipher(check, message["noise_share"], (self.units, chunks), "encrypted noise share")
         by_row = self._host_cipher(check, message["bottom_output_rows"], (size, row_chunks), "encrypted bottom output")
-        total = delta * size  # batch sums: see the module docstring
-        plain = values.pack_rows(fixedpoint.to_integer_array(total @ self.weights.T, noise.exponent + precision))
+        total, total_to_host = delta * size, to_host * size  # batch sums: see the module docstring
+        exponent = noise.exponent + precision
+        plain = values.pack_rows(fixedpoint.to_integer_array(total_to_host @ self.weights.T, exponent))
         # row i of delta W_h^T, packed: delta_i [[eps]]^T, one product per chunk of columns, plus delta_i W'^T
         activation_gradient = CipherArray.concatenate(
-            [noise[:, c].rmatmul(total, precision=precision) for c in range(chunks)]).reshape(chunks, size).T
+            [noise[:, c].rmatmul(total_to_host, precision=precision) for c in range(chunks)]).reshape(chunks, size).T
         activation_gradient = activation_gradient.ravel().plus_encoded(plain.ravel().tolist())
         weight_gradient = CipherArray.concatenate(  # row m packs (alpha^T delta)[:, m]
             [by_row[:, c].rmatmul(total.T, precision=precision) for c in range(row_chunks)]).reshape(row_chunks,

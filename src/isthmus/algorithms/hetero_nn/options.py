@@ -55,6 +55,10 @@ class NNOptions(Options):
     #: Scale of the host's noise on its share of W_A (initial and per step): what hides W_A and the
     #: host's weight gradient from the guest.
     noise: float = Field(0.5, gt=0, le=1e3)
+    #: Gaussian noise the guest adds to the gradient each host gets, as a multiple of the batch's gradient
+    #: size (the root mean square of its rows); 0: none. Without it a host reads the labels off its per-row
+    #: gradients (benchmarks/label_leakage.py nn --label-noise N measures what remains, and the model's AUC).
+    label_noise: float = Field(0.0, ge=0, le=1e3)
     seed: Seed = 0
 
     @model_validator(mode="after")
