@@ -2,9 +2,9 @@
 
 Per batch the guest broadcasts the rows, takes every host's part of the interactive layer (links
 run concurrently: each host computes while the guest serves the others), runs its network forward
-and backward with PyTorch, and returns each host the gradient of its bottom output (with `label_noise`, plus
-noise: the hosts read the labels off it otherwise). After each epoch
-it scores its held-out rows jointly for early stopping and tells the hosts when to keep a snapshot.
+and backward with PyTorch, and returns each host the gradient of its bottom output (plus noise with
+`label_noise`: the hosts read the labels off it otherwise). After each epoch it scores its held-out
+rows jointly for early stopping and tells the hosts when to keep a snapshot.
 """
 
 from __future__ import annotations
