@@ -141,7 +141,8 @@ def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int) -> None:
     y = frame.iloc[guest_rows[:overlap]][label].to_numpy()
     X_shared = standardised(frame.iloc[guest_rows[:overlap]][host_columns])
     for batch_size in batch_sizes:
-        seen.clear(), plans.clear()
+        seen.clear()
+        plans.clear()
         settings = {"batch_size": batch_size, "hidden": hidden}
         ftl_bench.one("default_credit", overlap, 5000, 3000, False, epochs, 0, settings)
         options = ftl_bench.algorithm("hetero_ftl").Options(**{**ftl_bench.TRAIN, **settings})
@@ -152,7 +153,8 @@ def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int) -> None:
                 solved = np.linalg.lstsq(jacobian.T, sums, rcond=None)[0].reshape(len(rows), d)
                 score = principal_scores(solved)
                 score /= score.std() + 1e-12
-                totals[rows] += score if np.corrcoef(score, totals[rows])[0, 1] >= 0 or epoch == 0 else -score
+                agrees = epoch == 0 or np.corrcoef(score, totals[rows])[0, 1] >= 0  # turned as earlier epochs
+                totals[rows] += score if agrees else -score
             if epoch == 0:
                 first = per_batch(y, totals, plans[-1])
         print(f"ftl {overlap} shared rows, hidden {hidden}, batch_size {batch_size} (batches of {len(plans[-1][0])}, P = "
