@@ -39,6 +39,9 @@ def test_a_transfer_learning_job_labels_the_hosts_new_rows_at_the_host_only(tmp_
     guest_model = json.loads((run / "guest" / "model.json").read_text())
     assert guest_model["model"] == "hetero_ftl" and len(guest_model["phi"]) == QUICK["representation"]
     assert json.loads((run / "host" / "model.json").read_text())["labelled_rows"] == 200
+    # the guest is told that the host learns its shared rows' labels; the host is not told anything of it
+    assert "the hosts learn your labels: hetero_ftl:" in (run / "guest" / "events.jsonl").read_text()
+    assert "learn your labels" not in (run / "host" / "events.jsonl").read_text()
 
 
 def test_a_plaintext_transfer_job_is_refused_at_load_without_the_benchmark_switch(tmp_path):

@@ -66,6 +66,15 @@ class Plan:
         """What this party accepts from its peers: the tags of its steps, nothing else."""
         return [f"{step.scope}/" for step in self.steps]
 
+    @property
+    def labels_to_hosts(self) -> str | None:
+        """What the hosts learn of the labels (:attr:`Algorithm.labels_to_hosts`), said to the guest only:
+        the labels are its own. None when they learn nothing beyond what their columns tell."""
+        train = self.first("train")
+        if train is None or self.job.party(self.party).role != "guest" or not train.options.algorithm.labels_to_hosts:
+            return None
+        return f"{train.options.algorithm.name}: {train.options.algorithm.labels_to_hosts}"
+
 
 def make_plan(spec: JobSpec, party: str) -> Plan:
     """Parse every step's options for ``party`` and apply the transforms; every mistake is a ConfigError

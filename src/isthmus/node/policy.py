@@ -78,10 +78,7 @@ def review(config: NodeConfig, proposal: Proposal) -> Plan:
 
 def _because(plan: Plan, weakening: str) -> str:
     """What a weakening the name alone does not explain means for this job."""
-    if weakening != "labels_to_hosts":
-        return ""
-    algorithm = plan.first("train").options.algorithm
-    return f" ({algorithm.name}: {algorithm.labels_to_hosts})"
+    return f" ({plan.labels_to_hosts})" if weakening == "labels_to_hosts" else ""
 
 
 def table_problem(config: NodeConfig, alias: str) -> str | None:
@@ -163,7 +160,7 @@ def weakenings(plan: Plan) -> list[str]:
         found.append("secure_aggregation_off")
     if options is not None and "dp" in type(options).model_fields and options.dp is None:
         found.append("dp_off")
-    if train is not None and train.options.algorithm.labels_to_hosts and plan.job.party(plan.party).role == "guest":
+    if plan.labels_to_hosts:
         found.append("labels_to_hosts")
     return found
 
