@@ -120,7 +120,7 @@ def _train_lr(X: np.ndarray, X_host: np.ndarray, y: np.ndarray, batch: int, epoc
     return weights
 
 
-def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int) -> None:
+def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int, label_noise: float) -> None:
     from isthmus.algorithms.hetero_ftl import host, training
 
     seen, plans = [], []
@@ -143,8 +143,8 @@ def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int) -> None:
     for batch_size in batch_sizes:
         seen.clear()
         plans.clear()
-        settings = {"batch_size": batch_size, "hidden": hidden}
-        ftl_bench.one("default_credit", overlap, 5000, 3000, False, epochs, 0, settings)
+        settings = {"batch_size": batch_size, "hidden": hidden, "label_noise": label_noise}
+        run = ftl_bench.one("default_credit", overlap, 5000, 3000, False, epochs, 0, settings)
         options = ftl_bench.algorithm("hetero_ftl").Options(**{**ftl_bench.TRAIN, **settings})
         d, steps, totals, first = options.representation, iter(seen), np.zeros(overlap), 0.0
         for epoch in range(epochs):
@@ -158,9 +158,10 @@ def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int) -> None:
             if epoch == 0:
                 first = per_batch(y, totals, plans[-1])
         print(f"ftl {overlap} shared rows, hidden {hidden}, batch_size {batch_size} (batches of {len(plans[-1][0])}, P = "
-              f"{seen[0][0].shape[1]}): host reads each batch's labels at AUC {first:.3f} after one epoch, "
-              f"{per_batch(y, totals, plans[-1]):.3f} after {epochs} (mean over batches; its columns in-sample "
-              f"{columns_alone(X_shared, y):.3f})", flush=True)
+              f"{seen[0][0].shape[1]}), label_noise {label_noise:g}: host reads each batch's labels at AUC {first:.3f} "
+              f"after one epoch, {per_batch(y, totals, plans[-1]):.3f} after {epochs} (mean over batches; its columns "
+              f"in-sample {columns_alone(X_shared, y):.3f}); FTL's AUC on the host's other rows "
+              f"{run['ftl_plaintext_auc']:.3f}, the overlap-only model's {run['overlap_baseline_auc']:.3f}", flush=True)
 
 
 def nn(rows: int, epochs: int, label_noise: float, host_columns: list[str]) -> None:
@@ -235,7 +236,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="lr: 50, ftl: 20, nn: 2")
     parser.add_argument("--batch-sizes", default="50,150", help="ftl: batch_size values (raised to the floor)")
     parser.add_argument("--hidden", type=int, default=ftl_bench.TRAIN["hidden"], help="ftl: hidden units (0: linear)")
-    parser.add_argument("--label-noise", type=float, default=0.0, help="nn: the guest's label_noise")
+    parser.add_argument("--label-noise", type=float, default=0.0, help="nn, ftl: the guest's label_noise")
     parser.add_argument("--jobs", type=int, default=1, help="lr: jobs of the same guest and host, each its own seed")
     parser.add_argument("--host-pay", action="store_true",
                         help="nn: the host holds the repayment columns (the strong ones) instead of demography and bills")
@@ -243,7 +244,8 @@ def main() -> None:
     if args.model == "lr":
         lr(args.rows or 6000, args.epochs or 50, args.jobs)
     elif args.model == "ftl":
-        ftl(args.rows or 300, [int(b) for b in args.batch_sizes.split(",")], args.epochs or 20, args.hidden)
+        ftl(args.rows or 300, [int(b) for b in args.batch_sizes.split(",")], args.epochs or 20, args.hidden,
+            args.label_noise)
     else:
         nn(args.rows or 3000, args.epochs or 2, args.label_noise, ftl_bench.PAY if args.host_pay else HOST)
 
