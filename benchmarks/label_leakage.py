@@ -21,6 +21,10 @@ Measured (2 cores, load 2-4), the AUC of the host's label scores:
     ftl 300 shared rows, 20 epochs, mean over batches, after one epoch / after 20 (host columns in-sample 0.673):
         16 hidden units (the default): batches of 50 0.949 / 0.999, 150 0.674 / 0.925, 300 0.567 / 0.835
         linear (--hidden 0): batches of 50 0.605 / 0.748, 150 0.595 / 0.561
+        the guest's labels in the host's terms plus Gaussian noise of s (commit 8643b1e, reverted; its
+        --label-noise flag), batches of 50, after 20 epochs: s = 1: 0.999, 2: 0.997, 4: 0.787, 10: 0.625; FTL's
+        gain over the shared labels' model (benchmarks/ftl.py, seeds 20-29, default_credit 100 / 300 shared
+        rows, +0.010 / +0.012 without noise): s = 4: -0.014 / -0.018, s = 10: -0.045 / -0.070 (docs/security.md)
     nn  3,000 rows, 2 epochs, 94 batches of 64: median 1.000 per batch, lowest 0.935 (host columns in-sample 0.632)
         --host-pay (the host holds the repayment columns), 5 epochs: per batch / averaged over the epochs (upper
         bound) / the model's AUC on held-out rows: label_noise 0: 1.000 / 0.998 / 0.729, 3: 0.623 / 0.782 / 0.724,
@@ -120,7 +124,7 @@ def _train_lr(X: np.ndarray, X_host: np.ndarray, y: np.ndarray, batch: int, epoc
     return weights
 
 
-def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int, label_noise: float) -> None:
+def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int) -> None:
     from isthmus.algorithms.hetero_ftl import host, training
 
     seen, plans = [], []
@@ -143,8 +147,8 @@ def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int, label_no
     for batch_size in batch_sizes:
         seen.clear()
         plans.clear()
-        settings = {"batch_size": batch_size, "hidden": hidden, "label_noise": label_noise}
-        run = ftl_bench.one("default_credit", overlap, 5000, 3000, False, epochs, 0, settings)
+        settings = {"batch_size": batch_size, "hidden": hidden}
+        ftl_bench.one("default_credit", overlap, 5000, 3000, False, epochs, 0, settings)
         options = ftl_bench.algorithm("hetero_ftl").Options(**{**ftl_bench.TRAIN, **settings})
         d, steps, totals, first = options.representation, iter(seen), np.zeros(overlap), 0.0
         for epoch in range(epochs):
@@ -158,10 +162,9 @@ def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int, label_no
             if epoch == 0:
                 first = per_batch(y, totals, plans[-1])
         print(f"ftl {overlap} shared rows, hidden {hidden}, batch_size {batch_size} (batches of {len(plans[-1][0])}, P = "
-              f"{seen[0][0].shape[1]}), label_noise {label_noise:g}: host reads each batch's labels at AUC {first:.3f} "
-              f"after one epoch, {per_batch(y, totals, plans[-1]):.3f} after {epochs} (mean over batches; its columns "
-              f"in-sample {columns_alone(X_shared, y):.3f}); FTL's AUC on the host's other rows "
-              f"{run['ftl_plaintext_auc']:.3f}, the overlap-only model's {run['overlap_baseline_auc']:.3f}", flush=True)
+              f"{seen[0][0].shape[1]}): host reads each batch's labels at AUC {first:.3f} after one epoch, "
+              f"{per_batch(y, totals, plans[-1]):.3f} after {epochs} (mean over batches; its columns in-sample "
+              f"{columns_alone(X_shared, y):.3f})", flush=True)
 
 
 def nn(rows: int, epochs: int, label_noise: float, host_columns: list[str]) -> None:
@@ -236,7 +239,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="lr: 50, ftl: 20, nn: 2")
     parser.add_argument("--batch-sizes", default="50,150", help="ftl: batch_size values (raised to the floor)")
     parser.add_argument("--hidden", type=int, default=ftl_bench.TRAIN["hidden"], help="ftl: hidden units (0: linear)")
-    parser.add_argument("--label-noise", type=float, default=0.0, help="nn, ftl: the guest's label_noise")
+    parser.add_argument("--label-noise", type=float, default=0.0, help="nn: the guest's label_noise")
     parser.add_argument("--jobs", type=int, default=1, help="lr: jobs of the same guest and host, each its own seed")
     parser.add_argument("--host-pay", action="store_true",
                         help="nn: the host holds the repayment columns (the strong ones) instead of demography and bills")
@@ -244,8 +247,7 @@ def main() -> None:
     if args.model == "lr":
         lr(args.rows or 6000, args.epochs or 50, args.jobs)
     elif args.model == "ftl":
-        ftl(args.rows or 300, [int(b) for b in args.batch_sizes.split(",")], args.epochs or 20, args.hidden,
-            args.label_noise)
+        ftl(args.rows or 300, [int(b) for b in args.batch_sizes.split(",")], args.epochs or 20, args.hidden)
     else:
         nn(args.rows or 3000, args.epochs or 2, args.label_noise, ftl_bench.PAY if args.host_pay else HOST)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ftl_helpers import QUICK, run_ftl, tables
+from ftl_helpers import QUICK, run_ftl
 from isthmus.algorithms.hetero_ftl import nets, terms
 from isthmus.algorithms.hetero_ftl.exchange import MASKED, RAW, TERMS, Link
 from isthmus.errors import ProtocolError
@@ -119,57 +119,3 @@ def test_a_curious_host_cannot_solve_its_weight_gradient_for_the_per_row_gradien
         solved = np.linalg.lstsq(jacobian.T, jacobian.T @ g, rcond=None)[0]
         assert np.linalg.norm(solved - g) > 0.1 * np.linalg.norm(g), "the host solved for the per-row gradients"
         assert jacobian.shape[0] > jacobian.shape[1]
-
-
-def noisy_labels_the_host_got(tmp_path, monkeypatch, label_noise: float) -> tuple[np.ndarray, np.ndarray]:
-    """Every label the host's gradient terms carried, row by row, over a plain run of ``QUICK["epochs"]``
-    epochs (one batch of all 60 shared rows each): the most it could take from them, as if it solved its
-    encrypted jobs' sums exactly. Returns (shared rows' labels, the carried values, epochs x rows)."""
-    from isthmus.algorithms.hetero_ftl import host
-
-    carried, visits = [], []
-    host_gradient, batches = terms.host_gradient, host.batches
-
-    def curious(guest, u_b, gamma):
-        phi_phi, y_phi = np.asarray(guest["phi_phi"], float), np.asarray(guest["y_phi"], float)
-        phi = np.linalg.eigh(phi_phi)[1][:, -1] * np.sqrt(np.trace(phi_phi))  # Phi, up to its sign
-        carried.append(np.empty(len(y_phi)))
-        carried[-1][visits[-1]] = y_phi @ phi / (phi @ phi)  # back in the shared rows' order
-        return host_gradient(guest, u_b, gamma)
-
-    def visited(*args):
-        for batch in batches(*args):
-            visits.append(batch)
-            yield batch
-
-    data = tables(guest_rows=300, host_rows=260, overlap=60)
-    with monkeypatch.context() as patch:
-        patch.setattr(host.terms, "host_gradient", curious)
-        patch.setattr(host, "batches", visited)
-        run_ftl(tmp_path, {"protection": "plain", "label_noise": label_noise}, data=data)
-    guest, _, shared_g, _, _ = data
-    y = np.where(guest.label[shared_g] > 0, 1.0, -1.0)
-    carried = np.array(carried)
-    return y, carried * np.sign((carried * y).sum())  # the sign the host cannot know, given: an upper bound
-
-
-def test_label_noise_hides_the_shared_labels_in_what_the_host_gets(tmp_path, monkeypatch):
-    """The host's gradient terms carry -y_i Phi / 2 for each shared row; over the epochs its decrypted sums
-    give it those labels (benchmarks/label_leakage.py ftl: AUC 0.999 on default_credit). With ``label_noise``
-    s each carried label is y_i + s N(0, 1), drawn anew each epoch and from the OS, not the job's seed."""
-    from scipy.stats import norm
-    from sklearn.metrics import roc_auc_score
-
-    y, exact = noisy_labels_the_host_got(tmp_path / "none", monkeypatch, 0.0)
-    assert np.allclose(exact, y), "without noise the host's terms carry the labels themselves"
-
-    s = 8.0
-    y, noisy = noisy_labels_the_host_got(tmp_path / "a", monkeypatch, s)
-    _, again = noisy_labels_the_host_got(tmp_path / "b", monkeypatch, s)
-    epochs = len(noisy)
-    noise = (noisy - y).ravel()
-    assert abs(noise.mean()) < 4 * s / np.sqrt(noise.size) and 0.8 * s < noise.std() < 1.2 * s
-    assert not np.allclose(noisy, again), "the same job's seed drew the same noise: the host could subtract it"
-    read = roc_auc_score(y, noisy.mean(axis=0))  # a host averaging each row over the epochs
-    bound = norm.cdf(np.sqrt(2 * epochs) / s)  # guest.noisy_labels' bound: 0.64 here
-    assert read < bound + 0.15, (read, bound)

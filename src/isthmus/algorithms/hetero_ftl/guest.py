@@ -28,19 +28,6 @@ def signed_labels(label: np.ndarray, party: str) -> np.ndarray:
     return np.where(label > 0, 1.0, -1.0)
 
 
-def noisy_labels(y: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """The labels the host's gradient terms carry: ``y`` plus Gaussian noise of ``scale``.
-
-    The host decrypts sums of its per-row gradients, whose label part is -y_i Phi / 2 with Phi known
-    up to scale; over the epochs it reads the labels off them (benchmarks/label_leakage.py ftl). The noise
-    is unbiased, so the host's expected step is unchanged. A host that recovered every row's term exactly in
-    each of E epochs would hold y_i + scale / sqrt(E) x N(0, 1) per row: the labels at AUC
-    Phi_normal(sqrt(2 E) / scale) at most from this term (0.74 for scale 10 over 20 epochs, 0.62 for 20).
-    The alignment term still tells it the guest's representation u_A, which predicts the labels as well as
-    the guest's model does. Drawn from the OS (``rng``), as a host knows the job's seed."""
-    return y + rng.normal(scale=scale, size=y.shape) if scale else y
-
-
 def fit_guest(party: Party, options: FtlOptions) -> dict:
     import torch
     from torch.func import functional_call
@@ -55,7 +42,6 @@ def fit_guest(party: Party, options: FtlOptions) -> dict:
     optimizer = torch.optim.Adam(net.parameters(), lr=options.learning_rate)
     y_t, d = torch.from_numpy(y), options.representation
     supervised.pretrain(net, optimizer, X, y_t, options.guest_pretrain_epochs, options.l2)
-    noise = np.random.default_rng()  # from the OS: the host knows the job's seed
     for epoch in range(options.epochs):
         losses = []
         for batch in batches(parts, options, epoch):
@@ -66,8 +52,7 @@ def fit_guest(party: Party, options: FtlOptions) -> dict:
                 u_a, u_a_jacobian = nets.outputs_and_jacobian(net, lambda params: functional_call(net, params, (X[rows],)))
                 u_a = u_a.reshape(n, d)
                 if local == 0:
-                    sent = terms.guest_terms(phi, u_a, noisy_labels(y[rows], options.label_noise, noise))
-                    theirs = link.swap_terms(sent, terms.host_shapes(n, d))
+                    theirs = link.swap_terms(terms.guest_terms(phi, u_a, y[rows]), terms.host_shapes(n, d))
                 grads = terms.guest_gradients(theirs, phi, u_a, y[rows], options.gamma)
                 mine = {"theta": parameter_gradient(np.vstack([phi_jacobian, u_a_jacobian]),
                                                     joined([grads["phi"], grads["u_a"]])), "loss": grads["loss"]}

@@ -39,11 +39,6 @@ class FtlOptions(Options):
     #: Gradient steps each party takes per exchange of the other's encrypted terms (FATE's local_round):
     #: more rounds, fewer encryptions; the other party's terms are stale for the extra rounds.
     local_rounds: Annotated[int, Field(ge=1, le=100)] = 1
-    #: Standard deviation of Gaussian noise the guest adds to each shared row's label (+-1) in the terms the
-    #: host's gradient is computed on, drawn anew for every batch; 0: none. The host's expected step is
-    #: unchanged, but without noise its decrypted gradients give it the shared rows' labels over the epochs
-    #: (guest.noisy_labels says what remains; benchmarks/label_leakage.py ftl --label-noise measures it).
-    label_noise: Annotated[float, Field(ge=0, le=1000)] = 0.0
     #: ``encrypted``: each party's own Paillier key and masked terms; ``plain``: benchmark_only_plaintext only.
     protection: Literal["encrypted", "plain"] = "encrypted"
     key_bits: KeyBits = 2048
