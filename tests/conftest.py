@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ def fate_data() -> Path:
     return DATASETS
 
 
+#: Seconds the other parties get to finish (or fail in turn) once one has failed.
+FAILED_PARTY_GRACE = 5.0
+
+
 def run_parties(roles: dict[str, Callable[[], Any]], timeout: float = 120.0) -> dict[str, Any]:
     """Run each party's role function in its own thread; re-raise the failure that started it all: a party's own
     error, not a peer's abort notice about it (the notice may be recorded first, before the failing party has
@@ -48,8 +53,11 @@ def run_parties(roles: dict[str, Callable[[], Any]], timeout: float = 120.0) -> 
     threads = [threading.Thread(target=target, args=(n, f), daemon=True, name=n) for n, f in roles.items()]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(timeout)
+    deadline = time.monotonic() + timeout
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+        if errors:  # a peer of the failed party may wait for a message that never comes (in-process: no abort)
+            deadline = min(deadline, time.monotonic() + FAILED_PARTY_GRACE)
+        next(t for t in threads if t.is_alive()).join(0.05)
     hung = [t.name for t in threads if t.is_alive()]
     if errors:
         name, exc = min(errors.items(), key=lambda item: isinstance(item[1], PeerAbortedError))
