@@ -1,10 +1,11 @@
-"""What a curious host can read of the guest's labels from what it decrypts, by solving equations over it.
+"""What a curious party can read of its peer's data from what it decrypts, by solving equations over it.
 
     python benchmarks/label_leakage.py lr     # vertical LR: gradients stacked over epochs, batches fixed or drawn afresh
     python benchmarks/label_leakage.py ftl    # hetero_ftl: weight gradients solved for the per-row ones
     python benchmarks/label_leakage.py nn     # hetero_nn: the per-row gradient of the host's bottom output
+    python benchmarks/label_leakage.py ftl-guest  # hetero_ftl the other way: a guest reads the host's representations
 
-Each attack uses only what the honest protocol gives the host (its own decrypted values, its own rows and
+Each attack but ``ftl-guest`` reads the guest's labels. It uses only what the honest protocol gives the host (its own decrypted values, its own rows and
 Jacobians) and scores the shared rows; the figure is the AUC of that score against the guest's labels,
 beside what the host's own columns predict of those labels in-sample (a logistic regression fitted on
 them: the most a model of its columns could tell). Data: default_credit (../shared/datasets/fate), the host
@@ -29,6 +30,16 @@ Measured (2 cores, load 2-4), the AUC of the host's label scores:
         --host-pay (the host holds the repayment columns), 5 epochs: per batch / averaged over the epochs (upper
         bound) / the model's AUC on held-out rows: label_noise 0: 1.000 / 0.998 / 0.729, 3: 0.623 / 0.782 / 0.724,
         10: 0.561 / 0.655 / 0.725, 1000 (the host learns nothing): 0.558 / 0.630 / 0.697
+
+``ftl-guest``: the guest's weight gradient holds, per shared row, 2 gamma (u_A,i - u_B,i) / n, and it knows
+u_A,i; solved the same way and averaged over the epochs, that gives it the host's representation u_B,i of
+each row: a summary of the host's columns. The figure is how much of each host column (rank-gauss) a 5-fold
+linear regression explains (R^2) from the guest's own columns, from its estimate of u_B, and from both; a
+guest has no host column to fit, so this measures what the estimate carries, not a reading. 300 shared rows,
+20 epochs, mean over the 11 host columns / LIMIT_BAL (the credit limit) / the six bills' mean:
+        the guest's own columns 0.25 / 0.07 / 0.49; with its estimate, batches of 50: 0.43 / 0.69 / 0.65
+        (the estimate alone 0.36 / 0.69 / 0.47; the true u_B 0.51 / 0.76 / 0.64), 150: 0.41 / 0.57 / 0.64,
+        300 (one batch): 0.38 / 0.35 / 0.69
 """
 
 from __future__ import annotations
@@ -41,11 +52,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import cross_val_predict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ftl as ftl_bench  # noqa: E402  (its splits and its in-process FTL run)
+from isthmus.ml.scaling import RankGauss  # noqa: E402
 
 DATA = ftl_bench.DATA / "UCI_Credit_Card.csv"
 LABEL = "default.payment.next.month"
@@ -167,6 +180,73 @@ def ftl(overlap: int, batch_sizes: list[int], epochs: int, hidden: int) -> None:
               f"{columns_alone(X_shared, y):.3f})", flush=True)
 
 
+def ftl_guest(overlap: int, batch_sizes: list[int], epochs: int) -> None:
+    from isthmus.algorithms.hetero_ftl import guest, terms, training
+
+    seen, host_values, plans = [], [], []  # per step: what the guest holds; the host's u_B (to score only)
+    parameter_gradient, plan_batches, guest_terms, host_terms = (guest.parameter_gradient, guest.plan_batches,
+                                                                 terms.guest_terms, terms.host_terms)
+
+    def spy_gradient(jacobian, output_gradient):  # the guest decrypts jacobianᵀ output_gradient
+        seen[-1]["sums"] = jacobian.T @ np.asarray(output_gradient, dtype=float).ravel()
+        seen[-1]["jacobian"] = jacobian
+        return parameter_gradient(jacobian, output_gradient)
+
+    def spy_plan(*args):
+        plans.append(plan_batches(*args))
+        return plans[-1]
+
+    def spy_guest_terms(phi, u_a, y):  # the guest's own u_A, which it knows
+        seen.append({"u_a": np.array(u_a)})
+        return guest_terms(phi, u_a, y)
+
+    def truth(u_b):
+        host_values.append(np.array(u_b))
+        return host_terms(u_b)
+
+    guest.parameter_gradient, guest.plan_batches, terms.guest_terms, terms.host_terms = (
+        spy_gradient, spy_plan, spy_guest_terms, truth)
+    file, _, _, guest_columns, host_columns = ftl_bench.SPLITS["default_credit"]
+    frame = pd.read_csv(ftl_bench.DATA / file)
+    guest_rows, host_rows = ftl_bench.split_rows(len(frame), overlap, 5000, 3000, 0)
+
+    def inputs(rows, columns):  # a party's inputs, its shared rows first (in the same order at both)
+        values = frame.iloc[rows][columns].to_numpy(float)
+        return RankGauss.fit(values).transform(values)[:overlap]
+    X_shared, X_own = inputs(host_rows, host_columns), inputs(guest_rows, guest_columns)
+    for batch_size in batch_sizes:
+        seen.clear()
+        host_values.clear()
+        plans.clear()
+        ftl_bench.one("default_credit", overlap, 5000, 3000, False, epochs, 0, {"batch_size": batch_size})
+        options = ftl_bench.algorithm("hetero_ftl").Options(**{**ftl_bench.TRAIN, "batch_size": batch_size})
+        d, steps = options.representation, iter(zip(seen, host_values))
+        estimate, true = np.zeros((overlap, d)), np.zeros((overlap, d))
+        for epoch in range(epochs):
+            for rows in training.batches(plans[-1], options, epoch):
+                (step, u_b), n = next(steps), len(rows)
+                solved = np.linalg.lstsq(step["jacobian"].T, step["sums"], rcond=None)[0]
+                per_row = solved[d:].reshape(n, d)  # after dL/dPhi: 2 gamma (u_A,i - u_B,i) / n per row
+                estimate[rows] += step["u_a"] - per_row * n / (2 * options.gamma)
+                true[rows] += u_b
+        explained = {name: np.array([explained_variance(U, X_shared[:, k]) for k in range(len(host_columns))])
+                     for name, U in (("own", X_own), ("estimate", estimate / epochs),
+                                     ("both", np.hstack([X_own, estimate / epochs])), ("true", true / epochs))}
+        bills = [k for k, column in enumerate(host_columns) if column.startswith("BILL_AMT")]
+        figures = {name: f"{r2.mean():.2f} / {r2[host_columns.index('LIMIT_BAL')]:.2f} / {r2[bills].mean():.2f}"
+                   for name, r2 in explained.items()}
+        print(f"ftl-guest {overlap} shared rows, batch_size {batch_size} (batches of {len(plans[-1][0])}), {epochs} "
+              f"epochs: R^2 of the host's columns (mean / LIMIT_BAL / bills) from the guest's own columns "
+              f"{figures['own']}, from its estimate of u_B {figures['estimate']}, from both {figures['both']} (from "
+              f"the true u_B: {figures['true']})", flush=True)
+
+
+def explained_variance(features: np.ndarray, target: np.ndarray) -> float:
+    """5-fold R^2 of a linear regression of ``target`` on ``features``."""
+    predicted = cross_val_predict(LinearRegression(), features, target, cv=5)
+    return float(1 - ((target - predicted) ** 2).mean() / target.var())
+
+
 def nn(rows: int, epochs: int, label_noise: float, host_columns: list[str]) -> None:
     from isthmus.algorithms.base import Party, Roster
     from isthmus.algorithms.hetero_nn import interactive
@@ -234,10 +314,10 @@ def nn(rows: int, epochs: int, label_noise: float, host_columns: list[str]) -> N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=["lr", "ftl", "nn"])
-    parser.add_argument("--rows", type=int, default=None, help="lr: 6000, nn: 3000; ftl: shared rows, 300")
+    parser.add_argument("model", choices=["lr", "ftl", "nn", "ftl-guest"])
+    parser.add_argument("--rows", type=int, default=None, help="lr: 6000, nn: 3000; ftl, ftl-guest: shared rows, 300")
     parser.add_argument("--epochs", type=int, default=None, help="lr: 50, ftl: 20, nn: 2")
-    parser.add_argument("--batch-sizes", default="50,150", help="ftl: batch_size values (raised to the floor)")
+    parser.add_argument("--batch-sizes", default="50,150", help="ftl, ftl-guest: batch_size values (raised to the floor)")
     parser.add_argument("--hidden", type=int, default=ftl_bench.TRAIN["hidden"], help="ftl: hidden units (0: linear)")
     parser.add_argument("--label-noise", type=float, default=0.0, help="nn: the guest's label_noise")
     parser.add_argument("--jobs", type=int, default=1, help="lr: jobs of the same guest and host, each its own seed")
@@ -246,6 +326,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.model == "lr":
         lr(args.rows or 6000, args.epochs or 50, args.jobs)
+    elif args.model == "ftl-guest":
+        ftl_guest(args.rows or 300, [int(b) for b in args.batch_sizes.split(",")], args.epochs or 20)
     elif args.model == "ftl":
         ftl(args.rows or 300, [int(b) for b in args.batch_sizes.split(",")], args.epochs or 20, args.hidden)
     else:

@@ -39,9 +39,10 @@ def test_a_transfer_learning_job_labels_the_hosts_new_rows_at_the_host_only(tmp_
     guest_model = json.loads((run / "guest" / "model.json").read_text())
     assert guest_model["model"] == "hetero_ftl" and len(guest_model["phi"]) == QUICK["representation"]
     assert json.loads((run / "host" / "model.json").read_text())["labelled_rows"] == 200
-    # the guest is told that the host learns its shared rows' labels; the host is not told anything of it
-    assert "the hosts learn your labels: hetero_ftl:" in (run / "guest" / "events.jsonl").read_text()
-    assert "learn your labels" not in (run / "host" / "events.jsonl").read_text()
+    # each is told what the other learns of its own data, and only that
+    guest_events, host_events = ((run / party / "events.jsonl").read_text() for party in ("guest", "host"))
+    assert "the hosts learn your labels: hetero_ftl:" in guest_events and "summary of your columns" not in guest_events
+    assert "the guest learns a summary of your columns: hetero_ftl:" in host_events and "your labels" not in host_events
 
 
 def test_a_plaintext_transfer_job_is_refused_at_load_without_the_benchmark_switch(tmp_path):

@@ -208,6 +208,22 @@ class Reference:
     name: str
 
 
+@dataclass(frozen=True)
+class Disclosure:
+    """What one role's peers learn of its data beyond what the model's outputs tell, measured (benchmarks/
+    label_leakage.py): a node of that role runs the model only if its policy allows ``weakening``."""
+
+    weakening: str
+    #: Said to that role's party, e.g. "the hosts learn your labels".
+    headline: str
+    #: How, for this model.
+    how: str
+
+
+def labels_to_hosts(how: str) -> Disclosure:
+    return Disclosure("labels_to_hosts", "the hosts learn your labels", how)
+
+
 class Algorithm(ABC):
     """One federated model as the jobs see it: declaration, training, loading, and its centralised twin."""
 
@@ -230,10 +246,8 @@ class Algorithm(ABC):
     idle_roles: ClassVar[frozenset[str]] = frozenset()
     #: Why an `evaluate` step has nothing to score for this model (refused at load), or None: it can be evaluated.
     unevaluable: ClassVar[str | None] = None
-    #: What the hosts learn of the guest's labels beyond what their own columns tell (measured in
-    #: benchmarks/label_leakage.py), or None: a guest's node accepts such a model only if its policy allows
-    #: the weakening ``labels_to_hosts``.
-    labels_to_hosts: ClassVar[str | None] = None
+    #: What each role's peers learn of its data (:class:`Disclosure`), by role; a role absent: nothing measured.
+    discloses: ClassVar[Mapping[str, Disclosure]] = {}
 
     def check(self, roster: Roster, options: Options, *, allow_plaintext: bool) -> None:
         """Refuse, at load, a job this algorithm cannot run: role counts here; subclasses add their own

@@ -17,6 +17,7 @@ import difflib
 from dataclasses import dataclass, replace
 from typing import Any
 
+from isthmus.algorithms.base import Disclosure
 from isthmus.algorithms.registry import algorithm as algorithm_of
 from isthmus.algorithms.registry import names
 from isthmus.errors import ConfigError
@@ -67,13 +68,14 @@ class Plan:
         return [f"{step.scope}/" for step in self.steps]
 
     @property
-    def labels_to_hosts(self) -> str | None:
-        """What the hosts learn of the labels (:attr:`Algorithm.labels_to_hosts`), said to the guest only:
-        the labels are its own. None when they learn nothing beyond what their columns tell."""
+    def disclosure(self) -> Disclosure | None:
+        """What this party's peers learn of its data in the training (:attr:`Algorithm.discloses` for its
+        role), its ``how`` naming the model; None when nothing is measured."""
         train = self.first("train")
-        if train is None or self.job.party(self.party).role != "guest" or not train.options.algorithm.labels_to_hosts:
+        found = train.options.algorithm.discloses.get(self.job.party(self.party).role) if train else None
+        if found is None:
             return None
-        return f"{train.options.algorithm.name}: {train.options.algorithm.labels_to_hosts}"
+        return replace(found, how=f"{train.options.algorithm.name}: {found.how}")
 
 
 def make_plan(spec: JobSpec, party: str) -> Plan:

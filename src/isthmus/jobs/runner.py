@@ -48,8 +48,9 @@ def run_party(spec: JobSpec, party: str, channel: Channel, run_dir: Path, *, cer
                        certs_dir=certs_dir)
     for note in plan.notes:
         ctx.events.emit(step="plan", note=note)
-    if plan.labels_to_hosts:  # a node asked the guest's consent already; `isthmus run` says it here
-        ctx.events.emit(step="plan", note=f"the hosts learn your labels: {plan.labels_to_hosts} (docs/security.md)")
+    disclosure = plan.disclosure
+    if disclosure:  # a node asked this party's consent already; `isthmus run` says it here
+        ctx.events.emit(step="plan", note=f"{disclosure.headline}: {disclosure.how} (docs/security.md)")
     current = "plan"
     try:
         for step in plan.steps:

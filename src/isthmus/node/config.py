@@ -24,7 +24,7 @@ from isthmus.yaml_files import load_yaml
 ALIAS = re.compile(r"[a-z][a-z0-9_\-]{0,62}")
 #: Options that weaken privacy; a policy lists those it ever accepts (none by default).
 WEAKENING = ("benchmark_only_plaintext", "reveal_updates", "secure_aggregation_off", "dp_off", "per_institution_query",
-             "labels_to_hosts")
+             "labels_to_hosts", "representations_to_guest")
 
 
 class TableEntry(Options):

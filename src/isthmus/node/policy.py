@@ -78,7 +78,8 @@ def review(config: NodeConfig, proposal: Proposal) -> Plan:
 
 def _because(plan: Plan, weakening: str) -> str:
     """What a weakening the name alone does not explain means for this job."""
-    return f" ({plan.labels_to_hosts})" if weakening == "labels_to_hosts" else ""
+    disclosure = plan.disclosure
+    return f" ({disclosure.how})" if disclosure and disclosure.weakening == weakening else ""
 
 
 def table_problem(config: NodeConfig, alias: str) -> str | None:
@@ -146,8 +147,8 @@ def testable_ids(config: NodeConfig, plan: Plan, alias: str | None) -> float:
 
 
 def weakenings(plan: Plan) -> list[str]:
-    """The privacy-weakening choices the plan makes, by the names a policy lists (``labels_to_hosts`` at the
-    guest only: its labels are the ones the hosts learn)."""
+    """The privacy-weakening choices the plan makes, by the names a policy lists (a model's disclosure at the
+    party whose data it discloses only: ``labels_to_hosts`` at the guest)."""
     found = []
     if plan.job.options.benchmark_only_plaintext:
         found.append("benchmark_only_plaintext")
@@ -160,8 +161,9 @@ def weakenings(plan: Plan) -> list[str]:
         found.append("secure_aggregation_off")
     if options is not None and "dp" in type(options).model_fields and options.dp is None:
         found.append("dp_off")
-    if plan.labels_to_hosts:
-        found.append("labels_to_hosts")
+    disclosure = plan.disclosure
+    if disclosure:
+        found.append(disclosure.weakening)
     return found
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from isthmus.algorithms.base import Algorithm, Part, Party, Roster
+from isthmus.algorithms.base import Algorithm, Disclosure, Part, Party, Roster, labels_to_hosts
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
 from isthmus.algorithms.registry import register
 from isthmus.errors import ConfigError
@@ -51,7 +51,12 @@ class HeteroFtl(Algorithm):
     Options = FtlOptions
     unevaluable = ("its output is the host's predictions.csv, scores for the host's rows the guest never had; "
                    "compare them with held-back truth where that is kept")
-    labels_to_hosts = "the host's weight gradients, over the epochs, give it the shared rows' labels"
+    discloses = {
+        "guest": labels_to_hosts("the host's weight gradients, over the epochs, give it the shared rows' labels"),
+        "host": Disclosure("representations_to_guest", "the guest learns a summary of your columns",
+                           "the guest's weight gradients, over the epochs, give it the host's representation of each "
+                           "shared row, which tells much of its columns"),
+    }
 
     def check(self, roster: Roster, options: FtlOptions, *, allow_plaintext: bool) -> None:
         super().check(roster, options, allow_plaintext=allow_plaintext)

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from isthmus.algorithms.base import Algorithm, GuestPart, HostPart, Party, Reference, Roster, Task, classifier_task
+from isthmus.algorithms.base import (Algorithm, GuestPart, HostPart, Party, Reference, Roster, Task, classifier_task,
+                                     labels_to_hosts)
 from isthmus.algorithms.hetero_nn import tags
 from isthmus.algorithms.hetero_nn.guest import NNGuest
 from isthmus.algorithms.hetero_nn.host import NNHost
@@ -82,7 +83,8 @@ class HeteroNN(Algorithm):
     imports = ("torch",)
     roles = {"guest": (1, 1), "host": (1, None)}
     Options = NNOptions
-    labels_to_hosts = "each host gets its bottom output's gradient row by row, which gives it the training rows' labels"
+    discloses = {"guest": labels_to_hosts(
+        "each host gets its bottom output's gradient row by row, which gives it the training rows' labels")}
 
     def check(self, roster: Roster, options: NNOptions, *, allow_plaintext: bool) -> None:
         super().check(roster, options, allow_plaintext=allow_plaintext)
