@@ -36,3 +36,10 @@ def test_a_line_for_each_new_step_or_status_and_progress_at_most_every_few_secon
                        "host train running", "guest train running epoch 9/30 loss 0.4", "guest evaluate running",
                        "host train finished"]
     assert re.match(r"\d\d:\d\d:\d\d guest intersect running$", out.getvalue().splitlines()[0])
+
+
+def test_an_epoch_without_a_loss_shows_none():
+    """A party that cannot know the loss (an FTL host: the guest holds the labels) printed "loss nan"."""
+    assert launcher._detail({"epoch": 4, "epochs": 10}) == "epoch 4/10"
+    assert launcher._detail({"epoch": 4, "epochs": 10, "loss": 0.60321}) == "epoch 4/10 loss 0.6032"
+    assert launcher._detail({"epoch": 2, "epochs": 5, "loss": 0.5, "model": "host-1"}) == "model host-1 epoch 2/5 loss 0.5000"

@@ -295,7 +295,9 @@ class _ProgressLines:
 
 def _detail(event: dict) -> str:
     if "epoch" in event:
-        text = f"epoch {event['epoch']}/{event.get('epochs', '?')} loss {event.get('loss', float('nan')):.4f}"
+        text = f"epoch {event['epoch']}/{event.get('epochs', '?')}"
+        if isinstance(event.get("loss"), (int, float)):  # a party that cannot know the loss (an FTL host) says none
+            text += f" loss {event['loss']:.4f}"
         if "model" in event and event.get("model"):
             text = f"model {event['model']} " + text
         return text
