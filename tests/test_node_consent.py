@@ -372,7 +372,7 @@ def test_job_ports_outside_1024_65535_or_misspelt_stop_the_node_at_load(tmp_path
 def test_a_model_that_gives_the_hosts_the_labels_needs_the_guests_consent(tmp_path, model, train):
     """hetero_nn's and hetero_ftl's hosts learn the guest's labels from their gradients (benchmarks/
     label_leakage.py): the guest's node refuses them unless its policy allows labels_to_hosts; a host's
-    node, whose labels are not at stake, does not ask it (hetero_ftl's asks its own consent: below)."""
+    node, whose labels are not at stake, does not ask it (it asks its own: below)."""
     body = proposal()
     body["parties"].pop("arbiter")
     body["steps"] = [{"intersect": {"min_shared_rows": 100, **({"keep_all_rows": True} if model == "hetero_ftl"
@@ -382,24 +382,30 @@ def test_a_model_that_gives_the_hosts_the_labels_needs_the_guests_consent(tmp_pa
     with pytest.raises(Refusal, match=rf"allow_weakening: the job uses labels_to_hosts \({model}: .*labels") as refused:
         reviewed(strict["guest"], body)
     assert refused.value.rule == "allow_weakening"
-    host_consents = {**models, "allow_weakening": ["representations_to_guest"] if model == "hetero_ftl" else []}
+    host_consents = {**models, "allow_weakening": ["representations_to_guest"]}
     reviewed(federation(tmp_path / "host", guest=models, host=host_consents)["host"], body, proposer="guest")
     consenting = federation(tmp_path / "consenting", guest={**models, "allow_weakening": ["labels_to_hosts"]})
     reviewed(consenting["guest"], body)
 
 
-def test_a_transfer_learning_job_needs_the_hosts_consent_to_give_the_guest_its_representations(tmp_path):
+@pytest.mark.parametrize("model, keep_all_rows, how", [
+    ("hetero_ftl", True, "the guest's weight gradients.*representation"),
+    ("hetero_nn", False, "the guest gets each row's interactive-layer output"),
+])
+def test_a_model_that_gives_the_guest_a_summary_of_the_hosts_columns_needs_the_hosts_consent(
+        tmp_path, model, keep_all_rows, how):
     """hetero_ftl's guest reads, over the epochs, the host's representation of each shared row off its own
-    weight gradients (benchmarks/label_leakage.py ftl-guest): the host's node refuses it unless its policy
-    allows representations_to_guest, and the board's approvals page shows that weakening."""
+    weight gradients; hetero_nn's gets each row's interactive-layer output (benchmarks/label_leakage.py
+    ftl-guest, nn): the host's node refuses them unless its policy allows representations_to_guest, and the
+    board's approvals page shows that weakening."""
     body = proposal()
     body["parties"].pop("arbiter")
-    body["steps"] = [{"intersect": {"min_shared_rows": 100, "keep_all_rows": True}},
-                     {"train": {"model": "hetero_ftl", "epochs": 1, "key_bits": 1024}}]
-    models = {"models": ["hetero_ftl"]}
+    body["steps"] = [{"intersect": {"min_shared_rows": 100, **({"keep_all_rows": True} if keep_all_rows else {})}},
+                     {"train": {"model": model, "epochs": 1, "key_bits": 1024}}]
+    models = {"models": [model]}
     strict = federation(tmp_path / "strict", guest={**models, "allow_weakening": ["labels_to_hosts"]}, host=models)
-    with pytest.raises(Refusal, match=r"allow_weakening: the job uses representations_to_guest \(hetero_ftl: "
-                                      r"the guest's weight gradients.*representation") as refused:
+    with pytest.raises(Refusal, match=rf"allow_weakening: the job uses representations_to_guest \({model}: "
+                                      rf"{how}") as refused:
         reviewed(strict["host"], body, proposer="guest")
     assert refused.value.rule == "allow_weakening"
     consenting = federation(tmp_path / "consenting", host={**models, "allow_weakening": ["representations_to_guest"]})

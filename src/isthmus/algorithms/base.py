@@ -224,6 +224,10 @@ def labels_to_hosts(how: str) -> Disclosure:
     return Disclosure("labels_to_hosts", "the hosts learn your labels", how)
 
 
+def representations_to_guest(how: str) -> Disclosure:
+    return Disclosure("representations_to_guest", "the guest learns a summary of your columns", how)
+
+
 class Algorithm(ABC):
     """One federated model as the jobs see it: declaration, training, loading, and its centralised twin."""
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from isthmus.algorithms.base import Algorithm, Disclosure, Part, Party, Roster, labels_to_hosts
+from isthmus.algorithms.base import Algorithm, Part, Party, Roster, labels_to_hosts, representations_to_guest
 from isthmus.algorithms.hetero_ftl.options import FtlOptions
 from isthmus.algorithms.registry import register
 from isthmus.errors import ConfigError
@@ -53,9 +53,8 @@ class HeteroFtl(Algorithm):
                    "compare them with held-back truth where that is kept")
     discloses = {
         "guest": labels_to_hosts("the host's weight gradients, over the epochs, give it the shared rows' labels"),
-        "host": Disclosure("representations_to_guest", "the guest learns a summary of your columns",
-                           "the guest's weight gradients, over the epochs, give it the host's representation of each "
-                           "shared row, which tells much of its columns"),
+        "host": representations_to_guest("the guest's weight gradients, over the epochs, give it the host's "
+                                         "representation of each shared row, which tells much of its columns"),
     }
 
     def check(self, roster: Roster, options: FtlOptions, *, allow_plaintext: bool) -> None:

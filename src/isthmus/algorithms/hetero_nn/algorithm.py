@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from isthmus.algorithms.base import (Algorithm, GuestPart, HostPart, Party, Reference, Roster, Task, classifier_task,
-                                     labels_to_hosts)
+                                     labels_to_hosts, representations_to_guest)
 from isthmus.algorithms.hetero_nn import tags
 from isthmus.algorithms.hetero_nn.guest import NNGuest
 from isthmus.algorithms.hetero_nn.host import NNHost
@@ -83,8 +83,12 @@ class HeteroNN(Algorithm):
     imports = ("torch",)
     roles = {"guest": (1, 1), "host": (1, None)}
     Options = NNOptions
-    discloses = {"guest": labels_to_hosts(
-        "each host gets its bottom output's gradient row by row, which gives it the training rows' labels")}
+    discloses = {
+        "guest": labels_to_hosts(
+            "each host gets its bottom output's gradient row by row, which gives it the training rows' labels"),
+        "host": representations_to_guest(
+            "the guest gets each row's interactive-layer output z_h from each host, which tells much of its columns"),
+    }
 
     def check(self, roster: Roster, options: NNOptions, *, allow_plaintext: bool) -> None:
         super().check(roster, options, allow_plaintext=allow_plaintext)
