@@ -38,6 +38,13 @@ Measured (2 cores, load 2-4), the AUC of the host's label scores:
 here), from which a linear fit explains R^2 0.57-0.66 of the host's columns on average over the same five runs
 (its best column, BILL_AMT2 or SEX, 0.80-0.93), where the guest's own columns explain 0.17.
 
+``lr-validation``: a vertical LR guest holding out validation rows computed their loss every epoch from
+each host's partial scores of them, in clear: one linear projection of their host columns per epoch. Before
+the loss was formed under encryption (as of commit 2a8fdc6: 6,000 rows, validation_fraction 0.2, 20
+epochs), a linear fit on those 20 scores explained R^2 1.00 of every host column on the 1,200 held-out rows
+(mean, LIMIT_BAL, AGE and the bills alike), where the guest's own columns explain 0.15; now the guest gets
+none (the command says how many it got, and what they tell).
+
 ``ftl-guest``: the guest's weight gradient holds, per shared row, 2 gamma (u_A,i - u_B,i) / n, and it knows
 u_A,i; solved the same way and averaged over the epochs, that gives it the host's representation u_B,i of
 each row: a summary of the host's columns. The figure is how much of each host column (rank-gauss) a 5-fold
@@ -123,6 +130,52 @@ def lr(rows: int, epochs: int, jobs: int) -> None:
         print(f"lr {rows} rows, batches of {batch}, {epochs} epochs, {what}: host reads the labels at AUC "
               f"{roc_auc_score(y, scores):.3f} (its columns in-sample {columns_alone(X_host, y):.3f}; the model "
               f"{roc_auc_score(y, X @ weights):.3f})", flush=True)
+
+
+def lr_validation(rows: int, epochs: int, validation_fraction: float) -> None:
+    """A vertical LR guest holding out validation rows gets each host's partial score of each of them every
+    epoch (to compute the validation loss): one linear projection of those rows' host columns per epoch."""
+    from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearOptions
+    from isthmus.transport.local import LocalHub
+
+    frame = pd.read_csv(DATA).sample(rows, random_state=0)
+    y = frame[LABEL].to_numpy(float)
+    X_host = standardised(frame[HOST])
+    X_guest = standardised(frame.drop(columns=[*HOST, "ID", LABEL]))
+    received, scores = [], HeteroLinearGuest._scores
+
+    def spy_scores(self, score_rows, x):  # the hosts' partial scores: the total less the guest's own part
+        total = scores(self, score_rows, x)
+        received.append((np.array(score_rows), (total - x @ self.coef_)[:, 0]))
+        return total
+
+    HeteroLinearGuest._scores = spy_scores
+    options = LinearOptions(epochs=epochs, validation_fraction=validation_fraction, encrypt=False, learning_rate=0.15)
+    hub, guest = LocalHub(["guest", "host", "arbiter"]), HeteroLinearGuest(options)
+    roles = {"guest": lambda: guest.fit(hub.channel("guest"), X_guest, y, hosts=["host"], arbiter="arbiter"),
+             "host": lambda: HeteroLinearHost(options).fit(hub.channel("host"), X_host, guest="guest", arbiter="arbiter"),
+             "arbiter": lambda: HeteroLinearArbiter(options).fit(hub.channel("arbiter"), guest="guest", hosts=["host"])}
+    threads = [threading.Thread(target=role) for role in roles.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    held_out = guest.validation_rows_
+    got = [partial for score_rows, partial in received if np.array_equal(score_rows, held_out)]
+    own = np.array([explained_variance(X_guest[held_out], X_host[held_out, k]) for k in range(len(HOST))])
+    figures = f"from the guest's own columns {_r2_figures(own)}"
+    if got:
+        scores_r2 = [explained_variance(np.column_stack(got), X_host[held_out, k]) for k in range(len(HOST))]
+        figures += f", from the host's partial scores it got {_r2_figures(np.array(scores_r2))}"
+    print(f"lr-validation {rows} rows, validation_fraction {validation_fraction:g} ({len(held_out)} rows), "
+          f"{len(guest.history_)} epochs: the guest got the host's partial scores of every validation row "
+          f"{len(got)} times; R^2 of the host's columns on those rows, mean / LIMIT_BAL / AGE / bills' mean, "
+          f"{figures}", flush=True)
+
+
+def _r2_figures(r2: np.ndarray) -> str:
+    bills = [k for k, column in enumerate(HOST) if column.startswith("BILL_AMT")]
+    return f"{r2.mean():.2f} / {r2[HOST.index('LIMIT_BAL')]:.2f} / {r2[HOST.index('AGE')]:.2f} / {r2[bills].mean():.2f}"
 
 
 def _train_lr(X: np.ndarray, X_host: np.ndarray, y: np.ndarray, batch: int, epochs: int, seed: int, fixed: bool,
@@ -339,18 +392,21 @@ def nn(rows: int, epochs: int, label_noise: float, host_columns: list[str]) -> N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=["lr", "ftl", "nn", "ftl-guest"])
-    parser.add_argument("--rows", type=int, default=None, help="lr: 6000, nn: 3000; ftl, ftl-guest: shared rows, 300")
-    parser.add_argument("--epochs", type=int, default=None, help="lr: 50, ftl: 20, nn: 2")
+    parser.add_argument("model", choices=["lr", "ftl", "nn", "ftl-guest", "lr-validation"])
+    parser.add_argument("--rows", type=int, default=None, help="lr, lr-validation: 6000, nn: 3000; ftl, ftl-guest: shared rows, 300")
+    parser.add_argument("--epochs", type=int, default=None, help="lr: 50, lr-validation: 20, ftl: 20, nn: 2")
     parser.add_argument("--batch-sizes", default="50,150", help="ftl, ftl-guest: batch_size values (raised to the floor)")
     parser.add_argument("--hidden", type=int, default=ftl_bench.TRAIN["hidden"], help="ftl: hidden units (0: linear)")
     parser.add_argument("--label-noise", type=float, default=0.0, help="nn: the guest's label_noise")
+    parser.add_argument("--validation-fraction", type=float, default=0.2, help="lr-validation: the guest's share held out")
     parser.add_argument("--jobs", type=int, default=1, help="lr: jobs of the same guest and host, each its own seed")
     parser.add_argument("--host-pay", action="store_true",
                         help="nn: the host holds the repayment columns (the strong ones) instead of demography and bills")
     args = parser.parse_args()
     if args.model == "lr":
         lr(args.rows or 6000, args.epochs or 50, args.jobs)
+    elif args.model == "lr-validation":
+        lr_validation(args.rows or 6000, args.epochs or 20, args.validation_fraction)
     elif args.model == "ftl-guest":
         ftl_guest(args.rows or 300, [int(b) for b in args.batch_sizes.split(",")], args.epochs or 20)
     elif args.model == "ftl":

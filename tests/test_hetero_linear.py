@@ -258,3 +258,39 @@ def test_the_sigmoid_shuffle_comes_from_the_os_secret_randomness(breast, monkeyp
     config = LinearOptions(epochs=1, batch_size=0, residual="sigmoid", encrypt=False)
     train_jointly(config, X[:, :10], y, [X[:, 10:]])
     assert shuffled == [len(y)]
+
+
+@pytest.mark.parametrize("options, hosts", [
+    ({"residual": "taylor"}, 2),  # a quadratic loss: the hosts' cross terms too
+    ({"residual": "taylor", "encrypt": True, "key_bits": 1024}, 2),
+    ({}, 1),  # the exact sigmoid's softplus, through the arbiter
+    ({"encrypt": True, "key_bits": 1024}, 1),
+    ({"task": "regression"}, 2),
+    ({"task": "multiclass"}, 1),  # one softmax model
+])
+def test_the_validation_loss_is_formed_encrypted_and_is_that_of_the_held_out_rows(options, hosts):
+    """The guest's validation loss each epoch is the held-out rows' loss (the Taylor one for a Taylor model,
+    half the squared error for regression: the training loss's), with only its sum decrypted: the hosts'
+    partial scores of those rows reached the guest in clear every epoch, one linear projection of their
+    columns per epoch (benchmarks/label_leakage.py lr-validation: R^2 1.00 after 20 epochs)."""
+    X, y = (load_iris if options.get("task") == "multiclass" else load_diabetes if options.get("task") else
+            load_breast_cancer)(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    config = LinearOptions(**{"epochs": 3, "batch_size": 32, "learning_rate": 0.1, "validation_fraction": 0.3,
+                              "encrypt": False, "batch_rows_per_feature": SMALL_BATCHES, "tol": 0.0, **options})
+    parts = [X[:, 2 + i::hosts + 1] for i in range(hosts)]
+    _, guest, host_parts = train_jointly(config, X[:, :2], y, parts)
+    rows = guest.validation_rows_
+    z = np.column_stack([X[rows, :2], np.ones(len(rows))]) @ guest.coef_ + sum(
+        part[rows] @ host_parts[f"host-{i + 1}"].coef_ for i, part in enumerate(parts))
+    if config.task == "regression":
+        expected = 0.5 * np.mean((z[:, 0] - y[rows]) ** 2)
+    elif config.softmax:
+        one_hot = y[rows, None] == guest.classes_[None, :]
+        expected = np.mean(np.log(np.exp(z).sum(axis=1)) - (one_hot * z).sum(axis=1))
+    elif config.exact_sigmoid:
+        expected = np.mean(np.logaddexp(0.0, z[:, 0]) - y[rows] * z[:, 0])
+    else:
+        signed = 2.0 * y[rows] - 1.0
+        expected = np.mean(np.log(2.0) - 0.5 * signed * z[:, 0] + 0.125 * z[:, 0] ** 2)
+    assert guest.history_[-1]["validation_loss"] == pytest.approx(expected, rel=1e-4 if config.encrypt else 1e-6)

@@ -184,6 +184,25 @@ def test_too_few_rows_for_one_safe_batch_is_a_data_error_naming_the_numbers():
     assert "'host'" in message and "precision" in message
 
 
+def test_too_few_validation_rows_for_a_safe_loss_is_a_data_error_naming_the_numbers():
+    """The validation loss is a sum over the held-out rows as a batch's is, and every party refuses it over
+    fewer rows than a batch: the guest says so before training."""
+    rng = np.random.default_rng(5)
+    n = 4 * SAFE_ROWS
+    hub = LocalHub(["guest", "host", "arbiter"])
+    config = LinearOptions(epochs=1, encrypt=False, validation_fraction=0.2)  # 115 rows held out, below 144
+    with pytest.raises(AssertionError) as failure:
+        run_parties({
+            "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), rng.normal(size=(n, 2)),
+                                                           np.arange(n) % 2, hosts=["host"], arbiter="arbiter"),
+            "host": lambda: HeteroLinearHost(config).fit(hub.channel("host"), rng.normal(size=(n, HOST_FEATURES)),
+                                                         guest="guest", arbiter="arbiter"),
+            "arbiter": lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest", hosts=["host"]),
+        }, timeout=30)
+    message = str(failure.value.__cause__)
+    assert "holds out 115 rows" in message and f"the {SAFE_ROWS} a batch needs" in message, message
+
+
 # --- a deviating guest, scripted message by message ----------------------------------------------
 
 
@@ -377,3 +396,62 @@ def test_a_curious_host_cannot_link_the_residual_to_its_own_partials(monkeypatch
     for i, a in enumerate(firsts):
         for b in firsts[i + 1:]:
             assert (a * gmpy2.invert(b, nsquare) % nsquare) % nn != 1
+
+
+def test_a_guest_holding_out_validation_rows_gets_no_host_partial_score_during_training():
+    """Each epoch's validation loss needed the host's partial scores of the held-out rows, sent in clear: one
+    linear projection of their host columns per epoch, all of them up to a linear map after as many epochs as
+    the host has columns (benchmarks/label_leakage.py lr-validation: R^2 1.00). The loss is now formed under
+    encryption; what left the host during training holds no plaintext score."""
+    rng = np.random.default_rng(3)
+    n = 6 * SAFE_ROWS
+    X_guest, X_host = rng.normal(size=(n, GUEST_FEATURES)), rng.normal(size=(n, HOST_FEATURES))
+    y = (X_guest[:, 0] + X_host[:, 0] > 0).astype(float)
+    config = LinearOptions(epochs=HOST_FEATURES + 2, batch_size=SAFE_ROWS, validation_fraction=0.25, tol=0,
+                           encrypt=False)
+    hub = LocalHub(["guest", "host", "arbiter"])
+    host_channel, left_the_host = hub.channel("host"), []
+    send = host_channel._send_raw
+    host_channel._send_raw = lambda to, tag, payload: (left_the_host.append(tag), send(to, tag, payload))[1]
+    guest = HeteroLinearGuest(config)
+    run_parties({
+        "guest": lambda: guest.fit(hub.channel("guest"), X_guest, y, hosts=["host"], arbiter="arbiter"),
+        "host": lambda: HeteroLinearHost(config).fit(host_channel, X_host, guest="guest", arbiter="arbiter"),
+        "arbiter": lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest", hosts=["host"]),
+    }, timeout=120)
+    assert len(guest.history_) == config.epochs and all("validation_loss" in h for h in guest.history_)
+    assert tags.PARTIAL in left_the_host and tags.SCORES not in left_the_host
+
+
+def started_host(config: LinearOptions) -> tuple[LocalHub, Scripted]:
+    """An honest host after the start order, its arbiter key plaintext."""
+    hub = LocalHub(["guest", "host", "arbiter"])
+    host = honest_host(hub, config)
+    hub.channel("arbiter").send("host", tags.PUBLIC_KEY, None)
+    guest = hub.channel("guest")
+    guest.recv("host", tags.FEATURES)
+    guest.send("host", tags.CONTROL, {"op": "start", "models": 1, "columns": 1,
+                                      "features": {"guest": GUEST_FEATURES, "host": HOST_FEATURES}})
+    return hub, host
+
+
+def test_the_host_sends_no_plaintext_scores_before_training_is_over():
+    """A deviating guest asking for the host's partial scores after every epoch would get them as the
+    validation loss once did: refused until the fit is done (prediction, after it, is one projection)."""
+    hub, host = started_host(LinearOptions(encrypt=False))
+    hub.channel("guest").send("host", tags.CONTROL, {"op": "score", "rows": np.arange(10)})
+    error = host.refused()
+    assert error.peer == "guest" and "'score'" in str(error)
+
+
+def test_the_host_refuses_a_validation_loss_over_other_rows():
+    """Losses over overlapping row sets, differenced, would give single rows' partial scores."""
+    hub, host = started_host(LinearOptions(encrypt=False))
+    guest = hub.channel("guest")
+    for rows in (np.arange(SAFE_ROWS), np.arange(1, SAFE_ROWS + 1)):
+        guest.send("host", tags.CONTROL, {"op": "validate", "rows": rows, "model": 0})
+        if rows[0] == 0:
+            guest.recv("host", tags.PARTIAL)
+            guest.send("host", tags.PARTNERS, [])
+    error = host.refused()
+    assert error.peer == "guest" and "other rows than the first" in str(error)

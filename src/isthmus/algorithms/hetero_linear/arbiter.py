@@ -54,23 +54,33 @@ class HeteroLinearArbiter:
             if order["op"] == "softmax" and columns > 1:
                 serve_softmax(channel, guest, public_key, private_key, len(parties), columns, min_rows, MAX_DECRYPT)
                 continue
-            if order["op"] != "decrypt":
+            if order["op"] not in ("decrypt", "decrypt-loss"):
                 raise ProtocolError(f"unknown arbiter order {order['op']!r}", peer=guest, tag=tags.ARBITER_CONTROL)
             rows = order.get("rows")
             if type(rows) is not int or rows < min_rows:
-                raise ProtocolError(f"refusing to decrypt the gradients of a batch of {rows!r} rows: at least "
-                                    f"{min_rows} are needed", peer=guest, tag=tags.ARBITER_CONTROL)
+                raise ProtocolError(f"refusing to decrypt the gradients or loss of a batch of {rows!r} rows: at "
+                                    f"least {min_rows} are needed", peer=guest, tag=tags.ARBITER_CONTROL)
+            if order["op"] == "decrypt-loss":  # the validation loss: the guest's one value, no gradient
+                self._decrypt(channel, guest, public_key, private_key, 1)
+                continue
             waiting = list(parties)
             while waiting:  # in arrival order: parties finish their gradients at different times
                 party, masked = channel.recv_any(waiting, tags.MASKED)
                 waiting.remove(party)
-                masked = Inspect(party, tags.MASKED).cipher(masked, public_key, size=None)
-                if len(masked) != lengths[party]:
-                    raise ProtocolError(f"refusing to decrypt {len(masked)} values: this party's vectors have "
-                                        f"{lengths[party]}, fixed at the start", peer=party, tag=tags.MASKED)
-                plain = masked if private_key is None else private_key.decrypt_raw(masked)
-                channel.send(party, tags.UNMASKED_RAW, plain if isinstance(plain, np.ndarray) else list(plain))
+                self._decrypt(channel, party, public_key, private_key, lengths[party], masked)
             self.rounds_served += 1
+
+    @staticmethod
+    def _decrypt(channel: Channel, party: str, public_key, private_key, length: int, masked=None) -> None:
+        """Decrypt one party's masked vector of the ``length`` fixed for it, and send it back."""
+        if masked is None:
+            masked = channel.recv(party, tags.MASKED)
+        masked = Inspect(party, tags.MASKED).cipher(masked, public_key, size=None)
+        if len(masked) != length:
+            raise ProtocolError(f"refusing to decrypt {len(masked)} values: this party's vectors have {length}, "
+                                "fixed at the start", peer=party, tag=tags.MASKED)
+        plain = masked if private_key is None else private_key.decrypt_raw(masked)
+        channel.send(party, tags.UNMASKED_RAW, plain if isinstance(plain, np.ndarray) else list(plain))
 
     def _start(self, channel: Channel, guest: str, parties: list[str]) -> tuple[dict[str, int], int, int]:
         """Every party's vector length (its gradient, a column per class of a softmax model; the guest's plus

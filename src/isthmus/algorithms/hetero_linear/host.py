@@ -2,8 +2,10 @@
 
 The host follows the guest's orders: for a training batch it sends encrypted partial predictions,
 receives the encrypted residual, computes its encrypted gradient, has it decrypted masked by the
-arbiter and updates its weights. It sends plaintext only for prediction (its partial scores), which
-is what joint prediction means. It tells the guest its feature count at the start and refuses any
+arbiter and updates its weights; for the guest's validation loss it sends the same encrypted partial
+predictions of the held-out rows, always the same rows. It sends plaintext only for prediction (its
+partial scores), which is what joint prediction means, and only once training is over: its scores of
+the same rows after every epoch would give the guest one linear projection of its columns per epoch. It tells the guest its feature count at the start and refuses any
 batch too small for the widest party (batches.py): over such a batch its own decrypted gradient
 would give it the guest's labels, and the guest's gradient would give the guest its partial scores.
 It also refuses a batch mixing rows of earlier ones: over batches drawn afresh, gradients stacked
@@ -52,10 +54,8 @@ class HeteroLinearHost:
             blocks = map_blocks(partial_scores, rows, self._coef_for_scoring())  # a big batch: on the cluster
             channel.send(guest, tags.SCORES, np.concatenate(blocks))
 
-        handlers = {"score": score, "finish": stop}
-        if training:
-            handlers.update({"start": self._start, "batch": self._batch, "keep-best": self._keep_best,
-                             "fit-done": self._fit_done})
+        handlers = ({"start": self._start, "batch": self._batch, "validate": self._validate, "keep-best": self._keep_best,
+                     "fit-done": self._fit_done} if training else {"score": score, "finish": stop})
         serve_orders(channel, guest, tags.CONTROL, handlers)
 
     def _start(self, order: dict, check: Inspect) -> None:
@@ -68,6 +68,11 @@ class HeteroLinearHost:
         batches.check_batch(rows, self._trainer.min_rows, check)
         self._trainer.partition.check(rows, check)
         self._trainer.train_batch(rows, self._model(order, check))
+
+    def _validate(self, order: dict, check: Inspect) -> None:
+        rows = check.indices(order.get("rows"), len(self._trainer.X))
+        batches.check_batch(rows, self._trainer.min_rows, check)
+        self._trainer.validate(rows, self._model(order, check), check)
 
     def _keep_best(self, order: dict, check: Inspect) -> None:
         self._trainer.keep_best(self._model(order, check))
@@ -99,6 +104,7 @@ class _HostTrainer:
         self.coef = np.zeros((X.shape[1], 0))
         self.min_rows, self.columns, self.optimizers = 0, 1, []  # set by start()
         self.partition = batches.Partition(len(X))
+        self.validation_rows: np.ndarray | None = None
         self.randomness = cipher.Randomness(public_key)
 
     def start(self, n_models: int, columns: int, features: dict[str, int]) -> None:
@@ -121,11 +127,7 @@ class _HostTrainer:
         channel, guest, columns = self.channel, self.guest, self.columns
         x = self.X[rows]
         weights = self.coef[:, self._columns(model)]
-        partial = (x @ weights).ravel()  # row-major: a row's columns side by side
-        if self.config.exact_sigmoid:
-            check_partial_scores(partial, self.channel.party)
-        encrypted_sq = cipher.encrypt(self.public_key, np.array([partial @ partial]))
-        channel.send(guest, tags.PARTIAL, {"u": cipher.encrypt(self.public_key, partial), "u_sq": encrypted_sq})
+        partial = self._send_partial(x @ weights)
         # the next batch's partials and this batch's masked gradient, drawn while the guest works
         self.randomness.refill(len(partial) + 1 + weights.size)
         check = Inspect(guest, tags.RESIDUAL)
@@ -140,6 +142,27 @@ class _HostTrainer:
         grad = apply_penalty(weights, grad * cipher.residual_scale(self.config, len(rows)),
                              penalty=self.config.penalty, alpha=self.config.alpha)
         self.coef[:, self._columns(model)] = self.optimizers[model].step(weights, grad)
+
+    def validate(self, rows: np.ndarray, model: int, check: Inspect) -> None:
+        """[[u]] of the held-out rows, for the guest's validation loss; the same rows every time, or a guest
+        would difference the losses of overlapping sets for single rows' partial scores."""
+        if self.validation_rows is None:
+            self.validation_rows = rows
+        elif not np.array_equal(rows, self.validation_rows):
+            check.fail("a validation loss over other rows than the first one's")
+        partial = self._send_partial(self.X[rows] @ self.coef[:, self._columns(model)])
+        partners = Inspect(self.guest, tags.PARTNERS)
+        if partners_sent := partners.sequence(self.channel.recv(self.guest, tags.PARTNERS), what="partners"):
+            self._send_cross_term(partial, partners_sent, partners)
+
+    def _send_partial(self, scores: np.ndarray) -> np.ndarray:
+        """Send [[u]] (row-major: a row's columns side by side) and [[|u|^2]]; returns u."""
+        partial = scores.ravel()
+        if self.config.exact_sigmoid:
+            check_partial_scores(partial, self.channel.party)
+        encrypted_sq = cipher.encrypt(self.public_key, np.array([partial @ partial]))
+        self.channel.send(self.guest, tags.PARTIAL, {"u": cipher.encrypt(self.public_key, partial), "u_sq": encrypted_sq})
+        return partial
 
     def _columns(self, model: int) -> slice:
         return slice(model * self.columns, (model + 1) * self.columns)

@@ -1,7 +1,7 @@
 """Message tags of the vertical linear protocol, in one place so roles cannot drift apart."""
 
 PUBLIC_KEY = "hetero-linear/public-key"
-ARBITER_CONTROL = "hetero-linear/arbiter-control"  # guest -> arbiter: start, decrypt, sigmoid, softmax, done
+ARBITER_CONTROL = "hetero-linear/arbiter-control"  # guest -> arbiter: start, decrypt, decrypt-loss, sigmoid, softmax, done
 MASKED = "hetero-linear/masked"
 UNMASKED_RAW = "hetero-linear/unmasked-raw"
 FEATURES = "hetero-linear/features"  # host -> guest: its feature count, which sets the smallest batch
@@ -9,7 +9,8 @@ CONTROL = "hetero-linear/control"  # guest -> hosts: what to do next
 PARTIAL = "hetero-linear/partial"  # host -> guest: encrypted partial predictions of a batch
 RESIDUAL = "hetero-linear/residual"  # guest -> hosts: encrypted residual of a batch
 CROSS_REPLY = "hetero-linear/cross-reply"  # host -> guest: encrypted inner product for the loss
-SCORES = "hetero-linear/scores"  # host -> guest: plaintext partial scores for prediction
+PARTNERS = "hetero-linear/partners"  # guest -> hosts: later hosts' [[u]] for the validation loss's cross terms
+SCORES = "hetero-linear/scores"  # host -> guest: plaintext partial scores for prediction (after training only)
 SIGMOID_REQUEST = "hetero-linear/sigmoid-request"  # guest -> arbiter: shuffled, packed scores
 SIGMOID_REPLY = "hetero-linear/sigmoid-reply"  # arbiter -> guest: [[sigmoid]] and the softplus sum
 SOFTMAX_REQUEST = "hetero-linear/softmax-request"  # guest -> arbiter: shuffled, packed gaps of disguised score rows
