@@ -185,12 +185,12 @@ def test_too_few_rows_for_one_safe_batch_is_a_data_error_naming_the_numbers():
 
 
 def test_too_few_validation_rows_for_a_safe_loss_is_a_data_error_naming_the_numbers():
-    """The validation loss is a sum over the held-out rows as a batch's is, and every party refuses it over
-    fewer rows than a batch: the guest says so before training."""
+    """Early stopping's validation loss is a sum over the held-out rows as a batch's is, and every party
+    refuses it over fewer rows than a batch: the guest says so before training."""
     rng = np.random.default_rng(5)
     n = 4 * SAFE_ROWS
     hub = LocalHub(["guest", "host", "arbiter"])
-    config = LinearOptions(epochs=1, encrypt=False, validation_fraction=0.2)  # 115 rows held out, below 144
+    config = LinearOptions(epochs=1, encrypt=False, validation_fraction=0.2, early_stopping_rounds=1)  # 115 < 144
     with pytest.raises(AssertionError) as failure:
         run_parties({
             "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), rng.normal(size=(n, 2)),
@@ -408,7 +408,7 @@ def test_a_guest_holding_out_validation_rows_gets_no_host_partial_score_during_t
     X_guest, X_host = rng.normal(size=(n, GUEST_FEATURES)), rng.normal(size=(n, HOST_FEATURES))
     y = (X_guest[:, 0] + X_host[:, 0] > 0).astype(float)
     config = LinearOptions(epochs=HOST_FEATURES + 2, batch_size=SAFE_ROWS, validation_fraction=0.25, tol=0,
-                           encrypt=False)
+                           early_stopping_rounds=HOST_FEATURES + 2, encrypt=False)
     hub = LocalHub(["guest", "host", "arbiter"])
     host_channel, left_the_host = hub.channel("host"), []
     send = host_channel._send_raw

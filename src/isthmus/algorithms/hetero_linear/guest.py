@@ -7,9 +7,9 @@ also has the encrypted loss decrypted, from which it decides convergence. Batche
 than the floor of batches.py (a short tail joins the previous batch), and are drawn once: every epoch
 visits the same batches in a new order. A softmax model (multiclass with ``residual: sigmoid``,
 softmax.py) has K weight columns per party, and every value above is K per row (flat, row-major);
-one-vs-rest trains K one-column models one after the other, over the same batches. The held-out rows'
-loss (``validation_fraction``) is formed the same way each epoch and only its sum decrypted: the guest
-sees no host's partial scores before training is over.
+one-vs-rest trains K one-column models one after the other, over the same batches. With early
+stopping, the held-out rows' loss (``validation_fraction``) is formed the same way each epoch and only its
+sum decrypted: the guest sees no host's partial scores before training is over.
 """
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ class HeteroLinearGuest:
         self.features_ = {channel.party: self._X.shape[1], **self._host_features()}
         edges = self._plan_batches(np.column_stack(targets), progress)  # refuse too few rows before training
         floor = batches.min_batch_rows(cfg.rows_per_feature, self.features_)
-        if 0 < n_val < floor:  # every party refuses a validation loss over fewer, as it refuses such a batch
-            raise DataError(f"validation_fraction {cfg.validation_fraction:g} holds out {n_val} rows, fewer than the "
-                            f"{floor} a batch needs ({cfg.rows_per_feature} per feature of the widest party): hold "
-                            "out more, or none")
+        if cfg.early_stopping_rounds and n_val < floor:  # every party refuses a loss over fewer, as such a batch
+            raise DataError(f"early stopping: validation_fraction {cfg.validation_fraction:g} holds out {n_val} rows, "
+                            f"fewer than the {floor} a batch needs ({cfg.rows_per_feature} per feature of the widest "
+                            "party): hold out more, or stop without early_stopping_rounds")
         shuffled = rng.permutation(self.train_rows_)
         partition = [np.sort(shuffled[start:stop]) for start, stop in pairwise(edges)]
 
@@ -136,7 +136,7 @@ class HeteroLinearGuest:
             loss = loss_sum / len(self.train_rows_)
             record = {"model": model, "epoch": epoch + 1, "epochs": cfg.epochs, "loss": loss,
                       "batch_rows": len(partition[0])}
-            if len(self.validation_rows_):
+            if cfg.early_stopping_rounds:  # else the held-out rows are for `evaluate` only: no loss, no decryption
                 val_loss = self._validation_loss(model, target)
                 record["validation_loss"] = val_loss
                 if val_loss < best_val - 1e-12:
