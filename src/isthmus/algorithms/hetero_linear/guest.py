@@ -211,8 +211,8 @@ class HeteroLinearGuest:
         return [partials[other][0] for other in self.hosts[index + 1:]] if loss.quadratic else []
 
     def _encrypted_loss(self, loss: _Loss, hosts_sum, partials: dict):
-        """[[plain part's complement]]: linear . [[sum u]] + quadratic [[|sum u|^2]], the cross terms from the hosts.
-        Only this sum is decrypted, never its parts: they are inner products with host values."""
+        """The loss's encrypted part, linear . [[sum u]] + quadratic [[|sum u|^2]] (the cross terms from the
+        hosts). Only this sum is decrypted, never its parts: they are inner products with host values."""
         encrypted = cipher.weighted_sums(loss.linear[None, :], hosts_sum, cipher.LOSS_PRECISION)
         if loss.quadratic:
             # sum over the rows of (sum_h u_h)^2 = sum_h |u_h|^2 + 2 sum_{h<k} u_h . u_k
