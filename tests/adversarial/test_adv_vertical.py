@@ -169,16 +169,9 @@ def test_the_attack_works_on_a_batch_no_larger_than_the_host_features():
 def test_too_few_rows_for_one_safe_batch_is_a_data_error_naming_the_numbers():
     rng = np.random.default_rng(5)
     n = 100  # balanced labels: a full bit each, so the floor is exactly 24 x 6
-    hub = LocalHub(["guest", "host", "arbiter"])
-    config = LinearOptions(epochs=1, encrypt=False)
     with pytest.raises(AssertionError) as failure:
-        run_parties({
-            "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), rng.normal(size=(n, 2)),
-                                                           np.arange(n) % 2, hosts=["host"], arbiter="arbiter"),
-            "host": lambda: HeteroLinearHost(config).fit(hub.channel("host"), rng.normal(size=(n, HOST_FEATURES)),
-                                                         guest="guest", arbiter="arbiter"),
-            "arbiter": lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest", hosts=["host"]),
-        }, timeout=30)
+        train_three_parties(LinearOptions(epochs=1, encrypt=False), rng.normal(size=(n, 2)), np.arange(n) % 2,
+                            rng.normal(size=(n, HOST_FEATURES)))
     message = str(failure.value.__cause__)
     assert f"{n} training rows" in message and f"{SAFE_ROWS} a batch needs" in message
     assert "'host'" in message and "precision" in message
@@ -189,16 +182,9 @@ def test_too_few_validation_rows_for_a_safe_loss_is_a_data_error_naming_the_numb
     refuses it over fewer rows than a batch: the guest says so before training."""
     rng = np.random.default_rng(5)
     n = 4 * SAFE_ROWS
-    hub = LocalHub(["guest", "host", "arbiter"])
     config = LinearOptions(epochs=1, encrypt=False, validation_fraction=0.2, early_stopping_rounds=1)  # 115 < 144
     with pytest.raises(AssertionError) as failure:
-        run_parties({
-            "guest": lambda: HeteroLinearGuest(config).fit(hub.channel("guest"), rng.normal(size=(n, 2)),
-                                                           np.arange(n) % 2, hosts=["host"], arbiter="arbiter"),
-            "host": lambda: HeteroLinearHost(config).fit(hub.channel("host"), rng.normal(size=(n, HOST_FEATURES)),
-                                                         guest="guest", arbiter="arbiter"),
-            "arbiter": lambda: HeteroLinearArbiter(config).fit(hub.channel("arbiter"), guest="guest", hosts=["host"]),
-        }, timeout=30)
+        train_three_parties(config, rng.normal(size=(n, 2)), np.arange(n) % 2, rng.normal(size=(n, HOST_FEATURES)))
     message = str(failure.value.__cause__)
     assert "holds out 115 rows" in message and f"the {SAFE_ROWS} a batch needs" in message, message
 
