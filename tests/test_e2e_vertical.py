@@ -171,3 +171,32 @@ def test_hetero_lr_with_the_ckks_cipher_trains_across_processes(tmp_path):
     assert metrics["metrics"]["auc"] > 0.95
     host_model = json.loads((tmp_path / "run" / "host" / "model.json").read_text())
     assert host_model["options"]["cipher"] == "ckks" and len(host_model["coef"]) == 20
+
+
+def test_early_stopping_across_processes_sends_the_guest_no_host_score(tmp_path):
+    """With early stopping the guest forms each epoch's validation loss under encryption (the hosts' clear
+    partial scores of the held-out rows gave it their columns: benchmarks/label_leakage.py lr-validation).
+    Over real processes: the loss is there every epoch, and the host's audit log shows encrypted partial
+    predictions but no plaintext score message in a job without `evaluate`."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=1500, n_features=10, n_informative=6, random_state=4)
+    ids = [f"c{i:05d}" for i in range(len(y))]
+    guest_csv, host_csv = tmp_path / "guest.csv", tmp_path / "host.csv"
+    pd.DataFrame({"id": ids, "y": y, **{f"g{j}": X[:, j] for j in range(4)}}).to_csv(guest_csv, index=False)
+    pd.DataFrame({"id": ids, **{f"h{j}": X[:, j] for j in range(4, 10)}}).to_csv(host_csv, index=False)
+    job = {"job": "e2e-early-stopping",
+           "parties": loopback_parties({"guest": {"data": {"path": str(guest_csv), "id": "id", "label": "y"}},
+                                        "host": {"data": {"path": str(host_csv), "id": "id"}}, "arbiter": {}}),
+           "steps": [{"intersect": {}},
+                     {"train": {"model": "hetero_lr", "epochs": 4, "batch_size": 0, "learning_rate": 0.5,
+                                "validation_fraction": 0.25, "early_stopping_rounds": 4, "key_bits": 1024,
+                                "precision": 6}}]}
+    result = isthmus("launch", str(write_job(tmp_path / "job.yaml", job)), "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    history = json.loads((tmp_path / "run" / "guest" / "model.json").read_text())["history"]
+    assert len(history) == 4 and all(0 < record["validation_loss"] < 1 for record in history)
+    sent = [json.loads(line) for line in (tmp_path / "run" / "host" / "audit.jsonl").read_text().splitlines()]
+    tags = {entry["tag"].rsplit("/", 2)[-2] + "/" + entry["tag"].rsplit("/", 1)[-1]
+            for entry in sent if entry["direction"] == "send" and entry["peer"] == "guest"}
+    assert "hetero-linear/partial" in tags and "hetero-linear/scores" not in tags, tags
