@@ -4,9 +4,11 @@
     python benchmarks/label_leakage.py ftl    # hetero_ftl: weight gradients solved for the per-row ones
     python benchmarks/label_leakage.py nn     # hetero_nn: the per-row gradient of the host's bottom output
     python benchmarks/label_leakage.py ftl-guest  # hetero_ftl the other way: a guest reads the host's representations
+    python benchmarks/label_leakage.py lr-validation  # vertical LR: what the guest gets of the held-out rows' scores
 
-Each attack but ``ftl-guest`` reads the guest's labels. It uses only what the honest protocol gives the host (its own decrypted values, its own rows and
-Jacobians) and scores the shared rows; the figure is the AUC of that score against the guest's labels,
+``lr``, ``ftl`` and ``nn`` read the guest's labels (``nn`` also says what its guest gets of the host; ``ftl-guest``
+and ``lr-validation`` are about the host's columns: below). Each uses only what the honest protocol gives the
+host (its own decrypted values, its own rows and Jacobians) and scores the shared rows; the figure is the AUC of that score against the guest's labels,
 beside what the host's own columns predict of those labels in-sample (a logistic regression fitted on
 them: the most a model of its columns could tell). Data: default_credit (../shared/datasets/fate), the host
 holding the demographic and bill columns. ``lr`` computes the host's decrypted gradients X_bᵀ(σ(z) − y) in
@@ -26,7 +28,7 @@ Measured (2 cores, load 2-4), the AUC of the host's label scores:
         --label-noise flag), batches of 50, after 20 epochs: s = 1: 0.999, 2: 0.997, 4: 0.787, 10: 0.625; FTL's
         gain over the shared labels' model (benchmarks/ftl.py, seeds 20-29, default_credit 100 / 300 shared
         rows, +0.010 / +0.012 without noise): s = 4: -0.014 / -0.018, s = 10: -0.045 / -0.070 (docs/security.md)
-    nn  3,000 rows (30% held out), 2 epochs, 66 batches of 64, five runs (the interactive layer starts from the
+    nn  3,000 rows (30% held out), 2 epochs, 66 batches of 64, six runs (the interactive layer starts from the
         host's fresh noise in each): median per batch 0.936-0.993, averaged over the epochs 0.955-0.990 (host
         columns in-sample 0.632); with every row trained on (no held-out rows, as first measured): 94 batches,
         median 1.000, lowest 0.935
@@ -35,8 +37,8 @@ Measured (2 cores, load 2-4), the AUC of the host's label scores:
         10: 0.561 / 0.655 / 0.725, 1000 (the host learns nothing): 0.558 / 0.630 / 0.697
 
 ``nn`` also says what its guest gets of the host: each training row's interactive-layer output z_h (4 numbers
-here), from which a linear fit explains R^2 0.57-0.66 of the host's columns on average over the same five runs
-(its best column, BILL_AMT2 or SEX, 0.80-0.93), where the guest's own columns explain 0.17.
+here), from which a linear fit explains R^2 0.54-0.66 of the host's columns on average over the same six runs
+(its best column, a bill or SEX, 0.78-0.93), where the guest's own columns explain 0.17.
 
 ``lr-validation``: a vertical LR guest holding out validation rows computed their loss every epoch from
 each host's partial scores of them, in clear: one linear projection of their host columns per epoch. Before
@@ -164,20 +166,20 @@ def lr_validation(rows: int, epochs: int, validation_fraction: float) -> None:
         thread.join()
     held_out = guest.validation_rows_
     got = [partial for score_rows, partial in received if np.array_equal(score_rows, held_out)]
-    own = np.array([explained_variance(X_guest[held_out], X_host[held_out, k]) for k in range(len(HOST))])
-    figures = f"from the guest's own columns {_r2_figures(own)}"
+    figures = f"from the guest's own columns {_r2_figures(explained(X_guest[held_out], X_host[held_out]))}"
     if got:
-        scores_r2 = [explained_variance(np.column_stack(got), X_host[held_out, k]) for k in range(len(HOST))]
-        figures += f", from the host's partial scores it got {_r2_figures(np.array(scores_r2))}"
+        figures += (", from the host's partial scores it got "
+                    f"{_r2_figures(explained(np.column_stack(got), X_host[held_out]))}")
     print(f"lr-validation {rows} rows, validation_fraction {validation_fraction:g} ({len(held_out)} rows), "
           f"{len(guest.history_)} epochs: the guest got the host's partial scores of every validation row "
-          f"{len(got)} times; R^2 of the host's columns on those rows, mean / LIMIT_BAL / AGE / bills' mean, "
+          f"{len(got)} times; R^2 of the host's columns on those rows, mean / LIMIT_BAL / bills' mean, "
           f"{figures}", flush=True)
 
 
 def _r2_figures(r2: np.ndarray) -> str:
+    """Per-column R^2 of the host's columns (HOST) as mean / LIMIT_BAL (the credit limit) / the bills' mean."""
     bills = [k for k, column in enumerate(HOST) if column.startswith("BILL_AMT")]
-    return f"{r2.mean():.2f} / {r2[HOST.index('LIMIT_BAL')]:.2f} / {r2[HOST.index('AGE')]:.2f} / {r2[bills].mean():.2f}"
+    return f"{r2.mean():.2f} / {r2[HOST.index('LIMIT_BAL')]:.2f} / {r2[bills].mean():.2f}"
 
 
 def _train_lr(X: np.ndarray, X_host: np.ndarray, y: np.ndarray, batch: int, epochs: int, seed: int, fixed: bool,
@@ -291,22 +293,19 @@ def ftl_guest(overlap: int, batch_sizes: list[int], epochs: int) -> None:
                 per_row = solved[d:].reshape(n, d)  # after dL/dPhi: 2 gamma (u_A,i - u_B,i) / n per row
                 estimate[rows] += step["u_a"] - per_row * n / (2 * options.gamma)
                 true[rows] += u_b
-        explained = {name: np.array([explained_variance(U, X_shared[:, k]) for k in range(len(host_columns))])
-                     for name, U in (("own", X_own), ("estimate", estimate / epochs),
-                                     ("both", np.hstack([X_own, estimate / epochs])), ("true", true / epochs))}
-        bills = [k for k, column in enumerate(host_columns) if column.startswith("BILL_AMT")]
-        figures = {name: f"{r2.mean():.2f} / {r2[host_columns.index('LIMIT_BAL')]:.2f} / {r2[bills].mean():.2f}"
-                   for name, r2 in explained.items()}
+        figures = {name: _r2_figures(explained(U, X_shared))
+                   for name, U in (("own", X_own), ("estimate", estimate / epochs),
+                                   ("both", np.hstack([X_own, estimate / epochs])), ("true", true / epochs))}
         print(f"ftl-guest {overlap} shared rows, batch_size {batch_size} (batches of {len(plans[-1][0])}), {epochs} "
               f"epochs: R^2 of the host's columns (mean / LIMIT_BAL / bills) from the guest's own columns "
               f"{figures['own']}, from its estimate of u_B {figures['estimate']}, from both {figures['both']} (from "
               f"the true u_B: {figures['true']})", flush=True)
 
 
-def explained_variance(features: np.ndarray, target: np.ndarray) -> float:
-    """5-fold R^2 of a linear regression of ``target`` on ``features``."""
-    predicted = cross_val_predict(LinearRegression(), features, target, cv=5)
-    return float(1 - ((target - predicted) ** 2).mean() / target.var())
+def explained(features: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """5-fold R^2 of a linear regression of each of ``columns`` on ``features``."""
+    predicted = cross_val_predict(LinearRegression(), features, columns, cv=5)
+    return 1 - ((columns - predicted) ** 2).mean(axis=0) / columns.var(axis=0)
 
 
 def nn(rows: int, epochs: int, label_noise: float, host_columns: list[str]) -> None:
@@ -383,13 +382,13 @@ def nn(rows: int, epochs: int, label_noise: float, host_columns: list[str]) -> N
           f"(upper bound) {roc_auc_score(y[seen], totals[seen] / counts[seen]):.3f} (its columns in-sample "
           f"{columns_alone(X_host, y):.3f}); the model's AUC on held-out rows {held_out['auc']:.3f}", flush=True)
     trained = ~np.isnan(guest_got[:, 0])
-    explained = {name: np.array([explained_variance(U[trained], X_host[trained, k]) for k in range(len(host_columns))])
-                 for name, U in (("own", X_guest), ("z", guest_got), ("both", np.hstack([X_guest, guest_got])))}
-    best = int(np.argmax(explained["z"]))
-    print(f"nn: the guest's z_h ({units} numbers per training row, the last epoch's): R^2 of the host's columns, mean / "
-          f"{host_columns[best]}, from the guest's own columns {explained['own'].mean():.2f} / "
-          f"{explained['own'][best]:.2f}, from z_h {explained['z'].mean():.2f} / {explained['z'][best]:.2f}, from both "
-          f"{explained['both'].mean():.2f} / {explained['both'][best]:.2f}", flush=True)
+    r2 = {name: explained(U[trained], X_host[trained])
+          for name, U in (("own", X_guest), ("z", guest_got), ("both", np.hstack([X_guest, guest_got])))}
+    best = int(np.argmax(r2["z"]))
+    print(f"nn: the guest's z_h ({units} numbers per training row, the last epoch's): R^2 of the host's columns, "
+          f"mean / {host_columns[best]}, from the guest's own columns {r2['own'].mean():.2f} / {r2['own'][best]:.2f}, "
+          f"from z_h {r2['z'].mean():.2f} / {r2['z'][best]:.2f}, from both {r2['both'].mean():.2f} / "
+          f"{r2['both'][best]:.2f}", flush=True)
 
 
 def main() -> None:

@@ -269,10 +269,11 @@ def test_the_sigmoid_shuffle_comes_from_the_os_secret_randomness(breast, monkeyp
     ({"task": "multiclass"}, 1),  # one softmax model
 ])
 def test_the_validation_loss_is_formed_encrypted_and_is_that_of_the_held_out_rows(options, hosts):
-    """The guest's validation loss each epoch (early stopping) is the held-out rows' loss (the Taylor one for a Taylor model,
-    half the squared error for regression: the training loss's), with only its sum decrypted: the hosts'
-    partial scores of those rows reached the guest in clear every epoch, one linear projection of their
-    columns per epoch (benchmarks/label_leakage.py lr-validation: R^2 1.00 after 20 epochs)."""
+    """The guest's validation loss each epoch (early stopping) is the held-out rows' loss (the Taylor one
+    for a Taylor model, half the squared error for regression: the training loss's), with only its sum
+    decrypted: the hosts' partial scores of those rows reached the guest in clear every epoch, one linear
+    projection of their columns per epoch (benchmarks/label_leakage.py lr-validation: R^2 1.00 after 20
+    epochs)."""
     X, y = (load_iris if options.get("task") == "multiclass" else load_diabetes if options.get("task") else
             load_breast_cancer)(return_X_y=True)
     X = StandardScaler().fit_transform(X)

@@ -42,4 +42,5 @@ def test_an_epoch_without_a_loss_shows_none():
     """A party that cannot know the loss (an FTL host: the guest holds the labels) printed "loss nan"."""
     assert launcher._detail({"epoch": 4, "epochs": 10}) == "epoch 4/10"
     assert launcher._detail({"epoch": 4, "epochs": 10, "loss": 0.60321}) == "epoch 4/10 loss 0.6032"
-    assert launcher._detail({"epoch": 2, "epochs": 5, "loss": 0.5, "model": "host-1"}) == "model host-1 epoch 2/5 loss 0.5000"
+    with_model = {"epoch": 2, "epochs": 5, "loss": 0.5, "model": "host-1"}
+    assert launcher._detail(with_model) == "model host-1 epoch 2/5 loss 0.5000"

@@ -182,7 +182,8 @@ class HeteroLinearGuest:
         for i, host in enumerate(self.hosts):
             channel.send(host, tags.PARTNERS, self._partners(partials, i, loss))
         channel.send(self.arbiter, tags.ARBITER_CONTROL, {"op": "decrypt-loss", "rows": len(rows)})
-        decrypted = cipher.decrypt_via_arbiter(channel, self.arbiter, self._encrypted_loss(loss, hosts_sum, partials), 1)
+        encrypted_loss = self._encrypted_loss(loss, hosts_sum, partials)
+        decrypted = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted_loss, 1)
         return float(loss.constant + (loss.plain + decrypted[0]) / len(rows))
 
     def _encrypted_terms(self, op: str, model: int, rows: np.ndarray, target: np.ndarray) -> tuple:

@@ -5,7 +5,8 @@ receives the encrypted residual, computes its encrypted gradient, has it decrypt
 arbiter and updates its weights; for the guest's validation loss it sends the same encrypted partial
 predictions of the held-out rows, always the same rows. It sends plaintext only for prediction (its
 partial scores), which is what joint prediction means, and only once training is over: its scores of
-the same rows after every epoch would give the guest one linear projection of its columns per epoch. It tells the guest its feature count at the start and refuses any
+the same rows after every epoch would give the guest one linear projection of its columns per epoch.
+It tells the guest its feature count at the start and refuses any
 batch too small for the widest party (batches.py): over such a batch its own decrypted gradient
 would give it the guest's labels, and the guest's gradient would give the guest its partial scores.
 It also refuses a batch mixing rows of earlier ones: over batches drawn afresh, gradients stacked
@@ -54,8 +55,9 @@ class HeteroLinearHost:
             blocks = map_blocks(partial_scores, rows, self._coef_for_scoring())  # a big batch: on the cluster
             channel.send(guest, tags.SCORES, np.concatenate(blocks))
 
-        handlers = ({"start": self._start, "batch": self._batch, "validate": self._validate, "keep-best": self._keep_best,
-                     "fit-done": self._fit_done} if training else {"score": score, "finish": stop})
+        handlers = ({"start": self._start, "batch": self._batch, "validate": self._validate,
+                     "keep-best": self._keep_best, "fit-done": self._fit_done} if training
+                    else {"score": score, "finish": stop})
         serve_orders(channel, guest, tags.CONTROL, handlers)
 
     def _start(self, order: dict, check: Inspect) -> None:
@@ -151,9 +153,10 @@ class _HostTrainer:
         elif not np.array_equal(rows, self.validation_rows):
             check.fail("a validation loss over other rows than the first one's")
         partial = self._send_partial(self.X[rows] @ self.coef[:, self._columns(model)])
-        partners = Inspect(self.guest, tags.PARTNERS)
-        if partners_sent := partners.sequence(self.channel.recv(self.guest, tags.PARTNERS), what="partners"):
-            self._send_cross_term(partial, partners_sent, partners)
+        check_partners = Inspect(self.guest, tags.PARTNERS)
+        later_hosts = check_partners.sequence(self.channel.recv(self.guest, tags.PARTNERS), what="partners")
+        if later_hosts:
+            self._send_cross_term(partial, later_hosts, check_partners)
 
     def _send_partial(self, scores: np.ndarray) -> np.ndarray:
         """Send [[u]] (row-major: a row's columns side by side) and [[|u|^2]]; returns u."""
@@ -161,7 +164,8 @@ class _HostTrainer:
         if self.config.exact_sigmoid:
             check_partial_scores(partial, self.channel.party)
         encrypted_sq = cipher.encrypt(self.public_key, np.array([partial @ partial]))
-        self.channel.send(self.guest, tags.PARTIAL, {"u": cipher.encrypt(self.public_key, partial), "u_sq": encrypted_sq})
+        self.channel.send(self.guest, tags.PARTIAL,
+                          {"u": cipher.encrypt(self.public_key, partial), "u_sq": encrypted_sq})
         return partial
 
     def _columns(self, model: int) -> slice:

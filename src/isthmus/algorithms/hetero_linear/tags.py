@@ -1,7 +1,8 @@
 """Message tags of the vertical linear protocol, in one place so roles cannot drift apart."""
 
 PUBLIC_KEY = "hetero-linear/public-key"
-ARBITER_CONTROL = "hetero-linear/arbiter-control"  # guest -> arbiter: start, decrypt, decrypt-loss, sigmoid, softmax, done
+#: guest -> arbiter: start, decrypt, decrypt-loss, sigmoid, softmax, done
+ARBITER_CONTROL = "hetero-linear/arbiter-control"
 MASKED = "hetero-linear/masked"
 UNMASKED_RAW = "hetero-linear/unmasked-raw"
 FEATURES = "hetero-linear/features"  # host -> guest: its feature count, which sets the smallest batch

@@ -31,7 +31,8 @@ def with_label_noise(delta: np.ndarray, scale: float, rng: np.random.Generator) 
     """``delta`` plus Gaussian noise whose rows are ``scale`` times the batch's gradient size (the root mean
     square of its rows) long on average: what the hosts get instead of the gradient. A binary loss's
     gradient is (p - y) times a direction that varies little between rows, so without noise the rows of each
-    class point one way and a host reads the labels (AUC 1.000 per batch on default_credit). Over E epochs
+    class point one way and a host reads the labels (AUC 0.94-1.00, median per batch on default_credit:
+    benchmarks/label_leakage.py nn). Over E epochs
     a host averaging a row's gradients divides the noise by sqrt(E)."""
     if scale == 0:
         return delta
