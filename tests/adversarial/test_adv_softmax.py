@@ -8,6 +8,7 @@ import pytest
 
 from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearOptions
 from isthmus.algorithms.hetero_linear import tags
+from isthmus.algorithms.hetero_linear.disguise import Disguise
 from isthmus.transport.local import LocalHub
 from test_adv_vertical import HOST_FEATURES, SAFE_ROWS, Scripted
 
@@ -30,7 +31,8 @@ def test_the_guest_refuses_partial_scores_with_too_few_columns():
     start = host.recv("guest", tags.CONTROL)
     assert (start["models"], start["columns"]) == (1, CLASSES)
     batch = host.recv("guest", tags.CONTROL)
-    host.send("guest", tags.PARTIAL, {"u": np.zeros(len(batch["rows"])), "u_sq": np.zeros(1)})
+    host.send("guest", tags.PARTIAL, {"u": np.zeros(rows), "u_sq": np.zeros(1),
+                                      "disguised": np.zeros(rows * (CLASSES - 1))})
     error = guest.refused()
     assert error.peer == "host" and f"partial scores ({rows} rows x {CLASSES} columns)" in str(error)
 
@@ -50,7 +52,8 @@ def scripted_guest_and_honest_host(columns: int = CLASSES, models: int = 1):
 def test_the_host_refuses_a_residual_with_too_few_columns():
     guest, host = scripted_guest_and_honest_host()
     rows = np.arange(SAFE_ROWS)
-    guest.send("host", tags.CONTROL, {"op": "batch", "rows": rows, "model": 0})
+    guest.send("host", tags.CONTROL, {"op": "batch", "rows": rows, "model": 0,
+                                      "disguise": Disguise.draw(SAFE_ROWS, CLASSES).picked})
     partial = guest.recv("host", tags.PARTIAL)
     assert partial["u"].shape == (SAFE_ROWS * CLASSES,)  # the host's scores: a row's classes side by side
     guest.send("host", tags.RESIDUAL, {"residual": np.zeros(SAFE_ROWS), "partners": []})
@@ -114,3 +117,13 @@ def test_the_arbiter_decrypts_a_gradient_column_per_class_and_no_other_length():
     host.send("arbiter", tags.MASKED, np.zeros(HOST_FEATURES))
     error = arbiter.refused()
     assert error.peer == "host" and f"refusing to decrypt {HOST_FEATURES} values" in str(error)
+
+
+def test_the_host_refuses_a_disguise_mixing_rows():
+    """A softmax disguise orders the rows and each row's classes; one taking a class from another row is not one."""
+    guest, host = scripted_guest_and_honest_host()
+    picked = np.arange(SAFE_ROWS * CLASSES)
+    picked[[0, CLASSES]] = picked[[CLASSES, 0]]  # the first class of rows 0 and 1 swapped
+    guest.send("host", tags.CONTROL, {"op": "batch", "rows": np.arange(SAFE_ROWS), "model": 0, "disguise": picked})
+    error = host.refused()
+    assert error.peer == "guest" and "each row's classes" in str(error)

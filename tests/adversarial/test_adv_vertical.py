@@ -20,8 +20,9 @@ from isthmus.errors import ConfigError, PeerAbortedError, ProtocolError
 from isthmus.jobs.spec import parse_job
 from isthmus.jobs.plan import make_plan
 from isthmus.algorithms.hetero_linear import HeteroLinearArbiter, HeteroLinearGuest, HeteroLinearHost, LinearOptions
-from isthmus.algorithms.hetero_linear import batches, cipher, sigmoid, tags
+from isthmus.algorithms.hetero_linear import batches, cipher, disguise, tags
 from isthmus.algorithms.hetero_linear.host import _HostTrainer
+from isthmus.crypto.cipherarray import CipherArray
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.local import LocalHub
 
@@ -53,9 +54,9 @@ def seen_by_host(monkeypatch) -> list[tuple[np.ndarray, np.ndarray]]:
     batch_rows = threading.local()
     train_batch, decrypt = _HostTrainer.train_batch, cipher.decrypt_via_arbiter
 
-    def curious_train_batch(self, rows, model):
+    def curious_train_batch(self, rows, *rest):
         batch_rows.rows = rows
-        return train_batch(self, rows, model)
+        return train_batch(self, rows, *rest)
 
     def curious_decrypt(channel, arbiter, value, size):
         plain = decrypt(channel, arbiter, value, size)
@@ -289,13 +290,16 @@ def test_the_arbiter_refuses_the_sigmoid_of_a_single_score():
 
 
 def test_scores_beyond_every_partys_bound_are_refused_naming_the_guest():
-    """The arbiter sizes the packing from the parties it knows, not from the guest's request; scores
-    that do not decode within that bound are the guest's fault, named as such (not an encoding crash)."""
+    """The arbiter sizes the packing from the parties it knows, not from the guest's request; slots
+    holding more than two parties' parts can sum to are the guest's fault, named as such (not an
+    encoding crash)."""
     hub, arbiter, public_key = start_arbiter(LinearOptions(key_bits=1024, residual="sigmoid"))
     guest = hub.channel("guest")
-    too_large = np.full(SAFE_ROWS, 8.0 * sigmoid.PART_BOUND)
+    packer = disguise.score_packer(public_key, disguise.part_bound(1), parties=2)
+    every_slot_full = (1 << (packer.capacity * packer.slot_bits)) - 1
+    ciphertexts = public_key.encrypt_integers([every_slot_full] * -(-SAFE_ROWS // packer.capacity))
+    payload = CipherArray.from_ciphertexts(public_key, ciphertexts, (len(ciphertexts),), 0, fresh=True)
     guest.send("arbiter", tags.ARBITER_CONTROL, {"op": "sigmoid"})
-    payload = sigmoid.pack_for_arbiter(public_key, cipher.encrypt(public_key, too_large), 16 * sigmoid.PART_BOUND)
     guest.send("arbiter", tags.SIGMOID_REQUEST, {"scores": payload, "size": SAFE_ROWS})
     error = arbiter.refused()
     assert error.peer == "guest" and "do not decode" in str(error)
@@ -435,9 +439,23 @@ def test_the_host_refuses_a_validation_loss_over_other_rows():
     hub, host = started_host(LinearOptions(encrypt=False))
     guest = hub.channel("guest")
     for rows in (np.arange(SAFE_ROWS), np.arange(1, SAFE_ROWS + 1)):
-        guest.send("host", tags.CONTROL, {"op": "validate", "rows": rows, "model": 0})
+        guest.send("host", tags.CONTROL, {"op": "validate", "rows": rows, "model": 0,
+                                          "disguise": np.arange(SAFE_ROWS)})
         if rows[0] == 0:
             guest.recv("host", tags.PARTIAL)
             guest.send("host", tags.PARTNERS, [])
     error = host.refused()
     assert error.peer == "guest" and "other rows than the first" in str(error)
+
+
+@pytest.mark.parametrize("disguise", [None, np.zeros(SAFE_ROWS, dtype=np.int64), np.arange(SAFE_ROWS - 1)],
+                         ids=["missing", "one-row-repeated", "too-short"])
+def test_the_host_packs_its_scores_only_in_an_order_of_the_batch(disguise):
+    """For the exact residual the guest tells the hosts the batch's secret order for the arbiter; anything
+    but an order of the batch's rows (none, a row twice and another left out, too few) is refused before
+    the host encrypts anything."""
+    hub, host = started_host(LinearOptions(encrypt=False))
+    order = {"op": "batch", "rows": np.arange(SAFE_ROWS), "model": 0}
+    hub.channel("guest").send("host", tags.CONTROL, order if disguise is None else {**order, "disguise": disguise})
+    error = host.refused()
+    assert error.peer == "guest" and "disguise" in str(error)

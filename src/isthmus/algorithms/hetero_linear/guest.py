@@ -27,7 +27,8 @@ from isthmus.ml.optim import apply_penalty, make_optimizer
 from isthmus.algorithms.hetero_linear import batches, cipher, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.options import LinearOptions
-from isthmus.algorithms.hetero_linear.sigmoid import check_partial_scores, sigmoid_via_arbiter
+from isthmus.algorithms.hetero_linear.disguise import Disguise, check_partial_scores
+from isthmus.algorithms.hetero_linear.sigmoid import sigmoid_via_arbiter
 from isthmus.algorithms.hetero_linear.softmax import softmax_via_arbiter
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
@@ -188,24 +189,36 @@ class HeteroLinearGuest:
 
     def _encrypted_terms(self, op: str, model: int, rows: np.ndarray, target: np.ndarray) -> tuple:
         """Order every host's [[u_h]] of ``rows`` (``op``: "batch" or "validate"), and form the rows' encrypted
-        residual and loss: (partials by host, [[sum_h u_h]], [[d]], :class:`_Loss`)."""
-        self.channel.broadcast(self.hosts, tags.CONTROL, {"op": op, "rows": rows, "model": model})
+        residual and loss: (partials by host, [[sum_h u_h]], [[d]], :class:`_Loss`). For the exact residual
+        the order carries the batch's disguise, and the hosts also send their disguised parts for the arbiter."""
+        disguise = Disguise.draw(len(rows), self._columns) if self.config.exact_sigmoid else None
+        order = {"op": op, "rows": rows, "model": model}
+        self.channel.broadcast(self.hosts, tags.CONTROL, order if disguise is None else
+                               {**order, "disguise": disguise.picked})
         z_guest = (self._X[rows] @ self.coef_[:, self._model_columns(model)]).ravel()  # row-major: a row's columns
-        partials = self._partials(len(rows))
+        partials, disguised = self._partials(len(rows), disguise)
         hosts_sum = _total([u for u, _ in partials.values()])
-        residual, loss = self._loss_terms(z_guest, target.ravel(), hosts_sum)
+        if disguise is not None:
+            check_partial_scores(z_guest, self.channel.party)
+            disguised = _total([disguise.pack(self.public_key, z_guest, len(self.hosts) + 1), *disguised])
+        residual, loss = self._loss_terms(z_guest, target.ravel(), hosts_sum, disguise, disguised)
         return partials, hosts_sum, residual, loss
 
-    def _partials(self, rows: int) -> dict:
-        """Every host's [[u_h]] (rows x columns, flat) and [[|u_h|^2]] for the rows just ordered."""
-        partials = {}
+    def _partials(self, rows: int, disguise: Disguise | None) -> tuple[dict, list]:
+        """Every host's [[u_h]] (rows x columns, flat) and [[|u_h|^2]] for the rows just ordered, and (with a
+        ``disguise``) every host's packed part of the arbiter's request."""
+        partials, disguised = {}, []
+        fields = {"u", "u_sq"} if disguise is None else {"u", "u_sq", "disguised"}
         for host in self.hosts:
             check = Inspect(host, tags.PARTIAL)
-            msg = check.mapping(self.channel.recv(host, tags.PARTIAL), {"u", "u_sq"})
+            msg = check.mapping(self.channel.recv(host, tags.PARTIAL), fields)
             partials[host] = (check.cipher(msg["u"], self.public_key, size=rows * self._columns,
                                            what=f"partial scores ({rows} rows x {self._columns} columns)"),
                               check.cipher(msg["u_sq"], self.public_key, size=1))
-        return partials
+            if disguise is not None:
+                size = disguise.packed_size(self.public_key, len(self.hosts) + 1)
+                disguised.append(check.cipher(msg["disguised"], self.public_key, size=size, what="disguised scores"))
+        return partials, disguised
 
     def _partners(self, partials: dict, index: int, loss: _Loss) -> list:
         """The later hosts' [[u]], whose inner products with its own a host returns for a quadratic loss."""
@@ -225,26 +238,25 @@ class HeteroLinearGuest:
             encrypted = encrypted + squares * loss.quadratic
         return encrypted
 
-    def _loss_terms(self, z_guest: np.ndarray, target: np.ndarray, hosts_sum) -> tuple:
+    def _loss_terms(self, z_guest: np.ndarray, target: np.ndarray, hosts_sum, disguise: Disguise | None,
+                    disguised) -> tuple:
         """The encrypted residual [[d]] of rows whose scores are ``z_guest + [[sum_h u_h]]``, and their loss as
-        constant n + plain + linear . [[sum u]] + quadratic [[|sum u|^2]] (:class:`_Loss`)."""
-        cfg, channel, pk, columns = self.config, self.channel, self.public_key, self._columns
+        constant n + plain + linear . [[sum u]] + quadratic [[|sum u|^2]] (:class:`_Loss`). The exact residual
+        comes from the arbiter, which decrypts the ``disguised`` scores."""
+        cfg, channel, pk = self.config, self.channel, self.public_key
         if cfg.task == "regression":
             plain_residual = z_guest - target
             residual = hosts_sum + plain_residual
             linear_weights, quadratic, constant = plain_residual, 0.5, 0.0
             plain_loss = 0.5 * plain_residual @ plain_residual
         elif cfg.softmax:
-            check_partial_scores(z_guest, self.channel.party)
-            probabilities, lse, reference = softmax_via_arbiter(channel, self.arbiter, pk, hosts_sum + z_guest, columns,
-                                                                len(self.hosts) + 1)
+            probabilities, lse, reference = softmax_via_arbiter(channel, self.arbiter, pk, disguise, disguised)
             residual = probabilities - target
             # loss = sum lse(gaps) - (y - e_ref) . z, and z = z_guest + [[sum_h u_h]]
             linear_weights, quadratic, constant = reference.ravel() - target, 0.0, 0.0
             plain_loss = lse + linear_weights @ z_guest
         elif cfg.exact_sigmoid:
-            check_partial_scores(z_guest, self.channel.party)
-            sigmoid, softplus = sigmoid_via_arbiter(channel, self.arbiter, pk, hosts_sum + z_guest, len(self.hosts) + 1)
+            sigmoid, softplus = sigmoid_via_arbiter(channel, self.arbiter, pk, disguise, disguised)
             residual = sigmoid - target
             # loss = sum softplus(z) - y . z, and y . z = y . z_guest + y . [[sum_h u_h]]
             linear_weights, quadratic, constant = -target, 0.0, 0.0

@@ -24,7 +24,7 @@ from isthmus.ml.optim import apply_penalty, make_optimizer
 from isthmus.algorithms.hetero_linear import batches, cipher, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.options import LinearOptions
-from isthmus.algorithms.hetero_linear.sigmoid import check_partial_scores
+from isthmus.algorithms.hetero_linear.disguise import Disguise, check_partial_scores
 from isthmus.protocols.commands import STOP, serve_orders, stop
 from isthmus.protocols.inspect import Inspect
 from isthmus.transport.channel import Channel
@@ -69,12 +69,12 @@ class HeteroLinearHost:
         rows = check.indices(order.get("rows"), len(self._trainer.X))
         batches.check_batch(rows, self._trainer.min_rows, check)
         self._trainer.partition.check(rows, check)
-        self._trainer.train_batch(rows, self._model(order, check))
+        self._trainer.train_batch(rows, self._model(order, check), self._disguise(order, rows, check))
 
     def _validate(self, order: dict, check: Inspect) -> None:
         rows = check.indices(order.get("rows"), len(self._trainer.X))
         batches.check_batch(rows, self._trainer.min_rows, check)
-        self._trainer.validate(rows, self._model(order, check), check)
+        self._trainer.validate(rows, self._model(order, check), self._disguise(order, rows, check), check)
 
     def _keep_best(self, order: dict, check: Inspect) -> None:
         self._trainer.keep_best(self._model(order, check))
@@ -86,6 +86,12 @@ class HeteroLinearHost:
 
     def _model(self, order: dict, check: Inspect) -> int:
         return check.integer(order.get("model"), 0, len(self._trainer.optimizers) - 1, "model index")
+
+    def _disguise(self, order: dict, rows: np.ndarray, check: Inspect) -> Disguise | None:
+        """The batch's secret order for the arbiter, which the exact residual needs and nothing else may carry."""
+        if not self.config.exact_sigmoid:
+            return None
+        return Disguise.received(order.get("disguise"), len(rows), self._trainer.columns, check)
 
     def _coef_for_scoring(self) -> np.ndarray:
         return self.coef_ if self.coef_ is not None else self._trainer.coef
@@ -104,7 +110,7 @@ class _HostTrainer:
         self.config, self.channel, self.X = config, channel, X
         self.public_key, self.guest, self.arbiter = public_key, guest, arbiter
         self.coef = np.zeros((X.shape[1], 0))
-        self.min_rows, self.columns, self.optimizers = 0, 1, []  # set by start()
+        self.min_rows, self.columns, self.optimizers, self.parties = 0, 1, [], []  # set by start()
         self.partition = batches.Partition(len(X))
         self.validation_rows: np.ndarray | None = None
         self.randomness = cipher.Randomness(public_key)
@@ -117,6 +123,7 @@ class _HostTrainer:
             raise ProtocolError(f"the guest announced feature counts {features}, but host {mine!r} has "
                                 f"{self.X.shape[1]} features", peer=self.guest, tag=tags.CONTROL)
         self.min_rows = batches.min_batch_rows(self.config.rows_per_feature, features)
+        self.parties = list(features)
         self.columns = columns
         self.coef = np.zeros((self.X.shape[1], n_models * columns))
         self.best = self.coef.copy()
@@ -125,13 +132,15 @@ class _HostTrainer:
             for _ in range(n_models)
         ]
 
-    def train_batch(self, rows: np.ndarray, model: int) -> None:
+    def train_batch(self, rows: np.ndarray, model: int, disguise: Disguise | None) -> None:
         channel, guest, columns = self.channel, self.guest, self.columns
         x = self.X[rows]
         weights = self.coef[:, self._columns(model)]
-        partial = self._send_partial(x @ weights)
-        # the next batch's partials and this batch's masked gradient, drawn while the guest works
-        self.randomness.refill(len(partial) + 1 + weights.size)
+        partial = self._send_partial(x @ weights, disguise)
+        # the next batch's partials (and their part of the arbiter's request) and this batch's masked
+        # gradient, drawn while the guest works
+        packed = 0 if disguise is None else disguise.packed_size(self.public_key, len(self.parties))
+        self.randomness.refill(len(partial) + 1 + packed + weights.size)
         check = Inspect(guest, tags.RESIDUAL)
         msg = check.mapping(channel.recv(guest, tags.RESIDUAL), {"residual", "partners"})
         residual = check.cipher(msg["residual"], self.public_key, size=len(partial),
@@ -145,27 +154,30 @@ class _HostTrainer:
                              penalty=self.config.penalty, alpha=self.config.alpha)
         self.coef[:, self._columns(model)] = self.optimizers[model].step(weights, grad)
 
-    def validate(self, rows: np.ndarray, model: int, check: Inspect) -> None:
+    def validate(self, rows: np.ndarray, model: int, disguise: Disguise | None, check: Inspect) -> None:
         """[[u]] of the held-out rows, for the guest's validation loss; the same rows every time, or a guest
         would difference the losses of overlapping sets for single rows' partial scores."""
         if self.validation_rows is None:
             self.validation_rows = rows
         elif not np.array_equal(rows, self.validation_rows):
             check.fail("a validation loss over other rows than the first one's")
-        partial = self._send_partial(self.X[rows] @ self.coef[:, self._columns(model)])
+        partial = self._send_partial(self.X[rows] @ self.coef[:, self._columns(model)], disguise)
         check_partners = Inspect(self.guest, tags.PARTNERS)
         later_hosts = check_partners.sequence(self.channel.recv(self.guest, tags.PARTNERS), what="partners")
         if later_hosts:
             self._send_cross_term(partial, later_hosts, check_partners)
 
-    def _send_partial(self, scores: np.ndarray) -> np.ndarray:
-        """Send [[u]] (row-major: a row's columns side by side) and [[|u|^2]]; returns u."""
+    def _send_partial(self, scores: np.ndarray, disguise: Disguise | None) -> np.ndarray:
+        """Send [[u]] (row-major: a row's columns side by side), [[|u|^2]] and, for the exact residual, u's
+        part of the arbiter's request in the guest's disguise; returns u."""
         partial = scores.ravel()
-        if self.config.exact_sigmoid:
+        if disguise is not None:
             check_partial_scores(partial, self.channel.party)
-        encrypted_sq = cipher.encrypt(self.public_key, np.array([partial @ partial]))
-        self.channel.send(self.guest, tags.PARTIAL,
-                          {"u": cipher.encrypt(self.public_key, partial), "u_sq": encrypted_sq})
+        message = {"u": cipher.encrypt(self.public_key, partial),
+                   "u_sq": cipher.encrypt(self.public_key, np.array([partial @ partial]))}
+        if disguise is not None:
+            message["disguised"] = disguise.pack(self.public_key, partial, len(self.parties))
+        self.channel.send(self.guest, tags.PARTIAL, message)
         return partial
 
     def _columns(self, model: int) -> slice:

@@ -5,7 +5,7 @@ One multinomial model has K weight columns per party, so a batch's scores Z (row
 only encrypted: [[Z]] = sum_h [[U_h]] + Z_guest. A row's softmax depends only on the differences between
 its K scores, and the guest sends the arbiter no more than those: for every row a fresh secret order of
 the classes, and the K - 1 gaps z_c - z_r between the others and the first of them (the reference class
-r); the rows shuffled with a fresh secret permutation; packed many per ciphertext, as in sigmoid.py. The
+r); the rows shuffled with a fresh secret permutation; every party packs its own part (disguise.py). The
 arbiter returns [[softmax]] of every disguised row (0 standing for the reference) freshly encrypted, and
 the batch's summed logsumexp; the guest undoes both orders.
 
@@ -20,63 +20,40 @@ plaintext-weighted sum of [[Z]], added to the guest's encrypted batch loss.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from scipy.special import logsumexp, softmax
 
 from isthmus.algorithms.hetero_linear import cipher, tags
-from isthmus.algorithms.hetero_linear.sigmoid import (encrypted_reply, pack_for_arbiter, secret_permutation,
-                                                      sum_bound, unpack_at_arbiter)
+from isthmus.algorithms.hetero_linear.disguise import Disguise, encrypted_reply, part_bound, unpack_at_arbiter
 from isthmus.protocols.inspect import Inspect
 
 
-def softmax_via_arbiter(channel, arbiter: str, public_key, scores, classes: int, n_parties: int):
-    """[[softmax(Z)]] of the flat row-major (rows x ``classes``) encrypted ``scores`` in their order, the
-    batch's summed logsumexp of the gaps, and each row's secret reference class (one-hot, rows x classes)."""
-    rows = len(scores) // classes
-    row_order = secret_permutation(rows)
-    class_orders = secret_row_permutations(rows, classes)
-    picked = (row_order[:, None] * classes + class_orders).ravel()  # disguised position -> position in Z
-    disguised = scores[picked].reshape(rows, classes)
-    gaps = (disguised[:, 1:] - disguised[:, :1]).ravel()  # one inversion per row, for the reference
+def softmax_via_arbiter(channel, arbiter: str, public_key, disguise: Disguise, request):
+    """[[softmax(Z)]] of the batch's flat row-major (rows x classes) scores in their order, the batch's summed
+    logsumexp of the gaps, and each row's secret reference class (one-hot, rows x classes), from
+    ``request``: every party's :meth:`Disguise.pack` of its part of the scores, summed."""
+    rows = len(disguise.picked) // disguise.classes
     channel.send(arbiter, tags.ARBITER_CONTROL, {"op": "softmax"})
-    payload = pack_for_arbiter(public_key, gaps, gap_bound(n_parties))
-    channel.send(arbiter, tags.SOFTMAX_REQUEST, {"gaps": payload, "rows": rows})
-    probabilities, lse = encrypted_reply(channel, arbiter, tags.SOFTMAX_REPLY, public_key, rows * classes,
+    channel.send(arbiter, tags.SOFTMAX_REQUEST, {"gaps": request, "rows": rows})
+    probabilities, lse = encrypted_reply(channel, arbiter, tags.SOFTMAX_REPLY, public_key, len(disguise.picked),
                                          ("softmax", "logsumexp"))
-    restored = np.empty(rows * classes, dtype=np.int64)
-    restored[picked] = np.arange(rows * classes)
-    reference = np.zeros((rows, classes))
-    reference[row_order, class_orders[:, 0]] = 1.0
-    return probabilities[restored], lse, reference
-
-
-def secret_row_permutations(rows: int, classes: int) -> np.ndarray:
-    """An independent uniformly random order of ``classes`` per row, from the OS's secret randomness: the
-    ranks of 64-bit random keys (ties, of probability below classes^2 / 2^64, change nothing that matters)."""
-    keys = np.frombuffer(os.urandom(8 * rows * classes), dtype=np.uint64).reshape(rows, classes)
-    return np.argsort(keys, axis=1, kind="stable")
-
-
-def gap_bound(n_parties: int) -> float:
-    """Largest |z_c - z_r| when every party keeps its partial scores within the packing bound."""
-    return 2 * sum_bound(n_parties)
+    return disguise.restore(probabilities), lse, disguise.references()
 
 
 def serve_softmax(channel, guest: str, public_key, private_key, parties: int, classes: int, min_rows: int,
-                  max_size: int) -> None:
-    """The arbiter's side of one request, for the ``parties`` and ``classes`` known from the start. A batch of fewer than
-    ``min_rows`` rows is refused: from the logsumexp of a single row the guest would learn about the
-    hosts' partial scores."""
+                  max_size: int) -> int:
+    """The arbiter's side of one request, for the ``parties`` and ``classes`` known from the start; returns how
+    many values it encrypted. A batch of fewer than ``min_rows`` rows is refused: from the logsumexp of a
+    single row the guest would learn about the hosts' partial scores."""
     check = Inspect(guest, tags.SOFTMAX_REQUEST)
     request = check.mapping(channel.recv(guest, tags.SOFTMAX_REQUEST), {"gaps", "rows"})
     rows = check.integer(request["rows"], 1, max_size // classes, "softmax request rows")
     if rows < min_rows:
         check.fail(f"refusing the softmax of a batch of {rows} rows: at least {min_rows} are needed")
     gaps = unpack_at_arbiter(check, request["gaps"], public_key, private_key, rows * (classes - 1),
-                             gap_bound(parties))
+                             part_bound(classes), parties)
     disguised = np.hstack([np.zeros((rows, 1)), gaps.reshape(rows, classes - 1)])
     probabilities = cipher.encrypt(public_key, softmax(disguised, axis=1).ravel())
     lse = float(logsumexp(disguised, axis=1).sum())
     channel.send(guest, tags.SOFTMAX_REPLY, {"softmax": probabilities, "logsumexp": lse})
+    return rows * classes
