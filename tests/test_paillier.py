@@ -274,6 +274,9 @@ def test_fresh_ciphertexts_travel_as_they_are_derived_ones_rerandomised(keys):
     wire = derived.to_wire()
     assert wire["data"] != derived.to_bytes()
     np.testing.assert_array_equal(private_key.decrypt(CipherArray.from_wire(wire)), [2.0, 4.0])
+    as_is = (fresh - 1.0).sendable_as_is()  # the caller vouches that the receiver never saw ``fresh``
+    assert as_is.to_wire()["data"] == as_is.to_bytes()
+    np.testing.assert_array_equal(private_key.decrypt(CipherArray.from_wire(as_is.to_wire())), [0.0, 1.0])
 
 
 def _wire(keys):

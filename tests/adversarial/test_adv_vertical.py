@@ -388,6 +388,47 @@ def test_a_curious_host_cannot_link_the_residual_to_its_own_partials(monkeypatch
             assert (a * gmpy2.invert(b, nsquare) % nsquare) % nn != 1
 
 
+def test_the_exact_residual_reaches_the_host_as_the_arbiters_encryption_which_it_never_saw(monkeypatch):
+    """With ``residual: sigmoid`` the guest sends [[sigmoid(z)]] - y without re-randomising (a random factor
+    per row saved): each residual ciphertext is one the arbiter made, times a plaintext. The host never
+    saw those, and none is its own [[u]] times a plaintext, so dividing gives it nothing; the arbiter, which
+    could link them, never receives the residual."""
+    import gmpy2
+
+    rng = np.random.default_rng(6)
+    n = 2 * SAFE_ROWS
+    X_guest, X_host = rng.normal(size=(n, GUEST_FEATURES)), rng.normal(size=(n, HOST_FEATURES))
+    y = (X_guest[:, 0] + X_host[:, 0] > 0).astype(float)
+    made: dict[str, list] = {"host": [], "arbiter": []}
+    residuals, key = [], []
+    encrypt, inspect_cipher = cipher.encrypt, Inspect.cipher
+
+    def recording_encrypt(public_key, values):
+        encrypted = encrypt(public_key, values)
+        key[:] = [public_key]
+        made.get(threading.current_thread().name, []).extend(encrypted.ciphertexts())
+        return encrypted
+
+    def recording_cipher(self, obj, public_key, **kwargs):
+        value = inspect_cipher(self, obj, public_key, **kwargs)
+        if self.tag == tags.RESIDUAL:
+            residuals.extend(value.ciphertexts())
+        return value
+
+    monkeypatch.setattr(cipher, "encrypt", recording_encrypt)
+    monkeypatch.setattr(Inspect, "cipher", recording_cipher)
+    train_three_parties(LinearOptions(epochs=1, batch_size=SAFE_ROWS, key_bits=1024), X_guest, y, X_host)
+
+    nn, nsquare = key[0].n, key[0].nsquare
+
+    def linked(a, b) -> bool:  # a = b * (1 + n)^m: the same random factor
+        return (a * gmpy2.invert(b, nsquare) % nsquare) % nn == 1
+
+    assert len(residuals) == n and len(made["arbiter"]) == n
+    assert all(any(linked(r, s) for s in made["arbiter"]) for r in residuals)
+    assert not any(linked(r, u) for r in residuals for u in made["host"])
+
+
 def test_a_guest_holding_out_validation_rows_gets_no_host_partial_score_during_training():
     """Each epoch's validation loss needed the host's partial scores of the held-out rows, sent in clear: one
     linear projection of their host columns per epoch, all of them up to a linear map after as many epochs as

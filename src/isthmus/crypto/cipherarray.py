@@ -190,6 +190,12 @@ class CipherArray:
         fresh = _object_array(self.public_key.random_factors(self.size), self.shape)
         return self._like(_elementwise(lambda c, r: c * r % nsquare, self._c, fresh), fresh=True)
 
+    def sendable_as_is(self) -> CipherArray:
+        """These ciphertexts, marked to be sent without re-randomising. Only for arrays derived, by adding
+        plaintexts, from ciphertexts that the receiver has never seen and that were fresh: to it they are
+        as random as fresh encryptions, and re-randomising would cost one random factor each."""
+        return self._like(self._c, fresh=True)
+
     def masked(self) -> tuple[CipherArray, Mask]:
         """Add a uniform random r in Z_n to every element; the returned Mask removes it after decryption."""
         n = int(self.public_key.n)

@@ -41,18 +41,23 @@ class HeteroLinearArbiter:
 
     def _serve(self, channel: Channel, guest: str, hosts: list[str]) -> HeteroLinearArbiter:
         public_key, private_key = cipher.generate_keypair(self.config)
+        randomness = cipher.Randomness(public_key)  # for the exact residual's fresh encryptions
         parties = [guest, *hosts]
         channel.broadcast(parties, tags.PUBLIC_KEY, public_key)
         lengths, min_rows, columns = self._start(channel, guest, parties)
         while True:
             order = Inspect(guest, tags.ARBITER_CONTROL).mapping(channel.recv(guest, tags.ARBITER_CONTROL), {"op"})
             if order["op"] == "done":
+                randomness.close()
                 return self
             if order["op"] == "sigmoid":
-                serve_sigmoid(channel, guest, public_key, private_key, len(parties), min_rows, MAX_DECRYPT)
+                served = serve_sigmoid(channel, guest, public_key, private_key, len(parties), min_rows, MAX_DECRYPT)
+                randomness.refill(served)  # the next batch's, while the parties compute their gradients
                 continue
             if order["op"] == "softmax" and columns > 1:
-                serve_softmax(channel, guest, public_key, private_key, len(parties), columns, min_rows, MAX_DECRYPT)
+                served = serve_softmax(channel, guest, public_key, private_key, len(parties), columns, min_rows,
+                                       MAX_DECRYPT)
+                randomness.refill(served)
                 continue
             if order["op"] not in ("decrypt", "decrypt-loss"):
                 raise ProtocolError(f"unknown arbiter order {order['op']!r}", peer=guest, tag=tags.ARBITER_CONTROL)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from isthmus.crypto.cipherarray import CipherArray
 from isthmus.crypto.ckks import CkksMask, CkksPublicKey  # TenSEAL itself is imported only when CKKS is used
 
 Encrypted = Any  # a CipherArray, or a float array in plaintext mode
@@ -97,6 +98,13 @@ class Randomness:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+
+def sendable_as_is(value: Encrypted) -> Encrypted:
+    """``value`` sent without re-randomising: the exact residual [[sigmoid]] - y, from the arbiter's fresh
+    encryptions that no host ever sees (the arbiter, which made them, never sees the residual). Only
+    Paillier marks ciphertexts for re-randomising."""
+    return value.sendable_as_is() if isinstance(value, CipherArray) else value
 
 
 def weighted_sums(matrix: np.ndarray, vector: Encrypted, precision: int) -> Encrypted:

@@ -27,7 +27,7 @@ from isthmus.ml.optim import apply_penalty, make_optimizer
 from isthmus.algorithms.hetero_linear import batches, cipher, tags
 from isthmus.algorithms.hetero_linear.abort import aborting_peers
 from isthmus.algorithms.hetero_linear.options import LinearOptions
-from isthmus.algorithms.hetero_linear.disguise import Disguise, check_partial_scores
+from isthmus.algorithms.hetero_linear.disguise import Disguise, check_partial_scores, packed_size
 from isthmus.algorithms.hetero_linear.sigmoid import sigmoid_via_arbiter
 from isthmus.algorithms.hetero_linear.softmax import softmax_via_arbiter
 from isthmus.protocols.inspect import Inspect
@@ -161,8 +161,8 @@ class HeteroLinearGuest:
         partials, hosts_sum, residual, loss = self._encrypted_terms("batch", model, rows, target)
         for i, host in enumerate(self.hosts):
             channel.send(host, tags.RESIDUAL, {"residual": residual, "partners": self._partners(partials, i, loss)})
-        # the next batch's re-randomised residuals and this batch's masked gradient, drawn while the hosts work
-        self._randomness.refill(len(rows) * columns * len(self.hosts) + weights.size + 1)
+        # the next batch's fresh ciphertexts and this batch's masked gradient, drawn while the hosts work
+        self._randomness.refill(self._batch_factors(len(rows)) + weights.size + 1)
         # hosts' gradients are on their way; the arbiter checks the batch size it is told
         channel.send(self.arbiter, tags.ARBITER_CONTROL, {"op": "decrypt", "rows": len(rows)})
         encrypted_loss = self._encrypted_loss(loss, hosts_sum, partials)
@@ -172,6 +172,13 @@ class HeteroLinearGuest:
         grad = apply_penalty(weights, grad, penalty=cfg.penalty, alpha=cfg.alpha, penalized=penalized)
         self.coef_[:, self._model_columns(model)] = optimizer.step(weights, grad)
         return loss.constant + (loss.plain + decrypted[-1]) / len(rows)
+
+    def _batch_factors(self, rows: int) -> int:
+        """Random factors the guest spends on a batch's ciphertexts: a re-randomised residual per host, or,
+        for the exact residual (the arbiter's fresh encryption, sent as is), its part of the arbiter's request."""
+        if self.config.exact_sigmoid:
+            return packed_size(self.public_key, rows, self._columns, len(self.hosts) + 1)
+        return rows * self._columns * len(self.hosts)
 
     def _validation_loss(self, model: int, target: np.ndarray) -> float:
         """The loss of the held-out rows, formed under encryption as a batch's is, and only its sum decrypted.
@@ -251,13 +258,13 @@ class HeteroLinearGuest:
             plain_loss = 0.5 * plain_residual @ plain_residual
         elif cfg.softmax:
             probabilities, lse, reference = softmax_via_arbiter(channel, self.arbiter, pk, disguise, disguised)
-            residual = probabilities - target
+            residual = cipher.sendable_as_is(probabilities - target)  # the arbiter's fresh [[softmax]]: unseen by hosts
             # loss = sum lse(gaps) - (y - e_ref) . z, and z = z_guest + [[sum_h u_h]]
             linear_weights, quadratic, constant = reference.ravel() - target, 0.0, 0.0
             plain_loss = lse + linear_weights @ z_guest
         elif cfg.exact_sigmoid:
             sigmoid, softplus = sigmoid_via_arbiter(channel, self.arbiter, pk, disguise, disguised)
-            residual = sigmoid - target
+            residual = cipher.sendable_as_is(sigmoid - target)  # the arbiter's fresh [[sigmoid]]: unseen by hosts
             # loss = sum softplus(z) - y . z, and y . z = y . z_guest + y . [[sum_h u_h]]
             linear_weights, quadratic, constant = -target, 0.0, 0.0
             plain_loss = softplus - target @ z_guest
