@@ -13,7 +13,9 @@ from isthmus.options import Options
 
 class FtlOptions(Options):
     #: How each party maps its own columns before its network: ``rank_gauss`` (each column through its
-    #: quantiles onto a normal: robust to the heavy tails of money and count columns) or ``standardise``.
+    #: quantiles onto a normal: robust to the heavy tails of money and count columns) or ``standardise``
+    #: (for columns mostly at one value, such as pixels, whose rare other values rank-gauss sends to the
+    #: normal's +-5.2 clip: benchmarks/ftl.py digits).
     inputs: Literal["rank_gauss", "standardise"] = "rank_gauss"
     #: Width d of the common representation u = Net(x) both parties map their rows into.
     representation: Annotated[int, Field(ge=1, le=128)] = 8
