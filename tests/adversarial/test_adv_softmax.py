@@ -16,8 +16,8 @@ CLASSES = 4
 SOFTMAX = LinearOptions(task="multiclass", residual="sigmoid", encrypt=False, epochs=1, batch_size=0)
 
 
-def test_the_guest_refuses_partial_scores_with_too_few_columns():
-    """A host sends one score per row (as for a binary model) where the softmax model needs one per class."""
+def test_the_guest_refuses_a_disguised_part_with_too_few_columns():
+    """A host sends one score per row (as for a binary model) where the softmax model needs K - 1 gaps."""
     rng = np.random.default_rng(1)
     rows = 3 * SAFE_ROWS
     hub = LocalHub(["guest", "host", "arbiter"])
@@ -31,10 +31,9 @@ def test_the_guest_refuses_partial_scores_with_too_few_columns():
     start = host.recv("guest", tags.CONTROL)
     assert (start["models"], start["columns"]) == (1, CLASSES)
     batch = host.recv("guest", tags.CONTROL)
-    host.send("guest", tags.PARTIAL, {"u": np.zeros(rows), "u_sq": np.zeros(1),
-                                      "disguised": np.zeros(rows * (CLASSES - 1))})
+    host.send("guest", tags.PARTIAL, {"disguised": np.zeros(rows), "loss": np.zeros(1)})
     error = guest.refused()
-    assert error.peer == "host" and f"partial scores ({rows} rows x {CLASSES} columns)" in str(error)
+    assert error.peer == "host" and "disguised scores" in str(error)
 
 
 def scripted_guest_and_honest_host(columns: int = CLASSES, models: int = 1):
@@ -52,10 +51,10 @@ def scripted_guest_and_honest_host(columns: int = CLASSES, models: int = 1):
 def test_the_host_refuses_a_residual_with_too_few_columns():
     guest, host = scripted_guest_and_honest_host()
     rows = np.arange(SAFE_ROWS)
-    guest.send("host", tags.CONTROL, {"op": "batch", "rows": rows, "model": 0,
+    guest.send("host", tags.CONTROL, {"op": "batch", "rows": rows, "model": 0, "labels": np.zeros(SAFE_ROWS * CLASSES),
                                       "disguise": Disguise.draw(SAFE_ROWS, CLASSES).picked})
     partial = guest.recv("host", tags.PARTIAL)
-    assert partial["u"].shape == (SAFE_ROWS * CLASSES,)  # the host's scores: a row's classes side by side
+    assert partial["disguised"].shape == (SAFE_ROWS * (CLASSES - 1),)  # each row's K - 1 gaps
     guest.send("host", tags.RESIDUAL, {"residual": np.zeros(SAFE_ROWS), "partners": []})
     error = host.refused()
     assert error.peer == "guest" and f"residual ({SAFE_ROWS} rows x {CLASSES} columns)" in str(error)

@@ -388,31 +388,35 @@ def test_a_curious_host_cannot_link_the_residual_to_its_own_partials(monkeypatch
             assert (a * gmpy2.invert(b, nsquare) % nsquare) % nn != 1
 
 
-def test_the_exact_residual_reaches_the_host_as_the_arbiters_encryption_which_it_never_saw(monkeypatch):
+def test_the_exact_residual_reaches_the_host_as_the_arbiters_encryption_and_no_host_row_reaches_the_guest(
+        monkeypatch):
     """With ``residual: sigmoid`` the guest sends [[sigmoid(z)]] - y without re-randomising (a random factor
-    per row saved): each residual ciphertext is one the arbiter made, times a plaintext. The host never
-    saw those, and none is its own [[u]] times a plaintext, so dividing gives it nothing; the arbiter, which
-    could link them, never receives the residual."""
+    per row saved): each residual ciphertext is one the arbiter made, times a plaintext. No host saw those
+    (none is a ciphertext a host made), so dividing gives it nothing; the arbiter, which could link them,
+    never receives the residual. The other way, a host sends the guest no ciphertext per row: its packed
+    part of the arbiter's request (many rows per ciphertext) and one loss term."""
     import gmpy2
 
     rng = np.random.default_rng(6)
     n = 2 * SAFE_ROWS
     X_guest, X_host = rng.normal(size=(n, GUEST_FEATURES)), rng.normal(size=(n, HOST_FEATURES))
     y = (X_guest[:, 0] + X_host[:, 0] > 0).astype(float)
-    made: dict[str, list] = {"host": [], "arbiter": []}
-    residuals, key = [], []
+    arbiter_made, from_host, residuals, key = [], [], [], []
     encrypt, inspect_cipher = cipher.encrypt, Inspect.cipher
 
     def recording_encrypt(public_key, values):
         encrypted = encrypt(public_key, values)
         key[:] = [public_key]
-        made.get(threading.current_thread().name, []).extend(encrypted.ciphertexts())
+        if threading.current_thread().name == "arbiter":
+            arbiter_made.extend(encrypted.ciphertexts())
         return encrypted
 
     def recording_cipher(self, obj, public_key, **kwargs):
         value = inspect_cipher(self, obj, public_key, **kwargs)
         if self.tag == tags.RESIDUAL:
             residuals.extend(value.ciphertexts())
+        if self.tag == tags.PARTIAL:
+            from_host.extend(value.ciphertexts())
         return value
 
     monkeypatch.setattr(cipher, "encrypt", recording_encrypt)
@@ -424,9 +428,10 @@ def test_the_exact_residual_reaches_the_host_as_the_arbiters_encryption_which_it
     def linked(a, b) -> bool:  # a = b * (1 + n)^m: the same random factor
         return (a * gmpy2.invert(b, nsquare) % nsquare) % nn == 1
 
-    assert len(residuals) == n and len(made["arbiter"]) == n
-    assert all(any(linked(r, s) for s in made["arbiter"]) for r in residuals)
-    assert not any(linked(r, u) for r in residuals for u in made["host"])
+    assert len(residuals) == n and len(arbiter_made) == n
+    assert all(any(linked(r, s) for s in arbiter_made) for r in residuals)
+    assert not any(linked(r, h) for r in residuals for h in from_host)
+    assert len(from_host) <= n // 10  # two batches: a few packed ciphertexts and one loss term each
 
 
 def test_a_guest_holding_out_validation_rows_gets_no_host_partial_score_during_training():
@@ -480,8 +485,9 @@ def test_the_host_refuses_a_validation_loss_over_other_rows():
     hub, host = started_host(LinearOptions(encrypt=False))
     guest = hub.channel("guest")
     for rows in (np.arange(SAFE_ROWS), np.arange(1, SAFE_ROWS + 1)):
+        first = {"labels": np.zeros(SAFE_ROWS)} if rows[0] == 0 else {}
         guest.send("host", tags.CONTROL, {"op": "validate", "rows": rows, "model": 0,
-                                          "disguise": np.arange(SAFE_ROWS)})
+                                          "disguise": np.arange(SAFE_ROWS), **first})
         if rows[0] == 0:
             guest.recv("host", tags.PARTIAL)
             guest.send("host", tags.PARTNERS, [])
@@ -500,3 +506,27 @@ def test_the_host_packs_its_scores_only_in_an_order_of_the_batch(disguise):
     hub.channel("guest").send("host", tags.CONTROL, order if disguise is None else {**order, "disguise": disguise})
     error = host.refused()
     assert error.peer == "guest" and "disguise" in str(error)
+
+
+def test_the_host_takes_a_batchs_encrypted_labels_with_its_first_order_only():
+    """For the exact loss the guest sends a batch's [[y]] once, and the host returns one inner product of
+    them with its partial scores per epoch. A guest sending new labels every epoch (e.g. one row's
+    indicator) would choose a new projection of the host's scores each time: refused, as are none."""
+    hub, host = started_host(LinearOptions(encrypt=False))
+    guest = hub.channel("guest")
+    order = {"op": "batch", "rows": np.arange(SAFE_ROWS), "model": 0, "disguise": np.arange(SAFE_ROWS)}
+    guest.send("host", tags.CONTROL, {**order, "labels": np.zeros(SAFE_ROWS)})
+    assert set(guest.recv("host", tags.PARTIAL)) == {"disguised", "loss"}
+    guest.send("host", tags.RESIDUAL, {"residual": np.zeros(SAFE_ROWS), "partners": []})
+    hub.channel("arbiter").send("host", tags.UNMASKED_RAW, np.zeros(HOST_FEATURES))
+    guest.send("host", tags.CONTROL, {**order, "labels": np.eye(SAFE_ROWS)[0]})  # the batch again, new labels
+    error = host.refused()
+    assert error.peer == "guest" and "come with its first order, and only with it" in str(error)
+
+
+def test_the_host_refuses_a_new_batch_without_its_encrypted_labels():
+    hub, host = started_host(LinearOptions(encrypt=False))
+    hub.channel("guest").send("host", tags.CONTROL, {"op": "batch", "rows": np.arange(SAFE_ROWS), "model": 0,
+                                                     "disguise": np.arange(SAFE_ROWS)})
+    error = host.refused()
+    assert error.peer == "guest" and "encrypted labels" in str(error)

@@ -110,8 +110,9 @@ class Partition:
         self._batch_of = np.full(n_rows, -1, dtype=np.int64)  # which batch each row is in; -1: none yet
         self._sizes: list[int] = []
 
-    def check(self, rows: np.ndarray, check: Inspect) -> None:
-        """Accept ``rows`` (distinct) if they are a batch seen before or rows never batched; refuse a mix."""
+    def check(self, rows: np.ndarray, check: Inspect) -> int:
+        """Accept ``rows`` (distinct) if they are a batch seen before or rows never batched, and return which
+        batch they are; refuse a mix."""
         owners = self._batch_of[rows]
         if (owners == -1).all():
             self._batch_of[rows] = len(self._sizes)
@@ -119,6 +120,7 @@ class Partition:
         elif not (owners[0] >= 0 and (owners == owners[0]).all() and self._sizes[owners[0]] == len(rows)):
             check.fail(f"refusing a batch of {len(rows)} rows that mixes rows of earlier batches: gradients over "
                        "batches drawn afresh, stacked over the epochs, solve for the labels and partial scores")
+        return int(self._batch_of[rows[0]])
 
 
 def feature_counts(obj, check: Inspect) -> dict[str, int]:

@@ -3,7 +3,9 @@
 Per batch (white paper steps 2-4): hosts send encrypted partial predictions [[u_h]]; the guest forms
 the encrypted residual [[d]] = sum [[u_h]] + (its own plaintext part) and sends it to the hosts; every
 party computes its encrypted gradient X.T @ [[d]], masks it and has the arbiter decrypt it. The guest
-also has the encrypted loss decrypted, from which it decides convergence. Batches are never smaller
+also has the encrypted loss decrypted, from which it decides convergence. With the exact residual
+(``residual: sigmoid``, the default for logistic models) the arbiter forms [[d]] from the parties' packed,
+disguised scores, and the hosts send no per-row ciphertext (``_exact_terms``). Batches are never smaller
 than the floor of batches.py (a short tail joins the previous batch), and are drawn once: every epoch
 visits the same batches in a new order. A softmax model (multiclass with ``residual: sigmoid``,
 softmax.py) has K weight columns per party, and every value above is K per row (flat, row-major);
@@ -18,6 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 from scipy.special import expit, softmax
@@ -58,6 +61,7 @@ class HeteroLinearGuest:
         targets = self._targets(np.asarray(y, dtype=np.float64))
         self.public_key = cipher.receive_public_key(channel, arbiter, cfg)
         self._randomness = cipher.Randomness(self.public_key)
+        self._labelled: set[int] = set()  # first rows of the batches whose [[y]] the hosts have (exact residual)
         rng = np.random.default_rng(cfg.seed)
         order = rng.permutation(len(self._X))
         n_val = int(round(cfg.validation_fraction * len(order)))
@@ -73,6 +77,7 @@ class HeteroLinearGuest:
                             "party): hold out more, or stop without early_stopping_rounds")
         shuffled = rng.permutation(self.train_rows_)
         partition = [np.sort(shuffled[start:stop]) for start, stop in pairwise(edges)]
+        self._label_rounds = len(partition) + bool(cfg.early_stopping_rounds)  # row sets whose [[y]] hosts get
 
         self._columns = targets[0].shape[1]
         self.coef_ = np.zeros((self._X.shape[1], len(targets) * self._columns))
@@ -158,14 +163,14 @@ class HeteroLinearGuest:
     def _train_batch(self, model: int, rows: np.ndarray, target: np.ndarray, optimizer, penalized: np.ndarray) -> float:
         cfg, channel, columns = self.config, self.channel, self._columns
         x, weights = self._X[rows], self.coef_[:, self._model_columns(model)]
-        partials, hosts_sum, residual, loss = self._encrypted_terms("batch", model, rows, target)
+        partials, residual, loss = self._encrypted_terms("batch", model, rows, target)
         for i, host in enumerate(self.hosts):
             channel.send(host, tags.RESIDUAL, {"residual": residual, "partners": self._partners(partials, i, loss)})
         # the next batch's fresh ciphertexts and this batch's masked gradient, drawn while the hosts work
         self._randomness.refill(self._batch_factors(len(rows)) + weights.size + 1)
         # hosts' gradients are on their way; the arbiter checks the batch size it is told
         channel.send(self.arbiter, tags.ARBITER_CONTROL, {"op": "decrypt", "rows": len(rows)})
-        encrypted_loss = self._encrypted_loss(loss, hosts_sum, partials)
+        encrypted_loss = self._encrypted_loss(loss, partials)
         encrypted = cipher.concatenate([cipher.column_gradients(x, residual, columns, cfg.precision), encrypted_loss])
         decrypted = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted, weights.size + 1)
         grad = cipher.as_columns(decrypted[:-1], columns) * cipher.residual_scale(cfg, len(rows))
@@ -175,10 +180,12 @@ class HeteroLinearGuest:
 
     def _batch_factors(self, rows: int) -> int:
         """Random factors the guest spends on a batch's ciphertexts: a re-randomised residual per host, or,
-        for the exact residual (the arbiter's fresh encryption, sent as is), its part of the arbiter's request."""
-        if self.config.exact_sigmoid:
-            return packed_size(self.public_key, rows, self._columns, len(self.hosts) + 1)
-        return rows * self._columns * len(self.hosts)
+        for the exact residual (the arbiter's fresh encryption, sent as is), its part of the arbiter's request
+        and, while some batch has not had them yet, the batch's labels [[y]]."""
+        if not self.config.exact_sigmoid:
+            return rows * self._columns * len(self.hosts)
+        labels = rows * self._columns if len(self._labelled) < self._label_rounds else 0
+        return packed_size(self.public_key, rows, self._columns, len(self.hosts) + 1) + labels
 
     def _validation_loss(self, model: int, target: np.ndarray) -> float:
         """The loss of the held-out rows, formed under encryption as a batch's is, and only its sum decrypted.
@@ -186,55 +193,48 @@ class HeteroLinearGuest:
         of their columns per epoch: after as many epochs as a host has columns, all of them up to a linear
         map (benchmarks/label_leakage.py lr-validation: R^2 1.00)."""
         channel, rows = self.channel, self.validation_rows_
-        partials, hosts_sum, _, loss = self._encrypted_terms("validate", model, rows, target[rows])
+        partials, _, loss = self._encrypted_terms("validate", model, rows, target[rows])
         for i, host in enumerate(self.hosts):
             channel.send(host, tags.PARTNERS, self._partners(partials, i, loss))
         channel.send(self.arbiter, tags.ARBITER_CONTROL, {"op": "decrypt-loss", "rows": len(rows)})
-        encrypted_loss = self._encrypted_loss(loss, hosts_sum, partials)
+        encrypted_loss = self._encrypted_loss(loss, partials)
         decrypted = cipher.decrypt_via_arbiter(channel, self.arbiter, encrypted_loss, 1)
         return float(loss.constant + (loss.plain + decrypted[0]) / len(rows))
 
     def _encrypted_terms(self, op: str, model: int, rows: np.ndarray, target: np.ndarray) -> tuple:
-        """Order every host's [[u_h]] of ``rows`` (``op``: "batch" or "validate"), and form the rows' encrypted
-        residual and loss: (partials by host, [[sum_h u_h]], [[d]], :class:`_Loss`). For the exact residual
-        the order carries the batch's disguise, and the hosts also send their disguised parts for the arbiter."""
-        disguise = Disguise.draw(len(rows), self._columns) if self.config.exact_sigmoid else None
+        """Order the hosts' parts for ``rows`` (``op``: "batch" or "validate") and form the rows' encrypted
+        residual and loss: (partials by host, [[d]], :class:`_Loss`)."""
         order = {"op": op, "rows": rows, "model": model}
-        self.channel.broadcast(self.hosts, tags.CONTROL, order if disguise is None else
-                               {**order, "disguise": disguise.picked})
         z_guest = (self._X[rows] @ self.coef_[:, self._model_columns(model)]).ravel()  # row-major: a row's columns
-        partials, disguised = self._partials(len(rows), disguise)
+        if self.config.exact_sigmoid:
+            return {}, *self._exact_terms(order, z_guest, target.ravel())
+        self.channel.broadcast(self.hosts, tags.CONTROL, order)
+        partials = self._partials(len(rows))
         hosts_sum = _total([u for u, _ in partials.values()])
-        if disguise is not None:
-            check_partial_scores(z_guest, self.channel.party)
-            disguised = _total([disguise.pack(self.public_key, z_guest, len(self.hosts) + 1), *disguised])
-        residual, loss = self._loss_terms(z_guest, target.ravel(), hosts_sum, disguise, disguised)
-        return partials, hosts_sum, residual, loss
+        return partials, *self._quadratic_terms(z_guest, target.ravel(), hosts_sum)
 
-    def _partials(self, rows: int, disguise: Disguise | None) -> tuple[dict, list]:
-        """Every host's [[u_h]] (rows x columns, flat) and [[|u_h|^2]] for the rows just ordered, and (with a
-        ``disguise``) every host's packed part of the arbiter's request."""
-        partials, disguised = {}, []
-        fields = {"u", "u_sq"} if disguise is None else {"u", "u_sq", "disguised"}
+    def _partials(self, rows: int) -> dict:
+        """Every host's [[u_h]] (rows x columns, flat) and [[|u_h|^2]] for the rows just ordered."""
+        partials = {}
         for host in self.hosts:
             check = Inspect(host, tags.PARTIAL)
-            msg = check.mapping(self.channel.recv(host, tags.PARTIAL), fields)
+            msg = check.mapping(self.channel.recv(host, tags.PARTIAL), {"u", "u_sq"})
             partials[host] = (check.cipher(msg["u"], self.public_key, size=rows * self._columns,
                                            what=f"partial scores ({rows} rows x {self._columns} columns)"),
                               check.cipher(msg["u_sq"], self.public_key, size=1))
-            if disguise is not None:
-                size = disguise.packed_size(self.public_key, len(self.hosts) + 1)
-                disguised.append(check.cipher(msg["disguised"], self.public_key, size=size, what="disguised scores"))
-        return partials, disguised
+        return partials
 
     def _partners(self, partials: dict, index: int, loss: _Loss) -> list:
         """The later hosts' [[u]], whose inner products with its own a host returns for a quadratic loss."""
         return [partials[other][0] for other in self.hosts[index + 1:]] if loss.quadratic else []
 
-    def _encrypted_loss(self, loss: _Loss, hosts_sum, partials: dict):
-        """The loss's encrypted part, linear . [[sum u]] + quadratic [[|sum u|^2]] (the cross terms from the
-        hosts). Only this sum is decrypted, never its parts: they are inner products with host values."""
-        encrypted = cipher.weighted_sums(loss.linear[None, :], hosts_sum, cipher.LOSS_PRECISION)
+    def _encrypted_loss(self, loss: _Loss, partials: dict):
+        """The loss's encrypted part: the hosts' own (exact residual), or linear . [[sum u]] + quadratic
+        [[|sum u|^2]] (the cross terms from the hosts). Only this sum is decrypted, never its parts: they
+        are inner products with host values."""
+        if loss.hosts_sum is None:
+            return loss.hosts_linear
+        encrypted = cipher.weighted_sums(loss.linear[None, :], loss.hosts_sum, cipher.LOSS_PRECISION)
         if loss.quadratic:
             # sum over the rows of (sum_h u_h)^2 = sum_h |u_h|^2 + 2 sum_{h<k} u_h . u_k
             squares = _total([sq for _, sq in partials.values()])
@@ -245,35 +245,53 @@ class HeteroLinearGuest:
             encrypted = encrypted + squares * loss.quadratic
         return encrypted
 
-    def _loss_terms(self, z_guest: np.ndarray, target: np.ndarray, hosts_sum, disguise: Disguise | None,
-                    disguised) -> tuple:
-        """The encrypted residual [[d]] of rows whose scores are ``z_guest + [[sum_h u_h]]``, and their loss as
-        constant n + plain + linear . [[sum u]] + quadratic [[|sum u|^2]] (:class:`_Loss`). The exact residual
-        comes from the arbiter, which decrypts the ``disguised`` scores."""
-        cfg, channel, pk = self.config, self.channel, self.public_key
-        if cfg.task == "regression":
+    def _quadratic_terms(self, z_guest: np.ndarray, target: np.ndarray, hosts_sum) -> tuple:
+        """The encrypted residual [[d]] of rows whose scores are ``z_guest + [[sum_h u_h]]`` (regression, or the
+        Taylor residual), and their loss as constant n + plain + linear . [[sum u]] + quadratic [[|sum u|^2]]."""
+        if self.config.task == "regression":
             plain_residual = z_guest - target
             residual = hosts_sum + plain_residual
             linear_weights, quadratic, constant = plain_residual, 0.5, 0.0
             plain_loss = 0.5 * plain_residual @ plain_residual
-        elif cfg.softmax:
-            probabilities, lse, reference = softmax_via_arbiter(channel, self.arbiter, pk, disguise, disguised)
-            residual = cipher.sendable_as_is(probabilities - target)  # the arbiter's fresh [[softmax]]: unseen by hosts
-            # loss = sum lse(gaps) - (y - e_ref) . z, and z = z_guest + [[sum_h u_h]]
-            linear_weights, quadratic, constant = reference.ravel() - target, 0.0, 0.0
-            plain_loss = lse + linear_weights @ z_guest
-        elif cfg.exact_sigmoid:
-            sigmoid, softplus = sigmoid_via_arbiter(channel, self.arbiter, pk, disguise, disguised)
-            residual = cipher.sendable_as_is(sigmoid - target)  # the arbiter's fresh [[sigmoid]]: unseen by hosts
-            # loss = sum softplus(z) - y . z, and y . z = y . z_guest + y . [[sum_h u_h]]
-            linear_weights, quadratic, constant = -target, 0.0, 0.0
-            plain_loss = softplus - target @ z_guest
         else:
             signed = 2.0 * target - 1.0
             residual = hosts_sum + (z_guest + 2.0 - 4.0 * target)
             linear_weights, quadratic, constant = 0.25 * z_guest - 0.5 * signed, 0.125, np.log(2.0)
             plain_loss = -0.5 * signed @ z_guest + 0.125 * z_guest @ z_guest
-        return residual, _Loss(constant, plain_loss, linear_weights, quadratic)
+        return residual, _Loss(constant, plain_loss, linear_weights, quadratic, hosts_sum=hosts_sum)
+
+    def _exact_terms(self, order: dict, z_guest: np.ndarray, target: np.ndarray) -> tuple:
+        """The exact residual (sigmoid.py, softmax.py) and the loss. The order carries the batch's disguise and,
+        the first time, its labels [[y]] (rows x columns, flat); each host sends its packed part of the
+        disguised scores and its part of the loss's linear term, [[(e_ref - y) . u_h]] (disguise.py), so no
+        per-row ciphertext of a host reaches the guest. The loss is sum lse - (y - e_ref) . z over the rows
+        (for the sigmoid, e_ref = 0 and lse = softplus); the arbiter's reply gives the lse sum."""
+        rows, parties = len(order["rows"]), len(self.hosts) + 1
+        disguise = Disguise.draw(rows, self._columns)
+        order = {**order, "disguise": disguise.picked}
+        if int(order["rows"][0]) not in self._labelled:  # batches and held-out rows never share a row
+            self._labelled.add(int(order["rows"][0]))
+            order["labels"] = cipher.encrypt(self.public_key, target)
+        self.channel.broadcast(self.hosts, tags.CONTROL, order)
+        check_partial_scores(z_guest, self.channel.party)
+        parts, hosts_linear = [disguise.pack(self.public_key, z_guest, parties)], []
+        packed = disguise.packed_size(self.public_key, parties)
+        for host in self.hosts:
+            check = Inspect(host, tags.PARTIAL)
+            msg = check.mapping(self.channel.recv(host, tags.PARTIAL), {"disguised", "loss"})
+            parts.append(check.cipher(msg["disguised"], self.public_key, size=packed, what="disguised scores"))
+            hosts_linear.append(check.cipher(msg["loss"], self.public_key, size=1, what="loss term"))
+        request = _total(parts)
+        if self.config.softmax:
+            probabilities, lse, reference = softmax_via_arbiter(self.channel, self.arbiter, self.public_key, disguise,
+                                                                request)
+            linear = reference.ravel() - target
+        else:
+            probabilities, lse = sigmoid_via_arbiter(self.channel, self.arbiter, self.public_key, disguise, request)
+            linear = -target
+        # the arbiter's fresh ciphertexts, which no host has seen: sent on without re-randomising
+        residual = cipher.sendable_as_is(probabilities - target)
+        return residual, _Loss(0.0, lse + linear @ z_guest, linear, 0.0, hosts_linear=_total(hosts_linear))
 
     def _model_columns(self, model: int) -> slice:
         return slice(model * self._columns, (model + 1) * self._columns)
@@ -345,12 +363,15 @@ class HeteroLinearGuest:
 
 @dataclass(frozen=True)
 class _Loss:
-    """A batch's loss, n rows: constant n + plain + linear . [[sum_h u_h]] + quadratic [[|sum_h u_h|^2]]."""
+    """A batch's loss, n rows: constant n + plain + linear . [[sum_h u_h]] + quadratic [[|sum_h u_h|^2]]; for the
+    exact residual the hosts form their linear parts themselves (``hosts_linear``, summed; no ``hosts_sum``)."""
 
     constant: float
     plain: float
     linear: np.ndarray
     quadratic: float
+    hosts_sum: Any = None
+    hosts_linear: Any = None
 
 
 def _total(values: list):

@@ -1,9 +1,10 @@
 """A host of vertical linear models: holds features only, keeps its own coefficients.
 
-The host follows the guest's orders: for a training batch it sends encrypted partial predictions,
-receives the encrypted residual, computes its encrypted gradient, has it decrypted masked by the
-arbiter and updates its weights; for the guest's validation loss it sends the same encrypted partial
-predictions of the held-out rows, always the same rows. It sends plaintext only for prediction (its
+The host follows the guest's orders: for a training batch it sends encrypted partial predictions
+(for the exact residual, only its packed part of the arbiter's request and its part of the loss,
+disguise.py), receives the encrypted residual, computes its encrypted gradient, has it decrypted
+masked by the arbiter and updates its weights; for the guest's validation loss it sends the same
+for the held-out rows, always the same rows. It sends plaintext only for prediction (its
 partial scores), which is what joint prediction means, and only once training is over: its scores of
 the same rows after every epoch would give the guest one linear projection of its columns per epoch.
 It tells the guest its feature count at the start and refuses any
@@ -14,6 +15,8 @@ over the epochs give the same.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,13 +71,13 @@ class HeteroLinearHost:
     def _batch(self, order: dict, check: Inspect) -> None:
         rows = check.indices(order.get("rows"), len(self._trainer.X))
         batches.check_batch(rows, self._trainer.min_rows, check)
-        self._trainer.partition.check(rows, check)
-        self._trainer.train_batch(rows, self._model(order, check), self._disguise(order, rows, check))
+        batch = self._trainer.partition.check(rows, check)
+        self._trainer.train_batch(rows, self._model(order, check), self._exact(order, rows, batch, check))
 
     def _validate(self, order: dict, check: Inspect) -> None:
         rows = check.indices(order.get("rows"), len(self._trainer.X))
         batches.check_batch(rows, self._trainer.min_rows, check)
-        self._trainer.validate(rows, self._model(order, check), self._disguise(order, rows, check), check)
+        self._trainer.validate(rows, self._model(order, check), self._exact(order, rows, "validation", check), check)
 
     def _keep_best(self, order: dict, check: Inspect) -> None:
         self._trainer.keep_best(self._model(order, check))
@@ -87,11 +90,13 @@ class HeteroLinearHost:
     def _model(self, order: dict, check: Inspect) -> int:
         return check.integer(order.get("model"), 0, len(self._trainer.optimizers) - 1, "model index")
 
-    def _disguise(self, order: dict, rows: np.ndarray, check: Inspect) -> Disguise | None:
-        """The batch's secret order for the arbiter, which the exact residual needs and nothing else may carry."""
+    def _exact(self, order: dict, rows: np.ndarray, batch: int | str, check: Inspect) -> Exact | None:
+        """What the exact residual needs of an order (and nothing else may carry): the batch's secret order for
+        the arbiter, and its labels [[y]], sent with the batch's first order and only then."""
         if not self.config.exact_sigmoid:
             return None
-        return Disguise.received(order.get("disguise"), len(rows), self._trainer.columns, check)
+        disguise = Disguise.received(order.get("disguise"), len(rows), self._trainer.columns, check)
+        return Exact(disguise, self._trainer.labels_of(batch, order.get("labels"), disguise, check))
 
     def _coef_for_scoring(self) -> np.ndarray:
         return self.coef_ if self.coef_ is not None else self._trainer.coef
@@ -100,6 +105,20 @@ class HeteroLinearHost:
 def partial_scores(coef: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Task entry point: this host's partial scores of a block of rows, ``(rows, models)``."""
     return X @ coef
+
+
+@dataclass(frozen=True)
+class Exact:
+    """A batch's inputs for the exact residual: the guest's disguise and the batch's labels [[y]]."""
+
+    disguise: Disguise
+    labels: object
+
+    def loss_term(self, partial: np.ndarray):
+        """[[(e_ref - y) . u]], this host's part of the loss's linear term (e_ref: each row's reference class
+        under the disguise, softmax only): an inner product with the guest's [[y]], never per-row values."""
+        term = cipher.weighted_sums(-partial[None, :], self.labels, cipher.VALUE_PRECISION // 2)
+        return term + self.disguise.references().ravel() @ partial if self.disguise.classes > 1 else term
 
 
 class _HostTrainer:
@@ -113,6 +132,7 @@ class _HostTrainer:
         self.min_rows, self.columns, self.optimizers, self.parties = 0, 1, [], []  # set by start()
         self.partition = batches.Partition(len(X))
         self.validation_rows: np.ndarray | None = None
+        self.labels: dict[int | str, object] = {}  # batch (or "validation") -> its [[y]], exact residual only
         self.randomness = cipher.Randomness(public_key)
 
     def start(self, n_models: int, columns: int, features: dict[str, int]) -> None:
@@ -132,15 +152,14 @@ class _HostTrainer:
             for _ in range(n_models)
         ]
 
-    def train_batch(self, rows: np.ndarray, model: int, disguise: Disguise | None) -> None:
+    def train_batch(self, rows: np.ndarray, model: int, exact: Exact | None) -> None:
         channel, guest, columns = self.channel, self.guest, self.columns
         x = self.X[rows]
         weights = self.coef[:, self._columns(model)]
-        partial = self._send_partial(x @ weights, disguise)
-        # the next batch's partials (and their part of the arbiter's request) and this batch's masked
-        # gradient, drawn while the guest works
-        packed = 0 if disguise is None else disguise.packed_size(self.public_key, len(self.parties))
-        self.randomness.refill(len(partial) + 1 + packed + weights.size)
+        partial = self._send_partial(x @ weights, exact)
+        # the next batch's ciphertexts and this batch's masked gradient, drawn while the guest works
+        sent = len(partial) + 1 if exact is None else exact.disguise.packed_size(self.public_key, len(self.parties)) + 1
+        self.randomness.refill(sent + weights.size)
         check = Inspect(guest, tags.RESIDUAL)
         msg = check.mapping(channel.recv(guest, tags.RESIDUAL), {"residual", "partners"})
         residual = check.cipher(msg["residual"], self.public_key, size=len(partial),
@@ -154,31 +173,44 @@ class _HostTrainer:
                              penalty=self.config.penalty, alpha=self.config.alpha)
         self.coef[:, self._columns(model)] = self.optimizers[model].step(weights, grad)
 
-    def validate(self, rows: np.ndarray, model: int, disguise: Disguise | None, check: Inspect) -> None:
-        """[[u]] of the held-out rows, for the guest's validation loss; the same rows every time, or a guest
-        would difference the losses of overlapping sets for single rows' partial scores."""
+    def validate(self, rows: np.ndarray, model: int, exact: Exact | None, check: Inspect) -> None:
+        """This host's part of the held-out rows' loss, for the guest's validation loss; the same rows every
+        time, or a guest would difference the losses of overlapping sets for single rows' partial scores."""
         if self.validation_rows is None:
             self.validation_rows = rows
         elif not np.array_equal(rows, self.validation_rows):
             check.fail("a validation loss over other rows than the first one's")
-        partial = self._send_partial(self.X[rows] @ self.coef[:, self._columns(model)], disguise)
+        partial = self._send_partial(self.X[rows] @ self.coef[:, self._columns(model)], exact)
         check_partners = Inspect(self.guest, tags.PARTNERS)
         later_hosts = check_partners.sequence(self.channel.recv(self.guest, tags.PARTNERS), what="partners")
         if later_hosts:
             self._send_cross_term(partial, later_hosts, check_partners)
 
-    def _send_partial(self, scores: np.ndarray, disguise: Disguise | None) -> np.ndarray:
-        """Send [[u]] (row-major: a row's columns side by side), [[|u|^2]] and, for the exact residual, u's
-        part of the arbiter's request in the guest's disguise; returns u."""
+    def _send_partial(self, scores: np.ndarray, exact: Exact | None) -> np.ndarray:
+        """Send [[u]] (row-major: a row's columns side by side) and [[|u|^2]]; or, for the exact residual, u's
+        packed part of the arbiter's request in the guest's disguise and its part of the loss; returns u."""
         partial = scores.ravel()
-        if disguise is not None:
-            check_partial_scores(partial, self.channel.party)
-        message = {"u": cipher.encrypt(self.public_key, partial),
-                   "u_sq": cipher.encrypt(self.public_key, np.array([partial @ partial]))}
-        if disguise is not None:
-            message["disguised"] = disguise.pack(self.public_key, partial, len(self.parties))
-        self.channel.send(self.guest, tags.PARTIAL, message)
+        if exact is None:
+            self.channel.send(self.guest, tags.PARTIAL, {
+                "u": cipher.encrypt(self.public_key, partial),
+                "u_sq": cipher.encrypt(self.public_key, np.array([partial @ partial]))})
+            return partial
+        check_partial_scores(partial, self.channel.party)
+        self.channel.send(self.guest, tags.PARTIAL, {
+            "disguised": exact.disguise.pack(self.public_key, partial, len(self.parties)),
+            "loss": exact.loss_term(partial)})
         return partial
+
+    def labels_of(self, batch: int | str, received, disguise: Disguise, check: Inspect):
+        """The [[y]] of ``batch``: refused unless they come with its first order, and only then (a guest
+        sending new labels each epoch would choose a new projection of this host's partial scores each time)."""
+        known = self.labels.get(batch)
+        if (known is None) == (received is None):
+            check.fail("a batch's encrypted labels come with its first order, and only with it")
+        if known is None:
+            known = self.labels[batch] = check.cipher(received, self.public_key, size=len(disguise.picked),
+                                                      what="encrypted labels")
+        return known
 
     def _columns(self, model: int) -> slice:
         return slice(model * self.columns, (model + 1) * self.columns)
