@@ -19,13 +19,15 @@ the extra ``isthmus[lattice]``); its key column shows the Paillier size it stand
 targets are <= 20 s (narrow) and <= 40 s (wide) per epoch. ``*-plain`` is the identical job with ``encrypt: false`` (benchmark-only): the encryption overhead
 ratio is encrypted / plain. Mini-batches of 20,000 rows by default (``--batch-size``): per batch the
 bucket multi-exponentiation behind ``X.T @ [[d]]`` costs ~2.3 modular products per term at 20,000
-rows, ~2.8 at 5,000, ~2.1 with the whole 100,000 in one batch. The other third of the work is fresh
-encryption randomness (~22 products per ciphertext, 2 x 20,000 per batch: the host's partials and the
-guest's re-randomised residual); each party draws its next batch's share in the background while the
-other computes, so neither waits for it. A 4096-bit modular product costs ~4.2 us here in gmpy2 (3.97
-us in python-flint's fmpz_mod, 4.23 in gmpy2 in the same run: no faster library to switch to), so the
-narrow case's floor is 100,000 rows x 32 outputs x 2.2 + 200,000 x 22 = 11.4 M products = 48 CPU-s
-per epoch, 24 s on two cores with no overhead at all: with both cores busy the epoch is CPU-bound.
+rows, ~2.8 at 5,000, ~2.1 with the whole 100,000 in one batch. The rest is fresh encryption randomness
+(~22 products per ciphertext): with the Taylor residual 2 x 20,000 per batch (the host's partials and
+the guest's re-randomised residual), with the exact one 20,000 (the arbiter's [[sigmoid]]; the parties'
+packed parts of its request and the hosts' loss terms need ~1/50 of that, disguise.py); each party
+draws its next batch's share in the background while the others compute, so none waits for it. A
+4096-bit modular product costs ~4.2 us here in gmpy2 (3.97 us in python-flint's fmpz_mod, 4.23 in
+gmpy2 in the same run: no faster library to switch to), so the narrow case's floor is 100,000 rows x
+32 outputs x 2.2 + 200,000 x 22 = 11.4 M products = 48 CPU-s per epoch with the Taylor residual (9.2 M,
+39 CPU-s, with the exact one), 24 s on two cores with no overhead at all: the epoch is CPU-bound.
 
 Every party is its own ``isthmus run`` process over mutual TLS, started by ``isthmus.jobs.launcher``;
 the epoch times come from the guest's ``events.jsonl``. The first epoch also pays for key generation
