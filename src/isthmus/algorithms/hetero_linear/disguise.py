@@ -10,7 +10,7 @@ must not know it, is never told.
 Why every party packs its own part rather than the guest packing the summed ciphertexts: packing values
 already encrypted shifts each one by a slot (~50 modular squarings at 4096 bits per value), which took as
 long as the rest of a 2048-bit epoch, all of it on the guest's critical path; a party packing its own
-plaintexts encrypts one ciphertext per ~37 values.
+plaintexts encrypts one ciphertext per ~50 values (2048-bit keys).
 """
 
 from __future__ import annotations
