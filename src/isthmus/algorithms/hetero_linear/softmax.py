@@ -1,8 +1,8 @@
 """The exact multinomial residual (``residual: sigmoid`` with 3+ classes): the arbiter applies the softmax
 to disguised rows of scores.
 
-One multinomial model has K weight columns per party, so a batch's scores Z (rows x K) exist at the guest
-only encrypted: [[Z]] = sum_h [[U_h]] + Z_guest. A row's softmax depends only on the differences between
+One multinomial model has K weight columns per party, so a batch's scores Z (rows x K) are the sum of
+every party's parts, Z_guest + sum_h U_h, and no party sees it whole. A row's softmax depends only on the differences between
 its K scores, and the guest sends the arbiter no more than those: for every row a fresh secret order of
 the classes, and the K - 1 gaps z_c - z_r between the others and the first of them (the reference class
 r); the rows shuffled with a fresh secret permutation; every party packs its own part (disguise.py). The
@@ -14,8 +14,8 @@ class scores, classes unnamed. The softmax it computes is a function of exactly 
 so no arbiter that computes the softmax can see less; it sees no ids, labels, class names or absolute
 scores. For K = 2 that would be |z|, less than the sigmoid mode's z. docs/security.md has the rest.
 
-Loss: sum_i lse(z_i) - y_i . z_i = sum_i lse(gaps_i) - (y_i - e_r(i)) . z_i; the last term is a
-plaintext-weighted sum of [[Z]], added to the guest's encrypted batch loss.
+Loss: sum_i lse(z_i) - y_i . z_i = sum_i lse(gaps_i) - (y_i - e_r(i)) . z_i; the last term is the guest's
+part in clear plus each host's [[(e_r - y) . U_h]], formed from the batch's [[y]] (guest.py, host.py).
 """
 
 from __future__ import annotations
