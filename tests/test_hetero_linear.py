@@ -264,7 +264,7 @@ def test_the_sigmoid_shuffle_comes_from_the_os_secret_randomness(breast, monkeyp
     ({"residual": "taylor"}, 2),  # a quadratic loss: the hosts' cross terms too
     ({"residual": "taylor", "encrypt": True, "key_bits": 1024}, 2),
     ({}, 1),  # the exact sigmoid's softplus, through the arbiter
-    ({"encrypt": True, "key_bits": 1024}, 1),
+    ({"encrypt": True, "key_bits": 1024}, 2),  # each host's own [[(e_ref - y) . u_h]], summed
     ({"task": "regression"}, 2),
     ({"task": "multiclass"}, 1),  # one softmax model
 ])
