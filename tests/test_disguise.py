@@ -51,8 +51,7 @@ def test_the_arbiter_decodes_the_sum_of_every_partys_packed_part(keypair, classe
     packed = [disguise.pack(public_key, part, parties) for part in parts]
     assert len(packed[0]) == disguise.packed_size(public_key, parties)
     total = packed[0] + packed[1] + packed[2]
-    bound = PART_BOUND if classes == 1 else 2 * PART_BOUND
-    decoded = unpack_at_arbiter(Inspect("guest", "t"), total, public_key, private_key, disguise.size, bound, parties)
+    decoded = unpack_at_arbiter(Inspect("guest", "t"), total, public_key, private_key, rows, classes, parties)
     np.testing.assert_allclose(decoded, disguise.apply(sum(parts)), atol=1e-8)
 
 
@@ -65,4 +64,4 @@ def test_a_sum_of_more_parts_than_the_arbiter_knows_of_is_refused(keypair):
     for _ in range(3):
         total = total + disguise.pack(public_key, part, 3)
     with pytest.raises(ProtocolError, match="do not decode"):
-        unpack_at_arbiter(Inspect("guest", "t"), total, public_key, private_key, 40, PART_BOUND, 3)
+        unpack_at_arbiter(Inspect("guest", "t"), total, public_key, private_key, 40, 1, 3)

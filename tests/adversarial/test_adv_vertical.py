@@ -295,7 +295,7 @@ def test_scores_beyond_every_partys_bound_are_refused_naming_the_guest():
     encoding crash)."""
     hub, arbiter, public_key = start_arbiter(LinearOptions(key_bits=1024, residual="sigmoid"))
     guest = hub.channel("guest")
-    packer = disguise.score_packer(public_key, disguise.part_bound(1), parties=2)
+    packer = disguise.score_packer(public_key, classes=1, parties=2)
     every_slot_full = (1 << (packer.capacity * packer.slot_bits)) - 1
     ciphertexts = public_key.encrypt_integers([every_slot_full] * -(-SAFE_ROWS // packer.capacity))
     payload = CipherArray.from_ciphertexts(public_key, ciphertexts, (len(ciphertexts),), 0, fresh=True)

@@ -28,7 +28,7 @@ from isthmus.protocols.inspect import Inspect
 #: Largest |partial score| a party may contribute; beyond it packing could carry into a neighbour slot.
 PART_BOUND = 2.0**16
 #: Fractional bits of the disguised scores: sigmoid(z) moves by at most 2.4e-7 for z off by 2**-20 ~ 1e-6,
-#: and narrower slots mean fewer ciphertexts for the arbiter to decrypt (52 scores each at 2048 bits, not 40).
+#: and narrower slots mean fewer ciphertexts for the arbiter to decrypt (52 scores each at 2048 bits with three parties, not 40).
 REQUEST_PRECISION = 20
 
 
@@ -57,11 +57,6 @@ class Disguise:
         if not (np.array_equal(np.sort(picked), np.arange(size)) and (source_rows == source_rows[:, :1]).all()):
             check.fail("the disguise must order the batch's rows and each row's classes, every value once")
         return cls(picked, classes)
-
-    @property
-    def size(self) -> int:
-        """How many values the arbiter decrypts: a score per row, or a gap per row and non-reference class."""
-        return request_size(len(self.picked) // self.classes, self.classes)
 
     def packed_size(self, public_key, parties: int) -> int:
         """How many ciphertexts hold one party's :meth:`pack` (values, in plaintext mode)."""
@@ -93,7 +88,7 @@ class Disguise:
         disguised = self.apply(np.asarray(values, dtype=np.float64))
         if public_key is None:
             return disguised
-        packer = score_packer(public_key, part_bound(self.classes), parties)
+        packer = score_packer(public_key, self.classes, parties)
         return packer.encrypt(disguised[:, None], groups=packer.capacity)
 
 
@@ -107,7 +102,7 @@ def packed_size(public_key, rows: int, classes: int, parties: int) -> int:
     size = request_size(rows, classes)
     if public_key is None:
         return size
-    return -(-size // score_packer(public_key, part_bound(classes), parties).capacity)
+    return -(-size // score_packer(public_key, classes, parties).capacity)
 
 
 def part_bound(classes: int) -> float:
@@ -115,22 +110,24 @@ def part_bound(classes: int) -> float:
     return PART_BOUND if classes == 1 else 2 * PART_BOUND
 
 
-def score_packer(public_key, part_bound: float, parties: int):
-    """Slots for the sum of ``parties`` values each below ``part_bound``."""
+def score_packer(public_key, classes: int, parties: int):
+    """Slots for the sum of ``parties`` values each below :func:`part_bound`."""
     from isthmus.crypto.packing import Packer
 
-    integer_bits = math.ceil(math.log2(part_bound)) + 1
+    integer_bits = math.ceil(math.log2(part_bound(classes))) + 1
     return Packer(public_key, precision=REQUEST_PRECISION, value_bits=REQUEST_PRECISION + integer_bits,
                   max_addends=parties)
 
 
-def unpack_at_arbiter(check: Inspect, payload, public_key, private_key, size: int, part_bound: float,
+def unpack_at_arbiter(check: Inspect, payload, public_key, private_key, rows: int, classes: int,
                       parties: int) -> np.ndarray:
-    """The ``size`` values of the summed parts of every party, refused unless it holds exactly that many."""
+    """The values of the summed parts of every party for a batch of ``rows`` (:func:`request_size`), refused
+    unless the payload holds exactly that many."""
+    size = request_size(rows, classes)
     if public_key is None:
         return check.array(payload, (size,))
-    packer = score_packer(public_key, part_bound, parties)
-    packed = check.cipher(payload, public_key, size=-(-size // packer.capacity))
+    packer = score_packer(public_key, classes, parties)
+    packed = check.cipher(payload, public_key, size=packed_size(public_key, rows, classes, parties))
     try:
         return packer.decrypt(private_key, packed, slots=1, groups=packer.capacity, count=size,
                               addends=parties).ravel()

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.special import expit
 
 from isthmus.algorithms.hetero_linear import cipher, tags
-from isthmus.algorithms.hetero_linear.disguise import Disguise, encrypted_reply, part_bound, unpack_at_arbiter
+from isthmus.algorithms.hetero_linear.disguise import Disguise, encrypted_reply, unpack_at_arbiter
 from isthmus.protocols.inspect import Inspect
 
 
@@ -39,8 +39,7 @@ def serve_sigmoid(channel, guest: str, public_key, private_key, parties: int, mi
     size = check.integer(request["size"], 1, max_size, "sigmoid request size")
     if size < min_size:
         check.fail(f"refusing the sigmoid of a batch of {size} scores: at least {min_size} are needed")
-    scores = unpack_at_arbiter(check, request["scores"], public_key, private_key, size,
-                               part_bound(1), parties)
+    scores = unpack_at_arbiter(check, request["scores"], public_key, private_key, size, 1, parties)
     sigmoid = cipher.encrypt(public_key, expit(scores))
     softplus = float(np.logaddexp(0.0, scores).sum())
     channel.send(guest, tags.SIGMOID_REPLY, {"sigmoid": sigmoid, "softplus": softplus})

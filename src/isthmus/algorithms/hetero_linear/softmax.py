@@ -24,7 +24,7 @@ import numpy as np
 from scipy.special import logsumexp, softmax
 
 from isthmus.algorithms.hetero_linear import cipher, tags
-from isthmus.algorithms.hetero_linear.disguise import Disguise, encrypted_reply, part_bound, unpack_at_arbiter
+from isthmus.algorithms.hetero_linear.disguise import Disguise, encrypted_reply, unpack_at_arbiter
 from isthmus.protocols.inspect import Inspect
 
 
@@ -50,8 +50,7 @@ def serve_softmax(channel, guest: str, public_key, private_key, parties: int, cl
     rows = check.integer(request["rows"], 1, max_size // classes, "softmax request rows")
     if rows < min_rows:
         check.fail(f"refusing the softmax of a batch of {rows} rows: at least {min_rows} are needed")
-    gaps = unpack_at_arbiter(check, request["gaps"], public_key, private_key, rows * (classes - 1),
-                             part_bound(classes), parties)
+    gaps = unpack_at_arbiter(check, request["gaps"], public_key, private_key, rows, classes, parties)
     disguised = np.hstack([np.zeros((rows, 1)), gaps.reshape(rows, classes - 1)])
     probabilities = cipher.encrypt(public_key, softmax(disguised, axis=1).ravel())
     lse = float(logsumexp(disguised, axis=1).sum())

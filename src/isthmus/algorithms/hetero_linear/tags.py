@@ -7,7 +7,8 @@ MASKED = "hetero-linear/masked"
 UNMASKED_RAW = "hetero-linear/unmasked-raw"
 FEATURES = "hetero-linear/features"  # host -> guest: its feature count, which sets the smallest batch
 CONTROL = "hetero-linear/control"  # guest -> hosts: what to do next
-PARTIAL = "hetero-linear/partial"  # host -> guest: encrypted partial predictions of a batch
+#: host -> guest: encrypted partial predictions of a batch (exact residual: its packed, disguised part and loss term)
+PARTIAL = "hetero-linear/partial"
 RESIDUAL = "hetero-linear/residual"  # guest -> hosts: encrypted residual of a batch
 CROSS_REPLY = "hetero-linear/cross-reply"  # host -> guest: encrypted inner product for the loss
 PARTNERS = "hetero-linear/partners"  # guest -> hosts: later hosts' [[u]] for the validation loss's cross terms
